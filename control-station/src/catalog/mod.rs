@@ -1,0 +1,99 @@
+//! The control station's Postgres catalog.
+//!
+//! Everything the station must remember across restarts lives here: the
+//! registry (primary nodes and their volumes, movers, FE/BE pairs, drives),
+//! tapes, logical objects and their ABSs with their maps (one row per extent,
+//! never per block), segment placements, and channels with every state
+//! transition (who, when, why).
+//!
+//! Queries are checked at compile time by sqlx's macros against the schema in
+//! `control-station/migrations/`; the offline cache in `control-station/.sqlx`
+//! lets the crate build with no database (`SQLX_OFFLINE=true`). After changing
+//! a query or a migration run `deploy/sqlx-prepare.sh` to refresh the cache.
+//!
+//! Multi-row changes happen in one transaction: a failed or illegal operation
+//! leaves the catalog as it was.
+
+mod abs;
+mod channels;
+mod error;
+mod registry;
+mod segments;
+mod tapes;
+
+use std::time::Duration;
+
+use sqlx::postgres::{PgPool, PgPoolOptions};
+
+pub use abs::{AbsRow, AbsSummaryRow, ABS_COMPLETE, ABS_DIFFERENTIAL, ABS_FAILED, ABS_FULL, ABS_RUNNING};
+pub use channels::{ChannelRow, TransitionRow, STATION_ACTOR};
+pub use error::{CatalogError, Result};
+pub use registry::{
+    DriveRow, MoverRow, PairRow, MOVER_DRAINING, MOVER_OFFLINE, MOVER_ONLINE, ROLE_BACK_END, ROLE_BOTH, ROLE_FRONT_END,
+};
+pub use segments::{NewSegment, SegmentRow};
+pub use tapes::{TapeRow, TAPE_FILLING, TAPE_FULL, TAPE_SCRATCH};
+
+/// The catalog's migrations, embedded at compile time.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// A handle on the catalog. Cheap to clone (the pool is shared).
+#[derive(Debug, Clone)]
+pub struct Catalog {
+    pool: PgPool,
+}
+
+impl Catalog {
+    /// Connect to `url`, then apply any pending migrations (concurrent
+    /// stations serialize on Postgres advisory locks).
+    pub async fn connect(url: &str) -> Result<Catalog> {
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect(url)
+            .await?;
+        MIGRATOR.run(&pool).await?;
+        Ok(Catalog { pool })
+    }
+
+    /// Use an existing pool as is (no migrations run).
+    pub fn from_pool(pool: PgPool) -> Catalog {
+        Catalog { pool }
+    }
+
+    /// Apply pending migrations.
+    pub async fn migrate(&self) -> Result<()> {
+        MIGRATOR.run(&self.pool).await?;
+        Ok(())
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+}
+
+/// A u64 the catalog stores as BIGINT.
+pub(crate) fn to_i64(value: u64, what: &str) -> Result<i64> {
+    i64::try_from(value).map_err(|_| CatalogError::invalid(format!("{what} {value} exceeds the catalog's range")))
+}
+
+/// A BIGINT the catalog reads back as u64.
+pub(crate) fn to_u64(value: i64, what: &str) -> Result<u64> {
+    u64::try_from(value).map_err(|_| CatalogError::corrupt(format!("{what} {value} is negative")))
+}
+
+/// A BIGINT the catalog reads back as u32.
+pub(crate) fn to_u32(value: i64, what: &str) -> Result<u32> {
+    u32::try_from(value).map_err(|_| CatalogError::corrupt(format!("{what} {value} is out of the u32 range")))
+}
+
+/// Check a string against a fixed set of allowed values.
+pub(crate) fn check_one_of(value: &str, allowed: &[&str], what: &str) -> Result<()> {
+    if allowed.contains(&value) {
+        Ok(())
+    } else {
+        Err(CatalogError::invalid(format!(
+            "{what} {value:?} is not one of {allowed:?}"
+        )))
+    }
+}

@@ -1,0 +1,245 @@
+//! Segment placements: which tape file holds which segment of which ABS.
+//!
+//! Recording is idempotent because a back-end may report a placement twice
+//! (a retry after a lost acknowledgement): the same row again is accepted, a
+//! different row at the same (ABS, seq) or (tape, tape file) is a conflict.
+//! The front-end deletes a sealed segment only after this commit.
+
+use chrono::{DateTime, Utc};
+
+use super::{to_u32, Catalog, CatalogError, Result, ABS_COMPLETE};
+
+/// A placement reported by a back-end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NewSegment {
+    pub abs_id: i64,
+    /// Segment sequence number within the ABS.
+    pub seq: u32,
+    pub tape_id: i64,
+    /// Tape file number on that tape.
+    pub tape_file: u32,
+    /// Bytes of the tape file (headers, tracks, trailer).
+    pub bytes: i64,
+    /// Track data bytes in the segment.
+    pub data_bytes: i64,
+    pub track_count: i64,
+    /// CRC32C of the segment as written (the trailer's checksum).
+    pub crc32c: u32,
+}
+
+/// A recorded segment with its tape.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SegmentRow {
+    pub id: i64,
+    pub abs_id: i64,
+    pub seq: u32,
+    pub tape_id: i64,
+    pub tape_label: String,
+    pub tape_path: String,
+    pub tape_file: u32,
+    pub bytes: i64,
+    pub data_bytes: i64,
+    pub track_count: i64,
+    pub crc32c: u32,
+    pub written_at: DateTime<Utc>,
+}
+
+impl SegmentRow {
+    fn same_as(&self, s: &NewSegment) -> bool {
+        self.abs_id == s.abs_id
+            && self.seq == s.seq
+            && self.tape_id == s.tape_id
+            && self.tape_file == s.tape_file
+            && self.bytes == s.bytes
+            && self.data_bytes == s.data_bytes
+            && self.track_count == s.track_count
+            && self.crc32c == s.crc32c
+    }
+}
+
+struct RawSegment {
+    id: i64,
+    abs_id: i64,
+    seq: i64,
+    tape_id: i64,
+    tape_label: String,
+    tape_path: String,
+    tape_file: i64,
+    bytes: i64,
+    data_bytes: i64,
+    track_count: i64,
+    crc32c: i64,
+    written_at: DateTime<Utc>,
+}
+
+impl TryFrom<RawSegment> for SegmentRow {
+    type Error = CatalogError;
+
+    fn try_from(r: RawSegment) -> Result<SegmentRow> {
+        Ok(SegmentRow {
+            id: r.id,
+            abs_id: r.abs_id,
+            seq: to_u32(r.seq, "segment seq")?,
+            tape_id: r.tape_id,
+            tape_label: r.tape_label,
+            tape_path: r.tape_path,
+            tape_file: to_u32(r.tape_file, "tape file")?,
+            bytes: r.bytes,
+            data_bytes: r.data_bytes,
+            track_count: r.track_count,
+            crc32c: to_u32(r.crc32c, "crc32c")?,
+            written_at: r.written_at,
+        })
+    }
+}
+
+fn describe(s: &SegmentRow) -> String {
+    format!(
+        "ABS {} seq {} on tape {} file {} ({} bytes, {} data bytes, {} tracks, crc32c {:08x})",
+        s.abs_id, s.seq, s.tape_label, s.tape_file, s.bytes, s.data_bytes, s.track_count, s.crc32c
+    )
+}
+
+impl Catalog {
+    /// Record a segment's placement. Returns `true` if it was new, `false` if
+    /// exactly this placement was already recorded. A different placement
+    /// for the same (ABS, seq) or the same (tape, tape file), a new segment
+    /// of a complete ABS, or a tape file holding ABS metadata is a
+    /// [`CatalogError::Conflict`]. A new segment also moves a scratch tape to
+    /// `filling` and raises its file count.
+    pub async fn record_segment(&self, seg: &NewSegment) -> Result<bool> {
+        if seg.bytes < 0 || seg.data_bytes < 0 || seg.track_count < 0 {
+            return Err(CatalogError::invalid(format!("negative segment figures: {seg:?}")));
+        }
+        let seq = i64::from(seg.seq);
+        let tape_file = i64::from(seg.tape_file);
+        let crc = i64::from(seg.crc32c);
+        let mut tx = self.pool.begin().await?;
+        // Shares the lock complete_abs takes: completion waits for
+        // in-flight recordings and sees them.
+        let abs_state = sqlx::query_scalar!("SELECT state FROM abs WHERE id = $1 FOR SHARE", seg.abs_id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or_else(|| CatalogError::not_found("ABS", seg.abs_id))?;
+        sqlx::query_scalar!("SELECT id FROM tapes WHERE id = $1", seg.tape_id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or_else(|| CatalogError::not_found("tape", seg.tape_id))?;
+        let inserted = if abs_state == ABS_COMPLETE {
+            None
+        } else {
+            let metadata_there = sqlx::query_scalar!(
+                "SELECT id FROM abs WHERE metadata_tape_id = $1 AND metadata_file = $2",
+                seg.tape_id,
+                tape_file
+            )
+            .fetch_optional(&mut *tx)
+            .await?;
+            if let Some(other) = metadata_there {
+                return Err(CatalogError::conflict(format!(
+                    "tape {} file {} holds the metadata of ABS {other}, not a segment",
+                    seg.tape_id, seg.tape_file
+                )));
+            }
+            sqlx::query_scalar!(
+                "INSERT INTO segments (abs_id, seq, tape_id, tape_file, bytes, data_bytes, track_count, crc32c)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                 ON CONFLICT DO NOTHING
+                 RETURNING id",
+                seg.abs_id,
+                seq,
+                seg.tape_id,
+                tape_file,
+                seg.bytes,
+                seg.data_bytes,
+                seg.track_count,
+                crc
+            )
+            .fetch_optional(&mut *tx)
+            .await?
+        };
+        if inserted.is_some() {
+            sqlx::query!(
+                "UPDATE tapes
+                 SET state = CASE WHEN state = 'scratch' THEN 'filling' ELSE state END,
+                     files_written = GREATEST(files_written, $2)
+                 WHERE id = $1",
+                seg.tape_id,
+                i32::try_from(tape_file + 1).unwrap_or(i32::MAX)
+            )
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            return Ok(true);
+        }
+        // Something is already there: the same placement (a retry) or a clash.
+        let existing = sqlx::query_as!(
+            RawSegment,
+            "SELECT s.id, s.abs_id, s.seq, s.tape_id, t.label AS tape_label, t.path AS tape_path, s.tape_file,
+                    s.bytes, s.data_bytes, s.track_count, s.crc32c, s.written_at
+             FROM segments s JOIN tapes t ON t.id = s.tape_id
+             WHERE (s.abs_id = $1 AND s.seq = $2) OR (s.tape_id = $3 AND s.tape_file = $4)
+             ORDER BY s.id",
+            seg.abs_id,
+            seq,
+            seg.tape_id,
+            tape_file
+        )
+        .fetch_all(&mut *tx)
+        .await?
+        .into_iter()
+        .map(SegmentRow::try_from)
+        .collect::<Result<Vec<_>>>()?;
+        match existing.as_slice() {
+            [one] if one.same_as(seg) => Ok(false),
+            [] => Err(CatalogError::conflict(format!(
+                "ABS {} is complete; segment seq {} was not part of it",
+                seg.abs_id, seg.seq
+            ))),
+            [first, ..] => Err(CatalogError::conflict(format!(
+                "segment ABS {} seq {} on tape {} file {} clashes with the recorded {}",
+                seg.abs_id,
+                seg.seq,
+                seg.tape_id,
+                seg.tape_file,
+                describe(existing.iter().find(|s| !s.same_as(seg)).unwrap_or(first))
+            ))),
+        }
+    }
+
+    /// The segments of an ABS in restore order: by tape, then tape file.
+    pub async fn segments_of(&self, abs_id: i64) -> Result<Vec<SegmentRow>> {
+        sqlx::query_as!(
+            RawSegment,
+            "SELECT s.id, s.abs_id, s.seq, s.tape_id, t.label AS tape_label, t.path AS tape_path, s.tape_file,
+                    s.bytes, s.data_bytes, s.track_count, s.crc32c, s.written_at
+             FROM segments s JOIN tapes t ON t.id = s.tape_id
+             WHERE s.abs_id = $1
+             ORDER BY s.tape_id, s.tape_file",
+            abs_id
+        )
+        .fetch_all(&self.pool)
+        .await?
+        .into_iter()
+        .map(SegmentRow::try_from)
+        .collect()
+    }
+
+    /// Every segment (of one ABS if given), by ABS then seq.
+    pub async fn list_segments(&self, abs_id: Option<i64>) -> Result<Vec<SegmentRow>> {
+        sqlx::query_as!(
+            RawSegment,
+            "SELECT s.id, s.abs_id, s.seq, s.tape_id, t.label AS tape_label, t.path AS tape_path, s.tape_file,
+                    s.bytes, s.data_bytes, s.track_count, s.crc32c, s.written_at
+             FROM segments s JOIN tapes t ON t.id = s.tape_id
+             WHERE $1::int8 IS NULL OR s.abs_id = $1
+             ORDER BY s.abs_id, s.seq",
+            abs_id
+        )
+        .fetch_all(&self.pool)
+        .await?
+        .into_iter()
+        .map(SegmentRow::try_from)
+        .collect()
+    }
+}

@@ -1,0 +1,322 @@
+//! Tapes: labels, pools, states, which drive holds which tape.
+//!
+//! A tape is `scratch` (empty), `filling` (holds data, has room) or `full`.
+//! Independently it is *in use* while a channel holds it: reserved by
+//! [`Catalog::tape_for_writing`] or mounted in a drive. A tape in use is never
+//! handed out again until it is dismounted or released.
+
+use chrono::{DateTime, Utc};
+
+use super::{check_one_of, Catalog, CatalogError, Result};
+
+pub const TAPE_SCRATCH: &str = "scratch";
+pub const TAPE_FILLING: &str = "filling";
+pub const TAPE_FULL: &str = "full";
+const TAPE_STATES: &[&str] = &[TAPE_SCRATCH, TAPE_FILLING, TAPE_FULL];
+
+/// Longest tape label: the ANSI VOL1 volume serial has six characters.
+pub const MAX_LABEL_LEN: usize = 6;
+
+/// A tape as the catalog knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TapeRow {
+    pub id: i64,
+    pub label: String,
+    pub pool: String,
+    /// `scratch`, `filling` or `full`.
+    pub state: String,
+    /// Where the tape image lives (image mode) or the library slot name.
+    pub path: String,
+    pub bytes_written: i64,
+    pub files_written: i32,
+    pub media_set: Option<i64>,
+    pub media_set_seq: Option<i32>,
+    /// Reserved by a channel or mounted.
+    pub in_use: bool,
+    /// The name of the drive the tape is mounted in.
+    pub mounted_in: Option<String>,
+    pub created: DateTime<Utc>,
+}
+
+fn valid_label_char(c: char, first: bool) -> bool {
+    c.is_ascii_uppercase() || c.is_ascii_digit() || (!first && (c == '_' || c == '-'))
+}
+
+fn check_label(label: &str) -> Result<()> {
+    let ok = !label.is_empty()
+        && label.len() <= MAX_LABEL_LEN
+        && label.chars().enumerate().all(|(i, c)| valid_label_char(c, i == 0));
+    if ok {
+        Ok(())
+    } else {
+        Err(CatalogError::invalid(format!(
+            "tape label {label:?}: 1 to {MAX_LABEL_LEN} characters A-Z 0-9 _ - (not starting with _ or -)"
+        )))
+    }
+}
+
+impl Catalog {
+    /// A fresh tape label: `prefix` followed by a zero-padded number from a
+    /// database sequence, six characters in all (e.g. `DM0001`). Numbers
+    /// whose label already exists (created by hand) are skipped. The label is
+    /// not stored until [`Catalog::create_tape`].
+    pub async fn allocate_tape_label(&self, prefix: &str) -> Result<String> {
+        if prefix.len() >= MAX_LABEL_LEN {
+            return Err(CatalogError::invalid(format!(
+                "tape label prefix {prefix:?} leaves no room for a number (at most {} characters)",
+                MAX_LABEL_LEN - 1
+            )));
+        }
+        if !prefix.is_empty() {
+            check_label(prefix)?;
+        }
+        let width = MAX_LABEL_LEN - prefix.len();
+        let limit = 10i64.pow(width as u32);
+        for _ in 0..10_000 {
+            let n = sqlx::query_scalar!(r#"SELECT nextval('tape_label_seq') AS "n!""#)
+                .fetch_one(&self.pool)
+                .await?;
+            if n >= limit {
+                return Err(CatalogError::conflict(format!(
+                    "tape labels with prefix {prefix:?} are exhausted (sequence at {n})"
+                )));
+            }
+            let label = format!("{prefix}{n:0width$}");
+            let taken = sqlx::query_scalar!(r#"SELECT EXISTS (SELECT 1 FROM tapes WHERE label = $1) AS "e!""#, label)
+                .fetch_one(&self.pool)
+                .await?;
+            if !taken {
+                return Ok(label);
+            }
+        }
+        Err(CatalogError::conflict(format!(
+            "no free tape label with prefix {prefix:?}"
+        )))
+    }
+
+    /// Add a new, empty (`scratch`) tape to a pool.
+    pub async fn create_tape(&self, label: &str, pool: &str, path: &str) -> Result<TapeRow> {
+        check_label(label)?;
+        if pool.is_empty() {
+            return Err(CatalogError::invalid("tape pool name is empty"));
+        }
+        let id = sqlx::query_scalar!(
+            "INSERT INTO tapes (label, pool, path) VALUES ($1, $2, $3)
+             ON CONFLICT (label) DO NOTHING
+             RETURNING id",
+            label,
+            pool,
+            path
+        )
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or_else(|| CatalogError::conflict(format!("tape label {label} already exists")))?;
+        self.tape(id).await?.ok_or_else(|| CatalogError::not_found("tape", id))
+    }
+
+    /// Hand a tape of `pool` to one writer: a `filling` tape not in use if
+    /// there is one, else a `scratch` one, oldest first. The tape is marked
+    /// in use in the same transaction (rows locked `FOR UPDATE SKIP LOCKED`),
+    /// so concurrent callers never get the same tape. `None` when the pool has
+    /// no free tape.
+    pub async fn tape_for_writing(&self, pool: &str) -> Result<Option<TapeRow>> {
+        let mut tx = self.pool.begin().await?;
+        let id = sqlx::query_scalar!(
+            "SELECT id FROM tapes
+             WHERE pool = $1 AND NOT in_use AND state IN ('filling', 'scratch')
+             ORDER BY (state = 'filling') DESC, created, id
+             LIMIT 1
+             FOR UPDATE SKIP LOCKED",
+            pool
+        )
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(id) = id else {
+            return Ok(None);
+        };
+        sqlx::query!("UPDATE tapes SET in_use = true WHERE id = $1", id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        self.tape(id).await
+    }
+
+    /// Give back a tape reserved by [`Catalog::tape_for_writing`] that was
+    /// never mounted. A mounted tape must be dismounted instead.
+    pub async fn release_tape(&self, tape_id: i64) -> Result<()> {
+        let row = sqlx::query!(
+            "UPDATE tapes SET in_use = false WHERE id = $1 AND mounted_in IS NULL RETURNING id",
+            tape_id
+        )
+        .fetch_optional(&self.pool)
+        .await?;
+        if row.is_none() {
+            let tape = self
+                .tape(tape_id)
+                .await?
+                .ok_or_else(|| CatalogError::not_found("tape", tape_id))?;
+            return Err(CatalogError::conflict(format!(
+                "tape {} is mounted in drive {}: dismount it",
+                tape.label,
+                tape.mounted_in.unwrap_or_default()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Record that `tape_id` is mounted in `drive_id` (and so in use).
+    /// Mounting the same tape in the same drive again is a no-op; a tape in
+    /// another drive, or a drive holding another tape, is a conflict.
+    pub async fn mount_tape(&self, drive_id: i64, tape_id: i64) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        let drive = sqlx::query!("SELECT name FROM drives WHERE id = $1 FOR UPDATE", drive_id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or_else(|| CatalogError::not_found("drive", drive_id))?;
+        let tape = sqlx::query!(
+            r#"SELECT t.label, t.mounted_in, d.name AS "drive_name?"
+               FROM tapes t LEFT JOIN drives d ON d.id = t.mounted_in
+               WHERE t.id = $1 FOR UPDATE OF t"#,
+            tape_id
+        )
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or_else(|| CatalogError::not_found("tape", tape_id))?;
+        match tape.mounted_in {
+            Some(d) if d == drive_id => return Ok(()),
+            Some(_) => {
+                return Err(CatalogError::conflict(format!(
+                    "tape {} is already mounted in drive {}",
+                    tape.label,
+                    tape.drive_name.unwrap_or_default()
+                )))
+            }
+            None => {}
+        }
+        if let Some(other) = sqlx::query_scalar!("SELECT label FROM tapes WHERE mounted_in = $1", drive_id)
+            .fetch_optional(&mut *tx)
+            .await?
+        {
+            return Err(CatalogError::conflict(format!(
+                "drive {} already holds tape {other}; cannot mount {}",
+                drive.name, tape.label
+            )));
+        }
+        sqlx::query!(
+            "UPDATE tapes SET mounted_in = $2, in_use = true WHERE id = $1",
+            tape_id,
+            drive_id
+        )
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Record that `tape_id` left `drive_id`, with its state and counters as
+    /// the back-end reports them. The tape is free again.
+    pub async fn dismount_tape(
+        &self,
+        drive_id: i64,
+        tape_id: i64,
+        state: &str,
+        bytes_written: i64,
+        files_written: i32,
+    ) -> Result<()> {
+        check_one_of(state, TAPE_STATES, "tape state")?;
+        if bytes_written < 0 || files_written < 0 {
+            return Err(CatalogError::invalid(format!(
+                "negative tape counters: {bytes_written} bytes, {files_written} files"
+            )));
+        }
+        let row = sqlx::query!(
+            "UPDATE tapes
+             SET mounted_in = NULL, in_use = false, state = $3, bytes_written = $4, files_written = $5
+             WHERE id = $1 AND mounted_in = $2
+             RETURNING id",
+            tape_id,
+            drive_id,
+            state,
+            bytes_written,
+            files_written
+        )
+        .fetch_optional(&self.pool)
+        .await?;
+        if row.is_none() {
+            let tape = self
+                .tape(tape_id)
+                .await?
+                .ok_or_else(|| CatalogError::not_found("tape", tape_id))?;
+            return Err(CatalogError::conflict(format!(
+                "tape {} is not mounted in drive {drive_id} (mounted in: {})",
+                tape.label,
+                tape.mounted_in.as_deref().unwrap_or("none")
+            )));
+        }
+        Ok(())
+    }
+
+    /// Record that a tape belongs to media set `media_set` as its
+    /// `media_set_seq`-th volume.
+    pub async fn set_tape_media_set(&self, tape_id: i64, media_set: i64, media_set_seq: i32) -> Result<()> {
+        let done = sqlx::query!(
+            "UPDATE tapes SET media_set = $2, media_set_seq = $3 WHERE id = $1",
+            tape_id,
+            media_set,
+            media_set_seq
+        )
+        .execute(&self.pool)
+        .await
+        .map_err(|e| {
+            let e = CatalogError::from(e);
+            if e.is_unique_violation() {
+                CatalogError::conflict(format!("media set {media_set} already has a volume {media_set_seq}"))
+            } else {
+                e
+            }
+        })?;
+        if done.rows_affected() == 0 {
+            return Err(CatalogError::not_found("tape", tape_id));
+        }
+        Ok(())
+    }
+
+    pub async fn tape_by_label(&self, label: &str) -> Result<Option<TapeRow>> {
+        Ok(sqlx::query_as!(
+            TapeRow,
+            r#"SELECT t.id, t.label, t.pool, t.state, t.path, t.bytes_written, t.files_written,
+                      t.media_set, t.media_set_seq, t.in_use, d.name AS "mounted_in?", t.created
+               FROM tapes t LEFT JOIN drives d ON d.id = t.mounted_in
+               WHERE t.label = $1"#,
+            label
+        )
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    pub async fn tape(&self, id: i64) -> Result<Option<TapeRow>> {
+        Ok(sqlx::query_as!(
+            TapeRow,
+            r#"SELECT t.id, t.label, t.pool, t.state, t.path, t.bytes_written, t.files_written,
+                      t.media_set, t.media_set_seq, t.in_use, d.name AS "mounted_in?", t.created
+               FROM tapes t LEFT JOIN drives d ON d.id = t.mounted_in
+               WHERE t.id = $1"#,
+            id
+        )
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    /// Every tape, by label.
+    pub async fn list_tapes(&self) -> Result<Vec<TapeRow>> {
+        Ok(sqlx::query_as!(
+            TapeRow,
+            r#"SELECT t.id, t.label, t.pool, t.state, t.path, t.bytes_written, t.files_written,
+                      t.media_set, t.media_set_seq, t.in_use, d.name AS "mounted_in?", t.created
+               FROM tapes t LEFT JOIN drives d ON d.id = t.mounted_in
+               ORDER BY t.label"#
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+}

@@ -1,0 +1,453 @@
+//! Channel state machines (seed FIG. 28 backup, FIG. 29 restore).
+//!
+//! A channel is one backup or restore stream through a front-end/back-end
+//! mover pair and a drive. Its life is a small state machine with an explicit
+//! transition table per [`ChannelKind`]:
+//!
+//! ```text
+//! backup:  Requested → Opened → BeginningOfTape → Writing
+//!          Writing → EndOfTape → BeginningOfTape      (next tape of the media set)
+//!          Writing → Closed
+//! restore: Requested → Opened → BeginningOfTape → Reading
+//!          Reading → EndOfTape → BeginningOfTape      (next tape)
+//!          Reading → Closed
+//! both:    every non-terminal state → Error; Closed and Error are terminal
+//! ```
+//!
+//! Like NDMP v4's MOVER service, every transition carries a *reason* (why the
+//! channel paused at end of tape, why it halted, ...), and the control station
+//! persists each one (who, when, why) so an operator can replay the history.
+//!
+//! This module is pure: no database, no I/O. The catalog checks every
+//! persisted transition against [`transition`].
+
+use std::fmt;
+use std::str::FromStr;
+
+use thiserror::Error;
+
+/// Whether a channel writes a backup to tape or reads one back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ChannelKind {
+    Backup,
+    Restore,
+}
+
+impl ChannelKind {
+    pub const ALL: [ChannelKind; 2] = [ChannelKind::Backup, ChannelKind::Restore];
+
+    /// The string stored in the database (`channels.kind`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChannelKind::Backup => "backup",
+            ChannelKind::Restore => "restore",
+        }
+    }
+
+    /// The data-moving state of this kind: `Writing` for a backup, `Reading`
+    /// for a restore.
+    pub fn streaming_state(self) -> ChannelState {
+        match self {
+            ChannelKind::Backup => ChannelState::Writing,
+            ChannelKind::Restore => ChannelState::Reading,
+        }
+    }
+}
+
+impl fmt::Display for ChannelKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A string that names no channel kind or state.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("unknown channel {what} {value:?}")]
+pub struct ParseChannelError {
+    pub what: &'static str,
+    pub value: String,
+}
+
+impl FromStr for ChannelKind {
+    type Err = ParseChannelError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "backup" => Ok(ChannelKind::Backup),
+            "restore" => Ok(ChannelKind::Restore),
+            _ => Err(ParseChannelError {
+                what: "kind",
+                value: s.to_owned(),
+            }),
+        }
+    }
+}
+
+/// The state of a channel (seed FIG. 28/29).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ChannelState {
+    /// Asked for; no movers or drive assigned yet.
+    Requested,
+    /// FE/BE pair and drive assigned, the virtual circuit is open.
+    Opened,
+    /// A tape is mounted and its labels are being read or written.
+    BeginningOfTape,
+    /// Backup: segments are being written to the tape.
+    Writing,
+    /// Restore: segments are being read from the tape.
+    Reading,
+    /// The tape is full (backup) or done (restore); the channel pauses until
+    /// the next tape of the media set is at its beginning.
+    EndOfTape,
+    /// Finished normally (terminal).
+    Closed,
+    /// Stopped by an error (terminal); the reason says why.
+    Error,
+}
+
+impl ChannelState {
+    pub const ALL: [ChannelState; 8] = [
+        ChannelState::Requested,
+        ChannelState::Opened,
+        ChannelState::BeginningOfTape,
+        ChannelState::Writing,
+        ChannelState::Reading,
+        ChannelState::EndOfTape,
+        ChannelState::Closed,
+        ChannelState::Error,
+    ];
+
+    /// The snake_case string stored in the database (`channels.state`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChannelState::Requested => "requested",
+            ChannelState::Opened => "opened",
+            ChannelState::BeginningOfTape => "beginning_of_tape",
+            ChannelState::Writing => "writing",
+            ChannelState::Reading => "reading",
+            ChannelState::EndOfTape => "end_of_tape",
+            ChannelState::Closed => "closed",
+            ChannelState::Error => "error",
+        }
+    }
+
+    /// `Closed` and `Error` are terminal: no transition leaves them.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, ChannelState::Closed | ChannelState::Error)
+    }
+
+    /// Whether the machine of `kind` has this state at all: a backup never
+    /// is `Reading`, a restore never is `Writing`.
+    pub fn belongs_to(self, kind: ChannelKind) -> bool {
+        match self {
+            ChannelState::Writing => kind == ChannelKind::Backup,
+            ChannelState::Reading => kind == ChannelKind::Restore,
+            _ => true,
+        }
+    }
+}
+
+impl fmt::Display for ChannelState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for ChannelState {
+    type Err = ParseChannelError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        ChannelState::ALL
+            .into_iter()
+            .find(|state| state.as_str() == s)
+            .ok_or_else(|| ParseChannelError {
+                what: "state",
+                value: s.to_owned(),
+            })
+    }
+}
+
+use ChannelState as S;
+
+/// Backup transitions other than `→ Error` (seed FIG. 28).
+const BACKUP_TABLE: &[(ChannelState, ChannelState)] = &[
+    (S::Requested, S::Opened),
+    (S::Opened, S::BeginningOfTape),
+    (S::BeginningOfTape, S::Writing),
+    (S::Writing, S::EndOfTape),
+    (S::EndOfTape, S::BeginningOfTape),
+    (S::Writing, S::Closed),
+];
+
+/// Restore transitions other than `→ Error` (seed FIG. 29).
+const RESTORE_TABLE: &[(ChannelState, ChannelState)] = &[
+    (S::Requested, S::Opened),
+    (S::Opened, S::BeginningOfTape),
+    (S::BeginningOfTape, S::Reading),
+    (S::Reading, S::EndOfTape),
+    (S::EndOfTape, S::BeginningOfTape),
+    (S::Reading, S::Closed),
+];
+
+/// The explicit transition table of `kind`, without the `→ Error` edges that
+/// every non-terminal state has (see [`is_legal`]).
+pub fn transition_table(kind: ChannelKind) -> &'static [(ChannelState, ChannelState)] {
+    match kind {
+        ChannelKind::Backup => BACKUP_TABLE,
+        ChannelKind::Restore => RESTORE_TABLE,
+    }
+}
+
+/// Whether a channel of `kind` may move from `from` to `to`: the edges of
+/// [`transition_table`], plus `→ Error` from every non-terminal state of the
+/// kind's machine.
+pub fn is_legal(kind: ChannelKind, from: ChannelState, to: ChannelState) -> bool {
+    if from.is_terminal() || !from.belongs_to(kind) {
+        return false;
+    }
+    if to == ChannelState::Error {
+        return true;
+    }
+    transition_table(kind).contains(&(from, to))
+}
+
+/// A transition the state machine of the channel's kind does not have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+#[error("illegal {kind} channel transition {from} → {to}")]
+pub struct IllegalTransition {
+    pub kind: ChannelKind,
+    pub from: ChannelState,
+    pub to: ChannelState,
+}
+
+/// Check one transition against the table of `kind`.
+pub fn transition(kind: ChannelKind, from: ChannelState, to: ChannelState) -> Result<(), IllegalTransition> {
+    if is_legal(kind, from, to) {
+        Ok(())
+    } else {
+        Err(IllegalTransition { kind, from, to })
+    }
+}
+
+/// One applied transition: what changed and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transition {
+    pub from: ChannelState,
+    pub to: ChannelState,
+    pub reason: String,
+}
+
+/// A channel's state in memory: its kind, current state and the reason it
+/// is in it. Every change goes through [`Channel::apply`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Channel {
+    kind: ChannelKind,
+    state: ChannelState,
+    reason: String,
+}
+
+impl Channel {
+    /// A new channel in `Requested`.
+    pub fn new(kind: ChannelKind, reason: impl Into<String>) -> Channel {
+        Channel {
+            kind,
+            state: ChannelState::Requested,
+            reason: reason.into(),
+        }
+    }
+
+    /// A channel restored from storage (state not checked: it was checked
+    /// when it was persisted).
+    pub fn from_parts(kind: ChannelKind, state: ChannelState, reason: impl Into<String>) -> Channel {
+        Channel {
+            kind,
+            state,
+            reason: reason.into(),
+        }
+    }
+
+    pub fn kind(&self) -> ChannelKind {
+        self.kind
+    }
+
+    pub fn state(&self) -> ChannelState {
+        self.state
+    }
+
+    /// Why the channel is in its current state (the reason of the last
+    /// transition).
+    pub fn reason(&self) -> &str {
+        &self.reason
+    }
+
+    pub fn is_terminal(&self) -> bool {
+        self.state.is_terminal()
+    }
+
+    /// Move to `to` for `reason`. An illegal transition leaves the channel
+    /// unchanged.
+    pub fn apply(&mut self, to: ChannelState, reason: impl Into<String>) -> Result<Transition, IllegalTransition> {
+        transition(self.kind, self.state, to)?;
+        let reason = reason.into();
+        let applied = Transition {
+            from: self.state,
+            to,
+            reason: reason.clone(),
+        };
+        self.state = to;
+        self.reason = reason;
+        Ok(applied)
+    }
+
+    /// Move to `Error` for `reason` unless already terminal. Returns the
+    /// transition if one happened.
+    pub fn fail(&mut self, reason: impl Into<String>) -> Option<Transition> {
+        if self.is_terminal() {
+            None
+        } else {
+            self.apply(ChannelState::Error, reason).ok()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The legal transitions written out by hand, independent of the tables
+    /// above: (kind, from, to).
+    fn expected_legal() -> Vec<(ChannelKind, ChannelState, ChannelState)> {
+        use ChannelKind::*;
+        let mut legal = vec![
+            (Backup, S::Requested, S::Opened),
+            (Backup, S::Opened, S::BeginningOfTape),
+            (Backup, S::BeginningOfTape, S::Writing),
+            (Backup, S::Writing, S::EndOfTape),
+            (Backup, S::EndOfTape, S::BeginningOfTape),
+            (Backup, S::Writing, S::Closed),
+            (Restore, S::Requested, S::Opened),
+            (Restore, S::Opened, S::BeginningOfTape),
+            (Restore, S::BeginningOfTape, S::Reading),
+            (Restore, S::Reading, S::EndOfTape),
+            (Restore, S::EndOfTape, S::BeginningOfTape),
+            (Restore, S::Reading, S::Closed),
+        ];
+        for kind in [Backup, Restore] {
+            for from in [S::Requested, S::Opened, S::BeginningOfTape, S::EndOfTape] {
+                legal.push((kind, from, S::Error));
+            }
+        }
+        legal.push((Backup, S::Writing, S::Error));
+        legal.push((Restore, S::Reading, S::Error));
+        legal
+    }
+
+    #[test]
+    fn every_triple_matches_the_table() {
+        let legal = expected_legal();
+        let mut checked = 0;
+        let mut legal_count = 0;
+        for kind in ChannelKind::ALL {
+            for from in ChannelState::ALL {
+                for to in ChannelState::ALL {
+                    let expect = legal.contains(&(kind, from, to));
+                    let got = transition(kind, from, to);
+                    assert_eq!(got.is_ok(), expect, "{kind} {from} → {to}");
+                    assert_eq!(is_legal(kind, from, to), expect, "{kind} {from} → {to}");
+                    if let Err(e) = got {
+                        assert_eq!(e, IllegalTransition { kind, from, to });
+                    } else {
+                        legal_count += 1;
+                    }
+                    checked += 1;
+                }
+            }
+        }
+        assert_eq!(checked, 2 * 8 * 8);
+        assert_eq!(legal_count, legal.len());
+    }
+
+    #[test]
+    fn terminal_states_have_no_exit() {
+        for kind in ChannelKind::ALL {
+            for from in [S::Closed, S::Error] {
+                for to in ChannelState::ALL {
+                    assert!(transition(kind, from, to).is_err(), "{kind} {from} → {to}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn no_self_loops_and_error_from_every_live_state() {
+        for kind in ChannelKind::ALL {
+            for s in ChannelState::ALL {
+                assert!(!is_legal(kind, s, s), "{kind} {s} → {s}");
+                assert_eq!(is_legal(kind, s, S::Error), !s.is_terminal() && s.belongs_to(kind));
+            }
+        }
+    }
+
+    #[test]
+    fn backup_never_reads_and_restore_never_writes() {
+        for s in ChannelState::ALL {
+            assert!(!is_legal(ChannelKind::Backup, s, S::Reading));
+            assert!(!is_legal(ChannelKind::Backup, S::Reading, s));
+            assert!(!is_legal(ChannelKind::Restore, s, S::Writing));
+            assert!(!is_legal(ChannelKind::Restore, S::Writing, s));
+        }
+    }
+
+    #[test]
+    fn strings_round_trip() {
+        for s in ChannelState::ALL {
+            assert_eq!(s.as_str().parse::<ChannelState>().unwrap(), s);
+            assert_eq!(s.to_string(), s.as_str());
+        }
+        for k in ChannelKind::ALL {
+            assert_eq!(k.as_str().parse::<ChannelKind>().unwrap(), k);
+        }
+        assert_eq!(ChannelState::BeginningOfTape.as_str(), "beginning_of_tape");
+        assert_eq!(ChannelState::EndOfTape.as_str(), "end_of_tape");
+        assert!("Writing".parse::<ChannelState>().is_err());
+        assert!("".parse::<ChannelKind>().is_err());
+    }
+
+    #[test]
+    fn backup_over_two_tapes() {
+        let mut ch = Channel::new(ChannelKind::Backup, "requested by smapp");
+        for (to, why) in [
+            (S::Opened, "pair fe1/be1, drive d1"),
+            (S::BeginningOfTape, "tape DM0001 mounted"),
+            (S::Writing, "labels written"),
+            (S::EndOfTape, "end of medium"),
+            (S::BeginningOfTape, "tape DM0002 mounted"),
+            (S::Writing, "labels written"),
+            (S::Closed, "ABS complete"),
+        ] {
+            let t = ch.apply(to, why).unwrap();
+            assert_eq!(t.to, to);
+            assert_eq!(ch.reason(), why);
+        }
+        assert!(ch.is_terminal());
+        assert!(ch.fail("late").is_none());
+        let before = ch.clone();
+        assert!(ch.apply(S::Writing, "again").is_err());
+        assert_eq!(ch, before);
+    }
+
+    #[test]
+    fn illegal_apply_leaves_channel_unchanged() {
+        let mut ch = Channel::new(ChannelKind::Restore, "restore requested");
+        let before = ch.clone();
+        let err = ch.apply(S::Reading, "skip ahead").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "illegal restore channel transition requested → reading"
+        );
+        assert_eq!(ch, before);
+        let t = ch.fail("front-end lost").unwrap();
+        assert_eq!((t.from, t.to), (S::Requested, S::Error));
+        assert_eq!(ch.reason(), "front-end lost");
+    }
+}

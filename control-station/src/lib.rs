@@ -1,0 +1,4 @@
+//! control-station
+pub mod catalog;
+pub mod channel;
+pub mod service;

@@ -1,0 +1,106 @@
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use control_station::catalog::Catalog;
+use control_station::service::{serve, Station, StationConfig};
+use transport::pki::Component;
+use transport::Role;
+
+/// The control station of the data mover cluster.
+#[derive(Parser)]
+#[command(version)]
+struct Args {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the station.
+    Serve {
+        /// The station's certificate name.
+        #[arg(long, default_value = "station")]
+        name: String,
+        #[arg(long, env = "DMC_PKI")]
+        pki: PathBuf,
+        #[arg(long, env = "DATABASE_URL")]
+        database_url: String,
+        #[arg(long, default_value = "127.0.0.1:7400")]
+        listen: SocketAddr,
+        /// Directory of the virtual tape library (tape images).
+        #[arg(long)]
+        library: PathBuf,
+        /// Pool new backups write to.
+        #[arg(long, default_value = "default")]
+        pool: String,
+        /// Record size of new tapes, bytes.
+        #[arg(long, default_value_t = 65536)]
+        block_size: u32,
+        /// Prometheus metrics address.
+        #[arg(long)]
+        metrics: Option<SocketAddr>,
+    },
+    /// Cluster certificates.
+    Pki {
+        #[command(subcommand)]
+        cmd: PkiCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum PkiCmd {
+    /// Create the cluster CA (if absent) and a certificate per component.
+    Init {
+        dir: PathBuf,
+        /// NAME:ROLE[:HOST,HOST...] with ROLE one of station, mover,
+        /// primary-node, client, operator (repeatable).
+        #[arg(long = "component", required = true)]
+        components: Vec<String>,
+    },
+}
+
+fn parse_component(spec: &str) -> Result<Component> {
+    let mut parts = spec.splitn(3, ':');
+    let (Some(name), Some(role)) = (parts.next(), parts.next()) else {
+        bail!("--component {spec:?}: expected NAME:ROLE[:HOST,...]");
+    };
+    let role: Role = role.parse().with_context(|| format!("--component {spec:?}"))?;
+    let mut hosts: Vec<String> = parts.next().map(|h| h.split(',').map(str::to_string).collect()).unwrap_or_default();
+    if hosts.is_empty() {
+        hosts = vec!["localhost".into(), "127.0.0.1".into()];
+    }
+    Ok(Component::new(name, role, hosts))
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    match Args::parse().cmd {
+        Cmd::Pki { cmd: PkiCmd::Init { dir, components } } => {
+            let comps = components.iter().map(|c| parse_component(c)).collect::<Result<Vec<_>>>()?;
+            transport::pki::init(&dir, &comps).with_context(|| format!("creating certificates in {}", dir.display()))?;
+            for c in &comps {
+                eprintln!("certificate for {} ({}) in {}", c.name, c.role.as_str(), dir.display());
+            }
+            Ok(())
+        }
+        Cmd::Serve { name, pki, database_url, listen, library, pool, block_size, metrics } => {
+            if let Some(addr) = metrics {
+                metrics_exporter_prometheus::PrometheusBuilder::new()
+                    .with_http_listener(addr)
+                    .install()
+                    .context("starting the metrics exporter")?;
+            }
+            let identity = transport::Identity::load(&pki, &name).context("loading the station's certificate")?;
+            let catalog = Catalog::connect(&database_url).await.context("connecting to the catalog database")?;
+            let cfg = StationConfig { listen, library, pool, block_size, command_timeout: Duration::from_secs(120) };
+            serve(Station::new(catalog, cfg), identity).await
+        }
+    }
+}

@@ -1,0 +1,116 @@
+//! Catalog listings for clients and operators.
+
+use std::sync::Arc;
+
+use anyhow::{anyhow, Result};
+use proto::wire::{AbsInfo, ChannelInfo, SegmentInfo, StationReply, TapeInfo, TransitionInfo};
+
+use super::Station;
+use crate::catalog::ChannelRow;
+
+fn ts(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.format("%Y-%m-%d %H:%M:%S%.3f").to_string()
+}
+
+pub(crate) async fn abs(st: &Arc<Station>) -> Result<Vec<AbsInfo>> {
+    let rows = st.catalog.list_abs().await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for r in rows {
+        let mut tapes: Vec<String> =
+            st.catalog.segments_of(r.id).await?.into_iter().map(|s| s.tape_label).collect();
+        tapes.dedup();
+        let extents = st.catalog.load_abs(r.id).await?.map(|a| a.map.extents.len() as u32).unwrap_or(0);
+        out.push(AbsInfo {
+            abs_id: r.id as u64,
+            object_name: r.object_name,
+            primary: r.primary_node,
+            kind: r.kind,
+            state: r.state,
+            object_size: r.object_size as u64,
+            data_bytes: r.data_bytes as u64,
+            track_count: r.track_count as u64,
+            segment_count: r.segment_count,
+            extents,
+            created: ts(r.created),
+            tapes,
+        });
+    }
+    Ok(out)
+}
+
+pub(crate) async fn tapes(st: &Arc<Station>) -> Result<Vec<TapeInfo>> {
+    Ok(st
+        .catalog
+        .list_tapes()
+        .await?
+        .into_iter()
+        .map(|t| TapeInfo {
+            label: t.label,
+            pool: t.pool,
+            state: t.state,
+            path: t.path,
+            bytes_written: t.bytes_written as u64,
+            files_written: t.files_written as u32,
+            mounted_in: t.mounted_in,
+        })
+        .collect())
+}
+
+pub(crate) async fn segments(st: &Arc<Station>, abs_id: Option<u64>) -> Result<Vec<SegmentInfo>> {
+    let abs = abs_id.map(i64::try_from).transpose()?;
+    Ok(st
+        .catalog
+        .list_segments(abs)
+        .await?
+        .into_iter()
+        .map(|s| SegmentInfo {
+            abs_id: s.abs_id as u64,
+            seq: s.seq,
+            tape_label: s.tape_label,
+            tape_file: s.tape_file,
+            bytes: s.bytes as u64,
+            data_bytes: s.data_bytes as u64,
+            track_count: s.track_count as u32,
+            crc32c: s.crc32c,
+        })
+        .collect())
+}
+
+fn channel_info(c: ChannelRow) -> ChannelInfo {
+    ChannelInfo {
+        channel_id: c.id as u64,
+        kind: c.kind.as_str().to_string(),
+        abs_id: c.abs_id as u64,
+        state: c.state.as_str().to_string(),
+        reason: c.reason,
+        front_end: c.fe_name.unwrap_or_default(),
+        back_end: c.be_name.unwrap_or_default(),
+        drive: c.drive_name.unwrap_or_default(),
+        tape: c.tape_label.unwrap_or_default(),
+        bytes: c.bytes as u64,
+        updated: ts(c.updated),
+    }
+}
+
+pub(crate) async fn channels(st: &Arc<Station>) -> Result<Vec<ChannelInfo>> {
+    Ok(st.catalog.list_channels().await?.into_iter().map(channel_info).collect())
+}
+
+pub(crate) async fn history(st: &Arc<Station>, id: u64) -> Result<StationReply> {
+    let id = i64::try_from(id)?;
+    let channel = st.catalog.channel(id).await?.ok_or_else(|| anyhow!("no channel {id}"))?;
+    let transitions = st
+        .catalog
+        .channel_history(id)
+        .await?
+        .into_iter()
+        .map(|t| TransitionInfo {
+            from: t.from_state.map(|s| s.as_str().to_string()).unwrap_or_else(|| "-".into()),
+            to: t.to_state.as_str().to_string(),
+            reason: t.reason,
+            actor: t.actor,
+            at: ts(t.at),
+        })
+        .collect();
+    Ok(StationReply::History { channel: channel_info(channel), transitions })
+}

@@ -1,0 +1,271 @@
+//! The control station service: accepts QUIC connections from every
+//! process, enforces what each role may ask, keeps the registry of connected
+//! peers, and runs the backup and restore channels.
+
+mod backup;
+mod library;
+mod listing;
+mod registry;
+mod restore;
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use proto::wire::{Command, CommandReply, StationReply, StationRequest, MAX_CONTROL_FRAME};
+use tokio::sync::{mpsc, Mutex};
+use transport::FramedSend;
+use transport::{Identity, Peer, Role};
+
+use crate::catalog::Catalog;
+
+/// Station configuration.
+#[derive(Debug, Clone)]
+pub struct StationConfig {
+    pub listen: SocketAddr,
+    /// Directory of the virtual tape library's images.
+    pub library: PathBuf,
+    /// Pool new backups write to.
+    pub pool: String,
+    /// Record size of new tapes.
+    pub block_size: u32,
+    /// How long a command to a peer may take.
+    pub command_timeout: Duration,
+}
+
+/// What a peer told the station about a running channel.
+#[derive(Debug, Clone)]
+pub(crate) enum ChannelNote {
+    Progress { bytes: u64 },
+    Finished { data_bytes: u64, tracks: u64, segments: u32 },
+    Failed { reason: String },
+}
+
+/// A connected mover or primary node.
+#[derive(Clone)]
+pub(crate) struct PeerConn {
+    pub conn: quinn::Connection,
+}
+
+pub struct Station {
+    pub(crate) catalog: Catalog,
+    pub(crate) cfg: StationConfig,
+    pub(crate) peers: Mutex<HashMap<String, PeerConn>>,
+    pub(crate) registry: Mutex<registry::Registry>,
+    pub(crate) channels: Mutex<HashMap<u64, mpsc::UnboundedSender<ChannelNote>>>,
+    pub(crate) busy_drives: Mutex<HashSet<i64>>,
+    pub(crate) pair_load: Mutex<HashMap<i64, usize>>,
+}
+
+impl Station {
+    pub fn new(catalog: Catalog, cfg: StationConfig) -> Arc<Station> {
+        Arc::new(Station {
+            catalog,
+            cfg,
+            peers: Mutex::new(HashMap::new()),
+            registry: Mutex::new(registry::Registry::default()),
+            channels: Mutex::new(HashMap::new()),
+            busy_drives: Mutex::new(HashSet::new()),
+            pair_load: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Send a command to a connected peer and wait for its reply.
+    pub(crate) async fn command(&self, peer: &str, cmd: &Command) -> Result<CommandReply> {
+        let conn = self
+            .peers
+            .lock()
+            .await
+            .get(peer)
+            .map(|p| p.conn.clone())
+            .ok_or_else(|| anyhow!("{peer} is not connected to the station"))?;
+        let fut = async {
+            let (mut send, mut recv) = transport::open_bi(&conn, MAX_CONTROL_FRAME).await?;
+            send.send(cmd).await?;
+            send.finish().await?;
+            recv.recv::<CommandReply>().await?.ok_or_else(|| anyhow!("{peer} closed the stream without a reply"))
+        };
+        match tokio::time::timeout(self.cfg.command_timeout, fut).await {
+            Ok(r) => r,
+            Err(_) => bail!("{peer} did not answer within {:?}", self.cfg.command_timeout),
+        }
+    }
+
+    /// A command whose reply must not be an error.
+    pub(crate) async fn command_ok(&self, peer: &str, cmd: &Command) -> Result<CommandReply> {
+        match self.command(peer, cmd).await? {
+            CommandReply::Error { message } => bail!("{message}"),
+            other => Ok(other),
+        }
+    }
+
+    pub(crate) async fn note(&self, channel_id: u64, note: ChannelNote) {
+        if let Some(tx) = self.channels.lock().await.get(&channel_id) {
+            let _ = tx.send(note);
+        } else {
+            tracing::debug!(channel_id, ?note, "note for a channel that is not running");
+        }
+    }
+}
+
+/// Serve until the endpoint closes.
+pub async fn serve(station: Arc<Station>, identity: Identity) -> Result<()> {
+    let endpoint = transport::bind(station.cfg.listen, &identity).context("binding the station's QUIC endpoint")?;
+    tracing::info!(address = %endpoint.local_addr()?, "control station listening");
+    while let Some(incoming) = endpoint.accept().await {
+        let st = station.clone();
+        tokio::spawn(async move {
+            let remote = incoming.remote_address();
+            let (conn, peer) = match transport::accept(incoming).await {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::warn!(%remote, error = %e, "refused a connection");
+                    return;
+                }
+            };
+            tracing::info!(peer = %peer.name, role = peer.role.as_str(), %remote, "peer connected");
+            serve_connection(st, conn, peer).await;
+        });
+    }
+    Ok(())
+}
+
+async fn serve_connection(st: Arc<Station>, conn: quinn::Connection, peer: Peer) {
+    loop {
+        let (send, mut recv) = match transport::accept_bi(&conn, MAX_CONTROL_FRAME).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::info!(peer = %peer.name, reason = %e, "peer disconnected");
+                let mut peers = st.peers.lock().await;
+                if peers.get(&peer.name).is_some_and(|p| p.conn.stable_id() == conn.stable_id()) {
+                    peers.remove(&peer.name);
+                }
+                return;
+            }
+        };
+        let st = st.clone();
+        let peer = peer.clone();
+        let conn = conn.clone();
+        tokio::spawn(async move {
+            let mut send = send;
+            let req = match recv.recv::<StationRequest>().await {
+                Ok(Some(r)) => r,
+                Ok(None) => return,
+                Err(e) => {
+                    tracing::warn!(peer = %peer.name, error = %e, "malformed request");
+                    let _ = send.send(&StationReply::Error { message: e.to_string() }).await;
+                    return;
+                }
+            };
+            if let Err(e) = authorize(&peer, &req) {
+                tracing::warn!(peer = %peer.name, role = peer.role.as_str(), "refused: {e}");
+                let _ = send.send(&StationReply::Error { message: e.to_string() }).await;
+                let _ = send.finish().await;
+                return;
+            }
+            dispatch(st, conn, peer, req, &mut send).await;
+            let _ = send.finish().await;
+        });
+    }
+}
+
+/// What each role may ask.
+fn authorize(peer: &Peer, req: &StationRequest) -> Result<()> {
+    use StationRequest as R;
+    let (allowed, action): (&[Role], &str) = match req {
+        R::RegisterPrimary { .. } => (&[Role::PrimaryNode], "register a primary node"),
+        R::RegisterMover { .. } => (&[Role::Mover], "register a mover"),
+        R::Heartbeat { .. } => (&[Role::Mover, Role::PrimaryNode], "send heartbeats"),
+        R::SegmentPlaced(_) | R::MetadataPlaced { .. } => (&[Role::Mover], "report tape placements"),
+        R::ChannelProgress { .. } | R::ChannelFinished { .. } | R::ChannelFailed { .. } => {
+            (&[Role::Mover, Role::PrimaryNode], "report channel progress")
+        }
+        R::Backup { .. } | R::Restore { .. } => (&[Role::Client, Role::Operator], "start backups and restores"),
+        R::ListAbs | R::ListTapes | R::ListSegments { .. } | R::Channels { .. } => {
+            (&[Role::Client, Role::Operator], "read the catalog")
+        }
+    };
+    transport::require_role(peer, allowed, action)?;
+    let claimed = match req {
+        R::RegisterPrimary { name, .. } | R::RegisterMover { name, .. } | R::Heartbeat { name } => Some(name),
+        _ => None,
+    };
+    if let Some(name) = claimed {
+        if name != &peer.name {
+            bail!("peer {} may not speak for {name}", peer.name);
+        }
+    }
+    Ok(())
+}
+
+async fn dispatch(st: Arc<Station>, conn: quinn::Connection, peer: Peer, req: StationRequest, send: &mut FramedSend) {
+    use StationRequest as R;
+    let reply = match req {
+        R::Backup { object_name, primary, object } => {
+            backup::run(st, &peer, object_name, primary, object, send).await;
+            return;
+        }
+        R::Restore { abs_id, target } => {
+            restore::run(st, &peer, abs_id, target, send).await;
+            return;
+        }
+        other => match handle(&st, conn, &peer, other).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(peer = %peer.name, error = %format!("{e:#}"), "request failed");
+                StationReply::Error { message: format!("{e:#}") }
+            }
+        },
+    };
+    let _ = send.send(&reply).await;
+}
+
+async fn handle(st: &Arc<Station>, conn: quinn::Connection, peer: &Peer, req: StationRequest) -> Result<StationReply> {
+    use StationRequest as R;
+    Ok(match req {
+        R::RegisterPrimary { name, volumes } => {
+            let id = registry::register_primary(st, &name, volumes).await?;
+            st.peers.lock().await.insert(name, PeerConn { conn });
+            StationReply::Registered { id: id as u64 }
+        }
+        R::RegisterMover { name, role, address, drives, back_end } => {
+            let id = registry::register_mover(st, &name, role, &address, &drives, back_end).await?;
+            st.peers.lock().await.insert(name, PeerConn { conn });
+            StationReply::Registered { id: id as u64 }
+        }
+        R::Heartbeat { name } => {
+            registry::heartbeat(st, &name).await?;
+            StationReply::Ok
+        }
+        R::SegmentPlaced(p) => {
+            library::record_segment(st, &p).await?;
+            StationReply::Ok
+        }
+        R::MetadataPlaced { abs_id, tape_label, tape_file, .. } => {
+            library::record_metadata(st, abs_id, &tape_label, tape_file).await?;
+            StationReply::Ok
+        }
+        R::ChannelProgress { channel_id, bytes, .. } => {
+            st.note(channel_id, ChannelNote::Progress { bytes }).await;
+            StationReply::Ok
+        }
+        R::ChannelFinished { channel_id, data_bytes, tracks, segments } => {
+            st.note(channel_id, ChannelNote::Finished { data_bytes, tracks, segments }).await;
+            StationReply::Ok
+        }
+        R::ChannelFailed { channel_id, reason } => {
+            tracing::warn!(channel_id, peer = %peer.name, %reason, "channel failure reported");
+            st.note(channel_id, ChannelNote::Failed { reason }).await;
+            StationReply::Ok
+        }
+        R::ListAbs => StationReply::Abs(listing::abs(st).await?),
+        R::ListTapes => StationReply::Tapes(listing::tapes(st).await?),
+        R::ListSegments { abs_id } => StationReply::Segments(listing::segments(st, abs_id).await?),
+        R::Channels { channel_id: None } => StationReply::Channels(listing::channels(st).await?),
+        R::Channels { channel_id: Some(id) } => listing::history(st, id).await?,
+        R::Backup { .. } | R::Restore { .. } => bail!("internal: backup and restore are streamed"),
+    })
+}

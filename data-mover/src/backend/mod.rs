@@ -1,0 +1,4 @@
+//! The back-end role: drives, segments to tape, segments back from tape.
+
+pub mod drive;
+pub mod serve;

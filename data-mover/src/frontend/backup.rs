@@ -1,0 +1,220 @@
+//! Front-end side of a backup channel: accept a primary node's track stream,
+//! accumulate it, hand sealed segments to the back-end, release them only
+//! when they are on tape and in the catalog, then write the ABS metadata.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use proto::tape::metadata::{AbsKind, AbsMetadata};
+use proto::wire::{
+    BackEndReply, BackEndRequest, BackupChannel, SegmentChunk, StationRequest, TrackAck, TrackFrame, MAX_CONTROL_FRAME,
+};
+use tokio::sync::mpsc;
+use transport::{FramedRecv, FramedSend};
+
+use super::accumulator::{Accumulator, SealedSegment};
+use super::index::TrackIndex;
+use crate::mover::Mover;
+
+/// Sync and acknowledge at least this often.
+const ACK_EVERY_TRACKS: u64 = 64;
+const ACK_EVERY: Duration = Duration::from_millis(200);
+/// Chunk size of a segment on its way to the back-end.
+const CHUNK: usize = 1 << 20;
+
+/// Totals of a finished backup channel.
+#[derive(Debug, Default, Clone, Copy)]
+struct Totals {
+    tracks: u64,
+    data_bytes: u64,
+    segments: u32,
+}
+
+/// Serve one backup track stream; any error is reported to the primary node
+/// and the station.
+pub async fn serve(mover: Arc<Mover>, channel: BackupChannel, mut send: FramedSend, recv: FramedRecv) {
+    let channel_id = channel.channel_id;
+    match run(&mover, &channel, &mut send, recv).await {
+        Ok(()) => {
+            let _ = send.send(&TrackAck::Complete).await;
+            let _ = send.finish().await;
+        }
+        Err(e) => {
+            let reason = format!("front-end {}: {e:#}", mover.name);
+            tracing::error!(channel_id, %reason, "backup channel failed");
+            let _ = send.send(&TrackAck::Failed { reason: reason.clone() }).await;
+            let _ = mover.link.request_ok(&StationRequest::ChannelFailed { channel_id, reason }).await;
+        }
+    }
+}
+
+async fn run(mover: &Arc<Mover>, ch: &BackupChannel, send: &mut FramedSend, mut recv: FramedRecv) -> Result<()> {
+    ch.map.validate().context("the channel's ABS map is invalid")?;
+    let track_set = ch.map.track_set();
+    let mut index = TrackIndex::new(&track_set);
+    let mut acc = Accumulator::create(&mover.cfg.spool, ch.abs_id, ch.channel_id, ch.created_unix, mover.cfg.segment_size)?;
+
+    // Segments go to the back-end in order through a bounded queue: when the
+    // spool holds `spool_segments` sealed segments, accumulation waits (and so
+    // does the primary node), it does not fail.
+    let (seg_tx, seg_rx) = mpsc::channel::<SealedSegment>(mover.cfg.spool_segments.max(1));
+    let uploader = tokio::spawn(upload_segments(mover.clone(), ch.clone(), seg_rx));
+
+    let mut received = 0u64;
+    let mut data_bytes = 0u64;
+    let mut unacked = 0u64;
+    let mut last_ack = Instant::now();
+    loop {
+        let frame = recv
+            .recv::<TrackFrame>()
+            .await
+            .context("reading the track stream")?
+            .ok_or_else(|| anyhow!("the primary node closed the track stream before its end"))?;
+        match frame {
+            TrackFrame::Track { addr, data } => {
+                let (_, len) = ch.map.track_extent(addr).map_err(|e| anyhow!("track {addr:?}: {e}"))?;
+                if data.len() as u64 != len {
+                    bail!("track {addr:?} has {} bytes, the map says {len}", data.len());
+                }
+                let fresh = index.mark(addr).map_err(|e| anyhow!(e))?;
+                if !fresh {
+                    // Redelivery is harmless: the track is already accumulated.
+                    continue;
+                }
+                let sealed = tokio::task::block_in_place(|| acc.append(addr, &data))?;
+                received += 1;
+                unacked += 1;
+                data_bytes += data.len() as u64;
+                metrics::counter!("dmc_fe_tracks_received_total").increment(1);
+                if let Some(s) = sealed {
+                    // Sealing synced everything: acknowledge before waiting on the queue.
+                    send.send(&TrackAck::Durable { tracks: received }).await?;
+                    unacked = 0;
+                    last_ack = Instant::now();
+                    seg_tx.send(s).await.map_err(|_| anyhow!("the segment uploader stopped"))?;
+                    if uploader.is_finished() {
+                        break;
+                    }
+                } else if unacked >= ACK_EVERY_TRACKS || last_ack.elapsed() >= ACK_EVERY {
+                    tokio::task::block_in_place(|| acc.sync())?;
+                    send.send(&TrackAck::Durable { tracks: received }).await?;
+                    unacked = 0;
+                    last_ack = Instant::now();
+                }
+            }
+            TrackFrame::End { tracks } => {
+                if tracks != received || received != index.len() {
+                    bail!("the track stream ended after {received} tracks ({tracks} announced); the track set has {}", index.len());
+                }
+                if let Some(s) = tokio::task::block_in_place(|| acc.seal())? {
+                    seg_tx.send(s).await.map_err(|_| anyhow!("the segment uploader stopped"))?;
+                }
+                send.send(&TrackAck::Durable { tracks: received }).await?;
+                break;
+            }
+        }
+    }
+    drop(seg_tx);
+    let uploaded = uploader.await.context("segment uploader")??;
+    if received != index.len() {
+        bail!("only {received} of {} tracks arrived", index.len());
+    }
+    let totals = Totals { tracks: received, data_bytes, segments: uploaded };
+
+    // Metadata after the last segment.
+    let meta = AbsMetadata {
+        abs_id: ch.abs_id,
+        object_name: ch.object_name.clone(),
+        kind: AbsKind::Full,
+        base_abs_id: 0,
+        created_unix: ch.created_unix,
+        segment_count: totals.segments,
+        track_count: totals.tracks,
+        data_bytes: totals.data_bytes,
+        map: ch.map.clone(),
+    };
+    let conn = mover.back_end_connection(&ch.back_end).await?;
+    let (mut bs, mut br) = transport::open_bi(&conn, MAX_CONTROL_FRAME).await?;
+    bs.send(&BackEndRequest::WriteMetadata {
+        channel_id: ch.channel_id,
+        drive: ch.drive.clone(),
+        object_name: ch.object_name.clone(),
+        abs_id: ch.abs_id,
+        metadata: meta.encode(),
+    })
+    .await?;
+    bs.finish().await?;
+    match br.recv::<BackEndReply>().await? {
+        Some(BackEndReply::Placed { .. }) => {}
+        Some(BackEndReply::Error { message }) => bail!("the back-end could not write the ABS metadata: {message}"),
+        None => bail!("the back-end closed the stream without placing the metadata"),
+    }
+    acc.remove_dir();
+    mover
+        .link
+        .request_ok(&StationRequest::ChannelFinished {
+            channel_id: ch.channel_id,
+            data_bytes: totals.data_bytes,
+            tracks: totals.tracks,
+            segments: totals.segments,
+        })
+        .await
+        .context("reporting the finished channel to the station")?;
+    Ok(())
+}
+
+/// Send sealed segments to the back-end one by one; delete each only when
+/// the back-end says it is on tape, synced, and in the catalog.
+async fn upload_segments(mover: Arc<Mover>, ch: BackupChannel, mut rx: mpsc::Receiver<SealedSegment>) -> Result<u32> {
+    let mut count = 0u32;
+    let mut on_tape = 0u64;
+    while let Some(seg) = rx.recv().await {
+        let conn = mover.back_end_connection(&ch.back_end).await?;
+        let (mut bs, mut br) = transport::open_bi(&conn, MAX_CONTROL_FRAME).await?;
+        let total = seg.summary.total_bytes;
+        bs.send(&BackEndRequest::WriteSegment {
+            channel_id: ch.channel_id,
+            drive: ch.drive.clone(),
+            object_name: ch.object_name.clone(),
+            abs_id: ch.abs_id,
+            seq: seg.summary.header.seq,
+            bytes: total,
+        })
+        .await?;
+        let mut file = std::fs::File::open(&seg.path).with_context(|| format!("opening {}", seg.path.display()))?;
+        let mut sent = 0u64;
+        while sent < total {
+            let want = CHUNK.min((total - sent) as usize);
+            let mut buf = vec![0u8; want];
+            tokio::task::block_in_place(|| std::io::Read::read_exact(&mut file, &mut buf))
+                .with_context(|| format!("reading {}", seg.path.display()))?;
+            bs.send(&SegmentChunk { data: buf }).await?;
+            sent += want as u64;
+        }
+        bs.finish().await?;
+        match br.recv::<BackEndReply>().await? {
+            Some(BackEndReply::Placed { tape_label, tape_file }) => {
+                tracing::debug!(abs = ch.abs_id, seq = seg.summary.header.seq, %tape_label, tape_file, "segment on tape");
+            }
+            Some(BackEndReply::Error { message }) => {
+                bail!("the back-end refused segment {} of ABS {}: {message}", seg.summary.header.seq, ch.abs_id)
+            }
+            None => bail!("the back-end closed the stream without placing segment {}", seg.summary.header.seq),
+        }
+        // Released: on tape, synced, in the catalog.
+        std::fs::remove_file(&seg.path).with_context(|| format!("removing {}", seg.path.display()))?;
+        count += 1;
+        on_tape += seg.summary.data_bytes;
+        metrics::counter!("dmc_fe_segments_released_total").increment(1);
+        let _ = mover
+            .link
+            .request_ok(&StationRequest::ChannelProgress {
+                channel_id: ch.channel_id,
+                bytes: on_tape,
+                tracks: u64::from(seg.summary.track_count),
+            })
+            .await;
+    }
+    Ok(count)
+}

@@ -1,0 +1,6 @@
+//! The front-end role: track streams in, accumulation files, segments out.
+
+pub mod accumulator;
+pub mod backup;
+pub mod index;
+pub mod restore;

@@ -1,0 +1,90 @@
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+use data_mover::mover::{run, MoverConfig};
+use proto::wire::MoverRole;
+
+/// A data mover of the cluster: front-end, back-end, or both.
+#[derive(Parser)]
+#[command(version)]
+struct Args {
+    #[arg(long, env = "DMC_NAME")]
+    name: String,
+    #[arg(long, env = "DMC_PKI")]
+    pki: PathBuf,
+    #[arg(long, env = "DMC_STATION")]
+    station: SocketAddr,
+    #[arg(long, default_value = "station")]
+    station_name: String,
+    /// front-end, back-end or both.
+    #[arg(long)]
+    role: String,
+    /// QUIC address peers dial (a real address; port 0 picks one).
+    #[arg(long)]
+    listen: SocketAddr,
+    /// Front-end: the back-end this front-end is paired with.
+    #[arg(long)]
+    back_end: Option<String>,
+    /// Front-end: spool directory for accumulation files.
+    #[arg(long, default_value = "spool")]
+    spool: PathBuf,
+    /// Front-end: segment threshold in bytes.
+    #[arg(long, default_value_t = 16 << 20)]
+    segment_size: u64,
+    /// Front-end: sealed segments a channel may hold on the spool before it waits.
+    #[arg(long, default_value_t = 4)]
+    spool_segments: usize,
+    /// Back-end: a drive name (repeatable).
+    #[arg(long = "drive")]
+    drives: Vec<String>,
+    /// Back-end: largest segment accepted, bytes.
+    #[arg(long, default_value_t = 256 << 20)]
+    max_segment: usize,
+    #[arg(long)]
+    metrics: Option<SocketAddr>,
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    if let Some(addr) = args.metrics {
+        metrics_exporter_prometheus::PrometheusBuilder::new()
+            .with_http_listener(addr)
+            .install()
+            .context("starting the metrics exporter")?;
+    }
+    let role = match args.role.as_str() {
+        "front-end" => MoverRole::FrontEnd,
+        "back-end" => MoverRole::BackEnd,
+        "both" => MoverRole::Both,
+        other => bail!("--role {other:?}: expected front-end, back-end or both"),
+    };
+    if matches!(role, MoverRole::BackEnd | MoverRole::Both) && args.drives.is_empty() {
+        bail!("a back-end needs at least one --drive");
+    }
+    let back_end = match role {
+        MoverRole::Both => Some(args.back_end.unwrap_or_else(|| args.name.clone())),
+        _ => args.back_end,
+    };
+    let identity = transport::Identity::load(&args.pki, &args.name).context("loading this mover's certificate")?;
+    let cfg = MoverConfig {
+        name: args.name,
+        role,
+        listen: args.listen,
+        station: args.station,
+        station_name: args.station_name,
+        back_end,
+        spool: args.spool,
+        segment_size: args.segment_size,
+        spool_segments: args.spool_segments,
+        drives: args.drives,
+        max_segment: args.max_segment,
+    };
+    run(cfg, identity).await
+}

@@ -1,0 +1,260 @@
+//! The data mover process: front-end and/or back-end role, its link to the
+//! control station, and the QUIC endpoint peers dial.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use proto::wire::{
+    BackupChannel, Command, CommandReply, MoverRole, PeerAddr, RestoreChannel, StationRequest, TrackStreamOpen,
+    MAX_DATA_FRAME,
+};
+use tokio::sync::Mutex;
+use transport::link::StationLink;
+use transport::{Identity, Role};
+
+use crate::backend::drive::Drive;
+
+/// Configuration of one mover process.
+pub struct MoverConfig {
+    pub name: String,
+    pub role: MoverRole,
+    pub listen: SocketAddr,
+    pub station: SocketAddr,
+    pub station_name: String,
+    /// FE: name of the back-end it pairs with.
+    pub back_end: Option<String>,
+    /// FE: spool directory for accumulation files.
+    pub spool: PathBuf,
+    /// FE: seal a segment when it reaches this many bytes.
+    pub segment_size: u64,
+    /// FE: sealed segments a channel may hold before accumulation waits.
+    pub spool_segments: usize,
+    /// BE: drives.
+    pub drives: Vec<String>,
+    /// BE: largest segment accepted or read.
+    pub max_segment: usize,
+}
+
+pub struct Mover {
+    pub name: String,
+    pub cfg: MoverConfig,
+    pub endpoint: quinn::Endpoint,
+    pub link: StationLink,
+    backups: Mutex<HashMap<u64, BackupChannel>>,
+    restores: Mutex<HashMap<u64, RestoreChannel>>,
+    drives: HashMap<String, Arc<std::sync::Mutex<Drive>>>,
+    peers: Mutex<HashMap<String, quinn::Connection>>,
+}
+
+impl Mover {
+    pub fn drive(&self, name: &str) -> Result<Arc<std::sync::Mutex<Drive>>> {
+        self.drives.get(name).cloned().ok_or_else(|| anyhow!("back-end {} has no drive {name:?}", self.name))
+    }
+
+    /// A (cached) connection to a back-end.
+    pub async fn back_end_connection(&self, be: &PeerAddr) -> Result<quinn::Connection> {
+        let mut peers = self.peers.lock().await;
+        if let Some(c) = peers.get(&be.name) {
+            if c.close_reason().is_none() {
+                return Ok(c.clone());
+            }
+        }
+        let addr: SocketAddr = be.address.parse().with_context(|| format!("back-end address {:?}", be.address))?;
+        let (conn, _) = transport::connect(&self.endpoint, addr, &be.name, Role::Mover)
+            .await
+            .with_context(|| format!("dialling back-end {} at {addr}", be.name))?;
+        peers.insert(be.name.clone(), conn.clone());
+        Ok(conn)
+    }
+
+    fn is_front_end(&self) -> bool {
+        matches!(self.cfg.role, MoverRole::FrontEnd | MoverRole::Both)
+    }
+
+    fn is_back_end(&self) -> bool {
+        matches!(self.cfg.role, MoverRole::BackEnd | MoverRole::Both)
+    }
+
+    fn registration(&self) -> StationRequest {
+        StationRequest::RegisterMover {
+            name: self.name.clone(),
+            role: self.cfg.role,
+            address: self.cfg.listen.to_string(),
+            drives: if self.is_back_end() { self.cfg.drives.clone() } else { Vec::new() },
+            back_end: if self.is_front_end() { self.cfg.back_end.clone() } else { None },
+        }
+    }
+}
+
+/// Run the mover until it is killed.
+pub async fn run(cfg: MoverConfig, identity: Identity) -> Result<()> {
+    if matches!(cfg.role, MoverRole::FrontEnd) && cfg.back_end.is_none() {
+        bail!("a front-end needs --back-end NAME");
+    }
+    std::fs::create_dir_all(&cfg.spool).with_context(|| format!("creating spool {}", cfg.spool.display()))?;
+    let endpoint = transport::bind(cfg.listen, &identity).context("binding the QUIC endpoint")?;
+    let mut cfg = cfg;
+    cfg.listen = endpoint.local_addr().context("local address")?;
+    let link = StationLink::connect(endpoint.clone(), cfg.station, &cfg.station_name, Duration::from_secs(30))
+        .await
+        .context("connecting to the control station")?;
+    let drives = cfg.drives.iter().map(|d| (d.clone(), Arc::new(std::sync::Mutex::new(Drive::new(d))))).collect();
+    let mover = Arc::new(Mover {
+        name: cfg.name.clone(),
+        cfg,
+        endpoint: endpoint.clone(),
+        link: link.clone(),
+        backups: Mutex::new(HashMap::new()),
+        restores: Mutex::new(HashMap::new()),
+        drives,
+        peers: Mutex::new(HashMap::new()),
+    });
+    link.request_ok(&mover.registration()).await.context("registering with the control station")?;
+    tracing::info!(name = %mover.name, role = mover.cfg.role.as_str(), address = %mover.cfg.listen, "mover registered");
+
+    let hb = mover.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            if let Err(e) = hb.link.request_ok(&StationRequest::Heartbeat { name: hb.name.clone() }).await {
+                tracing::warn!(error = %e, "heartbeat failed");
+            }
+        }
+    });
+
+    let acceptor = mover.clone();
+    tokio::spawn(async move {
+        while let Some(incoming) = acceptor.endpoint.accept().await {
+            let m = acceptor.clone();
+            tokio::spawn(async move {
+                if let Err(e) = serve_connection(m, incoming).await {
+                    tracing::warn!(error = %format!("{e:#}"), "peer connection ended with an error");
+                }
+            });
+        }
+    });
+
+    loop {
+        let m = mover.clone();
+        let res = link.serve_commands(move |cmd| handle_command(m.clone(), cmd)).await;
+        tracing::warn!(result = ?res, "station connection lost; reconnecting");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        if let Err(e) = link.request_ok(&mover.registration()).await {
+            tracing::warn!(error = %e, "re-registering failed");
+        }
+    }
+}
+
+/// A connection from a primary node (track streams, to the front-end) or
+/// from a front-end mover (segment streams, to the back-end).
+async fn serve_connection(mover: Arc<Mover>, incoming: quinn::Incoming) -> Result<()> {
+    let (conn, peer) = transport::accept(incoming).await?;
+    let as_front_end = match peer.role {
+        Role::PrimaryNode if mover.is_front_end() => true,
+        Role::Mover if mover.is_back_end() => false,
+        _ => {
+            let reason = format!("mover {} does not serve role {} ({})", mover.name, peer.role.as_str(), peer.name);
+            tracing::warn!(peer = %peer.name, role = peer.role.as_str(), "refused: {reason}");
+            conn.close(transport::codes::REFUSED, reason.as_bytes());
+            return Ok(());
+        }
+    };
+    loop {
+        let (send, mut recv) = match transport::accept_bi(&conn, MAX_DATA_FRAME).await {
+            Ok(s) => s,
+            Err(_) => return Ok(()),
+        };
+        let m = mover.clone();
+        if as_front_end {
+            tokio::spawn(async move {
+                match recv.recv::<TrackStreamOpen>().await {
+                    Ok(Some(TrackStreamOpen::Backup { channel_id, abs_id })) => {
+                        let ch = m.backups.lock().await.remove(&channel_id);
+                        match ch {
+                            Some(ch) if ch.abs_id == abs_id => crate::frontend::backup::serve(m, ch, send, recv).await,
+                            _ => refuse(send, format!("front-end {} has no open backup channel {channel_id}", m.name)).await,
+                        }
+                    }
+                    Ok(Some(TrackStreamOpen::Restore { channel_id })) => {
+                        let ch = m.restores.lock().await.remove(&channel_id);
+                        match ch {
+                            Some(ch) => crate::frontend::restore::serve(m, ch, send).await,
+                            None => refuse(send, format!("front-end {} has no open restore channel {channel_id}", m.name)).await,
+                        }
+                    }
+                    Ok(None) => {}
+                    Err(e) => tracing::warn!(error = %e, "bad track stream opening"),
+                }
+            });
+        } else {
+            tokio::spawn(crate::backend::serve::serve(m, send, recv));
+        }
+    }
+}
+
+async fn refuse(mut send: transport::FramedSend, reason: String) {
+    tracing::warn!(%reason, "refusing a stream");
+    let _ = send.send(&proto::wire::TrackAck::Failed { reason }).await;
+    let _ = send.finish().await;
+}
+
+async fn handle_command(mover: Arc<Mover>, cmd: Command) -> CommandReply {
+    match exec(&mover, cmd).await {
+        Ok(r) => r,
+        Err(e) => CommandReply::Error { message: format!("mover {}: {e:#}", mover.name) },
+    }
+}
+
+async fn exec(mover: &Arc<Mover>, cmd: Command) -> Result<CommandReply> {
+    match cmd {
+        Command::OpenBackup(ch) if mover.is_front_end() => {
+            ch.map.validate().context("invalid ABS map")?;
+            tracing::info!(channel = ch.channel_id, abs = ch.abs_id, object = %ch.object_name, "backup channel opened");
+            mover.backups.lock().await.insert(ch.channel_id, ch);
+            Ok(CommandReply::Ok)
+        }
+        Command::OpenRestore(ch) if mover.is_front_end() => {
+            tracing::info!(channel = ch.channel_id, abs = ch.abs_id, files = ch.files.len(), "restore channel opened");
+            mover.restores.lock().await.insert(ch.channel_id, ch);
+            Ok(CommandReply::Ok)
+        }
+        Command::MountForWrite { drive, tape_label, path, new } if mover.is_back_end() => {
+            let d = mover.drive(&drive)?;
+            let (files, bytes) = tokio::task::block_in_place(|| {
+                let mut d = d.lock().map_err(|_| anyhow!("drive lock poisoned"))?;
+                d.mount_for_write(&tape_label, std::path::Path::new(&path), new.as_ref())
+            })?;
+            tracing::info!(%drive, %tape_label, files, "tape mounted for writing");
+            Ok(CommandReply::Mounted { tape_label, files, bytes })
+        }
+        Command::MountForRead { drive, tape_label, path } if mover.is_back_end() => {
+            let d = mover.drive(&drive)?;
+            tokio::task::block_in_place(|| {
+                let mut d = d.lock().map_err(|_| anyhow!("drive lock poisoned"))?;
+                d.mount_for_read(&tape_label, std::path::Path::new(&path))
+            })?;
+            tracing::info!(%drive, %tape_label, "tape mounted for reading");
+            Ok(CommandReply::Mounted { tape_label, files: 0, bytes: 0 })
+        }
+        Command::Dismount { drive } if mover.is_back_end() => {
+            let d = mover.drive(&drive)?;
+            let (tape_label, files, bytes) = tokio::task::block_in_place(|| {
+                let mut d = d.lock().map_err(|_| anyhow!("drive lock poisoned"))?;
+                d.dismount()
+            })?;
+            tracing::info!(%drive, %tape_label, files, bytes, "tape dismounted");
+            Ok(CommandReply::Dismounted { tape_label, files, bytes, full: false })
+        }
+        Command::AbortChannel { channel_id, reason } => {
+            tracing::warn!(channel_id, %reason, "channel aborted by the station");
+            mover.backups.lock().await.remove(&channel_id);
+            mover.restores.lock().await.remove(&channel_id);
+            Ok(CommandReply::Ok)
+        }
+        other => bail!("a {} mover does not do {other:?}", mover.cfg.role.as_str()),
+    }
+}

@@ -1,0 +1,7 @@
+//! A primary storage node: serves volumes, streams track sets to front-end
+//! movers for backup, and writes restored tracks where the remap table says.
+
+pub mod node;
+pub mod restore;
+pub mod send;
+pub mod volume;

@@ -1,0 +1,78 @@
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+use primary_node::node::{run, NodeConfig};
+use primary_node::volume::Volume;
+use proto::abs::Geometry;
+
+/// A primary storage node of the data mover cluster.
+#[derive(Parser)]
+#[command(version)]
+struct Args {
+    /// This node's name (its certificate's name).
+    #[arg(long, env = "DMC_NAME")]
+    name: String,
+    /// Directory with the cluster CA and this node's certificate.
+    #[arg(long, env = "DMC_PKI")]
+    pki: PathBuf,
+    /// Control station address.
+    #[arg(long, env = "DMC_STATION")]
+    station: SocketAddr,
+    /// Control station TLS name.
+    #[arg(long, default_value = "station")]
+    station_name: String,
+    /// Local QUIC address.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    listen: SocketAddr,
+    /// A volume: NAME=PATH (repeatable).
+    #[arg(long = "volume", required = true)]
+    volumes: Vec<String>,
+    /// Block size of the volumes, bytes.
+    #[arg(long, default_value_t = 4096)]
+    block_size: u32,
+    /// Track size of the volumes, bytes (a multiple of the block size).
+    #[arg(long, default_value_t = 65536)]
+    track_size: u32,
+    /// Most tracks sent but not yet durable at the front-end.
+    #[arg(long, default_value_t = 256)]
+    window: u64,
+    /// Prometheus metrics address.
+    #[arg(long)]
+    metrics: Option<SocketAddr>,
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    if let Some(addr) = args.metrics {
+        metrics_exporter_prometheus::PrometheusBuilder::new()
+            .with_http_listener(addr)
+            .install()
+            .context("starting the metrics exporter")?;
+    }
+    let geometry = Geometry { block_size: args.block_size, track_size: args.track_size };
+    let mut volumes = Vec::new();
+    for spec in &args.volumes {
+        let Some((name, path)) = spec.split_once('=') else {
+            bail!("--volume {spec:?}: expected NAME=PATH");
+        };
+        volumes.push(Volume::open(name, PathBuf::from(path).as_path(), geometry)?);
+    }
+    let identity = transport::Identity::load(&args.pki, &args.name).context("loading this node's certificate")?;
+    run(NodeConfig {
+        name: args.name,
+        identity,
+        listen: args.listen,
+        station: args.station,
+        station_name: args.station_name,
+        volumes,
+        window: args.window,
+    })
+    .await
+}

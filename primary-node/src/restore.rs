@@ -1,0 +1,148 @@
+//! Restore: receive a restore stream from a front-end and write each track's
+//! bytes where the remap table says (FIG. 15/16).
+//!
+//! The back-end verified every checksum of a segment before sending any of
+//! its tracks; the node checks that every track belongs to the ABS and that
+//! its length matches the map before writing it.
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{anyhow, bail, Context, Result};
+use proto::abs::{DestTarget, Placer};
+use proto::wire::{RestoreFrame, RestoreOrder, RestoreTarget, TrackStreamOpen, MAX_DATA_FRAME};
+use transport::Role;
+
+use crate::volume::Volume;
+
+/// Where the placements land.
+pub enum Destination {
+    Volumes(Vec<Arc<Volume>>),
+    File { path: PathBuf, file: File },
+}
+
+impl Destination {
+    /// Resolve the order's target on this node.
+    pub fn open(order: &RestoreOrder, volumes: &HashMap<String, Arc<Volume>>) -> Result<Destination> {
+        match &order.target {
+            RestoreTarget::File { path, .. } => {
+                let path = PathBuf::from(path);
+                let file = OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .create(true)
+                    .truncate(true)
+                    .open(&path)
+                    .with_context(|| format!("creating restore file {}", path.display()))?;
+                file.set_len(order.remap.object_size)
+                    .with_context(|| format!("sizing restore file {}", path.display()))?;
+                Ok(Destination::File { path, file })
+            }
+            RestoreTarget::Original | RestoreTarget::Volumes { .. } => {
+                let vols = order
+                    .remap
+                    .volumes
+                    .iter()
+                    .map(|v| {
+                        let local =
+                            volumes.get(&v.name).ok_or_else(|| anyhow!("this node has no volume {:?}", v.name))?;
+                        if local.size < v.size || local.geometry != v.geometry {
+                            bail!("destination volume {} does not match the remap table", v.name);
+                        }
+                        Ok(local.clone())
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                Ok(Destination::Volumes(vols))
+            }
+        }
+    }
+
+    fn write(&self, target: DestTarget, offset: u64, data: &[u8]) -> Result<()> {
+        match (self, target) {
+            (Destination::Volumes(vols), DestTarget::Volume(i)) => {
+                let v = vols.get(i as usize).ok_or_else(|| anyhow!("remap volume index {i} out of range"))?;
+                v.write_at(offset, data)
+            }
+            (Destination::File { path, file }, DestTarget::File) => file
+                .write_all_at(data, offset)
+                .with_context(|| format!("writing {} bytes at {offset} of {}", data.len(), path.display())),
+            _ => bail!("remap target {target:?} does not match the destination"),
+        }
+    }
+
+    fn sync(&self) -> Result<()> {
+        match self {
+            Destination::Volumes(vols) => vols.iter().try_for_each(|v| v.sync()),
+            Destination::File { path, file } => file.sync_all().with_context(|| format!("syncing {}", path.display())),
+        }
+    }
+}
+
+/// Totals of one restore stream.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct RestoreTotals {
+    pub tracks: u64,
+    pub bytes_written: u64,
+    pub segments: u32,
+}
+
+/// Dial the front-end, receive the stream, write it, sync.
+pub async fn receive_restore(
+    endpoint: &quinn::Endpoint,
+    order: RestoreOrder,
+    dest: Destination,
+    progress: impl Fn(u64) + Send + 'static,
+) -> Result<RestoreTotals> {
+    let placer = Placer::new(&order.map, &order.remap).context("the restore order's map or remap table is invalid")?;
+    let addr = order.front_end.address.parse().with_context(|| format!("front-end address {:?}", order.front_end.address))?;
+    let (conn, _peer) = transport::connect(endpoint, addr, &order.front_end.name, Role::Mover)
+        .await
+        .with_context(|| format!("dialling front-end {}", order.front_end.name))?;
+    let (mut send, mut recv) = transport::open_bi(&conn, MAX_DATA_FRAME).await?;
+    send.send(&TrackStreamOpen::Restore { channel_id: order.channel_id }).await?;
+
+    let mut totals = RestoreTotals::default();
+    loop {
+        let frame = recv
+            .recv::<RestoreFrame>()
+            .await?
+            .ok_or_else(|| anyhow!("the front-end closed the restore stream early"))?;
+        match frame {
+            RestoreFrame::Track { addr, data } => {
+                let (_, len) = order.map.track_extent(addr).context("track not in the ABS map")?;
+                if data.len() as u64 != len {
+                    bail!("track {addr:?} has {} bytes, the map says {len}", data.len());
+                }
+                let placements = placer.place(addr, data.len());
+                if placements.is_empty() {
+                    bail!("track {addr:?} holds no byte of the object");
+                }
+                tokio::task::block_in_place(|| {
+                    for p in &placements {
+                        let bytes = data.get(p.data.clone()).ok_or_else(|| anyhow!("placement outside the track"))?;
+                        dest.write(p.target, p.offset, bytes)?;
+                        totals.bytes_written += bytes.len() as u64;
+                    }
+                    Ok::<_, anyhow::Error>(())
+                })?;
+                totals.tracks += 1;
+                metrics::counter!("dmc_primary_restored_bytes_total").increment(data.len() as u64);
+                progress(totals.bytes_written);
+            }
+            RestoreFrame::SegmentDone { .. } => totals.segments += 1,
+            RestoreFrame::End { tracks } => {
+                if tracks != totals.tracks {
+                    bail!("the front-end says {tracks} tracks, {} arrived", totals.tracks);
+                }
+                break;
+            }
+            RestoreFrame::Failed { reason } => bail!("{reason}"),
+        }
+    }
+    tokio::task::block_in_place(|| dest.sync())?;
+    let _ = send.finish().await;
+    Ok(totals)
+}

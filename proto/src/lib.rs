@@ -1,0 +1,12 @@
+//! `proto`: everything that crosses a boundary of a process or of time.
+//!
+//! - [`abs`]: abstract block sets: track sets, ABS maps, remap tables (pure).
+//! - [`tape`]: the on-tape format, layered block device → records and tape
+//!   marks → labelled tape files → segments (over `Read`/`Write`/`Seek`).
+//! - [`wire`]: the QUIC messages between processes and their validated codec.
+//!
+//! Nothing here opens a socket or a database.
+
+pub mod abs;
+pub mod tape;
+pub mod wire;

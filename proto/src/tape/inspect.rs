@@ -1,0 +1,836 @@
+//! Whole-tape reports with no database: [`inspect`] lists every tape file,
+//! [`verify`] checks every structure, checksum and cross-reference.
+//!
+//! Both read the tape from the beginning to its logical end (two tape
+//! marks) or its end of data, one tape file at a time, with bounded memory:
+//! segments are checked as a stream, other structures are bounded by their
+//! size limits. A damaged file is reported and the scan goes on where the
+//! container allows it.
+
+use std::fmt;
+
+use super::block::{Block, BlockDevice};
+use super::bytes::{show_bytes, ENVELOPE_OVERHEAD};
+use super::directory::{Catalog, Directory, DirectoryEntry, FileKind, CATALOG_MAGIC, DIRECTORY_MAGIC, MAX_DIRECTORY_PAYLOAD};
+use super::error::Location;
+use super::file::FileStats;
+use super::labels::{EndLabels, LabelKind, VolumeLabels, LABEL_LEN};
+use super::metadata::{AbsKind, AbsMetadata, MAX_METADATA_PAYLOAD, METADATA_MAGIC};
+use super::node::{NodeHeader, NodeTrailer, MAX_NODE_PAYLOAD, NODE_HEADER_MAGIC, NODE_TRAILER_MAGIC};
+use super::segment::{SegmentReader, SegmentSummary, SEGMENT_MAGIC};
+use super::volume::check_head;
+use super::{TapeError, MAX_BLOCK_SIZE};
+
+/// What kind of tape file was found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScannedKind {
+    /// No records: a tape mark right away (the logical end), or no data.
+    Empty,
+    VolumeLabels,
+    EndLabels,
+    NodeHeader,
+    NodeTrailer,
+    Segment,
+    AbsMetadata,
+    Directory,
+    Catalog,
+    Unknown,
+}
+
+impl ScannedKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            ScannedKind::Empty => "empty",
+            ScannedKind::VolumeLabels => "labels",
+            ScannedKind::EndLabels => "end-labels",
+            ScannedKind::NodeHeader => "node-header",
+            ScannedKind::NodeTrailer => "node-trailer",
+            ScannedKind::Segment => "segment",
+            ScannedKind::AbsMetadata => "abs-metadata",
+            ScannedKind::Directory => "directory",
+            ScannedKind::Catalog => "catalog",
+            ScannedKind::Unknown => "unknown",
+        }
+    }
+}
+
+/// ABS metadata without its map (what reports need).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetadataSummary {
+    pub abs_id: u64,
+    pub object_name: String,
+    pub kind: AbsKind,
+    pub base_abs_id: u64,
+    pub segment_count: u32,
+    pub track_count: u64,
+    pub data_bytes: u64,
+    pub object_size: u64,
+    pub extents: usize,
+}
+
+/// The decoded content of a tape file whose checks all passed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FileContent {
+    VolumeLabels(VolumeLabels),
+    EndLabels(EndLabels),
+    NodeHeader(NodeHeader),
+    NodeTrailer(NodeTrailer),
+    Segment(SegmentSummary),
+    AbsMetadata(MetadataSummary),
+    Directory(Directory),
+    Catalog(Catalog),
+}
+
+/// How reading a tape file ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileEnd {
+    /// Its tape mark was read.
+    TapeMark,
+    /// The data ended (at a record boundary) before a tape mark.
+    EndOfData,
+    /// The image ends inside a record.
+    Torn,
+    /// The container is corrupt here; nothing further can be read.
+    Broken,
+}
+
+/// One tape file as scanned.
+#[derive(Debug)]
+pub struct ScannedFile {
+    pub file: u32,
+    pub stats: FileStats,
+    pub kind: ScannedKind,
+    /// Present when every check of the file passed.
+    pub content: Option<FileContent>,
+    /// ABS id and sequence of a segment whose header could be read.
+    pub segment: Option<(u64, u32)>,
+    /// The first thing wrong with the file.
+    pub problem: Option<TapeError>,
+    pub end: FileEnd,
+}
+
+impl ScannedFile {
+    /// The directory entry of a data file that passed its checks.
+    pub fn directory_entry(&self) -> Option<DirectoryEntry> {
+        let (kind, abs_id, seq) = match &self.content {
+            Some(FileContent::Segment(s)) => (FileKind::Segment, s.header.abs_id, s.header.seq),
+            Some(FileContent::AbsMetadata(m)) => (FileKind::AbsMetadata, m.abs_id, 0),
+            _ => return None,
+        };
+        Some(DirectoryEntry {
+            file_number: self.file,
+            kind,
+            abs_id,
+            seq,
+            bytes: self.stats.bytes,
+            crc32c: self.stats.crc32c,
+            records: self.stats.records,
+        })
+    }
+}
+
+enum Mode {
+    Start,
+    Labels(Vec<Vec<u8>>),
+    Segment(SegmentReader),
+    Buffer { magic: [u8; 8], buf: Vec<u8>, limit: usize },
+    Skip,
+}
+
+fn magic_of(rec: &[u8]) -> [u8; 8] {
+    let mut m = [0u8; 8];
+    if let Some(s) = rec.get(..8) {
+        m.copy_from_slice(s);
+    }
+    m
+}
+
+/// Scan one tape file from the device's current position (the start of a
+/// tape file) up to and including its tape mark. `block_size`: the data
+/// record size (None for tape file 0 or when unknown; then record sizes are
+/// not checked). Never fails: what went wrong is in [`ScannedFile::problem`].
+pub fn scan_file<D: BlockDevice + ?Sized>(dev: &mut D, label: Option<&str>, block_size: Option<usize>) -> ScannedFile {
+    let file = dev.position().file;
+    let locate = |e: TapeError, record: u64| {
+        let mut e = e.within(label, Some(file), block_size);
+        if let Some(l) = e.location_mut() {
+            if l.record.is_none() {
+                l.record = Some(record);
+            }
+        }
+        e
+    };
+    let mut stats = FileStats::default();
+    let mut problem: Option<TapeError> = None;
+    let mut mode = Mode::Start;
+    let mut kind = ScannedKind::Empty;
+    let mut segment = None;
+    let mut buf = Vec::new();
+    let mut short_record: Option<(u64, usize)> = None;
+    let end;
+    loop {
+        let pos = dev.position();
+        let res = if matches!(mode, Mode::Skip) { dev.skip_block() } else { dev.read_block(&mut buf, MAX_BLOCK_SIZE) };
+        let n = match res {
+            Ok(Block::Record(n)) => n,
+            Ok(Block::FileMark) => {
+                end = FileEnd::TapeMark;
+                break;
+            }
+            Ok(Block::EndOfData) => {
+                end = FileEnd::EndOfData;
+                break;
+            }
+            Err(e) => {
+                end = if e.is_truncated() { FileEnd::Torn } else { FileEnd::Broken };
+                problem = Some(locate(e, pos.record));
+                break;
+            }
+        };
+        stats.records += 1;
+        stats.bytes += n as u64;
+        let skipping = matches!(mode, Mode::Skip);
+        if !skipping {
+            stats.crc32c = crc32c::crc32c_append(stats.crc32c, &buf);
+        }
+        match &mut mode {
+            Mode::Start => {
+                let magic = magic_of(&buf);
+                let limit = |max_payload: usize| max_payload + ENVELOPE_OVERHEAD;
+                mode = if n == LABEL_LEN && (buf.starts_with(b"VOL1") || buf.starts_with(b"EOF1") || buf.starts_with(b"EOV1")) {
+                    kind = if buf.starts_with(b"VOL1") { ScannedKind::VolumeLabels } else { ScannedKind::EndLabels };
+                    Mode::Labels(vec![buf.clone()])
+                } else if &magic == SEGMENT_MAGIC {
+                    kind = ScannedKind::Segment;
+                    let mut r = SegmentReader::new(false);
+                    match r.feed(&buf) {
+                        Ok(()) => {
+                            segment = r.header().map(|h| (h.abs_id, h.seq));
+                            Mode::Segment(r)
+                        }
+                        Err(e) => {
+                            problem = problem.or(Some(locate(e, pos.record)));
+                            Mode::Skip
+                        }
+                    }
+                } else {
+                    let known = [
+                        (NODE_HEADER_MAGIC, ScannedKind::NodeHeader, limit(MAX_NODE_PAYLOAD)),
+                        (NODE_TRAILER_MAGIC, ScannedKind::NodeTrailer, limit(MAX_NODE_PAYLOAD)),
+                        (METADATA_MAGIC, ScannedKind::AbsMetadata, limit(MAX_METADATA_PAYLOAD)),
+                        (DIRECTORY_MAGIC, ScannedKind::Directory, limit(MAX_DIRECTORY_PAYLOAD)),
+                        (CATALOG_MAGIC, ScannedKind::Catalog, limit(MAX_DIRECTORY_PAYLOAD)),
+                    ];
+                    match known.iter().find(|(m, _, _)| **m == magic) {
+                        Some((_, k, lim)) => {
+                            kind = *k;
+                            Mode::Buffer { magic, buf: buf.clone(), limit: *lim }
+                        }
+                        None => {
+                            kind = ScannedKind::Unknown;
+                            problem = problem.or(Some(TapeError::corrupt(
+                                Location { label: label.map(str::to_owned), ..Location::record(file, 0) },
+                                "tape file",
+                                "labels or a structure of this system (magic DMC...)",
+                                show_bytes(&buf),
+                            )));
+                            Mode::Skip
+                        }
+                    }
+                };
+            }
+            Mode::Labels(v) => {
+                if v.len() >= 4 {
+                    problem = problem.or(Some(TapeError::corrupt(
+                        Location { label: label.map(str::to_owned), ..Location::record(file, pos.record) },
+                        "label group",
+                        "at most 3 label records",
+                        "more",
+                    )));
+                    mode = Mode::Skip;
+                } else {
+                    v.push(buf.clone());
+                }
+            }
+            Mode::Segment(r) => {
+                if let Err(e) = r.feed(&buf) {
+                    problem = problem.or(Some(locate(e, pos.record)));
+                    mode = Mode::Skip;
+                }
+            }
+            Mode::Buffer { buf: b, limit, .. } => {
+                if b.len() + n > *limit {
+                    problem = problem.or(Some(TapeError::too_large(
+                        Location { label: label.map(str::to_owned), ..Location::record(file, pos.record) },
+                        format!("{} tape file", kind.name()),
+                        *limit as u64,
+                        (b.len() + n) as u64,
+                    )));
+                    mode = Mode::Skip;
+                } else {
+                    b.extend_from_slice(&buf);
+                }
+            }
+            Mode::Skip => {}
+        }
+        // Data tape files: every record a full block except the last (labels are 80 bytes).
+        let labels = matches!(kind, ScannedKind::VolumeLabels | ScannedKind::EndLabels);
+        if let (Some(bs), false) = (block_size, labels) {
+            let bad = if let Some((r, len)) = short_record {
+                Some(format!("record {r} of {len} bytes is short but not the last record of the file"))
+            } else if n > bs {
+                Some(format!("record {} of {n} bytes is longer than the block size", pos.record))
+            } else {
+                None
+            };
+            if let (Some(found), None) = (bad, &problem) {
+                problem = Some(TapeError::corrupt(
+                    Location { label: label.map(str::to_owned), ..Location::record(file, pos.record) },
+                    "tape file records",
+                    format!("records of {bs} bytes (only the last one shorter)"),
+                    found,
+                ));
+            }
+            if n < bs && short_record.is_none() {
+                short_record = Some((pos.record, n));
+            }
+        }
+    }
+
+    if end != FileEnd::TapeMark {
+        if stats.records > 0 && end == FileEnd::EndOfData {
+            problem = Some(TapeError::truncated(
+                Location { label: label.map(str::to_owned), ..Location::record(file, stats.records) },
+                format!("the tape mark ending tape file {file}"),
+                "the end of data",
+            ));
+        }
+        return ScannedFile { file, stats, kind, content: None, segment, problem, end };
+    }
+    let mut content = None;
+    if problem.is_none() {
+        let decoded = match mode {
+            Mode::Start | Mode::Skip => Ok(None),
+            Mode::Labels(v) if kind == ScannedKind::VolumeLabels => VolumeLabels::parse(&v).map(|l| Some(FileContent::VolumeLabels(l))),
+            Mode::Labels(v) => EndLabels::parse(&v, file).map(|l| Some(FileContent::EndLabels(l))),
+            Mode::Segment(r) => r.finish().map(|s| Some(FileContent::Segment(s.summary))),
+            Mode::Buffer { magic, buf, .. } => decode_buffer(&magic, &buf),
+        };
+        match decoded {
+            Ok(c) => content = c,
+            Err(e) => problem = Some(locate(e, stats.records.saturating_sub(1))),
+        }
+    }
+    ScannedFile { file, stats, kind, content, segment, problem, end }
+}
+
+fn decode_buffer(magic: &[u8; 8], buf: &[u8]) -> Result<Option<FileContent>, TapeError> {
+    Ok(Some(if magic == NODE_HEADER_MAGIC {
+        FileContent::NodeHeader(NodeHeader::decode(buf)?)
+    } else if magic == NODE_TRAILER_MAGIC {
+        FileContent::NodeTrailer(NodeTrailer::decode(buf)?)
+    } else if magic == METADATA_MAGIC {
+        let m = AbsMetadata::decode(buf)?;
+        FileContent::AbsMetadata(MetadataSummary {
+            abs_id: m.abs_id,
+            object_name: m.object_name,
+            kind: m.kind,
+            base_abs_id: m.base_abs_id,
+            segment_count: m.segment_count,
+            track_count: m.track_count,
+            data_bytes: m.data_bytes,
+            object_size: m.map.object_size,
+            extents: m.map.extents.len(),
+        })
+    } else if magic == DIRECTORY_MAGIC {
+        FileContent::Directory(Directory::decode(buf)?)
+    } else if magic == CATALOG_MAGIC {
+        FileContent::Catalog(Catalog::decode(buf)?)
+    } else {
+        return Ok(None);
+    }))
+}
+
+/// How a whole-tape scan stopped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ScanStop {
+    /// Two tape marks in a row: tape file `empty_file` is empty.
+    LogicalEnd { empty_file: u32 },
+    /// The recorded data ends (no logical end: the tape was never finished).
+    EndOfData,
+    /// The container is damaged and could not be read further.
+    Error(String),
+}
+
+/// One line of [`TapeReport`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileReport {
+    pub file: u32,
+    pub records: u64,
+    pub bytes: u64,
+    /// CRC32C of the file's bytes (as the directory records it).
+    pub crc32c: u32,
+    pub kind: ScannedKind,
+    pub abs_id: Option<u64>,
+    pub seq: Option<u32>,
+    pub tracks: Option<u32>,
+    /// A short description of the content.
+    pub detail: String,
+    pub problem: Option<String>,
+    /// Ended by its tape mark.
+    pub complete: bool,
+}
+
+/// Every tape file of a tape, as found by a full scan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TapeReport {
+    pub labels: Option<VolumeLabels>,
+    pub header: Option<NodeHeader>,
+    pub files: Vec<FileReport>,
+    pub stop: ScanStop,
+}
+
+fn report_line(s: &ScannedFile) -> FileReport {
+    let mut abs_id = s.segment.map(|(a, _)| a);
+    let mut seq = s.segment.map(|(_, q)| q);
+    let mut tracks = None;
+    let detail = match &s.content {
+        None => String::new(),
+        Some(FileContent::VolumeLabels(l)) => format!(
+            "VOL1 {} owner {:?}, HDR1 {} section {}, HDR2 block {}",
+            l.vol1.volume_id, l.vol1.owner_id, l.hdr1.file_id, l.hdr1.file_section, l.hdr2.block_size
+        ),
+        Some(FileContent::EndLabels(l)) => format!(
+            "{}1/{}2 block count {}{}",
+            if l.continues() { "EOV" } else { "EOF" },
+            if l.continues() { "EOV" } else { "EOF" },
+            l.label1.block_count,
+            if l.continues() { ", continues on the next tape" } else { "" }
+        ),
+        Some(FileContent::NodeHeader(h)) => format!(
+            "tape {} pool {:?} media set {} seq {} block {} format {}",
+            h.label, h.pool, h.media_set, h.sequence, h.block_size, h.format_version
+        ),
+        Some(FileContent::NodeTrailer(t)) => format!(
+            "{} data files, {} data bytes, finished {}{}",
+            t.file_count,
+            t.data_bytes,
+            t.finished_unix,
+            if t.continues { ", continues" } else { "" }
+        ),
+        Some(FileContent::Segment(sum)) => {
+            abs_id = Some(sum.header.abs_id);
+            seq = Some(sum.header.seq);
+            tracks = Some(sum.track_count);
+            format!("{} data bytes, channel {}", sum.data_bytes, sum.header.channel_id)
+        }
+        Some(FileContent::AbsMetadata(m)) => {
+            abs_id = Some(m.abs_id);
+            format!(
+                "{:?} {:?}, {} segments, {} tracks, {} extents, object {} bytes",
+                m.kind, m.object_name, m.segment_count, m.track_count, m.extents, m.object_size
+            )
+        }
+        Some(FileContent::Directory(d)) => format!("{} entries", d.entries.len()),
+        Some(FileContent::Catalog(c)) => format!("{} ABSs", c.entries.len()),
+    };
+    FileReport {
+        file: s.file,
+        records: s.stats.records,
+        bytes: s.stats.bytes,
+        crc32c: s.stats.crc32c,
+        kind: s.kind,
+        abs_id,
+        seq,
+        tracks,
+        detail,
+        problem: s.problem.as_ref().map(ToString::to_string),
+        complete: s.end == FileEnd::TapeMark,
+    }
+}
+
+/// Scan the whole tape from the beginning, keeping every file's result.
+pub fn scan_tape<D: BlockDevice + ?Sized>(dev: &mut D) -> Result<(Vec<ScannedFile>, ScanStop), TapeError> {
+    dev.rewind()?;
+    let mut files = Vec::new();
+    let mut label: Option<String> = None;
+    let mut block_size: Option<usize> = None;
+    loop {
+        let file = dev.position().file;
+        let s = scan_file(dev, label.as_deref(), if file == 0 { None } else { block_size });
+        match &s.content {
+            Some(FileContent::VolumeLabels(l)) if file == 0 => label = Some(l.vol1.volume_id.clone()),
+            Some(FileContent::NodeHeader(h)) if file == 1 => block_size = Some(h.block_size as usize),
+            _ => {}
+        }
+        let stop = match s.end {
+            FileEnd::TapeMark if s.stats.records == 0 => Some(ScanStop::LogicalEnd { empty_file: file }),
+            FileEnd::TapeMark => None,
+            FileEnd::EndOfData => Some(ScanStop::EndOfData),
+            FileEnd::Torn | FileEnd::Broken => {
+                Some(ScanStop::Error(s.problem.as_ref().map(ToString::to_string).unwrap_or_default()))
+            }
+        };
+        if s.stats.records > 0 || s.problem.is_some() {
+            files.push(s);
+        }
+        if let Some(stop) = stop {
+            return Ok((files, stop));
+        }
+    }
+}
+
+fn report_from(files: &[ScannedFile], stop: ScanStop) -> TapeReport {
+    let labels = files.first().and_then(|f| match &f.content {
+        Some(FileContent::VolumeLabels(l)) => Some(l.clone()),
+        _ => None,
+    });
+    let header = files.get(1).and_then(|f| match &f.content {
+        Some(FileContent::NodeHeader(h)) => Some(h.clone()),
+        _ => None,
+    });
+    TapeReport { labels, header, files: files.iter().map(report_line).collect(), stop }
+}
+
+/// List every tape file by scanning the whole tape (no database needed).
+pub fn inspect<D: BlockDevice>(mut dev: D) -> Result<TapeReport, TapeError> {
+    let (files, stop) = scan_tape(&mut dev)?;
+    Ok(report_from(&files, stop))
+}
+
+/// One thing [`verify`] found wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// The tape file concerned, when there is one.
+    pub file: Option<u32>,
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.file {
+            Some(n) => write!(f, "tape file {n}: {}", self.message),
+            None => f.write_str(&self.message),
+        }
+    }
+}
+
+/// The result of [`verify`]: the scan and every problem found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifyReport {
+    pub report: TapeReport,
+    pub problems: Vec<Problem>,
+    /// DIRECTORY, NODE-TRAILER, CATALOG and end labels were found.
+    pub finished: bool,
+    /// The end labels are EOV (the media set continues on another tape).
+    pub continues: bool,
+    pub segments: u32,
+    pub metadata_files: u32,
+    pub tracks: u64,
+    /// Bytes of all data tape files.
+    pub data_bytes: u64,
+}
+
+impl VerifyReport {
+    pub fn is_ok(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+/// Check a whole tape: every label, structure and checksum, the order of the
+/// tape files, the DIRECTORY against the scan, the NODE-TRAILER and CATALOG
+/// against the DIRECTORY, and the EOF1/EOV1 block count.
+pub fn verify<D: BlockDevice>(mut dev: D) -> Result<VerifyReport, TapeError> {
+    let (files, stop) = scan_tape(&mut dev)?;
+    let mut problems = Vec::new();
+    let mut problem = |file: Option<u32>, message: String| problems.push(Problem { file, message });
+    for f in &files {
+        if let Some(p) = &f.problem {
+            problem(Some(f.file), p.to_string());
+        }
+    }
+    let content = |i: usize| files.get(i).and_then(|f| f.content.as_ref());
+    let labels = match content(0) {
+        Some(FileContent::VolumeLabels(l)) => Some(l),
+        _ => {
+            problem(Some(0), "expected the labels VOL1 HDR1 HDR2".into());
+            None
+        }
+    };
+    let header = match content(1) {
+        Some(FileContent::NodeHeader(h)) => Some(h),
+        _ => {
+            problem(Some(1), "expected the NODE-HEADER".into());
+            None
+        }
+    };
+    if let (Some(l), Some(h)) = (labels, header) {
+        if let Err(e) = check_head(l, h) {
+            problem(Some(1), e.to_string());
+        }
+    }
+
+    // Data files.
+    let mut i = 2;
+    let mut scanned_entries = Vec::new();
+    let (mut segments, mut metadata_files, mut tracks, mut data_bytes) = (0u32, 0u32, 0u64, 0u64);
+    while let Some(f) = files.get(i) {
+        if !matches!(f.kind, ScannedKind::Segment | ScannedKind::AbsMetadata) {
+            break;
+        }
+        match &f.content {
+            Some(FileContent::Segment(s)) => {
+                segments += 1;
+                tracks += u64::from(s.track_count);
+            }
+            Some(FileContent::AbsMetadata(_)) => metadata_files += 1,
+            _ => {}
+        }
+        data_bytes += f.stats.bytes;
+        if let Some(e) = f.directory_entry() {
+            scanned_entries.push(e);
+        }
+        i += 1;
+    }
+    let data_files = (i - 2) as u32;
+
+    // The end: DIRECTORY, NODE-TRAILER, CATALOG, end labels, logical end.
+    let expect = ["DIRECTORY", "NODE-TRAILER", "CATALOG", "end labels (EOF1 EOF2 or EOV1 EOV2)"];
+    let kinds = [ScannedKind::Directory, ScannedKind::NodeTrailer, ScannedKind::Catalog, ScannedKind::EndLabels];
+    let stop_text = match &stop {
+        ScanStop::LogicalEnd { .. } => "the logical end of tape (two tape marks)".to_owned(),
+        ScanStop::EndOfData => "the end of data".to_owned(),
+        ScanStop::Error(_) => "a damaged container".to_owned(),
+    };
+    let mut tail: Vec<Option<&FileContent>> = Vec::new();
+    for (k, (name, want)) in expect.iter().zip(kinds).enumerate() {
+        match files.get(i + k) {
+            Some(f) if f.kind == want => tail.push(f.content.as_ref()),
+            Some(f) => {
+                problem(Some(f.file), format!("expected the {name}, found {}", f.kind.name()));
+                break;
+            }
+            None if k == 0 && stop == ScanStop::EndOfData => {
+                problem(None, format!("the tape was never finished: the data ends after tape file {}, with no DIRECTORY, NODE-TRAILER, CATALOG or end labels", i.saturating_sub(1)));
+                break;
+            }
+            None => {
+                problem(Some((i + k) as u32), format!("expected the {name}, found {stop_text}"));
+                break;
+            }
+        }
+    }
+    let finished = tail.len() == 4 && files.len() == i + 4 && matches!(stop, ScanStop::LogicalEnd { .. });
+    if tail.len() == 4 {
+        match &stop {
+            ScanStop::LogicalEnd { .. } if files.len() == i + 4 => {}
+            ScanStop::LogicalEnd { .. } | ScanStop::EndOfData if files.len() > i + 4 => {
+                problem(Some((i + 4) as u32), "expected the logical end of tape after the end labels, found another tape file".into())
+            }
+            ScanStop::EndOfData => problem(
+                Some((i + 4) as u32),
+                "expected a second tape mark after the end labels (the logical end), found the end of data".into(),
+            ),
+            _ => {}
+        }
+    }
+    if let ScanStop::Error(e) = &stop {
+        problem(None, format!("the scan stopped at a damaged container: {e}"));
+    }
+    let dir = match tail.first().copied().flatten() {
+        Some(FileContent::Directory(d)) => Some(d),
+        _ => None,
+    };
+    let trailer = match tail.get(1).copied().flatten() {
+        Some(FileContent::NodeTrailer(t)) => Some(t),
+        _ => None,
+    };
+    let catalog = match tail.get(2).copied().flatten() {
+        Some(FileContent::Catalog(c)) => Some(c),
+        _ => None,
+    };
+    let end = match tail.get(3).copied().flatten() {
+        Some(FileContent::EndLabels(e)) => Some(e),
+        _ => None,
+    };
+    let dir_file = i as u32;
+
+    if let (Some(d), Some(h)) = (dir, header) {
+        if d.label != h.label || d.media_set != h.media_set || d.sequence != h.sequence {
+            problem(
+                Some(dir_file),
+                format!(
+                    "DIRECTORY is for tape {:?} media set {} seq {}, expected tape {:?} media set {} seq {}",
+                    d.label, d.media_set, d.sequence, h.label, h.media_set, h.sequence
+                ),
+            );
+        }
+        if d.entries.len() != data_files as usize {
+            problem(
+                Some(dir_file),
+                format!("DIRECTORY lists {} data files, the scan found {data_files}", d.entries.len()),
+            );
+        }
+        for (k, e) in d.entries.iter().enumerate() {
+            let scanned = files.get(2 + k).and_then(ScannedFile::directory_entry);
+            match scanned {
+                Some(s) if s == *e => {}
+                Some(s) => problem(Some(e.file_number), format!("DIRECTORY entry {k} says {e:?}, the scan found {s:?}")),
+                None => problem(Some(e.file_number), format!("DIRECTORY entry {k} says {e:?}, the scan found no valid data file there")),
+            }
+        }
+    }
+    if let (Some(t), Some(h)) = (trailer, header) {
+        let want = (h.label.as_str(), h.media_set, h.sequence, data_files, data_bytes, dir_file);
+        let got = (t.label.as_str(), t.media_set, t.sequence, t.file_count, t.data_bytes, t.directory_file);
+        if want != got {
+            problem(
+                Some(dir_file + 1),
+                format!(
+                    "NODE-TRAILER says (label, media set, seq, data files, data bytes, directory file) = {got:?}, expected {want:?}"
+                ),
+            );
+        }
+        if let Some(e) = end {
+            if e.continues() != t.continues {
+                problem(Some(dir_file + 1), format!("NODE-TRAILER continues = {}, but the end labels say {}", t.continues, if e.continues() { "EOV" } else { "EOF" }));
+            }
+        }
+    }
+    if let (Some(c), Some(h), Some(d)) = (catalog, header, dir) {
+        let names: std::collections::HashMap<u64, String> =
+            c.entries.iter().map(|a| (a.abs_id, a.object_name.clone())).collect();
+        let want = Catalog::from_directory(&h.label, &h.pool, h.media_set, h.sequence, &d.entries, |id| {
+            names.get(&id).cloned().unwrap_or_default()
+        });
+        if *c != want {
+            problem(Some(dir_file + 2), "CATALOG does not match the DIRECTORY".into());
+        }
+        for f in files.iter().skip(2).take(data_files as usize) {
+            if let Some(FileContent::AbsMetadata(m)) = &f.content {
+                if names.get(&m.abs_id).is_some_and(|n| *n != m.object_name) {
+                    problem(
+                        Some(dir_file + 2),
+                        format!(
+                            "CATALOG names ABS {} {:?}, its metadata in tape file {} says {:?}",
+                            m.abs_id,
+                            names.get(&m.abs_id).cloned().unwrap_or_default(),
+                            f.file,
+                            m.object_name
+                        ),
+                    );
+                }
+            }
+        }
+    }
+    if let (Some(e), Some(l)) = (end, labels) {
+        let records: u64 = files.iter().skip(1).take(i + 2).map(|f| f.stats.records).sum();
+        let want = (records % 1_000_000) as u32;
+        if e.label1.block_count != want {
+            problem(
+                Some(dir_file + 3),
+                format!(
+                    "{}1 block count is {}, expected {want} ({records} records in tape files 1 to {} modulo 1,000,000)",
+                    if e.continues() { "EOV" } else { "EOF" },
+                    e.label1.block_count,
+                    dir_file + 2
+                ),
+            );
+        }
+        let mut h1 = e.label1.clone();
+        h1.kind = LabelKind::Hdr;
+        h1.block_count = 0;
+        if h1 != l.hdr1 {
+            problem(Some(dir_file + 3), format!("end label 1 {:?} does not repeat HDR1 {:?}", e.label1, l.hdr1));
+        }
+        let mut h2 = e.label2.clone();
+        h2.kind = LabelKind::Hdr;
+        if h2 != l.hdr2 {
+            problem(Some(dir_file + 3), format!("end label 2 {:?} does not repeat HDR2 {:?}", e.label2, l.hdr2));
+        }
+    }
+    let continues = end.is_some_and(EndLabels::continues);
+    Ok(VerifyReport {
+        report: report_from(&files, stop),
+        problems,
+        finished,
+        continues,
+        segments,
+        metadata_files,
+        tracks,
+        data_bytes,
+    })
+}
+
+impl fmt::Display for TapeReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (&self.labels, &self.header) {
+            (_, Some(h)) => writeln!(
+                f,
+                "tape {}  pool {:?}  media set {}  sequence {}  block size {}  format {}  created {}",
+                h.label, h.pool, h.media_set, h.sequence, h.block_size, h.format_version, h.created_unix
+            )?,
+            (Some(l), None) => writeln!(f, "tape {} (no valid node header)", l.vol1.volume_id)?,
+            (None, None) => writeln!(f, "tape with no valid labels")?,
+        }
+        writeln!(
+            f,
+            "{:>6} {:>8} {:>14}  {:<13} {:>10} {:>6} {:>7}  detail",
+            "file", "records", "bytes", "kind", "ABS", "seq", "tracks"
+        )?;
+        let opt = |v: Option<String>| v.unwrap_or_else(|| "-".into());
+        for r in &self.files {
+            writeln!(
+                f,
+                "{:>6} {:>8} {:>14}  {:<13} {:>10} {:>6} {:>7}  {}{}",
+                r.file,
+                r.records,
+                r.bytes,
+                r.kind.name(),
+                opt(r.abs_id.map(|v| v.to_string())),
+                opt(r.seq.map(|v| v.to_string())),
+                opt(r.tracks.map(|v| v.to_string())),
+                r.detail,
+                if r.complete { "" } else { " [no tape mark]" }
+            )?;
+            if let Some(p) = &r.problem {
+                writeln!(f, "{:>6}   ! {p}", "")?;
+            }
+        }
+        match &self.stop {
+            ScanStop::LogicalEnd { empty_file } => {
+                writeln!(f, "end: logical end of tape (two tape marks) after tape file {}", empty_file.saturating_sub(1))
+            }
+            ScanStop::EndOfData => writeln!(f, "end: end of data without a logical end (tape not finished)"),
+            ScanStop::Error(e) => writeln!(f, "end: scan stopped: {e}"),
+        }
+    }
+}
+
+impl fmt::Display for VerifyReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.report)?;
+        writeln!(
+            f,
+            "{} segments, {} metadata files, {} tracks, {} data bytes; {}",
+            self.segments,
+            self.metadata_files,
+            self.tracks,
+            self.data_bytes,
+            match (self.finished, self.continues) {
+                (true, true) => "finished, media set continues on the next tape (EOV)",
+                (true, false) => "finished (EOF)",
+                (false, _) => "not finished",
+            }
+        )?;
+        if self.problems.is_empty() {
+            writeln!(f, "verify: OK: every label, structure and checksum is valid; directory, trailer, catalog and block count agree")
+        } else {
+            writeln!(f, "verify: {} problem(s):", self.problems.len())?;
+            for p in &self.problems {
+                writeln!(f, "  - {p}")?;
+            }
+            Ok(())
+        }
+    }
+}

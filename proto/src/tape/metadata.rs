@@ -1,0 +1,280 @@
+//! ABS metadata on tape: written after an ABS's last segment on a tape.
+//!
+//! An envelope ([`super::bytes`]) with magic `DMCMET01`, version 1. Payload
+//! (little-endian; `str` = u32 byte length + UTF-8):
+//!
+//! | size | type | field                                               |
+//! |-----:|------|-----------------------------------------------------|
+//! | 8    | u64  | abs_id                                              |
+//! | 1    | u8   | kind: 0 = full, 1 = differential                    |
+//! | 8    | u64  | base_abs_id (0 for none)                            |
+//! | 8    | u64  | created_unix                                        |
+//! | 4    | u32  | segment_count                                       |
+//! | 8    | u64  | track_count                                         |
+//! | 8    | u64  | data_bytes                                          |
+//! | 4+n  | str  | object_name (≤ 4096 bytes)                          |
+//! | 8    | u64  | map.object_size                                     |
+//! | 4    | u32  | volume count V (≤ 65536)                            |
+//! | V ×  |      | volume: str name (≤ 1024), u32 block_size, u32 track_size, u64 size |
+//! | 4    | u32  | extent count E (≤ 2,097,152)                         |
+//! | E × 26 |    | extent: u64 logical_offset, u64 length, u16 volume, u64 volume_offset |
+//!
+//! Counts are also bounded by the bytes left, so a corrupt count can never
+//! make the decoder allocate more than the metadata's own size.
+
+use crate::abs::{AbsMap, Geometry, MapExtent, VolumeRef};
+
+use super::bytes::{seal, unseal, ByteWriter};
+use super::error::Location;
+use super::TapeError;
+
+/// Magic of ABS-METADATA.
+pub const METADATA_MAGIC: &[u8; 8] = b"DMCMET01";
+/// Envelope version.
+pub const METADATA_VERSION: u16 = 1;
+/// Largest payload accepted (64 MiB).
+pub const MAX_METADATA_PAYLOAD: usize = 64 << 20;
+/// Longest object name.
+pub const MAX_OBJECT_NAME: usize = 4096;
+/// Longest volume name.
+pub const MAX_VOLUME_NAME: usize = 1024;
+/// Most volumes in a map (volume indices are u16).
+pub const MAX_MAP_VOLUMES: usize = 65536;
+/// Most extents in a map.
+pub const MAX_MAP_EXTENTS: usize = 1 << 21;
+
+const VOLUME_MIN_BYTES: usize = 4 + 4 + 4 + 8;
+const EXTENT_BYTES: usize = 8 + 8 + 2 + 8;
+
+/// Kind of an ABS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AbsKind {
+    Full,
+    Differential,
+}
+
+/// Everything needed to restore an ABS without the catalog.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AbsMetadata {
+    pub abs_id: u64,
+    pub object_name: String,
+    pub kind: AbsKind,
+    /// Base ABS of a differential (0 for none).
+    pub base_abs_id: u64,
+    pub created_unix: u64,
+    pub segment_count: u32,
+    pub track_count: u64,
+    pub data_bytes: u64,
+    pub map: AbsMap,
+}
+
+impl AbsMetadata {
+    /// Check that the metadata fits the format's limits (done before writing).
+    pub fn validate(&self) -> Result<(), TapeError> {
+        let what = |f: &str| format!("ABS {} metadata {f}", self.abs_id);
+        if self.object_name.len() > MAX_OBJECT_NAME {
+            return Err(TapeError::invalid(
+                what("object name"),
+                format!("at most {MAX_OBJECT_NAME} bytes"),
+                format!("{} bytes", self.object_name.len()),
+            ));
+        }
+        if self.map.volumes.len() > MAX_MAP_VOLUMES {
+            return Err(TapeError::invalid(
+                what("volume count"),
+                format!("at most {MAX_MAP_VOLUMES}"),
+                self.map.volumes.len().to_string(),
+            ));
+        }
+        if let Some(v) = self.map.volumes.iter().find(|v| v.name.len() > MAX_VOLUME_NAME) {
+            return Err(TapeError::invalid(
+                what("volume name"),
+                format!("at most {MAX_VOLUME_NAME} bytes"),
+                format!("{} bytes", v.name.len()),
+            ));
+        }
+        if self.map.extents.len() > MAX_MAP_EXTENTS {
+            return Err(TapeError::invalid(
+                what("extent count"),
+                format!("at most {MAX_MAP_EXTENTS}"),
+                self.map.extents.len().to_string(),
+            ));
+        }
+        if let Some((i, e)) = self.map.extents.iter().enumerate().find(|(_, e)| e.volume as usize >= self.map.volumes.len()) {
+            return Err(TapeError::invalid(
+                what(&format!("extent {i}")),
+                format!("a volume index below {}", self.map.volumes.len()),
+                e.volume.to_string(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The bytes of the tape file (see the module docs). Call
+    /// [`AbsMetadata::validate`] first: metadata beyond the limits encodes
+    /// but will not decode.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = ByteWriter::with_capacity(128 + self.map.extents.len() * EXTENT_BYTES);
+        w.u64(self.abs_id)
+            .u8(match self.kind {
+                AbsKind::Full => 0,
+                AbsKind::Differential => 1,
+            })
+            .u64(self.base_abs_id)
+            .u64(self.created_unix)
+            .u32(self.segment_count)
+            .u64(self.track_count)
+            .u64(self.data_bytes)
+            .str(&self.object_name)
+            .u64(self.map.object_size)
+            .len32(self.map.volumes.len());
+        for v in &self.map.volumes {
+            w.str(&v.name).u32(v.geometry.block_size).u32(v.geometry.track_size).u64(v.size);
+        }
+        w.len32(self.map.extents.len());
+        for e in &self.map.extents {
+            w.u64(e.logical_offset).u64(e.length).u16(e.volume).u64(e.volume_offset);
+        }
+        seal(METADATA_MAGIC, METADATA_VERSION, w.as_slice())
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<AbsMetadata, TapeError> {
+        let mut r = unseal(bytes, METADATA_MAGIC, METADATA_VERSION, "ABS-METADATA", MAX_METADATA_PAYLOAD)?;
+        let abs_id = r.u64("abs_id")?;
+        let kind_at = r.offset();
+        let kind = match r.u8("kind")? {
+            0 => AbsKind::Full,
+            1 => AbsKind::Differential,
+            k => {
+                return Err(TapeError::corrupt(
+                    Location::offset(kind_at),
+                    "ABS-METADATA field kind",
+                    "0 (full) or 1 (differential)",
+                    k.to_string(),
+                ))
+            }
+        };
+        let base_abs_id = r.u64("base_abs_id")?;
+        let created_unix = r.u64("created_unix")?;
+        let segment_count = r.u32("segment_count")?;
+        let track_count = r.u64("track_count")?;
+        let data_bytes = r.u64("data_bytes")?;
+        let object_name = r.str("object_name", MAX_OBJECT_NAME)?;
+        let object_size = r.u64("object_size")?;
+        let nvol = r.count("volume count", MAX_MAP_VOLUMES, VOLUME_MIN_BYTES)?;
+        let mut volumes = Vec::with_capacity(nvol);
+        for _ in 0..nvol {
+            let name = r.str("volume name", MAX_VOLUME_NAME)?;
+            let block_size = r.u32("volume block_size")?;
+            let track_size = r.u32("volume track_size")?;
+            let size = r.u64("volume size")?;
+            volumes.push(VolumeRef { name, geometry: Geometry { block_size, track_size }, size });
+        }
+        let next = r.count("extent count", MAX_MAP_EXTENTS, EXTENT_BYTES)?;
+        let mut extents = Vec::with_capacity(next);
+        for i in 0..next {
+            let logical_offset = r.u64("extent logical_offset")?;
+            let length = r.u64("extent length")?;
+            let vol_at = r.offset();
+            let volume = r.u16("extent volume")?;
+            if volume as usize >= nvol {
+                return Err(TapeError::corrupt(
+                    Location::offset(vol_at),
+                    format!("ABS-METADATA extent {i} field volume"),
+                    format!("a volume index below {nvol}"),
+                    volume.to_string(),
+                ));
+            }
+            let volume_offset = r.u64("extent volume_offset")?;
+            extents.push(MapExtent { logical_offset, length, volume, volume_offset });
+        }
+        r.finish()?;
+        Ok(AbsMetadata {
+            abs_id,
+            object_name,
+            kind,
+            base_abs_id,
+            created_unix,
+            segment_count,
+            track_count,
+            data_bytes,
+            map: AbsMap { volumes, extents, object_size },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn sample() -> AbsMetadata {
+        AbsMetadata {
+            abs_id: 7,
+            object_name: "/db/orders.dat".into(),
+            kind: AbsKind::Differential,
+            base_abs_id: 3,
+            created_unix: 1_700_000_100,
+            segment_count: 4,
+            track_count: 100,
+            data_bytes: 6_553_600,
+            map: AbsMap {
+                volumes: vec![
+                    VolumeRef { name: "vol-a".into(), geometry: Geometry { block_size: 4096, track_size: 65536 }, size: 1 << 30 },
+                    VolumeRef { name: "vol-b".into(), geometry: Geometry { block_size: 512, track_size: 32768 }, size: 1 << 20 },
+                ],
+                extents: vec![
+                    MapExtent { logical_offset: 0, length: 8192, volume: 1, volume_offset: 4096 },
+                    MapExtent { logical_offset: 8192, length: 4096, volume: 0, volume_offset: 0 },
+                ],
+                object_size: 12288,
+            },
+        }
+    }
+
+    #[test]
+    fn round_trip() {
+        let m = sample();
+        m.validate().unwrap();
+        let b = m.encode();
+        assert_eq!(&b[..8], b"DMCMET01");
+        assert_eq!(AbsMetadata::decode(&b).unwrap(), m);
+    }
+
+    #[test]
+    fn every_byte_is_checked() {
+        let b = sample().encode();
+        for i in 0..b.len() {
+            let mut bad = b.clone();
+            bad[i] ^= 0x10;
+            assert!(AbsMetadata::decode(&bad).is_err(), "flip at {i} accepted");
+        }
+    }
+
+    #[test]
+    fn structural_errors_are_reported_even_with_a_valid_crc() {
+        // A huge extent count with a valid envelope CRC must not allocate.
+        let mut m = sample();
+        m.map.extents.clear();
+        let b = m.encode();
+        let payload = &b[16..b.len() - 4];
+        let mut p = payload[..payload.len() - 4].to_vec();
+        p.extend_from_slice(&u32::MAX.to_le_bytes());
+        let forged = seal(METADATA_MAGIC, METADATA_VERSION, &p);
+        let e = AbsMetadata::decode(&forged).unwrap_err().to_string();
+        assert!(e.contains("extent count") && e.contains(&u32::MAX.to_string()), "{e}");
+
+        let mut m = sample();
+        m.map.extents[0].volume = 5;
+        assert!(m.validate().is_err());
+        let e = AbsMetadata::decode(&m.encode()).unwrap_err().to_string();
+        assert!(e.contains("extent 0 field volume"), "{e}");
+    }
+
+    #[test]
+    fn validate_refuses_oversized_names() {
+        let mut m = sample();
+        m.object_name = "x".repeat(MAX_OBJECT_NAME + 1);
+        assert!(m.validate().is_err());
+        assert!(AbsMetadata::decode(&m.encode()).is_err());
+    }
+}

@@ -1,0 +1,745 @@
+//! Segments: one sealed piece of an accumulation file, one tape file on tape.
+//!
+//! ```text
+//! SEGMENT-HEADER   (64 bytes: magic, version, ABS id, sequence, channel, time, CRC)
+//! TRACK-RECORD*    (32-byte header: volume, track, length, data CRC, header CRC; then the data)
+//! SEGMENT-TRAILER  (48 bytes: magic, ABS id, sequence, track count, data bytes,
+//!                   segment bytes, CRC32C over header and all track records, trailer CRC)
+//! ```
+//! The front-end writes exactly these bytes into its accumulation file; the
+//! back-end copies them to one tape file; the restore reads them back.
+//! All integers are little-endian. Every byte of a segment is covered by a
+//! CRC32C: the header and each track header by their own CRC, track data by
+//! the track's data CRC, the trailer by the trailer CRC, and the header plus
+//! all track records (headers and data) again by the body CRC in the trailer.
+//!
+//! Reading never trusts a length before the CRC covering it has been checked,
+//! and [`SegmentReader`] checks a segment as a stream (bounded memory when
+//! the track data is not kept).
+
+use std::io::Write;
+
+use crate::abs::TrackAddr;
+
+use super::bytes::{show_bytes, ByteReader, ByteWriter};
+use super::error::Location;
+use super::{TapeError, MAX_TRACK_SIZE};
+
+/// Magic of the SEGMENT-HEADER.
+pub const SEGMENT_MAGIC: &[u8; 8] = b"DMCSEG01";
+/// Magic of a TRACK-RECORD header.
+pub const TRACK_MAGIC: &[u8; 8] = b"DMCTRK01";
+/// Magic of the SEGMENT-TRAILER.
+pub const SEGMENT_TRAILER_MAGIC: &[u8; 8] = b"DMCSGT01";
+/// Version in the SEGMENT-HEADER.
+pub const SEGMENT_VERSION: u16 = 1;
+/// Bytes of the SEGMENT-HEADER.
+pub const SEGMENT_HEADER_LEN: usize = 64;
+/// Bytes of a TRACK-RECORD header (the data follows).
+pub const TRACK_HEADER_LEN: usize = 32;
+/// Bytes of the SEGMENT-TRAILER.
+pub const SEGMENT_TRAILER_LEN: usize = 48;
+
+/// Identity of a segment, in its header.
+///
+/// SEGMENT-HEADER layout (64 bytes):
+///
+/// | offset | size | type    | field                                   |
+/// |-------:|-----:|---------|-----------------------------------------|
+/// | 0      | 8    | [u8; 8] | magic `DMCSEG01`                        |
+/// | 8      | 2    | u16     | version (1)                             |
+/// | 10     | 2    | u16     | header length (64)                      |
+/// | 12     | 4    | u32     | seq                                     |
+/// | 16     | 8    | u64     | abs_id                                  |
+/// | 24     | 8    | u64     | channel_id                              |
+/// | 32     | 8    | u64     | created_unix                            |
+/// | 40     | 20   | zeros   | reserved                                |
+/// | 60     | 4    | u32     | CRC32C of bytes 0..60                   |
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SegmentHeader {
+    pub abs_id: u64,
+    /// Sequence of this segment within its ABS, from 0.
+    pub seq: u32,
+    pub channel_id: u64,
+    pub created_unix: u64,
+}
+
+impl SegmentHeader {
+    /// The 64 header bytes.
+    pub fn encode(&self) -> [u8; SEGMENT_HEADER_LEN] {
+        let mut w = ByteWriter::with_capacity(SEGMENT_HEADER_LEN);
+        w.bytes(SEGMENT_MAGIC)
+            .u16(SEGMENT_VERSION)
+            .u16(SEGMENT_HEADER_LEN as u16)
+            .u32(self.seq)
+            .u64(self.abs_id)
+            .u64(self.channel_id)
+            .u64(self.created_unix)
+            .bytes(&[0; 20]);
+        let crc = crc32c::crc32c(w.as_slice());
+        w.u32(crc);
+        let mut out = [0u8; SEGMENT_HEADER_LEN];
+        out.copy_from_slice(w.as_slice());
+        out
+    }
+
+    /// Decode and check the 64 header bytes.
+    pub fn decode(bytes: &[u8]) -> Result<SegmentHeader, TapeError> {
+        let mut r = ByteReader::new(bytes, "SEGMENT-HEADER");
+        let magic = r.take(8, "magic")?;
+        if magic != SEGMENT_MAGIC {
+            return Err(TapeError::corrupt(
+                Location::offset(0),
+                "SEGMENT-HEADER field magic",
+                show_bytes(SEGMENT_MAGIC),
+                show_bytes(magic),
+            ));
+        }
+        let covered = bytes.get(..60).unwrap_or(&[]);
+        let stored = bytes.get(60..64).and_then(|s| <[u8; 4]>::try_from(s).ok()).map(u32::from_le_bytes);
+        let Some(stored) = stored else {
+            return Err(r.error("header", format!("{SEGMENT_HEADER_LEN} bytes"), format!("{} bytes", bytes.len())));
+        };
+        let computed = crc32c::crc32c(covered);
+        if stored != computed {
+            return Err(TapeError::checksum(Location::offset(60), "SEGMENT-HEADER", stored, computed));
+        }
+        let version = r.u16("version")?;
+        if version != SEGMENT_VERSION {
+            return Err(TapeError::corrupt(
+                Location::offset(8),
+                "SEGMENT-HEADER field version",
+                format!("version {SEGMENT_VERSION}"),
+                format!("version {version}"),
+            ));
+        }
+        let hlen = r.u16("header length")?;
+        if hlen as usize != SEGMENT_HEADER_LEN {
+            return Err(TapeError::corrupt(
+                Location::offset(10),
+                "SEGMENT-HEADER field header length",
+                SEGMENT_HEADER_LEN.to_string(),
+                hlen.to_string(),
+            ));
+        }
+        let seq = r.u32("seq")?;
+        let abs_id = r.u64("abs_id")?;
+        let channel_id = r.u64("channel_id")?;
+        let created_unix = r.u64("created_unix")?;
+        r.zeros(20, "reserved")?;
+        r.u32("crc32c")?;
+        r.finish()?;
+        Ok(SegmentHeader { abs_id, seq, channel_id, created_unix })
+    }
+}
+
+/// What a verified or freshly written segment holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SegmentSummary {
+    pub header: SegmentHeader,
+    pub track_count: u32,
+    /// Track data bytes (without headers).
+    pub data_bytes: u64,
+    /// Bytes of the whole segment (header, records, trailer).
+    pub total_bytes: u64,
+    /// CRC32C over the header and all track records (as in the trailer).
+    pub crc32c: u32,
+}
+
+/// One track as read back, its checksum verified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrackRecord {
+    pub addr: TrackAddr,
+    pub data: Vec<u8>,
+}
+
+/// A segment read back with every checksum verified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedSegment {
+    pub summary: SegmentSummary,
+    pub tracks: Vec<TrackRecord>,
+}
+
+/// TRACK-RECORD header layout (32 bytes, then `length` bytes of data):
+///
+/// | offset | size | type    | field                                   |
+/// |-------:|-----:|---------|-----------------------------------------|
+/// | 0      | 8    | [u8; 8] | magic `DMCTRK01`                        |
+/// | 8      | 2    | u16     | volume (index into the ABS map's volumes) |
+/// | 10     | 2    | u16     | reserved, 0                             |
+/// | 12     | 4    | u32     | length of the data (≤ MAX_TRACK_SIZE)   |
+/// | 16     | 8    | u64     | track number                            |
+/// | 24     | 4    | u32     | CRC32C of the data                      |
+/// | 28     | 4    | u32     | CRC32C of bytes 0..28                   |
+fn encode_track_header(addr: TrackAddr, len: u32, data_crc: u32) -> [u8; TRACK_HEADER_LEN] {
+    let mut w = ByteWriter::with_capacity(TRACK_HEADER_LEN);
+    w.bytes(TRACK_MAGIC).u16(addr.volume).u16(0).u32(len).u64(addr.track).u32(data_crc);
+    let crc = crc32c::crc32c(w.as_slice());
+    w.u32(crc);
+    let mut out = [0u8; TRACK_HEADER_LEN];
+    out.copy_from_slice(w.as_slice());
+    out
+}
+
+/// SEGMENT-TRAILER layout (48 bytes):
+///
+/// | offset | size | type    | field                                        |
+/// |-------:|-----:|---------|----------------------------------------------|
+/// | 0      | 8    | [u8; 8] | magic `DMCSGT01`                             |
+/// | 8      | 8    | u64     | abs_id (equal to the header's)               |
+/// | 16     | 4    | u32     | seq (equal to the header's)                  |
+/// | 20     | 4    | u32     | track count                                  |
+/// | 24     | 8    | u64     | data bytes (sum of track lengths)            |
+/// | 32     | 8    | u64     | segment bytes (header + records + trailer)   |
+/// | 40     | 4    | u32     | body CRC32C: header and all track records    |
+/// | 44     | 4    | u32     | CRC32C of bytes 0..44                        |
+fn encode_trailer(s: &SegmentSummary) -> [u8; SEGMENT_TRAILER_LEN] {
+    let mut w = ByteWriter::with_capacity(SEGMENT_TRAILER_LEN);
+    w.bytes(SEGMENT_TRAILER_MAGIC)
+        .u64(s.header.abs_id)
+        .u32(s.header.seq)
+        .u32(s.track_count)
+        .u64(s.data_bytes)
+        .u64(s.total_bytes)
+        .u32(s.crc32c);
+    let crc = crc32c::crc32c(w.as_slice());
+    w.u32(crc);
+    let mut out = [0u8; SEGMENT_TRAILER_LEN];
+    out.copy_from_slice(w.as_slice());
+    out
+}
+
+/// Streams a segment into any writer, computing checksums as it goes.
+///
+/// After an error the output is incomplete and must be discarded.
+pub struct SegmentWriter<W: Write> {
+    w: W,
+    header: SegmentHeader,
+    body_crc: u32,
+    bytes: u64,
+    tracks: u32,
+    data_bytes: u64,
+}
+
+impl<W: Write> SegmentWriter<W> {
+    /// Write the header.
+    pub fn new(mut w: W, header: SegmentHeader) -> Result<Self, TapeError> {
+        let h = header.encode();
+        w.write_all(&h).map_err(|e| {
+            let at = Location { segment: Some((header.abs_id, header.seq)), offset: Some(0), ..Location::default() };
+            TapeError::io(at, "writing the segment header", e)
+        })?;
+        Ok(SegmentWriter {
+            w,
+            header,
+            body_crc: crc32c::crc32c(&h),
+            bytes: SEGMENT_HEADER_LEN as u64,
+            tracks: 0,
+            data_bytes: 0,
+        })
+    }
+
+    fn at(&self) -> Location {
+        Location { segment: Some((self.header.abs_id, self.header.seq)), offset: Some(self.bytes), ..Location::default() }
+    }
+
+    /// Append one track record (`data.len()` ≤ [`super::MAX_TRACK_SIZE`]).
+    pub fn append_track(&mut self, addr: TrackAddr, data: &[u8]) -> Result<(), TapeError> {
+        if data.len() > MAX_TRACK_SIZE {
+            return Err(TapeError::invalid(
+                format!("track {}:{} of segment ABS {} seq {}", addr.volume, addr.track, self.header.abs_id, self.header.seq),
+                format!("at most {MAX_TRACK_SIZE} bytes"),
+                format!("{} bytes", data.len()),
+            ));
+        }
+        if self.tracks == u32::MAX {
+            return Err(TapeError::invalid("segment", "fewer than 2^32 tracks", "one more track"));
+        }
+        let th = encode_track_header(addr, data.len() as u32, crc32c::crc32c(data));
+        let at = self.at();
+        self.w
+            .write_all(&th)
+            .and_then(|_| self.w.write_all(data))
+            .map_err(|e| TapeError::io(at, format!("writing track {}:{}", addr.volume, addr.track), e))?;
+        self.body_crc = crc32c::crc32c_append(self.body_crc, &th);
+        self.body_crc = crc32c::crc32c_append(self.body_crc, data);
+        self.bytes += (TRACK_HEADER_LEN + data.len()) as u64;
+        self.tracks += 1;
+        self.data_bytes += data.len() as u64;
+        Ok(())
+    }
+
+    /// Bytes written so far (header and records).
+    pub fn bytes_written(&self) -> u64 {
+        self.bytes
+    }
+
+    pub fn track_count(&self) -> u32 {
+        self.tracks
+    }
+
+    /// The header this segment was started with.
+    pub fn header(&self) -> &SegmentHeader {
+        &self.header
+    }
+
+    /// Access the writer (e.g. to fsync an accumulation file between tracks).
+    pub fn get_mut(&mut self) -> &mut W {
+        &mut self.w
+    }
+
+    /// Write the trailer and give back the writer and the summary.
+    pub fn finish(mut self) -> Result<(W, SegmentSummary), TapeError> {
+        let summary = SegmentSummary {
+            header: self.header,
+            track_count: self.tracks,
+            data_bytes: self.data_bytes,
+            total_bytes: self.bytes + SEGMENT_TRAILER_LEN as u64,
+            crc32c: self.body_crc,
+        };
+        let at = self.at();
+        self.w
+            .write_all(&encode_trailer(&summary))
+            .and_then(|_| self.w.flush())
+            .map_err(|e| TapeError::io(at, "writing the segment trailer", e))?;
+        Ok((self.w, summary))
+    }
+}
+
+struct TrackState {
+    addr: TrackAddr,
+    len: u32,
+    got: u32,
+    expected_crc: u32,
+    crc: u32,
+    start: u64,
+    data: Vec<u8>,
+}
+
+enum State {
+    Header,
+    RecordStart,
+    TrackHeader,
+    TrackData(TrackState),
+    Trailer,
+    Done(SegmentSummary),
+    Failed,
+}
+
+/// Checks a segment fed to it in pieces of any size (e.g. tape records),
+/// optionally keeping the track data. Memory without the data is constant.
+pub struct SegmentReader {
+    keep_data: bool,
+    state: State,
+    pending: Vec<u8>,
+    offset: u64,
+    body_crc: u32,
+    header: Option<SegmentHeader>,
+    track_count: u32,
+    data_bytes: u64,
+    tracks: Vec<TrackRecord>,
+}
+
+impl SegmentReader {
+    /// `keep_data`: collect the tracks (for a restore) or only check them.
+    pub fn new(keep_data: bool) -> SegmentReader {
+        SegmentReader {
+            keep_data,
+            state: State::Header,
+            pending: Vec::with_capacity(SEGMENT_HEADER_LEN),
+            offset: 0,
+            body_crc: 0,
+            header: None,
+            track_count: 0,
+            data_bytes: 0,
+            tracks: Vec::new(),
+        }
+    }
+
+    /// The header, once it has been read and checked.
+    pub fn header(&self) -> Option<&SegmentHeader> {
+        self.header.as_ref()
+    }
+
+    /// Bytes fed so far.
+    pub fn bytes_fed(&self) -> u64 {
+        self.offset
+    }
+
+    /// Tracks checked so far.
+    pub fn track_count(&self) -> u32 {
+        self.track_count
+    }
+
+    fn at(&self, offset: u64) -> Location {
+        Location { segment: self.header.map(|h| (h.abs_id, h.seq)), offset: Some(offset), ..Location::default() }
+    }
+
+    fn fail(&mut self, mut e: TapeError) -> TapeError {
+        self.state = State::Failed;
+        if let (Some(l), Some(h)) = (e.location_mut(), self.header) {
+            if l.segment.is_none() {
+                l.segment = Some((h.abs_id, h.seq));
+            }
+        }
+        e
+    }
+
+    fn need(&self) -> usize {
+        match self.state {
+            State::Header => SEGMENT_HEADER_LEN,
+            State::RecordStart => 8,
+            State::TrackHeader => TRACK_HEADER_LEN,
+            State::Trailer => SEGMENT_TRAILER_LEN,
+            _ => 0,
+        }
+    }
+
+    /// Feed the next bytes of the segment.
+    pub fn feed(&mut self, mut input: &[u8]) -> Result<(), TapeError> {
+        while !input.is_empty() {
+            match &mut self.state {
+                State::Failed => {
+                    return Err(TapeError::corrupt(
+                        self.at(self.offset),
+                        "segment",
+                        "no further input after an error",
+                        "more bytes",
+                    ))
+                }
+                State::Done(_) => {
+                    let e = TapeError::corrupt(
+                        self.at(self.offset),
+                        "segment",
+                        "the end of the segment after its trailer",
+                        format!("{} more bytes", input.len()),
+                    );
+                    return Err(self.fail(e));
+                }
+                State::TrackData(t) => {
+                    let take = ((t.len - t.got) as usize).min(input.len());
+                    let (part, rest) = input.split_at(take);
+                    t.crc = crc32c::crc32c_append(t.crc, part);
+                    if self.keep_data {
+                        t.data.extend_from_slice(part);
+                    }
+                    t.got += take as u32;
+                    self.body_crc = crc32c::crc32c_append(self.body_crc, part);
+                    self.offset += take as u64;
+                    input = rest;
+                    if t.got == t.len {
+                        self.end_track()?;
+                    }
+                }
+                _ => {
+                    let need = self.need();
+                    let take = (need - self.pending.len()).min(input.len());
+                    let (part, rest) = input.split_at(take);
+                    self.pending.extend_from_slice(part);
+                    self.offset += take as u64;
+                    input = rest;
+                    if self.pending.len() == need {
+                        if let Err(e) = self.process_fixed() {
+                            return Err(self.fail(e));
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn end_track(&mut self) -> Result<(), TapeError> {
+        let State::TrackData(t) = std::mem::replace(&mut self.state, State::RecordStart) else {
+            return Ok(());
+        };
+        if t.crc != t.expected_crc {
+            let what = format!("data of track {}:{} (track record at segment byte {})", t.addr.volume, t.addr.track, t.start);
+            let e = TapeError::checksum(self.at(t.start + TRACK_HEADER_LEN as u64), what, t.expected_crc, t.crc);
+            return Err(self.fail(e));
+        }
+        self.track_count += 1;
+        self.data_bytes += u64::from(t.len);
+        if self.keep_data {
+            self.tracks.push(TrackRecord { addr: t.addr, data: t.data });
+        }
+        Ok(())
+    }
+
+    fn process_fixed(&mut self) -> Result<(), TapeError> {
+        let start = self.offset - self.pending.len() as u64;
+        let bytes = std::mem::take(&mut self.pending);
+        let res = self.process_fixed_bytes(&bytes, start);
+        // Reuse the buffer. A magic just recognised stays: it is the start of
+        // the track header or trailer that follows.
+        let keep = bytes.len() == 8 && matches!(self.state, State::TrackHeader | State::Trailer);
+        self.pending = bytes;
+        if !keep {
+            self.pending.clear();
+        }
+        res
+    }
+
+    fn process_fixed_bytes(&mut self, bytes: &[u8], start: u64) -> Result<(), TapeError> {
+        match self.state {
+            State::Header => {
+                let h = SegmentHeader::decode(bytes)?;
+                self.header = Some(h);
+                self.body_crc = crc32c::crc32c(bytes);
+                self.state = State::RecordStart;
+            }
+            State::RecordStart => {
+                if bytes == TRACK_MAGIC {
+                    self.state = State::TrackHeader;
+                } else if bytes == SEGMENT_TRAILER_MAGIC {
+                    self.state = State::Trailer;
+                } else {
+                    return Err(TapeError::corrupt(
+                        self.at(start),
+                        "segment",
+                        format!("a track record ({}) or the trailer ({})", show_bytes(TRACK_MAGIC), show_bytes(SEGMENT_TRAILER_MAGIC)),
+                        show_bytes(bytes),
+                    ));
+                }
+            }
+            State::TrackHeader => self.process_track_header(bytes, start)?,
+            State::Trailer => self.process_trailer(bytes, start)?,
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn process_track_header(&mut self, bytes: &[u8], start: u64) -> Result<(), TapeError> {
+        let covered = bytes.get(..28).unwrap_or(&[]);
+        let mut r = ByteReader::with_base(bytes, "TRACK-RECORD header", 0);
+        r.take(8, "magic")?;
+        let volume = r.u16("volume")?;
+        let reserved = r.u16("reserved")?;
+        let len = r.u32("length")?;
+        let track = r.u64("track")?;
+        let expected_crc = r.u32("data crc32c")?;
+        let stored = r.u32("header crc32c")?;
+        let computed = crc32c::crc32c(covered);
+        if stored != computed {
+            return Err(TapeError::checksum(
+                self.at(start + 28),
+                format!("TRACK-RECORD header (track record {} at segment byte {start})", self.track_count),
+                stored,
+                computed,
+            ));
+        }
+        if reserved != 0 {
+            return Err(TapeError::corrupt(self.at(start + 10), "TRACK-RECORD header field reserved", "0", reserved.to_string()));
+        }
+        if len as usize > MAX_TRACK_SIZE {
+            return Err(TapeError::corrupt(
+                self.at(start + 12),
+                "TRACK-RECORD header field length",
+                format!("at most {MAX_TRACK_SIZE} bytes"),
+                format!("{len} bytes"),
+            ));
+        }
+        if self.track_count == u32::MAX {
+            return Err(TapeError::corrupt(self.at(start), "segment", "fewer than 2^32 tracks", "another track record"));
+        }
+        self.body_crc = crc32c::crc32c_append(self.body_crc, bytes);
+        let data = if self.keep_data { Vec::with_capacity(len as usize) } else { Vec::new() };
+        self.state = State::TrackData(TrackState {
+            addr: TrackAddr { volume, track },
+            len,
+            got: 0,
+            expected_crc,
+            crc: 0,
+            start,
+            data,
+        });
+        if len == 0 {
+            self.end_track()?;
+        }
+        Ok(())
+    }
+
+    fn process_trailer(&mut self, bytes: &[u8], start: u64) -> Result<(), TapeError> {
+        let covered = bytes.get(..44).unwrap_or(&[]);
+        let mut r = ByteReader::with_base(bytes, "SEGMENT-TRAILER", start);
+        r.take(8, "magic")?;
+        let abs_id = r.u64("abs_id")?;
+        let seq = r.u32("seq")?;
+        let track_count = r.u32("track count")?;
+        let data_bytes = r.u64("data bytes")?;
+        let total = r.u64("segment bytes")?;
+        let body = r.u32("body crc32c")?;
+        let stored = r.u32("trailer crc32c")?;
+        let computed = crc32c::crc32c(covered);
+        if stored != computed {
+            return Err(TapeError::checksum(self.at(start + 44), "SEGMENT-TRAILER", stored, computed));
+        }
+        let Some(header) = self.header else {
+            return Err(TapeError::corrupt(self.at(start), "segment", "a header before the trailer", "none"));
+        };
+        let field = |off: u64, name: &str, expected: String, found: String| {
+            TapeError::corrupt(self.at(start + off), format!("SEGMENT-TRAILER field {name}"), expected, found)
+        };
+        if abs_id != header.abs_id {
+            return Err(field(8, "abs_id", format!("{} (from the header)", header.abs_id), abs_id.to_string()));
+        }
+        if seq != header.seq {
+            return Err(field(16, "seq", format!("{} (from the header)", header.seq), seq.to_string()));
+        }
+        if track_count != self.track_count {
+            return Err(field(20, "track count", format!("{} (tracks read)", self.track_count), track_count.to_string()));
+        }
+        if data_bytes != self.data_bytes {
+            return Err(field(24, "data bytes", format!("{} (bytes read)", self.data_bytes), data_bytes.to_string()));
+        }
+        let want_total = start + SEGMENT_TRAILER_LEN as u64;
+        if total != want_total {
+            return Err(field(32, "segment bytes", format!("{want_total} (bytes read)"), total.to_string()));
+        }
+        if body != self.body_crc {
+            return Err(TapeError::checksum(self.at(start + 40), "segment body (header and track records)", body, self.body_crc));
+        }
+        self.state = State::Done(SegmentSummary {
+            header,
+            track_count,
+            data_bytes,
+            total_bytes: total,
+            crc32c: body,
+        });
+        Ok(())
+    }
+
+    /// The segment is complete: return what was checked (tracks only when
+    /// kept).
+    pub fn finish(self) -> Result<VerifiedSegment, TapeError> {
+        let (expected, got) = match &self.state {
+            State::Done(s) => return Ok(VerifiedSegment { summary: *s, tracks: self.tracks }),
+            State::Failed => ("no earlier error".to_owned(), "an error".to_owned()),
+            State::Header => (format!("a {SEGMENT_HEADER_LEN}-byte SEGMENT-HEADER"), format!("{} bytes", self.pending.len())),
+            State::RecordStart if self.pending.is_empty() => {
+                ("a track record or the SEGMENT-TRAILER".to_owned(), "the end of the segment".to_owned())
+            }
+            State::RecordStart => ("a track record or the SEGMENT-TRAILER".to_owned(), format!("{} bytes", self.pending.len())),
+            State::TrackHeader => (format!("a {TRACK_HEADER_LEN}-byte TRACK-RECORD header"), format!("{} bytes", self.pending.len())),
+            State::TrackData(t) => (format!("{} bytes of track data", t.len), format!("{} bytes", t.got)),
+            State::Trailer => (format!("a {SEGMENT_TRAILER_LEN}-byte SEGMENT-TRAILER"), format!("{} bytes", self.pending.len())),
+        };
+        Err(TapeError::corrupt(self.at(self.offset), "segment (ends early)", expected, got))
+    }
+}
+
+/// Check a whole segment in memory (structure, every length, magic, version,
+/// checksum) without copying the data.
+pub fn verify(bytes: &[u8]) -> Result<SegmentSummary, TapeError> {
+    let mut r = SegmentReader::new(false);
+    r.feed(bytes)?;
+    Ok(r.finish()?.summary)
+}
+
+/// Parse and verify a whole segment in memory, returning its tracks.
+pub fn parse(bytes: &[u8]) -> Result<VerifiedSegment, TapeError> {
+    let mut r = SegmentReader::new(true);
+    r.feed(bytes)?;
+    r.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hdr() -> SegmentHeader {
+        SegmentHeader { abs_id: 42, seq: 3, channel_id: 9, created_unix: 1_700_000_000 }
+    }
+
+    fn sample() -> (Vec<u8>, SegmentSummary) {
+        let mut w = SegmentWriter::new(Vec::new(), hdr()).unwrap();
+        w.append_track(TrackAddr { volume: 1, track: 10 }, &[0xab; 1000]).unwrap();
+        w.append_track(TrackAddr { volume: 0, track: 7 }, b"").unwrap();
+        w.append_track(TrackAddr { volume: 2, track: u64::MAX }, b"xyz").unwrap();
+        assert_eq!(w.track_count(), 3);
+        assert_eq!(w.bytes_written(), 64 + 3 * 32 + 1003);
+        let (v, s) = w.finish().unwrap();
+        (v, s)
+    }
+
+    #[test]
+    fn layout_is_as_documented() {
+        let (v, s) = sample();
+        assert_eq!(&v[..8], b"DMCSEG01");
+        assert_eq!(&v[8..12], &[1, 0, 64, 0]);
+        assert_eq!(&v[12..16], &3u32.to_le_bytes());
+        assert_eq!(&v[16..24], &42u64.to_le_bytes());
+        assert_eq!(&v[60..64], &crc32c::crc32c(&v[..60]).to_le_bytes());
+        assert_eq!(&v[64..72], b"DMCTRK01");
+        assert_eq!(&v[72..74], &1u16.to_le_bytes());
+        assert_eq!(&v[76..80], &1000u32.to_le_bytes());
+        assert_eq!(&v[80..88], &10u64.to_le_bytes());
+        assert_eq!(&v[88..92], &crc32c::crc32c(&[0xab; 1000]).to_le_bytes());
+        let t = v.len() - 48;
+        assert_eq!(&v[t..t + 8], b"DMCSGT01");
+        assert_eq!(&v[t + 40..t + 44], &crc32c::crc32c(&v[..t]).to_le_bytes());
+        assert_eq!(s.total_bytes, v.len() as u64);
+        assert_eq!(s.data_bytes, 1003);
+        assert_eq!(s.crc32c, crc32c::crc32c(&v[..t]));
+    }
+
+    #[test]
+    fn verify_and_parse_agree_with_the_writer() {
+        let (v, s) = sample();
+        assert_eq!(verify(&v).unwrap(), s);
+        let p = parse(&v).unwrap();
+        assert_eq!(p.summary, s);
+        assert_eq!(p.tracks.len(), 3);
+        assert_eq!(p.tracks[0].addr, TrackAddr { volume: 1, track: 10 });
+        assert_eq!(p.tracks[1].data, b"");
+        assert_eq!(p.tracks[2].data, b"xyz");
+        // Fed one byte at a time.
+        let mut r = SegmentReader::new(true);
+        for b in &v {
+            r.feed(std::slice::from_ref(b)).unwrap();
+        }
+        assert_eq!(r.finish().unwrap(), p);
+    }
+
+    #[test]
+    fn an_empty_segment_is_valid() {
+        let (v, s) = SegmentWriter::new(Vec::new(), hdr()).unwrap().finish().unwrap();
+        assert_eq!(v.len(), 64 + 48);
+        assert_eq!(verify(&v).unwrap(), s);
+        assert_eq!(s.track_count, 0);
+    }
+
+    #[test]
+    fn errors_name_the_segment_and_the_byte() {
+        let (mut v, _) = sample();
+        v[64 + 32 + 500] ^= 1;
+        let e = verify(&v).unwrap_err();
+        assert!(matches!(e, TapeError::Checksum { .. }));
+        let msg = e.to_string();
+        assert!(msg.contains("segment ABS 42 seq 3") && msg.contains("track 1:10"), "{msg}");
+        let (v, _) = sample();
+        let e = verify(&v[..v.len() - 1]).unwrap_err().to_string();
+        assert!(e.contains("48-byte SEGMENT-TRAILER") && e.contains("found 47 bytes"), "{e}");
+        let mut longer = v.clone();
+        longer.push(0);
+        assert!(verify(&longer).is_err());
+        assert!(verify(&[]).is_err());
+    }
+
+    #[test]
+    fn refuses_oversized_tracks_when_writing() {
+        let mut w = SegmentWriter::new(Vec::new(), hdr()).unwrap();
+        let big = vec![0; MAX_TRACK_SIZE + 1];
+        assert!(matches!(w.append_track(TrackAddr { volume: 0, track: 0 }, &big), Err(TapeError::Invalid { .. })));
+        assert_eq!(w.track_count(), 0);
+        assert_eq!(w.get_mut().len(), 64);
+    }
+
+    #[test]
+    fn an_oversized_length_with_a_valid_crc_is_refused() {
+        let mut v = SegmentHeader { abs_id: 1, seq: 0, channel_id: 0, created_unix: 0 }.encode().to_vec();
+        v.extend_from_slice(&encode_track_header(TrackAddr { volume: 0, track: 0 }, u32::MAX, 0));
+        let e = verify(&v).unwrap_err().to_string();
+        assert!(e.contains("length") && e.contains(&u32::MAX.to_string()), "{e}");
+    }
+}

@@ -1,0 +1,333 @@
+//! The messages of every conversation. Each conversation is one QUIC
+//! bidirectional stream; the opener sends the first frame.
+//!
+//! | conversation | opener → acceptor | first frame | replies |
+//! |---|---|---|---|
+//! | control | any peer → station | [`StationRequest`] | [`StationReply`] (one, or a stream of [`ChannelEvent`]s for backup/restore) |
+//! | command | station → mover or primary node | [`Command`] | [`CommandReply`] |
+//! | tracks (backup) | primary node → front-end | [`TrackStreamOpen::Backup`], then [`TrackFrame`]s | [`TrackAck`]s |
+//! | tracks (restore) | primary node → front-end | [`TrackStreamOpen::Restore`] | [`RestoreFrame`]s |
+//! | segments | front-end → back-end | [`BackEndRequest`] (+ [`SegmentChunk`]s) | [`BackEndReply`] / [`RestoreFrame`]s |
+//!
+//! Every frame is validated on receipt ([`super::codec::decode`]); nothing in
+//! a message is trusted: maps and remap tables are `validate()`d, sizes checked.
+
+use rkyv::{Archive, Deserialize, Serialize};
+
+use crate::abs::{AbsMap, ObjectExtent, RemapTable, TrackAddr, VolumeRef};
+
+/// Name and socket address of a peer process (the name is its TLS name).
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct PeerAddr {
+    pub name: String,
+    pub address: String,
+}
+
+/// Role of a data mover process.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MoverRole {
+    FrontEnd,
+    BackEnd,
+    Both,
+}
+
+impl MoverRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MoverRole::FrontEnd => "front-end",
+            MoverRole::BackEnd => "back-end",
+            MoverRole::Both => "both",
+        }
+    }
+}
+
+/// Where a restore writes.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub enum RestoreTarget {
+    /// The original addresses on the original volumes.
+    Original,
+    /// Other volumes of a primary node, through an allocation in logical order.
+    Volumes { primary: String, allocation: Vec<ObjectExtent> },
+    /// A plain file (path on the primary node), in logical order.
+    File { primary: String, path: String },
+}
+
+/// How a client names the object to back up.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub enum ObjectSpec {
+    /// A whole volume.
+    Volume(String),
+    /// Extents in logical order.
+    Extents(Vec<ObjectExtent>),
+}
+
+// ---------------------------------------------------------------- control
+
+/// Requests to the control station, by role:
+/// primary node: `RegisterPrimary`; mover: `RegisterMover`, `Heartbeat`,
+/// `SegmentPlaced`, `MetadataPlaced`, `ChannelProgress`, `ChannelFinished`,
+/// `ChannelFailed` (primary nodes may send the last two as well);
+/// client/operator: `Backup`, `Restore`, `List*`, `Channels`.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub enum StationRequest {
+    RegisterPrimary { name: String, volumes: Vec<VolumeRef> },
+    RegisterMover { name: String, role: MoverRole, address: String, drives: Vec<String>, back_end: Option<String> },
+    Heartbeat { name: String },
+    SegmentPlaced(SegmentPlacement),
+    MetadataPlaced { channel_id: u64, abs_id: u64, tape_label: String, tape_file: u32, bytes: u64 },
+    ChannelProgress { channel_id: u64, bytes: u64, tracks: u64 },
+    ChannelFinished { channel_id: u64, data_bytes: u64, tracks: u64, segments: u32 },
+    ChannelFailed { channel_id: u64, reason: String },
+    Backup { object_name: String, primary: String, object: ObjectSpec },
+    Restore { abs_id: u64, target: RestoreTarget },
+    ListAbs,
+    ListTapes,
+    ListSegments { abs_id: Option<u64> },
+    Channels { channel_id: Option<u64> },
+}
+
+/// Where a back-end put one segment (reported after the tape was synced).
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct SegmentPlacement {
+    pub channel_id: u64,
+    pub abs_id: u64,
+    pub seq: u32,
+    pub tape_label: String,
+    pub tape_file: u32,
+    pub bytes: u64,
+    pub data_bytes: u64,
+    pub track_count: u32,
+    pub crc32c: u32,
+}
+
+/// Replies of the control station.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub enum StationReply {
+    Ok,
+    Error { message: String },
+    Registered { id: u64 },
+    Event(ChannelEvent),
+    Abs(Vec<AbsInfo>),
+    Tapes(Vec<TapeInfo>),
+    Segments(Vec<SegmentInfo>),
+    Channels(Vec<ChannelInfo>),
+    History { channel: ChannelInfo, transitions: Vec<TransitionInfo> },
+}
+
+/// Progress of a backup or restore, streamed to the client that asked.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub enum ChannelEvent {
+    Started { channel_id: u64, abs_id: u64, object_size: u64, tracks: u64, track_bytes: u64 },
+    State { state: String, reason: String },
+    Progress { bytes: u64 },
+    Finished { bytes: u64, tracks: u64, segments: u32, tapes: Vec<String>, seconds: f64 },
+    Failed { reason: String },
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct AbsInfo {
+    pub abs_id: u64,
+    pub object_name: String,
+    pub primary: String,
+    pub kind: String,
+    pub state: String,
+    pub object_size: u64,
+    pub data_bytes: u64,
+    pub track_count: u64,
+    pub segment_count: u32,
+    pub extents: u32,
+    pub created: String,
+    pub tapes: Vec<String>,
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct TapeInfo {
+    pub label: String,
+    pub pool: String,
+    pub state: String,
+    pub path: String,
+    pub bytes_written: u64,
+    pub files_written: u32,
+    pub mounted_in: Option<String>,
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct SegmentInfo {
+    pub abs_id: u64,
+    pub seq: u32,
+    pub tape_label: String,
+    pub tape_file: u32,
+    pub bytes: u64,
+    pub data_bytes: u64,
+    pub track_count: u32,
+    pub crc32c: u32,
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct ChannelInfo {
+    pub channel_id: u64,
+    pub kind: String,
+    pub abs_id: u64,
+    pub state: String,
+    pub reason: String,
+    pub front_end: String,
+    pub back_end: String,
+    pub drive: String,
+    pub tape: String,
+    pub bytes: u64,
+    pub updated: String,
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct TransitionInfo {
+    pub from: String,
+    pub to: String,
+    pub reason: String,
+    pub actor: String,
+    pub at: String,
+}
+
+// ---------------------------------------------------------------- commands
+
+/// Commands from the control station to movers and primary nodes.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub enum Command {
+    /// Back-end: load a tape image into a drive for writing. `new` is set
+    /// for a scratch tape, which gets labelled; otherwise it is appended to.
+    MountForWrite { drive: String, tape_label: String, path: String, new: Option<NewTape> },
+    /// Back-end: load a tape image into a drive for reading.
+    MountForRead { drive: String, tape_label: String, path: String },
+    /// Back-end: finish (if written) and unload the tape in a drive.
+    Dismount { drive: String },
+    /// Front-end: accept the track stream of a backup channel and accumulate it.
+    OpenBackup(BackupChannel),
+    /// Front-end: serve the restore stream of a channel from its back-end.
+    OpenRestore(RestoreChannel),
+    /// Primary node: send the track set of an ABS to a front-end.
+    SendTrackSet { channel_id: u64, abs_id: u64, front_end: PeerAddr, map: AbsMap },
+    /// Primary node: receive a restore stream from a front-end and write it.
+    ReceiveRestore(RestoreOrder),
+    /// Any: forget a channel (it failed elsewhere).
+    AbortChannel { channel_id: u64, reason: String },
+}
+
+/// Labels for a scratch tape.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct NewTape {
+    pub pool: String,
+    pub media_set: u64,
+    pub sequence: u32,
+    pub block_size: u32,
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct BackupChannel {
+    pub channel_id: u64,
+    pub abs_id: u64,
+    pub object_name: String,
+    pub back_end: PeerAddr,
+    pub drive: String,
+    pub map: AbsMap,
+    pub tracks: u64,
+    pub created_unix: u64,
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct RestoreChannel {
+    pub channel_id: u64,
+    pub abs_id: u64,
+    pub back_end: PeerAddr,
+    pub drive: String,
+    /// Tape files to read, in position order.
+    pub files: Vec<SegmentRef>,
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct SegmentRef {
+    pub tape_label: String,
+    pub tape_file: u32,
+    pub seq: u32,
+    pub crc32c: u32,
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct RestoreOrder {
+    pub channel_id: u64,
+    pub abs_id: u64,
+    pub front_end: PeerAddr,
+    pub map: AbsMap,
+    pub remap: RemapTable,
+    /// Destination volume names (remap `Volume(i)` = `volumes[i]`) or a file.
+    pub target: RestoreTarget,
+    pub tracks: u64,
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub enum CommandReply {
+    Ok,
+    Error { message: String },
+    Mounted { tape_label: String, files: u32, bytes: u64 },
+    Dismounted { tape_label: String, files: u32, bytes: u64, full: bool },
+}
+
+// ---------------------------------------------------------------- tracks
+
+/// First frame of a primary node → front-end stream.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub enum TrackStreamOpen {
+    Backup { channel_id: u64, abs_id: u64 },
+    Restore { channel_id: u64 },
+}
+
+/// A backup track stream frame.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub enum TrackFrame {
+    Track { addr: TrackAddr, data: Vec<u8> },
+    /// All tracks sent.
+    End { tracks: u64 },
+}
+
+/// Front-end → primary node: tracks durably accumulated (a count from the
+/// start of the stream), or the final outcome.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub enum TrackAck {
+    Durable { tracks: u64 },
+    /// Every segment and the metadata are on tape and in the catalog.
+    Complete,
+    Failed { reason: String },
+}
+
+// ---------------------------------------------------------------- segments
+
+/// Front-end → back-end requests.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub enum BackEndRequest {
+    /// A sealed segment follows as [`SegmentChunk`]s totalling `bytes`.
+    WriteSegment { channel_id: u64, drive: String, object_name: String, abs_id: u64, seq: u32, bytes: u64 },
+    /// The ABS metadata (encoded [`crate::tape::metadata::AbsMetadata`]).
+    WriteMetadata { channel_id: u64, drive: String, object_name: String, abs_id: u64, metadata: Vec<u8> },
+    /// Read these tape files from the tape in `drive` and stream their tracks.
+    ReadSegments { channel_id: u64, drive: String, abs_id: u64, files: Vec<SegmentRef> },
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct SegmentChunk {
+    pub data: Vec<u8>,
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub enum BackEndReply {
+    /// Written, synced, and committed to the catalog.
+    Placed { tape_label: String, tape_file: u32 },
+    Error { message: String },
+}
+
+/// Restore stream frames (back-end → front-end → primary node). The tracks
+/// of a segment are sent only after the whole segment was verified.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub enum RestoreFrame {
+    Track { addr: TrackAddr, data: Vec<u8> },
+    SegmentDone { seq: u32 },
+    End { tracks: u64 },
+    Failed { reason: String },
+}

@@ -1,0 +1,203 @@
+//! The golden tape image pins the on-tape format byte for byte.
+//!
+//! `proto/tests/golden/small.tap` is a small deterministic tape (fixed
+//! timestamps, block size 512, two ABSs with interleaved segments, their
+//! metadata, finished). The test builds the same tape and compares it with
+//! the checked-in file; any change of the format shows up here. When the
+//! format changes on purpose, regenerate it with
+//! `UPDATE_GOLDEN=1 cargo test --release -p proto --test tape_golden`
+//! and document the change in FORMAT.md.
+
+use std::path::PathBuf;
+
+use proto::abs::{AbsMap, Geometry, MapExtent, TrackAddr, VolumeRef};
+use proto::tape::block::MemTape;
+use proto::tape::directory::FileKind;
+use proto::tape::inspect::{inspect, verify, ScanStop, ScannedKind};
+use proto::tape::metadata::{AbsKind, AbsMetadata};
+use proto::tape::segment::{SegmentHeader, SegmentWriter, TrackRecord};
+use proto::tape::volume::{TapeParams, TapeReader, TapeWriter};
+
+const CREATED: u64 = 1_704_067_200; // 2024-01-01 00:00:00 UTC
+const FINISHED: u64 = CREATED + 3600;
+const BLOCK: usize = 512;
+
+fn golden_path() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden/small.tap")
+}
+
+fn pattern(seed: u64, len: usize) -> Vec<u8> {
+    (0..len).map(|i| (seed.wrapping_mul(31).wrapping_add(i as u64 * 7) % 251) as u8).collect()
+}
+
+struct Golden {
+    image: Vec<u8>,
+    /// (tape file, ABS, seq, tracks)
+    segments: Vec<(u32, u64, u32, Vec<TrackRecord>)>,
+    metadata: Vec<(u32, AbsMetadata)>,
+}
+
+fn map(volume: &str, tracks: u64) -> AbsMap {
+    AbsMap {
+        volumes: vec![VolumeRef {
+            name: volume.into(),
+            geometry: Geometry { block_size: 512, track_size: 1024 },
+            size: 64 * 1024,
+        }],
+        extents: vec![MapExtent { logical_offset: 0, length: tracks * 1024, volume: 0, volume_offset: 4096 }],
+        object_size: tracks * 1024,
+    }
+}
+
+fn build() -> Golden {
+    let params = TapeParams {
+        label: "GOLD01".into(),
+        pool: "golden".into(),
+        media_set: 0x0123_4567_89AB_CDEF,
+        sequence: 1,
+        block_size: BLOCK,
+        owner: "FORMAT TEST".into(),
+    };
+    let mut w = TapeWriter::create_at(MemTape::memory(), params, CREATED).unwrap();
+    let mut segments = Vec::new();
+    // ABS 100 (alpha, full) and ABS 200 (beta, differential of 150), segments interleaved.
+    let plan: [(u64, u32, &[(u16, u64, usize)]); 4] = [
+        (100, 0, &[(0, 4, 1024), (0, 5, 1024), (0, 6, 300)]),
+        (200, 0, &[(0, 9, 1024)]),
+        (100, 1, &[(0, 7, 1024), (0, 8, 0)]),
+        (200, 1, &[(0, 10, 700), (0, 11, 1024)]),
+    ];
+    for (abs, seq, tracks) in plan {
+        let header = SegmentHeader { abs_id: abs, seq, channel_id: abs / 100, created_unix: CREATED + 60 * u64::from(seq) };
+        let mut sw = SegmentWriter::new(Vec::new(), header).unwrap();
+        let mut recs = Vec::new();
+        for &(volume, track, len) in tracks {
+            let addr = TrackAddr { volume, track };
+            let data = pattern(abs + track, len);
+            sw.append_track(addr, &data).unwrap();
+            recs.push(TrackRecord { addr, data });
+        }
+        let (bytes, _) = sw.finish().unwrap();
+        let name = if abs == 100 { "/data/alpha.db" } else { "/data/beta.log" };
+        let e = w.write_segment(&bytes, name).unwrap();
+        segments.push((e.file_number, abs, seq, recs));
+    }
+    let metas = [
+        AbsMetadata {
+            abs_id: 100,
+            object_name: "/data/alpha.db".into(),
+            kind: AbsKind::Full,
+            base_abs_id: 0,
+            created_unix: CREATED,
+            segment_count: 2,
+            track_count: 5,
+            data_bytes: 3372,
+            map: map("vol-alpha", 5),
+        },
+        AbsMetadata {
+            abs_id: 200,
+            object_name: "/data/beta.log".into(),
+            kind: AbsKind::Differential,
+            base_abs_id: 150,
+            created_unix: CREATED,
+            segment_count: 2,
+            track_count: 3,
+            data_bytes: 2748,
+            map: map("vol-beta", 3),
+        },
+    ];
+    let mut metadata = Vec::new();
+    for m in metas {
+        let e = w.write_abs_metadata(&m).unwrap();
+        metadata.push((e.file_number, m));
+    }
+    let image = w.finish_at(false, FINISHED).unwrap().into_bytes();
+    Golden { image, segments, metadata }
+}
+
+/// The checked-in golden image; with UPDATE_GOLDEN=1 it is first rewritten
+/// from [`build`] (once per test process, so the tests do not race).
+fn golden_bytes() -> &'static [u8] {
+    static GOLDEN: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    GOLDEN.get_or_init(|| {
+        let path = golden_path();
+        if std::env::var("UPDATE_GOLDEN").as_deref() == Ok("1") {
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, build().image).unwrap();
+        }
+        std::fs::read(&path).unwrap_or_else(|e| {
+            panic!(
+                "cannot read {}: {e}; generate it with UPDATE_GOLDEN=1 cargo test --release -p proto --test tape_golden",
+                path.display()
+            )
+        })
+    })
+}
+
+#[test]
+fn the_golden_image_is_reproduced_byte_for_byte() {
+    let g = build();
+    let golden = golden_bytes();
+    if golden != g.image {
+        let first = golden.iter().zip(&g.image).position(|(a, b)| a != b).unwrap_or(golden.len().min(g.image.len()));
+        panic!(
+            "the tape format changed: the built image ({} bytes) differs from {} ({} bytes) first at byte {first}. \
+             If this is intended, bump the versions, update FORMAT.md and regenerate with UPDATE_GOLDEN=1.",
+            g.image.len(),
+            golden_path().display(),
+            golden.len()
+        );
+    }
+}
+
+#[test]
+fn the_checked_in_golden_image_reads_back() {
+    let golden = golden_bytes().to_vec();
+    let expected = build();
+
+    // A few bytes a human can check against FORMAT.md.
+    assert_eq!(&golden[0..4], &80u32.to_le_bytes(), "SIMH length of VOL1");
+    assert_eq!(&golden[4..84], format!("VOL1GOLD01{:13}DMCLUSTER    FORMAT TEST   {:28}4", "", "").as_bytes());
+    assert_eq!(&golden[84..88], &80u32.to_le_bytes(), "SIMH trailing length");
+    assert_eq!(&golden[golden.len() - 8..], &[0u8; 8], "two tape marks at the end");
+
+    let mut r = TapeReader::open(MemTape::from_bytes(golden.clone())).unwrap();
+    assert_eq!(r.labels().vol1.volume_id, "GOLD01");
+    assert_eq!(r.labels().hdr1.file_id, "M0123456789ABCDEF");
+    let created = r.labels().hdr1.created.unwrap();
+    assert_eq!((created.year, created.day_of_year), (2024, 1));
+    let h = r.node_header().clone();
+    assert_eq!((h.label.as_str(), h.pool.as_str(), h.media_set), ("GOLD01", "golden", 0x0123_4567_89AB_CDEF));
+    assert_eq!((h.block_size, h.created_unix, h.sequence), (BLOCK as u32, CREATED, 1));
+
+    for (file, abs, seq, tracks) in &expected.segments {
+        let s = r.read_segment(*file, 1 << 20).unwrap();
+        assert_eq!((s.summary.header.abs_id, s.summary.header.seq), (*abs, *seq));
+        assert_eq!(&s.tracks, tracks);
+    }
+    assert_eq!(expected.segments.iter().map(|s| s.0).collect::<Vec<_>>(), [2, 3, 4, 5]);
+    for (file, m) in &expected.metadata {
+        assert_eq!(&r.read_abs_metadata(*file).unwrap(), m);
+    }
+    let cat = r.read_catalog().unwrap().unwrap();
+    assert_eq!(cat.entries.len(), 2);
+    assert_eq!((cat.entries[0].abs_id, cat.entries[0].object_name.as_str()), (100, "/data/alpha.db"));
+    assert_eq!((cat.entries[1].abs_id, cat.entries[1].object_name.as_str()), (200, "/data/beta.log"));
+    assert_eq!(cat.entries[0].metadata_file, Some(6));
+    assert_eq!(cat.entries[1].metadata_file, Some(7));
+    assert_eq!(cat.entries[0].segments.iter().map(|e| e.file_number).collect::<Vec<_>>(), [2, 4]);
+    assert!(cat.entries.iter().flat_map(|a| &a.segments).all(|e| e.kind == FileKind::Segment));
+    let trailer = r.read_node_trailer().unwrap().unwrap();
+    assert_eq!((trailer.file_count, trailer.finished_unix, trailer.directory_file), (6, FINISHED, 8));
+
+    let report = inspect(MemTape::from_bytes(golden.clone())).unwrap();
+    let kinds: Vec<_> = report.files.iter().map(|f| f.kind).collect();
+    use ScannedKind::*;
+    assert_eq!(
+        kinds,
+        [VolumeLabels, NodeHeader, Segment, Segment, Segment, Segment, AbsMetadata, AbsMetadata, Directory, NodeTrailer, Catalog, EndLabels]
+    );
+    assert_eq!(report.stop, ScanStop::LogicalEnd { empty_file: 12 });
+    let v = verify(MemTape::from_bytes(golden)).unwrap();
+    assert!(v.is_ok(), "{v}");
+}

@@ -1,0 +1,338 @@
+//! `smapp`: back up and restore logical objects, list the catalog, watch
+//! channels, inspect and verify tapes.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use proto::wire::{ChannelEvent, ObjectSpec, RestoreTarget, StationReply, StationRequest};
+use serde_json::json;
+use smapp_client::client::Client;
+
+#[derive(Parser)]
+#[command(version, about = "SMAPP client of the data mover cluster")]
+struct Args {
+    /// Control station address.
+    #[arg(long, env = "DMC_STATION", default_value = "127.0.0.1:7400", global = true)]
+    station: SocketAddr,
+    #[arg(long, default_value = "station", global = true)]
+    station_name: String,
+    /// Directory with the cluster CA and this client's certificate.
+    #[arg(long, env = "DMC_PKI", default_value = "pki", global = true)]
+    pki: PathBuf,
+    /// This client's certificate name.
+    #[arg(long, env = "DMC_CLIENT", default_value = "client", global = true)]
+    name: String,
+    /// Print results as JSON (one object per line) instead of text.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Back up a logical object: a whole volume or an extent list.
+    Backup {
+        /// Primary node holding the object.
+        #[arg(long)]
+        primary: String,
+        /// Name of the logical object.
+        #[arg(long)]
+        object: String,
+        /// The object is this whole volume.
+        #[arg(long, conflicts_with = "extents")]
+        volume: Option<String>,
+        /// The object is this extent list (`VOLUME OFFSET LENGTH` per line, logical order).
+        #[arg(long)]
+        extents: Option<PathBuf>,
+    },
+    /// Restore an ABS: to its original place, onto other volumes through a remap, or into a file.
+    Restore {
+        abs_id: u64,
+        /// Back to the original addresses.
+        #[arg(long)]
+        original: bool,
+        /// Onto volumes of this primary node, with --allocation.
+        #[arg(long, requires = "allocation")]
+        to_volumes: Option<String>,
+        /// Destination allocation (extent list, logical order).
+        #[arg(long)]
+        allocation: Option<PathBuf>,
+        /// Into a plain file: PRIMARY:PATH.
+        #[arg(long)]
+        to_file: Option<String>,
+    },
+    /// List ABSs, tapes or segments.
+    List {
+        #[arg(value_parser = ["abs", "tapes", "segments"], default_value = "abs")]
+        what: String,
+        /// Only the segments of this ABS.
+        #[arg(long)]
+        abs: Option<u64>,
+    },
+    /// Channels and their states; with an ID, its transition history.
+    Channels { id: Option<u64> },
+    /// Tape images, with no database and no cluster.
+    Tape {
+        #[command(subcommand)]
+        cmd: TapeCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum TapeCmd {
+    /// List every tape file of an image.
+    Inspect { image: PathBuf },
+    /// Check every label, structure and checksum of an image.
+    Verify { image: PathBuf },
+}
+
+fn human(bytes: u64) -> String {
+    let b = bytes as f64;
+    match bytes {
+        0..=1023 => format!("{bytes} B"),
+        1024..=1048575 => format!("{:.1} KiB", b / 1024.0),
+        1048576..=1073741823 => format!("{:.1} MiB", b / 1048576.0),
+        _ => format!("{:.2} GiB", b / 1073741824.0),
+    }
+}
+
+fn progress_bar(json: bool) -> ProgressBar {
+    if json {
+        return ProgressBar::hidden();
+    }
+    let pb = ProgressBar::new(0);
+    pb.set_style(
+        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} {bytes_per_sec} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    pb
+}
+
+fn on_event(pb: &ProgressBar) -> impl FnMut(&ChannelEvent) + '_ {
+    move |ev| match ev {
+        ChannelEvent::Started { channel_id, abs_id, track_bytes, tracks, .. } => {
+            pb.set_length(*track_bytes);
+            pb.set_message(format!("channel {channel_id}, ABS {abs_id}, {tracks} tracks"));
+        }
+        ChannelEvent::State { state, reason } => pb.println(format!("  {state}: {reason}")),
+        ChannelEvent::Progress { bytes } => pb.set_position(*bytes),
+        _ => {}
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    if let Err(e) = run(Args::parse()).await {
+        eprintln!("smapp: error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+async fn connect(a: &Args) -> Result<Client> {
+    Client::connect(&a.pki, &a.name, a.station, &a.station_name).await
+}
+
+async fn run(a: Args) -> Result<()> {
+    match &a.cmd {
+        Cmd::Tape { cmd } => tape(cmd, a.json),
+        Cmd::Backup { primary, object, volume, extents } => {
+            let spec = match (volume, extents) {
+                (Some(v), None) => ObjectSpec::Volume(v.clone()),
+                (None, Some(f)) => ObjectSpec::Extents(smapp_client::extents::read(f)?),
+                _ => bail!("give --volume or --extents"),
+            };
+            let client = connect(&a).await?;
+            let pb = progress_bar(a.json);
+            let mut abs = 0;
+            let mut channel = 0;
+            let mut cb = on_event(&pb);
+            let res = client
+                .backup(object, primary, spec, |ev| {
+                    if let ChannelEvent::Started { abs_id, channel_id, .. } = ev {
+                        abs = *abs_id;
+                        channel = *channel_id;
+                    }
+                    cb(ev)
+                })
+                .await;
+            pb.finish_and_clear();
+            let ev = res.with_context(|| format!("backup of {object} (ABS {abs}, channel {channel})"))?;
+            report("backup", abs, channel, &ev, a.json);
+            Ok(())
+        }
+        Cmd::Restore { abs_id, original, to_volumes, allocation, to_file } => {
+            let target = match (original, to_volumes, to_file) {
+                (true, None, None) => RestoreTarget::Original,
+                (false, Some(p), None) => RestoreTarget::Volumes {
+                    primary: p.clone(),
+                    allocation: smapp_client::extents::read(allocation.as_ref().context("--allocation")?)?,
+                },
+                (false, None, Some(spec)) => {
+                    let (p, path) = spec.split_once(':').context("--to-file expects PRIMARY:PATH")?;
+                    RestoreTarget::File { primary: p.into(), path: path.into() }
+                }
+                _ => bail!("give exactly one of --original, --to-volumes, --to-file"),
+            };
+            let client = connect(&a).await?;
+            let pb = progress_bar(a.json);
+            let mut channel = 0;
+            let mut cb = on_event(&pb);
+            let res = client
+                .restore(*abs_id, target, |ev| {
+                    if let ChannelEvent::Started { channel_id, .. } = ev {
+                        channel = *channel_id;
+                    }
+                    cb(ev)
+                })
+                .await;
+            pb.finish_and_clear();
+            let ev = res.with_context(|| format!("restore of ABS {abs_id} (channel {channel})"))?;
+            report("restore", *abs_id, channel, &ev, a.json);
+            Ok(())
+        }
+        Cmd::List { what, abs } => {
+            let client = connect(&a).await?;
+            let req = match what.as_str() {
+                "tapes" => StationRequest::ListTapes,
+                "segments" => StationRequest::ListSegments { abs_id: *abs },
+                _ => StationRequest::ListAbs,
+            };
+            print_listing(client.request(&req).await?, a.json);
+            Ok(())
+        }
+        Cmd::Channels { id } => {
+            let client = connect(&a).await?;
+            print_listing(client.request(&StationRequest::Channels { channel_id: *id }).await?, a.json);
+            Ok(())
+        }
+    }
+}
+
+fn report(what: &str, abs: u64, channel: u64, ev: &ChannelEvent, as_json: bool) {
+    if let ChannelEvent::Finished { bytes, tracks, segments, tapes, seconds } = ev {
+        let mbs = *bytes as f64 / 1e6 / seconds.max(1e-9);
+        if as_json {
+            println!(
+                "{}",
+                json!({"result": what, "abs_id": abs, "channel_id": channel, "bytes": bytes, "tracks": tracks,
+                       "segments": segments, "tapes": tapes, "seconds": seconds, "mb_per_s": mbs})
+            );
+        } else {
+            println!(
+                "{what} done: ABS {abs}, channel {channel}: {} in {tracks} tracks, {segments} segments on {}, {seconds:.1} s, {mbs:.1} MB/s",
+                human(*bytes),
+                tapes.join(", ")
+            );
+        }
+    }
+}
+
+fn print_listing(reply: StationReply, as_json: bool) {
+    match reply {
+        StationReply::Abs(rows) => {
+            if !as_json {
+                println!("{:>6} {:<20} {:<10} {:<9} {:>12} {:>8} {:>5} {:>4}  tapes", "abs", "object", "primary", "state", "size", "tracks", "segs", "ext");
+            }
+            for r in rows {
+                if as_json {
+                    println!("{}", json!({"abs_id": r.abs_id, "object": r.object_name, "primary": r.primary, "kind": r.kind,
+                        "state": r.state, "object_size": r.object_size, "data_bytes": r.data_bytes, "tracks": r.track_count,
+                        "segments": r.segment_count, "extents": r.extents, "created": r.created, "tapes": r.tapes}));
+                } else {
+                    println!("{:>6} {:<20} {:<10} {:<9} {:>12} {:>8} {:>5} {:>4}  {}", r.abs_id, r.object_name, r.primary, r.state,
+                        human(r.object_size), r.track_count, r.segment_count, r.extents, r.tapes.join(","));
+                }
+            }
+        }
+        StationReply::Tapes(rows) => {
+            if !as_json {
+                println!("{:<8} {:<10} {:<8} {:>12} {:>6} {:<8} path", "label", "pool", "state", "bytes", "files", "drive");
+            }
+            for t in rows {
+                if as_json {
+                    println!("{}", json!({"label": t.label, "pool": t.pool, "state": t.state, "path": t.path,
+                        "bytes_written": t.bytes_written, "files_written": t.files_written, "mounted_in": t.mounted_in}));
+                } else {
+                    println!("{:<8} {:<10} {:<8} {:>12} {:>6} {:<8} {}", t.label, t.pool, t.state, human(t.bytes_written),
+                        t.files_written, t.mounted_in.unwrap_or_else(|| "-".into()), t.path);
+                }
+            }
+        }
+        StationReply::Segments(rows) => {
+            if !as_json {
+                println!("{:>6} {:>5} {:<8} {:>6} {:>12} {:>7} crc32c", "abs", "seq", "tape", "file", "bytes", "tracks");
+            }
+            for s in rows {
+                if as_json {
+                    println!("{}", json!({"abs_id": s.abs_id, "seq": s.seq, "tape": s.tape_label, "tape_file": s.tape_file,
+                        "bytes": s.bytes, "data_bytes": s.data_bytes, "tracks": s.track_count, "crc32c": s.crc32c}));
+                } else {
+                    println!("{:>6} {:>5} {:<8} {:>6} {:>12} {:>7} {:08x}", s.abs_id, s.seq, s.tape_label, s.tape_file,
+                        s.bytes, s.track_count, s.crc32c);
+                }
+            }
+        }
+        StationReply::Channels(rows) => {
+            if !as_json {
+                println!("{:>5} {:<8} {:>5} {:<17} {:<6} {:<6} {:<6} {:<7} {:>12}  reason", "chan", "kind", "abs", "state", "fe", "be", "drive", "tape", "bytes");
+            }
+            for c in rows {
+                if as_json {
+                    println!("{}", json!({"channel_id": c.channel_id, "kind": c.kind, "abs_id": c.abs_id, "state": c.state,
+                        "reason": c.reason, "front_end": c.front_end, "back_end": c.back_end, "drive": c.drive, "tape": c.tape,
+                        "bytes": c.bytes, "updated": c.updated}));
+                } else {
+                    println!("{:>5} {:<8} {:>5} {:<17} {:<6} {:<6} {:<6} {:<7} {:>12}  {}", c.channel_id, c.kind, c.abs_id, c.state,
+                        c.front_end, c.back_end, c.drive, c.tape, human(c.bytes), c.reason);
+                }
+            }
+        }
+        StationReply::History { channel, transitions } => {
+            if as_json {
+                let t: Vec<_> = transitions.iter().map(|t| json!({"from": t.from, "to": t.to, "reason": t.reason, "actor": t.actor, "at": t.at})).collect();
+                println!("{}", json!({"channel_id": channel.channel_id, "kind": channel.kind, "state": channel.state, "transitions": t}));
+            } else {
+                println!("channel {} ({} of ABS {}): {} — {}", channel.channel_id, channel.kind, channel.abs_id, channel.state, channel.reason);
+                for t in transitions {
+                    println!("  {}  {:<17} -> {:<17} {:<10} {}", t.at, t.from, t.to, t.actor, t.reason);
+                }
+            }
+        }
+        other => println!("{other:?}"),
+    }
+}
+
+fn tape(cmd: &TapeCmd, as_json: bool) -> Result<()> {
+    use proto::tape::block::SimhTape;
+    match cmd {
+        TapeCmd::Inspect { image } => {
+            let dev = SimhTape::open(image).with_context(|| format!("opening {}", image.display()))?;
+            let report = proto::tape::inspect::inspect(dev).with_context(|| format!("inspecting {}", image.display()))?;
+            if as_json {
+                for f in &report.files {
+                    println!("{}", json!({"file": f.file, "records": f.records, "bytes": f.bytes, "kind": f.kind.name()}));
+                }
+            } else {
+                print!("{report}");
+            }
+            Ok(())
+        }
+        TapeCmd::Verify { image } => {
+            let dev = SimhTape::open(image).with_context(|| format!("opening {}", image.display()))?;
+            let report = proto::tape::inspect::verify(dev).with_context(|| format!("verifying {}", image.display()))?;
+            print!("{report}");
+            if !report.is_ok() {
+                bail!("{} is damaged", image.display());
+            }
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,253 @@
+//! A local cluster of real processes on loopback: a control station with a
+//! real Postgres catalog, a front-end/back-end mover pair, and a primary
+//! node, all talking QUIC with mutual TLS. Used by the integration tests,
+//! the demo and the benchmark.
+
+use std::fs::File;
+use std::net::{SocketAddr, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+
+use crate::pg::TestDb;
+
+/// Where the project's binaries are: `DMC_BIN_DIR`, else next to the
+/// running executable (`target/<profile>`, also from `target/<profile>/deps`).
+pub fn bin_dir() -> Result<PathBuf> {
+    if let Ok(d) = std::env::var("DMC_BIN_DIR") {
+        return Ok(PathBuf::from(d));
+    }
+    let exe = std::env::current_exe()?;
+    let mut dir = exe.parent().ok_or_else(|| anyhow!("no parent of {}", exe.display()))?.to_path_buf();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    Ok(dir)
+}
+
+fn bin(name: &str) -> Result<PathBuf> {
+    let p = bin_dir()?.join(name);
+    if !p.exists() {
+        bail!("{} not found: build the workspace first (cargo build --release --workspace)", p.display());
+    }
+    Ok(p)
+}
+
+/// A free UDP port on loopback.
+pub fn free_port() -> Result<u16> {
+    Ok(UdpSocket::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// Shape of a cluster.
+#[derive(Debug, Clone)]
+pub struct ClusterSpec {
+    /// Volumes of the primary node `pn1`: (name, path).
+    pub volumes: Vec<(String, PathBuf)>,
+    pub block_size: u32,
+    pub track_size: u32,
+    /// Front-end segment threshold.
+    pub segment_size: u64,
+    /// Tape record size.
+    pub tape_block_size: u32,
+}
+
+/// One running process.
+pub struct Proc {
+    pub name: String,
+    pub child: Child,
+    pub log: PathBuf,
+}
+
+/// A running cluster; everything is stopped on drop.
+pub struct Cluster {
+    pub work: PathBuf,
+    pub pki: PathBuf,
+    pub library: PathBuf,
+    pub station: SocketAddr,
+    pub procs: Vec<Proc>,
+    pub db: TestDb,
+}
+
+/// Names of the components (and their certificates).
+pub const STATION: &str = "station";
+pub const FE: &str = "fe1";
+pub const BE: &str = "be1";
+pub const PRIMARY: &str = "pn1";
+pub const CLIENT: &str = "client";
+pub const DRIVE: &str = "drive0";
+
+impl Cluster {
+    /// Create certificates, start the station, the movers and the primary
+    /// node, and wait until all have registered.
+    pub async fn start(work: &Path, spec: &ClusterSpec) -> Result<Cluster> {
+        std::fs::create_dir_all(work)?;
+        let pki = work.join("pki");
+        let library = work.join("library");
+        let logs = work.join("logs");
+        std::fs::create_dir_all(&logs)?;
+        std::fs::create_dir_all(&library)?;
+        let status = Command::new(bin("control-station")?)
+            .args(["pki", "init"])
+            .arg(&pki)
+            .args(["--component", "station:station", "--component", "fe1:mover", "--component", "be1:mover"])
+            .args(["--component", "pn1:primary-node", "--component", "client:client", "--component", "operator:operator"])
+            .stderr(Stdio::null())
+            .status()
+            .context("running control-station pki init")?;
+        if !status.success() {
+            bail!("control-station pki init failed");
+        }
+        let db = TestDb::new().await;
+        let port = free_port()?;
+        let station: SocketAddr = format!("127.0.0.1:{port}").parse()?;
+        let mut cluster = Cluster { work: work.to_path_buf(), pki: pki.clone(), library: library.clone(), station, procs: Vec::new(), db };
+
+        let st = station.to_string();
+        cluster.spawn(
+            STATION,
+            Command::new(bin("control-station")?)
+                .args(["serve", "--name", STATION, "--listen", &st, "--database-url", cluster.db.url()])
+                .arg("--pki")
+                .arg(&pki)
+                .arg("--library")
+                .arg(&library)
+                .args(["--block-size", &spec.tape_block_size.to_string()]),
+        )?;
+        cluster.spawn(
+            BE,
+            Command::new(bin("data-mover")?)
+                .args(["--name", BE, "--role", "back-end", "--listen", "127.0.0.1:0", "--station", &st, "--drive", DRIVE])
+                .arg("--pki")
+                .arg(&pki),
+        )?;
+        cluster.spawn(
+            FE,
+            Command::new(bin("data-mover")?)
+                .args(["--name", FE, "--role", "front-end", "--listen", "127.0.0.1:0", "--station", &st, "--back-end", BE])
+                .args(["--segment-size", &spec.segment_size.to_string()])
+                .arg("--pki")
+                .arg(&pki)
+                .arg("--spool")
+                .arg(work.join("spool-fe1")),
+        )?;
+        let mut pn = Command::new(bin("primary-node")?);
+        pn.args(["--name", PRIMARY, "--station", &st])
+            .args(["--block-size", &spec.block_size.to_string(), "--track-size", &spec.track_size.to_string()])
+            .arg("--pki")
+            .arg(&pki);
+        for (name, path) in &spec.volumes {
+            pn.arg("--volume").arg(format!("{name}={}", path.display()));
+        }
+        cluster.spawn(PRIMARY, &mut pn)?;
+        cluster.wait_for_log(STATION, "mover registered", 2, Duration::from_secs(60))?;
+        cluster.wait_for_log(STATION, "primary node registered", 1, Duration::from_secs(60))?;
+        Ok(cluster)
+    }
+
+    fn spawn(&mut self, name: &str, cmd: &mut Command) -> Result<()> {
+        let log = self.work.join("logs").join(format!("{name}.log"));
+        let f = File::create(&log)?;
+        let child = cmd
+            .env("RUST_LOG", std::env::var("DMC_LOG").unwrap_or_else(|_| "info".into()))
+            .stdout(Stdio::null())
+            .stderr(f)
+            .spawn()
+            .with_context(|| format!("starting {name}"))?;
+        self.procs.push(Proc { name: name.to_string(), child, log });
+        Ok(())
+    }
+
+    /// The log of a process.
+    pub fn log(&self, name: &str) -> String {
+        let path = self.work.join("logs").join(format!("{name}.log"));
+        std::fs::read_to_string(path).unwrap_or_default()
+    }
+
+    /// Wait until `name`'s log has `count` lines containing `needle`.
+    pub fn wait_for_log(&mut self, name: &str, needle: &str, count: usize, timeout: Duration) -> Result<()> {
+        let start = Instant::now();
+        loop {
+            if self.log(name).lines().filter(|l| l.contains(needle)).count() >= count {
+                return Ok(());
+            }
+            for p in &mut self.procs {
+                if let Some(status) = p.child.try_wait()? {
+                    bail!("{} exited ({status}) while waiting; its log:\n{}", p.name, tail(&p.log));
+                }
+            }
+            if start.elapsed() > timeout {
+                bail!("timed out waiting for {needle:?} in the log of {name}:\n{}", tail(&self.work.join("logs").join(format!("{name}.log"))));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Run `smapp` against this cluster as `client` (or `as_name`).
+    pub fn smapp_as(&self, as_name: &str, args: &[&str]) -> Result<Output> {
+        Command::new(bin("smapp")?)
+            .args(["--station", &self.station.to_string(), "--name", as_name, "--json"])
+            .arg("--pki")
+            .arg(&self.pki)
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .output()
+            .context("running smapp")
+    }
+
+    /// Run `smapp --json ARGS`; fail with its stderr if it fails; parse its JSON lines.
+    pub fn smapp(&self, args: &[&str]) -> Result<Vec<serde_json::Value>> {
+        let out = self.smapp_as(CLIENT, args)?;
+        if !out.status.success() {
+            bail!("smapp {} failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
+        }
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| l.starts_with('{'))
+            .map(|l| serde_json::from_str(l).with_context(|| format!("parsing {l:?}")))
+            .collect()
+    }
+
+    /// Peak resident memory (VmHWM, KiB) of each running process.
+    pub fn peak_rss(&self) -> Vec<(String, u64)> {
+        self.procs
+            .iter()
+            .filter_map(|p| {
+                let status = std::fs::read_to_string(format!("/proc/{}/status", p.child.id())).ok()?;
+                let kb = status.lines().find(|l| l.starts_with("VmHWM:"))?.split_whitespace().nth(1)?.parse().ok()?;
+                Some((p.name.clone(), kb))
+            })
+            .collect()
+    }
+
+    /// Stop one process with SIGKILL.
+    pub fn kill(&mut self, name: &str) -> Result<()> {
+        let p = self.procs.iter_mut().find(|p| p.name == name).ok_or_else(|| anyhow!("no process {name}"))?;
+        p.child.kill()?;
+        p.child.wait()?;
+        Ok(())
+    }
+
+    /// Stop everything.
+    pub fn stop(&mut self) {
+        for p in self.procs.iter_mut().rev() {
+            let _ = p.child.kill();
+            let _ = p.child.wait();
+        }
+        self.procs.clear();
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The last lines of a log file.
+pub fn tail(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(30)..].join("\n")
+}

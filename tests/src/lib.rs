@@ -1,0 +1,8 @@
+//! Harness for the integration tests, the demo and the benchmark: a private
+//! Postgres, a local cluster of real processes, test data and the main
+//! backup-and-restore scenario.
+
+pub mod cluster;
+pub mod fixture;
+pub mod pg;
+pub mod scenario;

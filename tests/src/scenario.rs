@@ -1,0 +1,160 @@
+//! The main job as a reusable scenario: make a scattered logical object on
+//! two volumes, start a cluster, back it up, restore it onto other volumes
+//! through a remap and into a plain file, and verify both byte for byte.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use proto::abs::ObjectExtent;
+
+use crate::cluster::{Cluster, ClusterSpec, PRIMARY};
+use crate::fixture;
+
+/// Sizes of a scenario.
+#[derive(Debug, Clone)]
+pub struct ScenarioSpec {
+    pub object_size: u64,
+    pub block_size: u32,
+    pub track_size: u32,
+    pub segment_size: u64,
+    pub seed: u64,
+}
+
+/// What a scenario measured.
+#[derive(Debug, Clone)]
+pub struct ScenarioReport {
+    pub abs_id: u64,
+    pub object_size: u64,
+    pub extents: usize,
+    pub backup_bytes: u64,
+    pub backup_seconds: f64,
+    pub segments: u64,
+    pub tapes: Vec<String>,
+    pub restore_volume_seconds: f64,
+    pub restore_file_seconds: f64,
+    pub restored_file: PathBuf,
+}
+
+/// Source and destination volumes, and the object's extent files.
+pub struct Layout {
+    pub dir: PathBuf,
+    pub volumes: Vec<(String, PathBuf)>,
+    pub extents: Vec<ObjectExtent>,
+    pub allocation: Vec<ObjectExtent>,
+    pub extents_file: PathBuf,
+    pub allocation_file: PathBuf,
+}
+
+impl Layout {
+    pub fn path_of(&self, volume: &str) -> PathBuf {
+        self.dir.join(format!("{volume}.img"))
+    }
+}
+
+/// Make the volumes: `vol0`, `vol1` (random data, the object scattered over
+/// both in tracks shared with other data) and `dst0`, `dst1` (zeros).
+pub fn make_layout(dir: &Path, spec: &ScenarioSpec) -> Result<Layout> {
+    std::fs::create_dir_all(dir)?;
+    let block = u64::from(spec.block_size);
+    // Each source volume holds half the object plus as much other data.
+    let src_size = (spec.object_size + spec.object_size / 4).div_ceil(block) * block * 2 / 2 + 64 * block;
+    let dst_size = (spec.object_size / 2 + spec.object_size / 8).div_ceil(block) * block + 64 * block;
+    let mut volumes = Vec::new();
+    for (i, name) in ["vol0", "vol1"].iter().enumerate() {
+        let p = dir.join(format!("{name}.img"));
+        fixture::make_volume(&p, src_size, spec.seed + i as u64 + 1)?;
+        volumes.push((name.to_string(), p));
+    }
+    for name in ["dst0", "dst1"] {
+        let p = dir.join(format!("{name}.img"));
+        fixture::make_empty_volume(&p, dst_size)?;
+        volumes.push((name.to_string(), p));
+    }
+    let src: Vec<(String, u64)> = vec![("vol0".into(), src_size), ("vol1".into(), src_size)];
+    let dst: Vec<(String, u64)> = vec![("dst0".into(), dst_size), ("dst1".into(), dst_size)];
+    let max_blocks = (u64::from(spec.track_size) / block * 3).max(2);
+    let extents = fixture::scatter(&src, block, spec.object_size, max_blocks, spec.seed)?;
+    let allocation = fixture::allocation(&dst, block, spec.object_size, spec.seed + 7)?;
+    let extents_file = dir.join("object.extents");
+    let allocation_file = dir.join("restore.allocation");
+    std::fs::write(&extents_file, render(&extents))?;
+    std::fs::write(&allocation_file, render(&allocation))?;
+    Ok(Layout { dir: dir.to_path_buf(), volumes, extents, allocation, extents_file, allocation_file })
+}
+
+fn render(extents: &[ObjectExtent]) -> String {
+    let mut s = String::from("# volume offset length (bytes, logical order)\n");
+    for e in extents {
+        s.push_str(&format!("{} {} {}\n", e.volume, e.offset, e.length));
+    }
+    s
+}
+
+/// The cluster for a layout.
+pub fn cluster_spec(layout: &Layout, spec: &ScenarioSpec) -> ClusterSpec {
+    ClusterSpec {
+        volumes: layout.volumes.clone(),
+        block_size: spec.block_size,
+        track_size: spec.track_size,
+        segment_size: spec.segment_size,
+        tape_block_size: 65536,
+    }
+}
+
+fn u(v: &serde_json::Value, key: &str) -> Result<u64> {
+    v.get(key).and_then(|x| x.as_u64()).with_context(|| format!("no {key} in {v}"))
+}
+
+/// Back up the object, restore it both ways, verify both.
+pub fn run(cluster: &Cluster, layout: &Layout) -> Result<ScenarioReport> {
+    let extents_file = layout.extents_file.to_string_lossy().to_string();
+    let t = Instant::now();
+    let out = cluster.smapp(&["backup", "--primary", PRIMARY, "--object", "demo-object", "--extents", &extents_file])?;
+    let backup_seconds = t.elapsed().as_secs_f64();
+    let res = out.last().context("backup printed no result")?;
+    let abs_id = u(res, "abs_id")?;
+    let backup_bytes = u(res, "bytes")?;
+    let segments = u(res, "segments")?;
+    let tapes: Vec<String> = res
+        .get("tapes")
+        .and_then(|t| t.as_array())
+        .map(|a| a.iter().filter_map(|x| x.as_str().map(String::from)).collect())
+        .unwrap_or_default();
+
+    let abs = abs_id.to_string();
+    let alloc = layout.allocation_file.to_string_lossy().to_string();
+    let t = Instant::now();
+    cluster.smapp(&["restore", &abs, "--to-volumes", PRIMARY, "--allocation", &alloc])?;
+    let restore_volume_seconds = t.elapsed().as_secs_f64();
+    let source = fixture::ObjectReader::new(|v| layout.path_of(v), &layout.extents);
+    let dest = fixture::ObjectReader::new(|v| layout.path_of(v), &layout.allocation);
+    let n = fixture::compare(source, dest, "restore onto dst0/dst1 through the remap")?;
+    let object_size: u64 = layout.extents.iter().map(|e| e.length).sum();
+    if n != object_size {
+        bail!("compared {n} bytes, the object has {object_size}");
+    }
+
+    let restored_file = layout.dir.join("restored.bin");
+    let _ = std::fs::remove_file(&restored_file);
+    let to_file = format!("{PRIMARY}:{}", restored_file.display());
+    let t = Instant::now();
+    cluster.smapp(&["restore", &abs, "--to-file", &to_file])?;
+    let restore_file_seconds = t.elapsed().as_secs_f64();
+    let source = fixture::ObjectReader::new(|v| layout.path_of(v), &layout.extents);
+    let file = std::fs::File::open(&restored_file).with_context(|| format!("opening {}", restored_file.display()))?;
+    fixture::compare(source, file, "restore into a plain file")?;
+
+    Ok(ScenarioReport {
+        abs_id,
+        object_size,
+        extents: layout.extents.len(),
+        backup_bytes,
+        backup_seconds,
+        segments,
+        tapes,
+        restore_volume_seconds,
+        restore_file_seconds,
+        restored_file,
+    })
+}

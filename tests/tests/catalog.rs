@@ -1,0 +1,854 @@
+//! The control station's catalog against a real Postgres (a private cluster
+//! unless DATABASE_URL is set), one fresh database per test.
+
+use std::collections::HashSet;
+
+use control_station::catalog::{Catalog, CatalogError, NewSegment};
+use control_station::channel::{ChannelKind, ChannelState};
+use dmc_tests::pg::TestDb;
+use proto::abs::{AbsMap, Geometry, MapExtent, VolumeRef};
+
+async fn catalog(db: &TestDb) -> Catalog {
+    Catalog::connect(db.url()).await.expect("connect and migrate")
+}
+
+fn volume(name: &str, size: u64) -> VolumeRef {
+    VolumeRef {
+        name: name.into(),
+        geometry: Geometry {
+            block_size: 4096,
+            track_size: 65536,
+        },
+        size,
+    }
+}
+
+/// An object of 3 extents over 2 volumes.
+fn sample_map() -> AbsMap {
+    AbsMap {
+        volumes: vec![
+            VolumeRef {
+                name: "vol0".into(),
+                geometry: Geometry {
+                    block_size: 4096,
+                    track_size: 65536,
+                },
+                size: 1 << 30,
+            },
+            VolumeRef {
+                name: "vol1".into(),
+                geometry: Geometry {
+                    block_size: 512,
+                    track_size: 32768,
+                },
+                size: 1 << 28,
+            },
+        ],
+        extents: vec![
+            MapExtent {
+                logical_offset: 0,
+                length: 8192,
+                volume: 1,
+                volume_offset: 1024,
+            },
+            MapExtent {
+                logical_offset: 8192,
+                length: 65536,
+                volume: 0,
+                volume_offset: 131072,
+            },
+            MapExtent {
+                logical_offset: 73728,
+                length: 4096,
+                volume: 1,
+                volume_offset: 0,
+            },
+        ],
+        object_size: 77824,
+    }
+}
+
+async fn node(cat: &Catalog) -> i64 {
+    cat.register_primary_node("pn1", &[volume("vol0", 1 << 30), volume("vol1", 1 << 28)])
+        .await
+        .unwrap()
+}
+
+fn seg(abs_id: i64, seq: u32, tape_id: i64, tape_file: u32) -> NewSegment {
+    NewSegment {
+        abs_id,
+        seq,
+        tape_id,
+        tape_file,
+        bytes: 1_000_000 + i64::from(seq),
+        data_bytes: 983_040,
+        track_count: 15,
+        crc32c: 0xdead_0000 | seq,
+    }
+}
+
+#[tokio::test]
+async fn registration_upserts() {
+    let db = TestDb::new().await;
+    let cat = catalog(&db).await;
+
+    let n1 = cat
+        .register_primary_node("pn1", &[volume("a", 100 << 20)])
+        .await
+        .unwrap();
+    let n2 = cat
+        .register_primary_node("pn1", &[volume("a", 200 << 20), volume("b", 1 << 20)])
+        .await
+        .unwrap();
+    assert_eq!(n1, n2);
+    assert_eq!(cat.primary_node_id("pn1").await.unwrap(), Some(n1));
+    assert_eq!(cat.primary_node_id("nope").await.unwrap(), None);
+    let vols = cat.volumes_of(n1).await.unwrap();
+    assert_eq!(vols, vec![volume("a", 200 << 20), volume("b", 1 << 20)]);
+    let dup = cat
+        .register_primary_node("pn2", &[volume("a", 1), volume("a", 2)])
+        .await;
+    assert!(matches!(dup, Err(CatalogError::Invalid { .. })), "{dup:?}");
+
+    let fe = cat.register_mover("fe1", "front-end", "127.0.0.1:7001").await.unwrap();
+    let first = cat.mover(fe).await.unwrap().unwrap();
+    let fe_again = cat.register_mover("fe1", "front-end", "127.0.0.1:7101").await.unwrap();
+    assert_eq!(fe, fe_again);
+    let m = cat.mover(fe).await.unwrap().unwrap();
+    assert_eq!(m.address, "127.0.0.1:7101");
+    assert_eq!(m.state, "online");
+    assert!(m.last_seen >= first.last_seen);
+    assert_eq!(m.registered_at, first.registered_at);
+
+    let be = cat.register_mover("be1", "back-end", "127.0.0.1:7002").await.unwrap();
+    let both = cat.register_mover("both1", "both", "127.0.0.1:7003").await.unwrap();
+    assert!(matches!(
+        cat.register_mover("x", "middle-end", "a").await,
+        Err(CatalogError::Invalid { .. })
+    ));
+
+    cat.touch_mover(be).await.unwrap();
+    assert!(matches!(
+        cat.touch_mover(9999).await,
+        Err(CatalogError::NotFound { .. })
+    ));
+    cat.set_mover_state(be, "draining").await.unwrap();
+    assert_eq!(cat.mover(be).await.unwrap().unwrap().state, "draining");
+    assert!(matches!(
+        cat.set_mover_state(be, "asleep").await,
+        Err(CatalogError::Invalid { .. })
+    ));
+    // Re-registering brings a mover back online.
+    cat.register_mover("be1", "back-end", "127.0.0.1:7002").await.unwrap();
+    assert_eq!(cat.mover(be).await.unwrap().unwrap().state, "online");
+
+    let p1 = cat.register_pair(fe, be).await.unwrap();
+    assert_eq!(cat.register_pair(fe, be).await.unwrap(), p1);
+    let p2 = cat.register_pair(both, both).await.unwrap();
+    assert_ne!(p1, p2);
+    let wrong = cat.register_pair(be, fe).await;
+    assert!(matches!(wrong, Err(CatalogError::Conflict { .. })), "{wrong:?}");
+    assert!(matches!(
+        cat.register_pair(fe, 4242).await,
+        Err(CatalogError::NotFound { .. })
+    ));
+
+    let pairs = cat.list_pairs().await.unwrap();
+    assert_eq!(pairs.len(), 2);
+    assert_eq!(
+        (
+            pairs[0].fe_name.as_str(),
+            pairs[0].fe_address.as_str(),
+            pairs[0].be_name.as_str()
+        ),
+        ("fe1", "127.0.0.1:7101", "be1")
+    );
+
+    let d1 = cat.register_drive(be, "drive0").await.unwrap();
+    assert_eq!(cat.register_drive(be, "drive0").await.unwrap(), d1);
+    let d2 = cat.register_drive(be, "drive1").await.unwrap();
+    assert!(matches!(
+        cat.register_drive(fe, "drive9").await,
+        Err(CatalogError::Conflict { .. })
+    ));
+    let drives = cat.drives_of(be).await.unwrap();
+    assert_eq!(drives.iter().map(|d| d.id).collect::<Vec<_>>(), vec![d1, d2]);
+    assert!(drives.iter().all(|d| d.tape_id.is_none() && d.be_mover_id == be));
+    // A drive re-registered by another back-end moves to it.
+    assert_eq!(cat.register_drive(both, "drive1").await.unwrap(), d2);
+    assert_eq!(cat.drives_of(both).await.unwrap().len(), 1);
+
+    let movers = cat.list_movers().await.unwrap();
+    assert_eq!(
+        movers.iter().map(|m| m.name.as_str()).collect::<Vec<_>>(),
+        ["be1", "both1", "fe1"]
+    );
+}
+
+#[tokio::test]
+async fn tape_labels_and_states() {
+    let db = TestDb::new().await;
+    let cat = catalog(&db).await;
+
+    let mut labels = HashSet::new();
+    for _ in 0..5 {
+        let l = cat.allocate_tape_label("DM").await.unwrap();
+        assert_eq!(l.len(), 6, "{l}");
+        assert!(l.starts_with("DM") && l[2..].chars().all(|c| c.is_ascii_digit()), "{l}");
+        assert!(labels.insert(l));
+    }
+    assert!(labels.contains("DM0001"), "{labels:?}");
+    assert!(matches!(
+        cat.allocate_tape_label("TOOLNG").await,
+        Err(CatalogError::Invalid { .. })
+    ));
+    assert!(matches!(
+        cat.allocate_tape_label("ab").await,
+        Err(CatalogError::Invalid { .. })
+    ));
+    // A label created by hand is skipped by the allocator.
+    let next = cat.allocate_tape_label("Q").await.unwrap(); // Q00006
+    let skip = format!("Q{:05}", next[1..].parse::<u32>().unwrap() + 1);
+    cat.create_tape(&skip, "default", "/tapes/skip.tap").await.unwrap();
+    let after = cat.allocate_tape_label("Q").await.unwrap();
+    assert_ne!(after, skip);
+
+    let t = cat.create_tape("DM0001", "default", "/tapes/DM0001.tap").await.unwrap();
+    assert_eq!(
+        (t.state.as_str(), t.in_use, t.mounted_in.as_deref()),
+        ("scratch", false, None)
+    );
+    assert_eq!((t.bytes_written, t.files_written), (0, 0));
+    let dup = cat.create_tape("DM0001", "other", "/x").await;
+    assert!(matches!(dup, Err(CatalogError::Conflict { .. })), "{dup:?}");
+    assert!(matches!(
+        cat.create_tape("dm01", "p", "/x").await,
+        Err(CatalogError::Invalid { .. })
+    ));
+    assert!(matches!(
+        cat.create_tape("TOOLONG", "p", "/x").await,
+        Err(CatalogError::Invalid { .. })
+    ));
+    assert_eq!(cat.tape_by_label("DM0001").await.unwrap().unwrap().id, t.id);
+    assert!(cat.tape_by_label("NONE").await.unwrap().is_none());
+
+    // Mount / dismount bookkeeping.
+    let be = cat.register_mover("be1", "back-end", "a").await.unwrap();
+    let d0 = cat.register_drive(be, "drive0").await.unwrap();
+    let d1 = cat.register_drive(be, "drive1").await.unwrap();
+    let t2 = cat.create_tape("DM0002", "default", "/tapes/DM0002.tap").await.unwrap();
+    cat.mount_tape(d0, t.id).await.unwrap();
+    cat.mount_tape(d0, t.id).await.unwrap(); // idempotent
+    let mounted = cat.tape(t.id).await.unwrap().unwrap();
+    assert_eq!((mounted.in_use, mounted.mounted_in.as_deref()), (true, Some("drive0")));
+    assert_eq!(cat.drives_of(be).await.unwrap()[0].tape_id, Some(t.id));
+    let busy_drive = cat.mount_tape(d0, t2.id).await;
+    assert!(
+        matches!(busy_drive, Err(CatalogError::Conflict { .. })),
+        "{busy_drive:?}"
+    );
+    let busy_tape = cat.mount_tape(d1, t.id).await;
+    assert!(matches!(busy_tape, Err(CatalogError::Conflict { .. })), "{busy_tape:?}");
+    assert!(matches!(
+        cat.dismount_tape(d1, t.id, "full", 10, 1).await,
+        Err(CatalogError::Conflict { .. })
+    ));
+    assert!(matches!(
+        cat.dismount_tape(d0, t.id, "empty", 10, 1).await,
+        Err(CatalogError::Invalid { .. })
+    ));
+    assert!(matches!(
+        cat.release_tape(t.id).await,
+        Err(CatalogError::Conflict { .. })
+    ));
+    cat.dismount_tape(d0, t.id, "full", 123_456, 7).await.unwrap();
+    let full = cat.tape(t.id).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            full.state.as_str(),
+            full.bytes_written,
+            full.files_written,
+            full.in_use,
+            full.mounted_in
+        ),
+        ("full", 123_456, 7, false, None)
+    );
+
+    // Full tapes are never handed out for writing; free ones are.
+    let w = cat.tape_for_writing("default").await.unwrap().unwrap();
+    assert_eq!(w.label, skip, "oldest scratch tape first");
+    assert!(w.in_use);
+    assert_eq!(cat.tape_for_writing("default").await.unwrap().unwrap().id, t2.id);
+    assert!(cat.tape_for_writing("default").await.unwrap().is_none());
+    cat.release_tape(t2.id).await.unwrap();
+    assert_eq!(cat.tape_for_writing("default").await.unwrap().unwrap().id, t2.id);
+
+    cat.set_tape_media_set(t.id, 77, 0).await.unwrap();
+    cat.set_tape_media_set(t2.id, 77, 1).await.unwrap();
+    assert!(matches!(
+        cat.set_tape_media_set(t2.id, 77, 0).await,
+        Err(CatalogError::Conflict { .. })
+    ));
+    let listed = cat.list_tapes().await.unwrap();
+    assert_eq!(
+        listed.iter().map(|t| t.label.as_str()).collect::<Vec<_>>(),
+        ["DM0001", "DM0002", skip.as_str()]
+    );
+    assert_eq!((listed[1].media_set, listed[1].media_set_seq), (Some(77), Some(1)));
+}
+
+#[tokio::test]
+async fn filling_tapes_first_then_oldest_scratch() {
+    let db = TestDb::new().await;
+    let cat = catalog(&db).await;
+    let be = cat.register_mover("be1", "back-end", "a").await.unwrap();
+    let drive = cat.register_drive(be, "drive0").await.unwrap();
+    let a = cat.create_tape("A00001", "p", "/a").await.unwrap();
+    let b = cat.create_tape("A00002", "p", "/b").await.unwrap();
+    let _other_pool = cat.create_tape("A00003", "q", "/c").await.unwrap();
+    cat.mount_tape(drive, b.id).await.unwrap();
+    cat.dismount_tape(drive, b.id, "filling", 4096, 3).await.unwrap();
+    assert_eq!(cat.tape_for_writing("p").await.unwrap().unwrap().id, b.id);
+    assert_eq!(cat.tape_for_writing("p").await.unwrap().unwrap().id, a.id);
+    assert!(cat.tape_for_writing("p").await.unwrap().is_none());
+    assert!(cat.tape_for_writing("nope").await.unwrap().is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_tape_allocation_never_shares_a_tape() {
+    let db = TestDb::new().await;
+    let cat = catalog(&db).await;
+    const TAPES: usize = 6;
+    const CALLERS: usize = 20;
+    for i in 0..TAPES {
+        let label = cat.allocate_tape_label("C").await.unwrap();
+        cat.create_tape(&label, "pool", &format!("/tapes/{i}.tap"))
+            .await
+            .unwrap();
+    }
+    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(CALLERS));
+    let tasks: Vec<_> = (0..CALLERS)
+        .map(|_| {
+            let cat = cat.clone();
+            let barrier = barrier.clone();
+            tokio::spawn(async move {
+                barrier.wait().await;
+                cat.tape_for_writing("pool").await.unwrap().map(|t| t.id)
+            })
+        })
+        .collect();
+    let mut got = Vec::new();
+    for t in tasks {
+        if let Some(id) = t.await.unwrap() {
+            got.push(id);
+        }
+    }
+    let distinct: HashSet<_> = got.iter().copied().collect();
+    assert_eq!(got.len(), TAPES, "every free tape handed out exactly once: {got:?}");
+    assert_eq!(distinct.len(), TAPES, "a tape was handed out twice: {got:?}");
+    assert!(cat.list_tapes().await.unwrap().iter().all(|t| t.in_use));
+}
+
+#[tokio::test]
+async fn abs_map_round_trips_through_rows() {
+    let db = TestDb::new().await;
+    let cat = catalog(&db).await;
+    let pn = node(&cat).await;
+    let map = sample_map();
+    let (obj, abs) = cat.create_abs("/db/orders", pn, "full", None, &map).await.unwrap();
+    let row = cat.load_abs(abs).await.unwrap().unwrap();
+    assert_eq!(row.map, map);
+    assert_eq!(
+        (row.object_id, row.object_name.as_str(), row.primary_node.as_str()),
+        (obj, "/db/orders", "pn1")
+    );
+    assert_eq!(
+        (row.kind.as_str(), row.state.as_str(), row.base_abs_id),
+        ("full", "running", None)
+    );
+    assert_eq!(row.object_size, 77824);
+    assert!(row.completed.is_none());
+    assert!(cat.load_abs(abs + 1000).await.unwrap().is_none());
+
+    // One row per extent, however large the object.
+    let extents: i64 = sqlx::query_scalar("SELECT count(*) FROM abs_map_extents WHERE abs_id = $1")
+        .bind(abs)
+        .fetch_one(cat.pool())
+        .await
+        .unwrap();
+    assert_eq!(extents, 3);
+
+    // A big fragmented map goes in and out intact.
+    let n = 20_000u64;
+    let big = AbsMap {
+        volumes: vec![volume("vol0", 1 << 40)],
+        extents: (0..n)
+            .map(|i| MapExtent {
+                logical_offset: i * 4096,
+                length: 4096,
+                volume: 0,
+                volume_offset: (n - i) * 8192,
+            })
+            .collect(),
+        object_size: n * 4096,
+    };
+    let (obj2, big_abs) = cat.create_abs("/fragmented", pn, "full", None, &big).await.unwrap();
+    assert_ne!(obj2, obj);
+    assert_eq!(cat.load_abs(big_abs).await.unwrap().unwrap().map, big);
+
+    // Differential: needs a complete base of the same object.
+    let diff = cat.create_abs("/db/orders", pn, "differential", Some(abs), &map).await;
+    assert!(matches!(diff, Err(CatalogError::Conflict { .. })), "{diff:?}");
+    cat.complete_abs(abs, 77824, 2, 0).await.unwrap();
+    let (obj3, d) = cat
+        .create_abs("/db/orders", pn, "differential", Some(abs), &map)
+        .await
+        .unwrap();
+    assert_eq!(obj3, obj, "same logical object reused");
+    assert_eq!(cat.load_abs(d).await.unwrap().unwrap().base_abs_id, Some(abs));
+    let other_obj = cat.create_abs("/fragmented", pn, "differential", Some(abs), &big).await;
+    assert!(matches!(other_obj, Err(CatalogError::Conflict { .. })), "{other_obj:?}");
+    assert!(matches!(
+        cat.create_abs("/x", pn, "differential", None, &map).await,
+        Err(CatalogError::Invalid { .. })
+    ));
+    assert!(matches!(
+        cat.create_abs("/x", pn, "full", Some(abs), &map).await,
+        Err(CatalogError::Invalid { .. })
+    ));
+    assert!(matches!(
+        cat.create_abs("/x", pn, "partial", None, &map).await,
+        Err(CatalogError::Invalid { .. })
+    ));
+    assert!(matches!(
+        cat.create_abs("/x", 999, "full", None, &map).await,
+        Err(CatalogError::NotFound { .. })
+    ));
+    let mut bad = map.clone();
+    bad.extents[0].volume = 5;
+    assert!(matches!(
+        cat.create_abs("/x", pn, "full", None, &bad).await,
+        Err(CatalogError::Invalid { .. })
+    ));
+
+    let list = cat.list_abs().await.unwrap();
+    assert_eq!(list.iter().map(|a| a.id).collect::<Vec<_>>(), vec![abs, big_abs, d]);
+    assert_eq!(list[0].state, "complete");
+}
+
+#[tokio::test]
+async fn create_abs_is_one_transaction() {
+    let db = TestDb::new().await;
+    let cat = catalog(&db).await;
+    let pn = node(&cat).await;
+    // The database refuses the last extent (length 0) after the object, the
+    // ABS and its volumes were inserted: nothing of it may remain.
+    let mut map = sample_map();
+    map.extents.push(MapExtent {
+        logical_offset: 77824,
+        length: 0,
+        volume: 0,
+        volume_offset: 0,
+    });
+    let err = cat.create_abs("/half", pn, "full", None, &map).await.unwrap_err();
+    assert!(matches!(err, CatalogError::Db(_)), "{err:?}");
+    for table in ["logical_objects", "abs", "abs_volumes", "abs_map_extents"] {
+        let n: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {table}"))
+            .fetch_one(cat.pool())
+            .await
+            .unwrap();
+        assert_eq!(n, 0, "{table} kept rows of a failed create_abs");
+    }
+}
+
+#[tokio::test]
+async fn segments_are_idempotent_and_conflicts_are_refused() {
+    let db = TestDb::new().await;
+    let cat = catalog(&db).await;
+    let pn = node(&cat).await;
+    let (_, abs) = cat.create_abs("/obj", pn, "full", None, &sample_map()).await.unwrap();
+    let (_, abs2) = cat.create_abs("/obj2", pn, "full", None, &sample_map()).await.unwrap();
+    let t1 = cat.create_tape("S00001", "p", "/t1.tap").await.unwrap();
+    let t2 = cat.create_tape("S00002", "p", "/t2.tap").await.unwrap();
+
+    assert!(cat.record_segment(&seg(abs, 0, t1.id, 2)).await.unwrap());
+    assert!(
+        !cat.record_segment(&seg(abs, 0, t1.id, 2)).await.unwrap(),
+        "same row again is fine"
+    );
+    let tape = cat.tape(t1.id).await.unwrap().unwrap();
+    assert_eq!((tape.state.as_str(), tape.files_written), ("filling", 3));
+
+    let mut different_crc = seg(abs, 0, t1.id, 2);
+    different_crc.crc32c ^= 1;
+    let e = cat.record_segment(&different_crc).await.unwrap_err();
+    assert!(matches!(e, CatalogError::Conflict { .. }), "{e:?}");
+    // Same (abs, seq) elsewhere on tape.
+    let e = cat.record_segment(&seg(abs, 0, t1.id, 3)).await.unwrap_err();
+    assert!(matches!(e, CatalogError::Conflict { .. }), "{e:?}");
+    // Same tape file, another ABS.
+    let e = cat.record_segment(&seg(abs2, 0, t1.id, 2)).await.unwrap_err();
+    assert!(matches!(e, CatalogError::Conflict { .. }), "{e:?}");
+    assert!(matches!(
+        cat.record_segment(&seg(9999, 0, t1.id, 9)).await,
+        Err(CatalogError::NotFound { .. })
+    ));
+    assert!(matches!(
+        cat.record_segment(&seg(abs, 9, 9999, 9)).await,
+        Err(CatalogError::NotFound { .. })
+    ));
+
+    // Interleaved with another ABS, across two tapes.
+    cat.record_segment(&seg(abs2, 0, t1.id, 3)).await.unwrap();
+    cat.record_segment(&seg(abs, 2, t2.id, 1)).await.unwrap();
+    cat.record_segment(&seg(abs, 1, t1.id, 4)).await.unwrap();
+    let segs = cat.segments_of(abs).await.unwrap();
+    assert_eq!(
+        segs.iter()
+            .map(|s| (s.tape_label.as_str(), s.tape_file, s.seq))
+            .collect::<Vec<_>>(),
+        [("S00001", 2, 0), ("S00001", 4, 1), ("S00002", 1, 2)]
+    );
+    assert_eq!(segs[0].crc32c, 0xdead_0000);
+    assert_eq!(segs[0].tape_path, "/t1.tap");
+    assert_eq!(cat.list_segments(None).await.unwrap().len(), 4);
+    assert_eq!(
+        cat.list_segments(Some(abs))
+            .await
+            .unwrap()
+            .iter()
+            .map(|s| s.seq)
+            .collect::<Vec<_>>(),
+        [0, 1, 2]
+    );
+
+    // Metadata cannot land on a segment's tape file, and vice versa.
+    assert!(matches!(
+        cat.record_abs_metadata(abs, t2.id, 1).await,
+        Err(CatalogError::Conflict { .. })
+    ));
+    cat.record_abs_metadata(abs, t2.id, 2).await.unwrap();
+    cat.record_abs_metadata(abs, t2.id, 2).await.unwrap();
+    assert!(matches!(
+        cat.record_abs_metadata(abs2, t2.id, 2).await,
+        Err(CatalogError::Conflict { .. })
+    ));
+    assert!(matches!(
+        cat.record_segment(&seg(abs2, 1, t2.id, 2)).await,
+        Err(CatalogError::Conflict { .. })
+    ));
+
+    // Completion needs every segment recorded.
+    let e = cat.complete_abs(abs, 3 * 983_040, 45, 4).await.unwrap_err();
+    assert!(matches!(e, CatalogError::Conflict { .. }), "{e:?}");
+    cat.complete_abs(abs, 3 * 983_040, 45, 3).await.unwrap();
+    cat.complete_abs(abs, 3 * 983_040, 45, 3).await.unwrap();
+    assert!(matches!(
+        cat.complete_abs(abs, 1, 45, 3).await,
+        Err(CatalogError::Conflict { .. })
+    ));
+    assert!(
+        !cat.record_segment(&seg(abs, 1, t1.id, 4)).await.unwrap(),
+        "a retry after completion is fine"
+    );
+    assert!(matches!(
+        cat.record_segment(&seg(abs, 3, t2.id, 5)).await,
+        Err(CatalogError::Conflict { .. })
+    ));
+    assert!(matches!(
+        cat.fail_abs(abs, "too late").await,
+        Err(CatalogError::Conflict { .. })
+    ));
+
+    let row = cat.load_abs(abs).await.unwrap().unwrap();
+    assert_eq!(
+        (row.state.as_str(), row.segment_count, row.track_count),
+        ("complete", 3, 45)
+    );
+    assert_eq!((row.metadata_tape_id, row.metadata_file), (Some(t2.id), Some(2)));
+    assert!(row.completed.is_some());
+
+    cat.fail_abs(abs2, "front-end lost").await.unwrap();
+    cat.fail_abs(abs2, "second reason").await.unwrap();
+    let failed = cat.load_abs(abs2).await.unwrap().unwrap();
+    assert_eq!(
+        (failed.state.as_str(), failed.reason.as_deref()),
+        ("failed", Some("front-end lost"))
+    );
+    assert!(matches!(
+        cat.complete_abs(abs2, 0, 0, 1).await,
+        Err(CatalogError::Conflict { .. })
+    ));
+
+    let list = cat.list_abs().await.unwrap();
+    assert_eq!(list[0].tapes, ["S00001", "S00002"]);
+    assert_eq!((list[0].segment_count, list[0].segments_recorded), (3, 3));
+    assert_eq!(list[1].tapes, ["S00001"]);
+}
+
+#[tokio::test]
+async fn channel_transitions_are_checked_and_recorded() {
+    let db = TestDb::new().await;
+    let cat = catalog(&db).await;
+    let pn = node(&cat).await;
+    let (_, abs) = cat.create_abs("/obj", pn, "full", None, &sample_map()).await.unwrap();
+    let fe = cat.register_mover("fe1", "front-end", "f").await.unwrap();
+    let be = cat.register_mover("be1", "back-end", "b").await.unwrap();
+    let other_be = cat.register_mover("be2", "back-end", "b2").await.unwrap();
+    let drive = cat.register_drive(be, "drive0").await.unwrap();
+    let other_drive = cat.register_drive(other_be, "drive9").await.unwrap();
+    let tape = cat.create_tape("CH0001", "p", "/t").await.unwrap();
+
+    assert!(matches!(
+        cat.create_channel(ChannelKind::Restore, abs, "smapp").await,
+        Err(CatalogError::Conflict { .. })
+    ));
+    assert!(matches!(
+        cat.create_channel(ChannelKind::Backup, 4242, "smapp").await,
+        Err(CatalogError::NotFound { .. })
+    ));
+    let ch = cat.create_channel(ChannelKind::Backup, abs, "smapp").await.unwrap();
+    let row = cat.channel(ch).await.unwrap().unwrap();
+    assert_eq!(
+        (row.kind, row.state, row.abs_id, row.bytes),
+        (ChannelKind::Backup, ChannelState::Requested, abs, 0)
+    );
+    assert!(row.fe_name.is_none() && row.drive_name.is_none());
+
+    // Illegal: nothing changes, nothing is recorded.
+    let before = cat.channel(ch).await.unwrap().unwrap();
+    let e = cat
+        .transition(ch, ChannelState::Writing, "skip", "test")
+        .await
+        .unwrap_err();
+    match e {
+        CatalogError::IllegalTransition { channel, from, to } => {
+            assert_eq!(
+                (channel, from, to),
+                (ch, ChannelState::Requested, ChannelState::Writing)
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(cat.channel(ch).await.unwrap().unwrap(), before);
+    assert_eq!(cat.channel_history(ch).await.unwrap().len(), 1);
+
+    // Assignment: a registered pair and the back-end's own drive.
+    assert!(matches!(
+        cat.assign_channel(ch, fe, other_be, other_drive, None).await,
+        Err(CatalogError::Conflict { .. })
+    ));
+    cat.register_pair(fe, be).await.unwrap();
+    cat.register_pair(fe, other_be).await.unwrap();
+    assert!(matches!(
+        cat.assign_channel(ch, fe, be, other_drive, None).await,
+        Err(CatalogError::Conflict { .. })
+    ));
+    cat.assign_channel(ch, fe, be, drive, None).await.unwrap();
+
+    use ChannelState::*;
+    let walk = [
+        (Opened, "pair fe1/be1 on drive0"),
+        (BeginningOfTape, "tape CH0001 mounted"),
+        (Writing, "labels written"),
+        (EndOfTape, "end of medium"),
+        (BeginningOfTape, "next tape mounted"),
+        (Writing, "labels written"),
+        (Closed, "ABS complete"),
+    ];
+    for (i, (to, why)) in walk.iter().enumerate() {
+        if i == 1 {
+            cat.set_channel_tape(ch, Some(tape.id)).await.unwrap();
+        }
+        assert_eq!(cat.transition(ch, *to, why, "station").await.unwrap(), *to);
+        let row = cat.channel(ch).await.unwrap().unwrap();
+        assert_eq!((row.state, row.reason.as_str()), (*to, *why));
+    }
+    cat.set_channel_bytes(ch, 1 << 20).await.unwrap();
+    let row = cat.channel(ch).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            row.fe_name.as_deref(),
+            row.be_name.as_deref(),
+            row.drive_name.as_deref(),
+            row.tape_label.as_deref()
+        ),
+        (Some("fe1"), Some("be1"), Some("drive0"), Some("CH0001"))
+    );
+    assert_eq!(row.bytes, 1 << 20);
+    assert!(row.updated >= row.created);
+
+    let history = cat.channel_history(ch).await.unwrap();
+    assert_eq!(history.len(), 1 + walk.len());
+    assert_eq!((history[0].from_state, history[0].to_state), (None, Requested));
+    assert_eq!(history[0].actor, "smapp");
+    let mut from = Requested;
+    for (h, (to, why)) in history[1..].iter().zip(walk.iter()) {
+        assert_eq!(
+            (h.from_state, h.to_state, h.reason.as_str(), h.actor.as_str()),
+            (Some(from), *to, *why, "station")
+        );
+        from = *to;
+    }
+    assert!(history.windows(2).all(|w| w[0].at <= w[1].at));
+
+    // Terminal: nothing leaves Closed, not even Error.
+    for to in ChannelState::ALL {
+        assert!(matches!(
+            cat.transition(ch, to, "x", "t").await,
+            Err(CatalogError::IllegalTransition { .. })
+        ));
+    }
+    assert!(matches!(
+        cat.assign_channel(ch, fe, be, drive, None).await,
+        Err(CatalogError::Conflict { .. })
+    ));
+    assert_eq!(cat.channel_history(ch).await.unwrap().len(), 1 + walk.len());
+    assert!(matches!(
+        cat.transition(4242, Opened, "x", "t").await,
+        Err(CatalogError::NotFound { .. })
+    ));
+
+    // A restore channel never writes.
+    cat.record_segment(&seg(abs, 0, tape.id, 1)).await.unwrap();
+    cat.complete_abs(abs, 983_040, 15, 1).await.unwrap();
+    let r = cat.create_channel(ChannelKind::Restore, abs, "smapp").await.unwrap();
+    cat.transition(r, Opened, "o", "t").await.unwrap();
+    cat.transition(r, BeginningOfTape, "b", "t").await.unwrap();
+    assert!(matches!(
+        cat.transition(r, Writing, "w", "t").await,
+        Err(CatalogError::IllegalTransition { .. })
+    ));
+    cat.transition(r, Reading, "r", "t").await.unwrap();
+    cat.transition(r, Error, "checksum mismatch in tape CH0001 file 1 segment 0", "be1")
+        .await
+        .unwrap();
+    let r_row = cat.channel(r).await.unwrap().unwrap();
+    assert_eq!((r_row.kind, r_row.state), (ChannelKind::Restore, Error));
+    assert_eq!(
+        cat.list_channels()
+            .await
+            .unwrap()
+            .iter()
+            .map(|c| c.id)
+            .collect::<Vec<_>>(),
+        [ch, r]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_transitions_apply_once() {
+    let db = TestDb::new().await;
+    let cat = catalog(&db).await;
+    let pn = node(&cat).await;
+    let (_, abs) = cat.create_abs("/obj", pn, "full", None, &sample_map()).await.unwrap();
+    let ch = cat.create_channel(ChannelKind::Backup, abs, "t").await.unwrap();
+    let tasks: Vec<_> = (0..8)
+        .map(|i| {
+            let cat = cat.clone();
+            tokio::spawn(async move { cat.transition(ch, ChannelState::Opened, &format!("try {i}"), "t").await })
+        })
+        .collect();
+    let mut ok = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(_) => ok += 1,
+            Err(CatalogError::IllegalTransition {
+                from: ChannelState::Opened,
+                ..
+            }) => {}
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+    assert_eq!(ok, 1);
+    assert_eq!(cat.channel_history(ch).await.unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn failing_a_mover_fails_its_open_channels() {
+    let db = TestDb::new().await;
+    let cat = catalog(&db).await;
+    let pn = node(&cat).await;
+    let fe = cat.register_mover("fe1", "front-end", "f").await.unwrap();
+    let be = cat.register_mover("be1", "back-end", "b").await.unwrap();
+    let fe2 = cat.register_mover("fe2", "front-end", "f2").await.unwrap();
+    cat.register_pair(fe, be).await.unwrap();
+    cat.register_pair(fe2, be).await.unwrap();
+    let drive = cat.register_drive(be, "d0").await.unwrap();
+
+    let mut chans = Vec::new();
+    for (i, f) in [fe, fe, fe, fe2].into_iter().enumerate() {
+        let (_, abs) = cat
+            .create_abs(&format!("/o{i}"), pn, "full", None, &sample_map())
+            .await
+            .unwrap();
+        let ch = cat.create_channel(ChannelKind::Backup, abs, "t").await.unwrap();
+        cat.assign_channel(ch, f, be, drive, None).await.unwrap();
+        chans.push(ch);
+    }
+    let unassigned = {
+        let (_, abs) = cat.create_abs("/o9", pn, "full", None, &sample_map()).await.unwrap();
+        cat.create_channel(ChannelKind::Backup, abs, "t").await.unwrap()
+    };
+    // chans[0] writing, chans[1] closed, chans[2] requested, chans[3] on fe2.
+    for to in [
+        ChannelState::Opened,
+        ChannelState::BeginningOfTape,
+        ChannelState::Writing,
+    ] {
+        cat.transition(chans[0], to, "go", "t").await.unwrap();
+        cat.transition(chans[1], to, "go", "t").await.unwrap();
+    }
+    cat.transition(chans[1], ChannelState::Closed, "done", "t")
+        .await
+        .unwrap();
+
+    let failed = cat
+        .fail_open_channels_of_mover(fe, "mover fe1 stopped answering")
+        .await
+        .unwrap();
+    assert_eq!(failed, vec![chans[0], chans[2]]);
+    for &ch in &failed {
+        let row = cat.channel(ch).await.unwrap().unwrap();
+        assert_eq!(
+            (row.state, row.reason.as_str()),
+            (ChannelState::Error, "mover fe1 stopped answering")
+        );
+        let last = cat.channel_history(ch).await.unwrap().pop().unwrap();
+        assert_eq!(
+            (last.to_state, last.actor.as_str()),
+            (ChannelState::Error, "control-station")
+        );
+    }
+    assert_eq!(
+        cat.channel(chans[1]).await.unwrap().unwrap().state,
+        ChannelState::Closed
+    );
+    assert_eq!(
+        cat.channel(chans[3]).await.unwrap().unwrap().state,
+        ChannelState::Requested
+    );
+    assert_eq!(
+        cat.channel(unassigned).await.unwrap().unwrap().state,
+        ChannelState::Requested
+    );
+    assert!(cat.fail_open_channels_of_mover(fe, "again").await.unwrap().is_empty());
+    // The back-end is shared: failing it takes the rest.
+    assert_eq!(
+        cat.fail_open_channels_of_mover(be, "be1 lost").await.unwrap(),
+        vec![chans[3]]
+    );
+}
+
+#[tokio::test]
+async fn migrations_are_idempotent_across_connections() {
+    let db = TestDb::new().await;
+    let a = catalog(&db).await;
+    let b = catalog(&db).await;
+    b.migrate().await.unwrap();
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations")
+        .fetch_one(a.pool())
+        .await
+        .unwrap();
+    assert!(n >= 1);
+}

@@ -1,0 +1,82 @@
+//! Binding endpoints and establishing authenticated connections.
+//!
+//! Every endpoint is both a server (it accepts connections from peers with a
+//! certificate from the cluster CA) and a client (its default client config
+//! presents its own certificate and trusts only the cluster CA).
+
+use std::net::SocketAddr;
+
+use crate::codes;
+use crate::error::{Result, TransportError};
+use crate::peer::{peer, Peer};
+use crate::pki::Identity;
+use crate::role::Role;
+use crate::tls;
+
+/// Bind a QUIC endpoint on `addr` that accepts and dials with mutual TLS as
+/// `identity`. Must be called inside a tokio runtime.
+pub fn bind(addr: SocketAddr, identity: &Identity) -> Result<quinn::Endpoint> {
+    let server = tls::server_config(identity)?;
+    let client = tls::client_config(identity)?;
+    let mut ec = quinn::EndpointConfig::default();
+    if let Ok(ub) = std::env::var("XMTU") { ec.max_udp_payload_size(ub.parse().unwrap()).unwrap(); }
+    let sock = std::net::UdpSocket::bind(addr).unwrap();
+    let mut endpoint = quinn::Endpoint::new(ec, Some(server), sock, std::sync::Arc::new(quinn::TokioRuntime)).map_err(|source| TransportError::Bind { addr, source })?;
+    endpoint.set_default_client_config(client);
+    Ok(endpoint)
+}
+
+/// Dial `server_name` at `addr`, and check that the server's certificate
+/// carries `expected_role`. The TLS layer has already checked that it chains
+/// to the cluster CA and names `server_name`. A server with another role is
+/// refused: the connection is closed with [`codes::REFUSED`].
+pub async fn connect(
+    endpoint: &quinn::Endpoint,
+    addr: SocketAddr,
+    server_name: &str,
+    expected_role: Role,
+) -> Result<(quinn::Connection, Peer)> {
+    let connect_err = |reason: String| TransportError::Connect { addr, server_name: server_name.to_owned(), reason };
+    let connecting = endpoint.connect(addr, server_name).map_err(|e| connect_err(e.to_string()))?;
+    let conn = connecting.await.map_err(|e| {
+        tracing::warn!(%addr, server = server_name, error = %e, "connection failed");
+        connect_err(format!("handshake failed: {e}"))
+    })?;
+    let server = match peer(&conn) {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::warn!(%addr, server = server_name, reason = %e, "refused server");
+            conn.close(codes::REFUSED, b"unusable certificate");
+            return Err(e);
+        }
+    };
+    if server.role != expected_role {
+        let reason = format!(
+            "expected server {server_name} at {addr} to have role {expected_role}, found {} with role {}",
+            server.name, server.role
+        );
+        tracing::warn!(peer = %server.name, role = %server.role, %addr, %reason, "refused server");
+        conn.close(codes::REFUSED, b"wrong role");
+        return Err(TransportError::Refused { reason });
+    }
+    Ok((conn, server))
+}
+
+/// Complete an incoming connection: the handshake (the client must present
+/// a certificate from the cluster CA) and reading the client's name and
+/// role. Failures are logged with the remote address and returned.
+pub async fn accept(incoming: quinn::Incoming) -> Result<(quinn::Connection, Peer)> {
+    let addr = incoming.remote_address();
+    let conn = incoming.await.map_err(|e| {
+        tracing::warn!(%addr, reason = %e, "refused incoming connection: handshake failed");
+        TransportError::Handshake { addr, reason: e.to_string() }
+    })?;
+    match peer(&conn) {
+        Ok(p) => Ok((conn, p)),
+        Err(e) => {
+            tracing::warn!(%addr, reason = %e, "refused incoming connection");
+            conn.close(codes::REFUSED, b"unusable certificate");
+            Err(e)
+        }
+    }
+}

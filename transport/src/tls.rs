@@ -1,0 +1,95 @@
+//! rustls and quinn configuration: mutual TLS 1.3 trusting only the cluster
+//! CA, with the ring provider passed explicitly (no process-wide default).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
+use quinn::{IdleTimeout, TransportConfig, VarInt};
+use rustls::crypto::CryptoProvider;
+use rustls::server::WebPkiClientVerifier;
+
+use crate::error::{Result, TransportError};
+use crate::pki::Identity;
+
+/// The ALPN protocol every cluster connection negotiates.
+pub const ALPN: &[u8] = b"dmc/1";
+
+/// Per-stream flow-control window (receive side).
+pub const STREAM_RECEIVE_WINDOW: u32 = 16 << 20;
+/// Per-connection flow-control window (receive side).
+pub const RECEIVE_WINDOW: u32 = 64 << 20;
+/// How much unacknowledged data a connection may have in flight.
+pub const SEND_WINDOW: u64 = 64 << 20;
+/// Keep-alive interval, well below [`MAX_IDLE`].
+pub const KEEP_ALIVE: Duration = Duration::from_secs(5);
+/// A connection silent for this long is dead.
+pub const MAX_IDLE: Duration = Duration::from_secs(60);
+/// Concurrent bidirectional streams a peer may open (one per conversation).
+pub const MAX_BIDI_STREAMS: u32 = 1024;
+
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+fn tls_err(identity: &Identity) -> impl Fn(String) -> TransportError + '_ {
+    move |reason| TransportError::Tls { name: identity.name().to_owned(), reason }
+}
+
+/// Transport parameters tuned for bulk data between cluster hosts: large
+/// flow-control windows so one stream can fill a fast link, keep-alives so
+/// idle control connections survive, many concurrent conversations.
+pub fn transport_config() -> TransportConfig {
+    let mut t = TransportConfig::default();
+    t.stream_receive_window(VarInt::from_u32(STREAM_RECEIVE_WINDOW))
+        .receive_window(VarInt::from_u32(RECEIVE_WINDOW))
+        .send_window(SEND_WINDOW)
+        .keep_alive_interval(Some(KEEP_ALIVE))
+        .max_idle_timeout(Some(IdleTimeout::try_from(MAX_IDLE).expect("60 s fits a QUIC idle timeout")))
+        .max_concurrent_bidi_streams(VarInt::from_u32(MAX_BIDI_STREAMS));
+    if let Ok(ub) = std::env::var("XMTU") {
+        let mut m = quinn::MtuDiscoveryConfig::default();
+        m.upper_bound(ub.parse().unwrap());
+        t.mtu_discovery_config(Some(m));
+    }
+    t
+}
+
+/// Server side: present `identity`, require a client certificate that
+/// chains to the cluster CA (and nothing else), TLS 1.3, ALPN `dmc/1`.
+pub fn server_config(identity: &Identity) -> Result<quinn::ServerConfig> {
+    let err = tls_err(identity);
+    let roots = identity.roots().map_err(|e| err(format!("CA certificate rejected: {e}")))?;
+    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
+        .build()
+        .map_err(|e| err(format!("client verifier: {e}")))?;
+    let mut tls = rustls::ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| err(format!("protocol versions: {e}")))?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(identity.cert_chain().to_vec(), identity.key().clone_key())
+        .map_err(|e| err(format!("certificate and key rejected: {e}")))?;
+    tls.alpn_protocols = vec![ALPN.to_vec()];
+    let quic = QuicServerConfig::try_from(tls).map_err(|e| err(format!("QUIC server: {e}")))?;
+    let mut config = quinn::ServerConfig::with_crypto(Arc::new(quic));
+    config.transport_config(Arc::new(transport_config()));
+    Ok(config)
+}
+
+/// Client side: present `identity`, trust only the cluster CA, TLS 1.3,
+/// ALPN `dmc/1`.
+pub fn client_config(identity: &Identity) -> Result<quinn::ClientConfig> {
+    let err = tls_err(identity);
+    let roots = identity.roots().map_err(|e| err(format!("CA certificate rejected: {e}")))?;
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| err(format!("protocol versions: {e}")))?
+        .with_root_certificates(roots)
+        .with_client_auth_cert(identity.cert_chain().to_vec(), identity.key().clone_key())
+        .map_err(|e| err(format!("certificate and key rejected: {e}")))?;
+    tls.alpn_protocols = vec![ALPN.to_vec()];
+    let quic = QuicClientConfig::try_from(tls).map_err(|e| err(format!("QUIC client: {e}")))?;
+    let mut config = quinn::ClientConfig::new(Arc::new(quic));
+    config.transport_config(Arc::new(transport_config()));
+    Ok(config)
+}
