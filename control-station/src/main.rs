@@ -68,7 +68,10 @@ fn parse_component(spec: &str) -> Result<Component> {
         bail!("--component {spec:?}: expected NAME:ROLE[:HOST,...]");
     };
     let role: Role = role.parse().with_context(|| format!("--component {spec:?}"))?;
-    let mut hosts: Vec<String> = parts.next().map(|h| h.split(',').map(str::to_string).collect()).unwrap_or_default();
+    let mut hosts: Vec<String> = parts
+        .next()
+        .map(|h| h.split(',').map(str::to_string).collect())
+        .unwrap_or_default();
     if hosts.is_empty() {
         hosts = vec!["localhost".into(), "127.0.0.1".into()];
     }
@@ -82,15 +85,30 @@ async fn main() -> Result<()> {
         .with_writer(std::io::stderr)
         .init();
     match Args::parse().cmd {
-        Cmd::Pki { cmd: PkiCmd::Init { dir, components } } => {
-            let comps = components.iter().map(|c| parse_component(c)).collect::<Result<Vec<_>>>()?;
-            transport::pki::init(&dir, &comps).with_context(|| format!("creating certificates in {}", dir.display()))?;
+        Cmd::Pki {
+            cmd: PkiCmd::Init { dir, components },
+        } => {
+            let comps = components
+                .iter()
+                .map(|c| parse_component(c))
+                .collect::<Result<Vec<_>>>()?;
+            transport::pki::init(&dir, &comps)
+                .with_context(|| format!("creating certificates in {}", dir.display()))?;
             for c in &comps {
                 eprintln!("certificate for {} ({}) in {}", c.name, c.role.as_str(), dir.display());
             }
             Ok(())
         }
-        Cmd::Serve { name, pki, database_url, listen, library, pool, block_size, metrics } => {
+        Cmd::Serve {
+            name,
+            pki,
+            database_url,
+            listen,
+            library,
+            pool,
+            block_size,
+            metrics,
+        } => {
             if let Some(addr) = metrics {
                 metrics_exporter_prometheus::PrometheusBuilder::new()
                     .with_http_listener(addr)
@@ -98,8 +116,16 @@ async fn main() -> Result<()> {
                     .context("starting the metrics exporter")?;
             }
             let identity = transport::Identity::load(&pki, &name).context("loading the station's certificate")?;
-            let catalog = Catalog::connect(&database_url).await.context("connecting to the catalog database")?;
-            let cfg = StationConfig { listen, library, pool, block_size, command_timeout: Duration::from_secs(120) };
+            let catalog = Catalog::connect(&database_url)
+                .await
+                .context("connecting to the catalog database")?;
+            let cfg = StationConfig {
+                listen,
+                library,
+                pool,
+                block_size,
+                command_timeout: Duration::from_secs(120),
+            };
             serve(Station::new(catalog, cfg), identity).await
         }
     }

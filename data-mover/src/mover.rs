@@ -52,7 +52,10 @@ pub struct Mover {
 
 impl Mover {
     pub fn drive(&self, name: &str) -> Result<Arc<std::sync::Mutex<Drive>>> {
-        self.drives.get(name).cloned().ok_or_else(|| anyhow!("back-end {} has no drive {name:?}", self.name))
+        self.drives
+            .get(name)
+            .cloned()
+            .ok_or_else(|| anyhow!("back-end {} has no drive {name:?}", self.name))
     }
 
     /// A (cached) connection to a back-end.
@@ -63,7 +66,10 @@ impl Mover {
                 return Ok(c.clone());
             }
         }
-        let addr: SocketAddr = be.address.parse().with_context(|| format!("back-end address {:?}", be.address))?;
+        let addr: SocketAddr = be
+            .address
+            .parse()
+            .with_context(|| format!("back-end address {:?}", be.address))?;
         let (conn, _) = transport::connect(&self.endpoint, addr, &be.name, Role::Mover)
             .await
             .with_context(|| format!("dialling back-end {} at {addr}", be.name))?;
@@ -84,8 +90,16 @@ impl Mover {
             name: self.name.clone(),
             role: self.cfg.role,
             address: self.cfg.listen.to_string(),
-            drives: if self.is_back_end() { self.cfg.drives.clone() } else { Vec::new() },
-            back_end: if self.is_front_end() { self.cfg.back_end.clone() } else { None },
+            drives: if self.is_back_end() {
+                self.cfg.drives.clone()
+            } else {
+                Vec::new()
+            },
+            back_end: if self.is_front_end() {
+                self.cfg.back_end.clone()
+            } else {
+                None
+            },
         }
     }
 }
@@ -99,10 +113,19 @@ pub async fn run(cfg: MoverConfig, identity: Identity) -> Result<()> {
     let endpoint = transport::bind(cfg.listen, &identity).context("binding the QUIC endpoint")?;
     let mut cfg = cfg;
     cfg.listen = endpoint.local_addr().context("local address")?;
-    let link = StationLink::connect(endpoint.clone(), cfg.station, &cfg.station_name, Duration::from_secs(30))
-        .await
-        .context("connecting to the control station")?;
-    let drives = cfg.drives.iter().map(|d| (d.clone(), Arc::new(std::sync::Mutex::new(Drive::new(d))))).collect();
+    let link = StationLink::connect(
+        endpoint.clone(),
+        cfg.station,
+        &cfg.station_name,
+        Duration::from_secs(30),
+    )
+    .await
+    .context("connecting to the control station")?;
+    let drives = cfg
+        .drives
+        .iter()
+        .map(|d| (d.clone(), Arc::new(std::sync::Mutex::new(Drive::new(d)))))
+        .collect();
     let mover = Arc::new(Mover {
         name: cfg.name.clone(),
         cfg,
@@ -113,14 +136,20 @@ pub async fn run(cfg: MoverConfig, identity: Identity) -> Result<()> {
         drives,
         peers: Mutex::new(HashMap::new()),
     });
-    link.request_ok(&mover.registration()).await.context("registering with the control station")?;
+    link.request_ok(&mover.registration())
+        .await
+        .context("registering with the control station")?;
     tracing::info!(name = %mover.name, role = mover.cfg.role.as_str(), address = %mover.cfg.listen, "mover registered");
 
     let hb = mover.clone();
     tokio::spawn(async move {
         loop {
             tokio::time::sleep(Duration::from_secs(2)).await;
-            if let Err(e) = hb.link.request_ok(&StationRequest::Heartbeat { name: hb.name.clone() }).await {
+            if let Err(e) = hb
+                .link
+                .request_ok(&StationRequest::Heartbeat { name: hb.name.clone() })
+                .await
+            {
                 tracing::warn!(error = %e, "heartbeat failed");
             }
         }
@@ -157,7 +186,12 @@ async fn serve_connection(mover: Arc<Mover>, incoming: quinn::Incoming) -> Resul
         Role::PrimaryNode if mover.is_front_end() => true,
         Role::Mover if mover.is_back_end() => false,
         _ => {
-            let reason = format!("mover {} does not serve role {} ({})", mover.name, peer.role.as_str(), peer.name);
+            let reason = format!(
+                "mover {} does not serve role {} ({})",
+                mover.name,
+                peer.role.as_str(),
+                peer.name
+            );
             tracing::warn!(peer = %peer.name, role = peer.role.as_str(), "refused: {reason}");
             conn.close(transport::codes::REFUSED, reason.as_bytes());
             return Ok(());
@@ -176,14 +210,26 @@ async fn serve_connection(mover: Arc<Mover>, incoming: quinn::Incoming) -> Resul
                         let ch = m.backups.lock().await.remove(&channel_id);
                         match ch {
                             Some(ch) if ch.abs_id == abs_id => crate::frontend::backup::serve(m, ch, send, recv).await,
-                            _ => refuse(send, format!("front-end {} has no open backup channel {channel_id}", m.name)).await,
+                            _ => {
+                                refuse(
+                                    send,
+                                    format!("front-end {} has no open backup channel {channel_id}", m.name),
+                                )
+                                .await
+                            }
                         }
                     }
                     Ok(Some(TrackStreamOpen::Restore { channel_id })) => {
                         let ch = m.restores.lock().await.remove(&channel_id);
                         match ch {
                             Some(ch) => crate::frontend::restore::serve(m, ch, send).await,
-                            None => refuse(send, format!("front-end {} has no open restore channel {channel_id}", m.name)).await,
+                            None => {
+                                refuse(
+                                    send,
+                                    format!("front-end {} has no open restore channel {channel_id}", m.name),
+                                )
+                                .await
+                            }
                         }
                     }
                     Ok(None) => {}
@@ -205,7 +251,9 @@ async fn refuse(mut send: transport::FramedSend, reason: String) {
 async fn handle_command(mover: Arc<Mover>, cmd: Command) -> CommandReply {
     match exec(&mover, cmd).await {
         Ok(r) => r,
-        Err(e) => CommandReply::Error { message: format!("mover {}: {e:#}", mover.name) },
+        Err(e) => CommandReply::Error {
+            message: format!("mover {}: {e:#}", mover.name),
+        },
     }
 }
 
@@ -218,27 +266,49 @@ async fn exec(mover: &Arc<Mover>, cmd: Command) -> Result<CommandReply> {
             Ok(CommandReply::Ok)
         }
         Command::OpenRestore(ch) if mover.is_front_end() => {
-            tracing::info!(channel = ch.channel_id, abs = ch.abs_id, files = ch.files.len(), "restore channel opened");
+            tracing::info!(
+                channel = ch.channel_id,
+                abs = ch.abs_id,
+                files = ch.files.len(),
+                "restore channel opened"
+            );
             mover.restores.lock().await.insert(ch.channel_id, ch);
             Ok(CommandReply::Ok)
         }
-        Command::MountForWrite { drive, tape_label, path, new } if mover.is_back_end() => {
+        Command::MountForWrite {
+            drive,
+            tape_label,
+            path,
+            new,
+        } if mover.is_back_end() => {
             let d = mover.drive(&drive)?;
             let (files, bytes) = tokio::task::block_in_place(|| {
                 let mut d = d.lock().map_err(|_| anyhow!("drive lock poisoned"))?;
                 d.mount_for_write(&tape_label, std::path::Path::new(&path), new.as_ref())
             })?;
             tracing::info!(%drive, %tape_label, files, "tape mounted for writing");
-            Ok(CommandReply::Mounted { tape_label, files, bytes })
+            Ok(CommandReply::Mounted {
+                tape_label,
+                files,
+                bytes,
+            })
         }
-        Command::MountForRead { drive, tape_label, path } if mover.is_back_end() => {
+        Command::MountForRead {
+            drive,
+            tape_label,
+            path,
+        } if mover.is_back_end() => {
             let d = mover.drive(&drive)?;
             tokio::task::block_in_place(|| {
                 let mut d = d.lock().map_err(|_| anyhow!("drive lock poisoned"))?;
                 d.mount_for_read(&tape_label, std::path::Path::new(&path))
             })?;
             tracing::info!(%drive, %tape_label, "tape mounted for reading");
-            Ok(CommandReply::Mounted { tape_label, files: 0, bytes: 0 })
+            Ok(CommandReply::Mounted {
+                tape_label,
+                files: 0,
+                bytes: 0,
+            })
         }
         Command::Dismount { drive } if mover.is_back_end() => {
             let d = mover.drive(&drive)?;
@@ -247,7 +317,12 @@ async fn exec(mover: &Arc<Mover>, cmd: Command) -> Result<CommandReply> {
                 d.dismount()
             })?;
             tracing::info!(%drive, %tape_label, files, bytes, "tape dismounted");
-            Ok(CommandReply::Dismounted { tape_label, files, bytes, full: false })
+            Ok(CommandReply::Dismounted {
+                tape_label,
+                files,
+                bytes,
+                full: false,
+            })
         }
         Command::AbortChannel { channel_id, reason } => {
             tracing::warn!(channel_id, %reason, "channel aborted by the station");

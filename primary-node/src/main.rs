@@ -56,7 +56,10 @@ async fn main() -> Result<()> {
             .install()
             .context("starting the metrics exporter")?;
     }
-    let geometry = Geometry { block_size: args.block_size, track_size: args.track_size };
+    let geometry = Geometry {
+        block_size: args.block_size,
+        track_size: args.track_size,
+    };
     let mut volumes = Vec::new();
     for spec in &args.volumes {
         let Some((name, path)) = spec.split_once('=') else {

@@ -37,23 +37,41 @@ struct Node {
 /// Run until the station link fails for good.
 pub async fn run(cfg: NodeConfig) -> Result<()> {
     let endpoint = transport::bind(cfg.listen, &cfg.identity).context("binding the QUIC endpoint")?;
-    let link = StationLink::connect(endpoint.clone(), cfg.station, &cfg.station_name, Duration::from_secs(30))
-        .await
-        .context("connecting to the control station")?;
+    let link = StationLink::connect(
+        endpoint.clone(),
+        cfg.station,
+        &cfg.station_name,
+        Duration::from_secs(30),
+    )
+    .await
+    .context("connecting to the control station")?;
     let volumes: HashMap<String, Arc<Volume>> =
         cfg.volumes.into_iter().map(|v| (v.name.clone(), Arc::new(v))).collect();
     let refs = volumes.values().map(|v| v.reference()).collect();
-    link.request_ok(&StationRequest::RegisterPrimary { name: cfg.name.clone(), volumes: refs })
-        .await
-        .context("registering with the control station")?;
+    link.request_ok(&StationRequest::RegisterPrimary {
+        name: cfg.name.clone(),
+        volumes: refs,
+    })
+    .await
+    .context("registering with the control station")?;
     tracing::info!(name = %cfg.name, volumes = volumes.len(), "primary node registered");
-    let node = Node { name: cfg.name, endpoint, link: link.clone(), volumes: Arc::new(volumes), window: cfg.window };
+    let node = Node {
+        name: cfg.name,
+        endpoint,
+        link: link.clone(),
+        volumes: Arc::new(volumes),
+        window: cfg.window,
+    };
 
     let hb = node.clone();
     tokio::spawn(async move {
         loop {
             tokio::time::sleep(Duration::from_secs(2)).await;
-            if let Err(e) = hb.link.request_ok(&StationRequest::Heartbeat { name: hb.name.clone() }).await {
+            if let Err(e) = hb
+                .link
+                .request_ok(&StationRequest::Heartbeat { name: hb.name.clone() })
+                .await
+            {
                 tracing::warn!(error = %e, "heartbeat failed");
             }
         }
@@ -65,7 +83,13 @@ pub async fn run(cfg: NodeConfig) -> Result<()> {
         tracing::warn!(result = ?res, "station connection lost; reconnecting");
         tokio::time::sleep(Duration::from_secs(1)).await;
         let refs = node.volumes.values().map(|v| v.reference()).collect();
-        if let Err(e) = link.request_ok(&StationRequest::RegisterPrimary { name: node.name.clone(), volumes: refs }).await {
+        if let Err(e) = link
+            .request_ok(&StationRequest::RegisterPrimary {
+                name: node.name.clone(),
+                volumes: refs,
+            })
+            .await
+        {
             tracing::warn!(error = %e, "re-registering failed");
         }
     }
@@ -73,15 +97,32 @@ pub async fn run(cfg: NodeConfig) -> Result<()> {
 
 async fn handle(node: Node, cmd: Command) -> CommandReply {
     match cmd {
-        Command::SendTrackSet { channel_id, abs_id, front_end, map } => {
+        Command::SendTrackSet {
+            channel_id,
+            abs_id,
+            front_end,
+            map,
+        } => {
             if let Err(e) = map.validate() {
-                return CommandReply::Error { message: format!("invalid ABS map: {e}") };
+                return CommandReply::Error {
+                    message: format!("invalid ABS map: {e}"),
+                };
             }
             let vols = match resolve_volumes(&map, &node.volumes) {
                 Ok(v) => v,
-                Err(e) => return CommandReply::Error { message: format!("{e:#}") },
+                Err(e) => {
+                    return CommandReply::Error {
+                        message: format!("{e:#}"),
+                    }
+                }
             };
-            let order = SendOrder { channel_id, abs_id, front_end, map, window: node.window };
+            let order = SendOrder {
+                channel_id,
+                abs_id,
+                front_end,
+                map,
+                window: node.window,
+            };
             tokio::spawn(async move {
                 let res = send_track_set(&node.endpoint, order, vols, |_, _| {}).await;
                 match res {
@@ -89,7 +130,10 @@ async fn handle(node: Node, cmd: Command) -> CommandReply {
                     Err(e) => {
                         let reason = format!("primary node {}: {e:#}", node.name);
                         tracing::error!(channel_id, %reason, "backup stream failed");
-                        let _ = node.link.request_ok(&StationRequest::ChannelFailed { channel_id, reason }).await;
+                        let _ = node
+                            .link
+                            .request_ok(&StationRequest::ChannelFailed { channel_id, reason })
+                            .await;
                     }
                 }
             });
@@ -98,16 +142,27 @@ async fn handle(node: Node, cmd: Command) -> CommandReply {
         Command::ReceiveRestore(order) => {
             let dest = match Destination::open(&order, &node.volumes) {
                 Ok(d) => d,
-                Err(e) => return CommandReply::Error { message: format!("{e:#}") },
+                Err(e) => {
+                    return CommandReply::Error {
+                        message: format!("{e:#}"),
+                    }
+                }
             };
             if let Err(e) = proto::abs::Placer::new(&order.map, &order.remap) {
-                return CommandReply::Error { message: format!("invalid restore order: {e}") };
+                return CommandReply::Error {
+                    message: format!("invalid restore order: {e}"),
+                };
             }
             tokio::spawn(async move {
                 let channel_id = order.channel_id;
                 match receive_restore(&node.endpoint, order, dest, |_| {}).await {
                     Ok(t) => {
-                        tracing::info!(channel_id, tracks = t.tracks, bytes = t.bytes_written, "restore stream written");
+                        tracing::info!(
+                            channel_id,
+                            tracks = t.tracks,
+                            bytes = t.bytes_written,
+                            "restore stream written"
+                        );
                         let req = StationRequest::ChannelFinished {
                             channel_id,
                             data_bytes: t.bytes_written,
@@ -121,7 +176,10 @@ async fn handle(node: Node, cmd: Command) -> CommandReply {
                     Err(e) => {
                         let reason = format!("primary node {}: {e:#}", node.name);
                         tracing::error!(channel_id, %reason, "restore stream failed");
-                        let _ = node.link.request_ok(&StationRequest::ChannelFailed { channel_id, reason }).await;
+                        let _ = node
+                            .link
+                            .request_ok(&StationRequest::ChannelFailed { channel_id, reason })
+                            .await;
                     }
                 }
             });
@@ -131,6 +189,8 @@ async fn handle(node: Node, cmd: Command) -> CommandReply {
             tracing::warn!(channel_id, %reason, "channel aborted by the station");
             CommandReply::Ok
         }
-        other => CommandReply::Error { message: format!("a primary node does not do {other:?}") },
+        other => CommandReply::Error {
+            message: format!("a primary node does not do {other:?}"),
+        },
     }
 }

@@ -47,8 +47,9 @@ impl Destination {
                     .volumes
                     .iter()
                     .map(|v| {
-                        let local =
-                            volumes.get(&v.name).ok_or_else(|| anyhow!("this node has no volume {:?}", v.name))?;
+                        let local = volumes
+                            .get(&v.name)
+                            .ok_or_else(|| anyhow!("this node has no volume {:?}", v.name))?;
                         if local.size < v.size || local.geometry != v.geometry {
                             bail!("destination volume {} does not match the remap table", v.name);
                         }
@@ -63,7 +64,9 @@ impl Destination {
     fn write(&self, target: DestTarget, offset: u64, data: &[u8]) -> Result<()> {
         match (self, target) {
             (Destination::Volumes(vols), DestTarget::Volume(i)) => {
-                let v = vols.get(i as usize).ok_or_else(|| anyhow!("remap volume index {i} out of range"))?;
+                let v = vols
+                    .get(i as usize)
+                    .ok_or_else(|| anyhow!("remap volume index {i} out of range"))?;
                 v.write_at(offset, data)
             }
             (Destination::File { path, file }, DestTarget::File) => file
@@ -97,12 +100,19 @@ pub async fn receive_restore(
     progress: impl Fn(u64) + Send + 'static,
 ) -> Result<RestoreTotals> {
     let placer = Placer::new(&order.map, &order.remap).context("the restore order's map or remap table is invalid")?;
-    let addr = order.front_end.address.parse().with_context(|| format!("front-end address {:?}", order.front_end.address))?;
+    let addr = order
+        .front_end
+        .address
+        .parse()
+        .with_context(|| format!("front-end address {:?}", order.front_end.address))?;
     let (conn, _peer) = transport::connect(endpoint, addr, &order.front_end.name, Role::Mover)
         .await
         .with_context(|| format!("dialling front-end {}", order.front_end.name))?;
     let (mut send, mut recv) = transport::open_bi(&conn, MAX_DATA_FRAME).await?;
-    send.send(&TrackStreamOpen::Restore { channel_id: order.channel_id }).await?;
+    send.send(&TrackStreamOpen::Restore {
+        channel_id: order.channel_id,
+    })
+    .await?;
 
     let mut totals = RestoreTotals::default();
     loop {
@@ -122,7 +132,9 @@ pub async fn receive_restore(
                 }
                 tokio::task::block_in_place(|| {
                     for p in &placements {
-                        let bytes = data.get(p.data.clone()).ok_or_else(|| anyhow!("placement outside the track"))?;
+                        let bytes = data
+                            .get(p.data.clone())
+                            .ok_or_else(|| anyhow!("placement outside the track"))?;
                         dest.write(p.target, p.offset, bytes)?;
                         totals.bytes_written += bytes.len() as u64;
                     }

@@ -33,7 +33,9 @@ pub fn resolve_volumes(map: &AbsMap, volumes: &HashMap<String, Arc<Volume>>) -> 
     map.volumes
         .iter()
         .map(|v| {
-            let local = volumes.get(&v.name).ok_or_else(|| anyhow!("this node has no volume {:?}", v.name))?;
+            let local = volumes
+                .get(&v.name)
+                .ok_or_else(|| anyhow!("this node has no volume {:?}", v.name))?;
             if local.geometry != v.geometry || local.size != v.size {
                 bail!(
                     "volume {}: the request says geometry {:?} and {} bytes, the node has {:?} and {} bytes",
@@ -57,12 +59,25 @@ pub async fn send_track_set(
     volumes: Vec<Arc<Volume>>,
     progress: impl Fn(u64, u64) + Send + 'static,
 ) -> Result<u64> {
-    let addr = order.front_end.address.parse().with_context(|| format!("front-end address {:?}", order.front_end.address))?;
+    let addr = order
+        .front_end
+        .address
+        .parse()
+        .with_context(|| format!("front-end address {:?}", order.front_end.address))?;
     let (conn, _peer) = transport::connect(endpoint, addr, &order.front_end.name, Role::Mover)
         .await
-        .with_context(|| format!("dialling front-end {} at {}", order.front_end.name, order.front_end.address))?;
+        .with_context(|| {
+            format!(
+                "dialling front-end {} at {}",
+                order.front_end.name, order.front_end.address
+            )
+        })?;
     let (mut send, mut recv) = transport::open_bi(&conn, MAX_DATA_FRAME).await?;
-    send.send(&TrackStreamOpen::Backup { channel_id: order.channel_id, abs_id: order.abs_id }).await?;
+    send.send(&TrackStreamOpen::Backup {
+        channel_id: order.channel_id,
+        abs_id: order.abs_id,
+    })
+    .await?;
 
     let tracks = order.map.track_set();
     let total = tracks.len();
@@ -74,7 +89,9 @@ pub async fn send_track_set(
         for addr in tracks.iter() {
             let item = (|| {
                 let (offset, len) = map.track_extent(addr)?;
-                let vol = volumes.get(addr.volume as usize).ok_or_else(|| anyhow!("volume index {}", addr.volume))?;
+                let vol = volumes
+                    .get(addr.volume as usize)
+                    .ok_or_else(|| anyhow!("volume index {}", addr.volume))?;
                 let len = usize::try_from(len).context("track length")?;
                 Ok((addr, vol.read_at(offset, len)?))
             })();

@@ -20,7 +20,7 @@ pub struct Volume {
 impl Volume {
     /// Open `path` read-write. Its size is the volume size.
     pub fn open(name: &str, path: &Path, geometry: Geometry) -> Result<Volume> {
-        if geometry.block_size == 0 || geometry.track_size == 0 || geometry.track_size % geometry.block_size != 0 {
+        if !geometry.is_valid() {
             bail!(
                 "volume {name}: track size {} must be a positive multiple of the block size {}",
                 geometry.track_size,
@@ -33,18 +33,32 @@ impl Volume {
             .open(path)
             .with_context(|| format!("opening volume {name} at {}", path.display()))?;
         let size = file.metadata().with_context(|| format!("stat of volume {name}"))?.len();
-        Ok(Volume { name: name.to_string(), path: path.to_path_buf(), geometry, size, file })
+        Ok(Volume {
+            name: name.to_string(),
+            path: path.to_path_buf(),
+            geometry,
+            size,
+            file,
+        })
     }
 
     pub fn reference(&self) -> VolumeRef {
-        VolumeRef { name: self.name.clone(), geometry: self.geometry, size: self.size }
+        VolumeRef {
+            name: self.name.clone(),
+            geometry: self.geometry,
+            size: self.size,
+        }
     }
 
     /// Read `len` bytes at `offset` (must be inside the volume).
     pub fn read_at(&self, offset: u64, len: usize) -> Result<Vec<u8>> {
         let end = offset.checked_add(len as u64).context("offset overflow")?;
         if end > self.size {
-            bail!("read of {len} bytes at {offset} runs past the end of volume {} ({} bytes)", self.name, self.size);
+            bail!(
+                "read of {len} bytes at {offset} runs past the end of volume {} ({} bytes)",
+                self.name,
+                self.size
+            );
         }
         let mut buf = vec![0u8; len];
         self.file
@@ -70,6 +84,8 @@ impl Volume {
     }
 
     pub fn sync(&self) -> Result<()> {
-        self.file.sync_data().with_context(|| format!("syncing volume {}", self.name))
+        self.file
+            .sync_data()
+            .with_context(|| format!("syncing volume {}", self.name))
     }
 }

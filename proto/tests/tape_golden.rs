@@ -27,7 +27,9 @@ fn golden_path() -> PathBuf {
 }
 
 fn pattern(seed: u64, len: usize) -> Vec<u8> {
-    (0..len).map(|i| (seed.wrapping_mul(31).wrapping_add(i as u64 * 7) % 251) as u8).collect()
+    (0..len)
+        .map(|i| (seed.wrapping_mul(31).wrapping_add(i as u64 * 7) % 251) as u8)
+        .collect()
 }
 
 struct Golden {
@@ -41,10 +43,18 @@ fn map(volume: &str, tracks: u64) -> AbsMap {
     AbsMap {
         volumes: vec![VolumeRef {
             name: volume.into(),
-            geometry: Geometry { block_size: 512, track_size: 1024 },
+            geometry: Geometry {
+                block_size: 512,
+                track_size: 1024,
+            },
             size: 64 * 1024,
         }],
-        extents: vec![MapExtent { logical_offset: 0, length: tracks * 1024, volume: 0, volume_offset: 4096 }],
+        extents: vec![MapExtent {
+            logical_offset: 0,
+            length: tracks * 1024,
+            volume: 0,
+            volume_offset: 4096,
+        }],
         object_size: tracks * 1024,
     }
 }
@@ -61,14 +71,21 @@ fn build() -> Golden {
     let mut w = TapeWriter::create_at(MemTape::memory(), params, CREATED).unwrap();
     let mut segments = Vec::new();
     // ABS 100 (alpha, full) and ABS 200 (beta, differential of 150), segments interleaved.
-    let plan: [(u64, u32, &[(u16, u64, usize)]); 4] = [
+    // (ABS, seq, tracks as (volume, track, length))
+    type Plan<'a> = (u64, u32, &'a [(u16, u64, usize)]);
+    let plan: [Plan; 4] = [
         (100, 0, &[(0, 4, 1024), (0, 5, 1024), (0, 6, 300)]),
         (200, 0, &[(0, 9, 1024)]),
         (100, 1, &[(0, 7, 1024), (0, 8, 0)]),
         (200, 1, &[(0, 10, 700), (0, 11, 1024)]),
     ];
     for (abs, seq, tracks) in plan {
-        let header = SegmentHeader { abs_id: abs, seq, channel_id: abs / 100, created_unix: CREATED + 60 * u64::from(seq) };
+        let header = SegmentHeader {
+            abs_id: abs,
+            seq,
+            channel_id: abs / 100,
+            created_unix: CREATED + 60 * u64::from(seq),
+        };
         let mut sw = SegmentWriter::new(Vec::new(), header).unwrap();
         let mut recs = Vec::new();
         for &(volume, track, len) in tracks {
@@ -112,7 +129,11 @@ fn build() -> Golden {
         metadata.push((e.file_number, m));
     }
     let image = w.finish_at(false, FINISHED).unwrap().into_bytes();
-    Golden { image, segments, metadata }
+    Golden {
+        image,
+        segments,
+        metadata,
+    }
 }
 
 /// The checked-in golden image; with UPDATE_GOLDEN=1 it is first rewritten
@@ -139,7 +160,11 @@ fn the_golden_image_is_reproduced_byte_for_byte() {
     let g = build();
     let golden = golden_bytes();
     if golden != g.image {
-        let first = golden.iter().zip(&g.image).position(|(a, b)| a != b).unwrap_or(golden.len().min(g.image.len()));
+        let first = golden
+            .iter()
+            .zip(&g.image)
+            .position(|(a, b)| a != b)
+            .unwrap_or(golden.len().min(g.image.len()));
         panic!(
             "the tape format changed: the built image ({} bytes) differs from {} ({} bytes) first at byte {first}. \
              If this is intended, bump the versions, update FORMAT.md and regenerate with UPDATE_GOLDEN=1.",
@@ -157,7 +182,18 @@ fn the_checked_in_golden_image_reads_back() {
 
     // A few bytes a human can check against FORMAT.md.
     assert_eq!(&golden[0..4], &80u32.to_le_bytes(), "SIMH length of VOL1");
-    assert_eq!(&golden[4..84], format!("VOL1GOLD01{:13}DMCLUSTER    FORMAT TEST   {:28}4", "", "").as_bytes());
+    let vol1 = [
+        "VOL1",           // 1-4
+        "GOLD01",         // 5-10 volume identifier
+        " ",              // 11 accessibility
+        &" ".repeat(13),  // 12-24
+        "DMCLUSTER    ",  // 25-37 implementation identifier
+        "FORMAT TEST   ", // 38-51 owner identifier
+        &" ".repeat(28),  // 52-79
+        "4",              // 80 label standard version
+    ]
+    .concat();
+    assert_eq!(&golden[4..84], vol1.as_bytes());
     assert_eq!(&golden[84..88], &80u32.to_le_bytes(), "SIMH trailing length");
     assert_eq!(&golden[golden.len() - 8..], &[0u8; 8], "two tape marks at the end");
 
@@ -167,7 +203,10 @@ fn the_checked_in_golden_image_reads_back() {
     let created = r.labels().hdr1.created.unwrap();
     assert_eq!((created.year, created.day_of_year), (2024, 1));
     let h = r.node_header().clone();
-    assert_eq!((h.label.as_str(), h.pool.as_str(), h.media_set), ("GOLD01", "golden", 0x0123_4567_89AB_CDEF));
+    assert_eq!(
+        (h.label.as_str(), h.pool.as_str(), h.media_set),
+        ("GOLD01", "golden", 0x0123_4567_89AB_CDEF)
+    );
     assert_eq!((h.block_size, h.created_unix, h.sequence), (BLOCK as u32, CREATED, 1));
 
     for (file, abs, seq, tracks) in &expected.segments {
@@ -181,21 +220,54 @@ fn the_checked_in_golden_image_reads_back() {
     }
     let cat = r.read_catalog().unwrap().unwrap();
     assert_eq!(cat.entries.len(), 2);
-    assert_eq!((cat.entries[0].abs_id, cat.entries[0].object_name.as_str()), (100, "/data/alpha.db"));
-    assert_eq!((cat.entries[1].abs_id, cat.entries[1].object_name.as_str()), (200, "/data/beta.log"));
+    assert_eq!(
+        (cat.entries[0].abs_id, cat.entries[0].object_name.as_str()),
+        (100, "/data/alpha.db")
+    );
+    assert_eq!(
+        (cat.entries[1].abs_id, cat.entries[1].object_name.as_str()),
+        (200, "/data/beta.log")
+    );
     assert_eq!(cat.entries[0].metadata_file, Some(6));
     assert_eq!(cat.entries[1].metadata_file, Some(7));
-    assert_eq!(cat.entries[0].segments.iter().map(|e| e.file_number).collect::<Vec<_>>(), [2, 4]);
-    assert!(cat.entries.iter().flat_map(|a| &a.segments).all(|e| e.kind == FileKind::Segment));
+    assert_eq!(
+        cat.entries[0]
+            .segments
+            .iter()
+            .map(|e| e.file_number)
+            .collect::<Vec<_>>(),
+        [2, 4]
+    );
+    assert!(cat
+        .entries
+        .iter()
+        .flat_map(|a| &a.segments)
+        .all(|e| e.kind == FileKind::Segment));
     let trailer = r.read_node_trailer().unwrap().unwrap();
-    assert_eq!((trailer.file_count, trailer.finished_unix, trailer.directory_file), (6, FINISHED, 8));
+    assert_eq!(
+        (trailer.file_count, trailer.finished_unix, trailer.directory_file),
+        (6, FINISHED, 8)
+    );
 
     let report = inspect(MemTape::from_bytes(golden.clone())).unwrap();
     let kinds: Vec<_> = report.files.iter().map(|f| f.kind).collect();
     use ScannedKind::*;
     assert_eq!(
         kinds,
-        [VolumeLabels, NodeHeader, Segment, Segment, Segment, Segment, AbsMetadata, AbsMetadata, Directory, NodeTrailer, Catalog, EndLabels]
+        [
+            VolumeLabels,
+            NodeHeader,
+            Segment,
+            Segment,
+            Segment,
+            Segment,
+            AbsMetadata,
+            AbsMetadata,
+            Directory,
+            NodeTrailer,
+            Catalog,
+            EndLabels
+        ]
     );
     assert_eq!(report.stop, ScanStop::LogicalEnd { empty_file: 12 });
     let v = verify(MemTape::from_bytes(golden)).unwrap();

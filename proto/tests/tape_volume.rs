@@ -20,8 +20,14 @@ fn a_finished_tape_reads_back_everything() {
     assert_eq!(r.labels().vol1.owner_id, "DMC TESTS");
     assert_eq!(r.labels().hdr2.block_size, 512);
     let h = r.node_header().clone();
-    assert_eq!((h.label.as_str(), h.pool.as_str(), h.media_set, h.sequence), ("RT0001", "test-pool", 0x5EED, 1));
-    assert_eq!((h.block_size, h.created_unix, h.format_version), (512, T0, FORMAT_VERSION));
+    assert_eq!(
+        (h.label.as_str(), h.pool.as_str(), h.media_set, h.sequence),
+        ("RT0001", "test-pool", 0x5EED, 1)
+    );
+    assert_eq!(
+        (h.block_size, h.created_unix, h.format_version),
+        (512, T0, FORMAT_VERSION)
+    );
 
     for (file, tracks) in &written.segments {
         let seg = r.read_segment(*file, 1 << 20).unwrap();
@@ -89,13 +95,22 @@ fn a_restore_reads_only_the_tape_files_it_needs() {
     let after_open = r.records_read();
     assert_eq!(after_open, 3 + 1, "open reads the labels and the node header only");
     // ABS 2's segments, as the catalog of the control station would list them.
-    let wanted: Vec<_> = written.entries.iter().filter(|e| e.abs_id == 2 && e.kind == FileKind::Segment).collect();
+    let wanted: Vec<_> = written
+        .entries
+        .iter()
+        .filter(|e| e.abs_id == 2 && e.kind == FileKind::Segment)
+        .collect();
     let mut expected_records = 0;
     for e in &wanted {
         let before = r.records_read();
         let seg = r.read_segment(e.file_number, 1 << 20).unwrap();
         assert_eq!(seg.summary.header.abs_id, 2);
-        assert_eq!(r.records_read() - before, e.records, "reading tape file {} reads its records only", e.file_number);
+        assert_eq!(
+            r.records_read() - before,
+            e.records,
+            "reading tape file {} reads its records only",
+            e.file_number
+        );
         expected_records += e.records;
     }
     assert_eq!(r.records_read(), after_open + expected_records);
@@ -112,7 +127,10 @@ fn read_segment_respects_max_bytes() {
     let err = r.read_segment(e.file_number, (e.bytes - 1) as usize).unwrap_err();
     assert!(matches!(err, TapeError::TooLarge { .. }), "{err}");
     let msg = err.to_string();
-    assert!(msg.contains("\"MAXB01\"") && msg.contains(&format!("tape file {}", e.file_number)), "{msg}");
+    assert!(
+        msg.contains("\"MAXB01\"") && msg.contains(&format!("tape file {}", e.file_number)),
+        "{msg}"
+    );
     assert!(r.read_segment(e.file_number, e.bytes as usize).is_ok());
 }
 
@@ -153,7 +171,10 @@ fn a_corrupt_track_names_tape_file_record_and_segment() {
         msg.contains("tape \"CRPT01\"") && msg.contains(&format!("tape file {file}")) && msg.contains("record"),
         "{msg}"
     );
-    assert!(msg.contains(&format!("segment ABS {} seq {}", e.abs_id, e.seq)), "{msg}");
+    assert!(
+        msg.contains(&format!("segment ABS {} seq {}", e.abs_id, e.seq)),
+        "{msg}"
+    );
     assert!(msg.contains("expected CRC32C") && msg.contains("found"), "{msg}");
     // The other segments are still fine.
     r.read_segment(written.segments[0].0, 1 << 20).unwrap();
@@ -183,15 +204,37 @@ fn a_bad_segment_is_refused_and_nothing_is_written() {
 #[test]
 fn create_refuses_bad_params_before_writing() {
     for p in [
-        { let mut p = params("TOOLONG", 512); p.label = "TOOLONG".into(); p },
-        { let mut p = params("lower", 512); p.label = "lower".into(); p },
+        {
+            let mut p = params("TOOLONG", 512);
+            p.label = "TOOLONG".into();
+            p
+        },
+        {
+            let mut p = params("lower", 512);
+            p.label = "lower".into();
+            p
+        },
         params("OK0001", 79),
         params("OK0001", (1 << 20) + 1),
-        { let mut p = params("OK0001", 512); p.sequence = 0; p },
-        { let mut p = params("OK0001", 512); p.owner = "much too long owner".into(); p },
+        {
+            let mut p = params("OK0001", 512);
+            p.sequence = 0;
+            p
+        },
+        {
+            let mut p = params("OK0001", 512);
+            p.owner = "much too long owner".into();
+            p
+        },
     ] {
         let mut dev = MemTape::memory();
-        assert!(matches!(TapeWriter::create_at(&mut dev, p.clone(), T0), Err(TapeError::Invalid { .. })), "{p:?}");
+        assert!(
+            matches!(
+                TapeWriter::create_at(&mut dev, p.clone(), T0),
+                Err(TapeError::Invalid { .. })
+            ),
+            "{p:?}"
+        );
         assert!(dev.bytes().is_empty());
     }
 }
@@ -231,7 +274,9 @@ fn append_after_finish_keeps_everything_and_rewrites_the_end() {
     assert_eq!(cat.entries.iter().map(|a| a.abs_id).collect::<Vec<_>>(), [1, 2, 3]);
     assert_eq!(cat.entries[0].object_name, "/obj/1", "names survive an append");
     assert_eq!(cat.entries[2].object_name, "/obj/3");
-    let TapeEnd::Finished { labels, .. } = r.tape_end().unwrap().clone() else { panic!("not finished") };
+    let TapeEnd::Finished { labels, .. } = r.tape_end().unwrap().clone() else {
+        panic!("not finished")
+    };
     assert!(labels.continues());
     assert_eq!(labels.label1.kind, LabelKind::Eov);
     assert_eq!(r.read_node_trailer().unwrap().unwrap().finished_unix, T0 + 7200);
@@ -298,7 +343,11 @@ fn check_append_after_crash(image: Vec<u8>, written: &tape_support::Written, exp
     }
     assert_eq!(r.read_segment(e.file_number, 1 << 20).unwrap().tracks, t);
     let cat = r.read_catalog().unwrap().unwrap();
-    assert_eq!(cat.entries.iter().find(|a| a.abs_id == 1).unwrap().object_name, "/obj/1", "names from the metadata files");
+    assert_eq!(
+        cat.entries.iter().find(|a| a.abs_id == 1).unwrap().object_name,
+        "/obj/1",
+        "names from the metadata files"
+    );
 }
 
 #[test]
@@ -318,7 +367,10 @@ fn append_after_a_crash_at_a_record_boundary_discards_the_file_without_its_tape_
     let ranges = record_data_ranges(&image, torn);
     // After the second record (header start of the third minus nothing) and
     // after the last record, before the tape mark.
-    for cut in [ranges[1].end + 4 + (ranges[1].len() & 1), range.end + 4 + (ranges.last().unwrap().len() & 1)] {
+    for cut in [
+        ranges[1].end + 4 + (ranges[1].len() & 1),
+        range.end + 4 + (ranges.last().unwrap().len() & 1),
+    ] {
         let mut t = MemTape::from_bytes(image[..cut].to_vec());
         assert!(matches!(
             TapeReader::open(&mut t).unwrap().tape_end().unwrap(),
@@ -336,7 +388,13 @@ fn append_after_a_crash_after_a_tape_mark_keeps_every_complete_file() {
     written.segments.push((last, t));
     let mut t = MemTape::from_bytes(image.clone());
     let mut r = TapeReader::open(&mut t).unwrap();
-    assert_eq!(r.tape_end().unwrap(), &TapeEnd::Unfinished { next_file: last + 1, torn: false });
+    assert_eq!(
+        r.tape_end().unwrap(),
+        &TapeEnd::Unfinished {
+            next_file: last + 1,
+            torn: false
+        }
+    );
     let files = r.data_files().unwrap();
     assert_eq!(files.len(), written.entries.len() + 1);
     check_append_after_crash(image, &written, last + 1);
@@ -349,7 +407,11 @@ fn append_after_a_crash_during_finish_rewrites_the_end() {
     let next = w.next_file();
     let image = w.finish_at(false, T0).unwrap().into_bytes();
     // Cut after the DIRECTORY's tape mark, inside the NODE-TRAILER, and before the second final tape mark.
-    let cuts = [file_start(&image, next + 1), file_start(&image, next + 1) + 10, image.len() - 4];
+    let cuts = [
+        file_start(&image, next + 1),
+        file_start(&image, next + 1) + 10,
+        image.len() - 4,
+    ];
     for cut in cuts {
         check_append_after_crash(image[..cut].to_vec(), &written, next);
     }
@@ -369,7 +431,10 @@ fn a_damaged_last_complete_file_of_an_unfinished_tape_is_discarded_but_not_a_mid
     bad_middle[r[0].start + 70] ^= 0x20;
     let err = TapeWriter::append(MemTape::from_bytes(bad_middle)).err().unwrap();
     let msg = err.to_string();
-    assert!(msg.contains(&format!("tape file {mid}")) && msg.contains("CRASH1"), "{msg}");
+    assert!(
+        msg.contains(&format!("tape file {mid}")) && msg.contains("CRASH1"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -401,7 +466,10 @@ fn inspect_lists_every_tape_file() {
     for (k, e) in written.entries.iter().enumerate() {
         let f = &report.files[2 + k];
         assert_eq!(f.file, e.file_number);
-        assert_eq!((f.records, f.bytes, f.crc32c, f.abs_id), (e.records, e.bytes, e.crc32c, Some(e.abs_id)));
+        assert_eq!(
+            (f.records, f.bytes, f.crc32c, f.abs_id),
+            (e.records, e.bytes, e.crc32c, Some(e.abs_id))
+        );
         match e.kind {
             FileKind::Segment => {
                 assert_eq!(f.kind, ScannedKind::Segment);
@@ -412,10 +480,26 @@ fn inspect_lists_every_tape_file() {
         }
         assert!(f.problem.is_none() && f.complete);
     }
-    assert_eq!(&kinds[2 + n..], &[ScannedKind::Directory, ScannedKind::NodeTrailer, ScannedKind::Catalog, ScannedKind::EndLabels]);
-    assert_eq!(report.stop, ScanStop::LogicalEnd { empty_file: (n + 6) as u32 });
+    assert_eq!(
+        &kinds[2 + n..],
+        &[
+            ScannedKind::Directory,
+            ScannedKind::NodeTrailer,
+            ScannedKind::Catalog,
+            ScannedKind::EndLabels
+        ]
+    );
+    assert_eq!(
+        report.stop,
+        ScanStop::LogicalEnd {
+            empty_file: (n + 6) as u32
+        }
+    );
     let text = report.to_string();
-    assert!(text.contains("tape INSP01") && text.contains("records") && text.contains("segment"), "{text}");
+    assert!(
+        text.contains("tape INSP01") && text.contains("records") && text.contains("segment"),
+        "{text}"
+    );
     assert!(text.contains("logical end"), "{text}");
     assert_eq!(text.lines().count(), 1 + 1 + report.files.len() + 1, "{text}");
 }
@@ -441,7 +525,12 @@ fn verify_finds_a_damaged_segment() {
     image[r[1].start + 5] ^= 0x80;
     let v = verify(MemTape::from_bytes(image)).unwrap();
     assert!(!v.is_ok());
-    assert!(v.problems.iter().any(|p| p.file == Some(file) && p.message.contains("checksum")), "{v}");
+    assert!(
+        v.problems
+            .iter()
+            .any(|p| p.file == Some(file) && p.message.contains("checksum")),
+        "{v}"
+    );
     // ... and the directory no longer matches the scan for that file.
     assert!(v.to_string().contains("problem"), "{v}");
 }
@@ -453,9 +542,15 @@ fn verify_checks_the_eof1_block_count() {
     let eof1 = record_data_ranges(&image, end_file)[0].clone();
     assert_eq!(&image[eof1.start..eof1.start + 4], b"EOF1");
     let records: u64 = count_files(&image)[1..end_file as usize].iter().sum();
-    let count = std::str::from_utf8(&image[eof1.start + 54..eof1.start + 60]).unwrap().to_owned();
+    let count = std::str::from_utf8(&image[eof1.start + 54..eof1.start + 60])
+        .unwrap()
+        .to_owned();
     assert_eq!(count, format!("{records:06}"));
-    image[eof1.start + 59] = if image[eof1.start + 59] == b'9' { b'0' } else { image[eof1.start + 59] + 1 };
+    image[eof1.start + 59] = if image[eof1.start + 59] == b'9' {
+        b'0'
+    } else {
+        image[eof1.start + 59] + 1
+    };
     let v = verify(MemTape::from_bytes(image)).unwrap();
     assert!(v.problems.iter().any(|p| p.message.contains("block count")), "{v}");
 }
@@ -480,11 +575,22 @@ fn verify_checks_the_directory_against_the_scan() {
     let dir_file = 2 + written.entries.len() as u32;
     let mut entries = written.entries.clone();
     entries[1].crc32c ^= 1;
-    let forged = Directory { label: "LIAR01".into(), media_set: 0x5EED, sequence: 1, entries }.encode();
+    let forged = Directory {
+        label: "LIAR01".into(),
+        media_set: 0x5EED,
+        sequence: 1,
+        entries,
+    }
+    .encode();
     let mut dev = MemTape::from_bytes(good.clone());
     // Rewrite the end from the DIRECTORY on, copying the rest from the good tape.
     let rest: Vec<Vec<Vec<u8>>> = (dir_file + 1..dir_file + 4)
-        .map(|f| record_data_ranges(&good, f).into_iter().map(|r| good[r].to_vec()).collect())
+        .map(|f| {
+            record_data_ranges(&good, f)
+                .into_iter()
+                .map(|r| good[r].to_vec())
+                .collect()
+        })
         .collect();
     dev.locate_file(dir_file).unwrap();
     write_file(&mut dev, 512, &forged).unwrap();
@@ -497,7 +603,9 @@ fn verify_checks_the_directory_against_the_scan() {
     dev.write_filemark().unwrap();
     let v = verify(dev).unwrap();
     assert!(
-        v.problems.iter().any(|p| p.file == Some(written.entries[1].file_number) && p.message.contains("DIRECTORY entry 1")),
+        v.problems
+            .iter()
+            .any(|p| p.file == Some(written.entries[1].file_number) && p.message.contains("DIRECTORY entry 1")),
         "{v}"
     );
 }

@@ -15,12 +15,16 @@ pub struct Client {
 
 impl Client {
     pub async fn connect(pki: &Path, name: &str, station: SocketAddr, station_name: &str) -> Result<Client> {
-        let identity = Identity::load(pki, name).with_context(|| format!("loading certificate {name} from {}", pki.display()))?;
+        let identity =
+            Identity::load(pki, name).with_context(|| format!("loading certificate {name} from {}", pki.display()))?;
         let endpoint = transport::bind("127.0.0.1:0".parse()?, &identity)?;
         let (conn, _) = transport::connect(&endpoint, station, station_name, Role::Station)
             .await
             .with_context(|| format!("connecting to the control station at {station}"))?;
-        Ok(Client { _endpoint: endpoint, conn })
+        Ok(Client {
+            _endpoint: endpoint,
+            conn,
+        })
     }
 
     /// One request, one reply.
@@ -64,11 +68,21 @@ impl Client {
         object: ObjectSpec,
         on_event: impl FnMut(&ChannelEvent),
     ) -> Result<ChannelEvent> {
-        let req = StationRequest::Backup { object_name: object_name.into(), primary: primary.into(), object };
+        let req = StationRequest::Backup {
+            object_name: object_name.into(),
+            primary: primary.into(),
+            object,
+        };
         self.channel(&req, on_event).await
     }
 
-    pub async fn restore(&self, abs_id: u64, target: RestoreTarget, on_event: impl FnMut(&ChannelEvent)) -> Result<ChannelEvent> {
-        self.channel(&StationRequest::Restore { abs_id, target }, on_event).await
+    pub async fn restore(
+        &self,
+        abs_id: u64,
+        target: RestoreTarget,
+        on_event: impl FnMut(&ChannelEvent),
+    ) -> Result<ChannelEvent> {
+        self.channel(&StationRequest::Restore { abs_id, target }, on_event)
+            .await
     }
 }

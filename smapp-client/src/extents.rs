@@ -66,7 +66,14 @@ mod tests {
     #[test]
     fn parses_sizes_comments_and_reports_bad_lines() {
         let ex = parse("# x\nvol0 64K 1M\n\nvol1 0 4096\n", "f").unwrap();
-        assert_eq!(ex[0], ObjectExtent { volume: "vol0".into(), offset: 65536, length: 1 << 20 });
+        assert_eq!(
+            ex[0],
+            ObjectExtent {
+                volume: "vol0".into(),
+                offset: 65536,
+                length: 1 << 20
+            }
+        );
         assert_eq!(ex[1].length, 4096);
         let err = parse("vol0 12\n", "f").unwrap_err().to_string();
         assert!(err.contains("f:1"), "{err}");
@@ -77,7 +84,11 @@ mod tests {
 
     #[test]
     fn render_round_trips() {
-        let ex = vec![ObjectExtent { volume: "a".into(), offset: 8192, length: 4096 }];
+        let ex = vec![ObjectExtent {
+            volume: "a".into(),
+            offset: 8192,
+            length: 4096,
+        }];
         assert_eq!(parse(&render(&ex), "r").unwrap(), ex);
     }
 }

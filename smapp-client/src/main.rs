@@ -106,15 +106,23 @@ fn progress_bar(json: bool) -> ProgressBar {
     }
     let pb = ProgressBar::new(0);
     pb.set_style(
-        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} {bytes_per_sec} {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} {bytes_per_sec} {msg}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     pb
 }
 
 fn on_event(pb: &ProgressBar) -> impl FnMut(&ChannelEvent) + '_ {
     move |ev| match ev {
-        ChannelEvent::Started { channel_id, abs_id, track_bytes, tracks, .. } => {
+        ChannelEvent::Started {
+            channel_id,
+            abs_id,
+            track_bytes,
+            tracks,
+            ..
+        } => {
             pb.set_length(*track_bytes);
             pb.set_message(format!("channel {channel_id}, ABS {abs_id}, {tracks} tracks"));
         }
@@ -143,7 +151,12 @@ async fn connect(a: &Args) -> Result<Client> {
 async fn run(a: Args) -> Result<()> {
     match &a.cmd {
         Cmd::Tape { cmd } => tape(cmd, a.json),
-        Cmd::Backup { primary, object, volume, extents } => {
+        Cmd::Backup {
+            primary,
+            object,
+            volume,
+            extents,
+        } => {
             let spec = match (volume, extents) {
                 (Some(v), None) => ObjectSpec::Volume(v.clone()),
                 (None, Some(f)) => ObjectSpec::Extents(smapp_client::extents::read(f)?),
@@ -168,7 +181,13 @@ async fn run(a: Args) -> Result<()> {
             report("backup", abs, channel, &ev, a.json);
             Ok(())
         }
-        Cmd::Restore { abs_id, original, to_volumes, allocation, to_file } => {
+        Cmd::Restore {
+            abs_id,
+            original,
+            to_volumes,
+            allocation,
+            to_file,
+        } => {
             let target = match (original, to_volumes, to_file) {
                 (true, None, None) => RestoreTarget::Original,
                 (false, Some(p), None) => RestoreTarget::Volumes {
@@ -177,7 +196,10 @@ async fn run(a: Args) -> Result<()> {
                 },
                 (false, None, Some(spec)) => {
                     let (p, path) = spec.split_once(':').context("--to-file expects PRIMARY:PATH")?;
-                    RestoreTarget::File { primary: p.into(), path: path.into() }
+                    RestoreTarget::File {
+                        primary: p.into(),
+                        path: path.into(),
+                    }
                 }
                 _ => bail!("give exactly one of --original, --to-volumes, --to-file"),
             };
@@ -210,14 +232,24 @@ async fn run(a: Args) -> Result<()> {
         }
         Cmd::Channels { id } => {
             let client = connect(&a).await?;
-            print_listing(client.request(&StationRequest::Channels { channel_id: *id }).await?, a.json);
+            print_listing(
+                client.request(&StationRequest::Channels { channel_id: *id }).await?,
+                a.json,
+            );
             Ok(())
         }
     }
 }
 
 fn report(what: &str, abs: u64, channel: u64, ev: &ChannelEvent, as_json: bool) {
-    if let ChannelEvent::Finished { bytes, tracks, segments, tapes, seconds } = ev {
+    if let ChannelEvent::Finished {
+        bytes,
+        tracks,
+        segments,
+        tapes,
+        seconds,
+    } = ev
+    {
         let mbs = *bytes as f64 / 1e6 / seconds.max(1e-9);
         if as_json {
             println!(
@@ -239,70 +271,137 @@ fn print_listing(reply: StationReply, as_json: bool) {
     match reply {
         StationReply::Abs(rows) => {
             if !as_json {
-                println!("{:>6} {:<20} {:<10} {:<9} {:>12} {:>8} {:>5} {:>4}  tapes", "abs", "object", "primary", "state", "size", "tracks", "segs", "ext");
+                println!(
+                    "{:>6} {:<20} {:<10} {:<9} {:>12} {:>8} {:>5} {:>4}  tapes",
+                    "abs", "object", "primary", "state", "size", "tracks", "segs", "ext"
+                );
             }
             for r in rows {
                 if as_json {
-                    println!("{}", json!({"abs_id": r.abs_id, "object": r.object_name, "primary": r.primary, "kind": r.kind,
+                    println!(
+                        "{}",
+                        json!({"abs_id": r.abs_id, "object": r.object_name, "primary": r.primary, "kind": r.kind,
                         "state": r.state, "object_size": r.object_size, "data_bytes": r.data_bytes, "tracks": r.track_count,
-                        "segments": r.segment_count, "extents": r.extents, "created": r.created, "tapes": r.tapes}));
+                        "segments": r.segment_count, "extents": r.extents, "created": r.created, "tapes": r.tapes})
+                    );
                 } else {
-                    println!("{:>6} {:<20} {:<10} {:<9} {:>12} {:>8} {:>5} {:>4}  {}", r.abs_id, r.object_name, r.primary, r.state,
-                        human(r.object_size), r.track_count, r.segment_count, r.extents, r.tapes.join(","));
+                    println!(
+                        "{:>6} {:<20} {:<10} {:<9} {:>12} {:>8} {:>5} {:>4}  {}",
+                        r.abs_id,
+                        r.object_name,
+                        r.primary,
+                        r.state,
+                        human(r.object_size),
+                        r.track_count,
+                        r.segment_count,
+                        r.extents,
+                        r.tapes.join(",")
+                    );
                 }
             }
         }
         StationReply::Tapes(rows) => {
             if !as_json {
-                println!("{:<8} {:<10} {:<8} {:>12} {:>6} {:<8} path", "label", "pool", "state", "bytes", "files", "drive");
+                println!(
+                    "{:<8} {:<10} {:<8} {:>12} {:>6} {:<8} path",
+                    "label", "pool", "state", "bytes", "files", "drive"
+                );
             }
             for t in rows {
                 if as_json {
-                    println!("{}", json!({"label": t.label, "pool": t.pool, "state": t.state, "path": t.path,
-                        "bytes_written": t.bytes_written, "files_written": t.files_written, "mounted_in": t.mounted_in}));
+                    println!(
+                        "{}",
+                        json!({"label": t.label, "pool": t.pool, "state": t.state, "path": t.path,
+                        "bytes_written": t.bytes_written, "files_written": t.files_written, "mounted_in": t.mounted_in})
+                    );
                 } else {
-                    println!("{:<8} {:<10} {:<8} {:>12} {:>6} {:<8} {}", t.label, t.pool, t.state, human(t.bytes_written),
-                        t.files_written, t.mounted_in.unwrap_or_else(|| "-".into()), t.path);
+                    println!(
+                        "{:<8} {:<10} {:<8} {:>12} {:>6} {:<8} {}",
+                        t.label,
+                        t.pool,
+                        t.state,
+                        human(t.bytes_written),
+                        t.files_written,
+                        t.mounted_in.unwrap_or_else(|| "-".into()),
+                        t.path
+                    );
                 }
             }
         }
         StationReply::Segments(rows) => {
             if !as_json {
-                println!("{:>6} {:>5} {:<8} {:>6} {:>12} {:>7} crc32c", "abs", "seq", "tape", "file", "bytes", "tracks");
+                println!(
+                    "{:>6} {:>5} {:<8} {:>6} {:>12} {:>7} crc32c",
+                    "abs", "seq", "tape", "file", "bytes", "tracks"
+                );
             }
             for s in rows {
                 if as_json {
-                    println!("{}", json!({"abs_id": s.abs_id, "seq": s.seq, "tape": s.tape_label, "tape_file": s.tape_file,
-                        "bytes": s.bytes, "data_bytes": s.data_bytes, "tracks": s.track_count, "crc32c": s.crc32c}));
+                    println!(
+                        "{}",
+                        json!({"abs_id": s.abs_id, "seq": s.seq, "tape": s.tape_label, "tape_file": s.tape_file,
+                        "bytes": s.bytes, "data_bytes": s.data_bytes, "tracks": s.track_count, "crc32c": s.crc32c})
+                    );
                 } else {
-                    println!("{:>6} {:>5} {:<8} {:>6} {:>12} {:>7} {:08x}", s.abs_id, s.seq, s.tape_label, s.tape_file,
-                        s.bytes, s.track_count, s.crc32c);
+                    println!(
+                        "{:>6} {:>5} {:<8} {:>6} {:>12} {:>7} {:08x}",
+                        s.abs_id, s.seq, s.tape_label, s.tape_file, s.bytes, s.track_count, s.crc32c
+                    );
                 }
             }
         }
         StationReply::Channels(rows) => {
             if !as_json {
-                println!("{:>5} {:<8} {:>5} {:<17} {:<6} {:<6} {:<6} {:<7} {:>12}  reason", "chan", "kind", "abs", "state", "fe", "be", "drive", "tape", "bytes");
+                println!(
+                    "{:>5} {:<8} {:>5} {:<17} {:<6} {:<6} {:<6} {:<7} {:>12}  reason",
+                    "chan", "kind", "abs", "state", "fe", "be", "drive", "tape", "bytes"
+                );
             }
             for c in rows {
                 if as_json {
-                    println!("{}", json!({"channel_id": c.channel_id, "kind": c.kind, "abs_id": c.abs_id, "state": c.state,
+                    println!(
+                        "{}",
+                        json!({"channel_id": c.channel_id, "kind": c.kind, "abs_id": c.abs_id, "state": c.state,
                         "reason": c.reason, "front_end": c.front_end, "back_end": c.back_end, "drive": c.drive, "tape": c.tape,
-                        "bytes": c.bytes, "updated": c.updated}));
+                        "bytes": c.bytes, "updated": c.updated})
+                    );
                 } else {
-                    println!("{:>5} {:<8} {:>5} {:<17} {:<6} {:<6} {:<6} {:<7} {:>12}  {}", c.channel_id, c.kind, c.abs_id, c.state,
-                        c.front_end, c.back_end, c.drive, c.tape, human(c.bytes), c.reason);
+                    println!(
+                        "{:>5} {:<8} {:>5} {:<17} {:<6} {:<6} {:<6} {:<7} {:>12}  {}",
+                        c.channel_id,
+                        c.kind,
+                        c.abs_id,
+                        c.state,
+                        c.front_end,
+                        c.back_end,
+                        c.drive,
+                        c.tape,
+                        human(c.bytes),
+                        c.reason
+                    );
                 }
             }
         }
         StationReply::History { channel, transitions } => {
             if as_json {
-                let t: Vec<_> = transitions.iter().map(|t| json!({"from": t.from, "to": t.to, "reason": t.reason, "actor": t.actor, "at": t.at})).collect();
-                println!("{}", json!({"channel_id": channel.channel_id, "kind": channel.kind, "state": channel.state, "transitions": t}));
+                let t: Vec<_> = transitions
+                    .iter()
+                    .map(|t| json!({"from": t.from, "to": t.to, "reason": t.reason, "actor": t.actor, "at": t.at}))
+                    .collect();
+                println!(
+                    "{}",
+                    json!({"channel_id": channel.channel_id, "kind": channel.kind, "state": channel.state, "transitions": t})
+                );
             } else {
-                println!("channel {} ({} of ABS {}): {} — {}", channel.channel_id, channel.kind, channel.abs_id, channel.state, channel.reason);
+                println!(
+                    "channel {} ({} of ABS {}): {} — {}",
+                    channel.channel_id, channel.kind, channel.abs_id, channel.state, channel.reason
+                );
                 for t in transitions {
-                    println!("  {}  {:<17} -> {:<17} {:<10} {}", t.at, t.from, t.to, t.actor, t.reason);
+                    println!(
+                        "  {}  {:<17} -> {:<17} {:<10} {}",
+                        t.at, t.from, t.to, t.actor, t.reason
+                    );
                 }
             }
         }
@@ -315,10 +414,14 @@ fn tape(cmd: &TapeCmd, as_json: bool) -> Result<()> {
     match cmd {
         TapeCmd::Inspect { image } => {
             let dev = SimhTape::open(image).with_context(|| format!("opening {}", image.display()))?;
-            let report = proto::tape::inspect::inspect(dev).with_context(|| format!("inspecting {}", image.display()))?;
+            let report =
+                proto::tape::inspect::inspect(dev).with_context(|| format!("inspecting {}", image.display()))?;
             if as_json {
                 for f in &report.files {
-                    println!("{}", json!({"file": f.file, "records": f.records, "bytes": f.bytes, "kind": f.kind.name()}));
+                    println!(
+                        "{}",
+                        json!({"file": f.file, "records": f.records, "bytes": f.bytes, "kind": f.kind.name()})
+                    );
                 }
             } else {
                 print!("{report}");

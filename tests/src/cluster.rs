@@ -20,7 +20,10 @@ pub fn bin_dir() -> Result<PathBuf> {
         return Ok(PathBuf::from(d));
     }
     let exe = std::env::current_exe()?;
-    let mut dir = exe.parent().ok_or_else(|| anyhow!("no parent of {}", exe.display()))?.to_path_buf();
+    let mut dir = exe
+        .parent()
+        .ok_or_else(|| anyhow!("no parent of {}", exe.display()))?
+        .to_path_buf();
     if dir.ends_with("deps") {
         dir.pop();
     }
@@ -30,7 +33,10 @@ pub fn bin_dir() -> Result<PathBuf> {
 fn bin(name: &str) -> Result<PathBuf> {
     let p = bin_dir()?.join(name);
     if !p.exists() {
-        bail!("{} not found: build the workspace first (cargo build --release --workspace)", p.display());
+        bail!(
+            "{} not found: build the workspace first (cargo build --release --workspace)",
+            p.display()
+        );
     }
     Ok(p)
 }
@@ -91,8 +97,22 @@ impl Cluster {
         let status = Command::new(bin("control-station")?)
             .args(["pki", "init"])
             .arg(&pki)
-            .args(["--component", "station:station", "--component", "fe1:mover", "--component", "be1:mover"])
-            .args(["--component", "pn1:primary-node", "--component", "client:client", "--component", "operator:operator"])
+            .args([
+                "--component",
+                "station:station",
+                "--component",
+                "fe1:mover",
+                "--component",
+                "be1:mover",
+            ])
+            .args([
+                "--component",
+                "pn1:primary-node",
+                "--component",
+                "client:client",
+                "--component",
+                "operator:operator",
+            ])
             .stderr(Stdio::null())
             .status()
             .context("running control-station pki init")?;
@@ -102,13 +122,28 @@ impl Cluster {
         let db = TestDb::new().await;
         let port = free_port()?;
         let station: SocketAddr = format!("127.0.0.1:{port}").parse()?;
-        let mut cluster = Cluster { work: work.to_path_buf(), pki: pki.clone(), library: library.clone(), station, procs: Vec::new(), db };
+        let mut cluster = Cluster {
+            work: work.to_path_buf(),
+            pki: pki.clone(),
+            library: library.clone(),
+            station,
+            procs: Vec::new(),
+            db,
+        };
 
         let st = station.to_string();
         cluster.spawn(
             STATION,
             Command::new(bin("control-station")?)
-                .args(["serve", "--name", STATION, "--listen", &st, "--database-url", cluster.db.url()])
+                .args([
+                    "serve",
+                    "--name",
+                    STATION,
+                    "--listen",
+                    &st,
+                    "--database-url",
+                    cluster.db.url(),
+                ])
                 .arg("--pki")
                 .arg(&pki)
                 .arg("--library")
@@ -118,14 +153,36 @@ impl Cluster {
         cluster.spawn(
             BE,
             Command::new(bin("data-mover")?)
-                .args(["--name", BE, "--role", "back-end", "--listen", "127.0.0.1:0", "--station", &st, "--drive", DRIVE])
+                .args([
+                    "--name",
+                    BE,
+                    "--role",
+                    "back-end",
+                    "--listen",
+                    "127.0.0.1:0",
+                    "--station",
+                    &st,
+                    "--drive",
+                    DRIVE,
+                ])
                 .arg("--pki")
                 .arg(&pki),
         )?;
         cluster.spawn(
             FE,
             Command::new(bin("data-mover")?)
-                .args(["--name", FE, "--role", "front-end", "--listen", "127.0.0.1:0", "--station", &st, "--back-end", BE])
+                .args([
+                    "--name",
+                    FE,
+                    "--role",
+                    "front-end",
+                    "--listen",
+                    "127.0.0.1:0",
+                    "--station",
+                    &st,
+                    "--back-end",
+                    BE,
+                ])
                 .args(["--segment-size", &spec.segment_size.to_string()])
                 .arg("--pki")
                 .arg(&pki)
@@ -134,7 +191,12 @@ impl Cluster {
         )?;
         let mut pn = Command::new(bin("primary-node")?);
         pn.args(["--name", PRIMARY, "--station", &st])
-            .args(["--block-size", &spec.block_size.to_string(), "--track-size", &spec.track_size.to_string()])
+            .args([
+                "--block-size",
+                &spec.block_size.to_string(),
+                "--track-size",
+                &spec.track_size.to_string(),
+            ])
             .arg("--pki")
             .arg(&pki);
         for (name, path) in &spec.volumes {
@@ -155,7 +217,11 @@ impl Cluster {
             .stderr(f)
             .spawn()
             .with_context(|| format!("starting {name}"))?;
-        self.procs.push(Proc { name: name.to_string(), child, log });
+        self.procs.push(Proc {
+            name: name.to_string(),
+            child,
+            log,
+        });
         Ok(())
     }
 
@@ -178,7 +244,10 @@ impl Cluster {
                 }
             }
             if start.elapsed() > timeout {
-                bail!("timed out waiting for {needle:?} in the log of {name}:\n{}", tail(&self.work.join("logs").join(format!("{name}.log"))));
+                bail!(
+                    "timed out waiting for {needle:?} in the log of {name}:\n{}",
+                    tail(&self.work.join("logs").join(format!("{name}.log")))
+                );
             }
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -200,7 +269,11 @@ impl Cluster {
     pub fn smapp(&self, args: &[&str]) -> Result<Vec<serde_json::Value>> {
         let out = self.smapp_as(CLIENT, args)?;
         if !out.status.success() {
-            bail!("smapp {} failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
+            bail!(
+                "smapp {} failed: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
         }
         String::from_utf8_lossy(&out.stdout)
             .lines()
@@ -215,7 +288,13 @@ impl Cluster {
             .iter()
             .filter_map(|p| {
                 let status = std::fs::read_to_string(format!("/proc/{}/status", p.child.id())).ok()?;
-                let kb = status.lines().find(|l| l.starts_with("VmHWM:"))?.split_whitespace().nth(1)?.parse().ok()?;
+                let kb = status
+                    .lines()
+                    .find(|l| l.starts_with("VmHWM:"))?
+                    .split_whitespace()
+                    .nth(1)?
+                    .parse()
+                    .ok()?;
                 Some((p.name.clone(), kb))
             })
             .collect()
@@ -223,7 +302,11 @@ impl Cluster {
 
     /// Stop one process with SIGKILL.
     pub fn kill(&mut self, name: &str) -> Result<()> {
-        let p = self.procs.iter_mut().find(|p| p.name == name).ok_or_else(|| anyhow!("no process {name}"))?;
+        let p = self
+            .procs
+            .iter_mut()
+            .find(|p| p.name == name)
+            .ok_or_else(|| anyhow!("no process {name}"))?;
         p.child.kill()?;
         p.child.wait()?;
         Ok(())

@@ -44,8 +44,14 @@ pub fn make_empty_volume(path: &Path, size: u64) -> Result<()> {
 /// extents of 1–`max_blocks` blocks at block-aligned offsets, never
 /// track-aligned as a rule, separated by gaps of other data, in a shuffled
 /// logical order. Deterministic for a seed.
-pub fn scatter(volumes: &[(String, u64)], block: u64, object_size: u64, max_blocks: u64, seed: u64) -> Result<Vec<ObjectExtent>> {
-    if object_size % block != 0 {
+pub fn scatter(
+    volumes: &[(String, u64)],
+    block: u64,
+    object_size: u64,
+    max_blocks: u64,
+    seed: u64,
+) -> Result<Vec<ObjectExtent>> {
+    if !object_size.is_multiple_of(block) {
         bail!("object size {object_size} is not a multiple of the block size {block}");
     }
     let mut rng = StdRng::seed_from_u64(seed);
@@ -54,14 +60,22 @@ pub fn scatter(volumes: &[(String, u64)], block: u64, object_size: u64, max_bloc
     // Walk each volume, alternating pieces of the object and gaps.
     let per_volume = object_size / volumes.len() as u64;
     for (i, (name, size)) in volumes.iter().enumerate() {
-        let mut want = if i + 1 == volumes.len() { need } else { per_volume.min(need) };
+        let mut want = if i + 1 == volumes.len() {
+            need
+        } else {
+            per_volume.min(need)
+        };
         let mut off = rng.random_range(0..8) * block;
         while want > 0 {
             let len = (rng.random_range(1..=max_blocks) * block).min(want);
             if off + len > *size {
                 bail!("volume {name} ({size} bytes) is too small for its share of the object");
             }
-            extents.push(ObjectExtent { volume: name.clone(), offset: off, length: len });
+            extents.push(ObjectExtent {
+                volume: name.clone(),
+                offset: off,
+                length: len,
+            });
             want -= len;
             need -= len;
             off += len + rng.random_range(1..=4) * block;
@@ -90,7 +104,11 @@ pub fn allocation(volumes: &[(String, u64)], block: u64, object_size: u64, seed:
         if off + len > *size {
             bail!("destination volume {name} is too small");
         }
-        out.push(ObjectExtent { volume: name.clone(), offset: off, length: len });
+        out.push(ObjectExtent {
+            volume: name.clone(),
+            offset: off,
+            length: len,
+        });
         offs[vi % volumes.len()] = off + len + block;
         need -= len;
         vi += 1;
@@ -108,8 +126,16 @@ pub struct ObjectReader {
 
 impl ObjectReader {
     pub fn new(dir_of: impl Fn(&str) -> PathBuf, extents: &[ObjectExtent]) -> ObjectReader {
-        let pieces = extents.iter().map(|e| (dir_of(&e.volume), e.offset, e.length)).collect();
-        ObjectReader { pieces, idx: 0, pos: 0, file: None }
+        let pieces = extents
+            .iter()
+            .map(|e| (dir_of(&e.volume), e.offset, e.length))
+            .collect();
+        ObjectReader {
+            pieces,
+            idx: 0,
+            pos: 0,
+            file: None,
+        }
     }
 }
 
@@ -151,7 +177,11 @@ pub fn compare(mut a: impl Read, mut b: impl Read, what: &str) -> Result<u64> {
             bail!("{what}: first difference at byte {}", total + i as u64);
         }
         if na != nb {
-            bail!("{what}: lengths differ ({} vs {} bytes)", total + na as u64, total + nb as u64);
+            bail!(
+                "{what}: lengths differ ({} vs {} bytes)",
+                total + na as u64,
+                total + nb as u64
+            );
         }
         if na == 0 {
             return Ok(total);

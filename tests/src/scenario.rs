@@ -80,7 +80,14 @@ pub fn make_layout(dir: &Path, spec: &ScenarioSpec) -> Result<Layout> {
     let allocation_file = dir.join("restore.allocation");
     std::fs::write(&extents_file, render(&extents))?;
     std::fs::write(&allocation_file, render(&allocation))?;
-    Ok(Layout { dir: dir.to_path_buf(), volumes, extents, allocation, extents_file, allocation_file })
+    Ok(Layout {
+        dir: dir.to_path_buf(),
+        volumes,
+        extents,
+        allocation,
+        extents_file,
+        allocation_file,
+    })
 }
 
 fn render(extents: &[ObjectExtent]) -> String {
@@ -103,14 +110,24 @@ pub fn cluster_spec(layout: &Layout, spec: &ScenarioSpec) -> ClusterSpec {
 }
 
 fn u(v: &serde_json::Value, key: &str) -> Result<u64> {
-    v.get(key).and_then(|x| x.as_u64()).with_context(|| format!("no {key} in {v}"))
+    v.get(key)
+        .and_then(|x| x.as_u64())
+        .with_context(|| format!("no {key} in {v}"))
 }
 
 /// Back up the object, restore it both ways, verify both.
 pub fn run(cluster: &Cluster, layout: &Layout) -> Result<ScenarioReport> {
     let extents_file = layout.extents_file.to_string_lossy().to_string();
     let t = Instant::now();
-    let out = cluster.smapp(&["backup", "--primary", PRIMARY, "--object", "demo-object", "--extents", &extents_file])?;
+    let out = cluster.smapp(&[
+        "backup",
+        "--primary",
+        PRIMARY,
+        "--object",
+        "demo-object",
+        "--extents",
+        &extents_file,
+    ])?;
     let backup_seconds = t.elapsed().as_secs_f64();
     let res = out.last().context("backup printed no result")?;
     let abs_id = u(res, "abs_id")?;

@@ -16,10 +16,21 @@ use dmc_tests::scenario::{self, ScenarioSpec};
 #[tokio::test(flavor = "multi_thread")]
 async fn backup_and_restore_a_scattered_object_through_every_component() {
     let work = tempfile::tempdir().unwrap();
-    let mib: u64 = std::env::var("DMC_TEST_OBJECT_MIB").ok().and_then(|s| s.parse().ok()).unwrap_or(256);
-    let spec = ScenarioSpec { object_size: mib << 20, block_size: 4096, track_size: 65536, segment_size: 16 << 20, seed: 42 };
+    let mib: u64 = std::env::var("DMC_TEST_OBJECT_MIB")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(256);
+    let spec = ScenarioSpec {
+        object_size: mib << 20,
+        block_size: 4096,
+        track_size: 65536,
+        segment_size: 16 << 20,
+        seed: 42,
+    };
     let layout = scenario::make_layout(&work.path().join("volumes"), &spec).unwrap();
-    let mut cluster = Cluster::start(work.path(), &scenario::cluster_spec(&layout, &spec)).await.unwrap();
+    let mut cluster = Cluster::start(work.path(), &scenario::cluster_spec(&layout, &spec))
+        .await
+        .unwrap();
     let report = match scenario::run(&cluster, &layout) {
         Ok(r) => r,
         Err(e) => {
@@ -30,17 +41,31 @@ async fn backup_and_restore_a_scattered_object_through_every_component() {
         }
     };
     assert_eq!(report.object_size, mib << 20);
-    assert!(report.extents > 100, "the object is scattered ({} extents)", report.extents);
+    assert!(
+        report.extents > 100,
+        "the object is scattered ({} extents)",
+        report.extents
+    );
     assert!(report.backup_bytes >= report.object_size, "whole tracks are copied");
-    assert!(report.segments >= mib / 16, "16 MiB segments: {} for {mib} MiB", report.segments);
+    assert!(
+        report.segments >= mib / 16,
+        "16 MiB segments: {} for {mib} MiB",
+        report.segments
+    );
     assert_eq!(report.tapes.len(), 1);
 
     // The catalog agrees with the tape.
-    let segs = cluster.smapp(&["list", "segments", "--abs", &report.abs_id.to_string()]).unwrap();
+    let segs = cluster
+        .smapp(&["list", "segments", "--abs", &report.abs_id.to_string()])
+        .unwrap();
     assert_eq!(segs.len() as u64, report.segments);
     let image = cluster.library.join(format!("{}.tap", report.tapes[0]));
     let smapp = bin_dir().unwrap().join("smapp");
-    let inspect = Command::new(&smapp).args(["--json", "tape", "inspect"]).arg(&image).output().unwrap();
+    let inspect = Command::new(&smapp)
+        .args(["--json", "tape", "inspect"])
+        .arg(&image)
+        .output()
+        .unwrap();
     assert!(inspect.status.success(), "{}", String::from_utf8_lossy(&inspect.stderr));
     let files: Vec<serde_json::Value> = String::from_utf8_lossy(&inspect.stdout)
         .lines()
@@ -49,19 +74,32 @@ async fn backup_and_restore_a_scattered_object_through_every_component() {
         .collect();
     for s in &segs {
         let n = s["tape_file"].as_u64().unwrap();
-        let f = files.iter().find(|f| f["file"].as_u64() == Some(n)).expect("catalog's tape file on tape");
+        let f = files
+            .iter()
+            .find(|f| f["file"].as_u64() == Some(n))
+            .expect("catalog's tape file on tape");
         assert_eq!(f["bytes"].as_u64(), s["bytes"].as_u64(), "tape file {n} size");
     }
-    let verify = Command::new(&smapp).args(["tape", "verify"]).arg(&image).output().unwrap();
-    assert!(verify.status.success(), "verify: {}", String::from_utf8_lossy(&verify.stdout));
+    let verify = Command::new(&smapp)
+        .args(["tape", "verify"])
+        .arg(&image)
+        .output()
+        .unwrap();
+    assert!(
+        verify.status.success(),
+        "verify: {}",
+        String::from_utf8_lossy(&verify.stdout)
+    );
 
     // Debian's mtdump reads the image; its files and record counts agree.
     match Command::new("mtdump").arg(&image).output() {
         Ok(out) => {
             let text = String::from_utf8_lossy(&out.stdout);
             let mt = parse_mtdump(&text);
-            let ours: Vec<(u64, u64)> =
-                files.iter().map(|f| (f["file"].as_u64().unwrap(), f["records"].as_u64().unwrap())).collect();
+            let ours: Vec<(u64, u64)> = files
+                .iter()
+                .map(|f| (f["file"].as_u64().unwrap(), f["records"].as_u64().unwrap()))
+                .collect();
             assert_eq!(mt, ours, "mtdump output:\n{text}");
         }
         Err(e) if std::env::var("DMC_SKIP_MTDUMP").is_ok() => eprintln!("mtdump skipped: {e}"),
@@ -71,10 +109,19 @@ async fn backup_and_restore_a_scattered_object_through_every_component() {
     // Channel history is recorded.
     let chans = cluster.smapp(&["channels"]).unwrap();
     assert!(chans.iter().all(|c| c["state"] == "closed"), "{chans:?}");
-    let hist = cluster.smapp(&["channels", &chans[0]["channel_id"].to_string()]).unwrap();
-    let states: Vec<String> =
-        hist[0]["transitions"].as_array().unwrap().iter().map(|t| t["to"].as_str().unwrap().to_string()).collect();
-    assert_eq!(states, ["requested", "opened", "beginning_of_tape", "writing", "closed"]);
+    let hist = cluster
+        .smapp(&["channels", &chans[0]["channel_id"].to_string()])
+        .unwrap();
+    let states: Vec<String> = hist[0]["transitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["to"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        states,
+        ["requested", "opened", "beginning_of_tape", "writing", "closed"]
+    );
 
     // A flipped byte inside the first segment: the restore fails naming tape,
     // tape file and segment, and nothing is written to the destination.
@@ -84,18 +131,38 @@ async fn backup_and_restore_a_scattered_object_through_every_component() {
     fixture::flip_byte(&image, off).unwrap();
     let bad = work.path().join("bad.bin");
     let out = cluster
-        .smapp_as(CLIENT, &["restore", &report.abs_id.to_string(), "--to-file", &format!("{PRIMARY}:{}", bad.display())])
+        .smapp_as(
+            CLIENT,
+            &[
+                "restore",
+                &report.abs_id.to_string(),
+                "--to-file",
+                &format!("{PRIMARY}:{}", bad.display()),
+            ],
+        )
         .unwrap();
     assert!(!out.status.success(), "a corrupt segment must fail the restore");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(&report.tapes[0]), "error names the tape: {err}");
-    assert!(err.contains(&format!("file {tape_file}")), "error names the tape file: {err}");
-    assert!(err.contains(&format!("segment {}", first["seq"])), "error names the segment: {err}");
+    assert!(
+        err.contains(&format!("file {tape_file}")),
+        "error names the tape file: {err}"
+    );
+    assert!(
+        err.contains(&format!("segment {}", first["seq"])),
+        "error names the segment: {err}"
+    );
     if let Ok(bytes) = std::fs::read(&bad) {
-        assert!(bytes.iter().all(|&b| b == 0), "nothing of the bad segment reached the destination");
+        assert!(
+            bytes.iter().all(|&b| b == 0),
+            "nothing of the bad segment reached the destination"
+        );
     }
     let chans = cluster.smapp(&["channels"]).unwrap();
-    assert!(chans.iter().any(|c| c["state"] == "error"), "the restore channel ended in error: {chans:?}");
+    assert!(
+        chans.iter().any(|c| c["state"] == "error"),
+        "the restore channel ended in error: {chans:?}"
+    );
 
     // A certificate from another CA is refused; a mover may not start backups.
     let rogue = work.path().join("rogue-pki");
@@ -112,10 +179,20 @@ async fn backup_and_restore_a_scattered_object_through_every_component() {
         .args(["list", "abs"])
         .output()
         .unwrap();
-    assert!(!out.status.success(), "a client with a foreign certificate must be refused");
+    assert!(
+        !out.status.success(),
+        "a client with a foreign certificate must be refused"
+    );
     let out = cluster.smapp_as("fe1", &["list", "abs"]).unwrap();
-    assert!(!out.status.success(), "a mover certificate may not read the catalog as a client");
-    assert!(String::from_utf8_lossy(&out.stderr).contains("may not"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        !out.status.success(),
+        "a mover certificate may not read the catalog as a client"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("may not"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(cluster.log("station").contains("refused"), "the station logs refusals");
     cluster.stop();
 }

@@ -6,7 +6,9 @@
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let mib: u64 = match std::env::args().nth(1) {
-        Some(arg) => arg.parse().map_err(|e| anyhow::anyhow!("expected a size in MiB, found {arg:?}: {e}"))?,
+        Some(arg) => arg
+            .parse()
+            .map_err(|e| anyhow::anyhow!("expected a size in MiB, found {arg:?}: {e}"))?,
         None => 1024,
     };
     let mbps = transport::raw_loopback_throughput(mib << 20).await?;

@@ -34,10 +34,9 @@ pub async fn raw_loopback_throughput(bytes: u64) -> Result<f64> {
     let receiver_addr = receiver.local_addr()?;
 
     let receiving = tokio::spawn(async move {
-        let incoming = receiver
-            .accept()
-            .await
-            .ok_or_else(|| TransportError::Closed { reason: "receiver endpoint closed".into() })?;
+        let incoming = receiver.accept().await.ok_or_else(|| TransportError::Closed {
+            reason: "receiver endpoint closed".into(),
+        })?;
         let (conn, _) = accept(incoming).await?;
         let (mut send, mut recv) = conn.accept_bi().await?;
         let mut total: u64 = 0;
@@ -69,9 +68,9 @@ pub async fn raw_loopback_throughput(bytes: u64) -> Result<f64> {
     conn.close(codes::DONE, b"done");
     sender.wait_idle().await;
 
-    let received = receiving
-        .await
-        .map_err(|e| TransportError::Closed { reason: format!("receiver task failed: {e}") })??;
+    let received = receiving.await.map_err(|e| TransportError::Closed {
+        reason: format!("receiver task failed: {e}"),
+    })??;
     let confirmed = <[u8; 8]>::try_from(ack.as_slice()).map(u64::from_be_bytes).ok();
     if confirmed != Some(bytes) || received != bytes {
         return Err(TransportError::Closed {

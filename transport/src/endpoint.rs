@@ -18,10 +18,7 @@ use crate::tls;
 pub fn bind(addr: SocketAddr, identity: &Identity) -> Result<quinn::Endpoint> {
     let server = tls::server_config(identity)?;
     let client = tls::client_config(identity)?;
-    let mut ec = quinn::EndpointConfig::default();
-    if let Ok(ub) = std::env::var("XMTU") { ec.max_udp_payload_size(ub.parse().unwrap()).unwrap(); }
-    let sock = std::net::UdpSocket::bind(addr).unwrap();
-    let mut endpoint = quinn::Endpoint::new(ec, Some(server), sock, std::sync::Arc::new(quinn::TokioRuntime)).map_err(|source| TransportError::Bind { addr, source })?;
+    let mut endpoint = quinn::Endpoint::server(server, addr).map_err(|source| TransportError::Bind { addr, source })?;
     endpoint.set_default_client_config(client);
     Ok(endpoint)
 }
@@ -30,14 +27,25 @@ pub fn bind(addr: SocketAddr, identity: &Identity) -> Result<quinn::Endpoint> {
 /// carries `expected_role`. The TLS layer has already checked that it chains
 /// to the cluster CA and names `server_name`. A server with another role is
 /// refused: the connection is closed with [`codes::REFUSED`].
+///
+/// In TLS 1.3 the client finishes its side of the handshake before the
+/// server has judged the client's certificate, so a client the server
+/// refuses may see this succeed and the connection close right after
+/// (its streams then fail with [`TransportError::ConnectionLost`]).
 pub async fn connect(
     endpoint: &quinn::Endpoint,
     addr: SocketAddr,
     server_name: &str,
     expected_role: Role,
 ) -> Result<(quinn::Connection, Peer)> {
-    let connect_err = |reason: String| TransportError::Connect { addr, server_name: server_name.to_owned(), reason };
-    let connecting = endpoint.connect(addr, server_name).map_err(|e| connect_err(e.to_string()))?;
+    let connect_err = |reason: String| TransportError::Connect {
+        addr,
+        server_name: server_name.to_owned(),
+        reason,
+    };
+    let connecting = endpoint
+        .connect(addr, server_name)
+        .map_err(|e| connect_err(e.to_string()))?;
     let conn = connecting.await.map_err(|e| {
         tracing::warn!(%addr, server = server_name, error = %e, "connection failed");
         connect_err(format!("handshake failed: {e}"))
@@ -69,7 +77,10 @@ pub async fn accept(incoming: quinn::Incoming) -> Result<(quinn::Connection, Pee
     let addr = incoming.remote_address();
     let conn = incoming.await.map_err(|e| {
         tracing::warn!(%addr, reason = %e, "refused incoming connection: handshake failed");
-        TransportError::Handshake { addr, reason: e.to_string() }
+        TransportError::Handshake {
+            addr,
+            reason: e.to_string(),
+        }
     })?;
     match peer(&conn) {
         Ok(p) => Ok((conn, p)),

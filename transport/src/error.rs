@@ -106,12 +106,18 @@ pub enum TransportError {
 impl TransportError {
     /// The peer sent `STOP_SENDING` with `code`.
     pub fn stopped(code: quinn::VarInt) -> Self {
-        TransportError::Stopped { code: code.into_inner(), meaning: codes::describe(code) }
+        TransportError::Stopped {
+            code: code.into_inner(),
+            meaning: codes::describe(code),
+        }
     }
 
     /// The peer sent `RESET_STREAM` with `code`.
     pub fn reset(code: quinn::VarInt) -> Self {
-        TransportError::Reset { code: code.into_inner(), meaning: codes::describe(code) }
+        TransportError::Reset {
+            code: code.into_inner(),
+            meaning: codes::describe(code),
+        }
     }
 
     /// Classify an I/O error coming out of a quinn stream: quinn wraps its
@@ -137,7 +143,9 @@ impl From<quinn::WriteError> for TransportError {
         match e {
             quinn::WriteError::Stopped(code) => TransportError::stopped(code),
             quinn::WriteError::ConnectionLost(c) => TransportError::ConnectionLost(c),
-            other => TransportError::Closed { reason: other.to_string() },
+            other => TransportError::Closed {
+                reason: other.to_string(),
+            },
         }
     }
 }
@@ -147,7 +155,9 @@ impl From<quinn::ReadError> for TransportError {
         match e {
             quinn::ReadError::Reset(code) => TransportError::reset(code),
             quinn::ReadError::ConnectionLost(c) => TransportError::ConnectionLost(c),
-            other => TransportError::Closed { reason: other.to_string() },
+            other => TransportError::Closed {
+                reason: other.to_string(),
+            },
         }
     }
 }
@@ -156,7 +166,9 @@ impl From<quinn::ReadToEndError> for TransportError {
     fn from(e: quinn::ReadToEndError) -> Self {
         match e {
             quinn::ReadToEndError::Read(e) => e.into(),
-            quinn::ReadToEndError::TooLong => TransportError::Closed { reason: "peer sent more than expected".into() },
+            quinn::ReadToEndError::TooLong => TransportError::Closed {
+                reason: "peer sent more than expected".into(),
+            },
         }
     }
 }

@@ -53,7 +53,10 @@ pub(crate) struct FrameDecoder {
 
 impl FrameDecoder {
     pub(crate) fn new(max_frame: usize) -> Self {
-        FrameDecoder { inner: codec(max_frame), mid_frame: false }
+        FrameDecoder {
+            inner: codec(max_frame),
+            mid_frame: false,
+        }
     }
 }
 
@@ -91,7 +94,10 @@ impl Decoder for FrameDecoder {
         match self.decode(src)? {
             Some(frame) => Ok(Some(frame)),
             None if src.is_empty() && !self.mid_frame => Ok(None),
-            None => Err(FrameError::Truncated { buffered: src.len(), prefix: self.mid_frame }),
+            None => Err(FrameError::Truncated {
+                buffered: src.len(),
+                prefix: self.mid_frame,
+            }),
         }
     }
 }
@@ -125,9 +131,18 @@ mod tests {
     #[test]
     fn end_inside_a_frame_is_truncated() {
         // Partial prefix, prefix only, prefix plus part of the body.
-        assert_eq!(eof(&[0, 0]), vec![Err("Truncated { buffered: 2, prefix: false }".into())]);
-        assert_eq!(eof(&[0, 0, 0, 3]), vec![Err("Truncated { buffered: 0, prefix: true }".into())]);
-        assert_eq!(eof(&[0, 0, 0, 3, 1]), vec![Err("Truncated { buffered: 1, prefix: true }".into())]);
+        assert_eq!(
+            eof(&[0, 0]),
+            vec![Err("Truncated { buffered: 2, prefix: false }".into())]
+        );
+        assert_eq!(
+            eof(&[0, 0, 0, 3]),
+            vec![Err("Truncated { buffered: 0, prefix: true }".into())]
+        );
+        assert_eq!(
+            eof(&[0, 0, 0, 3, 1]),
+            vec![Err("Truncated { buffered: 1, prefix: true }".into())]
+        );
     }
 
     #[test]

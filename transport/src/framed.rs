@@ -73,7 +73,10 @@ fn short_type_name<T>() -> &'static str {
 impl FramedSend {
     /// Frame the sending half of a stream.
     pub fn new(send: SendStream, max_frame: usize) -> Self {
-        FramedSend { inner: FramedWrite::new(send, codec(max_frame)), max_frame }
+        FramedSend {
+            inner: FramedWrite::new(send, codec(max_frame)),
+            max_frame,
+        }
     }
 
     /// The largest frame this side will send.
@@ -92,15 +95,25 @@ impl FramedSend {
     {
         let body = encode(msg)?;
         if body.len() > self.max_frame {
-            return Err(WireError::TooLarge { what: short_type_name::<T>(), len: body.len(), max: self.max_frame }.into());
+            return Err(WireError::TooLarge {
+                what: short_type_name::<T>(),
+                len: body.len(),
+                max: self.max_frame,
+            }
+            .into());
         }
-        self.inner.send(Bytes::from_owner(body)).await.map_err(TransportError::from_stream_io)
+        self.inner
+            .send(Bytes::from_owner(body))
+            .await
+            .map_err(TransportError::from_stream_io)
     }
 
     /// Flush and finish the stream: the peer's `recv` returns `None` after
     /// the last frame.
     pub async fn finish(mut self) -> Result<()> {
-        SinkExt::<Bytes>::flush(&mut self.inner).await.map_err(TransportError::from_stream_io)?;
+        SinkExt::<Bytes>::flush(&mut self.inner)
+            .await
+            .map_err(TransportError::from_stream_io)?;
         self.inner.get_mut().finish()?;
         Ok(())
     }
@@ -117,7 +130,9 @@ impl FramedSend {
     pub async fn stopped(&mut self) -> Result<Option<VarInt>> {
         self.inner.get_ref().stopped().await.map_err(|e| match e {
             quinn::StoppedError::ConnectionLost(c) => TransportError::ConnectionLost(c),
-            other => TransportError::Closed { reason: other.to_string() },
+            other => TransportError::Closed {
+                reason: other.to_string(),
+            },
         })
     }
 
@@ -131,7 +146,11 @@ impl FramedSend {
 impl FramedRecv {
     /// Frame the receiving half of a stream.
     pub fn new(recv: RecvStream, max_frame: usize) -> Self {
-        FramedRecv { inner: FramedRead::new(recv, FrameDecoder::new(max_frame)), max_frame, failed: None }
+        FramedRecv {
+            inner: FramedRead::new(recv, FrameDecoder::new(max_frame)),
+            max_frame,
+            failed: None,
+        }
     }
 
     /// The largest frame this side accepts.
@@ -154,14 +173,20 @@ impl FramedRecv {
             + Deserialize<T, HighDeserializer<rancor::Error>>,
     {
         if let Some(reason) = &self.failed {
-            return Err(TransportError::Closed { reason: format!("an earlier receive failed: {reason}") });
+            return Err(TransportError::Closed {
+                reason: format!("an earlier receive failed: {reason}"),
+            });
         }
         let what = short_type_name::<T>();
         let frame = match self.inner.next().await {
             None => return Ok(None),
             Some(Ok(frame)) => frame,
             Some(Err(FrameError::TooLarge { len })) => {
-                let err = WireError::TooLarge { what, len, max: self.max_frame };
+                let err = WireError::TooLarge {
+                    what,
+                    len,
+                    max: self.max_frame,
+                };
                 return Err(self.reject(codes::FRAME_TOO_LARGE, err.into()));
             }
             Some(Err(FrameError::Truncated { buffered, prefix })) => {

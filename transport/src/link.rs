@@ -69,7 +69,9 @@ impl StationLink {
         send.finish().await?;
         match recv.recv::<StationReply>().await? {
             Some(reply) => Ok(reply),
-            None => Err(TransportError::Closed { reason: "the station closed the stream without a reply".into() }),
+            None => Err(TransportError::Closed {
+                reason: "the station closed the stream without a reply".into(),
+            }),
         }
     }
 
@@ -78,7 +80,9 @@ impl StationLink {
         match self.request(req).await? {
             StationReply::Ok | StationReply::Registered { .. } => Ok(()),
             StationReply::Error { message } => Err(TransportError::Refused { reason: message }),
-            other => Err(TransportError::Closed { reason: format!("unexpected reply from the station: {other:?}") }),
+            other => Err(TransportError::Closed {
+                reason: format!("unexpected reply from the station: {other:?}"),
+            }),
         }
     }
 

@@ -36,9 +36,15 @@ pub fn peer(conn: &quinn::Connection) -> Result<Peer> {
     let chain = identity
         .downcast::<Vec<CertificateDer<'static>>>()
         .map_err(|_| problem("an identity that is not an X.509 certificate chain".into()))?;
-    let leaf = chain.first().ok_or_else(|| problem("an empty certificate chain".into()))?;
+    let leaf = chain
+        .first()
+        .ok_or_else(|| problem("an empty certificate chain".into()))?;
     let subject = inspect::subject(leaf).map_err(|reason| problem(format!("an unusable certificate: {reason}")))?;
-    Ok(Peer { name: subject.name, role: subject.role, addr })
+    Ok(Peer {
+        name: subject.name,
+        role: subject.role,
+        addr,
+    })
 }
 
 /// Allow `peer` to `action` only if its role is one of `allowed`; otherwise
@@ -53,7 +59,11 @@ pub fn require_role(peer: &Peer, allowed: &[Role], action: &str) -> Result<(), T
         "peer {} with role {} may not {action} (allowed roles: {})",
         peer.name,
         peer.role,
-        if allowed.is_empty() { "none".to_owned() } else { role::list(allowed) }
+        if allowed.is_empty() {
+            "none".to_owned()
+        } else {
+            role::list(allowed)
+        }
     );
     tracing::warn!(peer = %peer.name, role = %peer.role, addr = %peer.addr, %reason, "refused request");
     Err(TransportError::Refused { reason })
@@ -65,9 +75,15 @@ mod tests {
 
     #[test]
     fn require_role_names_peer_role_and_action() {
-        let p = Peer { name: "pn-1".into(), role: Role::PrimaryNode, addr: "127.0.0.1:9".parse().unwrap() };
+        let p = Peer {
+            name: "pn-1".into(),
+            role: Role::PrimaryNode,
+            addr: "127.0.0.1:9".parse().unwrap(),
+        };
         assert!(require_role(&p, &[Role::Station, Role::PrimaryNode], "send tracks").is_ok());
-        let err = require_role(&p, &[Role::Operator], "replace the CA").unwrap_err().to_string();
+        let err = require_role(&p, &[Role::Operator], "replace the CA")
+            .unwrap_err()
+            .to_string();
         assert_eq!(
             err,
             "refused: peer pn-1 with role primary-node may not replace the CA (allowed roles: operator)"

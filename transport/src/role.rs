@@ -24,7 +24,13 @@ pub enum Role {
 
 impl Role {
     /// Every role, in declaration order.
-    pub const ALL: [Role; 5] = [Role::Station, Role::Mover, Role::PrimaryNode, Role::Client, Role::Operator];
+    pub const ALL: [Role; 5] = [
+        Role::Station,
+        Role::Mover,
+        Role::PrimaryNode,
+        Role::Client,
+        Role::Operator,
+    ];
 
     /// The role's name as written in certificates and configuration.
     pub fn as_str(self) -> &'static str {

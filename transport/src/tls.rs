@@ -33,7 +33,10 @@ fn provider() -> Arc<CryptoProvider> {
 }
 
 fn tls_err(identity: &Identity) -> impl Fn(String) -> TransportError + '_ {
-    move |reason| TransportError::Tls { name: identity.name().to_owned(), reason }
+    move |reason| TransportError::Tls {
+        name: identity.name().to_owned(),
+        reason,
+    }
 }
 
 /// Transport parameters tuned for bulk data between cluster hosts: large
@@ -45,13 +48,10 @@ pub fn transport_config() -> TransportConfig {
         .receive_window(VarInt::from_u32(RECEIVE_WINDOW))
         .send_window(SEND_WINDOW)
         .keep_alive_interval(Some(KEEP_ALIVE))
-        .max_idle_timeout(Some(IdleTimeout::try_from(MAX_IDLE).expect("60 s fits a QUIC idle timeout")))
+        .max_idle_timeout(Some(
+            IdleTimeout::try_from(MAX_IDLE).expect("60 s fits a QUIC idle timeout"),
+        ))
         .max_concurrent_bidi_streams(VarInt::from_u32(MAX_BIDI_STREAMS));
-    if let Ok(ub) = std::env::var("XMTU") {
-        let mut m = quinn::MtuDiscoveryConfig::default();
-        m.upper_bound(ub.parse().unwrap());
-        t.mtu_discovery_config(Some(m));
-    }
     t
 }
 
@@ -59,7 +59,9 @@ pub fn transport_config() -> TransportConfig {
 /// chains to the cluster CA (and nothing else), TLS 1.3, ALPN `dmc/1`.
 pub fn server_config(identity: &Identity) -> Result<quinn::ServerConfig> {
     let err = tls_err(identity);
-    let roots = identity.roots().map_err(|e| err(format!("CA certificate rejected: {e}")))?;
+    let roots = identity
+        .roots()
+        .map_err(|e| err(format!("CA certificate rejected: {e}")))?;
     let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
         .build()
         .map_err(|e| err(format!("client verifier: {e}")))?;
@@ -80,7 +82,9 @@ pub fn server_config(identity: &Identity) -> Result<quinn::ServerConfig> {
 /// ALPN `dmc/1`.
 pub fn client_config(identity: &Identity) -> Result<quinn::ClientConfig> {
     let err = tls_err(identity);
-    let roots = identity.roots().map_err(|e| err(format!("CA certificate rejected: {e}")))?;
+    let roots = identity
+        .roots()
+        .map_err(|e| err(format!("CA certificate rejected: {e}")))?;
     let mut tls = rustls::ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| err(format!("protocol versions: {e}")))?

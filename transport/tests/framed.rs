@@ -16,20 +16,32 @@ struct Track {
 }
 
 /// A connected pair: (client connection, server connection).
-async fn pair() -> (quinn::Connection, quinn::Connection, tempfile::TempDir, quinn::Endpoint, quinn::Endpoint) {
+async fn pair() -> (
+    quinn::Connection,
+    quinn::Connection,
+    tempfile::TempDir,
+    quinn::Endpoint,
+    quinn::Endpoint,
+) {
     let dir = cluster(&[("mover-1", Role::Mover), ("pn-1", Role::PrimaryNode)]);
     let server = bind(local(), &load(dir.path(), "mover-1")).unwrap();
     let client = bind(local(), &load(dir.path(), "pn-1")).unwrap();
     let addr = server.local_addr().unwrap();
     let srv = server.clone();
     let accepted = tokio::spawn(async move { accept(srv.accept().await.unwrap()).await });
-    let (conn, _) = within("connect", connect(&client, addr, "mover-1", Role::Mover)).await.unwrap();
+    let (conn, _) = within("connect", connect(&client, addr, "mover-1", Role::Mover))
+        .await
+        .unwrap();
     let (server_conn, _) = within("accept", accepted).await.unwrap().unwrap();
     (conn, server_conn, dir, server, client)
 }
 
 fn track(seq: u64, len: usize) -> Track {
-    Track { seq, volume: format!("vol-{seq}"), data: (0..len).map(|i| (i as u64 * 31 + seq) as u8).collect() }
+    Track {
+        seq,
+        volume: format!("vol-{seq}"),
+        data: (0..len).map(|i| (i as u64 * 31 + seq) as u8).collect(),
+    }
 }
 
 #[tokio::test]
@@ -74,7 +86,9 @@ async fn malformed_frame_is_an_error_and_stops_the_stream() {
     raw.write_all(&(garbage.len() as u32).to_be_bytes()).await.unwrap();
     raw.write_all(&garbage).await.unwrap();
 
-    let (_send, mut recv) = within("accept_bi", accept_bi(&server_conn, MAX_CONTROL_FRAME)).await.unwrap();
+    let (_send, mut recv) = within("accept_bi", accept_bi(&server_conn, MAX_CONTROL_FRAME))
+        .await
+        .unwrap();
     let err = within("recv", recv.recv::<Track>()).await.unwrap_err();
     match &err {
         TransportError::Frame(WireError::Invalid { what, len, .. }) => {
@@ -86,7 +100,10 @@ async fn malformed_frame_is_an_error_and_stops_the_stream() {
     assert!(err.to_string().starts_with("invalid Track frame (64 bytes)"), "{err}");
 
     // The sender learns why.
-    assert_eq!(within("stopped", raw.stopped()).await.unwrap(), Some(codes::MALFORMED_FRAME));
+    assert_eq!(
+        within("stopped", raw.stopped()).await.unwrap(),
+        Some(codes::MALFORMED_FRAME)
+    );
     // The stream stays failed.
     assert!(matches!(recv.recv::<Track>().await, Err(TransportError::Closed { .. })));
 }
@@ -107,8 +124,14 @@ async fn frame_over_the_limit_is_too_large() {
         }
         other => panic!("expected TooLarge, got {other}"),
     }
-    assert_eq!(err.to_string(), "Track frame of 1048576 bytes exceeds the limit of 65536 bytes");
-    assert_eq!(within("stopped", raw.stopped()).await.unwrap(), Some(codes::FRAME_TOO_LARGE));
+    assert_eq!(
+        err.to_string(),
+        "Track frame of 1048576 bytes exceeds the limit of 65536 bytes"
+    );
+    assert_eq!(
+        within("stopped", raw.stopped()).await.unwrap(),
+        Some(codes::FRAME_TOO_LARGE)
+    );
 }
 
 #[tokio::test]
@@ -152,19 +175,31 @@ async fn sender_refuses_a_message_over_its_own_limit() {
     let (conn, _server_conn, _dir, _s, _c) = pair().await;
     let (mut send, _recv) = open_bi(&conn, 1024).await.unwrap();
     let err = send.send(&track(1, 4096)).await.unwrap_err();
-    assert!(matches!(err, TransportError::Frame(WireError::TooLarge { max: 1024, .. })), "{err}");
+    assert!(
+        matches!(err, TransportError::Frame(WireError::TooLarge { max: 1024, .. })),
+        "{err}"
+    );
 }
 
 #[tokio::test]
 async fn stream_ending_inside_a_frame_is_an_error() {
     let (conn, server_conn, _dir, _s, _c) = pair().await;
-    for (case, bytes) in [("after the prefix", vec![0, 0, 0, 40]), ("inside the body", vec![0, 0, 0, 40, 1, 2, 3]), ("inside the prefix", vec![0, 0])] {
+    for (case, bytes) in [
+        ("after the prefix", vec![0, 0, 0, 40]),
+        ("inside the body", vec![0, 0, 0, 40, 1, 2, 3]),
+        ("inside the prefix", vec![0, 0]),
+    ] {
         let (mut raw, _r) = conn.open_bi().await.unwrap();
         raw.write_all(&bytes).await.unwrap();
         raw.finish().unwrap();
-        let (_send, mut recv) = within("accept_bi", accept_bi(&server_conn, MAX_CONTROL_FRAME)).await.unwrap();
+        let (_send, mut recv) = within("accept_bi", accept_bi(&server_conn, MAX_CONTROL_FRAME))
+            .await
+            .unwrap();
         let err = within("recv", recv.recv::<Track>()).await.unwrap_err();
-        assert!(matches!(err, TransportError::Frame(WireError::Invalid { .. })), "{case}: {err}");
+        assert!(
+            matches!(err, TransportError::Frame(WireError::Invalid { .. })),
+            "{case}: {err}"
+        );
         assert!(err.to_string().contains("the stream ended"), "{case}: {err}");
     }
 }
@@ -184,6 +219,8 @@ async fn framed_constructor_wraps_raw_streams() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn raw_loopback_throughput_reports_a_rate() {
     // Not a timing assertion: only that the bytes arrive and a rate comes back.
-    let mbps = within("throughput", transport::raw_loopback_throughput(8 << 20)).await.unwrap();
+    let mbps = within("throughput", transport::raw_loopback_throughput(8 << 20))
+        .await
+        .unwrap();
     assert!(mbps.is_finite() && mbps > 0.0, "{mbps}");
 }

@@ -11,7 +11,9 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use transport::{accept, bind, codes, connect, pki, require_role, Identity, Peer, Role, TransportError};
 
 /// Accept one connection on `server` in the background.
-fn serve_one(server: quinn::Endpoint) -> tokio::task::JoinHandle<(transport::Result<(quinn::Connection, Peer)>, quinn::Endpoint)> {
+fn serve_one(
+    server: quinn::Endpoint,
+) -> tokio::task::JoinHandle<(transport::Result<(quinn::Connection, Peer)>, quinn::Endpoint)> {
     tokio::spawn(async move {
         let incoming = server.accept().await.expect("endpoint open");
         (accept(incoming).await, server)
@@ -43,7 +45,9 @@ async fn handshake_both_sides_see_name_and_role() {
     let client_addr = client.local_addr().unwrap();
     let accepted = serve_one(server);
 
-    let (conn, server_peer) = within("connect", connect(&client, server_addr, "station-1", Role::Station)).await.unwrap();
+    let (conn, server_peer) = within("connect", connect(&client, server_addr, "station-1", Role::Station))
+        .await
+        .unwrap();
     assert_eq!(server_peer.name, "station-1");
     assert_eq!(server_peer.role, Role::Station);
     assert_eq!(server_peer.addr, server_addr);
@@ -54,7 +58,15 @@ async fn handshake_both_sides_see_name_and_role() {
     assert_eq!(client_peer.addr, client_addr);
     assert_eq!(transport::peer(&server_conn).unwrap(), client_peer);
     assert_eq!(transport::peer(&conn).unwrap(), server_peer);
-    assert_eq!(conn.handshake_data().unwrap().downcast::<quinn::crypto::rustls::HandshakeData>().unwrap().protocol.unwrap(), b"dmc/1");
+    assert_eq!(
+        conn.handshake_data()
+            .unwrap()
+            .downcast::<quinn::crypto::rustls::HandshakeData>()
+            .unwrap()
+            .protocol
+            .unwrap(),
+        b"dmc/1"
+    );
 
     // The station authorizes on the role it saw.
     assert!(require_role(&client_peer, &[Role::Mover], "register as a data mover").is_ok());
@@ -79,14 +91,18 @@ async fn server_is_reachable_under_each_of_its_hosts() {
         }
     });
     for name in ["station-1", "localhost", "127.0.0.1"] {
-        let (_conn, peer) = within("connect", connect(&client, addr, name, Role::Station)).await.unwrap();
+        let (_conn, peer) = within("connect", connect(&client, addr, name, Role::Station))
+            .await
+            .unwrap();
         assert_eq!(peer.name, "station-1", "dialled as {name}");
         let (_server_conn, client_peer) = within("accept", rx.recv()).await.unwrap().unwrap();
         assert_eq!(client_peer.role, Role::Client);
     }
 
     // A name the certificate does not carry fails the handshake.
-    let err = within("connect", connect(&client, addr, "other-host", Role::Station)).await.unwrap_err();
+    let err = within("connect", connect(&client, addr, "other-host", Role::Station))
+        .await
+        .unwrap_err();
     assert!(matches!(err, TransportError::Connect { .. }), "{err}");
     assert!(err.to_string().contains("other-host"), "{err}");
     serving.abort();
@@ -101,9 +117,13 @@ async fn client_without_certificate_is_refused() {
     let accepted = serve_one(server);
 
     let dialled = raw_dial(common::client_without_certificate(&station), addr).await;
-    assert!(dialled.is_err(), "a client without a certificate got a usable connection");
+    assert!(
+        dialled.is_err(),
+        "a client without a certificate got a usable connection"
+    );
 
     let err = within("accept", accepted).await.unwrap().0.unwrap_err();
+    println!("server saw: {err}");
     assert!(matches!(err, TransportError::Handshake { .. }), "{err}");
     let msg = err.to_string();
     assert!(msg.contains("127.0.0.1"), "{msg}");
@@ -118,15 +138,24 @@ async fn client_certificate_from_another_ca_is_refused() {
     let rogue = load(other.path(), "mover-1");
     let station = load(dir.path(), "station-1");
     // The rogue trusts our CA, so only the server's check can stop it.
-    let rogue = Identity::new(rogue.cert_chain().to_vec(), rogue.key().clone_key(), station.ca_certs().to_vec()).unwrap();
+    let rogue = Identity::new(
+        rogue.cert_chain().to_vec(),
+        rogue.key().clone_key(),
+        station.ca_certs().to_vec(),
+    )
+    .unwrap();
 
     let server = bind(local(), &station).unwrap();
     let addr = server.local_addr().unwrap();
     let accepted = serve_one(server);
 
     let dialled = raw_dial(transport::client_config(&rogue).unwrap(), addr).await;
-    assert!(dialled.is_err(), "a certificate from another CA got a usable connection");
+    assert!(
+        dialled.is_err(),
+        "a certificate from another CA got a usable connection"
+    );
     let err = within("accept", accepted).await.unwrap().0.unwrap_err();
+    println!("server saw: {err}");
     assert!(matches!(err, TransportError::Handshake { .. }), "{err}");
 }
 
@@ -139,7 +168,9 @@ async fn self_signed_client_certificate_is_refused() {
     let key = KeyPair::generate().unwrap();
     let mut params = CertificateParams::new(vec!["op-1".to_owned()]).unwrap();
     params.distinguished_name.push(DnType::CommonName, "op-1");
-    params.distinguished_name.push(DnType::OrganizationalUnitName, "operator");
+    params
+        .distinguished_name
+        .push(DnType::OrganizationalUnitName, "operator");
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
     let cert = params.self_signed(&key).unwrap();
     let forged = Identity::new(
@@ -156,6 +187,7 @@ async fn self_signed_client_certificate_is_refused() {
     let dialled = raw_dial(transport::client_config(&forged).unwrap(), addr).await;
     assert!(dialled.is_err(), "a self-signed certificate got a usable connection");
     let err = within("accept", accepted).await.unwrap().0.unwrap_err();
+    println!("server saw: {err}");
     assert!(matches!(err, TransportError::Handshake { .. }), "{err}");
 }
 
@@ -167,7 +199,9 @@ async fn client_does_not_trust_a_server_from_another_ca() {
     let client = bind(local(), &load(dir.path(), "mover-1")).unwrap();
     let addr = server.local_addr().unwrap();
     let _accepted = serve_one(server);
-    let err = within("connect", connect(&client, addr, "station-1", Role::Station)).await.unwrap_err();
+    let err = within("connect", connect(&client, addr, "station-1", Role::Station))
+        .await
+        .unwrap_err();
     assert!(matches!(err, TransportError::Connect { .. }), "{err}");
     assert!(err.to_string().contains("station-1"), "{err}");
 }
@@ -181,7 +215,9 @@ async fn server_with_the_wrong_role_is_refused() {
     let addr = server.local_addr().unwrap();
     let accepted = serve_one(server);
 
-    let err = within("connect", connect(&client, addr, "mover-1", Role::Station)).await.unwrap_err();
+    let err = within("connect", connect(&client, addr, "mover-1", Role::Station))
+        .await
+        .unwrap_err();
     assert!(matches!(err, TransportError::Refused { .. }), "{err}");
     assert_eq!(
         err.to_string(),
@@ -204,7 +240,12 @@ async fn ephemeral_identities_connect() {
     let client = bind(local(), &ids[1]).unwrap();
     let addr = server.local_addr().unwrap();
     let accepted = serve_one(server);
-    let (_conn, peer) = within("connect", connect(&client, addr, "a", Role::Station)).await.unwrap();
+    let (_conn, peer) = within("connect", connect(&client, addr, "a", Role::Station))
+        .await
+        .unwrap();
     assert_eq!(peer.name, "a");
-    assert_eq!(within("accept", accepted).await.unwrap().0.unwrap().1.role, Role::Operator);
+    assert_eq!(
+        within("accept", accepted).await.unwrap().0.unwrap().1.role,
+        Role::Operator
+    );
 }

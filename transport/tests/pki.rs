@@ -24,10 +24,20 @@ fn init_writes_ca_and_component_files() {
     ];
     pki::init(dir.path(), &components).unwrap();
     for f in ["ca.crt", "station-1.crt", "pn-1.crt"] {
-        assert!(fs::read_to_string(dir.path().join(f)).unwrap().starts_with("-----BEGIN CERTIFICATE-----"), "{f}");
+        assert!(
+            fs::read_to_string(dir.path().join(f))
+                .unwrap()
+                .starts_with("-----BEGIN CERTIFICATE-----"),
+            "{f}"
+        );
     }
     for f in ["ca.key", "station-1.key", "pn-1.key"] {
-        assert!(fs::read_to_string(dir.path().join(f)).unwrap().starts_with("-----BEGIN PRIVATE KEY-----"), "{f}");
+        assert!(
+            fs::read_to_string(dir.path().join(f))
+                .unwrap()
+                .starts_with("-----BEGIN PRIVATE KEY-----"),
+            "{f}"
+        );
         assert_eq!(mode(&dir.path().join(f)), 0o600, "{f}");
     }
 
@@ -45,7 +55,11 @@ fn init_writes_ca_and_component_files() {
     let (_, pem) = parse_x509_pem(&pem).unwrap();
     let leaf = pem.parse_x509().unwrap();
     let cn: Vec<_> = leaf.subject().iter_common_name().map(|a| a.as_str().unwrap()).collect();
-    let ou: Vec<_> = leaf.subject().iter_organizational_unit().map(|a| a.as_str().unwrap()).collect();
+    let ou: Vec<_> = leaf
+        .subject()
+        .iter_organizational_unit()
+        .map(|a| a.as_str().unwrap())
+        .collect();
     assert_eq!(cn, ["pn-1"]);
     assert_eq!(ou, ["primary-node"]);
     assert!(!leaf.is_ca());
@@ -66,7 +80,12 @@ fn init_writes_ca_and_component_files() {
         .collect();
     assert_eq!(
         sans,
-        ["pn-1", "pn1.example.net", "ip:[10, 1, 2, 3]", "ip:[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]"]
+        [
+            "pn-1",
+            "pn1.example.net",
+            "ip:[10, 1, 2, 3]",
+            "ip:[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]"
+        ]
     );
     assert!(leaf.verify_signature(Some(ca.public_key())).is_ok());
 
@@ -84,7 +103,11 @@ fn init_is_idempotent_and_never_replaces_the_ca() {
     let cert = fs::read(dir.path().join("station-1.crt")).unwrap();
 
     // Same components again, plus a new one: old files untouched, new one issued by the same CA.
-    pki::init(dir.path(), &[component("station-1", Role::Station), component("mover-1", Role::Mover)]).unwrap();
+    pki::init(
+        dir.path(),
+        &[component("station-1", Role::Station), component("mover-1", Role::Mover)],
+    )
+    .unwrap();
     assert_eq!(fs::read(dir.path().join("ca.crt")).unwrap(), ca);
     assert_eq!(fs::read(dir.path().join("station-1.crt")).unwrap(), cert);
     assert!(dir.path().join("mover-1.crt").exists());
@@ -97,7 +120,10 @@ fn init_refuses_an_existing_component_that_no_longer_matches() {
     let err = pki::init(dir.path(), &[component("node-1", Role::PrimaryNode)]).unwrap_err();
     let msg = err.to_string();
     assert!(msg.contains("node-1.crt"), "{msg}");
-    assert!(msg.contains("expected a certificate for node-1 (primary-node), found one for node-1 (mover)"), "{msg}");
+    assert!(
+        msg.contains("expected a certificate for node-1 (primary-node), found one for node-1 (mover)"),
+        "{msg}"
+    );
     assert!(msg.contains("reissue"), "{msg}");
 
     let err = pki::init(dir.path(), &[Component::new("node-1", Role::Mover, ["other.host"])]).unwrap_err();
@@ -142,7 +168,10 @@ fn issue_adds_components_and_reissue_replaces_them() {
     let c = component("client-7", Role::Client);
     // No CA yet: issue names the missing file.
     let err = pki::issue(dir.path(), &c).unwrap_err();
-    assert!(matches!(err, PkiError::Missing { .. }) && err.to_string().contains("ca.crt"), "{err}");
+    assert!(
+        matches!(err, PkiError::Missing { .. }) && err.to_string().contains("ca.crt"),
+        "{err}"
+    );
 
     pki::init(dir.path(), &[]).unwrap();
     pki::issue(dir.path(), &c).unwrap();
@@ -158,7 +187,13 @@ fn issue_adds_components_and_reissue_replaces_them() {
 #[test]
 fn bad_component_descriptions_are_refused() {
     let dir = tempfile::tempdir().unwrap();
-    for (name, hosts) in [("", vec![]), ("../x", vec![]), ("-x", vec![]), ("ca", vec![]), ("ok", vec!["not a host"])] {
+    for (name, hosts) in [
+        ("", vec![]),
+        ("../x", vec![]),
+        ("-x", vec![]),
+        ("ca", vec![]),
+        ("ok", vec!["not a host"]),
+    ] {
         let err = pki::init(dir.path(), &[Component::new(name, Role::Mover, hosts)]).unwrap_err();
         assert!(matches!(err, PkiError::Component { .. }), "{name:?}: {err}");
     }
@@ -169,7 +204,11 @@ fn bad_component_descriptions_are_refused() {
 #[test]
 fn identity_load_names_the_bad_file() {
     let dir = tempfile::tempdir().unwrap();
-    pki::init(dir.path(), &[component("mover-1", Role::Mover), component("mover-2", Role::Mover)]).unwrap();
+    pki::init(
+        dir.path(),
+        &[component("mover-1", Role::Mover), component("mover-2", Role::Mover)],
+    )
+    .unwrap();
     let p = dir.path();
 
     let err = Identity::load(p, "nobody").unwrap_err();
@@ -183,17 +222,28 @@ fn identity_load_names_the_bad_file() {
     fs::write(p.join("mover-2.key"), "not a key").unwrap();
     let err = Identity::load(p, "mover-2").unwrap_err();
     assert!(matches!(err, PkiError::Invalid { .. }), "{err}");
-    assert!(err.to_string().contains("mover-2.key: expected a PEM private key"), "{err}");
+    assert!(
+        err.to_string().contains("mover-2.key: expected a PEM private key"),
+        "{err}"
+    );
 
     fs::write(p.join("mover-2.crt"), "garbage").unwrap();
     let err = Identity::load(p, "mover-2").unwrap_err();
-    assert!(err.to_string().contains("mover-2.crt: expected a PEM CERTIFICATE block, found none"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("mover-2.crt: expected a PEM CERTIFICATE block, found none"),
+        "{err}"
+    );
 
     // A certificate file copied under another name.
     fs::copy(p.join("mover-1.crt"), p.join("mover-3.crt")).unwrap();
     fs::copy(p.join("mover-1.key"), p.join("mover-3.key")).unwrap();
     let err = Identity::load(p, "mover-3").unwrap_err();
-    assert!(err.to_string().contains("expected a certificate for component \"mover-3\", found one for \"mover-1\""), "{err}");
+    assert!(
+        err.to_string()
+            .contains("expected a certificate for component \"mover-3\", found one for \"mover-1\""),
+        "{err}"
+    );
 
     fs::remove_file(p.join("ca.crt")).unwrap();
     let err = Identity::load(p, "mover-1").unwrap_err();

@@ -20,7 +20,9 @@ pub(crate) async fn mount_for_write(st: &Arc<Station>, be: &str, drive: &DriveRo
             std::fs::create_dir_all(&st.cfg.library)
                 .with_context(|| format!("creating the library directory {}", st.cfg.library.display()))?;
             let path = st.cfg.library.join(format!("{label}.tap"));
-            st.catalog.create_tape(&label, &st.cfg.pool, &path.to_string_lossy()).await?;
+            st.catalog
+                .create_tape(&label, &st.cfg.pool, &path.to_string_lossy())
+                .await?;
             tracing::info!(%label, path = %path.display(), "new scratch tape in the library");
             st.catalog
                 .tape_for_writing(&st.cfg.pool)
@@ -30,11 +32,21 @@ pub(crate) async fn mount_for_write(st: &Arc<Station>, be: &str, drive: &DriveRo
     };
     let new = if tape.state == TAPE_SCRATCH {
         st.catalog.set_tape_media_set(tape.id, tape.id, 1).await?;
-        Some(NewTape { pool: tape.pool.clone(), media_set: tape.id as u64, sequence: 1, block_size: st.cfg.block_size })
+        Some(NewTape {
+            pool: tape.pool.clone(),
+            media_set: tape.id as u64,
+            sequence: 1,
+            block_size: st.cfg.block_size,
+        })
     } else {
         None
     };
-    let cmd = Command::MountForWrite { drive: drive.name.clone(), tape_label: tape.label.clone(), path: tape.path.clone(), new };
+    let cmd = Command::MountForWrite {
+        drive: drive.name.clone(),
+        tape_label: tape.label.clone(),
+        path: tape.path.clone(),
+        new,
+    };
     if let Err(e) = st.command_ok(be, &cmd).await {
         st.catalog.release_tape(tape.id).await?;
         return Err(e.context(format!("mounting tape {} in drive {}", tape.label, drive.name)));
@@ -46,7 +58,11 @@ pub(crate) async fn mount_for_write(st: &Arc<Station>, be: &str, drive: &DriveRo
 /// Have the back-end mount a tape for reading.
 pub(crate) async fn mount_for_read(st: &Arc<Station>, be: &str, drive: &DriveRow, tape: &TapeRow) -> Result<()> {
     st.catalog.mount_tape(drive.id, tape.id).await?;
-    let cmd = Command::MountForRead { drive: drive.name.clone(), tape_label: tape.label.clone(), path: tape.path.clone() };
+    let cmd = Command::MountForRead {
+        drive: drive.name.clone(),
+        tape_label: tape.label.clone(),
+        path: tape.path.clone(),
+    };
     if let Err(e) = st.command_ok(be, &cmd).await {
         let _ = st
             .catalog
@@ -58,23 +74,41 @@ pub(crate) async fn mount_for_read(st: &Arc<Station>, be: &str, drive: &DriveRow
 }
 
 /// Have the back-end finish (if written) and unload the tape; record it.
-pub(crate) async fn dismount(st: &Arc<Station>, be: &str, drive: &DriveRow, tape: &TapeRow, written: bool) -> Result<()> {
-    let reply = st.command_ok(be, &Command::Dismount { drive: drive.name.clone() }).await;
+pub(crate) async fn dismount(
+    st: &Arc<Station>,
+    be: &str,
+    drive: &DriveRow,
+    tape: &TapeRow,
+    written: bool,
+) -> Result<()> {
+    let reply = st
+        .command_ok(
+            be,
+            &Command::Dismount {
+                drive: drive.name.clone(),
+            },
+        )
+        .await;
     let (state, bytes, files) = match (&reply, written) {
         (Ok(CommandReply::Dismounted { bytes, files, .. }), true) => (TAPE_FILLING, *bytes as i64, *files as i32),
         _ => (tape.state.as_str(), tape.bytes_written, tape.files_written),
     };
     let state = if written { state } else { tape.state.as_str() };
     st.catalog.dismount_tape(drive.id, tape.id, state, bytes, files).await?;
-    reply.map(|_| ()).with_context(|| format!("dismounting tape {} from drive {}", tape.label, drive.name))
+    reply
+        .map(|_| ())
+        .with_context(|| format!("dismounting tape {} from drive {}", tape.label, drive.name))
 }
 
 pub(crate) async fn record_segment(st: &Arc<Station>, p: &SegmentPlacement) -> Result<()> {
-    let tape = st
-        .catalog
-        .tape_by_label(&p.tape_label)
-        .await?
-        .ok_or_else(|| anyhow!("segment {} of ABS {} placed on unknown tape {}", p.seq, p.abs_id, p.tape_label))?;
+    let tape = st.catalog.tape_by_label(&p.tape_label).await?.ok_or_else(|| {
+        anyhow!(
+            "segment {} of ABS {} placed on unknown tape {}",
+            p.seq,
+            p.abs_id,
+            p.tape_label
+        )
+    })?;
     let seg = NewSegment {
         abs_id: i64::try_from(p.abs_id)?,
         seq: p.seq,
@@ -94,6 +128,8 @@ pub(crate) async fn record_metadata(st: &Arc<Station>, abs_id: u64, tape_label: 
     let Some(tape) = st.catalog.tape_by_label(tape_label).await? else {
         bail!("ABS {abs_id} metadata placed on unknown tape {tape_label}");
     };
-    st.catalog.record_abs_metadata(i64::try_from(abs_id)?, tape.id, tape_file).await?;
+    st.catalog
+        .record_abs_metadata(i64::try_from(abs_id)?, tape.id, tape_file)
+        .await?;
     Ok(())
 }

@@ -16,10 +16,20 @@ pub(crate) async fn abs(st: &Arc<Station>) -> Result<Vec<AbsInfo>> {
     let rows = st.catalog.list_abs().await?;
     let mut out = Vec::with_capacity(rows.len());
     for r in rows {
-        let mut tapes: Vec<String> =
-            st.catalog.segments_of(r.id).await?.into_iter().map(|s| s.tape_label).collect();
+        let mut tapes: Vec<String> = st
+            .catalog
+            .segments_of(r.id)
+            .await?
+            .into_iter()
+            .map(|s| s.tape_label)
+            .collect();
         tapes.dedup();
-        let extents = st.catalog.load_abs(r.id).await?.map(|a| a.map.extents.len() as u32).unwrap_or(0);
+        let extents = st
+            .catalog
+            .load_abs(r.id)
+            .await?
+            .map(|a| a.map.extents.len() as u32)
+            .unwrap_or(0);
         out.push(AbsInfo {
             abs_id: r.id as u64,
             object_name: r.object_name,
@@ -93,24 +103,40 @@ fn channel_info(c: ChannelRow) -> ChannelInfo {
 }
 
 pub(crate) async fn channels(st: &Arc<Station>) -> Result<Vec<ChannelInfo>> {
-    Ok(st.catalog.list_channels().await?.into_iter().map(channel_info).collect())
+    Ok(st
+        .catalog
+        .list_channels()
+        .await?
+        .into_iter()
+        .map(channel_info)
+        .collect())
 }
 
 pub(crate) async fn history(st: &Arc<Station>, id: u64) -> Result<StationReply> {
     let id = i64::try_from(id)?;
-    let channel = st.catalog.channel(id).await?.ok_or_else(|| anyhow!("no channel {id}"))?;
+    let channel = st
+        .catalog
+        .channel(id)
+        .await?
+        .ok_or_else(|| anyhow!("no channel {id}"))?;
     let transitions = st
         .catalog
         .channel_history(id)
         .await?
         .into_iter()
         .map(|t| TransitionInfo {
-            from: t.from_state.map(|s| s.as_str().to_string()).unwrap_or_else(|| "-".into()),
+            from: t
+                .from_state
+                .map(|s| s.as_str().to_string())
+                .unwrap_or_else(|| "-".into()),
             to: t.to_state.as_str().to_string(),
             reason: t.reason,
             actor: t.actor,
             at: ts(t.at),
         })
         .collect();
-    Ok(StationReply::History { channel: channel_info(channel), transitions })
+    Ok(StationReply::History {
+        channel: channel_info(channel),
+        transitions,
+    })
 }

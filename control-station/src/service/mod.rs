@@ -39,9 +39,17 @@ pub struct StationConfig {
 /// What a peer told the station about a running channel.
 #[derive(Debug, Clone)]
 pub(crate) enum ChannelNote {
-    Progress { bytes: u64 },
-    Finished { data_bytes: u64, tracks: u64, segments: u32 },
-    Failed { reason: String },
+    Progress {
+        bytes: u64,
+    },
+    Finished {
+        data_bytes: u64,
+        tracks: u64,
+        segments: u32,
+    },
+    Failed {
+        reason: String,
+    },
 }
 
 /// A connected mover or primary node.
@@ -86,7 +94,9 @@ impl Station {
             let (mut send, mut recv) = transport::open_bi(&conn, MAX_CONTROL_FRAME).await?;
             send.send(cmd).await?;
             send.finish().await?;
-            recv.recv::<CommandReply>().await?.ok_or_else(|| anyhow!("{peer} closed the stream without a reply"))
+            recv.recv::<CommandReply>()
+                .await?
+                .ok_or_else(|| anyhow!("{peer} closed the stream without a reply"))
         };
         match tokio::time::timeout(self.cfg.command_timeout, fut).await {
             Ok(r) => r,
@@ -140,7 +150,10 @@ async fn serve_connection(st: Arc<Station>, conn: quinn::Connection, peer: Peer)
             Err(e) => {
                 tracing::info!(peer = %peer.name, reason = %e, "peer disconnected");
                 let mut peers = st.peers.lock().await;
-                if peers.get(&peer.name).is_some_and(|p| p.conn.stable_id() == conn.stable_id()) {
+                if peers
+                    .get(&peer.name)
+                    .is_some_and(|p| p.conn.stable_id() == conn.stable_id())
+                {
                     peers.remove(&peer.name);
                 }
                 return;
@@ -204,7 +217,11 @@ fn authorize(peer: &Peer, req: &StationRequest) -> Result<()> {
 async fn dispatch(st: Arc<Station>, conn: quinn::Connection, peer: Peer, req: StationRequest, send: &mut FramedSend) {
     use StationRequest as R;
     let reply = match req {
-        R::Backup { object_name, primary, object } => {
+        R::Backup {
+            object_name,
+            primary,
+            object,
+        } => {
             backup::run(st, &peer, object_name, primary, object, send).await;
             return;
         }
@@ -216,7 +233,9 @@ async fn dispatch(st: Arc<Station>, conn: quinn::Connection, peer: Peer, req: St
             Ok(r) => r,
             Err(e) => {
                 tracing::warn!(peer = %peer.name, error = %format!("{e:#}"), "request failed");
-                StationReply::Error { message: format!("{e:#}") }
+                StationReply::Error {
+                    message: format!("{e:#}"),
+                }
             }
         },
     };
@@ -231,7 +250,13 @@ async fn handle(st: &Arc<Station>, conn: quinn::Connection, peer: &Peer, req: St
             st.peers.lock().await.insert(name, PeerConn { conn });
             StationReply::Registered { id: id as u64 }
         }
-        R::RegisterMover { name, role, address, drives, back_end } => {
+        R::RegisterMover {
+            name,
+            role,
+            address,
+            drives,
+            back_end,
+        } => {
             let id = registry::register_mover(st, &name, role, &address, &drives, back_end).await?;
             st.peers.lock().await.insert(name, PeerConn { conn });
             StationReply::Registered { id: id as u64 }
@@ -244,7 +269,12 @@ async fn handle(st: &Arc<Station>, conn: quinn::Connection, peer: &Peer, req: St
             library::record_segment(st, &p).await?;
             StationReply::Ok
         }
-        R::MetadataPlaced { abs_id, tape_label, tape_file, .. } => {
+        R::MetadataPlaced {
+            abs_id,
+            tape_label,
+            tape_file,
+            ..
+        } => {
             library::record_metadata(st, abs_id, &tape_label, tape_file).await?;
             StationReply::Ok
         }
@@ -252,8 +282,21 @@ async fn handle(st: &Arc<Station>, conn: quinn::Connection, peer: &Peer, req: St
             st.note(channel_id, ChannelNote::Progress { bytes }).await;
             StationReply::Ok
         }
-        R::ChannelFinished { channel_id, data_bytes, tracks, segments } => {
-            st.note(channel_id, ChannelNote::Finished { data_bytes, tracks, segments }).await;
+        R::ChannelFinished {
+            channel_id,
+            data_bytes,
+            tracks,
+            segments,
+        } => {
+            st.note(
+                channel_id,
+                ChannelNote::Finished {
+                    data_bytes,
+                    tracks,
+                    segments,
+                },
+            )
+            .await;
             StationReply::Ok
         }
         R::ChannelFailed { channel_id, reason } => {

@@ -21,7 +21,6 @@ pub(crate) struct PrimaryEntry {
 #[derive(Debug, Clone)]
 pub(crate) struct MoverEntry {
     pub id: i64,
-    pub role: MoverRole,
     pub back_end: Option<String>,
 }
 
@@ -34,7 +33,11 @@ pub(crate) struct Registry {
 pub(crate) async fn register_primary(st: &Arc<Station>, name: &str, volumes: Vec<VolumeRef>) -> Result<i64> {
     let id = st.catalog.register_primary_node(name, &volumes).await?;
     tracing::info!(name, volumes = volumes.len(), "primary node registered");
-    st.registry.lock().await.primaries.insert(name.to_string(), PrimaryEntry { id, volumes });
+    st.registry
+        .lock()
+        .await
+        .primaries
+        .insert(name.to_string(), PrimaryEntry { id, volumes });
     Ok(id)
 }
 
@@ -51,7 +54,7 @@ pub(crate) async fn register_mover(
         st.catalog.register_drive(id, d).await?;
     }
     let mut reg = st.registry.lock().await;
-    reg.movers.insert(name.to_string(), MoverEntry { id, role, back_end });
+    reg.movers.insert(name.to_string(), MoverEntry { id, back_end });
     // Pair every front-end whose back-end is known.
     let pairs: Vec<(i64, i64)> = reg
         .movers
@@ -65,7 +68,13 @@ pub(crate) async fn register_mover(
     for (fe, be) in pairs {
         st.catalog.register_pair(fe, be).await?;
     }
-    tracing::info!(name, role = role.as_str(), address, drives = drives.len(), "mover registered");
+    tracing::info!(
+        name,
+        role = role.as_str(),
+        address,
+        drives = drives.len(),
+        "mover registered"
+    );
     Ok(id)
 }
 
@@ -94,7 +103,10 @@ pub(crate) async fn assign(st: &Arc<Station>, patience: Duration) -> Result<(Pai
         let pairs = st.catalog.list_pairs().await?;
         let connected: Vec<PairRow> = {
             let peers = st.peers.lock().await;
-            pairs.into_iter().filter(|p| peers.contains_key(&p.fe_name) && peers.contains_key(&p.be_name)).collect()
+            pairs
+                .into_iter()
+                .filter(|p| peers.contains_key(&p.fe_name) && peers.contains_key(&p.be_name))
+                .collect()
         };
         if connected.is_empty() {
             if tokio::time::Instant::now() >= deadline {
@@ -107,7 +119,10 @@ pub(crate) async fn assign(st: &Arc<Station>, patience: Duration) -> Result<(Pai
             for pair in ordered {
                 let drives = st.catalog.drives_of(pair.be_id).await?;
                 let mut busy = st.busy_drives.lock().await;
-                if let Some(d) = drives.into_iter().find(|d| !busy.contains(&d.id) && d.tape_id.is_none()) {
+                if let Some(d) = drives
+                    .into_iter()
+                    .find(|d| !busy.contains(&d.id) && d.tape_id.is_none())
+                {
                     busy.insert(d.id);
                     *st.pair_load.lock().await.entry(pair.id).or_default() += 1;
                     return Ok((pair, d));

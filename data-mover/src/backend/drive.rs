@@ -17,8 +17,14 @@ type Image = SimhTape<File>;
 /// What is in the drive.
 pub enum Mounted {
     Empty,
-    Writing { label: String, writer: Box<TapeWriter<Image>> },
-    Reading { label: String, reader: Box<TapeReader<Image>> },
+    Writing {
+        label: String,
+        writer: Box<TapeWriter<Image>>,
+    },
+    Reading {
+        label: String,
+        reader: Box<TapeReader<Image>>,
+    },
 }
 
 pub struct Drive {
@@ -28,7 +34,10 @@ pub struct Drive {
 
 impl Drive {
     pub fn new(name: &str) -> Drive {
-        Drive { name: name.to_string(), mounted: Mounted::Empty }
+        Drive {
+            name: name.to_string(),
+            mounted: Mounted::Empty,
+        }
     }
 
     /// Load an image for writing: label a scratch tape, or append to a tape
@@ -57,24 +66,37 @@ impl Drive {
         };
         let found = &writer.node_header().label;
         if found != label {
-            bail!("drive {}: the tape in {} is labelled {found}, expected {label}", self.name, path.display());
+            bail!(
+                "drive {}: the tape in {} is labelled {found}, expected {label}",
+                self.name,
+                path.display()
+            );
         }
         let files = writer.directory().len() as u32;
         let bytes = writer.data_bytes();
-        self.mounted = Mounted::Writing { label: label.to_string(), writer: Box::new(writer) };
+        self.mounted = Mounted::Writing {
+            label: label.to_string(),
+            writer: Box::new(writer),
+        };
         Ok((files, bytes))
     }
 
     pub fn mount_for_read(&mut self, label: &str, path: &Path) -> Result<()> {
         self.unload_checked()?;
-        let dev = SimhTape::open(path)
-            .with_context(|| format!("opening tape image {} of {label}", path.display()))?;
+        let dev = SimhTape::open(path).with_context(|| format!("opening tape image {} of {label}", path.display()))?;
         let reader = TapeReader::open(dev).with_context(|| format!("reading the labels of tape {label}"))?;
         let found = &reader.node_header().label;
         if found != label {
-            bail!("drive {}: the tape in {} is labelled {found}, expected {label}", self.name, path.display());
+            bail!(
+                "drive {}: the tape in {} is labelled {found}, expected {label}",
+                self.name,
+                path.display()
+            );
         }
-        self.mounted = Mounted::Reading { label: label.to_string(), reader: Box::new(reader) };
+        self.mounted = Mounted::Reading {
+            label: label.to_string(),
+            reader: Box::new(reader),
+        };
         Ok(())
     }
 
@@ -93,7 +115,9 @@ impl Drive {
             Mounted::Writing { label, writer } => {
                 let files = writer.directory().len() as u32;
                 let bytes = writer.data_bytes();
-                writer.finish(false).with_context(|| format!("finishing tape {label}"))?;
+                writer
+                    .finish(false)
+                    .with_context(|| format!("finishing tape {label}"))?;
                 Ok((label, files, bytes))
             }
             Mounted::Reading { label, .. } => Ok((label, 0, 0)),
@@ -111,7 +135,9 @@ impl Drive {
     pub fn write_segment(&mut self, bytes: &[u8], object_name: &str) -> Result<(String, DirectoryEntry)> {
         let drive = self.name.clone();
         let (label, w) = self.writer()?;
-        let entry = w.write_segment(bytes, object_name).with_context(|| format!("writing a segment to tape {label} in drive {drive}"))?;
+        let entry = w
+            .write_segment(bytes, object_name)
+            .with_context(|| format!("writing a segment to tape {label} in drive {drive}"))?;
         w.sync().with_context(|| format!("syncing tape {label}"))?;
         Ok((label.to_string(), entry))
     }
@@ -119,7 +145,9 @@ impl Drive {
     /// Write ABS metadata as one tape file and sync.
     pub fn write_metadata(&mut self, meta: &AbsMetadata) -> Result<(String, DirectoryEntry)> {
         let (label, w) = self.writer()?;
-        let entry = w.write_abs_metadata(meta).with_context(|| format!("writing ABS metadata to tape {label}"))?;
+        let entry = w
+            .write_abs_metadata(meta)
+            .with_context(|| format!("writing ABS metadata to tape {label}"))?;
         w.sync().with_context(|| format!("syncing tape {label}"))?;
         Ok((label.to_string(), entry))
     }

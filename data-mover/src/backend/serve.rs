@@ -23,7 +23,12 @@ pub async fn serve(mover: Arc<Mover>, mut send: FramedSend, mut recv: FramedRecv
         }
     };
     match req {
-        BackEndRequest::ReadSegments { channel_id, drive, abs_id, files } => {
+        BackEndRequest::ReadSegments {
+            channel_id,
+            drive,
+            abs_id,
+            files,
+        } => {
             if let Err(e) = read_segments(&mover, &drive, abs_id, &files, &mut send).await {
                 let reason = format!("back-end {}: {e:#}", mover.name);
                 tracing::error!(channel_id, %reason, "restore read failed");
@@ -35,7 +40,9 @@ pub async fn serve(mover: Arc<Mover>, mut send: FramedSend, mut recv: FramedRecv
                 Ok(r) => r,
                 Err(e) => {
                     tracing::error!(error = %format!("{e:#}"), "write request failed");
-                    BackEndReply::Error { message: format!("back-end {}: {e:#}", mover.name) }
+                    BackEndReply::Error {
+                        message: format!("back-end {}: {e:#}", mover.name),
+                    }
                 }
             };
             let _ = send.send(&reply).await;
@@ -46,23 +53,33 @@ pub async fn serve(mover: Arc<Mover>, mut send: FramedSend, mut recv: FramedRecv
 
 async fn write(mover: &Arc<Mover>, req: BackEndRequest, recv: &mut FramedRecv) -> Result<BackEndReply> {
     match req {
-        BackEndRequest::WriteSegment { channel_id, drive, object_name, abs_id, seq, bytes } => {
+        BackEndRequest::WriteSegment {
+            channel_id,
+            drive,
+            object_name,
+            abs_id,
+            seq,
+            bytes,
+        } => {
             let max = mover.cfg.max_segment;
             if bytes > max as u64 {
                 bail!("segment {seq} of ABS {abs_id} announces {bytes} bytes; the limit is {max}");
             }
             let mut buf = Vec::with_capacity(bytes as usize);
             while (buf.len() as u64) < bytes {
-                let chunk = recv
-                    .recv::<SegmentChunk>()
-                    .await?
-                    .ok_or_else(|| anyhow!("segment {seq} of ABS {abs_id} ended after {} of {bytes} bytes", buf.len()))?;
+                let chunk = recv.recv::<SegmentChunk>().await?.ok_or_else(|| {
+                    anyhow!(
+                        "segment {seq} of ABS {abs_id} ended after {} of {bytes} bytes",
+                        buf.len()
+                    )
+                })?;
                 if buf.len() as u64 + chunk.data.len() as u64 > bytes {
                     bail!("segment {seq} of ABS {abs_id} is longer than the {bytes} bytes announced");
                 }
                 buf.extend_from_slice(&chunk.data);
             }
-            let summary = proto::tape::segment::verify(&buf).with_context(|| format!("segment {seq} of ABS {abs_id} as received"))?;
+            let summary = proto::tape::segment::verify(&buf)
+                .with_context(|| format!("segment {seq} of ABS {abs_id} as received"))?;
             if summary.header.abs_id != abs_id || summary.header.seq != seq {
                 bail!(
                     "the segment is ABS {} seq {}, the request said ABS {abs_id} seq {seq}",
@@ -93,9 +110,18 @@ async fn write(mover: &Arc<Mover>, req: BackEndRequest, recv: &mut FramedRecv) -
                 }))
                 .await
                 .context("committing the segment's placement to the catalog")?;
-            Ok(BackEndReply::Placed { tape_label: label, tape_file: entry.file_number })
+            Ok(BackEndReply::Placed {
+                tape_label: label,
+                tape_file: entry.file_number,
+            })
         }
-        BackEndRequest::WriteMetadata { channel_id, drive, abs_id, metadata, .. } => {
+        BackEndRequest::WriteMetadata {
+            channel_id,
+            drive,
+            abs_id,
+            metadata,
+            ..
+        } => {
             let meta = AbsMetadata::decode(&metadata).context("ABS metadata from the front-end")?;
             if meta.abs_id != abs_id {
                 bail!("metadata of ABS {} sent for ABS {abs_id}", meta.abs_id);
@@ -117,7 +143,10 @@ async fn write(mover: &Arc<Mover>, req: BackEndRequest, recv: &mut FramedRecv) -
                 })
                 .await
                 .context("committing the metadata's placement to the catalog")?;
-            Ok(BackEndReply::Placed { tape_label: label, tape_file: entry.file_number })
+            Ok(BackEndReply::Placed {
+                tape_label: label,
+                tape_file: entry.file_number,
+            })
         }
         BackEndRequest::ReadSegments { .. } => bail!("unexpected read request"),
     }
@@ -138,7 +167,12 @@ async fn read_segments(
             let mut d = drive_arc.lock().map_err(|_| anyhow!("drive {drive} lock poisoned"))?;
             d.read_segment(&f.tape_label, f.tape_file, mover.cfg.max_segment)
         })
-        .with_context(|| format!("tape {} file {} (ABS {abs_id} segment {})", f.tape_label, f.tape_file, f.seq))?;
+        .with_context(|| {
+            format!(
+                "tape {} file {} (ABS {abs_id} segment {})",
+                f.tape_label, f.tape_file, f.seq
+            )
+        })?;
         let h = seg.summary.header;
         if h.abs_id != abs_id || h.seq != f.seq || seg.summary.crc32c != f.crc32c {
             bail!(
@@ -153,7 +187,11 @@ async fn read_segments(
             );
         }
         for t in seg.tracks {
-            send.send(&RestoreFrame::Track { addr: t.addr, data: t.data }).await?;
+            send.send(&RestoreFrame::Track {
+                addr: t.addr,
+                data: t.data,
+            })
+            .await?;
             tracks += 1;
         }
         send.send(&RestoreFrame::SegmentDone { seq: f.seq }).await?;

@@ -39,7 +39,15 @@ impl Accumulator {
     pub fn create(spool: &Path, abs_id: u64, channel_id: u64, created_unix: u64, threshold: u64) -> Result<Self> {
         let dir = spool.join(format!("abs-{abs_id}"));
         fs::create_dir_all(&dir).with_context(|| format!("creating accumulation directory {}", dir.display()))?;
-        Ok(Accumulator { dir, abs_id, channel_id, created_unix, threshold: threshold.max(1), next_seq: 0, open: None })
+        Ok(Accumulator {
+            dir,
+            abs_id,
+            channel_id,
+            created_unix,
+            threshold: threshold.max(1),
+            next_seq: 0,
+            open: None,
+        })
     }
 
     pub fn dir(&self) -> &Path {
@@ -82,7 +90,9 @@ impl Accumulator {
         if let Some((path, writer)) = self.open.as_mut() {
             let w = writer.get_mut();
             w.flush().with_context(|| format!("flushing {}", path.display()))?;
-            w.get_ref().sync_data().with_context(|| format!("syncing {}", path.display()))?;
+            w.get_ref()
+                .sync_data()
+                .with_context(|| format!("syncing {}", path.display()))?;
         }
         Ok(())
     }
@@ -93,11 +103,15 @@ impl Accumulator {
             return Ok(None);
         };
         let (buf, summary) = writer.finish()?;
-        let file = buf.into_inner().map_err(|e| anyhow::anyhow!("flushing {}: {}", path.display(), e.error()))?;
+        let file = buf
+            .into_inner()
+            .map_err(|e| anyhow::anyhow!("flushing {}: {}", path.display(), e.error()))?;
         file.sync_all().with_context(|| format!("syncing {}", path.display()))?;
         let sealed = path.with_extension("sealed");
         fs::rename(&path, &sealed).with_context(|| format!("sealing {}", path.display()))?;
-        File::open(&self.dir).and_then(|d| d.sync_all()).with_context(|| format!("syncing {}", self.dir.display()))?;
+        File::open(&self.dir)
+            .and_then(|d| d.sync_all())
+            .with_context(|| format!("syncing {}", self.dir.display()))?;
         Ok(Some(SealedSegment { path: sealed, summary }))
     }
 
@@ -143,6 +157,10 @@ mod tests {
             tracks += seg.tracks.len();
         }
         assert_eq!(tracks, 10);
-        assert_eq!(sealed.len(), 4, "200 KB threshold with 64 KiB tracks: 4 tracks per segment");
+        assert_eq!(
+            sealed.len(),
+            4,
+            "200 KB threshold with 64 KiB tracks: 4 tracks per segment"
+        );
     }
 }

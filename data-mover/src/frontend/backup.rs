@@ -44,7 +44,10 @@ pub async fn serve(mover: Arc<Mover>, channel: BackupChannel, mut send: FramedSe
             let reason = format!("front-end {}: {e:#}", mover.name);
             tracing::error!(channel_id, %reason, "backup channel failed");
             let _ = send.send(&TrackAck::Failed { reason: reason.clone() }).await;
-            let _ = mover.link.request_ok(&StationRequest::ChannelFailed { channel_id, reason }).await;
+            let _ = mover
+                .link
+                .request_ok(&StationRequest::ChannelFailed { channel_id, reason })
+                .await;
         }
     }
 }
@@ -53,7 +56,13 @@ async fn run(mover: &Arc<Mover>, ch: &BackupChannel, send: &mut FramedSend, mut 
     ch.map.validate().context("the channel's ABS map is invalid")?;
     let track_set = ch.map.track_set();
     let mut index = TrackIndex::new(&track_set);
-    let mut acc = Accumulator::create(&mover.cfg.spool, ch.abs_id, ch.channel_id, ch.created_unix, mover.cfg.segment_size)?;
+    let mut acc = Accumulator::create(
+        &mover.cfg.spool,
+        ch.abs_id,
+        ch.channel_id,
+        ch.created_unix,
+        mover.cfg.segment_size,
+    )?;
 
     // Segments go to the back-end in order through a bounded queue: when the
     // spool holds `spool_segments` sealed segments, accumulation waits (and so
@@ -92,7 +101,10 @@ async fn run(mover: &Arc<Mover>, ch: &BackupChannel, send: &mut FramedSend, mut 
                     send.send(&TrackAck::Durable { tracks: received }).await?;
                     unacked = 0;
                     last_ack = Instant::now();
-                    seg_tx.send(s).await.map_err(|_| anyhow!("the segment uploader stopped"))?;
+                    seg_tx
+                        .send(s)
+                        .await
+                        .map_err(|_| anyhow!("the segment uploader stopped"))?;
                     if uploader.is_finished() {
                         break;
                     }
@@ -105,10 +117,16 @@ async fn run(mover: &Arc<Mover>, ch: &BackupChannel, send: &mut FramedSend, mut 
             }
             TrackFrame::End { tracks } => {
                 if tracks != received || received != index.len() {
-                    bail!("the track stream ended after {received} tracks ({tracks} announced); the track set has {}", index.len());
+                    bail!(
+                        "the track stream ended after {received} tracks ({tracks} announced); the track set has {}",
+                        index.len()
+                    );
                 }
                 if let Some(s) = tokio::task::block_in_place(|| acc.seal())? {
-                    seg_tx.send(s).await.map_err(|_| anyhow!("the segment uploader stopped"))?;
+                    seg_tx
+                        .send(s)
+                        .await
+                        .map_err(|_| anyhow!("the segment uploader stopped"))?;
                 }
                 send.send(&TrackAck::Durable { tracks: received }).await?;
                 break;
@@ -120,7 +138,11 @@ async fn run(mover: &Arc<Mover>, ch: &BackupChannel, send: &mut FramedSend, mut 
     if received != index.len() {
         bail!("only {received} of {} tracks arrived", index.len());
     }
-    let totals = Totals { tracks: received, data_bytes, segments: uploaded };
+    let totals = Totals {
+        tracks: received,
+        data_bytes,
+        segments: uploaded,
+    };
 
     // Metadata after the last segment.
     let meta = AbsMetadata {
@@ -198,9 +220,16 @@ async fn upload_segments(mover: Arc<Mover>, ch: BackupChannel, mut rx: mpsc::Rec
                 tracing::debug!(abs = ch.abs_id, seq = seg.summary.header.seq, %tape_label, tape_file, "segment on tape");
             }
             Some(BackEndReply::Error { message }) => {
-                bail!("the back-end refused segment {} of ABS {}: {message}", seg.summary.header.seq, ch.abs_id)
+                bail!(
+                    "the back-end refused segment {} of ABS {}: {message}",
+                    seg.summary.header.seq,
+                    ch.abs_id
+                )
             }
-            None => bail!("the back-end closed the stream without placing segment {}", seg.summary.header.seq),
+            None => bail!(
+                "the back-end closed the stream without placing segment {}",
+                seg.summary.header.seq
+            ),
         }
         // Released: on tape, synced, in the catalog.
         std::fs::remove_file(&seg.path).with_context(|| format!("removing {}", seg.path.display()))?;

@@ -22,18 +22,26 @@ impl TrackIndex {
                 e
             })
             .collect();
-        TrackIndex { runs, seen: vec![0; ord.div_ceil(64) as usize], count: ord }
+        TrackIndex {
+            runs,
+            seen: vec![0; ord.div_ceil(64) as usize],
+            count: ord,
+        }
     }
 
     fn ordinal(&self, t: TrackAddr) -> Option<u64> {
-        let i = self.runs.partition_point(|&(v, first, _, _)| (v, first) <= (t.volume, t.track));
+        let i = self
+            .runs
+            .partition_point(|&(v, first, _, _)| (v, first) <= (t.volume, t.track));
         let &(v, first, count, ord) = self.runs.get(i.checked_sub(1)?)?;
         (v == t.volume && t.track < first + count).then(|| ord + (t.track - first))
     }
 
     /// Mark a track as arrived. Err if not in the set; Ok(false) if already seen.
     pub fn mark(&mut self, t: TrackAddr) -> Result<bool, String> {
-        let o = self.ordinal(t).ok_or_else(|| format!("track {t:?} is not in the ABS's track set"))?;
+        let o = self
+            .ordinal(t)
+            .ok_or_else(|| format!("track {t:?} is not in the ABS's track set"))?;
         let (w, b) = ((o / 64) as usize, o % 64);
         let word = self.seen.get_mut(w).ok_or("index")?;
         let fresh = *word & (1 << b) == 0;
@@ -58,8 +66,16 @@ mod tests {
     #[test]
     fn marks_only_members_once() {
         let set = TrackSet::from_runs([
-            TrackRun { volume: 0, first: 10, count: 5 },
-            TrackRun { volume: 1, first: 0, count: 70 },
+            TrackRun {
+                volume: 0,
+                first: 10,
+                count: 5,
+            },
+            TrackRun {
+                volume: 1,
+                first: 0,
+                count: 70,
+            },
         ]);
         let mut idx = TrackIndex::new(&set);
         assert_eq!(idx.len(), 75);

@@ -14,7 +14,13 @@ pub async fn serve(mover: Arc<Mover>, ch: RestoreChannel, mut send: FramedSend) 
         let reason = format!("front-end {}: {e:#}", mover.name);
         tracing::error!(channel_id = ch.channel_id, %reason, "restore relay failed");
         let _ = send.send(&RestoreFrame::Failed { reason: reason.clone() }).await;
-        let _ = mover.link.request_ok(&StationRequest::ChannelFailed { channel_id: ch.channel_id, reason }).await;
+        let _ = mover
+            .link
+            .request_ok(&StationRequest::ChannelFailed {
+                channel_id: ch.channel_id,
+                reason,
+            })
+            .await;
     }
     let _ = send.finish().await;
 }

@@ -177,8 +177,9 @@ pub const SIMH_ERROR_FLAG: u32 = 0x8000_0000;
 /// A tape in a SIMH `.tap` image (see the module docs).
 ///
 /// Tape file start offsets are cached as they are discovered, so locating a
-/// file already passed is one seek; locating further skips record headers
-/// (one 8-byte read per record) without reading data.
+/// file already passed is one seek; locating further spaces over records
+/// by their length words (two 4-byte reads per record: the leading and the
+/// trailing length, which must agree) without reading data.
 #[derive(Debug)]
 pub struct SimhTape<F> {
     inner: F,
@@ -209,7 +210,13 @@ impl SimhTape<File> {
             .create(true)
             .truncate(true)
             .open(path)
-            .map_err(|e| TapeError::io(Location::default(), format!("creating tape image {}", path.display()), e))?;
+            .map_err(|e| {
+                TapeError::io(
+                    Location::default(),
+                    format!("creating tape image {}", path.display()),
+                    e,
+                )
+            })?;
         SimhTape::new(f)
     }
     /// Open an existing image read-only.
@@ -225,7 +232,11 @@ impl SimhTape<File> {
     pub fn open_rw(path: impl AsRef<Path>) -> Result<Self, TapeError> {
         let path = path.as_ref();
         let f = OpenOptions::new().read(true).write(true).open(path).map_err(|e| {
-            TapeError::io(Location::default(), format!("opening tape image {} read-write", path.display()), e)
+            TapeError::io(
+                Location::default(),
+                format!("opening tape image {} read-write", path.display()),
+                e,
+            )
         })?;
         SimhTape::new(f)
     }
@@ -416,7 +427,10 @@ impl<F: TapeImage> SimhTape<F> {
         let at = self.offset;
         let loc = self.here();
         let data: &[u8] = if bytes_from_wbuf { &self.wbuf } else { mark };
-        let res = self.inner.seek(SeekFrom::Start(at)).and_then(|_| self.inner.write_all(data));
+        let res = self
+            .inner
+            .seek(SeekFrom::Start(at))
+            .and_then(|_| self.inner.write_all(data));
         match res {
             Ok(()) => {
                 self.offset = at + data.len() as u64;
@@ -644,7 +658,10 @@ mod tests {
         let e = t.read_block(&mut buf, 100).unwrap_err();
         assert!(matches!(e, TapeError::Corrupt { .. }));
         let msg = e.to_string();
-        assert!(msg.contains("tape file 1, record 1") && msg.contains("error flag"), "{msg}");
+        assert!(
+            msg.contains("tape file 1, record 1") && msg.contains("error flag"),
+            "{msg}"
+        );
 
         // Trailing length disagrees.
         let mut img = good.clone();
@@ -655,7 +672,10 @@ mod tests {
         t.locate_file(1).unwrap();
         t.read_block(&mut buf, 100).unwrap();
         let msg = t.read_block(&mut buf, 100).unwrap_err().to_string();
-        assert!(msg.contains("tape file 1, record 1") && msg.contains("trailing length 5"), "{msg}");
+        assert!(
+            msg.contains("tape file 1, record 1") && msg.contains("trailing length 5"),
+            "{msg}"
+        );
         // Skipping checks it too.
         t.locate_file(1).unwrap();
         t.skip_block().unwrap();
@@ -664,7 +684,9 @@ mod tests {
         // Record longer than the caller's limit: refused, position unchanged.
         let mut t = MemTape::from_bytes(good.clone());
         let msg = t.read_block(&mut buf, 1).unwrap_err().to_string();
-        assert!(msg.contains("at most 1 bytes") && msg.contains("found 2 bytes") && msg.contains("tape file 0, record 0"));
+        assert!(
+            msg.contains("at most 1 bytes") && msg.contains("found 2 bytes") && msg.contains("tape file 0, record 0")
+        );
         assert_eq!(t.read_block(&mut buf, 2).unwrap(), Block::Record(2));
 
         // Image cut inside a record or a length word: Truncated.

@@ -49,7 +49,9 @@ impl ByteWriter {
         ByteWriter { buf: Vec::new() }
     }
     pub fn with_capacity(n: usize) -> ByteWriter {
-        ByteWriter { buf: Vec::with_capacity(n) }
+        ByteWriter {
+            buf: Vec::with_capacity(n),
+        }
     }
     pub fn u8(&mut self, v: u8) -> &mut Self {
         self.buf.push(v);
@@ -108,11 +110,21 @@ pub struct ByteReader<'a> {
 impl<'a> ByteReader<'a> {
     /// `what` names the structure in error messages (e.g. "NODE-HEADER").
     pub fn new(buf: &'a [u8], what: &'static str) -> ByteReader<'a> {
-        ByteReader { buf, pos: 0, base: 0, what }
+        ByteReader {
+            buf,
+            pos: 0,
+            base: 0,
+            what,
+        }
     }
     /// Like [`ByteReader::new`], for a slice that starts at byte `base` of its structure.
     pub fn with_base(buf: &'a [u8], what: &'static str, base: u64) -> ByteReader<'a> {
-        ByteReader { buf, pos: 0, base, what }
+        ByteReader {
+            buf,
+            pos: 0,
+            base,
+            what,
+        }
     }
     /// Offset of the next byte within the structure.
     pub fn offset(&self) -> u64 {
@@ -126,7 +138,12 @@ impl<'a> ByteReader<'a> {
     }
     /// An error at the current offset.
     pub fn error(&self, field: &str, expected: impl Into<String>, found: impl Into<String>) -> TapeError {
-        TapeError::corrupt(Location::offset(self.offset()), format!("{} field {field}", self.what), expected, found)
+        TapeError::corrupt(
+            Location::offset(self.offset()),
+            format!("{} field {field}", self.what),
+            expected,
+            found,
+        )
     }
 
     pub fn take(&mut self, n: usize, field: &str) -> Result<&'a [u8], TapeError> {
@@ -218,7 +235,9 @@ impl<'a> ByteReader<'a> {
     pub fn count(&mut self, field: &str, max: usize, min_item_bytes: usize) -> Result<usize, TapeError> {
         let at = self.offset();
         let n = self.u32(field)? as usize;
-        let fits = n.checked_mul(min_item_bytes.max(1)).is_some_and(|need| need <= self.remaining());
+        let fits = n
+            .checked_mul(min_item_bytes.max(1))
+            .is_some_and(|need| need <= self.remaining());
         if n > max || !fits {
             return Err(TapeError::corrupt(
                 Location::offset(at),
@@ -267,7 +286,12 @@ pub fn unseal<'a>(
     let mut r = ByteReader::new(bytes, what);
     let m = r.take(8, "magic")?;
     if m != magic {
-        return Err(TapeError::corrupt(Location::offset(0), format!("{what} field magic"), show_bytes(magic), show_bytes(m)));
+        return Err(TapeError::corrupt(
+            Location::offset(0),
+            format!("{what} field magic"),
+            show_bytes(magic),
+            show_bytes(m),
+        ));
     }
     let v = r.u16("version")?;
     if v != version {
@@ -281,7 +305,12 @@ pub fn unseal<'a>(
     r.zeros(2, "reserved")?;
     let len = r.u32("payload length")? as usize;
     if len > max_payload {
-        return Err(TapeError::too_large(Location::offset(12), format!("{what} payload"), max_payload as u64, len as u64));
+        return Err(TapeError::too_large(
+            Location::offset(12),
+            format!("{what} payload"),
+            max_payload as u64,
+            len as u64,
+        ));
     }
     let total = len + ENVELOPE_OVERHEAD;
     if bytes.len() != total {
@@ -297,7 +326,12 @@ pub fn unseal<'a>(
     let covered = bytes.get(..16 + len).unwrap_or(&[]);
     let computed = crc32c::crc32c(covered);
     if stored != computed {
-        return Err(TapeError::checksum(Location::offset(16 + len as u64), what, stored, computed));
+        return Err(TapeError::checksum(
+            Location::offset(16 + len as u64),
+            what,
+            stored,
+            computed,
+        ));
     }
     Ok(ByteReader::with_base(payload, what, 16))
 }
@@ -311,7 +345,10 @@ mod tests {
         let mut r = ByteReader::new(&[1, 2, 3], "THING");
         assert_eq!(r.u16("a").unwrap(), 0x0201);
         let e = r.u32("b").unwrap_err().to_string();
-        assert!(e.contains("THING field b") && e.contains("expected 4 bytes") && e.contains("found 1 bytes"), "{e}");
+        assert!(
+            e.contains("THING field b") && e.contains("expected 4 bytes") && e.contains("found 1 bytes"),
+            "{e}"
+        );
         assert!(e.contains("byte 2"), "{e}");
     }
 
@@ -350,12 +387,18 @@ mod tests {
         for i in 0..sealed.len() {
             let mut bad = sealed.clone();
             bad[i] ^= 0x40;
-            assert!(unseal(&bad, b"DMCTEST1", 1, "TEST", 100).is_err(), "flip at {i} accepted");
+            assert!(
+                unseal(&bad, b"DMCTEST1", 1, "TEST", 100).is_err(),
+                "flip at {i} accepted"
+            );
         }
         assert!(unseal(&sealed[..sealed.len() - 1], b"DMCTEST1", 1, "TEST", 100).is_err());
         let mut longer = sealed.clone();
         longer.push(0);
         assert!(unseal(&longer, b"DMCTEST1", 1, "TEST", 100).is_err());
-        assert!(matches!(unseal(&sealed, b"DMCTEST1", 1, "TEST", 4), Err(TapeError::TooLarge { .. })));
+        assert!(matches!(
+            unseal(&sealed, b"DMCTEST1", 1, "TEST", 4),
+            Err(TapeError::TooLarge { .. })
+        ));
     }
 }

@@ -27,8 +27,8 @@
 
 use super::bytes::{seal, unseal, ByteReader, ByteWriter};
 use super::error::Location;
-use super::node::MAX_POOL_LEN;
 use super::metadata::MAX_OBJECT_NAME;
+use super::node::MAX_POOL_LEN;
 use super::TapeError;
 
 /// Magic of the DIRECTORY.
@@ -143,7 +143,10 @@ pub struct Directory {
 impl Directory {
     pub fn encode(&self) -> Vec<u8> {
         let mut w = ByteWriter::with_capacity(32 + self.entries.len() * ENTRY_BYTES);
-        w.str(&self.label).u64(self.media_set).u32(self.sequence).len32(self.entries.len());
+        w.str(&self.label)
+            .u64(self.media_set)
+            .u32(self.sequence)
+            .len32(self.entries.len());
         for e in &self.entries {
             e.encode(&mut w);
         }
@@ -151,7 +154,13 @@ impl Directory {
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Directory, TapeError> {
-        let mut r = unseal(bytes, DIRECTORY_MAGIC, DIRECTORY_VERSION, "DIRECTORY", MAX_DIRECTORY_PAYLOAD)?;
+        let mut r = unseal(
+            bytes,
+            DIRECTORY_MAGIC,
+            DIRECTORY_VERSION,
+            "DIRECTORY",
+            MAX_DIRECTORY_PAYLOAD,
+        )?;
         let label = r.str("label", 6)?;
         let media_set = r.u64("media_set")?;
         let sequence = r.u32("sequence")?;
@@ -161,7 +170,12 @@ impl Directory {
             entries.push(DirectoryEntry::decode(&mut r)?);
         }
         r.finish()?;
-        Ok(Directory { label, media_set, sequence, entries })
+        Ok(Directory {
+            label,
+            media_set,
+            sequence,
+            entries,
+        })
     }
 }
 
@@ -214,12 +228,22 @@ impl Catalog {
                 }
             }
         }
-        Catalog { label: label.to_owned(), pool: pool.to_owned(), media_set, sequence, entries: out }
+        Catalog {
+            label: label.to_owned(),
+            pool: pool.to_owned(),
+            media_set,
+            sequence,
+            entries: out,
+        }
     }
 
     pub fn encode(&self) -> Vec<u8> {
         let mut w = ByteWriter::new();
-        w.str(&self.label).str(&self.pool).u64(self.media_set).u32(self.sequence).len32(self.entries.len());
+        w.str(&self.label)
+            .str(&self.pool)
+            .u64(self.media_set)
+            .u32(self.sequence)
+            .len32(self.entries.len());
         for a in &self.entries {
             w.u64(a.abs_id)
                 .str(&a.object_name)
@@ -234,7 +258,13 @@ impl Catalog {
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Catalog, TapeError> {
-        let mut r = unseal(bytes, CATALOG_MAGIC, DIRECTORY_VERSION, "CATALOG", MAX_DIRECTORY_PAYLOAD)?;
+        let mut r = unseal(
+            bytes,
+            CATALOG_MAGIC,
+            DIRECTORY_VERSION,
+            "CATALOG",
+            MAX_DIRECTORY_PAYLOAD,
+        )?;
         let label = r.str("label", 6)?;
         let pool = r.str("pool", MAX_POOL_LEN)?;
         let media_set = r.u64("media_set")?;
@@ -272,10 +302,21 @@ impl Catalog {
                 }
                 segments.push(e);
             }
-            entries.push(CatalogAbs { abs_id, object_name, metadata_file: has_meta.then_some(mf), segments });
+            entries.push(CatalogAbs {
+                abs_id,
+                object_name,
+                metadata_file: has_meta.then_some(mf),
+                segments,
+            });
         }
         r.finish()?;
-        Ok(Catalog { label, pool, media_set, sequence, entries })
+        Ok(Catalog {
+            label,
+            pool,
+            media_set,
+            sequence,
+            entries,
+        })
     }
 }
 
@@ -304,7 +345,12 @@ mod tests {
 
     #[test]
     fn directory_round_trip_and_entry_layout() {
-        let d = Directory { label: "T1".into(), media_set: 5, sequence: 1, entries: entries() };
+        let d = Directory {
+            label: "T1".into(),
+            media_set: 5,
+            sequence: 1,
+            entries: entries(),
+        };
         let b = d.encode();
         assert_eq!(&b[..8], b"DMCDIR01");
         // payload: str(4+2) + 8 + 4 + 4 = 22 bytes, then entries.
@@ -337,7 +383,12 @@ mod tests {
 
     #[test]
     fn a_directory_is_not_a_catalog() {
-        let d = Directory { label: "T1".into(), media_set: 5, sequence: 1, entries: vec![] };
+        let d = Directory {
+            label: "T1".into(),
+            media_set: 5,
+            sequence: 1,
+            entries: vec![],
+        };
         assert!(Catalog::decode(&d.encode()).is_err());
         assert!(Directory::decode(&d.encode()).is_ok());
     }

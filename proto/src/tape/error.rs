@@ -27,12 +27,19 @@ pub struct Location {
 impl Location {
     /// A location that only knows a byte offset.
     pub fn offset(offset: u64) -> Location {
-        Location { offset: Some(offset), ..Location::default() }
+        Location {
+            offset: Some(offset),
+            ..Location::default()
+        }
     }
 
     /// A location on the tape: file and record.
     pub fn record(file: u32, record: u64) -> Location {
-        Location { file: Some(file), record: Some(record), ..Location::default() }
+        Location {
+            file: Some(file),
+            record: Some(record),
+            ..Location::default()
+        }
     }
 
     /// Fill in what is not known yet: the tape label, the tape file, and the
@@ -88,34 +95,65 @@ pub enum TapeError {
     /// The device or image failed.
     #[error("tape I/O error while {action} at {at}: {source}")]
     Io {
-        at: Location,
+        at: Box<Location>,
         action: String,
         #[source]
         source: std::io::Error,
     },
     /// A structure or the container holds something it must not.
     #[error("corrupt {what} at {at}: expected {expected}, found {found}")]
-    Corrupt { at: Location, what: String, expected: String, found: String },
+    Corrupt {
+        at: Box<Location>,
+        what: String,
+        expected: String,
+        found: String,
+    },
     /// A CRC32C stored on tape does not match the bytes it covers.
     #[error("checksum mismatch in {what} at {at}: expected CRC32C {computed:#010x} (computed over the bytes read), found {stored:#010x} stored on tape")]
-    Checksum { at: Location, what: String, stored: u32, computed: u32 },
+    Checksum {
+        at: Box<Location>,
+        what: String,
+        stored: u32,
+        computed: u32,
+    },
     /// Something is larger than the limit that bounds memory.
     #[error("{what} too large at {at}: expected at most {limit} bytes, found {found}")]
-    TooLarge { at: Location, what: String, limit: u64, found: u64 },
+    TooLarge {
+        at: Box<Location>,
+        what: String,
+        limit: u64,
+        found: u64,
+    },
     /// The tape (image) ends where more was expected: a torn write.
     #[error("tape ends early at {at}: expected {expected}, found {found}")]
-    Truncated { at: Location, expected: String, found: String },
+    Truncated {
+        at: Box<Location>,
+        expected: String,
+        found: String,
+    },
     /// A tape file or structure that was asked for is not on the tape.
     #[error("not found at {at}: expected {expected}, found {found}")]
-    NotFound { at: Location, expected: String, found: String },
+    NotFound {
+        at: Box<Location>,
+        expected: String,
+        found: String,
+    },
     /// The caller asked for something the format cannot hold (nothing was written).
     #[error("invalid {what}: expected {expected}, found {found}")]
-    Invalid { what: String, expected: String, found: String },
+    Invalid {
+        what: String,
+        expected: String,
+        found: String,
+    },
 }
 
 impl TapeError {
     pub(crate) fn io(at: Location, action: impl Into<String>, source: std::io::Error) -> TapeError {
-        TapeError::Io { at, action: action.into(), source }
+        TapeError::Io {
+            at: Box::new(at),
+            action: action.into(),
+            source,
+        }
     }
 
     pub(crate) fn corrupt(
@@ -124,27 +162,54 @@ impl TapeError {
         expected: impl Into<String>,
         found: impl Into<String>,
     ) -> TapeError {
-        TapeError::Corrupt { at, what: what.into(), expected: expected.into(), found: found.into() }
+        TapeError::Corrupt {
+            at: Box::new(at),
+            what: what.into(),
+            expected: expected.into(),
+            found: found.into(),
+        }
     }
 
     pub(crate) fn checksum(at: Location, what: impl Into<String>, stored: u32, computed: u32) -> TapeError {
-        TapeError::Checksum { at, what: what.into(), stored, computed }
+        TapeError::Checksum {
+            at: Box::new(at),
+            what: what.into(),
+            stored,
+            computed,
+        }
     }
 
     pub(crate) fn too_large(at: Location, what: impl Into<String>, limit: u64, found: u64) -> TapeError {
-        TapeError::TooLarge { at, what: what.into(), limit, found }
+        TapeError::TooLarge {
+            at: Box::new(at),
+            what: what.into(),
+            limit,
+            found,
+        }
     }
 
     pub(crate) fn truncated(at: Location, expected: impl Into<String>, found: impl Into<String>) -> TapeError {
-        TapeError::Truncated { at, expected: expected.into(), found: found.into() }
+        TapeError::Truncated {
+            at: Box::new(at),
+            expected: expected.into(),
+            found: found.into(),
+        }
     }
 
     pub(crate) fn not_found(at: Location, expected: impl Into<String>, found: impl Into<String>) -> TapeError {
-        TapeError::NotFound { at, expected: expected.into(), found: found.into() }
+        TapeError::NotFound {
+            at: Box::new(at),
+            expected: expected.into(),
+            found: found.into(),
+        }
     }
 
     pub(crate) fn invalid(what: impl Into<String>, expected: impl Into<String>, found: impl Into<String>) -> TapeError {
-        TapeError::Invalid { what: what.into(), expected: expected.into(), found: found.into() }
+        TapeError::Invalid {
+            what: what.into(),
+            expected: expected.into(),
+            found: found.into(),
+        }
     }
 
     /// Where the error happened (None for [`TapeError::Invalid`]).
@@ -155,7 +220,7 @@ impl TapeError {
             | TapeError::Checksum { at, .. }
             | TapeError::TooLarge { at, .. }
             | TapeError::Truncated { at, .. }
-            | TapeError::NotFound { at, .. } => Some(at),
+            | TapeError::NotFound { at, .. } => Some(&**at),
             TapeError::Invalid { .. } => None,
         }
     }
@@ -168,7 +233,7 @@ impl TapeError {
             | TapeError::Checksum { at, .. }
             | TapeError::TooLarge { at, .. }
             | TapeError::Truncated { at, .. }
-            | TapeError::NotFound { at, .. } => Some(at),
+            | TapeError::NotFound { at, .. } => Some(&mut **at),
             TapeError::Invalid { .. } => None,
         }
     }
@@ -202,7 +267,10 @@ mod tests {
             segment: Some((42, 7)),
             offset: Some(1234),
         };
-        assert_eq!(at.to_string(), "tape \"DMC001\", tape file 5, record 3, segment ABS 42 seq 7, byte 1234");
+        assert_eq!(
+            at.to_string(),
+            "tape \"DMC001\", tape file 5, record 3, segment ABS 42 seq 7, byte 1234"
+        );
         assert_eq!(Location::default().to_string(), "an unknown position");
     }
 
@@ -215,6 +283,9 @@ mod tests {
         assert_eq!(at.file, Some(4));
         assert_eq!(at.label.as_deref(), Some("T1"));
         let msg = e.to_string();
-        assert!(msg.contains("expected a") && msg.contains("found b") && msg.contains("tape file 4"), "{msg}");
+        assert!(
+            msg.contains("expected a") && msg.contains("found b") && msg.contains("tape file 4"),
+            "{msg}"
+        );
     }
 }

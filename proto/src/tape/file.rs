@@ -20,7 +20,11 @@ pub struct FileStats {
 
 fn check_block_size(block_size: usize) -> Result<(), TapeError> {
     if block_size == 0 || block_size > MAX_BLOCK_SIZE {
-        return Err(TapeError::invalid("block size", format!("1 to {MAX_BLOCK_SIZE} bytes"), block_size.to_string()));
+        return Err(TapeError::invalid(
+            "block size",
+            format!("1 to {MAX_BLOCK_SIZE} bytes"),
+            block_size.to_string(),
+        ));
     }
     Ok(())
 }
@@ -36,7 +40,12 @@ pub struct FileWriter<'a, D: BlockDevice + ?Sized> {
 impl<'a, D: BlockDevice + ?Sized> FileWriter<'a, D> {
     pub fn new(dev: &'a mut D, block_size: usize) -> Result<Self, TapeError> {
         check_block_size(block_size)?;
-        Ok(FileWriter { dev, block_size, buf: Vec::new(), stats: FileStats::default() })
+        Ok(FileWriter {
+            dev,
+            block_size,
+            buf: Vec::new(),
+            stats: FileStats::default(),
+        })
     }
 
     fn emit(&mut self, record: &[u8]) -> Result<(), TapeError> {
@@ -90,7 +99,11 @@ impl<'a, D: BlockDevice + ?Sized> FileWriter<'a, D> {
 }
 
 /// Write `bytes` as one tape file of `block_size` records.
-pub fn write_file<D: BlockDevice + ?Sized>(dev: &mut D, block_size: usize, bytes: &[u8]) -> Result<FileStats, TapeError> {
+pub fn write_file<D: BlockDevice + ?Sized>(
+    dev: &mut D,
+    block_size: usize,
+    bytes: &[u8],
+) -> Result<FileStats, TapeError> {
     if bytes.is_empty() {
         return Err(TapeError::invalid("tape file", "at least one byte", "an empty file"));
     }
@@ -116,7 +129,15 @@ impl<'a, D: BlockDevice + ?Sized> FileReader<'a, D> {
     /// are errors.
     pub fn new(dev: &'a mut D, max_record: usize, limit: u64) -> Self {
         let file = dev.position().file;
-        FileReader { dev, max_record, limit, file, buf: Vec::new(), stats: FileStats::default(), done: false }
+        FileReader {
+            dev,
+            max_record,
+            limit,
+            file,
+            buf: Vec::new(),
+            stats: FileStats::default(),
+            done: false,
+        }
     }
 
     /// The tape file being read.
@@ -197,7 +218,14 @@ mod tests {
         w.write(&data[10..700]).unwrap();
         w.write(&data[700..]).unwrap();
         let st = w.finish().unwrap();
-        assert_eq!(st, FileStats { records: 4, bytes: 1000, crc32c: crc32c::crc32c(&data) });
+        assert_eq!(
+            st,
+            FileStats {
+                records: 4,
+                bytes: 1000,
+                crc32c: crc32c::crc32c(&data)
+            }
+        );
         write_file(&mut t, 1000, &data).unwrap();
         t.rewind().unwrap();
         let mut r = FileReader::new(&mut t, 300, 10_000);

@@ -11,7 +11,9 @@ use std::fmt;
 
 use super::block::{Block, BlockDevice};
 use super::bytes::{show_bytes, ENVELOPE_OVERHEAD};
-use super::directory::{Catalog, Directory, DirectoryEntry, FileKind, CATALOG_MAGIC, DIRECTORY_MAGIC, MAX_DIRECTORY_PAYLOAD};
+use super::directory::{
+    Catalog, Directory, DirectoryEntry, FileKind, CATALOG_MAGIC, DIRECTORY_MAGIC, MAX_DIRECTORY_PAYLOAD,
+};
 use super::error::Location;
 use super::file::FileStats;
 use super::labels::{EndLabels, LabelKind, VolumeLabels, LABEL_LEN};
@@ -170,7 +172,11 @@ pub fn scan_file<D: BlockDevice + ?Sized>(dev: &mut D, label: Option<&str>, bloc
     let end;
     loop {
         let pos = dev.position();
-        let res = if matches!(mode, Mode::Skip) { dev.skip_block() } else { dev.read_block(&mut buf, MAX_BLOCK_SIZE) };
+        let res = if matches!(mode, Mode::Skip) {
+            dev.skip_block()
+        } else {
+            dev.read_block(&mut buf, MAX_BLOCK_SIZE)
+        };
         let n = match res {
             Ok(Block::Record(n)) => n,
             Ok(Block::FileMark) => {
@@ -182,7 +188,11 @@ pub fn scan_file<D: BlockDevice + ?Sized>(dev: &mut D, label: Option<&str>, bloc
                 break;
             }
             Err(e) => {
-                end = if e.is_truncated() { FileEnd::Torn } else { FileEnd::Broken };
+                end = if e.is_truncated() {
+                    FileEnd::Torn
+                } else {
+                    FileEnd::Broken
+                };
                 problem = Some(locate(e, pos.record));
                 break;
             }
@@ -197,8 +207,14 @@ pub fn scan_file<D: BlockDevice + ?Sized>(dev: &mut D, label: Option<&str>, bloc
             Mode::Start => {
                 let magic = magic_of(&buf);
                 let limit = |max_payload: usize| max_payload + ENVELOPE_OVERHEAD;
-                mode = if n == LABEL_LEN && (buf.starts_with(b"VOL1") || buf.starts_with(b"EOF1") || buf.starts_with(b"EOV1")) {
-                    kind = if buf.starts_with(b"VOL1") { ScannedKind::VolumeLabels } else { ScannedKind::EndLabels };
+                mode = if n == LABEL_LEN
+                    && (buf.starts_with(b"VOL1") || buf.starts_with(b"EOF1") || buf.starts_with(b"EOV1"))
+                {
+                    kind = if buf.starts_with(b"VOL1") {
+                        ScannedKind::VolumeLabels
+                    } else {
+                        ScannedKind::EndLabels
+                    };
                     Mode::Labels(vec![buf.clone()])
                 } else if &magic == SEGMENT_MAGIC {
                     kind = ScannedKind::Segment;
@@ -224,12 +240,19 @@ pub fn scan_file<D: BlockDevice + ?Sized>(dev: &mut D, label: Option<&str>, bloc
                     match known.iter().find(|(m, _, _)| **m == magic) {
                         Some((_, k, lim)) => {
                             kind = *k;
-                            Mode::Buffer { magic, buf: buf.clone(), limit: *lim }
+                            Mode::Buffer {
+                                magic,
+                                buf: buf.clone(),
+                                limit: *lim,
+                            }
                         }
                         None => {
                             kind = ScannedKind::Unknown;
                             problem = problem.or(Some(TapeError::corrupt(
-                                Location { label: label.map(str::to_owned), ..Location::record(file, 0) },
+                                Location {
+                                    label: label.map(str::to_owned),
+                                    ..Location::record(file, 0)
+                                },
                                 "tape file",
                                 "labels or a structure of this system (magic DMC...)",
                                 show_bytes(&buf),
@@ -242,7 +265,10 @@ pub fn scan_file<D: BlockDevice + ?Sized>(dev: &mut D, label: Option<&str>, bloc
             Mode::Labels(v) => {
                 if v.len() >= 4 {
                     problem = problem.or(Some(TapeError::corrupt(
-                        Location { label: label.map(str::to_owned), ..Location::record(file, pos.record) },
+                        Location {
+                            label: label.map(str::to_owned),
+                            ..Location::record(file, pos.record)
+                        },
                         "label group",
                         "at most 3 label records",
                         "more",
@@ -261,7 +287,10 @@ pub fn scan_file<D: BlockDevice + ?Sized>(dev: &mut D, label: Option<&str>, bloc
             Mode::Buffer { buf: b, limit, .. } => {
                 if b.len() + n > *limit {
                     problem = problem.or(Some(TapeError::too_large(
-                        Location { label: label.map(str::to_owned), ..Location::record(file, pos.record) },
+                        Location {
+                            label: label.map(str::to_owned),
+                            ..Location::record(file, pos.record)
+                        },
                         format!("{} tape file", kind.name()),
                         *limit as u64,
                         (b.len() + n) as u64,
@@ -277,15 +306,23 @@ pub fn scan_file<D: BlockDevice + ?Sized>(dev: &mut D, label: Option<&str>, bloc
         let labels = matches!(kind, ScannedKind::VolumeLabels | ScannedKind::EndLabels);
         if let (Some(bs), false) = (block_size, labels) {
             let bad = if let Some((r, len)) = short_record {
-                Some(format!("record {r} of {len} bytes is short but not the last record of the file"))
+                Some(format!(
+                    "record {r} of {len} bytes is short but not the last record of the file"
+                ))
             } else if n > bs {
-                Some(format!("record {} of {n} bytes is longer than the block size", pos.record))
+                Some(format!(
+                    "record {} of {n} bytes is longer than the block size",
+                    pos.record
+                ))
             } else {
                 None
             };
             if let (Some(found), None) = (bad, &problem) {
                 problem = Some(TapeError::corrupt(
-                    Location { label: label.map(str::to_owned), ..Location::record(file, pos.record) },
+                    Location {
+                        label: label.map(str::to_owned),
+                        ..Location::record(file, pos.record)
+                    },
                     "tape file records",
                     format!("records of {bs} bytes (only the last one shorter)"),
                     found,
@@ -300,18 +337,31 @@ pub fn scan_file<D: BlockDevice + ?Sized>(dev: &mut D, label: Option<&str>, bloc
     if end != FileEnd::TapeMark {
         if stats.records > 0 && end == FileEnd::EndOfData {
             problem = Some(TapeError::truncated(
-                Location { label: label.map(str::to_owned), ..Location::record(file, stats.records) },
+                Location {
+                    label: label.map(str::to_owned),
+                    ..Location::record(file, stats.records)
+                },
                 format!("the tape mark ending tape file {file}"),
                 "the end of data",
             ));
         }
-        return ScannedFile { file, stats, kind, content: None, segment, problem, end };
+        return ScannedFile {
+            file,
+            stats,
+            kind,
+            content: None,
+            segment,
+            problem,
+            end,
+        };
     }
     let mut content = None;
     if problem.is_none() {
         let decoded = match mode {
             Mode::Start | Mode::Skip => Ok(None),
-            Mode::Labels(v) if kind == ScannedKind::VolumeLabels => VolumeLabels::parse(&v).map(|l| Some(FileContent::VolumeLabels(l))),
+            Mode::Labels(v) if kind == ScannedKind::VolumeLabels => {
+                VolumeLabels::parse(&v).map(|l| Some(FileContent::VolumeLabels(l)))
+            }
             Mode::Labels(v) => EndLabels::parse(&v, file).map(|l| Some(FileContent::EndLabels(l))),
             Mode::Segment(r) => r.finish().map(|s| Some(FileContent::Segment(s.summary))),
             Mode::Buffer { magic, buf, .. } => decode_buffer(&magic, &buf),
@@ -321,7 +371,15 @@ pub fn scan_file<D: BlockDevice + ?Sized>(dev: &mut D, label: Option<&str>, bloc
             Err(e) => problem = Some(locate(e, stats.records.saturating_sub(1))),
         }
     }
-    ScannedFile { file, stats, kind, content, segment, problem, end }
+    ScannedFile {
+        file,
+        stats,
+        kind,
+        content,
+        segment,
+        problem,
+        end,
+    }
 }
 
 fn decode_buffer(magic: &[u8; 8], buf: &[u8]) -> Result<Option<FileContent>, TapeError> {
@@ -405,7 +463,11 @@ fn report_line(s: &ScannedFile) -> FileReport {
             if l.continues() { "EOV" } else { "EOF" },
             if l.continues() { "EOV" } else { "EOF" },
             l.label1.block_count,
-            if l.continues() { ", continues on the next tape" } else { "" }
+            if l.continues() {
+                ", continues on the next tape"
+            } else {
+                ""
+            }
         ),
         Some(FileContent::NodeHeader(h)) => format!(
             "tape {} pool {:?} media set {} seq {} block {} format {}",
@@ -467,9 +529,9 @@ pub fn scan_tape<D: BlockDevice + ?Sized>(dev: &mut D) -> Result<(Vec<ScannedFil
             FileEnd::TapeMark if s.stats.records == 0 => Some(ScanStop::LogicalEnd { empty_file: file }),
             FileEnd::TapeMark => None,
             FileEnd::EndOfData => Some(ScanStop::EndOfData),
-            FileEnd::Torn | FileEnd::Broken => {
-                Some(ScanStop::Error(s.problem.as_ref().map(ToString::to_string).unwrap_or_default()))
-            }
+            FileEnd::Torn | FileEnd::Broken => Some(ScanStop::Error(
+                s.problem.as_ref().map(ToString::to_string).unwrap_or_default(),
+            )),
         };
         if s.stats.records > 0 || s.problem.is_some() {
             files.push(s);
@@ -489,7 +551,12 @@ fn report_from(files: &[ScannedFile], stop: ScanStop) -> TapeReport {
         Some(FileContent::NodeHeader(h)) => Some(h.clone()),
         _ => None,
     });
-    TapeReport { labels, header, files: files.iter().map(report_line).collect(), stop }
+    TapeReport {
+        labels,
+        header,
+        files: files.iter().map(report_line).collect(),
+        stop,
+    }
 }
 
 /// List every tape file by scanning the whole tape (no database needed).
@@ -595,8 +662,18 @@ pub fn verify<D: BlockDevice>(mut dev: D) -> Result<VerifyReport, TapeError> {
     let data_files = (i - 2) as u32;
 
     // The end: DIRECTORY, NODE-TRAILER, CATALOG, end labels, logical end.
-    let expect = ["DIRECTORY", "NODE-TRAILER", "CATALOG", "end labels (EOF1 EOF2 or EOV1 EOV2)"];
-    let kinds = [ScannedKind::Directory, ScannedKind::NodeTrailer, ScannedKind::Catalog, ScannedKind::EndLabels];
+    let expect = [
+        "DIRECTORY",
+        "NODE-TRAILER",
+        "CATALOG",
+        "end labels (EOF1 EOF2 or EOV1 EOV2)",
+    ];
+    let kinds = [
+        ScannedKind::Directory,
+        ScannedKind::NodeTrailer,
+        ScannedKind::Catalog,
+        ScannedKind::EndLabels,
+    ];
     let stop_text = match &stop {
         ScanStop::LogicalEnd { .. } => "the logical end of tape (two tape marks)".to_owned(),
         ScanStop::EndOfData => "the end of data".to_owned(),
@@ -624,9 +701,10 @@ pub fn verify<D: BlockDevice>(mut dev: D) -> Result<VerifyReport, TapeError> {
     if tail.len() == 4 {
         match &stop {
             ScanStop::LogicalEnd { .. } if files.len() == i + 4 => {}
-            ScanStop::LogicalEnd { .. } | ScanStop::EndOfData if files.len() > i + 4 => {
-                problem(Some((i + 4) as u32), "expected the logical end of tape after the end labels, found another tape file".into())
-            }
+            ScanStop::LogicalEnd { .. } | ScanStop::EndOfData if files.len() > i + 4 => problem(
+                Some((i + 4) as u32),
+                "expected the logical end of tape after the end labels, found another tape file".into(),
+            ),
             ScanStop::EndOfData => problem(
                 Some((i + 4) as u32),
                 "expected a second tape mark after the end labels (the logical end), found the end of data".into(),
@@ -668,21 +746,44 @@ pub fn verify<D: BlockDevice>(mut dev: D) -> Result<VerifyReport, TapeError> {
         if d.entries.len() != data_files as usize {
             problem(
                 Some(dir_file),
-                format!("DIRECTORY lists {} data files, the scan found {data_files}", d.entries.len()),
+                format!(
+                    "DIRECTORY lists {} data files, the scan found {data_files}",
+                    d.entries.len()
+                ),
             );
         }
         for (k, e) in d.entries.iter().enumerate() {
             let scanned = files.get(2 + k).and_then(ScannedFile::directory_entry);
             match scanned {
                 Some(s) if s == *e => {}
-                Some(s) => problem(Some(e.file_number), format!("DIRECTORY entry {k} says {e:?}, the scan found {s:?}")),
-                None => problem(Some(e.file_number), format!("DIRECTORY entry {k} says {e:?}, the scan found no valid data file there")),
+                Some(s) => problem(
+                    Some(e.file_number),
+                    format!("DIRECTORY entry {k} says {e:?}, the scan found {s:?}"),
+                ),
+                None => problem(
+                    Some(e.file_number),
+                    format!("DIRECTORY entry {k} says {e:?}, the scan found no valid data file there"),
+                ),
             }
         }
     }
     if let (Some(t), Some(h)) = (trailer, header) {
-        let want = (h.label.as_str(), h.media_set, h.sequence, data_files, data_bytes, dir_file);
-        let got = (t.label.as_str(), t.media_set, t.sequence, t.file_count, t.data_bytes, t.directory_file);
+        let want = (
+            h.label.as_str(),
+            h.media_set,
+            h.sequence,
+            data_files,
+            data_bytes,
+            dir_file,
+        );
+        let got = (
+            t.label.as_str(),
+            t.media_set,
+            t.sequence,
+            t.file_count,
+            t.data_bytes,
+            t.directory_file,
+        );
         if want != got {
             problem(
                 Some(dir_file + 1),
@@ -693,7 +794,14 @@ pub fn verify<D: BlockDevice>(mut dev: D) -> Result<VerifyReport, TapeError> {
         }
         if let Some(e) = end {
             if e.continues() != t.continues {
-                problem(Some(dir_file + 1), format!("NODE-TRAILER continues = {}, but the end labels say {}", t.continues, if e.continues() { "EOV" } else { "EOF" }));
+                problem(
+                    Some(dir_file + 1),
+                    format!(
+                        "NODE-TRAILER continues = {}, but the end labels say {}",
+                        t.continues,
+                        if e.continues() { "EOV" } else { "EOF" }
+                    ),
+                );
             }
         }
     }
@@ -741,12 +849,18 @@ pub fn verify<D: BlockDevice>(mut dev: D) -> Result<VerifyReport, TapeError> {
         h1.kind = LabelKind::Hdr;
         h1.block_count = 0;
         if h1 != l.hdr1 {
-            problem(Some(dir_file + 3), format!("end label 1 {:?} does not repeat HDR1 {:?}", e.label1, l.hdr1));
+            problem(
+                Some(dir_file + 3),
+                format!("end label 1 {:?} does not repeat HDR1 {:?}", e.label1, l.hdr1),
+            );
         }
         let mut h2 = e.label2.clone();
         h2.kind = LabelKind::Hdr;
         if h2 != l.hdr2 {
-            problem(Some(dir_file + 3), format!("end label 2 {:?} does not repeat HDR2 {:?}", e.label2, l.hdr2));
+            problem(
+                Some(dir_file + 3),
+                format!("end label 2 {:?} does not repeat HDR2 {:?}", e.label2, l.hdr2),
+            );
         }
     }
     let continues = end.is_some_and(EndLabels::continues);
@@ -799,7 +913,11 @@ impl fmt::Display for TapeReport {
         }
         match &self.stop {
             ScanStop::LogicalEnd { empty_file } => {
-                writeln!(f, "end: logical end of tape (two tape marks) after tape file {}", empty_file.saturating_sub(1))
+                writeln!(
+                    f,
+                    "end: logical end of tape (two tape marks) after tape file {}",
+                    empty_file.saturating_sub(1)
+                )
             }
             ScanStop::EndOfData => writeln!(f, "end: end of data without a logical end (tape not finished)"),
             ScanStop::Error(e) => writeln!(f, "end: scan stopped: {e}"),

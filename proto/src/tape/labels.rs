@@ -75,6 +75,8 @@ pub struct LabelDate {
     pub day_of_year: u16,
 }
 
+// `is_multiple_of` needs Rust 1.87; the workspace's rust-version is 1.85.
+#[allow(clippy::manual_is_multiple_of)]
 fn is_leap(y: u64) -> bool {
     (y % 4 == 0 && y % 100 != 0) || y % 400 == 0
 }
@@ -92,10 +94,17 @@ impl LabelDate {
             days -= len;
             year += 1;
             if year > 2999 {
-                return Err(TapeError::invalid("label date", "a time before the year 3000", format!("unix time {secs}")));
+                return Err(TapeError::invalid(
+                    "label date",
+                    "a time before the year 3000",
+                    format!("unix time {secs}"),
+                ));
             }
         }
-        Ok(LabelDate { year: year as u16, day_of_year: days as u16 + 1 })
+        Ok(LabelDate {
+            year: year as u16,
+            day_of_year: days as u16 + 1,
+        })
     }
 
     fn encode(date: Option<LabelDate>) -> Result<[u8; 6], TapeError> {
@@ -103,15 +112,27 @@ impl LabelDate {
         let c = match d.year {
             1900..=1999 => b' ',
             2000..=2999 => b'0' + ((d.year - 2000) / 100) as u8,
-            _ => return Err(TapeError::invalid("label date", "a year from 1900 to 2999", d.year.to_string())),
+            _ => {
+                return Err(TapeError::invalid(
+                    "label date",
+                    "a year from 1900 to 2999",
+                    d.year.to_string(),
+                ))
+            }
         };
         let max_day = if is_leap(d.year as u64) { 366 } else { 365 };
         if d.day_of_year == 0 || d.day_of_year > max_day {
-            return Err(TapeError::invalid("label date", format!("a day of the year 1 to {max_day}"), d.day_of_year.to_string()));
+            return Err(TapeError::invalid(
+                "label date",
+                format!("a day of the year 1 to {max_day}"),
+                d.day_of_year.to_string(),
+            ));
         }
         let s = format!("{:02}{:03}", d.year % 100, d.day_of_year);
         let mut out = [c; 6];
-        out[1..].copy_from_slice(s.as_bytes());
+        for (o, d) in out.iter_mut().skip(1).zip(s.bytes()) {
+            *o = d;
+        }
         Ok(out)
     }
 }
@@ -194,7 +215,10 @@ struct Out {
 
 impl Out {
     fn new(label: &'static str) -> Out {
-        Out { rec: [b' '; LABEL_LEN], label }
+        Out {
+            rec: [b' '; LABEL_LEN],
+            label,
+        }
     }
     fn raw(&mut self, from: usize, bytes: &[u8]) {
         if let Some(dst) = self.rec.get_mut(from - 1..from - 1 + bytes.len()) {
@@ -244,7 +268,10 @@ impl<'a> In<'a> {
                 format!("{} bytes", rec.len()),
             ));
         }
-        Ok(In { rec, label: label.to_owned() })
+        Ok(In {
+            rec,
+            label: label.to_owned(),
+        })
     }
     fn field(&self, from: usize, to: usize) -> &'a [u8] {
         self.rec.get(from - 1..to).unwrap_or(&[])
@@ -332,13 +359,22 @@ impl Vol1 {
         let mut o = Out::new("VOL1");
         o.raw(1, b"VOL1");
         if self.volume_id.is_empty() {
-            return Err(TapeError::invalid("VOL1 positions 5-10 (volume identifier)", "1 to 6 a-characters", "\"\""));
+            return Err(TapeError::invalid(
+                "VOL1 positions 5-10 (volume identifier)",
+                "1 to 6 a-characters",
+                "\"\"",
+            ));
         }
         o.text(5, 10, "volume identifier", &self.volume_id)?;
         o.text(11, 11, "accessibility", &char::from(self.accessibility).to_string())?;
         o.text(25, 37, "implementation identifier", &self.implementation_id)?;
         o.text(38, 51, "owner identifier", &self.owner_id)?;
-        o.text(80, 80, "label standard version", &char::from(self.label_version).to_string())?;
+        o.text(
+            80,
+            80,
+            "label standard version",
+            &char::from(self.label_version).to_string(),
+        )?;
         Ok(o.rec)
     }
 
@@ -358,7 +394,13 @@ impl Vol1 {
         let owner_id = i.text(38, 51, "owner identifier")?;
         i.spaces(52, 79, "reserved")?;
         i.literal(80, 80, "label standard version", &[LABEL_STANDARD_VERSION])?;
-        Ok(Vol1 { volume_id, accessibility, implementation_id, owner_id, label_version: LABEL_STANDARD_VERSION })
+        Ok(Vol1 {
+            volume_id,
+            accessibility,
+            implementation_id,
+            owner_id,
+            label_version: LABEL_STANDARD_VERSION,
+        })
     }
 }
 
@@ -428,7 +470,10 @@ impl FileLabel1 {
     pub fn parse(rec: &[u8]) -> Result<FileLabel1, TapeError> {
         let i = In::new(rec, "HDR1/EOF1/EOV1")?;
         let kind = kind_of(&i, b'1')?;
-        let i = In { label: format!("{}1", String::from_utf8_lossy(kind.prefix())), ..i };
+        let i = In {
+            label: format!("{}1", String::from_utf8_lossy(kind.prefix())),
+            ..i
+        };
         let accessibility = i.byte(54);
         if !is_a_char(accessibility) {
             return Err(i.err(54, 54, "accessibility", "an a-character"));
@@ -467,7 +512,10 @@ impl FileLabel2 {
     }
 
     pub fn end(&self, continues: bool) -> FileLabel2 {
-        FileLabel2 { kind: if continues { LabelKind::Eov } else { LabelKind::Eof }, ..self.clone() }
+        FileLabel2 {
+            kind: if continues { LabelKind::Eov } else { LabelKind::Eof },
+            ..self.clone()
+        }
     }
 
     pub fn encode(&self) -> Result<[u8; LABEL_LEN], TapeError> {
@@ -485,7 +533,10 @@ impl FileLabel2 {
     pub fn parse(rec: &[u8]) -> Result<FileLabel2, TapeError> {
         let i = In::new(rec, "HDR2/EOF2/EOV2")?;
         let kind = kind_of(&i, b'2')?;
-        let i = In { label: format!("{}2", String::from_utf8_lossy(kind.prefix())), ..i };
+        let i = In {
+            label: format!("{}2", String::from_utf8_lossy(kind.prefix())),
+            ..i
+        };
         i.literal(5, 5, "record format", b"U")?;
         let block_length = i.digits(6, 10, "block length")? as u32;
         let record_length = i.digits(11, 15, "record length")? as u32;
@@ -497,7 +548,12 @@ impl FileLabel2 {
             .map_err(|_| i.err(16, 25, "block size (implementation use)", "a block size below 2^32"))?;
         let want_bl = if block_size <= 99_999 { block_size } else { 0 };
         if block_length != want_bl {
-            return Err(i.err(6, 10, "block length", format!("{want_bl:05} (the block size {block_size})")));
+            return Err(i.err(
+                6,
+                10,
+                "block length",
+                format!("{want_bl:05} (the block size {block_size})"),
+            ));
         }
         if record_length != block_length {
             return Err(i.err(11, 15, "record length", format!("{block_length:05} (the block length)")));
@@ -505,7 +561,14 @@ impl FileLabel2 {
         if buffer_offset_length != 0 {
             return Err(i.err(51, 52, "buffer-offset length", "\"00\""));
         }
-        Ok(FileLabel2 { kind, record_format: b'U', block_length, record_length, block_size, buffer_offset_length })
+        Ok(FileLabel2 {
+            kind,
+            record_format: b'U',
+            block_length,
+            record_length,
+            block_size,
+            buffer_offset_length,
+        })
     }
 }
 
@@ -548,7 +611,10 @@ impl VolumeLabels {
     pub fn parse(records: &[Vec<u8>]) -> Result<VolumeLabels, TapeError> {
         if records.len() != 3 {
             return Err(TapeError::corrupt(
-                Location { file: Some(0), ..Location::default() },
+                Location {
+                    file: Some(0),
+                    ..Location::default()
+                },
                 "volume label group",
                 "3 records (VOL1, HDR1, HDR2)",
                 format!("{} records", records.len()),
@@ -567,10 +633,16 @@ impl VolumeLabels {
         let hdr1 = FileLabel1::parse(rec(1)).map_err(|e| at(1, e))?;
         let hdr2 = FileLabel2::parse(rec(2)).map_err(|e| at(2, e))?;
         if hdr1.kind != LabelKind::Hdr {
-            return Err(at(1, TapeError::corrupt(Location::default(), "second label", "HDR1", format!("{:?}1", hdr1.kind))));
+            return Err(at(
+                1,
+                TapeError::corrupt(Location::default(), "second label", "HDR1", format!("{:?}1", hdr1.kind)),
+            ));
         }
         if hdr2.kind != LabelKind::Hdr {
-            return Err(at(2, TapeError::corrupt(Location::default(), "third label", "HDR2", format!("{:?}2", hdr2.kind))));
+            return Err(at(
+                2,
+                TapeError::corrupt(Location::default(), "third label", "HDR2", format!("{:?}2", hdr2.kind)),
+            ));
         }
         Ok(VolumeLabels { vol1, hdr1, hdr2 })
     }
@@ -597,7 +669,10 @@ impl EndLabels {
     pub fn parse(records: &[Vec<u8>], file: u32) -> Result<EndLabels, TapeError> {
         if records.len() != 2 {
             return Err(TapeError::corrupt(
-                Location { file: Some(file), ..Location::default() },
+                Location {
+                    file: Some(file),
+                    ..Location::default()
+                },
                 "end label group",
                 "2 records (EOF1 EOF2 or EOV1 EOV2)",
                 format!("{} records", records.len()),
@@ -638,9 +713,27 @@ mod tests {
 
     #[test]
     fn dates() {
-        assert_eq!(LabelDate::from_unix(0).unwrap(), LabelDate { year: 1970, day_of_year: 1 });
-        assert_eq!(LabelDate::from_unix(T).unwrap(), LabelDate { year: 2024, day_of_year: 61 });
-        assert_eq!(LabelDate::from_unix(1_735_603_200).unwrap(), LabelDate { year: 2024, day_of_year: 366 });
+        assert_eq!(
+            LabelDate::from_unix(0).unwrap(),
+            LabelDate {
+                year: 1970,
+                day_of_year: 1
+            }
+        );
+        assert_eq!(
+            LabelDate::from_unix(T).unwrap(),
+            LabelDate {
+                year: 2024,
+                day_of_year: 61
+            }
+        );
+        assert_eq!(
+            LabelDate::from_unix(1_735_603_200).unwrap(),
+            LabelDate {
+                year: 2024,
+                day_of_year: 366
+            }
+        );
         assert_eq!(&LabelDate::encode(LabelDate::from_unix(T).ok()).unwrap(), b"024061");
         assert_eq!(&LabelDate::encode(LabelDate::from_unix(0).ok()).unwrap(), b" 70001");
         assert_eq!(&LabelDate::encode(None).unwrap(), b" 00000");
@@ -699,7 +792,10 @@ mod tests {
         let e1 = eof1.encode().unwrap();
         assert_eq!(&e1[0..4], b"EOF1");
         assert_eq!(&e1[54..60], b"234567");
-        let end = EndLabels { label1: l.hdr1.end(true, 5), label2: l.hdr2.end(true) };
+        let end = EndLabels {
+            label1: l.hdr1.end(true, 5),
+            label2: l.hdr2.end(true),
+        };
         let [a, b] = end.encode().unwrap();
         assert_eq!(&a[0..4], b"EOV1");
         assert_eq!(&b[0..4], b"EOV2");
@@ -723,7 +819,10 @@ mod tests {
         let mut bad = rec;
         bad[79] = b'3';
         let e = Vol1::parse(&bad).unwrap_err().to_string();
-        assert!(e.contains("positions 80-80 (label standard version)") && e.contains("\"3\""), "{e}");
+        assert!(
+            e.contains("positions 80-80 (label standard version)") && e.contains("\"3\""),
+            "{e}"
+        );
         let mut bad = rec;
         bad[15] = b'X';
         let e = Vol1::parse(&bad).unwrap_err().to_string();
@@ -737,7 +836,10 @@ mod tests {
         let mut bad = h1;
         bad[56] = b'x';
         let e = FileLabel1::parse(&bad).unwrap_err().to_string();
-        assert!(e.contains("HDR1 label positions 55-60 (block count)") && e.contains("decimal digits"), "{e}");
+        assert!(
+            e.contains("HDR1 label positions 55-60 (block count)") && e.contains("decimal digits"),
+            "{e}"
+        );
         let mut bad = h1;
         bad[44..47].copy_from_slice(b"999"); // creation date 024061 -> 024999
 

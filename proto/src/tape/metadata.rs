@@ -100,7 +100,13 @@ impl AbsMetadata {
                 self.map.extents.len().to_string(),
             ));
         }
-        if let Some((i, e)) = self.map.extents.iter().enumerate().find(|(_, e)| e.volume as usize >= self.map.volumes.len()) {
+        if let Some((i, e)) = self
+            .map
+            .extents
+            .iter()
+            .enumerate()
+            .find(|(_, e)| e.volume as usize >= self.map.volumes.len())
+        {
             return Err(TapeError::invalid(
                 what(&format!("extent {i}")),
                 format!("a volume index below {}", self.map.volumes.len()),
@@ -129,7 +135,10 @@ impl AbsMetadata {
             .u64(self.map.object_size)
             .len32(self.map.volumes.len());
         for v in &self.map.volumes {
-            w.str(&v.name).u32(v.geometry.block_size).u32(v.geometry.track_size).u64(v.size);
+            w.str(&v.name)
+                .u32(v.geometry.block_size)
+                .u32(v.geometry.track_size)
+                .u64(v.size);
         }
         w.len32(self.map.extents.len());
         for e in &self.map.extents {
@@ -139,7 +148,13 @@ impl AbsMetadata {
     }
 
     pub fn decode(bytes: &[u8]) -> Result<AbsMetadata, TapeError> {
-        let mut r = unseal(bytes, METADATA_MAGIC, METADATA_VERSION, "ABS-METADATA", MAX_METADATA_PAYLOAD)?;
+        let mut r = unseal(
+            bytes,
+            METADATA_MAGIC,
+            METADATA_VERSION,
+            "ABS-METADATA",
+            MAX_METADATA_PAYLOAD,
+        )?;
         let abs_id = r.u64("abs_id")?;
         let kind_at = r.offset();
         let kind = match r.u8("kind")? {
@@ -168,7 +183,11 @@ impl AbsMetadata {
             let block_size = r.u32("volume block_size")?;
             let track_size = r.u32("volume track_size")?;
             let size = r.u64("volume size")?;
-            volumes.push(VolumeRef { name, geometry: Geometry { block_size, track_size }, size });
+            volumes.push(VolumeRef {
+                name,
+                geometry: Geometry { block_size, track_size },
+                size,
+            });
         }
         let next = r.count("extent count", MAX_MAP_EXTENTS, EXTENT_BYTES)?;
         let mut extents = Vec::with_capacity(next);
@@ -186,7 +205,12 @@ impl AbsMetadata {
                 ));
             }
             let volume_offset = r.u64("extent volume_offset")?;
-            extents.push(MapExtent { logical_offset, length, volume, volume_offset });
+            extents.push(MapExtent {
+                logical_offset,
+                length,
+                volume,
+                volume_offset,
+            });
         }
         r.finish()?;
         Ok(AbsMetadata {
@@ -198,7 +222,11 @@ impl AbsMetadata {
             segment_count,
             track_count,
             data_bytes,
-            map: AbsMap { volumes, extents, object_size },
+            map: AbsMap {
+                volumes,
+                extents,
+                object_size,
+            },
         })
     }
 }
@@ -219,12 +247,36 @@ mod tests {
             data_bytes: 6_553_600,
             map: AbsMap {
                 volumes: vec![
-                    VolumeRef { name: "vol-a".into(), geometry: Geometry { block_size: 4096, track_size: 65536 }, size: 1 << 30 },
-                    VolumeRef { name: "vol-b".into(), geometry: Geometry { block_size: 512, track_size: 32768 }, size: 1 << 20 },
+                    VolumeRef {
+                        name: "vol-a".into(),
+                        geometry: Geometry {
+                            block_size: 4096,
+                            track_size: 65536,
+                        },
+                        size: 1 << 30,
+                    },
+                    VolumeRef {
+                        name: "vol-b".into(),
+                        geometry: Geometry {
+                            block_size: 512,
+                            track_size: 32768,
+                        },
+                        size: 1 << 20,
+                    },
                 ],
                 extents: vec![
-                    MapExtent { logical_offset: 0, length: 8192, volume: 1, volume_offset: 4096 },
-                    MapExtent { logical_offset: 8192, length: 4096, volume: 0, volume_offset: 0 },
+                    MapExtent {
+                        logical_offset: 0,
+                        length: 8192,
+                        volume: 1,
+                        volume_offset: 4096,
+                    },
+                    MapExtent {
+                        logical_offset: 8192,
+                        length: 4096,
+                        volume: 0,
+                        volume_offset: 0,
+                    },
                 ],
                 object_size: 12288,
             },

@@ -50,7 +50,11 @@ pub struct NodeHeader {
 /// Check a tape label: 1 to 6 characters A–Z, 0–9.
 pub fn check_label(label: &str) -> Result<(), TapeError> {
     if label.is_empty() || label.len() > 6 || !label.bytes().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit()) {
-        return Err(TapeError::invalid("tape label", "1 to 6 characters A-Z, 0-9", format!("{label:?}")));
+        return Err(TapeError::invalid(
+            "tape label",
+            "1 to 6 characters A-Z, 0-9",
+            format!("{label:?}"),
+        ));
     }
     Ok(())
 }
@@ -66,14 +70,28 @@ fn check_owner(owner: &str) -> Result<(), TapeError> {
     Ok(())
 }
 
-pub(crate) fn check_params(label: &str, pool: &str, sequence: u32, block_size: usize, owner: &str) -> Result<(), TapeError> {
+pub(crate) fn check_params(
+    label: &str,
+    pool: &str,
+    sequence: u32,
+    block_size: usize,
+    owner: &str,
+) -> Result<(), TapeError> {
     check_label(label)?;
     check_owner(owner)?;
     if pool.len() > MAX_POOL_LEN {
-        return Err(TapeError::invalid("pool name", format!("at most {MAX_POOL_LEN} bytes"), format!("{} bytes", pool.len())));
+        return Err(TapeError::invalid(
+            "pool name",
+            format!("at most {MAX_POOL_LEN} bytes"),
+            format!("{} bytes", pool.len()),
+        ));
     }
     if !(1..=9999).contains(&sequence) {
-        return Err(TapeError::invalid("media-set sequence", "1 to 9999", sequence.to_string()));
+        return Err(TapeError::invalid(
+            "media-set sequence",
+            "1 to 9999",
+            sequence.to_string(),
+        ));
     }
     if !(MIN_BLOCK_SIZE..=MAX_BLOCK_SIZE).contains(&block_size) {
         return Err(TapeError::invalid(
@@ -135,7 +153,15 @@ impl NodeHeader {
                 format!("{label:?}"),
             ));
         }
-        Ok(NodeHeader { label, pool, media_set, sequence, block_size, created_unix, format_version })
+        Ok(NodeHeader {
+            label,
+            pool,
+            media_set,
+            sequence,
+            block_size,
+            created_unix,
+            format_version,
+        })
     }
 }
 
@@ -182,7 +208,13 @@ impl NodeTrailer {
     }
 
     pub fn decode(bytes: &[u8]) -> Result<NodeTrailer, TapeError> {
-        let mut r = unseal(bytes, NODE_TRAILER_MAGIC, NODE_VERSION, "NODE-TRAILER", MAX_NODE_PAYLOAD)?;
+        let mut r = unseal(
+            bytes,
+            NODE_TRAILER_MAGIC,
+            NODE_VERSION,
+            "NODE-TRAILER",
+            MAX_NODE_PAYLOAD,
+        )?;
         let t = NodeTrailer {
             media_set: r.u64("media_set")?,
             sequence: r.u32("sequence")?,

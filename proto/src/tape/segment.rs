@@ -96,13 +96,25 @@ impl SegmentHeader {
             ));
         }
         let covered = bytes.get(..60).unwrap_or(&[]);
-        let stored = bytes.get(60..64).and_then(|s| <[u8; 4]>::try_from(s).ok()).map(u32::from_le_bytes);
+        let stored = bytes
+            .get(60..64)
+            .and_then(|s| <[u8; 4]>::try_from(s).ok())
+            .map(u32::from_le_bytes);
         let Some(stored) = stored else {
-            return Err(r.error("header", format!("{SEGMENT_HEADER_LEN} bytes"), format!("{} bytes", bytes.len())));
+            return Err(r.error(
+                "header",
+                format!("{SEGMENT_HEADER_LEN} bytes"),
+                format!("{} bytes", bytes.len()),
+            ));
         };
         let computed = crc32c::crc32c(covered);
         if stored != computed {
-            return Err(TapeError::checksum(Location::offset(60), "SEGMENT-HEADER", stored, computed));
+            return Err(TapeError::checksum(
+                Location::offset(60),
+                "SEGMENT-HEADER",
+                stored,
+                computed,
+            ));
         }
         let version = r.u16("version")?;
         if version != SEGMENT_VERSION {
@@ -129,7 +141,12 @@ impl SegmentHeader {
         r.zeros(20, "reserved")?;
         r.u32("crc32c")?;
         r.finish()?;
-        Ok(SegmentHeader { abs_id, seq, channel_id, created_unix })
+        Ok(SegmentHeader {
+            abs_id,
+            seq,
+            channel_id,
+            created_unix,
+        })
     }
 }
 
@@ -173,7 +190,12 @@ pub struct VerifiedSegment {
 /// | 28     | 4    | u32     | CRC32C of bytes 0..28                   |
 fn encode_track_header(addr: TrackAddr, len: u32, data_crc: u32) -> [u8; TRACK_HEADER_LEN] {
     let mut w = ByteWriter::with_capacity(TRACK_HEADER_LEN);
-    w.bytes(TRACK_MAGIC).u16(addr.volume).u16(0).u32(len).u64(addr.track).u32(data_crc);
+    w.bytes(TRACK_MAGIC)
+        .u16(addr.volume)
+        .u16(0)
+        .u32(len)
+        .u64(addr.track)
+        .u32(data_crc);
     let crc = crc32c::crc32c(w.as_slice());
     w.u32(crc);
     let mut out = [0u8; TRACK_HEADER_LEN];
@@ -226,7 +248,11 @@ impl<W: Write> SegmentWriter<W> {
     pub fn new(mut w: W, header: SegmentHeader) -> Result<Self, TapeError> {
         let h = header.encode();
         w.write_all(&h).map_err(|e| {
-            let at = Location { segment: Some((header.abs_id, header.seq)), offset: Some(0), ..Location::default() };
+            let at = Location {
+                segment: Some((header.abs_id, header.seq)),
+                offset: Some(0),
+                ..Location::default()
+            };
             TapeError::io(at, "writing the segment header", e)
         })?;
         Ok(SegmentWriter {
@@ -240,20 +266,31 @@ impl<W: Write> SegmentWriter<W> {
     }
 
     fn at(&self) -> Location {
-        Location { segment: Some((self.header.abs_id, self.header.seq)), offset: Some(self.bytes), ..Location::default() }
+        Location {
+            segment: Some((self.header.abs_id, self.header.seq)),
+            offset: Some(self.bytes),
+            ..Location::default()
+        }
     }
 
     /// Append one track record (`data.len()` ≤ [`super::MAX_TRACK_SIZE`]).
     pub fn append_track(&mut self, addr: TrackAddr, data: &[u8]) -> Result<(), TapeError> {
         if data.len() > MAX_TRACK_SIZE {
             return Err(TapeError::invalid(
-                format!("track {}:{} of segment ABS {} seq {}", addr.volume, addr.track, self.header.abs_id, self.header.seq),
+                format!(
+                    "track {}:{} of segment ABS {} seq {}",
+                    addr.volume, addr.track, self.header.abs_id, self.header.seq
+                ),
                 format!("at most {MAX_TRACK_SIZE} bytes"),
                 format!("{} bytes", data.len()),
             ));
         }
         if self.tracks == u32::MAX {
-            return Err(TapeError::invalid("segment", "fewer than 2^32 tracks", "one more track"));
+            return Err(TapeError::invalid(
+                "segment",
+                "fewer than 2^32 tracks",
+                "one more track",
+            ));
         }
         let th = encode_track_header(addr, data.len() as u32, crc32c::crc32c(data));
         let at = self.at();
@@ -372,7 +409,11 @@ impl SegmentReader {
     }
 
     fn at(&self, offset: u64) -> Location {
-        Location { segment: self.header.map(|h| (h.abs_id, h.seq)), offset: Some(offset), ..Location::default() }
+        Location {
+            segment: self.header.map(|h| (h.abs_id, h.seq)),
+            offset: Some(offset),
+            ..Location::default()
+        }
     }
 
     fn fail(&mut self, mut e: TapeError) -> TapeError {
@@ -454,14 +495,25 @@ impl SegmentReader {
             return Ok(());
         };
         if t.crc != t.expected_crc {
-            let what = format!("data of track {}:{} (track record at segment byte {})", t.addr.volume, t.addr.track, t.start);
-            let e = TapeError::checksum(self.at(t.start + TRACK_HEADER_LEN as u64), what, t.expected_crc, t.crc);
+            let data_start = t.start + TRACK_HEADER_LEN as u64;
+            let what = format!(
+                "data of track {}:{} (track record {}, segment bytes {} to {})",
+                t.addr.volume,
+                t.addr.track,
+                self.track_count,
+                data_start,
+                data_start + u64::from(t.len),
+            );
+            let e = TapeError::checksum(self.at(data_start), what, t.expected_crc, t.crc);
             return Err(self.fail(e));
         }
         self.track_count += 1;
         self.data_bytes += u64::from(t.len);
         if self.keep_data {
-            self.tracks.push(TrackRecord { addr: t.addr, data: t.data });
+            self.tracks.push(TrackRecord {
+                addr: t.addr,
+                data: t.data,
+            });
         }
         Ok(())
     }
@@ -497,7 +549,11 @@ impl SegmentReader {
                     return Err(TapeError::corrupt(
                         self.at(start),
                         "segment",
-                        format!("a track record ({}) or the trailer ({})", show_bytes(TRACK_MAGIC), show_bytes(SEGMENT_TRAILER_MAGIC)),
+                        format!(
+                            "a track record ({}) or the trailer ({})",
+                            show_bytes(TRACK_MAGIC),
+                            show_bytes(SEGMENT_TRAILER_MAGIC)
+                        ),
                         show_bytes(bytes),
                     ));
                 }
@@ -523,13 +579,21 @@ impl SegmentReader {
         if stored != computed {
             return Err(TapeError::checksum(
                 self.at(start + 28),
-                format!("TRACK-RECORD header (track record {} at segment byte {start})", self.track_count),
+                format!(
+                    "TRACK-RECORD header (track record {} at segment byte {start})",
+                    self.track_count
+                ),
                 stored,
                 computed,
             ));
         }
         if reserved != 0 {
-            return Err(TapeError::corrupt(self.at(start + 10), "TRACK-RECORD header field reserved", "0", reserved.to_string()));
+            return Err(TapeError::corrupt(
+                self.at(start + 10),
+                "TRACK-RECORD header field reserved",
+                "0",
+                reserved.to_string(),
+            ));
         }
         if len as usize > MAX_TRACK_SIZE {
             return Err(TapeError::corrupt(
@@ -540,10 +604,19 @@ impl SegmentReader {
             ));
         }
         if self.track_count == u32::MAX {
-            return Err(TapeError::corrupt(self.at(start), "segment", "fewer than 2^32 tracks", "another track record"));
+            return Err(TapeError::corrupt(
+                self.at(start),
+                "segment",
+                "fewer than 2^32 tracks",
+                "another track record",
+            ));
         }
         self.body_crc = crc32c::crc32c_append(self.body_crc, bytes);
-        let data = if self.keep_data { Vec::with_capacity(len as usize) } else { Vec::new() };
+        let data = if self.keep_data {
+            Vec::with_capacity(len as usize)
+        } else {
+            Vec::new()
+        };
         self.state = State::TrackData(TrackState {
             addr: TrackAddr { volume, track },
             len,
@@ -572,32 +645,77 @@ impl SegmentReader {
         let stored = r.u32("trailer crc32c")?;
         let computed = crc32c::crc32c(covered);
         if stored != computed {
-            return Err(TapeError::checksum(self.at(start + 44), "SEGMENT-TRAILER", stored, computed));
+            return Err(TapeError::checksum(
+                self.at(start + 44),
+                "SEGMENT-TRAILER",
+                stored,
+                computed,
+            ));
         }
         let Some(header) = self.header else {
-            return Err(TapeError::corrupt(self.at(start), "segment", "a header before the trailer", "none"));
+            return Err(TapeError::corrupt(
+                self.at(start),
+                "segment",
+                "a header before the trailer",
+                "none",
+            ));
         };
         let field = |off: u64, name: &str, expected: String, found: String| {
-            TapeError::corrupt(self.at(start + off), format!("SEGMENT-TRAILER field {name}"), expected, found)
+            TapeError::corrupt(
+                self.at(start + off),
+                format!("SEGMENT-TRAILER field {name}"),
+                expected,
+                found,
+            )
         };
         if abs_id != header.abs_id {
-            return Err(field(8, "abs_id", format!("{} (from the header)", header.abs_id), abs_id.to_string()));
+            return Err(field(
+                8,
+                "abs_id",
+                format!("{} (from the header)", header.abs_id),
+                abs_id.to_string(),
+            ));
         }
         if seq != header.seq {
-            return Err(field(16, "seq", format!("{} (from the header)", header.seq), seq.to_string()));
+            return Err(field(
+                16,
+                "seq",
+                format!("{} (from the header)", header.seq),
+                seq.to_string(),
+            ));
         }
         if track_count != self.track_count {
-            return Err(field(20, "track count", format!("{} (tracks read)", self.track_count), track_count.to_string()));
+            return Err(field(
+                20,
+                "track count",
+                format!("{} (tracks read)", self.track_count),
+                track_count.to_string(),
+            ));
         }
         if data_bytes != self.data_bytes {
-            return Err(field(24, "data bytes", format!("{} (bytes read)", self.data_bytes), data_bytes.to_string()));
+            return Err(field(
+                24,
+                "data bytes",
+                format!("{} (bytes read)", self.data_bytes),
+                data_bytes.to_string(),
+            ));
         }
         let want_total = start + SEGMENT_TRAILER_LEN as u64;
         if total != want_total {
-            return Err(field(32, "segment bytes", format!("{want_total} (bytes read)"), total.to_string()));
+            return Err(field(
+                32,
+                "segment bytes",
+                format!("{want_total} (bytes read)"),
+                total.to_string(),
+            ));
         }
         if body != self.body_crc {
-            return Err(TapeError::checksum(self.at(start + 40), "segment body (header and track records)", body, self.body_crc));
+            return Err(TapeError::checksum(
+                self.at(start + 40),
+                "segment body (header and track records)",
+                body,
+                self.body_crc,
+            ));
         }
         self.state = State::Done(SegmentSummary {
             header,
@@ -613,18 +731,41 @@ impl SegmentReader {
     /// kept).
     pub fn finish(self) -> Result<VerifiedSegment, TapeError> {
         let (expected, got) = match &self.state {
-            State::Done(s) => return Ok(VerifiedSegment { summary: *s, tracks: self.tracks }),
-            State::Failed => ("no earlier error".to_owned(), "an error".to_owned()),
-            State::Header => (format!("a {SEGMENT_HEADER_LEN}-byte SEGMENT-HEADER"), format!("{} bytes", self.pending.len())),
-            State::RecordStart if self.pending.is_empty() => {
-                ("a track record or the SEGMENT-TRAILER".to_owned(), "the end of the segment".to_owned())
+            State::Done(s) => {
+                return Ok(VerifiedSegment {
+                    summary: *s,
+                    tracks: self.tracks,
+                })
             }
-            State::RecordStart => ("a track record or the SEGMENT-TRAILER".to_owned(), format!("{} bytes", self.pending.len())),
-            State::TrackHeader => (format!("a {TRACK_HEADER_LEN}-byte TRACK-RECORD header"), format!("{} bytes", self.pending.len())),
+            State::Failed => ("no earlier error".to_owned(), "an error".to_owned()),
+            State::Header => (
+                format!("a {SEGMENT_HEADER_LEN}-byte SEGMENT-HEADER"),
+                format!("{} bytes", self.pending.len()),
+            ),
+            State::RecordStart if self.pending.is_empty() => (
+                "a track record or the SEGMENT-TRAILER".to_owned(),
+                "the end of the segment".to_owned(),
+            ),
+            State::RecordStart => (
+                "a track record or the SEGMENT-TRAILER".to_owned(),
+                format!("{} bytes", self.pending.len()),
+            ),
+            State::TrackHeader => (
+                format!("a {TRACK_HEADER_LEN}-byte TRACK-RECORD header"),
+                format!("{} bytes", self.pending.len()),
+            ),
             State::TrackData(t) => (format!("{} bytes of track data", t.len), format!("{} bytes", t.got)),
-            State::Trailer => (format!("a {SEGMENT_TRAILER_LEN}-byte SEGMENT-TRAILER"), format!("{} bytes", self.pending.len())),
+            State::Trailer => (
+                format!("a {SEGMENT_TRAILER_LEN}-byte SEGMENT-TRAILER"),
+                format!("{} bytes", self.pending.len()),
+            ),
         };
-        Err(TapeError::corrupt(self.at(self.offset), "segment (ends early)", expected, got))
+        Err(TapeError::corrupt(
+            self.at(self.offset),
+            "segment (ends early)",
+            expected,
+            got,
+        ))
     }
 }
 
@@ -648,14 +789,27 @@ mod tests {
     use super::*;
 
     fn hdr() -> SegmentHeader {
-        SegmentHeader { abs_id: 42, seq: 3, channel_id: 9, created_unix: 1_700_000_000 }
+        SegmentHeader {
+            abs_id: 42,
+            seq: 3,
+            channel_id: 9,
+            created_unix: 1_700_000_000,
+        }
     }
 
     fn sample() -> (Vec<u8>, SegmentSummary) {
         let mut w = SegmentWriter::new(Vec::new(), hdr()).unwrap();
-        w.append_track(TrackAddr { volume: 1, track: 10 }, &[0xab; 1000]).unwrap();
+        w.append_track(TrackAddr { volume: 1, track: 10 }, &[0xab; 1000])
+            .unwrap();
         w.append_track(TrackAddr { volume: 0, track: 7 }, b"").unwrap();
-        w.append_track(TrackAddr { volume: 2, track: u64::MAX }, b"xyz").unwrap();
+        w.append_track(
+            TrackAddr {
+                volume: 2,
+                track: u64::MAX,
+            },
+            b"xyz",
+        )
+        .unwrap();
         assert_eq!(w.track_count(), 3);
         assert_eq!(w.bytes_written(), 64 + 3 * 32 + 1003);
         let (v, s) = w.finish().unwrap();
@@ -716,10 +870,16 @@ mod tests {
         let e = verify(&v).unwrap_err();
         assert!(matches!(e, TapeError::Checksum { .. }));
         let msg = e.to_string();
-        assert!(msg.contains("segment ABS 42 seq 3") && msg.contains("track 1:10"), "{msg}");
+        assert!(
+            msg.contains("segment ABS 42 seq 3") && msg.contains("track 1:10"),
+            "{msg}"
+        );
         let (v, _) = sample();
         let e = verify(&v[..v.len() - 1]).unwrap_err().to_string();
-        assert!(e.contains("48-byte SEGMENT-TRAILER") && e.contains("found 47 bytes"), "{e}");
+        assert!(
+            e.contains("48-byte SEGMENT-TRAILER") && e.contains("found 47 bytes"),
+            "{e}"
+        );
         let mut longer = v.clone();
         longer.push(0);
         assert!(verify(&longer).is_err());
@@ -730,14 +890,24 @@ mod tests {
     fn refuses_oversized_tracks_when_writing() {
         let mut w = SegmentWriter::new(Vec::new(), hdr()).unwrap();
         let big = vec![0; MAX_TRACK_SIZE + 1];
-        assert!(matches!(w.append_track(TrackAddr { volume: 0, track: 0 }, &big), Err(TapeError::Invalid { .. })));
+        assert!(matches!(
+            w.append_track(TrackAddr { volume: 0, track: 0 }, &big),
+            Err(TapeError::Invalid { .. })
+        ));
         assert_eq!(w.track_count(), 0);
         assert_eq!(w.get_mut().len(), 64);
     }
 
     #[test]
     fn an_oversized_length_with_a_valid_crc_is_refused() {
-        let mut v = SegmentHeader { abs_id: 1, seq: 0, channel_id: 0, created_unix: 0 }.encode().to_vec();
+        let mut v = SegmentHeader {
+            abs_id: 1,
+            seq: 0,
+            channel_id: 0,
+            created_unix: 0,
+        }
+        .encode()
+        .to_vec();
         v.extend_from_slice(&encode_track_header(TrackAddr { volume: 0, track: 0 }, u32::MAX, 0));
         let e = verify(&v).unwrap_err().to_string();
         assert!(e.contains("length") && e.contains(&u32::MAX.to_string()), "{e}");

@@ -68,23 +68,47 @@ pub enum TapeEnd {
 }
 
 fn now_unix() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// Check that the labels and the node header describe the same tape.
 pub(crate) fn check_head(labels: &VolumeLabels, header: &NodeHeader) -> Result<(), TapeError> {
-    let at = || Location { label: Some(header.label.clone()), file: Some(1), ..Location::default() };
+    let at = || Location {
+        label: Some(header.label.clone()),
+        file: Some(1),
+        ..Location::default()
+    };
     let mismatch = |field: &str, expected: String, found: String| {
-        TapeError::corrupt(at(), format!("NODE-HEADER field {field}"), format!("{expected} (from the labels)"), found)
+        TapeError::corrupt(
+            at(),
+            format!("NODE-HEADER field {field}"),
+            format!("{expected} (from the labels)"),
+            found,
+        )
     };
     if header.label != labels.vol1.volume_id {
-        return Err(mismatch("label", format!("{:?}", labels.vol1.volume_id), format!("{:?}", header.label)));
+        return Err(mismatch(
+            "label",
+            format!("{:?}", labels.vol1.volume_id),
+            format!("{:?}", header.label),
+        ));
     }
     if header.block_size != labels.hdr2.block_size {
-        return Err(mismatch("block_size", labels.hdr2.block_size.to_string(), header.block_size.to_string()));
+        return Err(mismatch(
+            "block_size",
+            labels.hdr2.block_size.to_string(),
+            header.block_size.to_string(),
+        ));
     }
     if header.sequence != u32::from(labels.hdr1.file_section) {
-        return Err(mismatch("sequence", labels.hdr1.file_section.to_string(), header.sequence.to_string()));
+        return Err(mismatch(
+            "sequence",
+            labels.hdr1.file_section.to_string(),
+            header.sequence.to_string(),
+        ));
     }
     let file_id = format!("M{:016X}", header.media_set);
     if labels.hdr1.file_id != file_id {
@@ -96,7 +120,11 @@ pub(crate) fn check_head(labels: &VolumeLabels, header: &NodeHeader) -> Result<(
     }
     if labels.hdr1.file_set_id != labels.vol1.volume_id {
         return Err(TapeError::corrupt(
-            Location { file: Some(0), record: Some(1), ..at() },
+            Location {
+                file: Some(0),
+                record: Some(1),
+                ..at()
+            },
             "HDR1 file-set identifier",
             format!("{:?} (the volume identifier)", labels.vol1.volume_id),
             format!("{:?}", labels.hdr1.file_set_id),
@@ -152,7 +180,11 @@ fn read_head<D: BlockDevice + ?Sized>(dev: &mut D) -> Result<Head, TapeError> {
         .map_err(|e| e.within(Some(&label), Some(1), Some(bs)))?;
     let header = NodeHeader::decode(&bytes).map_err(|e| e.within(Some(&label), Some(1), Some(bs)))?;
     check_head(&labels, &header)?;
-    Ok(Head { labels, header, header_records: stats.records })
+    Ok(Head {
+        labels,
+        header,
+        header_records: stats.records,
+    })
 }
 
 /// Space to the end of the tape (no data read) and, if it ends with two tape
@@ -167,9 +199,17 @@ fn find_end<D: BlockDevice + ?Sized>(dev: &mut D, label: &str) -> Result<TapeEnd
             Ok(Block::FileMark) if records == 0 => break,
             Ok(Block::FileMark) => records = 0,
             Ok(Block::EndOfData) => {
-                return Ok(TapeEnd::Unfinished { next_file: dev.position().file, torn: records > 0 })
+                return Ok(TapeEnd::Unfinished {
+                    next_file: dev.position().file,
+                    torn: records > 0,
+                })
             }
-            Err(e) if e.is_truncated() => return Ok(TapeEnd::Unfinished { next_file: dev.position().file, torn: true }),
+            Err(e) if e.is_truncated() => {
+                return Ok(TapeEnd::Unfinished {
+                    next_file: dev.position().file,
+                    torn: true,
+                })
+            }
             Err(e) => return Err(ctx(e)),
         }
     }
@@ -178,7 +218,11 @@ fn find_end<D: BlockDevice + ?Sized>(dev: &mut D, label: &str) -> Result<TapeEnd
     let end_file = empty.saturating_sub(1);
     if end_file < FIRST_DATA_FILE + 3 {
         return Err(TapeError::corrupt(
-            Location { label: Some(label.to_owned()), file: Some(empty), ..Location::default() },
+            Location {
+                label: Some(label.to_owned()),
+                file: Some(empty),
+                ..Location::default()
+            },
             "end of tape",
             "DIRECTORY, NODE-TRAILER, CATALOG and end labels before the logical end (two tape marks)",
             format!("the logical end after tape file {end_file}"),
@@ -193,7 +237,10 @@ fn find_end<D: BlockDevice + ?Sized>(dev: &mut D, label: &str) -> Result<TapeEnd
             Block::Record(_) if recs.len() < 3 => recs.push(buf.clone()),
             Block::Record(_) => {
                 return Err(TapeError::corrupt(
-                    Location { label: Some(label.to_owned()), ..Location::record(pos.file, pos.record) },
+                    Location {
+                        label: Some(label.to_owned()),
+                        ..Location::record(pos.file, pos.record)
+                    },
                     "end label group",
                     "2 records (EOF1 EOF2 or EOV1 EOV2)",
                     "more records",
@@ -203,7 +250,10 @@ fn find_end<D: BlockDevice + ?Sized>(dev: &mut D, label: &str) -> Result<TapeEnd
         }
     }
     let labels = EndLabels::parse(&recs, end_file).map_err(ctx)?;
-    Ok(TapeEnd::Finished { directory_file: end_file - 3, labels })
+    Ok(TapeEnd::Finished {
+        directory_file: end_file - 3,
+        labels,
+    })
 }
 
 /// What a scan of the data files found.
@@ -225,7 +275,11 @@ fn scan_data_files<D: BlockDevice + ?Sized>(
     block_size: usize,
     until: u32,
 ) -> Result<DataScan, TapeError> {
-    let mut scan = DataScan { entries: Vec::new(), names: HashMap::new(), next_file: until };
+    let mut scan = DataScan {
+        entries: Vec::new(),
+        names: HashMap::new(),
+        next_file: until,
+    };
     for file in FIRST_DATA_FILE..until {
         dev.locate_file(file).map_err(|e| e.within(Some(label), None, None))?;
         let s = scan_file(dev, Some(label), Some(block_size));
@@ -252,7 +306,10 @@ fn scan_data_files<D: BlockDevice + ?Sized>(
             }
             (kind, _) => {
                 return Err(TapeError::corrupt(
-                    Location { label: Some(label.to_owned()), ..Location::record(file, 0) },
+                    Location {
+                        label: Some(label.to_owned()),
+                        ..Location::record(file, 0)
+                    },
                     "data tape file",
                     "a segment or ABS metadata",
                     kind.name(),
@@ -270,18 +327,30 @@ fn read_directory_at<D: BlockDevice + ?Sized>(dev: &mut D, head: &Head, file: u3
     dev.locate_file(file).map_err(ctx)?;
     let (bytes, _) = read_file(dev, bs, (MAX_DIRECTORY_PAYLOAD + ENVELOPE_OVERHEAD) as u64).map_err(ctx)?;
     let d = Directory::decode(&bytes).map_err(ctx)?;
-    let at = || Location { label: Some(label.to_owned()), file: Some(file), ..Location::default() };
+    let at = || Location {
+        label: Some(label.to_owned()),
+        file: Some(file),
+        ..Location::default()
+    };
     if d.label != head.header.label || d.media_set != head.header.media_set || d.sequence != head.header.sequence {
         return Err(TapeError::corrupt(
             at(),
             "DIRECTORY",
-            format!("tape {:?} media set {} seq {}", head.header.label, head.header.media_set, head.header.sequence),
+            format!(
+                "tape {:?} media set {} seq {}",
+                head.header.label, head.header.media_set, head.header.sequence
+            ),
             format!("tape {:?} media set {} seq {}", d.label, d.media_set, d.sequence),
         ));
     }
     let want = file.saturating_sub(FIRST_DATA_FILE) as usize;
     if d.entries.len() != want {
-        return Err(TapeError::corrupt(at(), "DIRECTORY", format!("{want} entries (tape files 2 to {})", file.saturating_sub(1)), format!("{} entries", d.entries.len())));
+        return Err(TapeError::corrupt(
+            at(),
+            "DIRECTORY",
+            format!("{want} entries (tape files 2 to {})", file.saturating_sub(1)),
+            format!("{} entries", d.entries.len()),
+        ));
     }
     for (k, e) in d.entries.iter().enumerate() {
         if e.file_number != FIRST_DATA_FILE + k as u32 {
@@ -305,7 +374,11 @@ fn read_catalog_at<D: BlockDevice + ?Sized>(dev: &mut D, head: &Head, file: u32)
     let c = Catalog::decode(&bytes).map_err(ctx)?;
     if c.label != head.header.label || c.media_set != head.header.media_set {
         return Err(TapeError::corrupt(
-            Location { label: Some(label.to_owned()), file: Some(file), ..Location::default() },
+            Location {
+                label: Some(label.to_owned()),
+                file: Some(file),
+                ..Location::default()
+            },
             "CATALOG",
             format!("tape {:?} media set {}", head.header.label, head.header.media_set),
             format!("tape {:?} media set {}", c.label, c.media_set),
@@ -337,7 +410,13 @@ impl<D: BlockDevice> TapeWriter<D> {
 
     /// [`TapeWriter::create`] with the creation time given (for reproducible tapes).
     pub fn create_at(mut dev: D, params: TapeParams, created_unix: u64) -> Result<Self, TapeError> {
-        check_params(&params.label, &params.pool, params.sequence, params.block_size, &params.owner)?;
+        check_params(
+            &params.label,
+            &params.pool,
+            params.sequence,
+            params.block_size,
+            &params.owner,
+        )?;
         let labels = VolumeLabels::new(
             &params.label,
             &params.owner,
@@ -365,7 +444,11 @@ impl<D: BlockDevice> TapeWriter<D> {
         tracing::debug!(tape = %params.label, media_set = params.media_set, "labelled a new tape");
         Ok(TapeWriter {
             dev,
-            head: Head { labels, header, header_records: st.records },
+            head: Head {
+                labels,
+                header,
+                header_records: st.records,
+            },
             entries: Vec::new(),
             names: HashMap::new(),
             next_file: FIRST_DATA_FILE,
@@ -402,8 +485,16 @@ impl<D: BlockDevice> TapeWriter<D> {
                 (scan.entries, scan.names, scan.next_file)
             }
         };
-        dev.locate_file(next_file).map_err(|e| e.within(Some(&label), None, None))?;
-        Ok(TapeWriter { dev, head, entries, names, next_file, failed: None })
+        dev.locate_file(next_file)
+            .map_err(|e| e.within(Some(&label), None, None))?;
+        Ok(TapeWriter {
+            dev,
+            head,
+            entries,
+            names,
+            next_file,
+            failed: None,
+        })
     }
 
     pub fn node_header(&self) -> &NodeHeader {
@@ -443,7 +534,9 @@ impl<D: BlockDevice> TapeWriter<D> {
     fn write_tape_file(&mut self, bytes: &[u8]) -> Result<(u32, FileStats), TapeError> {
         self.check_usable()?;
         let file = self.next_file;
-        let after = file.checked_add(1).ok_or_else(|| TapeError::invalid("tape file number", "below 2^32", "2^32"))?;
+        let after = file
+            .checked_add(1)
+            .ok_or_else(|| TapeError::invalid("tape file number", "below 2^32", "2^32"))?;
         let label = self.head.header.label.clone();
         let ctx = |e: TapeError| e.within(Some(&label), Some(file), None);
         let res = (|| {
@@ -485,7 +578,11 @@ impl<D: BlockDevice> TapeWriter<D> {
         self.check_room()?;
         let summary: SegmentSummary = super::segment::verify(bytes)?;
         if object_name.len() > MAX_OBJECT_NAME {
-            return Err(TapeError::invalid("object name", format!("at most {MAX_OBJECT_NAME} bytes"), format!("{} bytes", object_name.len())));
+            return Err(TapeError::invalid(
+                "object name",
+                format!("at most {MAX_OBJECT_NAME} bytes"),
+                format!("{} bytes", object_name.len()),
+            ));
         }
         let (file, st) = self.write_tape_file(bytes)?;
         let entry = DirectoryEntry {
@@ -553,7 +650,13 @@ impl<D: BlockDevice> TapeWriter<D> {
         self.check_usable()?;
         let h = self.head.header.clone();
         let directory_file = self.next_file;
-        let dir = Directory { label: h.label.clone(), media_set: h.media_set, sequence: h.sequence, entries: self.entries.clone() }.encode();
+        let dir = Directory {
+            label: h.label.clone(),
+            media_set: h.media_set,
+            sequence: h.sequence,
+            entries: self.entries.clone(),
+        }
+        .encode();
         let trailer = NodeTrailer {
             label: h.label.clone(),
             media_set: h.media_set,
@@ -582,7 +685,10 @@ impl<D: BlockDevice> TapeWriter<D> {
             let (_, st) = self.write_tape_file(bytes)?;
             records += st.records;
         }
-        let end = EndLabels { label1: self.head.labels.hdr1.end(continues, records), label2: self.head.labels.hdr2.end(continues) };
+        let end = EndLabels {
+            label1: self.head.labels.hdr1.end(continues, records),
+            label2: self.head.labels.hdr2.end(continues),
+        };
         let label = h.label.clone();
         let end_file = self.next_file;
         let ctx = |e: TapeError| e.within(Some(&label), Some(end_file), None);
@@ -627,9 +733,17 @@ impl<D: BlockDevice> TapeReader<D> {
     fn check_data_file(&self, file: u32, what: &str) -> Result<(), TapeError> {
         if file < FIRST_DATA_FILE {
             return Err(TapeError::not_found(
-                Location { label: Some(self.label().to_owned()), file: Some(file), ..Location::default() },
+                Location {
+                    label: Some(self.label().to_owned()),
+                    file: Some(file),
+                    ..Location::default()
+                },
                 what.to_owned(),
-                if file == 0 { "the volume labels" } else { "the NODE-HEADER" },
+                if file == 0 {
+                    "the volume labels"
+                } else {
+                    "the NODE-HEADER"
+                },
             ));
         }
         Ok(())
@@ -676,7 +790,8 @@ impl<D: BlockDevice> TapeReader<D> {
         let label = self.head.header.label.clone();
         let ctx = |e: TapeError| e.within(Some(&label), Some(file), Some(bs));
         self.dev.locate_file(file).map_err(ctx)?;
-        let (bytes, _) = read_file(&mut self.dev, bs, (MAX_METADATA_PAYLOAD + ENVELOPE_OVERHEAD) as u64).map_err(ctx)?;
+        let (bytes, _) =
+            read_file(&mut self.dev, bs, (MAX_METADATA_PAYLOAD + ENVELOPE_OVERHEAD) as u64).map_err(ctx)?;
         AbsMetadata::decode(&bytes).map_err(ctx)
     }
 
@@ -687,14 +802,20 @@ impl<D: BlockDevice> TapeReader<D> {
         }
         match &self.end {
             Some(e) => Ok(e),
-            None => Err(TapeError::not_found(Location::default(), "the end of the tape", "nothing")),
+            None => Err(TapeError::not_found(
+                Location::default(),
+                "the end of the tape",
+                "nothing",
+            )),
         }
     }
 
     /// The directory at the end of a finished tape (None if never finished).
     pub fn read_directory(&mut self) -> Result<Option<Directory>, TapeError> {
         match self.tape_end()?.clone() {
-            TapeEnd::Finished { directory_file, .. } => read_directory_at(&mut self.dev, &self.head, directory_file).map(Some),
+            TapeEnd::Finished { directory_file, .. } => {
+                read_directory_at(&mut self.dev, &self.head, directory_file).map(Some)
+            }
             TapeEnd::Unfinished { .. } => Ok(None),
         }
     }
@@ -719,7 +840,9 @@ impl<D: BlockDevice> TapeReader<D> {
     /// The catalog at the end of a finished tape (None if the tape was never finished).
     pub fn read_catalog(&mut self) -> Result<Option<Catalog>, TapeError> {
         match self.tape_end()?.clone() {
-            TapeEnd::Finished { directory_file, .. } => read_catalog_at(&mut self.dev, &self.head, directory_file + 2).map(Some),
+            TapeEnd::Finished { directory_file, .. } => {
+                read_catalog_at(&mut self.dev, &self.head, directory_file + 2).map(Some)
+            }
             TapeEnd::Unfinished { .. } => Ok(None),
         }
     }

@@ -25,7 +25,11 @@ pub enum WireError {
     #[error("cannot encode {what}: {reason}")]
     Encode { what: &'static str, reason: String },
     #[error("invalid {what} frame ({len} bytes): {reason}")]
-    Invalid { what: &'static str, len: usize, reason: String },
+    Invalid {
+        what: &'static str,
+        len: usize,
+        reason: String,
+    },
     #[error("{what} frame of {len} bytes exceeds the limit of {max} bytes")]
     TooLarge { what: &'static str, len: usize, max: usize },
 }
@@ -82,7 +86,11 @@ mod tests {
 
     #[test]
     fn round_trip() {
-        let s = Sample { id: 7, name: "abs".into(), data: vec![1, 2, 3] };
+        let s = Sample {
+            id: 7,
+            name: "abs".into(),
+            data: vec![1, 2, 3],
+        };
         let bytes = encode(&s).expect("encode");
         let back: Sample = decode(&bytes).expect("decode");
         assert_eq!(back, s);
@@ -98,7 +106,11 @@ mod tests {
 
     #[test]
     fn truncated_frame_is_an_error() {
-        let s = Sample { id: 1, name: "x".repeat(100), data: vec![9; 1000] };
+        let s = Sample {
+            id: 1,
+            name: "x".repeat(100),
+            data: vec![9; 1000],
+        };
         let bytes = encode(&s).expect("encode");
         for cut in [1, 8, bytes.len() / 2, bytes.len() - 1] {
             assert!(decode::<Sample>(&bytes[..cut]).is_err());

@@ -47,7 +47,10 @@ pub enum RestoreTarget {
     /// The original addresses on the original volumes.
     Original,
     /// Other volumes of a primary node, through an allocation in logical order.
-    Volumes { primary: String, allocation: Vec<ObjectExtent> },
+    Volumes {
+        primary: String,
+        allocation: Vec<ObjectExtent>,
+    },
     /// A plain file (path on the primary node), in logical order.
     File { primary: String, path: String },
 }
@@ -70,20 +73,60 @@ pub enum ObjectSpec {
 /// client/operator: `Backup`, `Restore`, `List*`, `Channels`.
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
 pub enum StationRequest {
-    RegisterPrimary { name: String, volumes: Vec<VolumeRef> },
-    RegisterMover { name: String, role: MoverRole, address: String, drives: Vec<String>, back_end: Option<String> },
-    Heartbeat { name: String },
+    RegisterPrimary {
+        name: String,
+        volumes: Vec<VolumeRef>,
+    },
+    RegisterMover {
+        name: String,
+        role: MoverRole,
+        address: String,
+        drives: Vec<String>,
+        back_end: Option<String>,
+    },
+    Heartbeat {
+        name: String,
+    },
     SegmentPlaced(SegmentPlacement),
-    MetadataPlaced { channel_id: u64, abs_id: u64, tape_label: String, tape_file: u32, bytes: u64 },
-    ChannelProgress { channel_id: u64, bytes: u64, tracks: u64 },
-    ChannelFinished { channel_id: u64, data_bytes: u64, tracks: u64, segments: u32 },
-    ChannelFailed { channel_id: u64, reason: String },
-    Backup { object_name: String, primary: String, object: ObjectSpec },
-    Restore { abs_id: u64, target: RestoreTarget },
+    MetadataPlaced {
+        channel_id: u64,
+        abs_id: u64,
+        tape_label: String,
+        tape_file: u32,
+        bytes: u64,
+    },
+    ChannelProgress {
+        channel_id: u64,
+        bytes: u64,
+        tracks: u64,
+    },
+    ChannelFinished {
+        channel_id: u64,
+        data_bytes: u64,
+        tracks: u64,
+        segments: u32,
+    },
+    ChannelFailed {
+        channel_id: u64,
+        reason: String,
+    },
+    Backup {
+        object_name: String,
+        primary: String,
+        object: ObjectSpec,
+    },
+    Restore {
+        abs_id: u64,
+        target: RestoreTarget,
+    },
     ListAbs,
     ListTapes,
-    ListSegments { abs_id: Option<u64> },
-    Channels { channel_id: Option<u64> },
+    ListSegments {
+        abs_id: Option<u64>,
+    },
+    Channels {
+        channel_id: Option<u64>,
+    },
 }
 
 /// Where a back-end put one segment (reported after the tape was synced).
@@ -104,24 +147,50 @@ pub struct SegmentPlacement {
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
 pub enum StationReply {
     Ok,
-    Error { message: String },
-    Registered { id: u64 },
+    Error {
+        message: String,
+    },
+    Registered {
+        id: u64,
+    },
     Event(ChannelEvent),
     Abs(Vec<AbsInfo>),
     Tapes(Vec<TapeInfo>),
     Segments(Vec<SegmentInfo>),
     Channels(Vec<ChannelInfo>),
-    History { channel: ChannelInfo, transitions: Vec<TransitionInfo> },
+    History {
+        channel: ChannelInfo,
+        transitions: Vec<TransitionInfo>,
+    },
 }
 
 /// Progress of a backup or restore, streamed to the client that asked.
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
 pub enum ChannelEvent {
-    Started { channel_id: u64, abs_id: u64, object_size: u64, tracks: u64, track_bytes: u64 },
-    State { state: String, reason: String },
-    Progress { bytes: u64 },
-    Finished { bytes: u64, tracks: u64, segments: u32, tapes: Vec<String>, seconds: f64 },
-    Failed { reason: String },
+    Started {
+        channel_id: u64,
+        abs_id: u64,
+        object_size: u64,
+        tracks: u64,
+        track_bytes: u64,
+    },
+    State {
+        state: String,
+        reason: String,
+    },
+    Progress {
+        bytes: u64,
+    },
+    Finished {
+        bytes: u64,
+        tracks: u64,
+        segments: u32,
+        tapes: Vec<String>,
+        seconds: f64,
+    },
+    Failed {
+        reason: String,
+    },
 }
 
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
@@ -194,9 +263,18 @@ pub struct TransitionInfo {
 pub enum Command {
     /// Back-end: load a tape image into a drive for writing. `new` is set
     /// for a scratch tape, which gets labelled; otherwise it is appended to.
-    MountForWrite { drive: String, tape_label: String, path: String, new: Option<NewTape> },
+    MountForWrite {
+        drive: String,
+        tape_label: String,
+        path: String,
+        new: Option<NewTape>,
+    },
     /// Back-end: load a tape image into a drive for reading.
-    MountForRead { drive: String, tape_label: String, path: String },
+    MountForRead {
+        drive: String,
+        tape_label: String,
+        path: String,
+    },
     /// Back-end: finish (if written) and unload the tape in a drive.
     Dismount { drive: String },
     /// Front-end: accept the track stream of a backup channel and accumulate it.
@@ -204,7 +282,12 @@ pub enum Command {
     /// Front-end: serve the restore stream of a channel from its back-end.
     OpenRestore(RestoreChannel),
     /// Primary node: send the track set of an ABS to a front-end.
-    SendTrackSet { channel_id: u64, abs_id: u64, front_end: PeerAddr, map: AbsMap },
+    SendTrackSet {
+        channel_id: u64,
+        abs_id: u64,
+        front_end: PeerAddr,
+        map: AbsMap,
+    },
     /// Primary node: receive a restore stream from a front-end and write it.
     ReceiveRestore(RestoreOrder),
     /// Any: forget a channel (it failed elsewhere).
@@ -265,9 +348,20 @@ pub struct RestoreOrder {
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
 pub enum CommandReply {
     Ok,
-    Error { message: String },
-    Mounted { tape_label: String, files: u32, bytes: u64 },
-    Dismounted { tape_label: String, files: u32, bytes: u64, full: bool },
+    Error {
+        message: String,
+    },
+    Mounted {
+        tape_label: String,
+        files: u32,
+        bytes: u64,
+    },
+    Dismounted {
+        tape_label: String,
+        files: u32,
+        bytes: u64,
+        full: bool,
+    },
 }
 
 // ---------------------------------------------------------------- tracks
@@ -282,19 +376,28 @@ pub enum TrackStreamOpen {
 /// A backup track stream frame.
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 pub enum TrackFrame {
-    Track { addr: TrackAddr, data: Vec<u8> },
+    Track {
+        addr: TrackAddr,
+        data: Vec<u8>,
+    },
     /// All tracks sent.
-    End { tracks: u64 },
+    End {
+        tracks: u64,
+    },
 }
 
 /// Front-end → primary node: tracks durably accumulated (a count from the
 /// start of the stream), or the final outcome.
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 pub enum TrackAck {
-    Durable { tracks: u64 },
+    Durable {
+        tracks: u64,
+    },
     /// Every segment and the metadata are on tape and in the catalog.
     Complete,
-    Failed { reason: String },
+    Failed {
+        reason: String,
+    },
 }
 
 // ---------------------------------------------------------------- segments
@@ -303,11 +406,29 @@ pub enum TrackAck {
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
 pub enum BackEndRequest {
     /// A sealed segment follows as [`SegmentChunk`]s totalling `bytes`.
-    WriteSegment { channel_id: u64, drive: String, object_name: String, abs_id: u64, seq: u32, bytes: u64 },
+    WriteSegment {
+        channel_id: u64,
+        drive: String,
+        object_name: String,
+        abs_id: u64,
+        seq: u32,
+        bytes: u64,
+    },
     /// The ABS metadata (encoded [`crate::tape::metadata::AbsMetadata`]).
-    WriteMetadata { channel_id: u64, drive: String, object_name: String, abs_id: u64, metadata: Vec<u8> },
+    WriteMetadata {
+        channel_id: u64,
+        drive: String,
+        object_name: String,
+        abs_id: u64,
+        metadata: Vec<u8>,
+    },
     /// Read these tape files from the tape in `drive` and stream their tracks.
-    ReadSegments { channel_id: u64, drive: String, abs_id: u64, files: Vec<SegmentRef> },
+    ReadSegments {
+        channel_id: u64,
+        drive: String,
+        abs_id: u64,
+        files: Vec<SegmentRef>,
+    },
 }
 
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
@@ -318,8 +439,13 @@ pub struct SegmentChunk {
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 pub enum BackEndReply {
     /// Written, synced, and committed to the catalog.
-    Placed { tape_label: String, tape_file: u32 },
-    Error { message: String },
+    Placed {
+        tape_label: String,
+        tape_file: u32,
+    },
+    Error {
+        message: String,
+    },
 }
 
 /// Restore stream frames (back-end → front-end → primary node). The tracks

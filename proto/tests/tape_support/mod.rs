@@ -36,11 +36,19 @@ pub fn track_data(abs: u64, seq: u32, i: usize, len: usize) -> Vec<u8> {
 
 /// A segment with `n` tracks of `len` bytes (track numbers from `seq * 100`).
 pub fn segment(abs: u64, seq: u32, n: usize, len: usize) -> (Vec<u8>, Vec<TrackRecord>) {
-    let header = SegmentHeader { abs_id: abs, seq, channel_id: abs * 10, created_unix: T0 + u64::from(seq) };
+    let header = SegmentHeader {
+        abs_id: abs,
+        seq,
+        channel_id: abs * 10,
+        created_unix: T0 + u64::from(seq),
+    };
     let mut w = SegmentWriter::new(Vec::new(), header).unwrap();
     let mut tracks = Vec::new();
     for i in 0..n {
-        let addr = TrackAddr { volume: (i % 2) as u16, track: u64::from(seq) * 100 + i as u64 };
+        let addr = TrackAddr {
+            volume: (i % 2) as u16,
+            track: u64::from(seq) * 100 + i as u64,
+        };
         let data = track_data(abs, seq, i, len);
         w.append_track(addr, &data).unwrap();
         tracks.push(TrackRecord { addr, data });
@@ -54,20 +62,48 @@ pub fn metadata(abs: u64, name: &str, segments: u32, tracks: u64) -> AbsMetadata
     AbsMetadata {
         abs_id: abs,
         object_name: name.into(),
-        kind: if abs % 2 == 0 { AbsKind::Full } else { AbsKind::Differential },
-        base_abs_id: if abs % 2 == 0 { 0 } else { abs - 1 },
+        kind: if abs & 1 == 0 {
+            AbsKind::Full
+        } else {
+            AbsKind::Differential
+        },
+        base_abs_id: if abs & 1 == 0 { 0 } else { abs - 1 },
         created_unix: T0 + abs,
         segment_count: segments,
         track_count: tracks,
         data_bytes: tracks * 700,
         map: AbsMap {
             volumes: vec![
-                VolumeRef { name: "vol0".into(), geometry: Geometry { block_size: 512, track_size: 4096 }, size: 1 << 20 },
-                VolumeRef { name: "vol1".into(), geometry: Geometry { block_size: 512, track_size: 4096 }, size: 1 << 20 },
+                VolumeRef {
+                    name: "vol0".into(),
+                    geometry: Geometry {
+                        block_size: 512,
+                        track_size: 4096,
+                    },
+                    size: 1 << 20,
+                },
+                VolumeRef {
+                    name: "vol1".into(),
+                    geometry: Geometry {
+                        block_size: 512,
+                        track_size: 4096,
+                    },
+                    size: 1 << 20,
+                },
             ],
             extents: vec![
-                MapExtent { logical_offset: 0, length: 4096, volume: 0, volume_offset: 8192 },
-                MapExtent { logical_offset: 4096, length: 2048, volume: 1, volume_offset: 0 },
+                MapExtent {
+                    logical_offset: 0,
+                    length: 4096,
+                    volume: 0,
+                    volume_offset: 8192,
+                },
+                MapExtent {
+                    logical_offset: 4096,
+                    length: 2048,
+                    volume: 1,
+                    volume_offset: 0,
+                },
             ],
             object_size: 6144,
         },
@@ -85,8 +121,18 @@ pub struct Written {
 
 /// Write `count` interleaved segments of ABS 1 and 2 (and their metadata
 /// when `with_metadata`) to an open writer.
-pub fn write_interleaved<D: BlockDevice>(w: &mut TapeWriter<D>, count: u32, tracks: usize, len: usize, with_metadata: bool) -> Written {
-    let mut out = Written { entries: Vec::new(), segments: Vec::new(), metadata: Vec::new() };
+pub fn write_interleaved<D: BlockDevice>(
+    w: &mut TapeWriter<D>,
+    count: u32,
+    tracks: usize,
+    len: usize,
+    with_metadata: bool,
+) -> Written {
+    let mut out = Written {
+        entries: Vec::new(),
+        segments: Vec::new(),
+        metadata: Vec::new(),
+    };
     for seq in 0..count {
         for abs in [1u64, 2] {
             let (bytes, t) = segment(abs, seq, tracks, len);

@@ -15,7 +15,9 @@ use dmc_tests::scenario::{self, ScenarioSpec};
 
 fn arg(name: &str) -> Option<String> {
     let args: Vec<String> = std::env::args().collect();
-    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1).cloned())
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1).cloned())
 }
 
 #[tokio::main(flavor = "multi_thread")]
@@ -25,7 +27,13 @@ async fn main() -> Result<()> {
     if work.exists() {
         std::fs::remove_dir_all(&work)?;
     }
-    let spec = ScenarioSpec { object_size: mib << 20, block_size: 4096, track_size: 65536, segment_size: 16 << 20, seed: 7 };
+    let spec = ScenarioSpec {
+        object_size: mib << 20,
+        block_size: 4096,
+        track_size: 65536,
+        segment_size: 16 << 20,
+        seed: 7,
+    };
     eprintln!("preparing {mib} MiB of volumes in {}", work.display());
     let layout = scenario::make_layout(&work.join("volumes"), &spec)?;
     let mut cluster = Cluster::start(&work, &scenario::cluster_spec(&layout, &spec)).await?;
@@ -50,11 +58,34 @@ async fn main() -> Result<()> {
     let backup = mb / report.backup_seconds;
     let rv = mb / report.restore_volume_seconds;
     let rf = mb / report.restore_file_seconds;
-    println!("object: {mib} MiB in {} extents over 2 volumes; {} segments on {}", report.extents, report.segments, report.tapes.join(","));
+    println!(
+        "object: {mib} MiB in {} extents over 2 volumes; {} segments on {}",
+        report.extents,
+        report.segments,
+        report.tapes.join(",")
+    );
     println!("{:<34} {:>10} {:>10} {:>10}", "", "MB/s", "/ cp", "/ quic");
-    println!("{:<34} {:>10.1} {:>10.2} {:>10.2}", "backup (primary → FE → BE → tape)", backup, backup / cp_mbs, backup / quic_mbs);
-    println!("{:<34} {:>10.1} {:>10.2} {:>10.2}", "restore onto volumes (remap)", rv, rv / cp_mbs, rv / quic_mbs);
-    println!("{:<34} {:>10.1} {:>10.2} {:>10.2}", "restore into a file", rf, rf / cp_mbs, rf / quic_mbs);
+    println!(
+        "{:<34} {:>10.1} {:>10.2} {:>10.2}",
+        "backup (primary → FE → BE → tape)",
+        backup,
+        backup / cp_mbs,
+        backup / quic_mbs
+    );
+    println!(
+        "{:<34} {:>10.1} {:>10.2} {:>10.2}",
+        "restore onto volumes (remap)",
+        rv,
+        rv / cp_mbs,
+        rv / quic_mbs
+    );
+    println!(
+        "{:<34} {:>10.1} {:>10.2} {:>10.2}",
+        "restore into a file",
+        rf,
+        rf / cp_mbs,
+        rf / quic_mbs
+    );
     println!("{:<34} {:>10.1}", "reference: cp + sync, same disk", cp_mbs);
     println!("{:<34} {:>10.1}", "reference: raw quinn, loopback", quic_mbs);
     for (name, kb) in rss {

@@ -11,7 +11,9 @@ use dmc_tests::scenario::{self, ScenarioSpec};
 
 fn arg(name: &str) -> Option<String> {
     let args: Vec<String> = std::env::args().collect();
-    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1).cloned())
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1).cloned())
 }
 
 #[tokio::main(flavor = "multi_thread")]
@@ -21,8 +23,17 @@ async fn main() -> Result<()> {
     if work.exists() {
         std::fs::remove_dir_all(&work).with_context(|| format!("clearing {}", work.display()))?;
     }
-    let spec = ScenarioSpec { object_size: mib << 20, block_size: 4096, track_size: 65536, segment_size: 16 << 20, seed: 2026 };
-    println!("== data mover cluster demo: {mib} MiB logical object, work directory {}", work.display());
+    let spec = ScenarioSpec {
+        object_size: mib << 20,
+        block_size: 4096,
+        track_size: 65536,
+        segment_size: 16 << 20,
+        seed: 2026,
+    };
+    println!(
+        "== data mover cluster demo: {mib} MiB logical object, work directory {}",
+        work.display()
+    );
     let layout = scenario::make_layout(&work.join("volumes"), &spec)?;
     println!(
         "   object: {} extents scattered over vol0 and vol1 (tracks shared with other data); extent list {}",
@@ -40,25 +51,45 @@ async fn main() -> Result<()> {
         Ok(r) => r,
         Err(e) => {
             for p in ["station", "fe1", "be1", "pn1"] {
-                eprintln!("--- {p} log (tail)\n{}", dmc_tests::cluster::tail(&work.join("logs").join(format!("{p}.log"))));
+                eprintln!(
+                    "--- {p} log (tail)\n{}",
+                    dmc_tests::cluster::tail(&work.join("logs").join(format!("{p}.log")))
+                );
             }
             return Err(e);
         }
     };
     let mb = report.object_size as f64 / 1e6;
-    println!("== backup:  ABS {} — {} bytes of tracks, {} segments on tape {} in {:.2} s ({:.1} MB/s of object)",
-        report.abs_id, report.backup_bytes, report.segments, report.tapes.join(","), report.backup_seconds, mb / report.backup_seconds);
-    println!("== restore onto dst0/dst1 through a remap: {:.2} s ({:.1} MB/s) — verified byte for byte",
-        report.restore_volume_seconds, mb / report.restore_volume_seconds);
-    println!("== restore into {}: {:.2} s ({:.1} MB/s) — verified byte for byte",
-        report.restored_file.display(), report.restore_file_seconds, mb / report.restore_file_seconds);
+    println!(
+        "== backup:  ABS {} — {} bytes of tracks, {} segments on tape {} in {:.2} s ({:.1} MB/s of object)",
+        report.abs_id,
+        report.backup_bytes,
+        report.segments,
+        report.tapes.join(","),
+        report.backup_seconds,
+        mb / report.backup_seconds
+    );
+    println!(
+        "== restore onto dst0/dst1 through a remap: {:.2} s ({:.1} MB/s) — verified byte for byte",
+        report.restore_volume_seconds,
+        mb / report.restore_volume_seconds
+    );
+    println!(
+        "== restore into {}: {:.2} s ({:.1} MB/s) — verified byte for byte",
+        report.restored_file.display(),
+        report.restore_file_seconds,
+        mb / report.restore_file_seconds
+    );
     for (name, kb) in rss {
         println!("   peak RSS {name}: {:.1} MiB", kb as f64 / 1024.0);
     }
     println!("== the catalog:");
     let smapp = bin_dir()?.join("smapp");
     let base = |c: &mut Command| {
-        c.arg("--station").arg(cluster.station.to_string()).arg("--pki").arg(&cluster.pki);
+        c.arg("--station")
+            .arg(cluster.station.to_string())
+            .arg("--pki")
+            .arg(&cluster.pki);
     };
     for args in [vec!["list", "abs"], vec!["list", "segments"], vec!["channels"]] {
         let mut c = Command::new(&smapp);
@@ -71,6 +102,9 @@ async fn main() -> Result<()> {
         Command::new(&smapp).args(["tape", "inspect"]).arg(&image).status()?;
     }
     cluster.stop();
-    println!("== done: everything started was stopped; data and logs are in {}", work.display());
+    println!(
+        "== done: everything started was stopped; data and logs are in {}",
+        work.display()
+    );
     Ok(())
 }

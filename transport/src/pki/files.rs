@@ -20,9 +20,15 @@ pub(crate) const CERT_MODE: u32 = 0o644;
 
 /// Atomically replace `path` with `contents`, created with `mode`.
 pub(crate) fn write(path: &Path, contents: &[u8], mode: u32) -> Result<(), PkiError> {
-    let werr = |source| PkiError::Write { path: path.to_owned(), source };
+    let werr = |source| PkiError::Write {
+        path: path.to_owned(),
+        source,
+    };
     let dir = path.parent().unwrap_or_else(|| Path::new("."));
-    let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let tmp = dir.join(format!(".{file_name}.tmp-{}", std::process::id()));
     let result = (|| -> io::Result<()> {
         let mut opts = fs::OpenOptions::new();
@@ -53,8 +59,14 @@ pub(crate) fn write(path: &Path, contents: &[u8], mode: u32) -> Result<(), PkiEr
 /// Read a whole text file; a missing file is [`PkiError::Missing`].
 pub(crate) fn read(path: &Path, what: &'static str) -> Result<String, PkiError> {
     fs::read_to_string(path).map_err(|source| match source.kind() {
-        io::ErrorKind::NotFound => PkiError::Missing { path: path.to_owned(), what },
-        _ => PkiError::Read { path: path.to_owned(), source },
+        io::ErrorKind::NotFound => PkiError::Missing {
+            path: path.to_owned(),
+            what,
+        },
+        _ => PkiError::Read {
+            path: path.to_owned(),
+            source,
+        },
     })
 }
 
@@ -92,5 +104,8 @@ pub(crate) fn check_key_mode(path: &Path) {
 }
 
 pub(crate) fn invalid(path: &Path, reason: String) -> PkiError {
-    PkiError::Invalid { path: PathBuf::from(path), reason }
+    PkiError::Invalid {
+        path: PathBuf::from(path),
+        reason,
+    }
 }

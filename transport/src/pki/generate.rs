@@ -45,17 +45,29 @@ pub(crate) fn new_ca() -> Result<NewCa, PkiError> {
     let mut dn = DistinguishedName::new();
     dn.push(
         DnType::CommonName,
-        format!("dmc cluster CA {:04}-{:02}-{:02}", now.year(), u8::from(now.month()), now.day()),
+        format!(
+            "dmc cluster CA {:04}-{:02}-{:02}",
+            now.year(),
+            u8::from(now.month()),
+            now.day()
+        ),
     );
     dn.push(DnType::OrganizationName, ORGANIZATION);
     params.distinguished_name = dn;
     params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
     params.not_before = now - BACKDATE;
     params.not_after = now + Duration::days(CA_VALIDITY_DAYS);
     let key = KeyPair::generate().map_err(generr("the CA key"))?;
     let cert = params.self_signed(&key).map_err(generr("the CA certificate"))?;
-    Ok(NewCa { cert, issuer: Issuer::new(params, key) })
+    Ok(NewCa {
+        cert,
+        issuer: Issuer::new(params, key),
+    })
 }
 
 /// Rebuild the issuer of an existing CA from its PEM certificate and key.

@@ -36,10 +36,19 @@ impl Identity {
         if subject.name != name {
             return Err(files::invalid(
                 &paths.cert,
-                format!("expected a certificate for component {name:?}, found one for {:?}", subject.name),
+                format!(
+                    "expected a certificate for component {name:?}, found one for {:?}",
+                    subject.name
+                ),
             ));
         }
-        Ok(Identity { name: subject.name, role: subject.role, cert_chain, key, ca_certs })
+        Ok(Identity {
+            name: subject.name,
+            role: subject.role,
+            cert_chain,
+            key,
+            ca_certs,
+        })
     }
 
     /// Build an identity from material already in memory. The name and role
@@ -49,14 +58,22 @@ impl Identity {
         key: PrivateKeyDer<'static>,
         ca_certs: Vec<CertificateDer<'static>>,
     ) -> Result<Identity, PkiError> {
-        let leaf = cert_chain
-            .first()
-            .ok_or_else(|| PkiError::Identity { reason: "expected a certificate chain, found none".into() })?;
+        let leaf = cert_chain.first().ok_or_else(|| PkiError::Identity {
+            reason: "expected a certificate chain, found none".into(),
+        })?;
         if ca_certs.is_empty() {
-            return Err(PkiError::Identity { reason: "expected at least one CA certificate, found none".into() });
+            return Err(PkiError::Identity {
+                reason: "expected at least one CA certificate, found none".into(),
+            });
         }
         let subject = inspect::subject(leaf).map_err(|reason| PkiError::Identity { reason })?;
-        Ok(Identity { name: subject.name, role: subject.role, cert_chain, key, ca_certs })
+        Ok(Identity {
+            name: subject.name,
+            role: subject.role,
+            cert_chain,
+            key,
+            ca_certs,
+        })
     }
 
     /// The component name (the certificate's common name).

@@ -22,9 +22,13 @@ pub(crate) struct Subject {
 }
 
 fn parse(der: &[u8]) -> Result<X509Certificate<'_>, String> {
-    let (rest, cert) = X509Certificate::from_der(der).map_err(|e| format!("certificate cannot be parsed as X.509: {e}"))?;
+    let (rest, cert) =
+        X509Certificate::from_der(der).map_err(|e| format!("certificate cannot be parsed as X.509: {e}"))?;
     if !rest.is_empty() {
-        return Err(format!("certificate has {} trailing bytes after its DER encoding", rest.len()));
+        return Err(format!(
+            "certificate has {} trailing bytes after its DER encoding",
+            rest.len()
+        ));
     }
     Ok(cert)
 }
@@ -39,12 +43,19 @@ pub(crate) fn subject(der: &[u8]) -> Result<Subject, String> {
         .and_then(|cn| cn.as_str().ok())
         .ok_or_else(|| format!("certificate subject \"{subject}\" has no common name (CN)"))?
         .to_owned();
-    let units: Vec<&str> = subject.iter_organizational_unit().filter_map(|ou| ou.as_str().ok()).collect();
+    let units: Vec<&str> = subject
+        .iter_organizational_unit()
+        .filter_map(|ou| ou.as_str().ok())
+        .collect();
     let role = units.iter().find_map(|ou| ou.parse::<Role>().ok()).ok_or_else(|| {
         format!(
             "certificate of {name:?} carries no known role: expected OU=<one of {}>, found {}",
             role::list(&Role::ALL),
-            if units.is_empty() { "no OU".to_owned() } else { format!("OU {units:?}") }
+            if units.is_empty() {
+                "no OU".to_owned()
+            } else {
+                format!("OU {units:?}")
+            }
         )
     })?;
     Ok(Subject { name, role })

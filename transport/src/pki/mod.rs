@@ -61,7 +61,11 @@ pub struct Component {
 impl Component {
     /// A component with the given name, role, and hosts.
     pub fn new<H: Into<String>>(name: impl Into<String>, role: Role, hosts: impl IntoIterator<Item = H>) -> Self {
-        Component { name: name.into(), role, hosts: hosts.into_iter().map(Into::into).collect() }
+        Component {
+            name: name.into(),
+            role,
+            hosts: hosts.into_iter().map(Into::into).collect(),
+        }
     }
 
     /// The subject alternative names: the name, then each distinct host.
@@ -75,13 +79,19 @@ impl Component {
     }
 
     fn validate(&self) -> Result<(), PkiError> {
-        let bad = |reason: String| PkiError::Component { name: self.name.clone(), reason };
+        let bad = |reason: String| PkiError::Component {
+            name: self.name.clone(),
+            reason,
+        };
         let n = &self.name;
         let edge_ok = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric());
         if n.is_empty() || n.len() > 63 {
             return Err(bad(format!("expected a name of 1 to 63 characters, found {}", n.len())));
         }
-        if let Some(c) = n.chars().find(|c| !(c.is_ascii_alphanumeric() || *c == '-' || *c == '.')) {
+        if let Some(c) = n
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || *c == '-' || *c == '.'))
+        {
             return Err(bad(format!("expected letters, digits, '-' or '.', found {c:?}")));
         }
         if !edge_ok(n.chars().next()) || !edge_ok(n.chars().last()) {
@@ -122,11 +132,17 @@ pub(crate) struct Paths {
 
 impl Paths {
     pub(crate) fn new(dir: &Path, name: &str) -> Paths {
-        Paths { cert: dir.join(format!("{name}.crt")), key: dir.join(format!("{name}.key")) }
+        Paths {
+            cert: dir.join(format!("{name}.crt")),
+            key: dir.join(format!("{name}.key")),
+        }
     }
 
     fn ca(dir: &Path) -> Paths {
-        Paths { cert: dir.join(CA_CERT), key: dir.join(CA_KEY) }
+        Paths {
+            cert: dir.join(CA_CERT),
+            key: dir.join(CA_KEY),
+        }
     }
 
     /// `true` if both exist, `false` if neither, an error naming
@@ -135,8 +151,14 @@ impl Paths {
         match (self.cert.exists(), self.key.exists()) {
             (true, true) => Ok(true),
             (false, false) => Ok(false),
-            (true, false) => Err(PkiError::Missing { path: self.key.clone(), what: "private key of an existing certificate" }),
-            (false, true) => Err(PkiError::Missing { path: self.cert.clone(), what: "certificate of an existing private key" }),
+            (true, false) => Err(PkiError::Missing {
+                path: self.key.clone(),
+                what: "private key of an existing certificate",
+            }),
+            (false, true) => Err(PkiError::Missing {
+                path: self.cert.clone(),
+                what: "certificate of an existing private key",
+            }),
         }
     }
 }
@@ -154,7 +176,10 @@ pub fn init(dir: &Path, components: &[Component]) -> Result<(), PkiError> {
     for c in components {
         c.validate()?;
         if !names.insert(c.name.to_ascii_lowercase()) {
-            return Err(PkiError::Component { name: c.name.clone(), reason: "listed twice".into() });
+            return Err(PkiError::Component {
+                name: c.name.clone(),
+                reason: "listed twice".into(),
+            });
         }
     }
     create_dir(dir)?;
@@ -220,7 +245,10 @@ fn issue_with(dir: &Path, component: &Component, overwrite: Overwrite) -> Result
     if overwrite == Overwrite::Refuse {
         for path in [&paths.cert, &paths.key] {
             if path.exists() {
-                return Err(PkiError::Exists { path: path.clone(), hint: "use reissue to replace this component's certificate" });
+                return Err(PkiError::Exists {
+                    path: path.clone(),
+                    hint: "use reissue to replace this component's certificate",
+                });
             }
         }
     }
@@ -229,7 +257,10 @@ fn issue_with(dir: &Path, component: &Component, overwrite: Overwrite) -> Result
 }
 
 fn create_dir(dir: &Path) -> Result<(), PkiError> {
-    fs::create_dir_all(dir).map_err(|source| PkiError::Write { path: dir.to_owned(), source })
+    fs::create_dir_all(dir).map_err(|source| PkiError::Write {
+        path: dir.to_owned(),
+        source,
+    })
 }
 
 /// The existing CA's issuer and certificate.
@@ -239,8 +270,16 @@ fn load_ca(dir: &Path) -> Result<(Issuer<'static, KeyPair>, CertificateDer<'stat
     let key_pem = files::read(&ca.key, "cluster CA private key")?;
     let der = files::certs(&ca.cert, &cert_pem)?.remove(0);
     let issuer = generate::load_issuer(&cert_pem, &key_pem).map_err(|reason| files::invalid(&ca.cert, reason))?;
-    if issuer.key().subject_public_key_info() != inspect::public_key_info(&der).map_err(|r| files::invalid(&ca.cert, r))? {
-        return Err(files::invalid(&ca.key, format!("expected the private key of {}, found a different key", ca.cert.display())));
+    if issuer.key().subject_public_key_info()
+        != inspect::public_key_info(&der).map_err(|r| files::invalid(&ca.cert, r))?
+    {
+        return Err(files::invalid(
+            &ca.key,
+            format!(
+                "expected the private key of {}, found a different key",
+                ca.cert.display()
+            ),
+        ));
     }
     Ok((issuer, der))
 }
@@ -275,9 +314,16 @@ fn check_existing(paths: &Paths, component: &Component, ca_der: &[u8]) -> Result
         return Err(stale(format!("expected names {expected:?}, found {found:?}")));
     }
     let key_pem = files::read(&paths.key, "component private key")?;
-    let key = KeyPair::from_pem(&key_pem).map_err(|e| files::invalid(&paths.key, format!("expected a PEM private key: {e}")))?;
+    let key = KeyPair::from_pem(&key_pem)
+        .map_err(|e| files::invalid(&paths.key, format!("expected a PEM private key: {e}")))?;
     if key.subject_public_key_info() != inspect::public_key_info(&der).map_err(stale)? {
-        return Err(files::invalid(&paths.key, format!("expected the private key of {}, found a different key", paths.cert.display())));
+        return Err(files::invalid(
+            &paths.key,
+            format!(
+                "expected the private key of {}, found a different key",
+                paths.cert.display()
+            ),
+        ));
     }
     Ok(())
 }

@@ -18,7 +18,9 @@ pub const STEP: Duration = Duration::from_secs(10);
 
 /// Await `fut`, failing the test if it takes longer than [`STEP`].
 pub async fn within<F: Future>(what: &str, fut: F) -> F::Output {
-    tokio::time::timeout(STEP, fut).await.unwrap_or_else(|_| panic!("{what} took longer than {STEP:?}"))
+    tokio::time::timeout(STEP, fut)
+        .await
+        .unwrap_or_else(|_| panic!("{what} took longer than {STEP:?}"))
 }
 
 /// 127.0.0.1 with an ephemeral port.
