@@ -28,4 +28,4 @@ cargo clippy --release --workspace --all-targets -- -D warnings
 echo "== cargo build"
 cargo build --release --workspace --all-targets
 echo "== cargo test"
-cargo test --release --workspace -- --test-threads="${DMC_TEST_THREADS:-2}"
+cargo test --release --workspace --no-fail-fast -- --test-threads="${DMC_TEST_THREADS:-2}"

@@ -155,7 +155,32 @@ async fn handle(node: Node, cmd: Command) -> CommandReply {
             }
             tokio::spawn(async move {
                 let channel_id = order.channel_id;
-                match receive_restore(&node.endpoint, order, dest, |_| {}).await {
+                // Progress goes to the station at most every 16 MiB, without
+                // holding up the writes.
+                let (ptx, mut prx) = tokio::sync::watch::channel(0u64);
+                let link = node.link.clone();
+                let reporter = tokio::spawn(async move {
+                    let mut last = 0u64;
+                    while prx.changed().await.is_ok() {
+                        let bytes = *prx.borrow_and_update();
+                        if bytes >= last + (16 << 20) {
+                            last = bytes;
+                            let _ = link
+                                .request_ok(&StationRequest::ChannelProgress {
+                                    channel_id,
+                                    bytes,
+                                    tracks: 0,
+                                })
+                                .await;
+                        }
+                    }
+                });
+                let result = receive_restore(&node.endpoint, order, dest, move |b| {
+                    let _ = ptx.send(b);
+                })
+                .await;
+                let _ = reporter.await;
+                match result {
                     Ok(t) => {
                         tracing::info!(
                             channel_id,

@@ -96,7 +96,8 @@ async fn restore(
             abs_id,
             object_size: map.object_size,
             tracks: abs.track_count as u64,
-            track_bytes: abs.data_bytes as u64,
+            // Restore progress counts object bytes written at the destination.
+            track_bytes: map.object_size,
         }))
         .await;
     let (tx, rx) = mpsc::unbounded_channel();
@@ -247,8 +248,10 @@ async fn read_tapes(
                         .await
                         .ok_or_else(|| anyhow!("the channel's note queue closed"))?
                     {
-                        ChannelNote::Progress { bytes } => {
-                            let _ = send.send(&StationReply::Event(ChannelEvent::Progress { bytes })).await;
+                        ChannelNote::Progress { bytes: b } => {
+                            let _ = send
+                                .send(&StationReply::Event(ChannelEvent::Progress { bytes: bytes + b }))
+                                .await;
                         }
                         ChannelNote::Finished {
                             data_bytes,
