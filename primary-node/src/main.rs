@@ -36,7 +36,7 @@ struct Args {
     #[arg(long, default_value_t = 65536)]
     track_size: u32,
     /// Most tracks sent but not yet durable at the front-end.
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = 512)]
     window: u64,
     /// Prometheus metrics address.
     #[arg(long)]

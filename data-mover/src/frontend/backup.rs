@@ -18,8 +18,8 @@ use super::index::TrackIndex;
 use crate::mover::Mover;
 
 /// Sync and acknowledge at least this often.
-const ACK_EVERY_TRACKS: u64 = 64;
-const ACK_EVERY: Duration = Duration::from_millis(200);
+const ACK_EVERY_TRACKS: u64 = 128;
+const ACK_EVERY: Duration = Duration::from_millis(500);
 /// Chunk size of a segment on its way to the back-end.
 const CHUNK: usize = 1 << 20;
 

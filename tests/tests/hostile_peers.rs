@@ -1,0 +1,152 @@
+//! Hostile or confused peers against the real control station process: no
+//! certificate, malformed and oversized frames, a role asking for what it
+//! may not. Each is refused with a logged reason, and the station keeps
+//! serving everyone else.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use dmc_tests::cluster::{Cluster, ClusterSpec, STATION};
+use dmc_tests::fixture;
+use proto::wire::{ObjectSpec, StationReply, StationRequest, MAX_CONTROL_FRAME};
+use transport::{Identity, Role};
+
+async fn small_cluster(work: &std::path::Path) -> Cluster {
+    let vol = work.join("vol0.img");
+    fixture::make_volume(&vol, 4 << 20, 1).unwrap();
+    let spec = ClusterSpec {
+        volumes: vec![("vol0".into(), vol)],
+        block_size: 4096,
+        track_size: 65536,
+        segment_size: 1 << 20,
+        tape_block_size: 65536,
+    };
+    Cluster::start(work, &spec).await.unwrap()
+}
+
+fn catalog_still_answers(cluster: &Cluster) {
+    let out = cluster.smapp(&["list", "tapes"]);
+    assert!(out.is_ok(), "the station stopped serving: {out:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hostile_peers_are_refused_and_the_station_keeps_serving() {
+    let work = tempfile::tempdir().unwrap();
+    let mut cluster = small_cluster(work.path()).await;
+    let client = Identity::load(&cluster.pki, "client").unwrap();
+
+    // 1. No client certificate: the handshake is refused, with a logged reason.
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    for ca in client.ca_certs() {
+        roots.add(ca.clone()).unwrap();
+    }
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    tls.alpn_protocols = vec![transport::ALPN.to_vec()];
+    let cfg = quinn::ClientConfig::new(Arc::new(
+        quinn::crypto::rustls::QuicClientConfig::try_from(tls).unwrap(),
+    ));
+    let ep = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+    let usable = match ep.connect_with(cfg, cluster.station, STATION).unwrap().await {
+        Err(_) => false,
+        Ok(conn) => {
+            // TLS 1.3 may let the client finish first; the station then closes it.
+            match transport::open_bi(&conn, MAX_CONTROL_FRAME).await {
+                Err(_) => false,
+                Ok((mut s, mut r)) => {
+                    let sent = s.send(&StationRequest::ListTapes).await.is_ok();
+                    sent && matches!(
+                        tokio::time::timeout(Duration::from_secs(5), r.recv::<StationReply>()).await,
+                        Ok(Ok(Some(_)))
+                    )
+                }
+            }
+        }
+    };
+    assert!(!usable, "a client without a certificate got an answer");
+    cluster
+        .wait_for_log(STATION, "refused a connection", 1, Duration::from_secs(10))
+        .unwrap();
+    catalog_still_answers(&cluster);
+
+    // 2. A malformed frame (valid length, garbage body) from an authenticated client.
+    let ep = transport::bind("127.0.0.1:0".parse().unwrap(), &client).unwrap();
+    let (conn, _) = transport::connect(&ep, cluster.station, STATION, Role::Station)
+        .await
+        .unwrap();
+    let (mut send, mut recv) = transport::open_bi(&conn, MAX_CONTROL_FRAME).await.unwrap();
+    let mut frame = 64u32.to_be_bytes().to_vec();
+    frame.extend([0xFFu8; 64]); // no StationRequest variant has tag 255
+    send.stream_mut().write_all(&frame).await.unwrap();
+    let _ = send.stream_mut().finish();
+    match recv.recv::<StationReply>().await {
+        Ok(Some(StationReply::Error { message })) => assert!(message.contains("invalid"), "{message}"),
+        other => panic!("expected an error reply to a malformed frame, got {other:?}"),
+    }
+    cluster
+        .wait_for_log(STATION, "malformed request", 1, Duration::from_secs(10))
+        .unwrap();
+
+    // 3. An oversized frame: the station stops the stream (code 2) and goes on.
+    let (mut send, mut recv) = transport::open_bi(&conn, MAX_CONTROL_FRAME).await.unwrap();
+    send.stream_mut()
+        .write_all(&(512u32 << 20).to_be_bytes())
+        .await
+        .unwrap();
+    send.stream_mut().write_all(&[0u8; 4096]).await.unwrap();
+    let stopped = tokio::time::timeout(Duration::from_secs(10), send.stopped())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        stopped.map(|c| c.into_inner()),
+        Some(transport::codes::FRAME_TOO_LARGE.into_inner())
+    );
+    let _ = recv.stop(transport::codes::DONE);
+    catalog_still_answers(&cluster);
+
+    // 4. A primary node may not start backups; a client may not register as a mover.
+    let pn = Identity::load(&cluster.pki, "pn1").unwrap();
+    let ep2 = transport::bind("127.0.0.1:0".parse().unwrap(), &pn).unwrap();
+    let (conn2, _) = transport::connect(&ep2, cluster.station, STATION, Role::Station)
+        .await
+        .unwrap();
+    let (mut s, mut r) = transport::open_bi(&conn2, MAX_CONTROL_FRAME).await.unwrap();
+    s.send(&StationRequest::Backup {
+        object_name: "x".into(),
+        primary: "pn1".into(),
+        object: ObjectSpec::Volume("vol0".into()),
+    })
+    .await
+    .unwrap();
+    match r.recv::<StationReply>().await.unwrap() {
+        Some(StationReply::Error { message }) => assert!(message.contains("may not"), "{message}"),
+        other => panic!("a primary node started a backup: {other:?}"),
+    }
+    let (mut s, mut r) = transport::open_bi(&conn, MAX_CONTROL_FRAME).await.unwrap();
+    s.send(&StationRequest::RegisterMover {
+        name: "client".into(),
+        role: proto::wire::MoverRole::BackEnd,
+        address: "127.0.0.1:1".into(),
+        drives: vec!["evil".into()],
+        back_end: None,
+    })
+    .await
+    .unwrap();
+    match r.recv::<StationReply>().await.unwrap() {
+        Some(StationReply::Error { message }) => assert!(message.contains("may not"), "{message}"),
+        other => panic!("a client registered as a mover: {other:?}"),
+    }
+    assert!(cluster.log(STATION).contains("refused"), "refusals are logged");
+
+    // The cluster still works end to end.
+    let out = cluster
+        .smapp(&["backup", "--primary", "pn1", "--object", "after", "--volume", "vol0"])
+        .unwrap();
+    assert_eq!(out.last().unwrap()["result"], "backup");
+    cluster.stop();
+}
