@@ -42,6 +42,9 @@ enum Cmd {
         /// Prometheus metrics address.
         #[arg(long)]
         metrics: Option<SocketAddr>,
+        /// Seconds without a heartbeat after which a mover or primary node is declared dead.
+        #[arg(long, default_value_t = 10)]
+        heartbeat_timeout: u64,
     },
     /// Cluster certificates.
     Pki {
@@ -108,6 +111,7 @@ async fn main() -> Result<()> {
             pool,
             block_size,
             metrics,
+            heartbeat_timeout,
         } => {
             if let Some(addr) = metrics {
                 metrics_exporter_prometheus::PrometheusBuilder::new()
@@ -125,6 +129,7 @@ async fn main() -> Result<()> {
                 pool,
                 block_size,
                 command_timeout: Duration::from_secs(120),
+                heartbeat_timeout: Duration::from_secs(heartbeat_timeout),
             };
             serve(Station::new(catalog, cfg), identity).await
         }

@@ -60,16 +60,18 @@ impl Mover {
 
     /// A (cached) connection to a back-end.
     pub async fn back_end_connection(&self, be: &PeerAddr) -> Result<quinn::Connection> {
-        let mut peers = self.peers.lock().await;
-        if let Some(c) = peers.get(&be.name) {
-            if c.close_reason().is_none() {
-                return Ok(c.clone());
-            }
-        }
         let addr: SocketAddr = be
             .address
             .parse()
             .with_context(|| format!("back-end address {:?}", be.address))?;
+        let mut peers = self.peers.lock().await;
+        if let Some(c) = peers.get(&be.name) {
+            // A back-end that restarted registers a new address: never reuse
+            // a connection to its previous incarnation.
+            if c.close_reason().is_none() && c.remote_address() == addr {
+                return Ok(c.clone());
+            }
+        }
         let (conn, _) = transport::connect(&self.endpoint, addr, &be.name, Role::Mover)
             .await
             .with_context(|| format!("dialling back-end {} at {addr}", be.name))?;

@@ -3,7 +3,6 @@
 //! node, all talking QUIC with mutual TLS. Used by the integration tests,
 //! the demo and the benchmark.
 
-use std::fs::File;
 use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -64,6 +63,10 @@ pub struct Proc {
     pub name: String,
     pub child: Child,
     pub log: PathBuf,
+    program: PathBuf,
+    args: Vec<std::ffi::OsString>,
+    /// Killed on purpose by a test.
+    killed: bool,
 }
 
 /// A running cluster; everything is stopped on drop.
@@ -148,7 +151,12 @@ impl Cluster {
                 .arg(&pki)
                 .arg("--library")
                 .arg(&library)
-                .args(["--block-size", &spec.tape_block_size.to_string()]),
+                .args([
+                    "--block-size",
+                    &spec.tape_block_size.to_string(),
+                    "--heartbeat-timeout",
+                    "5",
+                ]),
         )?;
         cluster.spawn(
             BE,
@@ -209,19 +217,52 @@ impl Cluster {
     }
 
     fn spawn(&mut self, name: &str, cmd: &mut Command) -> Result<()> {
+        let program = PathBuf::from(cmd.get_program());
+        let args: Vec<std::ffi::OsString> = cmd.get_args().map(|a| a.to_os_string()).collect();
+        let child = self.launch(name, &program, &args, false)?;
         let log = self.work.join("logs").join(format!("{name}.log"));
-        let f = File::create(&log)?;
-        let child = cmd
-            .env("RUST_LOG", std::env::var("DMC_LOG").unwrap_or_else(|_| "info".into()))
-            .stdout(Stdio::null())
-            .stderr(f)
-            .spawn()
-            .with_context(|| format!("starting {name}"))?;
         self.procs.push(Proc {
             name: name.to_string(),
             child,
             log,
+            program,
+            args,
+            killed: false,
         });
+        Ok(())
+    }
+
+    fn launch(&self, name: &str, program: &Path, args: &[std::ffi::OsString], append: bool) -> Result<Child> {
+        let log = self.work.join("logs").join(format!("{name}.log"));
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(append)
+            .write(true)
+            .truncate(!append)
+            .open(&log)?;
+        Command::new(program)
+            .args(args)
+            .env("RUST_LOG", std::env::var("DMC_LOG").unwrap_or_else(|_| "info".into()))
+            .stdout(Stdio::null())
+            .stderr(f)
+            .spawn()
+            .with_context(|| format!("starting {name}"))
+    }
+
+    /// Start a stopped (or killed) process again with the same arguments;
+    /// its log goes on in the same file.
+    pub fn restart(&mut self, name: &str) -> Result<()> {
+        let i = self
+            .procs
+            .iter()
+            .position(|p| p.name == name)
+            .ok_or_else(|| anyhow!("no process {name}"))?;
+        let _ = self.procs[i].child.kill();
+        let _ = self.procs[i].child.wait();
+        let (program, args) = (self.procs[i].program.clone(), self.procs[i].args.clone());
+        let child = self.launch(name, &program, &args, true)?;
+        self.procs[i].child = child;
+        self.procs[i].killed = false;
         Ok(())
     }
 
@@ -239,6 +280,9 @@ impl Cluster {
                 return Ok(());
             }
             for p in &mut self.procs {
+                if p.killed {
+                    continue;
+                }
                 if let Some(status) = p.child.try_wait()? {
                     bail!("{} exited ({status}) while waiting; its log:\n{}", p.name, tail(&p.log));
                 }
@@ -309,6 +353,7 @@ impl Cluster {
             .ok_or_else(|| anyhow!("no process {name}"))?;
         p.child.kill()?;
         p.child.wait()?;
+        p.killed = true;
         Ok(())
     }
 

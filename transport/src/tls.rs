@@ -24,7 +24,7 @@ pub const SEND_WINDOW: u64 = 64 << 20;
 /// Keep-alive interval, well below [`MAX_IDLE`].
 pub const KEEP_ALIVE: Duration = Duration::from_secs(5);
 /// A connection silent for this long is dead.
-pub const MAX_IDLE: Duration = Duration::from_secs(60);
+pub const MAX_IDLE: Duration = Duration::from_secs(20);
 /// Concurrent bidirectional streams a peer may open (one per conversation).
 pub const MAX_BIDI_STREAMS: u32 = 1024;
 
@@ -49,7 +49,7 @@ pub fn transport_config() -> TransportConfig {
         .send_window(SEND_WINDOW)
         .keep_alive_interval(Some(KEEP_ALIVE))
         .max_idle_timeout(Some(
-            IdleTimeout::try_from(MAX_IDLE).expect("60 s fits a QUIC idle timeout"),
+            IdleTimeout::try_from(MAX_IDLE).expect("20 s fits a QUIC idle timeout"),
         ))
         .max_concurrent_bidi_streams(VarInt::from_u32(MAX_BIDI_STREAMS));
     t

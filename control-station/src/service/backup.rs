@@ -87,6 +87,7 @@ async fn backup(
     };
     let outcome = drive_channel(st, &mut held, object_name, primary, map, rx, send, started).await;
     st.channels.lock().await.remove(&(channel_id as u64));
+    st.depends_on(channel_id as u64, &[]).await;
     match outcome {
         Ok(ev) => {
             release(st, &held, true).await;
@@ -156,6 +157,8 @@ async fn drive_channel(
 
     let (pair, drive) = registry::assign(st, Duration::from_secs(600)).await?;
     held.assignment = Some((pair.clone(), drive.clone()));
+    st.depends_on(channel_id as u64, &[&pair.fe_name, &pair.be_name, primary])
+        .await;
     let opened = format!(
         "front-end {}, back-end {}, drive {}",
         pair.fe_name, pair.be_name, drive.name

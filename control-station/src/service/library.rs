@@ -74,6 +74,9 @@ pub(crate) async fn mount_for_read(st: &Arc<Station>, be: &str, drive: &DriveRow
 }
 
 /// Have the back-end finish (if written) and unload the tape; record it.
+/// When the back-end cannot answer (it died), the tape is still released in
+/// the catalog; a tape that was written to stays `filling` (never back to
+/// `scratch`), and the next writer appends after its last complete file.
 pub(crate) async fn dismount(
     st: &Arc<Station>,
     be: &str,
@@ -89,11 +92,12 @@ pub(crate) async fn dismount(
             },
         )
         .await;
+    let fresh = st.catalog.tape(tape.id).await?.unwrap_or_else(|| tape.clone());
     let (state, bytes, files) = match (&reply, written) {
         (Ok(CommandReply::Dismounted { bytes, files, .. }), true) => (TAPE_FILLING, *bytes as i64, *files as i32),
-        _ => (tape.state.as_str(), tape.bytes_written, tape.files_written),
+        (Err(_), true) => (TAPE_FILLING, fresh.bytes_written, fresh.files_written),
+        _ => (fresh.state.as_str(), fresh.bytes_written, fresh.files_written),
     };
-    let state = if written { state } else { tape.state.as_str() };
     st.catalog.dismount_tape(drive.id, tape.id, state, bytes, files).await?;
     reply
         .map(|_| ())

@@ -12,7 +12,7 @@ use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use proto::wire::{Command, CommandReply, StationReply, StationRequest, MAX_CONTROL_FRAME};
@@ -34,6 +34,9 @@ pub struct StationConfig {
     pub block_size: u32,
     /// How long a command to a peer may take.
     pub command_timeout: Duration,
+    /// A mover or primary node silent for this long is declared dead: its
+    /// channels go to `Error` and its drives are freed.
+    pub heartbeat_timeout: Duration,
 }
 
 /// What a peer told the station about a running channel.
@@ -66,6 +69,10 @@ pub struct Station {
     pub(crate) channels: Mutex<HashMap<u64, mpsc::UnboundedSender<ChannelNote>>>,
     pub(crate) busy_drives: Mutex<HashSet<i64>>,
     pub(crate) pair_load: Mutex<HashMap<i64, usize>>,
+    /// When each mover and primary node was last heard from.
+    pub(crate) last_seen: Mutex<HashMap<String, Instant>>,
+    /// The peers each running channel depends on.
+    pub(crate) channel_peers: Mutex<HashMap<u64, Vec<String>>>,
 }
 
 impl Station {
@@ -78,7 +85,58 @@ impl Station {
             channels: Mutex::new(HashMap::new()),
             busy_drives: Mutex::new(HashSet::new()),
             pair_load: Mutex::new(HashMap::new()),
+            last_seen: Mutex::new(HashMap::new()),
+            channel_peers: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Note that `peer` is alive.
+    pub(crate) async fn seen(&self, peer: &str) {
+        self.last_seen.lock().await.insert(peer.to_string(), Instant::now());
+    }
+
+    /// Record which peers a running channel depends on (empty: forget it).
+    pub(crate) async fn depends_on(&self, channel_id: u64, peers: &[&str]) {
+        let mut map = self.channel_peers.lock().await;
+        if peers.is_empty() {
+            map.remove(&channel_id);
+        } else {
+            map.insert(channel_id, peers.iter().map(|p| p.to_string()).collect());
+        }
+    }
+
+    /// A peer is gone: forget its connection, mark it offline, and fail
+    /// every channel that depends on it.
+    pub(crate) async fn peer_lost(&self, peer: &str, why: &str) {
+        let was_connected = self.peers.lock().await.remove(peer).is_some();
+        self.last_seen.lock().await.remove(peer);
+        if !was_connected {
+            return;
+        }
+        tracing::warn!(peer, reason = why, "peer lost");
+        let mover = self.registry.lock().await.movers.get(peer).map(|m| m.id);
+        if let Some(id) = mover {
+            if let Err(e) = self.catalog.set_mover_state(id, "offline").await {
+                tracing::error!(error = %e, "could not mark {peer} offline");
+            }
+        }
+        let affected: Vec<u64> = self
+            .channel_peers
+            .lock()
+            .await
+            .iter()
+            .filter(|(_, ps)| ps.iter().any(|p| p == peer))
+            .map(|(c, _)| *c)
+            .collect();
+        for channel_id in affected {
+            self.note(
+                channel_id,
+                ChannelNote::Failed {
+                    reason: format!("{peer} {why}"),
+                },
+            )
+            .await;
+        }
     }
 
     /// Send a command to a connected peer and wait for its reply.
@@ -121,10 +179,31 @@ impl Station {
     }
 }
 
+/// Declare dead the peers that stopped sending heartbeats.
+async fn watchdog(st: Arc<Station>) {
+    let timeout = st.cfg.heartbeat_timeout;
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let stale: Vec<String> = st
+            .last_seen
+            .lock()
+            .await
+            .iter()
+            .filter(|(_, t)| t.elapsed() > timeout)
+            .map(|(p, _)| p.clone())
+            .collect();
+        for peer in stale {
+            st.peer_lost(&peer, &format!("stopped answering (no heartbeat for {timeout:?})"))
+                .await;
+        }
+    }
+}
+
 /// Serve until the endpoint closes.
 pub async fn serve(station: Arc<Station>, identity: Identity) -> Result<()> {
     let endpoint = transport::bind(station.cfg.listen, &identity).context("binding the station's QUIC endpoint")?;
     tracing::info!(address = %endpoint.local_addr()?, "control station listening");
+    tokio::spawn(watchdog(station.clone()));
     while let Some(incoming) = endpoint.accept().await {
         let st = station.clone();
         tokio::spawn(async move {
@@ -247,6 +326,7 @@ async fn handle(st: &Arc<Station>, conn: quinn::Connection, peer: &Peer, req: St
     Ok(match req {
         R::RegisterPrimary { name, volumes } => {
             let id = registry::register_primary(st, &name, volumes).await?;
+            st.seen(&name).await;
             st.peers.lock().await.insert(name, PeerConn { conn });
             StationReply::Registered { id: id as u64 }
         }
@@ -258,10 +338,14 @@ async fn handle(st: &Arc<Station>, conn: quinn::Connection, peer: &Peer, req: St
             back_end,
         } => {
             let id = registry::register_mover(st, &name, role, &address, &drives, back_end).await?;
+            st.seen(&name).await;
             st.peers.lock().await.insert(name, PeerConn { conn });
             StationReply::Registered { id: id as u64 }
         }
         R::Heartbeat { name } => {
+            if st.peers.lock().await.contains_key(&name) {
+                st.seen(&name).await;
+            }
             registry::heartbeat(st, &name).await?;
             StationReply::Ok
         }

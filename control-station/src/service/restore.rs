@@ -159,6 +159,8 @@ async fn read_tapes(
     send: &mut FramedSend,
 ) -> Result<(u64, u64, u32, Vec<String>)> {
     let (pair, drive) = registry::assign(st, Duration::from_secs(600)).await?;
+    st.depends_on(channel_id as u64, &[&pair.fe_name, &pair.be_name, dest_node])
+        .await;
     let result = async {
         transition(
             st,
@@ -280,5 +282,6 @@ async fn read_tapes(
     }
     .await;
     registry::release(st, &pair, &drive).await;
+    st.depends_on(channel_id as u64, &[]).await;
     result
 }

@@ -134,7 +134,11 @@ async fn run(mover: &Arc<Mover>, ch: &BackupChannel, send: &mut FramedSend, mut 
         }
     }
     drop(seg_tx);
-    let uploaded = uploader.await.context("segment uploader")??;
+    // The uploader's error, if any, is the real cause of a stopped stream.
+    let uploaded = uploader
+        .await
+        .context("segment uploader")?
+        .context("sending segments to the back-end")?;
     if received != index.len() {
         bail!("only {received} of {} tracks arrived", index.len());
     }

@@ -1,0 +1,102 @@
+//! A back-end killed (SIGKILL) in the middle of a backup: the channel ends
+//! in `Error` with a reason, the drive is freed, and once the back-end is
+//! back the same backup succeeds, appending to the tape the dead back-end
+//! never finished, and restores byte-identical.
+
+use std::time::{Duration, Instant};
+
+use dmc_tests::cluster::{Cluster, BE, PRIMARY, STATION};
+use dmc_tests::fixture;
+use dmc_tests::scenario::{self, ScenarioSpec};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_killed_back_end_fails_its_channel_and_the_rerun_succeeds() {
+    let work = tempfile::tempdir().unwrap();
+    let spec = ScenarioSpec {
+        object_size: 256 << 20,
+        block_size: 4096,
+        track_size: 65536,
+        segment_size: 4 << 20,
+        seed: 9,
+    };
+    let layout = scenario::make_layout(&work.path().join("volumes"), &spec).unwrap();
+    let mut cluster = Cluster::start(work.path(), &scenario::cluster_spec(&layout, &spec))
+        .await
+        .unwrap();
+    let extents = layout.extents_file.to_string_lossy().to_string();
+    let args = [
+        "backup",
+        "--primary",
+        PRIMARY,
+        "--object",
+        "victim",
+        "--extents",
+        extents.as_str(),
+    ];
+
+    // Start the backup, wait for its first segments on tape, kill the back-end.
+    let failed = std::thread::scope(|s| {
+        let backup = s.spawn(|| cluster.smapp_as("client", &args).unwrap());
+        let start = Instant::now();
+        loop {
+            let segs = cluster.smapp(&["list", "segments"]).unwrap_or_default();
+            if segs.len() >= 2 {
+                break;
+            }
+            assert!(start.elapsed() < Duration::from_secs(60), "no segment reached tape");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let pid = cluster.procs.iter().find(|p| p.name == BE).unwrap().child.id();
+        let st = std::process::Command::new("kill")
+            .args(["-9", &pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(st.success());
+        backup.join().unwrap()
+    });
+    assert!(
+        !failed.status.success(),
+        "the backup cannot succeed without its back-end"
+    );
+    let err = String::from_utf8_lossy(&failed.stderr);
+    assert!(
+        err.contains("be1") || err.contains("back-end"),
+        "the error names the back-end: {err}"
+    );
+
+    let chans = cluster.smapp(&["channels"]).unwrap();
+    let ch = &chans[0];
+    assert_eq!(ch["state"], "error", "{ch}");
+    assert!(!ch["reason"].as_str().unwrap().is_empty());
+    let abs = cluster.smapp(&["list", "abs"]).unwrap();
+    assert_eq!(abs[0]["state"], "failed", "{abs:?}");
+    let tapes = cluster.smapp(&["list", "tapes"]).unwrap();
+    assert!(
+        tapes.iter().all(|t| t["mounted_in"].is_null()),
+        "the drive was freed: {tapes:?}"
+    );
+    assert!(
+        tapes.iter().all(|t| t["state"] != "scratch"),
+        "a written tape never goes back to scratch: {tapes:?}"
+    );
+
+    // The back-end comes back; the same backup runs again and restores.
+    cluster.restart(BE).unwrap();
+    cluster
+        .wait_for_log(STATION, "mover registered", 3, Duration::from_secs(30))
+        .unwrap();
+    let out = cluster.smapp(&args).unwrap();
+    let abs_id = out.last().unwrap()["abs_id"].as_u64().unwrap();
+    let restored = work.path().join("restored.bin");
+    cluster
+        .smapp(&[
+            "restore",
+            &abs_id.to_string(),
+            "--to-file",
+            &format!("{PRIMARY}:{}", restored.display()),
+        ])
+        .unwrap();
+    let source = fixture::ObjectReader::new(|v| layout.path_of(v), &layout.extents);
+    fixture::compare(source, std::fs::File::open(&restored).unwrap(), "rerun restore").unwrap();
+    cluster.stop();
+}
