@@ -5,3 +5,4 @@
 
 pub mod client;
 pub mod extents;
+pub mod watch;

@@ -73,8 +73,18 @@ enum Cmd {
         #[arg(long)]
         abs: Option<u64>,
     },
-    /// Channels and their states; with an ID, its transition history.
-    Channels { id: Option<u64> },
+    /// Channels and their states; `channels ID` shows one channel's
+    /// transition history; `channels watch` follows all channels live.
+    Channels {
+        /// A channel ID, or `watch`.
+        what: Option<String>,
+        /// Watch: seconds between refreshes.
+        #[arg(long, default_value_t = 1.0)]
+        interval: f64,
+        /// Watch: stop after this many refreshes (default: until interrupted).
+        #[arg(long)]
+        count: Option<u64>,
+    },
     /// Tape images, with no database and no cluster.
     Tape {
         #[command(subcommand)]
@@ -230,10 +240,18 @@ async fn run(a: Args) -> Result<()> {
             print_listing(client.request(&req).await?, a.json);
             Ok(())
         }
-        Cmd::Channels { id } => {
+        Cmd::Channels { what, interval, count } => {
             let client = connect(&a).await?;
+            let id = match what.as_deref() {
+                Some("watch") => return smapp_client::watch::run(&client, *interval, *count, a.json).await,
+                Some(n) => Some(
+                    n.parse::<u64>()
+                        .with_context(|| format!("{n:?} is neither a channel ID nor `watch`"))?,
+                ),
+                None => None,
+            };
             print_listing(
-                client.request(&StationRequest::Channels { channel_id: *id }).await?,
+                client.request(&StationRequest::Channels { channel_id: id }).await?,
                 a.json,
             );
             Ok(())
