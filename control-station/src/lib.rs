@@ -1,4 +1,5 @@
 //! control-station
 pub mod catalog;
 pub mod channel;
+pub mod plan;
 pub mod service;

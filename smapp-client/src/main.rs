@@ -438,7 +438,7 @@ fn tape(cmd: &TapeCmd, as_json: bool) -> Result<()> {
                 for f in &report.files {
                     println!(
                         "{}",
-                        json!({"file": f.file, "records": f.records, "bytes": f.bytes, "kind": f.kind.name()})
+                        json!({"file": f.file, "records": f.records, "bytes": f.bytes, "kind": f.kind.name(), "abs_id": f.abs_id, "seq": f.seq, "tracks": f.tracks, "problem": f.problem})
                     );
                 }
             } else {

@@ -90,7 +90,7 @@ async fn backup(
     st.depends_on(channel_id as u64, &[]).await;
     match outcome {
         Ok(ev) => {
-            release(st, &held, true).await;
+            release(st, &mut held).await;
             Ok(ev)
         }
         Err(e) => {
@@ -109,20 +109,23 @@ async fn backup(
                 let _ = st.command(&pair.fe_name, &abort).await;
                 let _ = st.command(primary, &abort).await;
             }
-            release(st, &held, true).await;
+            release(st, &mut held).await;
             Err(e)
         }
     }
 }
 
-async fn release(st: &Arc<Station>, held: &Held, written: bool) {
-    if let Some((pair, drive)) = &held.assignment {
-        if let Some(tape) = &held.tape {
-            if let Err(e) = library::dismount(st, &pair.be_name, drive, tape, written).await {
-                tracing::error!(error = %format!("{e:#}"), tape = %tape.label, "dismount failed");
+/// Leave the drive; the last writer finishes and dismounts the tape.
+async fn release(st: &Arc<Station>, held: &mut Held) {
+    if let Some((pair, drive)) = held.assignment.take() {
+        if registry::leave_writing(st, &pair, &drive).await {
+            if let Some(tape) = held.tape.take() {
+                if let Err(e) = library::dismount(st, &pair.be_name, &drive, &tape, true).await {
+                    tracing::error!(error = %format!("{e:#}"), tape = %tape.label, "dismount failed");
+                }
             }
+            registry::release(st, None, &drive).await;
         }
-        registry::release(st, pair, drive).await;
     }
 }
 
@@ -155,7 +158,8 @@ async fn drive_channel(
         }))
         .await;
 
-    let (pair, drive) = registry::assign(st, Duration::from_secs(600)).await?;
+    let registry::Assignment { pair, drive, joined } =
+        registry::assign(st, Duration::from_secs(600), registry::Purpose::Backup).await?;
     held.assignment = Some((pair.clone(), drive.clone()));
     st.depends_on(channel_id as u64, &[&pair.fe_name, &pair.be_name, primary])
         .await;
@@ -165,16 +169,23 @@ async fn drive_channel(
     );
     transition(st, channel_id, ChannelState::Opened, &opened, send).await?;
 
-    let tape = library::mount_for_write(st, &pair.be_name, &drive).await?;
+    let tape = if joined {
+        registry::wait_for_tape(st, &drive, Duration::from_secs(600)).await?
+    } else {
+        let tape = library::mount_for_write(st, &pair.be_name, &drive).await?;
+        registry::tape_mounted(st, &drive, &tape).await;
+        tape
+    };
     held.tape = Some(tape.clone());
     st.catalog
         .assign_channel(channel_id, pair.fe_id, pair.be_id, drive.id, Some(tape.id))
         .await?;
+    let how = if joined { "interleaving on" } else { "mounted" };
     transition(
         st,
         channel_id,
         ChannelState::BeginningOfTape,
-        &format!("tape {} mounted in drive {}", tape.label, drive.name),
+        &format!("tape {} {how} in drive {}", tape.label, drive.name),
         send,
     )
     .await?;
@@ -252,11 +263,9 @@ async fn drive_channel(
     let _ = send
         .send(&StationReply::Event(ChannelEvent::Progress { bytes: data_bytes }))
         .await;
-    // Finish the tape (directory, trailer, catalog, labels) before closing.
-    let held_tape = held.tape.take();
-    if let Some(t) = &held_tape {
-        library::dismount(st, &pair.be_name, &drive, t, true).await?;
-    }
+    // The last writer of the tape finishes it (directory, trailer, catalog,
+    // labels) before its channel closes.
+    release(st, held).await;
     transition(
         st,
         channel_id,

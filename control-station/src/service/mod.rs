@@ -8,7 +8,7 @@ mod listing;
 mod registry;
 mod restore;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -67,7 +67,7 @@ pub struct Station {
     pub(crate) peers: Mutex<HashMap<String, PeerConn>>,
     pub(crate) registry: Mutex<registry::Registry>,
     pub(crate) channels: Mutex<HashMap<u64, mpsc::UnboundedSender<ChannelNote>>>,
-    pub(crate) busy_drives: Mutex<HashSet<i64>>,
+    pub(crate) drive_use: Mutex<HashMap<i64, registry::DriveUse>>,
     pub(crate) pair_load: Mutex<HashMap<i64, usize>>,
     /// When each mover and primary node was last heard from.
     pub(crate) last_seen: Mutex<HashMap<String, Instant>>,
@@ -83,7 +83,7 @@ impl Station {
             peers: Mutex::new(HashMap::new()),
             registry: Mutex::new(registry::Registry::default()),
             channels: Mutex::new(HashMap::new()),
-            busy_drives: Mutex::new(HashSet::new()),
+            drive_use: Mutex::new(HashMap::new()),
             pair_load: Mutex::new(HashMap::new()),
             last_seen: Mutex::new(HashMap::new()),
             channel_peers: Mutex::new(HashMap::new()),

@@ -10,7 +10,7 @@ use proto::abs::VolumeRef;
 use proto::wire::MoverRole;
 
 use super::Station;
-use crate::catalog::{DriveRow, PairRow};
+use crate::catalog::{DriveRow, PairRow, TapeRow};
 
 #[derive(Debug, Clone)]
 pub(crate) struct PrimaryEntry {
@@ -95,19 +95,57 @@ pub(crate) async fn primary(st: &Arc<Station>, name: &str) -> Result<PrimaryEntr
     }
 }
 
-/// A pair whose both movers are connected, least loaded first, and a free
-/// drive of its back-end; waits (up to `patience`) while all drives are busy.
-pub(crate) async fn assign(st: &Arc<Station>, patience: Duration) -> Result<(PairRow, DriveRow)> {
+/// Most backup channels that share one drive (their segments interleave on its tape).
+pub(crate) const MAX_CHANNELS_PER_DRIVE: usize = 8;
+
+/// What a drive is doing, as the station planned it.
+#[derive(Debug, Clone)]
+pub(crate) enum DriveUse {
+    /// One restore channel reads from it.
+    Reading,
+    /// Backup channels write to its tape, interleaved. `tape` is `None`
+    /// while the first channel mounts it; `closing` once the last channel
+    /// left and the tape is being finished.
+    Writing {
+        tape: Option<TapeRow>,
+        users: usize,
+        closing: bool,
+    },
+}
+
+/// What a channel needs a drive for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Purpose {
+    Backup,
+    Restore,
+}
+
+/// A pair and a drive handed to a channel.
+#[derive(Debug, Clone)]
+pub(crate) struct Assignment {
+    pub pair: PairRow,
+    pub drive: DriveRow,
+    /// The drive already had a tape mounted for writing: this channel joins
+    /// it and its segments interleave with the others'.
+    pub joined: bool,
+}
+
+fn connected_pairs(pairs: Vec<PairRow>, peers: &std::collections::HashMap<String, super::PeerConn>) -> Vec<PairRow> {
+    pairs
+        .into_iter()
+        .filter(|p| peers.contains_key(&p.fe_name) && peers.contains_key(&p.be_name))
+        .collect()
+}
+
+/// A pair whose both movers are connected, least loaded first, and a drive
+/// of its back-end: a free one if there is one; for a backup, else a drive
+/// already writing (fewest channels first, up to
+/// [`MAX_CHANNELS_PER_DRIVE`]). Waits up to `patience` while all are busy.
+pub(crate) async fn assign(st: &Arc<Station>, patience: Duration, purpose: Purpose) -> Result<Assignment> {
     let deadline = tokio::time::Instant::now() + patience;
     loop {
         let pairs = st.catalog.list_pairs().await?;
-        let connected: Vec<PairRow> = {
-            let peers = st.peers.lock().await;
-            pairs
-                .into_iter()
-                .filter(|p| peers.contains_key(&p.fe_name) && peers.contains_key(&p.be_name))
-                .collect()
-        };
+        let connected = connected_pairs(pairs, &*st.peers.lock().await);
         if connected.is_empty() {
             if tokio::time::Instant::now() >= deadline {
                 bail!("no front-end/back-end pair is connected");
@@ -116,17 +154,63 @@ pub(crate) async fn assign(st: &Arc<Station>, patience: Duration) -> Result<(Pai
             let load = st.pair_load.lock().await.clone();
             let mut ordered = connected;
             ordered.sort_by_key(|p| load.get(&p.id).copied().unwrap_or(0));
-            for pair in ordered {
-                let drives = st.catalog.drives_of(pair.be_id).await?;
-                let mut busy = st.busy_drives.lock().await;
-                if let Some(d) = drives
-                    .into_iter()
-                    .find(|d| !busy.contains(&d.id) && d.tape_id.is_none())
-                {
-                    busy.insert(d.id);
-                    *st.pair_load.lock().await.entry(pair.id).or_default() += 1;
-                    return Ok((pair, d));
+            let mut candidates = Vec::new();
+            for pair in &ordered {
+                for d in st.catalog.drives_of(pair.be_id).await? {
+                    candidates.push((pair.clone(), d));
                 }
+            }
+            let mut uses = st.drive_use.lock().await;
+            // A free drive first: parallel drives before interleaving.
+            let free = candidates
+                .iter()
+                .find(|(_, d)| !uses.contains_key(&d.id) && d.tape_id.is_none())
+                .cloned();
+            let chosen = match (free, purpose) {
+                (Some((pair, drive)), _) => {
+                    let u = match purpose {
+                        Purpose::Backup => DriveUse::Writing {
+                            tape: None,
+                            users: 1,
+                            closing: false,
+                        },
+                        Purpose::Restore => DriveUse::Reading,
+                    };
+                    uses.insert(drive.id, u);
+                    Some(Assignment {
+                        pair,
+                        drive,
+                        joined: false,
+                    })
+                }
+                (None, Purpose::Backup) => {
+                    let best = candidates
+                        .iter()
+                        .filter_map(|(p, d)| match uses.get(&d.id) {
+                            Some(DriveUse::Writing {
+                                users, closing: false, ..
+                            }) if *users < MAX_CHANNELS_PER_DRIVE => Some((*users, p, d)),
+                            _ => None,
+                        })
+                        .min_by_key(|(users, _, _)| *users)
+                        .map(|(_, p, d)| (p.clone(), d.clone()));
+                    best.map(|(pair, drive)| {
+                        if let Some(DriveUse::Writing { users, .. }) = uses.get_mut(&drive.id) {
+                            *users += 1;
+                        }
+                        Assignment {
+                            pair,
+                            drive,
+                            joined: true,
+                        }
+                    })
+                }
+                (None, Purpose::Restore) => None,
+            };
+            drop(uses);
+            if let Some(a) = chosen {
+                *st.pair_load.lock().await.entry(a.pair.id).or_default() += 1;
+                return Ok(a);
             }
             if tokio::time::Instant::now() >= deadline {
                 bail!("every drive stayed busy for {patience:?}");
@@ -136,10 +220,65 @@ pub(crate) async fn assign(st: &Arc<Station>, patience: Duration) -> Result<(Pai
     }
 }
 
-/// Give back what [`assign`] handed out.
-pub(crate) async fn release(st: &Arc<Station>, pair: &PairRow, drive: &DriveRow) {
-    st.busy_drives.lock().await.remove(&drive.id);
+/// The first writer mounted the tape: joiners may use it.
+pub(crate) async fn tape_mounted(st: &Arc<Station>, drive: &DriveRow, tape: &TapeRow) {
+    if let Some(DriveUse::Writing { tape: t, .. }) = st.drive_use.lock().await.get_mut(&drive.id) {
+        *t = Some(tape.clone());
+    }
+}
+
+/// A joiner waits for the tape the first writer mounts.
+pub(crate) async fn wait_for_tape(st: &Arc<Station>, drive: &DriveRow, patience: Duration) -> Result<TapeRow> {
+    let deadline = tokio::time::Instant::now() + patience;
+    loop {
+        match st.drive_use.lock().await.get(&drive.id) {
+            Some(DriveUse::Writing {
+                tape: Some(t),
+                closing: false,
+                ..
+            }) => return Ok(t.clone()),
+            Some(DriveUse::Writing {
+                tape: None,
+                closing: false,
+                ..
+            }) => {}
+            _ => bail!("the tape of drive {} could not be mounted", drive.name),
+        }
+        if tokio::time::Instant::now() >= deadline {
+            bail!("drive {} got no tape within {patience:?}", drive.name);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A backup channel leaves its drive. Returns true when it was the last
+/// writer: the caller then finishes and dismounts the tape and calls
+/// [`release`].
+pub(crate) async fn leave_writing(st: &Arc<Station>, pair: &PairRow, drive: &DriveRow) -> bool {
     if let Some(n) = st.pair_load.lock().await.get_mut(&pair.id) {
         *n = n.saturating_sub(1);
+    }
+    let mut uses = st.drive_use.lock().await;
+    match uses.get_mut(&drive.id) {
+        Some(DriveUse::Writing { users, closing, .. }) => {
+            *users = users.saturating_sub(1);
+            if *users == 0 {
+                *closing = true;
+                return true;
+            }
+            false
+        }
+        _ => true,
+    }
+}
+
+/// The drive is free again (after a restore, or after the last writer
+/// dismounted its tape).
+pub(crate) async fn release(st: &Arc<Station>, pair: Option<&PairRow>, drive: &DriveRow) {
+    st.drive_use.lock().await.remove(&drive.id);
+    if let Some(pair) = pair {
+        if let Some(n) = st.pair_load.lock().await.get_mut(&pair.id) {
+            *n = n.saturating_sub(1);
+        }
     }
 }

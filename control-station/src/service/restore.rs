@@ -158,7 +158,8 @@ async fn read_tapes(
     mut rx: mpsc::UnboundedReceiver<ChannelNote>,
     send: &mut FramedSend,
 ) -> Result<(u64, u64, u32, Vec<String>)> {
-    let (pair, drive) = registry::assign(st, Duration::from_secs(600)).await?;
+    let registry::Assignment { pair, drive, .. } =
+        registry::assign(st, Duration::from_secs(600), registry::Purpose::Restore).await?;
     st.depends_on(channel_id as u64, &[&pair.fe_name, &pair.be_name, dest_node])
         .await;
     let result = async {
@@ -281,7 +282,7 @@ async fn read_tapes(
         Ok((bytes, tracks, segments, labels))
     }
     .await;
-    registry::release(st, &pair, &drive).await;
+    registry::release(st, Some(&pair), &drive).await;
     st.depends_on(channel_id as u64, &[]).await;
     result
 }

@@ -1,4 +1,5 @@
 //! The back-end role: drives, segments to tape, segments back from tape.
 
 pub mod drive;
+pub mod schedule;
 pub mod serve;

@@ -1,0 +1,9 @@
+//! Pure planning types: no database, no sockets, no I/O.
+//!
+//! [`restore_plan`] turns the catalog's placement of an ABS's segments into a
+//! parallel restore plan: one job per tape (each tape mounted once, its files
+//! read in position order) spread over the free drives.
+
+pub mod restore_plan;
+
+pub use restore_plan::{PlanError, PlannedSegment, RestorePlan, TapeJob};
