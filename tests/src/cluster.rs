@@ -56,6 +56,10 @@ pub struct ClusterSpec {
     pub segment_size: u64,
     /// Tape record size.
     pub tape_block_size: u32,
+    /// Drives of each back-end; one front-end/back-end pair per entry
+    /// (`fe1`/`be1`, `fe2`/`be2`, …). Drives are named `drive0`, `drive1`, …
+    /// across the cluster. Empty means one pair with one drive.
+    pub drives_per_pair: Vec<usize>,
 }
 
 /// One running process.
@@ -97,25 +101,27 @@ impl Cluster {
         let logs = work.join("logs");
         std::fs::create_dir_all(&logs)?;
         std::fs::create_dir_all(&library)?;
-        let status = Command::new(bin("control-station")?)
-            .args(["pki", "init"])
-            .arg(&pki)
-            .args([
-                "--component",
-                "station:station",
-                "--component",
-                "fe1:mover",
-                "--component",
-                "be1:mover",
-            ])
-            .args([
-                "--component",
-                "pn1:primary-node",
-                "--component",
-                "client:client",
-                "--component",
-                "operator:operator",
-            ])
+        let drives_per_pair = if spec.drives_per_pair.is_empty() {
+            vec![1]
+        } else {
+            spec.drives_per_pair.clone()
+        };
+        let mut components = vec![
+            "station:station".to_string(),
+            format!("{PRIMARY}:primary-node"),
+            format!("{CLIENT}:client"),
+            "operator:operator".to_string(),
+        ];
+        for i in 1..=drives_per_pair.len() {
+            components.push(format!("fe{i}:mover"));
+            components.push(format!("be{i}:mover"));
+        }
+        let mut pki_init = Command::new(bin("control-station")?);
+        pki_init.args(["pki", "init"]).arg(&pki);
+        for c in &components {
+            pki_init.args(["--component", c]);
+        }
+        let status = pki_init
             .stderr(Stdio::null())
             .status()
             .context("running control-station pki init")?;
@@ -158,45 +164,46 @@ impl Cluster {
                     "5",
                 ]),
         )?;
-        cluster.spawn(
-            BE,
-            Command::new(bin("data-mover")?)
-                .args([
-                    "--name",
-                    BE,
-                    "--role",
-                    "back-end",
-                    "--listen",
-                    "127.0.0.1:0",
-                    "--station",
-                    &st,
-                    "--drive",
-                    DRIVE,
-                ])
-                .arg("--pki")
-                .arg(&pki),
-        )?;
-        cluster.spawn(
-            FE,
-            Command::new(bin("data-mover")?)
-                .args([
-                    "--name",
-                    FE,
-                    "--role",
-                    "front-end",
-                    "--listen",
-                    "127.0.0.1:0",
-                    "--station",
-                    &st,
-                    "--back-end",
-                    BE,
-                ])
-                .args(["--segment-size", &spec.segment_size.to_string()])
-                .arg("--pki")
-                .arg(&pki)
-                .arg("--spool")
-                .arg(work.join("spool-fe1")),
-        )?;
+        let mut drive_no = 0;
+        for (i, &drives) in drives_per_pair.iter().enumerate() {
+            let (fe, be) = (format!("fe{}", i + 1), format!("be{}", i + 1));
+            let mut be_cmd = Command::new(bin("data-mover")?);
+            be_cmd.args([
+                "--name",
+                &be,
+                "--role",
+                "back-end",
+                "--listen",
+                "127.0.0.1:0",
+                "--station",
+                &st,
+            ]);
+            for _ in 0..drives {
+                be_cmd.args(["--drive", &format!("drive{drive_no}")]);
+                drive_no += 1;
+            }
+            be_cmd.arg("--pki").arg(&pki);
+            cluster.spawn(&be, &mut be_cmd)?;
+            cluster.spawn(
+                &fe,
+                Command::new(bin("data-mover")?)
+                    .args([
+                        "--name",
+                        &fe,
+                        "--role",
+                        "front-end",
+                        "--listen",
+                        "127.0.0.1:0",
+                        "--station",
+                        &st,
+                    ])
+                    .args(["--back-end", &be, "--segment-size", &spec.segment_size.to_string()])
+                    .arg("--pki")
+                    .arg(&pki)
+                    .arg("--spool")
+                    .arg(work.join(format!("spool-{fe}"))),
+            )?;
+        }
         let mut pn = Command::new(bin("primary-node")?);
         pn.args(["--name", PRIMARY, "--station", &st])
             .args([
@@ -211,7 +218,12 @@ impl Cluster {
             pn.arg("--volume").arg(format!("{name}={}", path.display()));
         }
         cluster.spawn(PRIMARY, &mut pn)?;
-        cluster.wait_for_log(STATION, "mover registered", 2, Duration::from_secs(60))?;
+        cluster.wait_for_log(
+            STATION,
+            "mover registered",
+            2 * drives_per_pair.len(),
+            Duration::from_secs(60),
+        )?;
         cluster.wait_for_log(STATION, "primary node registered", 1, Duration::from_secs(60))?;
         Ok(cluster)
     }

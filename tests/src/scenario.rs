@@ -106,6 +106,7 @@ pub fn cluster_spec(layout: &Layout, spec: &ScenarioSpec) -> ClusterSpec {
         track_size: spec.track_size,
         segment_size: spec.segment_size,
         tape_block_size: 65536,
+        drives_per_pair: Vec::new(),
     }
 }
 

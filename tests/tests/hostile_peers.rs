@@ -20,6 +20,7 @@ async fn small_cluster(work: &std::path::Path) -> Cluster {
         track_size: 65536,
         segment_size: 1 << 20,
         tape_block_size: 65536,
+        drives_per_pair: Vec::new(),
     };
     Cluster::start(work, &spec).await.unwrap()
 }

@@ -172,9 +172,16 @@ async fn drive_channel(
     let tape = if joined {
         registry::wait_for_tape(st, &drive, Duration::from_secs(600)).await?
     } else {
-        let tape = library::mount_for_write(st, &pair.be_name, &drive).await?;
-        registry::tape_mounted(st, &drive, &tape).await;
-        tape
+        match library::mount_for_write(st, &pair.be_name, &drive).await {
+            Ok(tape) => {
+                registry::tape_mounted(st, &drive, &tape).await;
+                tape
+            }
+            Err(e) => {
+                registry::mount_failed(st, &drive).await;
+                return Err(e);
+            }
+        }
     };
     held.tape = Some(tape.clone());
     st.catalog

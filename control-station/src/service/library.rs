@@ -13,22 +13,28 @@ use crate::catalog::{DriveRow, NewSegment, TapeRow, TAPE_FILLING, TAPE_SCRATCH};
 /// Reserve a tape of the pool for writing (a filling one, else a scratch
 /// one, else a new image in the library), and have the back-end mount it.
 pub(crate) async fn mount_for_write(st: &Arc<Station>, be: &str, drive: &DriveRow) -> Result<TapeRow> {
-    let tape = match st.catalog.tape_for_writing(&st.cfg.pool).await? {
-        Some(t) => t,
-        None => {
-            let label = st.catalog.allocate_tape_label("DM").await?;
-            std::fs::create_dir_all(&st.cfg.library)
-                .with_context(|| format!("creating the library directory {}", st.cfg.library.display()))?;
-            let path = st.cfg.library.join(format!("{label}.tap"));
-            st.catalog
-                .create_tape(&label, &st.cfg.pool, &path.to_string_lossy())
-                .await?;
-            tracing::info!(%label, path = %path.display(), "new scratch tape in the library");
-            st.catalog
-                .tape_for_writing(&st.cfg.pool)
-                .await?
-                .ok_or_else(|| anyhow!("the new tape {label} was taken by another channel"))?
+    // Reserve a tape; when the pool has none, label a new one. Another
+    // channel may reserve the new tape first: then label another.
+    let mut attempts = 0;
+    let tape = loop {
+        if let Some(t) = st.catalog.tape_for_writing(&st.cfg.pool).await? {
+            break t;
         }
+        attempts += 1;
+        if attempts > 16 {
+            bail!(
+                "could not reserve a tape in pool {} after labelling {attempts} new ones",
+                st.cfg.pool
+            );
+        }
+        let label = st.catalog.allocate_tape_label("DM").await?;
+        std::fs::create_dir_all(&st.cfg.library)
+            .with_context(|| format!("creating the library directory {}", st.cfg.library.display()))?;
+        let path = st.cfg.library.join(format!("{label}.tap"));
+        st.catalog
+            .create_tape(&label, &st.cfg.pool, &path.to_string_lossy())
+            .await?;
+        tracing::info!(%label, path = %path.display(), "new scratch tape in the library");
     };
     let new = if tape.state == TAPE_SCRATCH {
         st.catalog.set_tape_media_set(tape.id, tape.id, 1).await?;

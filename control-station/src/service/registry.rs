@@ -227,6 +227,13 @@ pub(crate) async fn tape_mounted(st: &Arc<Station>, drive: &DriveRow, tape: &Tap
     }
 }
 
+/// The first writer could not mount a tape: channels waiting to join fail.
+pub(crate) async fn mount_failed(st: &Arc<Station>, drive: &DriveRow) {
+    if let Some(DriveUse::Writing { closing, .. }) = st.drive_use.lock().await.get_mut(&drive.id) {
+        *closing = true;
+    }
+}
+
 /// A joiner waits for the tape the first writer mounts.
 pub(crate) async fn wait_for_tape(st: &Arc<Station>, drive: &DriveRow, patience: Duration) -> Result<TapeRow> {
     let deadline = tokio::time::Instant::now() + patience;

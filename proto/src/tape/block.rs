@@ -65,6 +65,33 @@ pub trait BlockDevice {
     fn position(&self) -> Position;
     /// Data records read (transferred) so far.
     fn records_read(&self) -> u64;
+
+    /// Bytes of medium a record of `len` bytes takes (for a SIMH image: the
+    /// data padded to even length and two length words). The default, for a
+    /// device with no capacity accounting, is `len`.
+    fn record_cost(&self, len: usize) -> u64 {
+        len as u64
+    }
+    /// Bytes of medium a tape mark takes (4 in a SIMH image; default 0).
+    fn filemark_cost(&self) -> u64 {
+        0
+    }
+    /// Bytes of medium left between the current position and the physical
+    /// end of the tape (None: no capacity limit). A write that needs more is
+    /// refused with [`TapeError::EndOfMedium`] and writes nothing.
+    fn capacity_left(&self) -> Option<u64> {
+        None
+    }
+    /// Bytes of medium left between the current position and the
+    /// early-warning point (0 inside the early-warning zone; None: no
+    /// capacity limit). Writes inside the zone still succeed, as on LTO.
+    fn early_warning_left(&self) -> Option<u64> {
+        None
+    }
+    /// Whether the current position is at or past the early-warning point.
+    fn early_warning(&self) -> bool {
+        self.early_warning_left() == Some(0)
+    }
 }
 
 impl<D: BlockDevice + ?Sized> BlockDevice for &mut D {
@@ -95,6 +122,21 @@ impl<D: BlockDevice + ?Sized> BlockDevice for &mut D {
     fn records_read(&self) -> u64 {
         (**self).records_read()
     }
+    fn record_cost(&self, len: usize) -> u64 {
+        (**self).record_cost(len)
+    }
+    fn filemark_cost(&self) -> u64 {
+        (**self).filemark_cost()
+    }
+    fn capacity_left(&self) -> Option<u64> {
+        (**self).capacity_left()
+    }
+    fn early_warning_left(&self) -> Option<u64> {
+        (**self).early_warning_left()
+    }
+    fn early_warning(&self) -> bool {
+        (**self).early_warning()
+    }
 }
 
 impl<D: BlockDevice + ?Sized> BlockDevice for Box<D> {
@@ -124,6 +166,21 @@ impl<D: BlockDevice + ?Sized> BlockDevice for Box<D> {
     }
     fn records_read(&self) -> u64 {
         (**self).records_read()
+    }
+    fn record_cost(&self, len: usize) -> u64 {
+        (**self).record_cost(len)
+    }
+    fn filemark_cost(&self) -> u64 {
+        (**self).filemark_cost()
+    }
+    fn capacity_left(&self) -> Option<u64> {
+        (**self).capacity_left()
+    }
+    fn early_warning_left(&self) -> Option<u64> {
+        (**self).early_warning_left()
+    }
+    fn early_warning(&self) -> bool {
+        (**self).early_warning()
     }
 }
 
@@ -174,6 +231,47 @@ pub const SIMH_END_OF_MEDIUM: u32 = 0xFFFF_FFFF;
 /// SIMH error flag in a length word.
 pub const SIMH_ERROR_FLAG: u32 = 0x8000_0000;
 
+/// The size of a tape: its physical capacity and the early-warning zone at
+/// its end, in bytes of the image (SIMH framing included), like a real
+/// drive's early-warning and physical end-of-medium points.
+///
+/// A write that starts inside the early-warning zone (the last
+/// `early_warning` bytes) succeeds, and [`BlockDevice::early_warning`] says
+/// the tape is there; a write that would pass `total` is refused with
+/// [`TapeError::EndOfMedium`] and writes nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Capacity {
+    total: u64,
+    early_warning: u64,
+}
+
+impl Capacity {
+    /// `total` bytes of medium, the last `early_warning` of them the
+    /// early-warning zone (at most `total`).
+    pub fn new(total: u64, early_warning: u64) -> Result<Capacity, TapeError> {
+        if early_warning > total {
+            return Err(TapeError::invalid(
+                "tape capacity",
+                format!("an early-warning zone of at most the capacity ({total} bytes)"),
+                format!("{early_warning} bytes"),
+            ));
+        }
+        Ok(Capacity { total, early_warning })
+    }
+    /// Physical capacity in bytes.
+    pub fn total(&self) -> u64 {
+        self.total
+    }
+    /// Size of the early-warning zone in bytes.
+    pub fn early_warning(&self) -> u64 {
+        self.early_warning
+    }
+    /// Image offset of the early-warning point.
+    pub fn early_warning_point(&self) -> u64 {
+        self.total - self.early_warning
+    }
+}
+
 /// A tape in a SIMH `.tap` image (see the module docs).
 ///
 /// Tape file start offsets are cached as they are discovered, so locating a
@@ -195,6 +293,8 @@ pub struct SimhTape<F> {
     read_only: bool,
     /// Scratch buffer for composing a record.
     wbuf: Vec<u8>,
+    /// Physical capacity and early-warning zone (None: unlimited).
+    capacity: Option<Capacity>,
 }
 
 /// An in-memory SIMH tape (for tests and tools).
@@ -259,6 +359,7 @@ impl SimhTape<Cursor<Vec<u8>>> {
             records_read: 0,
             read_only: false,
             wbuf: Vec::new(),
+            capacity: None,
         }
     }
     /// The image bytes.
@@ -286,7 +387,23 @@ impl<F: TapeImage> SimhTape<F> {
             records_read: 0,
             read_only: false,
             wbuf: Vec::new(),
+            capacity: None,
         })
+    }
+    /// Give the tape a capacity (see [`Capacity`]); None removes it. An
+    /// image already longer than the capacity can be read, and written only
+    /// at positions where the write ends within the capacity.
+    pub fn set_capacity(&mut self, capacity: Option<Capacity>) {
+        self.capacity = capacity;
+    }
+    /// [`SimhTape::set_capacity`] by value.
+    pub fn with_capacity(mut self, capacity: Capacity) -> Self {
+        self.capacity = Some(capacity);
+        self
+    }
+    /// The capacity, if any.
+    pub fn capacity(&self) -> Option<Capacity> {
+        self.capacity
     }
     /// Length of the image in bytes.
     pub fn image_len(&self) -> u64 {
@@ -410,6 +527,18 @@ impl<F: TapeImage> SimhTape<F> {
         Ok(())
     }
 
+    /// Refuse (before anything is cut or written) a write of `needed` image
+    /// bytes at the current position that would pass the capacity.
+    fn check_capacity(&self, needed: u64) -> Result<(), TapeError> {
+        if let Some(c) = self.capacity {
+            let available = c.total.saturating_sub(self.offset);
+            if needed > available {
+                return Err(TapeError::end_of_medium(self.here(), needed, available));
+            }
+        }
+        Ok(())
+    }
+
     /// Discard everything after the current position.
     fn cut_here(&mut self) -> Result<(), TapeError> {
         if self.offset < self.len {
@@ -458,6 +587,7 @@ impl<F: TapeImage> BlockDevice for SimhTape<F> {
                 format!("{} bytes", data.len()),
             ));
         }
+        self.check_capacity(simh_record_cost(data.len()))?;
         self.cut_here()?;
         let n = (data.len() as u32).to_le_bytes();
         let mut wbuf = std::mem::take(&mut self.wbuf);
@@ -476,6 +606,7 @@ impl<F: TapeImage> BlockDevice for SimhTape<F> {
 
     fn write_filemark(&mut self) -> Result<(), TapeError> {
         self.check_writable()?;
+        self.check_capacity(4)?;
         self.cut_here()?;
         self.append_bytes(false, &SIMH_TAPE_MARK.to_le_bytes())?;
         self.enter_next_file()
@@ -568,6 +699,28 @@ impl<F: TapeImage> BlockDevice for SimhTape<F> {
     fn records_read(&self) -> u64 {
         self.records_read
     }
+
+    fn record_cost(&self, len: usize) -> u64 {
+        simh_record_cost(len)
+    }
+
+    fn filemark_cost(&self) -> u64 {
+        4
+    }
+
+    fn capacity_left(&self) -> Option<u64> {
+        self.capacity.map(|c| c.total.saturating_sub(self.offset))
+    }
+
+    fn early_warning_left(&self) -> Option<u64> {
+        self.capacity
+            .map(|c| c.early_warning_point().saturating_sub(self.offset))
+    }
+}
+
+/// Image bytes of a SIMH record of `len` data bytes.
+fn simh_record_cost(len: usize) -> u64 {
+    8 + (len as u64 + (len as u64 & 1))
 }
 
 #[cfg(test)]
@@ -790,5 +943,80 @@ mod tests {
         assert!(matches!(t.write_record(b""), Err(TapeError::Invalid { .. })));
         assert!(t.write_record(&vec![0; MAX_BLOCK_SIZE + 1]).is_err());
         assert!(t.bytes().is_empty());
+    }
+
+    #[test]
+    fn capacity_refuses_writes_past_the_end_and_writes_nothing() {
+        // 3 records of 10 bytes = 54 image bytes, two tape marks 8: 62 bytes.
+        let cap = Capacity::new(62, 20).unwrap();
+        assert!(Capacity::new(10, 11).is_err());
+        let mut t = MemTape::memory().with_capacity(cap);
+        assert_eq!(t.record_cost(10), 18);
+        assert_eq!(t.record_cost(11), 20);
+        assert_eq!(t.filemark_cost(), 4);
+        assert_eq!(t.capacity_left(), Some(62));
+        assert_eq!(t.early_warning_left(), Some(42));
+        t.write_record(&[1; 10]).unwrap();
+        t.write_record(&[2; 10]).unwrap();
+        assert!(!t.early_warning());
+        assert_eq!(t.early_warning_left(), Some(6));
+        // Starts before the early-warning point, ends inside the zone: fine.
+        t.write_record(&[3; 10]).unwrap();
+        assert!(t.early_warning(), "54 bytes written, the zone starts at 42");
+        assert_eq!(t.early_warning_left(), Some(0));
+        assert_eq!(t.capacity_left(), Some(8));
+        // Inside the zone: still succeeds (like LTO), and is reported.
+        t.write_filemark().unwrap();
+        assert!(t.early_warning());
+        let before = t.bytes().to_vec();
+        let e = t.write_record(&[4; 1]).unwrap_err();
+        assert!(e.is_end_of_medium(), "{e}");
+        assert!(!e.is_tape_full());
+        assert!(
+            matches!(
+                e,
+                TapeError::EndOfMedium {
+                    needed: 10,
+                    available: 4,
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        assert_eq!(e.location(), Some(&Location::record(1, 0)));
+        assert!(e.to_string().contains("end of medium"), "{e}");
+        assert_eq!(t.bytes(), &before[..], "a refused write writes nothing");
+        assert_eq!(t.position(), Position { file: 1, record: 0 });
+        // Still appendable where it fits, and readable.
+        t.write_filemark().unwrap();
+        assert_eq!(t.capacity_left(), Some(0));
+        assert!(t.write_filemark().unwrap_err().is_end_of_medium());
+        t.rewind().unwrap();
+        let mut buf = Vec::new();
+        for want in [1u8, 2, 3] {
+            assert_eq!(t.read_block(&mut buf, 100).unwrap(), Block::Record(10));
+            assert_eq!(buf, [want; 10]);
+        }
+        assert_eq!(t.read_block(&mut buf, 100).unwrap(), Block::FileMark);
+        assert_eq!(t.read_block(&mut buf, 100).unwrap(), Block::FileMark);
+        assert_eq!(t.read_block(&mut buf, 100).unwrap(), Block::EndOfData);
+        // Rewriting from an earlier position frees the space after it.
+        t.locate_file(1).unwrap();
+        assert_eq!(t.capacity_left(), Some(4));
+        t.rewind().unwrap();
+        assert_eq!(t.capacity_left(), Some(62));
+        assert!(!t.early_warning());
+        // Forwarding through &mut and Box keeps the accounting.
+        let r: &mut MemTape = &mut t;
+        assert_eq!(BlockDevice::early_warning_left(&r), Some(42));
+        let b: Box<dyn BlockDevice> = Box::new(MemTape::memory().with_capacity(cap));
+        assert_eq!(b.capacity_left(), Some(62));
+        assert_eq!(b.record_cost(3), 12);
+        // No capacity: unlimited.
+        let t = MemTape::memory();
+        assert_eq!(
+            (t.capacity_left(), t.early_warning_left(), t.early_warning()),
+            (None, None, false)
+        );
     }
 }

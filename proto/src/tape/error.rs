@@ -138,6 +138,25 @@ pub enum TapeError {
         expected: String,
         found: String,
     },
+    /// A write would pass the physical end of the medium (the tape image's
+    /// capacity). Nothing was written; the tape is as it was before the write.
+    #[error("end of medium at {at}: the write needs {needed} bytes, {available} bytes are left before the physical end of the tape")]
+    EndOfMedium {
+        at: Box<Location>,
+        needed: u64,
+        available: u64,
+    },
+    /// A data tape file does not fit before the early-warning point (or would
+    /// leave too little room to finish the tape). Nothing was written and the
+    /// writer is still usable: finish the tape (`finish(true)`: EOV1/EOV2) and
+    /// go on on the next one. `needed` and `available` are in bytes of the
+    /// medium (for a SIMH image: image bytes, framing included).
+    #[error("tape full at {at}: the tape file needs {needed} bytes of medium, {available} bytes are left before the early-warning point (finish this tape and continue on the next)")]
+    TapeFull {
+        at: Box<Location>,
+        needed: u64,
+        available: u64,
+    },
     /// The caller asked for something the format cannot hold (nothing was written).
     #[error("invalid {what}: expected {expected}, found {found}")]
     Invalid {
@@ -204,6 +223,22 @@ impl TapeError {
         }
     }
 
+    pub(crate) fn end_of_medium(at: Location, needed: u64, available: u64) -> TapeError {
+        TapeError::EndOfMedium {
+            at: Box::new(at),
+            needed,
+            available,
+        }
+    }
+
+    pub(crate) fn tape_full(at: Location, needed: u64, available: u64) -> TapeError {
+        TapeError::TapeFull {
+            at: Box::new(at),
+            needed,
+            available,
+        }
+    }
+
     pub(crate) fn invalid(what: impl Into<String>, expected: impl Into<String>, found: impl Into<String>) -> TapeError {
         TapeError::Invalid {
             what: what.into(),
@@ -220,7 +255,9 @@ impl TapeError {
             | TapeError::Checksum { at, .. }
             | TapeError::TooLarge { at, .. }
             | TapeError::Truncated { at, .. }
-            | TapeError::NotFound { at, .. } => Some(&**at),
+            | TapeError::NotFound { at, .. }
+            | TapeError::EndOfMedium { at, .. }
+            | TapeError::TapeFull { at, .. } => Some(&**at),
             TapeError::Invalid { .. } => None,
         }
     }
@@ -233,7 +270,9 @@ impl TapeError {
             | TapeError::Checksum { at, .. }
             | TapeError::TooLarge { at, .. }
             | TapeError::Truncated { at, .. }
-            | TapeError::NotFound { at, .. } => Some(&mut **at),
+            | TapeError::NotFound { at, .. }
+            | TapeError::EndOfMedium { at, .. }
+            | TapeError::TapeFull { at, .. } => Some(&mut **at),
             TapeError::Invalid { .. } => None,
         }
     }
@@ -251,6 +290,19 @@ impl TapeError {
     /// is complete (a torn write), as opposed to wrong bytes.
     pub fn is_truncated(&self) -> bool {
         matches!(self, TapeError::Truncated { .. })
+    }
+
+    /// Whether a data tape file was refused because it does not fit before
+    /// the early-warning point ([`TapeError::TapeFull`]): nothing was
+    /// written; finish the tape with `continues = true` and use the next one.
+    pub fn is_tape_full(&self) -> bool {
+        matches!(self, TapeError::TapeFull { .. })
+    }
+
+    /// Whether a write was refused at the physical end of the medium
+    /// ([`TapeError::EndOfMedium`]); nothing was written.
+    pub fn is_end_of_medium(&self) -> bool {
+        matches!(self, TapeError::EndOfMedium { .. })
     }
 }
 

@@ -8,6 +8,7 @@
 //! 3. [`labels`]: ANSI X3.27 VOL1/HDR1/HDR2/EOF1/EOF2/EOV1/EOV2 labels.
 //! 4. [`segment`], [`metadata`], [`node`], [`directory`]: this system's
 //!    structures, each with a versioned magic and a CRC32C.
+//!    [`throttle::Throttle`] limits any block device to a drive's speed.
 //! 5. [`volume`]: a labelled tape: [`volume::TapeWriter`] and
 //!    [`volume::TapeReader`]; [`inspect`] reports and verifies a whole tape.
 //!
@@ -25,6 +26,7 @@ pub mod labels;
 pub mod metadata;
 pub mod node;
 pub mod segment;
+pub mod throttle;
 pub mod volume;
 
 pub use error::{Location, TapeError};

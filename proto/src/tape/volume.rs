@@ -26,7 +26,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::block::{Block, BlockDevice, Position};
 use super::bytes::ENVELOPE_OVERHEAD;
-use super::directory::{Catalog, Directory, DirectoryEntry, FileKind, MAX_DIRECTORY_ENTRIES, MAX_DIRECTORY_PAYLOAD};
+use super::directory::{
+    Catalog, Directory, DirectoryEntry, FileKind, ENTRY_BYTES, MAX_DIRECTORY_ENTRIES, MAX_DIRECTORY_PAYLOAD,
+};
 use super::error::Location;
 use super::file::{read_file, write_file, FileReader, FileStats};
 use super::inspect::{scan_file, FileContent, ScannedKind};
@@ -387,8 +389,40 @@ fn read_catalog_at<D: BlockDevice + ?Sized>(dev: &mut D, head: &Head, file: u32)
     Ok(c)
 }
 
+/// Bytes of medium a tape file of `len` bytes takes on `dev` when cut into
+/// records of `block_size` bytes (the last one shorter), tape mark included.
+pub fn file_cost<D: BlockDevice + ?Sized>(dev: &D, block_size: usize, len: u64) -> u64 {
+    let bs = block_size.max(1) as u64;
+    let full = len / bs;
+    let rest = len % bs;
+    let mut cost = full.saturating_mul(dev.record_cost(bs as usize));
+    if rest > 0 {
+        cost = cost.saturating_add(dev.record_cost(rest as usize));
+    }
+    cost.saturating_add(dev.filemark_cost())
+}
+
+/// Bytes a CATALOG adds per ABS besides its object name: abs_id, name
+/// length, has_metadata, metadata_file, segment count.
+const CATALOG_ABS_BYTES: u64 = 8 + 4 + 1 + 4 + 4;
+
 /// Writes a labelled tape. Created on a blank tape with [`TapeWriter::create`]
 /// or positioned for append on a finished one with [`TapeWriter::append`].
+///
+/// **Capacity.** On a device with a capacity ([`BlockDevice::capacity_left`],
+/// e.g. a [`super::block::SimhTape`] given a [`super::block::Capacity`]),
+/// a data file (segment or ABS metadata) is written only if it ends before the
+/// early-warning point *and* leaves room, before the physical end, for
+/// everything [`TapeWriter::finish`] writes with that file in the directory
+/// (DIRECTORY, NODE-TRAILER, CATALOG, end labels, two tape marks: see
+/// [`TapeWriter::finish_reserve`]). Otherwise it is refused with
+/// [`TapeError::TapeFull`] ([`TapeError::is_tape_full`]), nothing is written
+/// and the writer stays usable: the caller finishes the tape with
+/// `continues = true` (EOV1/EOV2) and goes on on the next tape. So the end of
+/// a tape can always be written, whatever the early-warning zone's size; the
+/// zone only decides how early data stops (it should be at least the finish
+/// reserve for the expected number of files: 74 bytes per segment file, 21
+/// bytes plus the object name per ABS, plus a few KiB, so that data stops at the warning point).
 ///
 /// After a failed write the writer refuses further writes (the tape holds a
 /// partial tape file); open the tape again with [`TapeWriter::append`], which
@@ -485,6 +519,11 @@ impl<D: BlockDevice> TapeWriter<D> {
                 (scan.entries, scan.names, scan.next_file)
             }
         };
+        // One name (maybe empty) per ABS on the tape, for the finish reserve.
+        let mut names = names;
+        for e in &entries {
+            names.entry(e.abs_id).or_default();
+        }
         dev.locate_file(next_file)
             .map_err(|e| e.within(Some(&label), None, None))?;
         Ok(TapeWriter {
@@ -558,6 +597,112 @@ impl<D: BlockDevice> TapeWriter<D> {
         }
     }
 
+    fn block_size(&self) -> usize {
+        self.head.header.block_size as usize
+    }
+
+    /// Bytes of medium a data tape file of `len` bytes takes on this tape
+    /// (records of the tape's block size, framing and tape mark included).
+    pub fn file_cost(&self, len: u64) -> u64 {
+        file_cost(&self.dev, self.block_size(), len)
+    }
+
+    /// An upper bound of the medium [`TapeWriter::finish`] needs with
+    /// `extra_files` more data files that add `extra_catalog` bytes to the
+    /// CATALOG's ABS part: DIRECTORY (exact), NODE-TRAILER (exact), CATALOG
+    /// (exact but that a metadata file counts 37 bytes, which it does not
+    /// take), the end labels and the two tape marks.
+    fn reserve_with(&self, extra_files: u64, extra_catalog: u64) -> u64 {
+        let h = &self.head.header;
+        let n = self.entries.len() as u64 + extra_files;
+        let label = h.label.len() as u64;
+        let env = ENVELOPE_OVERHEAD as u64;
+        let entry = ENTRY_BYTES as u64;
+        let directory = env + (4 + label) + 8 + 4 + 4 + n * entry;
+        let trailer = NodeTrailer {
+            label: h.label.clone(),
+            media_set: h.media_set,
+            sequence: h.sequence,
+            file_count: 0,
+            data_bytes: 0,
+            finished_unix: 0,
+            directory_file: 0,
+            continues: true,
+        }
+        .encode()
+        .len() as u64;
+        // `names` has one entry per ABS with a data file on the tape.
+        let abs: u64 = self
+            .names
+            .values()
+            .map(|s| CATALOG_ABS_BYTES + s.len() as u64)
+            .sum::<u64>()
+            + extra_catalog;
+        let catalog = env + (4 + label) + (4 + h.pool.len() as u64) + 8 + 4 + 4 + abs + n * entry;
+        let bs = self.block_size();
+        let labels = 2 * self.dev.record_cost(LABEL_LEN) + 2 * self.dev.filemark_cost();
+        file_cost(&self.dev, bs, directory)
+            + file_cost(&self.dev, bs, trailer)
+            + file_cost(&self.dev, bs, catalog)
+            + labels
+    }
+
+    /// Bytes of medium [`TapeWriter::finish`] needs now (an upper bound, a
+    /// few bytes per ABS over; see the type's docs on capacity).
+    pub fn finish_reserve(&self) -> u64 {
+        self.reserve_with(0, 0)
+    }
+
+    /// Bytes the CATALOG grows by for a data file of ABS `abs_id` with
+    /// object name `name` (`replaces`: a metadata file, whose name replaces
+    /// the one known; a segment only sets a name not known yet).
+    fn catalog_growth(&self, abs_id: u64, name: &str, replaces: bool) -> u64 {
+        match self.names.get(&abs_id) {
+            None => CATALOG_ABS_BYTES + name.len() as u64,
+            Some(old) if replaces || old.is_empty() => (name.len() as u64).saturating_sub(old.len() as u64),
+            Some(_) => 0,
+        }
+    }
+
+    /// Bytes of medium the next data tape file may take (its
+    /// [`TapeWriter::file_cost`]) and still be accepted, if it belongs to an
+    /// ABS already on the tape and does not lengthen its name (a new ABS
+    /// needs 21 bytes more and its name); None on a device without a
+    /// capacity. 0 inside the early-warning zone.
+    pub fn remaining_before_warning(&self) -> Option<u64> {
+        let ew = self.dev.early_warning_left()?;
+        let phys = self.dev.capacity_left()?.saturating_sub(self.reserve_with(1, 0));
+        Some(ew.min(phys))
+    }
+
+    /// Whether the tape is at or past the early-warning point.
+    pub fn early_warning(&self) -> bool {
+        self.dev.early_warning()
+    }
+
+    /// Refuse, with [`TapeError::TapeFull`], a data tape file of `len` bytes
+    /// (adding `catalog` bytes to the CATALOG) that does not end before the
+    /// early-warning point or would leave too little room to finish the tape.
+    fn check_fits(&self, len: u64, catalog: u64) -> Result<(), TapeError> {
+        let needed = self.file_cost(len);
+        let at = || Location {
+            label: Some(self.label().to_owned()),
+            ..Location::record(self.next_file, 0)
+        };
+        if let Some(ew) = self.dev.early_warning_left() {
+            if needed > ew {
+                return Err(TapeError::tape_full(at(), needed, ew));
+            }
+        }
+        if let Some(left) = self.dev.capacity_left() {
+            let reserve = self.reserve_with(1, catalog);
+            if needed.saturating_add(reserve) > left {
+                return Err(TapeError::tape_full(at(), needed, left.saturating_sub(reserve)));
+            }
+        }
+        Ok(())
+    }
+
     fn check_room(&self) -> Result<(), TapeError> {
         if self.entries.len() >= MAX_DIRECTORY_ENTRIES {
             return Err(TapeError::invalid(
@@ -584,6 +729,10 @@ impl<D: BlockDevice> TapeWriter<D> {
                 format!("{} bytes", object_name.len()),
             ));
         }
+        self.check_fits(
+            bytes.len() as u64,
+            self.catalog_growth(summary.header.abs_id, object_name, false),
+        )?;
         let (file, st) = self.write_tape_file(bytes)?;
         let entry = DirectoryEntry {
             file_number: file,
@@ -607,7 +756,12 @@ impl<D: BlockDevice> TapeWriter<D> {
         self.check_usable()?;
         self.check_room()?;
         meta.validate()?;
-        let (file, st) = self.write_tape_file(&meta.encode())?;
+        let bytes = meta.encode();
+        self.check_fits(
+            bytes.len() as u64,
+            self.catalog_growth(meta.abs_id, &meta.object_name, true),
+        )?;
+        let (file, st) = self.write_tape_file(&bytes)?;
         let entry = DirectoryEntry {
             file_number: file,
             kind: FileKind::AbsMetadata,
@@ -679,6 +833,28 @@ impl<D: BlockDevice> TapeWriter<D> {
                 format!("at most {MAX_DIRECTORY_PAYLOAD} bytes"),
                 format!("{} bytes", catalog.len()),
             ));
+        }
+        // Refuse before writing anything if the end does not fit (only
+        // possible if the capacity shrank, e.g. appending on a smaller tape:
+        // data files are written only with room for this).
+        if let Some(left) = self.dev.capacity_left() {
+            let bs = self.block_size();
+            let needed = [&dir, &trailer, &catalog]
+                .iter()
+                .map(|b| file_cost(&self.dev, bs, b.len() as u64))
+                .sum::<u64>()
+                + 2 * self.dev.record_cost(LABEL_LEN)
+                + 2 * self.dev.filemark_cost();
+            if needed > left {
+                return Err(TapeError::end_of_medium(
+                    Location {
+                        label: Some(h.label.clone()),
+                        ..Location::record(directory_file, 0)
+                    },
+                    needed,
+                    left,
+                ));
+            }
         }
         let mut records = self.head.header_records + self.entries.iter().map(|e| e.records).sum::<u64>();
         for bytes in [&dir, &trailer, &catalog] {
