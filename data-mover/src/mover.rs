@@ -143,19 +143,7 @@ pub async fn run(cfg: MoverConfig, identity: Identity) -> Result<()> {
         .context("registering with the control station")?;
     tracing::info!(name = %mover.name, role = mover.cfg.role.as_str(), address = %mover.cfg.listen, "mover registered");
 
-    let hb = mover.clone();
-    tokio::spawn(async move {
-        loop {
-            tokio::time::sleep(Duration::from_secs(2)).await;
-            if let Err(e) = hb
-                .link
-                .request_ok(&StationRequest::Heartbeat { name: hb.name.clone() })
-                .await
-            {
-                tracing::warn!(error = %e, "heartbeat failed");
-            }
-        }
-    });
+    link.spawn_heartbeats(mover.name.clone(), Duration::from_secs(2));
 
     let acceptor = mover.clone();
     tokio::spawn(async move {

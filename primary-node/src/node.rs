@@ -63,19 +63,7 @@ pub async fn run(cfg: NodeConfig) -> Result<()> {
         window: cfg.window,
     };
 
-    let hb = node.clone();
-    tokio::spawn(async move {
-        loop {
-            tokio::time::sleep(Duration::from_secs(2)).await;
-            if let Err(e) = hb
-                .link
-                .request_ok(&StationRequest::Heartbeat { name: hb.name.clone() })
-                .await
-            {
-                tracing::warn!(error = %e, "heartbeat failed");
-            }
-        }
-    });
+    link.spawn_heartbeats(node.name.clone(), Duration::from_secs(2));
 
     loop {
         let n = node.clone();

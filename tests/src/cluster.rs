@@ -338,6 +338,27 @@ impl Cluster {
             .collect()
     }
 
+    /// `smapp --json tape inspect` of a tape in the library: one object per tape file.
+    pub fn tape_inspect(&self, label: &str) -> Result<Vec<serde_json::Value>> {
+        let image = self.library.join(format!("{label}.tap"));
+        let out = Command::new(bin("smapp")?)
+            .args(["--json", "tape", "inspect"])
+            .arg(&image)
+            .output()?;
+        if !out.status.success() {
+            bail!(
+                "smapp tape inspect {} failed: {}",
+                image.display(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| l.starts_with('{'))
+            .map(|l| serde_json::from_str(l).with_context(|| format!("parsing {l:?}")))
+            .collect()
+    }
+
     /// Peak resident memory (VmHWM, KiB) of each running process.
     pub fn peak_rss(&self) -> Vec<(String, u64)> {
         self.procs

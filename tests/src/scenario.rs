@@ -90,7 +90,8 @@ pub fn make_layout(dir: &Path, spec: &ScenarioSpec) -> Result<Layout> {
     })
 }
 
-fn render(extents: &[ObjectExtent]) -> String {
+/// An extent list in the `smapp` file format.
+pub fn render(extents: &[ObjectExtent]) -> String {
     let mut s = String::from("# volume offset length (bytes, logical order)\n");
     for e in extents {
         s.push_str(&format!("{} {} {}\n", e.volume, e.offset, e.length));
@@ -175,4 +176,71 @@ pub fn run(cluster: &Cluster, layout: &Layout) -> Result<ScenarioReport> {
         restore_file_seconds,
         restored_file,
     })
+}
+
+/// One more logical object on the layout's source volumes, with its extent file.
+pub struct Object {
+    pub name: String,
+    pub extents: Vec<ObjectExtent>,
+    pub file: PathBuf,
+}
+
+/// `count` different objects of `object_size` scattered over `vol0` and
+/// `vol1` (they may share tracks with each other), extent files in `dir`.
+pub fn scatter_objects(layout: &Layout, dir: &Path, object_size: u64, count: usize, seed: u64) -> Result<Vec<Object>> {
+    let src = ["vol0", "vol1"]
+        .iter()
+        .map(|v| Ok((v.to_string(), std::fs::metadata(layout.path_of(v))?.len())))
+        .collect::<Result<Vec<(String, u64)>>>()?;
+    (0..count)
+        .map(|i| {
+            let extents = fixture::scatter(&src, 4096, object_size, 40, seed + i as u64)?;
+            let file = dir.join(format!("object{i}.extents"));
+            std::fs::write(&file, render(&extents))?;
+            Ok(Object {
+                name: format!("object{i}"),
+                extents,
+                file,
+            })
+        })
+        .collect()
+}
+
+/// Back up every object at the same time; the result line of each, in order.
+pub fn backup_concurrently(cluster: &Cluster, objects: &[Object]) -> Result<Vec<serde_json::Value>> {
+    std::thread::scope(|s| {
+        let handles: Vec<_> = objects
+            .iter()
+            .map(|o| {
+                s.spawn(move || {
+                    let file = o.file.to_string_lossy().to_string();
+                    cluster.smapp(&["backup", "--primary", PRIMARY, "--object", &o.name, "--extents", &file])
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                let lines = h.join().map_err(|_| anyhow::anyhow!("backup thread panicked"))??;
+                lines.into_iter().last().context("backup printed no result")
+            })
+            .collect()
+    })
+}
+
+/// Restore `abs_id` into `dest` on the primary node and compare it with the
+/// object's bytes on the source volumes.
+pub fn restore_and_verify(
+    cluster: &Cluster,
+    layout: &Layout,
+    abs_id: u64,
+    extents: &[ObjectExtent],
+    dest: &Path,
+) -> Result<()> {
+    let to_file = format!("{PRIMARY}:{}", dest.display());
+    cluster.smapp(&["restore", &abs_id.to_string(), "--to-file", &to_file])?;
+    let source = fixture::ObjectReader::new(|v| layout.path_of(v), extents);
+    let file = std::fs::File::open(dest).with_context(|| format!("opening {}", dest.display()))?;
+    fixture::compare(source, file, &format!("restore of ABS {abs_id}"))?;
+    Ok(())
 }

@@ -86,6 +86,19 @@ impl StationLink {
         }
     }
 
+    /// Send a heartbeat for `name` every `every`, forever (a background task).
+    pub fn spawn_heartbeats(&self, name: String, every: Duration) -> tokio::task::JoinHandle<()> {
+        let link = self.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                if let Err(e) = link.request_ok(&StationRequest::Heartbeat { name: name.clone() }).await {
+                    tracing::warn!(error = %e, "heartbeat failed");
+                }
+            }
+        })
+    }
+
     /// Serve the station's commands on the current connection until it
     /// closes; `handle` answers each one.
     pub async fn serve_commands<F, Fut>(&self, handle: F) -> Result<(), TransportError>
