@@ -45,6 +45,17 @@ enum Cmd {
         /// Seconds without a heartbeat after which a mover or primary node is declared dead.
         #[arg(long, default_value_t = 10)]
         heartbeat_timeout: u64,
+        /// Seconds the library takes to move a tape from its slot into a
+        /// drive and load it (an LTO-9 library: about 20).
+        #[arg(long, default_value_t = 20.0)]
+        mount_seconds: f64,
+        /// Seconds to unload a tape and put it back in its slot (about 15).
+        #[arg(long, default_value_t = 15.0)]
+        dismount_seconds: f64,
+        /// Slots of the library: tapes it can hold (imported, labelled or
+        /// written), drives excluded.
+        #[arg(long, default_value_t = 500)]
+        slots: u32,
     },
     /// Cluster certificates.
     Pki {
@@ -112,7 +123,17 @@ async fn main() -> Result<()> {
             block_size,
             metrics,
             heartbeat_timeout,
+            mount_seconds,
+            dismount_seconds,
+            slots,
         } => {
+            let seconds = |flag: &str, v: f64| {
+                if v.is_finite() && v >= 0.0 {
+                    Ok(Duration::from_secs_f64(v))
+                } else {
+                    bail!("--{flag} {v}: expected a number of seconds, 0 or more")
+                }
+            };
             if let Some(addr) = metrics {
                 metrics_exporter_prometheus::PrometheusBuilder::new()
                     .with_http_listener(addr)
@@ -130,6 +151,9 @@ async fn main() -> Result<()> {
                 block_size,
                 command_timeout: Duration::from_secs(120),
                 heartbeat_timeout: Duration::from_secs(heartbeat_timeout),
+                mount_delay: seconds("mount-seconds", mount_seconds)?,
+                dismount_delay: seconds("dismount-seconds", dismount_seconds)?,
+                slots,
             };
             serve(Station::new(catalog, cfg), identity).await
         }

@@ -3,7 +3,10 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
+use data_mover::backend::drive::DriveSpec;
+use data_mover::backend::schedule::Policy;
 use data_mover::mover::{run, MoverConfig};
+use proto::tape::block::Capacity;
 use proto::wire::MoverRole;
 
 /// A data mover of the cluster: front-end, back-end, or both.
@@ -42,6 +45,22 @@ struct Args {
     /// Back-end: largest segment accepted, bytes.
     #[arg(long, default_value_t = 256 << 20)]
     max_segment: usize,
+    /// Back-end: capacity of each tape image in bytes (0: unlimited). The
+    /// default is an LTO-9 cartridge's native 18 TB.
+    #[arg(long, default_value_t = 18_000_000_000_000)]
+    tape_capacity: u64,
+    /// Back-end: size of the early-warning zone at the end of each tape,
+    /// in bytes (default: 1% of the capacity).
+    #[arg(long)]
+    early_warning: Option<u64>,
+    /// Back-end: speed limit of each drive in MB/s (0: unlimited). The
+    /// default is an LTO-9 drive's native 300 MB/s.
+    #[arg(long, default_value_t = 300.0)]
+    drive_speed: f64,
+    /// Back-end: which ready segment a drive writes next: lifo (the channel
+    /// that delivered most recently first) or fifo.
+    #[arg(long, default_value = "lifo")]
+    schedule: String,
     #[arg(long)]
     metrics: Option<SocketAddr>,
 }
@@ -72,6 +91,25 @@ async fn main() -> Result<()> {
         MoverRole::Both => Some(args.back_end.unwrap_or_else(|| args.name.clone())),
         _ => args.back_end,
     };
+    let capacity = match args.tape_capacity {
+        0 => None,
+        total => {
+            let ew = args.early_warning.unwrap_or(total / 100);
+            Some(Capacity::new(total, ew).context("--tape-capacity / --early-warning")?)
+        }
+    };
+    if !(args.drive_speed >= 0.0 && args.drive_speed.is_finite()) {
+        bail!(
+            "--drive-speed {}: expected a number of MB/s, 0 for unlimited",
+            args.drive_speed
+        );
+    }
+    let speed = (args.drive_speed > 0.0).then_some((args.drive_speed * 1e6) as u64);
+    let schedule = match args.schedule.as_str() {
+        "lifo" => Policy::Lifo,
+        "fifo" => Policy::Fifo,
+        other => bail!("--schedule {other:?}: expected lifo or fifo"),
+    };
     let identity = transport::Identity::load(&args.pki, &args.name).context("loading this mover's certificate")?;
     let cfg = MoverConfig {
         name: args.name,
@@ -85,6 +123,8 @@ async fn main() -> Result<()> {
         spool_segments: args.spool_segments,
         drives: args.drives,
         max_segment: args.max_segment,
+        drive_spec: DriveSpec { capacity, speed },
+        schedule,
     };
     run(cfg, identity).await
 }

@@ -16,7 +16,9 @@ use tokio::sync::Mutex;
 use transport::link::StationLink;
 use transport::{Identity, Role};
 
-use crate::backend::drive::Drive;
+use crate::backend::drive::{Drive, DriveSpec};
+use crate::backend::schedule::Policy;
+use crate::backend::writer::DriveWriter;
 
 /// Configuration of one mover process.
 pub struct MoverConfig {
@@ -37,6 +39,10 @@ pub struct MoverConfig {
     pub drives: Vec<String>,
     /// BE: largest segment accepted or read.
     pub max_segment: usize,
+    /// BE: capacity and speed of every drive.
+    pub drive_spec: DriveSpec,
+    /// BE: which ready segment a drive writes next.
+    pub schedule: Policy,
 }
 
 pub struct Mover {
@@ -47,6 +53,7 @@ pub struct Mover {
     backups: Mutex<HashMap<u64, BackupChannel>>,
     restores: Mutex<HashMap<u64, RestoreChannel>>,
     drives: HashMap<String, Arc<std::sync::Mutex<Drive>>>,
+    writers: HashMap<String, DriveWriter>,
     peers: Mutex<HashMap<String, quinn::Connection>>,
 }
 
@@ -55,6 +62,13 @@ impl Mover {
         self.drives
             .get(name)
             .cloned()
+            .ok_or_else(|| anyhow!("back-end {} has no drive {name:?}", self.name))
+    }
+
+    /// The writer thread of a drive.
+    pub fn writer(&self, name: &str) -> Result<&DriveWriter> {
+        self.writers
+            .get(name)
             .ok_or_else(|| anyhow!("back-end {} has no drive {name:?}", self.name))
     }
 
@@ -123,11 +137,39 @@ pub async fn run(cfg: MoverConfig, identity: Identity) -> Result<()> {
     )
     .await
     .context("connecting to the control station")?;
-    let drives = cfg
+    let drives: HashMap<String, Arc<std::sync::Mutex<Drive>>> = cfg
         .drives
         .iter()
-        .map(|d| (d.clone(), Arc::new(std::sync::Mutex::new(Drive::new(d)))))
+        .map(|d| {
+            (
+                d.clone(),
+                Arc::new(std::sync::Mutex::new(Drive::new(d, cfg.drive_spec))),
+            )
+        })
         .collect();
+    let mut writers = HashMap::new();
+    for (name, d) in &drives {
+        let w = DriveWriter::spawn(
+            name,
+            d.clone(),
+            cfg.schedule,
+            link.clone(),
+            tokio::runtime::Handle::current(),
+        )?;
+        writers.insert(name.clone(), w);
+    }
+    // Busy and idle time of idle drives too.
+    let published: Vec<_> = drives.values().cloned().collect();
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            for d in &published {
+                if let Ok(d) = d.try_lock() {
+                    d.publish_time();
+                }
+            }
+        }
+    });
     let mover = Arc::new(Mover {
         name: cfg.name.clone(),
         cfg,
@@ -136,6 +178,7 @@ pub async fn run(cfg: MoverConfig, identity: Identity) -> Result<()> {
         backups: Mutex::new(HashMap::new()),
         restores: Mutex::new(HashMap::new()),
         drives,
+        writers,
         peers: Mutex::new(HashMap::new()),
     });
     link.request_ok(&mover.registration())
@@ -302,16 +345,19 @@ async fn exec(mover: &Arc<Mover>, cmd: Command) -> Result<CommandReply> {
         }
         Command::Dismount { drive } if mover.is_back_end() => {
             let d = mover.drive(&drive)?;
-            let (tape_label, files, bytes) = tokio::task::block_in_place(|| {
+            let (tape_label, files, bytes, records_read) = tokio::task::block_in_place(|| {
                 let mut d = d.lock().map_err(|_| anyhow!("drive lock poisoned"))?;
-                d.dismount()
+                let records_read = d.records_read();
+                let (label, files, bytes) = d.dismount()?;
+                Ok::<_, anyhow::Error>((label, files, bytes, records_read))
             })?;
-            tracing::info!(%drive, %tape_label, files, bytes, "tape dismounted");
+            tracing::info!(%drive, %tape_label, files, bytes, records_read, "tape dismounted");
             Ok(CommandReply::Dismounted {
                 tape_label,
                 files,
                 bytes,
                 full: false,
+                records_read,
             })
         }
         Command::AbortChannel { channel_id, reason } => {

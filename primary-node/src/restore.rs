@@ -30,11 +30,14 @@ impl Destination {
         match &order.target {
             RestoreTarget::File { path, .. } => {
                 let path = PathBuf::from(path);
+                // Never truncated: restore streams of several drives write
+                // into the same file, each its own tracks; every byte of the
+                // object is rewritten, and set_len cuts anything beyond it.
                 let file = OpenOptions::new()
                     .read(true)
                     .write(true)
                     .create(true)
-                    .truncate(true)
+                    .truncate(false)
                     .open(&path)
                     .with_context(|| format!("creating restore file {}", path.display()))?;
                 file.set_len(order.remap.object_size)

@@ -66,12 +66,14 @@ impl Client {
         object_name: &str,
         primary: &str,
         object: ObjectSpec,
+        drives: u32,
         on_event: impl FnMut(&ChannelEvent),
     ) -> Result<ChannelEvent> {
         let req = StationRequest::Backup {
             object_name: object_name.into(),
             primary: primary.into(),
             object,
+            drives,
         };
         self.channel(&req, on_event).await
     }
@@ -80,9 +82,10 @@ impl Client {
         &self,
         abs_id: u64,
         target: RestoreTarget,
+        drives: u32,
         on_event: impl FnMut(&ChannelEvent),
     ) -> Result<ChannelEvent> {
-        self.channel(&StationRequest::Restore { abs_id, target }, on_event)
+        self.channel(&StationRequest::Restore { abs_id, target, drives }, on_event)
             .await
     }
 }

@@ -48,6 +48,11 @@ enum Cmd {
         /// The object is this extent list (`VOLUME OFFSET LENGTH` per line, logical order).
         #[arg(long)]
         extents: Option<PathBuf>,
+        /// Write the ABS to this many drives of one back-end in parallel,
+        /// its segments split across them (1: one drive, which other
+        /// backups may share).
+        #[arg(long, default_value_t = 1)]
+        drives: u32,
     },
     /// Restore an ABS: to its original place, onto other volumes through a remap, or into a file.
     Restore {
@@ -64,6 +69,10 @@ enum Cmd {
         /// Into a plain file: PRIMARY:PATH.
         #[arg(long)]
         to_file: Option<String>,
+        /// Read the ABS's tapes on at most this many drives in parallel
+        /// (0: every free drive).
+        #[arg(long, default_value_t = 0)]
+        drives: u32,
     },
     /// List ABSs, tapes or segments.
     List {
@@ -166,6 +175,7 @@ async fn run(a: Args) -> Result<()> {
             object,
             volume,
             extents,
+            drives,
         } => {
             let spec = match (volume, extents) {
                 (Some(v), None) => ObjectSpec::Volume(v.clone()),
@@ -178,7 +188,7 @@ async fn run(a: Args) -> Result<()> {
             let mut channel = 0;
             let mut cb = on_event(&pb);
             let res = client
-                .backup(object, primary, spec, |ev| {
+                .backup(object, primary, spec, *drives, |ev| {
                     if let ChannelEvent::Started { abs_id, channel_id, .. } = ev {
                         abs = *abs_id;
                         channel = *channel_id;
@@ -197,6 +207,7 @@ async fn run(a: Args) -> Result<()> {
             to_volumes,
             allocation,
             to_file,
+            drives,
         } => {
             let target = match (original, to_volumes, to_file) {
                 (true, None, None) => RestoreTarget::Original,
@@ -218,7 +229,7 @@ async fn run(a: Args) -> Result<()> {
             let mut channel = 0;
             let mut cb = on_event(&pb);
             let res = client
-                .restore(*abs_id, target, |ev| {
+                .restore(*abs_id, target, *drives, |ev| {
                     if let ChannelEvent::Started { channel_id, .. } = ev {
                         channel = *channel_id;
                     }
@@ -321,8 +332,8 @@ fn print_listing(reply: StationReply, as_json: bool) {
         StationReply::Tapes(rows) => {
             if !as_json {
                 println!(
-                    "{:<8} {:<10} {:<8} {:>12} {:>6} {:<8} path",
-                    "label", "pool", "state", "bytes", "files", "drive"
+                    "{:<8} {:<10} {:<8} {:>12} {:>6} {:<9} {:<8} {:>5} {:<8} path",
+                    "label", "pool", "state", "bytes", "files", "media-set", "where", "slot", "drive"
                 );
             }
             for t in rows {
@@ -330,16 +341,24 @@ fn print_listing(reply: StationReply, as_json: bool) {
                     println!(
                         "{}",
                         json!({"label": t.label, "pool": t.pool, "state": t.state, "path": t.path,
-                        "bytes_written": t.bytes_written, "files_written": t.files_written, "mounted_in": t.mounted_in})
+                        "bytes_written": t.bytes_written, "files_written": t.files_written, "mounted_in": t.mounted_in,
+                        "media_set": t.media_set, "sequence": t.sequence, "location": t.location, "slot": t.slot})
                     );
                 } else {
+                    let set = match (t.media_set, t.sequence) {
+                        (Some(m), Some(q)) => format!("{m}.{q}"),
+                        _ => "-".into(),
+                    };
                     println!(
-                        "{:<8} {:<10} {:<8} {:>12} {:>6} {:<8} {}",
+                        "{:<8} {:<10} {:<8} {:>12} {:>6} {:<9} {:<8} {:>5} {:<8} {}",
                         t.label,
                         t.pool,
                         t.state,
                         human(t.bytes_written),
                         t.files_written,
+                        set,
+                        t.location,
+                        t.slot.map(|q| q.to_string()).unwrap_or_else(|| "-".into()),
                         t.mounted_in.unwrap_or_else(|| "-".into()),
                         t.path
                     );

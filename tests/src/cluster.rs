@@ -29,7 +29,7 @@ pub fn bin_dir() -> Result<PathBuf> {
     Ok(dir)
 }
 
-fn bin(name: &str) -> Result<PathBuf> {
+pub fn bin(name: &str) -> Result<PathBuf> {
     let p = bin_dir()?.join(name);
     if !p.exists() {
         bail!(
@@ -60,6 +60,34 @@ pub struct ClusterSpec {
     /// (`fe1`/`be1`, `fe2`/`be2`, …). Drives are named `drive0`, `drive1`, …
     /// across the cluster. Empty means one pair with one drive.
     pub drives_per_pair: Vec<usize>,
+    /// Capacity of each tape in bytes (0: unlimited).
+    pub tape_capacity: u64,
+    /// Speed limit of each drive in MB/s (0: unlimited).
+    pub drive_speed: f64,
+    /// Seconds the library takes to mount, and to dismount, a tape.
+    pub mount_seconds: f64,
+    /// Extra arguments for every back-end and for the primary node.
+    pub be_args: Vec<String>,
+    pub pn_args: Vec<String>,
+}
+
+impl ClusterSpec {
+    /// One pair with one drive, unlimited tapes and drives, instant mounts.
+    pub fn new(volumes: Vec<(String, PathBuf)>, block_size: u32, track_size: u32, segment_size: u64) -> ClusterSpec {
+        ClusterSpec {
+            volumes,
+            block_size,
+            track_size,
+            segment_size,
+            tape_block_size: 65536,
+            drives_per_pair: Vec::new(),
+            tape_capacity: 0,
+            drive_speed: 0.0,
+            mount_seconds: 0.0,
+            be_args: Vec::new(),
+            pn_args: Vec::new(),
+        }
+    }
 }
 
 /// One running process.
@@ -162,6 +190,10 @@ impl Cluster {
                     &spec.tape_block_size.to_string(),
                     "--heartbeat-timeout",
                     "5",
+                    "--mount-seconds",
+                    &spec.mount_seconds.to_string(),
+                    "--dismount-seconds",
+                    &spec.mount_seconds.to_string(),
                 ]),
         )?;
         let mut drive_no = 0;
@@ -182,6 +214,13 @@ impl Cluster {
                 be_cmd.args(["--drive", &format!("drive{drive_no}")]);
                 drive_no += 1;
             }
+            be_cmd.args([
+                "--tape-capacity",
+                &spec.tape_capacity.to_string(),
+                "--drive-speed",
+                &spec.drive_speed.to_string(),
+            ]);
+            be_cmd.args(&spec.be_args);
             be_cmd.arg("--pki").arg(&pki);
             cluster.spawn(&be, &mut be_cmd)?;
             cluster.spawn(
@@ -212,6 +251,7 @@ impl Cluster {
                 "--track-size",
                 &spec.track_size.to_string(),
             ])
+            .args(&spec.pn_args)
             .arg("--pki")
             .arg(&pki);
         for (name, path) in &spec.volumes {

@@ -101,14 +101,12 @@ pub fn render(extents: &[ObjectExtent]) -> String {
 
 /// The cluster for a layout.
 pub fn cluster_spec(layout: &Layout, spec: &ScenarioSpec) -> ClusterSpec {
-    ClusterSpec {
-        volumes: layout.volumes.clone(),
-        block_size: spec.block_size,
-        track_size: spec.track_size,
-        segment_size: spec.segment_size,
-        tape_block_size: 65536,
-        drives_per_pair: Vec::new(),
-    }
+    ClusterSpec::new(
+        layout.volumes.clone(),
+        spec.block_size,
+        spec.track_size,
+        spec.segment_size,
+    )
 }
 
 fn u(v: &serde_json::Value, key: &str) -> Result<u64> {

@@ -275,13 +275,13 @@ async fn tape_labels_and_states() {
     );
 
     // Full tapes are never handed out for writing; free ones are.
-    let w = cat.tape_for_writing("default").await.unwrap().unwrap();
+    let w = cat.tape_for_writing("default", false).await.unwrap().unwrap();
     assert_eq!(w.label, skip, "oldest scratch tape first");
     assert!(w.in_use);
-    assert_eq!(cat.tape_for_writing("default").await.unwrap().unwrap().id, t2.id);
-    assert!(cat.tape_for_writing("default").await.unwrap().is_none());
+    assert_eq!(cat.tape_for_writing("default", false).await.unwrap().unwrap().id, t2.id);
+    assert!(cat.tape_for_writing("default", false).await.unwrap().is_none());
     cat.release_tape(t2.id).await.unwrap();
-    assert_eq!(cat.tape_for_writing("default").await.unwrap().unwrap().id, t2.id);
+    assert_eq!(cat.tape_for_writing("default", false).await.unwrap().unwrap().id, t2.id);
 
     cat.set_tape_media_set(t.id, 77, 0).await.unwrap();
     cat.set_tape_media_set(t2.id, 77, 1).await.unwrap();
@@ -308,10 +308,10 @@ async fn filling_tapes_first_then_oldest_scratch() {
     let _other_pool = cat.create_tape("A00003", "q", "/c").await.unwrap();
     cat.mount_tape(drive, b.id).await.unwrap();
     cat.dismount_tape(drive, b.id, "filling", 4096, 3).await.unwrap();
-    assert_eq!(cat.tape_for_writing("p").await.unwrap().unwrap().id, b.id);
-    assert_eq!(cat.tape_for_writing("p").await.unwrap().unwrap().id, a.id);
-    assert!(cat.tape_for_writing("p").await.unwrap().is_none());
-    assert!(cat.tape_for_writing("nope").await.unwrap().is_none());
+    assert_eq!(cat.tape_for_writing("p", false).await.unwrap().unwrap().id, b.id);
+    assert_eq!(cat.tape_for_writing("p", false).await.unwrap().unwrap().id, a.id);
+    assert!(cat.tape_for_writing("p", false).await.unwrap().is_none());
+    assert!(cat.tape_for_writing("nope", false).await.unwrap().is_none());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -333,7 +333,7 @@ async fn concurrent_tape_allocation_never_shares_a_tape() {
             let barrier = barrier.clone();
             tokio::spawn(async move {
                 barrier.wait().await;
-                cat.tape_for_writing("pool").await.unwrap().map(|t| t.id)
+                cat.tape_for_writing("pool", false).await.unwrap().map(|t| t.id)
             })
         })
         .collect();

@@ -14,14 +14,7 @@ use transport::{Identity, Role};
 async fn small_cluster(work: &std::path::Path) -> Cluster {
     let vol = work.join("vol0.img");
     fixture::make_volume(&vol, 4 << 20, 1).unwrap();
-    let spec = ClusterSpec {
-        volumes: vec![("vol0".into(), vol)],
-        block_size: 4096,
-        track_size: 65536,
-        segment_size: 1 << 20,
-        tape_block_size: 65536,
-        drives_per_pair: Vec::new(),
-    };
+    let spec = ClusterSpec::new(vec![("vol0".into(), vol)], 4096, 65536, 1 << 20);
     Cluster::start(work, &spec).await.unwrap()
 }
 
@@ -118,6 +111,7 @@ async fn hostile_peers_are_refused_and_the_station_keeps_serving() {
         .unwrap();
     let (mut s, mut r) = transport::open_bi(&conn2, MAX_CONTROL_FRAME).await.unwrap();
     s.send(&StationRequest::Backup {
+        drives: 1,
         object_name: "x".into(),
         primary: "pn1".into(),
         object: ObjectSpec::Volume("vol0".into()),

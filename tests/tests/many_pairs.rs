@@ -3,6 +3,9 @@
 //! pairs and drives, channels beyond the free drives interleave on tapes
 //! already mounted, every ABS restores byte-identical, and the catalog's
 //! segment placement matches what `smapp tape inspect` finds on each tape.
+//! The tapes are small (12 MiB) so they fill during the test: each full tape
+//! ends in EOV labels and verifies, its media set continues on the next tape,
+//! and the channels go through EndOfTape.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -24,6 +27,8 @@ async fn eight_backups_over_three_pairs_and_four_drives() {
     let layout = scenario::make_layout(&work.path().join("volumes"), &spec).unwrap();
     let mut cspec = scenario::cluster_spec(&layout, &spec);
     cspec.drives_per_pair = vec![2, 1, 1];
+    cspec.tape_capacity = 12 << 20;
+    cspec.mount_seconds = 0.2;
     let mut cluster = Cluster::start(work.path(), &cspec).await.unwrap();
 
     let objects = scenario::scatter_objects(&layout, work.path(), spec.object_size, OBJECTS, 300).unwrap();
@@ -67,6 +72,54 @@ async fn eight_backups_over_three_pairs_and_four_drives() {
         found.sort();
         assert_eq!(placed, found, "catalog vs tape {tape}");
     }
+
+    // Tapes filled and media sets continued, in order.
+    let tapes = cluster.smapp(&["list", "tapes"]).unwrap();
+    let full: Vec<&serde_json::Value> = tapes.iter().filter(|t| t["state"] == "full").collect();
+    assert!(full.len() >= 4, "every drive filled at least one tape: {tapes:?}");
+    let mut sets: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
+    for t in &tapes {
+        sets.entry(t["media_set"].as_u64().unwrap())
+            .or_default()
+            .push(t["sequence"].as_u64().unwrap());
+    }
+    for (set, mut seqs) in sets {
+        seqs.sort();
+        let want: Vec<u64> = (1..=seqs.len() as u64).collect();
+        assert_eq!(seqs, want, "media set {set} has volumes 1..n");
+    }
+    for t in &full {
+        let label = t["label"].as_str().unwrap();
+        let files = cluster.tape_inspect(label).unwrap();
+        assert!(
+            files.iter().any(|f| f["kind"] == "segment"),
+            "full tape {label} holds segments"
+        );
+        let path = cluster.library.join(format!("{label}.tap"));
+        let out = std::process::Command::new(dmc_tests::cluster::bin("smapp").unwrap())
+            .args(["tape", "verify"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "tape verify {label}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("EOV"),
+            "{label} ends in EOV labels"
+        );
+    }
+    let switched = chans.iter().filter(|c| {
+        let id = c["channel_id"].as_u64().unwrap().to_string();
+        cluster.smapp(&["channels", &id]).unwrap()[0]["transitions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|h| h["to"] == "end_of_tape")
+    });
+    assert!(switched.count() >= 1, "some channel went through EndOfTape");
 
     for (i, (r, o)) in results.iter().zip(&objects).enumerate() {
         let dest = work.path().join(format!("restored{i}.bin"));

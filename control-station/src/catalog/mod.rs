@@ -32,7 +32,7 @@ pub use registry::{
     DriveRow, MoverRow, PairRow, MOVER_DRAINING, MOVER_OFFLINE, MOVER_ONLINE, ROLE_BACK_END, ROLE_BOTH, ROLE_FRONT_END,
 };
 pub use segments::{NewSegment, SegmentRow};
-pub use tapes::{TapeRow, TAPE_FILLING, TAPE_FULL, TAPE_SCRATCH};
+pub use tapes::{TapeRow, TAPE_EXPORTED, TAPE_FILLING, TAPE_FULL, TAPE_IN_LIBRARY, TAPE_SCRATCH};
 
 /// The catalog's migrations, embedded at compile time.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");

@@ -36,7 +36,15 @@ pub struct TapeRow {
     /// The name of the drive the tape is mounted in.
     pub mounted_in: Option<String>,
     pub created: DateTime<Utc>,
+    /// `library` or `exported`.
+    pub location: String,
+    /// Home slot in the library (None once exported).
+    pub slot: Option<i32>,
 }
+
+/// Where a tape is: in the library, or exported out of it.
+pub const TAPE_IN_LIBRARY: &str = "library";
+pub const TAPE_EXPORTED: &str = "exported";
 
 fn valid_label_char(c: char, first: bool) -> bool {
     c.is_ascii_uppercase() || c.is_ascii_digit() || (!first && (c == '_' || c == '-'))
@@ -101,7 +109,9 @@ impl Catalog {
             return Err(CatalogError::invalid("tape pool name is empty"));
         }
         let id = sqlx::query_scalar!(
-            "INSERT INTO tapes (label, pool, path) VALUES ($1, $2, $3)
+            "INSERT INTO tapes (label, pool, path, slot)
+             VALUES ($1, $2, $3, (SELECT COALESCE(min(s), 1) FROM generate_series(1, (SELECT count(*) + 1 FROM tapes)::int) s
+                                  WHERE NOT EXISTS (SELECT 1 FROM tapes WHERE slot = s)))
              ON CONFLICT (label) DO NOTHING
              RETURNING id",
             label,
@@ -119,15 +129,19 @@ impl Catalog {
     /// in use in the same transaction (rows locked `FOR UPDATE SKIP LOCKED`),
     /// so concurrent callers never get the same tape. `None` when the pool has
     /// no free tape.
-    pub async fn tape_for_writing(&self, pool: &str) -> Result<Option<TapeRow>> {
+    ///
+    /// `scratch_only`: only a scratch tape (one that continues a media set).
+    pub async fn tape_for_writing(&self, pool: &str, scratch_only: bool) -> Result<Option<TapeRow>> {
         let mut tx = self.pool.begin().await?;
         let id = sqlx::query_scalar!(
             "SELECT id FROM tapes
-             WHERE pool = $1 AND NOT in_use AND state IN ('filling', 'scratch')
+             WHERE pool = $1 AND NOT in_use AND location = 'library'
+               AND (state = 'scratch' OR (state = 'filling' AND NOT $2))
              ORDER BY (state = 'filling') DESC, created, id
              LIMIT 1
              FOR UPDATE SKIP LOCKED",
-            pool
+            pool,
+            scratch_only
         )
         .fetch_optional(&mut *tx)
         .await?;
@@ -285,7 +299,8 @@ impl Catalog {
         Ok(sqlx::query_as!(
             TapeRow,
             r#"SELECT t.id, t.label, t.pool, t.state, t.path, t.bytes_written, t.files_written,
-                      t.media_set, t.media_set_seq, t.in_use, d.name AS "mounted_in?", t.created
+                      t.media_set, t.media_set_seq, t.in_use, d.name AS "mounted_in?", t.created,
+                      t.location, t.slot
                FROM tapes t LEFT JOIN drives d ON d.id = t.mounted_in
                WHERE t.label = $1"#,
             label
@@ -298,7 +313,8 @@ impl Catalog {
         Ok(sqlx::query_as!(
             TapeRow,
             r#"SELECT t.id, t.label, t.pool, t.state, t.path, t.bytes_written, t.files_written,
-                      t.media_set, t.media_set_seq, t.in_use, d.name AS "mounted_in?", t.created
+                      t.media_set, t.media_set_seq, t.in_use, d.name AS "mounted_in?", t.created,
+                      t.location, t.slot
                FROM tapes t LEFT JOIN drives d ON d.id = t.mounted_in
                WHERE t.id = $1"#,
             id
@@ -312,11 +328,74 @@ impl Catalog {
         Ok(sqlx::query_as!(
             TapeRow,
             r#"SELECT t.id, t.label, t.pool, t.state, t.path, t.bytes_written, t.files_written,
-                      t.media_set, t.media_set_seq, t.in_use, d.name AS "mounted_in?", t.created
+                      t.media_set, t.media_set_seq, t.in_use, d.name AS "mounted_in?", t.created,
+                      t.location, t.slot
                FROM tapes t LEFT JOIN drives d ON d.id = t.mounted_in
                ORDER BY t.label"#
         )
         .fetch_all(&self.pool)
         .await?)
+    }
+
+    /// Tapes in the library (every location but `exported`).
+    pub async fn tapes_in_library(&self) -> Result<i64> {
+        Ok(
+            sqlx::query_scalar!(r#"SELECT count(*) AS "n!" FROM tapes WHERE location = 'library'"#)
+                .fetch_one(&self.pool)
+                .await?,
+        )
+    }
+
+    /// Record that a tape left the library: its image now lives at `path`.
+    /// A tape in use (reserved or mounted) cannot leave.
+    pub async fn export_tape(&self, label: &str, path: &str) -> Result<TapeRow> {
+        let id = sqlx::query_scalar!(
+            "UPDATE tapes SET location = 'exported', slot = NULL, path = $2
+             WHERE label = $1 AND location = 'library' AND NOT in_use
+             RETURNING id",
+            label,
+            path
+        )
+        .fetch_optional(&self.pool)
+        .await?;
+        match id {
+            Some(id) => self.tape(id).await?.ok_or_else(|| CatalogError::not_found("tape", id)),
+            None => {
+                let t = self
+                    .tape_by_label(label)
+                    .await?
+                    .ok_or_else(|| CatalogError::invalid(format!("no tape labelled {label} in the catalog")))?;
+                Err(CatalogError::conflict(if t.location == TAPE_EXPORTED {
+                    format!("tape {label} is already exported (to {})", t.path)
+                } else {
+                    format!(
+                        "tape {label} is in use (mounted in {}): wait for its channels to finish",
+                        t.mounted_in.as_deref().unwrap_or("no drive, reserved")
+                    )
+                }))
+            }
+        }
+    }
+
+    /// Record that an exported tape is back in the library, its image at
+    /// `path`, in the lowest free slot.
+    pub async fn import_tape(&self, label: &str, path: &str) -> Result<TapeRow> {
+        let id = sqlx::query_scalar!(
+            "UPDATE tapes SET location = 'library', path = $2,
+                 slot = (SELECT COALESCE(min(s), 1) FROM generate_series(1, (SELECT count(*) + 1 FROM tapes)::int) s
+                         WHERE NOT EXISTS (SELECT 1 FROM tapes WHERE slot = s))
+             WHERE label = $1 AND location = 'exported'
+             RETURNING id",
+            label,
+            path
+        )
+        .fetch_optional(&self.pool)
+        .await?;
+        match id {
+            Some(id) => self.tape(id).await?.ok_or_else(|| CatalogError::not_found("tape", id)),
+            None => Err(CatalogError::conflict(format!(
+                "tape {label} is not an exported tape of this catalog"
+            ))),
+        }
     }
 }

@@ -22,10 +22,11 @@ pub(crate) async fn run(
     object_name: String,
     primary: String,
     object: ObjectSpec,
+    drives: u32,
     send: &mut FramedSend,
 ) {
     let started = Instant::now();
-    let result = backup(&st, client, &object_name, &primary, object, send, started).await;
+    let result = backup(&st, client, &object_name, &primary, object, drives, send, started).await;
     let event = match result {
         Ok(ev) => ev,
         Err(e) => ChannelEvent::Failed {
@@ -40,16 +41,18 @@ pub(crate) async fn run(
 struct Held {
     channel_id: Option<i64>,
     abs_id: Option<i64>,
-    assignment: Option<(PairRow, DriveRow)>,
-    tape: Option<TapeRow>,
+    /// The pair and the drives the channel writes to.
+    assignment: Option<(PairRow, Vec<DriveRow>)>,
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn backup(
     st: &Arc<Station>,
     client: &Peer,
     object_name: &str,
     primary: &str,
     object: ObjectSpec,
+    drives: u32,
     send: &mut FramedSend,
     started: Instant,
 ) -> Result<ChannelEvent> {
@@ -85,7 +88,8 @@ async fn backup(
         abs_id: Some(abs_id),
         ..Default::default()
     };
-    let outcome = drive_channel(st, &mut held, object_name, primary, map, rx, send, started).await;
+    let want = (drives as usize).max(1);
+    let outcome = drive_channel(st, &mut held, object_name, primary, map, want, rx, send, started).await;
     st.channels.lock().await.remove(&(channel_id as u64));
     st.depends_on(channel_id as u64, &[]).await;
     match outcome {
@@ -115,18 +119,38 @@ async fn backup(
     }
 }
 
-/// Leave the drive; the last writer finishes and dismounts the tape.
+/// Leave the drives; the last writer of each finishes and dismounts its
+/// tape (the tape it holds now: it changes at end of tape).
 async fn release(st: &Arc<Station>, held: &mut Held) {
-    if let Some((pair, drive)) = held.assignment.take() {
-        if registry::leave_writing(st, &pair, &drive).await {
-            if let Some(tape) = held.tape.take() {
-                if let Err(e) = library::dismount(st, &pair.be_name, &drive, &tape, true).await {
-                    tracing::error!(error = %format!("{e:#}"), tape = %tape.label, "dismount failed");
+    if let Some((pair, drives)) = held.assignment.take() {
+        for drive in drives {
+            if registry::leave_writing(st, &pair, &drive).await {
+                if let Some(tape) = registry::current_tape(st, &drive).await {
+                    if let Err(e) = library::dismount(st, &pair.be_name, &drive, &tape, true).await {
+                        tracing::error!(error = %format!("{e:#}"), tape = %tape.label, "dismount failed");
+                    }
                 }
+                registry::release(st, None, &drive).await;
             }
-            registry::release(st, None, &drive).await;
         }
     }
+}
+
+/// Mount a tape for writing in each drive, all at once.
+async fn mount_all(st: &Arc<Station>, be: &str, drives: &[DriveRow]) -> Result<Vec<TapeRow>> {
+    let mounts = drives.iter().map(|drive| async move {
+        match library::mount_for_write(st, be, drive).await {
+            Ok(tape) => {
+                registry::tape_mounted(st, drive, &tape).await;
+                Ok(tape)
+            }
+            Err(e) => {
+                registry::mount_failed(st, drive).await;
+                Err(e)
+            }
+        }
+    });
+    futures::future::join_all(mounts).await.into_iter().collect()
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -136,6 +160,7 @@ async fn drive_channel(
     object_name: &str,
     primary: &str,
     map: AbsMap,
+    want_drives: usize,
     mut rx: mpsc::UnboundedReceiver<ChannelNote>,
     send: &mut FramedSend,
     started: Instant,
@@ -158,44 +183,41 @@ async fn drive_channel(
         }))
         .await;
 
-    let registry::Assignment { pair, drive, joined } =
-        registry::assign(st, Duration::from_secs(600), registry::Purpose::Backup).await?;
-    held.assignment = Some((pair.clone(), drive.clone()));
+    let (pair, drives, joined) = if want_drives <= 1 {
+        let registry::Assignment { pair, drive, joined } =
+            registry::assign(st, Duration::from_secs(600), registry::Purpose::Backup).await?;
+        (pair, vec![drive], joined)
+    } else {
+        let (pair, drives) = registry::assign_drives(st, Duration::from_secs(600), want_drives).await?;
+        (pair, drives, false)
+    };
+    held.assignment = Some((pair.clone(), drives.clone()));
     st.depends_on(channel_id as u64, &[&pair.fe_name, &pair.be_name, primary])
         .await;
+    let names: Vec<String> = drives.iter().map(|d| d.name.clone()).collect();
     let opened = format!(
         "front-end {}, back-end {}, drive {}",
-        pair.fe_name, pair.be_name, drive.name
+        pair.fe_name,
+        pair.be_name,
+        names.join(", ")
     );
     transition(st, channel_id, ChannelState::Opened, &opened, send).await?;
 
-    let tape = if joined {
-        registry::wait_for_tape(st, &drive, Duration::from_secs(600)).await?
+    let tapes = if joined {
+        vec![registry::wait_for_tape(st, &drives[0], Duration::from_secs(600)).await?]
     } else {
-        match library::mount_for_write(st, &pair.be_name, &drive).await {
-            Ok(tape) => {
-                registry::tape_mounted(st, &drive, &tape).await;
-                tape
-            }
-            Err(e) => {
-                registry::mount_failed(st, &drive).await;
-                return Err(e);
-            }
-        }
+        mount_all(st, &pair.be_name, &drives).await?
     };
-    held.tape = Some(tape.clone());
     st.catalog
-        .assign_channel(channel_id, pair.fe_id, pair.be_id, drive.id, Some(tape.id))
+        .assign_channel(channel_id, pair.fe_id, pair.be_id, drives[0].id, Some(tapes[0].id))
         .await?;
     let how = if joined { "interleaving on" } else { "mounted" };
-    transition(
-        st,
-        channel_id,
-        ChannelState::BeginningOfTape,
-        &format!("tape {} {how} in drive {}", tape.label, drive.name),
-        send,
-    )
-    .await?;
+    let mounted: Vec<String> = tapes
+        .iter()
+        .zip(&drives)
+        .map(|(t, d)| format!("tape {} {how} in drive {}", t.label, d.name))
+        .collect();
+    transition(st, channel_id, ChannelState::BeginningOfTape, &mounted.join("; "), send).await?;
 
     let created_unix = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -209,7 +231,7 @@ async fn drive_channel(
             name: pair.be_name.clone(),
             address: pair.be_address.clone(),
         },
-        drive: drive.name.clone(),
+        drives: names.clone(),
         map: map.clone(),
         tracks: track_set.len(),
         created_unix,
@@ -221,7 +243,10 @@ async fn drive_channel(
         st,
         channel_id,
         ChannelState::Writing,
-        &format!("writing to tape {}", tape.label),
+        &format!(
+            "writing to tape {}",
+            tapes.iter().map(|t| t.label.as_str()).collect::<Vec<_>>().join(", ")
+        ),
         send,
     )
     .await?;
@@ -254,6 +279,12 @@ async fn drive_channel(
                 segments,
             } => break (data_bytes, tracks, segments),
             ChannelNote::Failed { reason } => bail!("{reason}"),
+            ChannelNote::TapeSwitched { drive_id, full, next } => {
+                let Some(drive) = drives.iter().find(|d| d.id == drive_id) else {
+                    continue;
+                };
+                tape_switched(st, channel_id, drive, drives[0].id == drive_id, &full, &next, send).await?;
+            }
         }
     };
     let placed = st.catalog.segments_of(abs_id).await?;
@@ -277,15 +308,22 @@ async fn drive_channel(
         st,
         channel_id,
         ChannelState::Closed,
-        &format!(
-            "{segments} segments, {tracks} tracks, {data_bytes} bytes on tape {}",
-            tape.label
-        ),
+        &format!("{segments} segments, {tracks} tracks, {data_bytes} bytes on tape {}", {
+            let mut labels: Vec<&str> = placed.iter().map(|s| s.tape_label.as_str()).collect();
+            labels.dedup();
+            labels.sort_unstable();
+            labels.dedup();
+            labels.join(", ")
+        }),
         send,
     )
     .await?;
-    let mut tapes: Vec<String> = placed.iter().map(|s| s.tape_label.clone()).collect();
-    tapes.dedup();
+    let mut tapes: Vec<String> = Vec::new();
+    for s in &placed {
+        if !tapes.contains(&s.tape_label) {
+            tapes.push(s.tape_label.clone());
+        }
+    }
     Ok(ChannelEvent::Finished {
         bytes: data_bytes,
         tracks,
@@ -295,20 +333,84 @@ async fn drive_channel(
     })
 }
 
-pub(crate) async fn transition(
+/// The tape in one of the channel's drives was full and the media set
+/// continues on `next`: Writing → EndOfTape → BeginningOfTape → Writing.
+async fn tape_switched(
+    st: &Arc<Station>,
+    channel_id: i64,
+    drive: &DriveRow,
+    first_drive: bool,
+    full: &str,
+    next: &TapeRow,
+    send: &mut FramedSend,
+) -> Result<()> {
+    transition(
+        st,
+        channel_id,
+        ChannelState::EndOfTape,
+        &format!("tape {full} full in drive {}", drive.name),
+        send,
+    )
+    .await?;
+    if first_drive {
+        let pair = st.catalog.channel(channel_id).await?;
+        if let Some(c) = pair {
+            if let (Some(fe), Some(be)) = (c.fe_id, c.be_id) {
+                st.catalog
+                    .assign_channel(channel_id, fe, be, drive.id, Some(next.id))
+                    .await?;
+            }
+        }
+    }
+    transition(
+        st,
+        channel_id,
+        ChannelState::BeginningOfTape,
+        &format!(
+            "tape {} mounted in drive {}: volume {} of media set {}",
+            next.label,
+            drive.name,
+            next.media_set_seq.unwrap_or(0),
+            next.media_set.unwrap_or(0)
+        ),
+        send,
+    )
+    .await?;
+    transition(
+        st,
+        channel_id,
+        ChannelState::Writing,
+        &format!("writing to tape {}", next.label),
+        send,
+    )
+    .await
+}
+
+/// Where a channel's events go: the client's stream, or (for one drive of
+/// a parallel restore) the task that merges the drives' events.
+pub(crate) trait EventSink: Send {
+    fn emit(&mut self, ev: ChannelEvent) -> impl std::future::Future<Output = ()> + Send;
+}
+
+impl EventSink for FramedSend {
+    async fn emit(&mut self, ev: ChannelEvent) {
+        let _ = self.send(&StationReply::Event(ev)).await;
+    }
+}
+
+pub(crate) async fn transition<E: EventSink>(
     st: &Arc<Station>,
     channel_id: i64,
     to: ChannelState,
     reason: &str,
-    send: &mut FramedSend,
+    send: &mut E,
 ) -> Result<()> {
     st.catalog.transition(channel_id, to, reason, STATION_ACTOR).await?;
     tracing::info!(channel_id, state = to.as_str(), reason, "channel transition");
-    let _ = send
-        .send(&StationReply::Event(ChannelEvent::State {
-            state: to.as_str().to_string(),
-            reason: reason.to_string(),
-        }))
-        .await;
+    send.emit(ChannelEvent::State {
+        state: to.as_str().to_string(),
+        reason: reason.to_string(),
+    })
+    .await;
     Ok(())
 }

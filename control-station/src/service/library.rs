@@ -1,41 +1,55 @@
-//! The virtual tape library: a directory of tape images (the slots), the
-//! drives of the back-ends, mount and dismount. Tapes of a pool go scratch
-//! → filling (→ full in a later issue).
+//! The virtual tape library: slots holding tape images (a directory), the
+//! drives of the back-ends, mount and dismount (each taking the configured
+//! robot time), import and export. Tapes of a pool go scratch → filling →
+//! full; a full tape's media set continues on a scratch tape.
 
 use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Context, Result};
-use proto::wire::{Command, CommandReply, NewTape, SegmentPlacement};
+use proto::wire::{Command, CommandReply, NewTape, SegmentPlacement, StationReply};
 
-use super::Station;
-use crate::catalog::{DriveRow, NewSegment, TapeRow, TAPE_FILLING, TAPE_SCRATCH};
+use super::{registry, ChannelNote, Station};
+use crate::catalog::{DriveRow, NewSegment, TapeRow, TAPE_FILLING, TAPE_FULL, TAPE_SCRATCH};
+
+/// Label a new scratch tape in a free slot of the library.
+pub(crate) async fn label_new_tape(st: &Arc<Station>, pool: &str) -> Result<TapeRow> {
+    let held = st.catalog.tapes_in_library().await?;
+    if held >= i64::from(st.cfg.slots) {
+        bail!(
+            "the library is full: its {} slots all hold tapes; export full tapes (smapp library export) to make room",
+            st.cfg.slots
+        );
+    }
+    let label = st.catalog.allocate_tape_label("DM").await?;
+    std::fs::create_dir_all(&st.cfg.library)
+        .with_context(|| format!("creating the library directory {}", st.cfg.library.display()))?;
+    let path = st.cfg.library.join(format!("{label}.tap"));
+    let tape = st.catalog.create_tape(&label, pool, &path.to_string_lossy()).await?;
+    tracing::info!(%label, slot = ?tape.slot, path = %path.display(), "new scratch tape in the library");
+    Ok(tape)
+}
+
+/// Reserve a tape of the pool for writing: a filling one (unless
+/// `scratch_only`), else a scratch one, else a newly labelled one.
+async fn reserve_tape(st: &Arc<Station>, scratch_only: bool) -> Result<TapeRow> {
+    // Another channel may reserve the new tape first: then label another.
+    for _ in 0..16 {
+        if let Some(t) = st.catalog.tape_for_writing(&st.cfg.pool, scratch_only).await? {
+            return Ok(t);
+        }
+        label_new_tape(st, &st.cfg.pool).await?;
+    }
+    bail!(
+        "could not reserve a tape in pool {} after labelling 16 new ones",
+        st.cfg.pool
+    )
+}
 
 /// Reserve a tape of the pool for writing (a filling one, else a scratch
 /// one, else a new image in the library), and have the back-end mount it.
 pub(crate) async fn mount_for_write(st: &Arc<Station>, be: &str, drive: &DriveRow) -> Result<TapeRow> {
-    // Reserve a tape; when the pool has none, label a new one. Another
-    // channel may reserve the new tape first: then label another.
-    let mut attempts = 0;
-    let tape = loop {
-        if let Some(t) = st.catalog.tape_for_writing(&st.cfg.pool).await? {
-            break t;
-        }
-        attempts += 1;
-        if attempts > 16 {
-            bail!(
-                "could not reserve a tape in pool {} after labelling {attempts} new ones",
-                st.cfg.pool
-            );
-        }
-        let label = st.catalog.allocate_tape_label("DM").await?;
-        std::fs::create_dir_all(&st.cfg.library)
-            .with_context(|| format!("creating the library directory {}", st.cfg.library.display()))?;
-        let path = st.cfg.library.join(format!("{label}.tap"));
-        st.catalog
-            .create_tape(&label, &st.cfg.pool, &path.to_string_lossy())
-            .await?;
-        tracing::info!(%label, path = %path.display(), "new scratch tape in the library");
-    };
+    let tape = reserve_tape(st, false).await?;
+    tokio::time::sleep(st.cfg.mount_delay).await;
     let new = if tape.state == TAPE_SCRATCH {
         st.catalog.set_tape_media_set(tape.id, tape.id, 1).await?;
         Some(NewTape {
@@ -63,7 +77,15 @@ pub(crate) async fn mount_for_write(st: &Arc<Station>, be: &str, drive: &DriveRo
 
 /// Have the back-end mount a tape for reading.
 pub(crate) async fn mount_for_read(st: &Arc<Station>, be: &str, drive: &DriveRow, tape: &TapeRow) -> Result<()> {
+    if tape.location != crate::catalog::TAPE_IN_LIBRARY {
+        bail!(
+            "tape {} is exported (image at {}): import it into the library first (smapp library import)",
+            tape.label,
+            tape.path
+        );
+    }
     st.catalog.mount_tape(drive.id, tape.id).await?;
+    tokio::time::sleep(st.cfg.mount_delay).await;
     let cmd = Command::MountForRead {
         drive: drive.name.clone(),
         tape_label: tape.label.clone(),
@@ -89,7 +111,7 @@ pub(crate) async fn dismount(
     drive: &DriveRow,
     tape: &TapeRow,
     written: bool,
-) -> Result<()> {
+) -> Result<u64> {
     let reply = st
         .command_ok(
             be,
@@ -104,10 +126,104 @@ pub(crate) async fn dismount(
         (Err(_), true) => (TAPE_FILLING, fresh.bytes_written, fresh.files_written),
         _ => (fresh.state.as_str(), fresh.bytes_written, fresh.files_written),
     };
+    tokio::time::sleep(st.cfg.dismount_delay).await;
     st.catalog.dismount_tape(drive.id, tape.id, state, bytes, files).await?;
-    reply
-        .map(|_| ())
-        .with_context(|| format!("dismounting tape {} from drive {}", tape.label, drive.name))
+    match reply {
+        Ok(CommandReply::Dismounted { records_read, .. }) => Ok(records_read),
+        Ok(_) => Ok(0),
+        Err(e) => Err(e.context(format!("dismounting tape {} from drive {}", tape.label, drive.name))),
+    }
+}
+
+/// A back-end finished a full tape with EOV labels: record it full, take a
+/// scratch tape for the next volume of its media set, mount it in the same
+/// drive (in the catalog; the back-end loads it when it gets the answer),
+/// and tell the channels writing there.
+pub(crate) async fn continue_media_set(
+    st: &Arc<Station>,
+    be: &str,
+    drive_name: &str,
+    full_label: &str,
+    files: u32,
+    bytes: u64,
+) -> Result<StationReply> {
+    let be_id = st
+        .registry
+        .lock()
+        .await
+        .movers
+        .get(be)
+        .map(|m| m.id)
+        .ok_or_else(|| anyhow!("{be} is not a registered mover"))?;
+    let drive = st
+        .catalog
+        .drives_of(be_id)
+        .await?
+        .into_iter()
+        .find(|d| d.name == drive_name)
+        .ok_or_else(|| anyhow!("back-end {be} has no drive {drive_name}"))?;
+    let full = st
+        .catalog
+        .tape_by_label(full_label)
+        .await?
+        .ok_or_else(|| anyhow!("back-end {be} reports unknown tape {full_label} full"))?;
+    if full.mounted_in.as_deref() != Some(drive_name) {
+        bail!(
+            "tape {full_label} is not mounted in drive {drive_name} (catalog: {})",
+            full.mounted_in.as_deref().unwrap_or("not mounted")
+        );
+    }
+    st.catalog
+        .dismount_tape(
+            drive.id,
+            full.id,
+            TAPE_FULL,
+            i64::try_from(bytes)?,
+            i32::try_from(files)?,
+        )
+        .await?;
+    tokio::time::sleep(st.cfg.dismount_delay).await;
+    let media_set = full.media_set.unwrap_or(full.id);
+    let sequence = full.media_set_seq.unwrap_or(1) + 1;
+    let next = reserve_tape(st, true).await?;
+    let mounted = async {
+        st.catalog.set_tape_media_set(next.id, media_set, sequence).await?;
+        tokio::time::sleep(st.cfg.mount_delay).await;
+        st.catalog.mount_tape(drive.id, next.id).await?;
+        Ok::<_, anyhow::Error>(())
+    }
+    .await;
+    if let Err(e) = mounted {
+        let _ = st.catalog.release_tape(next.id).await;
+        registry::mount_failed(st, &drive).await;
+        return Err(e.context(format!("continuing media set {media_set} after tape {full_label}")));
+    }
+    let next = st.catalog.tape(next.id).await?.unwrap_or(next);
+    tracing::info!(full = %full_label, next = %next.label, media_set, sequence, drive = %drive_name, "media set continues on the next tape");
+    metrics::counter!("dmc_station_tape_switches_total").increment(1);
+    registry::tape_mounted(st, &drive, &next).await;
+    let running: Vec<u64> = st.channels.lock().await.keys().copied().collect();
+    for channel_id in running {
+        st.note(
+            channel_id,
+            ChannelNote::TapeSwitched {
+                drive_id: drive.id,
+                full: full_label.to_string(),
+                next: Box::new(next.clone()),
+            },
+        )
+        .await;
+    }
+    Ok(StationReply::NextTape {
+        tape_label: next.label.clone(),
+        path: next.path.clone(),
+        new: NewTape {
+            pool: next.pool.clone(),
+            media_set: media_set as u64,
+            sequence: sequence as u32,
+            block_size: st.cfg.block_size,
+        },
+    })
 }
 
 pub(crate) async fn record_segment(st: &Arc<Station>, p: &SegmentPlacement) -> Result<()> {

@@ -62,6 +62,10 @@ pub(crate) async fn tapes(st: &Arc<Station>) -> Result<Vec<TapeInfo>> {
             bytes_written: t.bytes_written as u64,
             files_written: t.files_written as u32,
             mounted_in: t.mounted_in,
+            media_set: t.media_set.map(|m| m as u64),
+            sequence: t.media_set_seq.map(|q| q as u32),
+            location: t.location,
+            slot: t.slot.map(|q| q as u32),
         })
         .collect())
 }

@@ -37,6 +37,11 @@ pub struct StationConfig {
     /// A mover or primary node silent for this long is declared dead: its
     /// channels go to `Error` and its drives are freed.
     pub heartbeat_timeout: Duration,
+    /// Time the library takes to put a tape in a drive, and to take it out.
+    pub mount_delay: Duration,
+    pub dismount_delay: Duration,
+    /// Tapes the library holds.
+    pub slots: u32,
 }
 
 /// What a peer told the station about a running channel.
@@ -52,6 +57,12 @@ pub(crate) enum ChannelNote {
     },
     Failed {
         reason: String,
+    },
+    /// The tape in a drive was full; the media set continues on `next`.
+    TapeSwitched {
+        drive_id: i64,
+        full: String,
+        next: Box<crate::catalog::TapeRow>,
     },
 }
 
@@ -271,7 +282,9 @@ fn authorize(peer: &Peer, req: &StationRequest) -> Result<()> {
         R::RegisterPrimary { .. } => (&[Role::PrimaryNode], "register a primary node"),
         R::RegisterMover { .. } => (&[Role::Mover], "register a mover"),
         R::Heartbeat { .. } => (&[Role::Mover, Role::PrimaryNode], "send heartbeats"),
-        R::SegmentPlaced(_) | R::MetadataPlaced { .. } => (&[Role::Mover], "report tape placements"),
+        R::SegmentPlaced(_) | R::MetadataPlaced { .. } | R::TapeFull { .. } => {
+            (&[Role::Mover], "report tape placements")
+        }
         R::ChannelProgress { .. } | R::ChannelFinished { .. } | R::ChannelFailed { .. } => {
             (&[Role::Mover, Role::PrimaryNode], "report channel progress")
         }
@@ -300,12 +313,13 @@ async fn dispatch(st: Arc<Station>, conn: quinn::Connection, peer: Peer, req: St
             object_name,
             primary,
             object,
+            drives,
         } => {
-            backup::run(st, &peer, object_name, primary, object, send).await;
+            backup::run(st, &peer, object_name, primary, object, drives, send).await;
             return;
         }
-        R::Restore { abs_id, target } => {
-            restore::run(st, &peer, abs_id, target, send).await;
+        R::Restore { abs_id, target, drives } => {
+            restore::run(st, &peer, abs_id, target, drives, send).await;
             return;
         }
         other => match handle(&st, conn, &peer, other).await {
@@ -349,6 +363,12 @@ async fn handle(st: &Arc<Station>, conn: quinn::Connection, peer: &Peer, req: St
             registry::heartbeat(st, &name).await?;
             StationReply::Ok
         }
+        R::TapeFull {
+            drive,
+            tape_label,
+            files,
+            bytes,
+        } => library::continue_media_set(st, &peer.name, &drive, &tape_label, files, bytes).await?,
         R::SegmentPlaced(p) => {
             library::record_segment(st, &p).await?;
             StationReply::Ok

@@ -107,7 +107,7 @@ pub(crate) enum DriveUse {
     /// while the first channel mounts it; `closing` once the last channel
     /// left and the tape is being finished.
     Writing {
-        tape: Option<TapeRow>,
+        tape: Option<Box<TapeRow>>,
         users: usize,
         closing: bool,
     },
@@ -220,10 +220,86 @@ pub(crate) async fn assign(st: &Arc<Station>, patience: Duration, purpose: Purpo
     }
 }
 
+/// Several free drives of one back-end for a backup that splits its ABS
+/// across them. Waits up to `patience` until some back-end has `n` free
+/// drives; fails at once when no back-end has that many drives at all.
+pub(crate) async fn assign_drives(st: &Arc<Station>, patience: Duration, n: usize) -> Result<(PairRow, Vec<DriveRow>)> {
+    let deadline = tokio::time::Instant::now() + patience;
+    loop {
+        let pairs = st.catalog.list_pairs().await?;
+        let mut ordered = connected_pairs(pairs, &*st.peers.lock().await);
+        let load = st.pair_load.lock().await.clone();
+        ordered.sort_by_key(|p| load.get(&p.id).copied().unwrap_or(0));
+        let mut most = 0;
+        let mut chosen = None;
+        {
+            let mut uses = st.drive_use.lock().await;
+            for pair in &ordered {
+                let drives = st.catalog.drives_of(pair.be_id).await?;
+                most = most.max(drives.len());
+                let free: Vec<DriveRow> = drives
+                    .into_iter()
+                    .filter(|d| !uses.contains_key(&d.id) && d.tape_id.is_none())
+                    .take(n)
+                    .collect();
+                if free.len() == n {
+                    for d in &free {
+                        uses.insert(
+                            d.id,
+                            DriveUse::Writing {
+                                tape: None,
+                                users: 1,
+                                closing: false,
+                            },
+                        );
+                    }
+                    chosen = Some((pair.clone(), free));
+                    break;
+                }
+            }
+        }
+        if let Some((pair, drives)) = chosen {
+            *st.pair_load.lock().await.entry(pair.id).or_default() += drives.len();
+            return Ok((pair, drives));
+        }
+        if !ordered.is_empty() && most < n {
+            bail!("{n} drives requested for one backup; no connected back-end has more than {most}");
+        }
+        if tokio::time::Instant::now() >= deadline {
+            bail!("no back-end had {n} free drives within {patience:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Free drives (no channel, no tape) of connected pairs.
+pub(crate) async fn free_drives(st: &Arc<Station>) -> Result<usize> {
+    let pairs = st.catalog.list_pairs().await?;
+    let connected = connected_pairs(pairs, &*st.peers.lock().await);
+    let mut seen = std::collections::HashSet::new();
+    let uses = st.drive_use.lock().await.clone();
+    for pair in &connected {
+        for d in st.catalog.drives_of(pair.be_id).await? {
+            if !uses.contains_key(&d.id) && d.tape_id.is_none() {
+                seen.insert(d.id);
+            }
+        }
+    }
+    Ok(seen.len())
+}
+
+/// The tape a writing drive holds now (it changes at end of tape).
+pub(crate) async fn current_tape(st: &Arc<Station>, drive: &DriveRow) -> Option<TapeRow> {
+    match st.drive_use.lock().await.get(&drive.id) {
+        Some(DriveUse::Writing { tape, .. }) => tape.as_deref().cloned(),
+        _ => None,
+    }
+}
+
 /// The first writer mounted the tape: joiners may use it.
 pub(crate) async fn tape_mounted(st: &Arc<Station>, drive: &DriveRow, tape: &TapeRow) {
     if let Some(DriveUse::Writing { tape: t, .. }) = st.drive_use.lock().await.get_mut(&drive.id) {
-        *t = Some(tape.clone());
+        *t = Some(Box::new(tape.clone()));
     }
 }
 
@@ -243,7 +319,7 @@ pub(crate) async fn wait_for_tape(st: &Arc<Station>, drive: &DriveRow, patience:
                 tape: Some(t),
                 closing: false,
                 ..
-            }) => return Ok(t.clone()),
+            }) => return Ok((**t).clone()),
             Some(DriveUse::Writing {
                 tape: None,
                 closing: false,

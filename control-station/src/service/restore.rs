@@ -1,11 +1,20 @@
-//! A restore channel (seed FIG. 29): Requested → Opened → BeginningOfTape →
-//! Reading (→ EndOfTape → BeginningOfTape → Reading for each further tape)
-//! → Closed, or → Error with a reason naming tape, tape file and segment.
+//! A restore (seed FIG. 29, and "parallel restore operation" after FIG. 33).
+//!
+//! A [`RestorePlan`] groups the ABS's segments by tape and spreads the
+//! tapes over the free drives (at most the number asked for). Each drive
+//! gets its own restore channel ("a separate virtual channel may be
+//! established for each tape drive"): Requested → Opened → BeginningOfTape
+//! → Reading (→ EndOfTape → BeginningOfTape → Reading for each further
+//! tape) → Closed, or → Error with a reason naming tape, tape file and
+//! segment. Each tape is mounted once and only the ABS's own tape files
+//! are read, in position order. The client sees one merged event stream.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
+use futures::stream::{FuturesUnordered, StreamExt};
 use proto::abs::{RemapTable, VolumeRef};
 use proto::wire::{
     ChannelEvent, Command, PeerAddr, RestoreChannel, RestoreOrder, RestoreTarget, SegmentRef, StationReply,
@@ -14,14 +23,22 @@ use tokio::sync::mpsc;
 use transport::FramedSend;
 use transport::Peer;
 
-use super::backup::transition;
+use super::backup::{transition, EventSink};
 use super::{library, registry, ChannelNote, Station};
 use crate::catalog::{SegmentRow, ABS_COMPLETE, STATION_ACTOR};
 use crate::channel::{ChannelKind, ChannelState};
+use crate::plan::{PlannedSegment, RestorePlan, TapeJob};
 
-pub(crate) async fn run(st: Arc<Station>, client: &Peer, abs_id: u64, target: RestoreTarget, send: &mut FramedSend) {
+pub(crate) async fn run(
+    st: Arc<Station>,
+    client: &Peer,
+    abs_id: u64,
+    target: RestoreTarget,
+    drives: u32,
+    send: &mut FramedSend,
+) {
     let started = Instant::now();
-    let event = match restore(&st, client, abs_id, target, send, started).await {
+    let event = match restore(&st, client, abs_id, target, drives, send, started).await {
         Ok(ev) => ev,
         Err(e) => ChannelEvent::Failed {
             reason: format!("{e:#}"),
@@ -30,11 +47,44 @@ pub(crate) async fn run(st: Arc<Station>, client: &Peer, abs_id: u64, target: Re
     let _ = send.send(&StationReply::Event(event)).await;
 }
 
+/// The events of one drive's channel, tagged with its lane.
+struct LaneSink {
+    lane: usize,
+    tx: mpsc::UnboundedSender<(usize, ChannelEvent)>,
+}
+
+impl EventSink for LaneSink {
+    async fn emit(&mut self, ev: ChannelEvent) {
+        let _ = self.tx.send((self.lane, ev));
+    }
+}
+
+/// What one drive's channel restored.
+#[derive(Debug, Default)]
+struct LaneTotals {
+    bytes: u64,
+    tracks: u64,
+    segments: u32,
+    tapes: Vec<String>,
+}
+
+/// What every lane of a restore shares.
+struct RestoreJob<'a> {
+    abs_id: u64,
+    map: &'a proto::abs::AbsMap,
+    remap: &'a RemapTable,
+    target: &'a RestoreTarget,
+    dest_node: &'a str,
+    segments: &'a HashMap<u32, SegmentRow>,
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn restore(
     st: &Arc<Station>,
     client: &Peer,
     abs_id: u64,
     target: RestoreTarget,
+    drives: u32,
     send: &mut FramedSend,
     started: Instant,
 ) -> Result<ChannelEvent> {
@@ -74,25 +124,38 @@ async fn restore(
             abs.segment_count
         );
     }
-    // Group by tape, each tape's files in position order.
-    let mut by_tape: Vec<(i64, Vec<SegmentRow>)> = Vec::new();
-    for s in segments {
-        match by_tape.iter_mut().find(|(t, _)| *t == s.tape_id) {
-            Some((_, v)) => v.push(s),
-            None => by_tape.push((s.tape_id, vec![s])),
-        }
-    }
-    for (_, v) in by_tape.iter_mut() {
-        v.sort_by_key(|s| s.tape_file);
-    }
+    let planned: Vec<PlannedSegment> = segments
+        .iter()
+        .map(|s| PlannedSegment {
+            seq: s.seq,
+            tape_id: s.tape_id,
+            tape_label: s.tape_label.clone(),
+            tape_file: s.tape_file,
+            bytes: s.bytes as u64,
+        })
+        .collect();
+    // As many drives as asked for (0: all), free now, and tapes to read.
+    let free = registry::free_drives(st).await?.max(1);
+    let wanted = if drives == 0 { free } else { (drives as usize).min(free) };
+    let plan = RestorePlan::new(&planned, wanted.max(1)).context("planning the restore")?;
+    let by_seq: HashMap<u32, SegmentRow> = segments.into_iter().map(|s| (s.seq, s)).collect();
+    let queues: Vec<Vec<TapeJob>> = plan.drive_queues().to_vec();
 
-    let channel_id = st
-        .catalog
-        .create_channel(ChannelKind::Restore, id, &client.name)
-        .await?;
+    // One channel per drive.
+    let mut lanes = Vec::new();
+    for jobs in queues {
+        let channel_id = st
+            .catalog
+            .create_channel(ChannelKind::Restore, id, &client.name)
+            .await?;
+        let (tx, rx) = mpsc::unbounded_channel();
+        st.channels.lock().await.insert(channel_id as u64, tx);
+        lanes.push((channel_id, jobs, rx));
+    }
+    let channel_ids: Vec<i64> = lanes.iter().map(|(c, _, _)| *c).collect();
     let _ = send
         .send(&StationReply::Event(ChannelEvent::Started {
-            channel_id: channel_id as u64,
+            channel_id: channel_ids.first().copied().unwrap_or_default() as u64,
             abs_id,
             object_size: map.object_size,
             tracks: abs.track_count as u64,
@@ -100,42 +163,153 @@ async fn restore(
             track_bytes: map.object_size,
         }))
         .await;
-    let (tx, rx) = mpsc::unbounded_channel();
-    st.channels.lock().await.insert(channel_id as u64, tx);
-    let res = read_tapes(
-        st, channel_id, abs_id, &map, &remap, &target, &dest_node, by_tape, rx, send,
-    )
-    .await;
-    st.channels.lock().await.remove(&(channel_id as u64));
-    match res {
-        Ok((bytes, tracks, segments, tapes)) => {
-            if bytes != map.object_size {
-                let reason = format!("{bytes} bytes written, the object has {}", map.object_size);
-                let _ = st
-                    .catalog
-                    .transition(channel_id, ChannelState::Error, &reason, STATION_ACTOR)
-                    .await;
-                bail!(reason);
+    if lanes.len() > 1 {
+        let desc: Vec<String> = lanes
+            .iter()
+            .map(|(c, jobs, _)| {
+                let labels: Vec<&str> = jobs.iter().map(|j| j.tape_label.as_str()).collect();
+                format!("channel {c}: {}", labels.join(", "))
+            })
+            .collect();
+        let _ = send
+            .send(&StationReply::Event(ChannelEvent::State {
+                state: "planned".into(),
+                reason: format!(
+                    "{} tapes on {} drives in parallel ({})",
+                    plan.tape_count(),
+                    lanes.len(),
+                    desc.join("; ")
+                ),
+            }))
+            .await;
+    }
+
+    let job = RestoreJob {
+        abs_id,
+        map: &map,
+        remap: &remap,
+        target: &target,
+        dest_node: &dest_node,
+        segments: &by_seq,
+    };
+    let (etx, mut erx) = mpsc::unbounded_channel();
+    let n_lanes = lanes.len();
+    let mut running: FuturesUnordered<_> = lanes
+        .into_iter()
+        .enumerate()
+        .map(|(lane, (channel_id, jobs, rx))| {
+            let mut sink = LaneSink { lane, tx: etx.clone() };
+            let job = &job;
+            async move {
+                let res = run_lane(st, channel_id, job, jobs, rx, &mut sink).await;
+                (channel_id, res)
             }
+        })
+        .collect();
+    drop(etx);
+    let mut lane_bytes = vec![0u64; n_lanes];
+    let mut totals = LaneTotals::default();
+    let mut failure: Option<anyhow::Error> = None;
+    let mut forward = |lane: usize, ev: ChannelEvent, send_ev: &mut Vec<ChannelEvent>| match ev {
+        ChannelEvent::Progress { bytes } => {
+            lane_bytes[lane] = bytes;
+            send_ev.push(ChannelEvent::Progress {
+                bytes: lane_bytes.iter().sum(),
+            });
+        }
+        ChannelEvent::State { state, reason } if n_lanes > 1 => send_ev.push(ChannelEvent::State {
+            state,
+            reason: format!("[channel {}] {reason}", channel_ids[lane]),
+        }),
+        other => send_ev.push(other),
+    };
+    loop {
+        let mut out = Vec::new();
+        tokio::select! {
+            done = running.next() => {
+                let Some((channel_id, res)) = done else { break };
+                match res {
+                    Ok(t) => {
+                        totals.bytes += t.bytes;
+                        totals.tracks += t.tracks;
+                        totals.segments += t.segments;
+                        totals.tapes.extend(t.tapes);
+                    }
+                    Err(e) => {
+                        // The other drives stop too.
+                        for other in &channel_ids {
+                            if *other != channel_id {
+                                st.note(*other as u64, ChannelNote::Failed {
+                                    reason: format!("channel {channel_id} of the same restore failed"),
+                                }).await;
+                            }
+                        }
+                        if failure.is_none() {
+                            failure = Some(e);
+                        }
+                    }
+                }
+            }
+            Some((lane, ev)) = erx.recv() => forward(lane, ev, &mut out),
+        }
+        for ev in out {
+            let _ = send.send(&StationReply::Event(ev)).await;
+        }
+    }
+    while let Ok((lane, ev)) = erx.try_recv() {
+        let mut out = Vec::new();
+        forward(lane, ev, &mut out);
+        for ev in out {
+            let _ = send.send(&StationReply::Event(ev)).await;
+        }
+    }
+    for c in &channel_ids {
+        st.channels.lock().await.remove(&(*c as u64));
+    }
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    if totals.bytes != map.object_size {
+        bail!("{} bytes written, the object has {}", totals.bytes, map.object_size);
+    }
+    Ok(ChannelEvent::Finished {
+        bytes: totals.bytes,
+        tracks: totals.tracks,
+        segments: totals.segments,
+        tapes: totals.tapes,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// One drive's channel: read its tapes in turn; Closed or Error.
+async fn run_lane<E: EventSink>(
+    st: &Arc<Station>,
+    channel_id: i64,
+    job: &RestoreJob<'_>,
+    jobs: Vec<TapeJob>,
+    rx: mpsc::UnboundedReceiver<ChannelNote>,
+    sink: &mut E,
+) -> Result<LaneTotals> {
+    match read_tapes(st, channel_id, job, jobs, rx, sink).await {
+        Ok((t, records)) => {
             transition(
                 st,
                 channel_id,
                 ChannelState::Closed,
-                &format!("{segments} segments, {bytes} bytes restored"),
-                send,
+                &format!(
+                    "{} segments, {} bytes restored from {} ({records} tape records read)",
+                    t.segments,
+                    t.bytes,
+                    t.tapes.join(", ")
+                ),
+                sink,
             )
             .await?;
-            Ok(ChannelEvent::Finished {
-                bytes,
-                tracks,
-                segments,
-                tapes,
-                seconds: started.elapsed().as_secs_f64(),
-            })
+            Ok(t)
         }
         Err(e) => {
             let reason = format!("{e:#}");
-            tracing::error!(channel_id, abs_id, %reason, "restore channel failed");
+            tracing::error!(channel_id, abs_id = job.abs_id, %reason, "restore channel failed");
             let _ = st
                 .catalog
                 .transition(channel_id, ChannelState::Error, &reason, STATION_ACTOR)
@@ -145,22 +319,20 @@ async fn restore(
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn read_tapes(
+/// Read each tape of `jobs` on one drive: mount it once, read only the
+/// ABS's files on it in position order, dismount. Returns the totals and
+/// the tape records read (labels included).
+async fn read_tapes<E: EventSink>(
     st: &Arc<Station>,
     channel_id: i64,
-    abs_id: u64,
-    map: &proto::abs::AbsMap,
-    remap: &RemapTable,
-    target: &RestoreTarget,
-    dest_node: &str,
-    by_tape: Vec<(i64, Vec<SegmentRow>)>,
+    job: &RestoreJob<'_>,
+    jobs: Vec<TapeJob>,
     mut rx: mpsc::UnboundedReceiver<ChannelNote>,
-    send: &mut FramedSend,
-) -> Result<(u64, u64, u32, Vec<String>)> {
+    send: &mut E,
+) -> Result<(LaneTotals, u64)> {
     let registry::Assignment { pair, drive, .. } =
         registry::assign(st, Duration::from_secs(600), registry::Purpose::Restore).await?;
-    st.depends_on(channel_id as u64, &[&pair.fe_name, &pair.be_name, dest_node])
+    st.depends_on(channel_id as u64, &[&pair.fe_name, &pair.be_name, job.dest_node])
         .await;
     let result = async {
         transition(
@@ -174,15 +346,14 @@ async fn read_tapes(
             send,
         )
         .await?;
-        let (mut bytes, mut tracks, mut segments) = (0u64, 0u64, 0u32);
-        let mut labels = Vec::new();
-        let n_tapes = by_tape.len();
-        for (i, (tape_id, files)) in by_tape.into_iter().enumerate() {
+        let mut totals = LaneTotals::default();
+        let mut records = 0u64;
+        for (i, tj) in jobs.into_iter().enumerate() {
             let tape = st
                 .catalog
-                .tape(tape_id)
+                .tape(tj.tape_id)
                 .await?
-                .ok_or_else(|| anyhow!("tape {tape_id} vanished"))?;
+                .ok_or_else(|| anyhow!("tape {} vanished from the catalog", tj.tape_label))?;
             if i > 0 {
                 transition(st, channel_id, ChannelState::EndOfTape, "next tape of the ABS", send).await?;
             }
@@ -190,6 +361,16 @@ async fn read_tapes(
             st.catalog
                 .assign_channel(channel_id, pair.fe_id, pair.be_id, drive.id, Some(tape.id))
                 .await?;
+            let files: Vec<&SegmentRow> = tj
+                .files
+                .iter()
+                .map(|p| {
+                    job.segments
+                        .get(&p.seq)
+                        .ok_or_else(|| anyhow!("segment {} missing from the catalog list", p.seq))
+                })
+                .collect::<Result<_>>()?;
+            let before = totals.bytes;
             let step = async {
                 transition(
                     st,
@@ -211,7 +392,7 @@ async fn read_tapes(
                 let group_tracks: u64 = files.iter().map(|s| s.track_count as u64).sum();
                 let open = RestoreChannel {
                     channel_id: channel_id as u64,
-                    abs_id,
+                    abs_id: job.abs_id,
                     back_end: PeerAddr {
                         name: pair.be_name.clone(),
                         address: pair.be_address.clone(),
@@ -232,17 +413,17 @@ async fn read_tapes(
                 .await?;
                 let order = RestoreOrder {
                     channel_id: channel_id as u64,
-                    abs_id,
+                    abs_id: job.abs_id,
                     front_end: PeerAddr {
                         name: pair.fe_name.clone(),
                         address: pair.fe_address.clone(),
                     },
-                    map: map.clone(),
-                    remap: remap.clone(),
-                    target: target.clone(),
+                    map: job.map.clone(),
+                    remap: job.remap.clone(),
+                    target: job.target.clone(),
                     tracks: group_tracks,
                 };
-                st.command_ok(dest_node, &Command::ReceiveRestore(order))
+                st.command_ok(job.dest_node, &Command::ReceiveRestore(order))
                     .await
                     .context("ordering the restore")?;
                 loop {
@@ -252,34 +433,34 @@ async fn read_tapes(
                         .ok_or_else(|| anyhow!("the channel's note queue closed"))?
                     {
                         ChannelNote::Progress { bytes: b } => {
-                            let _ = send
-                                .send(&StationReply::Event(ChannelEvent::Progress { bytes: bytes + b }))
-                                .await;
+                            send.emit(ChannelEvent::Progress { bytes: before + b }).await;
                         }
                         ChannelNote::Finished {
                             data_bytes,
                             tracks: t,
                             segments: s,
                         } => {
-                            bytes += data_bytes;
-                            tracks += t;
-                            segments += s;
-                            let _ = st.catalog.set_channel_bytes(channel_id, bytes as i64).await;
-                            let _ = send.send(&StationReply::Event(ChannelEvent::Progress { bytes })).await;
+                            totals.bytes += data_bytes;
+                            totals.tracks += t;
+                            totals.segments += s;
+                            let _ = st.catalog.set_channel_bytes(channel_id, totals.bytes as i64).await;
+                            send.emit(ChannelEvent::Progress { bytes: totals.bytes }).await;
                             break;
                         }
                         ChannelNote::Failed { reason } => bail!("{reason}"),
+                        ChannelNote::TapeSwitched { .. } => {}
                     }
                 }
                 Ok::<_, anyhow::Error>(())
             }
             .await;
-            library::dismount(st, &pair.be_name, &drive, &tape, false).await?;
+            let read = library::dismount(st, &pair.be_name, &drive, &tape, false).await?;
             step?;
-            labels.push(tape.label.clone());
-            let _ = n_tapes;
+            tracing::info!(channel_id, tape = %tape.label, records = read, files = files.len(), "tape read");
+            records += read;
+            totals.tapes.push(tape.label.clone());
         }
-        Ok((bytes, tracks, segments, labels))
+        Ok((totals, records))
     }
     .await;
     registry::release(st, Some(&pair), &drive).await;

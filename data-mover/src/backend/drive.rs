@@ -1,18 +1,43 @@
 //! A tape drive owned by a back-end: empty, or holding a tape image mounted
-//! for writing or for reading.
+//! for writing or for reading. Every tape it mounts gets the configured
+//! capacity (with its early-warning zone) and the drive's speed limit, and
+//! the drive accounts its busy and idle time across mounts.
 
 use std::fs::File;
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use proto::tape::block::SimhTape;
+use proto::tape::block::{Capacity, SimhTape};
 use proto::tape::directory::DirectoryEntry;
 use proto::tape::metadata::AbsMetadata;
 use proto::tape::segment::VerifiedSegment;
+use proto::tape::throttle::Throttle;
 use proto::tape::volume::{TapeParams, TapeReader, TapeWriter};
+use proto::tape::TapeError;
 use proto::wire::NewTape;
 
-type Image = SimhTape<File>;
+type Image = Throttle<SimhTape<File>>;
+
+/// A data file written (tape label, directory entry), or the tape-full
+/// refusal (nothing written).
+pub type Written = std::result::Result<(String, DirectoryEntry), TapeError>;
+
+/// What every tape in a drive is like.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DriveSpec {
+    /// Capacity of each tape mounted (None: unlimited).
+    pub capacity: Option<Capacity>,
+    /// Speed limit in bytes per second (None: unlimited).
+    pub speed: Option<u64>,
+}
+
+/// Busy and idle time of a drive since the back-end started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DriveTime {
+    pub busy: Duration,
+    pub idle: Duration,
+}
 
 /// What is in the drive.
 pub enum Mounted {
@@ -30,14 +55,55 @@ pub enum Mounted {
 pub struct Drive {
     pub name: String,
     pub mounted: Mounted,
+    spec: DriveSpec,
+    since: Instant,
+    /// Busy time of the tapes already unloaded.
+    busy_unloaded: Duration,
 }
 
 impl Drive {
-    pub fn new(name: &str) -> Drive {
+    pub fn new(name: &str, spec: DriveSpec) -> Drive {
         Drive {
             name: name.to_string(),
             mounted: Mounted::Empty,
+            spec,
+            since: Instant::now(),
+            busy_unloaded: Duration::ZERO,
         }
+    }
+
+    /// Busy and idle time so far (an empty drive is idle).
+    pub fn time(&self) -> DriveTime {
+        let current = match &self.mounted {
+            Mounted::Empty => Duration::ZERO,
+            Mounted::Writing { writer, .. } => writer.device().busy(),
+            Mounted::Reading { reader, .. } => reader.device().busy(),
+        };
+        let busy = self.busy_unloaded + current;
+        DriveTime {
+            busy,
+            idle: self.since.elapsed().saturating_sub(busy),
+        }
+    }
+
+    /// Publish the drive's busy and idle seconds as gauges.
+    pub fn publish_time(&self) {
+        let t = self.time();
+        metrics::gauge!("dmc_be_drive_busy_seconds", "drive" => self.name.clone()).set(t.busy.as_secs_f64());
+        metrics::gauge!("dmc_be_drive_idle_seconds", "drive" => self.name.clone()).set(t.idle.as_secs_f64());
+    }
+
+    fn device(&self, dev: SimhTape<File>) -> Image {
+        let dev = match self.spec.capacity {
+            Some(c) => dev.with_capacity(c),
+            None => dev,
+        };
+        Throttle::new(dev, self.spec.speed)
+    }
+
+    /// Whether the tape in the drive holds no data file yet.
+    pub fn writing_empty_tape(&self) -> bool {
+        matches!(&self.mounted, Mounted::Writing { writer, .. } if writer.directory().is_empty())
     }
 
     /// Load an image for writing: label a scratch tape, or append to a tape
@@ -46,8 +112,10 @@ impl Drive {
         self.unload_checked()?;
         let writer = match new {
             Some(n) => {
-                let dev = SimhTape::create(path)
-                    .with_context(|| format!("creating tape image {} for {label}", path.display()))?;
+                let dev = self.device(
+                    SimhTape::create(path)
+                        .with_context(|| format!("creating tape image {} for {label}", path.display()))?,
+                );
                 let params = TapeParams {
                     label: label.to_string(),
                     pool: n.pool.clone(),
@@ -59,8 +127,10 @@ impl Drive {
                 TapeWriter::create(dev, params).with_context(|| format!("labelling tape {label}"))?
             }
             None => {
-                let dev = SimhTape::open_rw(path)
-                    .with_context(|| format!("opening tape image {} of {label}", path.display()))?;
+                let dev = self.device(
+                    SimhTape::open_rw(path)
+                        .with_context(|| format!("opening tape image {} of {label}", path.display()))?,
+                );
                 TapeWriter::append(dev).with_context(|| format!("positioning tape {label} for append"))?
             }
         };
@@ -83,7 +153,8 @@ impl Drive {
 
     pub fn mount_for_read(&mut self, label: &str, path: &Path) -> Result<()> {
         self.unload_checked()?;
-        let dev = SimhTape::open(path).with_context(|| format!("opening tape image {} of {label}", path.display()))?;
+        let dev = self
+            .device(SimhTape::open(path).with_context(|| format!("opening tape image {} of {label}", path.display()))?);
         let reader = TapeReader::open(dev).with_context(|| format!("reading the labels of tape {label}"))?;
         let found = &reader.node_header().label;
         if found != label {
@@ -110,18 +181,34 @@ impl Drive {
     /// Finish a written tape (directory, trailer, catalog, EOF labels) and
     /// unload. Returns (label, data files, data bytes).
     pub fn dismount(&mut self) -> Result<(String, u32, u64)> {
-        match std::mem::replace(&mut self.mounted, Mounted::Empty) {
-            Mounted::Empty => Ok((String::new(), 0, 0)),
+        self.unload(false)
+    }
+
+    /// Finish a full tape with EOV labels (the media set continues on
+    /// another tape) and unload. Returns (label, data files, data bytes).
+    pub fn finish_full(&mut self) -> Result<(String, u32, u64)> {
+        self.unload(true)
+    }
+
+    fn unload(&mut self, continues: bool) -> Result<(String, u32, u64)> {
+        let out = match std::mem::replace(&mut self.mounted, Mounted::Empty) {
+            Mounted::Empty => (String::new(), 0, 0),
             Mounted::Writing { label, writer } => {
                 let files = writer.directory().len() as u32;
                 let bytes = writer.data_bytes();
-                writer
-                    .finish(false)
+                let dev = writer
+                    .finish(continues)
                     .with_context(|| format!("finishing tape {label}"))?;
-                Ok((label, files, bytes))
+                self.busy_unloaded += dev.busy();
+                (label, files, bytes)
             }
-            Mounted::Reading { label, .. } => Ok((label, 0, 0)),
-        }
+            Mounted::Reading { label, reader } => {
+                self.busy_unloaded += reader.device().busy();
+                (label, 0, 0)
+            }
+        };
+        self.publish_time();
+        Ok(out)
     }
 
     fn writer(&mut self) -> Result<(&str, &mut TapeWriter<Image>)> {
@@ -131,32 +218,56 @@ impl Drive {
         }
     }
 
-    /// Write a sealed segment as one tape file and sync.
-    pub fn write_segment(&mut self, bytes: &[u8], object_name: &str) -> Result<(String, DirectoryEntry)> {
+    /// Write a sealed segment as one tape file and sync. `Ok(Err(_))`: the
+    /// tape is full ([`TapeError::is_tape_full`]) and nothing was written.
+    pub fn write_segment(&mut self, bytes: &[u8], object_name: &str) -> Result<Written> {
         let drive = self.name.clone();
         let (label, w) = self.writer()?;
-        let entry = w
-            .write_segment(bytes, object_name)
-            .with_context(|| format!("writing a segment to tape {label} in drive {drive}"))?;
+        let entry = match w.write_segment(bytes, object_name) {
+            Ok(e) => e,
+            Err(e) if e.is_tape_full() => return Ok(Err(e)),
+            Err(e) => {
+                return Err(anyhow::Error::new(e).context(format!("writing a segment to tape {label} in drive {drive}")))
+            }
+        };
         w.sync().with_context(|| format!("syncing tape {label}"))?;
-        Ok((label.to_string(), entry))
+        let label = label.to_string();
+        self.publish_time();
+        Ok(Ok((label, entry)))
     }
 
-    /// Write ABS metadata as one tape file and sync.
-    pub fn write_metadata(&mut self, meta: &AbsMetadata) -> Result<(String, DirectoryEntry)> {
+    /// Write ABS metadata as one tape file and sync; a full tape as in
+    /// [`Drive::write_segment`].
+    pub fn write_metadata(&mut self, meta: &AbsMetadata) -> Result<Written> {
         let (label, w) = self.writer()?;
-        let entry = w
-            .write_abs_metadata(meta)
-            .with_context(|| format!("writing ABS metadata to tape {label}"))?;
+        let entry = match w.write_abs_metadata(meta) {
+            Ok(e) => e,
+            Err(e) if e.is_tape_full() => return Ok(Err(e)),
+            Err(e) => return Err(anyhow::Error::new(e).context(format!("writing ABS metadata to tape {label}"))),
+        };
         w.sync().with_context(|| format!("syncing tape {label}"))?;
-        Ok((label.to_string(), entry))
+        let label = label.to_string();
+        self.publish_time();
+        Ok(Ok((label, entry)))
     }
 
     /// Read and verify one segment.
     pub fn read_segment(&mut self, label: &str, file: u32, max: usize) -> Result<VerifiedSegment> {
         match &mut self.mounted {
-            Mounted::Reading { label: l, reader } if l == label => Ok(reader.read_segment(file, max)?),
+            Mounted::Reading { label: l, reader } if l == label => {
+                let seg = reader.read_segment(file, max)?;
+                self.publish_time();
+                Ok(seg)
+            }
             _ => bail!("drive {} does not hold tape {label} for reading", self.name),
+        }
+    }
+
+    /// Records read from the tape mounted for reading (labels included).
+    pub fn records_read(&self) -> u64 {
+        match &self.mounted {
+            Mounted::Reading { reader, .. } => reader.records_read(),
+            _ => 0,
         }
     }
 }

@@ -3,3 +3,4 @@
 pub mod drive;
 pub mod schedule;
 pub mod serve;
+pub mod writer;

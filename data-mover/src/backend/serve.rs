@@ -87,11 +87,12 @@ async fn write(mover: &Arc<Mover>, req: BackEndRequest, recv: &mut FramedRecv) -
                     summary.header.seq
                 );
             }
-            let drive_arc = mover.drive(&drive)?;
-            let (label, entry) = tokio::task::block_in_place(|| {
-                let mut d = drive_arc.lock().map_err(|_| anyhow!("drive {drive} lock poisoned"))?;
-                d.write_segment(&buf, &object_name)
-            })?;
+            let data_bytes = summary.data_bytes;
+            let placed = mover
+                .writer(&drive)?
+                .write_segment(channel_id, abs_id, seq, buf, &object_name)
+                .await?;
+            let (label, entry) = (placed.tape_label, placed.entry);
             metrics::counter!("dmc_be_segments_written_total").increment(1);
             metrics::counter!("dmc_be_bytes_written_total").increment(entry.bytes);
             // The placement must be in the catalog before the front-end may release the segment.
@@ -104,7 +105,7 @@ async fn write(mover: &Arc<Mover>, req: BackEndRequest, recv: &mut FramedRecv) -
                     tape_label: label.clone(),
                     tape_file: entry.file_number,
                     bytes: entry.bytes,
-                    data_bytes: summary.data_bytes,
+                    data_bytes,
                     track_count: summary.track_count,
                     crc32c: summary.crc32c,
                 }))
@@ -127,11 +128,8 @@ async fn write(mover: &Arc<Mover>, req: BackEndRequest, recv: &mut FramedRecv) -
                 bail!("metadata of ABS {} sent for ABS {abs_id}", meta.abs_id);
             }
             meta.map.validate().context("the metadata's map")?;
-            let drive_arc = mover.drive(&drive)?;
-            let (label, entry) = tokio::task::block_in_place(|| {
-                let mut d = drive_arc.lock().map_err(|_| anyhow!("drive {drive} lock poisoned"))?;
-                d.write_metadata(&meta)
-            })?;
+            let placed = mover.writer(&drive)?.write_metadata(meta).await?;
+            let (label, entry) = (placed.tape_label, placed.entry);
             mover
                 .link
                 .request_ok(&StationRequest::MetadataPlaced {

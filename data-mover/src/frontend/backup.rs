@@ -135,7 +135,7 @@ async fn run(mover: &Arc<Mover>, ch: &BackupChannel, send: &mut FramedSend, mut 
     }
     drop(seg_tx);
     // The uploader's error, if any, is the real cause of a stopped stream.
-    let uploaded = uploader
+    let (uploaded, last_drive) = uploader
         .await
         .context("segment uploader")?
         .context("sending segments to the back-end")?;
@@ -148,7 +148,7 @@ async fn run(mover: &Arc<Mover>, ch: &BackupChannel, send: &mut FramedSend, mut 
         segments: uploaded,
     };
 
-    // Metadata after the last segment.
+    // Metadata after the last segment, on the tape of the last segment.
     let meta = AbsMetadata {
         abs_id: ch.abs_id,
         object_name: ch.object_name.clone(),
@@ -164,7 +164,7 @@ async fn run(mover: &Arc<Mover>, ch: &BackupChannel, send: &mut FramedSend, mut 
     let (mut bs, mut br) = transport::open_bi(&conn, MAX_CONTROL_FRAME).await?;
     bs.send(&BackEndRequest::WriteMetadata {
         channel_id: ch.channel_id,
-        drive: ch.drive.clone(),
+        drive: last_drive,
         object_name: ch.object_name.clone(),
         abs_id: ch.abs_id,
         metadata: meta.encode(),
@@ -190,21 +190,72 @@ async fn run(mover: &Arc<Mover>, ch: &BackupChannel, send: &mut FramedSend, mut 
     Ok(())
 }
 
-/// Send sealed segments to the back-end one by one; delete each only when
-/// the back-end says it is on tape, synced, and in the catalog.
-async fn upload_segments(mover: Arc<Mover>, ch: BackupChannel, mut rx: mpsc::Receiver<SealedSegment>) -> Result<u32> {
+/// Send sealed segments to the back-end: one worker per drive of the
+/// channel, each taking the next sealed segment (a channel with several
+/// drives splits its ABS across them). Returns the number of segments and
+/// the drive that wrote the last one.
+async fn upload_segments(
+    mover: Arc<Mover>,
+    ch: BackupChannel,
+    rx: mpsc::Receiver<SealedSegment>,
+) -> Result<(u32, String)> {
+    if ch.drives.is_empty() {
+        bail!("backup channel {} names no drive", ch.channel_id);
+    }
+    let rx = Arc::new(tokio::sync::Mutex::new(rx));
+    let on_tape = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let mut workers = tokio::task::JoinSet::new();
+    for drive in &ch.drives {
+        workers.spawn(upload_to_drive(
+            mover.clone(),
+            ch.clone(),
+            drive.clone(),
+            rx.clone(),
+            on_tape.clone(),
+        ));
+    }
     let mut count = 0u32;
-    let mut on_tape = 0u64;
-    while let Some(seg) = rx.recv().await {
+    let mut last: Option<(u32, String)> = None;
+    while let Some(joined) = workers.join_next().await {
+        // Returning early drops the set, which stops the other workers.
+        let (n, top) = joined.context("segment upload worker")??;
+        count += n;
+        if let Some(top) = top {
+            if last.as_ref().is_none_or(|(seq, _)| top.0 > *seq) {
+                last = Some(top);
+            }
+        }
+    }
+    let drive = last.map(|(_, d)| d).unwrap_or_else(|| ch.drives[0].clone());
+    Ok((count, drive))
+}
+
+/// One drive's share of the uploads: send each segment, delete it only
+/// when the back-end says it is on tape, synced, and in the catalog.
+/// Returns the number sent and the highest sequence number with its drive.
+async fn upload_to_drive(
+    mover: Arc<Mover>,
+    ch: BackupChannel,
+    drive: String,
+    rx: Arc<tokio::sync::Mutex<mpsc::Receiver<SealedSegment>>>,
+    on_tape: Arc<std::sync::atomic::AtomicU64>,
+) -> Result<(u32, Option<(u32, String)>)> {
+    let mut count = 0u32;
+    let mut top: Option<(u32, String)> = None;
+    loop {
+        let Some(seg) = rx.lock().await.recv().await else {
+            break;
+        };
+        let seq = seg.summary.header.seq;
         let conn = mover.back_end_connection(&ch.back_end).await?;
         let (mut bs, mut br) = transport::open_bi(&conn, MAX_CONTROL_FRAME).await?;
         let total = seg.summary.total_bytes;
         bs.send(&BackEndRequest::WriteSegment {
             channel_id: ch.channel_id,
-            drive: ch.drive.clone(),
+            drive: drive.clone(),
             object_name: ch.object_name.clone(),
             abs_id: ch.abs_id,
-            seq: seg.summary.header.seq,
+            seq,
             bytes: total,
         })
         .await?;
@@ -221,33 +272,30 @@ async fn upload_segments(mover: Arc<Mover>, ch: BackupChannel, mut rx: mpsc::Rec
         bs.finish().await?;
         match br.recv::<BackEndReply>().await? {
             Some(BackEndReply::Placed { tape_label, tape_file }) => {
-                tracing::debug!(abs = ch.abs_id, seq = seg.summary.header.seq, %tape_label, tape_file, "segment on tape");
+                tracing::debug!(abs = ch.abs_id, seq, %drive, %tape_label, tape_file, "segment on tape");
             }
             Some(BackEndReply::Error { message }) => {
-                bail!(
-                    "the back-end refused segment {} of ABS {}: {message}",
-                    seg.summary.header.seq,
-                    ch.abs_id
-                )
+                bail!("the back-end refused segment {seq} of ABS {}: {message}", ch.abs_id)
             }
-            None => bail!(
-                "the back-end closed the stream without placing segment {}",
-                seg.summary.header.seq
-            ),
+            None => bail!("the back-end closed the stream without placing segment {seq}"),
         }
         // Released: on tape, synced, in the catalog.
         std::fs::remove_file(&seg.path).with_context(|| format!("removing {}", seg.path.display()))?;
         count += 1;
-        on_tape += seg.summary.data_bytes;
+        if top.as_ref().is_none_or(|(s, _)| seq > *s) {
+            top = Some((seq, drive.clone()));
+        }
+        let bytes =
+            on_tape.fetch_add(seg.summary.data_bytes, std::sync::atomic::Ordering::SeqCst) + seg.summary.data_bytes;
         metrics::counter!("dmc_fe_segments_released_total").increment(1);
         let _ = mover
             .link
             .request_ok(&StationRequest::ChannelProgress {
                 channel_id: ch.channel_id,
-                bytes: on_tape,
+                bytes,
                 tracks: u64::from(seg.summary.track_count),
             })
             .await;
     }
-    Ok(count)
+    Ok((count, top))
 }

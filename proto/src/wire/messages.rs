@@ -87,6 +87,16 @@ pub enum StationRequest {
     Heartbeat {
         name: String,
     },
+    /// Back-end: the tape in `drive` reached its early-warning point and was
+    /// finished with EOV labels (`files` data files, `bytes` data bytes);
+    /// which tape continues the media set? Answered with
+    /// [`StationReply::NextTape`] once the library has one for the drive.
+    TapeFull {
+        drive: String,
+        tape_label: String,
+        files: u32,
+        bytes: u64,
+    },
     SegmentPlaced(SegmentPlacement),
     MetadataPlaced {
         channel_id: u64,
@@ -114,10 +124,15 @@ pub enum StationRequest {
         object_name: String,
         primary: String,
         object: ObjectSpec,
+        /// Drives to write the ABS to in parallel (its segments split
+        /// across them); 0 or 1: one drive, which may be shared.
+        drives: u32,
     },
     Restore {
         abs_id: u64,
         target: RestoreTarget,
+        /// Most drives to read in parallel; 0: every free drive.
+        drives: u32,
     },
     ListAbs,
     ListTapes,
@@ -152,6 +167,12 @@ pub enum StationReply {
     },
     Registered {
         id: u64,
+    },
+    /// The tape that continues a media set (see [`StationRequest::TapeFull`]).
+    NextTape {
+        tape_label: String,
+        path: String,
+        new: NewTape,
     },
     Event(ChannelEvent),
     Abs(Vec<AbsInfo>),
@@ -218,6 +239,13 @@ pub struct TapeInfo {
     pub bytes_written: u64,
     pub files_written: u32,
     pub mounted_in: Option<String>,
+    /// Media set id and this tape's volume number in it (1, 2, …).
+    pub media_set: Option<u64>,
+    pub sequence: Option<u32>,
+    /// `library` or `exported`.
+    pub location: String,
+    /// Home slot in the library.
+    pub slot: Option<u32>,
 }
 
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
@@ -309,7 +337,9 @@ pub struct BackupChannel {
     pub abs_id: u64,
     pub object_name: String,
     pub back_end: PeerAddr,
-    pub drive: String,
+    /// Drives of the back-end this channel writes to; more than one: its
+    /// segments are split across them (parallel backup of one ABS).
+    pub drives: Vec<String>,
     pub map: AbsMap,
     pub tracks: u64,
     pub created_unix: u64,
@@ -361,6 +391,9 @@ pub enum CommandReply {
         files: u32,
         bytes: u64,
         full: bool,
+        /// Records read from the tape while it was mounted for reading
+        /// (volume labels and node header included).
+        records_read: u64,
     },
 }
 
