@@ -38,6 +38,10 @@ struct Args {
     /// Most tracks sent but not yet durable at the front-end.
     #[arg(long, default_value_t = 512)]
     window: u64,
+    /// Most MB/s each backup stream sends (0: as fast as the front-end
+    /// takes them). Keeps a node's backups from crowding out host I/O.
+    #[arg(long, default_value_t = 0.0)]
+    stream_rate: f64,
     /// Prometheus metrics address.
     #[arg(long)]
     metrics: Option<SocketAddr>,
@@ -76,6 +80,11 @@ async fn main() -> Result<()> {
         station_name: args.station_name,
         volumes,
         window: args.window,
+        stream_rate: if args.stream_rate.is_finite() && args.stream_rate > 0.0 {
+            Some((args.stream_rate * 1e6) as u64)
+        } else {
+            None
+        },
     })
     .await
 }

@@ -23,6 +23,8 @@ pub struct NodeConfig {
     pub station_name: String,
     pub volumes: Vec<Volume>,
     pub window: u64,
+    /// Bytes per second each backup stream may send (None: no limit).
+    pub stream_rate: Option<u64>,
 }
 
 #[derive(Clone)]
@@ -32,6 +34,7 @@ struct Node {
     link: StationLink,
     volumes: Arc<HashMap<String, Arc<Volume>>>,
     window: u64,
+    stream_rate: Option<u64>,
 }
 
 /// Run until the station link fails for good.
@@ -61,6 +64,7 @@ pub async fn run(cfg: NodeConfig) -> Result<()> {
         link: link.clone(),
         volumes: Arc::new(volumes),
         window: cfg.window,
+        stream_rate: cfg.stream_rate,
     };
 
     link.spawn_heartbeats(node.name.clone(), Duration::from_secs(2));
@@ -110,6 +114,7 @@ async fn handle(node: Node, cmd: Command) -> CommandReply {
                 front_end,
                 map,
                 window: node.window,
+                rate: node.stream_rate,
             };
             tokio::spawn(async move {
                 let res = send_track_set(&node.endpoint, order, vols, |_, _| {}).await;

@@ -26,6 +26,8 @@ pub struct SendOrder {
     pub map: AbsMap,
     /// Most tracks in flight (sent, not yet durable at the front-end).
     pub window: u64,
+    /// Bytes per second the stream may send (None: no limit).
+    pub rate: Option<u64>,
 }
 
 /// Resolve the map's volume indices to local volumes, checking geometry.
@@ -119,6 +121,8 @@ pub async fn send_track_set(
     });
 
     let mut sent = 0u64;
+    let mut sent_bytes = 0u64;
+    let started = tokio::time::Instant::now();
     let window = order.window.max(1);
     while let Some(item) = rx.recv().await {
         let (addr, data) = item?;
@@ -134,6 +138,12 @@ pub async fn send_track_set(
         if acks.is_finished() {
             break;
         }
+        if let Some(rate) = order.rate {
+            // Pace: the bytes sent so far may not run ahead of the rate.
+            let due = std::time::Duration::from_secs_f64(sent_bytes as f64 / rate as f64);
+            tokio::time::sleep_until(started + due).await;
+        }
+        sent_bytes += data.len() as u64;
         send.send(&TrackFrame::Track { addr, data }).await?;
         sent += 1;
         metrics::counter!("dmc_primary_tracks_sent_total").increment(1);

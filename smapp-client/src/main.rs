@@ -94,10 +94,40 @@ enum Cmd {
         #[arg(long)]
         count: Option<u64>,
     },
+    /// The tape library (operator): list, label scratch tapes, export, import.
+    Library {
+        #[command(subcommand)]
+        cmd: LibraryCmd,
+    },
     /// Tape images, with no database and no cluster.
     Tape {
         #[command(subcommand)]
         cmd: TapeCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum LibraryCmd {
+    /// Every tape: pool, state, media set, slot or exported, drive.
+    List,
+    /// Label new scratch tapes into free slots.
+    Label {
+        #[arg(long, default_value_t = 1)]
+        count: u32,
+        #[arg(long, default_value = "default")]
+        pool: String,
+    },
+    /// Move a tape's image out of the library (to a directory on the station's host).
+    Export {
+        label: String,
+        #[arg(long)]
+        to: PathBuf,
+    },
+    /// Bring an exported tape's image back, or a blank image in as a scratch tape.
+    Import {
+        image: PathBuf,
+        #[arg(long, default_value = "default")]
+        pool: String,
     },
 }
 
@@ -239,6 +269,32 @@ async fn run(a: Args) -> Result<()> {
             pb.finish_and_clear();
             let ev = res.with_context(|| format!("restore of ABS {abs_id} (channel {channel})"))?;
             report("restore", *abs_id, channel, &ev, a.json);
+            Ok(())
+        }
+        Cmd::Library { cmd } => {
+            let client = connect(&a).await?;
+            let abs_path = |p: &PathBuf| -> Result<String> {
+                Ok(std::path::absolute(p)
+                    .with_context(|| format!("{}", p.display()))?
+                    .to_string_lossy()
+                    .into_owned())
+            };
+            let req = match cmd {
+                LibraryCmd::List => StationRequest::ListTapes,
+                LibraryCmd::Label { count, pool } => StationRequest::LibraryLabel {
+                    pool: pool.clone(),
+                    count: *count,
+                },
+                LibraryCmd::Export { label, to } => StationRequest::LibraryExport {
+                    label: label.clone(),
+                    to_dir: abs_path(to)?,
+                },
+                LibraryCmd::Import { image, pool } => StationRequest::LibraryImport {
+                    path: abs_path(image)?,
+                    pool: pool.clone(),
+                },
+            };
+            print_listing(client.request(&req).await?, a.json);
             Ok(())
         }
         Cmd::List { what, abs } => {

@@ -363,7 +363,12 @@ impl Cluster {
 
     /// Run `smapp --json ARGS`; fail with its stderr if it fails; parse its JSON lines.
     pub fn smapp(&self, args: &[&str]) -> Result<Vec<serde_json::Value>> {
-        let out = self.smapp_as(CLIENT, args)?;
+        self.smapp_json_as(CLIENT, args)
+    }
+
+    /// [`Cluster::smapp`] with the certificate of `as_name` (e.g. `operator`).
+    pub fn smapp_json_as(&self, as_name: &str, args: &[&str]) -> Result<Vec<serde_json::Value>> {
+        let out = self.smapp_as(as_name, args)?;
         if !out.status.success() {
             bail!(
                 "smapp {} failed: {}",

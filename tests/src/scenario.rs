@@ -235,10 +235,26 @@ pub fn restore_and_verify(
     extents: &[ObjectExtent],
     dest: &Path,
 ) -> Result<()> {
+    restore_and_verify_with(cluster, layout, abs_id, extents, dest, &[]).map(|_| ())
+}
+
+/// [`restore_and_verify`] with extra `smapp restore` arguments; returns
+/// the restore's result line.
+pub fn restore_and_verify_with(
+    cluster: &Cluster,
+    layout: &Layout,
+    abs_id: u64,
+    extents: &[ObjectExtent],
+    dest: &Path,
+    extra: &[&str],
+) -> Result<serde_json::Value> {
     let to_file = format!("{PRIMARY}:{}", dest.display());
-    cluster.smapp(&["restore", &abs_id.to_string(), "--to-file", &to_file])?;
+    let abs = abs_id.to_string();
+    let mut args = vec!["restore", abs.as_str(), "--to-file", &to_file];
+    args.extend_from_slice(extra);
+    let lines = cluster.smapp(&args)?;
     let source = fixture::ObjectReader::new(|v| layout.path_of(v), extents);
     let file = std::fs::File::open(dest).with_context(|| format!("opening {}", dest.display()))?;
     fixture::compare(source, file, &format!("restore of ABS {abs_id}"))?;
-    Ok(())
+    lines.into_iter().last().context("restore printed no result")
 }

@@ -349,6 +349,57 @@ async fn concurrent_tape_allocation_never_shares_a_tape() {
     assert!(cat.list_tapes().await.unwrap().iter().all(|t| t.in_use));
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_new_tapes_get_distinct_slots_and_export_frees_them() {
+    let db = TestDb::new().await;
+    let cat = catalog(&db).await;
+    const TAPES: usize = 12;
+    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(TAPES));
+    let tasks: Vec<_> = (0..TAPES)
+        .map(|i| {
+            let cat = cat.clone();
+            let barrier = barrier.clone();
+            tokio::spawn(async move {
+                barrier.wait().await;
+                cat.create_tape(&format!("S{i:04}"), "pool", &format!("/lib/S{i:04}.tap"))
+                    .await
+                    .unwrap()
+                    .slot
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut slots = Vec::new();
+    for t in tasks {
+        slots.push(t.await.unwrap());
+    }
+    slots.sort();
+    assert_eq!(slots, (1..=TAPES as i32).collect::<Vec<_>>(), "slots 1..n, none shared");
+    assert_eq!(cat.tapes_in_library().await.unwrap(), TAPES as i64);
+
+    // Export frees the slot; a reserved tape cannot leave; import takes the lowest free slot.
+    let t3 = cat.tape_by_label("S0003").await.unwrap().unwrap();
+    let out = cat.export_tape("S0003", "/vault/S0003.tap").await.unwrap();
+    assert_eq!(
+        (out.location.as_str(), out.slot, out.path.as_str()),
+        ("exported", None, "/vault/S0003.tap")
+    );
+    assert!(cat.export_tape("S0003", "/x").await.is_err(), "exported twice");
+    assert_eq!(cat.tapes_in_library().await.unwrap(), TAPES as i64 - 1);
+    let writing = cat.tape_for_writing("pool", false).await.unwrap().unwrap();
+    assert_ne!(writing.id, t3.id, "an exported tape is never handed out for writing");
+    let e = cat.export_tape(&writing.label, "/x").await.unwrap_err();
+    assert!(e.to_string().contains("in use"), "{e}");
+    let new = cat.create_tape("S0099", "pool", "/lib/S0099.tap").await.unwrap();
+    assert_eq!(new.slot, t3.slot, "the freed slot is reused");
+    let back = cat.import_tape("S0003", "/lib/S0003.tap").await.unwrap();
+    assert_eq!(back.slot, Some(TAPES as i32 + 1));
+    assert!(
+        cat.import_tape("S0003", "/lib/S0003.tap").await.is_err(),
+        "imported twice"
+    );
+}
+
 #[tokio::test]
 async fn abs_map_round_trips_through_rows() {
     let db = TestDb::new().await;

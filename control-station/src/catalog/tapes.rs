@@ -108,19 +108,34 @@ impl Catalog {
         if pool.is_empty() {
             return Err(CatalogError::invalid("tape pool name is empty"));
         }
-        let id = sqlx::query_scalar!(
-            "INSERT INTO tapes (label, pool, path, slot)
-             VALUES ($1, $2, $3, (SELECT COALESCE(min(s), 1) FROM generate_series(1, (SELECT count(*) + 1 FROM tapes)::int) s
-                                  WHERE NOT EXISTS (SELECT 1 FROM tapes WHERE slot = s)))
-             ON CONFLICT (label) DO NOTHING
-             RETURNING id",
-            label,
-            pool,
-            path
-        )
-        .fetch_optional(&self.pool)
-        .await?
-        .ok_or_else(|| CatalogError::conflict(format!("tape label {label} already exists")))?;
+        // Two tapes created at once may pick the same free slot: the unique
+        // slot constraint refuses the second, which tries the next one.
+        let mut attempt = 0;
+        let id = loop {
+            let res = sqlx::query_scalar!(
+                "INSERT INTO tapes (label, pool, path, slot)
+                 VALUES ($1, $2, $3, (SELECT COALESCE(min(s), 1) FROM generate_series(1, (SELECT count(*) + 1 FROM tapes)::int) s
+                                      WHERE NOT EXISTS (SELECT 1 FROM tapes WHERE slot = s)))
+                 ON CONFLICT (label) DO NOTHING
+                 RETURNING id",
+                label,
+                pool,
+                path
+            )
+            .fetch_optional(&self.pool)
+            .await;
+            match res {
+                Ok(Some(id)) => break id,
+                Ok(None) => return Err(CatalogError::conflict(format!("tape label {label} already exists"))),
+                Err(e) => {
+                    let e = CatalogError::from(e);
+                    attempt += 1;
+                    if !e.is_unique_violation() || attempt >= 16 {
+                        return Err(e);
+                    }
+                }
+            }
+        };
         self.tape(id).await?.ok_or_else(|| CatalogError::not_found("tape", id))
     }
 
@@ -380,17 +395,31 @@ impl Catalog {
     /// Record that an exported tape is back in the library, its image at
     /// `path`, in the lowest free slot.
     pub async fn import_tape(&self, label: &str, path: &str) -> Result<TapeRow> {
-        let id = sqlx::query_scalar!(
-            "UPDATE tapes SET location = 'library', path = $2,
-                 slot = (SELECT COALESCE(min(s), 1) FROM generate_series(1, (SELECT count(*) + 1 FROM tapes)::int) s
-                         WHERE NOT EXISTS (SELECT 1 FROM tapes WHERE slot = s))
-             WHERE label = $1 AND location = 'exported'
-             RETURNING id",
-            label,
-            path
-        )
-        .fetch_optional(&self.pool)
-        .await?;
+        // A free slot, as in create_tape: retry when another tape took it.
+        let mut attempt = 0;
+        let id = loop {
+            let res = sqlx::query_scalar!(
+                "UPDATE tapes SET location = 'library', path = $2,
+                     slot = (SELECT COALESCE(min(s), 1) FROM generate_series(1, (SELECT count(*) + 1 FROM tapes)::int) s
+                             WHERE NOT EXISTS (SELECT 1 FROM tapes WHERE slot = s))
+                 WHERE label = $1 AND location = 'exported'
+                 RETURNING id",
+                label,
+                path
+            )
+            .fetch_optional(&self.pool)
+            .await;
+            match res {
+                Ok(id) => break id,
+                Err(e) => {
+                    let e = CatalogError::from(e);
+                    attempt += 1;
+                    if !e.is_unique_violation() || attempt >= 16 {
+                        return Err(e);
+                    }
+                }
+            }
+        };
         match id {
             Some(id) => self.tape(id).await?.ok_or_else(|| CatalogError::not_found("tape", id)),
             None => Err(CatalogError::conflict(format!(

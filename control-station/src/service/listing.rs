@@ -48,6 +48,15 @@ pub(crate) async fn abs(st: &Arc<Station>) -> Result<Vec<AbsInfo>> {
     Ok(out)
 }
 
+/// The tapes with these labels.
+pub(crate) async fn tapes_named(st: &Arc<Station>, labels: &[String]) -> Result<Vec<TapeInfo>> {
+    Ok(tapes(st)
+        .await?
+        .into_iter()
+        .filter(|t| labels.contains(&t.label))
+        .collect())
+}
+
 pub(crate) async fn tapes(st: &Arc<Station>) -> Result<Vec<TapeInfo>> {
     Ok(st
         .catalog

@@ -4,6 +4,7 @@
 
 mod backup;
 mod library;
+mod library_admin;
 mod listing;
 mod registry;
 mod restore;
@@ -289,6 +290,9 @@ fn authorize(peer: &Peer, req: &StationRequest) -> Result<()> {
             (&[Role::Mover, Role::PrimaryNode], "report channel progress")
         }
         R::Backup { .. } | R::Restore { .. } => (&[Role::Client, Role::Operator], "start backups and restores"),
+        R::LibraryLabel { .. } | R::LibraryExport { .. } | R::LibraryImport { .. } => {
+            (&[Role::Operator], "manage the tape library")
+        }
         R::ListAbs | R::ListTapes | R::ListSegments { .. } | R::Channels { .. } => {
             (&[Role::Client, Role::Operator], "read the catalog")
         }
@@ -410,6 +414,18 @@ async fn handle(st: &Arc<Station>, conn: quinn::Connection, peer: &Peer, req: St
         }
         R::ListAbs => StationReply::Abs(listing::abs(st).await?),
         R::ListTapes => StationReply::Tapes(listing::tapes(st).await?),
+        R::LibraryLabel { pool, count } => {
+            let labels = library_admin::label(st, &pool, count).await?;
+            StationReply::Tapes(listing::tapes_named(st, &labels).await?)
+        }
+        R::LibraryExport { label, to_dir } => {
+            library_admin::export(st, &label, &to_dir).await?;
+            StationReply::Tapes(listing::tapes_named(st, &[label]).await?)
+        }
+        R::LibraryImport { path, pool } => {
+            let label = library_admin::import(st, &path, &pool).await?;
+            StationReply::Tapes(listing::tapes_named(st, &[label]).await?)
+        }
         R::ListSegments { abs_id } => StationReply::Segments(listing::segments(st, abs_id).await?),
         R::Channels { channel_id: None } => StationReply::Channels(listing::channels(st).await?),
         R::Channels { channel_id: Some(id) } => listing::history(st, id).await?,

@@ -136,6 +136,23 @@ pub enum StationRequest {
     },
     ListAbs,
     ListTapes,
+    /// Operator: label `count` new scratch tapes of `pool` in free slots.
+    LibraryLabel {
+        pool: String,
+        count: u32,
+    },
+    /// Operator: move a tape's image out of the library into `to_dir`.
+    LibraryExport {
+        label: String,
+        to_dir: String,
+    },
+    /// Operator: bring a tape image (on the station's host) into the
+    /// library: an exported tape of this catalog, or a blank image, which
+    /// becomes a scratch tape of `pool`.
+    LibraryImport {
+        path: String,
+        pool: String,
+    },
     ListSegments {
         abs_id: Option<u64>,
     },

@@ -1,0 +1,89 @@
+//! The tape library as an operator uses it: scratch tapes labelled into
+//! slots, a written tape exported (its image leaves the library) and the
+//! restore that needs it refused with a clear error, the tape imported back
+//! and the restore succeeding, a blank image imported as scratch, and a
+//! foreign tape refused. Only an operator may manage the library.
+
+use dmc_tests::cluster::Cluster;
+use dmc_tests::scenario::{self, ScenarioSpec};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn export_import_and_slots() {
+    let work = tempfile::tempdir().unwrap();
+    let spec = ScenarioSpec {
+        object_size: 4 << 20,
+        block_size: 4096,
+        track_size: 65536,
+        segment_size: 1 << 20,
+        seed: 3,
+    };
+    let layout = scenario::make_layout(&work.path().join("volumes"), &spec).unwrap();
+    let mut cluster = Cluster::start(work.path(), &scenario::cluster_spec(&layout, &spec))
+        .await
+        .unwrap();
+    let op = |args: &[&str]| cluster.smapp_json_as("operator", args);
+
+    // A client may not manage the library.
+    assert!(cluster.smapp(&["library", "label", "--count", "2"]).is_err());
+    let labelled = op(&["library", "label", "--count", "2"]).unwrap();
+    assert_eq!(labelled.len(), 2);
+    let slots: Vec<u64> = labelled.iter().map(|t| t["slot"].as_u64().unwrap()).collect();
+    assert_eq!(slots, vec![1, 2], "scratch tapes in the first free slots");
+    assert!(labelled
+        .iter()
+        .all(|t| t["state"] == "scratch" && t["location"] == "library"));
+
+    // Back up onto the first scratch tape.
+    let extents = layout.extents_file.to_string_lossy().to_string();
+    let out = cluster
+        .smapp(&["backup", "--primary", "pn1", "--object", "obj", "--extents", &extents])
+        .unwrap();
+    let abs_id = out.last().unwrap()["abs_id"].as_u64().unwrap();
+    let tape = out.last().unwrap()["tapes"][0].as_str().unwrap().to_string();
+    assert_eq!(
+        tape,
+        labelled[0]["label"].as_str().unwrap(),
+        "the oldest scratch tape is used first"
+    );
+
+    // Export it: the image leaves the library, the restore explains.
+    let vault = work.path().join("vault");
+    let exported = op(&["library", "export", &tape, "--to", vault.to_str().unwrap()]).unwrap();
+    assert_eq!(exported[0]["location"], "exported");
+    assert!(exported[0]["slot"].is_null());
+    let image = vault.join(format!("{tape}.tap"));
+    assert!(image.exists() && !cluster.library.join(format!("{tape}.tap")).exists());
+    let dest = work.path().join("restored.bin");
+    let err = scenario::restore_and_verify(&cluster, &layout, abs_id, &layout.extents, &dest).unwrap_err();
+    let msg = format!("{err:#}");
+    assert!(
+        msg.contains(&tape) && msg.contains("exported") && msg.contains("import"),
+        "{msg}"
+    );
+
+    // Import it back: a free slot, and the restore works.
+    let imported = op(&["library", "import", image.to_str().unwrap()]).unwrap();
+    assert_eq!(imported[0]["label"].as_str().unwrap(), tape);
+    assert_eq!(imported[0]["location"], "library");
+    assert_eq!(imported[0]["slot"].as_u64(), Some(1), "the lowest free slot");
+    scenario::restore_and_verify(&cluster, &layout, abs_id, &layout.extents, &dest).unwrap();
+
+    // A blank image becomes a scratch tape; a copy of a tape in the library
+    // and a tape this catalog never wrote are refused.
+    let blank = work.path().join("blank.tap");
+    std::fs::write(&blank, b"").unwrap();
+    let b = op(&["library", "import", blank.to_str().unwrap()]).unwrap();
+    assert_eq!(b[0]["state"], "scratch");
+    assert_eq!(b[0]["slot"].as_u64(), Some(3));
+    let copy = work.path().join("copy.tap");
+    std::fs::copy(cluster.library.join(format!("{tape}.tap")), &copy).unwrap();
+    let err = op(&["library", "import", copy.to_str().unwrap()]).unwrap_err();
+    assert!(format!("{err:#}").contains("already in the library"), "{err:#}");
+    let foreign = work.path().join("foreign.tap");
+    let golden = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../proto/tests/golden/small.tap");
+    std::fs::copy(golden, &foreign).unwrap();
+    let err = op(&["library", "import", foreign.to_str().unwrap()]).unwrap_err();
+    assert!(format!("{err:#}").contains("never wrote"), "{err:#}");
+    assert!(foreign.exists(), "a refused image stays where it was");
+    cluster.stop();
+}
