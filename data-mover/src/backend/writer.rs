@@ -1,6 +1,7 @@
 //! The writer of one drive: a thread that takes the sealed segments every
 //! channel writing to the drive has delivered, picks the next one with the
-//! [`SegmentQueue`] policy (LIFO by default, as the seed suggests), writes
+//! [`SegmentQueue`] policy (FIFO by default; LIFO, the seed's suggestion,
+//! measured worse: see `dmc-bench-drives`), writes
 //! it, and at the end of a tape continues the media set on the next tape.
 //!
 //! End of tape: a write refused with `TapeFull` wrote nothing. The writer

@@ -13,7 +13,10 @@
 //! *burst window* (default [`DEFAULT_BURST_WINDOW`]) counts as busy and does
 //! not restart the schedule, so the overshoot of real sleeps is absorbed
 //! instead of slowing the drive down; a longer gap is idle time. Tape marks,
-//! spacing, locating and rewinding move no data and are not paced.
+//! spacing, locating and rewinding move no data and are not paced. A sync
+//! (the drive flushing its buffer to the medium) is not paced either, but
+//! the time it takes counts as busy, like a real drive writing out its
+//! buffer.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -292,7 +295,20 @@ impl<D: BlockDevice, C: Clock> BlockDevice for Throttle<D, C> {
         self.inner.locate_file(file)
     }
     fn sync(&mut self) -> Result<(), TapeError> {
-        self.inner.sync()
+        // Busy from the end of the last transfer (a gap within the burst
+        // window) or from now (after idle time) until the flush is done.
+        let asked = self.clock.now();
+        let from = if asked > self.busy_until.saturating_add(self.burst_window) {
+            self.idle += asked - self.busy_until;
+            asked
+        } else {
+            self.busy_until
+        };
+        let res = self.inner.sync();
+        let end = self.clock.now().max(self.busy_until);
+        self.busy += end.saturating_sub(from);
+        self.busy_until = end;
+        res
     }
     fn position(&self) -> Position {
         self.inner.position()
@@ -323,6 +339,66 @@ mod tests {
     use crate::tape::block::{Capacity, MemTape};
 
     const MB: u64 = 1_000_000;
+
+    /// A tape whose sync (buffer flush) takes `flush` of the manual clock.
+    struct SlowSync<'a> {
+        tape: MemTape,
+        clock: &'a ManualClock,
+        flush: Duration,
+    }
+
+    impl BlockDevice for SlowSync<'_> {
+        fn write_record(&mut self, data: &[u8]) -> Result<(), TapeError> {
+            self.tape.write_record(data)
+        }
+        fn write_filemark(&mut self) -> Result<(), TapeError> {
+            self.tape.write_filemark()
+        }
+        fn read_block(&mut self, buf: &mut Vec<u8>, max_len: usize) -> Result<Block, TapeError> {
+            self.tape.read_block(buf, max_len)
+        }
+        fn skip_block(&mut self) -> Result<Block, TapeError> {
+            self.tape.skip_block()
+        }
+        fn rewind(&mut self) -> Result<(), TapeError> {
+            self.tape.rewind()
+        }
+        fn locate_file(&mut self, file: u32) -> Result<(), TapeError> {
+            self.tape.locate_file(file)
+        }
+        fn sync(&mut self) -> Result<(), TapeError> {
+            self.clock.advance(self.flush);
+            self.tape.sync()
+        }
+        fn position(&self) -> Position {
+            self.tape.position()
+        }
+        fn records_read(&self) -> u64 {
+            self.tape.records_read()
+        }
+    }
+
+    #[test]
+    fn a_sync_keeps_the_drive_busy_for_as_long_as_it_takes() {
+        let clock = ManualClock::new();
+        let dev = SlowSync {
+            tape: MemTape::memory(),
+            clock: &clock,
+            flush: Duration::from_millis(300),
+        };
+        let mut t = Throttle::with_clock(dev, Some(MB), &clock);
+        t.write_record(&vec![1u8; MB as usize]).unwrap();
+        t.sync().unwrap();
+        assert_eq!(clock.now(), Duration::from_millis(1300));
+        assert_eq!((t.busy(), t.idle()), (Duration::from_millis(1300), Duration::ZERO));
+        // After 2 s idle, a sync alone: 2 s idle, 0.3 s busy.
+        clock.advance(Duration::from_secs(2));
+        t.sync().unwrap();
+        assert_eq!(
+            (t.busy(), t.idle()),
+            (Duration::from_millis(1600), Duration::from_secs(2))
+        );
+    }
 
     #[test]
     fn ten_megabytes_at_one_megabyte_per_second_take_ten_seconds() {

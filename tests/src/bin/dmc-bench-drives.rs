@@ -60,6 +60,22 @@ struct Utilisation {
     drive_mbs: f64,
     window_s: f64,
     total_s: f64,
+    /// First and last backup to finish, seconds from the start.
+    first_done: f64,
+    last_done: f64,
+}
+
+/// Whether all `n` backup channels are writing.
+fn all_writing(cluster: &Cluster, n: usize) -> bool {
+    cluster
+        .smapp(&["channels"])
+        .map(|c| {
+            c.iter()
+                .filter(|c| c["kind"] == "backup" && c["state"] == "writing")
+                .count()
+                >= n
+        })
+        .unwrap_or(false)
 }
 
 /// (a): 8 rate-limited sources into one drive.
@@ -85,16 +101,20 @@ async fn utilisation(work: &Path, policy: &str, drive_mbs: f64, source_mib: u64)
     let bytes_metric = "dmc_be_bytes_written_total";
     let done = AtomicBool::new(false);
     let started = Instant::now();
-    let (finishes, samples) = std::thread::scope(|s| -> Result<_> {
+    let (finishes, (samples, all_at)) = std::thread::scope(|s| -> Result<_> {
         let sampler = s.spawn(|| {
             let mut samples = Vec::new();
+            let mut all_at = None;
             while !done.load(Ordering::SeqCst) {
+                if all_at.is_none() && all_writing(&cluster, 8) {
+                    all_at = Some(started.elapsed().as_secs_f64());
+                }
                 if let (Ok(b), Ok(w)) = (scrape(&metrics, busy_metric), scrape(&metrics, bytes_metric)) {
                     samples.push((started.elapsed().as_secs_f64(), b, w));
                 }
                 std::thread::sleep(Duration::from_millis(200));
             }
-            samples
+            (samples, all_at)
         });
         let handles: Vec<_> = objects
             .iter()
@@ -119,12 +139,14 @@ async fn utilisation(work: &Path, policy: &str, drive_mbs: f64, source_mib: u64)
     cluster.stop();
     let total_s = started.elapsed().as_secs_f64();
 
-    // The window: from the first write to tape until the first source
-    // finished (all 8 were sending throughout).
+    // The window: from when all 8 channels were writing until the first
+    // source finished (all 8 were sending throughout).
     let first_done = finishes.iter().copied().fold(f64::INFINITY, f64::min);
+    let last_done = finishes.iter().copied().fold(0.0, f64::max);
+    let all_at = all_at.context("the 8 channels were never all writing at once")?;
     let start = samples
         .iter()
-        .find(|(_, b, _)| *b > 0.0)
+        .find(|(t, b, _)| *t >= all_at && *b > 0.0)
         .context("the drive never became busy")?;
     let end = samples
         .iter()
@@ -141,6 +163,8 @@ async fn utilisation(work: &Path, policy: &str, drive_mbs: f64, source_mib: u64)
         drive_mbs: (end.2 - start.2) / 1e6 / window_s,
         window_s,
         total_s,
+        first_done,
+        last_done,
     })
 }
 
@@ -247,16 +271,18 @@ async fn main() -> Result<()> {
         drive_mbs / 4.0
     );
     println!(
-        "{:<8} {:>12} {:>14} {:>10} {:>10}",
-        "policy", "utilisation", "drive MB/s", "window s", "total s"
+        "{:<8} {:>12} {:>11} {:>9} {:>15} {:>8}",
+        "policy", "utilisation", "drive MB/s", "window s", "backups done s", "total s"
     );
     for u in &util {
         println!(
-            "{:<8} {:>11.1}% {:>14.1} {:>10.1} {:>10.1}",
+            "{:<8} {:>11.1}% {:>11.1} {:>9.1} {:>7.1} to {:<4.1} {:>8.1}",
             u.policy,
             u.utilisation * 100.0,
             u.drive_mbs,
             u.window_s,
+            u.first_done,
+            u.last_done,
             u.total_s
         );
     }
