@@ -1,11 +1,12 @@
 //! A back-end killed (SIGKILL) in the middle of a backup: the channel ends
-//! in `Error` with a reason, the drive is freed, and once the back-end is
+//! in `Error` with a reason, the drive is freed, a backup running at the
+//! same time through the other pair is not harmed, and once the back-end is
 //! back the same backup succeeds, appending to the tape the dead back-end
 //! never finished, and restores byte-identical.
 
 use std::time::{Duration, Instant};
 
-use dmc_tests::cluster::{Cluster, BE, PRIMARY, STATION};
+use dmc_tests::cluster::{Cluster, PRIMARY, STATION};
 use dmc_tests::fixture;
 use dmc_tests::scenario::{self, ScenarioSpec};
 
@@ -20,9 +21,13 @@ async fn a_killed_back_end_fails_its_channel_and_the_rerun_succeeds() {
         seed: 9,
     };
     let layout = scenario::make_layout(&work.path().join("volumes"), &spec).unwrap();
-    let mut cluster = Cluster::start(work.path(), &scenario::cluster_spec(&layout, &spec))
-        .await
-        .unwrap();
+    let mut cspec = scenario::cluster_spec(&layout, &spec);
+    cspec.drives_per_pair = vec![1, 1];
+    let mut cluster = Cluster::start(work.path(), &cspec).await.unwrap();
+    let bystander = scenario::scatter_objects(&layout, work.path(), 96 << 20, 1, 77)
+        .unwrap()
+        .remove(0);
+    let bystander_file = bystander.file.to_string_lossy().to_string();
     let extents = layout.extents_file.to_string_lossy().to_string();
     let args = [
         "backup",
@@ -34,46 +39,74 @@ async fn a_killed_back_end_fails_its_channel_and_the_rerun_succeeds() {
         extents.as_str(),
     ];
 
-    // Start the backup, wait for its first segments on tape, kill the back-end.
-    let failed = std::thread::scope(|s| {
+    // Start the backup; once it has a back-end, start the bystander (it
+    // gets the other pair's free drive); once the victim has segments on
+    // tape, kill its back-end.
+    let (failed, survived, victim_be) = std::thread::scope(|s| {
         let backup = s.spawn(|| cluster.smapp_as("client", &args).unwrap());
         let start = Instant::now();
+        let victim_be = loop {
+            let chans = cluster.smapp(&["channels"]).unwrap_or_default();
+            if let Some(be) = chans
+                .first()
+                .and_then(|c| c["back_end"].as_str())
+                .filter(|b| !b.is_empty())
+            {
+                break be.to_string();
+            }
+            assert!(start.elapsed() < Duration::from_secs(60), "the backup got no back-end");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let other = s.spawn(|| {
+            cluster.smapp(&[
+                "backup",
+                "--primary",
+                PRIMARY,
+                "--object",
+                "bystander",
+                "--extents",
+                &bystander_file,
+            ])
+        });
         loop {
-            let segs = cluster.smapp(&["list", "segments"]).unwrap_or_default();
+            let segs = cluster.smapp(&["list", "segments", "--abs", "1"]).unwrap_or_default();
             if segs.len() >= 2 {
                 break;
             }
             assert!(start.elapsed() < Duration::from_secs(60), "no segment reached tape");
             std::thread::sleep(Duration::from_millis(20));
         }
-        let pid = cluster.procs.iter().find(|p| p.name == BE).unwrap().child.id();
+        let pid = cluster.procs.iter().find(|p| p.name == victim_be).unwrap().child.id();
         let st = std::process::Command::new("kill")
             .args(["-9", &pid.to_string()])
             .status()
             .unwrap();
         assert!(st.success());
-        backup.join().unwrap()
+        (backup.join().unwrap(), other.join().unwrap(), victim_be)
     });
+    // The bystander on the other pair finished and restores.
+    let survived = survived.expect("the backup through the other pair is not harmed");
+    let bystander_abs = survived.last().unwrap()["abs_id"].as_u64().unwrap();
+    let dest = work.path().join("bystander.bin");
+    scenario::restore_and_verify(&cluster, &layout, bystander_abs, &bystander.extents, &dest).unwrap();
     assert!(
         !failed.status.success(),
         "the backup cannot succeed without its back-end"
     );
     let err = String::from_utf8_lossy(&failed.stderr);
-    assert!(
-        err.contains("be1") || err.contains("back-end"),
-        "the error names the back-end: {err}"
-    );
+    assert!(err.contains(victim_be.as_str()), "the error names the back-end: {err}");
 
     let chans = cluster.smapp(&["channels"]).unwrap();
-    let ch = &chans[0];
+    let ch = chans.iter().find(|c| c["channel_id"] == 1).unwrap();
     assert_eq!(ch["state"], "error", "{ch}");
     assert!(!ch["reason"].as_str().unwrap().is_empty());
     let abs = cluster.smapp(&["list", "abs"]).unwrap();
-    assert_eq!(abs[0]["state"], "failed", "{abs:?}");
+    let victim = abs.iter().find(|a| a["abs_id"] == 1).unwrap();
+    assert_eq!(victim["state"], "failed", "{abs:?}");
     let tapes = cluster.smapp(&["list", "tapes"]).unwrap();
     assert!(
         tapes.iter().all(|t| t["mounted_in"].is_null()),
-        "the drive was freed: {tapes:?}"
+        "the drives were freed: {tapes:?}"
     );
     assert!(
         tapes.iter().all(|t| t["state"] != "scratch"),
@@ -81,9 +114,9 @@ async fn a_killed_back_end_fails_its_channel_and_the_rerun_succeeds() {
     );
 
     // The back-end comes back; the same backup runs again and restores.
-    cluster.restart(BE).unwrap();
+    cluster.restart(&victim_be).unwrap();
     cluster
-        .wait_for_log(STATION, "mover registered", 3, Duration::from_secs(30))
+        .wait_for_log(STATION, "mover registered", 5, Duration::from_secs(30))
         .unwrap();
     let out = cluster.smapp(&args).unwrap();
     let abs_id = out.last().unwrap()["abs_id"].as_u64().unwrap();
