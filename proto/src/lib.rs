@@ -8,5 +8,6 @@
 //! Nothing here opens a socket or a database.
 
 pub mod abs;
+pub mod nbd;
 pub mod tape;
 pub mod wire;
