@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting, lints, build, unit/property/golden tests
 # and the integration tests with real processes and a real Postgres.
-# Installs what it needs (Postgres server, simh's mtdump) when missing.
+# Installs what it needs (Postgres server, simh's mtdump, qemu-utils' qemu-io) when missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_apt=()
 command -v mtdump >/dev/null 2>&1 || need_apt+=(simh)
+command -v qemu-io >/dev/null 2>&1 || need_apt+=(qemu-utils)
 if ((${#need_apt[@]})); then
     echo "test.sh: installing ${need_apt[*]}" >&2
     sudo=""; [[ "$(id -u)" == 0 ]] || sudo="sudo"

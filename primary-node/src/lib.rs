@@ -1,6 +1,9 @@
 //! A primary storage node: serves volumes, streams track sets to front-end
 //! movers for backup, and writes restored tracks where the remap table says.
 
+pub mod change_map;
+pub mod host;
+pub mod nbd;
 pub mod node;
 pub mod restore;
 pub mod send;

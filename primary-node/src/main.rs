@@ -42,6 +42,13 @@ struct Args {
     /// takes them). Keeps a node's backups from crowding out host I/O.
     #[arg(long, default_value_t = 0.0)]
     stream_rate: f64,
+    /// Export the volumes over NBD on this loopback address (hosts read
+    /// and write through the node), e.g. 127.0.0.1:10809.
+    #[arg(long)]
+    nbd: Option<SocketAddr>,
+    /// Directory for the node's state (each volume's change map).
+    #[arg(long, default_value = "pn-state")]
+    state_dir: PathBuf,
     /// Prometheus metrics address.
     #[arg(long)]
     metrics: Option<SocketAddr>,
@@ -59,6 +66,11 @@ async fn main() -> Result<()> {
             .with_http_listener(addr)
             .install()
             .context("starting the metrics exporter")?;
+    }
+    if let Some(addr) = args.nbd {
+        if !addr.ip().is_loopback() {
+            bail!("--nbd {addr}: NBD has no authentication; bind it to a loopback address (127.0.0.1 or ::1)");
+        }
     }
     let geometry = Geometry {
         block_size: args.block_size,
@@ -80,6 +92,8 @@ async fn main() -> Result<()> {
         station_name: args.station_name,
         volumes,
         window: args.window,
+        nbd: args.nbd,
+        state_dir: args.state_dir,
         stream_rate: if args.stream_rate.is_finite() && args.stream_rate > 0.0 {
             Some((args.stream_rate * 1e6) as u64)
         } else {

@@ -25,6 +25,10 @@ pub struct NodeConfig {
     pub window: u64,
     /// Bytes per second each backup stream may send (None: no limit).
     pub stream_rate: Option<u64>,
+    /// Where the NBD export listens (None: no export).
+    pub nbd: Option<SocketAddr>,
+    /// The node's state: change maps.
+    pub state_dir: std::path::PathBuf,
 }
 
 #[derive(Clone)]
@@ -35,6 +39,7 @@ struct Node {
     volumes: Arc<HashMap<String, Arc<Volume>>>,
     window: u64,
     stream_rate: Option<u64>,
+    host: Arc<crate::host::HostIo>,
 }
 
 /// Run until the station link fails for good.
@@ -50,6 +55,12 @@ pub async fn run(cfg: NodeConfig) -> Result<()> {
     .context("connecting to the control station")?;
     let volumes: HashMap<String, Arc<Volume>> =
         cfg.volumes.into_iter().map(|v| (v.name.clone(), Arc::new(v))).collect();
+    let host = Arc::new(crate::host::HostIo::open(&volumes, &cfg.state_dir)?);
+    if let Some(addr) = cfg.nbd {
+        let listener = crate::nbd::bind(addr).await?;
+        tracing::info!(address = %listener.local_addr()?, volumes = volumes.len(), "NBD export listening");
+        tokio::spawn(crate::nbd::serve(listener, host.clone()));
+    }
     let refs = volumes.values().map(|v| v.reference()).collect();
     link.request_ok(&StationRequest::RegisterPrimary {
         name: cfg.name.clone(),
@@ -65,6 +76,7 @@ pub async fn run(cfg: NodeConfig) -> Result<()> {
         volumes: Arc::new(volumes),
         window: cfg.window,
         stream_rate: cfg.stream_rate,
+        host,
     };
 
     link.spawn_heartbeats(node.name.clone(), Duration::from_secs(2));
@@ -108,6 +120,18 @@ async fn handle(node: Node, cmd: Command) -> CommandReply {
                     }
                 }
             };
+            // The backup captures the current epoch of each volume's change
+            // map; host writes from now on count for the next backup.
+            for v in &vols {
+                match node.host.with_changes(&v.name, |c| c.begin_backup()) {
+                    Ok(epoch) => tracing::info!(channel_id, abs_id, volume = %v.name, epoch, "backup captures epoch"),
+                    Err(e) => {
+                        return CommandReply::Error {
+                            message: format!("change map of volume {}: {e:#}", v.name),
+                        }
+                    }
+                }
+            }
             let order = SendOrder {
                 channel_id,
                 abs_id,

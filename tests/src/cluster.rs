@@ -251,6 +251,8 @@ impl Cluster {
                 "--track-size",
                 &spec.track_size.to_string(),
             ])
+            .arg("--state-dir")
+            .arg(work.join("pn-state"))
             .args(&spec.pn_args)
             .arg("--pki")
             .arg(&pki);
