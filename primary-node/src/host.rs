@@ -1,22 +1,58 @@
 //! Host I/O: every read and write a host makes to a volume passes through
-//! here (the NBD export is its front door). A write first marks the tracks
-//! it touches in the volume's change map — persisted before the write is
-//! acknowledged whenever a track becomes newly changed — then lands on the
-//! volume. Differential backups read the change map.
+//! here (the NBD export is its front door), and so does every read a backup
+//! makes. Two duties:
+//!
+//! - **Change tracking.** A write stamps the tracks it touches in the
+//!   volume's change map (durably, when a stamp changes) before it lands.
+//! - **Concurrent copy** (seed FIG. 19/20). A backup starts with a
+//!   *snapshot*: every track of its track set is protected. A host write to
+//!   a protected track that the backup has not read yet first copies the
+//!   track's current contents into the backup's side file, then lands; the
+//!   backup reads that copy instead of the volume. A track the backup has
+//!   read is unprotected at once. So the backup is the exact image of the
+//!   object at its start while hosts keep writing, and no host write ever
+//!   waits for more than one track copy. The snapshot (and its side file)
+//!   goes away when the backup ends, however it ends.
+//!
+//! One lock per volume covers the copy-on-write check, the change stamp and
+//! the write itself, and the start of a backup (snapshot and epoch
+//! together), so a write is either wholly before a backup's start (in its
+//! image and its epoch) or wholly after (copied aside, next epoch).
 
-use std::collections::HashMap;
-use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::collections::{BTreeSet, HashMap};
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use anyhow::{anyhow, bail, Context, Result};
 
 use crate::change_map::ChangeFile;
 use crate::volume::Volume;
 
-/// A volume with its change map.
+/// A running backup's view of one volume.
+struct Snapshot {
+    /// Tracks of the track set neither read by the backup nor copied aside.
+    protected: BTreeSet<u64>,
+    /// Side copies: track → (offset in the side file, length).
+    side: HashMap<u64, (u64, usize)>,
+    side_path: PathBuf,
+    side_file: Option<File>,
+    side_len: u64,
+    /// Tracks copied aside so far.
+    copies: u64,
+}
+
+struct VolState {
+    changes: ChangeFile,
+    snapshots: HashMap<u64, Snapshot>,
+}
+
+/// A volume with its change map and the snapshots of running backups.
 pub struct HostVolume {
     pub volume: Arc<Volume>,
-    changes: Mutex<ChangeFile>,
+    state: Mutex<VolState>,
+    state_dir: PathBuf,
 }
 
 /// The volumes hosts write to, by name.
@@ -26,10 +62,18 @@ pub struct HostIo {
 
 impl HostIo {
     /// Open (or create) the change map of each volume in `state_dir`
-    /// (`<volume>.changes`).
+    /// (`<volume>.changes`); side files of backups that were running when
+    /// the node stopped are removed (those backups failed).
     pub fn open(volumes: &HashMap<String, Arc<Volume>>, state_dir: &Path) -> Result<HostIo> {
         std::fs::create_dir_all(state_dir)
             .with_context(|| format!("creating state directory {}", state_dir.display()))?;
+        if let Ok(entries) = std::fs::read_dir(state_dir) {
+            for e in entries.flatten() {
+                if e.file_name().to_string_lossy().starts_with("side-") {
+                    let _ = std::fs::remove_file(e.path());
+                }
+            }
+        }
         let mut out = HashMap::new();
         for (name, v) in volumes {
             let tracks = v.size.div_ceil(u64::from(v.geometry.track_size));
@@ -40,7 +84,11 @@ impl HostIo {
                 name.clone(),
                 HostVolume {
                     volume: v.clone(),
-                    changes: Mutex::new(changes),
+                    state: Mutex::new(VolState {
+                        changes,
+                        snapshots: HashMap::new(),
+                    }),
+                    state_dir: state_dir.to_path_buf(),
                 },
             );
         }
@@ -59,22 +107,96 @@ impl HostIo {
             .get(name)
             .ok_or_else(|| anyhow!("this node has no volume {name:?}"))
     }
-
-    /// Run `f` on a volume's change map.
-    pub fn with_changes<T>(&self, name: &str, f: impl FnOnce(&mut ChangeFile) -> Result<T>) -> Result<T> {
-        let v = self.volume(name)?;
-        let mut c = v.changes.lock().map_err(|_| anyhow!("change map of {name} poisoned"))?;
-        f(&mut c)
-    }
 }
 
 impl HostVolume {
+    fn lock(&self) -> Result<MutexGuard<'_, VolState>> {
+        self.state
+            .lock()
+            .map_err(|_| anyhow!("state of volume {} poisoned", self.volume.name))
+    }
+
+    fn track_span(&self, t: u64) -> (u64, usize) {
+        let ts = u64::from(self.volume.geometry.track_size);
+        let off = t * ts;
+        (off, ts.min(self.volume.size.saturating_sub(off)) as usize)
+    }
+
+    /// A backup starts: protect `tracks` for it and capture the change
+    /// map's epoch, as one step with respect to host writes.
+    pub fn begin_backup(&self, backup: u64, tracks: impl IntoIterator<Item = u64>) -> Result<u32> {
+        let mut st = self.lock()?;
+        if st.snapshots.contains_key(&backup) {
+            bail!("backup {backup} already has a snapshot of volume {}", self.volume.name);
+        }
+        let epoch = st.changes.begin_backup()?;
+        let side_path = self.state_dir.join(format!("side-{backup}-{}.bin", self.volume.name));
+        st.snapshots.insert(
+            backup,
+            Snapshot {
+                protected: tracks.into_iter().collect(),
+                side: HashMap::new(),
+                side_path,
+                side_file: None,
+                side_len: 0,
+                copies: 0,
+            },
+        );
+        Ok(epoch)
+    }
+
+    /// The backup ended (done or failed): drop its snapshot and side file.
+    pub fn end_backup(&self, backup: u64) {
+        if let Ok(mut st) = self.lock() {
+            if let Some(s) = st.snapshots.remove(&backup) {
+                if s.side_file.is_some() {
+                    let _ = std::fs::remove_file(&s.side_path);
+                }
+                tracing::info!(
+                    backup,
+                    volume = %self.volume.name,
+                    copied = s.copies,
+                    "snapshot released: {} tracks were copied aside for host writes",
+                    s.copies
+                );
+                metrics::gauge!("dmc_primary_side_file_bytes").decrement(s.side_len as f64);
+            }
+        }
+    }
+
+    /// The backup reads `len` bytes at `offset` of track `t`: its side
+    /// copy if a host wrote the track meanwhile, else the volume (and the
+    /// track is no longer protected).
+    pub fn read_for_backup(&self, backup: u64, t: u64, offset: u64, len: usize) -> Result<Vec<u8>> {
+        let mut st = self.lock()?;
+        let Some(snap) = st.snapshots.get_mut(&backup) else {
+            bail!("backup {backup} has no snapshot of volume {}", self.volume.name);
+        };
+        if let Some(&(at, n)) = snap.side.get(&t) {
+            let (start, _) = self.track_span(t);
+            let skip = offset.checked_sub(start).context("read before the track")? as usize;
+            if skip + len > n {
+                bail!("read of {len} bytes at {offset} outside the side copy of track {t}");
+            }
+            let file = snap.side_file.as_ref().context("side file missing")?;
+            let mut buf = vec![0u8; len];
+            file.read_exact_at(&mut buf, at + skip as u64)
+                .with_context(|| format!("reading the side copy of track {t} from {}", snap.side_path.display()))?;
+            snap.side.remove(&t);
+            return Ok(buf);
+        }
+        let data = self.volume.read_at(offset, len)?;
+        snap.protected.remove(&t);
+        Ok(data)
+    }
+
     /// Read for a host.
     pub fn read(&self, offset: u64, len: usize) -> Result<Vec<u8>> {
         self.volume.read_at(offset, len)
     }
 
-    /// Write for a host: mark the tracks changed (durably, if new), then write.
+    /// Write for a host: copy protected tracks aside, stamp the tracks
+    /// changed (durably, if new), then write.
     pub fn write(&self, offset: u64, data: &[u8]) -> Result<()> {
         if data.is_empty() {
             return Ok(());
@@ -91,14 +213,39 @@ impl HostVolume {
                 )
             })?;
         let (first, last) = (offset / track, (end - 1) / track);
-        {
-            let mut c = self
-                .changes
-                .lock()
-                .map_err(|_| anyhow!("change map of {} poisoned", self.volume.name))?;
-            c.mark(first, last)
-                .with_context(|| format!("marking tracks {first}..={last} of {} changed", self.volume.name))?;
+        let mut guard = self.lock()?;
+        let st = &mut *guard;
+        for (backup, snap) in st.snapshots.iter_mut() {
+            let hit: Vec<u64> = snap.protected.range(first..=last).copied().collect();
+            for t in hit {
+                let (start, len) = self.track_span(t);
+                let old = self.volume.read_at(start, len)?;
+                if snap.side_file.is_none() {
+                    snap.side_file = Some(
+                        std::fs::OpenOptions::new()
+                            .create(true)
+                            .truncate(true)
+                            .read(true)
+                            .write(true)
+                            .open(&snap.side_path)
+                            .with_context(|| format!("creating side file {}", snap.side_path.display()))?,
+                    );
+                }
+                let file = snap.side_file.as_ref().context("side file")?;
+                file.write_all_at(&old, snap.side_len)
+                    .with_context(|| format!("copying track {t} to {}", snap.side_path.display()))?;
+                snap.side.insert(t, (snap.side_len, len));
+                snap.side_len += len as u64;
+                snap.protected.remove(&t);
+                snap.copies += 1;
+                metrics::counter!("dmc_primary_side_copies_total").increment(1);
+                metrics::gauge!("dmc_primary_side_file_bytes").increment(len as f64);
+                tracing::debug!(backup, track = t, volume = %self.volume.name, "protected track copied aside");
+            }
         }
+        st.changes
+            .mark(first, last)
+            .with_context(|| format!("marking tracks {first}..={last} of {} changed", self.volume.name))?;
         metrics::counter!("dmc_primary_host_bytes_written_total").increment(data.len() as u64);
         self.volume.write_at(offset, data)
     }

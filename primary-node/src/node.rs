@@ -120,15 +120,24 @@ async fn handle(node: Node, cmd: Command) -> CommandReply {
                     }
                 }
             };
-            // The backup captures the current epoch of each volume's change
-            // map; host writes from now on count for the next backup.
-            for v in &vols {
-                match node.host.with_changes(&v.name, |c| c.begin_backup()) {
-                    Ok(epoch) => tracing::info!(channel_id, abs_id, volume = %v.name, epoch, "backup captures epoch"),
+            // The backup's snapshot: its tracks protected and each volume's
+            // change-map epoch captured, before the station hears OK.
+            let names: Vec<String> = vols.iter().map(|v| v.name.clone()).collect();
+            let track_set = map.track_set();
+            for (i, name) in names.iter().enumerate() {
+                let tracks: Vec<u64> = track_set
+                    .iter()
+                    .filter(|a| usize::from(a.volume) == i)
+                    .map(|a| a.track)
+                    .collect();
+                let res = node.host.volume(name).and_then(|h| h.begin_backup(channel_id, tracks));
+                match res {
+                    Ok(epoch) => tracing::info!(channel_id, abs_id, volume = %name, epoch, "backup captures epoch"),
                     Err(e) => {
+                        end_backup(&node.host, channel_id, &names[..i]);
                         return CommandReply::Error {
-                            message: format!("change map of volume {}: {e:#}", v.name),
-                        }
+                            message: format!("snapshot of volume {name}: {e:#}"),
+                        };
                     }
                 }
             }
@@ -141,7 +150,16 @@ async fn handle(node: Node, cmd: Command) -> CommandReply {
                 rate: node.stream_rate,
             };
             tokio::spawn(async move {
-                let res = send_track_set(&node.endpoint, order, vols, |_, _| {}).await;
+                let host = node.host.clone();
+                let read_names = names.clone();
+                let read = move |addr: proto::abs::TrackAddr, offset: u64, len: usize| {
+                    let name = read_names
+                        .get(usize::from(addr.volume))
+                        .ok_or_else(|| anyhow::anyhow!("volume index {}", addr.volume))?;
+                    host.volume(name)?.read_for_backup(channel_id, addr.track, offset, len)
+                };
+                let res = send_track_set(&node.endpoint, order, read, |_, _| {}).await;
+                end_backup(&node.host, channel_id, &names);
                 match res {
                     Ok(tracks) => tracing::info!(channel_id, abs_id, tracks, "track set sent and on tape"),
                     Err(e) => {
@@ -234,5 +252,14 @@ async fn handle(node: Node, cmd: Command) -> CommandReply {
         other => CommandReply::Error {
             message: format!("a primary node does not do {other:?}"),
         },
+    }
+}
+
+/// Drop a backup's snapshots (it ended, or never started).
+fn end_backup(host: &crate::host::HostIo, backup: u64, volumes: &[String]) {
+    for name in volumes {
+        if let Ok(h) = host.volume(name) {
+            h.end_backup(backup);
+        }
     }
 }

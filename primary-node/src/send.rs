@@ -55,10 +55,13 @@ pub fn resolve_volumes(map: &AbsMap, volumes: &HashMap<String, Arc<Volume>>) -> 
 
 /// Send the whole track set; returns the number of tracks once the
 /// front-end reported the ABS complete (on tape and in the catalog).
+///
+/// `read(track, offset, len)` reads one track for the backup (through the
+/// node's snapshot of the volume, see [`crate::host`]).
 pub async fn send_track_set(
     endpoint: &quinn::Endpoint,
     order: SendOrder,
-    volumes: Vec<Arc<Volume>>,
+    read: impl Fn(TrackAddr, u64, usize) -> Result<Vec<u8>> + Send + 'static,
     progress: impl Fn(u64, u64) + Send + 'static,
 ) -> Result<u64> {
     let addr = order
@@ -91,11 +94,8 @@ pub async fn send_track_set(
         for addr in tracks.iter() {
             let item = (|| {
                 let (offset, len) = map.track_extent(addr)?;
-                let vol = volumes
-                    .get(addr.volume as usize)
-                    .ok_or_else(|| anyhow!("volume index {}", addr.volume))?;
                 let len = usize::try_from(len).context("track length")?;
-                Ok((addr, vol.read_at(offset, len)?))
+                Ok((addr, read(addr, offset, len)?))
             })();
             let failed = item.is_err();
             if tx.blocking_send(item).is_err() || failed {
