@@ -325,9 +325,18 @@ impl ChangeFile {
     /// A host is about to write tracks `first..=last`: stamp them, and make
     /// the new stamps durable before returning.
     pub fn mark(&mut self, first: u64, last: u64) -> anyhow::Result<()> {
+        self.mark_ranges(&[(first, last)])
+    }
+
+    /// Stamp several ranges `(first, last)` with one sync (a restore
+    /// announcing what it will write).
+    pub fn mark_ranges(&mut self, ranges: &[(u64, u64)]) -> anyhow::Result<()> {
         use anyhow::Context;
         use std::os::unix::fs::FileExt;
-        let changed = self.map.mark(first, last)?;
+        let mut changed = Vec::new();
+        for &(first, last) in ranges {
+            changed.extend(self.map.mark(first, last)?);
+        }
         if changed.is_empty() {
             return Ok(());
         }

@@ -175,7 +175,7 @@ async fn handle(node: Node, cmd: Command) -> CommandReply {
             CommandReply::Ok
         }
         Command::ReceiveRestore(order) => {
-            let dest = match Destination::open(&order, &node.volumes) {
+            let dest = match Destination::open(&order, &node.host) {
                 Ok(d) => d,
                 Err(e) => {
                     return CommandReply::Error {

@@ -5,7 +5,6 @@
 //! its tracks; the node checks that every track belongs to the ABS and that
 //! its length matches the map before writing it.
 
-use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
@@ -16,17 +15,25 @@ use proto::abs::{DestTarget, Placer};
 use proto::wire::{RestoreFrame, RestoreOrder, RestoreTarget, TrackStreamOpen, MAX_DATA_FRAME};
 use transport::Role;
 
-use crate::volume::Volume;
+use crate::host::HostIo;
 
 /// Where the placements land.
 pub enum Destination {
-    Volumes(Vec<Arc<Volume>>),
-    File { path: PathBuf, file: File },
+    /// Volumes of this node, written as host writes (their change maps
+    /// record the restore; a backup running on them keeps its image).
+    Volumes {
+        host: Arc<HostIo>,
+        names: Vec<String>,
+    },
+    File {
+        path: PathBuf,
+        file: File,
+    },
 }
 
 impl Destination {
     /// Resolve the order's target on this node.
-    pub fn open(order: &RestoreOrder, volumes: &HashMap<String, Arc<Volume>>) -> Result<Destination> {
+    pub fn open(order: &RestoreOrder, host: &Arc<HostIo>) -> Result<Destination> {
         match &order.target {
             RestoreTarget::File { path, .. } => {
                 let path = PathBuf::from(path);
@@ -45,32 +52,47 @@ impl Destination {
                 Ok(Destination::File { path, file })
             }
             RestoreTarget::Original | RestoreTarget::Volumes { .. } => {
-                let vols = order
+                let names = order
                     .remap
                     .volumes
                     .iter()
                     .map(|v| {
-                        let local = volumes
-                            .get(&v.name)
-                            .ok_or_else(|| anyhow!("this node has no volume {:?}", v.name))?;
+                        let local = &host.volume(&v.name)?.volume;
                         if local.size < v.size || local.geometry != v.geometry {
                             bail!("destination volume {} does not match the remap table", v.name);
                         }
-                        Ok(local.clone())
+                        Ok(v.name.clone())
                     })
                     .collect::<Result<Vec<_>>>()?;
-                Ok(Destination::Volumes(vols))
+                // Stamp every destination track changed with one sync per
+                // volume, not one per track written.
+                for (i, name) in names.iter().enumerate() {
+                    let ranges: Vec<(u64, u64)> = order
+                        .remap
+                        .extents
+                        .iter()
+                        .filter(|e| e.target == DestTarget::Volume(i as u16))
+                        .map(|e| (e.offset, e.length))
+                        .collect();
+                    host.volume(name)?
+                        .premark(&ranges)
+                        .with_context(|| format!("marking the restore's tracks of {name} changed"))?;
+                }
+                Ok(Destination::Volumes {
+                    host: host.clone(),
+                    names,
+                })
             }
         }
     }
 
     fn write(&self, target: DestTarget, offset: u64, data: &[u8]) -> Result<()> {
         match (self, target) {
-            (Destination::Volumes(vols), DestTarget::Volume(i)) => {
-                let v = vols
+            (Destination::Volumes { host, names }, DestTarget::Volume(i)) => {
+                let name = names
                     .get(i as usize)
                     .ok_or_else(|| anyhow!("remap volume index {i} out of range"))?;
-                v.write_at(offset, data)
+                host.volume(name)?.write(offset, data)
             }
             (Destination::File { path, file }, DestTarget::File) => file
                 .write_all_at(data, offset)
@@ -81,7 +103,7 @@ impl Destination {
 
     fn sync(&self) -> Result<()> {
         match self {
-            Destination::Volumes(vols) => vols.iter().try_for_each(|v| v.sync()),
+            Destination::Volumes { host, names } => names.iter().try_for_each(|n| host.volume(n)?.flush()),
             Destination::File { path, file } => file.sync_all().with_context(|| format!("syncing {}", path.display())),
         }
     }
