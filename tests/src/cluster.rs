@@ -459,3 +459,22 @@ pub fn tail(path: &Path) -> String {
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(30)..].join("\n")
 }
+
+/// The value after `--name` on the command line of a driver binary.
+pub fn arg(name: &str) -> Option<String> {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1).cloned())
+}
+
+/// Tracks the primary node copied aside for host writes during backups,
+/// summed from its "snapshot released: N tracks …" log lines.
+pub fn side_copies(primary_log: &str) -> u64 {
+    primary_log
+        .lines()
+        .filter_map(|l| l.split("snapshot released: ").nth(1))
+        .filter_map(|c| c.split_whitespace().next())
+        .filter_map(|c| c.parse::<u64>().ok())
+        .sum()
+}

@@ -7,7 +7,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use dmc_tests::cluster::{free_port, Cluster, PRIMARY};
+use dmc_tests::cluster::{free_port, side_copies, Cluster, PRIMARY};
 use dmc_tests::scenario::{self, ScenarioSpec};
 use primary_node::change_map::ChangeMap;
 
@@ -185,13 +185,7 @@ async fn a_backup_is_the_image_at_its_start_while_a_host_writes() {
     let abs_id = result.last().unwrap()["abs_id"].as_u64().unwrap();
     let now = std::fs::read(&vol0).unwrap();
     assert_ne!(now, at_start, "the host's {writes} writes changed the volume");
-    let log = cluster.log(PRIMARY);
-    let copied: u64 = log
-        .lines()
-        .filter_map(|l| l.split("snapshot released: ").nth(1))
-        .filter_map(|c| c.split_whitespace().next())
-        .filter_map(|c| c.parse::<u64>().ok())
-        .sum();
+    let copied = side_copies(&cluster.log(PRIMARY));
     assert!(copied > 0, "some writes hit tracks the backup had not read yet");
 
     let dest = work.path().join("restored.bin");

@@ -20,15 +20,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use dmc_tests::cluster::{free_port, Cluster, PRIMARY};
+use dmc_tests::cluster::{arg, free_port, Cluster, PRIMARY};
 use dmc_tests::scenario::{self, ScenarioSpec};
-
-fn arg(name: &str) -> Option<String> {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1).cloned())
-}
 
 fn num(name: &str, default: f64) -> Result<f64> {
     arg(name)

@@ -13,15 +13,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use dmc_tests::cluster::{free_port, Cluster, PRIMARY};
+use dmc_tests::cluster::{arg, free_port, side_copies, Cluster, PRIMARY};
 use dmc_tests::scenario::{self, ScenarioSpec};
-
-fn arg(name: &str) -> Option<String> {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1).cloned())
-}
 
 /// `n` random 4 KiB-aligned offsets below `size` (deterministic).
 fn offsets(n: usize, size: u64, seed: u64) -> Vec<u64> {
@@ -145,13 +138,7 @@ async fn main() -> Result<()> {
         }
         Ok((busy, total))
     })?;
-    let log = cluster.log(PRIMARY);
-    let copied: u64 = log
-        .lines()
-        .filter_map(|l| l.split("snapshot released: ").nth(1))
-        .filter_map(|c| c.split_whitespace().next())
-        .filter_map(|c| c.parse::<u64>().ok())
-        .sum();
+    let copied = side_copies(&cluster.log(PRIMARY));
     cluster.stop();
 
     let rows = [

@@ -10,15 +10,8 @@ use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use dmc_tests::cluster::Cluster;
+use dmc_tests::cluster::{arg, Cluster};
 use dmc_tests::scenario::{self, ScenarioSpec};
-
-fn arg(name: &str) -> Option<String> {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1).cloned())
-}
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() -> Result<()> {

@@ -6,15 +6,8 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use anyhow::{Context, Result};
-use dmc_tests::cluster::{bin_dir, Cluster};
+use dmc_tests::cluster::{arg, bin_dir, Cluster};
 use dmc_tests::scenario::{self, ScenarioSpec};
-
-fn arg(name: &str) -> Option<String> {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1).cloned())
-}
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() -> Result<()> {
