@@ -52,6 +52,8 @@ pub struct Mover {
     pub link: StationLink,
     backups: Mutex<HashMap<u64, BackupChannel>>,
     restores: Mutex<HashMap<u64, RestoreChannel>>,
+    /// Running merges (synthetic fulls), by channel.
+    pub(crate) merges: Mutex<HashMap<u64, tokio::sync::mpsc::UnboundedSender<crate::frontend::merge::MergeStep>>>,
     drives: HashMap<String, Arc<std::sync::Mutex<Drive>>>,
     writers: HashMap<String, DriveWriter>,
     peers: Mutex<HashMap<String, quinn::Connection>>,
@@ -177,6 +179,7 @@ pub async fn run(cfg: MoverConfig, identity: Identity) -> Result<()> {
         link: link.clone(),
         backups: Mutex::new(HashMap::new()),
         restores: Mutex::new(HashMap::new()),
+        merges: Mutex::new(HashMap::new()),
         drives,
         writers,
         peers: Mutex::new(HashMap::new()),
@@ -308,6 +311,19 @@ async fn exec(mover: &Arc<Mover>, cmd: Command) -> Result<CommandReply> {
             mover.restores.lock().await.insert(ch.channel_id, ch);
             Ok(CommandReply::Ok)
         }
+        Command::OpenMerge(ch) if mover.is_front_end() => {
+            crate::frontend::merge::open(mover, ch).await?;
+            Ok(CommandReply::Ok)
+        }
+        Command::MergeRead { merge_channel_id, read } if mover.is_front_end() => {
+            crate::frontend::merge::step(mover, merge_channel_id, crate::frontend::merge::MergeStep::Read(read))
+                .await?;
+            Ok(CommandReply::Ok)
+        }
+        Command::FinishMerge { channel_id } if mover.is_front_end() => {
+            crate::frontend::merge::step(mover, channel_id, crate::frontend::merge::MergeStep::Finish).await?;
+            Ok(CommandReply::Ok)
+        }
         Command::MountForWrite {
             drive,
             tape_label,
@@ -364,6 +380,8 @@ async fn exec(mover: &Arc<Mover>, cmd: Command) -> Result<CommandReply> {
             tracing::warn!(channel_id, %reason, "channel aborted by the station");
             mover.backups.lock().await.remove(&channel_id);
             mover.restores.lock().await.remove(&channel_id);
+            // A merge stops: dropping its queue ends its task, which fails it.
+            mover.merges.lock().await.remove(&channel_id);
             Ok(CommandReply::Ok)
         }
         other => bail!("a {} mover does not do {other:?}", mover.cfg.role.as_str()),

@@ -11,8 +11,13 @@
 //!   backup reads that copy instead of the volume. A track the backup has
 //!   read is unprotected at once. So the backup is the exact image of the
 //!   object at its start while hosts keep writing, and no host write ever
-//!   waits for more than one track copy. The snapshot (and its side file)
-//!   goes away when the backup ends, however it ends.
+//!   waits for more than one track copy. A side copy stays until the
+//!   front-end acknowledges its track as durable (the request queue entry
+//!   leaves then); its slot in the side file is then reused. The snapshot
+//!   (and its side file) goes away when the backup ends, however it ends.
+//! - **Differential snapshots** (seed FIG. 23). A snapshot can be limited
+//!   to the tracks changed since a base backup's epoch; it protects only
+//!   those, and the backup sends only those.
 //!
 //! One lock per volume covers the copy-on-write check, the change stamp and
 //! the write itself, and the start of a backup (snapshot and epoch
@@ -36,6 +41,8 @@ struct Snapshot {
     protected: BTreeSet<u64>,
     /// Side copies: track → (offset in the side file, length).
     side: HashMap<u64, (u64, usize)>,
+    /// Slots of released side copies, reused by the next copies.
+    free_slots: Vec<u64>,
     side_path: PathBuf,
     side_file: Option<File>,
     side_len: u64,
@@ -109,6 +116,19 @@ impl HostIo {
     }
 }
 
+/// What a backup's snapshot of one volume captured.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotStart {
+    /// The change map's id and the epoch the snapshot captured.
+    pub map_id: u64,
+    pub epoch: u32,
+    /// The tracks the backup sends (ascending): all it asked for, or
+    /// those changed since the base.
+    pub tracks: Vec<u64>,
+    /// Why every track counts as changed although a base was given.
+    pub all_because: Option<String>,
+}
+
 impl HostVolume {
     fn lock(&self) -> Result<MutexGuard<'_, VolState>> {
         self.state
@@ -122,27 +142,93 @@ impl HostVolume {
         (off, ts.min(self.volume.size.saturating_sub(off)) as usize)
     }
 
-    /// A backup starts: protect `tracks` for it and capture the change
-    /// map's epoch, as one step with respect to host writes.
+    /// A full backup starts: protect `tracks` for it and capture the
+    /// change map's epoch, as one step with respect to host writes.
     pub fn begin_backup(&self, backup: u64, tracks: impl IntoIterator<Item = u64>) -> Result<u32> {
+        Ok(self.begin_snapshot(backup, tracks, None)?.epoch)
+    }
+
+    /// A backup starts: of `tracks`, take those changed since the base's
+    /// `(map_id, epoch)` (all of them without a base, or when the change
+    /// map was recreated since), protect them and capture the epoch, as one
+    /// step with respect to host writes.
+    pub fn begin_snapshot(
+        &self,
+        backup: u64,
+        tracks: impl IntoIterator<Item = u64>,
+        since: Option<(u64, u32)>,
+    ) -> Result<SnapshotStart> {
         let mut st = self.lock()?;
         if st.snapshots.contains_key(&backup) {
             bail!("backup {backup} already has a snapshot of volume {}", self.volume.name);
         }
+        let map = st.changes.map();
+        let map_id = map.map_id();
+        let mut all_because = None;
+        let chosen: BTreeSet<u64> = match since {
+            None => tracks.into_iter().collect(),
+            Some((id, epoch)) if id == map_id => {
+                if epoch >= map.epoch() {
+                    bail!(
+                        "volume {}: the base's epoch {epoch} is not older than the change map's current epoch {}",
+                        self.volume.name,
+                        map.epoch()
+                    );
+                }
+                tracks.into_iter().filter(|&t| map.is_changed_since(t, epoch)).collect()
+            }
+            Some((id, _)) => {
+                all_because = Some(format!(
+                    "volume {}: the change map was recreated since the base (map {id:016x}, now {map_id:016x}); every track counts as changed",
+                    self.volume.name
+                ));
+                tracks.into_iter().collect()
+            }
+        };
         let epoch = st.changes.begin_backup()?;
         let side_path = self.state_dir.join(format!("side-{backup}-{}.bin", self.volume.name));
+        let list: Vec<u64> = chosen.iter().copied().collect();
         st.snapshots.insert(
             backup,
             Snapshot {
-                protected: tracks.into_iter().collect(),
+                protected: chosen,
                 side: HashMap::new(),
+                free_slots: Vec::new(),
                 side_path,
                 side_file: None,
                 side_len: 0,
                 copies: 0,
             },
         );
-        Ok(epoch)
+        Ok(SnapshotStart {
+            map_id,
+            epoch,
+            tracks: list,
+            all_because,
+        })
+    }
+
+    /// The front-end acknowledged these tracks of the backup as durable:
+    /// their request-queue entries leave, and so do their side copies
+    /// (the slots are reused).
+    pub fn release(&self, backup: u64, tracks: &[u64]) {
+        if let Ok(mut st) = self.lock() {
+            if let Some(snap) = st.snapshots.get_mut(&backup) {
+                for t in tracks {
+                    if let Some((at, _)) = snap.side.remove(t) {
+                        snap.free_slots.push(at);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Side copies held for a backup (copied, not yet acknowledged).
+    pub fn side_copies(&self, backup: u64) -> usize {
+        self.lock()
+            .ok()
+            .and_then(|st| st.snapshots.get(&backup).map(|s| s.side.len()))
+            .unwrap_or(0)
     }
 
     /// The backup ended (done or failed): drop its snapshot and side file.
@@ -182,7 +268,6 @@ impl HostVolume {
             let mut buf = vec![0u8; len];
             file.read_exact_at(&mut buf, at + skip as u64)
                 .with_context(|| format!("reading the side copy of track {t} from {}", snap.side_path.display()))?;
-            snap.side.remove(&t);
             return Ok(buf);
         }
         let data = self.volume.read_at(offset, len)?;
@@ -232,14 +317,24 @@ impl HostVolume {
                     );
                 }
                 let file = snap.side_file.as_ref().context("side file")?;
-                file.write_all_at(&old, snap.side_len)
+                // Every slot is a whole track long, so any free one fits.
+                let (at, grows) = match snap.free_slots.pop() {
+                    Some(at) => (at, false),
+                    None => (snap.side_len, true),
+                };
+                file.write_all_at(&old, at)
                     .with_context(|| format!("copying track {t} to {}", snap.side_path.display()))?;
-                snap.side.insert(t, (snap.side_len, len));
-                snap.side_len += len as u64;
+                snap.side.insert(t, (at, len));
+                if grows {
+                    snap.side_len += u64::from(self.volume.geometry.track_size);
+                }
                 snap.protected.remove(&t);
                 snap.copies += 1;
                 metrics::counter!("dmc_primary_side_copies_total").increment(1);
-                metrics::gauge!("dmc_primary_side_file_bytes").increment(len as f64);
+                if grows {
+                    metrics::gauge!("dmc_primary_side_file_bytes")
+                        .increment(f64::from(self.volume.geometry.track_size));
+                }
                 tracing::debug!(backup, track = t, volume = %self.volume.name, "protected track copied aside");
             }
         }
@@ -378,5 +473,60 @@ mod tests {
             vec![6],
             "the write after the new backup's start is stamped anew"
         );
+    }
+
+    #[test]
+    fn side_copies_stay_until_acknowledged_and_their_slots_are_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let (host, _) = setup(dir.path());
+        let v = host.volume("v").unwrap();
+        v.begin_backup(1, 0..8).unwrap();
+        v.write(0, &vec![0xee; 2 * TS]).unwrap();
+        assert_eq!(v.side_copies(1), 2);
+        // Read, but not yet acknowledged: the copy stays (a resend reads it again).
+        assert_eq!(v.read_for_backup(1, 0, 0, TS).unwrap(), vec![0u8; TS]);
+        assert_eq!(v.read_for_backup(1, 0, 0, TS).unwrap(), vec![0u8; TS]);
+        assert_eq!(v.side_copies(1), 2);
+        v.release(1, &[0, 1]);
+        assert_eq!(v.side_copies(1), 0);
+        let side = dir.path().join("state/side-1-v.bin");
+        let len = std::fs::metadata(&side).unwrap().len();
+        // Two more copies reuse the two freed slots: the side file does not grow.
+        v.write(4 * TS as u64, &vec![0xdd; 2 * TS]).unwrap();
+        assert_eq!(std::fs::metadata(&side).unwrap().len(), len);
+        assert_eq!(v.read_for_backup(1, 4, 4 * TS as u64, TS).unwrap(), vec![4u8; TS]);
+        assert_eq!(v.read_for_backup(1, 5, 5 * TS as u64, TS).unwrap(), vec![5u8; TS]);
+    }
+
+    #[test]
+    fn a_differential_snapshot_takes_only_the_changed_tracks() {
+        let dir = tempfile::tempdir().unwrap();
+        let (host, _) = setup(dir.path());
+        let v = host.volume("v").unwrap();
+        let full = v.begin_snapshot(1, 0..8, None).unwrap();
+        assert_eq!(full.tracks, (0..8).collect::<Vec<_>>());
+        v.end_backup(1);
+        v.write(2 * TS as u64 + 7, &[1; 3]).unwrap();
+        v.write(6 * TS as u64, &vec![1; TS + 1]).unwrap();
+        let diff = v.begin_snapshot(2, 0..8, Some((full.map_id, full.epoch))).unwrap();
+        assert_eq!(diff.tracks, vec![2, 6, 7]);
+        assert_eq!(diff.all_because, None);
+        // Only the changed tracks are protected: a write elsewhere is not copied.
+        v.write(0, &[9; 4]).unwrap();
+        assert_eq!(v.side_copies(2), 0);
+        v.write(2 * TS as u64, &[9; 4]).unwrap();
+        assert_eq!(v.side_copies(2), 1);
+        v.end_backup(2);
+        // Relative to the differential: the two writes since it.
+        let next = v.begin_snapshot(3, 0..8, Some((diff.map_id, diff.epoch))).unwrap();
+        assert_eq!(next.tracks, vec![0, 2]);
+        v.end_backup(3);
+        // A base from another change map: everything, and the reason.
+        let other = v.begin_snapshot(4, 0..8, Some((full.map_id ^ 1, full.epoch))).unwrap();
+        assert_eq!(other.tracks.len(), 8);
+        assert!(other.all_because.unwrap().contains("recreated"));
+        v.end_backup(4);
+        // A base epoch from the future is refused.
+        assert!(v.begin_snapshot(5, 0..8, Some((full.map_id, 1000))).is_err());
     }
 }

@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use proto::wire::{Command, CommandReply, StationRequest};
+use proto::abs::{TrackRun, TrackSet};
+use proto::wire::{Command, CommandReply, StationRequest, VolumeEpoch};
 use transport::link::StationLink;
 use transport::Identity;
 
@@ -101,51 +102,33 @@ pub async fn run(cfg: NodeConfig) -> Result<()> {
 
 async fn handle(node: Node, cmd: Command) -> CommandReply {
     match cmd {
+        Command::TakeSnapshot { channel_id, map, since } => take_snapshot(&node, channel_id, &map, &since),
         Command::SendTrackSet {
             channel_id,
             abs_id,
             front_end,
             map,
+            tracks,
         } => {
             if let Err(e) = map.validate() {
+                end_backup(&node.host, channel_id, &map_volume_names(&map));
                 return CommandReply::Error {
                     message: format!("invalid ABS map: {e}"),
                 };
             }
-            let vols = match resolve_volumes(&map, &node.volumes) {
-                Ok(v) => v,
-                Err(e) => {
-                    return CommandReply::Error {
-                        message: format!("{e:#}"),
-                    }
-                }
-            };
-            // The backup's snapshot: its tracks protected and each volume's
-            // change-map epoch captured, before the station hears OK.
-            let names: Vec<String> = vols.iter().map(|v| v.name.clone()).collect();
-            let track_set = map.track_set();
-            for (i, name) in names.iter().enumerate() {
-                let tracks: Vec<u64> = track_set
-                    .iter()
-                    .filter(|a| usize::from(a.volume) == i)
-                    .map(|a| a.track)
-                    .collect();
-                let res = node.host.volume(name).and_then(|h| h.begin_backup(channel_id, tracks));
-                match res {
-                    Ok(epoch) => tracing::info!(channel_id, abs_id, volume = %name, epoch, "backup captures epoch"),
-                    Err(e) => {
-                        end_backup(&node.host, channel_id, &names[..i]);
-                        return CommandReply::Error {
-                            message: format!("snapshot of volume {name}: {e:#}"),
-                        };
-                    }
-                }
+            let names = map_volume_names(&map);
+            if let Some(t) = tracks.iter().find(|t| map.track_extent(*t).is_err()) {
+                end_backup(&node.host, channel_id, &names);
+                return CommandReply::Error {
+                    message: format!("track {t:?} of the order is not in the ABS map"),
+                };
             }
             let order = SendOrder {
                 channel_id,
                 abs_id,
                 front_end,
                 map,
+                tracks,
                 window: node.window,
                 rate: node.stream_rate,
             };
@@ -158,7 +141,22 @@ async fn handle(node: Node, cmd: Command) -> CommandReply {
                         .ok_or_else(|| anyhow::anyhow!("volume index {}", addr.volume))?;
                     host.volume(name)?.read_for_backup(channel_id, addr.track, offset, len)
                 };
-                let res = send_track_set(&node.endpoint, order, read, |_, _| {}).await;
+                let release_host = node.host.clone();
+                let release_names = names.clone();
+                // Acknowledged tracks leave the request queue with their side copies.
+                let release = move |acked: &[proto::abs::TrackAddr]| {
+                    for (i, name) in release_names.iter().enumerate() {
+                        let mine: Vec<u64> = acked
+                            .iter()
+                            .filter(|a| usize::from(a.volume) == i)
+                            .map(|a| a.track)
+                            .collect();
+                        if let (false, Ok(h)) = (mine.is_empty(), release_host.volume(name)) {
+                            h.release(channel_id, &mine);
+                        }
+                    }
+                };
+                let res = send_track_set(&node.endpoint, order, read, release, |_, _| {}).await;
                 end_backup(&node.host, channel_id, &names);
                 match res {
                     Ok(tracks) => tracing::info!(channel_id, abs_id, tracks, "track set sent and on tape"),
@@ -247,11 +245,97 @@ async fn handle(node: Node, cmd: Command) -> CommandReply {
         }
         Command::AbortChannel { channel_id, reason } => {
             tracing::warn!(channel_id, %reason, "channel aborted by the station");
+            // A snapshot the channel took goes (a running stream then fails
+            // on its next read, as its channel already did).
+            let names: Vec<String> = node.volumes.keys().cloned().collect();
+            end_backup(&node.host, channel_id, &names);
             CommandReply::Ok
         }
         other => CommandReply::Error {
             message: format!("a primary node does not do {other:?}"),
         },
+    }
+}
+
+fn map_volume_names(map: &proto::abs::AbsMap) -> Vec<String> {
+    map.volumes.iter().map(|v| v.name.clone()).collect()
+}
+
+/// Take a backup's snapshot on every volume of the map: all its tracks,
+/// or (with `since`) those changed since the base's epochs.
+fn take_snapshot(node: &Node, channel_id: u64, map: &proto::abs::AbsMap, since: &[VolumeEpoch]) -> CommandReply {
+    if let Err(e) = map.validate() {
+        return CommandReply::Error {
+            message: format!("invalid ABS map: {e}"),
+        };
+    }
+    if let Err(e) = resolve_volumes(map, &node.volumes) {
+        return CommandReply::Error {
+            message: format!("{e:#}"),
+        };
+    }
+    let names = map_volume_names(map);
+    let track_set = map.track_set();
+    let mut epochs = Vec::with_capacity(names.len());
+    let mut runs = Vec::new();
+    let mut notes = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        let tracks = track_set
+            .runs()
+            .iter()
+            .filter(|r| usize::from(r.volume) == i)
+            .flat_map(|r| r.first..r.first.saturating_add(r.count));
+        let base = if since.is_empty() {
+            None
+        } else {
+            match since.iter().find(|e| &e.volume == name) {
+                Some(e) => Some((e.map_id, e.epoch)),
+                None => {
+                    notes.push(format!(
+                        "volume {name}: the base has no epoch for it; every track counts as changed"
+                    ));
+                    None
+                }
+            }
+        };
+        let res = node
+            .host
+            .volume(name)
+            .and_then(|h| h.begin_snapshot(channel_id, tracks, base));
+        match res {
+            Ok(s) => {
+                tracing::info!(
+                    channel_id,
+                    volume = %name,
+                    epoch = s.epoch,
+                    tracks = s.tracks.len(),
+                    differential = !since.is_empty(),
+                    "backup captures epoch"
+                );
+                notes.extend(s.all_because);
+                runs.extend(s.tracks.iter().map(|&t| TrackRun {
+                    volume: i as u16,
+                    first: t,
+                    count: 1,
+                }));
+                epochs.push(VolumeEpoch {
+                    volume: name.clone(),
+                    map_id: s.map_id,
+                    epoch: s.epoch,
+                });
+            }
+            Err(e) => {
+                end_backup(&node.host, channel_id, &names[..i]);
+                return CommandReply::Error {
+                    message: format!("snapshot of volume {name}: {e:#}"),
+                };
+            }
+        }
+    }
+    CommandReply::Snapshot {
+        epochs,
+        tracks: TrackSet::from_runs(runs),
+        notes,
     }
 }
 

@@ -5,13 +5,14 @@
 //! tracks sent but not yet acknowledged as durable by the front-end; it is
 //! bounded (`window`), so a slow front-end slows the node down instead of
 //! growing memory. An entry leaves the queue only on the front-end's
-//! [`TrackAck::Durable`].
+//! [`TrackAck::Durable`], and with it the track's side copy, if a host
+//! write made one (the `release` callback).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Context, Result};
-use proto::abs::{AbsMap, TrackAddr};
+use proto::abs::{AbsMap, TrackAddr, TrackSet};
 use proto::wire::{PeerAddr, TrackAck, TrackFrame, TrackStreamOpen, MAX_DATA_FRAME};
 use tokio::sync::{mpsc, watch};
 use transport::Role;
@@ -24,6 +25,8 @@ pub struct SendOrder {
     pub abs_id: u64,
     pub front_end: PeerAddr,
     pub map: AbsMap,
+    /// The tracks to send (of the map): all, or a differential's.
+    pub tracks: TrackSet,
     /// Most tracks in flight (sent, not yet durable at the front-end).
     pub window: u64,
     /// Bytes per second the stream may send (None: no limit).
@@ -62,6 +65,7 @@ pub async fn send_track_set(
     endpoint: &quinn::Endpoint,
     order: SendOrder,
     read: impl Fn(TrackAddr, u64, usize) -> Result<Vec<u8>> + Send + 'static,
+    release: impl Fn(&[TrackAddr]),
     progress: impl Fn(u64, u64) + Send + 'static,
 ) -> Result<u64> {
     let addr = order
@@ -84,7 +88,7 @@ pub async fn send_track_set(
     })
     .await?;
 
-    let tracks = order.map.track_set();
+    let tracks = order.tracks.clone();
     let total = tracks.len();
 
     // Reader thread: volume reads are blocking; a small channel bounds memory.
@@ -120,6 +124,17 @@ pub async fn send_track_set(
         }
     });
 
+    // The request queue: tracks sent, oldest first, not yet acknowledged.
+    let mut queue: VecDeque<TrackAddr> = VecDeque::new();
+    let mut released = 0u64;
+    let mut release_acked = |queue: &mut VecDeque<TrackAddr>, acked: u64| {
+        let n = (acked.saturating_sub(released) as usize).min(queue.len());
+        if n > 0 {
+            let batch: Vec<TrackAddr> = queue.drain(..n).collect();
+            release(&batch);
+            released += n as u64;
+        }
+    };
     let mut sent = 0u64;
     let mut sent_bytes = 0u64;
     let started = tokio::time::Instant::now();
@@ -143,8 +158,10 @@ pub async fn send_track_set(
             let due = std::time::Duration::from_secs_f64(sent_bytes as f64 / rate as f64);
             tokio::time::sleep_until(started + due).await;
         }
+        release_acked(&mut queue, *acked_rx.borrow());
         sent_bytes += data.len() as u64;
         send.send(&TrackFrame::Track { addr, data }).await?;
+        queue.push_back(addr);
         sent += 1;
         metrics::counter!("dmc_primary_tracks_sent_total").increment(1);
         progress(sent, total);
@@ -154,6 +171,7 @@ pub async fn send_track_set(
         send.send(&TrackFrame::End { tracks: sent }).await?;
     }
     acks.await.context("acknowledgement task")??;
+    release_acked(&mut queue, *acked_rx.borrow());
     if sent != total {
         bail!("sent {sent} of {total} tracks");
     }

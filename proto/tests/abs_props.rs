@@ -7,8 +7,8 @@ use std::collections::BTreeSet;
 
 use proptest::prelude::*;
 use proto::abs::{
-    AbsError, AbsMap, DestTarget, Geometry, MapExtent, ObjectExtent, Placer, RemapExtent, RemapTable, TrackAddr,
-    VolumeRef,
+    AbsError, AbsMap, DestTarget, Geometry, LogicalRange, MapExtent, ObjectExtent, Placer, RemapExtent, RemapTable,
+    TrackAddr, TrackRun, TrackSet, VolumeRef,
 };
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
@@ -375,6 +375,117 @@ fn check_backup_restore(specs: &[VolSpec], dest_specs: &[VolSpec], seed: u64) {
     }
 }
 
+/// A random track set for `map`: `mode` 0 is empty, 1 is the map's own
+/// track set, 2 is every track of every volume, otherwise random runs,
+/// some past the end of their volume or on a volume the map does not have.
+fn random_tracks(rng: &mut StdRng, map: &AbsMap, mode: usize) -> TrackSet {
+    match mode {
+        0 => TrackSet::default(),
+        1 => map.track_set(),
+        2 => TrackSet::from_runs((0..map.volumes.len()).map(|i| TrackRun {
+            volume: i as u16,
+            first: 0,
+            count: u64::MAX,
+        })),
+        _ => {
+            let nv = map.volumes.len() as u16;
+            let n = rng.random_range(0..=24);
+            TrackSet::from_runs((0..n).map(|_| {
+                let volume = rng.random_range(0..=nv);
+                let tracks = map.volumes.get(usize::from(volume)).map_or(4, |v| v.track_count());
+                TrackRun {
+                    volume,
+                    first: rng.random_range(0..tracks + 2),
+                    count: rng.random_range(1..=4),
+                }
+            }))
+        }
+    }
+}
+
+/// The track holding logical byte `o` of a valid map, from its extents.
+fn track_of(map: &AbsMap, o: u64) -> TrackAddr {
+    let i = map.extents.partition_point(|e| e.logical_offset <= o) - 1;
+    let e = &map.extents[i];
+    assert!(o - e.logical_offset < e.length);
+    let v = &map.volumes[usize::from(e.volume)];
+    TrackAddr {
+        volume: e.volume,
+        track: (e.volume_offset + (o - e.logical_offset)) / u64::from(v.geometry.track_size),
+    }
+}
+
+/// Whether logical byte `o` is inside one of the sorted `ranges`.
+fn in_ranges(ranges: &[LogicalRange], o: u64) -> bool {
+    let i = ranges.partition_point(|r| r.offset <= o);
+    i > 0 && o - ranges[i - 1].offset < ranges[i - 1].length
+}
+
+fn check_logical_ranges(specs: &[VolSpec], seed: u64, mode: usize) {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let volumes: Vec<VolumeRef> = specs
+        .iter()
+        .zip(["a", "b", "c"])
+        .map(|(s, n)| make_volume(n, s))
+        .collect();
+    let max_len = rng.random_range(1..=40);
+    let object = scatter(&mut rng, &volumes, 3, max_len);
+    let map = AbsMap::from_extents(&volumes, &object).expect("valid object");
+    let tracks = random_tracks(&mut rng, &map, mode);
+    let ranges = map.logical_ranges(&tracks);
+
+    // (a) Sorted, non-overlapping, non-empty, not adjacent, inside the object.
+    for r in &ranges {
+        assert!(r.length > 0, "empty range in {ranges:?}");
+        assert!(r.offset + r.length <= map.object_size, "{r:?} past {}", map.object_size);
+    }
+    for w in ranges.windows(2) {
+        assert!(
+            w[0].offset + w[0].length < w[1].offset,
+            "unsorted, overlapping or adjacent: {ranges:?}"
+        );
+    }
+
+    // (b) A 512-byte unit (the smallest block size: extents of every volume
+    // are aligned to it in both logical and volume offsets, so a unit never
+    // straddles a track) is in the ranges iff its track is in the set.
+    const UNIT: u64 = 512;
+    let units = map.object_size / UNIT;
+    assert_eq!(map.object_size % UNIT, 0);
+    let sample: Vec<u64> = if units <= 2000 {
+        (0..units).collect()
+    } else {
+        (0..2000).map(|_| rng.random_range(0..units)).collect()
+    };
+    let mut inside = 0u64;
+    for &u in &sample {
+        let o = u * UNIT;
+        let want = tracks.contains(track_of(&map, o));
+        assert_eq!(in_ranges(&ranges, o), want, "logical {o}, ranges {ranges:?}");
+        assert_eq!(in_ranges(&ranges, o + UNIT - 1), want, "end of unit at {o}");
+        inside += u64::from(want);
+    }
+
+    // (c) logical_bytes is the sum of the lengths, at most the object.
+    let total: u64 = ranges.iter().map(|r| r.length).sum();
+    assert_eq!(map.logical_bytes(&tracks), total);
+    assert!(total <= map.object_size);
+    if units <= 2000 {
+        assert_eq!(total, inside * UNIT);
+    }
+    match mode {
+        0 => assert!(ranges.is_empty()),
+        1 | 2 => assert_eq!(
+            ranges,
+            [LogicalRange {
+                offset: 0,
+                length: map.object_size
+            }]
+        ),
+        _ => {}
+    }
+}
+
 /// Field values around the edges: 0, 1, block-ish sizes, near u64::MAX, random.
 fn edge_u64() -> impl Strategy<Value = u64> {
     prop_oneof![
@@ -419,6 +530,17 @@ mod abs {
             seed in any::<u64>(),
         ) {
             check_backup_restore(&specs, &dest_specs, seed);
+        }
+
+        /// Tracks → logical ranges (FIG. 22): normalised output, exactly the
+        /// bytes whose track is in the set, logical_bytes their total.
+        #[test]
+        fn logical_ranges_are_the_bytes_of_the_tracks(
+            specs in prop::collection::vec(vol_spec(), 1..=3),
+            seed in any::<u64>(),
+            mode in 0usize..8,
+        ) {
+            check_logical_ranges(&specs, seed, mode);
         }
 
         /// (2) Memory is proportional to extents: a whole 1 TiB (or so) volume,
@@ -642,6 +764,15 @@ mod abs {
             }
             for t in ts.iter().take(16) {
                 let _ = map.track_extent(t);
+            }
+            let set = TrackSet::from_runs(tracks.iter().map(|&(volume, first, count)| TrackRun { volume, first, count: count as u64 }));
+            for s in [&ts, &set] {
+                let ranges = map.logical_ranges(s);
+                for w in ranges.windows(2) {
+                    prop_assert!(w[0].offset + w[0].length < w[1].offset);
+                }
+                prop_assert!(ranges.iter().all(|r| r.length > 0 && r.offset + r.length <= map.object_size));
+                let _ = map.logical_bytes(s);
             }
             for r in [remap, RemapTable::to_file(&map), RemapTable::original(&map)] {
                 if let Ok(p) = Placer::new(&map, &r) {

@@ -110,6 +110,8 @@ fn build() -> Golden {
             track_count: 5,
             data_bytes: 3372,
             map: map("vol-alpha", 5),
+            merged_from_abs_id: 0,
+            changed: Vec::new(),
         },
         AbsMetadata {
             abs_id: 200,
@@ -121,6 +123,8 @@ fn build() -> Golden {
             track_count: 3,
             data_bytes: 2748,
             map: map("vol-beta", 3),
+            merged_from_abs_id: 0,
+            changed: Vec::new(),
         },
     ];
     let mut metadata = Vec::new();
@@ -272,4 +276,59 @@ fn the_checked_in_golden_image_reads_back() {
     assert_eq!(report.stop, ScanStop::LogicalEnd { empty_file: 12 });
     let v = verify(MemTape::from_bytes(golden)).unwrap();
     assert!(v.is_ok(), "{v}");
+}
+
+/// ABS-METADATA version 2 (a differential's changed ranges, a synthetic
+/// full's merged-from) pinned byte for byte in `golden/metadata_v2.bin`
+/// (rewritten with UPDATE_GOLDEN=1).
+#[test]
+fn metadata_version_2_is_pinned() {
+    use proto::abs::{AbsMap, Geometry, LogicalRange, MapExtent, VolumeRef};
+    let meta = AbsMetadata {
+        abs_id: 12,
+        object_name: "/db/ledger".into(),
+        kind: AbsKind::Differential,
+        base_abs_id: 9,
+        merged_from_abs_id: 0,
+        changed: vec![
+            LogicalRange {
+                offset: 0,
+                length: 4096,
+            },
+            LogicalRange {
+                offset: 65536,
+                length: 8192,
+            },
+        ],
+        created_unix: 1_800_000_000,
+        segment_count: 1,
+        track_count: 2,
+        data_bytes: 131_072,
+        map: AbsMap {
+            volumes: vec![VolumeRef {
+                name: "vol0".into(),
+                geometry: Geometry {
+                    block_size: 4096,
+                    track_size: 65536,
+                },
+                size: 1 << 20,
+            }],
+            extents: vec![MapExtent {
+                logical_offset: 0,
+                length: 131_072,
+                volume: 0,
+                volume_offset: 65536,
+            }],
+            object_size: 131_072,
+        },
+    };
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden/metadata_v2.bin");
+    let bytes = meta.encode();
+    if std::env::var("UPDATE_GOLDEN").as_deref() == Ok("1") {
+        std::fs::write(&path, &bytes).unwrap();
+    }
+    let golden = std::fs::read(&path).expect("golden/metadata_v2.bin (UPDATE_GOLDEN=1 writes it)");
+    assert_eq!(&golden[..10], b"DMCMET01\x02\x00", "magic and version 2");
+    assert_eq!(bytes, golden, "the version-2 metadata encoding changed");
+    assert_eq!(AbsMetadata::decode(&golden).unwrap(), meta);
 }

@@ -4,7 +4,9 @@ use std::net::SocketAddr;
 use std::path::Path;
 
 use anyhow::{anyhow, bail, Context, Result};
-use proto::wire::{ChannelEvent, ObjectSpec, RestoreTarget, StationReply, StationRequest, MAX_CONTROL_FRAME};
+use proto::wire::{
+    BackupLevel, ChannelEvent, ObjectSpec, RestoreTarget, StationReply, StationRequest, MAX_CONTROL_FRAME,
+};
 use transport::{Identity, Role};
 
 /// A connection to the control station as a client or operator.
@@ -67,6 +69,7 @@ impl Client {
         primary: &str,
         object: ObjectSpec,
         drives: u32,
+        level: BackupLevel,
         on_event: impl FnMut(&ChannelEvent),
     ) -> Result<ChannelEvent> {
         let req = StationRequest::Backup {
@@ -74,6 +77,7 @@ impl Client {
             primary: primary.into(),
             object,
             drives,
+            level,
         };
         self.channel(&req, on_event).await
     }
@@ -87,5 +91,10 @@ impl Client {
     ) -> Result<ChannelEvent> {
         self.channel(&StationRequest::Restore { abs_id, target, drives }, on_event)
             .await
+    }
+
+    /// Any streamed request (a restore to a point in time, a merge).
+    pub async fn stream(&self, req: &StationRequest, on_event: impl FnMut(&ChannelEvent)) -> Result<ChannelEvent> {
+        self.channel(req, on_event).await
     }
 }

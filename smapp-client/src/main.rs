@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
-use proto::wire::{ChannelEvent, ObjectSpec, RestoreTarget, StationReply, StationRequest};
+use proto::wire::{BackupLevel, ChannelEvent, ObjectSpec, RestoreTarget, StationReply, StationRequest};
 use serde_json::json;
 use smapp_client::client::Client;
 
@@ -53,10 +53,28 @@ enum Cmd {
         /// backups may share).
         #[arg(long, default_value_t = 1)]
         drives: u32,
+        /// full: every track; cumulative: the tracks changed since the last
+        /// full; incremental: the tracks changed since the last backup.
+        #[arg(long, value_parser = ["full", "cumulative", "incremental"], default_value = "full")]
+        level: String,
     },
-    /// Restore an ABS: to its original place, onto other volumes through a remap, or into a file.
+    /// Restore the object as an ABS has it (a differential brings its
+    /// chain along), or as it was at a time (--primary, --object, --at):
+    /// to its original place, onto other volumes through a remap, or into a file.
     Restore {
-        abs_id: u64,
+        /// The ABS (or give --object and --primary).
+        #[arg(required_unless_present = "object")]
+        abs_id: Option<u64>,
+        /// The logical object to restore from its chain of backups.
+        #[arg(long, requires = "primary", conflicts_with = "abs_id")]
+        object: Option<String>,
+        /// The primary node holding --object.
+        #[arg(long)]
+        primary: Option<String>,
+        /// The point in time (RFC 3339, or `YYYY-MM-DD HH:MM:SS[.fff]` in
+        /// UTC as `smapp list` prints it); default: the latest backup.
+        #[arg(long, requires = "object")]
+        at: Option<String>,
         /// Back to the original addresses.
         #[arg(long)]
         original: bool,
@@ -73,6 +91,19 @@ enum Cmd {
         /// (0: every free drive).
         #[arg(long, default_value_t = 0)]
         drives: u32,
+    },
+    /// Merge a chain (a full and its differentials) into a synthetic full
+    /// ABS on the movers, without reading the primary node.
+    Merge {
+        /// The primary node holding the object.
+        #[arg(long)]
+        primary: String,
+        /// The logical object.
+        #[arg(long)]
+        object: String,
+        /// The chain ending at this ABS (default: the latest backup).
+        #[arg(long)]
+        abs: Option<u64>,
     },
     /// List ABSs, tapes or segments.
     List {
@@ -206,7 +237,13 @@ async fn run(a: Args) -> Result<()> {
             volume,
             extents,
             drives,
+            level,
         } => {
+            let level = match level.as_str() {
+                "cumulative" => BackupLevel::Cumulative,
+                "incremental" => BackupLevel::Incremental,
+                _ => BackupLevel::Full,
+            };
             let spec = match (volume, extents) {
                 (Some(v), None) => ObjectSpec::Volume(v.clone()),
                 (None, Some(f)) => ObjectSpec::Extents(smapp_client::extents::read(f)?),
@@ -218,7 +255,7 @@ async fn run(a: Args) -> Result<()> {
             let mut channel = 0;
             let mut cb = on_event(&pb);
             let res = client
-                .backup(object, primary, spec, *drives, |ev| {
+                .backup(object, primary, spec, *drives, level, |ev| {
                     if let ChannelEvent::Started { abs_id, channel_id, .. } = ev {
                         abs = *abs_id;
                         channel = *channel_id;
@@ -233,6 +270,9 @@ async fn run(a: Args) -> Result<()> {
         }
         Cmd::Restore {
             abs_id,
+            object,
+            primary,
+            at,
             original,
             to_volumes,
             allocation,
@@ -257,18 +297,59 @@ async fn run(a: Args) -> Result<()> {
             let client = connect(&a).await?;
             let pb = progress_bar(a.json);
             let mut channel = 0;
+            let mut abs = abs_id.unwrap_or(0);
             let mut cb = on_event(&pb);
+            let req = match (abs_id, object) {
+                (Some(id), _) => StationRequest::Restore {
+                    abs_id: *id,
+                    target,
+                    drives: *drives,
+                },
+                (None, Some(o)) => StationRequest::RestoreAt {
+                    primary: primary.clone().context("--primary")?,
+                    object_name: o.clone(),
+                    at_unix_ms: at.as_deref().map(parse_time).transpose()?,
+                    target,
+                    drives: *drives,
+                },
+                (None, None) => bail!("give an ABS id or --object"),
+            };
             let res = client
-                .restore(*abs_id, target, *drives, |ev| {
-                    if let ChannelEvent::Started { channel_id, .. } = ev {
+                .stream(&req, |ev| {
+                    if let ChannelEvent::Started { channel_id, abs_id, .. } = ev {
                         channel = *channel_id;
+                        abs = *abs_id;
                     }
                     cb(ev)
                 })
                 .await;
             pb.finish_and_clear();
-            let ev = res.with_context(|| format!("restore of ABS {abs_id} (channel {channel})"))?;
-            report("restore", *abs_id, channel, &ev, a.json);
+            let ev = res.with_context(|| format!("restore of ABS {abs} (channel {channel})"))?;
+            report("restore", abs, channel, &ev, a.json);
+            Ok(())
+        }
+        Cmd::Merge { primary, object, abs } => {
+            let client = connect(&a).await?;
+            let pb = progress_bar(a.json);
+            let (mut channel, mut new_abs) = (0, 0);
+            let mut cb = on_event(&pb);
+            let req = StationRequest::Merge {
+                primary: primary.clone(),
+                object_name: object.clone(),
+                abs_id: abs.unwrap_or(0),
+            };
+            let res = client
+                .stream(&req, |ev| {
+                    if let ChannelEvent::Started { channel_id, abs_id, .. } = ev {
+                        channel = *channel_id;
+                        new_abs = *abs_id;
+                    }
+                    cb(ev)
+                })
+                .await;
+            pb.finish_and_clear();
+            let ev = res.with_context(|| format!("merge of {object} (ABS {new_abs}, channel {channel})"))?;
+            report("merge", new_abs, channel, &ev, a.json);
             Ok(())
         }
         Cmd::Library { cmd } => {
@@ -326,6 +407,16 @@ async fn run(a: Args) -> Result<()> {
     }
 }
 
+/// A point in time: RFC 3339, or `YYYY-MM-DD HH:MM:SS[.fff]` in UTC.
+fn parse_time(s: &str) -> Result<i64> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
+        return Ok(t.timestamp_millis());
+    }
+    let t = chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S%.f")
+        .with_context(|| format!("{s:?} is neither RFC 3339 nor `YYYY-MM-DD HH:MM:SS[.fff]` (UTC)"))?;
+    Ok(t.and_utc().timestamp_millis())
+}
+
 fn report(what: &str, abs: u64, channel: u64, ev: &ChannelEvent, as_json: bool) {
     if let ChannelEvent::Finished {
         bytes,
@@ -357,8 +448,18 @@ fn print_listing(reply: StationReply, as_json: bool) {
         StationReply::Abs(rows) => {
             if !as_json {
                 println!(
-                    "{:>6} {:<20} {:<10} {:<9} {:>12} {:>8} {:>5} {:>4}  tapes",
-                    "abs", "object", "primary", "state", "size", "tracks", "segs", "ext"
+                    "{:>6} {:<20} {:<10} {:<11} {:>6} {:<9} {:<23} {:>12} {:>8} {:>5} {:>4}  tapes",
+                    "abs",
+                    "object",
+                    "primary",
+                    "level",
+                    "of",
+                    "state",
+                    "point in time",
+                    "size",
+                    "tracks",
+                    "segs",
+                    "ext"
                 );
             }
             for r in rows {
@@ -366,16 +467,24 @@ fn print_listing(reply: StationReply, as_json: bool) {
                     println!(
                         "{}",
                         json!({"abs_id": r.abs_id, "object": r.object_name, "primary": r.primary, "kind": r.kind,
-                        "state": r.state, "object_size": r.object_size, "data_bytes": r.data_bytes, "tracks": r.track_count,
+                        "level": r.level, "base_abs_id": r.base_abs_id, "merged_from_abs_id": r.merged_from_abs_id,
+                        "point_in_time": r.point_in_time, "state": r.state, "object_size": r.object_size, "data_bytes": r.data_bytes, "tracks": r.track_count,
                         "segments": r.segment_count, "extents": r.extents, "created": r.created, "tapes": r.tapes})
                     );
                 } else {
                     println!(
-                        "{:>6} {:<20} {:<10} {:<9} {:>12} {:>8} {:>5} {:>4}  {}",
+                        "{:>6} {:<20} {:<10} {:<11} {:>6} {:<9} {:<23} {:>12} {:>8} {:>5} {:>4}  {}",
                         r.abs_id,
                         r.object_name,
                         r.primary,
+                        r.level,
+                        match (r.base_abs_id, r.merged_from_abs_id) {
+                            (0, 0) => "-".to_string(),
+                            (b, 0) => b.to_string(),
+                            (_, m) => format!("<{m}"),
+                        },
                         r.state,
+                        r.point_in_time,
                         human(r.object_size),
                         r.track_count,
                         r.segment_count,

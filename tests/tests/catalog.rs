@@ -448,19 +448,19 @@ async fn abs_map_round_trips_through_rows() {
     assert_eq!(cat.load_abs(big_abs).await.unwrap().unwrap().map, big);
 
     // Differential: needs a complete base of the same object.
-    let diff = cat.create_abs("/db/orders", pn, "differential", Some(abs), &map).await;
+    let diff = cat.create_abs("/db/orders", pn, "incremental", Some(abs), &map).await;
     assert!(matches!(diff, Err(CatalogError::Conflict { .. })), "{diff:?}");
     cat.complete_abs(abs, 77824, 2, 0).await.unwrap();
     let (obj3, d) = cat
-        .create_abs("/db/orders", pn, "differential", Some(abs), &map)
+        .create_abs("/db/orders", pn, "incremental", Some(abs), &map)
         .await
         .unwrap();
     assert_eq!(obj3, obj, "same logical object reused");
     assert_eq!(cat.load_abs(d).await.unwrap().unwrap().base_abs_id, Some(abs));
-    let other_obj = cat.create_abs("/fragmented", pn, "differential", Some(abs), &big).await;
+    let other_obj = cat.create_abs("/fragmented", pn, "incremental", Some(abs), &big).await;
     assert!(matches!(other_obj, Err(CatalogError::Conflict { .. })), "{other_obj:?}");
     assert!(matches!(
-        cat.create_abs("/x", pn, "differential", None, &map).await,
+        cat.create_abs("/x", pn, "incremental", None, &map).await,
         Err(CatalogError::Invalid { .. })
     ));
     assert!(matches!(
@@ -902,4 +902,113 @@ async fn migrations_are_idempotent_across_connections() {
         .await
         .unwrap();
     assert!(n >= 1);
+}
+
+#[tokio::test]
+async fn chains_keep_epochs_changed_tracks_and_merges() {
+    use control_station::catalog::CapturedEpoch;
+    use proto::abs::{TrackRun, TrackSet};
+    let db = TestDb::new().await;
+    let cat = catalog(&db).await;
+    let pn = node(&cat).await;
+    let map = sample_map();
+    assert!(
+        cat.chain_members("pn1", "/db").await.unwrap().is_none(),
+        "never backed up"
+    );
+
+    // A full and its snapshot: epochs (a map id above i64::MAX survives).
+    let (_, full) = cat.create_abs("/db", pn, "full", None, &map).await.unwrap();
+    let epochs = [
+        CapturedEpoch {
+            volume_index: 0,
+            map_id: u64::MAX - 5,
+            epoch: 7,
+        },
+        CapturedEpoch {
+            volume_index: 1,
+            map_id: 42,
+            epoch: u32::MAX,
+        },
+    ];
+    let at_full = cat.record_snapshot(full, &epochs, None).await.unwrap();
+    assert_eq!(cat.abs_epochs(full).await.unwrap(), epochs);
+    assert_eq!(
+        cat.changed_tracks(full).await.unwrap(),
+        None,
+        "a full has no changed set"
+    );
+    // Only complete ABSs are chain members.
+    let (_, members) = cat.chain_members("pn1", "/db").await.unwrap().unwrap();
+    assert!(members.is_empty());
+    cat.complete_abs(full, 0, 0, 0).await.unwrap();
+
+    // An incremental records the tracks it holds.
+    let (_, inc) = cat
+        .create_abs("/db", pn, "incremental", Some(full), &map)
+        .await
+        .unwrap();
+    let changed = TrackSet::from_runs([
+        TrackRun {
+            volume: 0,
+            first: 0,
+            count: 2,
+        },
+        TrackRun {
+            volume: 1,
+            first: 9,
+            count: 1,
+        },
+    ]);
+    let at_inc = cat.record_snapshot(inc, &epochs[..1], Some(&changed)).await.unwrap();
+    assert!(at_inc >= at_full);
+    assert_eq!(cat.changed_tracks(inc).await.unwrap(), Some(changed));
+    assert!(
+        cat.record_snapshot(inc, &epochs[..1], None).await.is_err(),
+        "a snapshot is recorded once per volume"
+    );
+    // A synthetic full of a running chain tip is refused; of a complete one
+    // it takes the tip's point in time and epochs.
+    assert!(matches!(
+        cat.create_synthetic_abs(inc).await,
+        Err(CatalogError::Conflict { .. })
+    ));
+    cat.complete_abs(inc, 0, 0, 0).await.unwrap();
+    let (_, syn) = cat.create_synthetic_abs(inc).await.unwrap();
+    let row = cat.load_abs(syn).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            row.kind.as_str(),
+            row.level.as_str(),
+            row.base_abs_id,
+            row.merged_from_abs_id
+        ),
+        ("full", "synthetic", None, Some(inc))
+    );
+    assert_eq!(row.point_in_time, at_inc);
+    assert_eq!(row.map, map);
+    assert_eq!(cat.abs_epochs(syn).await.unwrap(), epochs[..1]);
+    cat.complete_abs(syn, 0, 0, 0).await.unwrap();
+    let (_, members) = cat.chain_members("pn1", "/db").await.unwrap().unwrap();
+    let levels: Vec<(i64, &str, Option<i64>)> = members
+        .iter()
+        .map(|m| (m.id, m.level.as_str(), m.base_abs_id))
+        .collect();
+    assert_eq!(
+        levels,
+        vec![
+            (full, "full", None),
+            (inc, "incremental", Some(full)),
+            (syn, "synthetic", None)
+        ]
+    );
+    // Levels are checked.
+    assert!(matches!(
+        cat.create_abs("/db", pn, "cumulative", None, &map).await,
+        Err(CatalogError::Invalid { .. })
+    ));
+    assert!(matches!(
+        cat.create_abs("/db", pn, "synthetic", None, &map).await,
+        Err(CatalogError::Invalid { .. })
+    ));
 }

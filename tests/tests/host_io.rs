@@ -18,6 +18,32 @@ fn qemu_io(url: &str, cmd: &str) -> std::process::Output {
         .expect("qemu-io (Debian package qemu-utils) must be installed")
 }
 
+/// A cluster over a 24 MiB scattered object whose primary node exports
+/// NBD and streams backups at `rate` MB/s.
+async fn slow_cluster(work: &std::path::Path, seed: u64, rate: &str) -> (scenario::Layout, u16, Cluster) {
+    let spec = ScenarioSpec {
+        object_size: 24 << 20,
+        block_size: 4096,
+        track_size: 65536,
+        segment_size: 1 << 20,
+        seed,
+    };
+    let layout = scenario::make_layout(&work.join("volumes"), &spec).unwrap();
+    let port = free_port().unwrap();
+    let mut cspec = scenario::cluster_spec(&layout, &spec);
+    cspec.pn_args = vec![
+        "--nbd".into(),
+        format!("127.0.0.1:{port}"),
+        "--stream-rate".into(),
+        rate.into(),
+    ];
+    let mut cluster = Cluster::start(work, &cspec).await.unwrap();
+    cluster
+        .wait_for_log(PRIMARY, "NBD export listening", 1, Duration::from_secs(30))
+        .unwrap();
+    (layout, port, cluster)
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn qemu_writes_through_nbd_and_the_change_map_remembers() {
     let work = tempfile::tempdir().unwrap();
@@ -127,27 +153,8 @@ fn nbd_refuses_a_non_loopback_address() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_backup_is_the_image_at_its_start_while_a_host_writes() {
     let work = tempfile::tempdir().unwrap();
-    let spec = ScenarioSpec {
-        object_size: 24 << 20,
-        block_size: 4096,
-        track_size: 65536,
-        segment_size: 1 << 20,
-        seed: 17,
-    };
-    let layout = scenario::make_layout(&work.path().join("volumes"), &spec).unwrap();
-    let port = free_port().unwrap();
-    let mut cspec = scenario::cluster_spec(&layout, &spec);
     // Slow enough (about 8 s) for the host to write during the backup.
-    cspec.pn_args = vec![
-        "--nbd".into(),
-        format!("127.0.0.1:{port}"),
-        "--stream-rate".into(),
-        "4".into(),
-    ];
-    let mut cluster = Cluster::start(work.path(), &cspec).await.unwrap();
-    cluster
-        .wait_for_log(PRIMARY, "NBD export listening", 1, Duration::from_secs(30))
-        .unwrap();
+    let (layout, port, mut cluster) = slow_cluster(work.path(), 17, "4").await;
     let url = format!("nbd://127.0.0.1:{port}/vol0");
     let vol0 = layout.path_of("vol0");
     let size = std::fs::metadata(&vol0).unwrap().len();
@@ -204,5 +211,90 @@ async fn a_backup_is_the_image_at_its_start_while_a_host_writes() {
         first_diff, None,
         "the restored object is the volume at the backup's start"
     );
+    cluster.stop();
+}
+
+/// A backup interrupted midway (its front-end SIGKILLed) stalls no host
+/// write: writes to tracks it had not read go on landing (copied aside),
+/// and once the station fails the channel the node drops the snapshot and
+/// its side file.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_interrupted_backup_stalls_no_host_write() {
+    let work = tempfile::tempdir().unwrap();
+    let (layout, port, mut cluster) = slow_cluster(work.path(), 23, "2").await;
+    let url = format!("nbd://127.0.0.1:{port}/vol0");
+    let size = std::fs::metadata(layout.path_of("vol0")).unwrap().len();
+    let backup = {
+        let args: Vec<String> = ["backup", "--primary", PRIMARY, "--object", "cut", "--volume", "vol0"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let bin = dmc_tests::cluster::bin("smapp").unwrap();
+        let pki = cluster.pki.clone();
+        let station = cluster.station.to_string();
+        std::thread::spawn(move || {
+            Command::new(bin)
+                .args([
+                    "--pki",
+                    pki.to_str().unwrap(),
+                    "--station",
+                    &station,
+                    "--name",
+                    "client",
+                ])
+                .args(&args)
+                .output()
+                .unwrap()
+        })
+    };
+    cluster
+        .wait_for_log(PRIMARY, "backup captures epoch", 1, Duration::from_secs(30))
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    cluster.kill("fe1").unwrap();
+
+    // The host writes all over the volume while the channel is broken:
+    // every write returns promptly.
+    for i in (0..16u64).rev() {
+        let off = (size / 16) * i / 65536 * 65536;
+        let t = std::time::Instant::now();
+        let out = Command::new("timeout")
+            .args([
+                "20",
+                "qemu-io",
+                "-f",
+                "raw",
+                &url,
+                "-c",
+                &format!("write -P 7 {off} 65536"),
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "write at {off}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "write at {off} took {:?}",
+            t.elapsed()
+        );
+    }
+    let out = backup.join().unwrap();
+    assert!(!out.status.success(), "the backup fails");
+    // The station failed the channel; the node dropped the snapshot.
+    cluster
+        .wait_for_log(PRIMARY, "snapshot released", 1, Duration::from_secs(60))
+        .unwrap();
+    let side: Vec<_> = std::fs::read_dir(work.path().join("pn-state"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("side-"))
+        .collect();
+    assert!(side.is_empty(), "no side file is left: {side:?}");
+    let t = std::time::Instant::now();
+    let w = qemu_io(&url, "write -P 8 0 65536");
+    assert!(w.status.success() && t.elapsed() < Duration::from_secs(10));
     cluster.stop();
 }

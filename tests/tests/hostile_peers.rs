@@ -115,6 +115,7 @@ async fn hostile_peers_are_refused_and_the_station_keeps_serving() {
         object_name: "x".into(),
         primary: "pn1".into(),
         object: ObjectSpec::Volume("vol0".into()),
+        level: proto::wire::BackupLevel::Full,
     })
     .await
     .unwrap();

@@ -10,7 +10,15 @@ use super::{check_one_of, to_i64, to_u32, to_u64, Catalog, CatalogError, Result}
 
 pub const ABS_FULL: &str = "full";
 pub const ABS_DIFFERENTIAL: &str = "differential";
-const ABS_KINDS: &[&str] = &[ABS_FULL, ABS_DIFFERENTIAL];
+
+/// Levels: a full backup, a differential relative to the last full
+/// (cumulative) or to the last backup of any kind (incremental), and a
+/// full merged on the movers from a chain (synthetic).
+pub const LEVEL_FULL: &str = "full";
+pub const LEVEL_CUMULATIVE: &str = "cumulative";
+pub const LEVEL_INCREMENTAL: &str = "incremental";
+pub const LEVEL_SYNTHETIC: &str = "synthetic";
+const BACKUP_LEVELS: &[&str] = &[LEVEL_FULL, LEVEL_CUMULATIVE, LEVEL_INCREMENTAL];
 
 pub const ABS_RUNNING: &str = "running";
 pub const ABS_COMPLETE: &str = "complete";
@@ -26,8 +34,14 @@ pub struct AbsRow {
     pub primary_node: String,
     /// `full` or `differential`.
     pub kind: String,
+    /// `full`, `cumulative`, `incremental` or `synthetic`.
+    pub level: String,
     /// The ABS a differential one is relative to.
     pub base_abs_id: Option<i64>,
+    /// The chain tip a synthetic full was merged from.
+    pub merged_from_abs_id: Option<i64>,
+    /// When the primary node took the snapshot (a synthetic full: its tip's).
+    pub point_in_time: DateTime<Utc>,
     /// `running`, `complete` or `failed`.
     pub state: String,
     pub reason: Option<String>,
@@ -51,7 +65,10 @@ pub struct AbsSummaryRow {
     pub object_name: String,
     pub primary_node: String,
     pub kind: String,
+    pub level: String,
     pub base_abs_id: Option<i64>,
+    pub merged_from_abs_id: Option<i64>,
+    pub point_in_time: DateTime<Utc>,
     pub state: String,
     pub reason: Option<String>,
     pub object_size: i64,
@@ -145,30 +162,84 @@ impl MapColumns {
 impl Catalog {
     /// Record a new ABS (state `running`) of the object `object_name` on a
     /// primary node, with its map, in one transaction. The logical object is
-    /// created on first use and its size refreshed afterwards. A
-    /// `differential` ABS needs a `base`: a complete ABS of the same object.
-    /// Returns `(object_id, abs_id)`.
+    /// created on first use and its size refreshed afterwards. `level` is
+    /// `full`, `cumulative` or `incremental`; a differential level needs a
+    /// `base`: a complete ABS of the same object. Returns `(object_id, abs_id)`.
     pub async fn create_abs(
         &self,
         object_name: &str,
         primary_node_id: i64,
-        kind: &str,
+        level: &str,
         base: Option<i64>,
         map: &AbsMap,
     ) -> Result<(i64, i64)> {
-        check_one_of(kind, ABS_KINDS, "ABS kind")?;
-        if object_name.is_empty() {
-            return Err(CatalogError::invalid("logical object name is empty"));
-        }
-        match (kind, base) {
-            (ABS_FULL, Some(b)) => {
+        check_one_of(level, BACKUP_LEVELS, "backup level")?;
+        match (level, base) {
+            (LEVEL_FULL, Some(b)) => {
                 return Err(CatalogError::invalid(format!(
                     "a full ABS has no base (got base ABS {b})"
                 )))
             }
-            (ABS_DIFFERENTIAL, None) => return Err(CatalogError::invalid("a differential ABS needs a base ABS")),
+            (LEVEL_CUMULATIVE | LEVEL_INCREMENTAL, None) => {
+                return Err(CatalogError::invalid(format!("a {level} ABS needs a base ABS")))
+            }
             _ => {}
         }
+        self.insert_abs(object_name, primary_node_id, level, base, None, map)
+            .await
+    }
+
+    /// Record a synthetic full ABS (state `running`) merged from the chain
+    /// whose tip is `tip`: same object and map, and the tip's point in time
+    /// and change-map epochs. Returns `(object_id, abs_id)`.
+    pub async fn create_synthetic_abs(&self, tip: i64) -> Result<(i64, i64)> {
+        let t = self
+            .load_abs(tip)
+            .await?
+            .ok_or_else(|| CatalogError::not_found("ABS", tip))?;
+        if t.state != ABS_COMPLETE {
+            return Err(CatalogError::conflict(format!(
+                "ABS {tip} is {}, not complete",
+                t.state
+            )));
+        }
+        let node = sqlx::query_scalar!("SELECT primary_node_id FROM logical_objects WHERE id = $1", t.object_id)
+            .fetch_one(&self.pool)
+            .await?;
+        let (object_id, abs_id) = self
+            .insert_abs(
+                &t.object_name,
+                node,
+                LEVEL_SYNTHETIC,
+                None,
+                Some((tip, t.point_in_time)),
+                &t.map,
+            )
+            .await?;
+        sqlx::query!(
+            "INSERT INTO abs_epochs (abs_id, volume_index, map_id, epoch)
+             SELECT $1, volume_index, map_id, epoch FROM abs_epochs WHERE abs_id = $2",
+            abs_id,
+            tip
+        )
+        .execute(&self.pool)
+        .await?;
+        Ok((object_id, abs_id))
+    }
+
+    async fn insert_abs(
+        &self,
+        object_name: &str,
+        primary_node_id: i64,
+        level: &str,
+        base: Option<i64>,
+        merged_from: Option<(i64, DateTime<Utc>)>,
+        map: &AbsMap,
+    ) -> Result<(i64, i64)> {
+        if object_name.is_empty() {
+            return Err(CatalogError::invalid("logical object name is empty"));
+        }
+        let kind = if base.is_some() { ABS_DIFFERENTIAL } else { ABS_FULL };
         let cols = MapColumns::from_map(map)?;
         let object_size = to_i64(map.object_size, "object size")?;
 
@@ -207,11 +278,15 @@ impl Catalog {
             }
         }
         let abs_id = sqlx::query_scalar!(
-            "INSERT INTO abs (object_id, kind, base_abs_id, object_size) VALUES ($1, $2, $3, $4) RETURNING id",
+            "INSERT INTO abs (object_id, kind, level, base_abs_id, merged_from_abs_id, object_size, point_in_time)
+             VALUES ($1, $2, $3, $4, $5, $6, COALESCE($7, now())) RETURNING id",
             object_id,
             kind,
+            level,
             base,
-            object_size
+            merged_from.map(|m| m.0),
+            object_size,
+            merged_from.map(|m| m.1)
         )
         .fetch_one(&mut *tx)
         .await?;
@@ -250,8 +325,8 @@ impl Catalog {
     /// One ABS with its map rebuilt from the rows.
     pub async fn load_abs(&self, abs_id: i64) -> Result<Option<AbsRow>> {
         let Some(a) = sqlx::query!(
-            "SELECT a.id, a.object_id, o.name AS object_name, n.name AS primary_node, a.kind, a.base_abs_id,
-                    a.state, a.reason, a.object_size, a.data_bytes, a.track_count, a.segment_count,
+            "SELECT a.id, a.object_id, o.name AS object_name, n.name AS primary_node, a.kind, a.level,
+                    a.base_abs_id, a.merged_from_abs_id, a.point_in_time, a.state, a.reason, a.object_size, a.data_bytes, a.track_count, a.segment_count,
                     a.metadata_tape_id, a.metadata_file, a.created, a.completed
              FROM abs a
              JOIN logical_objects o ON o.id = a.object_id
@@ -314,7 +389,10 @@ impl Catalog {
             object_name: a.object_name,
             primary_node: a.primary_node,
             kind: a.kind,
+            level: a.level,
             base_abs_id: a.base_abs_id,
+            merged_from_abs_id: a.merged_from_abs_id,
+            point_in_time: a.point_in_time,
             state: a.state,
             reason: a.reason,
             object_size: a.object_size,
@@ -464,8 +542,8 @@ impl Catalog {
     /// Every ABS, oldest first, with what was recorded of it.
     pub async fn list_abs(&self) -> Result<Vec<AbsSummaryRow>> {
         let rows = sqlx::query!(
-            r#"SELECT a.id, a.object_id, o.name AS object_name, n.name AS primary_node, a.kind, a.base_abs_id,
-                      a.state, a.reason, a.object_size, a.data_bytes, a.track_count, a.segment_count,
+            r#"SELECT a.id, a.object_id, o.name AS object_name, n.name AS primary_node, a.kind, a.level,
+                      a.base_abs_id, a.merged_from_abs_id, a.point_in_time, a.state, a.reason, a.object_size, a.data_bytes, a.track_count, a.segment_count,
                       (SELECT count(*) FROM segments s WHERE s.abs_id = a.id) AS "segments_recorded!",
                       ARRAY(SELECT DISTINCT t.label FROM segments s JOIN tapes t ON t.id = s.tape_id
                             WHERE s.abs_id = a.id ORDER BY t.label) AS "tapes!",
@@ -485,7 +563,10 @@ impl Catalog {
                     object_name: a.object_name,
                     primary_node: a.primary_node,
                     kind: a.kind,
+                    level: a.level,
                     base_abs_id: a.base_abs_id,
+                    merged_from_abs_id: a.merged_from_abs_id,
+                    point_in_time: a.point_in_time,
                     state: a.state,
                     reason: a.reason,
                     object_size: a.object_size,

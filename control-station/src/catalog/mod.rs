@@ -15,6 +15,7 @@
 //! leaves the catalog as it was.
 
 mod abs;
+mod chains;
 mod channels;
 mod error;
 mod registry;
@@ -25,7 +26,11 @@ use std::time::Duration;
 
 use sqlx::postgres::{PgPool, PgPoolOptions};
 
-pub use abs::{AbsRow, AbsSummaryRow, ABS_COMPLETE, ABS_DIFFERENTIAL, ABS_FAILED, ABS_FULL, ABS_RUNNING};
+pub use abs::{
+    AbsRow, AbsSummaryRow, ABS_COMPLETE, ABS_DIFFERENTIAL, ABS_FAILED, ABS_FULL, ABS_RUNNING, LEVEL_CUMULATIVE,
+    LEVEL_FULL, LEVEL_INCREMENTAL, LEVEL_SYNTHETIC,
+};
+pub use chains::{CapturedEpoch, ChainRow};
 pub use channels::{ChannelRow, TransitionRow, STATION_ACTOR};
 pub use error::{CatalogError, Result};
 pub use registry::{

@@ -5,17 +5,21 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{anyhow, bail, Context, Result};
-use proto::abs::{AbsMap, ObjectExtent};
-use proto::wire::{BackupChannel, ChannelEvent, Command, ObjectSpec, PeerAddr, StationReply};
+use proto::abs::{AbsMap, ObjectExtent, TrackSet};
+use proto::wire::{
+    BackupChannel, BackupLevel, ChannelEvent, Command, CommandReply, ObjectSpec, PeerAddr, StationReply, VolumeEpoch,
+};
 use tokio::sync::mpsc;
 use transport::FramedSend;
 use transport::Peer;
 
 use super::{library, registry, ChannelNote, Station};
-use crate::catalog::{DriveRow, PairRow, TapeRow, ABS_FULL, STATION_ACTOR};
+use crate::catalog::{CapturedEpoch, DriveRow, PairRow, TapeRow, STATION_ACTOR};
 use crate::channel::{ChannelKind, ChannelState};
+use crate::plan::{ChainMember, Level};
 
 /// Run one backup for a client, streaming events to it.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn run(
     st: Arc<Station>,
     client: &Peer,
@@ -23,10 +27,22 @@ pub(crate) async fn run(
     primary: String,
     object: ObjectSpec,
     drives: u32,
+    level: BackupLevel,
     send: &mut FramedSend,
 ) {
     let started = Instant::now();
-    let result = backup(&st, client, &object_name, &primary, object, drives, send, started).await;
+    let result = backup(
+        &st,
+        client,
+        &object_name,
+        &primary,
+        object,
+        drives,
+        level,
+        send,
+        started,
+    )
+    .await;
     let event = match result {
         Ok(ev) => ev,
         Err(e) => ChannelEvent::Failed {
@@ -38,11 +54,11 @@ pub(crate) async fn run(
 
 /// Where a channel stands, for cleanup on failure.
 #[derive(Default)]
-struct Held {
-    channel_id: Option<i64>,
-    abs_id: Option<i64>,
+pub(crate) struct Held {
+    pub channel_id: Option<i64>,
+    pub abs_id: Option<i64>,
     /// The pair and the drives the channel writes to.
-    assignment: Option<(PairRow, Vec<DriveRow>)>,
+    pub assignment: Option<(PairRow, Vec<DriveRow>)>,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -53,6 +69,7 @@ async fn backup(
     primary: &str,
     object: ObjectSpec,
     drives: u32,
+    level: BackupLevel,
     send: &mut FramedSend,
     started: Instant,
 ) -> Result<ChannelEvent> {
@@ -73,55 +90,87 @@ async fn backup(
         ObjectSpec::Extents(e) => e,
     };
     let map = AbsMap::from_extents(&node.volumes, &extents).context("the logical object's extents")?;
+    let (base, since) = differential_base(st, primary, object_name, &map, level).await?;
     let (_, abs_id) = st
         .catalog
-        .create_abs(object_name, node.id, ABS_FULL, None, &map)
+        .create_abs(object_name, node.id, level.as_str(), base.map(|b| b as i64), &map)
         .await?;
+    let (mut held, rx) = open_writing_channel(st, client, abs_id).await?;
+    let channel_id = held.channel_id.unwrap_or_default();
+    let want = (drives as usize).max(1);
+    let source = Source {
+        primary,
+        map,
+        since,
+        base_abs_id: base.unwrap_or(0),
+        level,
+    };
+    let outcome = drive_channel(st, &mut held, object_name, source, want, rx, send, started).await;
+    st.channels.lock().await.remove(&(channel_id as u64));
+    st.depends_on(channel_id as u64, &[]).await;
+    // The primary node drops the channel's snapshot, if it took one.
+    settle(st, &mut held, outcome, &[primary]).await
+}
+
+/// The end of a writing channel: on success leave its drives; on failure
+/// record Error with the reason, fail its ABS, have its front-end (and
+/// `also_abort`) drop the channel, then leave its drives.
+pub(crate) async fn settle(
+    st: &Arc<Station>,
+    held: &mut Held,
+    outcome: Result<ChannelEvent>,
+    also_abort: &[&str],
+) -> Result<ChannelEvent> {
+    let e = match outcome {
+        Ok(ev) => {
+            release(st, held).await;
+            return Ok(ev);
+        }
+        Err(e) => e,
+    };
+    let reason = format!("{e:#}");
+    let (channel_id, abs_id) = (held.channel_id.unwrap_or(0), held.abs_id.unwrap_or(0));
+    tracing::error!(channel_id, abs_id, %reason, "writing channel failed");
+    let _ = st
+        .catalog
+        .transition(channel_id, ChannelState::Error, &reason, STATION_ACTOR)
+        .await;
+    let _ = st.catalog.fail_abs(abs_id, &reason).await;
+    let abort = Command::AbortChannel {
+        channel_id: channel_id as u64,
+        reason: reason.clone(),
+    };
+    let fe = held.assignment.as_ref().map(|(pair, _)| pair.fe_name.clone());
+    for peer in fe.iter().map(String::as_str).chain(also_abort.iter().copied()) {
+        let _ = st.command(peer, &abort).await;
+    }
+    release(st, held).await;
+    Err(e)
+}
+
+/// A backup channel writing ABS `abs_id`, registered for notes.
+pub(crate) async fn open_writing_channel(
+    st: &Arc<Station>,
+    client: &Peer,
+    abs_id: i64,
+) -> Result<(Held, mpsc::UnboundedReceiver<ChannelNote>)> {
     let channel_id = st
         .catalog
         .create_channel(ChannelKind::Backup, abs_id, &client.name)
         .await?;
     let (tx, rx) = mpsc::unbounded_channel();
     st.channels.lock().await.insert(channel_id as u64, tx);
-    let mut held = Held {
+    let held = Held {
         channel_id: Some(channel_id),
         abs_id: Some(abs_id),
         ..Default::default()
     };
-    let want = (drives as usize).max(1);
-    let outcome = drive_channel(st, &mut held, object_name, primary, map, want, rx, send, started).await;
-    st.channels.lock().await.remove(&(channel_id as u64));
-    st.depends_on(channel_id as u64, &[]).await;
-    match outcome {
-        Ok(ev) => {
-            release(st, &mut held).await;
-            Ok(ev)
-        }
-        Err(e) => {
-            let reason = format!("{e:#}");
-            tracing::error!(channel_id, abs_id, %reason, "backup channel failed");
-            let _ = st
-                .catalog
-                .transition(channel_id, ChannelState::Error, &reason, STATION_ACTOR)
-                .await;
-            let _ = st.catalog.fail_abs(abs_id, &reason).await;
-            if let Some((pair, _)) = &held.assignment {
-                let abort = Command::AbortChannel {
-                    channel_id: channel_id as u64,
-                    reason: reason.clone(),
-                };
-                let _ = st.command(&pair.fe_name, &abort).await;
-                let _ = st.command(primary, &abort).await;
-            }
-            release(st, &mut held).await;
-            Err(e)
-        }
-    }
+    Ok((held, rx))
 }
 
 /// Leave the drives; the last writer of each finishes and dismounts its
 /// tape (the tape it holds now: it changes at end of tape).
-async fn release(st: &Arc<Station>, held: &mut Held) {
+pub(crate) async fn release(st: &Arc<Station>, held: &mut Held) {
     if let Some((pair, drives)) = held.assignment.take() {
         for drive in drives {
             if registry::leave_writing(st, &pair, &drive).await {
@@ -158,8 +207,7 @@ async fn drive_channel(
     st: &Arc<Station>,
     held: &mut Held,
     object_name: &str,
-    primary: &str,
-    map: AbsMap,
+    source: Source<'_>,
     want_drives: usize,
     mut rx: mpsc::UnboundedReceiver<ChannelNote>,
     send: &mut FramedSend,
@@ -167,7 +215,15 @@ async fn drive_channel(
 ) -> Result<ChannelEvent> {
     let channel_id = held.channel_id.ok_or_else(|| anyhow!("no channel"))?;
     let abs_id = held.abs_id.ok_or_else(|| anyhow!("no ABS"))?;
-    let track_set = map.track_set();
+    let Source {
+        primary,
+        map,
+        since,
+        base_abs_id,
+        level,
+    } = source;
+    // The snapshot first: the backup is the object at this instant.
+    let (track_set, notes) = take_snapshot(st, channel_id, abs_id, primary, &map, since).await?;
     let track_bytes: u64 = track_set
         .iter()
         .filter_map(|t| map.track_extent(t).ok())
@@ -182,6 +238,31 @@ async fn drive_channel(
             track_bytes,
         }))
         .await;
+    let what = if base_abs_id == 0 {
+        format!("{} tracks, the whole object", track_set.len())
+    } else {
+        format!(
+            "{} of {} tracks changed since ABS {base_abs_id} ({}, {} bytes of the object)",
+            track_set.len(),
+            map.track_set().len(),
+            level.as_str(),
+            map.logical_bytes(&track_set)
+        )
+    };
+    let _ = send
+        .send(&StationReply::Event(ChannelEvent::State {
+            state: "snapshot".into(),
+            reason: what,
+        }))
+        .await;
+    for note in notes {
+        let _ = send
+            .send(&StationReply::Event(ChannelEvent::State {
+                state: "snapshot".into(),
+                reason: note,
+            }))
+            .await;
+    }
 
     let (pair, drives, joined) = if want_drives <= 1 {
         let registry::Assignment { pair, drive, joined } =
@@ -233,7 +314,9 @@ async fn drive_channel(
         },
         drives: names.clone(),
         map: map.clone(),
-        tracks: track_set.len(),
+        track_set: track_set.clone(),
+        base_abs_id,
+        merged_from_abs_id: 0,
         created_unix,
     };
     st.command_ok(&pair.fe_name, &Command::OpenBackup(open))
@@ -258,12 +341,32 @@ async fn drive_channel(
             address: pair.fe_address.clone(),
         },
         map,
+        tracks: track_set,
     };
     st.command_ok(primary, &order)
         .await
         .context("ordering the primary node to send the track set")?;
 
-    let (data_bytes, tracks, segments) = loop {
+    let written = await_written(st, channel_id, &drives, &mut rx, send).await?;
+    let _ = send
+        .send(&StationReply::Event(ChannelEvent::Progress {
+            bytes: written.data_bytes,
+        }))
+        .await;
+    close_written(st, held, written, "", send, started).await
+}
+
+/// Follow a writing channel until its front-end reports it finished:
+/// progress to the catalog and the client, tape switches on its `drives`
+/// as state transitions.
+pub(crate) async fn await_written(
+    st: &Arc<Station>,
+    channel_id: i64,
+    drives: &[DriveRow],
+    rx: &mut mpsc::UnboundedReceiver<ChannelNote>,
+    send: &mut FramedSend,
+) -> Result<Written> {
+    loop {
         let note = rx
             .recv()
             .await
@@ -277,7 +380,13 @@ async fn drive_channel(
                 data_bytes,
                 tracks,
                 segments,
-            } => break (data_bytes, tracks, segments),
+            } => {
+                return Ok(Written {
+                    data_bytes,
+                    tracks,
+                    segments,
+                })
+            }
             ChannelNote::Failed { reason } => bail!("{reason}"),
             ChannelNote::TapeSwitched { drive_id, full, next } => {
                 let Some(drive) = drives.iter().find(|d| d.id == drive_id) else {
@@ -286,7 +395,35 @@ async fn drive_channel(
                 tape_switched(st, channel_id, drive, drives[0].id == drive_id, &full, &next, send).await?;
             }
         }
-    };
+    }
+}
+
+/// What a writing channel's front-end reports at its end.
+pub(crate) struct Written {
+    pub data_bytes: u64,
+    pub tracks: u64,
+    pub segments: u32,
+}
+
+/// A writing channel's front-end finished: check that the catalog holds
+/// every segment, complete the ABS, leave the drives (the last writer of a
+/// tape finishes it: directory, trailer, catalog, labels) and close the
+/// channel with `what` and the figures as its reason.
+pub(crate) async fn close_written(
+    st: &Arc<Station>,
+    held: &mut Held,
+    w: Written,
+    what: &str,
+    send: &mut FramedSend,
+    started: Instant,
+) -> Result<ChannelEvent> {
+    let channel_id = held.channel_id.ok_or_else(|| anyhow!("no channel"))?;
+    let abs_id = held.abs_id.ok_or_else(|| anyhow!("no ABS"))?;
+    let Written {
+        data_bytes,
+        tracks,
+        segments,
+    } = w;
     let placed = st.catalog.segments_of(abs_id).await?;
     if placed.len() != segments as usize {
         bail!(
@@ -298,32 +435,26 @@ async fn drive_channel(
         .complete_abs(abs_id, data_bytes as i64, tracks as i64, segments)
         .await?;
     st.catalog.set_channel_bytes(channel_id, data_bytes as i64).await?;
-    let _ = send
-        .send(&StationReply::Event(ChannelEvent::Progress { bytes: data_bytes }))
-        .await;
-    // The last writer of the tape finishes it (directory, trailer, catalog,
-    // labels) before its channel closes.
     release(st, held).await;
-    transition(
-        st,
-        channel_id,
-        ChannelState::Closed,
-        &format!("{segments} segments, {tracks} tracks, {data_bytes} bytes on tape {}", {
-            let mut labels: Vec<&str> = placed.iter().map(|s| s.tape_label.as_str()).collect();
-            labels.dedup();
-            labels.sort_unstable();
-            labels.dedup();
-            labels.join(", ")
-        }),
-        send,
-    )
-    .await?;
     let mut tapes: Vec<String> = Vec::new();
     for s in &placed {
         if !tapes.contains(&s.tape_label) {
             tapes.push(s.tape_label.clone());
         }
     }
+    let mut labels = tapes.clone();
+    labels.sort_unstable();
+    transition(
+        st,
+        channel_id,
+        ChannelState::Closed,
+        &format!(
+            "{what}{segments} segments, {tracks} tracks, {data_bytes} bytes on tape {}",
+            labels.join(", ")
+        ),
+        send,
+    )
+    .await?;
     Ok(ChannelEvent::Finished {
         bytes: data_bytes,
         tracks,
@@ -331,6 +462,131 @@ async fn drive_channel(
         tapes,
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// Where a backup's tracks come from.
+struct Source<'a> {
+    primary: &'a str,
+    map: AbsMap,
+    /// The base's change-map epochs (empty: a full backup).
+    since: Vec<VolumeEpoch>,
+    base_abs_id: u64,
+    level: BackupLevel,
+}
+
+/// The base of a differential backup and the epochs it captured; checks
+/// that the object's layout is the base's.
+async fn differential_base(
+    st: &Arc<Station>,
+    primary: &str,
+    object_name: &str,
+    map: &AbsMap,
+    level: BackupLevel,
+) -> Result<(Option<u64>, Vec<VolumeEpoch>)> {
+    let lvl = match level {
+        BackupLevel::Full => return Ok((None, Vec::new())),
+        BackupLevel::Cumulative => Level::Cumulative,
+        BackupLevel::Incremental => Level::Incremental,
+    };
+    let members = chain_members(st, primary, object_name).await?;
+    let base = crate::plan::base_for(object_name, &members, lvl)?
+        .ok_or_else(|| anyhow!("no base for a {} backup", level.as_str()))?;
+    let b = st
+        .catalog
+        .load_abs(base)
+        .await?
+        .ok_or_else(|| anyhow!("base ABS {base} vanished from the catalog"))?;
+    if b.map != *map {
+        bail!("the layout of {object_name} changed since ABS {base} (its extents differ): take a full backup");
+    }
+    let epochs = st.catalog.abs_epochs(base).await?;
+    if epochs.len() != map.volumes.len() {
+        bail!(
+            "ABS {base} recorded no change-map epochs for its volumes (taken before change tracking): take a full backup"
+        );
+    }
+    let since = epochs
+        .iter()
+        .map(|e| {
+            let v = map
+                .volumes
+                .get(usize::from(e.volume_index))
+                .ok_or_else(|| anyhow!("ABS {base} has an epoch for volume index {}", e.volume_index))?;
+            Ok(VolumeEpoch {
+                volume: v.name.clone(),
+                map_id: e.map_id,
+                epoch: e.epoch,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok((Some(base as u64), since))
+}
+
+/// The complete ABSs of an object on a primary node, as chain members.
+pub(crate) async fn chain_members(st: &Arc<Station>, primary: &str, object_name: &str) -> Result<Vec<ChainMember>> {
+    // An object never backed up has no members (a chain error says so).
+    let Some((_, rows)) = st.catalog.chain_members(primary, object_name).await? else {
+        return Ok(Vec::new());
+    };
+    rows.into_iter()
+        .map(|r| {
+            Ok(ChainMember {
+                id: r.id,
+                level: Level::parse(&r.level).ok_or_else(|| anyhow!("ABS {} has level {:?}", r.id, r.level))?,
+                base: r.base_abs_id,
+                point_in_time: r.point_in_time,
+            })
+        })
+        .collect()
+}
+
+/// Have the primary node take the backup's snapshot; record the epochs it
+/// captured (the point in time). Returns the tracks to send and notes.
+async fn take_snapshot(
+    st: &Arc<Station>,
+    channel_id: i64,
+    abs_id: i64,
+    primary: &str,
+    map: &AbsMap,
+    since: Vec<VolumeEpoch>,
+) -> Result<(TrackSet, Vec<String>)> {
+    let cmd_is_differential = !since.is_empty();
+    let cmd = Command::TakeSnapshot {
+        channel_id: channel_id as u64,
+        map: map.clone(),
+        since,
+    };
+    let reply = st
+        .command_ok(primary, &cmd)
+        .await
+        .context("taking the snapshot on the primary node")?;
+    let CommandReply::Snapshot { epochs, tracks, notes } = reply else {
+        bail!("primary node {primary} answered the snapshot with {reply:?}");
+    };
+    let all = map.track_set();
+    if let Some(t) = tracks.iter().find(|t| !all.contains(*t)) {
+        bail!("primary node {primary} offers track {t:?}, which is not in the object's map");
+    }
+    let captured = epochs
+        .iter()
+        .map(|e| {
+            let i = map
+                .volumes
+                .iter()
+                .position(|v| v.name == e.volume)
+                .ok_or_else(|| anyhow!("the snapshot names volume {:?}, not in the map", e.volume))?;
+            Ok(CapturedEpoch {
+                volume_index: i as u16,
+                map_id: e.map_id,
+                epoch: e.epoch,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let differential = cmd_is_differential;
+    st.catalog
+        .record_snapshot(abs_id, &captured, differential.then_some(&tracks))
+        .await?;
+    Ok((tracks, notes))
 }
 
 /// The tape in one of the channel's drives was full and the media set

@@ -48,7 +48,17 @@ async fn reserve_tape(st: &Arc<Station>, scratch_only: bool) -> Result<TapeRow> 
 /// Reserve a tape of the pool for writing (a filling one, else a scratch
 /// one, else a new image in the library), and have the back-end mount it.
 pub(crate) async fn mount_for_write(st: &Arc<Station>, be: &str, drive: &DriveRow) -> Result<TapeRow> {
-    let tape = reserve_tape(st, false).await?;
+    mount_tape_for_write(st, be, drive, false).await
+}
+
+/// [`mount_for_write`] of a scratch (or new) tape only: a merge reads the
+/// filling tapes on another drive meanwhile.
+pub(crate) async fn mount_scratch_for_write(st: &Arc<Station>, be: &str, drive: &DriveRow) -> Result<TapeRow> {
+    mount_tape_for_write(st, be, drive, true).await
+}
+
+async fn mount_tape_for_write(st: &Arc<Station>, be: &str, drive: &DriveRow, scratch_only: bool) -> Result<TapeRow> {
+    let tape = reserve_tape(st, scratch_only).await?;
     tokio::time::sleep(st.cfg.mount_delay).await;
     let new = if tape.state == TAPE_SCRATCH {
         st.catalog.set_tape_media_set(tape.id, tape.id, 1).await?;

@@ -6,6 +6,7 @@ mod backup;
 mod library;
 mod library_admin;
 mod listing;
+mod merge;
 mod registry;
 mod restore;
 
@@ -289,7 +290,9 @@ fn authorize(peer: &Peer, req: &StationRequest) -> Result<()> {
         R::ChannelProgress { .. } | R::ChannelFinished { .. } | R::ChannelFailed { .. } => {
             (&[Role::Mover, Role::PrimaryNode], "report channel progress")
         }
-        R::Backup { .. } | R::Restore { .. } => (&[Role::Client, Role::Operator], "start backups and restores"),
+        R::Backup { .. } | R::Restore { .. } | R::RestoreAt { .. } | R::Merge { .. } => {
+            (&[Role::Client, Role::Operator], "start backups and restores")
+        }
         R::LibraryLabel { .. } | R::LibraryExport { .. } | R::LibraryImport { .. } => {
             (&[Role::Operator], "manage the tape library")
         }
@@ -318,12 +321,36 @@ async fn dispatch(st: Arc<Station>, conn: quinn::Connection, peer: Peer, req: St
             primary,
             object,
             drives,
+            level,
         } => {
-            backup::run(st, &peer, object_name, primary, object, drives, send).await;
+            backup::run(st, &peer, object_name, primary, object, drives, level, send).await;
             return;
         }
         R::Restore { abs_id, target, drives } => {
-            restore::run(st, &peer, abs_id, target, drives, send).await;
+            restore::run(st, &peer, restore::Wanted::Abs(abs_id), target, drives, send).await;
+            return;
+        }
+        R::RestoreAt {
+            primary,
+            object_name,
+            at_unix_ms,
+            target,
+            drives,
+        } => {
+            let wanted = restore::Wanted::At {
+                primary,
+                object_name,
+                at_unix_ms,
+            };
+            restore::run(st, &peer, wanted, target, drives, send).await;
+            return;
+        }
+        R::Merge {
+            primary,
+            object_name,
+            abs_id,
+        } => {
+            merge::run(st, &peer, primary, object_name, abs_id, send).await;
             return;
         }
         other => match handle(&st, conn, &peer, other).await {
@@ -429,6 +456,8 @@ async fn handle(st: &Arc<Station>, conn: quinn::Connection, peer: &Peer, req: St
         R::ListSegments { abs_id } => StationReply::Segments(listing::segments(st, abs_id).await?),
         R::Channels { channel_id: None } => StationReply::Channels(listing::channels(st).await?),
         R::Channels { channel_id: Some(id) } => listing::history(st, id).await?,
-        R::Backup { .. } | R::Restore { .. } => bail!("internal: backup and restore are streamed"),
+        R::Backup { .. } | R::Restore { .. } | R::RestoreAt { .. } | R::Merge { .. } => {
+            bail!("internal: backups, restores and merges are streamed")
+        }
     })
 }

@@ -263,7 +263,7 @@ pub(crate) async fn assign_drives(st: &Arc<Station>, patience: Duration, n: usiz
             return Ok((pair, drives));
         }
         if !ordered.is_empty() && most < n {
-            bail!("{n} drives requested for one backup; no connected back-end has more than {most}");
+            bail!("{n} drives requested on one back-end; no connected back-end has more than {most}");
         }
         if tokio::time::Instant::now() >= deadline {
             bail!("no back-end had {n} free drives within {patience:?}");
@@ -308,6 +308,11 @@ pub(crate) async fn mount_failed(st: &Arc<Station>, drive: &DriveRow) {
     if let Some(DriveUse::Writing { closing, .. }) = st.drive_use.lock().await.get_mut(&drive.id) {
         *closing = true;
     }
+}
+
+/// One of the drives [`assign_drives`] handed out reads instead (a merge).
+pub(crate) async fn use_for_reading(st: &Arc<Station>, drive: &DriveRow) {
+    st.drive_use.lock().await.insert(drive.id, DriveUse::Reading);
 }
 
 /// A joiner waits for the tape the first writer mounts.

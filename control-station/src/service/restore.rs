@@ -23,28 +23,146 @@ use tokio::sync::mpsc;
 use transport::FramedSend;
 use transport::Peer;
 
-use super::backup::{transition, EventSink};
+use super::backup::{chain_members, transition, EventSink};
 use super::{library, registry, ChannelNote, Station};
-use crate::catalog::{SegmentRow, ABS_COMPLETE, STATION_ACTOR};
+use crate::catalog::{DriveRow, PairRow, SegmentRow, ABS_COMPLETE, STATION_ACTOR};
 use crate::channel::{ChannelKind, ChannelState};
-use crate::plan::{PlannedSegment, RestorePlan, TapeJob};
+use crate::plan::{chain_at, chain_of, PlannedSegment, RestorePlan, TapeJob};
+
+/// What to restore.
+pub(crate) enum Wanted {
+    /// The object as it was when this ABS was taken (its chain).
+    Abs(u64),
+    /// The object as it was at a time (None: its latest backup).
+    At {
+        primary: String,
+        object_name: String,
+        at_unix_ms: Option<i64>,
+    },
+}
 
 pub(crate) async fn run(
     st: Arc<Station>,
     client: &Peer,
-    abs_id: u64,
+    wanted: Wanted,
     target: RestoreTarget,
     drives: u32,
     send: &mut FramedSend,
 ) {
     let started = Instant::now();
-    let event = match restore(&st, client, abs_id, target, drives, send, started).await {
+    let event = match restore_chain(&st, client, wanted, target, drives, send, started).await {
         Ok(ev) => ev,
         Err(e) => ChannelEvent::Failed {
             reason: format!("{e:#}"),
         },
     };
     let _ = send.send(&StationReply::Event(event)).await;
+}
+
+/// The catalog's segments as the planner sees them.
+pub(crate) fn planned(segments: &[SegmentRow]) -> Vec<PlannedSegment> {
+    segments
+        .iter()
+        .map(|s| PlannedSegment {
+            seq: s.seq,
+            tape_id: s.tape_id,
+            tape_label: s.tape_label.clone(),
+            tape_file: s.tape_file,
+            bytes: s.bytes as u64,
+        })
+        .collect()
+}
+
+/// An ABS that is complete, or why it cannot be restored.
+async fn complete_abs(st: &Arc<Station>, id: i64) -> Result<crate::catalog::AbsRow> {
+    let abs = st
+        .catalog
+        .load_abs(id)
+        .await?
+        .ok_or_else(|| anyhow!("no ABS {id} in the catalog"))?;
+    if abs.state != ABS_COMPLETE {
+        bail!(
+            "ABS {id} is {} ({}), not complete",
+            abs.state,
+            abs.reason.clone().unwrap_or_default()
+        );
+    }
+    Ok(abs)
+}
+
+/// Restore a chain: its full first, then each differential in order, all
+/// to the same destination.
+#[allow(clippy::too_many_arguments)]
+async fn restore_chain(
+    st: &Arc<Station>,
+    client: &Peer,
+    wanted: Wanted,
+    target: RestoreTarget,
+    drives: u32,
+    send: &mut FramedSend,
+    started: Instant,
+) -> Result<ChannelEvent> {
+    let chain = match wanted {
+        Wanted::Abs(abs_id) => {
+            let id = i64::try_from(abs_id)?;
+            let abs = complete_abs(st, id).await?;
+            if abs.base_abs_id.is_none() {
+                vec![id]
+            } else {
+                let members = chain_members(st, &abs.primary_node, &abs.object_name).await?;
+                chain_of(&members, id)?
+            }
+        }
+        Wanted::At {
+            primary,
+            object_name,
+            at_unix_ms,
+        } => {
+            // A time in milliseconds covers its whole millisecond: the time
+            // `smapp list` prints for a backup selects that backup.
+            let at = match at_unix_ms {
+                Some(ms) => Some(
+                    chrono::DateTime::from_timestamp_millis(ms)
+                        .and_then(|t| t.checked_add_signed(chrono::TimeDelta::microseconds(999)))
+                        .ok_or_else(|| anyhow!("time {ms} ms is out of range"))?,
+                ),
+                None => None,
+            };
+            let members = chain_members(st, &primary, &object_name).await?;
+            chain_at(&object_name, &members, at)?
+        }
+    };
+    if chain.len() > 1 {
+        let ids: Vec<String> = chain.iter().map(|i| format!("ABS {i}")).collect();
+        let _ = send
+            .send(&StationReply::Event(ChannelEvent::State {
+                state: "chain".into(),
+                reason: format!("restoring {} in order", ids.join(", ")),
+            }))
+            .await;
+    }
+    let mut totals = LaneTotals::default();
+    for id in chain {
+        let ev = restore(st, client, id as u64, target.clone(), drives, send, started).await?;
+        if let ChannelEvent::Finished {
+            bytes,
+            tracks,
+            segments,
+            tapes,
+            ..
+        } = ev
+        {
+            totals.bytes += bytes;
+            totals.tracks += tracks;
+            totals.segments += segments;
+            for t in tapes {
+                if !totals.tapes.contains(&t) {
+                    totals.tapes.push(t);
+                }
+            }
+        }
+    }
+    Ok(totals.finished(started))
 }
 
 /// The events of one drive's channel, tagged with its lane.
@@ -61,15 +179,27 @@ impl EventSink for LaneSink {
 
 /// What one drive's channel restored.
 #[derive(Debug, Default)]
-struct LaneTotals {
-    bytes: u64,
-    tracks: u64,
-    segments: u32,
-    tapes: Vec<String>,
+pub(crate) struct LaneTotals {
+    pub bytes: u64,
+    pub tracks: u64,
+    pub segments: u32,
+    pub tapes: Vec<String>,
+}
+
+impl LaneTotals {
+    fn finished(self, started: Instant) -> ChannelEvent {
+        ChannelEvent::Finished {
+            bytes: self.bytes,
+            tracks: self.tracks,
+            segments: self.segments,
+            tapes: self.tapes,
+            seconds: started.elapsed().as_secs_f64(),
+        }
+    }
 }
 
 /// What every lane of a restore shares.
-struct RestoreJob<'a> {
+pub(crate) struct RestoreJob<'a> {
     abs_id: u64,
     map: &'a proto::abs::AbsMap,
     remap: &'a RemapTable,
@@ -89,19 +219,13 @@ async fn restore(
     started: Instant,
 ) -> Result<ChannelEvent> {
     let id = i64::try_from(abs_id)?;
-    let abs = st
-        .catalog
-        .load_abs(id)
-        .await?
-        .ok_or_else(|| anyhow!("no ABS {abs_id} in the catalog"))?;
-    if abs.state != ABS_COMPLETE {
-        bail!(
-            "ABS {abs_id} is {} ({}), not complete",
-            abs.state,
-            abs.reason.clone().unwrap_or_default()
-        );
-    }
+    let abs = complete_abs(st, id).await?;
     let map = abs.map.clone();
+    // A full writes the whole object; a differential the blocks of its tracks.
+    let expected_bytes = match st.catalog.changed_tracks(id).await? {
+        Some(set) => map.logical_bytes(&set),
+        None => map.object_size,
+    };
     // The remap table (FIG. 15/16) and the node that writes.
     let (dest_node, remap) = match &target {
         RestoreTarget::Original => (abs.primary_node.clone(), RemapTable::original(&map)),
@@ -117,6 +241,16 @@ async fn restore(
     };
     registry::primary(st, &dest_node).await?;
     let segments = st.catalog.segments_of(id).await?;
+    if segments.is_empty() && abs.segment_count == 0 {
+        // A differential with no change: nothing to write.
+        return Ok(ChannelEvent::Finished {
+            bytes: 0,
+            tracks: 0,
+            segments: 0,
+            tapes: Vec::new(),
+            seconds: started.elapsed().as_secs_f64(),
+        });
+    }
     if segments.len() != abs.segment_count as usize {
         bail!(
             "the catalog lists {} segments of ABS {abs_id}, it should have {}",
@@ -124,16 +258,7 @@ async fn restore(
             abs.segment_count
         );
     }
-    let planned: Vec<PlannedSegment> = segments
-        .iter()
-        .map(|s| PlannedSegment {
-            seq: s.seq,
-            tape_id: s.tape_id,
-            tape_label: s.tape_label.clone(),
-            tape_file: s.tape_file,
-            bytes: s.bytes as u64,
-        })
-        .collect();
+    let planned = planned(&segments);
     // As many drives as asked for (0: all), free now, and tapes to read.
     let free = registry::free_drives(st).await?.max(1);
     let wanted = if drives == 0 { free } else { (drives as usize).min(free) };
@@ -160,7 +285,7 @@ async fn restore(
             object_size: map.object_size,
             tracks: abs.track_count as u64,
             // Restore progress counts object bytes written at the destination.
-            track_bytes: map.object_size,
+            track_bytes: expected_bytes,
         }))
         .await;
     if lanes.len() > 1 {
@@ -269,16 +394,13 @@ async fn restore(
     if let Some(e) = failure {
         return Err(e);
     }
-    if totals.bytes != map.object_size {
-        bail!("{} bytes written, the object has {}", totals.bytes, map.object_size);
+    if totals.bytes != expected_bytes {
+        bail!(
+            "{} bytes of ABS {abs_id} written, it holds {expected_bytes}",
+            totals.bytes
+        );
     }
-    Ok(ChannelEvent::Finished {
-        bytes: totals.bytes,
-        tracks: totals.tracks,
-        segments: totals.segments,
-        tapes: totals.tapes,
-        seconds: started.elapsed().as_secs_f64(),
-    })
+    Ok(totals.finished(started))
 }
 
 /// One drive's channel: read its tapes in turn; Closed or Error.
@@ -327,7 +449,7 @@ async fn read_tapes<E: EventSink>(
     channel_id: i64,
     job: &RestoreJob<'_>,
     jobs: Vec<TapeJob>,
-    mut rx: mpsc::UnboundedReceiver<ChannelNote>,
+    rx: mpsc::UnboundedReceiver<ChannelNote>,
     send: &mut E,
 ) -> Result<(LaneTotals, u64)> {
     let registry::Assignment { pair, drive, .. } =
@@ -346,124 +468,170 @@ async fn read_tapes<E: EventSink>(
             send,
         )
         .await?;
-        let mut totals = LaneTotals::default();
-        let mut records = 0u64;
-        for (i, tj) in jobs.into_iter().enumerate() {
-            let tape = st
-                .catalog
-                .tape(tj.tape_id)
-                .await?
-                .ok_or_else(|| anyhow!("tape {} vanished from the catalog", tj.tape_label))?;
-            if i > 0 {
-                transition(st, channel_id, ChannelState::EndOfTape, "next tape of the ABS", send).await?;
-            }
-            library::mount_for_read(st, &pair.be_name, &drive, &tape).await?;
-            st.catalog
-                .assign_channel(channel_id, pair.fe_id, pair.be_id, drive.id, Some(tape.id))
-                .await?;
-            let files: Vec<&SegmentRow> = tj
-                .files
-                .iter()
-                .map(|p| {
-                    job.segments
-                        .get(&p.seq)
-                        .ok_or_else(|| anyhow!("segment {} missing from the catalog list", p.seq))
-                })
-                .collect::<Result<_>>()?;
-            let before = totals.bytes;
-            let step = async {
-                transition(
-                    st,
-                    channel_id,
-                    ChannelState::BeginningOfTape,
-                    &format!("tape {} mounted in drive {}", tape.label, drive.name),
-                    send,
-                )
-                .await?;
-                let refs: Vec<SegmentRef> = files
-                    .iter()
-                    .map(|s| SegmentRef {
-                        tape_label: tape.label.clone(),
-                        tape_file: s.tape_file,
-                        seq: s.seq,
-                        crc32c: s.crc32c,
-                    })
-                    .collect();
-                let group_tracks: u64 = files.iter().map(|s| s.track_count as u64).sum();
-                let open = RestoreChannel {
-                    channel_id: channel_id as u64,
-                    abs_id: job.abs_id,
-                    back_end: PeerAddr {
-                        name: pair.be_name.clone(),
-                        address: pair.be_address.clone(),
-                    },
-                    drive: drive.name.clone(),
-                    files: refs,
-                };
-                st.command_ok(&pair.fe_name, &Command::OpenRestore(open))
-                    .await
-                    .context("opening the front-end")?;
-                transition(
-                    st,
-                    channel_id,
-                    ChannelState::Reading,
-                    &format!("reading {} files of tape {}", files.len(), tape.label),
-                    send,
-                )
-                .await?;
-                let order = RestoreOrder {
-                    channel_id: channel_id as u64,
-                    abs_id: job.abs_id,
-                    front_end: PeerAddr {
-                        name: pair.fe_name.clone(),
-                        address: pair.fe_address.clone(),
-                    },
-                    map: job.map.clone(),
-                    remap: job.remap.clone(),
-                    target: job.target.clone(),
-                    tracks: group_tracks,
-                };
-                st.command_ok(job.dest_node, &Command::ReceiveRestore(order))
-                    .await
-                    .context("ordering the restore")?;
-                loop {
-                    match rx
-                        .recv()
-                        .await
-                        .ok_or_else(|| anyhow!("the channel's note queue closed"))?
-                    {
-                        ChannelNote::Progress { bytes: b } => {
-                            send.emit(ChannelEvent::Progress { bytes: before + b }).await;
-                        }
-                        ChannelNote::Finished {
-                            data_bytes,
-                            tracks: t,
-                            segments: s,
-                        } => {
-                            totals.bytes += data_bytes;
-                            totals.tracks += t;
-                            totals.segments += s;
-                            let _ = st.catalog.set_channel_bytes(channel_id, totals.bytes as i64).await;
-                            send.emit(ChannelEvent::Progress { bytes: totals.bytes }).await;
-                            break;
-                        }
-                        ChannelNote::Failed { reason } => bail!("{reason}"),
-                        ChannelNote::TapeSwitched { .. } => {}
-                    }
-                }
-                Ok::<_, anyhow::Error>(())
-            }
-            .await;
-            let read = library::dismount(st, &pair.be_name, &drive, &tape, false).await?;
-            step?;
-            tracing::info!(channel_id, tape = %tape.label, records = read, files = files.len(), "tape read");
-            records += read;
-            totals.tapes.push(tape.label.clone());
-        }
-        Ok((totals, records))
+        let reader = TapeReading {
+            channel_id,
+            abs_id: job.abs_id,
+            segments: job.segments,
+            pair: &pair,
+            drive: &drive,
+        };
+        read_tapes_on(st, &reader, ReadInto::Primary(job), jobs, rx, send).await
     }
     .await;
     registry::release(st, Some(&pair), &drive).await;
     st.depends_on(channel_id as u64, &[]).await;
     result
+}
+
+/// One channel reading an ABS's tapes on one drive of a pair.
+pub(crate) struct TapeReading<'a> {
+    pub channel_id: i64,
+    pub abs_id: u64,
+    pub segments: &'a HashMap<u32, SegmentRow>,
+    pub pair: &'a PairRow,
+    pub drive: &'a DriveRow,
+}
+
+/// Where the tracks read go.
+pub(crate) enum ReadInto<'a> {
+    /// Through the front-end to the destination primary node.
+    Primary(&'a RestoreJob<'a>),
+    /// Into the front-end's merge channel (a synthetic full).
+    Merge { merge_channel_id: u64 },
+}
+
+/// Read each tape of `jobs` on the reader's drive: mount it once, read only
+/// the ABS's files on it in position order, dismount.
+pub(crate) async fn read_tapes_on<E: EventSink>(
+    st: &Arc<Station>,
+    r: &TapeReading<'_>,
+    into: ReadInto<'_>,
+    jobs: Vec<TapeJob>,
+    mut rx: mpsc::UnboundedReceiver<ChannelNote>,
+    send: &mut E,
+) -> Result<(LaneTotals, u64)> {
+    let (channel_id, pair, drive) = (r.channel_id, r.pair, r.drive);
+    let mut totals = LaneTotals::default();
+    let mut records = 0u64;
+    for (i, tj) in jobs.into_iter().enumerate() {
+        let tape = st
+            .catalog
+            .tape(tj.tape_id)
+            .await?
+            .ok_or_else(|| anyhow!("tape {} vanished from the catalog", tj.tape_label))?;
+        if i > 0 {
+            transition(st, channel_id, ChannelState::EndOfTape, "next tape of the ABS", send).await?;
+        }
+        library::mount_for_read(st, &pair.be_name, drive, &tape).await?;
+        st.catalog
+            .assign_channel(channel_id, pair.fe_id, pair.be_id, drive.id, Some(tape.id))
+            .await?;
+        let files: Vec<&SegmentRow> = tj
+            .files
+            .iter()
+            .map(|p| {
+                r.segments
+                    .get(&p.seq)
+                    .ok_or_else(|| anyhow!("segment {} missing from the catalog list", p.seq))
+            })
+            .collect::<Result<_>>()?;
+        let before = totals.bytes;
+        let step = async {
+            transition(
+                st,
+                channel_id,
+                ChannelState::BeginningOfTape,
+                &format!("tape {} mounted in drive {}", tape.label, drive.name),
+                send,
+            )
+            .await?;
+            let refs: Vec<SegmentRef> = files
+                .iter()
+                .map(|s| SegmentRef {
+                    tape_label: tape.label.clone(),
+                    tape_file: s.tape_file,
+                    seq: s.seq,
+                    crc32c: s.crc32c,
+                })
+                .collect();
+            let group_tracks: u64 = files.iter().map(|s| s.track_count as u64).sum();
+            let open = RestoreChannel {
+                channel_id: channel_id as u64,
+                abs_id: r.abs_id,
+                back_end: PeerAddr {
+                    name: pair.be_name.clone(),
+                    address: pair.be_address.clone(),
+                },
+                drive: drive.name.clone(),
+                files: refs,
+            };
+            let reading = format!("reading {} files of tape {}", files.len(), tape.label);
+            match &into {
+                ReadInto::Primary(job) => {
+                    st.command_ok(&pair.fe_name, &Command::OpenRestore(open))
+                        .await
+                        .context("opening the front-end")?;
+                    transition(st, channel_id, ChannelState::Reading, &reading, send).await?;
+                    let order = RestoreOrder {
+                        channel_id: channel_id as u64,
+                        abs_id: r.abs_id,
+                        front_end: PeerAddr {
+                            name: pair.fe_name.clone(),
+                            address: pair.fe_address.clone(),
+                        },
+                        map: job.map.clone(),
+                        remap: job.remap.clone(),
+                        target: job.target.clone(),
+                        tracks: group_tracks,
+                    };
+                    st.command_ok(job.dest_node, &Command::ReceiveRestore(order))
+                        .await
+                        .context("ordering the restore")?;
+                }
+                ReadInto::Merge { merge_channel_id } => {
+                    transition(st, channel_id, ChannelState::Reading, &reading, send).await?;
+                    let cmd = Command::MergeRead {
+                        merge_channel_id: *merge_channel_id,
+                        read: open,
+                    };
+                    st.command_ok(&pair.fe_name, &cmd)
+                        .await
+                        .context("reading into the merge")?;
+                }
+            }
+            loop {
+                match rx
+                    .recv()
+                    .await
+                    .ok_or_else(|| anyhow!("the channel's note queue closed"))?
+                {
+                    ChannelNote::Progress { bytes: b } => {
+                        send.emit(ChannelEvent::Progress { bytes: before + b }).await;
+                    }
+                    ChannelNote::Finished {
+                        data_bytes,
+                        tracks: t,
+                        segments: s,
+                    } => {
+                        totals.bytes += data_bytes;
+                        totals.tracks += t;
+                        totals.segments += s;
+                        let _ = st.catalog.set_channel_bytes(channel_id, totals.bytes as i64).await;
+                        send.emit(ChannelEvent::Progress { bytes: totals.bytes }).await;
+                        break;
+                    }
+                    ChannelNote::Failed { reason } => bail!("{reason}"),
+                    ChannelNote::TapeSwitched { .. } => {}
+                }
+            }
+            Ok::<_, anyhow::Error>(())
+        }
+        .await;
+        let read = library::dismount(st, &pair.be_name, drive, &tape, false).await?;
+        step?;
+        tracing::info!(channel_id, tape = %tape.label, records = read, files = files.len(), "tape read");
+        records += read;
+        totals.tapes.push(tape.label.clone());
+    }
+    Ok((totals, records))
 }

@@ -6,15 +6,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
-use proto::tape::metadata::{AbsKind, AbsMetadata};
 use proto::wire::{
     BackEndReply, BackEndRequest, BackupChannel, SegmentChunk, StationRequest, TrackAck, TrackFrame, MAX_CONTROL_FRAME,
 };
 use tokio::sync::mpsc;
 use transport::{FramedRecv, FramedSend};
 
-use super::accumulator::{Accumulator, SealedSegment};
-use super::index::TrackIndex;
+use super::abs_writer::{AbsWriter, Appended};
+use super::accumulator::SealedSegment;
 use crate::mover::Mover;
 
 /// Sync and acknowledge at least this often.
@@ -22,14 +21,6 @@ const ACK_EVERY_TRACKS: u64 = 128;
 const ACK_EVERY: Duration = Duration::from_millis(500);
 /// Chunk size of a segment on its way to the back-end.
 const CHUNK: usize = 1 << 20;
-
-/// Totals of a finished backup channel.
-#[derive(Debug, Default, Clone, Copy)]
-struct Totals {
-    tracks: u64,
-    data_bytes: u64,
-    segments: u32,
-}
 
 /// Serve one backup track stream; any error is reported to the primary node
 /// and the station.
@@ -53,25 +44,7 @@ pub async fn serve(mover: Arc<Mover>, channel: BackupChannel, mut send: FramedSe
 }
 
 async fn run(mover: &Arc<Mover>, ch: &BackupChannel, send: &mut FramedSend, mut recv: FramedRecv) -> Result<()> {
-    ch.map.validate().context("the channel's ABS map is invalid")?;
-    let track_set = ch.map.track_set();
-    let mut index = TrackIndex::new(&track_set);
-    let mut acc = Accumulator::create(
-        &mover.cfg.spool,
-        ch.abs_id,
-        ch.channel_id,
-        ch.created_unix,
-        mover.cfg.segment_size,
-    )?;
-
-    // Segments go to the back-end in order through a bounded queue: when the
-    // spool holds `spool_segments` sealed segments, accumulation waits (and so
-    // does the primary node), it does not fail.
-    let (seg_tx, seg_rx) = mpsc::channel::<SealedSegment>(mover.cfg.spool_segments.max(1));
-    let uploader = tokio::spawn(upload_segments(mover.clone(), ch.clone(), seg_rx));
-
-    let mut received = 0u64;
-    let mut data_bytes = 0u64;
+    let mut abs = AbsWriter::open(mover, ch)?;
     let mut unacked = 0u64;
     let mut last_ack = Instant::now();
     loop {
@@ -81,112 +54,41 @@ async fn run(mover: &Arc<Mover>, ch: &BackupChannel, send: &mut FramedSend, mut 
             .context("reading the track stream")?
             .ok_or_else(|| anyhow!("the primary node closed the track stream before its end"))?;
         match frame {
-            TrackFrame::Track { addr, data } => {
-                let (_, len) = ch.map.track_extent(addr).map_err(|e| anyhow!("track {addr:?}: {e}"))?;
-                if data.len() as u64 != len {
-                    bail!("track {addr:?} has {} bytes, the map says {len}", data.len());
-                }
-                let fresh = index.mark(addr).map_err(|e| anyhow!(e))?;
-                if !fresh {
-                    // Redelivery is harmless: the track is already accumulated.
-                    continue;
-                }
-                let sealed = tokio::task::block_in_place(|| acc.append(addr, &data))?;
-                received += 1;
-                unacked += 1;
-                data_bytes += data.len() as u64;
-                metrics::counter!("dmc_fe_tracks_received_total").increment(1);
-                if let Some(s) = sealed {
+            TrackFrame::Track { addr, data } => match abs.append(addr, &data)? {
+                // Redelivery is harmless: the track is already accumulated.
+                Appended::Duplicate => {}
+                Appended::Sealed(s) => {
                     // Sealing synced everything: acknowledge before waiting on the queue.
-                    send.send(&TrackAck::Durable { tracks: received }).await?;
+                    send.send(&TrackAck::Durable { tracks: abs.received() }).await?;
                     unacked = 0;
                     last_ack = Instant::now();
-                    seg_tx
-                        .send(s)
-                        .await
-                        .map_err(|_| anyhow!("the segment uploader stopped"))?;
-                    if uploader.is_finished() {
-                        break;
-                    }
-                } else if unacked >= ACK_EVERY_TRACKS || last_ack.elapsed() >= ACK_EVERY {
-                    tokio::task::block_in_place(|| acc.sync())?;
-                    send.send(&TrackAck::Durable { tracks: received }).await?;
-                    unacked = 0;
-                    last_ack = Instant::now();
+                    abs.queue(s).await?;
                 }
-            }
+                Appended::Added => {
+                    unacked += 1;
+                    if unacked >= ACK_EVERY_TRACKS || last_ack.elapsed() >= ACK_EVERY {
+                        abs.sync()?;
+                        send.send(&TrackAck::Durable { tracks: abs.received() }).await?;
+                        unacked = 0;
+                        last_ack = Instant::now();
+                    }
+                }
+            },
             TrackFrame::End { tracks } => {
-                if tracks != received || received != index.len() {
+                let received = abs.received();
+                if tracks != received || received != abs.expected() {
                     bail!(
                         "the track stream ended after {received} tracks ({tracks} announced); the track set has {}",
-                        index.len()
+                        abs.expected()
                     );
                 }
-                if let Some(s) = tokio::task::block_in_place(|| acc.seal())? {
-                    seg_tx
-                        .send(s)
-                        .await
-                        .map_err(|_| anyhow!("the segment uploader stopped"))?;
-                }
+                abs.seal_last().await?;
                 send.send(&TrackAck::Durable { tracks: received }).await?;
                 break;
             }
         }
     }
-    drop(seg_tx);
-    // The uploader's error, if any, is the real cause of a stopped stream.
-    let (uploaded, last_drive) = uploader
-        .await
-        .context("segment uploader")?
-        .context("sending segments to the back-end")?;
-    if received != index.len() {
-        bail!("only {received} of {} tracks arrived", index.len());
-    }
-    let totals = Totals {
-        tracks: received,
-        data_bytes,
-        segments: uploaded,
-    };
-
-    // Metadata after the last segment, on the tape of the last segment.
-    let meta = AbsMetadata {
-        abs_id: ch.abs_id,
-        object_name: ch.object_name.clone(),
-        kind: AbsKind::Full,
-        base_abs_id: 0,
-        created_unix: ch.created_unix,
-        segment_count: totals.segments,
-        track_count: totals.tracks,
-        data_bytes: totals.data_bytes,
-        map: ch.map.clone(),
-    };
-    let conn = mover.back_end_connection(&ch.back_end).await?;
-    let (mut bs, mut br) = transport::open_bi(&conn, MAX_CONTROL_FRAME).await?;
-    bs.send(&BackEndRequest::WriteMetadata {
-        channel_id: ch.channel_id,
-        drive: last_drive,
-        object_name: ch.object_name.clone(),
-        abs_id: ch.abs_id,
-        metadata: meta.encode(),
-    })
-    .await?;
-    bs.finish().await?;
-    match br.recv::<BackEndReply>().await? {
-        Some(BackEndReply::Placed { .. }) => {}
-        Some(BackEndReply::Error { message }) => bail!("the back-end could not write the ABS metadata: {message}"),
-        None => bail!("the back-end closed the stream without placing the metadata"),
-    }
-    acc.remove_dir();
-    mover
-        .link
-        .request_ok(&StationRequest::ChannelFinished {
-            channel_id: ch.channel_id,
-            data_bytes: totals.data_bytes,
-            tracks: totals.tracks,
-            segments: totals.segments,
-        })
-        .await
-        .context("reporting the finished channel to the station")?;
+    abs.finish().await?;
     Ok(())
 }
 
@@ -194,7 +96,7 @@ async fn run(mover: &Arc<Mover>, ch: &BackupChannel, send: &mut FramedSend, mut 
 /// channel, each taking the next sealed segment (a channel with several
 /// drives splits its ABS across them). Returns the number of segments and
 /// the drive that wrote the last one.
-async fn upload_segments(
+pub(super) async fn upload_segments(
     mover: Arc<Mover>,
     ch: BackupChannel,
     rx: mpsc::Receiver<SealedSegment>,

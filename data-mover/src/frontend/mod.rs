@@ -1,6 +1,8 @@
 //! The front-end role: track streams in, accumulation files, segments out.
 
+pub mod abs_writer;
 pub mod accumulator;
 pub mod backup;
 pub mod index;
+pub mod merge;
 pub mod restore;

@@ -84,6 +84,15 @@ pub struct AbsMap {
     pub object_size: u64,
 }
 
+/// A byte range of the logical object: bytes `[offset, offset + length)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogicalRange {
+    /// First logical byte of the range.
+    pub offset: u64,
+    /// Length in bytes.
+    pub length: u64,
+}
+
 /// Most volumes a map or remap table may list (indices are `u16`).
 pub(super) const MAX_VOLUMES: usize = u16::MAX as usize + 1;
 
@@ -319,6 +328,88 @@ impl AbsMap {
                 count: last - first + 1,
             })
         }))
+    }
+
+    /// The object's logical bytes that lie in `tracks` (FIG. 22: physical
+    /// changes translated to logical blocks), sorted by offset,
+    /// non-overlapping and coalesced (no two ranges adjacent). Tracks outside
+    /// the map, and the bytes of a track that belong to other objects, are
+    /// ignored.
+    ///
+    /// For each extent, a binary search finds the first run of its volume
+    /// that reaches its tracks; the runs overlapping the extent are
+    /// intersected with its volume bytes and translated back to logical
+    /// offsets. Cost: O(E × log R + output) for E extents and R runs, never
+    /// per block or byte (plus a sort of the output if the extents of an
+    /// invalid map are out of logical order).
+    ///
+    /// Never panics: extents of an invalid map whose volume index has no
+    /// volume, whose track size is 0 or that are empty are skipped, the
+    /// arithmetic saturates, and ranges are clipped to `[0, object_size)`.
+    pub fn logical_ranges(&self, tracks: &TrackSet) -> Vec<LogicalRange> {
+        let runs = tracks.runs();
+        let mut out: Vec<LogicalRange> = Vec::new();
+        for e in &self.extents {
+            let Some(v) = self.volumes.get(usize::from(e.volume)) else {
+                continue;
+            };
+            let ts = u64::from(v.geometry.track_size);
+            if ts == 0 || e.length == 0 {
+                continue;
+            }
+            let start = e.volume_offset;
+            let end = start.saturating_add(e.length);
+            if end == start {
+                continue;
+            }
+            let first = start / ts;
+            let last = (end - 1) / ts;
+            // First run of this volume ending after `first` (runs are sorted
+            // by volume then track and do not overlap, so their ends are too).
+            let i = runs.partition_point(|r| (r.volume, r.first.saturating_add(r.count)) <= (e.volume, first));
+            for r in runs.get(i..).unwrap_or(&[]) {
+                if r.volume != e.volume || r.first > last {
+                    break;
+                }
+                let a = r.first.max(first).saturating_mul(ts).max(start);
+                let b = r.first.saturating_add(r.count).saturating_mul(ts).min(end);
+                if a >= b {
+                    continue;
+                }
+                let lo = e.logical_offset.saturating_add(a - start).min(self.object_size);
+                let hi = e.logical_offset.saturating_add(b - start).min(self.object_size);
+                if lo < hi {
+                    out.push(LogicalRange {
+                        offset: lo,
+                        length: hi - lo,
+                    });
+                }
+            }
+        }
+        // A valid map's extents are in logical order, so this is already sorted.
+        if !out.is_sorted_by_key(|r| r.offset) {
+            out.sort_unstable_by_key(|r| r.offset);
+        }
+        let mut merged: Vec<LogicalRange> = Vec::with_capacity(out.len());
+        for r in out {
+            match merged.last_mut() {
+                // Ends cannot overflow: every range is clipped to object_size.
+                Some(last) if r.offset <= last.offset + last.length => {
+                    let end = (last.offset + last.length).max(r.offset + r.length);
+                    last.length = end - last.offset;
+                }
+                _ => merged.push(r),
+            }
+        }
+        merged
+    }
+
+    /// Number of logical bytes in `tracks`: the sum of the lengths of
+    /// [`AbsMap::logical_ranges`] (at most `object_size`), at the same cost.
+    pub fn logical_bytes(&self, tracks: &TrackSet) -> u64 {
+        self.logical_ranges(tracks)
+            .iter()
+            .fold(0u64, |n, r| n.saturating_add(r.length))
     }
 
     /// Byte offset and length of a track on its volume (the last track of a
@@ -738,6 +829,106 @@ mod tests {
             },
             &|e| matches!(e, AbsError::Malformed(_)),
         );
+    }
+
+    fn lr(offset: u64, length: u64) -> LogicalRange {
+        LogicalRange { offset, length }
+    }
+    fn tracks(runs: &[(u16, u64, u64)]) -> TrackSet {
+        TrackSet::from_runs(
+            runs.iter()
+                .map(|&(volume, first, count)| TrackRun { volume, first, count }),
+        )
+    }
+
+    #[test]
+    fn logical_ranges_hand_example() {
+        // Map volume 0 is b (64 KiB tracks), 1 is a (4 KiB tracks).
+        let m = AbsMap::from_extents(
+            &vols(),
+            &[
+                ext("b", 65536 + 4096, 8192),   // L [0, 8192): b track 1
+                ext("a", 0, 8192),              // L [8192, 16384): a tracks 0, 1
+                ext("b", 0, 4096),              // L [16384, 20480): b track 0
+                ext("a", 3 * 4096 + 512, 8192), // L [20480, 28672): a tracks 3, 4, 5
+            ],
+        )
+        .unwrap();
+        assert_eq!(m.volumes[0].name, "b");
+        assert_eq!(m.object_size, 28672);
+        let set = tracks(&[
+            (0, 0, 1),   // b track 0 → L [16384, 20480)
+            (1, 1, 1),   // a track 1 → L [12288, 16384), adjacent to the above
+            (1, 4, 2),   // a tracks 4, 5 → a bytes [16384, 20992) → L [24064, 28672)
+            (1, 7, 100), // a tracks the object does not use
+            (2, 0, 5),   // no such volume
+        ]);
+        assert_eq!(m.logical_ranges(&set), [lr(12288, 8192), lr(24064, 4608)]);
+        assert_eq!(m.logical_bytes(&set), 8192 + 4608);
+        // Track 3 of a holds the first 3584 bytes of the last extent.
+        let set = tracks(&[(1, 3, 1), (0, 1, 1)]);
+        assert_eq!(m.logical_ranges(&set), [lr(0, 8192), lr(20480, 3584)]);
+        assert_eq!(m.logical_bytes(&set), 8192 + 3584);
+    }
+
+    #[test]
+    fn logical_ranges_of_no_tracks_and_all_tracks() {
+        let m = good();
+        assert_eq!(m.logical_ranges(&TrackSet::default()), []);
+        assert_eq!(m.logical_bytes(&TrackSet::default()), 0);
+        let all = [lr(0, m.object_size)];
+        assert_eq!(m.logical_ranges(&m.track_set()), all);
+        let every = TrackSet::from_runs((0..m.volumes.len()).map(|i| TrackRun {
+            volume: i as u16,
+            first: 0,
+            count: u64::MAX,
+        }));
+        assert_eq!(m.logical_ranges(&every), all);
+        assert_eq!(m.logical_bytes(&every), m.object_size);
+    }
+
+    #[test]
+    fn logical_ranges_of_garbage_do_not_panic() {
+        let every = tracks(&[(0, 0, u64::MAX), (1, 0, u64::MAX), (9, 0, u64::MAX)]);
+        let m = AbsMap {
+            volumes: vec![vol("x", 0, 0, 5), vol("y", 1, 1, u64::MAX)],
+            extents: vec![
+                MapExtent {
+                    logical_offset: u64::MAX,
+                    length: u64::MAX,
+                    volume: 1,
+                    volume_offset: u64::MAX - 1,
+                },
+                MapExtent {
+                    logical_offset: 0,
+                    length: 5,
+                    volume: 0,
+                    volume_offset: 0,
+                },
+                MapExtent {
+                    logical_offset: 0,
+                    length: 5,
+                    volume: 9,
+                    volume_offset: 0,
+                },
+                MapExtent {
+                    logical_offset: 3,
+                    length: 4,
+                    volume: 1,
+                    volume_offset: 0,
+                },
+                MapExtent {
+                    logical_offset: 1,
+                    length: 0,
+                    volume: 1,
+                    volume_offset: 0,
+                },
+            ],
+            object_size: 6,
+        };
+        // Out of logical order, clipped to object_size, still normalised.
+        assert_eq!(m.logical_ranges(&every), [lr(3, 3)]);
+        assert_eq!(m.logical_bytes(&every), 3);
     }
 
     #[test]

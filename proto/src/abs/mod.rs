@@ -14,6 +14,6 @@ mod remap;
 mod trackset;
 
 pub use error::AbsError;
-pub use map::{AbsMap, Geometry, MapExtent, ObjectExtent, VolumeRef};
+pub use map::{AbsMap, Geometry, LogicalRange, MapExtent, ObjectExtent, VolumeRef};
 pub use remap::{DestTarget, Placement, Placer, RemapExtent, RemapTable};
 pub use trackset::{TrackAddr, TrackRun, TrackSet};

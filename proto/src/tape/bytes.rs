@@ -13,7 +13,7 @@
 //! | offset | size | type    | meaning                                        |
 //! |-------:|-----:|---------|------------------------------------------------|
 //! | 0      | 8    | [u8; 8] | magic, names the structure and its version     |
-//! | 8      | 2    | u16     | structure version (1)                          |
+//! | 8      | 2    | u16     | structure version (1; ABS metadata: 1 or 2)    |
 //! | 10     | 2    | u16     | reserved, 0                                    |
 //! | 12     | 4    | u32     | payload length L                               |
 //! | 16     | L    | bytes   | payload                                        |
@@ -283,6 +283,20 @@ pub fn unseal<'a>(
     what: &'static str,
     max_payload: usize,
 ) -> Result<ByteReader<'a>, TapeError> {
+    unseal_versions(bytes, magic, version, version, what, max_payload).map(|(_, r)| r)
+}
+
+/// Like [`unseal`], for a structure with several versions: accepts any
+/// version in `min..=max` and returns the version found with the reader
+/// over the payload, for the caller to decode that version's layout.
+pub fn unseal_versions<'a>(
+    bytes: &'a [u8],
+    magic: &[u8; 8],
+    min: u16,
+    max: u16,
+    what: &'static str,
+    max_payload: usize,
+) -> Result<(u16, ByteReader<'a>), TapeError> {
     let mut r = ByteReader::new(bytes, what);
     let m = r.take(8, "magic")?;
     if m != magic {
@@ -294,11 +308,18 @@ pub fn unseal<'a>(
         ));
     }
     let v = r.u16("version")?;
-    if v != version {
+    if !(min..=max).contains(&v) {
+        let expected = if min >= max {
+            format!("version {min}")
+        } else if max - min == 1 {
+            format!("version {min} or {max}")
+        } else {
+            format!("a version from {min} to {max}")
+        };
         return Err(TapeError::corrupt(
             Location::offset(8),
             format!("{what} field version"),
-            format!("version {version}"),
+            expected,
             format!("version {v}"),
         ));
     }
@@ -333,7 +354,7 @@ pub fn unseal<'a>(
             computed,
         ));
     }
-    Ok(ByteReader::with_base(payload, what, 16))
+    Ok((v, ByteReader::with_base(payload, what, 16)))
 }
 
 #[cfg(test)]
@@ -400,5 +421,28 @@ mod tests {
             unseal(&sealed, b"DMCTEST1", 1, "TEST", 4),
             Err(TapeError::TooLarge { .. })
         ));
+    }
+
+    #[test]
+    fn unseal_versions_accepts_a_range_and_names_it() {
+        for v in [1u16, 2] {
+            let sealed = seal(b"DMCTEST1", v, b"x");
+            let (found, mut r) = unseal_versions(&sealed, b"DMCTEST1", 1, 2, "TEST", 100).unwrap();
+            assert_eq!(found, v);
+            assert_eq!(r.u8("x").unwrap(), b'x');
+            r.finish().unwrap();
+        }
+        let e = unseal_versions(&seal(b"DMCTEST1", 3, b"x"), b"DMCTEST1", 1, 2, "TEST", 100)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("expected version 1 or 2, found version 3"), "{e}");
+        let e = unseal_versions(&seal(b"DMCTEST1", 0, b"x"), b"DMCTEST1", 1, 4, "TEST", 100)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("expected a version from 1 to 4, found version 0"), "{e}");
+        let e = unseal(&seal(b"DMCTEST1", 2, b"x"), b"DMCTEST1", 1, "TEST", 100)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("expected version 1, found version 2"), "{e}");
     }
 }

@@ -1,7 +1,7 @@
 //! ABS metadata on tape: written after an ABS's last segment on a tape.
 //!
-//! An envelope ([`super::bytes`]) with magic `DMCMET01`, version 1. Payload
-//! (little-endian; `str` = u32 byte length + UTF-8):
+//! An envelope ([`super::bytes`]) with magic `DMCMET01`, version 1 or 2.
+//! Payload (little-endian; `str` = u32 byte length + UTF-8):
 //!
 //! | size | type | field                                               |
 //! |-----:|------|-----------------------------------------------------|
@@ -18,20 +18,35 @@
 //! | V ×  |      | volume: str name (≤ 1024), u32 block_size, u32 track_size, u64 size |
 //! | 4    | u32  | extent count E (≤ 2,097,152)                         |
 //! | E × 26 |    | extent: u64 logical_offset, u64 length, u16 volume, u64 volume_offset |
+//! |        |      | *version 2 only, after all of the above:*           |
+//! | 8    | u64  | merged_from_abs_id (0 for none)                     |
+//! | 4    | u32  | changed range count C (≤ 2,097,152)                 |
+//! | C × 16 |    | changed range: u64 offset, u64 length               |
+//!
+//! The encoder writes version 1 (the version-1 payload alone) when
+//! `merged_from_abs_id` is 0 and `changed` is empty, and version 2 otherwise,
+//! so metadata without the new fields is byte-identical to what version-1
+//! writers produced. The decoder accepts both; version 1 decodes with
+//! `merged_from_abs_id` 0 and no changed ranges. Changed ranges must be
+//! non-empty, inside `[0, map.object_size)`, sorted and non-overlapping.
 //!
 //! Counts are also bounded by the bytes left, so a corrupt count can never
 //! make the decoder allocate more than the metadata's own size.
 
-use crate::abs::{AbsMap, Geometry, MapExtent, VolumeRef};
+use crate::abs::{AbsMap, Geometry, LogicalRange, MapExtent, VolumeRef};
 
-use super::bytes::{seal, unseal, ByteWriter};
+use super::bytes::{seal, unseal_versions, ByteWriter};
 use super::error::Location;
 use super::TapeError;
 
 /// Magic of ABS-METADATA.
 pub const METADATA_MAGIC: &[u8; 8] = b"DMCMET01";
-/// Envelope version.
-pub const METADATA_VERSION: u16 = 1;
+/// Envelope version of the newest layout written (version 2: the version-1
+/// payload followed by `merged_from_abs_id` and the changed ranges).
+pub const METADATA_VERSION: u16 = 2;
+/// Envelope version of the original layout, still written when
+/// `merged_from_abs_id` is 0 and `changed` is empty, and still read.
+pub const METADATA_VERSION_1: u16 = 1;
 /// Largest payload accepted (64 MiB).
 pub const MAX_METADATA_PAYLOAD: usize = 64 << 20;
 /// Longest object name.
@@ -45,6 +60,7 @@ pub const MAX_MAP_EXTENTS: usize = 1 << 21;
 
 const VOLUME_MIN_BYTES: usize = 4 + 4 + 4 + 8;
 const EXTENT_BYTES: usize = 8 + 8 + 2 + 8;
+const CHANGED_RANGE_BYTES: usize = 8 + 8;
 
 /// Kind of an ABS.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,6 +82,34 @@ pub struct AbsMetadata {
     pub track_count: u64,
     pub data_bytes: u64,
     pub map: AbsMap,
+    /// Synthetic full: the ABS at the tip of the chain it was merged from (0 otherwise).
+    pub merged_from_abs_id: u64,
+    /// Differential: the logical ranges of the blocks it carries, i.e. the
+    /// blocks that changed since its base (empty for a full). Non-empty,
+    /// inside `[0, map.object_size)`, sorted and non-overlapping.
+    pub changed: Vec<LogicalRange>,
+}
+
+/// Checks changed range `r` that follows ranges ending at `prev_end`, in an
+/// object of `object_size` bytes; returns its end, or (expected, found).
+fn check_changed_range(r: &LogicalRange, prev_end: u64, object_size: u64) -> Result<u64, (String, String)> {
+    let end = r
+        .offset
+        .checked_add(r.length)
+        .filter(|&end| r.length > 0 && end <= object_size);
+    let Some(end) = end else {
+        return Err((
+            format!("a non-empty range inside the object's {object_size} bytes"),
+            format!("offset {} length {}", r.offset, r.length),
+        ));
+    };
+    if r.offset < prev_end {
+        return Err((
+            format!("an offset of at least {prev_end}, the end of the range before it (sorted, not overlapping)"),
+            format!("offset {}", r.offset),
+        ));
+    }
+    Ok(end)
 }
 
 impl AbsMetadata {
@@ -113,14 +157,40 @@ impl AbsMetadata {
                 e.volume.to_string(),
             ));
         }
+        if self.changed.len() > MAX_MAP_EXTENTS {
+            return Err(TapeError::invalid(
+                what("changed range count"),
+                format!("at most {MAX_MAP_EXTENTS}"),
+                self.changed.len().to_string(),
+            ));
+        }
+        let mut prev_end = 0;
+        for (i, r) in self.changed.iter().enumerate() {
+            prev_end = check_changed_range(r, prev_end, self.map.object_size).map_err(|(expected, found)| {
+                TapeError::invalid(what(&format!("changed range {i}")), expected, found)
+            })?;
+        }
         Ok(())
     }
 
-    /// The bytes of the tape file (see the module docs). Call
-    /// [`AbsMetadata::validate`] first: metadata beyond the limits encodes
-    /// but will not decode.
+    /// The envelope version [`AbsMetadata::encode`] writes: 1 when the
+    /// version-2 fields are at their defaults, else 2.
+    pub fn version(&self) -> u16 {
+        if self.merged_from_abs_id == 0 && self.changed.is_empty() {
+            METADATA_VERSION_1
+        } else {
+            METADATA_VERSION
+        }
+    }
+
+    /// The bytes of the tape file (see the module docs), in version 1 when
+    /// `merged_from_abs_id` is 0 and `changed` is empty, else version 2
+    /// (see [`AbsMetadata::version`]). Call [`AbsMetadata::validate`] first:
+    /// metadata beyond the limits encodes but will not decode.
     pub fn encode(&self) -> Vec<u8> {
-        let mut w = ByteWriter::with_capacity(128 + self.map.extents.len() * EXTENT_BYTES);
+        let mut w = ByteWriter::with_capacity(
+            128 + self.map.extents.len() * EXTENT_BYTES + self.changed.len() * CHANGED_RANGE_BYTES,
+        );
         w.u64(self.abs_id)
             .u8(match self.kind {
                 AbsKind::Full => 0,
@@ -144,13 +214,25 @@ impl AbsMetadata {
         for e in &self.map.extents {
             w.u64(e.logical_offset).u64(e.length).u16(e.volume).u64(e.volume_offset);
         }
-        seal(METADATA_MAGIC, METADATA_VERSION, w.as_slice())
+        let version = self.version();
+        if version >= 2 {
+            w.u64(self.merged_from_abs_id).len32(self.changed.len());
+            for r in &self.changed {
+                w.u64(r.offset).u64(r.length);
+            }
+        }
+        seal(METADATA_MAGIC, version, w.as_slice())
     }
 
+    /// Decode a tape file written by [`AbsMetadata::encode`], version 1 or
+    /// 2. Checks the envelope and the structure (counts, volume indices,
+    /// changed ranges); the meaning of the map is checked by
+    /// [`AbsMap::validate`].
     pub fn decode(bytes: &[u8]) -> Result<AbsMetadata, TapeError> {
-        let mut r = unseal(
+        let (version, mut r) = unseal_versions(
             bytes,
             METADATA_MAGIC,
+            METADATA_VERSION_1,
             METADATA_VERSION,
             "ABS-METADATA",
             MAX_METADATA_PAYLOAD,
@@ -212,6 +294,30 @@ impl AbsMetadata {
                 volume_offset,
             });
         }
+        let mut merged_from_abs_id = 0;
+        let mut changed = Vec::new();
+        if version >= 2 {
+            merged_from_abs_id = r.u64("merged_from_abs_id")?;
+            let n = r.count("changed range count", MAX_MAP_EXTENTS, CHANGED_RANGE_BYTES)?;
+            changed.reserve_exact(n);
+            let mut prev_end = 0;
+            for i in 0..n {
+                let at = r.offset();
+                let range = LogicalRange {
+                    offset: r.u64("changed range offset")?,
+                    length: r.u64("changed range length")?,
+                };
+                prev_end = check_changed_range(&range, prev_end, object_size).map_err(|(expected, found)| {
+                    TapeError::corrupt(
+                        Location::offset(at),
+                        format!("ABS-METADATA changed range {i}"),
+                        expected,
+                        found,
+                    )
+                })?;
+                changed.push(range);
+            }
+        }
         r.finish()?;
         Ok(AbsMetadata {
             abs_id,
@@ -227,6 +333,8 @@ impl AbsMetadata {
                 extents,
                 object_size,
             },
+            merged_from_abs_id,
+            changed,
         })
     }
 }
@@ -280,7 +388,32 @@ mod tests {
                 ],
                 object_size: 12288,
             },
+            merged_from_abs_id: 0,
+            changed: Vec::new(),
         }
+    }
+
+    /// The sample as a version-2 differential of a synthetic full.
+    fn sample_v2() -> AbsMetadata {
+        AbsMetadata {
+            merged_from_abs_id: 5,
+            changed: vec![
+                LogicalRange { offset: 0, length: 512 },
+                LogicalRange {
+                    offset: 4096,
+                    length: 4096,
+                },
+                LogicalRange {
+                    offset: 8192,
+                    length: 4096,
+                },
+            ],
+            ..sample()
+        }
+    }
+
+    fn version_of(b: &[u8]) -> u16 {
+        u16::from_le_bytes([b[8], b[9]])
     }
 
     #[test]
@@ -311,7 +444,7 @@ mod tests {
         let payload = &b[16..b.len() - 4];
         let mut p = payload[..payload.len() - 4].to_vec();
         p.extend_from_slice(&u32::MAX.to_le_bytes());
-        let forged = seal(METADATA_MAGIC, METADATA_VERSION, &p);
+        let forged = seal(METADATA_MAGIC, METADATA_VERSION_1, &p);
         let e = AbsMetadata::decode(&forged).unwrap_err().to_string();
         assert!(e.contains("extent count") && e.contains(&u32::MAX.to_string()), "{e}");
 
@@ -328,5 +461,135 @@ mod tests {
         m.object_name = "x".repeat(MAX_OBJECT_NAME + 1);
         assert!(m.validate().is_err());
         assert!(AbsMetadata::decode(&m.encode()).is_err());
+    }
+
+    #[test]
+    fn version_1_is_written_without_the_new_fields_and_decodes_with_defaults() {
+        let m = sample();
+        assert_eq!(m.version(), 1);
+        let b = m.encode();
+        assert_eq!(version_of(&b), METADATA_VERSION_1);
+        let d = AbsMetadata::decode(&b).unwrap();
+        assert_eq!(d.merged_from_abs_id, 0);
+        assert!(d.changed.is_empty());
+        assert_eq!(d, m);
+        // Either new field alone makes it version 2.
+        let only_merged = AbsMetadata {
+            merged_from_abs_id: 1,
+            ..sample()
+        };
+        assert_eq!(version_of(&only_merged.encode()), 2);
+        assert_eq!(AbsMetadata::decode(&only_merged.encode()).unwrap(), only_merged);
+        let only_changed = AbsMetadata {
+            merged_from_abs_id: 0,
+            ..sample_v2()
+        };
+        assert_eq!(version_of(&only_changed.encode()), 2);
+        assert_eq!(AbsMetadata::decode(&only_changed.encode()).unwrap(), only_changed);
+    }
+
+    #[test]
+    fn version_2_round_trip_extends_the_version_1_payload() {
+        let m = sample_v2();
+        m.validate().unwrap();
+        let b = m.encode();
+        assert_eq!(&b[..8], b"DMCMET01");
+        assert_eq!(version_of(&b), METADATA_VERSION);
+        assert_eq!(AbsMetadata::decode(&b).unwrap(), m);
+        let v1 = sample().encode();
+        let (p1, p2) = (&v1[16..v1.len() - 4], &b[16..b.len() - 4]);
+        assert_eq!(&p2[..p1.len()], p1);
+        assert_eq!(p2.len(), p1.len() + 8 + 4 + 3 * 16);
+        assert_eq!(&p2[p1.len()..p1.len() + 8], &5u64.to_le_bytes());
+    }
+
+    #[test]
+    fn every_byte_of_a_version_2_encoding_is_checked() {
+        let b = sample_v2().encode();
+        for i in 0..b.len() {
+            let mut bad = b.clone();
+            bad[i] ^= 0x10;
+            assert!(AbsMetadata::decode(&bad).is_err(), "flip at {i} accepted");
+        }
+    }
+
+    #[test]
+    fn other_versions_are_refused() {
+        let b = sample_v2().encode();
+        let payload = &b[16..b.len() - 4];
+        for v in [0u16, 3, u16::MAX] {
+            let e = AbsMetadata::decode(&seal(METADATA_MAGIC, v, payload))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains("version 1 or 2") && e.contains(&format!("found version {v}")),
+                "{e}"
+            );
+        }
+        // A version-2 payload labelled version 1 has trailing bytes, and a
+        // version-1 payload labelled version 2 lacks the tail.
+        assert!(AbsMetadata::decode(&seal(METADATA_MAGIC, 1, payload)).is_err());
+        let v1 = sample().encode();
+        let e = AbsMetadata::decode(&seal(METADATA_MAGIC, 2, &v1[16..v1.len() - 4]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("merged_from_abs_id"), "{e}");
+    }
+
+    #[test]
+    fn bad_changed_ranges_are_refused_by_validate_and_decode() {
+        let size = sample().map.object_size;
+        let r = |offset, length| LogicalRange { offset, length };
+        let cases: [(Vec<LogicalRange>, &str); 6] = [
+            (vec![r(4096, 512), r(0, 512)], "at least 4608"),
+            (vec![r(0, 1024), r(512, 1024)], "at least 1024"),
+            (vec![r(0, 512), r(size - 512, 1024)], "inside the object's 12288 bytes"),
+            (vec![r(size, 1)], "inside the object's 12288 bytes"),
+            (vec![r(u64::MAX, 2)], "inside the object's 12288 bytes"),
+            (vec![r(512, 0)], "inside the object's 12288 bytes"),
+        ];
+        for (changed, want) in cases {
+            let m = AbsMetadata {
+                changed: changed.clone(),
+                ..sample_v2()
+            };
+            let e = m.validate().unwrap_err().to_string();
+            assert!(e.contains("changed range") && e.contains(want), "{changed:?}: {e}");
+            let e = AbsMetadata::decode(&m.encode()).unwrap_err().to_string();
+            assert!(
+                e.contains("ABS-METADATA changed range") && e.contains(want),
+                "{changed:?}: {e}"
+            );
+        }
+        // Adjacent ranges and a range ending at the object's end are fine.
+        let m = AbsMetadata {
+            changed: vec![r(0, 512), r(512, size - 512)],
+            ..sample_v2()
+        };
+        m.validate().unwrap();
+        assert_eq!(AbsMetadata::decode(&m.encode()).unwrap(), m);
+    }
+
+    #[test]
+    fn changed_range_count_is_bounded() {
+        let mut m = sample_v2();
+        m.changed.clear();
+        let b = m.encode();
+        let payload = &b[16..b.len() - 4];
+        let mut p = payload[..payload.len() - 4].to_vec();
+        p.extend_from_slice(&u32::MAX.to_le_bytes());
+        let e = AbsMetadata::decode(&seal(METADATA_MAGIC, 2, &p))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("changed range count") && e.contains(&u32::MAX.to_string()),
+            "{e}"
+        );
+        let m = AbsMetadata {
+            changed: vec![LogicalRange { offset: 0, length: 1 }; MAX_MAP_EXTENTS + 1],
+            ..sample_v2()
+        };
+        let e = m.validate().unwrap_err().to_string();
+        assert!(e.contains("changed range count"), "{e}");
     }
 }

@@ -14,7 +14,7 @@
 
 use rkyv::{Archive, Deserialize, Serialize};
 
-use crate::abs::{AbsMap, ObjectExtent, RemapTable, TrackAddr, VolumeRef};
+use crate::abs::{AbsMap, ObjectExtent, RemapTable, TrackAddr, TrackSet, VolumeRef};
 
 /// Name and socket address of a peer process (the name is its TLS name).
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
@@ -127,12 +127,31 @@ pub enum StationRequest {
         /// Drives to write the ABS to in parallel (its segments split
         /// across them); 0 or 1: one drive, which may be shared.
         drives: u32,
+        level: BackupLevel,
     },
+    /// Restore the object as it was when ABS `abs_id` was taken: a
+    /// differential restores its chain (full first).
     Restore {
         abs_id: u64,
         target: RestoreTarget,
         /// Most drives to read in parallel; 0: every free drive.
         drives: u32,
+    },
+    /// Restore an object as it was at a point in time (`at_unix_ms`; None:
+    /// its latest backup): the chain of the latest backup taken by then.
+    RestoreAt {
+        primary: String,
+        object_name: String,
+        at_unix_ms: Option<i64>,
+        target: RestoreTarget,
+        drives: u32,
+    },
+    /// Merge a chain into a synthetic full ABS on the movers: the chain
+    /// ending at `abs_id`, or (0) the object's latest chain.
+    Merge {
+        primary: String,
+        object_name: String,
+        abs_id: u64,
     },
     ListAbs,
     ListTapes,
@@ -237,6 +256,14 @@ pub struct AbsInfo {
     pub object_name: String,
     pub primary: String,
     pub kind: String,
+    /// full, cumulative, incremental or synthetic.
+    pub level: String,
+    /// A differential's base (0: none).
+    pub base_abs_id: u64,
+    /// A synthetic full's chain tip (0: none).
+    pub merged_from_abs_id: u64,
+    /// When the snapshot was taken.
+    pub point_in_time: String,
     pub state: String,
     pub object_size: u64,
     pub data_bytes: u64,
@@ -326,17 +353,72 @@ pub enum Command {
     OpenBackup(BackupChannel),
     /// Front-end: serve the restore stream of a channel from its back-end.
     OpenRestore(RestoreChannel),
-    /// Primary node: send the track set of an ABS to a front-end.
+    /// Primary node: take a backup's snapshot of the map's tracks (protect
+    /// them, capture each volume's change-map epoch). `since` empty: every
+    /// track of the map; else only the tracks changed since those epochs
+    /// (a differential backup). Answered with [`CommandReply::Snapshot`].
+    TakeSnapshot {
+        channel_id: u64,
+        map: AbsMap,
+        since: Vec<VolumeEpoch>,
+    },
+    /// Primary node: send `tracks` (of the snapshot the channel took) to a
+    /// front-end.
     SendTrackSet {
         channel_id: u64,
         abs_id: u64,
         front_end: PeerAddr,
         map: AbsMap,
+        tracks: TrackSet,
     },
     /// Primary node: receive a restore stream from a front-end and write it.
     ReceiveRestore(RestoreOrder),
     /// Any: forget a channel (it failed elsewhere).
     AbortChannel { channel_id: u64, reason: String },
+    /// Front-end: build a synthetic full ABS from tracks read back from
+    /// tape (FIG. 25/26). The first version of a track to arrive is kept:
+    /// the station has the chain read newest first.
+    OpenMerge(BackupChannel),
+    /// Front-end: read these tape files of one ABS of the chain (the
+    /// restore channel `read`) into the merge channel `merge_channel_id`;
+    /// reported with `ChannelFinished` of `read.channel_id`.
+    MergeRead {
+        merge_channel_id: u64,
+        read: RestoreChannel,
+    },
+    /// Front-end: every ABS of the chain was read; seal and finish the
+    /// merged ABS (it must hold every track of its map).
+    FinishMerge { channel_id: u64 },
+}
+
+/// How much a backup copies.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackupLevel {
+    /// Every track of the object.
+    Full,
+    /// The tracks changed since the last full (or synthetic full).
+    Cumulative,
+    /// The tracks changed since the last backup of any level.
+    Incremental,
+}
+
+impl BackupLevel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BackupLevel::Full => "full",
+            BackupLevel::Cumulative => "cumulative",
+            BackupLevel::Incremental => "incremental",
+        }
+    }
+}
+
+/// A volume's change-map position: the map's random id and the epoch a
+/// backup's snapshot captured.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct VolumeEpoch {
+    pub volume: String,
+    pub map_id: u64,
+    pub epoch: u32,
 }
 
 /// Labels for a scratch tape.
@@ -358,7 +440,13 @@ pub struct BackupChannel {
     /// segments are split across them (parallel backup of one ABS).
     pub drives: Vec<String>,
     pub map: AbsMap,
-    pub tracks: u64,
+    /// The tracks to expect: the whole map's for a full, the changed ones
+    /// for a differential.
+    pub track_set: TrackSet,
+    /// A differential's base ABS (0: a full).
+    pub base_abs_id: u64,
+    /// A synthetic full's chain tip (0 otherwise).
+    pub merged_from_abs_id: u64,
     pub created_unix: u64,
 }
 
@@ -411,6 +499,14 @@ pub enum CommandReply {
         /// Records read from the tape while it was mounted for reading
         /// (volume labels and node header included).
         records_read: u64,
+    },
+    /// A snapshot was taken: the epochs captured and the tracks to send.
+    Snapshot {
+        epochs: Vec<VolumeEpoch>,
+        tracks: TrackSet,
+        /// Anything the station should record (e.g. a recreated change map
+        /// that made every track of a volume count as changed).
+        notes: Vec<String>,
     },
 }
 

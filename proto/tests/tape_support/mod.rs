@@ -107,6 +107,8 @@ pub fn metadata(abs: u64, name: &str, segments: u32, tracks: u64) -> AbsMetadata
             ],
             object_size: 6144,
         },
+        merged_from_abs_id: 0,
+        changed: Vec::new(),
     }
 }
 

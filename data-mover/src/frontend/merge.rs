@@ -1,0 +1,165 @@
+//! Synthetic full (seed FIG. 25/26): the front-end builds a new full ABS
+//! from the ABSs of a chain read back from tape, without the primary node.
+//!
+//! The station opens the merge ([`open`]), then has the chain read newest
+//! first, one restore channel per ABS and tape ([`step`] with
+//! [`MergeStep::Read`]): the first version of each track to arrive is
+//! kept, so every track ends up in its latest version. [`MergeStep::Finish`]
+//! seals the new ABS, which must hold every track of its map.
+
+use std::sync::Arc;
+
+use anyhow::{anyhow, bail, Context, Result};
+use proto::wire::{BackEndRequest, BackupChannel, RestoreChannel, RestoreFrame, StationRequest, MAX_DATA_FRAME};
+use tokio::sync::mpsc;
+
+use super::abs_writer::{AbsWriter, Appended};
+use crate::mover::Mover;
+
+/// What the station asks of a running merge.
+#[derive(Debug)]
+pub enum MergeStep {
+    /// Read these tape files of one ABS of the chain into the merge.
+    Read(RestoreChannel),
+    /// The whole chain was read: finish the new ABS.
+    Finish,
+}
+
+/// Open a merge channel: its accumulation file and uploaders start now.
+pub async fn open(mover: &Arc<Mover>, ch: BackupChannel) -> Result<()> {
+    let abs = AbsWriter::open(mover, &ch)?;
+    let (tx, rx) = mpsc::unbounded_channel();
+    mover.merges.lock().await.insert(ch.channel_id, tx);
+    tracing::info!(
+        channel = ch.channel_id,
+        abs = ch.abs_id,
+        merged_from = ch.merged_from_abs_id,
+        "merge channel opened"
+    );
+    tokio::spawn(run(mover.clone(), ch, abs, rx));
+    Ok(())
+}
+
+/// Queue a step of a running merge.
+pub async fn step(mover: &Arc<Mover>, channel_id: u64, step: MergeStep) -> Result<()> {
+    let merges = mover.merges.lock().await;
+    let tx = merges
+        .get(&channel_id)
+        .ok_or_else(|| anyhow!("no merge channel {channel_id} is open on this front-end"))?;
+    tx.send(step)
+        .map_err(|_| anyhow!("merge channel {channel_id} has stopped"))
+}
+
+async fn run(mover: Arc<Mover>, ch: BackupChannel, abs: AbsWriter, mut rx: mpsc::UnboundedReceiver<MergeStep>) {
+    let channel_id = ch.channel_id;
+    let mut abs = Some(abs);
+    let result = async {
+        while let Some(step) = rx.recv().await {
+            match step {
+                MergeStep::Read(read) => {
+                    let w = abs.as_mut().ok_or_else(|| anyhow!("the merge is finished"))?;
+                    match read_into(&mover, &read, w).await {
+                        Ok((tracks, kept, segments)) => {
+                            tracing::info!(
+                                channel_id,
+                                abs = read.abs_id,
+                                tracks,
+                                kept,
+                                "chain ABS read into the merge"
+                            );
+                            mover
+                                .link
+                                .request_ok(&StationRequest::ChannelFinished {
+                                    channel_id: read.channel_id,
+                                    data_bytes: kept,
+                                    tracks,
+                                    segments,
+                                })
+                                .await
+                                .context("reporting the read to the station")?;
+                        }
+                        Err(e) => {
+                            let reason = format!("front-end {}: {e:#}", mover.name);
+                            let _ = mover
+                                .link
+                                .request_ok(&StationRequest::ChannelFailed {
+                                    channel_id: read.channel_id,
+                                    reason,
+                                })
+                                .await;
+                            return Err(e.context(format!("reading ABS {} into the merge", read.abs_id)));
+                        }
+                    }
+                }
+                MergeStep::Finish => {
+                    let w = abs.take().ok_or_else(|| anyhow!("the merge is finished"))?;
+                    let t = w.finish().await?;
+                    tracing::info!(
+                        channel_id,
+                        tracks = t.tracks,
+                        segments = t.segments,
+                        "synthetic full written"
+                    );
+                    return Ok(());
+                }
+            }
+        }
+        bail!("the station dropped the merge before finishing it")
+    }
+    .await;
+    mover.merges.lock().await.remove(&channel_id);
+    if let Err(e) = result {
+        let reason = format!("front-end {}: {e:#}", mover.name);
+        tracing::error!(channel_id, %reason, "merge failed");
+        let _ = mover
+            .link
+            .request_ok(&StationRequest::ChannelFailed { channel_id, reason })
+            .await;
+    }
+}
+
+/// Read one ABS's tape files from the back-end into the merge. Returns the
+/// tracks read, the bytes kept (tracks not already in the merge) and the
+/// segments read.
+async fn read_into(mover: &Arc<Mover>, read: &RestoreChannel, abs: &mut AbsWriter) -> Result<(u64, u64, u32)> {
+    let conn = mover.back_end_connection(&read.back_end).await?;
+    let (mut bs, mut br) = transport::open_bi(&conn, MAX_DATA_FRAME).await?;
+    bs.send(&BackEndRequest::ReadSegments {
+        channel_id: read.channel_id,
+        drive: read.drive.clone(),
+        abs_id: read.abs_id,
+        files: read.files.clone(),
+    })
+    .await?;
+    bs.finish().await?;
+    let (mut tracks, mut kept, mut segments) = (0u64, 0u64, 0u32);
+    loop {
+        let frame = br
+            .recv::<RestoreFrame>()
+            .await
+            .context("reading the back-end's stream")?
+            .ok_or_else(|| anyhow!("the back-end closed the stream early"))?;
+        match frame {
+            RestoreFrame::Track { addr, data } => {
+                tracks += 1;
+                match abs.append(addr, &data)? {
+                    // An older version of a track already taken from a newer ABS.
+                    Appended::Duplicate => {}
+                    Appended::Added => kept += data.len() as u64,
+                    Appended::Sealed(s) => {
+                        kept += data.len() as u64;
+                        abs.queue(s).await?;
+                    }
+                }
+            }
+            RestoreFrame::SegmentDone { .. } => segments += 1,
+            RestoreFrame::End { tracks: n } => {
+                if n != tracks {
+                    bail!("the back-end sent {tracks} tracks but reports {n}");
+                }
+                return Ok((tracks, kept, segments));
+            }
+            RestoreFrame::Failed { reason } => bail!("{reason}"),
+        }
+    }
+}
