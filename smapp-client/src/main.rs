@@ -622,7 +622,7 @@ fn tape(cmd: &TapeCmd, as_json: bool) -> Result<()> {
                 for f in &report.files {
                     println!(
                         "{}",
-                        json!({"file": f.file, "records": f.records, "bytes": f.bytes, "kind": f.kind.name(), "abs_id": f.abs_id, "seq": f.seq, "tracks": f.tracks, "problem": f.problem})
+                        json!({"file": f.file, "records": f.records, "bytes": f.bytes, "kind": f.kind.name(), "abs_id": f.abs_id, "seq": f.seq, "tracks": f.tracks, "detail": f.detail, "problem": f.problem})
                     );
                 }
             } else {

@@ -195,6 +195,21 @@ async fn a_chain_restores_every_point_and_merges_into_a_synthetic_full() {
         "1% of the tracks changed gave {:.2}% of the bytes",
         ratio * 100.0
     );
+    // The tape says so too: the incremental's metadata names its base and
+    // the changed blocks, translated to the object's logical bytes.
+    let tape = inc1["tapes"][0].as_str().unwrap();
+    let meta = cluster
+        .tape_inspect(tape)
+        .unwrap()
+        .into_iter()
+        .find(|f| f["abs_id"] == inc1["abs_id"] && f["kind"] == "abs-metadata")
+        .expect("the incremental's metadata on its tape");
+    let detail = meta["detail"].as_str().unwrap();
+    assert!(
+        detail.starts_with(&format!("Differential (since ABS {}: ", id(&full)))
+            && detail.contains("bytes of blocks changed"),
+        "{detail}"
+    );
     let row1 = abs_row(&cluster, id(&inc1));
     assert_eq!(
         (row1["level"].as_str(), row1["base_abs_id"].as_u64()),

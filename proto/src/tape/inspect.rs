@@ -63,6 +63,10 @@ pub struct MetadataSummary {
     pub object_name: String,
     pub kind: AbsKind,
     pub base_abs_id: u64,
+    /// A synthetic full's chain tip (0: none).
+    pub merged_from_abs_id: u64,
+    /// A differential's changed logical bytes (sum of its changed ranges).
+    pub changed_bytes: u64,
     pub segment_count: u32,
     pub track_count: u64,
     pub data_bytes: u64,
@@ -394,6 +398,8 @@ fn decode_buffer(magic: &[u8; 8], buf: &[u8]) -> Result<Option<FileContent>, Tap
             object_name: m.object_name,
             kind: m.kind,
             base_abs_id: m.base_abs_id,
+            merged_from_abs_id: m.merged_from_abs_id,
+            changed_bytes: m.changed.iter().map(|r| r.length).sum(),
             segment_count: m.segment_count,
             track_count: m.track_count,
             data_bytes: m.data_bytes,
@@ -488,8 +494,13 @@ fn report_line(s: &ScannedFile) -> FileReport {
         }
         Some(FileContent::AbsMetadata(m)) => {
             abs_id = Some(m.abs_id);
+            let chain = match (m.base_abs_id, m.merged_from_abs_id) {
+                (0, 0) => String::new(),
+                (0, tip) => format!(" (synthetic, merged from the chain of ABS {tip})"),
+                (base, _) => format!(" (since ABS {base}: {} bytes of blocks changed)", m.changed_bytes),
+            };
             format!(
-                "{:?} {:?}, {} segments, {} tracks, {} extents, object {} bytes",
+                "{:?}{chain} {:?}, {} segments, {} tracks, {} extents, object {} bytes",
                 m.kind, m.object_name, m.segment_count, m.track_count, m.extents, m.object_size
             )
         }
