@@ -128,6 +128,7 @@ pub async fn run(cfg: MoverConfig, identity: Identity) -> Result<()> {
         bail!("a front-end needs --back-end NAME");
     }
     std::fs::create_dir_all(&cfg.spool).with_context(|| format!("creating spool {}", cfg.spool.display()))?;
+    discard_stale_spool(&cfg.spool);
     let endpoint = transport::bind(cfg.listen, &identity).context("binding the QUIC endpoint")?;
     let mut cfg = cfg;
     cfg.listen = endpoint.local_addr().context("local address")?;
@@ -282,6 +283,21 @@ async fn refuse(mut send: transport::FramedSend, reason: String) {
     tracing::warn!(%reason, "refusing a stream");
     let _ = send.send(&proto::wire::TrackAck::Failed { reason }).await;
     let _ = send.finish().await;
+}
+
+/// Accumulation directories left by a previous run belong to backups that
+/// failed when this front-end stopped (the station failed their channels;
+/// their sources still hold the data): discard them.
+fn discard_stale_spool(spool: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(spool) else {
+        return;
+    };
+    for e in entries.flatten() {
+        if e.file_name().to_string_lossy().starts_with("abs-") {
+            tracing::warn!(dir = %e.path().display(), "discarding the spool of a backup that failed when this front-end stopped");
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
 }
 
 async fn handle_command(mover: Arc<Mover>, cmd: Command) -> CommandReply {

@@ -113,6 +113,29 @@ async fn a_killed_back_end_fails_its_channel_and_the_rerun_succeeds() {
         "a written tape never goes back to scratch: {tapes:?}"
     );
 
+    // The failed ABS's spool is discarded on its front-end.
+    let start = std::time::Instant::now();
+    loop {
+        let left: Vec<_> = std::fs::read_dir(work.path())
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with("spool-"))
+            .map(|e| e.path().join("abs-1"))
+            .filter(|p| p.exists())
+            .collect();
+        if left.is_empty() {
+            break;
+        }
+        if start.elapsed() > Duration::from_secs(30) {
+            let logs: Vec<String> = ["fe1", "fe2"]
+                .iter()
+                .map(|f| dmc_tests::cluster::tail(&work.path().join("logs").join(format!("{f}.log"))))
+                .collect();
+            panic!("spool left behind: {left:?}\n{}", logs.join("\n"));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
     // The back-end comes back; the same backup runs again and restores.
     cluster.restart(&victim_be).unwrap();
     cluster

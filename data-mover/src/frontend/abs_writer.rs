@@ -49,6 +49,28 @@ pub struct AbsWriter {
     uploader: Option<JoinHandle<Result<(u32, String)>>>,
     received: u64,
     data_bytes: u64,
+    /// The ABS is on tape and in the catalog: its spool is already empty.
+    finished: bool,
+}
+
+impl Drop for AbsWriter {
+    /// An ABS dropped unfinished failed (its channel is failed, its source
+    /// still holds the data): its uploads stop and its spool is discarded,
+    /// so failed backups leave nothing behind on the front-end's disk.
+    fn drop(&mut self) {
+        if let Some(u) = self.uploader.take() {
+            u.abort();
+        }
+        if !self.finished {
+            tracing::warn!(
+                abs = self.ch.abs_id,
+                channel = self.ch.channel_id,
+                dir = %self.acc.dir().display(),
+                "discarding the spool of an unfinished ABS"
+            );
+            let _ = std::fs::remove_dir_all(self.acc.dir());
+        }
+    }
 }
 
 impl AbsWriter {
@@ -77,6 +99,7 @@ impl AbsWriter {
             uploader: Some(uploader),
             received: 0,
             data_bytes: 0,
+            finished: false,
         })
     }
 
@@ -210,6 +233,7 @@ impl AbsWriter {
             None => bail!("the back-end closed the stream without placing the metadata"),
         }
         self.acc.remove_dir();
+        self.finished = true;
         mover
             .link
             .request_ok(&StationRequest::ChannelFinished {
