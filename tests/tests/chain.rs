@@ -328,12 +328,24 @@ async fn a_chain_restores_every_point_and_merges_into_a_synthetic_full() {
     let a = id(&merged).to_string();
     restore_equals(&cluster, ext, &p3, &restored.join("synthetic.img"), &[&a]);
 
-    // A later incremental builds on the synthetic full.
+    // With nothing written since, an incremental holds no track, and the
+    // object still restores through it.
+    let empty = backup(&cluster, &extents_file, "incremental");
+    assert_eq!(
+        (empty["tracks"].as_u64(), empty["segments"].as_u64()),
+        (Some(0), Some(0))
+    );
+    assert_eq!(abs_row(&cluster, id(&empty))["base_abs_id"].as_u64(), Some(id(&merged)));
+    let a = id(&empty).to_string();
+    restore_equals(&cluster, ext, &p3, &restored.join("empty.img"), &[&a]);
+
+    // Later incrementals build on the synthetic full (here through the
+    // empty one, whose base it is).
     let w4 = write_object_tracks(port, ext, 2, 555, 0x44);
     let p4 = keep_point(&layout, &points.join("4"));
     let inc4 = backup(&cluster, &extents_file, "incremental");
     assert_eq!(inc4["tracks"].as_u64().unwrap(), w4.len() as u64);
-    assert_eq!(abs_row(&cluster, id(&inc4))["base_abs_id"].as_u64(), Some(id(&merged)));
+    assert_eq!(abs_row(&cluster, id(&inc4))["base_abs_id"].as_u64(), Some(id(&empty)));
     let a = id(&inc4).to_string();
     restore_equals(&cluster, ext, &p4, &restored.join("after-merge.img"), &[&a]);
     cluster.stop();
