@@ -19,7 +19,7 @@ use transport::{FramedSend, Peer};
 use super::backup::{await_written, chain_members, close_written, open_writing_channel, settle, transition, Held};
 use super::restore::{planned, read_tapes_on, ReadInto, TapeReading};
 use super::{library, registry, ChannelNote, Station};
-use crate::catalog::{DriveRow, PairRow, SegmentRow, STATION_ACTOR};
+use crate::catalog::{AbsRow, DriveRow, PairRow, SegmentRow, STATION_ACTOR};
 use crate::channel::{ChannelKind, ChannelState};
 use crate::plan::{chain_at, chain_of, RestorePlan};
 
@@ -72,19 +72,7 @@ async fn merge(
     let (mut held, rx) = open_writing_channel(st, client, new_abs).await?;
     let channel_id = held.channel_id.unwrap_or_default();
     let mut reader: Option<(PairRow, DriveRow)> = None;
-    let outcome = run_merge(
-        st,
-        client,
-        &mut held,
-        &mut reader,
-        &chain,
-        &abs.map,
-        tip,
-        rx,
-        send,
-        started,
-    )
-    .await;
+    let outcome = run_merge(st, client, &mut held, &mut reader, &chain, &abs, tip, rx, send, started).await;
     st.channels.lock().await.remove(&(channel_id as u64));
     st.depends_on(channel_id as u64, &[]).await;
     if let Some((_, drive)) = reader.take() {
@@ -100,7 +88,7 @@ async fn run_merge(
     held: &mut Held,
     reader: &mut Option<(PairRow, DriveRow)>,
     chain: &[i64],
-    map: &proto::abs::AbsMap,
+    abs: &AbsRow,
     tip: i64,
     mut rx: mpsc::UnboundedReceiver<ChannelNote>,
     send: &mut FramedSend,
@@ -108,6 +96,7 @@ async fn run_merge(
 ) -> Result<ChannelEvent> {
     let channel_id = held.channel_id.ok_or_else(|| anyhow!("no channel"))?;
     let new_abs = held.abs_id.ok_or_else(|| anyhow!("no ABS"))?;
+    let map = &abs.map;
     let track_set = map.track_set();
     let _ = send
         .send(&StationReply::Event(ChannelEvent::Started {
@@ -174,12 +163,7 @@ async fn run_merge(
     let open = BackupChannel {
         channel_id: channel_id as u64,
         abs_id: new_abs as u64,
-        object_name: st
-            .catalog
-            .load_abs(tip)
-            .await?
-            .map(|a| a.object_name)
-            .unwrap_or_default(),
+        object_name: abs.object_name.clone(),
         back_end: PeerAddr {
             name: pair.be_name.clone(),
             address: pair.be_address.clone(),
