@@ -4,3 +4,4 @@
 pub mod backend;
 pub mod frontend;
 pub mod mover;
+pub mod spool;

@@ -30,9 +30,16 @@ struct Args {
     /// Front-end: the back-end this front-end is paired with.
     #[arg(long)]
     back_end: Option<String>,
-    /// Front-end: spool directory for accumulation files.
+    /// Spool directory: the front-end's accumulation files; the segments a
+    /// back-end receives or reads back. A front-end and its back-end on one
+    /// machine should use the same one (they prove it to each other, and
+    /// segments then go to tape without crossing the network again).
     #[arg(long, default_value = "spool")]
     spool: PathBuf,
+    /// Front-end: never use a spool shared with the back-end; send every
+    /// segment over QUIC.
+    #[arg(long)]
+    no_shared_spool: bool,
     /// Front-end: segment threshold in bytes.
     #[arg(long, default_value_t = 16 << 20)]
     segment_size: u64,
@@ -122,6 +129,7 @@ async fn main() -> Result<()> {
         station_name: args.station_name,
         back_end,
         spool: args.spool,
+        shared_spool: !args.no_shared_spool,
         segment_size: args.segment_size,
         spool_segments: args.spool_segments,
         drives: args.drives,

@@ -14,11 +14,13 @@ use proto::wire::{
 };
 use tokio::sync::Mutex;
 use transport::link::StationLink;
-use transport::{Identity, Role};
+use transport::{Dialer, Identity, Role};
 
 use crate::backend::drive::{Drive, DriveSpec};
 use crate::backend::schedule::Policy;
 use crate::backend::writer::DriveWriter;
+use crate::frontend::pairing::Pairings;
+use crate::spool::Spool;
 
 /// Configuration of one mover process.
 pub struct MoverConfig {
@@ -29,8 +31,12 @@ pub struct MoverConfig {
     pub station_name: String,
     /// FE: name of the back-end it pairs with.
     pub back_end: Option<String>,
-    /// FE: spool directory for accumulation files.
+    /// Spool directory: accumulation files (FE), segments received or read
+    /// back (BE); shared by a pair on one machine.
     pub spool: PathBuf,
+    /// FE: use the spool it shares with its back-end when pairing proves
+    /// it does (false: always send segments over QUIC).
+    pub shared_spool: bool,
     /// FE: seal a segment when it reaches this many bytes.
     pub segment_size: u64,
     /// FE: sealed segments a channel may hold before accumulation waits.
@@ -50,13 +56,17 @@ pub struct Mover {
     pub cfg: MoverConfig,
     pub endpoint: quinn::Endpoint,
     pub link: StationLink,
+    pub spool: Spool,
+    /// FE: what pairing found with each back-end.
+    pub(crate) pairings: Pairings,
     backups: Mutex<HashMap<u64, BackupChannel>>,
     restores: Mutex<HashMap<u64, RestoreChannel>>,
     /// Running merges (synthetic fulls), by channel.
     pub(crate) merges: Mutex<HashMap<u64, tokio::sync::mpsc::UnboundedSender<crate::frontend::merge::MergeStep>>>,
     drives: HashMap<String, Arc<std::sync::Mutex<Drive>>>,
     writers: HashMap<String, DriveWriter>,
-    peers: Mutex<HashMap<String, quinn::Connection>>,
+    /// Connections to back-ends.
+    dialer: Dialer,
 }
 
 impl Mover {
@@ -74,25 +84,17 @@ impl Mover {
             .ok_or_else(|| anyhow!("back-end {} has no drive {name:?}", self.name))
     }
 
-    /// A (cached) connection to a back-end.
-    pub async fn back_end_connection(&self, be: &PeerAddr) -> Result<quinn::Connection> {
+    /// The connection to a back-end (reused; a back-end that restarted
+    /// registers a new address, and is dialled again).
+    pub async fn back_end(&self, be: &PeerAddr) -> Result<quinn::Connection> {
         let addr: SocketAddr = be
             .address
             .parse()
             .with_context(|| format!("back-end address {:?}", be.address))?;
-        let mut peers = self.peers.lock().await;
-        if let Some(c) = peers.get(&be.name) {
-            // A back-end that restarted registers a new address: never reuse
-            // a connection to its previous incarnation.
-            if c.close_reason().is_none() && c.remote_address() == addr {
-                return Ok(c.clone());
-            }
-        }
-        let (conn, _) = transport::connect(&self.endpoint, addr, &be.name, Role::Mover)
+        self.dialer
+            .connect(&be.name, addr, Role::Mover)
             .await
-            .with_context(|| format!("dialling back-end {} at {addr}", be.name))?;
-        peers.insert(be.name.clone(), conn.clone());
-        Ok(conn)
+            .with_context(|| format!("dialling back-end {} at {addr}", be.name))
     }
 
     fn is_front_end(&self) -> bool {
@@ -128,7 +130,13 @@ pub async fn run(cfg: MoverConfig, identity: Identity) -> Result<()> {
         bail!("a front-end needs --back-end NAME");
     }
     std::fs::create_dir_all(&cfg.spool).with_context(|| format!("creating spool {}", cfg.spool.display()))?;
-    discard_stale_spool(&cfg.spool);
+    let spool = Spool::new(&cfg.spool);
+    if matches!(cfg.role, MoverRole::FrontEnd | MoverRole::Both) {
+        spool.discard_front_end_leftovers();
+    }
+    if matches!(cfg.role, MoverRole::BackEnd | MoverRole::Both) {
+        spool.discard_back_end_leftovers();
+    }
     let endpoint = transport::bind(cfg.listen, &identity).context("binding the QUIC endpoint")?;
     let mut cfg = cfg;
     cfg.listen = endpoint.local_addr().context("local address")?;
@@ -178,12 +186,14 @@ pub async fn run(cfg: MoverConfig, identity: Identity) -> Result<()> {
         cfg,
         endpoint: endpoint.clone(),
         link: link.clone(),
+        spool,
+        pairings: Pairings::default(),
         backups: Mutex::new(HashMap::new()),
         restores: Mutex::new(HashMap::new()),
         merges: Mutex::new(HashMap::new()),
         drives,
         writers,
-        peers: Mutex::new(HashMap::new()),
+        dialer: Dialer::new(endpoint.clone()),
     });
     link.request_ok(&mover.registration())
         .await
@@ -243,10 +253,16 @@ async fn serve_connection(mover: Arc<Mover>, incoming: quinn::Incoming) -> Resul
         if as_front_end {
             tokio::spawn(async move {
                 match recv.recv::<TrackStreamOpen>().await {
-                    Ok(Some(TrackStreamOpen::Backup { channel_id, abs_id })) => {
+                    Ok(Some(TrackStreamOpen::Backup {
+                        channel_id,
+                        abs_id,
+                        window,
+                    })) => {
                         let ch = m.backups.lock().await.remove(&channel_id);
                         match ch {
-                            Some(ch) if ch.abs_id == abs_id => crate::frontend::backup::serve(m, ch, send, recv).await,
+                            Some(ch) if ch.abs_id == abs_id => {
+                                crate::frontend::backup::serve(m, ch, window, send, recv).await
+                            }
                             _ => {
                                 refuse(
                                     send,
@@ -283,21 +299,6 @@ async fn refuse(mut send: transport::FramedSend, reason: String) {
     tracing::warn!(%reason, "refusing a stream");
     let _ = send.send(&proto::wire::TrackAck::Failed { reason }).await;
     let _ = send.finish().await;
-}
-
-/// Accumulation directories left by a previous run belong to backups that
-/// failed when this front-end stopped (the station failed their channels;
-/// their sources still hold the data): discard them.
-fn discard_stale_spool(spool: &std::path::Path) {
-    let Ok(entries) = std::fs::read_dir(spool) else {
-        return;
-    };
-    for e in entries.flatten() {
-        if e.file_name().to_string_lossy().starts_with("abs-") {
-            tracing::warn!(dir = %e.path().display(), "discarding the spool of a backup that failed when this front-end stopped");
-            let _ = std::fs::remove_dir_all(e.path());
-        }
-    }
 }
 
 async fn handle_command(mover: Arc<Mover>, cmd: Command) -> CommandReply {

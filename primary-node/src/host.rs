@@ -253,7 +253,8 @@ impl HostVolume {
     /// The backup reads `len` bytes at `offset` of track `t`: its side
     /// copy if a host wrote the track meanwhile, else the volume (and the
     /// track is no longer protected).
-    pub fn read_for_backup(&self, backup: u64, t: u64, offset: u64, len: usize) -> Result<Vec<u8>> {
+    pub fn read_for_backup(&self, backup: u64, t: u64, offset: u64, buf: &mut [u8]) -> Result<()> {
+        let len = buf.len();
         let mut st = self.lock()?;
         let Some(snap) = st.snapshots.get_mut(&backup) else {
             bail!("backup {backup} has no snapshot of volume {}", self.volume.name);
@@ -265,14 +266,13 @@ impl HostVolume {
                 bail!("read of {len} bytes at {offset} outside the side copy of track {t}");
             }
             let file = snap.side_file.as_ref().context("side file missing")?;
-            let mut buf = vec![0u8; len];
-            file.read_exact_at(&mut buf, at + skip as u64)
+            file.read_exact_at(buf, at + skip as u64)
                 .with_context(|| format!("reading the side copy of track {t} from {}", snap.side_path.display()))?;
-            return Ok(buf);
+            return Ok(());
         }
-        let data = self.volume.read_at(offset, len)?;
+        self.volume.read_into(offset, buf)?;
         snap.protected.remove(&t);
-        Ok(data)
+        Ok(())
     }
 
     /// Read for a host.
@@ -387,6 +387,13 @@ impl HostVolume {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A backup read of `len` bytes into a fresh buffer.
+    fn read_backup(v: &HostVolume, backup: u64, t: u64, offset: u64, len: usize) -> Result<Vec<u8>> {
+        let mut buf = vec![0u8; len];
+        v.read_for_backup(backup, t, offset, &mut buf)?;
+        Ok(buf)
+    }
     use proto::abs::Geometry;
 
     const TS: usize = 4096;
@@ -414,13 +421,13 @@ mod tests {
         let v = host.volume("v").unwrap();
         let epoch = v.begin_backup(1, 0..8).unwrap();
         // The backup reads track 0; then a host overwrites tracks 0..=2.
-        assert_eq!(v.read_for_backup(1, 0, 0, TS).unwrap(), vec![0u8; TS]);
+        assert_eq!(read_backup(v, 1, 0, 0, TS).unwrap(), vec![0u8; TS]);
         v.write(0, &vec![0xee; 3 * TS]).unwrap();
         // The write landed.
         assert_eq!(v.read(TS as u64, TS).unwrap(), vec![0xee; TS]);
         // Tracks 1 and 2 were copied aside before it: the backup sees the old bytes.
-        assert_eq!(v.read_for_backup(1, 1, TS as u64, TS).unwrap(), vec![1u8; TS]);
-        assert_eq!(v.read_for_backup(1, 2, 2 * TS as u64 + 100, 10).unwrap(), vec![2u8; 10]);
+        assert_eq!(read_backup(v, 1, 1, TS as u64, TS).unwrap(), vec![1u8; TS]);
+        assert_eq!(read_backup(v, 1, 2, 2 * TS as u64 + 100, 10).unwrap(), vec![2u8; 10]);
         assert!(dir.path().join("state/side-1-v.bin").exists());
         // A track the backup read is no longer protected: no copy.
         v.write(0, &[0x55; 16]).unwrap();
@@ -437,7 +444,7 @@ mod tests {
         // The backup ends: snapshot and side file gone; writes just land.
         v.end_backup(1);
         assert!(!dir.path().join("state/side-1-v.bin").exists());
-        assert!(v.read_for_backup(1, 3, 3 * TS as u64, TS).is_err());
+        assert!(read_backup(v, 1, 3, 3 * TS as u64, TS).is_err());
         v.write(3 * TS as u64, &[9; 8]).unwrap();
         assert_eq!(&std::fs::read(&path).unwrap()[3 * TS..3 * TS + 8], &[9; 8]);
     }
@@ -451,8 +458,8 @@ mod tests {
         v.write(5 * TS as u64, &vec![0xaa; TS]).unwrap();
         v.begin_backup(2, [5]).unwrap();
         v.write(5 * TS as u64, &vec![0xbb; TS]).unwrap();
-        assert_eq!(v.read_for_backup(1, 5, 5 * TS as u64, TS).unwrap(), vec![5u8; TS]);
-        assert_eq!(v.read_for_backup(2, 5, 5 * TS as u64, TS).unwrap(), vec![0xaa; TS]);
+        assert_eq!(read_backup(v, 1, 5, 5 * TS as u64, TS).unwrap(), vec![5u8; TS]);
+        assert_eq!(read_backup(v, 2, 5, 5 * TS as u64, TS).unwrap(), vec![0xaa; TS]);
         assert!(v.begin_backup(2, [1]).is_err(), "one snapshot per backup");
     }
 
@@ -484,8 +491,8 @@ mod tests {
         v.write(0, &vec![0xee; 2 * TS]).unwrap();
         assert_eq!(v.side_copies(1), 2);
         // Read, but not yet acknowledged: the copy stays (a resend reads it again).
-        assert_eq!(v.read_for_backup(1, 0, 0, TS).unwrap(), vec![0u8; TS]);
-        assert_eq!(v.read_for_backup(1, 0, 0, TS).unwrap(), vec![0u8; TS]);
+        assert_eq!(read_backup(v, 1, 0, 0, TS).unwrap(), vec![0u8; TS]);
+        assert_eq!(read_backup(v, 1, 0, 0, TS).unwrap(), vec![0u8; TS]);
         assert_eq!(v.side_copies(1), 2);
         v.release(1, &[0, 1]);
         assert_eq!(v.side_copies(1), 0);
@@ -494,8 +501,8 @@ mod tests {
         // Two more copies reuse the two freed slots: the side file does not grow.
         v.write(4 * TS as u64, &vec![0xdd; 2 * TS]).unwrap();
         assert_eq!(std::fs::metadata(&side).unwrap().len(), len);
-        assert_eq!(v.read_for_backup(1, 4, 4 * TS as u64, TS).unwrap(), vec![4u8; TS]);
-        assert_eq!(v.read_for_backup(1, 5, 5 * TS as u64, TS).unwrap(), vec![5u8; TS]);
+        assert_eq!(read_backup(v, 1, 4, 4 * TS as u64, TS).unwrap(), vec![4u8; TS]);
+        assert_eq!(read_backup(v, 1, 5, 5 * TS as u64, TS).unwrap(), vec![5u8; TS]);
     }
 
     #[test]

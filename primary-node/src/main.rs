@@ -35,8 +35,11 @@ struct Args {
     /// Track size of the volumes, bytes (a multiple of the block size).
     #[arg(long, default_value_t = 65536)]
     track_size: u32,
-    /// Most tracks sent but not yet durable at the front-end.
-    #[arg(long, default_value_t = 512)]
+    /// Most tracks sent but not yet on tape (the request queue: addresses
+    /// only, the data stays on the volume). The front-end seals segments
+    /// small enough for this window; a larger one lets more pile up in its
+    /// spool while the drive writes.
+    #[arg(long, default_value_t = 4096)]
     window: u64,
     /// Most MB/s each backup stream sends (0: as fast as the front-end
     /// takes them). Keeps a node's backups from crowding out host I/O.

@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 use proto::abs::{TrackRun, TrackSet};
 use proto::wire::{Command, CommandReply, StationRequest, VolumeEpoch};
 use transport::link::StationLink;
-use transport::Identity;
+use transport::{Dialer, Identity};
 
 use crate::restore::{receive_restore, Destination};
 use crate::send::{resolve_volumes, send_track_set, SendOrder};
@@ -35,7 +35,8 @@ pub struct NodeConfig {
 #[derive(Clone)]
 struct Node {
     name: String,
-    endpoint: quinn::Endpoint,
+    /// Connections to front-ends, one per front-end, reused by every stream.
+    dialer: Arc<Dialer>,
     link: StationLink,
     volumes: Arc<HashMap<String, Arc<Volume>>>,
     window: u64,
@@ -72,7 +73,7 @@ pub async fn run(cfg: NodeConfig) -> Result<()> {
     tracing::info!(name = %cfg.name, volumes = volumes.len(), "primary node registered");
     let node = Node {
         name: cfg.name,
-        endpoint,
+        dialer: Arc::new(Dialer::new(endpoint)),
         link: link.clone(),
         volumes: Arc::new(volumes),
         window: cfg.window,
@@ -135,11 +136,11 @@ async fn handle(node: Node, cmd: Command) -> CommandReply {
             tokio::spawn(async move {
                 let host = node.host.clone();
                 let read_names = names.clone();
-                let read = move |addr: proto::abs::TrackAddr, offset: u64, len: usize| {
+                let read = move |addr: proto::abs::TrackAddr, offset: u64, buf: &mut [u8]| {
                     let name = read_names
                         .get(usize::from(addr.volume))
                         .ok_or_else(|| anyhow::anyhow!("volume index {}", addr.volume))?;
-                    host.volume(name)?.read_for_backup(channel_id, addr.track, offset, len)
+                    host.volume(name)?.read_for_backup(channel_id, addr.track, offset, buf)
                 };
                 let release_host = node.host.clone();
                 let release_names = names.clone();
@@ -156,7 +157,7 @@ async fn handle(node: Node, cmd: Command) -> CommandReply {
                         }
                     }
                 };
-                let res = send_track_set(&node.endpoint, order, read, release, |_, _| {}).await;
+                let res = send_track_set(&node.dialer, order, read, release, |_, _| {}).await;
                 end_backup(&node.host, channel_id, &names);
                 match res {
                     Ok(tracks) => tracing::info!(channel_id, abs_id, tracks, "track set sent and on tape"),
@@ -208,7 +209,7 @@ async fn handle(node: Node, cmd: Command) -> CommandReply {
                         }
                     }
                 });
-                let result = receive_restore(&node.endpoint, order, dest, move |b| {
+                let result = receive_restore(&node.dialer, order, dest, move |b| {
                     let _ = ptx.send(b);
                 })
                 .await;

@@ -1,9 +1,9 @@
 //! Restore: receive a restore stream from a front-end and write each track's
 //! bytes where the remap table says (FIG. 15/16).
 //!
-//! The back-end verified every checksum of a segment before sending any of
-//! its tracks; the node checks that every track belongs to the ABS and that
-//! its length matches the map before writing it.
+//! The back-end verified every checksum of a segment before handing it
+//! over; the node checks again that every track belongs to the ABS, that
+//! its length matches the map and its bytes their CRC32C, before writing it.
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
@@ -13,7 +13,7 @@ use std::sync::Arc;
 use anyhow::{anyhow, bail, Context, Result};
 use proto::abs::{DestTarget, Placer};
 use proto::wire::{RestoreFrame, RestoreOrder, RestoreTarget, TrackStreamOpen, MAX_DATA_FRAME};
-use transport::Role;
+use transport::{Dialer, Role};
 
 use crate::host::HostIo;
 
@@ -118,8 +118,11 @@ pub struct RestoreTotals {
 }
 
 /// Dial the front-end, receive the stream, write it, sync.
+///
+/// Each track's raw bytes are read into one reused buffer and checked
+/// against the CRC32C its frame carries before any of them is written.
 pub async fn receive_restore(
-    endpoint: &quinn::Endpoint,
+    dialer: &Dialer,
     order: RestoreOrder,
     dest: Destination,
     progress: impl Fn(u64) + Send + 'static,
@@ -130,7 +133,8 @@ pub async fn receive_restore(
         .address
         .parse()
         .with_context(|| format!("front-end address {:?}", order.front_end.address))?;
-    let (conn, _peer) = transport::connect(endpoint, addr, &order.front_end.name, Role::Mover)
+    let conn = dialer
+        .connect(&order.front_end.name, addr, Role::Mover)
         .await
         .with_context(|| format!("dialling front-end {}", order.front_end.name))?;
     let (mut send, mut recv) = transport::open_bi(&conn, MAX_DATA_FRAME).await?;
@@ -140,16 +144,29 @@ pub async fn receive_restore(
     .await?;
 
     let mut totals = RestoreTotals::default();
+    let mut data: Vec<u8> = Vec::new();
     loop {
         let frame = recv
             .recv::<RestoreFrame>()
             .await?
             .ok_or_else(|| anyhow!("the front-end closed the restore stream early"))?;
         match frame {
-            RestoreFrame::Track { addr, data } => {
-                let (_, len) = order.map.track_extent(addr).context("track not in the ABS map")?;
-                if data.len() as u64 != len {
-                    bail!("track {addr:?} has {} bytes, the map says {len}", data.len());
+            RestoreFrame::Track { addr, len, crc32c } => {
+                let (_, want) = order.map.track_extent(addr).context("track not in the ABS map")?;
+                if u64::from(len) != want {
+                    bail!("track {addr:?} has {len} bytes, the map says {want}");
+                }
+                data.clear();
+                while data.len() < len as usize {
+                    let piece = recv
+                        .recv_raw(len as usize - data.len())
+                        .await
+                        .with_context(|| format!("reading the data of track {addr:?}"))?;
+                    data.extend_from_slice(&piece);
+                }
+                let got = crc32c::crc32c(&data);
+                if got != crc32c {
+                    bail!("track {addr:?} arrived with CRC32C {got:08x}, its frame says {crc32c:08x}: nothing of it was written");
                 }
                 let placements = placer.place(addr, data.len());
                 if placements.is_empty() {

@@ -1,21 +1,25 @@
 //! Backup: stream an ABS's track set to a front-end mover.
 //!
 //! Tracks are read in volume order (the cheapest for the node) by a blocking
-//! reader thread and sent as [`TrackFrame`]s. The request queue is the set of
-//! tracks sent but not yet acknowledged as durable by the front-end; it is
-//! bounded (`window`), so a slow front-end slows the node down instead of
-//! growing memory. An entry leaves the queue only on the front-end's
-//! [`TrackAck::Durable`], and with it the track's side copy, if a host
-//! write made one (the `release` callback).
+//! reader thread and sent as [`TrackFrame`]s, each followed by its raw
+//! bytes. The request queue is the set of tracks sent but not yet on tape:
+//! the front-end keeps them only in its spool, which is not durable, until
+//! its back-end wrote them to tape, synced, and the catalog committed them.
+//! The queue holds addresses only (the data is still on the volume, or in
+//! the snapshot's side file) and is bounded (`window`), so a slow front-end
+//! slows the node down instead of growing memory. An entry leaves the queue
+//! only on the front-end's [`TrackAck::OnTape`], and with it the track's
+//! side copy, if a host write made one (the `release` callback).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Context, Result};
+use bytes::Bytes;
 use proto::abs::{AbsMap, TrackAddr, TrackSet};
 use proto::wire::{PeerAddr, TrackAck, TrackFrame, TrackStreamOpen, MAX_DATA_FRAME};
 use tokio::sync::{mpsc, watch};
-use transport::Role;
+use transport::{BufPool, Dialer, Role};
 
 use crate::volume::Volume;
 
@@ -27,7 +31,7 @@ pub struct SendOrder {
     pub map: AbsMap,
     /// The tracks to send (of the map): all, or a differential's.
     pub tracks: TrackSet,
-    /// Most tracks in flight (sent, not yet durable at the front-end).
+    /// Most tracks in flight (sent, not yet on tape).
     pub window: u64,
     /// Bytes per second the stream may send (None: no limit).
     pub rate: Option<u64>,
@@ -56,15 +60,21 @@ pub fn resolve_volumes(map: &AbsMap, volumes: &HashMap<String, Arc<Volume>>) -> 
         .collect()
 }
 
+/// Largest track a node sends (the tape format's limit).
+const MAX_TRACK: usize = proto::tape::MAX_TRACK_SIZE;
+
 /// Send the whole track set; returns the number of tracks once the
 /// front-end reported the ABS complete (on tape and in the catalog).
 ///
-/// `read(track, offset, len)` reads one track for the backup (through the
-/// node's snapshot of the volume, see [`crate::host`]).
+/// `read(track, offset, buf)` reads one track for the backup into `buf`
+/// (through the node's snapshot of the volume, see [`crate::host`]). Tracks
+/// are read by a blocking thread into pooled buffers, checksummed there,
+/// and handed to quinn as they are: a track's bytes are never copied or
+/// serialized on their way out.
 pub async fn send_track_set(
-    endpoint: &quinn::Endpoint,
+    dialer: &Dialer,
     order: SendOrder,
-    read: impl Fn(TrackAddr, u64, usize) -> Result<Vec<u8>> + Send + 'static,
+    read: impl Fn(TrackAddr, u64, &mut [u8]) -> Result<()> + Send + 'static,
     release: impl Fn(&[TrackAddr]),
     progress: impl Fn(u64, u64) + Send + 'static,
 ) -> Result<u64> {
@@ -73,7 +83,8 @@ pub async fn send_track_set(
         .address
         .parse()
         .with_context(|| format!("front-end address {:?}", order.front_end.address))?;
-    let (conn, _peer) = transport::connect(endpoint, addr, &order.front_end.name, Role::Mover)
+    let conn = dialer
+        .connect(&order.front_end.name, addr, Role::Mover)
         .await
         .with_context(|| {
             format!(
@@ -82,24 +93,48 @@ pub async fn send_track_set(
             )
         })?;
     let (mut send, mut recv) = transport::open_bi(&conn, MAX_DATA_FRAME).await?;
+    let window = order.window.max(1);
     send.send(&TrackStreamOpen::Backup {
         channel_id: order.channel_id,
         abs_id: order.abs_id,
+        window,
     })
     .await?;
 
     let tracks = order.tracks.clone();
     let total = tracks.len();
+    let track_size = order
+        .map
+        .volumes
+        .iter()
+        .map(|v| v.geometry.track_size as usize)
+        .max()
+        .unwrap_or(0);
+    if track_size == 0 || track_size > MAX_TRACK {
+        bail!("tracks of {track_size} bytes: expected 1 to {MAX_TRACK}");
+    }
 
-    // Reader thread: volume reads are blocking; a small channel bounds memory.
-    let (tx, mut rx) = mpsc::channel::<Result<(TrackAddr, Vec<u8>)>>(8);
+    // Reader thread: volume reads are blocking; a small channel bounds
+    // memory, and the pool keeps reusing the same buffers (quinn holds a
+    // track's buffer until the front-end acknowledged its packets).
+    let pool = BufPool::new(track_size, 128);
+    let (tx, mut rx) = mpsc::channel::<Result<(TrackAddr, u32, Bytes)>>(8);
     let map = order.map.clone();
     let reader = tokio::task::spawn_blocking(move || {
         for addr in tracks.iter() {
             let item = (|| {
                 let (offset, len) = map.track_extent(addr)?;
                 let len = usize::try_from(len).context("track length")?;
-                Ok((addr, read(addr, offset, len)?))
+                if len > pool.size() {
+                    bail!(
+                        "track {addr:?} has {len} bytes, more than the largest track size {}",
+                        pool.size()
+                    );
+                }
+                let mut buf = pool.take(len);
+                read(addr, offset, buf.as_mut_slice())?;
+                let crc = crc32c::crc32c(buf.as_ref());
+                Ok((addr, crc, buf.freeze()))
             })();
             let failed = item.is_err();
             if tx.blocking_send(item).is_err() || failed {
@@ -108,12 +143,12 @@ pub async fn send_track_set(
         }
     });
 
-    // Acknowledgements: the durable count, and the final outcome.
+    // Acknowledgements: how far the stream is on tape, and the outcome.
     let (acked_tx, mut acked_rx) = watch::channel(0u64);
     let acks = tokio::spawn(async move {
         loop {
             match recv.recv::<TrackAck>().await {
-                Ok(Some(TrackAck::Durable { tracks })) => {
+                Ok(Some(TrackAck::OnTape { tracks })) => {
                     let _ = acked_tx.send(tracks);
                 }
                 Ok(Some(TrackAck::Complete)) => return Ok(()),
@@ -124,7 +159,7 @@ pub async fn send_track_set(
         }
     });
 
-    // The request queue: tracks sent, oldest first, not yet acknowledged.
+    // The request queue: tracks sent, oldest first, not yet on tape.
     let mut queue: VecDeque<TrackAddr> = VecDeque::new();
     let mut released = 0u64;
     let mut release_acked = |queue: &mut VecDeque<TrackAddr>, acked: u64| {
@@ -138,10 +173,9 @@ pub async fn send_track_set(
     let mut sent = 0u64;
     let mut sent_bytes = 0u64;
     let started = tokio::time::Instant::now();
-    let window = order.window.max(1);
     while let Some(item) = rx.recv().await {
-        let (addr, data) = item?;
-        // Bounded request queue: wait while too many tracks are unacknowledged.
+        let (addr, crc32c, data) = item?;
+        // Bounded request queue: wait while too many tracks are not on tape.
         while sent - *acked_rx.borrow() >= window {
             if acked_rx.changed().await.is_err() {
                 break;
@@ -160,7 +194,12 @@ pub async fn send_track_set(
         }
         release_acked(&mut queue, *acked_rx.borrow());
         sent_bytes += data.len() as u64;
-        send.send(&TrackFrame::Track { addr, data }).await?;
+        let frame = TrackFrame::Track {
+            addr,
+            len: data.len() as u32,
+            crc32c,
+        };
+        send.send_with(&frame, &mut [data]).await?;
         queue.push_back(addr);
         sent += 1;
         metrics::counter!("dmc_primary_tracks_sent_total").increment(1);

@@ -52,6 +52,14 @@ impl Volume {
 
     /// Read `len` bytes at `offset` (must be inside the volume).
     pub fn read_at(&self, offset: u64, len: usize) -> Result<Vec<u8>> {
+        let mut buf = vec![0u8; len];
+        self.read_into(offset, &mut buf)?;
+        Ok(buf)
+    }
+
+    /// Fill `buf` from `offset` (must be inside the volume).
+    pub fn read_into(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        let len = buf.len();
         let end = offset.checked_add(len as u64).context("offset overflow")?;
         if end > self.size {
             bail!(
@@ -60,11 +68,9 @@ impl Volume {
                 self.size
             );
         }
-        let mut buf = vec![0u8; len];
         self.file
-            .read_exact_at(&mut buf, offset)
-            .with_context(|| format!("reading {len} bytes at {offset} of volume {}", self.name))?;
-        Ok(buf)
+            .read_exact_at(buf, offset)
+            .with_context(|| format!("reading {len} bytes at {offset} of volume {}", self.name))
     }
 
     /// Write `data` at `offset` (must be inside the volume).

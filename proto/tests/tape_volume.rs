@@ -202,6 +202,70 @@ fn a_bad_segment_is_refused_and_nothing_is_written() {
 }
 
 #[test]
+fn a_segment_copied_from_a_reader_is_verified_on_the_way_and_a_bad_one_leaves_nothing() {
+    // Larger than the copy buffer: the copy writes records before it
+    // reaches the damage near the end.
+    let mut w = TapeWriter::create_at(MemTape::memory(), params("STREAM", 65536), T0).unwrap();
+    let (good, tracks) = segment(7, 0, 40, 65536);
+    assert!(good.len() > 2 << 20);
+    let mut scratch = Vec::new();
+    let (entry, summary) = w
+        .write_segment_from(&mut &good[..], good.len() as u64, "obj", Some((7, 0)), &mut scratch)
+        .unwrap();
+    assert_eq!(entry.crc32c, crc32c::crc32c(&good), "the directory's CRC is the file's");
+    assert_eq!(entry.bytes, good.len() as u64);
+    assert_eq!(summary.track_count, 40);
+    assert!(scratch.len() <= 1 << 20, "bounded buffer, not the whole segment");
+
+    let next = w.next_file();
+    let (second, _) = segment(7, 1, 40, 65536);
+    let mut bad = second.clone();
+    let at = bad.len() - 1000;
+    bad[at] ^= 0x40;
+    let e = w
+        .write_segment_from(&mut &bad[..], bad.len() as u64, "obj", Some((7, 1)), &mut scratch)
+        .unwrap_err();
+    assert!(matches!(e, TapeError::Checksum { .. }), "{e}");
+    assert!(e.to_string().contains("STREAM"), "names the tape: {e}");
+    assert_eq!(w.next_file(), next);
+    // Wrong length announced, wrong segment, a reader that is too short.
+    assert!(w
+        .write_segment_from(&mut &second[..], second.len() as u64 - 1, "obj", None, &mut scratch)
+        .is_err());
+    assert!(w
+        .write_segment_from(&mut &second[..], second.len() as u64 + 1, "obj", None, &mut scratch)
+        .is_err());
+    let e = w
+        .write_segment_from(&mut &second[..], second.len() as u64, "obj", Some((7, 2)), &mut scratch)
+        .unwrap_err();
+    assert!(e.to_string().contains("ABS 7 seq 2"), "{e}");
+    assert_eq!(w.next_file(), next);
+    assert_eq!(w.directory().len(), 1);
+
+    // Still usable: the good copy lands where the bad one started.
+    let (entry2, _) = w
+        .write_segment_from(&mut &second[..], second.len() as u64, "obj", Some((7, 1)), &mut scratch)
+        .unwrap();
+    assert_eq!(entry2.file_number, next);
+    let dev = w.finish_at(false, T0).unwrap();
+    let image = dev.into_bytes();
+    assert!(verify(MemTape::from_bytes(image.clone())).unwrap().is_ok());
+
+    // Read back into a writer, record by record, every checksum checked.
+    let mut r = TapeReader::open(MemTape::from_bytes(image)).unwrap();
+    let mut out = Vec::new();
+    let s = r.read_segment_into(entry.file_number, 64 << 20, &mut out).unwrap();
+    assert_eq!(out, good);
+    assert_eq!(s, summary);
+    assert_eq!(r.read_segment(entry.file_number, 64 << 20).unwrap().tracks, tracks);
+    let mut out = Vec::new();
+    assert!(
+        r.read_segment_into(entry.file_number, 1 << 20, &mut out).is_err(),
+        "max_bytes"
+    );
+}
+
+#[test]
 fn create_refuses_bad_params_before_writing() {
     for p in [
         {

@@ -69,6 +69,10 @@ pub struct ClusterSpec {
     /// Extra arguments for every back-end and for the primary node.
     pub be_args: Vec<String>,
     pub pn_args: Vec<String>,
+    /// Each front-end and its back-end use one spool directory (a pair on
+    /// one machine: segments go to tape from it); false: separate ones, as
+    /// a pair on two machines, so segments travel over QUIC.
+    pub shared_spool: bool,
 }
 
 impl ClusterSpec {
@@ -86,6 +90,7 @@ impl ClusterSpec {
             mount_seconds: 0.0,
             be_args: Vec::new(),
             pn_args: Vec::new(),
+            shared_spool: true,
         }
     }
 }
@@ -222,6 +227,12 @@ impl Cluster {
             ]);
             be_cmd.args(&spec.be_args);
             be_cmd.arg("--pki").arg(&pki);
+            let be_spool = if spec.shared_spool {
+                format!("spool-{fe}")
+            } else {
+                format!("spool-{be}")
+            };
+            be_cmd.arg("--spool").arg(work.join(be_spool));
             cluster.spawn(&be, &mut be_cmd)?;
             cluster.spawn(
                 &fe,

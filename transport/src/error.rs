@@ -119,23 +119,6 @@ impl TransportError {
             meaning: codes::describe(code),
         }
     }
-
-    /// Classify an I/O error coming out of a quinn stream: quinn wraps its
-    /// own `ReadError`/`WriteError` in `io::Error`; unwrap them so callers
-    /// see "stopped with code 2 (frame too large)" rather than an opaque
-    /// I/O error.
-    pub(crate) fn from_stream_io(err: io::Error) -> Self {
-        let Some(inner) = err.get_ref() else {
-            return TransportError::Io(err);
-        };
-        if let Some(e) = inner.downcast_ref::<quinn::WriteError>() {
-            return e.clone().into();
-        }
-        if let Some(e) = inner.downcast_ref::<quinn::ReadError>() {
-            return e.clone().into();
-        }
-        TransportError::Io(err)
-    }
 }
 
 impl From<quinn::WriteError> for TransportError {

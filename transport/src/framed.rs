@@ -1,11 +1,17 @@
-//! Typed message streams over QUIC bidirectional streams.
+//! Typed message streams over QUIC bidirectional streams, with raw payloads.
 //!
 //! Each frame is a 4-byte big-endian length and one rkyv archive
-//! ([`proto::wire::encode`] / [`proto::wire::decode`], validated on
+//! ([`proto::wire::encode`] / [`proto::wire::decode_aligned`], validated on
 //! receipt). The receiver enforces a maximum frame size chosen per
 //! conversation ([`MAX_CONTROL_FRAME`](proto::wire::MAX_CONTROL_FRAME) or
-//! [`MAX_DATA_FRAME`](proto::wire::MAX_DATA_FRAME)) before buffering a
-//! frame's body.
+//! [`MAX_DATA_FRAME`](proto::wire::MAX_DATA_FRAME)) before reading a frame's
+//! body, and grows its (reused) buffer only as the body arrives.
+//!
+//! A frame may announce raw bytes that follow it (track data, a segment):
+//! the sender hands them over as [`Bytes`] ([`FramedSend::send_with`],
+//! [`FramedSend::send_raw`]), which quinn sends without copying; the
+//! receiver takes them piece by piece as quinn received them
+//! ([`FramedRecv::recv_raw`]), without copying either.
 //!
 //! When a received frame is rejected, [`FramedRecv::recv`] returns the
 //! error and stops the stream with an application code from
@@ -14,34 +20,50 @@
 //! write fails with [`TransportError::Stopped`] carrying that code. Every
 //! later `recv` on that stream returns [`TransportError::Closed`].
 
-use bytes::Bytes;
-use futures::{SinkExt, StreamExt};
-use proto::wire::{decode, encode, WireError};
+use bytes::{BufMut, Bytes, BytesMut};
+use proto::wire::{decode_aligned, encode_into, WireError};
 use quinn::{RecvStream, SendStream, VarInt};
 use rkyv::api::high::{HighDeserializer, HighSerializer, HighValidator};
 use rkyv::rancor;
 use rkyv::ser::allocator::ArenaHandle;
 use rkyv::util::AlignedVec;
 use rkyv::{Archive, Deserialize, Serialize};
-use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
 
 use crate::codes;
 use crate::error::{Result, TransportError};
-use crate::frame_codec::{codec, FrameDecoder, FrameError};
+
+/// Bytes in a frame's length prefix.
+pub const LENGTH_PREFIX: usize = 4;
 
 /// The sending half of a typed framed stream.
 #[derive(Debug)]
 pub struct FramedSend {
-    inner: FramedWrite<SendStream, LengthDelimitedCodec>,
+    stream: SendStream,
     max_frame: usize,
+    /// The message being encoded (reused).
+    scratch: AlignedVec,
+    /// Frames handed to quinn are cut from this buffer, so small frames
+    /// share one allocation.
+    out: BytesMut,
 }
+
+/// Bytes of the buffer small frames are cut from.
+const FRAME_BUFFER: usize = 64 << 10;
+
+/// What [`FramedSend`] can send.
+pub trait Message: for<'a, 'b> Serialize<HighSerializer<&'b mut AlignedVec, ArenaHandle<'a>, rancor::Error>> {}
+impl<T> Message for T where T: for<'a, 'b> Serialize<HighSerializer<&'b mut AlignedVec, ArenaHandle<'a>, rancor::Error>> {}
 
 /// The receiving half of a typed framed stream.
 #[derive(Debug)]
 pub struct FramedRecv {
-    inner: FramedRead<RecvStream, FrameDecoder>,
+    stream: RecvStream,
     max_frame: usize,
     failed: Option<String>,
+    /// Bytes received but not yet consumed.
+    leftover: Bytes,
+    /// The frame body being read (reused from frame to frame).
+    body: AlignedVec<16>,
 }
 
 /// Wrap a QUIC bidirectional stream; frames larger than `max_frame` bytes
@@ -72,10 +94,12 @@ fn short_type_name<T>() -> &'static str {
 
 impl FramedSend {
     /// Frame the sending half of a stream.
-    pub fn new(send: SendStream, max_frame: usize) -> Self {
+    pub fn new(stream: SendStream, max_frame: usize) -> Self {
         FramedSend {
-            inner: FramedWrite::new(send, codec(max_frame)),
+            stream,
             max_frame,
+            scratch: AlignedVec::new(),
+            out: BytesMut::new(),
         }
     }
 
@@ -84,51 +108,70 @@ impl FramedSend {
         self.max_frame
     }
 
-    /// Encode `msg` as one frame and write it (flushed to the stream).
-    ///
-    /// A message whose encoding exceeds the frame limit is refused here with
-    /// [`WireError::TooLarge`] and nothing is sent. If the peer stopped the
-    /// stream, this returns [`TransportError::Stopped`] with its code.
-    pub async fn send<T>(&mut self, msg: &T) -> Result<()>
-    where
-        T: for<'a> Serialize<HighSerializer<AlignedVec, ArenaHandle<'a>, rancor::Error>>,
-    {
-        let body = encode(msg)?;
-        if body.len() > self.max_frame {
+    /// Encode `msg` as one frame (length prefix and archive).
+    fn frame<T: Message>(&mut self, msg: &T) -> Result<Bytes> {
+        encode_into(msg, &mut self.scratch)?;
+        let len = self.scratch.len();
+        if len > self.max_frame {
             return Err(WireError::TooLarge {
                 what: short_type_name::<T>(),
-                len: body.len(),
+                len,
                 max: self.max_frame,
             }
             .into());
         }
-        self.inner
-            .send(Bytes::from_owner(body))
-            .await
-            .map_err(TransportError::from_stream_io)
+        if self.out.capacity() < LENGTH_PREFIX + len {
+            self.out.reserve((LENGTH_PREFIX + len).max(FRAME_BUFFER));
+        }
+        self.out.put_u32(len as u32);
+        self.out.extend_from_slice(&self.scratch);
+        Ok(self.out.split().freeze())
     }
 
-    /// Flush and finish the stream: the peer's `recv` returns `None` after
-    /// the last frame.
+    /// Encode `msg` as one frame and write it.
+    ///
+    /// A message whose encoding exceeds the frame limit is refused here with
+    /// [`WireError::TooLarge`] and nothing is sent. If the peer stopped the
+    /// stream, this returns [`TransportError::Stopped`] with its code.
+    pub async fn send<T: Message>(&mut self, msg: &T) -> Result<()> {
+        let frame = self.frame(msg)?;
+        self.stream.write_chunk(frame).await?;
+        Ok(())
+    }
+
+    /// Write `msg` as one frame followed by the raw bytes of `payload`
+    /// (which the frame must announce), handed to quinn without copying.
+    pub async fn send_with<T: Message>(&mut self, msg: &T, payload: &mut [Bytes]) -> Result<()> {
+        let frame = self.frame(msg)?;
+        self.stream.write_chunk(frame).await?;
+        self.stream.write_all_chunks(payload).await?;
+        Ok(())
+    }
+
+    /// Write raw bytes (announced by an earlier frame), without copying.
+    pub async fn send_raw(&mut self, payload: Bytes) -> Result<()> {
+        self.stream.write_chunk(payload).await?;
+        Ok(())
+    }
+
+    /// Finish the stream: the peer's `recv` returns `None` after the last
+    /// frame.
     pub async fn finish(mut self) -> Result<()> {
-        SinkExt::<Bytes>::flush(&mut self.inner)
-            .await
-            .map_err(TransportError::from_stream_io)?;
-        self.inner.get_mut().finish()?;
+        self.stream.finish()?;
         Ok(())
     }
 
     /// Abandon the stream with an application `code` (see [`crate::codes`]);
     /// frames not yet delivered are discarded.
     pub fn reset(&mut self, code: VarInt) -> Result<()> {
-        self.inner.get_mut().reset(code)?;
+        self.stream.reset(code)?;
         Ok(())
     }
 
     /// Wait until the peer has read everything (`Ok(None)`) or stopped the
     /// stream (`Ok(Some(code))`).
     pub async fn stopped(&mut self) -> Result<Option<VarInt>> {
-        self.inner.get_ref().stopped().await.map_err(|e| match e {
+        self.stream.stopped().await.map_err(|e| match e {
             quinn::StoppedError::ConnectionLost(c) => TransportError::ConnectionLost(c),
             other => TransportError::Closed {
                 reason: other.to_string(),
@@ -136,26 +179,68 @@ impl FramedSend {
         })
     }
 
-    /// The underlying QUIC stream (writing to it directly bypasses framing
-    /// and any frame still buffered here).
+    /// The underlying QUIC stream (writing to it directly bypasses framing).
     pub fn stream_mut(&mut self) -> &mut SendStream {
-        self.inner.get_mut()
+        &mut self.stream
     }
+}
+
+/// How a frame read ended early.
+enum Short {
+    /// The stream ended after `have` bytes of the part being read.
+    End(usize),
+    Err(TransportError),
 }
 
 impl FramedRecv {
     /// Frame the receiving half of a stream.
-    pub fn new(recv: RecvStream, max_frame: usize) -> Self {
+    pub fn new(stream: RecvStream, max_frame: usize) -> Self {
         FramedRecv {
-            inner: FramedRead::new(recv, FrameDecoder::new(max_frame)),
+            stream,
             max_frame,
             failed: None,
+            leftover: Bytes::new(),
+            body: AlignedVec::new(),
         }
     }
 
     /// The largest frame this side accepts.
     pub fn max_frame(&self) -> usize {
         self.max_frame
+    }
+
+    /// The next received bytes, at most `max`: what is left of the last
+    /// chunk, else the next chunk quinn has. None at the end of the stream.
+    async fn chunk(&mut self, max: usize) -> Result<Option<Bytes>> {
+        if !self.leftover.is_empty() {
+            let n = max.min(self.leftover.len());
+            return Ok(Some(self.leftover.split_to(n)));
+        }
+        match self.stream.read_chunk(max, true).await {
+            Ok(Some(c)) => Ok(Some(c.bytes)),
+            Ok(None) => Ok(None),
+            Err(e) => {
+                let err = TransportError::from(e);
+                self.failed = Some(err.to_string());
+                Err(err)
+            }
+        }
+    }
+
+    /// Read exactly `n` bytes into `out` (appended).
+    async fn fill(&mut self, n: usize, mut out: impl FnMut(&[u8])) -> Result<(), Short> {
+        let mut have = 0;
+        while have < n {
+            match self.chunk(n - have).await {
+                Ok(Some(c)) => {
+                    out(&c);
+                    have += c.len();
+                }
+                Ok(None) => return Err(Short::End(have)),
+                Err(e) => return Err(Short::Err(e)),
+            }
+        }
+        Ok(())
     }
 
     /// Receive and validate the next message: `Ok(None)` when the peer
@@ -178,56 +263,92 @@ impl FramedRecv {
             });
         }
         let what = short_type_name::<T>();
-        let frame = match self.inner.next().await {
-            None => return Ok(None),
-            Some(Ok(frame)) => frame,
-            Some(Err(FrameError::TooLarge { len })) => {
-                let err = WireError::TooLarge {
-                    what,
-                    len,
-                    max: self.max_frame,
-                };
-                return Err(self.reject(codes::FRAME_TOO_LARGE, err.into()));
-            }
-            Some(Err(FrameError::Truncated { buffered, prefix })) => {
+        let mut prefix = [0u8; LENGTH_PREFIX];
+        let mut at = 0;
+        match self
+            .fill(LENGTH_PREFIX, |b| {
+                prefix[at..at + b.len()].copy_from_slice(b);
+                at += b.len();
+            })
+            .await
+        {
+            Ok(()) => {}
+            Err(Short::End(0)) => return Ok(None),
+            Err(Short::End(have)) => {
                 let err = WireError::Invalid {
                     what,
-                    len: buffered,
-                    reason: if prefix {
-                        format!("the stream ended after {buffered} bytes of the frame body")
-                    } else {
-                        format!("the stream ended inside a frame's length prefix ({buffered} of 4 bytes)")
-                    },
+                    len: have,
+                    reason: format!("the stream ended inside a frame's length prefix ({have} of 4 bytes)"),
                 };
                 return Err(self.reject(codes::MALFORMED_FRAME, err.into()));
             }
-            Some(Err(FrameError::Io(e))) => {
-                let err = TransportError::from_stream_io(e);
-                self.failed = Some(err.to_string());
-                return Err(err);
+            Err(Short::Err(e)) => return Err(e),
+        }
+        let len = u32::from_be_bytes(prefix) as usize;
+        if len > self.max_frame {
+            let err = WireError::TooLarge {
+                what,
+                len,
+                max: self.max_frame,
+            };
+            return Err(self.reject(codes::FRAME_TOO_LARGE, err.into()));
+        }
+        let mut body = std::mem::take(&mut self.body);
+        body.clear();
+        let res = self.fill(len, |b| body.extend_from_slice(b)).await;
+        self.body = body;
+        match res {
+            Ok(()) => {}
+            Err(Short::End(have)) => {
+                let err = WireError::Invalid {
+                    what,
+                    len: have,
+                    reason: format!("the stream ended after {have} bytes of the frame body"),
+                };
+                return Err(self.reject(codes::MALFORMED_FRAME, err.into()));
             }
-        };
-        match decode::<T>(&frame) {
+            Err(Short::Err(e)) => return Err(e),
+        }
+        match decode_aligned::<T>(&self.body) {
             Ok(msg) => Ok(Some(msg)),
             Err(e) => Err(self.reject(codes::MALFORMED_FRAME, e.into())),
+        }
+    }
+
+    /// The next piece, at most `max` bytes, of the raw bytes a frame
+    /// announced, as quinn received it (no copy). The stream ending first
+    /// is an error.
+    pub async fn recv_raw(&mut self, max: usize) -> Result<Bytes> {
+        if let Some(reason) = &self.failed {
+            return Err(TransportError::Closed {
+                reason: format!("an earlier receive failed: {reason}"),
+            });
+        }
+        match self.chunk(max.max(1)).await? {
+            Some(b) => Ok(b),
+            None => {
+                let reason = "the stream ended inside the raw bytes a frame announced".to_string();
+                self.failed = Some(reason.clone());
+                Err(TransportError::Closed { reason })
+            }
         }
     }
 
     /// Stop the stream with an application `code`: the peer's writes fail
     /// with [`TransportError::Stopped`].
     pub fn stop(&mut self, code: VarInt) -> Result<()> {
-        self.inner.get_mut().stop(code)?;
+        self.stream.stop(code)?;
         Ok(())
     }
 
     /// The underlying QUIC stream (reading from it directly bypasses framing
     /// and any bytes already buffered here).
     pub fn stream_mut(&mut self) -> &mut RecvStream {
-        self.inner.get_mut()
+        &mut self.stream
     }
 
     fn reject(&mut self, code: VarInt, err: TransportError) -> TransportError {
-        let _ = self.inner.get_mut().stop(code);
+        let _ = self.stream.stop(code);
         tracing::warn!(code = code.into_inner(), error = %err, "rejected frame; stopped the stream ({})", codes::describe(code));
         self.failed = Some(err.to_string());
         err

@@ -7,8 +7,11 @@
 //!   every connection yields the authenticated [`Peer`] (name and role), and
 //!   [`require_role`] refuses requests a role may not make.
 //! - [`FramedSend`] / [`FramedRecv`]: typed rkyv messages over QUIC
-//!   bidirectional streams with a frame size limit; bad frames are errors
-//!   and stop the stream with a code from [`codes`].
+//!   bidirectional streams with a frame size limit, and raw payloads after
+//!   a frame without copies; bad frames are errors and stop the stream
+//!   with a code from [`codes`].
+//! - [`Dialer`]: one reused connection per peer; [`BufPool`]: reused
+//!   buffers for bulk bytes handed to quinn without copying.
 //! - [`raw_loopback_throughput`]: the reference number for benchmarks.
 
 pub mod codes;
@@ -16,21 +19,23 @@ pub mod link;
 pub mod pki;
 
 mod bench;
+mod dialer;
 mod endpoint;
 mod error;
-mod frame_codec;
 mod framed;
 mod peer;
+mod pool;
 mod role;
 mod tls;
 
 pub use bench::raw_loopback_throughput;
+pub use dialer::Dialer;
 pub use endpoint::{accept, bind, connect};
 pub use error::{Result, TransportError};
-pub use frame_codec::LENGTH_PREFIX;
-pub use framed::{accept_bi, framed, open_bi, FramedRecv, FramedSend};
+pub use framed::{accept_bi, framed, open_bi, FramedRecv, FramedSend, Message, LENGTH_PREFIX};
 pub use peer::{peer, require_role, Peer};
 pub use pki::{Component, Identity, PkiError};
+pub use pool::{BufPool, PooledBuf};
 pub use role::{Role, UnknownRole};
 pub use tls::{
     client_config, server_config, transport_config, ALPN, KEEP_ALIVE, MAX_BIDI_STREAMS, MAX_IDLE, RECEIVE_WINDOW,

@@ -15,12 +15,16 @@ use crate::pki::Identity;
 /// The ALPN protocol every cluster connection negotiates.
 pub const ALPN: &[u8] = b"dmc/1";
 
-/// Per-stream flow-control window (receive side).
-pub const STREAM_RECEIVE_WINDOW: u32 = 16 << 20;
-/// Per-connection flow-control window (receive side).
-pub const RECEIVE_WINDOW: u32 = 64 << 20;
+/// Per-stream flow-control window (receive side). Bounds what quinn
+/// buffers for a stream its reader has not consumed; measured on loopback,
+/// one stream runs as fast with 4 MiB as with 16 MiB (a 10 Gb/s link with
+/// 1 ms of round trip needs 1.25 MB).
+pub const STREAM_RECEIVE_WINDOW: u32 = 4 << 20;
+/// Per-connection flow-control window (receive side): what all streams of
+/// one connection may buffer together.
+pub const RECEIVE_WINDOW: u32 = 16 << 20;
 /// How much unacknowledged data a connection may have in flight.
-pub const SEND_WINDOW: u64 = 64 << 20;
+pub const SEND_WINDOW: u64 = 16 << 20;
 /// Keep-alive interval, well below [`MAX_IDLE`].
 pub const KEEP_ALIVE: Duration = Duration::from_secs(5);
 /// A connection silent for this long is dead.

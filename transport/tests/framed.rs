@@ -78,6 +78,57 @@ async fn typed_messages_round_trip() {
 }
 
 #[tokio::test]
+async fn raw_payloads_follow_their_frames_byte_for_byte() {
+    let (conn, server_conn, _dir, _s, _c) = pair().await;
+    // Each frame announces the raw bytes after it (sent in several pieces).
+    let payloads: Vec<Vec<u8>> = [0usize, 1, 5000, 300_000]
+        .iter()
+        .map(|&n| (0..n).map(|i| (i * 7 + n) as u8).collect())
+        .collect();
+    let receiver = tokio::spawn(async move {
+        let (_send, mut recv) = accept_bi(&server_conn, MAX_CONTROL_FRAME).await.unwrap();
+        let mut got = Vec::new();
+        while let Some(t) = recv.recv::<Track>().await.unwrap() {
+            let mut data = Vec::new();
+            while (data.len() as u64) < t.seq {
+                let piece = recv.recv_raw((t.seq as usize - data.len()).min(4096)).await.unwrap();
+                assert!(!piece.is_empty() && piece.len() <= 4096);
+                data.extend_from_slice(&piece);
+            }
+            got.push(data);
+        }
+        // Raw bytes announced but cut short by the end of the stream.
+        let cut = recv.recv_raw(100).await;
+        (got, cut.is_err(), server_conn)
+    });
+    let (mut send, _recv) = open_bi(&conn, MAX_CONTROL_FRAME).await.unwrap();
+    for p in &payloads {
+        let head = Track {
+            seq: p.len() as u64,
+            volume: String::new(),
+            data: Vec::new(),
+        };
+        let mut pieces: Vec<bytes::Bytes> = p.chunks(70_000).map(bytes::Bytes::copy_from_slice).collect();
+        within("send_with", send.send_with(&head, &mut pieces)).await.unwrap();
+    }
+    // One frame with its bytes sent separately, then the end.
+    send.send(&Track {
+        seq: 3,
+        volume: String::new(),
+        data: Vec::new(),
+    })
+    .await
+    .unwrap();
+    send.send_raw(bytes::Bytes::from_static(b"abc")).await.unwrap();
+    send.finish().await.unwrap();
+    let (got, cut_is_error, _server_conn) = within("receiver", receiver).await.unwrap();
+    let mut want = payloads.clone();
+    want.push(b"abc".to_vec());
+    assert_eq!(got, want);
+    assert!(cut_is_error, "the stream ended where raw bytes were expected");
+}
+
+#[tokio::test]
 async fn malformed_frame_is_an_error_and_stops_the_stream() {
     let (conn, server_conn, _dir, _s, _c) = pair().await;
     let (mut raw, _raw_recv) = conn.open_bi().await.unwrap();

@@ -190,6 +190,45 @@ impl Catalog {
         Ok(())
     }
 
+    /// Record, in a channel's history, something about it that is not a
+    /// change of state (e.g. the data path its movers use): a row from its
+    /// current state to the same state, with `note` as the reason. Only the
+    /// channel's front-end (`front_end`) may; nothing is recorded once the
+    /// channel is closed or failed. Returns whether it was recorded.
+    pub async fn note_channel(&self, channel_id: i64, front_end: &str, note: &str) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        let row = sqlx::query!(
+            r#"SELECT c.state, fe.name AS "fe_name?" FROM channels c
+               LEFT JOIN movers fe ON fe.id = c.fe_id
+               WHERE c.id = $1 FOR UPDATE OF c"#,
+            channel_id
+        )
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or_else(|| CatalogError::not_found("channel", channel_id))?;
+        if row.fe_name.as_deref() != Some(front_end) {
+            return Err(CatalogError::conflict(format!(
+                "channel {channel_id} is not served by front-end {front_end}"
+            )));
+        }
+        let state: ChannelState = row.state.parse()?;
+        if state.is_terminal() {
+            return Ok(false);
+        }
+        sqlx::query!(
+            "INSERT INTO channel_transitions (channel_id, from_state, to_state, reason, actor)
+             VALUES ($1, $2, $2, $3, $4)",
+            channel_id,
+            state.as_str(),
+            note,
+            front_end
+        )
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
     /// Assign the front-end, back-end, drive (and maybe tape) a channel
     /// uses. The movers must be a registered pair and the drive must belong
     /// to the back-end; a closed or failed channel cannot be reassigned.

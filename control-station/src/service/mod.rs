@@ -290,6 +290,7 @@ fn authorize(peer: &Peer, req: &StationRequest) -> Result<()> {
         R::ChannelProgress { .. } | R::ChannelFinished { .. } | R::ChannelFailed { .. } => {
             (&[Role::Mover, Role::PrimaryNode], "report channel progress")
         }
+        R::ChannelDataPath { .. } => (&[Role::Mover], "report a channel's data path"),
         R::Backup { .. } | R::Restore { .. } | R::RestoreAt { .. } | R::Merge { .. } => {
             (&[Role::Client, Role::Operator], "start backups and restores")
         }
@@ -437,6 +438,17 @@ async fn handle(st: &Arc<Station>, conn: quinn::Connection, peer: &Peer, req: St
         R::ChannelFailed { channel_id, reason } => {
             tracing::warn!(channel_id, peer = %peer.name, %reason, "channel failure reported");
             st.note(channel_id, ChannelNote::Failed { reason }).await;
+            StationReply::Ok
+        }
+        R::ChannelDataPath {
+            channel_id,
+            shared,
+            detail,
+        } => {
+            let id = i64::try_from(channel_id).map_err(|_| anyhow::anyhow!("channel id {channel_id} out of range"))?;
+            let note = format!("data path: {detail}");
+            let recorded = st.catalog.note_channel(id, &peer.name, &note).await?;
+            tracing::info!(channel_id, peer = %peer.name, shared, recorded, "channel data path");
             StationReply::Ok
         }
         R::ListAbs => StationReply::Abs(listing::abs(st).await?),

@@ -11,7 +11,7 @@ use anyhow::{bail, Context, Result};
 use proto::tape::block::{Capacity, SimhTape};
 use proto::tape::directory::DirectoryEntry;
 use proto::tape::metadata::AbsMetadata;
-use proto::tape::segment::VerifiedSegment;
+use proto::tape::segment::SegmentSummary;
 use proto::tape::throttle::Throttle;
 use proto::tape::volume::{TapeParams, TapeReader, TapeWriter};
 use proto::tape::TapeError;
@@ -19,9 +19,17 @@ use proto::wire::NewTape;
 
 type Image = Throttle<SimhTape<File>>;
 
-/// A data file written (tape label, directory entry), or the tape-full
-/// refusal (nothing written).
-pub type Written = std::result::Result<(String, DirectoryEntry), TapeError>;
+/// Where a data file landed: the tape, its directory entry, and (for a
+/// segment) what the copy verified.
+#[derive(Debug, Clone)]
+pub struct Landed {
+    pub label: String,
+    pub entry: DirectoryEntry,
+    pub summary: Option<SegmentSummary>,
+}
+
+/// A data file written, or the tape-full refusal (nothing written).
+pub type Written = std::result::Result<Landed, TapeError>;
 
 /// What every tape in a drive is like.
 #[derive(Debug, Clone, Copy, Default)]
@@ -218,12 +226,22 @@ impl Drive {
         }
     }
 
-    /// Write a sealed segment as one tape file and sync. `Ok(Err(_))`: the
-    /// tape is full ([`TapeError::is_tape_full`]) and nothing was written.
-    pub fn write_segment(&mut self, bytes: &[u8], object_name: &str) -> Result<Written> {
+    /// Copy a sealed segment of `len` bytes from `src` (a spool file) to
+    /// the tape as one tape file, verifying it on the way (segment `expect`
+    /// = (ABS, seq)), and sync. `Ok(Err(_))`: the tape is full
+    /// ([`TapeError::is_tape_full`]) and nothing was written. A bad segment
+    /// is an error and leaves nothing on the tape.
+    pub fn write_segment_from(
+        &mut self,
+        src: &mut dyn std::io::Read,
+        len: u64,
+        object_name: &str,
+        expect: (u64, u32),
+        scratch: &mut Vec<u8>,
+    ) -> Result<Written> {
         let drive = self.name.clone();
         let (label, w) = self.writer()?;
-        let entry = match w.write_segment(bytes, object_name) {
+        let (entry, summary) = match w.write_segment_from(src, len, object_name, Some(expect), scratch) {
             Ok(e) => e,
             Err(e) if e.is_tape_full() => return Ok(Err(e)),
             Err(e) => {
@@ -233,7 +251,11 @@ impl Drive {
         w.sync().with_context(|| format!("syncing tape {label}"))?;
         let label = label.to_string();
         self.publish_time();
-        Ok(Ok((label, entry)))
+        Ok(Ok(Landed {
+            label,
+            entry,
+            summary: Some(summary),
+        }))
     }
 
     /// Write ABS metadata as one tape file and sync; a full tape as in
@@ -248,16 +270,27 @@ impl Drive {
         w.sync().with_context(|| format!("syncing tape {label}"))?;
         let label = label.to_string();
         self.publish_time();
-        Ok(Ok((label, entry)))
+        Ok(Ok(Landed {
+            label,
+            entry,
+            summary: None,
+        }))
     }
 
-    /// Read and verify one segment.
-    pub fn read_segment(&mut self, label: &str, file: u32, max: usize) -> Result<VerifiedSegment> {
+    /// Read one segment into `out` (a staging file), verifying every
+    /// checksum on the way; returns what was verified.
+    pub fn read_segment_into(
+        &mut self,
+        label: &str,
+        file: u32,
+        max: usize,
+        out: &mut dyn std::io::Write,
+    ) -> Result<SegmentSummary> {
         match &mut self.mounted {
             Mounted::Reading { label: l, reader } if l == label => {
-                let seg = reader.read_segment(file, max)?;
+                let s = reader.read_segment_into(file, max, out)?;
                 self.publish_time();
-                Ok(seg)
+                Ok(s)
             }
             _ => bail!("drive {} does not hold tape {label} for reading", self.name),
         }

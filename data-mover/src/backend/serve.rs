@@ -1,15 +1,32 @@
-//! Requests from front-ends: write segments and metadata, read segments.
+//! Requests from front-ends: pair, write segments and metadata, read
+//! segments back.
+//!
+//! A segment to write is in the spool the back-end shares with its
+//! front-end (announced only), or arrives raw over QUIC and is received
+//! into this back-end's own spool first; either way the drive's writer
+//! copies it from a spool file to tape, verifying it on the way, and the
+//! placement is committed to the catalog before the front-end hears that
+//! the segment is on tape. Segments read back are verified on their way
+//! from tape into `restore-<channel>/` and handed over from there.
 
+use std::io::{Read, Write};
 use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Context, Result};
 use proto::tape::metadata::AbsMetadata;
-use proto::wire::{
-    BackEndReply, BackEndRequest, RestoreFrame, SegmentChunk, SegmentPlacement, SegmentRef, StationRequest,
-};
-use transport::{FramedRecv, FramedSend};
+use proto::wire::{BackEndReply, BackEndRequest, ReadAck, SegmentPlacement, SegmentRef, StagedFrame, StationRequest};
+use tokio::sync::{mpsc, Semaphore};
+use transport::{BufPool, FramedRecv, FramedSend};
 
+use super::writer::SegmentSource;
 use crate::mover::Mover;
+use crate::spool::TOKEN_LEN;
+
+/// Segments a read may have placed in the spool that the front-end has not
+/// taken yet: one being handed over, one ready behind it, one being read.
+const READ_AHEAD: usize = 2;
+/// Pieces a segment is moved in.
+const CHUNK: usize = 1 << 20;
 
 /// Serve one stream opened by a front-end.
 pub async fn serve(mover: Arc<Mover>, mut send: FramedSend, mut recv: FramedRecv) {
@@ -28,18 +45,27 @@ pub async fn serve(mover: Arc<Mover>, mut send: FramedSend, mut recv: FramedRecv
             drive,
             abs_id,
             files,
+            shared,
         } => {
-            if let Err(e) = read_segments(&mover, &drive, abs_id, &files, &mut send).await {
+            let read = ReadOrder {
+                channel_id,
+                drive,
+                abs_id,
+                files,
+                shared,
+            };
+            if let Err(e) = read_segments(&mover, &read, &mut send, recv).await {
                 let reason = format!("back-end {}: {e:#}", mover.name);
                 tracing::error!(channel_id, %reason, "restore read failed");
-                let _ = send.send(&RestoreFrame::Failed { reason }).await;
+                let _ = send.send(&StagedFrame::Failed { reason }).await;
             }
+            let _ = std::fs::remove_dir_all(mover.spool.restore_dir(channel_id));
         }
         other => {
             let reply = match write(&mover, other, &mut recv).await {
                 Ok(r) => r,
                 Err(e) => {
-                    tracing::error!(error = %format!("{e:#}"), "write request failed");
+                    tracing::error!(error = %format!("{e:#}"), "front-end request failed");
                     BackEndReply::Error {
                         message: format!("back-end {}: {e:#}", mover.name),
                     }
@@ -53,6 +79,7 @@ pub async fn serve(mover: Arc<Mover>, mut send: FramedSend, mut recv: FramedRecv
 
 async fn write(mover: &Arc<Mover>, req: BackEndRequest, recv: &mut FramedRecv) -> Result<BackEndReply> {
     match req {
+        BackEndRequest::Pair { token_name, token } => Ok(pair(mover, &token_name, &token)),
         BackEndRequest::WriteSegment {
             channel_id,
             drive,
@@ -60,38 +87,40 @@ async fn write(mover: &Arc<Mover>, req: BackEndRequest, recv: &mut FramedRecv) -
             abs_id,
             seq,
             bytes,
+            crc32c,
+            shared,
         } => {
-            let max = mover.cfg.max_segment;
-            if bytes > max as u64 {
+            let max = mover.cfg.max_segment as u64;
+            if bytes > max {
                 bail!("segment {seq} of ABS {abs_id} announces {bytes} bytes; the limit is {max}");
             }
-            let mut buf = Vec::with_capacity(bytes as usize);
-            while (buf.len() as u64) < bytes {
-                let chunk = recv.recv::<SegmentChunk>().await?.ok_or_else(|| {
-                    anyhow!(
-                        "segment {seq} of ABS {abs_id} ended after {} of {bytes} bytes",
-                        buf.len()
-                    )
-                })?;
-                if buf.len() as u64 + chunk.data.len() as u64 > bytes {
-                    bail!("segment {seq} of ABS {abs_id} is longer than the {bytes} bytes announced");
-                }
-                buf.extend_from_slice(&chunk.data);
+            let writer = mover.writer(&drive)?;
+            let path = if shared {
+                mover.spool.sealed_segment(abs_id, seq)
+            } else {
+                receive_segment(mover, abs_id, seq, bytes, recv).await?
+            };
+            let source = SegmentSource {
+                path: path.clone(),
+                bytes,
+                object_name,
+            };
+            let placed = writer.write_segment(channel_id, abs_id, seq, source).await;
+            if !shared {
+                // Ours: received over QUIC; the front-end keeps its own copy
+                // until it hears the outcome.
+                let _ = std::fs::remove_file(&path);
             }
-            let summary = proto::tape::segment::verify(&buf)
-                .with_context(|| format!("segment {seq} of ABS {abs_id} as received"))?;
-            if summary.header.abs_id != abs_id || summary.header.seq != seq {
+            let placed = placed?;
+            let summary = placed
+                .summary
+                .ok_or_else(|| anyhow!("the drive did not verify segment {seq} of ABS {abs_id}"))?;
+            if summary.crc32c != crc32c {
                 bail!(
-                    "the segment is ABS {} seq {}, the request said ABS {abs_id} seq {seq}",
-                    summary.header.abs_id,
-                    summary.header.seq
+                    "segment {seq} of ABS {abs_id} has CRC32C {:08x}; the front-end announced {crc32c:08x}",
+                    summary.crc32c
                 );
             }
-            let data_bytes = summary.data_bytes;
-            let placed = mover
-                .writer(&drive)?
-                .write_segment(channel_id, abs_id, seq, buf, &object_name)
-                .await?;
             let (label, entry) = (placed.tape_label, placed.entry);
             metrics::counter!("dmc_be_segments_written_total").increment(1);
             metrics::counter!("dmc_be_bytes_written_total").increment(entry.bytes);
@@ -105,7 +134,7 @@ async fn write(mover: &Arc<Mover>, req: BackEndRequest, recv: &mut FramedRecv) -
                     tape_label: label.clone(),
                     tape_file: entry.file_number,
                     bytes: entry.bytes,
-                    data_bytes,
+                    data_bytes: summary.data_bytes,
                     track_count: summary.track_count,
                     crc32c: summary.crc32c,
                 }))
@@ -150,51 +179,203 @@ async fn write(mover: &Arc<Mover>, req: BackEndRequest, recv: &mut FramedRecv) -
     }
 }
 
-/// Read each file in order, verify the whole segment, then stream its tracks.
+/// Is the front-end's token in our spool? Then we share it.
+fn pair(mover: &Mover, token_name: &str, token: &[u8]) -> BackEndReply {
+    let Some(path) = mover.spool.token(token_name) else {
+        return BackEndReply::Error {
+            message: format!("{token_name:?} is not a pairing token name"),
+        };
+    };
+    let found = std::fs::File::open(&path).and_then(|f| {
+        let mut buf = Vec::with_capacity(TOKEN_LEN);
+        f.take(TOKEN_LEN as u64 + 1).read_to_end(&mut buf)?;
+        Ok(buf)
+    });
+    let (shared, reason) = match found {
+        Ok(buf) if buf == token => (true, format!("token found in {}", mover.spool.dir().display())),
+        Ok(_) => (false, format!("a different token in {}", mover.spool.dir().display())),
+        Err(e) => (
+            false,
+            format!(
+                "the back-end's spool {} does not hold the token ({e}): not the same directory",
+                mover.spool.dir().display()
+            ),
+        ),
+    };
+    tracing::info!(shared, %reason, "pairing asked by a front-end");
+    BackEndReply::Paired { shared, reason }
+}
+
+/// Receive a segment's raw bytes into our spool; returns the file.
+async fn receive_segment(
+    mover: &Mover,
+    abs_id: u64,
+    seq: u32,
+    bytes: u64,
+    recv: &mut FramedRecv,
+) -> Result<std::path::PathBuf> {
+    let path = mover.spool.incoming(abs_id, seq);
+    let res = async {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        let file = std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
+        let mut out = std::io::BufWriter::with_capacity(CHUNK, file);
+        let mut got = 0u64;
+        while got < bytes {
+            let piece = recv
+                .recv_raw((bytes - got).min(CHUNK as u64) as usize)
+                .await
+                .with_context(|| format!("segment {seq} of ABS {abs_id} ended after {got} of {bytes} bytes"))?;
+            got += piece.len() as u64;
+            tokio::task::block_in_place(|| out.write_all(&piece))
+                .with_context(|| format!("writing {}", path.display()))?;
+        }
+        tokio::task::block_in_place(|| out.flush()).with_context(|| format!("writing {}", path.display()))?;
+        Ok::<_, anyhow::Error>(())
+    }
+    .await;
+    if let Err(e) = res {
+        let _ = std::fs::remove_file(&path);
+        return Err(e);
+    }
+    Ok(path)
+}
+
+struct ReadOrder {
+    channel_id: u64,
+    drive: String,
+    abs_id: u64,
+    files: Vec<SegmentRef>,
+    shared: bool,
+}
+
+/// Read each file in order into the spool, verified on the way, and hand
+/// it over; stay at most [`READ_AHEAD`] segments ahead of the front-end.
 async fn read_segments(
     mover: &Arc<Mover>,
-    drive: &str,
-    abs_id: u64,
-    files: &[SegmentRef],
+    read: &ReadOrder,
     send: &mut FramedSend,
+    mut recv: FramedRecv,
 ) -> Result<()> {
-    let drive_arc = mover.drive(drive)?;
-    let mut tracks = 0u64;
-    for f in files {
-        let seg = tokio::task::block_in_place(|| {
-            let mut d = drive_arc.lock().map_err(|_| anyhow!("drive {drive} lock poisoned"))?;
-            d.read_segment(&f.tape_label, f.tape_file, mover.cfg.max_segment)
+    let dir = mover.spool.restore_dir(read.channel_id);
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let ahead = Arc::new(Semaphore::new(READ_AHEAD));
+
+    // The front-end's acknowledgements: each consumed segment is deleted
+    // and lets the reader go one further.
+    let acks = {
+        let (ahead, spool, channel) = (ahead.clone(), mover.spool.clone(), read.channel_id);
+        tokio::spawn(async move {
+            while let Ok(Some(ReadAck { seq })) = recv.recv::<ReadAck>().await {
+                let _ = std::fs::remove_file(spool.staged_ready(channel, seq));
+                ahead.add_permits(1);
+            }
         })
-        .with_context(|| {
-            format!(
-                "tape {} file {} (ABS {abs_id} segment {})",
-                f.tape_label, f.tape_file, f.seq
-            )
-        })?;
-        let h = seg.summary.header;
-        if h.abs_id != abs_id || h.seq != f.seq || seg.summary.crc32c != f.crc32c {
+    };
+
+    // The reader: tape → spool, one segment at a time, on a blocking thread.
+    let (tx, mut rx) = mpsc::channel::<Result<(u32, u64, u32)>>(READ_AHEAD);
+    let reader = {
+        let (mover, ahead, files) = (mover.clone(), ahead.clone(), read.files.clone());
+        let (drive, abs_id, channel) = (read.drive.clone(), read.abs_id, read.channel_id);
+        tokio::spawn(async move {
+            for f in files {
+                let Ok(permit) = ahead.acquire().await else {
+                    return;
+                };
+                permit.forget();
+                let m = mover.clone();
+                let drive = drive.clone();
+                let staged = tokio::task::spawn_blocking(move || stage(&m, &drive, abs_id, channel, &f))
+                    .await
+                    .map_err(|e| anyhow!("the tape reader stopped: {e}"))
+                    .and_then(|r| r);
+                let failed = staged.is_err();
+                if tx.send(staged).await.is_err() || failed {
+                    return;
+                }
+            }
+        })
+    };
+
+    let result = async {
+        let pool = BufPool::new(CHUNK, 4);
+        let mut segments = 0u32;
+        while let Some(staged) = rx.recv().await {
+            let (seq, bytes, crc32c) = staged?;
+            send.send(&StagedFrame::Segment { seq, bytes, crc32c }).await?;
+            if !read.shared {
+                let path = mover.spool.staged_ready(read.channel_id, seq);
+                let mut file = std::fs::File::open(&path).with_context(|| format!("opening {}", path.display()))?;
+                let mut left = bytes;
+                while left > 0 {
+                    let mut buf = pool.take(CHUNK.min(left as usize));
+                    tokio::task::block_in_place(|| file.read_exact(buf.as_mut_slice()))
+                        .with_context(|| format!("reading {}", path.display()))?;
+                    left -= buf.as_ref().len() as u64;
+                    send.send_raw(buf.freeze()).await?;
+                }
+            }
+            segments += 1;
+            metrics::counter!("dmc_be_segments_read_total").increment(1);
+        }
+        if segments as usize != read.files.len() {
+            bail!("read {segments} of {} segments", read.files.len());
+        }
+        send.send(&StagedFrame::End { segments }).await?;
+        Ok(())
+    }
+    .await;
+    reader.abort();
+    if result.is_ok() {
+        // The front-end acknowledges the last segments, then finishes its side.
+        let _ = acks.await;
+    } else {
+        acks.abort();
+    }
+    result
+}
+
+/// Read one tape file into `restore-<channel>/seg-<seq>.part`, verifying
+/// it, check it is the segment the catalog expects, and make it `.ready`.
+/// Returns (seq, bytes, body CRC32C).
+fn stage(mover: &Mover, drive: &str, abs_id: u64, channel_id: u64, f: &SegmentRef) -> Result<(u32, u64, u32)> {
+    let part = mover.spool.staged_part(channel_id, f.seq);
+    let what = || {
+        format!(
+            "tape {} file {} (ABS {abs_id} segment {})",
+            f.tape_label, f.tape_file, f.seq
+        )
+    };
+    let res = (|| {
+        let file = std::fs::File::create(&part).with_context(|| format!("creating {}", part.display()))?;
+        let mut out = std::io::BufWriter::with_capacity(CHUNK, file);
+        let summary = {
+            let d = mover.drive(drive)?;
+            let mut d = d.lock().map_err(|_| anyhow!("drive {drive} lock poisoned"))?;
+            d.read_segment_into(&f.tape_label, f.tape_file, mover.cfg.max_segment, &mut out)?
+        };
+        out.flush().with_context(|| format!("writing {}", part.display()))?;
+        let h = summary.header;
+        if h.abs_id != abs_id || h.seq != f.seq || summary.crc32c != f.crc32c {
             bail!(
                 "tape {} file {} holds ABS {} segment {} (crc {:08x}); the catalog expects ABS {abs_id} segment {} (crc {:08x})",
                 f.tape_label,
                 f.tape_file,
                 h.abs_id,
                 h.seq,
-                seg.summary.crc32c,
+                summary.crc32c,
                 f.seq,
                 f.crc32c
             );
         }
-        for t in seg.tracks {
-            send.send(&RestoreFrame::Track {
-                addr: t.addr,
-                data: t.data,
-            })
-            .await?;
-            tracks += 1;
-        }
-        send.send(&RestoreFrame::SegmentDone { seq: f.seq }).await?;
-        metrics::counter!("dmc_be_segments_read_total").increment(1);
+        let ready = mover.spool.staged_ready(channel_id, f.seq);
+        std::fs::rename(&part, &ready).with_context(|| format!("renaming {}", part.display()))?;
+        Ok((f.seq, summary.total_bytes, summary.crc32c))
+    })();
+    if res.is_err() {
+        let _ = std::fs::remove_file(&part);
     }
-    send.send(&RestoreFrame::End { tracks }).await?;
-    Ok(())
+    res.with_context(what)
 }

@@ -1,8 +1,12 @@
 //! The writer of one drive: a thread that takes the sealed segments every
-//! channel writing to the drive has delivered, picks the next one with the
+//! channel writing to the drive has announced, picks the next one with the
 //! [`SegmentQueue`] policy (FIFO by default; LIFO, the seed's suggestion,
-//! measured worse: see `dmc-bench-drives`), writes
-//! it, and at the end of a tape continues the media set on the next tape.
+//! measured worse: see `dmc-bench-drives`), copies it from the spool to
+//! tape (streaming through one reused buffer, verifying every checksum on
+//! the way), syncs, and at the end of a tape continues the media set on the
+//! next tape. It goes straight on with the next segment: committing a
+//! placement to the catalog and telling the front-end happen elsewhere
+//! while the drive writes.
 //!
 //! End of tape: a write refused with `TapeFull` wrote nothing. The writer
 //! finishes the tape with EOV labels, asks the station which tape continues
@@ -12,13 +16,14 @@
 //! switch. A segment that does not fit even on an empty tape is refused.
 
 use std::collections::{HashMap, VecDeque};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Instant;
 
 use anyhow::{anyhow, bail, Context, Result};
 use proto::tape::directory::DirectoryEntry;
 use proto::tape::metadata::AbsMetadata;
+use proto::tape::segment::SegmentSummary;
 use proto::wire::{StationReply, StationRequest};
 use tokio::sync::oneshot;
 use transport::link::StationLink;
@@ -31,13 +36,23 @@ use super::schedule::{Policy, ReadySegment, SegmentQueue};
 pub struct Placed {
     pub tape_label: String,
     pub entry: DirectoryEntry,
+    /// A segment's verified summary.
+    pub summary: Option<SegmentSummary>,
 }
 
 type Reply = oneshot::Sender<Result<Placed>>;
 
+/// A sealed segment to copy to tape.
+pub struct SegmentSource {
+    /// The spool file holding it.
+    pub path: PathBuf,
+    /// Its length, as announced.
+    pub bytes: u64,
+    pub object_name: String,
+}
+
 struct SegmentJob {
-    bytes: Vec<u8>,
-    object_name: String,
+    source: SegmentSource,
     reply: Reply,
 }
 
@@ -103,15 +118,9 @@ impl DriveWriter {
         Ok(DriveWriter { shared })
     }
 
-    /// Queue a verified segment and wait until it is on tape and synced.
-    pub async fn write_segment(
-        &self,
-        channel_id: u64,
-        abs_id: u64,
-        seq: u32,
-        bytes: Vec<u8>,
-        object_name: &str,
-    ) -> Result<Placed> {
+    /// Queue a sealed segment (in a spool file) and wait until it is
+    /// copied to tape, verified, and synced.
+    pub async fn write_segment(&self, channel_id: u64, abs_id: u64, seq: u32, source: SegmentSource) -> Result<Placed> {
         let (tx, rx) = oneshot::channel();
         {
             let mut st = self.lock()?;
@@ -119,18 +128,11 @@ impl DriveWriter {
                 channel_id,
                 abs_id,
                 seq,
-                bytes: bytes.len() as u64,
+                bytes: source.bytes,
                 ready_at: self.shared.started.elapsed().as_micros() as u64,
             };
             st.queue.push(ready)?;
-            st.segments.insert(
-                (abs_id, seq),
-                SegmentJob {
-                    bytes,
-                    object_name: object_name.to_string(),
-                    reply: tx,
-                },
-            );
+            st.segments.insert((abs_id, seq), SegmentJob { source, reply: tx });
             metrics::gauge!("dmc_be_queued_segments").set(st.queue.len() as f64);
         }
         self.shared.ready.notify_one();
@@ -159,6 +161,8 @@ enum Work {
 }
 
 fn run(ctx: Ctx, shared: Arc<Shared>) {
+    // The copy buffer, reused for every segment.
+    let mut scratch = Vec::new();
     loop {
         let work = {
             let Ok(mut st) = shared.state.lock() else {
@@ -186,8 +190,23 @@ fn run(ctx: Ctx, shared: Arc<Shared>) {
         };
         match work {
             Work::Segment(r, job) => {
-                let res = write_with_switch(&ctx, |d| d.write_segment(&job.bytes, &job.object_name))
-                    .with_context(|| format!("segment {} of ABS {}", r.seq, r.abs_id));
+                let src = &job.source;
+                let res = write_with_switch(&ctx, |d| {
+                    // Opened afresh for each attempt: a full tape refuses a
+                    // segment after reading its header.
+                    let mut file = std::fs::File::open(&src.path)
+                        .with_context(|| format!("opening {} in the spool", src.path.display()))?;
+                    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+                    if len != src.bytes {
+                        bail!(
+                            "{} has {len} bytes; the front-end announced {}",
+                            src.path.display(),
+                            src.bytes
+                        );
+                    }
+                    d.write_segment_from(&mut file, src.bytes, &src.object_name, (r.abs_id, r.seq), &mut scratch)
+                })
+                .with_context(|| format!("segment {} of ABS {}", r.seq, r.abs_id));
                 if let Ok(mut st) = shared.state.lock() {
                     let _ = st.queue.finish(r.abs_id, r.seq);
                     metrics::gauge!("dmc_be_queued_segments").set(st.queue.len() as f64);
@@ -216,7 +235,13 @@ fn write_with_switch(ctx: &Ctx, mut write: impl FnMut(&mut Drive) -> Result<Writ
         let (label, files, bytes) = {
             let mut d = lock_drive(ctx)?;
             let full = match write(&mut d)? {
-                Ok((tape_label, entry)) => return Ok(Placed { tape_label, entry }),
+                Ok(landed) => {
+                    return Ok(Placed {
+                        tape_label: landed.label,
+                        entry: landed.entry,
+                        summary: landed.summary,
+                    })
+                }
                 Err(full) => full,
             };
             if d.writing_empty_tape() {

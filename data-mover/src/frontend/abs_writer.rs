@@ -1,7 +1,7 @@
-//! One ABS being written by a front-end: tracks in (from a primary node's
-//! stream, or read back from tape for a synthetic full), accumulated into
-//! the ABS's accumulation file, sealed segments handed to the back-end and
-//! released only when on tape and in the catalog, then the ABS metadata.
+//! One ABS being written: its tracks (from a primary node, or read back
+//! from tape for a synthetic full) accumulated into the ABS's accumulation
+//! file, sealed segments handed to the back-end and released only when on
+//! tape and in the catalog, then the ABS metadata.
 //!
 //! The first copy of a track is kept; later copies are ignored (a
 //! redelivered track, or an older version of a track while merging a chain
@@ -13,12 +13,12 @@ use anyhow::{anyhow, bail, Context, Result};
 use proto::abs::TrackAddr;
 use proto::tape::metadata::{AbsKind, AbsMetadata};
 use proto::wire::{BackEndReply, BackEndRequest, BackupChannel, StationRequest, MAX_CONTROL_FRAME};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::JoinHandle;
 
 use super::accumulator::{Accumulator, SealedSegment};
-use super::backup::upload_segments;
 use super::index::TrackIndex;
+use super::upload::{self, Queued, Uploaded};
 use crate::mover::Mover;
 
 /// Totals of a finished ABS.
@@ -33,10 +33,10 @@ pub struct Totals {
 pub enum Appended {
     /// A copy of this track is already in the ABS.
     Duplicate,
-    /// Appended (not yet durable).
+    /// Appended.
     Added,
-    /// Appended, and a segment was sealed: everything so far is durable.
-    /// Hand it on with [`AbsWriter::queue`].
+    /// Appended, and a segment was sealed: hand it on with
+    /// [`AbsWriter::queue`].
     Sealed(SealedSegment),
 }
 
@@ -45,8 +45,15 @@ pub struct AbsWriter {
     ch: BackupChannel,
     index: TrackIndex,
     acc: Accumulator,
-    seg_tx: Option<mpsc::Sender<SealedSegment>>,
-    uploader: Option<JoinHandle<Result<(u32, String)>>>,
+    seg_tx: Option<mpsc::Sender<Queued>>,
+    /// Sealed segments the spool may hold for this ABS.
+    spool_slots: Arc<Semaphore>,
+    uploader: Option<JoinHandle<Result<Uploaded>>>,
+    on_tape: watch::Receiver<u64>,
+    /// Track frames consumed (duplicates included).
+    frames: u64,
+    /// The track being streamed in: (address, length).
+    current: Option<(TrackAddr, u32)>,
     received: u64,
     data_bytes: u64,
     /// The ABS is on tape and in the catalog: its spool is already empty.
@@ -62,41 +69,68 @@ impl Drop for AbsWriter {
             u.abort();
         }
         if !self.finished {
+            let dir = self.acc.dir();
             tracing::warn!(
                 abs = self.ch.abs_id,
                 channel = self.ch.channel_id,
-                dir = %self.acc.dir().display(),
+                dir = %dir.display(),
                 "discarding the spool of an unfinished ABS"
             );
-            let _ = std::fs::remove_dir_all(self.acc.dir());
+            let _ = std::fs::remove_dir_all(dir);
         }
     }
 }
 
 impl AbsWriter {
-    /// Create the accumulation file and start the segment uploaders. The
+    /// Create the accumulation file and start the segment uploads. The
     /// channel's `track_set` is what the ABS must hold in the end.
-    pub fn open(mover: &Arc<Mover>, ch: &BackupChannel) -> Result<AbsWriter> {
+    /// `window`: the most tracks the source keeps unacknowledged (a
+    /// primary node's request queue), or None when the source does not
+    /// wait for acknowledgements; segments are sealed small enough that
+    /// the window always covers the open one and a full spool.
+    pub fn open(mover: &Arc<Mover>, ch: &BackupChannel, window: Option<u64>) -> Result<AbsWriter> {
         ch.map.validate().context("the channel's ABS map is invalid")?;
-        let acc = Accumulator::create(
-            &mover.cfg.spool,
-            ch.abs_id,
-            ch.channel_id,
-            ch.created_unix,
-            mover.cfg.segment_size,
-        )?;
-        // Segments go to the back-end through a bounded queue: when the spool
-        // holds `spool_segments` sealed segments, accumulation waits (and so
-        // does the source), it does not fail.
-        let (seg_tx, seg_rx) = mpsc::channel::<SealedSegment>(mover.cfg.spool_segments.max(1));
-        let uploader = tokio::spawn(upload_segments(mover.clone(), ch.clone(), seg_rx));
+        let slots = mover.cfg.spool_segments.max(1);
+        let threshold = match window {
+            Some(w) => {
+                let track = ch
+                    .map
+                    .volumes
+                    .iter()
+                    .map(|v| u64::from(v.geometry.track_size))
+                    .max()
+                    .unwrap_or(1);
+                let fits = w.saturating_mul(track) / (slots as u64 + 2);
+                mover.cfg.segment_size.min(fits).max(1)
+            }
+            None => mover.cfg.segment_size,
+        };
+        if threshold < mover.cfg.segment_size {
+            tracing::info!(
+                channel = ch.channel_id,
+                threshold,
+                window,
+                "sealing segments smaller than --segment-size to fit the source's window"
+            );
+        }
+        let acc = Accumulator::create(&mover.spool, ch.abs_id, ch.channel_id, ch.created_unix, threshold)?;
+        // Segments go to the back-end as they are sealed; when the spool
+        // holds `spool_segments` sealed segments of this ABS, accumulation
+        // waits (and so does the source), it does not fail.
+        let (seg_tx, seg_rx) = mpsc::channel::<Queued>(slots);
+        let (on_tape_tx, on_tape) = watch::channel(0u64);
+        let uploader = tokio::spawn(upload::run(mover.clone(), ch.clone(), seg_rx, on_tape_tx));
         Ok(AbsWriter {
             mover: mover.clone(),
             ch: ch.clone(),
             index: TrackIndex::new(&ch.track_set),
             acc,
             seg_tx: Some(seg_tx),
+            spool_slots: Arc::new(Semaphore::new(slots)),
             uploader: Some(uploader),
+            on_tape,
+            frames: 0,
+            current: None,
             received: 0,
             data_bytes: 0,
             finished: false,
@@ -108,79 +142,133 @@ impl AbsWriter {
         self.received
     }
 
+    /// Track frames consumed so far (duplicates included).
+    pub fn frames(&self) -> u64 {
+        self.frames
+    }
+
     /// Tracks the ABS must hold.
     pub fn expected(&self) -> u64 {
         self.index.len()
     }
 
-    /// Append one track, checked against the map and the track set.
-    pub fn append(&mut self, addr: TrackAddr, data: &[u8]) -> Result<Appended> {
-        let (_, len) = self
+    /// How many of the first track frames are on tape and in the catalog.
+    pub fn on_tape(&self) -> watch::Receiver<u64> {
+        self.on_tape.clone()
+    }
+
+    /// Check a track against the map and the track set; false if a copy of
+    /// it is already in the ABS.
+    fn admit(&mut self, addr: TrackAddr, len: u64) -> Result<bool> {
+        self.frames += 1;
+        let (_, want) = self
             .ch
             .map
             .track_extent(addr)
             .map_err(|e| anyhow!("track {addr:?}: {e}"))?;
-        if data.len() as u64 != len {
-            bail!("track {addr:?} has {} bytes, the map says {len}", data.len());
+        if len != want {
+            bail!("track {addr:?} has {len} bytes, the map says {want}");
         }
-        if !self.index.mark(addr).map_err(|e| anyhow!(e))? {
+        self.index.mark(addr).map_err(|e| anyhow!(e))
+    }
+
+    /// Append one whole track (`crc32c`: its data checksum if known).
+    pub fn append(&mut self, addr: TrackAddr, data: &[u8], crc32c: Option<u32>) -> Result<Appended> {
+        if !self.admit(addr, data.len() as u64)? {
             return Ok(Appended::Duplicate);
         }
-        let sealed = tokio::task::block_in_place(|| self.acc.append(addr, data))?;
-        self.received += 1;
-        self.data_bytes += data.len() as u64;
-        metrics::counter!("dmc_fe_tracks_received_total").increment(1);
+        let sealed = self.acc.append(addr, data, crc32c, self.frames)?;
+        self.count(data.len() as u64);
         Ok(match sealed {
             Some(s) => Appended::Sealed(s),
             None => Appended::Added,
         })
     }
 
-    /// Make every appended track durable.
-    pub fn sync(&mut self) -> Result<()> {
-        tokio::task::block_in_place(|| self.acc.sync())
+    /// Start a track whose `len` bytes follow ([`AbsWriter::track_data`]),
+    /// with the CRC32C its sender declared. Returns false for a copy of a
+    /// track already in the ABS: the caller skips its bytes.
+    pub fn begin_track(&mut self, addr: TrackAddr, len: u32, crc32c: u32) -> Result<bool> {
+        if let Some((open, _)) = self.current {
+            bail!("track {addr:?} began before track {open:?} ended");
+        }
+        if !self.admit(addr, u64::from(len))? {
+            return Ok(false);
+        }
+        self.acc.begin_track(addr, len, crc32c)?;
+        self.current = Some((addr, len));
+        Ok(true)
     }
 
-    /// Hand a sealed segment to the uploaders (waits while the spool is full).
+    /// The next bytes of the track begun.
+    pub fn track_data(&mut self, chunk: &[u8]) -> Result<()> {
+        self.acc.track_data(chunk)
+    }
+
+    /// End the track begun (its checksum is checked); a sealed segment
+    /// when the threshold was passed.
+    pub fn end_track(&mut self) -> Result<Option<SealedSegment>> {
+        let (addr, len) = self.current.take().ok_or_else(|| anyhow!("no track to end"))?;
+        let sealed = self
+            .acc
+            .end_track(self.frames)
+            .with_context(|| format!("track {addr:?}"))?;
+        self.count(u64::from(len));
+        Ok(sealed)
+    }
+
+    fn count(&mut self, len: u64) {
+        self.received += 1;
+        self.data_bytes += len;
+        metrics::counter!("dmc_fe_tracks_received_total").increment(1);
+    }
+
+    /// Hand a sealed segment to the uploads (waits while the spool is full).
     pub async fn queue(&mut self, s: SealedSegment) -> Result<()> {
+        let slot = self
+            .spool_slots
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| anyhow!("the spool slots are closed"))?;
         let sent = match &self.seg_tx {
-            Some(tx) => tx.send(s).await.is_ok(),
+            Some(tx) => tx.send((s, slot)).await.is_ok(),
             None => false,
         };
         if !sent || self.uploader.as_ref().is_none_or(|u| u.is_finished()) {
-            // The uploader's error is the real cause.
+            // The uploads' error is the real cause.
             self.seg_tx = None;
             if let Some(u) = self.uploader.take() {
                 u.await
-                    .context("segment uploader")?
+                    .context("segment uploads")?
                     .context("sending segments to the back-end")?;
             }
-            bail!("the segment uploader stopped");
+            bail!("the segment uploads stopped");
         }
         Ok(())
     }
 
     /// Seal the last segment and queue it (the end of the input).
     pub async fn seal_last(&mut self) -> Result<()> {
-        if let Some(s) = tokio::task::block_in_place(|| self.acc.seal())? {
+        if let Some(s) = self.acc.seal(self.frames)? {
             self.queue(s).await?;
         }
         Ok(())
     }
 
     /// Every track is in: wait for the segments to be on tape, write the
-    /// ABS metadata after the last one, remove the accumulation file and
-    /// report the channel finished to the station.
+    /// ABS metadata after the last one, remove the accumulation directory
+    /// and report the channel finished to the station.
     pub async fn finish(mut self) -> Result<Totals> {
         self.seal_last().await?;
         self.seg_tx = None;
         let uploader = self
             .uploader
             .take()
-            .ok_or_else(|| anyhow!("the segment uploader stopped"))?;
-        let (uploaded, last_drive) = uploader
+            .ok_or_else(|| anyhow!("the segment uploads stopped"))?;
+        let uploaded = uploader
             .await
-            .context("segment uploader")?
+            .context("segment uploads")?
             .context("sending segments to the back-end")?;
         if self.received != self.index.len() {
             bail!("only {} of {} tracks arrived", self.received, self.index.len());
@@ -189,7 +277,7 @@ impl AbsWriter {
         let totals = Totals {
             tracks: self.received,
             data_bytes: self.data_bytes,
-            segments: uploaded,
+            segments: uploaded.segments,
         };
         let differential = ch.base_abs_id != 0;
         // Metadata after the last segment, on the tape of the last segment.
@@ -216,11 +304,11 @@ impl AbsWriter {
         };
         meta.validate().context("the ABS metadata")?;
         let mover = &self.mover;
-        let conn = mover.back_end_connection(&ch.back_end).await?;
+        let conn = mover.back_end(&ch.back_end).await?;
         let (mut bs, mut br) = transport::open_bi(&conn, MAX_CONTROL_FRAME).await?;
         bs.send(&BackEndRequest::WriteMetadata {
             channel_id: ch.channel_id,
-            drive: last_drive,
+            drive: uploaded.last_drive,
             object_name: ch.object_name.clone(),
             abs_id: ch.abs_id,
             metadata: meta.encode(),
@@ -230,6 +318,7 @@ impl AbsWriter {
         match br.recv::<BackEndReply>().await? {
             Some(BackEndReply::Placed { .. }) => {}
             Some(BackEndReply::Error { message }) => bail!("the back-end could not write the ABS metadata: {message}"),
+            Some(other) => bail!("unexpected answer to the ABS metadata: {other:?}"),
             None => bail!("the back-end closed the stream without placing the metadata"),
         }
         self.acc.remove_dir();

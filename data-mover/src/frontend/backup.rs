@@ -1,203 +1,142 @@
-//! Front-end side of a backup channel: accept a primary node's track stream,
-//! accumulate it, hand sealed segments to the back-end, release them only
-//! when they are on tape and in the catalog, then write the ABS metadata.
+//! Front-end side of a backup channel: accept a primary node's track
+//! stream, accumulate it, have its sealed segments written to tape, and
+//! tell the node how far the stream is on tape so it can let go of tracks.
+//!
+//! Each track arrives as a small [`TrackFrame::Track`] header and its raw
+//! bytes, which go straight from quinn's buffers into the accumulation
+//! file, checked against the CRC32C the node declared.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
-use proto::wire::{
-    BackEndReply, BackEndRequest, BackupChannel, SegmentChunk, StationRequest, TrackAck, TrackFrame, MAX_CONTROL_FRAME,
-};
-use tokio::sync::mpsc;
+use proto::wire::{BackupChannel, StationRequest, TrackAck, TrackFrame};
+use tokio::sync::{oneshot, watch};
 use transport::{FramedRecv, FramedSend};
 
-use super::abs_writer::{AbsWriter, Appended};
-use super::accumulator::SealedSegment;
+use super::abs_writer::AbsWriter;
 use crate::mover::Mover;
-
-/// Sync and acknowledge at least this often.
-const ACK_EVERY_TRACKS: u64 = 128;
-const ACK_EVERY: Duration = Duration::from_millis(500);
-/// Chunk size of a segment on its way to the back-end.
-const CHUNK: usize = 1 << 20;
 
 /// Serve one backup track stream; any error is reported to the primary node
 /// and the station.
-pub async fn serve(mover: Arc<Mover>, channel: BackupChannel, mut send: FramedSend, recv: FramedRecv) {
+pub async fn serve(mover: Arc<Mover>, channel: BackupChannel, window: u64, send: FramedSend, recv: FramedRecv) {
     let channel_id = channel.channel_id;
-    match run(&mover, &channel, &mut send, recv).await {
-        Ok(()) => {
-            let _ = send.send(&TrackAck::Complete).await;
-            let _ = send.finish().await;
+    let (outcome_tx, outcome_rx) = oneshot::channel::<Result<u64, String>>();
+    let (on_tape_tx, on_tape_rx) = watch::channel(0u64);
+    let acker = tokio::spawn(acknowledge(send, on_tape_rx, outcome_rx));
+    let result = run(&mover, &channel, window, recv, on_tape_tx).await;
+    match result {
+        Ok(frames) => {
+            let _ = outcome_tx.send(Ok(frames));
         }
         Err(e) => {
             let reason = format!("front-end {}: {e:#}", mover.name);
             tracing::error!(channel_id, %reason, "backup channel failed");
-            let _ = send.send(&TrackAck::Failed { reason: reason.clone() }).await;
+            let _ = outcome_tx.send(Err(reason.clone()));
             let _ = mover
                 .link
                 .request_ok(&StationRequest::ChannelFailed { channel_id, reason })
                 .await;
         }
     }
+    let _ = acker.await;
 }
 
-async fn run(mover: &Arc<Mover>, ch: &BackupChannel, send: &mut FramedSend, mut recv: FramedRecv) -> Result<()> {
-    let mut abs = AbsWriter::open(mover, ch)?;
-    let mut unacked = 0u64;
-    let mut last_ack = Instant::now();
-    loop {
-        let frame = recv
-            .recv::<TrackFrame>()
-            .await
-            .context("reading the track stream")?
-            .ok_or_else(|| anyhow!("the primary node closed the track stream before its end"))?;
-        match frame {
-            TrackFrame::Track { addr, data } => match abs.append(addr, &data)? {
-                // Redelivery is harmless: the track is already accumulated.
-                Appended::Duplicate => {}
-                Appended::Sealed(s) => {
-                    // Sealing synced everything: acknowledge before waiting on the queue.
-                    send.send(&TrackAck::Durable { tracks: abs.received() }).await?;
-                    unacked = 0;
-                    last_ack = Instant::now();
-                    abs.queue(s).await?;
+/// Send the node [`TrackAck::OnTape`] whenever more of its stream is on
+/// tape, then the outcome.
+async fn acknowledge(
+    mut send: FramedSend,
+    mut on_tape: watch::Receiver<u64>,
+    mut outcome: oneshot::Receiver<Result<u64, String>>,
+) {
+    let end = loop {
+        tokio::select! {
+            changed = on_tape.changed() => {
+                if changed.is_err() {
+                    break (&mut outcome).await.unwrap_or_else(|_| Err("the backup stopped".into()));
                 }
-                Appended::Added => {
-                    unacked += 1;
-                    if unacked >= ACK_EVERY_TRACKS || last_ack.elapsed() >= ACK_EVERY {
-                        abs.sync()?;
-                        send.send(&TrackAck::Durable { tracks: abs.received() }).await?;
-                        unacked = 0;
-                        last_ack = Instant::now();
-                    }
+                let tracks = *on_tape.borrow_and_update();
+                if send.send(&TrackAck::OnTape { tracks }).await.is_err() {
+                    return;
                 }
-            },
-            TrackFrame::End { tracks } => {
-                let received = abs.received();
-                if tracks != received || received != abs.expected() {
-                    bail!(
-                        "the track stream ended after {received} tracks ({tracks} announced); the track set has {}",
-                        abs.expected()
-                    );
-                }
-                abs.seal_last().await?;
-                send.send(&TrackAck::Durable { tracks: received }).await?;
+            }
+            res = &mut outcome => break res.unwrap_or_else(|_| Err("the backup stopped".into())),
+        }
+    };
+    let _ = match end {
+        Ok(frames) => match send.send(&TrackAck::OnTape { tracks: frames }).await {
+            Ok(()) => send.send(&TrackAck::Complete).await,
+            Err(e) => Err(e),
+        },
+        Err(reason) => send.send(&TrackAck::Failed { reason }).await,
+    };
+    let _ = send.finish().await;
+}
+
+/// Receive the whole stream and write the ABS; returns the frames consumed.
+async fn run(
+    mover: &Arc<Mover>,
+    ch: &BackupChannel,
+    window: u64,
+    mut recv: FramedRecv,
+    on_tape_out: watch::Sender<u64>,
+) -> Result<u64> {
+    let mut abs = AbsWriter::open(mover, ch, Some(window))?;
+    // Relay how far the ABS is on tape to the acknowledgement task.
+    let mut on_tape = abs.on_tape();
+    let relay = tokio::spawn(async move {
+        while on_tape.changed().await.is_ok() {
+            let v = *on_tape.borrow_and_update();
+            if on_tape_out.send(v).is_err() {
                 break;
             }
         }
-    }
-    abs.finish().await?;
-    Ok(())
-}
-
-/// Send sealed segments to the back-end: one worker per drive of the
-/// channel, each taking the next sealed segment (a channel with several
-/// drives splits its ABS across them). Returns the number of segments and
-/// the drive that wrote the last one.
-pub(super) async fn upload_segments(
-    mover: Arc<Mover>,
-    ch: BackupChannel,
-    rx: mpsc::Receiver<SealedSegment>,
-) -> Result<(u32, String)> {
-    if ch.drives.is_empty() {
-        bail!("backup channel {} names no drive", ch.channel_id);
-    }
-    let rx = Arc::new(tokio::sync::Mutex::new(rx));
-    let on_tape = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let mut workers = tokio::task::JoinSet::new();
-    for drive in &ch.drives {
-        workers.spawn(upload_to_drive(
-            mover.clone(),
-            ch.clone(),
-            drive.clone(),
-            rx.clone(),
-            on_tape.clone(),
-        ));
-    }
-    let mut count = 0u32;
-    let mut last: Option<(u32, String)> = None;
-    while let Some(joined) = workers.join_next().await {
-        // Returning early drops the set, which stops the other workers.
-        let (n, top) = joined.context("segment upload worker")??;
-        count += n;
-        if let Some(top) = top {
-            if last.as_ref().is_none_or(|(seq, _)| top.0 > *seq) {
-                last = Some(top);
+    });
+    let result = async {
+        loop {
+            let frame = recv
+                .recv::<TrackFrame>()
+                .await
+                .context("reading the track stream")?
+                .ok_or_else(|| anyhow!("the primary node closed the track stream before its end"))?;
+            match frame {
+                TrackFrame::Track { addr, len, crc32c } => {
+                    let keep = abs.begin_track(addr, len, crc32c)?;
+                    let mut left = len as usize;
+                    while left > 0 {
+                        let piece = recv
+                            .recv_raw(left)
+                            .await
+                            .with_context(|| format!("reading the data of track {addr:?}"))?;
+                        left -= piece.len();
+                        // Redelivery is harmless: a copy already in the ABS is skipped.
+                        if keep {
+                            abs.track_data(&piece)?;
+                        }
+                    }
+                    if keep {
+                        if let Some(sealed) = abs.end_track()? {
+                            abs.queue(sealed).await?;
+                        }
+                    }
+                }
+                TrackFrame::End { tracks } => {
+                    let frames = abs.frames();
+                    if tracks != frames || abs.received() != abs.expected() {
+                        bail!(
+                            "the track stream ended after {frames} tracks ({tracks} announced, {} new); the track set has {}",
+                            abs.received(),
+                            abs.expected()
+                        );
+                    }
+                    break;
+                }
             }
         }
+        let frames = abs.frames();
+        abs.finish().await?;
+        Ok(frames)
     }
-    let drive = last.map(|(_, d)| d).unwrap_or_else(|| ch.drives[0].clone());
-    Ok((count, drive))
-}
-
-/// One drive's share of the uploads: send each segment, delete it only
-/// when the back-end says it is on tape, synced, and in the catalog.
-/// Returns the number sent and the highest sequence number with its drive.
-async fn upload_to_drive(
-    mover: Arc<Mover>,
-    ch: BackupChannel,
-    drive: String,
-    rx: Arc<tokio::sync::Mutex<mpsc::Receiver<SealedSegment>>>,
-    on_tape: Arc<std::sync::atomic::AtomicU64>,
-) -> Result<(u32, Option<(u32, String)>)> {
-    let mut count = 0u32;
-    let mut top: Option<(u32, String)> = None;
-    loop {
-        let Some(seg) = rx.lock().await.recv().await else {
-            break;
-        };
-        let seq = seg.summary.header.seq;
-        let conn = mover.back_end_connection(&ch.back_end).await?;
-        let (mut bs, mut br) = transport::open_bi(&conn, MAX_CONTROL_FRAME).await?;
-        let total = seg.summary.total_bytes;
-        bs.send(&BackEndRequest::WriteSegment {
-            channel_id: ch.channel_id,
-            drive: drive.clone(),
-            object_name: ch.object_name.clone(),
-            abs_id: ch.abs_id,
-            seq,
-            bytes: total,
-        })
-        .await?;
-        let mut file = std::fs::File::open(&seg.path).with_context(|| format!("opening {}", seg.path.display()))?;
-        let mut sent = 0u64;
-        while sent < total {
-            let want = CHUNK.min((total - sent) as usize);
-            let mut buf = vec![0u8; want];
-            tokio::task::block_in_place(|| std::io::Read::read_exact(&mut file, &mut buf))
-                .with_context(|| format!("reading {}", seg.path.display()))?;
-            bs.send(&SegmentChunk { data: buf }).await?;
-            sent += want as u64;
-        }
-        bs.finish().await?;
-        match br.recv::<BackEndReply>().await? {
-            Some(BackEndReply::Placed { tape_label, tape_file }) => {
-                tracing::debug!(abs = ch.abs_id, seq, %drive, %tape_label, tape_file, "segment on tape");
-            }
-            Some(BackEndReply::Error { message }) => {
-                bail!("the back-end refused segment {seq} of ABS {}: {message}", ch.abs_id)
-            }
-            None => bail!("the back-end closed the stream without placing segment {seq}"),
-        }
-        // Released: on tape, synced, in the catalog.
-        std::fs::remove_file(&seg.path).with_context(|| format!("removing {}", seg.path.display()))?;
-        count += 1;
-        if top.as_ref().is_none_or(|(s, _)| seq > *s) {
-            top = Some((seq, drive.clone()));
-        }
-        let bytes =
-            on_tape.fetch_add(seg.summary.data_bytes, std::sync::atomic::Ordering::SeqCst) + seg.summary.data_bytes;
-        metrics::counter!("dmc_fe_segments_released_total").increment(1);
-        let _ = mover
-            .link
-            .request_ok(&StationRequest::ChannelProgress {
-                channel_id: ch.channel_id,
-                bytes,
-                tracks: u64::from(seg.summary.track_count),
-            })
-            .await;
-    }
-    Ok((count, top))
+    .await;
+    relay.abort();
+    result
 }

@@ -10,10 +10,13 @@
 use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Context, Result};
-use proto::wire::{BackEndRequest, BackupChannel, RestoreChannel, RestoreFrame, StationRequest, MAX_DATA_FRAME};
+use bytes::Bytes;
+use proto::abs::TrackAddr;
+use proto::wire::{BackupChannel, RestoreChannel, StationRequest};
 use tokio::sync::mpsc;
 
 use super::abs_writer::{AbsWriter, Appended};
+use super::staged::{read_segments, TrackSink};
 use crate::mover::Mover;
 
 /// What the station asks of a running merge.
@@ -27,7 +30,7 @@ pub enum MergeStep {
 
 /// Open a merge channel: its accumulation file and uploaders start now.
 pub async fn open(mover: &Arc<Mover>, ch: BackupChannel) -> Result<()> {
-    let abs = AbsWriter::open(mover, &ch)?;
+    let abs = AbsWriter::open(mover, &ch, None)?;
     let (tx, rx) = mpsc::unbounded_channel();
     mover.merges.lock().await.insert(ch.channel_id, tx);
     tracing::info!(
@@ -118,48 +121,48 @@ async fn run(mover: Arc<Mover>, ch: BackupChannel, abs: AbsWriter, mut rx: mpsc:
     }
 }
 
+/// Writes each track read back into the merged ABS (the first version of
+/// a track to arrive is kept).
+struct IntoMerge<'a> {
+    abs: &'a mut AbsWriter,
+    kept: u64,
+    /// One track's bytes gathered (tracks arrive in pieces).
+    buf: Vec<u8>,
+}
+
+impl TrackSink for IntoMerge<'_> {
+    async fn track(&mut self, addr: TrackAddr, _len: u32, crc32c: u32, data: &mut Vec<Bytes>) -> Result<()> {
+        self.buf.clear();
+        for piece in data.iter() {
+            self.buf.extend_from_slice(piece);
+        }
+        // The checksum was checked on the way here: not computed again.
+        match self.abs.append(addr, &self.buf, Some(crc32c))? {
+            // An older version of a track already taken from a newer ABS.
+            Appended::Duplicate => {}
+            Appended::Added => self.kept += self.buf.len() as u64,
+            Appended::Sealed(s) => {
+                self.kept += self.buf.len() as u64;
+                self.abs.queue(s).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn segment_done(&mut self, _seq: u32) -> Result<()> {
+        Ok(())
+    }
+}
+
 /// Read one ABS's tape files from the back-end into the merge. Returns the
 /// tracks read, the bytes kept (tracks not already in the merge) and the
 /// segments read.
 async fn read_into(mover: &Arc<Mover>, read: &RestoreChannel, abs: &mut AbsWriter) -> Result<(u64, u64, u32)> {
-    let conn = mover.back_end_connection(&read.back_end).await?;
-    let (mut bs, mut br) = transport::open_bi(&conn, MAX_DATA_FRAME).await?;
-    bs.send(&BackEndRequest::ReadSegments {
-        channel_id: read.channel_id,
-        drive: read.drive.clone(),
-        abs_id: read.abs_id,
-        files: read.files.clone(),
-    })
-    .await?;
-    bs.finish().await?;
-    let (mut tracks, mut kept, mut segments) = (0u64, 0u64, 0u32);
-    loop {
-        let frame = br
-            .recv::<RestoreFrame>()
-            .await
-            .context("reading the back-end's stream")?
-            .ok_or_else(|| anyhow!("the back-end closed the stream early"))?;
-        match frame {
-            RestoreFrame::Track { addr, data } => {
-                tracks += 1;
-                match abs.append(addr, &data)? {
-                    // An older version of a track already taken from a newer ABS.
-                    Appended::Duplicate => {}
-                    Appended::Added => kept += data.len() as u64,
-                    Appended::Sealed(s) => {
-                        kept += data.len() as u64;
-                        abs.queue(s).await?;
-                    }
-                }
-            }
-            RestoreFrame::SegmentDone { .. } => segments += 1,
-            RestoreFrame::End { tracks: n } => {
-                if n != tracks {
-                    bail!("the back-end sent {tracks} tracks but reports {n}");
-                }
-                return Ok((tracks, kept, segments));
-            }
-            RestoreFrame::Failed { reason } => bail!("{reason}"),
-        }
-    }
+    let mut sink = IntoMerge {
+        abs,
+        kept: 0,
+        buf: Vec::new(),
+    };
+    let (_, totals) = read_segments(mover, read, &mut sink).await?;
+    Ok((totals.tracks, sink.kept, totals.segments))
 }

@@ -5,4 +5,7 @@ pub mod accumulator;
 pub mod backup;
 pub mod index;
 pub mod merge;
+pub mod pairing;
 pub mod restore;
+pub mod staged;
+pub mod upload;

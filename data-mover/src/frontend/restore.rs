@@ -1,12 +1,16 @@
-//! Front-end side of a restore channel: read the segments from the
-//! back-end and relay their (verified) tracks to the primary node.
+//! Front-end side of a restore channel: take the segments the back-end
+//! reads back from tape and relay their (verified) tracks to the primary
+//! node, each as a [`RestoreFrame::Track`] header and its raw bytes.
 
 use std::sync::Arc;
 
-use anyhow::{anyhow, Context, Result};
-use proto::wire::{BackEndRequest, RestoreChannel, RestoreFrame, StationRequest, MAX_DATA_FRAME};
+use anyhow::Result;
+use bytes::Bytes;
+use proto::abs::TrackAddr;
+use proto::wire::{RestoreChannel, RestoreFrame, StationRequest};
 use transport::FramedSend;
 
+use super::staged::{read_segments, TrackSink};
 use crate::mover::Mover;
 
 pub async fn serve(mover: Arc<Mover>, ch: RestoreChannel, mut send: FramedSend) {
@@ -25,27 +29,29 @@ pub async fn serve(mover: Arc<Mover>, ch: RestoreChannel, mut send: FramedSend) 
     let _ = send.finish().await;
 }
 
-async fn relay(mover: &Arc<Mover>, ch: &RestoreChannel, send: &mut FramedSend) -> Result<()> {
-    let conn = mover.back_end_connection(&ch.back_end).await?;
-    let (mut bs, mut br) = transport::open_bi(&conn, MAX_DATA_FRAME).await?;
-    bs.send(&BackEndRequest::ReadSegments {
-        channel_id: ch.channel_id,
-        drive: ch.drive.clone(),
-        abs_id: ch.abs_id,
-        files: ch.files.clone(),
-    })
-    .await?;
-    bs.finish().await?;
-    loop {
-        let frame = br
-            .recv::<RestoreFrame>()
-            .await
-            .context("reading the back-end's restore stream")?
-            .ok_or_else(|| anyhow!("the back-end closed the restore stream early"))?;
-        let end = matches!(frame, RestoreFrame::End { .. } | RestoreFrame::Failed { .. });
-        send.send(&frame).await?;
-        if end {
-            return Ok(());
-        }
+/// Sends each track to the primary node as it is taken over.
+struct ToPrimary<'a> {
+    send: &'a mut FramedSend,
+}
+
+impl TrackSink for ToPrimary<'_> {
+    async fn track(&mut self, addr: TrackAddr, len: u32, crc32c: u32, data: &mut Vec<Bytes>) -> Result<()> {
+        self.send
+            .send_with(&RestoreFrame::Track { addr, len, crc32c }, data)
+            .await?;
+        Ok(())
     }
+
+    async fn segment_done(&mut self, seq: u32) -> Result<()> {
+        self.send.send(&RestoreFrame::SegmentDone { seq }).await?;
+        Ok(())
+    }
+}
+
+async fn relay(mover: &Arc<Mover>, ch: &RestoreChannel, send: &mut FramedSend) -> Result<()> {
+    let mut sink = ToPrimary { send };
+    let (path, totals) = read_segments(mover, ch, &mut sink).await?;
+    tracing::debug!(channel = ch.channel_id, path = %path.describe(), tracks = totals.tracks, "restore relayed");
+    send.send(&RestoreFrame::End { tracks: totals.tracks }).await?;
+    Ok(())
 }

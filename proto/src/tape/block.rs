@@ -92,6 +92,12 @@ pub trait BlockDevice {
     fn early_warning(&self) -> bool {
         self.early_warning_left() == Some(0)
     }
+    /// Discard everything after the current position now (an abandoned
+    /// partial tape file). A drive needs nothing: the next write at this
+    /// position makes the rest unreadable anyway; an image is cut here.
+    fn erase_to_end(&mut self) -> Result<(), TapeError> {
+        Ok(())
+    }
 }
 
 impl<D: BlockDevice + ?Sized> BlockDevice for &mut D {
@@ -137,6 +143,9 @@ impl<D: BlockDevice + ?Sized> BlockDevice for &mut D {
     fn early_warning(&self) -> bool {
         (**self).early_warning()
     }
+    fn erase_to_end(&mut self) -> Result<(), TapeError> {
+        (**self).erase_to_end()
+    }
 }
 
 impl<D: BlockDevice + ?Sized> BlockDevice for Box<D> {
@@ -181,6 +190,9 @@ impl<D: BlockDevice + ?Sized> BlockDevice for Box<D> {
     }
     fn early_warning(&self) -> bool {
         (**self).early_warning()
+    }
+    fn erase_to_end(&mut self) -> Result<(), TapeError> {
+        (**self).erase_to_end()
     }
 }
 
@@ -694,6 +706,11 @@ impl<F: TapeImage> BlockDevice for SimhTape<F> {
 
     fn position(&self) -> Position {
         self.pos
+    }
+
+    fn erase_to_end(&mut self) -> Result<(), TapeError> {
+        self.check_writable()?;
+        self.cut_here()
     }
 
     fn records_read(&self) -> u64 {

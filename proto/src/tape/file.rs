@@ -35,6 +35,7 @@ pub struct FileWriter<'a, D: BlockDevice + ?Sized> {
     block_size: usize,
     buf: Vec<u8>,
     stats: FileStats,
+    crc: bool,
 }
 
 impl<'a, D: BlockDevice + ?Sized> FileWriter<'a, D> {
@@ -45,14 +46,25 @@ impl<'a, D: BlockDevice + ?Sized> FileWriter<'a, D> {
             block_size,
             buf: Vec::new(),
             stats: FileStats::default(),
+            crc: true,
         })
+    }
+
+    /// Do not checksum the file as it is written ([`FileStats::crc32c`]
+    /// stays 0): for a caller that knows the checksum already, e.g. from a
+    /// segment it verifies on the way.
+    pub fn without_crc(mut self) -> Self {
+        self.crc = false;
+        self
     }
 
     fn emit(&mut self, record: &[u8]) -> Result<(), TapeError> {
         self.dev.write_record(record)?;
         self.stats.records += 1;
         self.stats.bytes += record.len() as u64;
-        self.stats.crc32c = crc32c::crc32c_append(self.stats.crc32c, record);
+        if self.crc {
+            self.stats.crc32c = crc32c::crc32c_append(self.stats.crc32c, record);
+        }
         Ok(())
     }
 
@@ -122,6 +134,7 @@ pub struct FileReader<'a, D: BlockDevice + ?Sized> {
     buf: Vec<u8>,
     stats: FileStats,
     done: bool,
+    crc: bool,
 }
 
 impl<'a, D: BlockDevice + ?Sized> FileReader<'a, D> {
@@ -137,7 +150,15 @@ impl<'a, D: BlockDevice + ?Sized> FileReader<'a, D> {
             buf: Vec::new(),
             stats: FileStats::default(),
             done: false,
+            crc: true,
         }
+    }
+
+    /// Do not checksum the records as they are read ([`FileStats::crc32c`]
+    /// stays 0): for a caller that checks what it reads another way.
+    pub fn without_crc(mut self) -> Self {
+        self.crc = false;
+        self
     }
 
     /// The tape file being read.
@@ -165,7 +186,9 @@ impl<'a, D: BlockDevice + ?Sized> FileReader<'a, D> {
                 }
                 self.stats.records += 1;
                 self.stats.bytes = total;
-                self.stats.crc32c = crc32c::crc32c_append(self.stats.crc32c, &self.buf);
+                if self.crc {
+                    self.stats.crc32c = crc32c::crc32c_append(self.stats.crc32c, &self.buf);
+                }
                 Ok(Some(&self.buf))
             }
             Block::FileMark => {

@@ -170,6 +170,15 @@ pub struct TrackRecord {
     pub data: Vec<u8>,
 }
 
+impl SegmentSummary {
+    /// CRC32C of all the segment's bytes (header, track records and
+    /// trailer: what a directory entry records for its tape file), derived
+    /// from the body CRC without reading the segment again.
+    pub fn file_crc32c(&self) -> u32 {
+        crc32c::crc32c_append(self.crc32c, &encode_trailer(self))
+    }
+}
+
 /// A segment read back with every checksum verified.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VerifiedSegment {
@@ -233,7 +242,18 @@ fn encode_trailer(s: &SegmentSummary) -> [u8; SEGMENT_TRAILER_LEN] {
 
 /// Streams a segment into any writer, computing checksums as it goes.
 ///
-/// After an error the output is incomplete and must be discarded.
+/// Each track's data is checksummed once: its CRC32C goes into the track
+/// header, and the body CRC in the trailer is derived from it with
+/// [`crc32c::crc32c_combine`] instead of a second pass over the data.
+///
+/// A track can be appended whole ([`SegmentWriter::append_track`]) or
+/// streamed as it arrives ([`SegmentWriter::begin_track`],
+/// [`SegmentWriter::track_data`], [`SegmentWriter::end_track`]) with the
+/// checksum its sender declared, which [`SegmentWriter::end_track`] checks.
+///
+/// After an error the output is incomplete and must be discarded; the
+/// writer refuses further use (except for a track refused before anything
+/// of it was written).
 pub struct SegmentWriter<W: Write> {
     w: W,
     header: SegmentHeader,
@@ -241,6 +261,17 @@ pub struct SegmentWriter<W: Write> {
     bytes: u64,
     tracks: u32,
     data_bytes: u64,
+    open: Option<OpenTrack>,
+    failed: bool,
+}
+
+/// A track begun with [`SegmentWriter::begin_track`].
+struct OpenTrack {
+    addr: TrackAddr,
+    len: u32,
+    got: u32,
+    declared: u32,
+    crc: u32,
 }
 
 impl<W: Write> SegmentWriter<W> {
@@ -262,6 +293,8 @@ impl<W: Write> SegmentWriter<W> {
             bytes: SEGMENT_HEADER_LEN as u64,
             tracks: 0,
             data_bytes: 0,
+            open: None,
+            failed: false,
         })
     }
 
@@ -273,16 +306,39 @@ impl<W: Write> SegmentWriter<W> {
         }
     }
 
-    /// Append one track record (`data.len()` ≤ [`super::MAX_TRACK_SIZE`]).
-    pub fn append_track(&mut self, addr: TrackAddr, data: &[u8]) -> Result<(), TapeError> {
-        if data.len() > MAX_TRACK_SIZE {
+    fn what(&self) -> String {
+        format!("segment ABS {} seq {}", self.header.abs_id, self.header.seq)
+    }
+
+    fn check_usable(&self, doing: &str) -> Result<(), TapeError> {
+        if self.failed {
+            return Err(TapeError::invalid(
+                format!("{doing} in {}", self.what()),
+                "a writer whose earlier writes succeeded",
+                "an earlier failure",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Check a track about to be started: its size and the track count.
+    fn check_track(&self, addr: TrackAddr, len: usize) -> Result<(), TapeError> {
+        self.check_usable("a track")?;
+        if self.open.is_some() {
+            return Err(TapeError::invalid(
+                format!("track {}:{} of {}", addr.volume, addr.track, self.what()),
+                "the previous track ended first",
+                "a track still open",
+            ));
+        }
+        if len > MAX_TRACK_SIZE {
             return Err(TapeError::invalid(
                 format!(
                     "track {}:{} of segment ABS {} seq {}",
                     addr.volume, addr.track, self.header.abs_id, self.header.seq
                 ),
                 format!("at most {MAX_TRACK_SIZE} bytes"),
-                format!("{} bytes", data.len()),
+                format!("{len} bytes"),
             ));
         }
         if self.tracks == u32::MAX {
@@ -292,17 +348,116 @@ impl<W: Write> SegmentWriter<W> {
                 "one more track",
             ));
         }
-        let th = encode_track_header(addr, data.len() as u32, crc32c::crc32c(data));
+        Ok(())
+    }
+
+    fn put(&mut self, bytes: &[u8], what: impl FnOnce() -> String) -> Result<(), TapeError> {
         let at = self.at();
-        self.w
-            .write_all(&th)
-            .and_then(|_| self.w.write_all(data))
-            .map_err(|e| TapeError::io(at, format!("writing track {}:{}", addr.volume, addr.track), e))?;
+        if let Err(e) = self.w.write_all(bytes) {
+            self.failed = true;
+            return Err(TapeError::io(at, what(), e));
+        }
+        self.bytes += bytes.len() as u64;
+        Ok(())
+    }
+
+    /// Append one track record (`data.len()` ≤ [`super::MAX_TRACK_SIZE`]).
+    pub fn append_track(&mut self, addr: TrackAddr, data: &[u8]) -> Result<(), TapeError> {
+        self.check_track(addr, data.len())?;
+        self.append_checked(addr, data, crc32c::crc32c(data))
+    }
+
+    /// Append one track record whose data checksum is already known (e.g.
+    /// read with it from a verified segment). The checksum is not
+    /// recomputed: a wrong one makes the segment fail verification when the
+    /// back-end copies it to tape.
+    pub fn append_track_with_crc(&mut self, addr: TrackAddr, data: &[u8], data_crc: u32) -> Result<(), TapeError> {
+        self.check_track(addr, data.len())?;
+        self.append_checked(addr, data, data_crc)
+    }
+
+    fn append_checked(&mut self, addr: TrackAddr, data: &[u8], data_crc: u32) -> Result<(), TapeError> {
+        let th = encode_track_header(addr, data.len() as u32, data_crc);
+        let what = || format!("writing track {}:{}", addr.volume, addr.track);
+        self.put(&th, what)?;
+        self.put(data, what)?;
         self.body_crc = crc32c::crc32c_append(self.body_crc, &th);
-        self.body_crc = crc32c::crc32c_append(self.body_crc, data);
-        self.bytes += (TRACK_HEADER_LEN + data.len()) as u64;
+        self.body_crc = crc32c::crc32c_combine(self.body_crc, data_crc, data.len());
         self.tracks += 1;
         self.data_bytes += data.len() as u64;
+        Ok(())
+    }
+
+    /// Start a track of `len` bytes whose data its sender says has CRC32C
+    /// `declared_crc`; its data follows with [`SegmentWriter::track_data`]
+    /// and [`SegmentWriter::end_track`] checks the declared checksum.
+    pub fn begin_track(&mut self, addr: TrackAddr, len: u32, declared_crc: u32) -> Result<(), TapeError> {
+        self.check_track(addr, len as usize)?;
+        let th = encode_track_header(addr, len, declared_crc);
+        self.put(&th, || format!("writing track {}:{}", addr.volume, addr.track))?;
+        self.body_crc = crc32c::crc32c_append(self.body_crc, &th);
+        self.open = Some(OpenTrack {
+            addr,
+            len,
+            got: 0,
+            declared: declared_crc,
+            crc: 0,
+        });
+        Ok(())
+    }
+
+    /// The next bytes of the track begun with [`SegmentWriter::begin_track`].
+    pub fn track_data(&mut self, chunk: &[u8]) -> Result<(), TapeError> {
+        self.check_usable("track data")?;
+        let Some(t) = self.open.as_mut() else {
+            return Err(TapeError::invalid(
+                format!("track data in {}", self.what()),
+                "a track begun first",
+                "no open track",
+            ));
+        };
+        if chunk.len() as u64 > u64::from(t.len - t.got) {
+            let (addr, left) = (t.addr, t.len - t.got);
+            self.failed = true;
+            return Err(TapeError::invalid(
+                format!("data of track {}:{} in {}", addr.volume, addr.track, self.what()),
+                format!("at most {left} more bytes"),
+                format!("{} bytes", chunk.len()),
+            ));
+        }
+        t.crc = crc32c::crc32c_append(t.crc, chunk);
+        t.got += chunk.len() as u32;
+        let addr = t.addr;
+        self.put(chunk, || format!("writing track {}:{}", addr.volume, addr.track))
+    }
+
+    /// End the open track: all its bytes arrived and their checksum is the
+    /// one declared. On a mismatch the segment is unusable.
+    pub fn end_track(&mut self) -> Result<(), TapeError> {
+        self.check_usable("the end of a track")?;
+        let Some(t) = self.open.take() else {
+            return Err(TapeError::invalid(
+                format!("the end of a track in {}", self.what()),
+                "a track begun first",
+                "no open track",
+            ));
+        };
+        let what = format!("data of track {}:{} in {}", t.addr.volume, t.addr.track, self.what());
+        if t.got != t.len {
+            self.failed = true;
+            return Err(TapeError::invalid(
+                what,
+                format!("{} bytes", t.len),
+                format!("{} bytes", t.got),
+            ));
+        }
+        if t.crc != t.declared {
+            self.failed = true;
+            return Err(TapeError::checksum(self.at(), what, t.declared, t.crc));
+        }
+        self.body_crc = crc32c::crc32c_combine(self.body_crc, t.crc, t.len as usize);
+        self.tracks += 1;
+        self.data_bytes += u64::from(t.len);
         Ok(())
     }
 
@@ -320,13 +475,21 @@ impl<W: Write> SegmentWriter<W> {
         &self.header
     }
 
-    /// Access the writer (e.g. to fsync an accumulation file between tracks).
+    /// Access the writer (e.g. to flush an accumulation file between tracks).
     pub fn get_mut(&mut self) -> &mut W {
         &mut self.w
     }
 
     /// Write the trailer and give back the writer and the summary.
     pub fn finish(mut self) -> Result<(W, SegmentSummary), TapeError> {
+        self.check_usable("the trailer")?;
+        if let Some(t) = &self.open {
+            return Err(TapeError::invalid(
+                format!("the trailer of {}", self.what()),
+                "every track ended",
+                format!("track {}:{} still open", t.addr.volume, t.addr.track),
+            ));
+        }
         let summary = SegmentSummary {
             header: self.header,
             track_count: self.tracks,
@@ -375,6 +538,19 @@ pub struct SegmentReader {
     track_count: u32,
     data_bytes: u64,
     tracks: Vec<TrackRecord>,
+    /// An empty track just checked (reported as events once its header is).
+    empty_track: Option<(TrackAddr, u32)>,
+}
+
+/// What the bytes fed to [`SegmentReader::feed_events`] hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SegmentEvent {
+    /// A track record's header (its own checksum checked).
+    Track { addr: TrackAddr, len: u32, crc32c: u32 },
+    /// The next bytes of the current track's data: this range of the input.
+    Data(std::ops::Range<usize>),
+    /// The current track's data is complete and matched its checksum.
+    TrackEnd,
 }
 
 impl SegmentReader {
@@ -390,6 +566,7 @@ impl SegmentReader {
             track_count: 0,
             data_bytes: 0,
             tracks: Vec::new(),
+            empty_track: None,
         }
     }
 
@@ -437,7 +614,23 @@ impl SegmentReader {
     }
 
     /// Feed the next bytes of the segment.
-    pub fn feed(&mut self, mut input: &[u8]) -> Result<(), TapeError> {
+    pub fn feed(&mut self, input: &[u8]) -> Result<(), TapeError> {
+        self.feed_inner(input, None)
+    }
+
+    /// Feed the next bytes of the segment and report what they hold, in
+    /// order, into `events` (appended; ranges index `input`), so a caller
+    /// can pass a segment's tracks on without copying them (e.g. as slices
+    /// of the buffer `input` is in). A track's data is checked when its
+    /// [`SegmentEvent::TrackEnd`] is reported; after an error the events of
+    /// this call must not be used.
+    pub fn feed_events(&mut self, input: &[u8], events: &mut Vec<SegmentEvent>) -> Result<(), TapeError> {
+        self.feed_inner(input, Some(events))
+    }
+
+    fn feed_inner(&mut self, input: &[u8], mut events: Option<&mut Vec<SegmentEvent>>) -> Result<(), TapeError> {
+        let total = input.len();
+        let mut input = input;
         while !input.is_empty() {
             match &mut self.state {
                 State::Failed => {
@@ -464,12 +657,18 @@ impl SegmentReader {
                     if self.keep_data {
                         t.data.extend_from_slice(part);
                     }
+                    if let Some(ev) = events.as_deref_mut() {
+                        let from = total - input.len();
+                        ev.push(SegmentEvent::Data(from..from + take));
+                    }
                     t.got += take as u32;
-                    self.body_crc = crc32c::crc32c_append(self.body_crc, part);
                     self.offset += take as u64;
                     input = rest;
                     if t.got == t.len {
                         self.end_track()?;
+                        if let Some(ev) = events.as_deref_mut() {
+                            ev.push(SegmentEvent::TrackEnd);
+                        }
                     }
                 }
                 _ => {
@@ -482,6 +681,22 @@ impl SegmentReader {
                     if self.pending.len() == need {
                         if let Err(e) = self.process_fixed() {
                             return Err(self.fail(e));
+                        }
+                        if let (Some(ev), State::TrackData(t)) = (events.as_deref_mut(), &self.state) {
+                            ev.push(SegmentEvent::Track {
+                                addr: t.addr,
+                                len: t.len,
+                                crc32c: t.expected_crc,
+                            });
+                        }
+                        let empty = self.empty_track.take();
+                        if let (Some(ev), Some(t)) = (events.as_deref_mut(), empty) {
+                            ev.push(SegmentEvent::Track {
+                                addr: t.0,
+                                len: 0,
+                                crc32c: t.1,
+                            });
+                            ev.push(SegmentEvent::TrackEnd);
                         }
                     }
                 }
@@ -507,6 +722,9 @@ impl SegmentReader {
             let e = TapeError::checksum(self.at(data_start), what, t.expected_crc, t.crc);
             return Err(self.fail(e));
         }
+        // The body CRC covers the data too: combined from the data's CRC
+        // instead of a second pass over it.
+        self.body_crc = crc32c::crc32c_combine(self.body_crc, t.crc, t.len as usize);
         self.track_count += 1;
         self.data_bytes += u64::from(t.len);
         if self.keep_data {
@@ -628,6 +846,7 @@ impl SegmentReader {
         });
         if len == 0 {
             self.end_track()?;
+            self.empty_track = Some((TrackAddr { volume, track }, expected_crc));
         }
         Ok(())
     }
@@ -835,6 +1054,7 @@ mod tests {
         assert_eq!(s.total_bytes, v.len() as u64);
         assert_eq!(s.data_bytes, 1003);
         assert_eq!(s.crc32c, crc32c::crc32c(&v[..t]));
+        assert_eq!(s.file_crc32c(), crc32c::crc32c(&v));
     }
 
     #[test]
@@ -853,6 +1073,111 @@ mod tests {
             r.feed(std::slice::from_ref(b)).unwrap();
         }
         assert_eq!(r.finish().unwrap(), p);
+    }
+
+    #[test]
+    fn streamed_tracks_write_the_same_bytes_as_whole_ones() {
+        let (whole, s) = sample();
+        let mut w = SegmentWriter::new(Vec::new(), hdr()).unwrap();
+        let tracks: [(TrackAddr, Vec<u8>); 3] = [
+            (TrackAddr { volume: 1, track: 10 }, vec![0xab; 1000]),
+            (TrackAddr { volume: 0, track: 7 }, Vec::new()),
+            (
+                TrackAddr {
+                    volume: 2,
+                    track: u64::MAX,
+                },
+                b"xyz".to_vec(),
+            ),
+        ];
+        for (addr, data) in &tracks {
+            w.begin_track(*addr, data.len() as u32, crc32c::crc32c(data)).unwrap();
+            for piece in data.chunks(333) {
+                w.track_data(piece).unwrap();
+            }
+            w.end_track().unwrap();
+        }
+        let (streamed, s2) = w.finish().unwrap();
+        assert_eq!(streamed, whole);
+        assert_eq!(s2, s);
+        // With the checksum given, nothing is recomputed and the bytes agree.
+        let mut w = SegmentWriter::new(Vec::new(), hdr()).unwrap();
+        for (addr, data) in &tracks {
+            w.append_track_with_crc(*addr, data, crc32c::crc32c(data)).unwrap();
+        }
+        assert_eq!(w.finish().unwrap().0, whole);
+    }
+
+    #[test]
+    fn a_streamed_track_with_a_wrong_checksum_is_refused() {
+        let mut w = SegmentWriter::new(Vec::new(), hdr()).unwrap();
+        let addr = TrackAddr { volume: 0, track: 5 };
+        w.begin_track(addr, 4, crc32c::crc32c(b"abcd")).unwrap();
+        w.track_data(b"abce").unwrap();
+        let e = w.end_track().unwrap_err();
+        assert!(matches!(e, TapeError::Checksum { .. }), "{e}");
+        assert!(e.to_string().contains("track 0:5"), "{e}");
+        // The writer is unusable now.
+        assert!(w.begin_track(addr, 1, 0).is_err());
+        assert!(w.finish().is_err());
+
+        // Too many bytes, too few, and data with no open track.
+        let mut w = SegmentWriter::new(Vec::new(), hdr()).unwrap();
+        assert!(w.track_data(b"x").is_err());
+        let mut w = SegmentWriter::new(Vec::new(), hdr()).unwrap();
+        w.begin_track(addr, 2, 0).unwrap();
+        assert!(w.track_data(b"xyz").is_err());
+        let mut w = SegmentWriter::new(Vec::new(), hdr()).unwrap();
+        w.begin_track(addr, 2, crc32c::crc32c(b"x")).unwrap();
+        w.track_data(b"x").unwrap();
+        assert!(w.end_track().is_err());
+        let mut w = SegmentWriter::new(Vec::new(), hdr()).unwrap();
+        w.begin_track(addr, 2, 0).unwrap();
+        assert!(w.finish().is_err(), "a trailer with a track still open");
+    }
+
+    #[test]
+    fn events_report_every_track_and_its_data_in_any_piece_size() {
+        let (v, _) = sample();
+        for piece in [1usize, 7, 64, 100, v.len()] {
+            let mut r = SegmentReader::new(false);
+            let mut tracks: Vec<(TrackAddr, u32, Vec<u8>, bool)> = Vec::new();
+            let mut ev = Vec::new();
+            for chunk in v.chunks(piece) {
+                ev.clear();
+                r.feed_events(chunk, &mut ev).unwrap();
+                for e in &ev {
+                    match e {
+                        SegmentEvent::Track { addr, len, .. } => tracks.push((*addr, *len, Vec::new(), false)),
+                        SegmentEvent::Data(range) => {
+                            let t = tracks.last_mut().unwrap();
+                            assert!(!t.3);
+                            t.2.extend_from_slice(&chunk[range.clone()]);
+                        }
+                        SegmentEvent::TrackEnd => tracks.last_mut().unwrap().3 = true,
+                    }
+                }
+            }
+            r.finish().unwrap();
+            let got: Vec<(TrackAddr, u32, Vec<u8>, bool)> = tracks;
+            assert_eq!(
+                got,
+                vec![
+                    (TrackAddr { volume: 1, track: 10 }, 1000, vec![0xab; 1000], true),
+                    (TrackAddr { volume: 0, track: 7 }, 0, Vec::new(), true),
+                    (
+                        TrackAddr {
+                            volume: 2,
+                            track: u64::MAX
+                        },
+                        3,
+                        b"xyz".to_vec(),
+                        true
+                    ),
+                ],
+                "pieces of {piece}"
+            );
+        }
     }
 
     #[test]

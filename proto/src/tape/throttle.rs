@@ -331,6 +331,9 @@ impl<D: BlockDevice, C: Clock> BlockDevice for Throttle<D, C> {
     fn early_warning(&self) -> bool {
         self.inner.early_warning()
     }
+    fn erase_to_end(&mut self) -> Result<(), TapeError> {
+        self.inner.erase_to_end()
+    }
 }
 
 #[cfg(test)]

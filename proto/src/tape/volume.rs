@@ -30,13 +30,31 @@ use super::directory::{
     Catalog, Directory, DirectoryEntry, FileKind, ENTRY_BYTES, MAX_DIRECTORY_ENTRIES, MAX_DIRECTORY_PAYLOAD,
 };
 use super::error::Location;
-use super::file::{read_file, write_file, FileReader, FileStats};
+use super::file::{read_file, write_file, FileReader, FileStats, FileWriter};
 use super::inspect::{scan_file, FileContent, ScannedKind};
 use super::labels::{EndLabels, VolumeLabels, LABEL_LEN};
 use super::metadata::{AbsMetadata, MAX_METADATA_PAYLOAD, MAX_OBJECT_NAME};
 use super::node::{check_params, NodeHeader, NodeTrailer, MAX_NODE_PAYLOAD};
-use super::segment::{SegmentReader, SegmentSummary, VerifiedSegment};
+use super::segment::{SegmentHeader, SegmentReader, SegmentSummary, VerifiedSegment, SEGMENT_HEADER_LEN};
 use super::{TapeError, FORMAT_VERSION, MAX_BLOCK_SIZE};
+
+/// Bytes a segment copy reads from its source at a time (rounded to whole
+/// records of the tape's block size).
+const COPY_BUFFER: usize = 1 << 20;
+
+/// Fill `buf` from `src` (short only at the end of `src`); returns the bytes read.
+fn read_full<R: std::io::Read + ?Sized>(src: &mut R, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match src.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
 
 /// First tape file that holds data (segments, metadata).
 pub const FIRST_DATA_FILE: u32 = 2;
@@ -716,12 +734,38 @@ impl<D: BlockDevice> TapeWriter<D> {
 
     /// Write one sealed segment (`bytes` = header, track records, trailer,
     /// exactly as [`super::segment::SegmentWriter`] produced them) as one
-    /// tape file. Verifies it first ([`super::segment::verify`]); a bad
-    /// segment is refused and nothing is written. Returns its directory entry.
+    /// tape file, verifying it on the way (see
+    /// [`TapeWriter::write_segment_from`]): a bad segment is refused and
+    /// nothing of it stays on the tape. Returns its directory entry.
     pub fn write_segment(&mut self, bytes: &[u8], object_name: &str) -> Result<DirectoryEntry, TapeError> {
+        let mut scratch = Vec::new();
+        self.write_segment_from(&mut &bytes[..], bytes.len() as u64, object_name, None, &mut scratch)
+            .map(|(entry, _)| entry)
+    }
+
+    /// Copy a sealed segment of `len` bytes from `src` (e.g. a spool file)
+    /// to the tape as one tape file, streaming through `scratch` (resized
+    /// to a few records; never the whole segment in memory) and verifying
+    /// every checksum on the way, each byte once.
+    ///
+    /// The segment's header is checked before anything is written:
+    /// `expect` (ABS id, seq), if given, must match it, and the file must
+    /// fit ([`TapeError::TapeFull`] otherwise, nothing written). If the
+    /// segment turns out bad (a checksum, a length, `src` shorter or longer
+    /// than `len`) or `src` cannot be read, the partial tape file is
+    /// discarded (the tape is positioned back to its start, and the next
+    /// write or [`TapeWriter::finish`] overwrites it) and the writer stays
+    /// usable. Returns the directory entry and the verified summary.
+    pub fn write_segment_from<R: std::io::Read + ?Sized>(
+        &mut self,
+        src: &mut R,
+        len: u64,
+        object_name: &str,
+        expect: Option<(u64, u32)>,
+        scratch: &mut Vec<u8>,
+    ) -> Result<(DirectoryEntry, SegmentSummary), TapeError> {
         self.check_usable()?;
         self.check_room()?;
-        let summary: SegmentSummary = super::segment::verify(bytes)?;
         if object_name.len() > MAX_OBJECT_NAME {
             return Err(TapeError::invalid(
                 "object name",
@@ -729,18 +773,111 @@ impl<D: BlockDevice> TapeWriter<D> {
                 format!("{} bytes", object_name.len()),
             ));
         }
-        self.check_fits(
-            bytes.len() as u64,
-            self.catalog_growth(summary.header.abs_id, object_name, false),
-        )?;
-        let (file, st) = self.write_tape_file(bytes)?;
+        let file = self.next_file;
+        let after = file
+            .checked_add(1)
+            .ok_or_else(|| TapeError::invalid("tape file number", "below 2^32", "2^32"))?;
+        let label = self.head.header.label.clone();
+        let ctx = |e: TapeError| e.within(Some(&label), Some(file), None);
+        let bs = self.block_size();
+        // A whole number of records per read keeps records straight from
+        // the buffer (no re-cutting), and at least the segment header.
+        let chunk = (bs * (COPY_BUFFER / bs).max(1)).max(SEGMENT_HEADER_LEN);
+        scratch.resize(chunk, 0);
+        let src_err = |e: std::io::Error, at: u64| {
+            TapeError::io(
+                Location::offset(at),
+                format!("reading the segment to copy ({len} bytes)"),
+                e,
+            )
+        };
+        let first = read_full(src, scratch).map_err(|e| ctx(src_err(e, 0)))?;
+        let head = &scratch[..first];
+        if head.len() < SEGMENT_HEADER_LEN {
+            return Err(ctx(TapeError::corrupt(
+                Location::offset(head.len() as u64),
+                "segment to copy",
+                format!("a {SEGMENT_HEADER_LEN}-byte SEGMENT-HEADER"),
+                format!("{} bytes", head.len()),
+            )));
+        }
+        let header = SegmentHeader::decode(&head[..SEGMENT_HEADER_LEN]).map_err(ctx)?;
+        if let Some((abs_id, seq)) = expect {
+            if (header.abs_id, header.seq) != (abs_id, seq) {
+                return Err(ctx(TapeError::corrupt(
+                    Location::offset(12),
+                    "segment to copy",
+                    format!("ABS {abs_id} seq {seq}"),
+                    format!("ABS {} seq {}", header.abs_id, header.seq),
+                )));
+            }
+        }
+        self.check_fits(len, self.catalog_growth(header.abs_id, object_name, false))?;
+
+        // Copy, verifying as it goes. A device error poisons the writer
+        // (the tape's state is unknown); a bad segment or an unreadable
+        // source only abandons this tape file.
+        let mut device_failed = false;
+        let res = (|| {
+            let dev_err = |e: TapeError, failed: &mut bool| {
+                *failed = true;
+                e
+            };
+            if self.dev.position() != (Position { file, record: 0 }) {
+                self.dev.locate_file(file).map_err(|e| dev_err(e, &mut device_failed))?;
+            }
+            let mut check = SegmentReader::new(false);
+            let mut w = FileWriter::new(&mut self.dev, bs)?.without_crc();
+            let mut copied = 0u64;
+            let mut n = first;
+            while n > 0 {
+                if copied + n as u64 > len {
+                    return Err(TapeError::corrupt(
+                        Location::offset(len),
+                        "segment to copy",
+                        format!("{len} bytes"),
+                        "more",
+                    ));
+                }
+                let piece = &scratch[..n];
+                check.feed(piece)?;
+                w.write(piece).map_err(|e| dev_err(e, &mut device_failed))?;
+                copied += n as u64;
+                n = read_full(src, scratch).map_err(|e| src_err(e, copied))?;
+            }
+            if copied != len {
+                return Err(TapeError::corrupt(
+                    Location::offset(copied),
+                    "segment to copy",
+                    format!("{len} bytes"),
+                    format!("{copied} bytes"),
+                ));
+            }
+            let summary = check.finish()?.summary;
+            let st = w.finish().map_err(|e| dev_err(e, &mut device_failed))?;
+            Ok((summary, st))
+        })();
+        let (summary, st) = match res {
+            Ok(r) => r,
+            Err(e) => {
+                let e = ctx(e);
+                if device_failed {
+                    self.failed = Some(e.to_string());
+                } else if let Err(back) = self.dev.locate_file(file).and_then(|_| self.dev.erase_to_end()) {
+                    // Nothing of a bad segment stays: back to the start of its file.
+                    self.failed = Some(ctx(back).to_string());
+                }
+                return Err(e);
+            }
+        };
+        self.next_file = after;
         let entry = DirectoryEntry {
             file_number: file,
             kind: FileKind::Segment,
             abs_id: summary.header.abs_id,
             seq: summary.header.seq,
             bytes: st.bytes,
-            crc32c: st.crc32c,
+            crc32c: summary.file_crc32c(),
             records: st.records,
         };
         let name = self.names.entry(summary.header.abs_id).or_default();
@@ -748,7 +885,7 @@ impl<D: BlockDevice> TapeWriter<D> {
             *name = object_name.to_owned();
         }
         self.entries.push(entry.clone());
-        Ok(entry)
+        Ok((entry, summary))
     }
 
     /// Write an ABS's metadata as one tape file.
@@ -950,6 +1087,50 @@ impl<D: BlockDevice> TapeReader<D> {
             seg.feed(rec).map_err(ctx)?;
         }
         seg.finish().map_err(|e| {
+            let last = reader.stats().records.saturating_sub(1);
+            let mut e = ctx(e);
+            if let Some(l) = e.location_mut() {
+                l.record = l.record.map(|r| r.min(last));
+            }
+            e
+        })
+    }
+
+    /// Read tape file `file` as a segment into `out` (e.g. a staging file),
+    /// record by record (never the whole segment in memory), checking every
+    /// magic, length and checksum on the way; at most `max_bytes` are read.
+    /// Returns the verified summary. On an error `out` holds part of the
+    /// segment and must be discarded.
+    pub fn read_segment_into<W: std::io::Write + ?Sized>(
+        &mut self,
+        file: u32,
+        max_bytes: usize,
+        out: &mut W,
+    ) -> Result<SegmentSummary, TapeError> {
+        self.check_data_file(file, "a segment")?;
+        let bs = self.head.header.block_size as usize;
+        let label = self.head.header.label.clone();
+        let ctx = |e: TapeError| e.within(Some(&label), Some(file), Some(bs));
+        self.dev.locate_file(file).map_err(ctx)?;
+        let mut seg = SegmentReader::new(false);
+        let mut reader = FileReader::new(&mut self.dev, bs, max_bytes as u64).without_crc();
+        loop {
+            let rec = match reader.next_record() {
+                Ok(Some(rec)) => rec,
+                Ok(None) => break,
+                Err(mut e) => {
+                    if let (Some(l), Some(h)) = (e.location_mut(), seg.header()) {
+                        l.segment = Some((h.abs_id, h.seq));
+                    }
+                    return Err(ctx(e));
+                }
+            };
+            seg.feed(rec).map_err(ctx)?;
+            let at = seg.bytes_fed();
+            out.write_all(rec)
+                .map_err(|e| ctx(TapeError::io(Location::offset(at), "writing the segment read", e)))?;
+        }
+        seg.finish().map(|v| v.summary).map_err(|e| {
             let last = reader.stats().records.saturating_sub(1);
             let mut e = ctx(e);
             if let Some(l) = e.location_mut() {

@@ -3,9 +3,14 @@
 //! A frame on a QUIC stream is a 4-byte big-endian length followed by that
 //! many bytes of an rkyv 0.8 archive (little endian, aligned, 32-bit relative
 //! pointers: the format features are pinned in the workspace `Cargo.toml`).
-//! Receivers copy the frame into an [`rkyv::util::AlignedVec`], validate it
-//! with bytecheck ([`rkyv::access`]) and deserialize it; a frame that fails
-//! validation is an error, never a panic.
+//! Receivers read the frame into an [`rkyv::util::AlignedVec`] (reused from
+//! frame to frame), validate it with bytecheck ([`rkyv::access`]) and
+//! deserialize it; a frame that fails validation is an error, never a panic.
+//!
+//! Bulk data does not go through rkyv: a data frame's header (e.g.
+//! [`super::TrackFrame::Track`]) says how many raw bytes follow it on the
+//! stream, and those bytes travel as they are, into and out of reused
+//! buffers, each checked by the CRC32C its header carries.
 
 use rkyv::api::high::{HighDeserializer, HighSerializer, HighValidator};
 use rkyv::rancor;
@@ -45,6 +50,21 @@ where
     })
 }
 
+/// Serialize a message into `out` (cleared first; its allocation, and the
+/// thread's rkyv arena, are reused from message to message).
+pub fn encode_into<T>(msg: &T, out: &mut AlignedVec) -> Result<(), WireError>
+where
+    T: for<'a, 'b> Serialize<HighSerializer<&'b mut AlignedVec, ArenaHandle<'a>, rancor::Error>>,
+{
+    out.clear();
+    rkyv::api::high::to_bytes_in::<_, rancor::Error>(msg, out)
+        .map(|_| ())
+        .map_err(|e| WireError::Encode {
+            what: std::any::type_name::<T>(),
+            reason: e.to_string(),
+        })
+}
+
 /// Validate and deserialize one frame body. `bytes` need not be aligned: it
 /// is copied into an aligned buffer first.
 pub fn decode<T>(bytes: &[u8]) -> Result<T, WireError>
@@ -53,10 +73,21 @@ where
     T::Archived: for<'a> rkyv::bytecheck::CheckBytes<HighValidator<'a, rancor::Error>>
         + Deserialize<T, HighDeserializer<rancor::Error>>,
 {
-    let what = short_type_name::<T>();
     let mut aligned = AlignedVec::<16>::with_capacity(bytes.len());
     aligned.extend_from_slice(bytes);
-    let archived = rkyv::access::<T::Archived, rancor::Error>(&aligned).map_err(|e| WireError::Invalid {
+    decode_aligned(&aligned)
+}
+
+/// Validate and deserialize one frame body already in an aligned buffer.
+pub fn decode_aligned<T>(aligned: &AlignedVec<16>) -> Result<T, WireError>
+where
+    T: Archive,
+    T::Archived: for<'a> rkyv::bytecheck::CheckBytes<HighValidator<'a, rancor::Error>>
+        + Deserialize<T, HighDeserializer<rancor::Error>>,
+{
+    let what = short_type_name::<T>();
+    let bytes: &[u8] = aligned;
+    let archived = rkyv::access::<T::Archived, rancor::Error>(aligned).map_err(|e| WireError::Invalid {
         what,
         len: bytes.len(),
         reason: e.to_string(),
@@ -94,6 +125,21 @@ mod tests {
         let bytes = encode(&s).expect("encode");
         let back: Sample = decode(&bytes).expect("decode");
         assert_eq!(back, s);
+    }
+
+    #[test]
+    fn encoding_into_a_reused_buffer_gives_the_same_bytes() {
+        let mut out = AlignedVec::new();
+        for n in [0usize, 5, 1000, 3] {
+            let s = Sample {
+                id: n as u64,
+                name: "x".repeat(n),
+                data: vec![7; n],
+            };
+            encode_into(&s, &mut out).expect("encode");
+            assert_eq!(&out[..], &encode(&s).expect("encode")[..]);
+            assert_eq!(decode::<Sample>(&out).expect("decode"), s);
+        }
     }
 
     #[test]

@@ -7,10 +7,28 @@
 //! | command | station → mover or primary node | [`Command`] | [`CommandReply`] |
 //! | tracks (backup) | primary node → front-end | [`TrackStreamOpen::Backup`], then [`TrackFrame`]s | [`TrackAck`]s |
 //! | tracks (restore) | primary node → front-end | [`TrackStreamOpen::Restore`] | [`RestoreFrame`]s |
-//! | segments | front-end → back-end | [`BackEndRequest`] (+ [`SegmentChunk`]s) | [`BackEndReply`] / [`RestoreFrame`]s |
+//! | pairing | front-end → back-end | [`BackEndRequest::Pair`] | [`BackEndReply::Paired`] |
+//! | segment to tape | front-end → back-end | [`BackEndRequest::WriteSegment`] (+ the segment's bytes, raw, unless shared) | [`BackEndReply`] |
+//! | segments from tape | front-end → back-end | [`BackEndRequest::ReadSegments`], then [`ReadAck`]s | [`StagedFrame`]s (+ each segment's bytes, raw, unless shared) |
 //!
 //! Every frame is validated on receipt ([`super::codec::decode`]); nothing in
 //! a message is trusted: maps and remap tables are `validate()`d, sizes checked.
+//!
+//! **Raw payloads.** Track data and segments are not rkyv archives: the
+//! frame before them ([`TrackFrame::Track`], [`RestoreFrame::Track`],
+//! [`BackEndRequest::WriteSegment`], [`StagedFrame::Segment`]) gives their
+//! length (bounded by the receiver) and CRC32C, and exactly that many bytes
+//! follow on the stream, read into reused buffers or written straight to a
+//! spool file, and checked against the CRC before use.
+//!
+//! **Shared spool.** A front-end and its back-end on one machine share a
+//! spool directory (seed FIG. 27, 271c; FIG. 32): [`BackEndRequest::Pair`]
+//! proves it (the back-end reads a token the front-end wrote there). Then a
+//! sealed segment is only *announced* (`shared: true`): the back-end copies
+//! it from `abs-<id>/seg-<seq>.sealed` in its own spool directory to tape;
+//! and a restore's segments are placed by the back-end in
+//! `restore-<channel>/seg-<seq>.ready`, where the front-end reads them.
+//! Each side builds these names itself from ids; no path crosses the wire.
 
 use rkyv::{Archive, Deserialize, Serialize};
 
@@ -119,6 +137,14 @@ pub enum StationRequest {
     ChannelFailed {
         channel_id: u64,
         reason: String,
+    },
+    /// Front-end: how a channel's segments travel between it and its
+    /// back-end (`shared`: through the spool both use; else over QUIC),
+    /// for the channel's history.
+    ChannelDataPath {
+        channel_id: u64,
+        shared: bool,
+        detail: String,
     },
     Backup {
         object_name: String,
@@ -515,28 +541,38 @@ pub enum CommandReply {
 /// First frame of a primary node → front-end stream.
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 pub enum TrackStreamOpen {
-    Backup { channel_id: u64, abs_id: u64 },
-    Restore { channel_id: u64 },
+    /// `window`: the most tracks the node keeps sent but not yet
+    /// acknowledged ([`TrackAck::OnTape`]); the front-end seals segments
+    /// small enough that the window never stalls the stream.
+    Backup {
+        channel_id: u64,
+        abs_id: u64,
+        window: u64,
+    },
+    Restore {
+        channel_id: u64,
+    },
 }
 
 /// A backup track stream frame.
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 pub enum TrackFrame {
-    Track {
-        addr: TrackAddr,
-        data: Vec<u8>,
-    },
+    /// One track: `len` raw bytes of data follow this frame, with CRC32C
+    /// `crc32c`.
+    Track { addr: TrackAddr, len: u32, crc32c: u32 },
     /// All tracks sent.
-    End {
-        tracks: u64,
-    },
+    End { tracks: u64 },
 }
 
-/// Front-end → primary node: tracks durably accumulated (a count from the
-/// start of the stream), or the final outcome.
+/// Front-end → primary node: how far the stream is safe, or the final
+/// outcome.
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 pub enum TrackAck {
-    Durable {
+    /// The first `tracks` track frames of the stream are on tape, synced,
+    /// and in the catalog: the node may drop them from its request queue
+    /// (and their side copies). Nothing before is durable anywhere but on
+    /// the node.
+    OnTape {
         tracks: u64,
     },
     /// Every segment and the metadata are on tape and in the catalog.
@@ -551,7 +587,14 @@ pub enum TrackAck {
 /// Front-end → back-end requests.
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
 pub enum BackEndRequest {
-    /// A sealed segment follows as [`SegmentChunk`]s totalling `bytes`.
+    /// Do we share a spool directory? The front-end wrote `token` into the
+    /// file `token_name` (`.pair-` and 32 hex digits) of its spool; the
+    /// back-end looks for it in its own. Answered with
+    /// [`BackEndReply::Paired`].
+    Pair { token_name: String, token: Vec<u8> },
+    /// Write a sealed segment of `bytes` bytes (body CRC32C `crc32c`, as in
+    /// its trailer) to tape. `shared`: it is in the shared spool as
+    /// `abs-<abs_id>/seg-<seq>.sealed`; otherwise its bytes follow, raw.
     WriteSegment {
         channel_id: u64,
         drive: String,
@@ -559,6 +602,8 @@ pub enum BackEndRequest {
         abs_id: u64,
         seq: u32,
         bytes: u64,
+        crc32c: u32,
+        shared: bool,
     },
     /// The ABS metadata (encoded [`crate::tape::metadata::AbsMetadata`]).
     WriteMetadata {
@@ -568,18 +613,17 @@ pub enum BackEndRequest {
         abs_id: u64,
         metadata: Vec<u8>,
     },
-    /// Read these tape files from the tape in `drive` and stream their tracks.
+    /// Read these tape files from the tape in `drive`, verify each, and
+    /// hand them over one by one ([`StagedFrame`]): in the shared spool
+    /// (`shared`) or raw on this stream. The front-end answers each with a
+    /// [`ReadAck`]; the back-end stays at most a few segments ahead.
     ReadSegments {
         channel_id: u64,
         drive: String,
         abs_id: u64,
         files: Vec<SegmentRef>,
+        shared: bool,
     },
-}
-
-#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
-pub struct SegmentChunk {
-    pub data: Vec<u8>,
 }
 
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
@@ -589,17 +633,63 @@ pub enum BackEndReply {
         tape_label: String,
         tape_file: u32,
     },
+    /// The answer to [`BackEndRequest::Pair`]: whether the token was found
+    /// (the two share the spool directory), and what was found otherwise.
+    Paired {
+        shared: bool,
+        reason: String,
+    },
     Error {
         message: String,
     },
 }
 
-/// Restore stream frames (back-end → front-end → primary node). The tracks
-/// of a segment are sent only after the whole segment was verified.
+/// Back-end → front-end frames of a [`BackEndRequest::ReadSegments`]
+/// stream. A segment is handed over only after every checksum of it was
+/// verified on its way from tape.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub enum StagedFrame {
+    /// Segment `seq` (`bytes` bytes, body CRC32C `crc32c`) is ready: in
+    /// the shared spool as `restore-<channel>/seg-<seq>.ready`, or (not
+    /// shared) its bytes follow raw.
+    Segment {
+        seq: u32,
+        bytes: u64,
+        crc32c: u32,
+    },
+    /// Every file was read.
+    End {
+        segments: u32,
+    },
+    Failed {
+        reason: String,
+    },
+}
+
+/// Front-end → back-end, on a [`BackEndRequest::ReadSegments`] stream:
+/// segment `seq` was consumed (a shared spool file may be deleted).
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct ReadAck {
+    pub seq: u32,
+}
+
+/// Restore stream frames (front-end → primary node).
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 pub enum RestoreFrame {
-    Track { addr: TrackAddr, data: Vec<u8> },
-    SegmentDone { seq: u32 },
-    End { tracks: u64 },
-    Failed { reason: String },
+    /// One track: `len` raw bytes of data follow this frame, with CRC32C
+    /// `crc32c` (checked by the node before it writes any of them).
+    Track {
+        addr: TrackAddr,
+        len: u32,
+        crc32c: u32,
+    },
+    SegmentDone {
+        seq: u32,
+    },
+    End {
+        tracks: u64,
+    },
+    Failed {
+        reason: String,
+    },
 }

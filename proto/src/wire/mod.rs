@@ -6,5 +6,5 @@
 pub mod codec;
 pub mod messages;
 
-pub use codec::{decode, encode, WireError, MAX_CONTROL_FRAME, MAX_DATA_FRAME};
+pub use codec::{decode, decode_aligned, encode, encode_into, WireError, MAX_CONTROL_FRAME, MAX_DATA_FRAME};
 pub use messages::*;

@@ -1,0 +1,184 @@
+//! The spool directory of a mover: the secondary node's internal storage
+//! (seed FIG. 27, 271c; FIG. 32's internal memory 323).
+//!
+//! A front-end and its back-end on one machine share it: the front-end
+//! accumulates each ABS's tracks in it and seals segments there; the
+//! back-end copies sealed segments from it to tape, and places the
+//! segments it reads back for a restore in it. Every name is built from ids
+//! by the side that uses it; no path crosses the wire.
+//!
+//! ```text
+//! abs-<abs>/seg-<seq>.open       front-end: the segment being accumulated
+//! abs-<abs>/seg-<seq>.sealed     front-end: sealed, waiting for tape; deleted once on tape and in the catalog
+//! restore-<channel>/seg-<seq>.part   back-end: being read from tape and verified
+//! restore-<channel>/seg-<seq>.ready  back-end: verified, for the front-end; deleted when it says it is done
+//! incoming/abs-<abs>-seg-<seq>       back-end of a pair on two machines: a segment received over QUIC
+//! .pair-<32 hex digits>          front-end: the token that proves the directory is shared
+//! ```
+//!
+//! Nothing here is durable on its own: the primary node keeps every track
+//! until it is on tape ([`proto::wire::TrackAck::OnTape`]), so the spool is
+//! written without fsync and a process that restarts discards what it left.
+
+use std::path::{Path, PathBuf};
+
+/// Bytes of a pairing token.
+pub const TOKEN_LEN: usize = 32;
+
+/// A mover's spool directory.
+#[derive(Debug, Clone)]
+pub struct Spool {
+    dir: PathBuf,
+}
+
+impl Spool {
+    pub fn new(dir: impl Into<PathBuf>) -> Spool {
+        Spool { dir: dir.into() }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The accumulation directory of an ABS.
+    pub fn abs_dir(&self, abs_id: u64) -> PathBuf {
+        self.dir.join(format!("abs-{abs_id}"))
+    }
+
+    /// The segment of an ABS being accumulated.
+    pub fn open_segment(&self, abs_id: u64, seq: u32) -> PathBuf {
+        self.abs_dir(abs_id).join(format!("seg-{seq:06}.open"))
+    }
+
+    /// A sealed segment of an ABS, waiting for tape.
+    pub fn sealed_segment(&self, abs_id: u64, seq: u32) -> PathBuf {
+        self.abs_dir(abs_id).join(format!("seg-{seq:06}.sealed"))
+    }
+
+    /// Where a restore channel's segments are placed.
+    pub fn restore_dir(&self, channel_id: u64) -> PathBuf {
+        self.dir.join(format!("restore-{channel_id}"))
+    }
+
+    /// A segment being read from tape for a restore channel.
+    pub fn staged_part(&self, channel_id: u64, seq: u32) -> PathBuf {
+        self.restore_dir(channel_id).join(format!("seg-{seq:06}.part"))
+    }
+
+    /// A verified segment of a restore channel, for the front-end.
+    pub fn staged_ready(&self, channel_id: u64, seq: u32) -> PathBuf {
+        self.restore_dir(channel_id).join(format!("seg-{seq:06}.ready"))
+    }
+
+    /// A segment received over QUIC by a back-end, before it goes to tape.
+    pub fn incoming(&self, abs_id: u64, seq: u32) -> PathBuf {
+        self.dir.join("incoming").join(format!("abs-{abs_id}-seg-{seq:06}"))
+    }
+
+    /// The file of a pairing token, if `name` is a token name
+    /// (`.pair-` and 32 lower-case hex digits); anything else, e.g. a path,
+    /// is refused.
+    pub fn token(&self, name: &str) -> Option<PathBuf> {
+        valid_token_name(name).then(|| self.dir.join(name))
+    }
+
+    /// Front-end start: accumulation directories and tokens left by a
+    /// previous run belong to backups that failed when it stopped (the
+    /// station failed their channels; their primary nodes still hold every
+    /// track not on tape): discard them.
+    pub fn discard_front_end_leftovers(&self) {
+        self.discard(|name| name.starts_with("abs-") || name.starts_with(".pair-"));
+    }
+
+    /// Back-end start: restore placements and received segments of the
+    /// previous run.
+    pub fn discard_back_end_leftovers(&self) {
+        self.discard(|name| name.starts_with("restore-") || name == "incoming");
+    }
+
+    fn discard(&self, ours: impl Fn(&str) -> bool) {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let name = e.file_name();
+            if !ours(&name.to_string_lossy()) {
+                continue;
+            }
+            let path = e.path();
+            tracing::warn!(path = %path.display(), "discarding what a previous run left in the spool");
+            let res = if path.is_dir() {
+                std::fs::remove_dir_all(&path)
+            } else {
+                std::fs::remove_file(&path)
+            };
+            if let Err(err) = res {
+                tracing::warn!(path = %path.display(), error = %err, "could not discard it");
+            }
+        }
+    }
+}
+
+/// Whether `name` is a pairing token's file name.
+pub fn valid_token_name(name: &str) -> bool {
+    name.strip_prefix(".pair-")
+        .is_some_and(|hex| hex.len() == 32 && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
+}
+
+/// A fresh token: its file name and its contents (random).
+pub fn new_token() -> (String, Vec<u8>) {
+    let name: [u8; 16] = rand::random();
+    let token: [u8; TOKEN_LEN] = rand::random();
+    let hex: String = name.iter().map(|b| format!("{b:02x}")).collect();
+    (format!(".pair-{hex}"), token.to_vec())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_built_from_ids_and_tokens_are_checked() {
+        let s = Spool::new("/sp");
+        assert_eq!(s.sealed_segment(12, 3), PathBuf::from("/sp/abs-12/seg-000003.sealed"));
+        assert_eq!(s.open_segment(12, 3), PathBuf::from("/sp/abs-12/seg-000003.open"));
+        assert_eq!(s.staged_ready(7, 0), PathBuf::from("/sp/restore-7/seg-000000.ready"));
+        assert_eq!(s.incoming(5, 1), PathBuf::from("/sp/incoming/abs-5-seg-000001"));
+        let (name, token) = new_token();
+        assert!(valid_token_name(&name), "{name}");
+        assert_eq!(token.len(), TOKEN_LEN);
+        assert_ne!(new_token().0, name);
+        for bad in [
+            "",
+            ".pair-",
+            "../etc/passwd",
+            ".pair-0123456789abcdef0123456789abcdeg",
+            ".pair-0123456789ABCDEF0123456789abcdef",
+            ".pair-0123456789abcdef0123456789abcdef/x",
+            ".pair-0123456789abcdef0123456789abcde",
+        ] {
+            assert!(s.token(bad).is_none(), "{bad:?} accepted");
+        }
+        assert_eq!(
+            s.token(".pair-0123456789abcdef0123456789abcdef"),
+            Some(PathBuf::from("/sp/.pair-0123456789abcdef0123456789abcdef"))
+        );
+    }
+
+    #[test]
+    fn each_side_discards_only_its_own_leftovers() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Spool::new(dir.path());
+        for d in ["abs-1", "restore-2", "incoming", "other"] {
+            std::fs::create_dir_all(dir.path().join(d)).unwrap();
+        }
+        std::fs::write(dir.path().join(".pair-0123456789abcdef0123456789abcdef"), b"t").unwrap();
+        s.discard_back_end_leftovers();
+        let left = |names: &[&str]| names.iter().all(|n| dir.path().join(n).exists());
+        assert!(left(&["abs-1", "other", ".pair-0123456789abcdef0123456789abcdef"]));
+        assert!(!dir.path().join("restore-2").exists() && !dir.path().join("incoming").exists());
+        s.discard_front_end_leftovers();
+        assert!(left(&["other"]));
+        assert!(!dir.path().join("abs-1").exists());
+    }
+}
