@@ -20,7 +20,7 @@ use crate::backend::drive::{Drive, DriveSpec};
 use crate::backend::schedule::Policy;
 use crate::backend::writer::DriveWriter;
 use crate::frontend::pairing::Pairings;
-use crate::spool::Spool;
+use crate::spool::{Slots, Spool};
 
 /// Configuration of one mover process.
 pub struct MoverConfig {
@@ -57,6 +57,9 @@ pub struct Mover {
     pub endpoint: quinn::Endpoint,
     pub link: StationLink,
     pub spool: Spool,
+    /// Free spool files of the front-end and of the back-end role.
+    pub fe_slots: Slots,
+    pub be_slots: Slots,
     /// FE: what pairing found with each back-end.
     pub(crate) pairings: Pairings,
     backups: Mutex<HashMap<u64, BackupChannel>>,
@@ -186,6 +189,8 @@ pub async fn run(cfg: MoverConfig, identity: Identity) -> Result<()> {
         cfg,
         endpoint: endpoint.clone(),
         link: link.clone(),
+        fe_slots: spool.front_end_slots().context("the front-end's spool slots")?,
+        be_slots: spool.back_end_slots().context("the back-end's spool slots")?,
         spool,
         pairings: Pairings::default(),
         backups: Mutex::new(HashMap::new()),

@@ -14,16 +14,107 @@
 //! restore-<channel>/seg-<seq>.ready  back-end: verified, for the front-end; deleted when it says it is done
 //! incoming/abs-<abs>-seg-<seq>       back-end of a pair on two machines: a segment received over QUIC
 //! .pair-<32 hex digits>          front-end: the token that proves the directory is shared
+//! slots-fe/, slots-be/           spool files done with, kept to be written over (see below)
 //! ```
+//!
+//! **Warm files.** A spool file that is done with (a segment on tape, a
+//! restored segment taken over) is not deleted but renamed into the
+//! process's slot directory, and the next spool file is that one renamed
+//! back and written over in place. Its pages stay in the page cache, so the
+//! next segment is written into memory the kernel already holds instead of
+//! freshly allocated pages (measured: a GiB written over cached pages costs
+//! a fifth of the CPU of a GiB written into new ones, more under a
+//! hypervisor that takes freed guest memory back). The slots hold stale
+//! segment bytes, as freed disk blocks would; they never hold anything a
+//! reader takes for a segment, and at most [`SLOTS_KEPT`] of them are kept.
 //!
 //! Nothing here is durable on its own: the primary node keeps every track
 //! until it is on tape ([`proto::wire::TrackAck::OnTape`]), so the spool is
 //! written without fsync and a process that restarts discards what it left.
 
+use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 /// Bytes of a pairing token.
 pub const TOKEN_LEN: usize = 32;
+
+/// Free spool files kept for reuse, per process role.
+pub const SLOTS_KEPT: usize = 16;
+
+/// Spool files done with, kept to be written over (see the module docs).
+#[derive(Debug, Clone)]
+pub struct Slots {
+    dir: PathBuf,
+    free: Arc<Mutex<Vec<PathBuf>>>,
+    next: Arc<AtomicU64>,
+}
+
+impl Slots {
+    /// The slot directory `dir` (created), with the slots already in it.
+    pub fn open(dir: PathBuf) -> std::io::Result<Slots> {
+        std::fs::create_dir_all(&dir)?;
+        let mut free = Vec::new();
+        let mut next = 0;
+        for e in std::fs::read_dir(&dir)?.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            match name.strip_prefix("slot-").and_then(|n| n.parse::<u64>().ok()) {
+                Some(n) if free.len() < SLOTS_KEPT => {
+                    next = next.max(n + 1);
+                    free.push(e.path());
+                }
+                _ => {
+                    let _ = std::fs::remove_file(e.path());
+                }
+            }
+        }
+        Ok(Slots {
+            dir,
+            free: Arc::new(Mutex::new(free)),
+            next: Arc::new(AtomicU64::new(next)),
+        })
+    }
+
+    /// Create `path` for writing from its start: a free slot renamed into
+    /// place (not truncated: the caller sets the length when done, see
+    /// [`Slots::finish`]) or a new file.
+    pub fn create(&self, path: &Path) -> std::io::Result<File> {
+        let reused = self.free.lock().ok().and_then(|mut f| f.pop());
+        if let Some(slot) = reused {
+            if std::fs::rename(&slot, path).is_ok() {
+                return OpenOptions::new().write(true).open(path);
+            }
+        }
+        OpenOptions::new().write(true).create(true).truncate(true).open(path)
+    }
+
+    /// A file made with [`Slots::create`] is complete at `len` bytes: cut
+    /// whatever an earlier use left beyond.
+    pub fn finish(file: &File, len: u64) -> std::io::Result<()> {
+        if file.metadata()?.len() != len {
+            file.set_len(len)?;
+        }
+        Ok(())
+    }
+
+    /// Done with `path`: keep it as a free slot, or delete it when enough
+    /// are kept.
+    pub fn release(&self, path: &Path) {
+        if let Ok(mut free) = self.free.lock() {
+            if free.len() < SLOTS_KEPT {
+                let slot = self
+                    .dir
+                    .join(format!("slot-{}", self.next.fetch_add(1, Ordering::Relaxed)));
+                if std::fs::rename(path, &slot).is_ok() {
+                    free.push(slot);
+                    return;
+                }
+            }
+        }
+        let _ = std::fs::remove_file(path);
+    }
+}
 
 /// A mover's spool directory.
 #[derive(Debug, Clone)]
@@ -68,6 +159,16 @@ impl Spool {
     /// A verified segment of a restore channel, for the front-end.
     pub fn staged_ready(&self, channel_id: u64, seq: u32) -> PathBuf {
         self.restore_dir(channel_id).join(format!("seg-{seq:06}.ready"))
+    }
+
+    /// The front-end's free spool files.
+    pub fn front_end_slots(&self) -> std::io::Result<Slots> {
+        Slots::open(self.dir.join("slots-fe"))
+    }
+
+    /// The back-end's free spool files.
+    pub fn back_end_slots(&self) -> std::io::Result<Slots> {
+        Slots::open(self.dir.join("slots-be"))
     }
 
     /// A segment received over QUIC by a back-end, before it goes to tape.
@@ -163,6 +264,41 @@ mod tests {
             s.token(".pair-0123456789abcdef0123456789abcdef"),
             Some(PathBuf::from("/sp/.pair-0123456789abcdef0123456789abcdef"))
         );
+    }
+
+    #[test]
+    fn slots_are_written_over_and_cut_to_length() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let slots = Slots::open(dir.path().join("slots")).unwrap();
+        let a = dir.path().join("a");
+        let mut f = slots.create(&a).unwrap();
+        f.write_all(&[7u8; 1000]).unwrap();
+        Slots::finish(&f, 1000).unwrap();
+        slots.release(&a);
+        assert!(!a.exists());
+        // The same file comes back, written over from its start and cut.
+        let b = dir.path().join("b");
+        let mut f = slots.create(&b).unwrap();
+        f.write_all(&[9u8; 10]).unwrap();
+        Slots::finish(&f, 10).unwrap();
+        assert_eq!(std::fs::read(&b).unwrap(), vec![9u8; 10]);
+        assert_eq!(std::fs::read_dir(dir.path().join("slots")).unwrap().count(), 0);
+        // Slots survive a restart; at most SLOTS_KEPT are kept.
+        slots.release(&b);
+        let again = Slots::open(dir.path().join("slots")).unwrap();
+        let c = dir.path().join("c");
+        drop(again.create(&c).unwrap());
+        assert!(c.exists());
+        let many: Vec<PathBuf> = (0..SLOTS_KEPT + 3).map(|i| dir.path().join(format!("x{i}"))).collect();
+        for p in &many {
+            drop(again.create(p).unwrap());
+        }
+        for p in &many {
+            again.release(p);
+        }
+        assert!(many.iter().all(|p| !p.exists()));
+        assert_eq!(std::fs::read_dir(dir.path().join("slots")).unwrap().count(), SLOTS_KEPT);
     }
 
     #[test]

@@ -11,9 +11,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Context, Result};
-use proto::abs::{DestTarget, Placer};
+use proto::abs::{DestTarget, Placer, TrackAddr};
 use proto::wire::{RestoreFrame, RestoreOrder, RestoreTarget, TrackStreamOpen, MAX_DATA_FRAME};
-use transport::{Dialer, Role};
+use transport::{BufPool, Dialer, PooledBuf, Role};
 
 use crate::host::HostIo;
 
@@ -117,10 +117,22 @@ pub struct RestoreTotals {
     pub segments: u32,
 }
 
+/// Tracks received but not yet written (each in a pooled buffer).
+const WRITE_QUEUE: usize = 16;
+
+/// One track for the writer thread.
+struct Received {
+    addr: TrackAddr,
+    crc32c: u32,
+    data: PooledBuf,
+}
+
 /// Dial the front-end, receive the stream, write it, sync.
 ///
-/// Each track's raw bytes are read into one reused buffer and checked
-/// against the CRC32C its frame carries before any of them is written.
+/// The network task reads each track's raw bytes into a pooled buffer and
+/// hands it to a writer thread, which checks them against the CRC32C their
+/// frame carries before writing any of them where the remap table says: the
+/// next track is received (and decrypted) while the last one is written.
 pub async fn receive_restore(
     dialer: &Dialer,
     order: RestoreOrder,
@@ -143,60 +155,109 @@ pub async fn receive_restore(
     })
     .await?;
 
-    let mut totals = RestoreTotals::default();
-    let mut data: Vec<u8> = Vec::new();
-    loop {
-        let frame = recv
-            .recv::<RestoreFrame>()
-            .await?
-            .ok_or_else(|| anyhow!("the front-end closed the restore stream early"))?;
-        match frame {
-            RestoreFrame::Track { addr, len, crc32c } => {
-                let (_, want) = order.map.track_extent(addr).context("track not in the ABS map")?;
-                if u64::from(len) != want {
-                    bail!("track {addr:?} has {len} bytes, the map says {want}");
-                }
-                data.clear();
-                while data.len() < len as usize {
-                    let piece = recv
-                        .recv_raw(len as usize - data.len())
-                        .await
-                        .with_context(|| format!("reading the data of track {addr:?}"))?;
-                    data.extend_from_slice(&piece);
-                }
-                let got = crc32c::crc32c(&data);
-                if got != crc32c {
-                    bail!("track {addr:?} arrived with CRC32C {got:08x}, its frame says {crc32c:08x}: nothing of it was written");
-                }
-                let placements = placer.place(addr, data.len());
-                if placements.is_empty() {
-                    bail!("track {addr:?} holds no byte of the object");
-                }
-                tokio::task::block_in_place(|| {
-                    for p in &placements {
-                        let bytes = data
-                            .get(p.data.clone())
-                            .ok_or_else(|| anyhow!("placement outside the track"))?;
-                        dest.write(p.target, p.offset, bytes)?;
-                        totals.bytes_written += bytes.len() as u64;
+    let track_size = order
+        .map
+        .volumes
+        .iter()
+        .map(|v| v.geometry.track_size as usize)
+        .max()
+        .unwrap_or(0)
+        .min(proto::tape::MAX_TRACK_SIZE);
+    let pool = BufPool::new(track_size, WRITE_QUEUE + 2);
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Received>(WRITE_QUEUE);
+    let writer = tokio::task::spawn_blocking(move || write_tracks(rx, placer, dest, progress));
+
+    let mut tracks = 0u64;
+    let mut segments = 0u32;
+    let received: Result<()> = async {
+        loop {
+            let frame = recv
+                .recv::<RestoreFrame>()
+                .await?
+                .ok_or_else(|| anyhow!("the front-end closed the restore stream early"))?;
+            match frame {
+                RestoreFrame::Track { addr, len, crc32c } => {
+                    let (_, want) = order.map.track_extent(addr).context("track not in the ABS map")?;
+                    if u64::from(len) != want || len as usize > pool.size() {
+                        bail!("track {addr:?} has {len} bytes, the map says {want}");
                     }
-                    Ok::<_, anyhow::Error>(())
-                })?;
-                totals.tracks += 1;
-                metrics::counter!("dmc_primary_restored_bytes_total").increment(data.len() as u64);
-                progress(totals.bytes_written);
-            }
-            RestoreFrame::SegmentDone { .. } => totals.segments += 1,
-            RestoreFrame::End { tracks } => {
-                if tracks != totals.tracks {
-                    bail!("the front-end says {tracks} tracks, {} arrived", totals.tracks);
+                    let mut data = pool.take(len as usize);
+                    let mut got = 0usize;
+                    while got < len as usize {
+                        let piece = recv
+                            .recv_raw(len as usize - got)
+                            .await
+                            .with_context(|| format!("reading the data of track {addr:?}"))?;
+                        data.as_mut_slice()[got..got + piece.len()].copy_from_slice(&piece);
+                        got += piece.len();
+                    }
+                    tracks += 1;
+                    if tx.send(Received { addr, crc32c, data }).is_err() {
+                        // The writer stopped: its error says why.
+                        return Ok(());
+                    }
                 }
-                break;
+                RestoreFrame::SegmentDone { .. } => segments += 1,
+                RestoreFrame::End { tracks: n } => {
+                    if n != tracks {
+                        bail!("the front-end says {n} tracks, {tracks} arrived");
+                    }
+                    return Ok(());
+                }
+                RestoreFrame::Failed { reason } => bail!("{reason}"),
             }
-            RestoreFrame::Failed { reason } => bail!("{reason}"),
         }
     }
-    tokio::task::block_in_place(|| dest.sync())?;
+    .await;
+    drop(tx);
+    let written = writer.await.context("the restore writer thread")?;
+    received?;
+    let (written_tracks, bytes_written) = written?;
+    if written_tracks != tracks {
+        bail!("{tracks} tracks arrived, {written_tracks} were written");
+    }
     let _ = send.finish().await;
-    Ok(totals)
+    Ok(RestoreTotals {
+        tracks,
+        bytes_written,
+        segments,
+    })
+}
+
+/// The writer thread: check each track, place its bytes, sync at the end.
+/// Returns (tracks, bytes written).
+fn write_tracks(
+    rx: std::sync::mpsc::Receiver<Received>,
+    placer: Placer,
+    dest: Destination,
+    progress: impl Fn(u64),
+) -> Result<(u64, u64)> {
+    let (mut tracks, mut bytes_written) = (0u64, 0u64);
+    let mut placements = Vec::new();
+    for Received { addr, crc32c, data } in rx {
+        let data = data.as_ref();
+        let got = crc32c::crc32c(data);
+        if got != crc32c {
+            bail!(
+                "track {addr:?} arrived with CRC32C {got:08x}, its frame says {crc32c:08x}: nothing of it was written"
+            );
+        }
+        placements.clear();
+        placer.place_into(addr, data.len(), &mut placements);
+        if placements.is_empty() {
+            bail!("track {addr:?} holds no byte of the object");
+        }
+        for p in &placements {
+            let bytes = data
+                .get(p.data.clone())
+                .ok_or_else(|| anyhow!("placement outside the track"))?;
+            dest.write(p.target, p.offset, bytes)?;
+            bytes_written += bytes.len() as u64;
+        }
+        tracks += 1;
+        metrics::counter!("dmc_primary_restored_bytes_total").increment(data.len() as u64);
+        progress(bytes_written);
+    }
+    dest.sync()?;
+    Ok((tracks, bytes_written))
 }

@@ -8,6 +8,7 @@
 //! Nothing here opens a socket or a database.
 
 pub mod abs;
+pub mod crc;
 pub mod nbd;
 pub mod tape;
 pub mod wire;

@@ -421,17 +421,16 @@ impl Cluster {
     pub fn peak_rss(&self) -> Vec<(String, u64)> {
         self.procs
             .iter()
-            .filter_map(|p| {
-                let status = std::fs::read_to_string(format!("/proc/{}/status", p.child.id())).ok()?;
-                let kb = status
-                    .lines()
-                    .find(|l| l.starts_with("VmHWM:"))?
-                    .split_whitespace()
-                    .nth(1)?
-                    .parse()
-                    .ok()?;
-                Some((p.name.clone(), kb))
-            })
+            .filter_map(|p| Some((p.name.clone(), peak_rss_kib(p.child.id())?)))
+            .collect()
+    }
+
+    /// The running processes: (name, pid).
+    pub fn pids(&self) -> Vec<(String, u32)> {
+        self.procs
+            .iter()
+            .filter(|p| !p.killed)
+            .map(|p| (p.name.clone(), p.child.id()))
             .collect()
     }
 
@@ -462,6 +461,18 @@ impl Drop for Cluster {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// Peak resident memory (VmHWM, KiB) of a running process.
+pub fn peak_rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
 }
 
 /// The last lines of a log file.

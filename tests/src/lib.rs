@@ -2,7 +2,9 @@
 //! Postgres, a local cluster of real processes, test data and the main
 //! backup-and-restore scenario.
 
+pub mod bacula;
 pub mod cluster;
+pub mod cpu;
 pub mod fixture;
 pub mod pg;
 pub mod scenario;

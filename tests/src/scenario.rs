@@ -115,10 +115,18 @@ fn u(v: &serde_json::Value, key: &str) -> Result<u64> {
         .with_context(|| format!("no {key} in {v}"))
 }
 
-/// Back up the object, restore it both ways, verify both.
-pub fn run(cluster: &Cluster, layout: &Layout) -> Result<ScenarioReport> {
+/// What one backup of the scenario's object printed.
+#[derive(Debug, Clone)]
+pub struct BackupResult {
+    pub abs_id: u64,
+    pub bytes: u64,
+    pub segments: u64,
+    pub tapes: Vec<String>,
+}
+
+/// Back up the scenario's object (`demo-object` from its extent file).
+pub fn backup(cluster: &Cluster, layout: &Layout) -> Result<BackupResult> {
     let extents_file = layout.extents_file.to_string_lossy().to_string();
-    let t = Instant::now();
     let out = cluster.smapp(&[
         "backup",
         "--primary",
@@ -128,22 +136,35 @@ pub fn run(cluster: &Cluster, layout: &Layout) -> Result<ScenarioReport> {
         "--extents",
         &extents_file,
     ])?;
-    let backup_seconds = t.elapsed().as_secs_f64();
     let res = out.last().context("backup printed no result")?;
-    let abs_id = u(res, "abs_id")?;
-    let backup_bytes = u(res, "bytes")?;
-    let segments = u(res, "segments")?;
-    let tapes: Vec<String> = res
-        .get("tapes")
-        .and_then(|t| t.as_array())
-        .map(|a| a.iter().filter_map(|x| x.as_str().map(String::from)).collect())
-        .unwrap_or_default();
+    Ok(BackupResult {
+        abs_id: u(res, "abs_id")?,
+        bytes: u(res, "bytes")?,
+        segments: u(res, "segments")?,
+        tapes: res
+            .get("tapes")
+            .and_then(|t| t.as_array())
+            .map(|a| a.iter().filter_map(|x| x.as_str().map(String::from)).collect())
+            .unwrap_or_default(),
+    })
+}
 
-    let abs = abs_id.to_string();
+/// Restore an ABS onto `dst0`/`dst1` through the layout's allocation.
+pub fn restore_to_volumes(cluster: &Cluster, layout: &Layout, abs_id: u64) -> Result<()> {
     let alloc = layout.allocation_file.to_string_lossy().to_string();
-    let t = Instant::now();
-    cluster.smapp(&["restore", &abs, "--to-volumes", PRIMARY, "--allocation", &alloc])?;
-    let restore_volume_seconds = t.elapsed().as_secs_f64();
+    cluster.smapp(&[
+        "restore",
+        &abs_id.to_string(),
+        "--to-volumes",
+        PRIMARY,
+        "--allocation",
+        &alloc,
+    ])?;
+    Ok(())
+}
+
+/// Check the object restored onto `dst0`/`dst1` byte for byte.
+pub fn verify_volumes(layout: &Layout) -> Result<()> {
     let source = fixture::ObjectReader::new(|v| layout.path_of(v), &layout.extents);
     let dest = fixture::ObjectReader::new(|v| layout.path_of(v), &layout.allocation);
     let n = fixture::compare(source, dest, "restore onto dst0/dst1 through the remap")?;
@@ -151,25 +172,50 @@ pub fn run(cluster: &Cluster, layout: &Layout) -> Result<ScenarioReport> {
     if n != object_size {
         bail!("compared {n} bytes, the object has {object_size}");
     }
+    Ok(())
+}
+
+/// Restore an ABS into `file` on the primary node (removed first).
+pub fn restore_to_file(cluster: &Cluster, abs_id: u64, file: &Path) -> Result<()> {
+    let _ = std::fs::remove_file(file);
+    let to_file = format!("{PRIMARY}:{}", file.display());
+    cluster.smapp(&["restore", &abs_id.to_string(), "--to-file", &to_file])?;
+    Ok(())
+}
+
+/// Check a file restored from the object byte for byte.
+pub fn verify_file(layout: &Layout, file: &Path) -> Result<()> {
+    let source = fixture::ObjectReader::new(|v| layout.path_of(v), &layout.extents);
+    let f = std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?;
+    fixture::compare(source, f, "restore into a plain file")?;
+    Ok(())
+}
+
+/// Back up the object, restore it both ways, verify both.
+pub fn run(cluster: &Cluster, layout: &Layout) -> Result<ScenarioReport> {
+    let t = Instant::now();
+    let b = backup(cluster, layout)?;
+    let backup_seconds = t.elapsed().as_secs_f64();
+
+    let t = Instant::now();
+    restore_to_volumes(cluster, layout, b.abs_id)?;
+    let restore_volume_seconds = t.elapsed().as_secs_f64();
+    verify_volumes(layout)?;
 
     let restored_file = layout.dir.join("restored.bin");
-    let _ = std::fs::remove_file(&restored_file);
-    let to_file = format!("{PRIMARY}:{}", restored_file.display());
     let t = Instant::now();
-    cluster.smapp(&["restore", &abs, "--to-file", &to_file])?;
+    restore_to_file(cluster, b.abs_id, &restored_file)?;
     let restore_file_seconds = t.elapsed().as_secs_f64();
-    let source = fixture::ObjectReader::new(|v| layout.path_of(v), &layout.extents);
-    let file = std::fs::File::open(&restored_file).with_context(|| format!("opening {}", restored_file.display()))?;
-    fixture::compare(source, file, "restore into a plain file")?;
+    verify_file(layout, &restored_file)?;
 
     Ok(ScenarioReport {
-        abs_id,
-        object_size,
+        abs_id: b.abs_id,
+        object_size: layout.extents.iter().map(|e| e.length).sum(),
         extents: layout.extents.len(),
-        backup_bytes,
+        backup_bytes: b.bytes,
         backup_seconds,
-        segments,
-        tapes,
+        segments: b.segments,
+        tapes: b.tapes,
         restore_volume_seconds,
         restore_file_seconds,
         restored_file,

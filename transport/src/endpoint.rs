@@ -5,6 +5,7 @@
 //! presents its own certificate and trusts only the cluster CA).
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use crate::codes;
 use crate::error::{Result, TransportError};
@@ -13,12 +14,26 @@ use crate::pki::Identity;
 use crate::role::Role;
 use crate::tls;
 
+/// Bytes asked for each UDP socket's send and receive buffers.
+const SOCKET_BUFFER: usize = 4 << 20;
+
 /// Bind a QUIC endpoint on `addr` that accepts and dials with mutual TLS as
 /// `identity`. Must be called inside a tokio runtime.
 pub fn bind(addr: SocketAddr, identity: &Identity) -> Result<quinn::Endpoint> {
     let server = tls::server_config(identity)?;
     let client = tls::client_config(identity)?;
-    let mut endpoint = quinn::Endpoint::server(server, addr).map_err(|source| TransportError::Bind { addr, source })?;
+    let sock = std::net::UdpSocket::bind(addr).map_err(|source| TransportError::Bind { addr, source })?;
+    // Large socket buffers: a receiver busy with a burst of work (a
+    // restore writing tracks) loses fewer datagrams, and so the sender
+    // retransmits and backs off less. The kernel caps them (net.core.
+    // rmem_max / wmem_max); a refusal only leaves the default.
+    if let Ok(state) = quinn::udp::UdpSocketState::new((&sock).into()) {
+        let _ = state.set_recv_buffer_size((&sock).into(), SOCKET_BUFFER);
+        let _ = state.set_send_buffer_size((&sock).into(), SOCKET_BUFFER);
+    }
+    let runtime = Arc::new(quinn::TokioRuntime);
+    let mut endpoint = quinn::Endpoint::new(quinn::EndpointConfig::default(), Some(server), sock, runtime)
+        .map_err(|source| TransportError::Bind { addr, source })?;
     endpoint.set_default_client_config(client);
     Ok(endpoint)
 }

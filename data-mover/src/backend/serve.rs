@@ -20,7 +20,7 @@ use transport::{BufPool, FramedRecv, FramedSend};
 
 use super::writer::SegmentSource;
 use crate::mover::Mover;
-use crate::spool::TOKEN_LEN;
+use crate::spool::{Slots, TOKEN_LEN};
 
 /// Segments a read may have placed in the spool that the front-end has not
 /// taken yet: one being handed over, one ready behind it, one being read.
@@ -109,7 +109,7 @@ async fn write(mover: &Arc<Mover>, req: BackEndRequest, recv: &mut FramedRecv) -
             if !shared {
                 // Ours: received over QUIC; the front-end keeps its own copy
                 // until it hears the outcome.
-                let _ = std::fs::remove_file(&path);
+                mover.be_slots.release(&path);
             }
             let placed = placed?;
             let summary = placed
@@ -219,7 +219,10 @@ async fn receive_segment(
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         }
-        let file = std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
+        let file = mover
+            .be_slots
+            .create(&path)
+            .with_context(|| format!("creating {}", path.display()))?;
         let mut out = std::io::BufWriter::with_capacity(CHUNK, file);
         let mut got = 0u64;
         while got < bytes {
@@ -231,7 +234,9 @@ async fn receive_segment(
             tokio::task::block_in_place(|| out.write_all(&piece))
                 .with_context(|| format!("writing {}", path.display()))?;
         }
-        tokio::task::block_in_place(|| out.flush()).with_context(|| format!("writing {}", path.display()))?;
+        let file = tokio::task::block_in_place(|| out.into_inner())
+            .map_err(|e| anyhow!("writing {}: {}", path.display(), e.error()))?;
+        Slots::finish(&file, bytes).with_context(|| format!("writing {}", path.display()))?;
         Ok::<_, anyhow::Error>(())
     }
     .await;
@@ -266,9 +271,10 @@ async fn read_segments(
     // and lets the reader go one further.
     let acks = {
         let (ahead, spool, channel) = (ahead.clone(), mover.spool.clone(), read.channel_id);
+        let slots = mover.be_slots.clone();
         tokio::spawn(async move {
             while let Ok(Some(ReadAck { seq })) = recv.recv::<ReadAck>().await {
-                let _ = std::fs::remove_file(spool.staged_ready(channel, seq));
+                slots.release(&spool.staged_ready(channel, seq));
                 ahead.add_permits(1);
             }
         })
@@ -349,14 +355,20 @@ fn stage(mover: &Mover, drive: &str, abs_id: u64, channel_id: u64, f: &SegmentRe
         )
     };
     let res = (|| {
-        let file = std::fs::File::create(&part).with_context(|| format!("creating {}", part.display()))?;
+        let file = mover
+            .be_slots
+            .create(&part)
+            .with_context(|| format!("creating {}", part.display()))?;
         let mut out = std::io::BufWriter::with_capacity(CHUNK, file);
         let summary = {
             let d = mover.drive(drive)?;
             let mut d = d.lock().map_err(|_| anyhow!("drive {drive} lock poisoned"))?;
             d.read_segment_into(&f.tape_label, f.tape_file, mover.cfg.max_segment, &mut out)?
         };
-        out.flush().with_context(|| format!("writing {}", part.display()))?;
+        let file = out
+            .into_inner()
+            .map_err(|e| anyhow!("writing {}: {}", part.display(), e.error()))?;
+        Slots::finish(&file, summary.total_bytes).with_context(|| format!("writing {}", part.display()))?;
         let h = summary.header;
         if h.abs_id != abs_id || h.seq != f.seq || summary.crc32c != f.crc32c {
             bail!(
@@ -375,7 +387,7 @@ fn stage(mover: &Mover, drive: &str, abs_id: u64, channel_id: u64, f: &SegmentRe
         Ok((f.seq, summary.total_bytes, summary.crc32c))
     })();
     if res.is_err() {
-        let _ = std::fs::remove_file(&part);
+        mover.be_slots.release(&part);
     }
     res.with_context(what)
 }

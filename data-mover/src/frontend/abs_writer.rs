@@ -113,7 +113,14 @@ impl AbsWriter {
                 "sealing segments smaller than --segment-size to fit the source's window"
             );
         }
-        let acc = Accumulator::create(&mover.spool, ch.abs_id, ch.channel_id, ch.created_unix, threshold)?;
+        let acc = Accumulator::create(
+            &mover.spool,
+            &mover.fe_slots,
+            ch.abs_id,
+            ch.channel_id,
+            ch.created_unix,
+            threshold,
+        )?;
         // Segments go to the back-end as they are sealed; when the spool
         // holds `spool_segments` sealed segments of this ABS, accumulation
         // waits (and so does the source), it does not fail.

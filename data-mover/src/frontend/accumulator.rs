@@ -12,7 +12,7 @@
 //! cannot be sent again, and a segment written to tape soon after it was
 //! sealed never has to reach the disk (seed FIG. 32: "still in cache").
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -20,7 +20,7 @@ use anyhow::{Context, Result};
 use proto::abs::TrackAddr;
 use proto::tape::segment::{SegmentHeader, SegmentSummary, SegmentWriter};
 
-use crate::spool::Spool;
+use crate::spool::{Slots, Spool};
 
 /// Bytes buffered before a write to the spool file.
 const WRITE_BUFFER: usize = 1 << 20;
@@ -91,6 +91,7 @@ impl Write for SpoolFile {
 /// Per-ABS accumulation on the spool directory.
 pub struct Accumulator {
     spool: Spool,
+    slots: Slots,
     abs_id: u64,
     channel_id: u64,
     created_unix: u64,
@@ -102,11 +103,19 @@ pub struct Accumulator {
 impl Accumulator {
     /// Create (or reuse) the ABS's directory in the spool. Segments are
     /// sealed once they pass `threshold` bytes.
-    pub fn create(spool: &Spool, abs_id: u64, channel_id: u64, created_unix: u64, threshold: u64) -> Result<Self> {
+    pub fn create(
+        spool: &Spool,
+        slots: &Slots,
+        abs_id: u64,
+        channel_id: u64,
+        created_unix: u64,
+        threshold: u64,
+    ) -> Result<Self> {
         let dir = spool.abs_dir(abs_id);
         fs::create_dir_all(&dir).with_context(|| format!("creating accumulation directory {}", dir.display()))?;
         Ok(Accumulator {
             spool: spool.clone(),
+            slots: slots.clone(),
             abs_id,
             channel_id,
             created_unix,
@@ -125,11 +134,9 @@ impl Accumulator {
         if self.open.is_none() {
             let seq = self.next_seq;
             let path = self.spool.open_segment(self.abs_id, seq);
-            let file = OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .open(&path)
+            let file = self
+                .slots
+                .create(&path)
                 .with_context(|| format!("creating {}", path.display()))?;
             let header = SegmentHeader {
                 abs_id: self.abs_id,
@@ -207,7 +214,9 @@ impl Accumulator {
         let Some((path, writer)) = self.open.take() else {
             return Ok(None);
         };
-        let (_, summary) = writer.finish()?;
+        let (out, summary) = writer.finish()?;
+        // A reused spool file may be longer than this segment.
+        Slots::finish(&out.file, summary.total_bytes).with_context(|| format!("sealing {}", path.display()))?;
         let sealed = self.spool.sealed_segment(self.abs_id, summary.header.seq);
         fs::rename(&path, &sealed).with_context(|| format!("sealing {}", path.display()))?;
         Ok(Some(SealedSegment {
@@ -241,7 +250,8 @@ mod tests {
     fn seals_at_threshold_and_keeps_every_track() {
         let dir = tempfile::tempdir().unwrap();
         let spool = Spool::new(dir.path());
-        let mut acc = Accumulator::create(&spool, 7, 3, 0, 200_000).unwrap();
+        let slots = spool.front_end_slots().unwrap();
+        let mut acc = Accumulator::create(&spool, &slots, 7, 3, 0, 200_000).unwrap();
         let mut sealed = Vec::new();
         for t in 0..10u64 {
             let data = vec![t as u8; 65536];
@@ -286,7 +296,9 @@ mod tests {
     #[test]
     fn a_streamed_track_with_a_wrong_checksum_fails_the_segment() {
         let dir = tempfile::tempdir().unwrap();
-        let mut acc = Accumulator::create(&Spool::new(dir.path()), 1, 1, 0, 1 << 20).unwrap();
+        let spool = Spool::new(dir.path());
+        let slots = spool.front_end_slots().unwrap();
+        let mut acc = Accumulator::create(&spool, &slots, 1, 1, 0, 1 << 20).unwrap();
         acc.begin_track(TrackAddr { volume: 0, track: 0 }, 3, crc32c::crc32c(b"abc"))
             .unwrap();
         acc.track_data(b"abd").unwrap();

@@ -81,9 +81,9 @@ pub async fn run(
                     tasks.spawn(async move {
                         let seq = seg.summary.header.seq;
                         upload(&m, &c, &drive, &seg).await?;
-                        // Released: on tape, synced, in the catalog.
-                        std::fs::remove_file(&seg.path)
-                            .with_context(|| format!("removing {}", seg.path.display()))?;
+                        // Released: on tape, synced, in the catalog. The file
+                        // is kept to be written over by a later segment.
+                        m.fe_slots.release(&seg.path);
                         drop(slot);
                         metrics::counter!("dmc_fe_segments_released_total").increment(1);
                         Ok((seq, seg.frames_through, seg.summary.data_bytes, drive))

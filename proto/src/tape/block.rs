@@ -14,7 +14,7 @@
 //! than the caller's limit. Tape file *n* starts after the *n*-th tape mark.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, Cursor, Read, Seek, SeekFrom, Write};
+use std::io::{self, Cursor, IoSlice, Read, Seek, SeekFrom, Write};
 use std::path::Path;
 
 use super::error::Location;
@@ -303,8 +303,6 @@ pub struct SimhTape<F> {
     file_starts: Vec<u64>,
     records_read: u64,
     read_only: bool,
-    /// Scratch buffer for composing a record.
-    wbuf: Vec<u8>,
     /// Physical capacity and early-warning zone (None: unlimited).
     capacity: Option<Capacity>,
 }
@@ -370,7 +368,6 @@ impl SimhTape<Cursor<Vec<u8>>> {
             file_starts: vec![0],
             records_read: 0,
             read_only: false,
-            wbuf: Vec::new(),
             capacity: None,
         }
     }
@@ -398,7 +395,6 @@ impl<F: TapeImage> SimhTape<F> {
             file_starts: vec![0],
             records_read: 0,
             read_only: false,
-            wbuf: Vec::new(),
             capacity: None,
         })
     }
@@ -564,17 +560,32 @@ impl<F: TapeImage> SimhTape<F> {
         Ok(())
     }
 
-    fn append_bytes(&mut self, bytes_from_wbuf: bool, mark: &[u8]) -> Result<(), TapeError> {
+    /// Append `parts` (at most 4: one record with its length words, or a
+    /// tape mark) at the current position, without copying them together.
+    fn append_parts(&mut self, parts: &[&[u8]]) -> Result<(), TapeError> {
         let at = self.offset;
         let loc = self.here();
-        let data: &[u8] = if bytes_from_wbuf { &self.wbuf } else { mark };
-        let res = self
-            .inner
-            .seek(SeekFrom::Start(at))
-            .and_then(|_| self.inner.write_all(data));
+        let total: usize = parts.iter().map(|p| p.len()).sum();
+        let res = self.inner.seek(SeekFrom::Start(at)).and_then(|_| {
+            let mut slices = [IoSlice::new(&[]); 4];
+            let n = parts.len().min(slices.len());
+            for (slot, p) in slices.iter_mut().zip(parts) {
+                *slot = IoSlice::new(p);
+            }
+            let mut bufs = &mut slices[..n];
+            while !bufs.is_empty() {
+                match self.inner.write_vectored(bufs) {
+                    Ok(0) => return Err(io::Error::new(io::ErrorKind::WriteZero, "the image took no bytes")),
+                    Ok(n) => IoSlice::advance_slices(&mut bufs, n),
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(())
+        });
         match res {
             Ok(()) => {
-                self.offset = at + data.len() as u64;
+                self.offset = at + total as u64;
                 self.len = self.offset;
                 Ok(())
             }
@@ -602,16 +613,8 @@ impl<F: TapeImage> BlockDevice for SimhTape<F> {
         self.check_capacity(simh_record_cost(data.len()))?;
         self.cut_here()?;
         let n = (data.len() as u32).to_le_bytes();
-        let mut wbuf = std::mem::take(&mut self.wbuf);
-        wbuf.clear();
-        wbuf.extend_from_slice(&n);
-        wbuf.extend_from_slice(data);
-        if data.len() % 2 == 1 {
-            wbuf.push(0);
-        }
-        wbuf.extend_from_slice(&n);
-        self.wbuf = wbuf;
-        self.append_bytes(true, &[])?;
+        let pad: &[u8] = if data.len() % 2 == 1 { &[0] } else { &[] };
+        self.append_parts(&[&n, data, pad, &n])?;
         self.pos.record += 1;
         Ok(())
     }
@@ -620,7 +623,7 @@ impl<F: TapeImage> BlockDevice for SimhTape<F> {
         self.check_writable()?;
         self.check_capacity(4)?;
         self.cut_here()?;
-        self.append_bytes(false, &SIMH_TAPE_MARK.to_le_bytes())?;
+        self.append_parts(&[&SIMH_TAPE_MARK.to_le_bytes()])?;
         self.enter_next_file()
     }
 
@@ -630,7 +633,7 @@ impl<F: TapeImage> BlockDevice for SimhTape<F> {
             Err(block) => return Ok(block),
         };
         let padded = n + (n & 1);
-        buf.clear();
+        // No clear(): only bytes beyond what the buffer held are zeroed.
         buf.resize(padded + 4, 0);
         let here = self.offset;
         self.read_at(here + 4, buf)?;

@@ -382,7 +382,7 @@ impl<W: Write> SegmentWriter<W> {
         self.put(&th, what)?;
         self.put(data, what)?;
         self.body_crc = crc32c::crc32c_append(self.body_crc, &th);
-        self.body_crc = crc32c::crc32c_combine(self.body_crc, data_crc, data.len());
+        self.body_crc = crate::crc::combine(self.body_crc, data_crc, data.len() as u64);
         self.tracks += 1;
         self.data_bytes += data.len() as u64;
         Ok(())
@@ -455,7 +455,7 @@ impl<W: Write> SegmentWriter<W> {
             self.failed = true;
             return Err(TapeError::checksum(self.at(), what, t.declared, t.crc));
         }
-        self.body_crc = crc32c::crc32c_combine(self.body_crc, t.crc, t.len as usize);
+        self.body_crc = crate::crc::combine(self.body_crc, t.crc, u64::from(t.len));
         self.tracks += 1;
         self.data_bytes += u64::from(t.len);
         Ok(())
@@ -724,7 +724,7 @@ impl SegmentReader {
         }
         // The body CRC covers the data too: combined from the data's CRC
         // instead of a second pass over it.
-        self.body_crc = crc32c::crc32c_combine(self.body_crc, t.crc, t.len as usize);
+        self.body_crc = crate::crc::combine(self.body_crc, t.crc, u64::from(t.len));
         self.track_count += 1;
         self.data_bytes += u64::from(t.len);
         if self.keep_data {

@@ -1,89 +1,291 @@
-//! Benchmark: backup and restore MB/s of a 1 GiB scattered object through a
-//! local cluster, beside references measured in the same run on the same
-//! disk and loopback (`cp` of the same bytes; one raw quinn stream with the
-//! same TLS), with the ratios, and the peak resident memory of each process.
+//! Benchmark: backup and restore MB/s of a scattered object through a local
+//! cluster, beside references measured in the same run on the same disk and
+//! loopback (`cp` of the same bytes; one raw quinn stream with the same TLS),
+//! with the ratios, the CPU-seconds per GiB of every process and the peak
+//! resident memory of each. With `--bacula`, Bacula 9.6 moves the same bytes
+//! in the same run and both are printed side by side.
 //!
-//!   bash deploy/bench.sh [--size-mib N]
+//!   bash deploy/bench.sh [--size-mib N]          (default 1024)
+//!   bash deploy/bench-peers.sh [--size-mib N]    (adds Bacula; default 4096)
 
-use std::path::PathBuf;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
+use dmc_tests::bacula::Bacula;
 use dmc_tests::cluster::{arg, Cluster};
+use dmc_tests::cpu;
+use dmc_tests::pg::TestDb;
 use dmc_tests::scenario::{self, ScenarioSpec};
+
+const GIB: f64 = (1u64 << 30) as f64;
+
+/// CPU-seconds of named processes at one instant.
+type Cpu = BTreeMap<String, f64>;
+
+/// One measured phase: wall seconds and CPU-seconds per process.
+struct Phase {
+    seconds: f64,
+    cpu: Cpu,
+}
+
+impl Phase {
+    fn mbs(&self, bytes: u64) -> f64 {
+        bytes as f64 / 1e6 / self.seconds.max(f64::MIN_POSITIVE)
+    }
+    fn total_cpu(&self) -> f64 {
+        self.cpu.values().sum()
+    }
+}
+
+fn postgres_seconds() -> Option<f64> {
+    let dir = TestDb::cluster_dir()?;
+    cpu::tree_seconds(cpu::postmaster_pid(&dir.join("data"))?)
+}
+
+/// CPU of the cluster's processes, Postgres, and the clients this process ran.
+fn cluster_cpu(cluster: &Cluster) -> Cpu {
+    let mut c: Cpu = cluster
+        .pids()
+        .into_iter()
+        .filter_map(|(name, pid)| Some((name, cpu::process_seconds(pid)?)))
+        .collect();
+    if let Some(pg) = postgres_seconds() {
+        c.insert("postgres".into(), pg);
+    }
+    c.insert("client".into(), cpu::reaped_children_seconds());
+    c
+}
+
+fn diff(before: &Cpu, after: &Cpu) -> Cpu {
+    after
+        .iter()
+        .map(|(k, v)| (k.clone(), (v - before.get(k).copied().unwrap_or(0.0)).max(0.0)))
+        .collect()
+}
+
+fn measure(snapshot: impl Fn() -> Cpu, work: impl FnOnce() -> Result<()>) -> Result<Phase> {
+    let before = snapshot();
+    let t = Instant::now();
+    work()?;
+    let seconds = t.elapsed().as_secs_f64();
+    Ok(Phase {
+        seconds,
+        cpu: diff(&before, &snapshot()),
+    })
+}
+
+async fn measure_async<F: std::future::Future<Output = Result<T>>, T>(
+    snapshot: impl Fn() -> Cpu,
+    work: F,
+) -> Result<(Phase, T)> {
+    let before = snapshot();
+    let t = Instant::now();
+    let out = work.await?;
+    let seconds = t.elapsed().as_secs_f64();
+    Ok((
+        Phase {
+            seconds,
+            cpu: diff(&before, &snapshot()),
+        },
+        out,
+    ))
+}
+
+fn per_gib(cpu: &Cpu, bytes: u64) -> String {
+    let gib = bytes as f64 / GIB;
+    let parts: Vec<String> = cpu.iter().map(|(k, v)| format!("{k} {:.2}", v / gib)).collect();
+    parts.join(", ")
+}
+
+fn mib(kib: u64) -> String {
+    format!("{:.1} MiB", kib as f64 / 1024.0)
+}
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() -> Result<()> {
-    let mib: u64 = arg("--size-mib").map(|s| s.parse()).transpose()?.unwrap_or(1024);
+    let with_bacula = std::env::args().any(|a| a == "--bacula");
+    let size_mib: u64 = arg("--size-mib")
+        .map(|s| s.parse())
+        .transpose()?
+        .unwrap_or(if with_bacula { 4096 } else { 1024 });
     let work = PathBuf::from(arg("--work").unwrap_or_else(|| "work/bench".into()));
     if work.exists() {
         std::fs::remove_dir_all(&work)?;
     }
+    if with_bacula && !dmc_tests::bacula::installed() {
+        bail!("--bacula needs Debian's bacula packages: run deploy/bench-peers.sh, which installs them");
+    }
     let spec = ScenarioSpec {
-        object_size: mib << 20,
+        object_size: size_mib << 20,
         block_size: 4096,
         track_size: 65536,
         segment_size: 16 << 20,
         seed: 7,
     };
-    eprintln!("preparing {mib} MiB of volumes in {}", work.display());
+    eprintln!("preparing {size_mib} MiB of volumes in {}", work.display());
     let layout = scenario::make_layout(&work.join("volumes"), &spec)?;
+    let object_size: u64 = layout.extents.iter().map(|e| e.length).sum();
     let mut cluster = Cluster::start(&work, &scenario::cluster_spec(&layout, &spec)).await?;
-    let report = scenario::run(&cluster, &layout).context("the scenario")?;
+
+    eprintln!("backup");
+    let mut backup = None;
+    let b_phase = measure(
+        || cluster_cpu(&cluster),
+        || {
+            backup = Some(scenario::backup(&cluster, &layout)?);
+            Ok(())
+        },
+    )?;
+    let backup = backup.context("no backup result")?;
+    eprintln!("restore onto volumes");
+    let rv_phase = measure(
+        || cluster_cpu(&cluster),
+        || scenario::restore_to_volumes(&cluster, &layout, backup.abs_id),
+    )?;
+    scenario::verify_volumes(&layout)?;
+    eprintln!("restore into a file");
+    let restored = layout.dir.join("restored.bin");
+    let rf_phase = measure(
+        || cluster_cpu(&cluster),
+        || scenario::restore_to_file(&cluster, backup.abs_id, &restored),
+    )?;
+    scenario::verify_file(&layout, &restored)?;
     let rss = cluster.peak_rss();
     cluster.stop();
 
-    // Reference 1: cp of the same bytes on the same disk (the restored file), synced.
+    // Reference 1: cp of the same bytes on the same disk, synced.
     let copy = work.join("cp-reference.bin");
-    let t = Instant::now();
-    let st = Command::new("cp").arg(&report.restored_file).arg(&copy).status()?;
-    if !st.success() {
-        bail!("cp failed");
-    }
-    Command::new("sync").arg(&copy).status()?;
-    let cp_s = t.elapsed().as_secs_f64();
-    // Reference 2: one raw quinn stream on loopback, same TLS.
-    let quic_mbs = transport::raw_loopback_throughput(report.object_size).await?;
+    let cp_phase = measure(
+        || {
+            let mut c = Cpu::new();
+            c.insert("cp".into(), cpu::reaped_children_seconds());
+            c
+        },
+        || {
+            let st = Command::new("cp").arg(&restored).arg(&copy).status()?;
+            if !st.success() {
+                bail!("cp failed");
+            }
+            Command::new("sync").arg(&copy).status()?;
+            Ok(())
+        },
+    )?;
+    std::fs::remove_file(&copy).ok();
+    // Reference 2: one raw quinn stream on loopback, same TLS (both ends in
+    // this process).
+    let me = std::process::id();
+    let own = || {
+        let mut c = Cpu::new();
+        c.insert("both ends".into(), cpu::process_seconds(me).unwrap_or(0.0));
+        c
+    };
+    let (quic_phase, quic_mbs) = measure_async(own, async {
+        Ok(transport::raw_loopback_throughput(object_size).await?)
+    })
+    .await?;
+    let cp_mbs = cp_phase.mbs(object_size);
 
-    let mb = report.object_size as f64 / 1e6;
-    let cp_mbs = mb / cp_s;
-    let backup = mb / report.backup_seconds;
-    let rv = mb / report.restore_volume_seconds;
-    let rf = mb / report.restore_file_seconds;
     println!(
-        "object: {mib} MiB in {} extents over 2 volumes; {} segments on {}",
-        report.extents,
-        report.segments,
-        report.tapes.join(",")
+        "object: {size_mib} MiB ({object_size} bytes) in {} extents over 2 volumes; {} bytes of whole tracks in {} segments on {}",
+        layout.extents.len(),
+        backup.bytes,
+        backup.segments,
+        backup.tapes.join(",")
     );
-    println!("{:<34} {:>10} {:>10} {:>10}", "", "MB/s", "/ cp", "/ quic");
+    println!("MB = 10^6 bytes; MB/s of the object's bytes; CPU-seconds per GiB of them, per process and in total\n");
     println!(
-        "{:<34} {:>10.1} {:>10.2} {:>10.2}",
-        "backup (primary → FE → BE → tape)",
-        backup,
-        backup / cp_mbs,
-        backup / quic_mbs
+        "{:<36} {:>8} {:>6} {:>6} {:>9}  per process",
+        "", "MB/s", "/ cp", "/ quic", "CPU-s/GiB"
+    );
+    let gib = object_size as f64 / GIB;
+    for (name, p) in [
+        ("backup (primary → FE → BE → tape)", &b_phase),
+        ("restore onto volumes (remap)", &rv_phase),
+        ("restore into a file", &rf_phase),
+    ] {
+        let mbs = p.mbs(object_size);
+        println!(
+            "{:<36} {:>8.1} {:>6.2} {:>6.2} {:>9.2}  {}",
+            name,
+            mbs,
+            mbs / cp_mbs,
+            mbs / quic_mbs,
+            p.total_cpu() / gib,
+            per_gib(&p.cpu, object_size)
+        );
+    }
+    println!(
+        "{:<36} {:>8.1} {:>6} {:>6} {:>9.2}",
+        "reference: cp + sync, same disk",
+        cp_mbs,
+        "",
+        "",
+        cp_phase.total_cpu() / gib
     );
     println!(
-        "{:<34} {:>10.1} {:>10.2} {:>10.2}",
-        "restore onto volumes (remap)",
-        rv,
-        rv / cp_mbs,
-        rv / quic_mbs
+        "{:<36} {:>8.1} {:>6} {:>6} {:>9.2}  (sender and receiver)",
+        "reference: raw quinn, loopback",
+        quic_mbs,
+        "",
+        "",
+        quic_phase.total_cpu() / gib
     );
-    println!(
-        "{:<34} {:>10.1} {:>10.2} {:>10.2}",
-        "restore into a file",
-        rf,
-        rf / cp_mbs,
-        rf / quic_mbs
-    );
-    println!("{:<34} {:>10.1}", "reference: cp + sync, same disk", cp_mbs);
-    println!("{:<34} {:>10.1}", "reference: raw quinn, loopback", quic_mbs);
-    for (name, kb) in rss {
-        println!("peak RSS {name:<8} {:>8.1} MiB", kb as f64 / 1024.0);
+    let rss_line: Vec<String> = rss.iter().map(|(n, kb)| format!("{n} {}", mib(*kb))).collect();
+    println!("peak RSS: {}", rss_line.join(", "));
+
+    if with_bacula {
+        let bacula_work = work.join("bacula");
+        eprintln!("Bacula: starting the daemons");
+        let bacula = Bacula::start(&bacula_work, &restored).await?;
+        let snap = || {
+            let mut c: Cpu = bacula.cpu().into_iter().collect();
+            if let Some(pg) = postgres_seconds() {
+                c.insert("postgres".into(), pg);
+            }
+            c.insert("bconsole".into(), cpu::reaped_children_seconds());
+            c
+        };
+        eprintln!("Bacula: backup");
+        let (bb, (job, _)) = measure_async(snap, bacula.backup()).await?;
+        eprintln!("Bacula: restore");
+        let (br, (_, landed)) = measure_async(snap, bacula.restore(job, &restored)).await?;
+        same_bytes(&restored, &landed)?;
+        let brss = bacula.peak_rss();
+        bacula.clean();
+        drop(bacula);
+
+        println!("\nBacula 9.6 (Debian), same bytes, same run: plain TCP, no signatures, 1 MiB blocks, file volume, Postgres catalog");
+        println!(
+            "{:<36} {:>8} {:>8} {:>9} {:>8}  per process",
+            "", "MB/s", "ours ÷", "CPU-s/GiB", "ours ÷"
+        );
+        for (name, theirs, ours) in [("backup", &bb, &b_phase), ("restore (into a file)", &br, &rf_phase)] {
+            let (tm, om) = (theirs.mbs(object_size), ours.mbs(object_size));
+            let (tc, oc) = (theirs.total_cpu() / gib, ours.total_cpu() / gib);
+            println!(
+                "{:<36} {:>8.1} {:>8.2} {:>9.2} {:>8.2}  {}",
+                name,
+                tm,
+                om / tm,
+                tc,
+                oc / tc,
+                per_gib(&theirs.cpu, object_size)
+            );
+        }
+        let rss_line: Vec<String> = brss.iter().map(|(n, kb)| format!("{n} {}", mib(*kb))).collect();
+        println!("peak RSS: {}", rss_line.join(", "));
     }
     std::fs::remove_dir_all(&work).ok();
+    Ok(())
+}
+
+/// Whether two files hold the same bytes.
+fn same_bytes(a: &Path, b: &Path) -> Result<()> {
+    let fa = std::fs::File::open(a).with_context(|| format!("opening {}", a.display()))?;
+    let fb = std::fs::File::open(b).with_context(|| format!("opening {}", b.display()))?;
+    dmc_tests::fixture::compare(fa, fb, "Bacula's restore")?;
     Ok(())
 }
