@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Benchmark: backup/restore MB/s of a 1 GiB object beside cp and raw QUIC
-# measured in the same run, and each process's peak memory.
+# Benchmark: backup/restore MB/s of a scattered object (default 1 GiB)
+# beside cp and one raw QUIC stream measured in the same run, with the
+# CPU-seconds per GiB of every process and each process's peak memory.
 #   bash deploy/bench.sh [--size-mib N]
+# deploy/bench-peers.sh runs the same with Bacula beside it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [[ -z "${DATABASE_URL:-}" ]]; then

@@ -198,17 +198,16 @@ pub struct VerifiedSegment {
 /// | 24     | 4    | u32     | CRC32C of the data                      |
 /// | 28     | 4    | u32     | CRC32C of bytes 0..28                   |
 fn encode_track_header(addr: TrackAddr, len: u32, data_crc: u32) -> [u8; TRACK_HEADER_LEN] {
-    let mut w = ByteWriter::with_capacity(TRACK_HEADER_LEN);
-    w.bytes(TRACK_MAGIC)
-        .u16(addr.volume)
-        .u16(0)
-        .u32(len)
-        .u64(addr.track)
-        .u32(data_crc);
-    let crc = crc32c::crc32c(w.as_slice());
-    w.u32(crc);
+    // Built on the stack: one per track, on the hot path.
     let mut out = [0u8; TRACK_HEADER_LEN];
-    out.copy_from_slice(w.as_slice());
+    out[0..8].copy_from_slice(TRACK_MAGIC);
+    out[8..10].copy_from_slice(&addr.volume.to_le_bytes());
+    // 10..12 reserved, 0
+    out[12..16].copy_from_slice(&len.to_le_bytes());
+    out[16..24].copy_from_slice(&addr.track.to_le_bytes());
+    out[24..28].copy_from_slice(&data_crc.to_le_bytes());
+    let crc = crc32c::crc32c(&out[..28]);
+    out[28..32].copy_from_slice(&crc.to_le_bytes());
     out
 }
 
@@ -442,18 +441,19 @@ impl<W: Write> SegmentWriter<W> {
                 "no open track",
             ));
         };
-        let what = format!("data of track {}:{} in {}", t.addr.volume, t.addr.track, self.what());
+        // Described only on an error: no allocation per track otherwise.
+        let what = |w: &Self| format!("data of track {}:{} in {}", t.addr.volume, t.addr.track, w.what());
         if t.got != t.len {
             self.failed = true;
             return Err(TapeError::invalid(
-                what,
+                what(self),
                 format!("{} bytes", t.len),
                 format!("{} bytes", t.got),
             ));
         }
         if t.crc != t.declared {
             self.failed = true;
-            return Err(TapeError::checksum(self.at(), what, t.declared, t.crc));
+            return Err(TapeError::checksum(self.at(), what(self), t.declared, t.crc));
         }
         self.body_crc = crate::crc::combine(self.body_crc, t.crc, u64::from(t.len));
         self.tracks += 1;
