@@ -14,13 +14,16 @@ use proto::wire::{
 };
 use tokio::sync::Mutex;
 use transport::link::StationLink;
-use transport::{Dialer, Identity, Role};
+use transport::{BufPool, Dialer, Identity, Role};
 
 use crate::backend::drive::{Drive, DriveSpec};
 use crate::backend::schedule::Policy;
 use crate::backend::writer::DriveWriter;
 use crate::frontend::pairing::Pairings;
 use crate::spool::{Slots, Spool};
+
+/// Bytes of the pieces segments are moved in.
+pub const CHUNK: usize = 1 << 20;
 
 /// Configuration of one mover process.
 pub struct MoverConfig {
@@ -60,6 +63,10 @@ pub struct Mover {
     /// Free spool files of the front-end and of the back-end role.
     pub fe_slots: Slots,
     pub be_slots: Slots,
+    /// Buffers for segments moved in pieces (read from the spool, sent or
+    /// received raw): one pool for every channel, so idle memory stays
+    /// bounded whatever the number of channels.
+    pub chunks: BufPool,
     /// FE: what pairing found with each back-end.
     pub(crate) pairings: Pairings,
     backups: Mutex<HashMap<u64, BackupChannel>>,
@@ -192,6 +199,7 @@ pub async fn run(cfg: MoverConfig, identity: Identity) -> Result<()> {
         fe_slots: spool.front_end_slots().context("the front-end's spool slots")?,
         be_slots: spool.back_end_slots().context("the back-end's spool slots")?,
         spool,
+        chunks: BufPool::new(CHUNK, 8),
         pairings: Pairings::default(),
         backups: Mutex::new(HashMap::new()),
         restores: Mutex::new(HashMap::new()),

@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 use proto::abs::{TrackRun, TrackSet};
 use proto::wire::{Command, CommandReply, StationRequest, VolumeEpoch};
 use transport::link::StationLink;
-use transport::{Dialer, Identity};
+use transport::{BufPool, Dialer, Identity};
 
 use crate::restore::{receive_restore, Destination};
 use crate::send::{resolve_volumes, send_track_set, SendOrder};
@@ -37,6 +37,8 @@ struct Node {
     name: String,
     /// Connections to front-ends, one per front-end, reused by every stream.
     dialer: Arc<Dialer>,
+    /// Buffers tracks are read into for every backup stream.
+    tracks: BufPool,
     link: StationLink,
     volumes: Arc<HashMap<String, Arc<Volume>>>,
     window: u64,
@@ -58,6 +60,12 @@ pub async fn run(cfg: NodeConfig) -> Result<()> {
     let volumes: HashMap<String, Arc<Volume>> =
         cfg.volumes.into_iter().map(|v| (v.name.clone(), Arc::new(v))).collect();
     let host = Arc::new(crate::host::HostIo::open(&volumes, &cfg.state_dir)?);
+    let max_track = volumes
+        .values()
+        .map(|v| v.geometry.track_size as usize)
+        .max()
+        .unwrap_or(0)
+        .min(proto::tape::MAX_TRACK_SIZE);
     if let Some(addr) = cfg.nbd {
         let listener = crate::nbd::bind(addr).await?;
         tracing::info!(address = %listener.local_addr()?, volumes = volumes.len(), "NBD export listening");
@@ -74,6 +82,7 @@ pub async fn run(cfg: NodeConfig) -> Result<()> {
     let node = Node {
         name: cfg.name,
         dialer: Arc::new(Dialer::new(endpoint)),
+        tracks: BufPool::new(max_track, 64),
         link: link.clone(),
         volumes: Arc::new(volumes),
         window: cfg.window,
@@ -157,7 +166,7 @@ async fn handle(node: Node, cmd: Command) -> CommandReply {
                         }
                     }
                 };
-                let res = send_track_set(&node.dialer, order, read, release, |_, _| {}).await;
+                let res = send_track_set(&node.dialer, &node.tracks, order, read, release, |_, _| {}).await;
                 end_backup(&node.host, channel_id, &names);
                 match res {
                     Ok(tracks) => tracing::info!(channel_id, abs_id, tracks, "track set sent and on tape"),

@@ -73,6 +73,7 @@ const MAX_TRACK: usize = proto::tape::MAX_TRACK_SIZE;
 /// serialized on their way out.
 pub async fn send_track_set(
     dialer: &Dialer,
+    pool: &BufPool,
     order: SendOrder,
     read: impl Fn(TrackAddr, u64, &mut [u8]) -> Result<()> + Send + 'static,
     release: impl Fn(&[TrackAddr]),
@@ -115,9 +116,12 @@ pub async fn send_track_set(
     }
 
     // Reader thread: volume reads are blocking; a small channel bounds
-    // memory, and the pool keeps reusing the same buffers (quinn holds a
-    // track's buffer until the front-end acknowledged its packets).
-    let pool = BufPool::new(track_size, 128);
+    // memory, and the node's pool keeps reusing the same buffers (quinn
+    // holds a track's buffer until the front-end acknowledged its packets).
+    if track_size > pool.size() {
+        bail!("tracks of {track_size} bytes: this node's buffers hold {}", pool.size());
+    }
+    let pool = pool.clone();
     let (tx, mut rx) = mpsc::channel::<Result<(TrackAddr, u32, Bytes)>>(8);
     let map = order.map.clone();
     let reader = tokio::task::spawn_blocking(move || {

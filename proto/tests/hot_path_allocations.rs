@@ -86,7 +86,8 @@ fn streaming_tracks_into_a_segment_and_parsing_them_back_allocates_nothing_per_t
     let (n, ()) = allocations(|| {
         let mut w = SegmentWriter::new(&mut segment, header(0)).unwrap();
         for t in 0..TRACKS as u64 {
-            w.begin_track(TrackAddr { volume: 0, track: t }, TRACK as u32, crc).unwrap();
+            w.begin_track(TrackAddr { volume: 0, track: t }, TRACK as u32, crc)
+                .unwrap();
             for p in &pieces {
                 w.track_data(p).unwrap();
             }
@@ -136,8 +137,14 @@ fn copying_segments_to_tape_allocates_per_segment_not_per_record() {
     let mut tape = TapeWriter::create_at(MemTape::memory(), params, 1_700_000_000).unwrap();
     let mut scratch = Vec::new();
     // Warm: the scratch buffer and the image grow.
-    tape.write_segment_from(&mut &segments[0][..], segments[0].len() as u64, "o", Some((9, 0)), &mut scratch)
-        .unwrap();
+    tape.write_segment_from(
+        &mut &segments[0][..],
+        segments[0].len() as u64,
+        "o",
+        Some((9, 0)),
+        &mut scratch,
+    )
+    .unwrap();
     let records = segments[1].len() / 65536;
     for (seq, s) in segments.iter().enumerate().skip(1) {
         let (n, _) = allocations(|| {
@@ -149,4 +156,3 @@ fn copying_segments_to_tape_allocates_per_segment_not_per_record() {
         assert!(n < 8, "{n} allocations for a segment of {records} records");
     }
 }
-

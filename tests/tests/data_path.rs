@@ -121,7 +121,15 @@ async fn a_back_end_killed_while_it_copies_from_the_spool_loses_nothing() {
         .remove(0);
     let small_file = small.file.to_string_lossy().to_string();
     let out = cluster
-        .smapp(&["backup", "--primary", PRIMARY, "--object", "first", "--extents", &small_file])
+        .smapp(&[
+            "backup",
+            "--primary",
+            PRIMARY,
+            "--object",
+            "first",
+            "--extents",
+            &small_file,
+        ])
         .unwrap();
     let first_abs = out.last().unwrap()["abs_id"].as_u64().unwrap();
 
@@ -172,7 +180,10 @@ async fn a_back_end_killed_while_it_copies_from_the_spool_loses_nothing() {
         (backup.join().unwrap(), held)
     });
     assert!(held.iter().all(|h| *h), "the spool lost a segment that was not on tape");
-    assert!(!failed.status.success(), "the backup cannot finish without its back-end");
+    assert!(
+        !failed.status.success(),
+        "the backup cannot finish without its back-end"
+    );
     let err = String::from_utf8_lossy(&failed.stderr);
     assert!(err.contains("be1"), "the error names the back-end: {err}");
     let chans = cluster.smapp(&["channels"]).unwrap();
@@ -187,9 +198,22 @@ async fn a_back_end_killed_while_it_copies_from_the_spool_loses_nothing() {
         .unwrap();
     let out = cluster.smapp(&args).unwrap();
     let rerun = out.last().unwrap()["abs_id"].as_u64().unwrap();
-    scenario::restore_and_verify(&cluster, &layout, first_abs, &small.extents, &work.path().join("first.bin"))
-        .unwrap();
-    scenario::restore_and_verify(&cluster, &layout, rerun, &layout.extents, &work.path().join("rerun.bin")).unwrap();
+    scenario::restore_and_verify(
+        &cluster,
+        &layout,
+        first_abs,
+        &small.extents,
+        &work.path().join("first.bin"),
+    )
+    .unwrap();
+    scenario::restore_and_verify(
+        &cluster,
+        &layout,
+        rerun,
+        &layout.extents,
+        &work.path().join("rerun.bin"),
+    )
+    .unwrap();
     let left = spool_leftovers(&spool);
     assert!(left.is_empty(), "the spool holds {left:?}");
     cluster.stop();

@@ -16,17 +16,15 @@ use anyhow::{anyhow, bail, Context, Result};
 use proto::tape::metadata::AbsMetadata;
 use proto::wire::{BackEndReply, BackEndRequest, ReadAck, SegmentPlacement, SegmentRef, StagedFrame, StationRequest};
 use tokio::sync::{mpsc, Semaphore};
-use transport::{BufPool, FramedRecv, FramedSend};
+use transport::{FramedRecv, FramedSend};
 
 use super::writer::SegmentSource;
-use crate::mover::Mover;
+use crate::mover::{Mover, CHUNK};
 use crate::spool::{Slots, TOKEN_LEN};
 
 /// Segments a read may have placed in the spool that the front-end has not
 /// taken yet: one being handed over, one ready behind it, one being read.
 const READ_AHEAD: usize = 2;
-/// Pieces a segment is moved in.
-const CHUNK: usize = 1 << 20;
 
 /// Serve one stream opened by a front-end.
 pub async fn serve(mover: Arc<Mover>, mut send: FramedSend, mut recv: FramedRecv) {
@@ -306,7 +304,6 @@ async fn read_segments(
     };
 
     let result = async {
-        let pool = BufPool::new(CHUNK, 4);
         let mut segments = 0u32;
         while let Some(staged) = rx.recv().await {
             let (seq, bytes, crc32c) = staged?;
@@ -316,7 +313,7 @@ async fn read_segments(
                 let mut file = std::fs::File::open(&path).with_context(|| format!("opening {}", path.display()))?;
                 let mut left = bytes;
                 while left > 0 {
-                    let mut buf = pool.take(CHUNK.min(left as usize));
+                    let mut buf = mover.chunks.take(CHUNK.min(left as usize));
                     tokio::task::block_in_place(|| file.read_exact(buf.as_mut_slice()))
                         .with_context(|| format!("reading {}", path.display()))?;
                     left -= buf.as_ref().len() as u64;

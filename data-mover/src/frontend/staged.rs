@@ -5,8 +5,11 @@
 //! The back-end verifies each segment whole on its way from tape, then
 //! hands it over: in the shared spool (`restore-<channel>/seg-<seq>.ready`)
 //! or raw on the stream. Either way the front-end feeds the bytes through a
-//! [`SegmentReader`], which checks every track again as it passes, and
-//! hands each track on as slices of the buffers it arrived in (no copy).
+//! [`SegmentReader`], which checks the segment's structure again as it
+//! passes, and hands each track on, with the CRC32C its record declares, as
+//! slices of the buffers it arrived in (no copy): a primary node checks
+//! each track's data against that CRC before writing it, and a merge's
+//! segments are verified whole again on their way to tape.
 //! Each segment consumed is acknowledged ([`ReadAck`]), which lets the
 //! back-end delete it and read ahead.
 
@@ -18,13 +21,9 @@ use bytes::Bytes;
 use proto::abs::TrackAddr;
 use proto::tape::segment::{SegmentEvent, SegmentReader};
 use proto::wire::{BackEndRequest, ReadAck, RestoreChannel, StagedFrame, MAX_DATA_FRAME};
-use transport::BufPool;
 
 use super::pairing::{data_path, report_data_path, DataPath};
-use crate::mover::Mover;
-
-/// Pieces a staged segment file is read in.
-const CHUNK: usize = 1 << 20;
+use crate::mover::{Mover, CHUNK};
 
 /// Where the tracks of staged segments go.
 pub trait TrackSink {
@@ -67,7 +66,6 @@ pub async fn read_segments(
         shared: path.shared(),
     })
     .await?;
-    let pool = BufPool::new(CHUNK, 8);
     let mut totals = ReadTotals::default();
     let mut events = Vec::new();
     let mut pieces: Vec<Bytes> = Vec::new();
@@ -90,7 +88,9 @@ pub async fn read_segments(
                         expected.crc32c
                     );
                 }
-                let mut reader = SegmentReader::new(false);
+                // Verified whole by the back-end; the structure is checked
+                // again here, each track's data by whoever receives it.
+                let mut reader = SegmentReader::structure_only();
                 let mut file = if path.shared() {
                     let p = mover.spool.staged_ready(read.channel_id, seq);
                     let f = std::fs::File::open(&p).with_context(|| format!("opening {}", p.display()))?;
@@ -108,7 +108,7 @@ pub async fn read_segments(
                     let chunk = match file.as_mut() {
                         Some(f) => {
                             let want = CHUNK.min((bytes - got) as usize);
-                            let mut buf = pool.take(want);
+                            let mut buf = mover.chunks.take(want);
                             tokio::task::block_in_place(|| f.read_exact(buf.as_mut_slice()))
                                 .with_context(|| format!("reading staged segment {seq}"))?;
                             buf.freeze()

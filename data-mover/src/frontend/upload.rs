@@ -17,14 +17,10 @@ use anyhow::{anyhow, bail, Context, Result};
 use proto::wire::{BackEndReply, BackEndRequest, BackupChannel, StationRequest, MAX_CONTROL_FRAME};
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit};
 use tokio::task::JoinSet;
-use transport::BufPool;
 
 use super::accumulator::SealedSegment;
 use super::pairing::{data_path, report_data_path};
-use crate::mover::Mover;
-
-/// Pieces a segment is read in when it is sent over QUIC.
-const CHUNK: usize = 1 << 20;
+use crate::mover::{Mover, CHUNK};
 
 /// A sealed segment and its place in the spool (released when it is gone).
 pub type Queued = (SealedSegment, OwnedSemaphorePermit);
@@ -154,7 +150,7 @@ async fn upload(mover: &Mover, ch: &BackupChannel, drive: &str, seg: &SealedSegm
     })
     .await?;
     if !path.shared() {
-        send_file(&mut bs, seg, total).await?;
+        send_file(mover, &mut bs, seg, total).await?;
     }
     bs.finish().await?;
     match br.recv::<BackEndReply>().await? {
@@ -171,13 +167,12 @@ async fn upload(mover: &Mover, ch: &BackupChannel, drive: &str, seg: &SealedSegm
 }
 
 /// Send a sealed segment's bytes raw, read in pooled pieces.
-async fn send_file(bs: &mut transport::FramedSend, seg: &SealedSegment, total: u64) -> Result<()> {
-    let pool = BufPool::new(CHUNK, 4);
+async fn send_file(mover: &Mover, bs: &mut transport::FramedSend, seg: &SealedSegment, total: u64) -> Result<()> {
     let mut file = std::fs::File::open(&seg.path).with_context(|| format!("opening {}", seg.path.display()))?;
     let mut sent = 0u64;
     while sent < total {
         let want = CHUNK.min((total - sent) as usize);
-        let mut buf = pool.take(want);
+        let mut buf = mover.chunks.take(want);
         tokio::task::block_in_place(|| file.read_exact(buf.as_mut_slice()))
             .with_context(|| format!("reading {}", seg.path.display()))?;
         bs.send_raw(buf.freeze()).await?;

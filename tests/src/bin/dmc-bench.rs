@@ -5,8 +5,13 @@
 //! resident memory of each. With `--bacula`, Bacula 9.6 moves the same bytes
 //! in the same run and both are printed side by side.
 //!
-//!   bash deploy/bench.sh [--size-mib N]          (default 1024)
-//!   bash deploy/bench-peers.sh [--size-mib N]    (adds Bacula; default 4096)
+//!   bash deploy/bench.sh [--size-mib N] [--runs R]        (default 1024 MiB, 3 runs)
+//!   bash deploy/bench-peers.sh [--size-mib N] [--runs R]  (adds Bacula; default 4096 MiB)
+//!
+//! Every measurement is repeated R times (this machine's speed varies from
+//! minute to minute); each run is printed, and comparisons use the run
+//! with the median time. Then 8 backups and 8 restores run at once, and the
+//! peak resident memory of every process is printed.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -25,7 +30,32 @@ const GIB: f64 = (1u64 << 30) as f64;
 /// CPU-seconds of named processes at one instant.
 type Cpu = BTreeMap<String, f64>;
 
+/// One run of a system: a backup and its restores.
+struct Run {
+    backup: Phase,
+    restore_volumes: Option<Phase>,
+    restore_file: Phase,
+}
+
+impl Run {
+    /// The backup, and separately the restore into a file, of the run that
+    /// took the median time.
+    fn median(runs: &[Run]) -> Run {
+        let pick = |f: &dyn Fn(&Run) -> &Phase| {
+            let mut v: Vec<&Phase> = runs.iter().map(f).collect();
+            v.sort_by(|a, b| a.seconds.total_cmp(&b.seconds));
+            v[(v.len() - 1) / 2].clone()
+        };
+        Run {
+            backup: pick(&|r| &r.backup),
+            restore_volumes: None,
+            restore_file: pick(&|r| &r.restore_file),
+        }
+    }
+}
+
 /// One measured phase: wall seconds and CPU-seconds per process.
+#[derive(Clone)]
 struct Phase {
     seconds: f64,
     cpu: Cpu,
@@ -104,8 +134,16 @@ fn mib(kib: u64) -> String {
     format!("{:.1} MiB", kib as f64 / 1024.0)
 }
 
-#[tokio::main(flavor = "multi_thread")]
-async fn main() -> Result<()> {
+fn main() -> Result<()> {
+    // Before any thread starts.
+    transport::tune_allocator();
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(main_async())
+}
+
+async fn main_async() -> Result<()> {
     let with_bacula = std::env::args().any(|a| a == "--bacula");
     let size_mib: u64 = arg("--size-mib")
         .map(|s| s.parse())
@@ -130,29 +168,85 @@ async fn main() -> Result<()> {
     let object_size: u64 = layout.extents.iter().map(|e| e.length).sum();
     let mut cluster = Cluster::start(&work, &scenario::cluster_spec(&layout, &spec)).await?;
 
-    eprintln!("backup");
-    let mut backup = None;
-    let b_phase = measure(
+    let runs: usize = arg("--runs").map(|s| s.parse()).transpose()?.unwrap_or(3).max(1);
+    let restored = layout.dir.join("restored.bin");
+    let mut ours: Vec<Run> = Vec::new();
+    let mut last = None;
+    for run in 1..=runs {
+        eprintln!("run {run}: backup");
+        let mut backup = None;
+        let b = measure(
+            || cluster_cpu(&cluster),
+            || {
+                backup = Some(scenario::backup(&cluster, &layout)?);
+                Ok(())
+            },
+        )?;
+        let backup = backup.context("no backup result")?;
+        eprintln!("run {run}: restore onto volumes");
+        let rv = measure(
+            || cluster_cpu(&cluster),
+            || scenario::restore_to_volumes(&cluster, &layout, backup.abs_id),
+        )?;
+        scenario::verify_volumes(&layout)?;
+        eprintln!("run {run}: restore into a file");
+        let rf = measure(
+            || cluster_cpu(&cluster),
+            || scenario::restore_to_file(&cluster, backup.abs_id, &restored),
+        )?;
+        scenario::verify_file(&layout, &restored)?;
+        ours.push(Run {
+            backup: b,
+            restore_volumes: Some(rv),
+            restore_file: rf,
+        });
+        last = Some(backup);
+    }
+    let backup = last.context("no run")?;
+    let rss_one = cluster.peak_rss();
+
+    // Eight channels at once: eight objects backed up together through the
+    // pair, interleaved on its drive, then each restored; memory must stay
+    // bounded whatever the number of channels.
+    eprintln!("8 backups at once, then 8 restores at once");
+    let objects = scenario::scatter_objects(&layout, &work, object_size / 8, 8, 101)?;
+    let many_bytes: u64 = objects
+        .iter()
+        .map(|o| o.extents.iter().map(|e| e.length).sum::<u64>())
+        .sum();
+    let mut results = Vec::new();
+    let many_backup = measure(
         || cluster_cpu(&cluster),
         || {
-            backup = Some(scenario::backup(&cluster, &layout)?);
+            results = scenario::backup_concurrently(&cluster, &objects)?;
             Ok(())
         },
     )?;
-    let backup = backup.context("no backup result")?;
-    eprintln!("restore onto volumes");
-    let rv_phase = measure(
+    let many_restore = measure(
         || cluster_cpu(&cluster),
-        || scenario::restore_to_volumes(&cluster, &layout, backup.abs_id),
+        || {
+            std::thread::scope(|s| {
+                let handles: Vec<_> = objects
+                    .iter()
+                    .zip(&results)
+                    .enumerate()
+                    .map(|(i, (o, r))| {
+                        let (cluster, layout, work) = (&cluster, &layout, &work);
+                        s.spawn(move || {
+                            let abs = r["abs_id"].as_u64().context("no abs_id")?;
+                            let dest = work.join(format!("many{i}.bin"));
+                            scenario::restore_and_verify(cluster, layout, abs, &o.extents, &dest)?;
+                            std::fs::remove_file(&dest).ok();
+                            Ok::<(), anyhow::Error>(())
+                        })
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .try_for_each(|h| h.join().map_err(|_| anyhow::anyhow!("a restore thread panicked"))?)
+            })
+        },
     )?;
-    scenario::verify_volumes(&layout)?;
-    eprintln!("restore into a file");
-    let restored = layout.dir.join("restored.bin");
-    let rf_phase = measure(
-        || cluster_cpu(&cluster),
-        || scenario::restore_to_file(&cluster, backup.abs_id, &restored),
-    )?;
-    scenario::verify_file(&layout, &restored)?;
     let rss = cluster.peak_rss();
     cluster.stop();
 
@@ -195,28 +289,39 @@ async fn main() -> Result<()> {
         backup.segments,
         backup.tapes.join(",")
     );
-    println!("MB = 10^6 bytes; MB/s of the object's bytes; CPU-seconds per GiB of them, per process and in total\n");
+    println!("MB = 10^6 bytes; MB/s of the object's bytes; CPU-seconds per GiB of them, per process and in total");
+    println!("{runs} runs; comparisons use the run with the median time\n");
     println!(
         "{:<36} {:>8} {:>6} {:>6} {:>9}  per process",
         "", "MB/s", "/ cp", "/ quic", "CPU-s/GiB"
     );
-    let gib = object_size as f64 / GIB;
-    for (name, p) in [
-        ("backup (primary → FE → BE → tape)", &b_phase),
-        ("restore onto volumes (remap)", &rv_phase),
-        ("restore into a file", &rf_phase),
-    ] {
-        let mbs = p.mbs(object_size);
+    let row = |name: &str, p: &Phase, bytes: u64| {
+        let mbs = p.mbs(bytes);
         println!(
             "{:<36} {:>8.1} {:>6.2} {:>6.2} {:>9.2}  {}",
             name,
             mbs,
             mbs / cp_mbs,
             mbs / quic_mbs,
-            p.total_cpu() / gib,
-            per_gib(&p.cpu, object_size)
+            p.total_cpu() / (bytes as f64 / GIB),
+            per_gib(&p.cpu, bytes)
+        );
+    };
+    for (i, r) in ours.iter().enumerate() {
+        row(&format!("backup, run {}", i + 1), &r.backup, object_size);
+        if let Some(rv) = &r.restore_volumes {
+            row(&format!("restore onto volumes, run {}", i + 1), rv, object_size);
+        }
+        row(
+            &format!("restore into a file, run {}", i + 1),
+            &r.restore_file,
+            object_size,
         );
     }
+    let ours_med = Run::median(&ours);
+    row("backup (median)", &ours_med.backup, object_size);
+    row("restore into a file (median)", &ours_med.restore_file, object_size);
+    let gib = object_size as f64 / GIB;
     println!(
         "{:<36} {:>8.1} {:>6} {:>6} {:>9.2}",
         "reference: cp + sync, same disk",
@@ -233,8 +338,12 @@ async fn main() -> Result<()> {
         "",
         quic_phase.total_cpu() / gib
     );
+    row("8 backups at once (one drive)", &many_backup, many_bytes);
+    row("8 restores at once (verified)", &many_restore, many_bytes);
+    let rss_line: Vec<String> = rss_one.iter().map(|(n, kb)| format!("{n} {}", mib(*kb))).collect();
+    println!("peak RSS, one channel: {}", rss_line.join(", "));
     let rss_line: Vec<String> = rss.iter().map(|(n, kb)| format!("{n} {}", mib(*kb))).collect();
-    println!("peak RSS: {}", rss_line.join(", "));
+    println!("peak RSS, after 8 channels at once: {}", rss_line.join(", "));
 
     if with_bacula {
         let bacula_work = work.join("bacula");
@@ -248,13 +357,21 @@ async fn main() -> Result<()> {
             c.insert("bconsole".into(), cpu::reaped_children_seconds());
             c
         };
-        eprintln!("Bacula: backup");
-        let (bb, (job, _)) = measure_async(snap, bacula.backup()).await?;
-        eprintln!("Bacula: restore");
-        let (br, (_, landed)) = measure_async(snap, bacula.restore(job, &restored)).await?;
-        same_bytes(&restored, &landed)?;
+        let mut theirs = Vec::new();
+        for run in 1..=runs {
+            eprintln!("Bacula run {run}: backup");
+            let (bb, (job, _)) = measure_async(snap, bacula.backup()).await?;
+            eprintln!("Bacula run {run}: restore");
+            let (br, (_, landed)) = measure_async(snap, bacula.restore(job, &restored)).await?;
+            same_bytes(&restored, &landed)?;
+            bacula.clean();
+            theirs.push(Run {
+                backup: bb,
+                restore_volumes: None,
+                restore_file: br,
+            });
+        }
         let brss = bacula.peak_rss();
-        bacula.clean();
         drop(bacula);
 
         println!("\nBacula 9.6 (Debian), same bytes, same run: plain TCP, no signatures, 1 MiB blocks, file volume, Postgres catalog");
@@ -262,9 +379,9 @@ async fn main() -> Result<()> {
             "{:<36} {:>8} {:>8} {:>9} {:>8}  per process",
             "", "MB/s", "ours ÷", "CPU-s/GiB", "ours ÷"
         );
-        for (name, theirs, ours) in [("backup", &bb, &b_phase), ("restore (into a file)", &br, &rf_phase)] {
-            let (tm, om) = (theirs.mbs(object_size), ours.mbs(object_size));
-            let (tc, oc) = (theirs.total_cpu() / gib, ours.total_cpu() / gib);
+        let row2 = |name: &str, t: &Phase, o: &Phase| {
+            let (tm, om) = (t.mbs(object_size), o.mbs(object_size));
+            let (tc, oc) = (t.total_cpu() / gib, o.total_cpu() / gib);
             println!(
                 "{:<36} {:>8.1} {:>8.2} {:>9.2} {:>8.2}  {}",
                 name,
@@ -272,9 +389,24 @@ async fn main() -> Result<()> {
                 om / tm,
                 tc,
                 oc / tc,
-                per_gib(&theirs.cpu, object_size)
+                per_gib(&t.cpu, object_size)
+            );
+        };
+        for (i, t) in theirs.iter().enumerate() {
+            row2(&format!("backup, run {}", i + 1), &t.backup, &ours_med.backup);
+            row2(
+                &format!("restore, run {}", i + 1),
+                &t.restore_file,
+                &ours_med.restore_file,
             );
         }
+        let theirs_med = Run::median(&theirs);
+        row2("backup (median)", &theirs_med.backup, &ours_med.backup);
+        row2(
+            "restore into a file (median)",
+            &theirs_med.restore_file,
+            &ours_med.restore_file,
+        );
         let rss_line: Vec<String> = brss.iter().map(|(n, kb)| format!("{n} {}", mib(*kb))).collect();
         println!("peak RSS: {}", rss_line.join(", "));
     }
