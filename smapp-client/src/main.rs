@@ -105,9 +105,9 @@ enum Cmd {
         #[arg(long)]
         abs: Option<u64>,
     },
-    /// List ABSs, tapes or segments.
+    /// List ABSs, tapes, segments or movers.
     List {
-        #[arg(value_parser = ["abs", "tapes", "segments"], default_value = "abs")]
+        #[arg(value_parser = ["abs", "tapes", "segments", "movers"], default_value = "abs")]
         what: String,
         /// Only the segments of this ABS.
         #[arg(long)]
@@ -382,6 +382,7 @@ async fn run(a: Args) -> Result<()> {
             let client = connect(&a).await?;
             let req = match what.as_str() {
                 "tapes" => StationRequest::ListTapes,
+                "movers" => StationRequest::ListMovers,
                 "segments" => StationRequest::ListSegments { abs_id: *abs },
                 _ => StationRequest::ListAbs,
             };
@@ -490,6 +491,28 @@ fn print_listing(reply: StationReply, as_json: bool) {
                         r.segment_count,
                         r.extents,
                         r.tapes.join(",")
+                    );
+                }
+            }
+        }
+        StationReply::Movers(rows) => {
+            if !as_json {
+                println!(
+                    "{:<12} {:<10} {:<22} {:<8} {:<23} last seen",
+                    "name", "role", "address", "state", "registered"
+                );
+            }
+            for m in rows {
+                if as_json {
+                    println!(
+                        "{}",
+                        json!({"name": m.name, "role": m.role, "address": m.address, "state": m.state,
+                        "registered": m.registered, "last_seen": m.last_seen})
+                    );
+                } else {
+                    println!(
+                        "{:<12} {:<10} {:<22} {:<8} {:<23} {}",
+                        m.name, m.role, m.address, m.state, m.registered, m.last_seen
                     );
                 }
             }

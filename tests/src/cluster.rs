@@ -331,6 +331,37 @@ impl Cluster {
         Ok(())
     }
 
+    /// Restart a back-end or front-end mover (killed or running) and wait
+    /// until the station lists it online at its new address (movers listen
+    /// on a fresh port each start).
+    pub fn restart_mover(&mut self, name: &str, timeout: Duration) -> Result<()> {
+        let before = self.mover_address(name)?;
+        self.restart(name)?;
+        let start = Instant::now();
+        loop {
+            let movers = self.smapp(&["list", "movers"])?;
+            let now = movers.iter().find(|m| m["name"] == name);
+            if let Some(m) = now {
+                if m["state"] == "online" && m["address"].as_str() != before.as_deref() {
+                    return Ok(());
+                }
+            }
+            if start.elapsed() > timeout {
+                bail!("{name} did not register again within {timeout:?}: {movers:?}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The address the station has for a mover.
+    pub fn mover_address(&self, name: &str) -> Result<Option<String>> {
+        Ok(self
+            .smapp(&["list", "movers"])?
+            .iter()
+            .find(|m| m["name"] == name)
+            .and_then(|m| m["address"].as_str().map(String::from)))
+    }
+
     /// The log of a process.
     pub fn log(&self, name: &str) -> String {
         let path = self.work.join("logs").join(format!("{name}.log"));

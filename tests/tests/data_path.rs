@@ -10,7 +10,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use dmc_tests::cluster::{Cluster, PRIMARY, STATION};
+use dmc_tests::cluster::{Cluster, PRIMARY};
 use dmc_tests::scenario::{self, Layout, ScenarioSpec};
 
 fn spec(seed: u64) -> ScenarioSpec {
@@ -192,10 +192,7 @@ async fn a_back_end_killed_while_it_copies_from_the_spool_loses_nothing() {
 
     // The back-end comes back: the rerun succeeds, the first ABS and the
     // rerun restore byte-identical.
-    cluster.restart("be1").unwrap();
-    cluster
-        .wait_for_log(STATION, "mover registered", 3, Duration::from_secs(30))
-        .unwrap();
+    cluster.restart_mover("be1", Duration::from_secs(30)).unwrap();
     let out = cluster.smapp(&args).unwrap();
     let rerun = out.last().unwrap()["abs_id"].as_u64().unwrap();
     scenario::restore_and_verify(

@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use dmc_tests::cluster::{Cluster, PRIMARY, STATION};
+use dmc_tests::cluster::{Cluster, PRIMARY};
 use dmc_tests::fixture;
 use dmc_tests::scenario::{self, ScenarioSpec};
 
@@ -137,10 +137,7 @@ async fn a_killed_back_end_fails_its_channel_and_the_rerun_succeeds() {
     }
 
     // The back-end comes back; the same backup runs again and restores.
-    cluster.restart(&victim_be).unwrap();
-    cluster
-        .wait_for_log(STATION, "mover registered", 5, Duration::from_secs(30))
-        .unwrap();
+    cluster.restart_mover(&victim_be, Duration::from_secs(30)).unwrap();
     let out = cluster.smapp(&args).unwrap();
     let abs_id = out.last().unwrap()["abs_id"].as_u64().unwrap();
     let restored = work.path().join("restored.bin");

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use anyhow::{anyhow, Result};
-use proto::wire::{AbsInfo, ChannelInfo, SegmentInfo, StationReply, TapeInfo, TransitionInfo};
+use proto::wire::{AbsInfo, ChannelInfo, MoverInfo, SegmentInfo, StationReply, TapeInfo, TransitionInfo};
 
 use super::Station;
 use crate::catalog::ChannelRow;
@@ -50,6 +50,23 @@ pub(crate) async fn abs(st: &Arc<Station>) -> Result<Vec<AbsInfo>> {
         });
     }
     Ok(out)
+}
+
+pub(crate) async fn movers(st: &Arc<Station>) -> Result<Vec<MoverInfo>> {
+    Ok(st
+        .catalog
+        .list_movers()
+        .await?
+        .into_iter()
+        .map(|m| MoverInfo {
+            name: m.name,
+            role: m.role,
+            address: m.address,
+            state: m.state,
+            registered: ts(m.registered_at),
+            last_seen: ts(m.last_seen),
+        })
+        .collect())
 }
 
 /// The tapes with these labels.

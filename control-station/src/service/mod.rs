@@ -297,7 +297,7 @@ fn authorize(peer: &Peer, req: &StationRequest) -> Result<()> {
         R::LibraryLabel { .. } | R::LibraryExport { .. } | R::LibraryImport { .. } => {
             (&[Role::Operator], "manage the tape library")
         }
-        R::ListAbs | R::ListTapes | R::ListSegments { .. } | R::Channels { .. } => {
+        R::ListAbs | R::ListTapes | R::ListMovers | R::ListSegments { .. } | R::Channels { .. } => {
             (&[Role::Client, Role::Operator], "read the catalog")
         }
     };
@@ -453,6 +453,7 @@ async fn handle(st: &Arc<Station>, conn: quinn::Connection, peer: &Peer, req: St
         }
         R::ListAbs => StationReply::Abs(listing::abs(st).await?),
         R::ListTapes => StationReply::Tapes(listing::tapes(st).await?),
+        R::ListMovers => StationReply::Movers(listing::movers(st).await?),
         R::LibraryLabel { pool, count } => {
             let labels = library_admin::label(st, &pool, count).await?;
             StationReply::Tapes(listing::tapes_named(st, &labels).await?)

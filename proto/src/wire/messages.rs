@@ -181,6 +181,8 @@ pub enum StationRequest {
     },
     ListAbs,
     ListTapes,
+    /// The registered data movers (name, role, address, state, last heartbeat).
+    ListMovers,
     /// Operator: label `count` new scratch tapes of `pool` in free slots.
     LibraryLabel {
         pool: String,
@@ -239,6 +241,7 @@ pub enum StationReply {
     Event(ChannelEvent),
     Abs(Vec<AbsInfo>),
     Tapes(Vec<TapeInfo>),
+    Movers(Vec<MoverInfo>),
     Segments(Vec<SegmentInfo>),
     Channels(Vec<ChannelInfo>),
     History {
@@ -316,6 +319,19 @@ pub struct TapeInfo {
     pub location: String,
     /// Home slot in the library.
     pub slot: Option<u32>,
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct MoverInfo {
+    pub name: String,
+    /// `front-end`, `back-end` or `both`.
+    pub role: String,
+    /// Where peers dial it (its latest registration).
+    pub address: String,
+    /// `online`, `offline` or `draining`.
+    pub state: String,
+    pub registered: String,
+    pub last_seen: String,
 }
 
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
