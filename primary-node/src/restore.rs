@@ -234,6 +234,7 @@ fn write_tracks(
 ) -> Result<(u64, u64)> {
     let (mut tracks, mut bytes_written) = (0u64, 0u64);
     let mut placements = Vec::new();
+    let mut run = WriteRun::default();
     for Received { addr, crc32c, data } in rx {
         let data = data.as_ref();
         let got = crc32c::crc32c(data);
@@ -251,13 +252,49 @@ fn write_tracks(
             let bytes = data
                 .get(p.data.clone())
                 .ok_or_else(|| anyhow!("placement outside the track"))?;
-            dest.write(p.target, p.offset, bytes)?;
+            run.add(&dest, p.target, p.offset, bytes)?;
             bytes_written += bytes.len() as u64;
         }
         tracks += 1;
         metrics::counter!("dmc_primary_restored_bytes_total").increment(data.len() as u64);
         progress(bytes_written);
     }
+    run.flush(&dest)?;
     dest.sync()?;
     Ok((tracks, bytes_written))
+}
+
+/// Most bytes gathered into one write.
+const RUN_LIMIT: usize = 1 << 20;
+
+/// Placements that continue each other (consecutive tracks of one extent
+/// land next to each other) gathered into one write: fewer, larger writes.
+#[derive(Default)]
+struct WriteRun {
+    at: Option<(DestTarget, u64)>,
+    buf: Vec<u8>,
+}
+
+impl WriteRun {
+    fn add(&mut self, dest: &Destination, target: DestTarget, offset: u64, bytes: &[u8]) -> Result<()> {
+        let continues = self
+            .at
+            .is_some_and(|(t, o)| t == target && o + self.buf.len() as u64 == offset);
+        if !continues || self.buf.len() + bytes.len() > RUN_LIMIT {
+            self.flush(dest)?;
+            self.at = Some((target, offset));
+        }
+        self.buf.extend_from_slice(bytes);
+        Ok(())
+    }
+
+    fn flush(&mut self, dest: &Destination) -> Result<()> {
+        if let Some((target, offset)) = self.at.take() {
+            if !self.buf.is_empty() {
+                dest.write(target, offset, &self.buf)?;
+            }
+        }
+        self.buf.clear();
+        Ok(())
+    }
 }
