@@ -32,7 +32,15 @@ pub fn bind(addr: SocketAddr, identity: &Identity) -> Result<quinn::Endpoint> {
         let _ = state.set_send_buffer_size((&sock).into(), SOCKET_BUFFER);
     }
     let runtime = Arc::new(quinn::TokioRuntime);
-    let mut endpoint = quinn::Endpoint::new(quinn::EndpointConfig::default(), Some(server), sock, runtime)
+    let mut config = quinn::EndpointConfig::default();
+    // What peers may send us: as large as our own packets may grow.
+    config
+        .max_udp_payload_size(tls::MAX_UDP_PAYLOAD)
+        .map_err(|e| TransportError::Tls {
+            name: identity.name().to_owned(),
+            reason: format!("UDP payload size: {e}"),
+        })?;
+    let mut endpoint = quinn::Endpoint::new(config, Some(server), sock, runtime)
         .map_err(|source| TransportError::Bind { addr, source })?;
     endpoint.set_default_client_config(client);
     Ok(endpoint)

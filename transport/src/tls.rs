@@ -25,6 +25,13 @@ pub const STREAM_RECEIVE_WINDOW: u32 = 4 << 20;
 pub const RECEIVE_WINDOW: u32 = 16 << 20;
 /// How much unacknowledged data a connection may have in flight.
 pub const SEND_WINDOW: u64 = 16 << 20;
+/// Largest UDP payload a connection grows its packets to, when the path
+/// allows (MTU discovery probes up to it and falls back on a smaller path,
+/// e.g. 1452 on plain Ethernet). quinn sends up to 10 packets at once with
+/// GSO, which must fit one 64 KiB UDP datagram: so at most 6550 bytes. On
+/// loopback, 5000-byte packets halve the CPU a gigabyte costs (measured:
+/// raw stream 0.9 → 2.2 GB/s, 2.4 → 1.1 CPU-s/GiB) against 1452.
+pub const MAX_UDP_PAYLOAD: u16 = 5000;
 /// Keep-alive interval, well below [`MAX_IDLE`].
 pub const KEEP_ALIVE: Duration = Duration::from_secs(5);
 /// A connection silent for this long is dead.
@@ -43,8 +50,9 @@ fn tls_err(identity: &Identity) -> impl Fn(String) -> TransportError + '_ {
     }
 }
 
-/// Transport parameters tuned for bulk data between cluster hosts: large
-/// flow-control windows so one stream can fill a fast link, keep-alives so
+/// Transport parameters tuned for bulk data between cluster hosts:
+/// flow-control windows that let one stream fill a fast link, packets as
+/// large as the path allows (up to [`MAX_UDP_PAYLOAD`]), keep-alives so
 /// idle control connections survive, many concurrent conversations.
 pub fn transport_config() -> TransportConfig {
     let mut t = TransportConfig::default();
@@ -56,6 +64,9 @@ pub fn transport_config() -> TransportConfig {
             IdleTimeout::try_from(MAX_IDLE).expect("20 s fits a QUIC idle timeout"),
         ))
         .max_concurrent_bidi_streams(VarInt::from_u32(MAX_BIDI_STREAMS));
+    let mut mtu = quinn::MtuDiscoveryConfig::default();
+    mtu.upper_bound(MAX_UDP_PAYLOAD);
+    t.mtu_discovery_config(Some(mtu));
     t
 }
 
