@@ -76,12 +76,8 @@ struct Args {
 }
 
 fn main() -> Result<()> {
-    // Before any thread starts.
-    transport::tune_allocator();
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?
-        .block_on(main_async())
+    // The allocator is tuned before any thread starts.
+    transport::runtime()?.block_on(main_async())
 }
 
 async fn main_async() -> Result<()> {

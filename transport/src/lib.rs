@@ -34,7 +34,7 @@ pub use dialer::Dialer;
 pub use endpoint::{accept, bind, connect};
 pub use error::{Result, TransportError};
 pub use framed::{accept_bi, framed, open_bi, FramedRecv, FramedSend, Message, LENGTH_PREFIX};
-pub use malloc::tune_allocator;
+pub use malloc::{runtime, tune_allocator};
 pub use peer::{peer, require_role, Peer};
 pub use pki::{Component, Identity, PkiError};
 pub use pool::{BufPool, PooledBuf};

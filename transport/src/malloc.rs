@@ -42,3 +42,10 @@ pub fn tune_allocator() {
         }
     }
 }
+
+/// The runtime of a cluster process: [`tune_allocator`] first, then a
+/// multi-threaded tokio runtime with I/O and timers.
+pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tune_allocator();
+    tokio::runtime::Builder::new_multi_thread().enable_all().build()
+}

@@ -1066,34 +1066,7 @@ impl<D: BlockDevice> TapeReader<D> {
     /// checksum; at most `max_bytes` are read. Errors name the tape label,
     /// the tape file, the record and the segment (ABS id, sequence).
     pub fn read_segment(&mut self, file: u32, max_bytes: usize) -> Result<VerifiedSegment, TapeError> {
-        self.check_data_file(file, "a segment")?;
-        let bs = self.head.header.block_size as usize;
-        let label = self.head.header.label.clone();
-        let ctx = |e: TapeError| e.within(Some(&label), Some(file), Some(bs));
-        self.dev.locate_file(file).map_err(ctx)?;
-        let mut seg = SegmentReader::new(true);
-        let mut reader = FileReader::new(&mut self.dev, bs, max_bytes as u64);
-        loop {
-            let rec = match reader.next_record() {
-                Ok(Some(rec)) => rec,
-                Ok(None) => break,
-                Err(mut e) => {
-                    if let (Some(l), Some(h)) = (e.location_mut(), seg.header()) {
-                        l.segment = Some((h.abs_id, h.seq));
-                    }
-                    return Err(ctx(e));
-                }
-            };
-            seg.feed(rec).map_err(ctx)?;
-        }
-        seg.finish().map_err(|e| {
-            let last = reader.stats().records.saturating_sub(1);
-            let mut e = ctx(e);
-            if let Some(l) = e.location_mut() {
-                l.record = l.record.map(|r| r.min(last));
-            }
-            e
-        })
+        self.read_segment_with(file, max_bytes, SegmentReader::new(true), |_, _| Ok(()))
     }
 
     /// Read tape file `file` as a segment into `out` (e.g. a staging file),
@@ -1107,12 +1080,28 @@ impl<D: BlockDevice> TapeReader<D> {
         max_bytes: usize,
         out: &mut W,
     ) -> Result<SegmentSummary, TapeError> {
+        let seg = self.read_segment_with(file, max_bytes, SegmentReader::new(false), |rec, at| {
+            out.write_all(rec)
+                .map_err(|e| TapeError::io(Location::offset(at), "writing the segment read", e))
+        })?;
+        Ok(seg.summary)
+    }
+
+    /// Feed tape file `file` record by record through `seg`, handing each
+    /// checked record (and the segment bytes fed so far) to `each`.
+    fn read_segment_with(
+        &mut self,
+        file: u32,
+        max_bytes: usize,
+        mut seg: SegmentReader,
+        mut each: impl FnMut(&[u8], u64) -> Result<(), TapeError>,
+    ) -> Result<VerifiedSegment, TapeError> {
         self.check_data_file(file, "a segment")?;
         let bs = self.head.header.block_size as usize;
         let label = self.head.header.label.clone();
         let ctx = |e: TapeError| e.within(Some(&label), Some(file), Some(bs));
         self.dev.locate_file(file).map_err(ctx)?;
-        let mut seg = SegmentReader::new(false);
+        // The segment's own checksums cover every byte: no file CRC.
         let mut reader = FileReader::new(&mut self.dev, bs, max_bytes as u64).without_crc();
         loop {
             let rec = match reader.next_record() {
@@ -1126,11 +1115,9 @@ impl<D: BlockDevice> TapeReader<D> {
                 }
             };
             seg.feed(rec).map_err(ctx)?;
-            let at = seg.bytes_fed();
-            out.write_all(rec)
-                .map_err(|e| ctx(TapeError::io(Location::offset(at), "writing the segment read", e)))?;
+            each(rec, seg.bytes_fed()).map_err(ctx)?;
         }
-        seg.finish().map(|v| v.summary).map_err(|e| {
+        seg.finish().map_err(|e| {
             let last = reader.stats().records.saturating_sub(1);
             let mut e = ctx(e);
             if let Some(l) = e.location_mut() {
