@@ -60,6 +60,10 @@ pub fn resolve_volumes(map: &AbsMap, volumes: &HashMap<String, Arc<Volume>>) -> 
         .collect()
 }
 
+/// Tracks the reader thread hands over at once, and the sender gives
+/// quinn at once (each hand-over locks the connection and wakes threads).
+const BATCH: usize = 16;
+
 /// Largest track a node sends (the tape format's limit).
 const MAX_TRACK: usize = proto::tape::MAX_TRACK_SIZE;
 
@@ -122,10 +126,12 @@ pub async fn send_track_set(
         bail!("tracks of {track_size} bytes: this node's buffers hold {}", pool.size());
     }
     let pool = pool.clone();
-    let (tx, mut rx) = mpsc::channel::<Result<(TrackAddr, u32, Bytes)>>(8);
+    let (tx, mut rx) = mpsc::channel::<Result<Vec<(TrackAddr, u32, Bytes)>>>(4);
     let map = order.map.clone();
     let reader = tokio::task::spawn_blocking(move || {
-        for addr in tracks.iter() {
+        let mut batch = Vec::with_capacity(BATCH);
+        let last = tracks.len();
+        for (i, addr) in tracks.iter().enumerate() {
             let item = (|| {
                 let (offset, len) = map.track_extent(addr)?;
                 let len = usize::try_from(len).context("track length")?;
@@ -140,8 +146,22 @@ pub async fn send_track_set(
                 let crc = crc32c::crc32c(buf.as_ref());
                 Ok((addr, crc, buf.freeze()))
             })();
-            let failed = item.is_err();
-            if tx.blocking_send(item).is_err() || failed {
+            match item {
+                Ok(track) => batch.push(track),
+                Err(e) => {
+                    // What was read before goes first.
+                    if !batch.is_empty() && tx.blocking_send(Ok(std::mem::take(&mut batch))).is_err() {
+                        return;
+                    }
+                    let _ = tx.blocking_send(Err(e));
+                    return;
+                }
+            }
+            if (batch.len() == BATCH || i as u64 + 1 == last)
+                && tx
+                    .blocking_send(Ok(std::mem::replace(&mut batch, Vec::with_capacity(BATCH))))
+                    .is_err()
+            {
                 return;
             }
         }
@@ -177,37 +197,44 @@ pub async fn send_track_set(
     let mut sent = 0u64;
     let mut sent_bytes = 0u64;
     let started = tokio::time::Instant::now();
-    while let Some(item) = rx.recv().await {
-        let (addr, crc32c, data) = item?;
-        // Bounded request queue: wait while too many tracks are not on tape.
-        while sent - *acked_rx.borrow() >= window {
-            if acked_rx.changed().await.is_err() {
-                break;
+    'stream: while let Some(batch) = rx.recv().await {
+        for (addr, crc32c, data) in batch? {
+            // Bounded request queue: wait while too many tracks are not on
+            // tape (what is queued goes out first, or nothing would ack).
+            if sent - *acked_rx.borrow() >= window {
+                send.flush().await?;
+                while sent - *acked_rx.borrow() >= window {
+                    if acked_rx.changed().await.is_err() || acks.is_finished() {
+                        break;
+                    }
+                }
             }
             if acks.is_finished() {
-                break;
+                break 'stream;
             }
+            if let Some(rate) = order.rate {
+                // Pace: the bytes sent so far may not run ahead of the rate.
+                let due = std::time::Duration::from_secs_f64(sent_bytes as f64 / rate as f64);
+                if tokio::time::Instant::now() < started + due {
+                    send.flush().await?;
+                    tokio::time::sleep_until(started + due).await;
+                }
+            }
+            release_acked(&mut queue, *acked_rx.borrow());
+            sent_bytes += data.len() as u64;
+            let frame = TrackFrame::Track {
+                addr,
+                len: data.len() as u32,
+                crc32c,
+            };
+            send.queue_with(&frame, data)?;
+            queue.push_back(addr);
+            sent += 1;
+            metrics::counter!("dmc_primary_tracks_sent_total").increment(1);
+            progress(sent, total);
         }
-        if acks.is_finished() {
-            break;
-        }
-        if let Some(rate) = order.rate {
-            // Pace: the bytes sent so far may not run ahead of the rate.
-            let due = std::time::Duration::from_secs_f64(sent_bytes as f64 / rate as f64);
-            tokio::time::sleep_until(started + due).await;
-        }
-        release_acked(&mut queue, *acked_rx.borrow());
-        sent_bytes += data.len() as u64;
-        let frame = TrackFrame::Track {
-            addr,
-            len: data.len() as u32,
-            crc32c,
-        };
-        send.send_with(&frame, &mut [data]).await?;
-        queue.push_back(addr);
-        sent += 1;
-        metrics::counter!("dmc_primary_tracks_sent_total").increment(1);
-        progress(sent, total);
+        // A batch goes to quinn at once: one hand-over for up to BATCH tracks.
+        send.flush().await?;
     }
     reader.await.context("track reader thread")?;
     if !acks.is_finished() {

@@ -6,5 +6,6 @@ pub mod bacula;
 pub mod cluster;
 pub mod cpu;
 pub mod fixture;
+pub mod hop;
 pub mod pg;
 pub mod scenario;

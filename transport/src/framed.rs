@@ -45,6 +45,8 @@ pub struct FramedSend {
     /// Frames handed to quinn are cut from this buffer, so small frames
     /// share one allocation.
     out: BytesMut,
+    /// Frames and payloads queued for the next [`FramedSend::flush`].
+    pending: Vec<Bytes>,
 }
 
 /// Bytes of the buffer small frames are cut from.
@@ -100,6 +102,7 @@ impl FramedSend {
             max_frame,
             scratch: AlignedVec::new(),
             out: BytesMut::new(),
+            pending: Vec::new(),
         }
     }
 
@@ -145,6 +148,36 @@ impl FramedSend {
         let frame = self.frame(msg)?;
         self.stream.write_chunk(frame).await?;
         self.stream.write_all_chunks(payload).await?;
+        Ok(())
+    }
+
+    /// Queue `msg` as one frame followed by the raw bytes of `payload`, to
+    /// be written by the next [`FramedSend::flush`] together with whatever
+    /// else was queued: one hand-over to quinn (one lock of the connection,
+    /// one wake-up of its driver) for many frames instead of one each.
+    /// Nothing is sent until the flush; a refused frame queues nothing.
+    pub fn queue_with<T: Message>(&mut self, msg: &T, payload: Bytes) -> Result<()> {
+        let frame = self.frame(msg)?;
+        self.pending.push(frame);
+        if !payload.is_empty() {
+            self.pending.push(payload);
+        }
+        Ok(())
+    }
+
+    /// How many frames and payloads are queued.
+    pub fn queued(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Write everything queued by [`FramedSend::queue_with`], in order.
+    pub async fn flush(&mut self) -> Result<()> {
+        // Taken out while writing, so a cancelled flush leaves nothing
+        // queued behind it.
+        let mut pending = std::mem::take(&mut self.pending);
+        self.stream.write_all_chunks(&mut pending).await?;
+        pending.clear();
+        self.pending = pending;
         Ok(())
     }
 

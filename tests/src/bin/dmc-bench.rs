@@ -22,6 +22,7 @@ use anyhow::{bail, Context, Result};
 use dmc_tests::bacula::Bacula;
 use dmc_tests::cluster::{arg, Cluster};
 use dmc_tests::cpu;
+use dmc_tests::hop;
 use dmc_tests::pg::TestDb;
 use dmc_tests::scenario::{self, ScenarioSpec};
 
@@ -41,11 +42,7 @@ impl Run {
     /// The backup, and separately the restore into a file, of the run that
     /// took the median time.
     fn median(runs: &[Run]) -> Run {
-        let pick = |f: &dyn Fn(&Run) -> &Phase| {
-            let mut v: Vec<&Phase> = runs.iter().map(f).collect();
-            v.sort_by(|a, b| a.seconds.total_cmp(&b.seconds));
-            v[(v.len() - 1) / 2].clone()
-        };
+        let pick = |f: &dyn Fn(&Run) -> &Phase| Phase::median(&runs.iter().map(|r| f(r).clone()).collect::<Vec<_>>());
         Run {
             backup: pick(&|r| &r.backup),
             restore_volumes: None,
@@ -67,6 +64,12 @@ impl Phase {
     }
     fn total_cpu(&self) -> f64 {
         self.cpu.values().sum()
+    }
+    /// The phase that took the median time.
+    fn median(phases: &[Phase]) -> Phase {
+        let mut v: Vec<&Phase> = phases.iter().collect();
+        v.sort_by(|a, b| a.seconds.total_cmp(&b.seconds));
+        v[(v.len() - 1) / 2].clone()
     }
 }
 
@@ -162,6 +165,9 @@ async fn main_async() -> Result<()> {
     eprintln!("preparing {size_mib} MiB of volumes in {}", work.display());
     let layout = scenario::make_layout(&work.join("volumes"), &spec)?;
     let object_size: u64 = layout.extents.iter().map(|e| e.length).sum();
+    if std::env::args().any(|a| a == "--hop-only") {
+        return hop_only(&work, &layout, object_size).await;
+    }
     let mut cluster = Cluster::start(&work, &scenario::cluster_spec(&layout, &spec)).await?;
 
     let runs: usize = arg("--runs").map(|s| s.parse()).transpose()?.unwrap_or(3).max(1);
@@ -276,6 +282,19 @@ async fn main_async() -> Result<()> {
         Ok(transport::raw_loopback_throughput(object_size).await?)
     })
     .await?;
+    // The primary node → front-end hop alone (see dmc_tests::hop): our
+    // framing and checks without disks, then reading a volume and writing
+    // the spool.
+    let (hop_mem_phase, hop_mem_mbs) = measure_async(own, async {
+        hop::hop_throughput(object_size, hop::Source::Memory, hop::Sink::Discard).await
+    })
+    .await?;
+    let volume_file = layout.volumes[0].1.clone();
+    let hop_spool = work.join("hop-spool");
+    let (hop_disk_phase, hop_disk_mbs) = measure_async(own, async {
+        hop::hop_throughput(object_size, hop::Source::File(volume_file), hop::Sink::Spool(hop_spool)).await
+    })
+    .await?;
     let cp_mbs = cp_phase.mbs(object_size);
 
     println!(
@@ -334,6 +353,9 @@ async fn main_async() -> Result<()> {
         "",
         quic_phase.total_cpu() / gib
     );
+    row("hop node → front-end, no disks", &hop_mem_phase, object_size);
+    row("hop, volume read → spool write", &hop_disk_phase, object_size);
+    let _ = (hop_mem_mbs, hop_disk_mbs);
     row("8 backups at once (one drive)", &many_backup, many_bytes);
     row("8 restores at once (verified)", &many_restore, many_bytes);
     let rss_line: Vec<String> = rss_one.iter().map(|(n, kb)| format!("{n} {}", mib(*kb))).collect();
@@ -411,6 +433,50 @@ async fn main_async() -> Result<()> {
 }
 
 /// Whether two files hold the same bytes.
+/// `--hop-only`: the primary node → front-end hop beside one raw quinn
+/// stream, no cluster (each measured `--runs` times, medians printed).
+async fn hop_only(work: &Path, layout: &scenario::Layout, bytes: u64) -> Result<()> {
+    let runs: usize = arg("--runs").map(|s| s.parse()).transpose()?.unwrap_or(3).max(1);
+    let me = std::process::id();
+    let own = || {
+        let mut c = Cpu::new();
+        c.insert("both ends".into(), cpu::process_seconds(me).unwrap_or(0.0));
+        c
+    };
+    let gib = bytes as f64 / GIB;
+    let mut rows: Vec<(&str, Vec<Phase>)> = vec![
+        ("raw quinn, one stream", vec![]),
+        ("hop, no disks", vec![]),
+        ("hop, volume read → spool write", vec![]),
+    ];
+    for run in 1..=runs {
+        eprintln!("hop run {run}");
+        let (p, _) = measure_async(own, async { Ok(transport::raw_loopback_throughput(bytes).await?) }).await?;
+        rows[0].1.push(p);
+        let (p, _) = measure_async(own, hop::hop_throughput(bytes, hop::Source::Memory, hop::Sink::Discard)).await?;
+        rows[1].1.push(p);
+        let source = hop::Source::File(layout.volumes[0].1.clone());
+        let sink = hop::Sink::Spool(work.join("hop-spool"));
+        let (p, _) = measure_async(own, hop::hop_throughput(bytes, source, sink)).await?;
+        rows[2].1.push(p);
+    }
+    let raw = Phase::median(&rows[0].1).mbs(bytes);
+    println!("{bytes} bytes, {runs} runs, medians; MB = 10^6 bytes; both ends in this process");
+    println!("{:<36} {:>8} {:>6} {:>9}", "", "MB/s", "/ quic", "CPU-s/GiB");
+    for (name, phases) in &rows {
+        let p = Phase::median(phases);
+        let mbs = p.mbs(bytes);
+        println!(
+            "{:<36} {:>8.1} {:>6.2} {:>9.2}",
+            name,
+            mbs,
+            mbs / raw,
+            p.total_cpu() / gib
+        );
+    }
+    Ok(())
+}
+
 fn same_bytes(a: &Path, b: &Path) -> Result<()> {
     let fa = std::fs::File::open(a).with_context(|| format!("opening {}", a.display()))?;
     let fb = std::fs::File::open(b).with_context(|| format!("opening {}", b.display()))?;
