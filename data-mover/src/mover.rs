@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use proto::wire::{
-    BackupChannel, Command, CommandReply, MoverRole, PeerAddr, RestoreChannel, StationRequest, TrackStreamOpen,
-    MAX_DATA_FRAME,
+    tokens_equal, BackupChannel, Command, CommandReply, MoverRole, PeerAddr, RestoreChannel, StationRequest,
+    TrackStreamOpen, MAX_DATA_FRAME,
 };
 use tokio::sync::Mutex;
 use transport::link::StationLink;
@@ -257,6 +257,18 @@ async fn serve_connection(mover: Arc<Mover>, incoming: quinn::Incoming) -> Resul
             return Ok(());
         }
     };
+    if !as_front_end {
+        // A back-end serves segments only to its own front-ends.
+        let check = StationRequest::CheckPair {
+            front_end: peer.name.clone(),
+        };
+        if let Err(e) = mover.link.request_ok(&check).await {
+            let reason = format!("back-end {} does not serve {}: {e:#}", mover.name, peer.name);
+            tracing::warn!(peer = %peer.name, "refused: {reason}");
+            conn.close(transport::codes::REFUSED, reason.as_bytes());
+            return Ok(());
+        }
+    }
     loop {
         let (send, mut recv) = match transport::accept_bi(&conn, MAX_DATA_FRAME).await {
             Ok(s) => s,
@@ -264,35 +276,63 @@ async fn serve_connection(mover: Arc<Mover>, incoming: quinn::Incoming) -> Resul
         };
         let m = mover.clone();
         if as_front_end {
+            let node = peer.name.clone();
             tokio::spawn(async move {
                 match recv.recv::<TrackStreamOpen>().await {
                     Ok(Some(TrackStreamOpen::Backup {
                         channel_id,
                         abs_id,
                         window,
+                        token,
                     })) => {
-                        let ch = m.backups.lock().await.remove(&channel_id);
-                        match ch {
-                            Some(ch) if ch.abs_id == abs_id => {
-                                crate::frontend::backup::serve(m, ch, window, send, recv).await
+                        // Taken only by its assigned node with its token: a
+                        // wrong guess leaves the channel to its owner.
+                        let ch = {
+                            let mut open = m.backups.lock().await;
+                            let ok = open.get(&channel_id).is_some_and(|ch| {
+                                ch.abs_id == abs_id && ch.primary == node && tokens_equal(&ch.token, &token)
+                            });
+                            if ok {
+                                open.remove(&channel_id)
+                            } else {
+                                None
                             }
-                            _ => {
+                        };
+                        match ch {
+                            Some(ch) => crate::frontend::backup::serve(m, ch, window, send, recv).await,
+                            None => {
                                 refuse(
                                     send,
-                                    format!("front-end {} has no open backup channel {channel_id}", m.name),
+                                    format!(
+                                    "front-end {} has no open backup channel {channel_id} for {node} with that token",
+                                    m.name
+                                ),
                                 )
                                 .await
                             }
                         }
                     }
-                    Ok(Some(TrackStreamOpen::Restore { channel_id })) => {
-                        let ch = m.restores.lock().await.remove(&channel_id);
+                    Ok(Some(TrackStreamOpen::Restore { channel_id, token })) => {
+                        let ch = {
+                            let mut open = m.restores.lock().await;
+                            let ok = open
+                                .get(&channel_id)
+                                .is_some_and(|ch| ch.primary == node && tokens_equal(&ch.token, &token));
+                            if ok {
+                                open.remove(&channel_id)
+                            } else {
+                                None
+                            }
+                        };
                         match ch {
                             Some(ch) => crate::frontend::restore::serve(m, ch, send).await,
                             None => {
                                 refuse(
                                     send,
-                                    format!("front-end {} has no open restore channel {channel_id}", m.name),
+                                    format!(
+                                    "front-end {} has no open restore channel {channel_id} for {node} with that token",
+                                    m.name
+                                ),
                                 )
                                 .await
                             }

@@ -6,5 +6,6 @@ pub mod host;
 pub mod nbd;
 pub mod node;
 pub mod restore;
+pub mod restore_dir;
 pub mod send;
 pub mod volume;

@@ -52,6 +52,10 @@ struct Args {
     /// Directory for the node's state (each volume's change map).
     #[arg(long, default_value = "pn-state")]
     state_dir: PathBuf,
+    /// The only directory restores into files write to (created 0700 if
+    /// missing); a restore names a file in it, never a path.
+    #[arg(long, default_value = "pn-restores")]
+    restore_dir: PathBuf,
     /// Prometheus metrics address.
     #[arg(long)]
     metrics: Option<SocketAddr>,
@@ -101,6 +105,7 @@ async fn main_async() -> Result<()> {
         window: args.window,
         nbd: args.nbd,
         state_dir: args.state_dir,
+        restore_dir: args.restore_dir,
         stream_rate: if args.stream_rate.is_finite() && args.stream_rate > 0.0 {
             Some((args.stream_rate * 1e6) as u64)
         } else {

@@ -30,6 +30,8 @@ pub struct NodeConfig {
     pub nbd: Option<SocketAddr>,
     /// The node's state: change maps.
     pub state_dir: std::path::PathBuf,
+    /// The only directory restores into files write to.
+    pub restore_dir: std::path::PathBuf,
 }
 
 #[derive(Clone)]
@@ -44,6 +46,7 @@ struct Node {
     window: u64,
     stream_rate: Option<u64>,
     host: Arc<crate::host::HostIo>,
+    restore_dir: Arc<crate::restore_dir::RestoreDir>,
 }
 
 /// Run until the station link fails for good.
@@ -60,6 +63,9 @@ pub async fn run(cfg: NodeConfig) -> Result<()> {
     let volumes: HashMap<String, Arc<Volume>> =
         cfg.volumes.into_iter().map(|v| (v.name.clone(), Arc::new(v))).collect();
     let host = Arc::new(crate::host::HostIo::open(&volumes, &cfg.state_dir)?);
+    let volume_files: Vec<std::path::PathBuf> = volumes.values().map(|v| v.path.clone()).collect();
+    let restore_dir = Arc::new(crate::restore_dir::RestoreDir::open(&cfg.restore_dir, &volume_files)?);
+    tracing::info!(dir = %restore_dir.path().display(), "restores into files go to this directory");
     let max_track = volumes
         .values()
         .map(|v| v.geometry.track_size as usize)
@@ -88,6 +94,7 @@ pub async fn run(cfg: NodeConfig) -> Result<()> {
         window: cfg.window,
         stream_rate: cfg.stream_rate,
         host,
+        restore_dir,
     };
 
     link.spawn_heartbeats(node.name.clone(), Duration::from_secs(2));
@@ -119,6 +126,7 @@ async fn handle(node: Node, cmd: Command) -> CommandReply {
             front_end,
             map,
             tracks,
+            token,
         } => {
             if let Err(e) = map.validate() {
                 end_backup(&node.host, channel_id, &map_volume_names(&map));
@@ -141,6 +149,7 @@ async fn handle(node: Node, cmd: Command) -> CommandReply {
                 tracks,
                 window: node.window,
                 rate: node.stream_rate,
+                token,
             };
             tokio::spawn(async move {
                 let host = node.host.clone();
@@ -183,7 +192,7 @@ async fn handle(node: Node, cmd: Command) -> CommandReply {
             CommandReply::Ok
         }
         Command::ReceiveRestore(order) => {
-            let dest = match Destination::open(&order, &node.host) {
+            let dest = match Destination::open(&order, &node.host, &node.restore_dir) {
                 Ok(d) => d,
                 Err(e) => {
                     return CommandReply::Error {

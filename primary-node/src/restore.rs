@@ -5,7 +5,7 @@
 //! over; the node checks again that every track belongs to the ABS, that
 //! its length matches the map and its bytes their CRC32C, before writing it.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -16,39 +16,24 @@ use proto::wire::{RestoreFrame, RestoreOrder, RestoreTarget, TrackStreamOpen, MA
 use transport::{BufPool, Dialer, PooledBuf, Role};
 
 use crate::host::HostIo;
+use crate::restore_dir::RestoreDir;
 
 /// Where the placements land.
 pub enum Destination {
     /// Volumes of this node, written as host writes (their change maps
     /// record the restore; a backup running on them keeps its image).
-    Volumes {
-        host: Arc<HostIo>,
-        names: Vec<String>,
-    },
-    File {
-        path: PathBuf,
-        file: File,
-    },
+    Volumes { host: Arc<HostIo>, names: Vec<String> },
+    /// A file in the node's restore directory (shared by the restore
+    /// job's streams).
+    File { path: PathBuf, file: Arc<File> },
 }
 
 impl Destination {
     /// Resolve the order's target on this node.
-    pub fn open(order: &RestoreOrder, host: &Arc<HostIo>) -> Result<Destination> {
+    pub fn open(order: &RestoreOrder, host: &Arc<HostIo>, restore_dir: &RestoreDir) -> Result<Destination> {
         match &order.target {
-            RestoreTarget::File { path, .. } => {
-                let path = PathBuf::from(path);
-                // Never truncated: restore streams of several drives write
-                // into the same file, each its own tracks; every byte of the
-                // object is rewritten, and set_len cuts anything beyond it.
-                let file = OpenOptions::new()
-                    .read(true)
-                    .write(true)
-                    .create(true)
-                    .truncate(false)
-                    .open(&path)
-                    .with_context(|| format!("creating restore file {}", path.display()))?;
-                file.set_len(order.remap.object_size)
-                    .with_context(|| format!("sizing restore file {}", path.display()))?;
+            RestoreTarget::File { name, replace, .. } => {
+                let (path, file) = restore_dir.file(order.job, name, *replace, order.remap.object_size)?;
                 Ok(Destination::File { path, file })
             }
             RestoreTarget::Original | RestoreTarget::Volumes { .. } => {
@@ -152,6 +137,7 @@ pub async fn receive_restore(
     let (mut send, mut recv) = transport::open_bi(&conn, MAX_DATA_FRAME).await?;
     send.send(&TrackStreamOpen::Restore {
         channel_id: order.channel_id,
+        token: order.token,
     })
     .await?;
 
@@ -169,6 +155,9 @@ pub async fn receive_restore(
 
     let mut tracks = 0u64;
     let mut segments = 0u32;
+    // Every expected track exactly once: a repeat is refused, a shortfall
+    // fails the restore naming what is missing.
+    let mut seen: std::collections::HashSet<TrackAddr> = std::collections::HashSet::new();
     let received: Result<()> = async {
         loop {
             let frame = recv
@@ -180,6 +169,16 @@ pub async fn receive_restore(
                     let (_, want) = order.map.track_extent(addr).context("track not in the ABS map")?;
                     if u64::from(len) != want || len as usize > pool.size() {
                         bail!("track {addr:?} has {len} bytes, the map says {want}");
+                    }
+                    if !seen.insert(addr) {
+                        bail!("track {addr:?} arrived twice in restore channel {}", order.channel_id);
+                    }
+                    if tracks >= order.tracks {
+                        bail!(
+                            "more tracks than the {} restore channel {} should bring",
+                            order.tracks,
+                            order.channel_id
+                        );
                     }
                     let mut data = pool.take(len as usize);
                     let mut got = 0usize;
@@ -201,6 +200,14 @@ pub async fn receive_restore(
                 RestoreFrame::End { tracks: n } => {
                     if n != tracks {
                         bail!("the front-end says {n} tracks, {tracks} arrived");
+                    }
+                    if tracks != order.tracks {
+                        bail!(
+                            "restore channel {} brought {tracks} of its {} tracks: {} missing",
+                            order.channel_id,
+                            order.tracks,
+                            order.tracks - tracks
+                        );
                     }
                     return Ok(());
                 }

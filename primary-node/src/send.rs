@@ -35,6 +35,8 @@ pub struct SendOrder {
     pub window: u64,
     /// Bytes per second the stream may send (None: no limit).
     pub rate: Option<u64>,
+    /// The channel's capability, presented to the front-end.
+    pub token: proto::wire::ChannelToken,
 }
 
 /// Resolve the map's volume indices to local volumes, checking geometry.
@@ -103,6 +105,7 @@ pub async fn send_track_set(
         channel_id: order.channel_id,
         abs_id: order.abs_id,
         window,
+        token: order.token,
     })
     .await?;
 

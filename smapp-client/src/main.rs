@@ -84,9 +84,14 @@ enum Cmd {
         /// Destination allocation (extent list, logical order).
         #[arg(long)]
         allocation: Option<PathBuf>,
-        /// Into a plain file: PRIMARY:PATH.
+        /// Into a plain file: PRIMARY:NAME, a file name (not a path) in
+        /// that node's restore directory (its --restore-dir).
         #[arg(long)]
         to_file: Option<String>,
+        /// With --to-file: overwrite the file if it exists (otherwise an
+        /// existing file is refused and left as it is).
+        #[arg(long, requires = "to_file")]
+        replace: bool,
         /// Read the ABS's tapes on at most this many drives in parallel
         /// (0: every free drive).
         #[arg(long, default_value_t = 0)]
@@ -113,6 +118,38 @@ enum Cmd {
         #[arg(long)]
         abs: Option<u64>,
     },
+    /// Operator: give a client rights on a primary node's objects (added to
+    /// what it has). Without --object: every object of the node, and its
+    /// volumes as restore destinations.
+    Grant {
+        /// The client's certificate name.
+        client: String,
+        #[arg(long)]
+        primary: String,
+        #[arg(long)]
+        object: Option<String>,
+        /// May back up (and merge) the object(s).
+        #[arg(long)]
+        backup: bool,
+        /// May restore the object(s).
+        #[arg(long)]
+        restore: bool,
+    },
+    /// Operator: take rights away (both when neither --backup nor --restore
+    /// is given).
+    Revoke {
+        client: String,
+        #[arg(long)]
+        primary: String,
+        #[arg(long)]
+        object: Option<String>,
+        #[arg(long)]
+        backup: bool,
+        #[arg(long)]
+        restore: bool,
+    },
+    /// Grants: an operator sees all, a client its own.
+    Grants,
     /// Channels and their states; `channels ID` shows one channel's
     /// transition history; `channels watch` follows all channels live.
     Channels {
@@ -277,6 +314,7 @@ async fn run(a: Args) -> Result<()> {
             to_volumes,
             allocation,
             to_file,
+            replace,
             drives,
         } => {
             let target = match (original, to_volumes, to_file) {
@@ -286,10 +324,12 @@ async fn run(a: Args) -> Result<()> {
                     allocation: smapp_client::extents::read(allocation.as_ref().context("--allocation")?)?,
                 },
                 (false, None, Some(spec)) => {
-                    let (p, path) = spec.split_once(':').context("--to-file expects PRIMARY:PATH")?;
+                    let (p, name) = spec.split_once(':').context("--to-file expects PRIMARY:NAME")?;
+                    proto::wire::check_restore_file_name(name).map_err(anyhow::Error::msg)?;
                     RestoreTarget::File {
                         primary: p.into(),
-                        path: path.into(),
+                        name: name.into(),
+                        replace: *replace,
                     }
                 }
                 _ => bail!("give exactly one of --original, --to-volumes, --to-file"),
@@ -387,6 +427,50 @@ async fn run(a: Args) -> Result<()> {
                 _ => StationRequest::ListAbs,
             };
             print_listing(client.request(&req).await?, a.json);
+            Ok(())
+        }
+        Cmd::Grant {
+            client: who,
+            primary,
+            object,
+            backup,
+            restore,
+        } => {
+            if !backup && !restore {
+                bail!("grant what? give --backup, --restore or both");
+            }
+            let client = connect(&a).await?;
+            let req = StationRequest::Grant {
+                client: who.clone(),
+                primary: primary.clone(),
+                object: object.clone(),
+                backup: *backup,
+                restore: *restore,
+            };
+            print_listing(client.request(&req).await?, a.json);
+            Ok(())
+        }
+        Cmd::Revoke {
+            client: who,
+            primary,
+            object,
+            backup,
+            restore,
+        } => {
+            let client = connect(&a).await?;
+            let req = StationRequest::Revoke {
+                client: who.clone(),
+                primary: primary.clone(),
+                object: object.clone(),
+                backup: *backup,
+                restore: *restore,
+            };
+            print_listing(client.request(&req).await?, a.json);
+            Ok(())
+        }
+        Cmd::Grants => {
+            let client = connect(&a).await?;
+            print_listing(client.request(&StationRequest::ListGrants).await?, a.json);
             Ok(())
         }
         Cmd::Channels { what, interval, count } => {
@@ -491,6 +575,29 @@ fn print_listing(reply: StationReply, as_json: bool) {
                         r.segment_count,
                         r.extents,
                         r.tapes.join(",")
+                    );
+                }
+            }
+        }
+        StationReply::Grants(rows) => {
+            if !as_json {
+                println!(
+                    "{:<12} {:<12} {:<16} {:<7} {:<8} {:<12} granted",
+                    "client", "primary", "object", "backup", "restore", "by"
+                );
+            }
+            for g in rows {
+                let object = if g.object.is_empty() { "*" } else { g.object.as_str() };
+                if as_json {
+                    println!(
+                        "{}",
+                        json!({"client": g.client, "primary": g.primary, "object": object, "backup": g.backup,
+                        "restore": g.restore, "granted_by": g.granted_by, "granted_at": g.granted_at})
+                    );
+                } else {
+                    println!(
+                        "{:<12} {:<12} {:<16} {:<7} {:<8} {:<12} {}",
+                        g.client, g.primary, object, g.backup, g.restore, g.granted_by, g.granted_at
                     );
                 }
             }

@@ -114,6 +114,8 @@ pub struct Cluster {
     pub station: SocketAddr,
     pub procs: Vec<Proc>,
     pub db: TestDb,
+    /// The primary node's restore directory (its `--restore-dir`).
+    pub restore_dir: PathBuf,
 }
 
 /// Names of the components (and their certificates).
@@ -122,6 +124,12 @@ pub const FE: &str = "fe1";
 pub const BE: &str = "be1";
 pub const PRIMARY: &str = "pn1";
 pub const CLIENT: &str = "client";
+/// A mover certificate no process uses (hostile tests).
+pub const ROGUE_MOVER: &str = "rogue";
+/// A primary-node certificate no process uses (hostile tests).
+pub const ROGUE_NODE: &str = "pn9";
+/// A second client, with no grant unless a test gives it one.
+pub const CLIENT2: &str = "client2";
 pub const DRIVE: &str = "drive0";
 
 impl Cluster {
@@ -143,7 +151,12 @@ impl Cluster {
             "station:station".to_string(),
             format!("{PRIMARY}:primary-node"),
             format!("{CLIENT}:client"),
+            format!("{CLIENT2}:client"),
             "operator:operator".to_string(),
+            // Real certificates for hostile tests: a mover and a primary
+            // node that take part in nothing.
+            format!("{ROGUE_MOVER}:mover"),
+            format!("{ROGUE_NODE}:primary-node"),
         ];
         for i in 1..=drives_per_pair.len() {
             components.push(format!("fe{i}:mover"));
@@ -171,6 +184,7 @@ impl Cluster {
             station,
             procs: Vec::new(),
             db,
+            restore_dir: work.join("pn-restores"),
         };
 
         let st = station.to_string();
@@ -264,6 +278,8 @@ impl Cluster {
             ])
             .arg("--state-dir")
             .arg(work.join("pn-state"))
+            .arg("--restore-dir")
+            .arg(&cluster.restore_dir)
             .args(&spec.pn_args)
             .arg("--pki")
             .arg(&pki);
@@ -278,7 +294,31 @@ impl Cluster {
             Duration::from_secs(60),
         )?;
         cluster.wait_for_log(STATION, "primary node registered", 1, Duration::from_secs(60))?;
+        // A client certificate alone grants nothing: the operator lets the
+        // test client back up and restore everything of the node.
+        cluster.operator(&["grant", CLIENT, "--primary", PRIMARY, "--backup", "--restore"])?;
         Ok(cluster)
+    }
+
+    /// Where the primary node puts a restore into the file `name`.
+    pub fn restored(&self, name: &str) -> PathBuf {
+        self.restore_dir.join(name)
+    }
+
+    /// The `--to-file` argument for a restore into `dest`, a file in the
+    /// primary node's restore directory (see [`Cluster::restored`]).
+    pub fn to_file(&self, dest: &Path) -> String {
+        assert_eq!(
+            dest.parent(),
+            Some(self.restore_dir.as_path()),
+            "{} is not in the node's restore directory",
+            dest.display()
+        );
+        let name = dest
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        format!("{PRIMARY}:{name}")
     }
 
     fn spawn(&mut self, name: &str, cmd: &mut Command) -> Result<()> {
@@ -339,7 +379,7 @@ impl Cluster {
         self.restart(name)?;
         let start = Instant::now();
         loop {
-            let movers = self.smapp(&["list", "movers"])?;
+            let movers = self.operator(&["list", "movers"])?;
             let now = movers.iter().find(|m| m["name"] == name);
             if let Some(m) = now {
                 if m["state"] == "online" && m["address"].as_str() != before.as_deref() {
@@ -356,7 +396,7 @@ impl Cluster {
     /// The address the station has for a mover.
     pub fn mover_address(&self, name: &str) -> Result<Option<String>> {
         Ok(self
-            .smapp(&["list", "movers"])?
+            .operator(&["list", "movers"])?
             .iter()
             .find(|m| m["name"] == name)
             .and_then(|m| m["address"].as_str().map(String::from)))
@@ -408,6 +448,11 @@ impl Cluster {
     /// Run `smapp --json ARGS`; fail with its stderr if it fails; parse its JSON lines.
     pub fn smapp(&self, args: &[&str]) -> Result<Vec<serde_json::Value>> {
         self.smapp_json_as(CLIENT, args)
+    }
+
+    /// [`Cluster::smapp`] as the operator.
+    pub fn operator(&self, args: &[&str]) -> Result<Vec<serde_json::Value>> {
+        self.smapp_json_as("operator", args)
     }
 
     /// [`Cluster::smapp`] with the certificate of `as_name` (e.g. `operator`).

@@ -175,10 +175,11 @@ pub fn verify_volumes(layout: &Layout) -> Result<()> {
     Ok(())
 }
 
-/// Restore an ABS into `file` on the primary node (removed first).
+/// Restore an ABS into `file` (in the primary node's restore directory,
+/// see [`Cluster::restored`]; removed first).
 pub fn restore_to_file(cluster: &Cluster, abs_id: u64, file: &Path) -> Result<()> {
     let _ = std::fs::remove_file(file);
-    let to_file = format!("{PRIMARY}:{}", file.display());
+    let to_file = cluster.to_file(file);
     cluster.smapp(&["restore", &abs_id.to_string(), "--to-file", &to_file])?;
     Ok(())
 }
@@ -202,7 +203,7 @@ pub fn run(cluster: &Cluster, layout: &Layout) -> Result<ScenarioReport> {
     let restore_volume_seconds = t.elapsed().as_secs_f64();
     verify_volumes(layout)?;
 
-    let restored_file = layout.dir.join("restored.bin");
+    let restored_file = cluster.restored("restored.bin");
     let t = Instant::now();
     restore_to_file(cluster, b.abs_id, &restored_file)?;
     let restore_file_seconds = t.elapsed().as_secs_f64();
@@ -294,7 +295,8 @@ pub fn restore_and_verify_with(
     dest: &Path,
     extra: &[&str],
 ) -> Result<serde_json::Value> {
-    let to_file = format!("{PRIMARY}:{}", dest.display());
+    let to_file = cluster.to_file(dest);
+    let _ = std::fs::remove_file(dest);
     let abs = abs_id.to_string();
     let mut args = vec!["restore", abs.as_str(), "--to-file", &to_file];
     args.extend_from_slice(extra);

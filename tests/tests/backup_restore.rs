@@ -9,7 +9,7 @@
 
 use std::process::Command;
 
-use dmc_tests::cluster::{bin_dir, Cluster, CLIENT, PRIMARY};
+use dmc_tests::cluster::{bin_dir, Cluster, CLIENT};
 use dmc_tests::fixture;
 use dmc_tests::scenario::{self, ScenarioSpec};
 
@@ -139,7 +139,7 @@ async fn backup_and_restore_a_scattered_object_through_every_component() {
     let tape_file = first["tape_file"].as_u64().unwrap() as u32;
     let off = fixture::simh_record_offset(&image, tape_file, 1).unwrap();
     fixture::flip_byte(&image, off).unwrap();
-    let bad = work.path().join("bad.bin");
+    let bad = cluster.restored("bad.bin");
     let out = cluster
         .smapp_as(
             CLIENT,
@@ -147,7 +147,7 @@ async fn backup_and_restore_a_scattered_object_through_every_component() {
                 "restore",
                 &report.abs_id.to_string(),
                 "--to-file",
-                &format!("{PRIMARY}:{}", bad.display()),
+                &cluster.to_file(&bad),
             ],
         )
         .unwrap();

@@ -105,7 +105,7 @@ fn restore_equals(
     dest: &Path,
     args: &[&str],
 ) -> serde_json::Value {
-    let to_file = format!("{PRIMARY}:{}", dest.display());
+    let to_file = cluster.to_file(dest);
     let mut all: Vec<&str> = vec!["restore"];
     all.extend_from_slice(args);
     all.extend_from_slice(&["--to-file", &to_file]);
@@ -143,8 +143,7 @@ async fn a_chain_restores_every_point_and_merges_into_a_synthetic_full() {
     let extents_file = layout.extents_file.to_string_lossy().to_string();
     let ext = &layout.extents;
     let points = work.path().join("points");
-    let restored = work.path().join("restored");
-    std::fs::create_dir_all(&restored).unwrap();
+    let restored = cluster.restore_dir.clone();
 
     // A differential before any full is refused with the reason.
     let early = cluster
@@ -291,7 +290,7 @@ async fn a_chain_restores_every_point_and_merges_into_a_synthetic_full() {
                 "--at",
                 "2001-01-01 00:00:00",
                 "--to-file",
-                &format!("{PRIMARY}:{}", restored.join("none").display()),
+                &format!("{PRIMARY}:none"),
             ],
         )
         .unwrap();

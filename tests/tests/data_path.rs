@@ -64,7 +64,7 @@ async fn a_pair_on_two_machines_sends_segments_over_quic() {
     let mut cspec = scenario::cluster_spec(&layout, &spec(31));
     cspec.shared_spool = false;
     let cluster = Cluster::start(work.path(), &cspec).await.unwrap();
-    let (backup, restore) = backup_and_restore(&cluster, &layout, &work.path().join("restored.bin"));
+    let (backup, restore) = backup_and_restore(&cluster, &layout, &cluster.restored("restored.bin"));
     for ch in [backup, restore] {
         let n = notes(&cluster, ch);
         assert!(
@@ -89,7 +89,7 @@ async fn a_pair_on_one_machine_shares_its_spool_and_leaves_it_empty() {
         .unwrap();
     for round in 0..2 {
         let (backup, restore) =
-            backup_and_restore(&cluster, &layout, &work.path().join(format!("restored{round}.bin")));
+            backup_and_restore(&cluster, &layout, &cluster.restored(&format!("restored{round}.bin")));
         for ch in [backup, restore] {
             let n = notes(&cluster, ch);
             assert!(
@@ -200,7 +200,7 @@ async fn a_back_end_killed_while_it_copies_from_the_spool_loses_nothing() {
         &layout,
         first_abs,
         &small.extents,
-        &work.path().join("first.bin"),
+        &cluster.restored("first.bin"),
     )
     .unwrap();
     scenario::restore_and_verify(
@@ -208,7 +208,7 @@ async fn a_back_end_killed_while_it_copies_from_the_spool_loses_nothing() {
         &layout,
         rerun,
         &layout.extents,
-        &work.path().join("rerun.bin"),
+        &cluster.restored("rerun.bin"),
     )
     .unwrap();
     let left = spool_leftovers(&spool);

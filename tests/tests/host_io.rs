@@ -195,14 +195,9 @@ async fn a_backup_is_the_image_at_its_start_while_a_host_writes() {
     let copied = side_copies(&cluster.log(PRIMARY));
     assert!(copied > 0, "some writes hit tracks the backup had not read yet");
 
-    let dest = work.path().join("restored.bin");
+    let dest = cluster.restored("restored.bin");
     cluster
-        .smapp(&[
-            "restore",
-            &abs_id.to_string(),
-            "--to-file",
-            &format!("{PRIMARY}:{}", dest.display()),
-        ])
+        .smapp(&["restore", &abs_id.to_string(), "--to-file", &cluster.to_file(&dest)])
         .unwrap();
     let restored = std::fs::read(&dest).unwrap();
     assert_eq!(restored.len(), at_start.len());

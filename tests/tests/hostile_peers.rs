@@ -19,7 +19,7 @@ async fn small_cluster(work: &std::path::Path) -> Cluster {
 }
 
 fn catalog_still_answers(cluster: &Cluster) {
-    let out = cluster.smapp(&["list", "tapes"]);
+    let out = cluster.operator(&["list", "tapes"]);
     assert!(out.is_ok(), "the station stopped serving: {out:?}");
 }
 

@@ -83,7 +83,7 @@ async fn concurrent_backups_interleave_on_one_drive_and_each_restores() {
 
     for (i, (r, o)) in results.iter().zip(&objects).enumerate() {
         let abs_id = r["abs_id"].as_u64().unwrap();
-        let dest = work.path().join(format!("restored{i}.bin"));
+        let dest = cluster.restored(&format!("restored{i}.bin"));
         scenario::restore_and_verify(&cluster, &layout, abs_id, &o.extents, &dest).unwrap();
 
         // The restore channel says how many records it read.

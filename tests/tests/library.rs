@@ -53,7 +53,7 @@ async fn export_import_and_slots() {
     assert!(exported[0]["slot"].is_null());
     let image = vault.join(format!("{tape}.tap"));
     assert!(image.exists() && !cluster.library.join(format!("{tape}.tap")).exists());
-    let dest = work.path().join("restored.bin");
+    let dest = cluster.restored("restored.bin");
     let err = scenario::restore_and_verify(&cluster, &layout, abs_id, &layout.extents, &dest).unwrap_err();
     let msg = format!("{err:#}");
     assert!(

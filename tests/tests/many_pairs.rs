@@ -42,7 +42,7 @@ async fn eight_backups_over_three_pairs_and_four_drives() {
     assert_eq!(drives.len(), 4, "every drive was used: {chans:?}");
 
     // The catalog's placement is what each tape holds.
-    let segs = cluster.smapp(&["list", "segments"]).unwrap();
+    let segs = cluster.operator(&["list", "segments"]).unwrap();
     let mut by_tape: BTreeMap<String, Vec<(u64, u64, u64)>> = BTreeMap::new();
     for s in &segs {
         by_tape
@@ -74,7 +74,7 @@ async fn eight_backups_over_three_pairs_and_four_drives() {
     }
 
     // Tapes filled and media sets continued, in order.
-    let tapes = cluster.smapp(&["list", "tapes"]).unwrap();
+    let tapes = cluster.operator(&["list", "tapes"]).unwrap();
     let full: Vec<&serde_json::Value> = tapes.iter().filter(|t| t["state"] == "full").collect();
     assert!(full.len() >= 4, "every drive filled at least one tape: {tapes:?}");
     let mut sets: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
@@ -122,7 +122,7 @@ async fn eight_backups_over_three_pairs_and_four_drives() {
     assert!(switched.count() >= 1, "some channel went through EndOfTape");
 
     for (i, (r, o)) in results.iter().zip(&objects).enumerate() {
-        let dest = work.path().join(format!("restored{i}.bin"));
+        let dest = cluster.restored(&format!("restored{i}.bin"));
         scenario::restore_and_verify(&cluster, &layout, r["abs_id"].as_u64().unwrap(), &o.extents, &dest).unwrap();
     }
     cluster.stop();

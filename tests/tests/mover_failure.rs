@@ -87,7 +87,7 @@ async fn a_killed_back_end_fails_its_channel_and_the_rerun_succeeds() {
     // The bystander on the other pair finished and restores.
     let survived = survived.expect("the backup through the other pair is not harmed");
     let bystander_abs = survived.last().unwrap()["abs_id"].as_u64().unwrap();
-    let dest = work.path().join("bystander.bin");
+    let dest = cluster.restored("bystander.bin");
     scenario::restore_and_verify(&cluster, &layout, bystander_abs, &bystander.extents, &dest).unwrap();
     assert!(
         !failed.status.success(),
@@ -103,7 +103,7 @@ async fn a_killed_back_end_fails_its_channel_and_the_rerun_succeeds() {
     let abs = cluster.smapp(&["list", "abs"]).unwrap();
     let victim = abs.iter().find(|a| a["abs_id"] == 1).unwrap();
     assert_eq!(victim["state"], "failed", "{abs:?}");
-    let tapes = cluster.smapp(&["list", "tapes"]).unwrap();
+    let tapes = cluster.operator(&["list", "tapes"]).unwrap();
     assert!(
         tapes.iter().all(|t| t["mounted_in"].is_null()),
         "the drives were freed: {tapes:?}"
@@ -140,14 +140,9 @@ async fn a_killed_back_end_fails_its_channel_and_the_rerun_succeeds() {
     cluster.restart_mover(&victim_be, Duration::from_secs(30)).unwrap();
     let out = cluster.smapp(&args).unwrap();
     let abs_id = out.last().unwrap()["abs_id"].as_u64().unwrap();
-    let restored = work.path().join("restored.bin");
+    let restored = cluster.restored("restored.bin");
     cluster
-        .smapp(&[
-            "restore",
-            &abs_id.to_string(),
-            "--to-file",
-            &format!("{PRIMARY}:{}", restored.display()),
-        ])
+        .smapp(&["restore", &abs_id.to_string(), "--to-file", &cluster.to_file(&restored)])
         .unwrap();
     let source = fixture::ObjectReader::new(|v| layout.path_of(v), &layout.extents);
     fixture::compare(source, std::fs::File::open(&restored).unwrap(), "rerun restore").unwrap();

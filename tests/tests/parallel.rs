@@ -86,7 +86,7 @@ async fn one_abs_over_four_drives_restores_with_one_two_and_four() {
             .iter()
             .map(|c| c["channel_id"].as_u64().unwrap())
             .collect();
-        let dest = work.path().join(format!("restored-{drives}.bin"));
+        let dest = cluster.restored(&format!("restored-{drives}.bin"));
         let r = scenario::restore_and_verify_with(
             &cluster,
             &layout,

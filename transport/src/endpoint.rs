@@ -81,6 +81,17 @@ pub async fn connect(
             return Err(e);
         }
     };
+    if server.name != server_name {
+        // TLS checked the certificate's host names; this is the component
+        // it names: the peer we meant to reach, not another of the cluster.
+        let reason = format!(
+            "expected {server_name} at {addr}, its certificate names {} ({})",
+            server.name, server.role
+        );
+        tracing::warn!(peer = %server.name, %addr, %reason, "refused server");
+        conn.close(codes::REFUSED, b"wrong peer");
+        return Err(TransportError::Refused { reason });
+    }
     if server.role != expected_role {
         let reason = format!(
             "expected server {server_name} at {addr} to have role {expected_role}, found {} with role {}",

@@ -18,6 +18,7 @@ mod abs;
 mod chains;
 mod channels;
 mod error;
+mod grants;
 mod registry;
 mod segments;
 mod tapes;
@@ -33,6 +34,7 @@ pub use abs::{
 pub use chains::{CapturedEpoch, ChainRow};
 pub use channels::{ChannelRow, TransitionRow, STATION_ACTOR};
 pub use error::{CatalogError, Result};
+pub use grants::GrantRow;
 pub use registry::{
     DriveRow, MoverRow, PairRow, MOVER_DRAINING, MOVER_OFFLINE, MOVER_ONLINE, ROLE_BACK_END, ROLE_BOTH, ROLE_FRONT_END,
 };

@@ -218,8 +218,9 @@ impl Catalog {
         .await?)
     }
 
-    /// Register a drive owned by a back-end mover (upsert by drive name: a
-    /// drive re-registered by another back-end moves to it). Returns its id.
+    /// Register a drive owned by a back-end mover (again: the same id).
+    /// A drive another back-end owns is refused: a back-end cannot take
+    /// over a drive (and the tape in it) by naming it.
     pub async fn register_drive(&self, be_mover_id: i64, name: &str) -> Result<i64> {
         let (be_name, be_role) = self.mover_role(be_mover_id).await?;
         if !can_back(&be_role) {
@@ -227,15 +228,31 @@ impl Catalog {
                 "mover {be_name} ({be_role}) cannot own a drive"
             )));
         }
-        Ok(sqlx::query_scalar!(
+        let id = sqlx::query_scalar!(
             "INSERT INTO drives (name, be_mover_id) VALUES ($1, $2)
              ON CONFLICT (name) DO UPDATE SET be_mover_id = EXCLUDED.be_mover_id
+               WHERE drives.be_mover_id = EXCLUDED.be_mover_id
              RETURNING id",
             name,
             be_mover_id
         )
-        .fetch_one(&self.pool)
-        .await?)
+        .fetch_optional(&self.pool)
+        .await?;
+        match id {
+            Some(id) => Ok(id),
+            None => {
+                let owner = sqlx::query_scalar!(
+                    "SELECT m.name FROM drives d JOIN movers m ON m.id = d.be_mover_id WHERE d.name = $1",
+                    name
+                )
+                .fetch_optional(&self.pool)
+                .await?
+                .unwrap_or_default();
+                Err(CatalogError::conflict(format!(
+                    "drive {name} belongs to back-end {owner}; {be_name} may not take it over"
+                )))
+            }
+        }
     }
 
     /// Every mover, by name.

@@ -7,12 +7,14 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{anyhow, bail, Context, Result};
 use proto::abs::{AbsMap, ObjectExtent, TrackSet};
 use proto::wire::{
-    BackupChannel, BackupLevel, ChannelEvent, Command, CommandReply, ObjectSpec, PeerAddr, StationReply, VolumeEpoch,
+    BackupChannel, BackupLevel, ChannelEvent, ChannelToken, Command, CommandReply, ObjectSpec, PeerAddr, StationReply,
+    VolumeEpoch,
 };
 use tokio::sync::mpsc;
 use transport::FramedSend;
 use transport::Peer;
 
+use super::access::{Access, Right};
 use super::{library, registry, ChannelNote, Station};
 use crate::catalog::{CapturedEpoch, DriveRow, PairRow, TapeRow, STATION_ACTOR};
 use crate::channel::{ChannelKind, ChannelState};
@@ -59,6 +61,8 @@ pub(crate) struct Held {
     pub abs_id: Option<i64>,
     /// The pair and the drives the channel writes to.
     pub assignment: Option<(PairRow, Vec<DriveRow>)>,
+    /// Tracks the ABS must hold to be complete (its track set), once known.
+    pub expected_tracks: Option<u64>,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -73,6 +77,9 @@ async fn backup(
     send: &mut FramedSend,
     started: Instant,
 ) -> Result<ChannelEvent> {
+    Access::of(st, client)
+        .await?
+        .require(Right::Backup, primary, Some(object_name))?;
     let node = registry::primary(st, primary).await?;
     let extents = match object {
         ObjectSpec::Volume(v) => {
@@ -222,8 +229,22 @@ async fn drive_channel(
         base_abs_id,
         level,
     } = source;
-    // The snapshot first: the backup is the object at this instant.
+    let (pair, drives, joined) = if want_drives <= 1 {
+        let registry::Assignment { pair, drive, joined } =
+            registry::assign(st, Duration::from_secs(600), registry::Purpose::Backup).await?;
+        (pair, vec![drive], joined)
+    } else {
+        let (pair, drives) = registry::assign_drives(st, Duration::from_secs(600), want_drives).await?;
+        (pair, drives, false)
+    };
+    held.assignment = Some((pair.clone(), drives.clone()));
+    st.depends_on(channel_id as u64, &[&pair.fe_name, &pair.be_name, primary])
+        .await;
+    // The snapshot only now that the channel has its drive: a backup that
+    // queues protects nothing on the node (no side copies, no slower host
+    // writes); the backup is the object at this instant.
     let (track_set, notes) = take_snapshot(st, channel_id, abs_id, primary, &map, since).await?;
+    held.expected_tracks = Some(track_set.len());
     let track_bytes: u64 = track_set
         .iter()
         .filter_map(|t| map.track_extent(t).ok())
@@ -264,17 +285,6 @@ async fn drive_channel(
             .await;
     }
 
-    let (pair, drives, joined) = if want_drives <= 1 {
-        let registry::Assignment { pair, drive, joined } =
-            registry::assign(st, Duration::from_secs(600), registry::Purpose::Backup).await?;
-        (pair, vec![drive], joined)
-    } else {
-        let (pair, drives) = registry::assign_drives(st, Duration::from_secs(600), want_drives).await?;
-        (pair, drives, false)
-    };
-    held.assignment = Some((pair.clone(), drives.clone()));
-    st.depends_on(channel_id as u64, &[&pair.fe_name, &pair.be_name, primary])
-        .await;
     let names: Vec<String> = drives.iter().map(|d| d.name.clone()).collect();
     let opened = format!(
         "front-end {}, back-end {}, drive {}",
@@ -304,6 +314,8 @@ async fn drive_channel(
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
+    // The channel's capability: only the front-end and the node learn it.
+    let token: ChannelToken = rand::random();
     let open = BackupChannel {
         channel_id: channel_id as u64,
         abs_id: abs_id as u64,
@@ -318,6 +330,8 @@ async fn drive_channel(
         base_abs_id,
         merged_from_abs_id: 0,
         created_unix,
+        primary: primary.to_string(),
+        token,
     };
     st.command_ok(&pair.fe_name, &Command::OpenBackup(open))
         .await
@@ -342,6 +356,7 @@ async fn drive_channel(
         },
         map,
         tracks: track_set,
+        token,
     };
     st.command_ok(primary, &order)
         .await
@@ -430,6 +445,25 @@ pub(crate) async fn close_written(
             "the front-end reports {segments} segments but the catalog has {}",
             placed.len()
         );
+    }
+    // Complete only with every track of its track set on tape, and its
+    // metadata placed: a report alone proves nothing.
+    let on_tape: u64 = placed.iter().map(|s| s.track_count.max(0) as u64).sum();
+    let expected = held
+        .expected_tracks
+        .ok_or_else(|| anyhow!("ABS {abs_id}: its track set is not known"))?;
+    if tracks != expected || on_tape != expected {
+        bail!(
+            "ABS {abs_id} is incomplete: its track set has {expected} tracks, the front-end reports {tracks}, the segments on tape hold {on_tape}"
+        );
+    }
+    let row = st
+        .catalog
+        .load_abs(abs_id)
+        .await?
+        .ok_or_else(|| anyhow!("no ABS {abs_id}"))?;
+    if row.metadata_tape_id.is_none() {
+        bail!("ABS {abs_id} is incomplete: its metadata was never placed on tape");
     }
     st.catalog
         .complete_abs(abs_id, data_bytes as i64, tracks as i64, segments)

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use anyhow::{anyhow, Result};
-use proto::wire::{AbsInfo, ChannelInfo, MoverInfo, SegmentInfo, StationReply, TapeInfo, TransitionInfo};
+use proto::wire::{AbsInfo, ChannelInfo, GrantInfo, MoverInfo, SegmentInfo, StationReply, TapeInfo, TransitionInfo};
 
 use super::Station;
 use crate::catalog::ChannelRow;
@@ -173,4 +173,23 @@ pub(crate) async fn history(st: &Arc<Station>, id: u64) -> Result<StationReply> 
         channel: channel_info(channel),
         transitions,
     })
+}
+
+/// Grants of `client` (None: all).
+pub(crate) async fn grants(st: &Arc<Station>, client: Option<&str>) -> Result<Vec<GrantInfo>> {
+    Ok(st
+        .catalog
+        .grants(client)
+        .await?
+        .into_iter()
+        .map(|g| GrantInfo {
+            client: g.client,
+            primary: g.primary_node,
+            object: g.object_name.unwrap_or_default(),
+            backup: g.may_backup,
+            restore: g.may_restore,
+            granted_by: g.granted_by,
+            granted_at: ts(g.granted_at),
+        })
+        .collect())
 }

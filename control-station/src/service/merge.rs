@@ -16,6 +16,7 @@ use proto::wire::{BackupChannel, ChannelEvent, Command, PeerAddr, StationReply};
 use tokio::sync::mpsc;
 use transport::{FramedSend, Peer};
 
+use super::access::{Access, Right};
 use super::backup::{await_written, chain_members, close_written, open_writing_channel, settle, transition, Held};
 use super::restore::{planned, read_tapes_on, ReadInto, TapeReading};
 use super::{library, registry, ChannelNote, Station};
@@ -51,6 +52,10 @@ async fn merge(
     send: &mut FramedSend,
     started: Instant,
 ) -> Result<ChannelEvent> {
+    // A synthetic full is a new backup of the object.
+    Access::of(st, client)
+        .await?
+        .require(Right::Backup, primary, Some(object_name))?;
     let members = chain_members(st, primary, object_name).await?;
     let tip = if abs_id == 0 {
         *chain_at(object_name, &members, None)?
@@ -98,6 +103,7 @@ async fn run_merge(
     let new_abs = held.abs_id.ok_or_else(|| anyhow!("no ABS"))?;
     let map = &abs.map;
     let track_set = map.track_set();
+    held.expected_tracks = Some(track_set.len());
     let _ = send
         .send(&StationReply::Event(ChannelEvent::Started {
             channel_id: channel_id as u64,
@@ -174,6 +180,9 @@ async fn run_merge(
         base_abs_id: 0,
         merged_from_abs_id: tip as u64,
         created_unix,
+        // No primary node takes part: nothing may open its stream.
+        primary: String::new(),
+        token: rand::random(),
     };
     st.command_ok(&pair.fe_name, &Command::OpenMerge(open))
         .await
@@ -230,6 +239,7 @@ async fn read_one(
         .await?;
     let (tx, rx) = mpsc::unbounded_channel();
     st.channels.lock().await.insert(channel_id as u64, tx);
+    st.depends_on(channel_id as u64, &[&pair.fe_name, &pair.be_name]).await;
     let reading = TapeReading {
         channel_id,
         abs_id: src as u64,
@@ -256,6 +266,7 @@ async fn read_one(
     }
     .await;
     st.channels.lock().await.remove(&(channel_id as u64));
+    st.depends_on(channel_id as u64, &[]).await;
     match result {
         Ok((t, records)) => {
             transition(

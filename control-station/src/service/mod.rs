@@ -2,6 +2,7 @@
 //! process, enforces what each role may ask, keeps the registry of connected
 //! peers, and runs the backup and restore channels.
 
+mod access;
 mod backup;
 mod library;
 mod library_admin;
@@ -16,6 +17,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use access::Access;
 use anyhow::{anyhow, bail, Context, Result};
 use proto::wire::{Command, CommandReply, StationReply, StationRequest, MAX_CONTROL_FRAME};
 use tokio::sync::{mpsc, Mutex};
@@ -115,6 +117,17 @@ impl Station {
             map.remove(&channel_id);
         } else {
             map.insert(channel_id, peers.iter().map(|p| p.to_string()).collect());
+        }
+    }
+
+    /// Fail unless `peer` takes part in running channel `channel_id` (its
+    /// front-end, back-end or primary node): nobody else may report on it.
+    pub(crate) async fn require_participant(&self, channel_id: u64, peer: &str) -> Result<()> {
+        let map = self.channel_peers.lock().await;
+        match map.get(&channel_id) {
+            Some(peers) if peers.iter().any(|p| p == peer) => Ok(()),
+            Some(_) => bail!("not authorized: {peer} takes no part in channel {channel_id}"),
+            None => bail!("channel {channel_id} is not running"),
         }
     }
 
@@ -291,15 +304,18 @@ fn authorize(peer: &Peer, req: &StationRequest) -> Result<()> {
             (&[Role::Mover, Role::PrimaryNode], "report channel progress")
         }
         R::ChannelDataPath { .. } => (&[Role::Mover], "report a channel's data path"),
+        R::CheckPair { .. } => (&[Role::Mover], "check a pairing"),
         R::Backup { .. } | R::Restore { .. } | R::RestoreAt { .. } | R::Merge { .. } => {
             (&[Role::Client, Role::Operator], "start backups and restores")
         }
         R::LibraryLabel { .. } | R::LibraryExport { .. } | R::LibraryImport { .. } => {
             (&[Role::Operator], "manage the tape library")
         }
-        R::ListAbs | R::ListTapes | R::ListMovers | R::ListSegments { .. } | R::Channels { .. } => {
+        R::ListAbs | R::ListSegments { .. } | R::Channels { .. } | R::ListGrants => {
             (&[Role::Client, Role::Operator], "read the catalog")
         }
+        R::ListTapes | R::ListMovers => (&[Role::Operator], "list the tapes and movers"),
+        R::Grant { .. } | R::Revoke { .. } => (&[Role::Operator], "grant or revoke rights"),
     };
     transport::require_role(peer, allowed, action)?;
     let claimed = match req {
@@ -312,6 +328,35 @@ fn authorize(peer: &Peer, req: &StationRequest) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Fail unless channel `channel_id` writes or reads ABS `abs_id` (a
+/// placement names both; a participant of one channel may not place
+/// segments of another's ABS).
+async fn require_channel_of(st: &Arc<Station>, channel_id: u64, abs_id: u64) -> Result<()> {
+    let row = st
+        .catalog
+        .channel(i64::try_from(channel_id)?)
+        .await?
+        .ok_or_else(|| anyhow!("no channel {channel_id}"))?;
+    if u64::try_from(row.abs_id).ok() != Some(abs_id) {
+        bail!(
+            "not authorized: channel {channel_id} writes ABS {}, not ABS {abs_id}",
+            row.abs_id
+        );
+    }
+    Ok(())
+}
+
+/// Fail unless `access` may see ABS `id`.
+async fn require_visible_abs(st: &Arc<Station>, access: &Access, id: u64) -> Result<()> {
+    let row = st.catalog.load_abs(i64::try_from(id)?).await?;
+    match row {
+        Some(a) if access.may_see(&a.primary_node, &a.object_name) => Ok(()),
+        _ if access.is_operator() => Ok(()),
+        // The same answer whether the ABS exists or not.
+        _ => bail!("not authorized: no ABS {id} this client has a grant on"),
+    }
 }
 
 async fn dispatch(st: Arc<Station>, conn: quinn::Connection, peer: Peer, req: StationRequest, send: &mut FramedSend) {
@@ -402,19 +447,25 @@ async fn handle(st: &Arc<Station>, conn: quinn::Connection, peer: &Peer, req: St
             bytes,
         } => library::continue_media_set(st, &peer.name, &drive, &tape_label, files, bytes).await?,
         R::SegmentPlaced(p) => {
+            st.require_participant(p.channel_id, &peer.name).await?;
+            require_channel_of(st, p.channel_id, p.abs_id).await?;
             library::record_segment(st, &p).await?;
             StationReply::Ok
         }
         R::MetadataPlaced {
+            channel_id,
             abs_id,
             tape_label,
             tape_file,
             ..
         } => {
+            st.require_participant(channel_id, &peer.name).await?;
+            require_channel_of(st, channel_id, abs_id).await?;
             library::record_metadata(st, abs_id, &tape_label, tape_file).await?;
             StationReply::Ok
         }
         R::ChannelProgress { channel_id, bytes, .. } => {
+            st.require_participant(channel_id, &peer.name).await?;
             st.note(channel_id, ChannelNote::Progress { bytes }).await;
             StationReply::Ok
         }
@@ -424,6 +475,7 @@ async fn handle(st: &Arc<Station>, conn: quinn::Connection, peer: &Peer, req: St
             tracks,
             segments,
         } => {
+            st.require_participant(channel_id, &peer.name).await?;
             st.note(
                 channel_id,
                 ChannelNote::Finished {
@@ -436,6 +488,7 @@ async fn handle(st: &Arc<Station>, conn: quinn::Connection, peer: &Peer, req: St
             StationReply::Ok
         }
         R::ChannelFailed { channel_id, reason } => {
+            st.require_participant(channel_id, &peer.name).await?;
             tracing::warn!(channel_id, peer = %peer.name, %reason, "channel failure reported");
             st.note(channel_id, ChannelNote::Failed { reason }).await;
             StationReply::Ok
@@ -445,13 +498,19 @@ async fn handle(st: &Arc<Station>, conn: quinn::Connection, peer: &Peer, req: St
             shared,
             detail,
         } => {
+            st.require_participant(channel_id, &peer.name).await?;
             let id = i64::try_from(channel_id).map_err(|_| anyhow::anyhow!("channel id {channel_id} out of range"))?;
             let note = format!("data path: {detail}");
             let recorded = st.catalog.note_channel(id, &peer.name, &note).await?;
             tracing::info!(channel_id, peer = %peer.name, shared, recorded, "channel data path");
             StationReply::Ok
         }
-        R::ListAbs => StationReply::Abs(listing::abs(st).await?),
+        R::ListAbs => {
+            let access = Access::of(st, peer).await?;
+            let mut all = listing::abs(st).await?;
+            all.retain(|a| access.may_see(&a.primary, &a.object_name));
+            StationReply::Abs(all)
+        }
         R::ListTapes => StationReply::Tapes(listing::tapes(st).await?),
         R::ListMovers => StationReply::Movers(listing::movers(st).await?),
         R::LibraryLabel { pool, count } => {
@@ -466,9 +525,97 @@ async fn handle(st: &Arc<Station>, conn: quinn::Connection, peer: &Peer, req: St
             let label = library_admin::import(st, &path, &pool).await?;
             StationReply::Tapes(listing::tapes_named(st, &[label]).await?)
         }
-        R::ListSegments { abs_id } => StationReply::Segments(listing::segments(st, abs_id).await?),
-        R::Channels { channel_id: None } => StationReply::Channels(listing::channels(st).await?),
-        R::Channels { channel_id: Some(id) } => listing::history(st, id).await?,
+        R::ListSegments { abs_id } => {
+            let access = Access::of(st, peer).await?;
+            match abs_id {
+                None if !access.is_operator() => {
+                    bail!("not authorized: every segment of the catalog is for operators; name an ABS (--abs N)")
+                }
+                None => {}
+                Some(id) => require_visible_abs(st, &access, id).await?,
+            }
+            StationReply::Segments(listing::segments(st, abs_id).await?)
+        }
+        R::Channels { channel_id } => {
+            let access = Access::of(st, peer).await?;
+            let visible: Option<std::collections::HashSet<u64>> = if access.is_operator() {
+                None
+            } else {
+                let all = listing::abs(st).await?;
+                Some(
+                    all.into_iter()
+                        .filter(|a| access.may_see(&a.primary, &a.object_name))
+                        .map(|a| a.abs_id)
+                        .collect(),
+                )
+            };
+            match channel_id {
+                None => {
+                    let mut all = listing::channels(st).await?;
+                    if let Some(v) = &visible {
+                        all.retain(|c| v.contains(&c.abs_id));
+                    }
+                    StationReply::Channels(all)
+                }
+                Some(id) => {
+                    let reply = listing::history(st, id).await?;
+                    if let (Some(v), StationReply::History { channel, .. }) = (&visible, &reply) {
+                        if !v.contains(&channel.abs_id) {
+                            bail!(
+                                "not authorized: channel {id} belongs to an object {} has no grant on",
+                                peer.name
+                            );
+                        }
+                    }
+                    reply
+                }
+            }
+        }
+        R::Grant {
+            client,
+            primary,
+            object,
+            backup,
+            restore,
+        } => {
+            st.catalog
+                .grant(&client, &primary, object.as_deref(), backup, restore, &peer.name)
+                .await?;
+            tracing::info!(by = %peer.name, %client, %primary, ?object, backup, restore, "granted");
+            StationReply::Grants(listing::grants(st, Some(&client)).await?)
+        }
+        R::Revoke {
+            client,
+            primary,
+            object,
+            backup,
+            restore,
+        } => {
+            if !st
+                .catalog
+                .revoke(&client, &primary, object.as_deref(), backup, restore)
+                .await?
+            {
+                let scope = object.map(|o| format!(" object {o}")).unwrap_or_default();
+                bail!("client {client} has no grant on {primary}{scope} to revoke");
+            }
+            tracing::info!(by = %peer.name, %client, %primary, backup, restore, "revoked");
+            StationReply::Grants(listing::grants(st, Some(&client)).await?)
+        }
+        R::CheckPair { front_end } => {
+            let pairs = st.catalog.list_pairs().await?;
+            if !pairs.iter().any(|p| p.fe_name == front_end && p.be_name == peer.name) {
+                bail!(
+                    "not authorized: {front_end} is not a front-end of back-end {}",
+                    peer.name
+                );
+            }
+            StationReply::Ok
+        }
+        R::ListGrants => {
+            let own = (peer.role != Role::Operator).then_some(peer.name.as_str());
+            StationReply::Grants(listing::grants(st, own).await?)
+        }
         R::Backup { .. } | R::Restore { .. } | R::RestoreAt { .. } | R::Merge { .. } => {
             bail!("internal: backups, restores and merges are streamed")
         }

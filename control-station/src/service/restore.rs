@@ -17,12 +17,14 @@ use anyhow::{anyhow, bail, Context, Result};
 use futures::stream::{FuturesUnordered, StreamExt};
 use proto::abs::{RemapTable, VolumeRef};
 use proto::wire::{
-    ChannelEvent, Command, PeerAddr, RestoreChannel, RestoreOrder, RestoreTarget, SegmentRef, StationReply,
+    ChannelEvent, ChannelToken, Command, PeerAddr, RestoreChannel, RestoreOrder, RestoreTarget, SegmentRef,
+    StationReply,
 };
 use tokio::sync::mpsc;
 use transport::FramedSend;
 use transport::Peer;
 
+use super::access::Access;
 use super::backup::{chain_members, transition, EventSink};
 use super::{library, registry, ChannelNote, Station};
 use crate::catalog::{DriveRow, PairRow, SegmentRow, ABS_COMPLETE, STATION_ACTOR};
@@ -50,7 +52,16 @@ pub(crate) async fn run(
     send: &mut FramedSend,
 ) {
     let started = Instant::now();
-    let event = match restore_chain(&st, client, wanted, target, drives, send, started).await {
+    if let RestoreTarget::File { name, .. } = &target {
+        if let Err(reason) = proto::wire::check_restore_file_name(name) {
+            let _ = send.send(&StationReply::Event(ChannelEvent::Failed { reason })).await;
+            return;
+        }
+    }
+    // One id for every stream of this request, so the node writes them
+    // into one file.
+    let job: u64 = rand::random();
+    let event = match restore_chain(&st, client, wanted, target, drives, job, send, started).await {
         Ok(ev) => ev,
         Err(e) => ChannelEvent::Failed {
             reason: format!("{e:#}"),
@@ -99,13 +110,16 @@ async fn restore_chain(
     wanted: Wanted,
     target: RestoreTarget,
     drives: u32,
+    job: u64,
     send: &mut FramedSend,
     started: Instant,
 ) -> Result<ChannelEvent> {
+    let access = Access::of(st, client).await?;
     let chain = match wanted {
         Wanted::Abs(abs_id) => {
             let id = i64::try_from(abs_id)?;
             let abs = complete_abs(st, id).await?;
+            access.require_restore(&abs.primary_node, &abs.object_name, &target)?;
             if abs.base_abs_id.is_none() {
                 vec![id]
             } else {
@@ -118,6 +132,7 @@ async fn restore_chain(
             object_name,
             at_unix_ms,
         } => {
+            access.require_restore(&primary, &object_name, &target)?;
             // A time in milliseconds covers its whole millisecond: the time
             // `smapp list` prints for a backup selects that backup.
             let at = match at_unix_ms {
@@ -143,7 +158,7 @@ async fn restore_chain(
     }
     let mut totals = LaneTotals::default();
     for id in chain {
-        let ev = restore(st, client, id as u64, target.clone(), drives, send, started).await?;
+        let ev = restore(st, client, id as u64, target.clone(), drives, job, send, started).await?;
         if let ChannelEvent::Finished {
             bytes,
             tracks,
@@ -204,6 +219,7 @@ pub(crate) struct RestoreJob<'a> {
     map: &'a proto::abs::AbsMap,
     remap: &'a RemapTable,
     target: &'a RestoreTarget,
+    job: u64,
     dest_node: &'a str,
     segments: &'a HashMap<u32, SegmentRow>,
 }
@@ -215,6 +231,7 @@ async fn restore(
     abs_id: u64,
     target: RestoreTarget,
     drives: u32,
+    job: u64,
     send: &mut FramedSend,
     started: Instant,
 ) -> Result<ChannelEvent> {
@@ -314,6 +331,7 @@ async fn restore(
         map: &map,
         remap: &remap,
         target: &target,
+        job,
         dest_node: &dest_node,
         segments: &by_seq,
     };
@@ -555,6 +573,8 @@ pub(crate) async fn read_tapes_on<E: EventSink>(
                 })
                 .collect();
             let group_tracks: u64 = files.iter().map(|s| s.track_count as u64).sum();
+            // The channel's capability: only the front-end and the node learn it.
+            let token: ChannelToken = rand::random();
             let open = RestoreChannel {
                 channel_id: channel_id as u64,
                 abs_id: r.abs_id,
@@ -564,6 +584,11 @@ pub(crate) async fn read_tapes_on<E: EventSink>(
                 },
                 drive: drive.name.clone(),
                 files: refs,
+                primary: match &into {
+                    ReadInto::Primary(job) => job.dest_node.to_string(),
+                    _ => String::new(),
+                },
+                token,
             };
             let reading = format!("reading {} files of tape {}", files.len(), tape.label);
             match &into {
@@ -583,6 +608,8 @@ pub(crate) async fn read_tapes_on<E: EventSink>(
                         remap: job.remap.clone(),
                         target: job.target.clone(),
                         tracks: group_tracks,
+                        job: job.job,
+                        token,
                     };
                     st.command_ok(job.dest_node, &Command::ReceiveRestore(order))
                         .await

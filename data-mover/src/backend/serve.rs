@@ -114,10 +114,15 @@ async fn write(mover: &Arc<Mover>, req: BackEndRequest, recv: &mut FramedRecv) -
                 .summary
                 .ok_or_else(|| anyhow!("the drive did not verify segment {seq} of ABS {abs_id}"))?;
             if summary.crc32c != crc32c {
-                bail!(
-                    "segment {seq} of ABS {abs_id} has CRC32C {:08x}; the front-end announced {crc32c:08x}",
-                    summary.crc32c
+                // The reply does not echo what the bytes hash to; the log does.
+                tracing::warn!(
+                    seq,
+                    abs_id,
+                    found = summary.crc32c,
+                    announced = crc32c,
+                    "segment CRC32C mismatch"
                 );
+                bail!("segment {seq} of ABS {abs_id} does not match the CRC32C the front-end announced ({crc32c:08x})");
             }
             let (label, entry) = (placed.tape_label, placed.entry);
             metrics::counter!("dmc_be_segments_written_total").increment(1);

@@ -69,8 +69,50 @@ pub enum RestoreTarget {
         primary: String,
         allocation: Vec<ObjectExtent>,
     },
-    /// A plain file (path on the primary node), in logical order.
-    File { primary: String, path: String },
+    /// A plain file in the primary node's restore directory, in logical
+    /// order: `name` is a file name, never a path (see
+    /// [`check_restore_file_name`]); an existing file is written over only
+    /// with `replace`.
+    File {
+        primary: String,
+        name: String,
+        replace: bool,
+    },
+}
+
+/// A channel's capability: random bytes the station issues for one
+/// channel and gives only to its participants (front-end, primary node).
+/// A front-end accepts a channel's stream only from the assigned node
+/// presenting it.
+pub type ChannelToken = [u8; 16];
+
+/// Compare two tokens in time independent of where they differ.
+pub fn tokens_equal(a: &ChannelToken, b: &ChannelToken) -> bool {
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Longest restore file name, bytes.
+pub const MAX_RESTORE_FILE_NAME: usize = 255;
+
+/// A restore file name is one plain file name: not empty, not `.` or `..`,
+/// no `/`, no NUL, at most [`MAX_RESTORE_FILE_NAME`] bytes. The primary
+/// node decides the directory.
+pub fn check_restore_file_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("restore file name is empty: expected a file name".into());
+    }
+    if name.len() > MAX_RESTORE_FILE_NAME {
+        return Err(format!(
+            "restore file name of {} bytes: at most {MAX_RESTORE_FILE_NAME}",
+            name.len()
+        ));
+    }
+    if name == "." || name == ".." || name.contains('/') || name.contains('\0') {
+        return Err(format!(
+            "restore file name {name:?}: a file name, not a path (the primary node restores into its own --restore-dir)"
+        ));
+    }
+    Ok(())
 }
 
 /// How a client names the object to back up.
@@ -206,6 +248,44 @@ pub enum StationRequest {
     Channels {
         channel_id: Option<u64>,
     },
+    /// Operator: give `client` rights on `primary`'s objects (`object`:
+    /// one object; None: every object of the node, and its volumes as
+    /// restore destinations). Rights add to what the client had.
+    Grant {
+        client: String,
+        primary: String,
+        object: Option<String>,
+        backup: bool,
+        restore: bool,
+    },
+    /// Operator: take rights away (both when neither is named).
+    Revoke {
+        client: String,
+        primary: String,
+        object: Option<String>,
+        backup: bool,
+        restore: bool,
+    },
+    /// Operator: every grant; a client: its own.
+    ListGrants,
+    /// A back-end asks whether `front_end`, which connected to it, is
+    /// paired with it (it serves segments only to its own front-ends).
+    CheckPair {
+        front_end: String,
+    },
+}
+
+/// One grant: what a client may do on a primary node's objects.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct GrantInfo {
+    pub client: String,
+    pub primary: String,
+    /// Empty: every object of the node.
+    pub object: String,
+    pub backup: bool,
+    pub restore: bool,
+    pub granted_by: String,
+    pub granted_at: String,
 }
 
 /// Where a back-end put one segment (reported after the tape was synced).
@@ -244,6 +324,7 @@ pub enum StationReply {
     Movers(Vec<MoverInfo>),
     Segments(Vec<SegmentInfo>),
     Channels(Vec<ChannelInfo>),
+    Grants(Vec<GrantInfo>),
     History {
         channel: ChannelInfo,
         transitions: Vec<TransitionInfo>,
@@ -412,6 +493,8 @@ pub enum Command {
         front_end: PeerAddr,
         map: AbsMap,
         tracks: TrackSet,
+        /// The channel's capability, presented to the front-end.
+        token: ChannelToken,
     },
     /// Primary node: receive a restore stream from a front-end and write it.
     ReceiveRestore(RestoreOrder),
@@ -490,6 +573,10 @@ pub struct BackupChannel {
     /// A synthetic full's chain tip (0 otherwise).
     pub merged_from_abs_id: u64,
     pub created_unix: u64,
+    /// The primary node that will send the tracks (empty: none, a merge).
+    pub primary: String,
+    /// The channel's capability the node must present.
+    pub token: ChannelToken,
 }
 
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
@@ -500,6 +587,10 @@ pub struct RestoreChannel {
     pub drive: String,
     /// Tape files to read, in position order.
     pub files: Vec<SegmentRef>,
+    /// The primary node that will fetch the stream (empty: none, a merge).
+    pub primary: String,
+    /// The channel's capability the node must present.
+    pub token: ChannelToken,
 }
 
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
@@ -520,6 +611,12 @@ pub struct RestoreOrder {
     /// Destination volume names (remap `Volume(i)` = `volumes[i]`) or a file.
     pub target: RestoreTarget,
     pub tracks: u64,
+    /// The restore request this stream belongs to (random, shared by every
+    /// drive's stream and every member of a chain): streams of one job
+    /// write into the same restore file.
+    pub job: u64,
+    /// The channel's capability, presented to the front-end.
+    pub token: ChannelToken,
 }
 
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
@@ -564,9 +661,11 @@ pub enum TrackStreamOpen {
         channel_id: u64,
         abs_id: u64,
         window: u64,
+        token: ChannelToken,
     },
     Restore {
         channel_id: u64,
+        token: ChannelToken,
     },
 }
 

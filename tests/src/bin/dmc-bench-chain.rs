@@ -102,14 +102,12 @@ async fn main() -> Result<()> {
     let (inc2, inc2_s) = timed(&cluster, &backup("incremental"))?;
     let (merged, merge_s) = timed(&cluster, &["merge", "--primary", PRIMARY, "--object", "vol0"])?;
 
-    let restored = work.join("restored");
-    std::fs::create_dir_all(&restored)?;
-    let chain_file = restored.join("chain.img");
+    let chain_file = cluster.restored("chain.img");
     let inc2_id = inc2["abs_id"].to_string();
-    let to = |p: &Path| format!("{PRIMARY}:{}", p.display());
+    let to = |p: &Path| cluster.to_file(p);
     let (_, chain_s) = timed(&cluster, &["restore", &inc2_id, "--to-file", &to(&chain_file)])?;
     same(&chain_file, &vol0).context("the chain restore")?;
-    let syn_file = restored.join("synthetic.img");
+    let syn_file = cluster.restored("synthetic.img");
     let merged_id = merged["abs_id"].to_string();
     let (_, syn_s) = timed(&cluster, &["restore", &merged_id, "--to-file", &to(&syn_file)])?;
     same(&syn_file, &vol0).context("the synthetic full's restore")?;

@@ -201,7 +201,7 @@ async fn scaling(work: &Path, drive_mbs: f64, restore_mib: u64) -> Result<Scalin
     let mut rows = Vec::new();
     let mut restored = PathBuf::new();
     for drives in [1u32, 2, 4] {
-        let dest = work.join(format!("restored-{drives}.bin"));
+        let dest = cluster.restored(&format!("restored-{drives}.bin"));
         let t = Instant::now();
         scenario::restore_and_verify_with(
             &cluster,

@@ -171,7 +171,7 @@ async fn main_async() -> Result<()> {
     let mut cluster = Cluster::start(&work, &scenario::cluster_spec(&layout, &spec)).await?;
 
     let runs: usize = arg("--runs").map(|s| s.parse()).transpose()?.unwrap_or(3).max(1);
-    let restored = layout.dir.join("restored.bin");
+    let restored = cluster.restored("restored.bin");
     let mut ours: Vec<Run> = Vec::new();
     let mut last = None;
     for run in 1..=runs {

@@ -76,13 +76,14 @@ async fn main() -> Result<()> {
     for (name, kb) in rss {
         println!("   peak RSS {name}: {:.1} MiB", kb as f64 / 1024.0);
     }
-    println!("== the catalog:");
+    println!("== the catalog, as the operator sees it:");
     let smapp = bin_dir()?.join("smapp");
     let base = |c: &mut Command| {
         c.arg("--station")
             .arg(cluster.station.to_string())
             .arg("--pki")
-            .arg(&cluster.pki);
+            .arg(&cluster.pki)
+            .args(["--name", "operator"]);
     };
     for args in [vec!["list", "abs"], vec!["list", "segments"], vec!["channels"]] {
         let mut c = Command::new(&smapp);

@@ -1,0 +1,264 @@
+//! Issue 10, finding 3: a channel's reports are accepted only from its
+//! participants. While a real backup runs, a rogue mover and a rogue
+//! primary node (real certificates of those roles, taking part in nothing)
+//! try to finish it, fail it, and place segments for it; a participant
+//! tries to place a segment of another ABS. All are refused, and the backup
+//! completes and restores byte-identical.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use dmc_tests::cluster::{bin, Cluster, ClusterSpec, CLIENT, FE, PRIMARY, ROGUE_MOVER, ROGUE_NODE, STATION};
+use dmc_tests::fixture;
+use proto::wire::{
+    BackEndReply, BackEndRequest, SegmentPlacement, StationReply, StationRequest, TrackAck, TrackStreamOpen,
+    MAX_CONTROL_FRAME, MAX_DATA_FRAME,
+};
+use transport::{Identity, Role};
+
+/// Send one request to the station with `name`'s certificate; the reply.
+async fn ask(cluster: &Cluster, name: &str, req: &StationRequest) -> StationReply {
+    let id = Identity::load(&cluster.pki, name).unwrap();
+    let ep = transport::bind("127.0.0.1:0".parse().unwrap(), &id).unwrap();
+    let (conn, _) = transport::connect(&ep, cluster.station, STATION, Role::Station)
+        .await
+        .unwrap();
+    let (mut s, mut r) = transport::open_bi(&conn, MAX_CONTROL_FRAME).await.unwrap();
+    s.send(req).await.unwrap();
+    r.recv::<StationReply>().await.unwrap().unwrap()
+}
+
+async fn refused(cluster: &Cluster, name: &str, req: &StationRequest, words: &str) {
+    match ask(cluster, name, req).await {
+        StationReply::Error { message } => assert!(message.contains(words), "{name} {req:?}: {message}"),
+        other => panic!("{name} {req:?} was accepted: {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn only_a_channels_participants_report_on_it() {
+    let work = tempfile::tempdir().unwrap();
+    let vol = work.path().join("vol0.img");
+    fixture::make_volume(&vol, 16 << 20, 5).unwrap();
+    let mut spec = ClusterSpec::new(vec![("vol0".into(), vol.clone())], 4096, 65536, 1 << 20);
+    // 16 MiB at 4 MB/s: the backup runs for about four seconds.
+    spec.pn_args = vec!["--stream-rate".into(), "4".into()];
+    let mut cluster = Cluster::start(work.path(), &spec).await.unwrap();
+
+    let backup = Command::new(bin("smapp").unwrap())
+        .args(["--station", &cluster.station.to_string(), "--name", CLIENT, "--json"])
+        .arg("--pki")
+        .arg(&cluster.pki)
+        .args(["backup", "--primary", PRIMARY, "--object", "db1", "--volume", "vol0"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait (on the catalog, not on time) until its channel is writing.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let (channel_id, abs_id) = loop {
+        let chans = cluster.operator(&["channels"]).unwrap();
+        if let Some(c) = chans.iter().find(|c| c["kind"] == "backup" && c["state"] == "writing") {
+            break (c["channel_id"].as_u64().unwrap(), c["abs_id"].as_u64().unwrap());
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no backup channel started writing: {chans:?}"
+        );
+        tokio::task::yield_now().await;
+    };
+
+    let finish = StationRequest::ChannelFinished {
+        channel_id,
+        data_bytes: 0,
+        tracks: 0,
+        segments: 0,
+    };
+    let fail = StationRequest::ChannelFailed {
+        channel_id,
+        reason: "rogue".into(),
+    };
+    let progress = StationRequest::ChannelProgress {
+        channel_id,
+        bytes: 1 << 40,
+        tracks: 0,
+    };
+    let placement = |abs_id| SegmentPlacement {
+        channel_id,
+        abs_id,
+        seq: 0,
+        tape_label: "DM0001".into(),
+        tape_file: 1,
+        bytes: 1,
+        data_bytes: 1,
+        track_count: 1,
+        crc32c: 0,
+    };
+    let metadata = StationRequest::MetadataPlaced {
+        channel_id,
+        abs_id,
+        tape_label: "DM0001".into(),
+        tape_file: 1,
+        bytes: 1,
+    };
+    for req in [&finish, &fail, &progress, &metadata] {
+        refused(&cluster, ROGUE_MOVER, req, "takes no part").await;
+    }
+    refused(
+        &cluster,
+        ROGUE_MOVER,
+        &StationRequest::SegmentPlaced(placement(abs_id)),
+        "takes no part",
+    )
+    .await;
+    for req in [&finish, &fail, &progress] {
+        refused(&cluster, ROGUE_NODE, req, "takes no part").await;
+    }
+    // A participant may not place a segment of another ABS.
+    refused(
+        &cluster,
+        FE,
+        &StationRequest::SegmentPlaced(placement(abs_id + 100)),
+        "not ABS",
+    )
+    .await;
+
+    // The front-end gives the channel's stream only to its node with the
+    // channel's token: a rogue node guessing is refused, and the channel
+    // stays for its owner (the backup below completes).
+    let fe_addr = cluster.mover_address(FE).unwrap().unwrap().parse().unwrap();
+    let rogue_node = Identity::load(&cluster.pki, ROGUE_NODE).unwrap();
+    let ep = transport::bind("127.0.0.1:0".parse().unwrap(), &rogue_node).unwrap();
+    let (conn, _) = transport::connect(&ep, fe_addr, FE, Role::Mover).await.unwrap();
+    let (mut s, mut r) = transport::open_bi(&conn, MAX_DATA_FRAME).await.unwrap();
+    s.send(&TrackStreamOpen::Restore {
+        channel_id,
+        token: [0; 16],
+    })
+    .await
+    .unwrap();
+    match r.recv::<TrackAck>().await.unwrap() {
+        Some(TrackAck::Failed { reason }) => assert!(reason.contains("with that token"), "{reason}"),
+        other => panic!("a rogue node opened channel {channel_id}: {other:?}"),
+    }
+    let (mut s, mut r) = transport::open_bi(&conn, MAX_DATA_FRAME).await.unwrap();
+    s.send(&TrackStreamOpen::Backup {
+        channel_id,
+        abs_id,
+        window: 1,
+        token: [0; 16],
+    })
+    .await
+    .unwrap();
+    assert!(matches!(
+        r.recv::<TrackAck>().await.unwrap(),
+        Some(TrackAck::Failed { .. })
+    ));
+
+    // A back-end serves only its own front-ends: a rogue mover is cut off
+    // before it can ask for anything.
+    let be_addr = cluster.mover_address("be1").unwrap().unwrap().parse().unwrap();
+    let rogue = Identity::load(&cluster.pki, ROGUE_MOVER).unwrap();
+    let ep = transport::bind("127.0.0.1:0".parse().unwrap(), &rogue).unwrap();
+    let (conn, _) = transport::connect(&ep, be_addr, "be1", Role::Mover).await.unwrap();
+    let answered = async {
+        let (mut s, mut r) = transport::open_bi(&conn, MAX_DATA_FRAME).await?;
+        s.send(&BackEndRequest::Pair {
+            token_name: ".pair-00000000000000000000000000000000".into(),
+            token: vec![0; 32],
+        })
+        .await?;
+        r.recv::<BackEndReply>().await
+    }
+    .await;
+    assert!(
+        !matches!(answered, Ok(Some(_))),
+        "be1 answered a rogue mover: {answered:?}"
+    );
+
+    // The backup was not disturbed: it completes, and restores identical.
+    let out = backup.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let dest = cluster.restored("db1.img");
+    cluster
+        .smapp(&["restore", &abs_id.to_string(), "--to-file", &cluster.to_file(&dest)])
+        .unwrap();
+    assert_eq!(std::fs::read(&dest).unwrap(), std::fs::read(&vol).unwrap());
+    let refusals = cluster.log(STATION).matches("takes no part").count();
+    assert!(refusals >= 8, "refusals are logged ({refusals})");
+    assert!(cluster.log("be1").contains("does not serve rogue"));
+    cluster.stop();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_finished_report_completes_nothing_that_is_not_on_tape() {
+    let work = tempfile::tempdir().unwrap();
+    let vol = work.path().join("vol0.img");
+    fixture::make_volume(&vol, 16 << 20, 6).unwrap();
+    let mut spec = ClusterSpec::new(vec![("vol0".into(), vol.clone())], 4096, 65536, 1 << 20);
+    spec.pn_args = vec!["--stream-rate".into(), "4".into()];
+    let mut cluster = Cluster::start(work.path(), &spec).await.unwrap();
+    let backup = Command::new(bin("smapp").unwrap())
+        .args(["--station", &cluster.station.to_string(), "--name", CLIENT, "--json"])
+        .arg("--pki")
+        .arg(&cluster.pki)
+        .args(["backup", "--primary", PRIMARY, "--object", "db1", "--volume", "vol0"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let (channel_id, abs_id) = loop {
+        let chans = cluster.operator(&["channels"]).unwrap();
+        if let Some(c) = chans.iter().find(|c| c["kind"] == "backup" && c["state"] == "writing") {
+            break (c["channel_id"].as_u64().unwrap(), c["abs_id"].as_u64().unwrap());
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no backup channel started writing: {chans:?}"
+        );
+        tokio::task::yield_now().await;
+    };
+    // Its own front-end (a participant) claims the ABS finished, with every
+    // track, while most of it is not on tape yet.
+    let placed = cluster
+        .operator(&["list", "segments", "--abs", &abs_id.to_string()])
+        .unwrap()
+        .len() as u32;
+    let reply = ask(
+        &cluster,
+        FE,
+        &StationRequest::ChannelFinished {
+            channel_id,
+            data_bytes: 16 << 20,
+            tracks: 256,
+            segments: placed,
+        },
+    )
+    .await;
+    assert!(matches!(reply, StationReply::Ok), "{reply:?}");
+    let out = backup.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "the backup completed on a report alone");
+    assert!(
+        err.contains("incomplete") || err.contains("segments but the catalog has"),
+        "{err}"
+    );
+    let abs = cluster.operator(&["list", "abs"]).unwrap();
+    let row = abs.iter().find(|a| a["abs_id"] == abs_id).unwrap();
+    assert!(row["state"].is_string() && row["state"] != "complete", "{row}");
+    let out = cluster
+        .smapp_as(
+            CLIENT,
+            &[
+                "restore",
+                &abs_id.to_string(),
+                "--to-file",
+                &format!("{PRIMARY}:db1.img"),
+            ],
+        )
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not complete"));
+    cluster.stop();
+}

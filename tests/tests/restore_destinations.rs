@@ -1,0 +1,162 @@
+//! Issue 10, finding 1: a restore into a file writes only where the primary
+//! node allows — a plain name in its own `--restore-dir`. A client (even
+//! one that bypasses `smapp` and sends the request itself) cannot make the
+//! node write a path of its choosing, follow a planted symlink, overwrite
+//! an existing file without asking, or write a served volume behind its
+//! change map.
+
+use std::time::Duration;
+
+use dmc_tests::cluster::{Cluster, ClusterSpec, CLIENT, PRIMARY, STATION};
+use dmc_tests::fixture;
+use proto::wire::{ChannelEvent, RestoreTarget, StationReply, StationRequest, MAX_CONTROL_FRAME};
+use transport::{Identity, Role};
+
+async fn cluster_with_backup(work: &std::path::Path) -> (Cluster, u64, Vec<u8>) {
+    let vol = work.join("vol0.img");
+    fixture::make_volume(&vol, 2 << 20, 3).unwrap();
+    let spec = ClusterSpec::new(vec![("vol0".into(), vol.clone())], 4096, 65536, 1 << 20);
+    let cluster = Cluster::start(work, &spec).await.unwrap();
+    let out = cluster
+        .smapp(&["backup", "--primary", PRIMARY, "--object", "db1", "--volume", "vol0"])
+        .unwrap();
+    let abs_id = out.last().unwrap()["abs_id"].as_u64().unwrap();
+    let image = std::fs::read(&vol).unwrap();
+    (cluster, abs_id, image)
+}
+
+/// Send a restore request as the client would, without `smapp`'s own
+/// checks; returns the final event.
+async fn raw_restore(cluster: &Cluster, abs_id: u64, name: &str) -> ChannelEvent {
+    let client = Identity::load(&cluster.pki, CLIENT).unwrap();
+    let ep = transport::bind("127.0.0.1:0".parse().unwrap(), &client).unwrap();
+    let (conn, _) = transport::connect(&ep, cluster.station, STATION, Role::Station)
+        .await
+        .unwrap();
+    let (mut s, mut r) = transport::open_bi(&conn, MAX_CONTROL_FRAME).await.unwrap();
+    s.send(&StationRequest::Restore {
+        abs_id,
+        target: RestoreTarget::File {
+            primary: PRIMARY.into(),
+            name: name.into(),
+            replace: true,
+        },
+        drives: 1,
+    })
+    .await
+    .unwrap();
+    loop {
+        match tokio::time::timeout(Duration::from_secs(60), r.recv::<StationReply>())
+            .await
+            .unwrap()
+        {
+            Ok(Some(StationReply::Event(ev @ (ChannelEvent::Failed { .. } | ChannelEvent::Finished { .. })))) => {
+                return ev
+            }
+            Ok(Some(StationReply::Error { message })) => return ChannelEvent::Failed { reason: message },
+            Ok(Some(_)) => continue,
+            other => panic!("restore request: {other:?}"),
+        }
+    }
+}
+
+fn failed_with(ev: &ChannelEvent, words: &str) {
+    match ev {
+        ChannelEvent::Failed { reason } => assert!(reason.contains(words), "{reason}"),
+        other => panic!("expected a refusal ({words}), got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restore_writes_only_a_new_file_in_the_nodes_restore_directory() {
+    let work = tempfile::tempdir().unwrap();
+    let (mut cluster, abs_id, image) = cluster_with_backup(work.path()).await;
+    let outside = work.path().join("outside.txt");
+    std::fs::write(&outside, b"not yours").unwrap();
+
+    // Paths instead of names: refused before anything is written, even when
+    // the client sends the request itself.
+    for bad in [
+        outside.to_string_lossy().into_owned(),
+        "../outside.txt".to_string(),
+        "sub/dir.img".to_string(),
+        "..".to_string(),
+    ] {
+        failed_with(&raw_restore(&cluster, abs_id, &bad).await, "not a path");
+    }
+    let out = cluster
+        .smapp_as(
+            CLIENT,
+            &[
+                "restore",
+                &abs_id.to_string(),
+                "--to-file",
+                &format!("{PRIMARY}:/etc/cron.d/x"),
+            ],
+        )
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a path"));
+    assert_eq!(std::fs::read(&outside).unwrap(), b"not yours");
+
+    // A symlink planted in the restore directory is not followed, with or
+    // without --replace.
+    std::os::unix::fs::symlink(&outside, cluster.restored("planted.img")).unwrap();
+    failed_with(
+        &raw_restore(&cluster, abs_id, "planted.img").await,
+        "symlinks are not followed",
+    );
+    let out = cluster
+        .smapp_as(
+            CLIENT,
+            &[
+                "restore",
+                &abs_id.to_string(),
+                "--to-file",
+                &format!("{PRIMARY}:planted.img"),
+            ],
+        )
+        .unwrap();
+    assert!(!out.status.success());
+    assert_eq!(std::fs::read(&outside).unwrap(), b"not yours");
+
+    // A served volume, reached through a hard link in the directory, is
+    // never a file target (it changes only through host writes).
+    let vol = work.path().join("vol0.img");
+    std::fs::hard_link(&vol, cluster.restored("alias.img")).unwrap();
+    failed_with(&raw_restore(&cluster, abs_id, "alias.img").await, "served volumes");
+    assert_eq!(std::fs::read(&vol).unwrap(), image);
+
+    // An existing file is kept unless --replace is given; then replaced.
+    let existing = cluster.restored("db1.img");
+    std::fs::write(&existing, b"yesterday's copy").unwrap();
+    let out = cluster
+        .smapp_as(
+            CLIENT,
+            &["restore", &abs_id.to_string(), "--to-file", &cluster.to_file(&existing)],
+        )
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--replace"));
+    assert_eq!(std::fs::read(&existing).unwrap(), b"yesterday's copy");
+    cluster
+        .smapp(&[
+            "restore",
+            &abs_id.to_string(),
+            "--to-file",
+            &cluster.to_file(&existing),
+            "--replace",
+        ])
+        .unwrap();
+    assert_eq!(std::fs::read(&existing).unwrap(), image);
+
+    // A new name is created, readable only by the node's user.
+    let fresh = cluster.restored("fresh.img");
+    cluster
+        .smapp(&["restore", &abs_id.to_string(), "--to-file", &cluster.to_file(&fresh)])
+        .unwrap();
+    assert_eq!(std::fs::read(&fresh).unwrap(), image);
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&fresh).unwrap().permissions().mode() & 0o777, 0o600);
+    cluster.stop();
+}
