@@ -66,13 +66,49 @@ enum Cmd {
 
 #[derive(Subcommand)]
 enum PkiCmd {
-    /// Create the cluster CA (if absent) and a certificate per component.
+    /// Create the cluster CA in DIR/ca (mode 0700, kept if it exists) and
+    /// each component's key, certificate and the CA certificate in its own
+    /// DIR/NAME (existing components are kept). Give each process only its
+    /// own directory (--pki DIR/NAME).
     Init {
         dir: PathBuf,
         /// NAME:ROLE[:HOST,HOST...] with ROLE one of station, mover,
         /// primary-node, client, operator (repeatable).
-        #[arg(long = "component", required = true)]
+        #[arg(long = "component")]
         components: Vec<String>,
+    },
+    /// Issue one component into its own directory (mode 0700): its key,
+    /// certificate, the CA certificate and the current revocation list.
+    Issue {
+        /// NAME:ROLE[:HOST,HOST...]
+        component: String,
+        /// The CA's directory (DIR/ca of `pki init`).
+        #[arg(long)]
+        ca: PathBuf,
+        /// The component's directory.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// A new key and certificate for a component, same role and hosts.
+    Renew {
+        name: String,
+        #[arg(long)]
+        ca: PathBuf,
+        /// The component's directory.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Revoke a component's certificate: sign a new revocation list and
+    /// copy it into each --publish directory (every process reloads its
+    /// own crl.pem when it changes; the station drops the revoked peer's
+    /// connections).
+    Revoke {
+        name: String,
+        #[arg(long)]
+        ca: PathBuf,
+        /// Component directories to publish the list to (repeatable).
+        #[arg(long)]
+        publish: Vec<PathBuf>,
     },
 }
 
@@ -110,11 +146,49 @@ async fn main_async() -> Result<()> {
                 .iter()
                 .map(|c| parse_component(c))
                 .collect::<Result<Vec<_>>>()?;
-            transport::pki::init(&dir, &comps)
+            transport::pki::init_cluster(&dir, &comps)
                 .with_context(|| format!("creating certificates in {}", dir.display()))?;
+            eprintln!("cluster CA in {}", dir.join("ca").display());
             for c in &comps {
-                eprintln!("certificate for {} ({}) in {}", c.name, c.role.as_str(), dir.display());
+                eprintln!(
+                    "certificate for {} ({}) in {}",
+                    c.name,
+                    c.role.as_str(),
+                    dir.join(&c.name).display()
+                );
             }
+            Ok(())
+        }
+        Cmd::Pki {
+            cmd: PkiCmd::Issue { component, ca, out },
+        } => {
+            let c = parse_component(&component)?;
+            transport::pki::issue_into(&ca, &out, &c, transport::pki::Overwrite::Refuse)
+                .with_context(|| format!("issuing {} into {}", c.name, out.display()))?;
+            eprintln!("certificate for {} ({}) in {}", c.name, c.role.as_str(), out.display());
+            Ok(())
+        }
+        Cmd::Pki {
+            cmd: PkiCmd::Renew { name, ca, out },
+        } => {
+            let c = transport::pki::renew(&ca, &out, &name)
+                .with_context(|| format!("renewing {name} in {}", out.display()))?;
+            eprintln!("renewed {} ({}) in {}", c.name, c.role.as_str(), out.display());
+            Ok(())
+        }
+        Cmd::Pki {
+            cmd: PkiCmd::Revoke { name, ca, publish },
+        } => {
+            let crl = transport::pki::revoke(&ca, &name).with_context(|| format!("revoking {name}"))?;
+            for dir in &publish {
+                transport::pki::publish_crl(&ca, dir)
+                    .with_context(|| format!("publishing the revocation list to {}", dir.display()))?;
+            }
+            eprintln!(
+                "revoked {name}: {} published to {} directories",
+                crl.display(),
+                publish.len()
+            );
             Ok(())
         }
         Cmd::Serve {
@@ -159,7 +233,7 @@ async fn main_async() -> Result<()> {
                 dismount_delay: seconds("dismount-seconds", dismount_seconds)?,
                 slots,
             };
-            serve(Station::new(catalog, cfg), identity).await
+            serve(Station::new(catalog, cfg), identity, pki).await
         }
     }
 }

@@ -127,6 +127,7 @@ async fn main_async() -> Result<()> {
     let identity = transport::Identity::load(&args.pki, &args.name).context("loading this mover's certificate")?;
     let cfg = MoverConfig {
         name: args.name,
+        pki: args.pki,
         role,
         listen: args.listen,
         station: args.station,

@@ -28,6 +28,9 @@ pub const CHUNK: usize = 1 << 20;
 /// Configuration of one mover process.
 pub struct MoverConfig {
     pub name: String,
+    /// This mover's certificate directory (its revocation list is
+    /// reloaded when it changes).
+    pub pki: PathBuf,
     pub role: MoverRole,
     pub listen: SocketAddr,
     pub station: SocketAddr,
@@ -148,6 +151,13 @@ pub async fn run(cfg: MoverConfig, identity: Identity) -> Result<()> {
         spool.discard_back_end_leftovers();
     }
     let endpoint = transport::bind(cfg.listen, &identity).context("binding the QUIC endpoint")?;
+    // New handshakes check the revocation list as it changes.
+    let _revoked = transport::crl::watch(
+        endpoint.clone(),
+        cfg.pki.clone(),
+        identity.name().to_string(),
+        &identity,
+    );
     let mut cfg = cfg;
     cfg.listen = endpoint.local_addr().context("local address")?;
     let link = StationLink::connect(

@@ -97,6 +97,7 @@ async fn main_async() -> Result<()> {
     let identity = transport::Identity::load(&args.pki, &args.name).context("loading this node's certificate")?;
     run(NodeConfig {
         name: args.name,
+        pki: args.pki,
         identity,
         listen: args.listen,
         station: args.station,

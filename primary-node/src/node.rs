@@ -18,6 +18,9 @@ use crate::volume::Volume;
 /// Configuration of one primary node.
 pub struct NodeConfig {
     pub name: String,
+    /// This node's certificate directory (its revocation list is reloaded
+    /// when it changes).
+    pub pki: std::path::PathBuf,
     pub identity: Identity,
     pub listen: SocketAddr,
     pub station: SocketAddr,
@@ -52,6 +55,13 @@ struct Node {
 /// Run until the station link fails for good.
 pub async fn run(cfg: NodeConfig) -> Result<()> {
     let endpoint = transport::bind(cfg.listen, &cfg.identity).context("binding the QUIC endpoint")?;
+    // New handshakes check the revocation list as it changes.
+    let _revoked = transport::crl::watch(
+        endpoint.clone(),
+        cfg.pki.clone(),
+        cfg.identity.name().to_string(),
+        &cfg.identity,
+    );
     let link = StationLink::connect(
         endpoint.clone(),
         cfg.station,

@@ -201,7 +201,7 @@ impl Cluster {
                     cluster.db.url(),
                 ])
                 .arg("--pki")
-                .arg(&pki)
+                .arg(pki.join(STATION))
                 .arg("--library")
                 .arg(&library)
                 .args([
@@ -240,7 +240,7 @@ impl Cluster {
                 &spec.drive_speed.to_string(),
             ]);
             be_cmd.args(&spec.be_args);
-            be_cmd.arg("--pki").arg(&pki);
+            be_cmd.arg("--pki").arg(pki.join(&be));
             let be_spool = if spec.shared_spool {
                 format!("spool-{fe}")
             } else {
@@ -263,7 +263,7 @@ impl Cluster {
                     ])
                     .args(["--back-end", &be, "--segment-size", &spec.segment_size.to_string()])
                     .arg("--pki")
-                    .arg(&pki)
+                    .arg(pki.join(&fe))
                     .arg("--spool")
                     .arg(work.join(format!("spool-{fe}"))),
             )?;
@@ -282,7 +282,7 @@ impl Cluster {
             .arg(&cluster.restore_dir)
             .args(&spec.pn_args)
             .arg("--pki")
-            .arg(&pki);
+            .arg(pki.join(PRIMARY));
         for (name, path) in &spec.volumes {
             pn.arg("--volume").arg(format!("{name}={}", path.display()));
         }
@@ -298,6 +298,12 @@ impl Cluster {
         // test client back up and restore everything of the node.
         cluster.operator(&["grant", CLIENT, "--primary", PRIMARY, "--backup", "--restore"])?;
         Ok(cluster)
+    }
+
+    /// The certificate directory of component `name` (`pki/<name>`; the
+    /// CA is in `pki/ca`).
+    pub fn pki_of(&self, name: &str) -> PathBuf {
+        self.pki.join(name)
     }
 
     /// Where the primary node puts a restore into the file `name`.
@@ -438,7 +444,7 @@ impl Cluster {
         Command::new(bin("smapp")?)
             .args(["--station", &self.station.to_string(), "--name", as_name, "--json"])
             .arg("--pki")
-            .arg(&self.pki)
+            .arg(self.pki_of(as_name))
             .args(args)
             .env("RUST_LOG", "warn")
             .output()

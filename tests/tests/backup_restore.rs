@@ -185,7 +185,7 @@ async fn backup_and_restore_a_scattered_object_through_every_component() {
     assert!(st.success());
     let out = Command::new(&smapp)
         .args(["--station", &cluster.station.to_string(), "--name", "client", "--pki"])
-        .arg(&rogue)
+        .arg(rogue.join("client"))
         .args(["list", "abs"])
         .output()
         .unwrap();

@@ -18,7 +18,7 @@ use transport::{Identity, Role};
 
 /// Send one request to the station with `name`'s certificate; the reply.
 async fn ask(cluster: &Cluster, name: &str, req: &StationRequest) -> StationReply {
-    let id = Identity::load(&cluster.pki, name).unwrap();
+    let id = Identity::load(&cluster.pki_of(name), name).unwrap();
     let ep = transport::bind("127.0.0.1:0".parse().unwrap(), &id).unwrap();
     let (conn, _) = transport::connect(&ep, cluster.station, STATION, Role::Station)
         .await
@@ -48,7 +48,7 @@ async fn only_a_channels_participants_report_on_it() {
     let backup = Command::new(bin("smapp").unwrap())
         .args(["--station", &cluster.station.to_string(), "--name", CLIENT, "--json"])
         .arg("--pki")
-        .arg(&cluster.pki)
+        .arg(cluster.pki_of(CLIENT))
         .args(["backup", "--primary", PRIMARY, "--object", "db1", "--volume", "vol0"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -127,7 +127,7 @@ async fn only_a_channels_participants_report_on_it() {
     // channel's token: a rogue node guessing is refused, and the channel
     // stays for its owner (the backup below completes).
     let fe_addr = cluster.mover_address(FE).unwrap().unwrap().parse().unwrap();
-    let rogue_node = Identity::load(&cluster.pki, ROGUE_NODE).unwrap();
+    let rogue_node = Identity::load(&cluster.pki_of(ROGUE_NODE), ROGUE_NODE).unwrap();
     let ep = transport::bind("127.0.0.1:0".parse().unwrap(), &rogue_node).unwrap();
     let (conn, _) = transport::connect(&ep, fe_addr, FE, Role::Mover).await.unwrap();
     let (mut s, mut r) = transport::open_bi(&conn, MAX_DATA_FRAME).await.unwrap();
@@ -158,7 +158,7 @@ async fn only_a_channels_participants_report_on_it() {
     // A back-end serves only its own front-ends: a rogue mover is cut off
     // before it can ask for anything.
     let be_addr = cluster.mover_address("be1").unwrap().unwrap().parse().unwrap();
-    let rogue = Identity::load(&cluster.pki, ROGUE_MOVER).unwrap();
+    let rogue = Identity::load(&cluster.pki_of(ROGUE_MOVER), ROGUE_MOVER).unwrap();
     let ep = transport::bind("127.0.0.1:0".parse().unwrap(), &rogue).unwrap();
     let (conn, _) = transport::connect(&ep, be_addr, "be1", Role::Mover).await.unwrap();
     let answered = async {
@@ -201,7 +201,7 @@ async fn a_finished_report_completes_nothing_that_is_not_on_tape() {
     let backup = Command::new(bin("smapp").unwrap())
         .args(["--station", &cluster.station.to_string(), "--name", CLIENT, "--json"])
         .arg("--pki")
-        .arg(&cluster.pki)
+        .arg(cluster.pki_of(CLIENT))
         .args(["backup", "--primary", PRIMARY, "--object", "db1", "--volume", "vol0"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())

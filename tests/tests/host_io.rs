@@ -225,7 +225,7 @@ async fn an_interrupted_backup_stalls_no_host_write() {
             .map(|s| s.to_string())
             .collect();
         let bin = dmc_tests::cluster::bin("smapp").unwrap();
-        let pki = cluster.pki.clone();
+        let pki = cluster.pki_of("client");
         let station = cluster.station.to_string();
         std::thread::spawn(move || {
             Command::new(bin)

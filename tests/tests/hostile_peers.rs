@@ -27,7 +27,7 @@ fn catalog_still_answers(cluster: &Cluster) {
 async fn hostile_peers_are_refused_and_the_station_keeps_serving() {
     let work = tempfile::tempdir().unwrap();
     let mut cluster = small_cluster(work.path()).await;
-    let client = Identity::load(&cluster.pki, "client").unwrap();
+    let client = Identity::load(&cluster.pki_of("client"), "client").unwrap();
 
     // 1. No client certificate: the handshake is refused, with a logged reason.
     let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -104,7 +104,7 @@ async fn hostile_peers_are_refused_and_the_station_keeps_serving() {
     catalog_still_answers(&cluster);
 
     // 4. A primary node may not start backups; a client may not register as a mover.
-    let pn = Identity::load(&cluster.pki, "pn1").unwrap();
+    let pn = Identity::load(&cluster.pki_of("pn1"), "pn1").unwrap();
     let ep2 = transport::bind("127.0.0.1:0".parse().unwrap(), &pn).unwrap();
     let (conn2, _) = transport::connect(&ep2, cluster.station, STATION, Role::Station)
         .await

@@ -28,7 +28,7 @@ async fn cluster_with_backup(work: &std::path::Path) -> (Cluster, u64, Vec<u8>) 
 /// Send a restore request as the client would, without `smapp`'s own
 /// checks; returns the final event.
 async fn raw_restore(cluster: &Cluster, abs_id: u64, name: &str) -> ChannelEvent {
-    let client = Identity::load(&cluster.pki, CLIENT).unwrap();
+    let client = Identity::load(&cluster.pki_of(CLIENT), CLIENT).unwrap();
     let ep = transport::bind("127.0.0.1:0".parse().unwrap(), &client).unwrap();
     let (conn, _) = transport::connect(&ep, cluster.station, STATION, Role::Station)
         .await

@@ -15,6 +15,7 @@
 //! - [`raw_loopback_throughput`]: the reference number for benchmarks.
 
 pub mod codes;
+pub mod crl;
 pub mod link;
 pub mod pki;
 

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
 use quinn::{IdleTimeout, TransportConfig, VarInt};
+use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::CryptoProvider;
 use rustls::server::WebPkiClientVerifier;
 
@@ -71,13 +72,15 @@ pub fn transport_config() -> TransportConfig {
 }
 
 /// Server side: present `identity`, require a client certificate that
-/// chains to the cluster CA (and nothing else), TLS 1.3, ALPN `dmc/1`.
+/// chains to the cluster CA (and nothing else) and is not on its
+/// revocation list, TLS 1.3, ALPN `dmc/1`.
 pub fn server_config(identity: &Identity) -> Result<quinn::ServerConfig> {
     let err = tls_err(identity);
     let roots = identity
         .roots()
         .map_err(|e| err(format!("CA certificate rejected: {e}")))?;
     let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
+        .with_crls(identity.crls().iter().cloned())
         .build()
         .map_err(|e| err(format!("client verifier: {e}")))?;
     let mut tls = rustls::ServerConfig::builder_with_provider(provider())
@@ -100,10 +103,14 @@ pub fn client_config(identity: &Identity) -> Result<quinn::ClientConfig> {
     let roots = identity
         .roots()
         .map_err(|e| err(format!("CA certificate rejected: {e}")))?;
+    let verifier = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider())
+        .with_crls(identity.crls().iter().cloned())
+        .build()
+        .map_err(|e| err(format!("server verifier: {e}")))?;
     let mut tls = rustls::ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| err(format!("protocol versions: {e}")))?
-        .with_root_certificates(roots)
+        .with_webpki_verifier(verifier)
         .with_client_auth_cert(identity.cert_chain().to_vec(), identity.key().clone_key())
         .map_err(|e| err(format!("certificate and key rejected: {e}")))?;
     tls.alpn_protocols = vec![ALPN.to_vec()];

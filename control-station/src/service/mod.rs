@@ -226,12 +226,16 @@ async fn watchdog(st: Arc<Station>) {
 }
 
 /// Serve until the endpoint closes.
-pub async fn serve(station: Arc<Station>, identity: Identity) -> Result<()> {
+/// `pki`: the station's certificate directory, whose `crl.pem` is reloaded
+/// when it changes (a revoked peer's connections are dropped).
+pub async fn serve(station: Arc<Station>, identity: Identity, pki: PathBuf) -> Result<()> {
     let endpoint = transport::bind(station.cfg.listen, &identity).context("binding the station's QUIC endpoint")?;
+    let revoked = transport::crl::watch(endpoint.clone(), pki, identity.name().to_string(), &identity);
     tracing::info!(address = %endpoint.local_addr()?, "control station listening");
     tokio::spawn(watchdog(station.clone()));
     while let Some(incoming) = endpoint.accept().await {
         let st = station.clone();
+        let revoked = revoked.clone();
         tokio::spawn(async move {
             let remote = incoming.remote_address();
             let (conn, peer) = match transport::accept(incoming).await {
@@ -242,15 +246,30 @@ pub async fn serve(station: Arc<Station>, identity: Identity) -> Result<()> {
                 }
             };
             tracing::info!(peer = %peer.name, role = peer.role.as_str(), %remote, "peer connected");
-            serve_connection(st, conn, peer).await;
+            serve_connection(st, conn, peer, revoked).await;
         });
     }
     Ok(())
 }
 
-async fn serve_connection(st: Arc<Station>, conn: quinn::Connection, peer: Peer) {
+async fn serve_connection(
+    st: Arc<Station>,
+    conn: quinn::Connection,
+    peer: Peer,
+    mut revoked: tokio::sync::watch::Receiver<transport::crl::Revoked>,
+) {
+    let serial = transport::crl::peer_serial(&conn);
     loop {
-        let (send, mut recv) = match transport::accept_bi(&conn, MAX_CONTROL_FRAME).await {
+        let is_revoked = serial.as_ref().is_some_and(|s| revoked.borrow_and_update().contains(s));
+        if is_revoked {
+            tracing::warn!(peer = %peer.name, "certificate revoked: connection closed");
+            conn.close(transport::codes::REFUSED, b"certificate revoked");
+        }
+        let accepted = tokio::select! {
+            a = transport::accept_bi(&conn, MAX_CONTROL_FRAME) => a,
+            _ = revoked.changed() => continue,
+        };
+        let (send, mut recv) = match accepted {
             Ok(s) => s,
             Err(e) => {
                 tracing::info!(peer = %peer.name, reason = %e, "peer disconnected");

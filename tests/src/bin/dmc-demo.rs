@@ -82,7 +82,7 @@ async fn main() -> Result<()> {
         c.arg("--station")
             .arg(cluster.station.to_string())
             .arg("--pki")
-            .arg(&cluster.pki)
+            .arg(cluster.pki_of("operator"))
             .args(["--name", "operator"]);
     };
     for args in [vec!["list", "abs"], vec!["list", "segments"], vec!["channels"]] {

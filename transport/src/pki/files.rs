@@ -9,7 +9,7 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
 
 use super::PkiError;
 
@@ -79,6 +79,22 @@ pub(crate) fn certs(path: &Path, pem: &str) -> Result<Vec<CertificateDer<'static
         return Err(invalid(path, "expected a PEM CERTIFICATE block, found none".into()));
     }
     Ok(certs)
+}
+
+/// Every `X509 CRL` block of a PEM file; at least one.
+pub(crate) fn crls(path: &Path, pem: &str) -> Result<Vec<CertificateRevocationListDer<'static>>, PkiError> {
+    let crls = CertificateRevocationListDer::pem_slice_iter(pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| {
+            invalid(
+                path,
+                format!("expected a PEM revocation list, found unreadable PEM: {e}"),
+            )
+        })?;
+    if crls.is_empty() {
+        return Err(invalid(path, "expected a PEM X509 CRL block, found none".into()));
+    }
+    Ok(crls)
 }
 
 /// The private key of a PEM file (PKCS#8, SEC1 or PKCS#1).

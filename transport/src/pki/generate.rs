@@ -76,6 +76,30 @@ pub(crate) fn load_issuer(cert_pem: &str, key_pem: &str) -> Result<Issuer<'stati
     Issuer::from_ca_cert_pem(cert_pem, key).map_err(|e| format!("CA certificate cannot be used to issue: {e}"))
 }
 
+/// A revocation list signed by `issuer` revoking `serials` (PEM), number
+/// `number`, valid a year (webpki does not enforce its expiry by default).
+pub(crate) fn new_crl(issuer: &Issuer<'_, KeyPair>, serials: &[Vec<u8>], number: u64) -> Result<String, PkiError> {
+    let now = OffsetDateTime::now_utc();
+    let params = rcgen::CertificateRevocationListParams {
+        this_update: now - BACKDATE,
+        next_update: now + Duration::days(365),
+        crl_number: rcgen::SerialNumber::from(number),
+        issuing_distribution_point: None,
+        revoked_certs: serials
+            .iter()
+            .map(|s| rcgen::RevokedCertParams {
+                serial_number: rcgen::SerialNumber::from_slice(s),
+                revocation_time: now - BACKDATE,
+                reason_code: Some(rcgen::RevocationReason::KeyCompromise),
+                invalidity_date: None,
+            })
+            .collect(),
+        key_identifier_method: rcgen::KeyIdMethod::Sha256,
+    };
+    let crl = params.signed_by(issuer).map_err(generr("the revocation list"))?;
+    crl.pem().map_err(generr("the revocation list's PEM"))
+}
+
 /// Generate a key and a certificate for `component`, signed by `issuer`:
 /// subject `CN=<name>, OU=<role>, O=data mover cluster`, SANs the name and
 /// every host, client and server authentication.

@@ -5,7 +5,7 @@ use std::fmt;
 use std::path::Path;
 
 use rustls::RootCertStore;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
 
 use super::{files, inspect, PkiError};
 use crate::role::Role;
@@ -17,10 +17,12 @@ pub struct Identity {
     cert_chain: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
     ca_certs: Vec<CertificateDer<'static>>,
+    crls: Vec<CertificateRevocationListDer<'static>>,
 }
 
 impl Identity {
-    /// Load `<dir>/<name>.crt`, `<dir>/<name>.key` and `<dir>/ca.crt`.
+    /// Load `<dir>/<name>.crt`, `<dir>/<name>.key`, `<dir>/ca.crt`, and the
+    /// revocation list `<dir>/crl.pem` if there is one.
     ///
     /// Errors name the missing or invalid file: a certificate file without a
     /// `CERTIFICATE` block, a key file without a private key, a certificate
@@ -32,6 +34,12 @@ impl Identity {
         files::check_key_mode(&paths.key);
         let ca_path = dir.join(super::CA_CERT);
         let ca_certs = files::certs(&ca_path, &files::read(&ca_path, "cluster CA certificate")?)?;
+        let crl_path = dir.join(super::CRL);
+        let crls = if crl_path.exists() {
+            files::crls(&crl_path, &files::read(&crl_path, "revocation list")?)?
+        } else {
+            Vec::new()
+        };
         let subject = inspect::subject(&cert_chain[0]).map_err(|reason| files::invalid(&paths.cert, reason))?;
         if subject.name != name {
             return Err(files::invalid(
@@ -48,6 +56,7 @@ impl Identity {
             cert_chain,
             key,
             ca_certs,
+            crls,
         })
     }
 
@@ -73,6 +82,7 @@ impl Identity {
             cert_chain,
             key,
             ca_certs,
+            crls: Vec::new(),
         })
     }
 
@@ -94,6 +104,12 @@ impl Identity {
     /// The private key of the leaf certificate.
     pub fn key(&self) -> &PrivateKeyDer<'static> {
         &self.key
+    }
+
+    /// Revocation lists of the cluster CA this identity checks peers
+    /// against (`crl.pem` in its directory; none: nothing is revoked).
+    pub fn crls(&self) -> &[CertificateRevocationListDer<'static>] {
+        &self.crls
     }
 
     /// The CA certificates this identity trusts (and nothing else).
@@ -119,6 +135,7 @@ impl Clone for Identity {
             cert_chain: self.cert_chain.clone(),
             key: self.key.clone_key(),
             ca_certs: self.ca_certs.clone(),
+            crls: self.crls.clone(),
         }
     }
 }

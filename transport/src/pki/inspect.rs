@@ -33,6 +33,21 @@ fn parse(der: &[u8]) -> Result<X509Certificate<'_>, String> {
     Ok(cert)
 }
 
+/// The serial number of a certificate (its DER bytes).
+pub(crate) fn serial(der: &[u8]) -> Result<Vec<u8>, String> {
+    Ok(parse(der)?.raw_serial().to_vec())
+}
+
+/// Serial numbers of the certificates a DER revocation list revokes.
+pub(crate) fn crl_serials(der: &[u8]) -> Result<Vec<Vec<u8>>, String> {
+    let (_, crl) = x509_parser::revocation_list::CertificateRevocationList::from_der(der)
+        .map_err(|e| format!("revocation list cannot be parsed: {e}"))?;
+    Ok(crl
+        .iter_revoked_certificates()
+        .map(|r| r.raw_serial().to_vec())
+        .collect())
+}
+
 /// The component name (CN) and role (OU) of a certificate.
 pub(crate) fn subject(der: &[u8]) -> Result<Subject, String> {
     let cert = parse(der)?;

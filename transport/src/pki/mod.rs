@@ -24,6 +24,7 @@ mod files;
 mod generate;
 mod identity;
 pub(crate) mod inspect;
+mod operator;
 
 use std::collections::{BTreeSet, HashSet};
 use std::fmt;
@@ -36,6 +37,7 @@ use rustls_pki_types::{CertificateDer, ServerName};
 pub use error::PkiError;
 pub use generate::{CA_VALIDITY_DAYS, LEAF_VALIDITY_DAYS};
 pub use identity::Identity;
+pub use operator::{init_ca, init_cluster, issue_into, issued, publish_crl, renew, revoke};
 
 use crate::role::Role;
 
@@ -43,6 +45,9 @@ use crate::role::Role;
 pub const CA_CERT: &str = "ca.crt";
 /// File name of the cluster CA private key.
 pub const CA_KEY: &str = "ca.key";
+/// File name of the certificate revocation list (PEM), in the CA's
+/// directory and in every directory it is published to.
+pub const CRL: &str = "crl.pem";
 
 /// A component to issue a certificate for.
 #[derive(Debug, Clone, PartialEq, Eq)]
