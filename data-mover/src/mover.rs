@@ -25,6 +25,10 @@ use crate::spool::{Slots, Spool};
 /// Bytes of the pieces segments are moved in.
 pub const CHUNK: usize = 1 << 20;
 
+/// How long a peer has to send a stream's opening request once it opened
+/// the stream.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Configuration of one mover process.
 pub struct MoverConfig {
     pub name: String,
@@ -288,7 +292,17 @@ async fn serve_connection(mover: Arc<Mover>, incoming: quinn::Incoming) -> Resul
         if as_front_end {
             let node = peer.name.clone();
             tokio::spawn(async move {
-                match recv.recv::<TrackStreamOpen>().await {
+                // The opening frame arrives within REQUEST_TIMEOUT or the
+                // stream is dropped.
+                let opening = match tokio::time::timeout(REQUEST_TIMEOUT, recv.recv::<TrackStreamOpen>()).await {
+                    Ok(o) => o,
+                    Err(_) => {
+                        tracing::warn!(peer = %node, "stream opening not received in time; dropped");
+                        let _ = recv.stop(transport::codes::REFUSED);
+                        return;
+                    }
+                };
+                match opening {
                     Ok(Some(TrackStreamOpen::Backup {
                         channel_id,
                         abs_id,

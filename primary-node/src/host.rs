@@ -48,6 +48,41 @@ struct Snapshot {
     side_len: u64,
     /// Tracks copied aside so far.
     copies: u64,
+    /// Why the snapshot can no longer hold the backup's image (the side
+    /// file could not take a copy): host writes went on, the backup fails.
+    broken: Option<String>,
+}
+
+/// Side-file space all snapshots of the node share (`--side-file-limit`).
+pub struct SideBudget {
+    limit: u64,
+    used: std::sync::atomic::AtomicU64,
+}
+
+impl SideBudget {
+    pub fn new(limit: u64) -> SideBudget {
+        SideBudget {
+            limit,
+            used: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    /// Reserve `n` bytes; false if that would pass the limit.
+    fn take(&self, n: u64) -> bool {
+        use std::sync::atomic::Ordering;
+        self.used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |u| {
+                u.checked_add(n).filter(|&t| t <= self.limit)
+            })
+            .is_ok()
+    }
+
+    fn give(&self, n: u64) {
+        use std::sync::atomic::Ordering;
+        let _ = self
+            .used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |u| Some(u.saturating_sub(n)));
+    }
 }
 
 struct VolState {
@@ -60,6 +95,7 @@ pub struct HostVolume {
     pub volume: Arc<Volume>,
     state: Mutex<VolState>,
     state_dir: PathBuf,
+    budget: Arc<SideBudget>,
 }
 
 /// The volumes hosts write to, by name.
@@ -71,7 +107,9 @@ impl HostIo {
     /// Open (or create) the change map of each volume in `state_dir`
     /// (`<volume>.changes`); side files of backups that were running when
     /// the node stopped are removed (those backups failed).
-    pub fn open(volumes: &HashMap<String, Arc<Volume>>, state_dir: &Path) -> Result<HostIo> {
+    /// `side_limit`: bytes all side files of the node may hold together.
+    pub fn open(volumes: &HashMap<String, Arc<Volume>>, state_dir: &Path, side_limit: u64) -> Result<HostIo> {
+        let budget = Arc::new(SideBudget::new(side_limit));
         std::fs::create_dir_all(state_dir)
             .with_context(|| format!("creating state directory {}", state_dir.display()))?;
         if let Ok(entries) = std::fs::read_dir(state_dir) {
@@ -96,6 +134,7 @@ impl HostIo {
                         snapshots: HashMap::new(),
                     }),
                     state_dir: state_dir.to_path_buf(),
+                    budget: budget.clone(),
                 },
             );
         }
@@ -198,6 +237,7 @@ impl HostVolume {
                 side_file: None,
                 side_len: 0,
                 copies: 0,
+                broken: None,
             },
         );
         Ok(SnapshotStart {
@@ -246,6 +286,7 @@ impl HostVolume {
                     s.copies
                 );
                 metrics::gauge!("dmc_primary_side_file_bytes").decrement(s.side_len as f64);
+                self.budget.give(s.side_len);
             }
         }
     }
@@ -259,6 +300,9 @@ impl HostVolume {
         let Some(snap) = st.snapshots.get_mut(&backup) else {
             bail!("backup {backup} has no snapshot of volume {}", self.volume.name);
         };
+        if let Some(reason) = &snap.broken {
+            bail!("{reason}");
+        }
         if let Some(&(at, n)) = snap.side.get(&t) {
             let (start, _) = self.track_span(t);
             let skip = offset.checked_sub(start).context("read before the track")? as usize;
@@ -301,41 +345,24 @@ impl HostVolume {
         let mut guard = self.lock()?;
         let st = &mut *guard;
         for (backup, snap) in st.snapshots.iter_mut() {
+            if snap.broken.is_some() {
+                continue;
+            }
             let hit: Vec<u64> = snap.protected.range(first..=last).copied().collect();
             for t in hit {
-                let (start, len) = self.track_span(t);
-                let old = self.volume.read_at(start, len)?;
-                if snap.side_file.is_none() {
-                    snap.side_file = Some(
-                        std::fs::OpenOptions::new()
-                            .create(true)
-                            .truncate(true)
-                            .read(true)
-                            .write(true)
-                            .open(&snap.side_path)
-                            .with_context(|| format!("creating side file {}", snap.side_path.display()))?,
+                // A copy that cannot be made breaks the backup, never the
+                // host's write.
+                if let Err(e) = self.copy_aside(*backup, snap, t) {
+                    let reason = format!(
+                        "backup {backup} lost its image of volume {}: {e:#}; host writes went on",
+                        self.volume.name
                     );
+                    tracing::warn!(backup, volume = %self.volume.name, %reason, "snapshot broken");
+                    metrics::counter!("dmc_primary_snapshots_broken_total").increment(1);
+                    snap.protected.clear();
+                    snap.broken = Some(reason);
+                    break;
                 }
-                let file = snap.side_file.as_ref().context("side file")?;
-                // Every slot is a whole track long, so any free one fits.
-                let (at, grows) = match snap.free_slots.pop() {
-                    Some(at) => (at, false),
-                    None => (snap.side_len, true),
-                };
-                file.write_all_at(&old, at)
-                    .with_context(|| format!("copying track {t} to {}", snap.side_path.display()))?;
-                snap.side.insert(t, (at, len));
-                if grows {
-                    snap.side_len += u64::from(self.volume.geometry.track_size);
-                }
-                snap.protected.remove(&t);
-                snap.copies += 1;
-                metrics::counter!("dmc_primary_side_copies_total").increment(1);
-                if grows {
-                    metrics::gauge!("dmc_primary_side_file_bytes")
-                        .increment(f64::from(self.volume.geometry.track_size));
-                }
-                tracing::debug!(backup, track = t, volume = %self.volume.name, "protected track copied aside");
             }
         }
         st.changes
@@ -343,6 +370,58 @@ impl HostVolume {
             .with_context(|| format!("marking tracks {first}..={last} of {} changed", self.volume.name))?;
         metrics::counter!("dmc_primary_host_bytes_written_total").increment(data.len() as u64);
         self.volume.write_at(offset, data)
+    }
+
+    /// Copy protected track `t` into the snapshot's side file.
+    fn copy_aside(&self, backup: u64, snap: &mut Snapshot, t: u64) -> Result<()> {
+        let (start, len) = self.track_span(t);
+        let slot = u64::from(self.volume.geometry.track_size);
+        // Every slot is a whole track long, so any free one fits.
+        let (at, grows) = match snap.free_slots.pop() {
+            Some(at) => (at, false),
+            None => (snap.side_len, true),
+        };
+        if grows && !self.budget.take(slot) {
+            bail!(
+                "the node's side files reached --side-file-limit ({} bytes)",
+                self.budget.limit
+            );
+        }
+        let copied = (|| -> Result<()> {
+            let old = self.volume.read_at(start, len)?;
+            if snap.side_file.is_none() {
+                snap.side_file = Some(
+                    std::fs::OpenOptions::new()
+                        .create(true)
+                        .truncate(true)
+                        .read(true)
+                        .write(true)
+                        .open(&snap.side_path)
+                        .with_context(|| format!("creating side file {}", snap.side_path.display()))?,
+                );
+            }
+            let file = snap.side_file.as_ref().context("side file")?;
+            file.write_all_at(&old, at)
+                .with_context(|| format!("copying track {t} to {}", snap.side_path.display()))
+        })();
+        if let Err(e) = copied {
+            if grows {
+                self.budget.give(slot);
+            } else {
+                snap.free_slots.push(at);
+            }
+            return Err(e);
+        }
+        snap.side.insert(t, (at, len));
+        if grows {
+            snap.side_len += slot;
+            metrics::gauge!("dmc_primary_side_file_bytes").increment(slot as f64);
+        }
+        snap.protected.remove(&t);
+        snap.copies += 1;
+        metrics::counter!("dmc_primary_side_copies_total").increment(1);
+        tracing::debug!(backup, track = t, volume = %self.volume.name, "protected track copied aside");
+        Ok(())
     }
 
     /// Stamp the tracks covering byte ranges `(offset, length)` changed
@@ -399,6 +478,10 @@ mod tests {
     const TS: usize = 4096;
 
     fn setup(dir: &Path) -> (HostIo, PathBuf) {
+        setup_limited(dir, u64::MAX)
+    }
+
+    fn setup_limited(dir: &Path, side_limit: u64) -> (HostIo, PathBuf) {
         let path = dir.join("v.img");
         let mut bytes = Vec::new();
         for t in 0..8u8 {
@@ -411,7 +494,31 @@ mod tests {
         };
         let v = Arc::new(Volume::open("v", &path, geometry).unwrap());
         let vols = HashMap::from([("v".to_string(), v)]);
-        (HostIo::open(&vols, &dir.join("state")).unwrap(), path)
+        (HostIo::open(&vols, &dir.join("state"), side_limit).unwrap(), path)
+    }
+
+    #[test]
+    fn a_full_side_file_fails_the_backup_never_the_host_write() {
+        let dir = tempfile::tempdir().unwrap();
+        // Room for two track copies across all snapshots.
+        let (host, path) = setup_limited(dir.path(), 2 * TS as u64);
+        let v = host.volume("v").unwrap();
+        v.begin_backup(1, 0..8).unwrap();
+        // Three protected tracks written: two fit aside, the third does not.
+        v.write(0, &vec![0xee; 3 * TS]).unwrap();
+        assert_eq!(&std::fs::read(&path).unwrap()[..3 * TS], &vec![0xee; 3 * TS][..]);
+        let err = read_backup(v, 1, 5, 5 * TS as u64, TS).unwrap_err().to_string();
+        assert!(
+            err.contains("--side-file-limit") && err.contains("host writes went on"),
+            "{err}"
+        );
+        // Further writes just land.
+        v.write(6 * TS as u64, &[7; 8]).unwrap();
+        // The broken backup ends; its space is free for the next.
+        v.end_backup(1);
+        v.begin_backup(2, 0..8).unwrap();
+        v.write(0, &vec![0x11; 2 * TS]).unwrap();
+        assert_eq!(read_backup(v, 2, 1, TS as u64, TS).unwrap(), vec![0xee; TS]);
     }
 
     #[test]

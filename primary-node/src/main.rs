@@ -56,6 +56,11 @@ struct Args {
     /// missing); a restore names a file in it, never a path.
     #[arg(long, default_value = "pn-restores")]
     restore_dir: PathBuf,
+    /// Bytes the side files of all running backups may hold together (in
+    /// --state-dir). A backup whose snapshot would need more fails with the
+    /// reason; host writes never wait for or fail because of a backup.
+    #[arg(long, default_value_t = 4 << 30)]
+    side_file_limit: u64,
     /// Prometheus metrics address.
     #[arg(long)]
     metrics: Option<SocketAddr>,
@@ -107,6 +112,7 @@ async fn main_async() -> Result<()> {
         nbd: args.nbd,
         state_dir: args.state_dir,
         restore_dir: args.restore_dir,
+        side_file_limit: args.side_file_limit,
         stream_rate: if args.stream_rate.is_finite() && args.stream_rate > 0.0 {
             Some((args.stream_rate * 1e6) as u64)
         } else {

@@ -35,6 +35,8 @@ pub struct NodeConfig {
     pub state_dir: std::path::PathBuf,
     /// The only directory restores into files write to.
     pub restore_dir: std::path::PathBuf,
+    /// Bytes the side files of all running backups may hold together.
+    pub side_file_limit: u64,
 }
 
 #[derive(Clone)]
@@ -72,7 +74,11 @@ pub async fn run(cfg: NodeConfig) -> Result<()> {
     .context("connecting to the control station")?;
     let volumes: HashMap<String, Arc<Volume>> =
         cfg.volumes.into_iter().map(|v| (v.name.clone(), Arc::new(v))).collect();
-    let host = Arc::new(crate::host::HostIo::open(&volumes, &cfg.state_dir)?);
+    let host = Arc::new(crate::host::HostIo::open(
+        &volumes,
+        &cfg.state_dir,
+        cfg.side_file_limit,
+    )?);
     let volume_files: Vec<std::path::PathBuf> = volumes.values().map(|v| v.path.clone()).collect();
     let restore_dir = Arc::new(crate::restore_dir::RestoreDir::open(&cfg.restore_dir, &volume_files)?);
     tracing::info!(dir = %restore_dir.path().display(), "restores into files go to this directory");

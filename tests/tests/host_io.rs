@@ -21,6 +21,16 @@ fn qemu_io(url: &str, cmd: &str) -> std::process::Output {
 /// A cluster over a 24 MiB scattered object whose primary node exports
 /// NBD and streams backups at `rate` MB/s.
 async fn slow_cluster(work: &std::path::Path, seed: u64, rate: &str) -> (scenario::Layout, u16, Cluster) {
+    slow_cluster_with(work, seed, rate, &[]).await
+}
+
+/// [`slow_cluster`] with more primary-node arguments.
+async fn slow_cluster_with(
+    work: &std::path::Path,
+    seed: u64,
+    rate: &str,
+    extra: &[&str],
+) -> (scenario::Layout, u16, Cluster) {
     let spec = ScenarioSpec {
         object_size: 24 << 20,
         block_size: 4096,
@@ -37,6 +47,7 @@ async fn slow_cluster(work: &std::path::Path, seed: u64, rate: &str) -> (scenari
         "--stream-rate".into(),
         rate.into(),
     ];
+    cspec.pn_args.extend(extra.iter().map(|a| a.to_string()));
     let mut cluster = Cluster::start(work, &cspec).await.unwrap();
     cluster
         .wait_for_log(PRIMARY, "NBD export listening", 1, Duration::from_secs(30))
@@ -291,5 +302,61 @@ async fn an_interrupted_backup_stalls_no_host_write() {
     let t = std::time::Instant::now();
     let w = qemu_io(&url, "write -P 8 0 65536");
     assert!(w.status.success() && t.elapsed() < Duration::from_secs(10));
+    cluster.stop();
+}
+
+/// Issue 10, finding 8: side-file space is bounded per node. A backup
+/// whose snapshot would need more than `--side-file-limit` fails with the
+/// reason; the host's writes all land.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_side_file_fails_the_backup_not_the_host() {
+    let work = tempfile::tempdir().unwrap();
+    // Room for two track copies; the backup runs about 6 s.
+    let (layout, port, mut cluster) = slow_cluster_with(work.path(), 19, "4", &["--side-file-limit", "131072"]).await;
+    let url = format!("nbd://127.0.0.1:{port}/vol0");
+    let size = std::fs::metadata(layout.path_of("vol0")).unwrap().len();
+    let (result, written) = std::thread::scope(|s| {
+        let backup = s.spawn(|| {
+            cluster.smapp_as(
+                dmc_tests::cluster::CLIENT,
+                &["backup", "--primary", PRIMARY, "--object", "full", "--volume", "vol0"],
+            )
+        });
+        // Once the channel writes, the snapshot exists: write the last 8
+        // tracks (the backup reads them last).
+        let start = std::time::Instant::now();
+        loop {
+            let chans = cluster.operator(&["channels"]).unwrap_or_default();
+            if chans.iter().any(|c| c["kind"] == "backup" && c["state"] == "writing") {
+                break;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "the backup never started writing"
+            );
+        }
+        let mut c = Command::new("qemu-io");
+        c.args(["-f", "raw", &url]);
+        let mut written = Vec::new();
+        for i in 1..=8u64 {
+            let off = (size / 65536 - i) * 65536;
+            c.args(["-c", &format!("write -P 0x5a {off} 65536")]);
+            written.push(off);
+        }
+        let out = c.output().unwrap();
+        assert!(
+            out.status.success(),
+            "a host write failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (backup.join().unwrap().unwrap(), written)
+    });
+    assert!(!result.status.success(), "the backup completed without its image");
+    let err = String::from_utf8_lossy(&result.stderr);
+    assert!(err.contains("--side-file-limit"), "{err}");
+    let now = std::fs::read(layout.path_of("vol0")).unwrap();
+    for off in written {
+        assert!(now[off as usize..off as usize + 65536].iter().all(|&b| b == 0x5a));
+    }
     cluster.stop();
 }

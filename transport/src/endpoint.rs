@@ -101,6 +101,7 @@ pub async fn connect(
         conn.close(codes::REFUSED, b"wrong role");
         return Err(TransportError::Refused { reason });
     }
+    conn.set_max_concurrent_bi_streams(quinn::VarInt::from_u32(tls::bidi_streams_for(server.role)));
     Ok((conn, server))
 }
 
@@ -117,7 +118,10 @@ pub async fn accept(incoming: quinn::Incoming) -> Result<(quinn::Connection, Pee
         }
     })?;
     match peer(&conn) {
-        Ok(p) => Ok((conn, p)),
+        Ok(p) => {
+            conn.set_max_concurrent_bi_streams(quinn::VarInt::from_u32(tls::bidi_streams_for(p.role)));
+            Ok((conn, p))
+        }
         Err(e) => {
             tracing::warn!(%addr, reason = %e, "refused incoming connection");
             conn.close(codes::REFUSED, b"unusable certificate");

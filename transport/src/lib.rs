@@ -41,6 +41,6 @@ pub use pki::{Component, Identity, PkiError};
 pub use pool::{BufPool, PooledBuf};
 pub use role::{Role, UnknownRole};
 pub use tls::{
-    client_config, server_config, transport_config, ALPN, KEEP_ALIVE, MAX_BIDI_STREAMS, MAX_IDLE, MAX_UDP_PAYLOAD,
-    RECEIVE_WINDOW, SEND_WINDOW, STREAM_RECEIVE_WINDOW,
+    bidi_streams_for, client_config, server_config, transport_config, ALPN, CLUSTER_BIDI_STREAMS, KEEP_ALIVE,
+    MAX_BIDI_STREAMS, MAX_IDLE, MAX_UDP_PAYLOAD, RECEIVE_WINDOW, SEND_WINDOW, STREAM_RECEIVE_WINDOW,
 };

@@ -37,8 +37,25 @@ pub const MAX_UDP_PAYLOAD: u16 = 5000;
 pub const KEEP_ALIVE: Duration = Duration::from_secs(5);
 /// A connection silent for this long is dead.
 pub const MAX_IDLE: Duration = Duration::from_secs(20);
-/// Concurrent bidirectional streams a peer may open (one per conversation).
-pub const MAX_BIDI_STREAMS: u32 = 1024;
+/// Concurrent bidirectional streams any peer may open before it is known
+/// (one per conversation). QUIC can raise the limit later but never lower
+/// it, so it starts at what a client or operator needs; see
+/// [`bidi_streams_for`].
+pub const MAX_BIDI_STREAMS: u32 = 8;
+/// Concurrent bidirectional streams a cluster process (station, mover,
+/// primary node) may open once authenticated: one per channel, command or
+/// segment conversation.
+pub const CLUSTER_BIDI_STREAMS: u32 = 256;
+
+/// How many concurrent streams a peer of `role` may open. Each stream may
+/// hold a partly received frame (up to the frame limit of its conversation)
+/// in memory, so this bounds what one connection can make us hold.
+pub fn bidi_streams_for(role: crate::Role) -> u32 {
+    match role {
+        crate::Role::Station | crate::Role::Mover | crate::Role::PrimaryNode => CLUSTER_BIDI_STREAMS,
+        crate::Role::Client | crate::Role::Operator => MAX_BIDI_STREAMS,
+    }
+}
 
 fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())

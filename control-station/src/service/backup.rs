@@ -10,12 +10,11 @@ use proto::wire::{
     BackupChannel, BackupLevel, ChannelEvent, ChannelToken, Command, CommandReply, ObjectSpec, PeerAddr, StationReply,
     VolumeEpoch,
 };
-use tokio::sync::mpsc;
 use transport::FramedSend;
 use transport::Peer;
 
 use super::access::{Access, Right};
-use super::{library, registry, ChannelNote, Station};
+use super::{library, note_channel, registry, ChannelNote, NoteRx, Station};
 use crate::catalog::{CapturedEpoch, DriveRow, PairRow, TapeRow, STATION_ACTOR};
 use crate::channel::{ChannelKind, ChannelState};
 use crate::plan::{ChainMember, Level};
@@ -156,16 +155,12 @@ pub(crate) async fn settle(
 }
 
 /// A backup channel writing ABS `abs_id`, registered for notes.
-pub(crate) async fn open_writing_channel(
-    st: &Arc<Station>,
-    client: &Peer,
-    abs_id: i64,
-) -> Result<(Held, mpsc::UnboundedReceiver<ChannelNote>)> {
+pub(crate) async fn open_writing_channel(st: &Arc<Station>, client: &Peer, abs_id: i64) -> Result<(Held, NoteRx)> {
     let channel_id = st
         .catalog
         .create_channel(ChannelKind::Backup, abs_id, &client.name)
         .await?;
-    let (tx, rx) = mpsc::unbounded_channel();
+    let (tx, rx) = note_channel();
     st.channels.lock().await.insert(channel_id as u64, tx);
     let held = Held {
         channel_id: Some(channel_id),
@@ -216,7 +211,7 @@ async fn drive_channel(
     object_name: &str,
     source: Source<'_>,
     want_drives: usize,
-    mut rx: mpsc::UnboundedReceiver<ChannelNote>,
+    mut rx: NoteRx,
     send: &mut FramedSend,
     started: Instant,
 ) -> Result<ChannelEvent> {
@@ -378,7 +373,7 @@ pub(crate) async fn await_written(
     st: &Arc<Station>,
     channel_id: i64,
     drives: &[DriveRow],
-    rx: &mut mpsc::UnboundedReceiver<ChannelNote>,
+    rx: &mut NoteRx,
     send: &mut FramedSend,
 ) -> Result<Written> {
     loop {

@@ -13,13 +13,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use proto::wire::{BackupChannel, ChannelEvent, Command, PeerAddr, StationReply};
-use tokio::sync::mpsc;
 use transport::{FramedSend, Peer};
 
 use super::access::{Access, Right};
 use super::backup::{await_written, chain_members, close_written, open_writing_channel, settle, transition, Held};
 use super::restore::{planned, read_tapes_on, ReadInto, TapeReading};
-use super::{library, registry, ChannelNote, Station};
+use super::{library, note_channel, registry, NoteRx, Station};
 use crate::catalog::{AbsRow, DriveRow, PairRow, SegmentRow, STATION_ACTOR};
 use crate::channel::{ChannelKind, ChannelState};
 use crate::plan::{chain_at, chain_of, RestorePlan};
@@ -95,7 +94,7 @@ async fn run_merge(
     chain: &[i64],
     abs: &AbsRow,
     tip: i64,
-    mut rx: mpsc::UnboundedReceiver<ChannelNote>,
+    mut rx: NoteRx,
     send: &mut FramedSend,
     started: Instant,
 ) -> Result<ChannelEvent> {
@@ -237,7 +236,7 @@ async fn read_one(
         .catalog
         .create_channel(ChannelKind::Restore, src, &client.name)
         .await?;
-    let (tx, rx) = mpsc::unbounded_channel();
+    let (tx, rx) = note_channel();
     st.channels.lock().await.insert(channel_id as u64, tx);
     st.depends_on(channel_id as u64, &[&pair.fe_name, &pair.be_name]).await;
     let reading = TapeReading {

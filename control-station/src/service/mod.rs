@@ -48,6 +48,17 @@ pub struct StationConfig {
     pub slots: u32,
 }
 
+/// Notes a running channel's queue holds before reporters wait.
+const NOTE_QUEUE: usize = 64;
+
+/// The sending and receiving ends of a running channel's note queue.
+pub(crate) type NoteRx = mpsc::Receiver<ChannelNote>;
+
+/// A new bounded note queue for a channel.
+pub(crate) fn note_channel() -> (mpsc::Sender<ChannelNote>, NoteRx) {
+    mpsc::channel(NOTE_QUEUE)
+}
+
 /// What a peer told the station about a running channel.
 #[derive(Debug, Clone)]
 pub(crate) enum ChannelNote {
@@ -81,7 +92,7 @@ pub struct Station {
     pub(crate) cfg: StationConfig,
     pub(crate) peers: Mutex<HashMap<String, PeerConn>>,
     pub(crate) registry: Mutex<registry::Registry>,
-    pub(crate) channels: Mutex<HashMap<u64, mpsc::UnboundedSender<ChannelNote>>>,
+    pub(crate) channels: Mutex<HashMap<u64, mpsc::Sender<ChannelNote>>>,
     pub(crate) drive_use: Mutex<HashMap<i64, registry::DriveUse>>,
     pub(crate) pair_load: Mutex<HashMap<i64, usize>>,
     /// When each mover and primary node was last heard from.
@@ -197,10 +208,22 @@ impl Station {
     }
 
     pub(crate) async fn note(&self, channel_id: u64, note: ChannelNote) {
-        if let Some(tx) = self.channels.lock().await.get(&channel_id) {
-            let _ = tx.send(note);
-        } else {
+        let tx = self.channels.lock().await.get(&channel_id).cloned();
+        let Some(tx) = tx else {
             tracing::debug!(channel_id, ?note, "note for a channel that is not running");
+            return;
+        };
+        match note {
+            // A full queue drops a progress note: the next one carries the
+            // total anyway.
+            ChannelNote::Progress { .. } => {
+                let _ = tx.try_send(note);
+            }
+            // The others wait their turn: the reporter is held back, not
+            // the station's memory grown.
+            other => {
+                let _ = tx.send(other).await;
+            }
         }
     }
 }
@@ -224,6 +247,9 @@ async fn watchdog(st: Arc<Station>) {
         }
     }
 }
+
+/// How long a peer has to send a whole request once it opened a stream.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Serve until the endpoint closes.
 /// `pki`: the station's certificate directory, whose `crl.pem` is reloaded
@@ -288,10 +314,17 @@ async fn serve_connection(
         let conn = conn.clone();
         tokio::spawn(async move {
             let mut send = send;
-            let req = match recv.recv::<StationRequest>().await {
-                Ok(Some(r)) => r,
-                Ok(None) => return,
-                Err(e) => {
+            // A request arrives whole within REQUEST_TIMEOUT, or its stream
+            // (and the buffer its frame was filling) is dropped.
+            let req = match tokio::time::timeout(REQUEST_TIMEOUT, recv.recv::<StationRequest>()).await {
+                Ok(Ok(Some(r))) => r,
+                Ok(Ok(None)) => return,
+                Err(_) => {
+                    tracing::warn!(peer = %peer.name, timeout = ?REQUEST_TIMEOUT, "request not received in time; stream dropped");
+                    let _ = recv.stop(transport::codes::REFUSED);
+                    return;
+                }
+                Ok(Err(e)) => {
                     tracing::warn!(peer = %peer.name, error = %e, "malformed request");
                     let _ = send.send(&StationReply::Error { message: e.to_string() }).await;
                     return;

@@ -26,7 +26,7 @@ use transport::Peer;
 
 use super::access::Access;
 use super::backup::{chain_members, transition, EventSink};
-use super::{library, registry, ChannelNote, Station};
+use super::{library, note_channel, registry, ChannelNote, NoteRx, Station};
 use crate::catalog::{DriveRow, PairRow, SegmentRow, ABS_COMPLETE, STATION_ACTOR};
 use crate::channel::{ChannelKind, ChannelState};
 use crate::plan::{chain_at, chain_of, PlannedSegment, RestorePlan, TapeJob};
@@ -290,7 +290,7 @@ async fn restore(
             .catalog
             .create_channel(ChannelKind::Restore, id, &client.name)
             .await?;
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = note_channel();
         st.channels.lock().await.insert(channel_id as u64, tx);
         lanes.push((channel_id, jobs, rx));
     }
@@ -427,7 +427,7 @@ async fn run_lane<E: EventSink>(
     channel_id: i64,
     job: &RestoreJob<'_>,
     jobs: Vec<TapeJob>,
-    rx: mpsc::UnboundedReceiver<ChannelNote>,
+    rx: NoteRx,
     sink: &mut E,
 ) -> Result<LaneTotals> {
     match read_tapes(st, channel_id, job, jobs, rx, sink).await {
@@ -467,7 +467,7 @@ async fn read_tapes<E: EventSink>(
     channel_id: i64,
     job: &RestoreJob<'_>,
     jobs: Vec<TapeJob>,
-    rx: mpsc::UnboundedReceiver<ChannelNote>,
+    rx: NoteRx,
     send: &mut E,
 ) -> Result<(LaneTotals, u64)> {
     let registry::Assignment { pair, drive, .. } =
@@ -525,7 +525,7 @@ pub(crate) async fn read_tapes_on<E: EventSink>(
     r: &TapeReading<'_>,
     into: ReadInto<'_>,
     jobs: Vec<TapeJob>,
-    mut rx: mpsc::UnboundedReceiver<ChannelNote>,
+    mut rx: NoteRx,
     send: &mut E,
 ) -> Result<(LaneTotals, u64)> {
     let (channel_id, pair, drive) = (r.channel_id, r.pair, r.drive);

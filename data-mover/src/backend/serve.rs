@@ -28,10 +28,15 @@ const READ_AHEAD: usize = 2;
 
 /// Serve one stream opened by a front-end.
 pub async fn serve(mover: Arc<Mover>, mut send: FramedSend, mut recv: FramedRecv) {
-    let req = match recv.recv::<BackEndRequest>().await {
-        Ok(Some(r)) => r,
-        Ok(None) => return,
-        Err(e) => {
+    let req = match tokio::time::timeout(crate::mover::REQUEST_TIMEOUT, recv.recv::<BackEndRequest>()).await {
+        Ok(Ok(Some(r))) => r,
+        Ok(Ok(None)) => return,
+        Err(_) => {
+            tracing::warn!("request not received in time; stream dropped");
+            let _ = recv.stop(transport::codes::REFUSED);
+            return;
+        }
+        Ok(Err(e)) => {
             tracing::warn!(error = %e, "bad request from a front-end");
             let _ = send.send(&BackEndReply::Error { message: e.to_string() }).await;
             return;
