@@ -121,33 +121,10 @@ enum Cmd {
     /// Operator: give a client rights on a primary node's objects (added to
     /// what it has). Without --object: every object of the node, and its
     /// volumes as restore destinations.
-    Grant {
-        /// The client's certificate name.
-        client: String,
-        #[arg(long)]
-        primary: String,
-        #[arg(long)]
-        object: Option<String>,
-        /// May back up (and merge) the object(s).
-        #[arg(long)]
-        backup: bool,
-        /// May restore the object(s).
-        #[arg(long)]
-        restore: bool,
-    },
+    Grant(GrantScope),
     /// Operator: take rights away (both when neither --backup nor --restore
     /// is given).
-    Revoke {
-        client: String,
-        #[arg(long)]
-        primary: String,
-        #[arg(long)]
-        object: Option<String>,
-        #[arg(long)]
-        backup: bool,
-        #[arg(long)]
-        restore: bool,
-    },
+    Revoke(GrantScope),
     /// Grants: an operator sees all, a client its own.
     Grants,
     /// Channels and their states; `channels ID` shows one channel's
@@ -429,42 +406,31 @@ async fn run(a: Args) -> Result<()> {
             print_listing(client.request(&req).await?, a.json);
             Ok(())
         }
-        Cmd::Grant {
-            client: who,
-            primary,
-            object,
-            backup,
-            restore,
-        } => {
-            if !backup && !restore {
+        Cmd::Grant(g) | Cmd::Revoke(g) => {
+            let granting = matches!(&a.cmd, Cmd::Grant(_));
+            if granting && !g.backup && !g.restore {
                 bail!("grant what? give --backup, --restore or both");
             }
-            let client = connect(&a).await?;
-            let req = StationRequest::Grant {
-                client: who.clone(),
-                primary: primary.clone(),
-                object: object.clone(),
-                backup: *backup,
-                restore: *restore,
+            let (client, primary, object) = (g.client.clone(), g.primary.clone(), g.object.clone());
+            let (backup, restore) = (g.backup, g.restore);
+            let req = if granting {
+                StationRequest::Grant {
+                    client,
+                    primary,
+                    object,
+                    backup,
+                    restore,
+                }
+            } else {
+                StationRequest::Revoke {
+                    client,
+                    primary,
+                    object,
+                    backup,
+                    restore,
+                }
             };
-            print_listing(client.request(&req).await?, a.json);
-            Ok(())
-        }
-        Cmd::Revoke {
-            client: who,
-            primary,
-            object,
-            backup,
-            restore,
-        } => {
             let client = connect(&a).await?;
-            let req = StationRequest::Revoke {
-                client: who.clone(),
-                primary: primary.clone(),
-                object: object.clone(),
-                backup: *backup,
-                restore: *restore,
-            };
             print_listing(client.request(&req).await?, a.json);
             Ok(())
         }
@@ -490,6 +456,24 @@ async fn run(a: Args) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// Whose rights, on what, which: for `grant` and `revoke`.
+#[derive(clap::Args)]
+struct GrantScope {
+    /// The client's certificate name.
+    client: String,
+    #[arg(long)]
+    primary: String,
+    /// One object of the node (default: all of it).
+    #[arg(long)]
+    object: Option<String>,
+    /// Back up (and merge) the object(s).
+    #[arg(long)]
+    backup: bool,
+    /// Restore the object(s).
+    #[arg(long)]
+    restore: bool,
 }
 
 /// A point in time: RFC 3339, or `YYYY-MM-DD HH:MM:SS[.fff]` in UTC.

@@ -35,17 +35,21 @@ async fn refused(cluster: &Cluster, name: &str, req: &StationRequest, words: &st
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn only_a_channels_participants_report_on_it() {
-    let work = tempfile::tempdir().unwrap();
-    let vol = work.path().join("vol0.img");
-    fixture::make_volume(&vol, 16 << 20, 5).unwrap();
+/// A cluster over a 16 MiB volume whose node streams at 4 MB/s, and a
+/// backup of it (about four seconds) whose channel is writing: the
+/// cluster, the running `smapp backup`, the volume, channel and ABS ids.
+// The child is handed to the caller, which waits for it.
+#[allow(clippy::zombie_processes)]
+async fn writing_backup(
+    work: &std::path::Path,
+    seed: u64,
+) -> (Cluster, std::process::Child, std::path::PathBuf, u64, u64) {
+    let vol = work.join("vol0.img");
+    fixture::make_volume(&vol, 16 << 20, seed).unwrap();
     let mut spec = ClusterSpec::new(vec![("vol0".into(), vol.clone())], 4096, 65536, 1 << 20);
-    // 16 MiB at 4 MB/s: the backup runs for about four seconds.
     spec.pn_args = vec!["--stream-rate".into(), "4".into()];
-    let mut cluster = Cluster::start(work.path(), &spec).await.unwrap();
-
-    let backup = Command::new(bin("smapp").unwrap())
+    let cluster = Cluster::start(work, &spec).await.unwrap();
+    let mut backup = Command::new(bin("smapp").unwrap())
         .args(["--station", &cluster.station.to_string(), "--name", CLIENT, "--json"])
         .arg("--pki")
         .arg(cluster.pki_of(CLIENT))
@@ -56,17 +60,25 @@ async fn only_a_channels_participants_report_on_it() {
         .unwrap();
     // Wait (on the catalog, not on time) until its channel is writing.
     let deadline = Instant::now() + Duration::from_secs(60);
-    let (channel_id, abs_id) = loop {
+    loop {
         let chans = cluster.operator(&["channels"]).unwrap();
         if let Some(c) = chans.iter().find(|c| c["kind"] == "backup" && c["state"] == "writing") {
-            break (c["channel_id"].as_u64().unwrap(), c["abs_id"].as_u64().unwrap());
+            let (channel_id, abs_id) = (c["channel_id"].as_u64().unwrap(), c["abs_id"].as_u64().unwrap());
+            return (cluster, backup, vol, channel_id, abs_id);
         }
-        assert!(
-            Instant::now() < deadline,
-            "no backup channel started writing: {chans:?}"
-        );
+        if Instant::now() >= deadline {
+            let _ = backup.kill();
+            let _ = backup.wait();
+            panic!("no backup channel started writing: {chans:?}");
+        }
         tokio::task::yield_now().await;
-    };
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn only_a_channels_participants_report_on_it() {
+    let work = tempfile::tempdir().unwrap();
+    let (mut cluster, backup, vol, channel_id, abs_id) = writing_backup(work.path(), 5).await;
 
     let finish = StationRequest::ChannelFinished {
         channel_id,
@@ -193,32 +205,7 @@ async fn only_a_channels_participants_report_on_it() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_finished_report_completes_nothing_that_is_not_on_tape() {
     let work = tempfile::tempdir().unwrap();
-    let vol = work.path().join("vol0.img");
-    fixture::make_volume(&vol, 16 << 20, 6).unwrap();
-    let mut spec = ClusterSpec::new(vec![("vol0".into(), vol.clone())], 4096, 65536, 1 << 20);
-    spec.pn_args = vec!["--stream-rate".into(), "4".into()];
-    let mut cluster = Cluster::start(work.path(), &spec).await.unwrap();
-    let backup = Command::new(bin("smapp").unwrap())
-        .args(["--station", &cluster.station.to_string(), "--name", CLIENT, "--json"])
-        .arg("--pki")
-        .arg(cluster.pki_of(CLIENT))
-        .args(["backup", "--primary", PRIMARY, "--object", "db1", "--volume", "vol0"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let (channel_id, abs_id) = loop {
-        let chans = cluster.operator(&["channels"]).unwrap();
-        if let Some(c) = chans.iter().find(|c| c["kind"] == "backup" && c["state"] == "writing") {
-            break (c["channel_id"].as_u64().unwrap(), c["abs_id"].as_u64().unwrap());
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no backup channel started writing: {chans:?}"
-        );
-        tokio::task::yield_now().await;
-    };
+    let (mut cluster, backup, _, channel_id, abs_id) = writing_backup(work.path(), 6).await;
     // Its own front-end (a participant) claims the ABS finished, with every
     // track, while most of it is not on tape yet.
     let placed = cluster
