@@ -456,6 +456,17 @@ impl Cluster {
         self.smapp_json_as(CLIENT, args)
     }
 
+    /// Run `smapp restore ABS --to-file TO EXTRA…` as the client, which must
+    /// fail; returns its error output.
+    pub fn refused_restore(&self, abs_id: u64, to: &str, extra: &[&str]) -> String {
+        let abs = abs_id.to_string();
+        let mut args = vec!["restore", abs.as_str(), "--to-file", to];
+        args.extend_from_slice(extra);
+        let out = self.smapp_as(CLIENT, &args).expect("running smapp");
+        assert!(!out.status.success(), "smapp {args:?} succeeded");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
     /// [`Cluster::smapp`] as the operator.
     pub fn operator(&self, args: &[&str]) -> Result<Vec<serde_json::Value>> {
         self.smapp_json_as("operator", args)

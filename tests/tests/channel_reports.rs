@@ -234,18 +234,7 @@ async fn a_finished_report_completes_nothing_that_is_not_on_tape() {
     let abs = cluster.operator(&["list", "abs"]).unwrap();
     let row = abs.iter().find(|a| a["abs_id"] == abs_id).unwrap();
     assert!(row["state"].is_string() && row["state"] != "complete", "{row}");
-    let out = cluster
-        .smapp_as(
-            CLIENT,
-            &[
-                "restore",
-                &abs_id.to_string(),
-                "--to-file",
-                &format!("{PRIMARY}:db1.img"),
-            ],
-        )
-        .unwrap();
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("not complete"));
+    let err = cluster.refused_restore(abs_id, &format!("{PRIMARY}:db1.img"), &[]);
+    assert!(err.contains("not complete"), "{err}");
     cluster.stop();
 }

@@ -84,19 +84,8 @@ async fn a_restore_writes_only_a_new_file_in_the_nodes_restore_directory() {
     ] {
         failed_with(&raw_restore(&cluster, abs_id, &bad).await, "not a path");
     }
-    let out = cluster
-        .smapp_as(
-            CLIENT,
-            &[
-                "restore",
-                &abs_id.to_string(),
-                "--to-file",
-                &format!("{PRIMARY}:/etc/cron.d/x"),
-            ],
-        )
-        .unwrap();
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("not a path"));
+    let err = cluster.refused_restore(abs_id, &format!("{PRIMARY}:/etc/cron.d/x"), &[]);
+    assert!(err.contains("not a path"), "{err}");
     assert_eq!(std::fs::read(&outside).unwrap(), b"not yours");
 
     // A symlink planted in the restore directory is not followed, with or
@@ -106,18 +95,8 @@ async fn a_restore_writes_only_a_new_file_in_the_nodes_restore_directory() {
         &raw_restore(&cluster, abs_id, "planted.img").await,
         "symlinks are not followed",
     );
-    let out = cluster
-        .smapp_as(
-            CLIENT,
-            &[
-                "restore",
-                &abs_id.to_string(),
-                "--to-file",
-                &format!("{PRIMARY}:planted.img"),
-            ],
-        )
-        .unwrap();
-    assert!(!out.status.success());
+    let err = cluster.refused_restore(abs_id, &format!("{PRIMARY}:planted.img"), &[]);
+    assert!(err.contains("already exists"), "{err}");
     assert_eq!(std::fs::read(&outside).unwrap(), b"not yours");
 
     // A served volume, reached through a hard link in the directory, is
@@ -130,14 +109,8 @@ async fn a_restore_writes_only_a_new_file_in_the_nodes_restore_directory() {
     // An existing file is kept unless --replace is given; then replaced.
     let existing = cluster.restored("db1.img");
     std::fs::write(&existing, b"yesterday's copy").unwrap();
-    let out = cluster
-        .smapp_as(
-            CLIENT,
-            &["restore", &abs_id.to_string(), "--to-file", &cluster.to_file(&existing)],
-        )
-        .unwrap();
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--replace"));
+    let err = cluster.refused_restore(abs_id, &cluster.to_file(&existing), &[]);
+    assert!(err.contains("--replace"), "{err}");
     assert_eq!(std::fs::read(&existing).unwrap(), b"yesterday's copy");
     cluster
         .smapp(&[
