@@ -5,6 +5,8 @@
 #   deploy/pg.sh start DIR PORT       initdb DIR/data if needed, start on 127.0.0.1:PORT
 #                                     (unix socket in DIR), create database `dmc`
 #   deploy/pg.sh stop DIR             stop the cluster (fast shutdown)
+#   deploy/pg.sh crash DIR            stop it as a crash would (immediate: no checkpoint,
+#                                     connections cut); `start DIR PORT` recovers it
 #   deploy/pg.sh url DIR [PORT]       print postgres://postgres@127.0.0.1:PORT/dmc
 #   deploy/pg.sh bindir               print the directory holding initdb/pg_ctl
 #
@@ -100,6 +102,12 @@ cmd_stop() {
     fi
 }
 
+cmd_crash() {
+    local dir="${1:?usage: pg.sh crash DIR}"
+    local bin; bin="$(bindir)"
+    as_owner "$bin/pg_ctl" -D "$dir/data" -m immediate -w -t 60 stop >/dev/null
+}
+
 cmd_url() {
     local dir="${1:?usage: pg.sh url DIR [PORT]}" port="${2:-}"
     if [[ -z "$port" ]]; then
@@ -113,7 +121,8 @@ case "${1:-}" in
     install) install_pg ;;
     start) shift; cmd_start "$@" ;;
     stop) shift; cmd_stop "$@" ;;
+    crash) shift; cmd_crash "$@" ;;
     url) shift; cmd_url "$@" ;;
     bindir) bindir ;;
-    *) die "usage: pg.sh install | start DIR PORT | stop DIR | url DIR [PORT] | bindir" ;;
+    *) die "usage: pg.sh install | start DIR PORT | stop DIR | crash DIR | url DIR [PORT] | bindir" ;;
 esac

@@ -42,6 +42,10 @@ enum Cmd {
         /// Prometheus metrics address.
         #[arg(long)]
         metrics: Option<SocketAddr>,
+        /// Seconds a job waits for the catalog database while it is
+        /// unreachable (restart, failover) before it fails with that reason.
+        #[arg(long, default_value_t = 60)]
+        catalog_patience: u64,
         /// Seconds without a heartbeat after which a mover or primary node is declared dead.
         #[arg(long, default_value_t = 10)]
         heartbeat_timeout: u64,
@@ -201,6 +205,7 @@ async fn main_async() -> Result<()> {
             block_size,
             metrics,
             heartbeat_timeout,
+            catalog_patience,
             mount_seconds,
             dismount_seconds,
             slots,
@@ -219,7 +224,7 @@ async fn main_async() -> Result<()> {
                     .context("starting the metrics exporter")?;
             }
             let identity = transport::Identity::load(&pki, &name).context("loading the station's certificate")?;
-            let catalog = Catalog::connect(&database_url)
+            let catalog = Catalog::connect_with_patience(&database_url, Duration::from_secs(catalog_patience))
                 .await
                 .context("connecting to the catalog database")?;
             let cfg = StationConfig {

@@ -13,6 +13,7 @@ use proto::wire::{
     TrackStreamOpen, MAX_DATA_FRAME,
 };
 use tokio::sync::Mutex;
+use tokio_util::sync::CancellationToken;
 use transport::link::StationLink;
 use transport::{BufPool, Dialer, Identity, Role};
 
@@ -84,6 +85,25 @@ pub struct Mover {
     writers: HashMap<String, DriveWriter>,
     /// Connections to back-ends.
     dialer: Dialer,
+    /// This start of the process (see `PeerAddr::boot`).
+    pub boot: u64,
+    /// Channels whose streams run here, each with the token that stops it.
+    running: std::sync::Mutex<HashMap<u64, CancellationToken>>,
+}
+
+/// A channel's stream running in this mover; dropping it forgets the channel.
+pub struct RunningChannel {
+    mover: Arc<Mover>,
+    channel_id: u64,
+    pub token: CancellationToken,
+}
+
+impl Drop for RunningChannel {
+    fn drop(&mut self) {
+        if let Ok(mut r) = self.mover.running.lock() {
+            r.remove(&self.channel_id);
+        }
+    }
 }
 
 impl Mover {
@@ -102,16 +122,43 @@ impl Mover {
     }
 
     /// The connection to a back-end (reused; a back-end that restarted
-    /// registers a new address, and is dialled again).
+    /// registers again, and is dialled again).
     pub async fn back_end(&self, be: &PeerAddr) -> Result<quinn::Connection> {
         let addr: SocketAddr = be
             .address
             .parse()
             .with_context(|| format!("back-end address {:?}", be.address))?;
         self.dialer
-            .connect(&be.name, addr, Role::Mover)
+            .connect(&be.name, addr, be.boot, Role::Mover)
             .await
             .with_context(|| format!("dialling back-end {} at {addr}", be.name))
+    }
+
+    /// Note that channel `channel_id`'s stream runs here until the guard
+    /// is dropped; the station's `AbortChannel` cancels its token.
+    pub fn run_channel(self: &Arc<Self>, channel_id: u64) -> RunningChannel {
+        let token = CancellationToken::new();
+        if let Ok(mut r) = self.running.lock() {
+            r.insert(channel_id, token.clone());
+        }
+        RunningChannel {
+            mover: self.clone(),
+            channel_id,
+            token,
+        }
+    }
+
+    /// Every channel this mover holds state for: opened, running or merging.
+    async fn channels(&self) -> Vec<u64> {
+        let mut all: Vec<u64> = self.backups.lock().await.keys().copied().collect();
+        all.extend(self.restores.lock().await.keys().copied());
+        all.extend(self.merges.lock().await.keys().copied());
+        if let Ok(r) = self.running.lock() {
+            all.extend(r.keys().copied());
+        }
+        all.sort_unstable();
+        all.dedup();
+        all
     }
 
     fn is_front_end(&self) -> bool {
@@ -122,8 +169,10 @@ impl Mover {
         matches!(self.cfg.role, MoverRole::BackEnd | MoverRole::Both)
     }
 
-    fn registration(&self) -> StationRequest {
+    async fn registration(&self) -> StationRequest {
         StationRequest::RegisterMover {
+            boot: self.boot,
+            channels: self.channels().await,
             name: self.name.clone(),
             role: self.cfg.role,
             address: self.cfg.listen.to_string(),
@@ -221,13 +270,16 @@ pub async fn run(cfg: MoverConfig, identity: Identity) -> Result<()> {
         drives,
         writers,
         dialer: Dialer::new(endpoint.clone()),
+        boot: rand::random(),
+        running: std::sync::Mutex::new(HashMap::new()),
     });
-    link.request_ok(&mover.registration())
+    link.request_ok(&mover.registration().await)
         .await
         .context("registering with the control station")?;
-    tracing::info!(name = %mover.name, role = mover.cfg.role.as_str(), address = %mover.cfg.listen, "mover registered");
+    tracing::info!(name = %mover.name, role = mover.cfg.role.as_str(), address = %mover.cfg.listen, boot = mover.boot, "mover registered");
 
-    link.spawn_heartbeats(mover.name.clone(), Duration::from_secs(2));
+    let register = Arc::new(tokio::sync::Notify::new());
+    link.spawn_heartbeats(mover.name.clone(), HEARTBEAT, register.clone());
 
     let acceptor = mover.clone();
     tokio::spawn(async move {
@@ -243,14 +295,22 @@ pub async fn run(cfg: MoverConfig, identity: Identity) -> Result<()> {
 
     loop {
         let m = mover.clone();
-        let res = link.serve_commands(move |cmd| handle_command(m.clone(), cmd)).await;
-        tracing::warn!(result = ?res, "station connection lost; reconnecting");
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        if let Err(e) = link.request_ok(&mover.registration()).await {
-            tracing::warn!(error = %e, "re-registering failed");
+        tokio::select! {
+            res = link.serve_commands(move |cmd| handle_command(m.clone(), cmd)) => {
+                tracing::warn!(result = ?res, "station connection lost; reconnecting");
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            _ = register.notified() => {}
+        }
+        match link.request_ok(&mover.registration().await).await {
+            Ok(()) => tracing::info!(name = %mover.name, boot = mover.boot, "mover registered again"),
+            Err(e) => tracing::warn!(error = %e, "registering again failed"),
         }
     }
 }
+
+/// How often a mover tells the station it is alive.
+pub const HEARTBEAT: Duration = Duration::from_secs(2);
 
 /// A connection from a primary node (track streams, to the front-end) or
 /// from a front-end mover (segment streams, to the back-end).
@@ -474,6 +534,10 @@ async fn exec(mover: &Arc<Mover>, cmd: Command) -> Result<CommandReply> {
             tracing::warn!(channel_id, %reason, "channel aborted by the station");
             mover.backups.lock().await.remove(&channel_id);
             mover.restores.lock().await.remove(&channel_id);
+            // A running stream stops and fails with the station's reason.
+            if let Some(t) = mover.running.lock().ok().and_then(|r| r.get(&channel_id).cloned()) {
+                t.cancel();
+            }
             // A merge stops: dropping its queue ends its task, which fails it.
             mover.merges.lock().await.remove(&channel_id);
             Ok(CommandReply::Ok)

@@ -153,6 +153,19 @@ impl HostIo {
             .get(name)
             .ok_or_else(|| anyhow!("this node has no volume {name:?}"))
     }
+
+    /// The backups (channels) holding a snapshot of some volume.
+    pub fn backups(&self) -> Vec<u64> {
+        let mut all: Vec<u64> = self
+            .volumes
+            .values()
+            .filter_map(|h| h.lock().ok().map(|st| st.snapshots.keys().copied().collect::<Vec<_>>()))
+            .flatten()
+            .collect();
+        all.sort_unstable();
+        all.dedup();
+        all
+    }
 }
 
 /// What a backup's snapshot of one volume captured.

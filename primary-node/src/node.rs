@@ -52,6 +52,13 @@ struct Node {
     stream_rate: Option<u64>,
     host: Arc<crate::host::HostIo>,
     restore_dir: Arc<crate::restore_dir::RestoreDir>,
+    /// This start of the process (see `PeerAddr::boot`).
+    boot: u64,
+    /// Restore channels, each with the token that stops its stream and its
+    /// job, from the order until the station finishes the job (so a job
+    /// whose station restarted is found at registration and its partial
+    /// file removed).
+    restores: Arc<std::sync::Mutex<HashMap<u64, (tokio_util::sync::CancellationToken, u64)>>>,
 }
 
 /// Run until the station link fails for good.
@@ -93,15 +100,10 @@ pub async fn run(cfg: NodeConfig) -> Result<()> {
         tracing::info!(address = %listener.local_addr()?, volumes = volumes.len(), "NBD export listening");
         tokio::spawn(crate::nbd::serve(listener, host.clone()));
     }
-    let refs = volumes.values().map(|v| v.reference()).collect();
-    link.request_ok(&StationRequest::RegisterPrimary {
-        name: cfg.name.clone(),
-        volumes: refs,
-    })
-    .await
-    .context("registering with the control station")?;
-    tracing::info!(name = %cfg.name, volumes = volumes.len(), "primary node registered");
+    let boot: u64 = rand::random();
     let node = Node {
+        boot,
+        restores: Arc::new(std::sync::Mutex::new(HashMap::new())),
         name: cfg.name,
         dialer: Arc::new(Dialer::new(endpoint)),
         tracks: BufPool::new(max_track, 64),
@@ -112,23 +114,45 @@ pub async fn run(cfg: NodeConfig) -> Result<()> {
         host,
         restore_dir,
     };
+    link.request_ok(&node.registration())
+        .await
+        .context("registering with the control station")?;
+    tracing::info!(name = %node.name, volumes = node.volumes.len(), boot, "primary node registered");
 
-    link.spawn_heartbeats(node.name.clone(), Duration::from_secs(2));
+    let register = Arc::new(tokio::sync::Notify::new());
+    link.spawn_heartbeats(node.name.clone(), Duration::from_secs(2), register.clone());
 
     loop {
         let n = node.clone();
-        let res = link.serve_commands(move |cmd| handle(n.clone(), cmd)).await;
-        tracing::warn!(result = ?res, "station connection lost; reconnecting");
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        let refs = node.volumes.values().map(|v| v.reference()).collect();
-        if let Err(e) = link
-            .request_ok(&StationRequest::RegisterPrimary {
-                name: node.name.clone(),
-                volumes: refs,
-            })
-            .await
-        {
-            tracing::warn!(error = %e, "re-registering failed");
+        tokio::select! {
+            res = link.serve_commands(move |cmd| handle(n.clone(), cmd)) => {
+                tracing::warn!(result = ?res, "station connection lost; reconnecting");
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            _ = register.notified() => {}
+        }
+        match link.request_ok(&node.registration()).await {
+            Ok(()) => tracing::info!(name = %node.name, boot, "primary node registered again"),
+            Err(e) => tracing::warn!(error = %e, "registering again failed"),
+        }
+    }
+}
+
+impl Node {
+    /// The registration: volumes, this start, and the channels the node
+    /// holds (snapshots of backups, restores being written).
+    fn registration(&self) -> StationRequest {
+        let mut channels = self.host.backups();
+        if let Ok(r) = self.restores.lock() {
+            channels.extend(r.keys().copied());
+        }
+        channels.sort_unstable();
+        channels.dedup();
+        StationRequest::RegisterPrimary {
+            name: self.name.clone(),
+            volumes: self.volumes.values().map(|v| v.reference()).collect(),
+            boot: self.boot,
+            channels,
         }
     }
 }
@@ -221,8 +245,13 @@ async fn handle(node: Node, cmd: Command) -> CommandReply {
                     message: format!("invalid restore order: {e}"),
                 };
             }
+            let channel_id = order.channel_id;
+            let job = order.job;
+            let cancel = tokio_util::sync::CancellationToken::new();
+            if let Ok(mut r) = node.restores.lock() {
+                r.insert(channel_id, (cancel.clone(), job));
+            }
             tokio::spawn(async move {
-                let channel_id = order.channel_id;
                 // Progress goes to the station at most every 16 MiB, without
                 // holding up the writes.
                 let (ptx, mut prx) = tokio::sync::watch::channel(0u64);
@@ -243,10 +272,17 @@ async fn handle(node: Node, cmd: Command) -> CommandReply {
                         }
                     }
                 });
-                let result = receive_restore(&node.dialer, order, dest, move |b| {
-                    let _ = ptx.send(b);
-                })
-                .await;
+                let result = tokio::select! {
+                    r = receive_restore(&node.dialer, order, dest, move |b| {
+                        let _ = ptx.send(b);
+                    }) => r,
+                    _ = cancel.cancelled() => Err(anyhow::anyhow!("the station aborted the restore")),
+                };
+                if result.is_err() {
+                    if let Ok(mut r) = node.restores.lock() {
+                        r.remove(&channel_id);
+                    }
+                }
                 let _ = reporter.await;
                 match result {
                     Ok(t) => {
@@ -269,6 +305,10 @@ async fn handle(node: Node, cmd: Command) -> CommandReply {
                     Err(e) => {
                         let reason = format!("primary node {}: {e:#}", node.name);
                         tracing::error!(channel_id, %reason, "restore stream failed");
+                        // The whole restore failed with this stream: its
+                        // partial file goes now, whether or not the station
+                        // lives to say so.
+                        node.restore_dir.discard(job);
                         let _ = node
                             .link
                             .request_ok(&StationRequest::ChannelFailed { channel_id, reason })
@@ -278,16 +318,45 @@ async fn handle(node: Node, cmd: Command) -> CommandReply {
             });
             CommandReply::Ok
         }
+        Command::FinishRestore { job, commit } => {
+            if let Ok(mut r) = node.restores.lock() {
+                r.retain(|_, (_, j)| *j != job);
+            }
+            finish_restore(&node, job, commit)
+        }
         Command::AbortChannel { channel_id, reason } => {
             tracing::warn!(channel_id, %reason, "channel aborted by the station");
             // A snapshot the channel took goes (a running stream then fails
             // on its next read, as its channel already did).
             let names: Vec<String> = node.volumes.keys().cloned().collect();
             end_backup(&node.host, channel_id, &names);
+            // A restore stream stops; a restore whose stream already ended
+            // will never be finished: its partial file goes.
+            if let Some((t, job)) = node.restores.lock().ok().and_then(|mut r| r.remove(&channel_id)) {
+                t.cancel();
+                node.restore_dir.discard(job);
+            }
             CommandReply::Ok
         }
         other => CommandReply::Error {
             message: format!("a primary node does not do {other:?}"),
+        },
+    }
+}
+
+/// Give restore `job`'s file its name, or remove it.
+fn finish_restore(node: &Node, job: u64, commit: bool) -> CommandReply {
+    if !commit {
+        node.restore_dir.discard(job);
+        return CommandReply::Ok;
+    }
+    match node.restore_dir.commit(job) {
+        Ok(path) => {
+            tracing::info!(job, file = %path.display(), "restore file complete");
+            CommandReply::Ok
+        }
+        Err(e) => CommandReply::Error {
+            message: format!("primary node {}: {e:#}", node.name),
         },
     }
 }

@@ -131,7 +131,7 @@ pub async fn receive_restore(
         .parse()
         .with_context(|| format!("front-end address {:?}", order.front_end.address))?;
     let conn = dialer
-        .connect(&order.front_end.name, addr, Role::Mover)
+        .connect(&order.front_end.name, addr, order.front_end.boot, Role::Mover)
         .await
         .with_context(|| format!("dialling front-end {}", order.front_end.name))?;
     let (mut send, mut recv) = transport::open_bi(&conn, MAX_DATA_FRAME).await?;

@@ -12,6 +12,15 @@
 //! Every stream of one restore (several drives, the members of a chain)
 //! writes into the same file: the first opens it, the others of the same
 //! restore job get the same open file.
+//!
+//! That file is a *partial* one, `.NAME.partial-JOB`, until the station
+//! says the whole restore succeeded ([`RestoreDir::commit`]): it is synced
+//! and renamed to NAME (atomically; without `replace` only if NAME still
+//! does not exist), and an existing NAME is untouched until then. A
+//! restore that fails removes its partial file ([`RestoreDir::discard`]);
+//! one the node did not live to finish leaves only a `.partial-` name,
+//! removed when the node starts again. No file that could pass for a good
+//! restore is ever left behind.
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -35,8 +44,24 @@ pub struct RestoreDir {
     jobs: Mutex<HashMap<u64, OpenJob>>,
 }
 
-/// A restore job's file: (file, its path, last use).
-type OpenJob = (Arc<File>, PathBuf, Instant);
+/// A restore job's file: (file, its partial path, last use, final name, replace).
+struct OpenJob {
+    file: Arc<File>,
+    partial: PathBuf,
+    used: Instant,
+    name: PathBuf,
+    replace: bool,
+}
+
+/// The partial file of `job` restoring into `name`.
+fn partial_name(name: &str, job: u64) -> String {
+    format!(".{name}.partial-{job:016x}")
+}
+
+/// Whether a directory entry is a partial file a restore left.
+fn is_partial(entry: &str) -> bool {
+    entry.starts_with('.') && entry.contains(".partial-")
+}
 
 impl RestoreDir {
     /// Use `dir` (created 0700 if missing) for restores; `volumes`: the
@@ -61,6 +86,14 @@ impl RestoreDir {
         let dir = dir
             .canonicalize()
             .with_context(|| format!("restore directory {}", dir.display()))?;
+        // Partial files of restores an earlier start did not finish.
+        for entry in std::fs::read_dir(&dir).with_context(|| format!("listing {}", dir.display()))? {
+            let entry = entry?;
+            if entry.file_name().to_str().is_some_and(is_partial) {
+                tracing::warn!(file = %entry.path().display(), "removing the partial file of an unfinished restore");
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
         Ok(RestoreDir {
             dir,
             volumes,
@@ -73,31 +106,67 @@ impl RestoreDir {
         &self.dir
     }
 
-    /// The file `name` of restore `job`, `size` bytes long: created (or,
-    /// with `replace`, an existing regular file reused) by the job's first
-    /// stream, shared by the others.
+    /// The partial file of restore `job` into `name`, `size` bytes long:
+    /// created by the job's first stream, shared by the others. Returns
+    /// the path written (the partial one) and the file.
     pub fn file(&self, job: u64, name: &str, replace: bool, size: u64) -> Result<(PathBuf, Arc<File>)> {
         proto::wire::check_restore_file_name(name).map_err(anyhow::Error::msg)?;
         let path = self.dir.join(name);
         let mut jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
-        jobs.retain(|_, (_, _, used)| used.elapsed() < JOB_IDLE);
-        if let Some((file, open_path, used)) = jobs.get_mut(&job) {
-            if *open_path != path {
-                bail!(
-                    "restore job {job} writes {}, not {}",
-                    open_path.display(),
-                    path.display()
-                );
+        jobs.retain(|_, j| j.used.elapsed() < JOB_IDLE);
+        if let Some(j) = jobs.get_mut(&job) {
+            if j.name != path {
+                bail!("restore job {job} writes {}, not {}", j.name.display(), path.display());
             }
-            *used = Instant::now();
-            return Ok((path, file.clone()));
+            j.used = Instant::now();
+            return Ok((j.partial.clone(), j.file.clone()));
         }
-        let file = self.create(&path, replace)?;
-        let meta = file
-            .metadata()
-            .with_context(|| format!("restore file {}", path.display()))?;
+        self.check_target(&path, replace)?;
+        let partial = self.dir.join(partial_name(name, job));
+        // O_EXCL: fails on anything at the path, a symlink included.
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&partial)
+            .with_context(|| format!("creating restore file {}", partial.display()))?;
+        file.set_len(size)
+            .with_context(|| format!("sizing restore file {}", partial.display()))?;
+        let file = Arc::new(file);
+        jobs.insert(
+            job,
+            OpenJob {
+                file: file.clone(),
+                partial: partial.clone(),
+                used: Instant::now(),
+                name: path,
+                replace,
+            },
+        );
+        Ok((partial, file))
+    }
+
+    /// Whether `path` may become a restore's result: free, or (with
+    /// `replace`) a regular file that is not a served volume. Symlinks are
+    /// never followed.
+    fn check_target(&self, path: &Path, replace: bool) -> Result<()> {
+        let meta = match std::fs::symlink_metadata(path) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e).with_context(|| format!("restore file {}", path.display())),
+        };
+        if !replace {
+            bail!(
+                "restore file {} already exists; restore with --replace to overwrite it",
+                path.display()
+            );
+        }
         if !meta.is_file() {
-            bail!("restore file {}: not a regular file", path.display());
+            bail!(
+                "restore file {}: not a regular file (symlinks are not followed)",
+                path.display()
+            );
         }
         if self.volumes.contains(&(meta.dev(), meta.ino())) {
             bail!(
@@ -105,33 +174,54 @@ impl RestoreDir {
                 path.display()
             );
         }
-        // Never truncated below what it will hold: streams of several
-        // drives write into it, each its own tracks; every byte of the
-        // object is rewritten, and set_len cuts anything beyond it.
-        file.set_len(size)
-            .with_context(|| format!("sizing restore file {}", path.display()))?;
-        let file = Arc::new(file);
-        jobs.insert(job, (file.clone(), path.clone(), Instant::now()));
-        Ok((path, file))
+        Ok(())
     }
 
-    fn create(&self, path: &Path, replace: bool) -> Result<File> {
-        let mut new = OpenOptions::new();
-        // O_EXCL: fails on anything at the path, a symlink included.
-        new.read(true).write(true).create_new(true).mode(0o600);
-        match new.open(path) {
-            Ok(f) => Ok(f),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && replace => OpenOptions::new()
-                .read(true)
-                .write(true)
-                .custom_flags(libc::O_NOFOLLOW)
-                .open(path)
-                .with_context(|| format!("replacing restore file {} (symlinks are not followed)", path.display())),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => bail!(
-                "restore file {} already exists; restore with --replace to overwrite it",
-                path.display()
-            ),
-            Err(e) => Err(e).with_context(|| format!("creating restore file {}", path.display())),
+    /// Restore `job` succeeded: sync its file, give it its name, sync the
+    /// directory. Returns the final path. Without `replace`, a file that
+    /// appeared at the name meanwhile is kept and the restore fails.
+    pub fn commit(&self, job: u64) -> Result<PathBuf> {
+        let j = self
+            .jobs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&job)
+            .ok_or_else(|| anyhow::anyhow!("restore job {job} has no file on this node"))?;
+        let done = (|| {
+            j.file
+                .sync_all()
+                .with_context(|| format!("syncing {}", j.partial.display()))?;
+            if j.replace {
+                self.check_target(&j.name, true)?;
+                std::fs::rename(&j.partial, &j.name)
+                    .with_context(|| format!("renaming {} to {}", j.partial.display(), j.name.display()))?;
+            } else {
+                // link(2) never replaces: the name is taken only if free.
+                std::fs::hard_link(&j.partial, &j.name).with_context(|| {
+                    format!(
+                        "naming the restored file {} (created meanwhile? it is kept)",
+                        j.name.display()
+                    )
+                })?;
+                std::fs::remove_file(&j.partial).with_context(|| format!("removing {}", j.partial.display()))?;
+            }
+            File::open(&self.dir)
+                .and_then(|d| d.sync_all())
+                .with_context(|| format!("syncing directory {}", self.dir.display()))?;
+            Ok(j.name.clone())
+        })();
+        if done.is_err() {
+            let _ = std::fs::remove_file(&j.partial);
+        }
+        done
+    }
+
+    /// Restore `job` failed: remove its partial file (none: nothing to do).
+    pub fn discard(&self, job: u64) {
+        let j = self.jobs.lock().unwrap_or_else(|p| p.into_inner()).remove(&job);
+        if let Some(j) = j {
+            tracing::info!(file = %j.partial.display(), "restore failed: partial file removed");
+            let _ = std::fs::remove_file(&j.partial);
         }
     }
 }
@@ -166,6 +256,10 @@ mod tests {
         assert_eq!(std::fs::read(d.path().join("db.img")).unwrap(), b"precious");
         let (_, f) = d.file(2, "db.img", true, 4).unwrap();
         assert_eq!(f.metadata().unwrap().len(), 4);
+        // Replaced only when the restore succeeds.
+        assert_eq!(std::fs::read(d.path().join("db.img")).unwrap(), b"precious");
+        d.commit(2).unwrap();
+        assert_eq!(std::fs::read(d.path().join("db.img")).unwrap(), vec![0u8; 4]);
     }
 
     #[test]
@@ -194,7 +288,56 @@ mod tests {
         let (_, a) = d.file(7, "x.img", false, 8).unwrap();
         let (_, b) = d.file(7, "x.img", false, 8).unwrap();
         assert!(Arc::ptr_eq(&a, &b));
-        assert!(d.file(8, "x.img", false, 8).is_err());
         assert!(d.file(7, "y.img", false, 8).is_err());
+    }
+
+    /// Until the restore succeeds there is only a partial file, which no
+    /// one could take for the result; a failed restore leaves nothing.
+    #[test]
+    fn only_a_successful_restore_leaves_a_file_under_its_name() {
+        let (_t, d, _) = dir_with_volume();
+        let (partial, f) = d.file(9, "good.img", false, 3).unwrap();
+        std::os::unix::fs::FileExt::write_all_at(&*f, b"abc", 0).unwrap();
+        assert!(!d.path().join("good.img").exists());
+        assert!(partial
+            .file_name()
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .starts_with(".good.img.partial-"));
+        assert_eq!(d.commit(9).unwrap(), d.path().join("good.img"));
+        assert_eq!(std::fs::read(d.path().join("good.img")).unwrap(), b"abc");
+        assert!(!partial.exists());
+
+        let (partial, _) = d.file(10, "bad.img", false, 3).unwrap();
+        d.discard(10);
+        assert!(!partial.exists() && !d.path().join("bad.img").exists());
+        assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 1, "only good.img is left");
+    }
+
+    /// A name taken while the restore ran is kept (without --replace).
+    #[test]
+    fn a_name_taken_meanwhile_is_not_overwritten() {
+        let (_t, d, _) = dir_with_volume();
+        d.file(11, "race.img", false, 3).unwrap();
+        std::fs::write(d.path().join("race.img"), b"theirs").unwrap();
+        assert!(d.commit(11).is_err());
+        assert_eq!(std::fs::read(d.path().join("race.img")).unwrap(), b"theirs");
+        assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 1);
+    }
+
+    /// Partial files of an earlier start are removed when the node starts.
+    #[test]
+    fn partial_files_left_by_a_crash_are_removed_at_start() {
+        let (t, d, vol) = dir_with_volume();
+        d.file(12, "crash.img", false, 3).unwrap();
+        std::fs::write(d.path().join("kept.img"), b"k").unwrap();
+        drop(d);
+        let d = RestoreDir::open(&t.path().join("restores"), &[vol]).unwrap();
+        let names: Vec<String> = std::fs::read_dir(d.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(names, vec!["kept.img".to_string()]);
     }
 }

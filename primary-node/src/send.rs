@@ -91,7 +91,7 @@ pub async fn send_track_set(
         .parse()
         .with_context(|| format!("front-end address {:?}", order.front_end.address))?;
     let conn = dialer
-        .connect(&order.front_end.name, addr, Role::Mover)
+        .connect(&order.front_end.name, addr, order.front_end.boot, Role::Mover)
         .await
         .with_context(|| {
             format!(

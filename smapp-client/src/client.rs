@@ -2,17 +2,20 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
+use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
-use proto::wire::{
-    BackupLevel, ChannelEvent, ObjectSpec, RestoreTarget, StationReply, StationRequest, MAX_CONTROL_FRAME,
-};
+use proto::wire::{ChannelEvent, RestoreTarget, StationReply, StationRequest, MAX_CONTROL_FRAME};
 use transport::{Identity, Role};
 
-/// A connection to the control station as a client or operator.
+/// A connection to the control station as a client or operator; dropping
+/// it closes the connection (the station learns at once that the client
+/// went away).
 pub struct Client {
-    _endpoint: quinn::Endpoint,
+    endpoint: quinn::Endpoint,
     conn: quinn::Connection,
+    /// How long a followed job may take before the client gives up.
+    timeout: Option<Duration>,
 }
 
 impl Client {
@@ -24,9 +27,23 @@ impl Client {
             .await
             .with_context(|| format!("connecting to the control station at {station}"))?;
         Ok(Client {
-            _endpoint: endpoint,
+            endpoint,
             conn,
+            timeout: None,
         })
+    }
+
+    /// Give up following a job after `timeout` (None: follow it to its end).
+    pub fn with_timeout(mut self, timeout: Option<Duration>) -> Client {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Close the connection and wait (briefly) until the station knows:
+    /// a job still waiting for a drive is then cancelled at once.
+    pub async fn close(&self) {
+        self.conn.close(transport::codes::DONE, b"client done");
+        let _ = tokio::time::timeout(Duration::from_millis(500), self.endpoint.wait_idle()).await;
     }
 
     /// One request, one reply.
@@ -42,16 +59,41 @@ impl Client {
     }
 
     /// A backup or restore: `on_event` sees every event; returns the last.
-    async fn channel(&self, req: &StationRequest, mut on_event: impl FnMut(&ChannelEvent)) -> Result<ChannelEvent> {
+    /// With `until_accepted`, return at [`ChannelEvent::Accepted`] (a
+    /// detached job goes on without the client).
+    async fn channel(
+        &self,
+        req: &StationRequest,
+        until_accepted: bool,
+        mut on_event: impl FnMut(&ChannelEvent),
+    ) -> Result<ChannelEvent> {
         let (mut send, mut recv) = transport::open_bi(&self.conn, MAX_CONTROL_FRAME).await?;
         send.send(req).await?;
         send.finish().await?;
+        let deadline = self.timeout.map(|t| (t, tokio::time::Instant::now() + t));
         loop {
-            match recv.recv::<StationReply>().await? {
+            let next = recv.recv::<StationReply>();
+            let lost = |e: transport::TransportError| {
+                anyhow!(e).context(
+                    "lost the control station: the job may have ended with it (`smapp channels` shows its state once the station answers)",
+                )
+            };
+            let reply = match deadline {
+                None => next.await.map_err(lost)?,
+                Some((t, at)) => match tokio::time::timeout_at(at, next).await {
+                    Ok(r) => r.map_err(lost)?,
+                    Err(_) => bail!(
+                        "--timeout: no end within {}s (a job that already started goes on at the station: `smapp channels` shows it)",
+                        t.as_secs()
+                    ),
+                },
+            };
+            match reply {
                 Some(StationReply::Event(ev)) => {
                     on_event(&ev);
                     match ev {
                         ChannelEvent::Finished { .. } => return Ok(ev),
+                        ChannelEvent::Accepted { .. } if until_accepted => return Ok(ev),
                         ChannelEvent::Failed { reason } => return Err(anyhow!("{reason}")),
                         _ => {}
                     }
@@ -63,23 +105,13 @@ impl Client {
         }
     }
 
-    pub async fn backup(
-        &self,
-        object_name: &str,
-        primary: &str,
-        object: ObjectSpec,
-        drives: u32,
-        level: BackupLevel,
-        on_event: impl FnMut(&ChannelEvent),
-    ) -> Result<ChannelEvent> {
-        let req = StationRequest::Backup {
-            object_name: object_name.into(),
-            primary: primary.into(),
-            object,
-            drives,
-            level,
+    /// A backup ([`StationRequest::Backup`]); a detached one returns once
+    /// the station accepted it.
+    pub async fn backup(&self, req: &StationRequest, on_event: impl FnMut(&ChannelEvent)) -> Result<ChannelEvent> {
+        let StationRequest::Backup { detach, .. } = req else {
+            bail!("not a backup request: {req:?}");
         };
-        self.channel(&req, on_event).await
+        self.channel(req, *detach, on_event).await
     }
 
     pub async fn restore(
@@ -89,12 +121,18 @@ impl Client {
         drives: u32,
         on_event: impl FnMut(&ChannelEvent),
     ) -> Result<ChannelEvent> {
-        self.channel(&StationRequest::Restore { abs_id, target, drives }, on_event)
+        self.channel(&StationRequest::Restore { abs_id, target, drives }, false, on_event)
             .await
     }
 
     /// Any streamed request (a restore to a point in time, a merge).
     pub async fn stream(&self, req: &StationRequest, on_event: impl FnMut(&ChannelEvent)) -> Result<ChannelEvent> {
-        self.channel(req, on_event).await
+        self.channel(req, false, on_event).await
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        self.conn.close(transport::codes::DONE, b"client gone");
     }
 }

@@ -28,6 +28,10 @@ struct Args {
     /// Print results as JSON (one object per line) instead of text.
     #[arg(long, global = true)]
     json: bool,
+    /// Give up following a backup, restore or merge after this many
+    /// seconds (a job that already started goes on at the station).
+    #[arg(long, global = true)]
+    timeout: Option<u64>,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -57,6 +61,11 @@ enum Cmd {
         /// full; incremental: the tracks changed since the last backup.
         #[arg(long, value_parser = ["full", "cumulative", "incremental"], default_value = "full")]
         level: String,
+        /// Return once the station accepted the backup and let it run
+        /// without this client (otherwise a backup still waiting for a
+        /// drive when the client goes away is cancelled).
+        #[arg(long)]
+        detach: bool,
     },
     /// Restore the object as an ABS has it (a differential brings its
     /// chain along), or as it was at a time (--primary, --object, --at):
@@ -127,6 +136,9 @@ enum Cmd {
     Revoke(GrantScope),
     /// Grants: an operator sees all, a client its own.
     Grants,
+    /// The station's health: its catalog database, the processes it
+    /// hears from, the channels it runs.
+    Health,
     /// Channels and their states; `channels ID` shows one channel's
     /// transition history; `channels watch` follows all channels live.
     Channels {
@@ -208,7 +220,7 @@ fn progress_bar(json: bool) -> ProgressBar {
     pb
 }
 
-fn on_event(pb: &ProgressBar) -> impl FnMut(&ChannelEvent) + '_ {
+fn on_event(pb: &ProgressBar, json: bool) -> impl FnMut(&ChannelEvent) + '_ {
     move |ev| match ev {
         ChannelEvent::Started {
             channel_id,
@@ -220,9 +232,39 @@ fn on_event(pb: &ProgressBar) -> impl FnMut(&ChannelEvent) + '_ {
             pb.set_length(*track_bytes);
             pb.set_message(format!("channel {channel_id}, ABS {abs_id}, {tracks} tracks"));
         }
-        ChannelEvent::State { state, reason } => pb.println(format!("  {state}: {reason}")),
+        ChannelEvent::Accepted { channel_id, abs_id } => {
+            pb.set_message(format!("channel {channel_id}, ABS {abs_id}"));
+            line(
+                pb,
+                json,
+                json!({"event": "accepted", "channel_id": channel_id, "abs_id": abs_id}),
+                || format!("  accepted: channel {channel_id}, ABS {abs_id}"),
+            );
+        }
+        ChannelEvent::State { state, reason } => line(
+            pb,
+            json,
+            json!({"event": "state", "state": state, "reason": reason}),
+            || format!("  {state}: {reason}"),
+        ),
+        ChannelEvent::Waiting { what, seconds } => line(
+            pb,
+            json,
+            json!({"event": "waiting", "for": what, "seconds": seconds}),
+            || format!("  still waiting for {what} ({seconds}s)"),
+        ),
         ChannelEvent::Progress { bytes } => pb.set_position(*bytes),
         _ => {}
+    }
+}
+
+/// A line about a job while it runs: above the progress bar, or (with
+/// --json) a JSON object on stderr, so that stdout holds only results.
+fn line(pb: &ProgressBar, json: bool, obj: serde_json::Value, text: impl FnOnce() -> String) {
+    if json {
+        eprintln!("{obj}");
+    } else {
+        pb.println(text());
     }
 }
 
@@ -232,14 +274,27 @@ async fn main() {
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
         .with_writer(std::io::stderr)
         .init();
-    if let Err(e) = run(Args::parse()).await {
+    let res = tokio::select! {
+        r = run(Args::parse()) => r,
+        // Dropping the command closes its connection: a job still waiting
+        // for a drive is cancelled.
+        _ = tokio::signal::ctrl_c() => {
+            // The dropped command closed its connection; give the close a
+            // moment to leave.
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            Err(anyhow::anyhow!("interrupted"))
+        }
+    };
+    if let Err(e) = res {
         eprintln!("smapp: error: {e:#}");
         std::process::exit(1);
     }
 }
 
 async fn connect(a: &Args) -> Result<Client> {
-    Client::connect(&a.pki, &a.name, a.station, &a.station_name).await
+    Ok(Client::connect(&a.pki, &a.name, a.station, &a.station_name)
+        .await?
+        .with_timeout(a.timeout.map(std::time::Duration::from_secs)))
 }
 
 async fn run(a: Args) -> Result<()> {
@@ -252,6 +307,7 @@ async fn run(a: Args) -> Result<()> {
             extents,
             drives,
             level,
+            detach,
         } => {
             let level = match level.as_str() {
                 "cumulative" => BackupLevel::Cumulative,
@@ -263,14 +319,24 @@ async fn run(a: Args) -> Result<()> {
                 (None, Some(f)) => ObjectSpec::Extents(smapp_client::extents::read(f)?),
                 _ => bail!("give --volume or --extents"),
             };
+            let req = StationRequest::Backup {
+                object_name: object.clone(),
+                primary: primary.clone(),
+                object: spec,
+                drives: *drives,
+                level,
+                detach: *detach,
+            };
             let client = connect(&a).await?;
             let pb = progress_bar(a.json);
             let mut abs = 0;
             let mut channel = 0;
-            let mut cb = on_event(&pb);
+            let mut cb = on_event(&pb, a.json);
             let res = client
-                .backup(object, primary, spec, *drives, level, |ev| {
-                    if let ChannelEvent::Started { abs_id, channel_id, .. } = ev {
+                .backup(&req, |ev| {
+                    if let ChannelEvent::Started { abs_id, channel_id, .. }
+                    | ChannelEvent::Accepted { abs_id, channel_id } = ev
+                    {
                         abs = *abs_id;
                         channel = *channel_id;
                     }
@@ -278,7 +344,19 @@ async fn run(a: Args) -> Result<()> {
                 })
                 .await;
             pb.finish_and_clear();
+            client.close().await;
             let ev = res.with_context(|| format!("backup of {object} (ABS {abs}, channel {channel})"))?;
+            if *detach {
+                if a.json {
+                    println!(
+                        "{}",
+                        json!({"result": "detached", "abs_id": abs, "channel_id": channel})
+                    );
+                } else {
+                    println!("backup detached: ABS {abs}, channel {channel} (follow it: smapp channels {channel})");
+                }
+                return Ok(());
+            }
             report("backup", abs, channel, &ev, a.json);
             Ok(())
         }
@@ -315,7 +393,7 @@ async fn run(a: Args) -> Result<()> {
             let pb = progress_bar(a.json);
             let mut channel = 0;
             let mut abs = abs_id.unwrap_or(0);
-            let mut cb = on_event(&pb);
+            let mut cb = on_event(&pb, a.json);
             let req = match (abs_id, object) {
                 (Some(id), _) => StationRequest::Restore {
                     abs_id: *id,
@@ -349,7 +427,7 @@ async fn run(a: Args) -> Result<()> {
             let client = connect(&a).await?;
             let pb = progress_bar(a.json);
             let (mut channel, mut new_abs) = (0, 0);
-            let mut cb = on_event(&pb);
+            let mut cb = on_event(&pb, a.json);
             let req = StationRequest::Merge {
                 primary: primary.clone(),
                 object_name: object.clone(),
@@ -437,6 +515,35 @@ async fn run(a: Args) -> Result<()> {
         Cmd::Grants => {
             let client = connect(&a).await?;
             print_listing(client.request(&StationRequest::ListGrants).await?, a.json);
+            Ok(())
+        }
+        Cmd::Health => {
+            let client = connect(&a).await?;
+            let StationReply::Health(h) = client.request(&StationRequest::Health).await? else {
+                bail!("the station answered the health request with something else");
+            };
+            if a.json {
+                let peers: Vec<_> = h
+                    .peers
+                    .iter()
+                    .map(|p| json!({"name": p.name, "role": p.role, "boot": p.boot, "last_heard_ms": p.last_heard_ms}))
+                    .collect();
+                println!(
+                    "{}",
+                    json!({"catalog": h.catalog, "uptime_seconds": h.uptime_seconds, "channels": h.channels, "peers": peers})
+                );
+            } else {
+                println!("catalog: {}", h.catalog);
+                println!("up {} s, {} channels running", h.uptime_seconds, h.channels);
+                for p in &h.peers {
+                    println!(
+                        "  {:<12} {:<13} heard {:.1} s ago",
+                        p.name,
+                        p.role,
+                        p.last_heard_ms as f64 / 1000.0
+                    );
+                }
+            }
             Ok(())
         }
         Cmd::Channels { what, interval, count } => {

@@ -218,6 +218,12 @@ impl Cluster {
         let mut drive_no = 0;
         for (i, &drives) in drives_per_pair.iter().enumerate() {
             let (fe, be) = (format!("fe{}", i + 1), format!("be{}", i + 1));
+            // Fixed ports, as an operator would give them: a restarted
+            // mover comes back at the same address.
+            let (be_listen, fe_listen) = (
+                format!("127.0.0.1:{}", free_port()?),
+                format!("127.0.0.1:{}", free_port()?),
+            );
             let mut be_cmd = Command::new(bin("data-mover")?);
             be_cmd.args([
                 "--name",
@@ -225,7 +231,7 @@ impl Cluster {
                 "--role",
                 "back-end",
                 "--listen",
-                "127.0.0.1:0",
+                &be_listen,
                 "--station",
                 &st,
             ]);
@@ -257,7 +263,7 @@ impl Cluster {
                         "--role",
                         "front-end",
                         "--listen",
-                        "127.0.0.1:0",
+                        &fe_listen,
                         "--station",
                         &st,
                     ])
@@ -287,13 +293,13 @@ impl Cluster {
             pn.arg("--volume").arg(format!("{name}={}", path.display()));
         }
         cluster.spawn(PRIMARY, &mut pn)?;
-        cluster.wait_for_log(
-            STATION,
-            "mover registered",
-            2 * drives_per_pair.len(),
-            Duration::from_secs(60),
-        )?;
-        cluster.wait_for_log(STATION, "primary node registered", 1, Duration::from_secs(60))?;
+        let mut everyone = vec![PRIMARY.to_string()];
+        for i in 1..=drives_per_pair.len() {
+            everyone.push(format!("fe{i}"));
+            everyone.push(format!("be{i}"));
+        }
+        let names: Vec<&str> = everyone.iter().map(String::as_str).collect();
+        cluster.wait_registered(&names, &[], Duration::from_secs(60))?;
         // A client certificate alone grants nothing: the operator lets the
         // test client back up and restore everything of the node.
         cluster.operator(&["grant", CLIENT, "--primary", PRIMARY, "--backup", "--restore"])?;
@@ -378,25 +384,74 @@ impl Cluster {
     }
 
     /// Restart a back-end or front-end mover (killed or running) and wait
-    /// until the station lists it online at its new address (movers listen
-    /// on a fresh port each start).
+    /// until the station hears from its new start.
     pub fn restart_mover(&mut self, name: &str, timeout: Duration) -> Result<()> {
-        let before = self.mover_address(name)?;
+        let before = self.boots()?;
         self.restart(name)?;
+        self.wait_registered(&[name], &before, timeout)
+    }
+
+    /// The station's health (`smapp health` as the operator).
+    pub fn health(&self) -> Result<serde_json::Value> {
+        self.operator(&["health"])?
+            .pop()
+            .ok_or_else(|| anyhow!("smapp health printed nothing"))
+    }
+
+    /// The start (`boot`) of every process the station hears from.
+    pub fn boots(&self) -> Result<Vec<(String, u64)>> {
+        Ok(self.health()?["peers"]
+            .as_array()
+            .map(|ps| {
+                ps.iter()
+                    .filter_map(|p| Some((p["name"].as_str()?.to_string(), p["boot"].as_u64()?)))
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    /// Wait until the station has every one of `names` registered, each
+    /// with a start other than the one it had in `before` (a restarted
+    /// process registered again). Synchronizes on the station's health.
+    pub fn wait_registered(&mut self, names: &[&str], before: &[(String, u64)], timeout: Duration) -> Result<()> {
         let start = Instant::now();
         loop {
-            let movers = self.operator(&["list", "movers"])?;
-            let now = movers.iter().find(|m| m["name"] == name);
-            if let Some(m) = now {
-                if m["state"] == "online" && m["address"].as_str() != before.as_deref() {
+            if let Ok(now) = self.boots() {
+                let ready = names.iter().all(|n| {
+                    now.iter()
+                        .any(|(p, b)| p == n && !before.iter().any(|(q, old)| q == n && old == b))
+                });
+                if ready {
                     return Ok(());
                 }
             }
+            for p in &mut self.procs {
+                if p.killed {
+                    continue;
+                }
+                if let Some(status) = p.child.try_wait()? {
+                    bail!("{} exited ({status}) while waiting; its log:\n{}", p.name, tail(&p.log));
+                }
+            }
             if start.elapsed() > timeout {
-                bail!("{name} did not register again within {timeout:?}: {movers:?}");
+                bail!(
+                    "{names:?} did not register within {timeout:?}; the station hears {:?}\n{}",
+                    self.boots().ok(),
+                    tail(&self.work.join("logs").join(format!("{STATION}.log")))
+                );
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// Kill the station (SIGKILL) and start it again; wait until it
+    /// answers and every mover and primary node registered with it again.
+    pub fn restart_station(&mut self, timeout: Duration) -> Result<()> {
+        let peers: Vec<String> = self.boots()?.into_iter().map(|(n, _)| n).collect();
+        self.kill(STATION)?;
+        self.restart(STATION)?;
+        let names: Vec<&str> = peers.iter().map(String::as_str).collect();
+        self.wait_registered(&names, &[], timeout)
     }
 
     /// The address the station has for a mover.

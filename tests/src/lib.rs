@@ -5,6 +5,7 @@
 pub mod bacula;
 pub mod cluster;
 pub mod cpu;
+pub mod faults;
 pub mod fixture;
 pub mod hop;
 pub mod pg;

@@ -219,6 +219,35 @@ impl TestDb {
         &self.admin_url
     }
 
+    /// Crash the private server (`pg_ctl stop -m immediate`); false on an
+    /// external server, which a test may not stop.
+    pub fn crash_server() -> bool {
+        let Some(dir) = Self::cluster_dir() else {
+            return false;
+        };
+        let out = Command::new("bash").arg(pg_sh()).arg("crash").arg(dir).output();
+        matches!(out, Ok(o) if o.status.success())
+    }
+
+    /// Start the private server again on its port (after [`TestDb::crash_server`]).
+    pub fn restart_server() {
+        let dir = Self::cluster_dir().expect("a private server");
+        let port = std::fs::read_to_string(dir.join("port")).expect("the private server's port file");
+        let out = Command::new("bash")
+            .arg(pg_sh())
+            .arg("start")
+            .arg(dir)
+            .arg(port.trim())
+            .stdin(Stdio::null())
+            .output()
+            .expect("running pg.sh start");
+        assert!(
+            out.status.success(),
+            "pg.sh start failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     /// The private cluster's directory (None on an external server).
     pub fn cluster_dir() -> Option<&'static Path> {
         match SERVER.get()? {

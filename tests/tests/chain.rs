@@ -136,10 +136,8 @@ async fn a_chain_restores_every_point_and_merges_into_a_synthetic_full() {
     cspec.pn_args = vec!["--nbd".into(), format!("127.0.0.1:{port}")];
     // Two drives: a merge reads on one and writes on the other.
     cspec.drives_per_pair = vec![2];
+    // Registered with the station means its NBD export listens.
     let mut cluster = Cluster::start(work.path(), &cspec).await.unwrap();
-    cluster
-        .wait_for_log(PRIMARY, "NBD export listening", 1, Duration::from_secs(30))
-        .unwrap();
     let extents_file = layout.extents_file.to_string_lossy().to_string();
     let ext = &layout.extents;
     let points = work.path().join("points");
@@ -228,27 +226,15 @@ async fn a_chain_restores_every_point_and_merges_into_a_synthetic_full() {
     // survives, and the next incremental holds exactly those writes.
     let w3 = write_object_tracks(port, ext, 4, 1234, 0x33);
     let p3 = keep_point(&layout, &points.join("3"));
+    let before = cluster.boots().unwrap();
     cluster.kill(PRIMARY).unwrap();
     cluster.restart(PRIMARY).unwrap();
+    // The station hears the node's new start (it registers once its NBD
+    // export listens).
     cluster
-        .wait_for_log(PRIMARY, "NBD export listening", 2, Duration::from_secs(30))
+        .wait_registered(&[PRIMARY], &before, Duration::from_secs(30))
         .unwrap();
-    // The station sees the node again.
-    let mut inc3 = None;
-    let mut last_err = String::new();
-    for _ in 0..50 {
-        let out = cluster
-            .smapp_as("client", &backup_args(&extents_file, "incremental"))
-            .unwrap();
-        if out.status.success() {
-            let line = String::from_utf8_lossy(&out.stdout).lines().last().unwrap().to_string();
-            inc3 = Some(serde_json::from_str::<serde_json::Value>(&line).unwrap());
-            break;
-        }
-        last_err = String::from_utf8_lossy(&out.stderr).into_owned();
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    let inc3 = inc3.unwrap_or_else(|| panic!("incremental after the restart: {last_err}"));
+    let inc3 = backup(&cluster, &extents_file, "incremental");
     assert_eq!(inc3["tracks"].as_u64().unwrap(), w3.len() as u64);
     assert_eq!(abs_row(&cluster, id(&inc3))["base_abs_id"].as_u64(), Some(id(&cum)));
 

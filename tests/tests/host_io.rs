@@ -48,10 +48,8 @@ async fn slow_cluster_with(
         rate.into(),
     ];
     cspec.pn_args.extend(extra.iter().map(|a| a.to_string()));
-    let mut cluster = Cluster::start(work, &cspec).await.unwrap();
-    cluster
-        .wait_for_log(PRIMARY, "NBD export listening", 1, Duration::from_secs(30))
-        .unwrap();
+    // Registered with the station means its NBD export listens.
+    let cluster = Cluster::start(work, &cspec).await.unwrap();
     (layout, port, cluster)
 }
 
@@ -69,10 +67,8 @@ async fn qemu_writes_through_nbd_and_the_change_map_remembers() {
     let port = free_port().unwrap();
     let mut cspec = scenario::cluster_spec(&layout, &spec);
     cspec.pn_args = vec!["--nbd".into(), format!("127.0.0.1:{port}")];
+    // Registered with the station means its NBD export listens.
     let mut cluster = Cluster::start(work.path(), &cspec).await.unwrap();
-    cluster
-        .wait_for_log(PRIMARY, "NBD export listening", 1, Duration::from_secs(30))
-        .unwrap();
     let url = format!("nbd://127.0.0.1:{port}/vol0");
     let vol0 = layout.path_of("vol0");
     let size = std::fs::metadata(&vol0).unwrap().len();
@@ -113,13 +109,8 @@ async fn qemu_writes_through_nbd_and_the_change_map_remembers() {
 
     // SIGKILL the node: the change map on disk says exactly tracks 1 and 2
     // changed since the backup.
-    let pid = cluster.procs.iter().find(|p| p.name == PRIMARY).unwrap().child.id();
-    assert!(Command::new("kill")
-        .args(["-9", &pid.to_string()])
-        .status()
-        .unwrap()
-        .success());
-    std::thread::sleep(Duration::from_millis(300));
+    // (kill waits until the process is gone.)
+    cluster.kill(PRIMARY).unwrap();
     let file = work.path().join("pn-state").join("vol0.changes");
     let (map, torn) = ChangeMap::decode(&std::fs::read(&file).unwrap()).unwrap();
     assert!(torn.is_empty());
@@ -132,9 +123,10 @@ async fn qemu_writes_through_nbd_and_the_change_map_remembers() {
     );
 
     // The node comes back with the same map and serves again.
+    let before = cluster.boots().unwrap();
     cluster.restart(PRIMARY).unwrap();
     cluster
-        .wait_for_log(PRIMARY, "NBD export listening", 2, Duration::from_secs(30))
+        .wait_registered(&[PRIMARY], &before, Duration::from_secs(30))
         .unwrap();
     let r = qemu_io(&url, "read -P 0xab 65536 131072");
     assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
@@ -253,10 +245,11 @@ async fn an_interrupted_backup_stalls_no_host_write() {
                 .unwrap()
         })
     };
-    cluster
-        .wait_for_log(PRIMARY, "backup captures epoch", 1, Duration::from_secs(30))
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(500));
+    // Killed once the channel streams (bytes reached its front-end).
+    dmc_tests::faults::wait_until(&cluster, "the backup to stream", Duration::from_secs(30), |c| {
+        dmc_tests::faults::latest_channel(c)
+            .is_some_and(|ch| ch["state"] == "writing" && ch["bytes"].as_u64().unwrap_or(0) > 0)
+    });
     cluster.kill("fe1").unwrap();
 
     // The host writes all over the volume while the channel is broken:
@@ -289,10 +282,21 @@ async fn an_interrupted_backup_stalls_no_host_write() {
     }
     let out = backup.join().unwrap();
     assert!(!out.status.success(), "the backup fails");
-    // The station failed the channel; the node dropped the snapshot.
-    cluster
-        .wait_for_log(PRIMARY, "snapshot released", 1, Duration::from_secs(60))
-        .unwrap();
+    // The station failed the channel; the node dropped the snapshot (its
+    // side file goes with it).
+    dmc_tests::faults::wait_until(
+        &cluster,
+        "the snapshot's side file to go",
+        Duration::from_secs(60),
+        |c| {
+            std::fs::read_dir(c.work.join("pn-state"))
+                .map(|d| {
+                    d.flatten()
+                        .all(|e| !e.file_name().to_string_lossy().starts_with("side-"))
+                })
+                .unwrap_or(false)
+        },
+    );
     let side: Vec<_> = std::fs::read_dir(work.path().join("pn-state"))
         .unwrap()
         .flatten()

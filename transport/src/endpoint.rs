@@ -32,7 +32,11 @@ pub fn bind(addr: SocketAddr, identity: &Identity) -> Result<quinn::Endpoint> {
         let _ = state.set_send_buffer_size((&sock).into(), SOCKET_BUFFER);
     }
     let runtime = Arc::new(quinn::TokioRuntime);
-    let mut config = quinn::EndpointConfig::default();
+    let (reset, cid_key) = restart_keys(identity);
+    let mut config = quinn::EndpointConfig::new(Arc::new(reset));
+    // Connection ids a later start recognizes as its own (an earlier
+    // start's ids would otherwise be dropped as invalid, unanswered).
+    config.cid_generator(move || Box::new(quinn_proto::HashedConnectionIdGenerator::from_key(cid_key)));
     // What peers may send us: as large as our own packets may grow.
     config
         .max_udp_payload_size(tls::MAX_UDP_PAYLOAD)
@@ -44,6 +48,28 @@ pub fn bind(addr: SocketAddr, identity: &Identity) -> Result<quinn::Endpoint> {
         .map_err(|source| TransportError::Bind { addr, source })?;
     endpoint.set_default_client_config(client);
     Ok(endpoint)
+}
+
+/// The key stateless-reset tokens are made with, and the key connection
+/// ids are checked with, both derived from the identity's private key: the
+/// same for every start of a process. So when a process restarts on its
+/// address, the first packet a peer sends on a connection to its earlier
+/// start carries an id the new start recognizes, and is answered with a
+/// reset the peer accepts: the peer drops that connection at once instead
+/// of waiting for it to time out. Nobody without the private key can forge
+/// one.
+fn restart_keys(identity: &Identity) -> (ring::hmac::Key, u64) {
+    let derive = |label: &[u8]| {
+        let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+        ctx.update(label);
+        ctx.update(identity.key().secret_der());
+        ctx.finish()
+    };
+    let reset = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, derive(b"dmc/1 stateless reset key").as_ref());
+    let cid = derive(b"dmc/1 connection id key");
+    let mut k = [0u8; 8];
+    k.copy_from_slice(&cid.as_ref()[..8]);
+    (reset, u64::from_le_bytes(k))
 }
 
 /// Dial `server_name` at `addr`, and check that the server's certificate

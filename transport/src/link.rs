@@ -12,6 +12,10 @@ use tokio::sync::Mutex;
 use crate::{accept_bi, open_bi, FramedSend};
 use crate::{connect, Role, TransportError};
 
+/// Heartbeats in a row that may fail before the station connection is
+/// dropped and dialled again.
+const HEARTBEATS_LOST: u32 = 3;
+
 /// Connection to the control station, re-dialled when it drops.
 #[derive(Clone)]
 pub struct StationLink {
@@ -80,23 +84,69 @@ impl StationLink {
         match self.request(req).await? {
             StationReply::Ok | StationReply::Registered { .. } => Ok(()),
             StationReply::Error { message } => Err(TransportError::Refused { reason: message }),
+            StationReply::NotRegistered => Err(TransportError::Refused {
+                reason: "the station does not count this process as registered".into(),
+            }),
             other => Err(TransportError::Closed {
                 reason: format!("unexpected reply from the station: {other:?}"),
             }),
         }
     }
 
-    /// Send a heartbeat for `name` every `every`, forever (a background task).
-    pub fn spawn_heartbeats(&self, name: String, every: Duration) -> tokio::task::JoinHandle<()> {
+    /// Send a heartbeat for `name` every `every`, forever (a background
+    /// task). When the station answers that it does not count this process
+    /// as registered (it restarted, or declared the process dead), or no
+    /// heartbeat got through for a while, `register` is notified: the
+    /// process registers again. A heartbeat that gets no answer within
+    /// `every` counts as failed, and after a few in a row the connection is
+    /// dropped and dialled again.
+    pub fn spawn_heartbeats(
+        &self,
+        name: String,
+        every: Duration,
+        register: Arc<tokio::sync::Notify>,
+    ) -> tokio::task::JoinHandle<()> {
         let link = self.clone();
         tokio::spawn(async move {
+            let mut failed = 0u32;
             loop {
                 tokio::time::sleep(every).await;
-                if let Err(e) = link.request_ok(&StationRequest::Heartbeat { name: name.clone() }).await {
-                    tracing::warn!(error = %e, "heartbeat failed");
+                let beat = StationRequest::Heartbeat { name: name.clone() };
+                match tokio::time::timeout(every.max(Duration::from_secs(1)), link.request(&beat)).await {
+                    Ok(Ok(StationReply::Ok)) => {
+                        if failed >= HEARTBEATS_LOST {
+                            tracing::info!("station heard again");
+                        }
+                        failed = 0;
+                    }
+                    Ok(Ok(StationReply::NotRegistered)) => {
+                        tracing::warn!("the station does not count this process as registered; registering again");
+                        register.notify_one();
+                    }
+                    Ok(Ok(other)) => tracing::warn!(reply = ?other, "unexpected heartbeat reply"),
+                    Ok(Err(e)) => {
+                        failed += 1;
+                        tracing::warn!(error = %e, failed, "heartbeat failed");
+                    }
+                    Err(_) => {
+                        failed += 1;
+                        tracing::warn!(failed, "heartbeat not answered in time");
+                    }
+                }
+                if failed == HEARTBEATS_LOST {
+                    tracing::warn!("no heartbeat got through {HEARTBEATS_LOST} times: dropping the station connection");
+                    link.drop_connection(b"no answer to heartbeats").await;
+                    register.notify_one();
                 }
             }
         })
+    }
+
+    /// Close the current connection (the next request dials again).
+    pub async fn drop_connection(&self, why: &'static [u8]) {
+        if let Some(c) = self.conn.lock().await.take() {
+            c.close(crate::codes::DONE, why);
+        }
     }
 
     /// Serve the station's commands on the current connection until it

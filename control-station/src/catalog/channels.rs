@@ -417,3 +417,70 @@ impl Catalog {
         Ok(failed)
     }
 }
+
+/// What [`Catalog::recover_at_start`] ended.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Recovered {
+    /// Channels that were open, now in `error`.
+    pub channels: Vec<i64>,
+    /// ABSs that were running, now failed.
+    pub abs: Vec<i64>,
+}
+
+impl Catalog {
+    /// A station starting runs no channel yet: every channel still open in
+    /// the catalog was left by an earlier start. End each in `error` for
+    /// `reason` and fail each running ABS for it, in one transaction; every
+    /// mover is offline until it registers again.
+    pub async fn recover_at_start(&self, reason: &str) -> Result<Recovered> {
+        let mut tx = self.pool.begin().await?;
+        let open = sqlx::query!(
+            "SELECT id, kind, state FROM channels WHERE state NOT IN ('closed', 'error') ORDER BY id FOR UPDATE"
+        )
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut out = Recovered::default();
+        for row in open {
+            let kind: ChannelKind = row.kind.parse()?;
+            let from: ChannelState = row.state.parse()?;
+            channel::transition(kind, from, ChannelState::Error).map_err(|e| CatalogError::illegal(row.id, e))?;
+            Self::apply_transition(&mut tx, row.id, from, ChannelState::Error, reason, STATION_ACTOR).await?;
+            out.channels.push(row.id);
+        }
+        out.abs = sqlx::query_scalar!(
+            "UPDATE abs SET state = 'failed', reason = $1, completed = now() WHERE state = 'running' RETURNING id",
+            reason
+        )
+        .fetch_all(&mut *tx)
+        .await?;
+        out.abs.sort_unstable();
+        sqlx::query!("UPDATE movers SET state = 'offline' WHERE state = 'online'")
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(out)
+    }
+}
+
+impl Catalog {
+    /// Open channels (not closed, not in error) and the ABS each one moves.
+    pub async fn open_channels(&self) -> Result<Vec<(i64, i64)>> {
+        let rows = sqlx::query!("SELECT id, abs_id FROM channels WHERE state NOT IN ('closed', 'error') ORDER BY id")
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.into_iter().map(|r| (r.id, r.abs_id)).collect())
+    }
+
+    /// Running ABSs none of whose channels is open.
+    pub async fn running_abs_without_channel(&self) -> Result<Vec<i64>> {
+        Ok(sqlx::query_scalar!(
+            "SELECT a.id FROM abs a
+             WHERE a.state = 'running'
+               AND NOT EXISTS (SELECT 1 FROM channels c
+                               WHERE c.abs_id = a.id AND c.state NOT IN ('closed', 'error'))
+             ORDER BY a.id"
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+}

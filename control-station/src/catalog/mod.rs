@@ -32,7 +32,7 @@ pub use abs::{
     LEVEL_FULL, LEVEL_INCREMENTAL, LEVEL_SYNTHETIC,
 };
 pub use chains::{CapturedEpoch, ChainRow};
-pub use channels::{ChannelRow, TransitionRow, STATION_ACTOR};
+pub use channels::{ChannelRow, Recovered, TransitionRow, STATION_ACTOR};
 pub use error::{CatalogError, Result};
 pub use grants::GrantRow;
 pub use registry::{
@@ -40,6 +40,9 @@ pub use registry::{
 };
 pub use segments::{NewSegment, SegmentRow};
 pub use tapes::{TapeRow, TAPE_EXPORTED, TAPE_FILLING, TAPE_FULL, TAPE_IN_LIBRARY, TAPE_SCRATCH};
+
+/// How long a statement waits for an unreachable database by default.
+pub const DEFAULT_PATIENCE: Duration = Duration::from_secs(60);
 
 /// The catalog's migrations, embedded at compile time.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -54,9 +57,19 @@ impl Catalog {
     /// Connect to `url`, then apply any pending migrations (concurrent
     /// stations serialize on Postgres advisory locks).
     pub async fn connect(url: &str) -> Result<Catalog> {
+        Self::connect_with_patience(url, DEFAULT_PATIENCE).await
+    }
+
+    /// [`Catalog::connect`], where every statement waits up to `patience`
+    /// for the database while it is unreachable (a restart, a failover):
+    /// the pool dials again with back-off, and the job that asked simply
+    /// pauses; after `patience` the statement fails with the reason.
+    pub async fn connect_with_patience(url: &str, patience: Duration) -> Result<Catalog> {
         let pool = PgPoolOptions::new()
             .max_connections(16)
-            .acquire_timeout(Duration::from_secs(30))
+            .acquire_timeout(patience)
+            // A connection the database dropped is found out before use.
+            .test_before_acquire(true)
             .connect(url)
             .await?;
         MIGRATOR.run(&pool).await?;

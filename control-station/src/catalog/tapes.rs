@@ -285,6 +285,38 @@ impl Catalog {
         Ok(())
     }
 
+    /// A drive found holding a tape nobody uses (left by a channel of an
+    /// earlier start of the station, or by a back-end that restarted) was
+    /// emptied. `unloaded`: what its back-end reported taking out (label,
+    /// data files, data bytes), if anything; a tape it wrote to is
+    /// `filling` with those counters. Whatever the catalog had mounted
+    /// there is free again. Returns the labels freed.
+    pub async fn drive_emptied(&self, drive_id: i64, unloaded: Option<(&str, u32, u64)>) -> Result<Vec<String>> {
+        let mut tx = self.pool.begin().await?;
+        if let Some((label, files, bytes)) = unloaded {
+            if files > 0 {
+                sqlx::query!(
+                    "UPDATE tapes SET state = 'filling', files_written = $2, bytes_written = $3
+                     WHERE label = $1 AND state IN ('scratch', 'filling')",
+                    label,
+                    i32::try_from(files).unwrap_or(i32::MAX),
+                    i64::try_from(bytes).unwrap_or(i64::MAX)
+                )
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        let mut freed = sqlx::query_scalar!(
+            "UPDATE tapes SET mounted_in = NULL, in_use = false WHERE mounted_in = $1 RETURNING label",
+            drive_id
+        )
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        freed.sort();
+        Ok(freed)
+    }
+
     /// Record that a tape belongs to media set `media_set` as its
     /// `media_set_seq`-th volume.
     pub async fn set_tape_media_set(&self, tape_id: i64, media_set: i64, media_set_seq: i32) -> Result<()> {

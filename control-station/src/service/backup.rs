@@ -7,7 +7,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{anyhow, bail, Context, Result};
 use proto::abs::{AbsMap, ObjectExtent, TrackSet};
 use proto::wire::{
-    BackupChannel, BackupLevel, ChannelEvent, ChannelToken, Command, CommandReply, ObjectSpec, PeerAddr, StationReply,
+    BackupChannel, BackupLevel, ChannelEvent, ChannelToken, Command, CommandReply, ObjectSpec, StationReply,
     VolumeEpoch,
 };
 use transport::FramedSend;
@@ -29,6 +29,7 @@ pub(crate) async fn run(
     object: ObjectSpec,
     drives: u32,
     level: BackupLevel,
+    abandon: Abandon<'_>,
     send: &mut FramedSend,
 ) {
     let started = Instant::now();
@@ -40,6 +41,7 @@ pub(crate) async fn run(
         object,
         drives,
         level,
+        abandon,
         send,
         started,
     )
@@ -73,6 +75,7 @@ async fn backup(
     object: ObjectSpec,
     drives: u32,
     level: BackupLevel,
+    abandon: Abandon<'_>,
     send: &mut FramedSend,
     started: Instant,
 ) -> Result<ChannelEvent> {
@@ -103,6 +106,12 @@ async fn backup(
         .await?;
     let (mut held, rx) = open_writing_channel(st, client, abs_id).await?;
     let channel_id = held.channel_id.unwrap_or_default();
+    let _ = send
+        .send(&StationReply::Event(ChannelEvent::Accepted {
+            channel_id: channel_id as u64,
+            abs_id: abs_id as u64,
+        }))
+        .await;
     let want = (drives as usize).max(1);
     let source = Source {
         primary,
@@ -111,7 +120,7 @@ async fn backup(
         base_abs_id: base.unwrap_or(0),
         level,
     };
-    let outcome = drive_channel(st, &mut held, object_name, source, want, rx, send, started).await;
+    let outcome = drive_channel(st, &mut held, object_name, source, want, abandon, rx, send, started).await;
     st.channels.lock().await.remove(&(channel_id as u64));
     st.depends_on(channel_id as u64, &[]).await;
     // The primary node drops the channel's snapshot, if it took one.
@@ -211,6 +220,7 @@ async fn drive_channel(
     object_name: &str,
     source: Source<'_>,
     want_drives: usize,
+    abandon: Abandon<'_>,
     mut rx: NoteRx,
     send: &mut FramedSend,
     started: Instant,
@@ -225,11 +235,13 @@ async fn drive_channel(
         level,
     } = source;
     let (pair, drives, joined) = if want_drives <= 1 {
-        let registry::Assignment { pair, drive, joined } =
-            registry::assign(st, Duration::from_secs(600), registry::Purpose::Backup).await?;
+        let assigned = registry::assign(st, Duration::from_secs(600), registry::Purpose::Backup);
+        let registry::Assignment { pair, drive, joined } = waiting(send, "a drive", abandon, assigned).await?;
         (pair, vec![drive], joined)
     } else {
-        let (pair, drives) = registry::assign_drives(st, Duration::from_secs(600), want_drives).await?;
+        let assigned = registry::assign_drives(st, Duration::from_secs(600), want_drives);
+        let what = format!("{want_drives} free drives");
+        let (pair, drives) = waiting(send, &what, abandon, assigned).await?;
         (pair, drives, false)
     };
     held.assignment = Some((pair.clone(), drives.clone()));
@@ -290,9 +302,16 @@ async fn drive_channel(
     transition(st, channel_id, ChannelState::Opened, &opened, send).await?;
 
     let tapes = if joined {
-        vec![registry::wait_for_tape(st, &drives[0], Duration::from_secs(600)).await?]
+        let mounted = registry::wait_for_tape(st, &drives[0], Duration::from_secs(600));
+        vec![waiting(send, "the tape another backup is mounting", Abandon::Never, mounted).await?]
     } else {
-        mount_all(st, &pair.be_name, &drives).await?
+        waiting(
+            send,
+            "tapes to mount",
+            Abandon::Never,
+            mount_all(st, &pair.be_name, &drives),
+        )
+        .await?
     };
     st.catalog
         .assign_channel(channel_id, pair.fe_id, pair.be_id, drives[0].id, Some(tapes[0].id))
@@ -315,10 +334,7 @@ async fn drive_channel(
         channel_id: channel_id as u64,
         abs_id: abs_id as u64,
         object_name: object_name.to_string(),
-        back_end: PeerAddr {
-            name: pair.be_name.clone(),
-            address: pair.be_address.clone(),
-        },
+        back_end: st.peer_addr(&pair.be_name, &pair.be_address).await,
         drives: names.clone(),
         map: map.clone(),
         track_set: track_set.clone(),
@@ -345,10 +361,7 @@ async fn drive_channel(
     let order = Command::SendTrackSet {
         channel_id: channel_id as u64,
         abs_id: abs_id as u64,
-        front_end: PeerAddr {
-            name: pair.fe_name.clone(),
-            address: pair.fe_address.clone(),
-        },
+        front_end: st.peer_addr(&pair.fe_name, &pair.fe_address).await,
         map,
         tracks: track_set,
         token,
@@ -376,11 +389,20 @@ pub(crate) async fn await_written(
     rx: &mut NoteRx,
     send: &mut FramedSend,
 ) -> Result<Written> {
+    let mut quiet = Instant::now();
     loop {
-        let note = rx
-            .recv()
-            .await
-            .ok_or_else(|| anyhow!("the channel's note queue closed"))?;
+        let note = match tokio::time::timeout(PULSE, rx.recv()).await {
+            Ok(n) => n.ok_or_else(|| anyhow!("the channel's note queue closed"))?,
+            Err(_) => {
+                let what = "the movers to report progress".to_string();
+                let seconds = quiet.elapsed().as_secs();
+                let _ = send
+                    .send(&StationReply::Event(ChannelEvent::Waiting { what, seconds }))
+                    .await;
+                continue;
+            }
+        };
+        quiet = Instant::now();
         match note {
             ChannelNote::Progress { bytes } => {
                 let _ = st.catalog.set_channel_bytes(channel_id, bytes as i64).await;
@@ -675,11 +697,67 @@ async fn tape_switched(
 /// a parallel restore) the task that merges the drives' events.
 pub(crate) trait EventSink: Send {
     fn emit(&mut self, ev: ChannelEvent) -> impl std::future::Future<Output = ()> + Send;
+
+    /// Emit `ev`; false when the client is gone (its stream failed).
+    fn emit_checked(&mut self, ev: ChannelEvent) -> impl std::future::Future<Output = bool> + Send;
 }
 
 impl EventSink for FramedSend {
     async fn emit(&mut self, ev: ChannelEvent) {
         let _ = self.send(&StationReply::Event(ev)).await;
+    }
+
+    async fn emit_checked(&mut self, ev: ChannelEvent) -> bool {
+        self.send(&StationReply::Event(ev)).await.is_ok()
+    }
+}
+
+/// How often a client hears from a job that is waiting.
+pub(crate) const PULSE: Duration = Duration::from_secs(3);
+
+/// Whether a wait ends when its client goes away.
+#[derive(Clone, Copy)]
+pub(crate) enum Abandon<'a> {
+    /// The job goes on without its client.
+    Never,
+    /// The job never started: a client gone (its connection closed, or an
+    /// event it should get cannot be sent) cancels the wait.
+    IfGone(Option<&'a quinn::Connection>),
+}
+
+/// Await `fut` while telling the client every [`PULSE`] what the channel
+/// waits for; see [`Abandon`]. `fut` must be safe to drop at any await.
+pub(crate) async fn waiting<T, E: EventSink>(
+    sink: &mut E,
+    what: &str,
+    abandon: Abandon<'_>,
+    fut: impl std::future::Future<Output = Result<T>>,
+) -> Result<T> {
+    tokio::pin!(fut);
+    let start = Instant::now();
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + PULSE, PULSE);
+    let gone = async {
+        match abandon {
+            Abandon::IfGone(Some(c)) => {
+                c.closed().await;
+            }
+            _ => std::future::pending::<()>().await,
+        }
+    };
+    tokio::pin!(gone);
+    let cancelled =
+        || anyhow!("the client went away while the job was waiting for {what}: cancelled before it started");
+    loop {
+        tokio::select! {
+            r = &mut fut => return r,
+            _ = &mut gone => return Err(cancelled()),
+            _ = tick.tick() => {
+                let ev = ChannelEvent::Waiting { what: what.to_string(), seconds: start.elapsed().as_secs() };
+                if !sink.emit_checked(ev).await && matches!(abandon, Abandon::IfGone(_)) {
+                    return Err(cancelled());
+                }
+            }
+        }
     }
 }
 

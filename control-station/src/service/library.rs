@@ -4,6 +4,7 @@
 //! full; a full tape's media set continues on a scratch tape.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use proto::wire::{Command, CommandReply, NewTape, SegmentPlacement, StationReply};
@@ -86,6 +87,9 @@ async fn mount_tape_for_write(st: &Arc<Station>, be: &str, drive: &DriveRow, scr
 }
 
 /// Have the back-end mount a tape for reading.
+/// How long a restore waits for a tape another drive holds.
+pub(crate) const TAPE_PATIENCE: Duration = Duration::from_secs(3600);
+
 pub(crate) async fn mount_for_read(st: &Arc<Station>, be: &str, drive: &DriveRow, tape: &TapeRow) -> Result<()> {
     if tape.location != crate::catalog::TAPE_IN_LIBRARY {
         bail!(
@@ -94,7 +98,20 @@ pub(crate) async fn mount_for_read(st: &Arc<Station>, be: &str, drive: &DriveRow
             tape.path
         );
     }
-    st.catalog.mount_tape(drive.id, tape.id).await?;
+    // A tape another drive holds (a backup writing it, another restore
+    // reading it) is waited for, not refused: it comes back to its slot
+    // when that job is done with it.
+    let deadline = tokio::time::Instant::now() + TAPE_PATIENCE;
+    loop {
+        match st.catalog.mount_tape(drive.id, tape.id).await {
+            Ok(()) => break,
+            Err(crate::catalog::CatalogError::Conflict { what }) if tokio::time::Instant::now() < deadline => {
+                tracing::debug!(tape = %tape.label, drive = %drive.name, %what, "tape in use elsewhere; waiting");
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
     tokio::time::sleep(st.cfg.mount_delay).await;
     let cmd = Command::MountForRead {
         drive: drive.name.clone(),

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
-use proto::wire::{BackupChannel, ChannelEvent, Command, PeerAddr, StationReply};
+use proto::wire::{BackupChannel, ChannelEvent, Command, StationReply};
 use transport::{FramedSend, Peer};
 
 use super::access::{Access, Right};
@@ -169,10 +169,7 @@ async fn run_merge(
         channel_id: channel_id as u64,
         abs_id: new_abs as u64,
         object_name: abs.object_name.clone(),
-        back_end: PeerAddr {
-            name: pair.be_name.clone(),
-            address: pair.be_address.clone(),
-        },
+        back_end: st.peer_addr(&pair.be_name, &pair.be_address).await,
         drives: vec![write_drive.name.clone()],
         map: map.clone(),
         track_set,

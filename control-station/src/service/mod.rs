@@ -8,6 +8,7 @@ mod library;
 mod library_admin;
 mod listing;
 mod merge;
+mod recovery;
 mod registry;
 mod restore;
 
@@ -19,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use access::Access;
 use anyhow::{anyhow, bail, Context, Result};
-use proto::wire::{Command, CommandReply, StationReply, StationRequest, MAX_CONTROL_FRAME};
+use proto::wire::{Command, CommandReply, PeerAddr, StationReply, StationRequest, MAX_CONTROL_FRAME};
 use tokio::sync::{mpsc, Mutex};
 use transport::FramedSend;
 use transport::{Identity, Peer, Role};
@@ -85,6 +86,9 @@ pub(crate) enum ChannelNote {
 #[derive(Clone)]
 pub(crate) struct PeerConn {
     pub conn: quinn::Connection,
+    /// Which start of the process registered (see `PeerAddr::boot`).
+    pub boot: u64,
+    pub role: Role,
 }
 
 pub struct Station {
@@ -99,6 +103,8 @@ pub struct Station {
     pub(crate) last_seen: Mutex<HashMap<String, Instant>>,
     /// The peers each running channel depends on.
     pub(crate) channel_peers: Mutex<HashMap<u64, Vec<String>>>,
+    /// When this start of the station began.
+    pub(crate) started: Instant,
 }
 
 impl Station {
@@ -113,7 +119,37 @@ impl Station {
             pair_load: Mutex::new(HashMap::new()),
             last_seen: Mutex::new(HashMap::new()),
             channel_peers: Mutex::new(HashMap::new()),
+            started: Instant::now(),
         })
+    }
+
+    /// Where peers reach `name` (its registered address and start).
+    pub(crate) async fn peer_addr(&self, name: &str, address: &str) -> PeerAddr {
+        let boot = self.peers.lock().await.get(name).map(|p| p.boot).unwrap_or(0);
+        PeerAddr {
+            name: name.to_string(),
+            address: address.to_string(),
+            boot,
+        }
+    }
+
+    /// `name` registers as start `boot`: if an earlier start is registered,
+    /// that process died, and every channel that depended on it fails now
+    /// (not when its heartbeats are missed).
+    async fn restarted(&self, name: &str, boot: u64) {
+        let earlier = self.peers.lock().await.get(name).map(|p| p.boot);
+        if earlier.is_some_and(|b| b != boot) {
+            self.peer_lost(name, "restarted (its earlier start died)").await;
+        }
+    }
+
+    /// Whether `conn` is the connection `name` registered on.
+    async fn registered_on(&self, name: &str, conn: &quinn::Connection) -> bool {
+        self.peers
+            .lock()
+            .await
+            .get(name)
+            .is_some_and(|p| p.conn.stable_id() == conn.stable_id())
     }
 
     /// Note that `peer` is alive.
@@ -257,8 +293,10 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 pub async fn serve(station: Arc<Station>, identity: Identity, pki: PathBuf) -> Result<()> {
     let endpoint = transport::bind(station.cfg.listen, &identity).context("binding the station's QUIC endpoint")?;
     let revoked = transport::crl::watch(endpoint.clone(), pki, identity.name().to_string(), &identity);
+    recovery::at_start(&station).await?;
     tracing::info!(address = %endpoint.local_addr()?, "control station listening");
     tokio::spawn(watchdog(station.clone()));
+    tokio::spawn(recovery::sweeper(station.clone()));
     while let Some(incoming) = endpoint.accept().await {
         let st = station.clone();
         let revoked = revoked.clone();
@@ -367,6 +405,7 @@ fn authorize(peer: &Peer, req: &StationRequest) -> Result<()> {
             (&[Role::Client, Role::Operator], "read the catalog")
         }
         R::ListTapes | R::ListMovers => (&[Role::Operator], "list the tapes and movers"),
+        R::Health => (&[Role::Client, Role::Operator], "ask the station's health"),
         R::Grant { .. } | R::Revoke { .. } => (&[Role::Operator], "grant or revoke rights"),
     };
     transport::require_role(peer, allowed, action)?;
@@ -420,8 +459,14 @@ async fn dispatch(st: Arc<Station>, conn: quinn::Connection, peer: Peer, req: St
             object,
             drives,
             level,
+            detach,
         } => {
-            backup::run(st, &peer, object_name, primary, object, drives, level, send).await;
+            let abandon = if detach {
+                backup::Abandon::Never
+            } else {
+                backup::Abandon::IfGone(Some(&conn))
+            };
+            backup::run(st, &peer, object_name, primary, object, drives, level, abandon, send).await;
             return;
         }
         R::Restore { abs_id, target, drives } => {
@@ -467,10 +512,21 @@ async fn dispatch(st: Arc<Station>, conn: quinn::Connection, peer: Peer, req: St
 async fn handle(st: &Arc<Station>, conn: quinn::Connection, peer: &Peer, req: StationRequest) -> Result<StationReply> {
     use StationRequest as R;
     Ok(match req {
-        R::RegisterPrimary { name, volumes } => {
+        R::RegisterPrimary {
+            name,
+            volumes,
+            boot,
+            channels,
+        } => {
+            st.restarted(&name, boot).await;
             let id = registry::register_primary(st, &name, volumes).await?;
             st.seen(&name).await;
-            st.peers.lock().await.insert(name, PeerConn { conn });
+            let role = peer.role;
+            st.peers
+                .lock()
+                .await
+                .insert(name.clone(), PeerConn { conn, boot, role });
+            tokio::spawn(recovery::reconcile(st.clone(), name, channels, Vec::new()));
             StationReply::Registered { id: id as u64 }
         }
         R::RegisterMover {
@@ -479,19 +535,38 @@ async fn handle(st: &Arc<Station>, conn: quinn::Connection, peer: &Peer, req: St
             address,
             drives,
             back_end,
+            boot,
+            channels,
         } => {
+            st.restarted(&name, boot).await;
             let id = registry::register_mover(st, &name, role, &address, &drives, back_end).await?;
             st.seen(&name).await;
-            st.peers.lock().await.insert(name, PeerConn { conn });
+            let peer_role = peer.role;
+            st.peers.lock().await.insert(
+                name.clone(),
+                PeerConn {
+                    conn,
+                    boot,
+                    role: peer_role,
+                },
+            );
+            tokio::spawn(recovery::reconcile(st.clone(), name, channels, drives));
             StationReply::Registered { id: id as u64 }
         }
         R::Heartbeat { name } => {
-            if st.peers.lock().await.contains_key(&name) {
-                st.seen(&name).await;
+            if !st.registered_on(&name, &conn).await {
+                return Ok(StationReply::NotRegistered);
             }
-            registry::heartbeat(st, &name).await?;
+            st.seen(&name).await;
+            // The catalog's `last_seen` follows in the background: liveness
+            // never waits on the database.
+            let st = st.clone();
+            tokio::spawn(async move {
+                let _ = tokio::time::timeout(Duration::from_secs(5), registry::heartbeat(&st, &name)).await;
+            });
             StationReply::Ok
         }
+        R::Health => StationReply::Health(recovery::health(st).await),
         R::TapeFull {
             drive,
             tape_label,

@@ -151,15 +151,18 @@ pub(crate) async fn assign(st: &Arc<Station>, patience: Duration, purpose: Purpo
                 bail!("no front-end/back-end pair is connected");
             }
         } else {
-            let load = st.pair_load.lock().await.clone();
+            let loads = st.pair_load.lock().await.clone();
             let mut ordered = connected;
-            ordered.sort_by_key(|p| load.get(&p.id).copied().unwrap_or(0));
+            ordered.sort_by_key(|p| loads.get(&p.id).copied().unwrap_or(0));
             let mut candidates = Vec::new();
             for pair in &ordered {
                 for d in st.catalog.drives_of(pair.be_id).await? {
                     candidates.push((pair.clone(), d));
                 }
             }
+            // Both locks before anything is claimed, and no await after:
+            // a wait dropped at any await leaves nothing half-claimed.
+            let mut load = st.pair_load.lock().await;
             let mut uses = st.drive_use.lock().await;
             // A free drive first: parallel drives before interleaving.
             let free = candidates
@@ -207,11 +210,11 @@ pub(crate) async fn assign(st: &Arc<Station>, patience: Duration, purpose: Purpo
                 }
                 (None, Purpose::Restore) => None,
             };
-            drop(uses);
             if let Some(a) = chosen {
-                *st.pair_load.lock().await.entry(a.pair.id).or_default() += 1;
+                *load.entry(a.pair.id).or_default() += 1;
                 return Ok(a);
             }
+            drop((uses, load));
             if tokio::time::Instant::now() >= deadline {
                 bail!("every drive stayed busy for {patience:?}");
             }
@@ -232,10 +235,15 @@ pub(crate) async fn assign_drives(st: &Arc<Station>, patience: Duration, n: usiz
         ordered.sort_by_key(|p| load.get(&p.id).copied().unwrap_or(0));
         let mut most = 0;
         let mut chosen = None;
+        let mut by_pair = Vec::with_capacity(ordered.len());
+        for pair in &ordered {
+            by_pair.push(st.catalog.drives_of(pair.be_id).await?);
+        }
         {
+            // No await once a drive is claimed (see `assign`).
+            let mut load = st.pair_load.lock().await;
             let mut uses = st.drive_use.lock().await;
-            for pair in &ordered {
-                let drives = st.catalog.drives_of(pair.be_id).await?;
+            for (pair, drives) in ordered.iter().zip(by_pair) {
                 most = most.max(drives.len());
                 let free: Vec<DriveRow> = drives
                     .into_iter()
@@ -253,13 +261,13 @@ pub(crate) async fn assign_drives(st: &Arc<Station>, patience: Duration, n: usiz
                             },
                         );
                     }
+                    *load.entry(pair.id).or_default() += free.len();
                     chosen = Some((pair.clone(), free));
                     break;
                 }
             }
         }
         if let Some((pair, drives)) = chosen {
-            *st.pair_load.lock().await.entry(pair.id).or_default() += drives.len();
             return Ok((pair, drives));
         }
         if !ordered.is_empty() && most < n {

@@ -10,6 +10,7 @@
 //! are read, in position order. The client sees one merged event stream.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -17,15 +18,14 @@ use anyhow::{anyhow, bail, Context, Result};
 use futures::stream::{FuturesUnordered, StreamExt};
 use proto::abs::{RemapTable, VolumeRef};
 use proto::wire::{
-    ChannelEvent, ChannelToken, Command, PeerAddr, RestoreChannel, RestoreOrder, RestoreTarget, SegmentRef,
-    StationReply,
+    ChannelEvent, ChannelToken, Command, RestoreChannel, RestoreOrder, RestoreTarget, SegmentRef, StationReply,
 };
 use tokio::sync::mpsc;
 use transport::FramedSend;
 use transport::Peer;
 
 use super::access::Access;
-use super::backup::{chain_members, transition, EventSink};
+use super::backup::{chain_members, transition, waiting, Abandon, EventSink};
 use super::{library, note_channel, registry, ChannelNote, NoteRx, Station};
 use crate::catalog::{DriveRow, PairRow, SegmentRow, ABS_COMPLETE, STATION_ACTOR};
 use crate::channel::{ChannelKind, ChannelState};
@@ -61,7 +61,23 @@ pub(crate) async fn run(
     // One id for every stream of this request, so the node writes them
     // into one file.
     let job: u64 = rand::random();
-    let event = match restore_chain(&st, client, wanted, target, drives, job, send, started).await {
+    let file_on = match &target {
+        RestoreTarget::File { primary, .. } => Some(primary.clone()),
+        _ => None,
+    };
+    let mut result = restore_chain(&st, client, wanted, target, drives, job, send, started).await;
+    // A file gets its name only once every stream of the restore is in it.
+    if let Some(node) = file_on {
+        let finish = Command::FinishRestore {
+            job,
+            commit: result.is_ok(),
+        };
+        let done = st.command_ok(&node, &finish).await;
+        if let (Ok(_), Err(e)) = (&result, done) {
+            result = Err(e.context("naming the restored file"));
+        }
+    }
+    let event = match result {
         Ok(ev) => ev,
         Err(e) => ChannelEvent::Failed {
             reason: format!("{e:#}"),
@@ -184,11 +200,17 @@ async fn restore_chain(
 struct LaneSink {
     lane: usize,
     tx: mpsc::UnboundedSender<(usize, ChannelEvent)>,
+    /// Set once the client's stream failed.
+    gone: Arc<AtomicBool>,
 }
 
 impl EventSink for LaneSink {
     async fn emit(&mut self, ev: ChannelEvent) {
         let _ = self.tx.send((self.lane, ev));
+    }
+
+    async fn emit_checked(&mut self, ev: ChannelEvent) -> bool {
+        self.tx.send((self.lane, ev)).is_ok() && !self.gone.load(Ordering::Relaxed)
     }
 }
 
@@ -336,12 +358,17 @@ async fn restore(
         segments: &by_seq,
     };
     let (etx, mut erx) = mpsc::unbounded_channel();
+    let gone = Arc::new(AtomicBool::new(false));
     let n_lanes = lanes.len();
     let mut running: FuturesUnordered<_> = lanes
         .into_iter()
         .enumerate()
         .map(|(lane, (channel_id, jobs, rx))| {
-            let mut sink = LaneSink { lane, tx: etx.clone() };
+            let mut sink = LaneSink {
+                lane,
+                tx: etx.clone(),
+                gone: gone.clone(),
+            };
             let job = &job;
             async move {
                 let res = run_lane(st, channel_id, job, jobs, rx, &mut sink).await;
@@ -396,7 +423,9 @@ async fn restore(
             Some((lane, ev)) = erx.recv() => forward(lane, ev, &mut out),
         }
         for ev in out {
-            let _ = send.send(&StationReply::Event(ev)).await;
+            if send.send(&StationReply::Event(ev)).await.is_err() {
+                gone.store(true, Ordering::Relaxed);
+            }
         }
     }
     while let Ok((lane, ev)) = erx.try_recv() {
@@ -470,8 +499,8 @@ async fn read_tapes<E: EventSink>(
     rx: NoteRx,
     send: &mut E,
 ) -> Result<(LaneTotals, u64)> {
-    let registry::Assignment { pair, drive, .. } =
-        registry::assign(st, Duration::from_secs(600), registry::Purpose::Restore).await?;
+    let assigned = registry::assign(st, Duration::from_secs(600), registry::Purpose::Restore);
+    let registry::Assignment { pair, drive, .. } = waiting(send, "a drive", Abandon::IfGone(None), assigned).await?;
     st.depends_on(channel_id as u64, &[&pair.fe_name, &pair.be_name, job.dest_node])
         .await;
     let result = async {
@@ -540,7 +569,14 @@ pub(crate) async fn read_tapes_on<E: EventSink>(
         if i > 0 {
             transition(st, channel_id, ChannelState::EndOfTape, "next tape of the ABS", send).await?;
         }
-        library::mount_for_read(st, &pair.be_name, drive, &tape).await?;
+        let what = format!("tape {} to be mounted in drive {}", tape.label, drive.name);
+        waiting(
+            send,
+            &what,
+            Abandon::Never,
+            library::mount_for_read(st, &pair.be_name, drive, &tape),
+        )
+        .await?;
         st.catalog
             .assign_channel(channel_id, pair.fe_id, pair.be_id, drive.id, Some(tape.id))
             .await?;
@@ -578,10 +614,7 @@ pub(crate) async fn read_tapes_on<E: EventSink>(
             let open = RestoreChannel {
                 channel_id: channel_id as u64,
                 abs_id: r.abs_id,
-                back_end: PeerAddr {
-                    name: pair.be_name.clone(),
-                    address: pair.be_address.clone(),
-                },
+                back_end: st.peer_addr(&pair.be_name, &pair.be_address).await,
                 drive: drive.name.clone(),
                 files: refs,
                 primary: match &into {
@@ -600,10 +633,7 @@ pub(crate) async fn read_tapes_on<E: EventSink>(
                     let order = RestoreOrder {
                         channel_id: channel_id as u64,
                         abs_id: r.abs_id,
-                        front_end: PeerAddr {
-                            name: pair.fe_name.clone(),
-                            address: pair.fe_address.clone(),
-                        },
+                        front_end: st.peer_addr(&pair.fe_name, &pair.fe_address).await,
                         map: job.map.clone(),
                         remap: job.remap.clone(),
                         target: job.target.clone(),
@@ -654,8 +684,11 @@ pub(crate) async fn read_tapes_on<E: EventSink>(
             Ok::<_, anyhow::Error>(())
         }
         .await;
-        let read = library::dismount(st, &pair.be_name, drive, &tape, false).await?;
+        // The tape leaves the drive either way; a failed read reports its
+        // own reason, not the dismount's.
+        let dismounted = library::dismount(st, &pair.be_name, drive, &tape, false).await;
         step?;
+        let read = dismounted?;
         tracing::info!(channel_id, tape = %tape.label, records = read, files = files.len(), "tape read");
         records += read;
         totals.tapes.push(tape.label.clone());

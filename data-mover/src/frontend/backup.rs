@@ -23,7 +23,12 @@ pub async fn serve(mover: Arc<Mover>, channel: BackupChannel, window: u64, send:
     let (outcome_tx, outcome_rx) = oneshot::channel::<Result<u64, String>>();
     let (on_tape_tx, on_tape_rx) = watch::channel(0u64);
     let acker = tokio::spawn(acknowledge(send, on_tape_rx, outcome_rx));
-    let result = run(&mover, &channel, window, recv, on_tape_tx).await;
+    let running = mover.run_channel(channel_id);
+    let result = tokio::select! {
+        r = run(&mover, &channel, window, recv, on_tape_tx) => r,
+        _ = running.token.cancelled() => Err(anyhow!("the station aborted the channel")),
+    };
+    drop(running);
     match result {
         Ok(frames) => {
             let _ = outcome_tx.send(Ok(frames));

@@ -14,7 +14,13 @@ use super::staged::{read_segments, TrackSink};
 use crate::mover::Mover;
 
 pub async fn serve(mover: Arc<Mover>, ch: RestoreChannel, mut send: FramedSend) {
-    if let Err(e) = relay(&mover, &ch, &mut send).await {
+    let running = mover.run_channel(ch.channel_id);
+    let result = tokio::select! {
+        r = relay(&mover, &ch, &mut send) => r,
+        _ = running.token.cancelled() => Err(anyhow::anyhow!("the station aborted the channel")),
+    };
+    drop(running);
+    if let Err(e) = result {
         let reason = format!("front-end {}: {e:#}", mover.name);
         tracing::error!(channel_id = ch.channel_id, %reason, "restore relay failed");
         let _ = send.send(&RestoreFrame::Failed { reason: reason.clone() }).await;

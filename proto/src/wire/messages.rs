@@ -34,11 +34,15 @@ use rkyv::{Archive, Deserialize, Serialize};
 
 use crate::abs::{AbsMap, ObjectExtent, RemapTable, TrackAddr, TrackSet, VolumeRef};
 
-/// Name and socket address of a peer process (the name is its TLS name).
+/// Name and socket address of a peer process (the name is its TLS name),
+/// and which start of that process registered it (`boot`, a random number
+/// each process draws when it starts): a connection to an earlier start of
+/// the same process is never reused, even at the same address.
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 pub struct PeerAddr {
     pub name: String,
     pub address: String,
+    pub boot: u64,
 }
 
 /// Role of a data mover process.
@@ -133,16 +137,26 @@ pub enum ObjectSpec {
 /// client/operator: `Backup`, `Restore`, `List*`, `Channels`.
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
 pub enum StationRequest {
+    /// Registration (again after the station restarted or declared the
+    /// node dead): `boot` identifies this start of the process; `channels`
+    /// are the channels it still holds state for (the station aborts those
+    /// it is not running).
     RegisterPrimary {
         name: String,
         volumes: Vec<VolumeRef>,
+        boot: u64,
+        channels: Vec<u64>,
     },
+    /// As `RegisterPrimary`; a back-end's drives that the station is not
+    /// using are dismounted (their tapes finished and recorded as they are).
     RegisterMover {
         name: String,
         role: MoverRole,
         address: String,
         drives: Vec<String>,
         back_end: Option<String>,
+        boot: u64,
+        channels: Vec<u64>,
     },
     Heartbeat {
         name: String,
@@ -196,6 +210,9 @@ pub enum StationRequest {
         /// across them); 0 or 1: one drive, which may be shared.
         drives: u32,
         level: BackupLevel,
+        /// Run even if the client goes away before the backup starts
+        /// (otherwise a backup still waiting for a drive is cancelled).
+        detach: bool,
     },
     /// Restore the object as it was when ABS `abs_id` was taken: a
     /// differential restores its chain (full first).
@@ -273,6 +290,33 @@ pub enum StationRequest {
     CheckPair {
         front_end: String,
     },
+    /// Client or operator: the station's health (answered even while the
+    /// catalog database is unreachable).
+    Health,
+}
+
+/// The station's health: whether its catalog answers, and which processes
+/// it hears from.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct HealthInfo {
+    /// `ok`, or `unavailable: why` while the catalog database is unreachable.
+    pub catalog: String,
+    /// Seconds since this start of the station.
+    pub uptime_seconds: u64,
+    /// Channels running in this start of the station.
+    pub channels: u32,
+    pub peers: Vec<PeerHealth>,
+}
+
+/// A registered mover or primary node as the station hears it.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct PeerHealth {
+    pub name: String,
+    pub role: String,
+    /// Which start of the process registered (see [`PeerAddr::boot`]).
+    pub boot: u64,
+    /// Milliseconds since its last heartbeat or registration.
+    pub last_heard_ms: u64,
 }
 
 /// One grant: what a client may do on a primary node's objects.
@@ -312,6 +356,11 @@ pub enum StationReply {
     Registered {
         id: u64,
     },
+    /// A heartbeat from a process the station does not (or no longer)
+    /// count as registered: it registers again.
+    NotRegistered,
+    /// The station's own health (see [`StationRequest::Health`]).
+    Health(HealthInfo),
     /// The tape that continues a media set (see [`StationRequest::TapeFull`]).
     NextTape {
         tape_label: String,
@@ -334,6 +383,12 @@ pub enum StationReply {
 /// Progress of a backup or restore, streamed to the client that asked.
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
 pub enum ChannelEvent {
+    /// The job was accepted: its channel and ABS (sent first, before any
+    /// wait).
+    Accepted {
+        channel_id: u64,
+        abs_id: u64,
+    },
     Started {
         channel_id: u64,
         abs_id: u64,
@@ -347,6 +402,12 @@ pub enum ChannelEvent {
     },
     Progress {
         bytes: u64,
+    },
+    /// Nothing changed for a while: what the channel is waiting for, and
+    /// for how long (sent every few seconds while it waits).
+    Waiting {
+        what: String,
+        seconds: u64,
     },
     Finished {
         bytes: u64,
@@ -500,6 +561,9 @@ pub enum Command {
     ReceiveRestore(RestoreOrder),
     /// Any: forget a channel (it failed elsewhere).
     AbortChannel { channel_id: u64, reason: String },
+    /// Primary node: every stream of restore `job` into a file is done:
+    /// give the file its name (`commit`), or remove it (the restore failed).
+    FinishRestore { job: u64, commit: bool },
     /// Front-end: build a synthetic full ABS from tracks read back from
     /// tape (FIG. 25/26). The first version of a track to arrive is kept:
     /// the station has the chain read newest first.

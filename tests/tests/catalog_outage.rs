@@ -1,0 +1,92 @@
+//! Postgres going away in the middle of a backup is an outage, not a
+//! corruption: the station reports "catalog unavailable" in its health,
+//! keeps hearing its movers and primary node (liveness does not need the
+//! database), the job pauses and continues when the database is back, or
+//! fails with a reason; nothing is stuck afterwards, a backup completed
+//! before restores byte-identical and the same backup runs again.
+//!
+//! The database is crashed (`pg_ctl stop -m immediate`) and started again;
+//! this needs the private server of this test binary (it is skipped, with a
+//! line saying so, against an external `DATABASE_URL`).
+
+use std::time::{Duration, Instant};
+
+use dmc_tests::cluster::Cluster;
+use dmc_tests::faults::{assert_settled, backup_args, outcome, start_moving, verify_restore, wait_until};
+use dmc_tests::pg::TestDb;
+use dmc_tests::scenario::{self, ScenarioSpec};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_database_crash_mid_backup_is_an_outage_not_a_corruption() {
+    let work = tempfile::tempdir().unwrap();
+    let spec = ScenarioSpec {
+        object_size: 48 << 20,
+        block_size: 4096,
+        track_size: 65536,
+        segment_size: 4 << 20,
+        seed: 12,
+    };
+    let layout = scenario::make_layout(&work.path().join("volumes"), &spec).unwrap();
+    let mut cspec = scenario::cluster_spec(&layout, &spec);
+    cspec.drive_speed = 12.0;
+    let mut cluster = Cluster::start(work.path(), &cspec).await.unwrap();
+    if TestDb::cluster_dir().is_none() {
+        eprintln!("skipped: DATABASE_URL names an external server, which this test may not crash");
+        return;
+    }
+    let args = backup_args(&layout.extents_file);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let baseline = cluster.smapp(&args).unwrap().last().unwrap()["abs_id"]
+        .as_u64()
+        .unwrap();
+    let peers = cluster.boots().unwrap();
+
+    let job = start_moving(&cluster, &args, "writing");
+    assert!(TestDb::crash_server(), "crashing the test's Postgres");
+    let down = Instant::now();
+    wait_until(
+        &cluster,
+        "the station to report its catalog unavailable",
+        Duration::from_secs(30),
+        |c| {
+            c.health()
+                .is_ok_and(|h| h["catalog"].as_str().is_some_and(|s| s.starts_with("unavailable")))
+        },
+    );
+    // Longer than the heartbeat timeout (5 s): every process must stay
+    // registered with the same start, heard within the last few seconds.
+    while down.elapsed() < Duration::from_secs(8) {
+        let h = cluster
+            .health()
+            .expect("the station answers its health while the catalog is down");
+        let now = h["peers"].as_array().cloned().unwrap_or_default();
+        for (name, boot) in &peers {
+            let p = now
+                .iter()
+                .find(|p| p["name"] == name.as_str())
+                .unwrap_or_else(|| panic!("{name} was dropped during the outage: {h}"));
+            assert_eq!(p["boot"].as_u64(), Some(*boot), "{name} had to register again: {h}");
+            assert!(p["last_heard_ms"].as_u64().unwrap() < 4000, "{name} not heard: {h}");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    TestDb::restart_server();
+    wait_until(&cluster, "the catalog to be back", Duration::from_secs(60), |c| {
+        c.health().is_ok_and(|h| h["catalog"] == "ok")
+    });
+    let out = job.join();
+    let how = outcome(&out, "database crashed mid-backup");
+    assert_settled(&cluster, "database crashed mid-backup");
+    verify_restore(&cluster, &layout, baseline, "baseline.bin");
+    let rerun = cluster
+        .smapp(&args)
+        .expect("the backup runs again once the database is back");
+    verify_restore(
+        &cluster,
+        &layout,
+        rerun.last().unwrap()["abs_id"].as_u64().unwrap(),
+        "rerun.bin",
+    );
+    eprintln!("database crashed mid-backup: {how}");
+    cluster.stop();
+}
