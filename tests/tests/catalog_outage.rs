@@ -1,4 +1,4 @@
-//! Postgres going away in the middle of a backup is an outage, not a
+//! Postgres going away in the middle of a backup or a restore is an outage, not a
 //! corruption: the station reports "catalog unavailable" in its health,
 //! keeps hearing its movers and primary node (liveness does not need the
 //! database), the job pauses and continues when the database is back, or
@@ -17,7 +17,7 @@ use dmc_tests::pg::TestDb;
 use dmc_tests::scenario::{self, ScenarioSpec};
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_database_crash_mid_backup_is_an_outage_not_a_corruption() {
+async fn a_database_crash_mid_backup_or_restore_is_an_outage_not_a_corruption() {
     let work = tempfile::tempdir().unwrap();
     let spec = ScenarioSpec {
         object_size: 48 << 20,
@@ -88,5 +88,32 @@ async fn a_database_crash_mid_backup_is_an_outage_not_a_corruption() {
         "rerun.bin",
     );
     eprintln!("database crashed mid-backup: {how}");
+
+    // The same in the middle of a restore into a file.
+    let dest = cluster.restored("mid-outage.bin");
+    let (to, abs) = (cluster.to_file(&dest), baseline.to_string());
+    let job = start_moving(&cluster, &["restore", &abs, "--to-file", &to], "reading");
+    assert!(TestDb::crash_server(), "crashing the test's Postgres");
+    wait_until(
+        &cluster,
+        "the station to report its catalog unavailable",
+        Duration::from_secs(30),
+        |c| {
+            c.health()
+                .is_ok_and(|h| h["catalog"].as_str().is_some_and(|s| s.starts_with("unavailable")))
+        },
+    );
+    TestDb::restart_server();
+    let out = job.join();
+    let how = outcome(&out, "database crashed mid-restore");
+    if out.status.success() {
+        let source = dmc_tests::fixture::ObjectReader::new(|v| layout.path_of(v), &layout.extents);
+        dmc_tests::fixture::compare(source, std::fs::File::open(&dest).unwrap(), "mid-outage restore").unwrap();
+    } else {
+        assert!(!dest.exists(), "a failed restore left a file under its name");
+    }
+    assert_settled(&cluster, "database crashed mid-restore");
+    verify_restore(&cluster, &layout, baseline, "after-outage.bin");
+    eprintln!("database crashed mid-restore: {how}");
     cluster.stop();
 }
