@@ -40,16 +40,30 @@ pub fn latest_channel(cluster: &Cluster) -> Option<serde_json::Value> {
 /// tape is in a drive, no ABS is running, no partial restore file is left
 /// in the node's restore directory.
 pub fn assert_settled(cluster: &Cluster, case: &str) {
-    let what = format!("{case}: every job ended and every drive freed");
-    wait_until(cluster, &what, Duration::from_secs(60), |c| {
-        let chans = c.operator(&["channels"]).unwrap_or_default();
-        let tapes = c.operator(&["list", "tapes"]).unwrap_or_default();
-        let abs = c.operator(&["list", "abs"]).unwrap_or_default();
-        !tapes.is_empty()
-            && chans.iter().all(|ch| ch["state"] == "closed" || ch["state"] == "error")
-            && tapes.iter().all(|t| t["mounted_in"].is_null())
-            && abs.iter().all(|a| a["state"] != "running")
-    });
+    let mut stuck = String::new();
+    let start = Instant::now();
+    loop {
+        let chans = cluster.operator(&["channels"]).unwrap_or_default();
+        let tapes = cluster.operator(&["list", "tapes"]).unwrap_or_default();
+        let abs = cluster.operator(&["list", "abs"]).unwrap_or_default();
+        let open: Vec<_> = chans
+            .iter()
+            .filter(|ch| ch["state"] != "closed" && ch["state"] != "error")
+            .collect();
+        let mounted: Vec<_> = tapes.iter().filter(|t| !t["mounted_in"].is_null()).collect();
+        let running: Vec<_> = abs.iter().filter(|a| a["state"] == "running").collect();
+        if !tapes.is_empty() && open.is_empty() && mounted.is_empty() && running.is_empty() {
+            break;
+        }
+        stuck = format!("open channels: {open:?}\nmounted tapes: {mounted:?}\nrunning ABSs: {running:?}");
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "{case}: still stuck after 60 s\n{stuck}\nstation log:\n{}",
+            tail(&cluster.work.join("logs").join(format!("{STATION}.log")))
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = stuck;
     for ch in cluster.operator(&["channels"]).unwrap() {
         if ch["state"] == "error" {
             assert!(

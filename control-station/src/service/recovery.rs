@@ -63,49 +63,57 @@ pub(crate) async fn reconcile(st: Arc<Station>, peer: String, channels: Vec<u64>
         }
     };
     for drive in rows {
-        // Claim the drive while it is emptied, so no channel takes it meanwhile.
-        {
-            let mut uses = st.drive_use.lock().await;
-            if uses.contains_key(&drive.id) {
-                continue;
-            }
-            uses.insert(drive.id, DriveUse::Reading);
-        }
-        let reply = st
-            .command(
-                &peer,
-                &Command::Dismount {
-                    drive: drive.name.clone(),
-                },
-            )
-            .await;
-        let unloaded = match &reply {
-            Ok(CommandReply::Dismounted {
-                tape_label,
-                files,
-                bytes,
-                ..
-            }) if !tape_label.is_empty() => Some((tape_label.as_str(), *files, *bytes)),
-            _ => None,
-        };
-        match (&reply, unloaded.is_some() || drive.tape_id.is_some()) {
-            (Err(e), _) => {
-                tracing::warn!(%peer, drive = %drive.name, error = %format!("{e:#}"), "could not empty a drive")
-            }
-            (Ok(_), true) => match st.catalog.drive_emptied(drive.id, unloaded).await {
-                Ok(freed) => tracing::warn!(
-                    %peer,
-                    drive = %drive.name,
-                    unloaded = ?unloaded.map(|u| u.0),
-                    ?freed,
-                    "a drive held a tape no channel uses: dismounted"
-                ),
-                Err(e) => tracing::warn!(%peer, drive = %drive.name, error = %e, "could not record an emptied drive"),
-            },
-            (Ok(_), false) => {}
-        }
-        st.drive_use.lock().await.remove(&drive.id);
+        empty_drive(&st, &peer, &drive).await;
     }
+}
+
+/// Empty `drive` of back-end `be` if no channel uses it: the back-end
+/// unloads whatever it holds (the tape is finished and recorded as it
+/// reports), and the catalog frees whatever it had mounted there.
+async fn empty_drive(st: &Arc<Station>, be: &str, drive: &crate::catalog::DriveRow) {
+    // Claim the drive while it is emptied, so no channel takes it meanwhile.
+    {
+        let mut uses = st.drive_use.lock().await;
+        if uses.contains_key(&drive.id) {
+            return;
+        }
+        uses.insert(drive.id, DriveUse::Reading);
+    }
+    let reply = st
+        .command(
+            be,
+            &Command::Dismount {
+                drive: drive.name.clone(),
+            },
+        )
+        .await;
+    let unloaded = match &reply {
+        Ok(CommandReply::Dismounted {
+            tape_label,
+            files,
+            bytes,
+            ..
+        }) if !tape_label.is_empty() => Some((tape_label.as_str(), *files, *bytes)),
+        _ => None,
+    };
+    // A back-end that cannot answer holds nothing any more (it restarts
+    // empty); what the catalog had mounted there is free either way.
+    if let Err(e) = &reply {
+        tracing::warn!(%be, drive = %drive.name, error = %format!("{e:#}"), "could not ask the back-end to empty a drive");
+    }
+    if unloaded.is_some() || drive.tape_id.is_some() {
+        match st.catalog.drive_emptied(drive.id, unloaded).await {
+            Ok(freed) => tracing::warn!(
+                %be,
+                drive = %drive.name,
+                unloaded = ?unloaded.map(|u| u.0),
+                ?freed,
+                "a drive held a tape no channel uses: dismounted"
+            ),
+            Err(e) => tracing::warn!(%be, drive = %drive.name, error = %e, "could not record an emptied drive"),
+        }
+    }
+    st.drive_use.lock().await.remove(&drive.id);
 }
 
 /// How often the station looks for jobs nobody runs.
@@ -115,13 +123,15 @@ const SWEEP: Duration = Duration::from_secs(15);
 const ORPHANED: &str =
     "no task of the control station runs this job any more (its end could not be recorded, e.g. while the catalog was unavailable)";
 
-/// Every job ends: a channel open in the catalog that this station does not
-/// run, or a running ABS with no open channel, seen so in two sweeps in a
-/// row (a job being created is in the catalog a moment before it runs),
-/// ends in `error` / failed. Covers ends the catalog could not record when
-/// they happened.
+/// Every job ends, and nothing waits on a drive no one holds: a channel
+/// open in the catalog that this station does not run, a running ABS with
+/// no open channel, or a drive holding a tape while no channel uses it,
+/// seen so in two sweeps in a row (a job being created is in the catalog a
+/// moment before it runs), ends in `error` / failed / emptied. Covers ends
+/// the catalog could not record when they happened (e.g. the database
+/// went away in the middle of a statement).
 pub(crate) async fn sweeper(st: Arc<Station>) {
-    let mut suspects: (Vec<i64>, Vec<i64>) = (Vec::new(), Vec::new());
+    let mut suspects: (Vec<i64>, Vec<i64>, Vec<i64>) = (Vec::new(), Vec::new(), Vec::new());
     loop {
         tokio::time::sleep(SWEEP).await;
         let (Ok(open), Ok(lone)) = (
@@ -156,7 +166,37 @@ pub(crate) async fn sweeper(st: Arc<Station>) {
                 let _ = st.catalog.fail_abs(*abs, ORPHANED).await;
             }
         }
-        suspects = (orphans.into_iter().map(|(c, _)| c).collect(), lone);
+        // A drive the catalog says holds a tape while no channel uses it
+        // (its dismount could not be recorded): emptied.
+        let held: Vec<crate::catalog::DriveRow> = match st.catalog.list_drives().await {
+            Ok(all) => {
+                let uses = st.drive_use.lock().await;
+                all.into_iter()
+                    .filter(|d| d.tape_id.is_some() && !uses.contains_key(&d.id))
+                    .collect()
+            }
+            Err(_) => Vec::new(),
+        };
+        for drive in &held {
+            if suspects.2.contains(&drive.id) {
+                let be = st
+                    .registry
+                    .lock()
+                    .await
+                    .movers
+                    .iter()
+                    .find(|(_, m)| m.id == drive.be_mover_id)
+                    .map(|(n, _)| n.clone());
+                if let Some(be) = be {
+                    empty_drive(&st, &be, drive).await;
+                }
+            }
+        }
+        suspects = (
+            orphans.into_iter().map(|(c, _)| c).collect(),
+            lone,
+            held.iter().map(|d| d.id).collect(),
+        );
     }
 }
 

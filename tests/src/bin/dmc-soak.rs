@@ -17,6 +17,25 @@ use dmc_tests::pg::TestDb;
 use dmc_tests::scenario::{self, ScenarioSpec};
 use rand::{Rng, SeedableRng};
 
+/// A temporary directory that stays when the soak fails.
+struct KeepOnPanic(Option<tempfile::TempDir>);
+
+impl KeepOnPanic {
+    fn path(&self) -> &std::path::Path {
+        self.0.as_ref().map(|t| t.path()).unwrap_or(std::path::Path::new("."))
+    }
+}
+
+impl Drop for KeepOnPanic {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            if let Some(t) = self.0.take() {
+                eprintln!("soak failed: logs kept in {}", t.keep().display());
+            }
+        }
+    }
+}
+
 #[tokio::main]
 async fn main() -> Result<()> {
     let minutes: f64 = std::env::args()
@@ -29,7 +48,9 @@ async fn main() -> Result<()> {
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(rand::random);
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    // Kept when the soak fails (its logs say what happened), removed when it passes.
     let work = tempfile::Builder::new().prefix("dmc-soak-").tempdir()?;
+    let work = KeepOnPanic(Some(work));
     let spec = ScenarioSpec {
         object_size: 48 << 20,
         block_size: 4096,
@@ -119,15 +140,10 @@ async fn main() -> Result<()> {
                 completed_backups.push(v["abs_id"].as_u64().context("abs_id")?);
             }
         } else {
-            // The reason without the ids that differ from job to job.
-            let reason: String = how
-                .split(": ")
-                .skip(2)
-                .collect::<Vec<_>>()
-                .join(": ")
-                .chars()
-                .filter(|c| !c.is_ascii_digit())
-                .collect();
+            // The reason without the job's ids ("smapp: error: backup of
+            // obj (ABS 7, channel 12): REASON").
+            let kind = if restore { "restore" } else { "backup" };
+            let reason = format!("{kind}: {}", how.split(": ").skip(3).collect::<Vec<_>>().join(": "));
             *failures.entry(reason).or_default() += 1;
         }
         let _ = std::fs::remove_file(&dest);
@@ -171,7 +187,11 @@ async fn main() -> Result<()> {
     );
     println!("  data lost:       {lost}");
     cluster.stop();
+    let mut work = work;
     if lost > 0 {
+        if let Some(t) = work.0.take() {
+            eprintln!("logs kept in {}", t.keep().display());
+        }
         bail!("{lost} completed backups did not restore byte-identical");
     }
     Ok(())
