@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use crate::cluster::{bin, tail, Cluster, CLIENT, PRIMARY, STATION};
 use crate::fixture;
-use crate::scenario::Layout;
+use crate::scenario::{self, Layout, ScenarioSpec};
 
 /// How long any job may take in a fault test before its client gives up.
 pub const JOB_TIMEOUT: &str = "120";
@@ -231,4 +231,35 @@ pub fn backup_args(extents: &Path) -> Vec<String> {
         .map(|s| s.to_string())
         .chain([extents.to_string_lossy().into_owned()])
         .collect()
+}
+
+/// A cluster for fault tests in `work`: one pair, one drive slowed to
+/// 12 MB/s so that a fault lands in the middle of a job, and a 48 MiB
+/// scattered object (`seed`) on the primary node.
+pub async fn slow_cluster(work: &Path, seed: u64) -> (Layout, Cluster) {
+    let spec = ScenarioSpec {
+        object_size: 48 << 20,
+        block_size: 4096,
+        track_size: 65536,
+        segment_size: 4 << 20,
+        seed,
+    };
+    let layout = scenario::make_layout(&work.join("volumes"), &spec).expect("the volumes");
+    let mut cspec = scenario::cluster_spec(&layout, &spec);
+    cspec.drive_speed = 12.0;
+    let cluster = Cluster::start(work, &cspec).await.expect("the cluster");
+    (layout, cluster)
+}
+
+/// Wait until the station reports its catalog database unavailable.
+pub fn wait_catalog_unavailable(cluster: &Cluster) {
+    wait_until(
+        cluster,
+        "the station to report its catalog unavailable",
+        Duration::from_secs(30),
+        |c| {
+            c.health()
+                .is_ok_and(|h| h["catalog"].as_str().is_some_and(|s| s.starts_with("unavailable")))
+        },
+    );
 }

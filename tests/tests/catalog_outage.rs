@@ -11,25 +11,16 @@
 
 use std::time::{Duration, Instant};
 
-use dmc_tests::cluster::Cluster;
-use dmc_tests::faults::{assert_settled, backup_args, outcome, start_moving, verify_restore, wait_until};
+use dmc_tests::faults::{
+    assert_settled, backup_args, outcome, slow_cluster, start_moving, verify_restore, wait_catalog_unavailable,
+    wait_until,
+};
 use dmc_tests::pg::TestDb;
-use dmc_tests::scenario::{self, ScenarioSpec};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_database_crash_mid_backup_or_restore_is_an_outage_not_a_corruption() {
     let work = tempfile::tempdir().unwrap();
-    let spec = ScenarioSpec {
-        object_size: 48 << 20,
-        block_size: 4096,
-        track_size: 65536,
-        segment_size: 4 << 20,
-        seed: 12,
-    };
-    let layout = scenario::make_layout(&work.path().join("volumes"), &spec).unwrap();
-    let mut cspec = scenario::cluster_spec(&layout, &spec);
-    cspec.drive_speed = 12.0;
-    let mut cluster = Cluster::start(work.path(), &cspec).await.unwrap();
+    let (layout, mut cluster) = slow_cluster(work.path(), 12).await;
     if TestDb::cluster_dir().is_none() {
         eprintln!("skipped: DATABASE_URL names an external server, which this test may not crash");
         return;
@@ -44,15 +35,7 @@ async fn a_database_crash_mid_backup_or_restore_is_an_outage_not_a_corruption() 
     let job = start_moving(&cluster, &args, "writing");
     assert!(TestDb::crash_server(), "crashing the test's Postgres");
     let down = Instant::now();
-    wait_until(
-        &cluster,
-        "the station to report its catalog unavailable",
-        Duration::from_secs(30),
-        |c| {
-            c.health()
-                .is_ok_and(|h| h["catalog"].as_str().is_some_and(|s| s.starts_with("unavailable")))
-        },
-    );
+    wait_catalog_unavailable(&cluster);
     // Longer than the heartbeat timeout (5 s): every process must stay
     // registered with the same start, heard within the last few seconds.
     while down.elapsed() < Duration::from_secs(8) {
@@ -94,15 +77,7 @@ async fn a_database_crash_mid_backup_or_restore_is_an_outage_not_a_corruption() 
     let (to, abs) = (cluster.to_file(&dest), baseline.to_string());
     let job = start_moving(&cluster, &["restore", &abs, "--to-file", &to], "reading");
     assert!(TestDb::crash_server(), "crashing the test's Postgres");
-    wait_until(
-        &cluster,
-        "the station to report its catalog unavailable",
-        Duration::from_secs(30),
-        |c| {
-            c.health()
-                .is_ok_and(|h| h["catalog"].as_str().is_some_and(|s| s.starts_with("unavailable")))
-        },
-    );
+    wait_catalog_unavailable(&cluster);
     TestDb::restart_server();
     let out = job.join();
     let how = outcome(&out, "database crashed mid-restore");

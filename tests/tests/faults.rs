@@ -11,26 +11,15 @@
 //! Then, after a back-end restarted, several backups at once all succeed
 //! (no connection to its earlier start is reused).
 
-use dmc_tests::cluster::{Cluster, BE, FE, PRIMARY, STATION};
-use dmc_tests::faults::{assert_settled, backup_args, kill_mid_job, outcome, verify_restore};
+use dmc_tests::cluster::{BE, FE, PRIMARY, STATION};
+use dmc_tests::faults::{assert_settled, backup_args, kill_mid_job, outcome, slow_cluster, verify_restore};
 use dmc_tests::fixture;
-use dmc_tests::scenario::{self, ScenarioSpec};
+use dmc_tests::scenario;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn every_process_killed_mid_backup_and_mid_restore() {
     let work = tempfile::tempdir().unwrap();
-    let spec = ScenarioSpec {
-        object_size: 48 << 20,
-        block_size: 4096,
-        track_size: 65536,
-        segment_size: 4 << 20,
-        seed: 11,
-    };
-    let layout = scenario::make_layout(&work.path().join("volumes"), &spec).unwrap();
-    let mut cspec = scenario::cluster_spec(&layout, &spec);
-    // Slow drives, so that every kill lands in the middle of a job.
-    cspec.drive_speed = 12.0;
-    let mut cluster = Cluster::start(work.path(), &cspec).await.unwrap();
+    let (layout, mut cluster) = slow_cluster(work.path(), 11).await;
     let args = backup_args(&layout.extents_file);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
 
