@@ -46,6 +46,10 @@ enum Cmd {
         /// unreachable (restart, failover) before it fails with that reason.
         #[arg(long, default_value_t = 60)]
         catalog_patience: u64,
+        /// Seconds a backup waits for its front-end to come back and resume
+        /// from its spool after it died, before the backup fails.
+        #[arg(long, default_value_t = 60)]
+        resume_patience: u64,
         /// Seconds without a heartbeat after which a mover or primary node is declared dead.
         #[arg(long, default_value_t = 10)]
         heartbeat_timeout: u64,
@@ -206,6 +210,7 @@ async fn main_async() -> Result<()> {
             metrics,
             heartbeat_timeout,
             catalog_patience,
+            resume_patience,
             mount_seconds,
             dismount_seconds,
             slots,
@@ -234,6 +239,7 @@ async fn main_async() -> Result<()> {
                 block_size,
                 command_timeout: Duration::from_secs(120),
                 heartbeat_timeout: Duration::from_secs(heartbeat_timeout),
+                resume_patience: Duration::from_secs(resume_patience),
                 mount_delay: seconds("mount-seconds", mount_seconds)?,
                 dismount_delay: seconds("dismount-seconds", dismount_seconds)?,
                 slots,

@@ -21,6 +21,7 @@ use crate::backend::drive::{Drive, DriveSpec};
 use crate::backend::schedule::Policy;
 use crate::backend::writer::DriveWriter;
 use crate::frontend::pairing::Pairings;
+use crate::frontend::resume::{self, Recovered, ResumePlan};
 use crate::spool::{Slots, Spool};
 
 /// Bytes of the pieces segments are moved in.
@@ -78,6 +79,9 @@ pub struct Mover {
     /// FE: what pairing found with each back-end.
     pub(crate) pairings: Pairings,
     backups: Mutex<HashMap<u64, BackupChannel>>,
+    /// Backup channels found in the spool at start, and once the station
+    /// resumed one ([`Command::ResumeBackup`]), where its stream continues.
+    recovered: Mutex<HashMap<u64, (Recovered, Option<ResumePlan>)>>,
     restores: Mutex<HashMap<u64, RestoreChannel>>,
     /// Running merges (synthetic fulls), by channel.
     pub(crate) merges: Mutex<HashMap<u64, tokio::sync::mpsc::UnboundedSender<crate::frontend::merge::MergeStep>>>,
@@ -151,6 +155,7 @@ impl Mover {
     /// Every channel this mover holds state for: opened, running or merging.
     async fn channels(&self) -> Vec<u64> {
         let mut all: Vec<u64> = self.backups.lock().await.keys().copied().collect();
+        all.extend(self.recovered.lock().await.keys().copied());
         all.extend(self.restores.lock().await.keys().copied());
         all.extend(self.merges.lock().await.keys().copied());
         if let Ok(r) = self.running.lock() {
@@ -197,9 +202,11 @@ pub async fn run(cfg: MoverConfig, identity: Identity) -> Result<()> {
     }
     std::fs::create_dir_all(&cfg.spool).with_context(|| format!("creating spool {}", cfg.spool.display()))?;
     let spool = Spool::new(&cfg.spool);
-    if matches!(cfg.role, MoverRole::FrontEnd | MoverRole::Both) {
-        spool.discard_front_end_leftovers();
-    }
+    let recovered = if matches!(cfg.role, MoverRole::FrontEnd | MoverRole::Both) {
+        resume::recover(&spool)
+    } else {
+        Vec::new()
+    };
     if matches!(cfg.role, MoverRole::BackEnd | MoverRole::Both) {
         spool.discard_back_end_leftovers();
     }
@@ -265,6 +272,7 @@ pub async fn run(cfg: MoverConfig, identity: Identity) -> Result<()> {
         chunks: BufPool::new(CHUNK, 8),
         pairings: Pairings::default(),
         backups: Mutex::new(HashMap::new()),
+        recovered: Mutex::new(recovered.into_iter().map(|r| (r.ch.channel_id, (r, None))).collect()),
         restores: Mutex::new(HashMap::new()),
         merges: Mutex::new(HashMap::new()),
         drives,
@@ -368,27 +376,39 @@ async fn serve_connection(mover: Arc<Mover>, incoming: quinn::Incoming) -> Resul
                         abs_id,
                         window,
                         token,
+                        resume,
                     })) => {
                         // Taken only by its assigned node with its token: a
                         // wrong guess leaves the channel to its owner.
-                        let ch = {
-                            let mut open = m.backups.lock().await;
-                            let ok = open.get(&channel_id).is_some_and(|ch| {
-                                ch.abs_id == abs_id && ch.primary == node && tokens_equal(&ch.token, &token)
-                            });
+                        let opens = |ch: &BackupChannel| {
+                            ch.abs_id == abs_id && ch.primary == node && tokens_equal(&ch.token, &token)
+                        };
+                        let found = if resume {
+                            let mut rec = m.recovered.lock().await;
+                            let ok = rec
+                                .get(&channel_id)
+                                .is_some_and(|(r, plan)| plan.is_some() && opens(&r.ch));
                             if ok {
-                                open.remove(&channel_id)
+                                rec.remove(&channel_id).map(|(r, plan)| (r.ch, plan))
+                            } else {
+                                None
+                            }
+                        } else {
+                            let mut open = m.backups.lock().await;
+                            if open.get(&channel_id).is_some_and(opens) {
+                                open.remove(&channel_id).map(|ch| (ch, None))
                             } else {
                                 None
                             }
                         };
-                        match ch {
-                            Some(ch) => crate::frontend::backup::serve(m, ch, window, send, recv).await,
+                        match found {
+                            Some((ch, plan)) => crate::frontend::backup::serve(m, ch, window, plan, send, recv).await,
                             None => {
+                                let what = if resume { "resumed" } else { "open" };
                                 refuse(
                                     send,
                                     format!(
-                                    "front-end {} has no open backup channel {channel_id} for {node} with that token",
+                                    "front-end {} has no {what} backup channel {channel_id} for {node} with that token",
                                     m.name
                                 ),
                                 )
@@ -432,6 +452,46 @@ async fn serve_connection(mover: Arc<Mover>, incoming: quinn::Incoming) -> Resul
     }
 }
 
+/// The station resumes a backup channel this front-end kept in its spool
+/// when it restarted: plan where its stream continues (each sealed file
+/// not on tape is verified), or drop it with the reason.
+async fn resume_backup(mover: &Arc<Mover>, channel_id: u64, placed: &[u32]) -> Result<()> {
+    let mut rec = mover.recovered.lock().await;
+    let (r, plan) = rec.get_mut(&channel_id).ok_or_else(|| {
+        anyhow!(
+            "front-end {} kept no backup channel {channel_id} in its spool",
+            mover.name
+        )
+    })?;
+    let abs_id = r.ch.abs_id;
+    let spool = &mover.spool;
+    let planned = tokio::task::block_in_place(|| {
+        resume::plan(&r.journal, placed, |e| {
+            resume::verify_sealed(&spool.sealed_segment(abs_id, e.seq), e)
+        })
+    });
+    match planned {
+        Ok(p) => {
+            tracing::info!(
+                channel_id,
+                abs = abs_id,
+                frames = p.frames,
+                on_tape = p.placed.len(),
+                to_write = p.requeue.len(),
+                dropped = p.dropped.len(),
+                "resuming a backup channel from the spool"
+            );
+            *plan = Some(p);
+            Ok(())
+        }
+        Err(e) => {
+            rec.remove(&channel_id);
+            let _ = std::fs::remove_dir_all(spool.abs_dir(abs_id));
+            Err(e)
+        }
+    }
+}
+
 async fn refuse(mut send: transport::FramedSend, reason: String) {
     tracing::warn!(%reason, "refusing a stream");
     let _ = send.send(&proto::wire::TrackAck::Failed { reason }).await;
@@ -451,8 +511,15 @@ async fn exec(mover: &Arc<Mover>, cmd: Command) -> Result<CommandReply> {
     match cmd {
         Command::OpenBackup(ch) if mover.is_front_end() => {
             ch.map.validate().context("invalid ABS map")?;
+            // Kept in the spool, so that a restart can resume the channel.
+            tokio::task::block_in_place(|| resume::save_channel(&mover.spool, &ch))
+                .context("keeping the channel in the spool")?;
             tracing::info!(channel = ch.channel_id, abs = ch.abs_id, object = %ch.object_name, "backup channel opened");
             mover.backups.lock().await.insert(ch.channel_id, ch);
+            Ok(CommandReply::Ok)
+        }
+        Command::ResumeBackup { channel_id, placed } if mover.is_front_end() => {
+            resume_backup(mover, channel_id, &placed).await?;
             Ok(CommandReply::Ok)
         }
         Command::OpenRestore(ch) if mover.is_front_end() => {
@@ -532,7 +599,17 @@ async fn exec(mover: &Arc<Mover>, cmd: Command) -> Result<CommandReply> {
         }
         Command::AbortChannel { channel_id, reason } => {
             tracing::warn!(channel_id, %reason, "channel aborted by the station");
-            mover.backups.lock().await.remove(&channel_id);
+            // A backup whose stream never started: its spool goes.
+            let unstarted = mover.backups.lock().await.remove(&channel_id).map(|ch| ch.abs_id);
+            let kept = mover
+                .recovered
+                .lock()
+                .await
+                .remove(&channel_id)
+                .map(|(r, _)| r.ch.abs_id);
+            for abs_id in unstarted.into_iter().chain(kept) {
+                let _ = std::fs::remove_dir_all(mover.spool.abs_dir(abs_id));
+            }
             mover.restores.lock().await.remove(&channel_id);
             // A running stream stops and fails with the station's reason.
             if let Some(t) = mover.running.lock().ok().and_then(|r| r.get(&channel_id).cloned()) {

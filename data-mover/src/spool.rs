@@ -10,6 +10,8 @@
 //! ```text
 //! abs-<abs>/seg-<seq>.open       front-end: the segment being accumulated
 //! abs-<abs>/seg-<seq>.sealed     front-end: sealed, waiting for tape; deleted once on tape and in the catalog
+//! abs-<abs>/channel              front-end: the backup channel, to resume it after a restart (see frontend::resume)
+//! abs-<abs>/sealed.journal       front-end: one synced line per sealed segment (see frontend::resume)
 //! restore-<channel>/seg-<seq>.part   back-end: being read from tape and verified
 //! restore-<channel>/seg-<seq>.ready  back-end: verified, for the front-end; deleted when it says it is done
 //! incoming/abs-<abs>-seg-<seq>       back-end of a pair on two machines: a segment received over QUIC
@@ -28,9 +30,11 @@
 //! segment bytes, as freed disk blocks would; they never hold anything a
 //! reader takes for a segment, and at most [`SLOTS_KEPT`] of them are kept.
 //!
-//! Nothing here is durable on its own: the primary node keeps every track
-//! until it is on tape ([`proto::wire::TrackAck::OnTape`]), so the spool is
-//! written without fsync and a process that restarts discards what it left.
+//! Segment files are not synced: the primary node keeps every track until
+//! it is on tape ([`proto::wire::TrackAck::OnTape`]). A front-end that
+//! restarts resumes its backups from what its spool kept (a killed process
+//! leaves its files whole; they are verified before use), and the primary
+//! node sends again only what the spool did not keep.
 
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
@@ -146,6 +150,16 @@ impl Spool {
         self.abs_dir(abs_id).join(format!("seg-{seq:06}.sealed"))
     }
 
+    /// The backup channel an ABS directory belongs to.
+    pub fn channel_file(&self, abs_id: u64) -> PathBuf {
+        self.abs_dir(abs_id).join("channel")
+    }
+
+    /// The journal of an ABS's sealed segments.
+    pub fn journal(&self, abs_id: u64) -> PathBuf {
+        self.abs_dir(abs_id).join("sealed.journal")
+    }
+
     /// Where a restore channel's segments are placed.
     pub fn restore_dir(&self, channel_id: u64) -> PathBuf {
         self.dir.join(format!("restore-{channel_id}"))
@@ -181,14 +195,6 @@ impl Spool {
     /// is refused.
     pub fn token(&self, name: &str) -> Option<PathBuf> {
         valid_token_name(name).then(|| self.dir.join(name))
-    }
-
-    /// Front-end start: accumulation directories and tokens left by a
-    /// previous run belong to backups that failed when it stopped (the
-    /// station failed their channels; their primary nodes still hold every
-    /// track not on tape): discard them.
-    pub fn discard_front_end_leftovers(&self) {
-        self.discard(|name| name.starts_with("abs-") || name.starts_with(".pair-"));
     }
 
     /// Back-end start: restore placements and received segments of the
@@ -313,8 +319,10 @@ mod tests {
         let left = |names: &[&str]| names.iter().all(|n| dir.path().join(n).exists());
         assert!(left(&["abs-1", "other", ".pair-0123456789abcdef0123456789abcdef"]));
         assert!(!dir.path().join("restore-2").exists() && !dir.path().join("incoming").exists());
-        s.discard_front_end_leftovers();
+        // The front-end keeps only what it can resume (abs-1 has no channel file).
+        assert!(crate::frontend::resume::recover(&s).is_empty());
         assert!(left(&["other"]));
         assert!(!dir.path().join("abs-1").exists());
+        assert!(!dir.path().join(".pair-0123456789abcdef0123456789abcdef").exists());
     }
 }

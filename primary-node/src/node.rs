@@ -7,12 +7,12 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use proto::abs::{TrackRun, TrackSet};
-use proto::wire::{Command, CommandReply, StationRequest, VolumeEpoch};
+use proto::wire::{Command, CommandReply, PeerAddr, StationRequest, VolumeEpoch};
 use transport::link::StationLink;
 use transport::{BufPool, Dialer, Identity};
 
 use crate::restore::{receive_restore, Destination};
-use crate::send::{resolve_volumes, send_track_set, SendOrder};
+use crate::send::{resolve_volumes, send_track_set, ReadTrack, Released, SendOrder, Stopped};
 use crate::volume::Volume;
 
 /// Configuration of one primary node.
@@ -59,7 +59,16 @@ struct Node {
     /// whose station restarted is found at registration and its partial
     /// file removed).
     restores: Arc<std::sync::Mutex<HashMap<u64, (tokio_util::sync::CancellationToken, u64)>>>,
+    /// Backup streams, each with the queue a resume order reaches it on
+    /// (the new start of its front-end); removed when the stream ends or
+    /// the channel is aborted.
+    resumes: Arc<std::sync::Mutex<HashMap<u64, tokio::sync::mpsc::Sender<PeerAddr>>>>,
 }
+
+/// How long a backup stream that lost its front-end waits for the station
+/// to resume it (the station decides sooner, see `--resume-patience`; this
+/// bounds the wait when nobody tells it anything).
+const RESUME_WAIT: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// Run until the station link fails for good.
 pub async fn run(cfg: NodeConfig) -> Result<()> {
@@ -104,6 +113,7 @@ pub async fn run(cfg: NodeConfig) -> Result<()> {
     let node = Node {
         boot,
         restores: Arc::new(std::sync::Mutex::new(HashMap::new())),
+        resumes: Arc::new(std::sync::Mutex::new(HashMap::new())),
         name: cfg.name,
         dialer: Arc::new(Dialer::new(endpoint)),
         tracks: BufPool::new(max_track, 64),
@@ -191,15 +201,19 @@ async fn handle(node: Node, cmd: Command) -> CommandReply {
                 rate: node.stream_rate,
                 token,
             };
+            let (resume_tx, resume_rx) = tokio::sync::mpsc::channel::<PeerAddr>(1);
+            if let Ok(mut r) = node.resumes.lock() {
+                r.insert(channel_id, resume_tx);
+            }
             tokio::spawn(async move {
                 let host = node.host.clone();
                 let read_names = names.clone();
-                let read = move |addr: proto::abs::TrackAddr, offset: u64, buf: &mut [u8]| {
+                let read: Arc<ReadTrack> = Arc::new(move |addr: proto::abs::TrackAddr, offset: u64, buf: &mut [u8]| {
                     let name = read_names
                         .get(usize::from(addr.volume))
                         .ok_or_else(|| anyhow::anyhow!("volume index {}", addr.volume))?;
                     host.volume(name)?.read_for_backup(channel_id, addr.track, offset, buf)
-                };
+                });
                 let release_host = node.host.clone();
                 let release_names = names.clone();
                 // Acknowledged tracks leave the request queue with their side copies.
@@ -215,12 +229,16 @@ async fn handle(node: Node, cmd: Command) -> CommandReply {
                         }
                     }
                 };
-                let res = send_track_set(&node.dialer, &node.tracks, order, read, release, |_, _| {}).await;
+                let res = stream_with_resumes(&node, order, resume_rx, read, &release).await;
+                if let Ok(mut r) = node.resumes.lock() {
+                    r.remove(&channel_id);
+                }
                 end_backup(&node.host, channel_id, &names);
                 match res {
                     Ok(tracks) => tracing::info!(channel_id, abs_id, tracks, "track set sent and on tape"),
-                    Err(e) => {
-                        let reason = format!("primary node {}: {e:#}", node.name);
+                    Err(None) => tracing::info!(channel_id, abs_id, "backup stream ended: its channel was aborted"),
+                    Err(Some(e)) => {
+                        let reason = format!("primary node {}: {e}", node.name);
                         tracing::error!(channel_id, %reason, "backup stream failed");
                         let _ = node
                             .link
@@ -324,8 +342,29 @@ async fn handle(node: Node, cmd: Command) -> CommandReply {
             }
             finish_restore(&node, job, commit)
         }
+        Command::ResumeTrackSet { channel_id, front_end } => {
+            let waiting = node.resumes.lock().ok().and_then(|r| r.get(&channel_id).cloned());
+            match waiting {
+                Some(tx) => {
+                    tracing::info!(channel_id, front_end = %front_end.name, boot = front_end.boot, "resuming a backup stream");
+                    // A second order before the first was taken changes nothing.
+                    let _ = tx.try_send(front_end);
+                    CommandReply::Ok
+                }
+                None => CommandReply::Error {
+                    message: format!(
+                        "primary node {} sends no backup stream of channel {channel_id}",
+                        node.name
+                    ),
+                },
+            }
+        }
         Command::AbortChannel { channel_id, reason } => {
             tracing::warn!(channel_id, %reason, "channel aborted by the station");
+            // A stream waiting to be resumed stops waiting.
+            if let Ok(mut r) = node.resumes.lock() {
+                r.remove(&channel_id);
+            }
             // A snapshot the channel took goes (a running stream then fails
             // on its next read, as its channel already did).
             let names: Vec<String> = node.volumes.keys().cloned().collect();
@@ -345,6 +384,78 @@ async fn handle(node: Node, cmd: Command) -> CommandReply {
 }
 
 /// Give restore `job`'s file its name, or remove it.
+/// Send a backup's track set; when the front-end is lost, wait for the
+/// station to resume the stream with its next start, and go on from what
+/// it kept. `Err(None)`: the channel was aborted (the station already
+/// knows why); `Err(Some(reason))`: the backup failed.
+async fn stream_with_resumes(
+    node: &Node,
+    mut order: SendOrder,
+    mut resumes: tokio::sync::mpsc::Receiver<PeerAddr>,
+    read: Arc<ReadTrack>,
+    release: &(dyn Fn(&[proto::abs::TrackAddr]) + Sync),
+) -> Result<u64, Option<String>> {
+    let mut released = Released::default();
+    let mut resume = false;
+    loop {
+        // The station may know before this stream that the front-end
+        // restarted (a stream waiting for acknowledgements sends nothing,
+        // so nothing tells it): its order ends the stream at once.
+        let mut ordered = None;
+        let sent = tokio::select! {
+            sent = send_track_set(
+                &node.dialer,
+                &node.tracks,
+                &order,
+                resume,
+                &mut released,
+                read.clone(),
+                release,
+                &|_, _| {},
+            ) => sent,
+            Some(front_end) = resumes.recv() => {
+                ordered = Some(front_end);
+                Err(Stopped::Lost(anyhow::anyhow!("the station reports that the front-end restarted")))
+            }
+        };
+        let cause = match sent {
+            Ok(tracks) => return Ok(tracks),
+            Err(Stopped::Failed(e)) => return Err(Some(format!("{e:#}"))),
+            Err(Stopped::Lost(e)) => e,
+        };
+        if let Some(front_end) = ordered {
+            tracing::info!(
+                channel_id = order.channel_id,
+                on_tape = released.0,
+                "front-end restarted; resuming the stream"
+            );
+            order.front_end = front_end;
+            resume = true;
+            continue;
+        }
+        tracing::warn!(
+            channel_id = order.channel_id,
+            front_end = %order.front_end.name,
+            on_tape = released.0,
+            error = %format!("{cause:#}"),
+            "lost the front-end; the stream waits for the station to resume it"
+        );
+        match tokio::time::timeout(RESUME_WAIT, resumes.recv()).await {
+            Ok(Some(front_end)) => {
+                order.front_end = front_end;
+                resume = true;
+            }
+            Ok(None) => return Err(None),
+            Err(_) => {
+                return Err(Some(format!(
+                    "lost front-end {} ({cause:#}) and the station did not resume the stream within {RESUME_WAIT:?}",
+                    order.front_end.name
+                )))
+            }
+        }
+    }
+}
+
 fn finish_restore(node: &Node, job: u64, commit: bool) -> CommandReply {
     if !commit {
         node.restore_dir.discard(job);

@@ -69,27 +69,72 @@ const BATCH: usize = 16;
 /// Largest track a node sends (the tape format's limit).
 const MAX_TRACK: usize = proto::tape::MAX_TRACK_SIZE;
 
-/// Send the whole track set; returns the number of tracks once the
-/// front-end reported the ABS complete (on tape and in the catalog).
+/// Why a stream stopped before the front-end reported the ABS complete.
+#[derive(Debug)]
+pub enum Stopped {
+    /// The front-end went away (its connection or the stream was lost):
+    /// the station may have the stream resumed with the front-end's next
+    /// start ([`proto::wire::Command::ResumeTrackSet`]).
+    Lost(anyhow::Error),
+    /// The backup failed: the front-end said so, or this node could not
+    /// read or send what it must.
+    Failed(anyhow::Error),
+}
+
+impl std::fmt::Display for Stopped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Stopped::Lost(e) => write!(f, "lost the front-end: {e:#}"),
+            Stopped::Failed(e) => write!(f, "{e:#}"),
+        }
+    }
+}
+
+/// A network error with the front-end.
+fn lost(e: impl Into<anyhow::Error>) -> Stopped {
+    Stopped::Lost(e.into())
+}
+
+/// Reads one track for the backup into the buffer: (track, offset on the
+/// volume, buffer).
+pub type ReadTrack = dyn Fn(TrackAddr, u64, &mut [u8]) -> Result<()> + Send + Sync;
+
+/// The request queue's state that outlives one stream: how many of the
+/// track set's first tracks were acknowledged on tape and released.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Released(pub u64);
+
+/// Send the track set; returns the number of tracks once the front-end
+/// reported the ABS complete (on tape and in the catalog).
+///
+/// Tracks go in the order of the track set. `resume`: the stream continues
+/// one the front-end lost when it restarted; it answers from which track
+/// it needs them ([`TrackAck::ResumeFrom`]), and the tracks before stay in
+/// the request queue until they are on tape. `released` carries the
+/// request queue's position from one stream to the next.
 ///
 /// `read(track, offset, buf)` reads one track for the backup into `buf`
 /// (through the node's snapshot of the volume, see [`crate::host`]). Tracks
 /// are read by a blocking thread into pooled buffers, checksummed there,
 /// and handed to quinn as they are: a track's bytes are never copied or
 /// serialized on their way out.
+#[allow(clippy::too_many_arguments)]
 pub async fn send_track_set(
     dialer: &Dialer,
     pool: &BufPool,
-    order: SendOrder,
-    read: impl Fn(TrackAddr, u64, &mut [u8]) -> Result<()> + Send + 'static,
-    release: impl Fn(&[TrackAddr]),
-    progress: impl Fn(u64, u64) + Send + 'static,
-) -> Result<u64> {
+    order: &SendOrder,
+    resume: bool,
+    released: &mut Released,
+    read: Arc<ReadTrack>,
+    release: &(dyn Fn(&[TrackAddr]) + Sync),
+    progress: &(dyn Fn(u64, u64) + Sync),
+) -> Result<u64, Stopped> {
     let addr = order
         .front_end
         .address
         .parse()
-        .with_context(|| format!("front-end address {:?}", order.front_end.address))?;
+        .with_context(|| format!("front-end address {:?}", order.front_end.address))
+        .map_err(Stopped::Failed)?;
     let conn = dialer
         .connect(&order.front_end.name, addr, order.front_end.boot, Role::Mover)
         .await
@@ -98,19 +143,21 @@ pub async fn send_track_set(
                 "dialling front-end {} at {}",
                 order.front_end.name, order.front_end.address
             )
-        })?;
-    let (mut send, mut recv) = transport::open_bi(&conn, MAX_DATA_FRAME).await?;
+        })
+        .map_err(lost)?;
+    let (mut send, mut recv) = transport::open_bi(&conn, MAX_DATA_FRAME).await.map_err(lost)?;
     let window = order.window.max(1);
     send.send(&TrackStreamOpen::Backup {
         channel_id: order.channel_id,
         abs_id: order.abs_id,
         window,
         token: order.token,
+        resume,
     })
-    .await?;
+    .await
+    .map_err(lost)?;
 
-    let tracks = order.tracks.clone();
-    let total = tracks.len();
+    let total = order.tracks.len();
     let track_size = order
         .map
         .volumes
@@ -119,22 +166,63 @@ pub async fn send_track_set(
         .max()
         .unwrap_or(0);
     if track_size == 0 || track_size > MAX_TRACK {
-        bail!("tracks of {track_size} bytes: expected 1 to {MAX_TRACK}");
+        return Err(Stopped::Failed(anyhow!(
+            "tracks of {track_size} bytes: expected 1 to {MAX_TRACK}"
+        )));
+    }
+    if track_size > pool.size() {
+        return Err(Stopped::Failed(anyhow!(
+            "tracks of {track_size} bytes: this node's buffers hold {}",
+            pool.size()
+        )));
+    }
+
+    // Where the stream starts: a resumed one where the front-end says.
+    let from = if resume {
+        match recv.recv::<TrackAck>().await {
+            Ok(Some(TrackAck::ResumeFrom { tracks })) if tracks >= released.0 && tracks <= total => tracks,
+            Ok(Some(TrackAck::ResumeFrom { tracks })) => {
+                return Err(Stopped::Failed(anyhow!(
+                    "the front-end resumed from track {tracks}, but {} are on tape and the track set has {total}",
+                    released.0
+                )))
+            }
+            Ok(Some(TrackAck::Failed { reason })) => {
+                return Err(Stopped::Failed(anyhow!(
+                    "the front-end could not resume the backup: {reason}"
+                )))
+            }
+            Ok(Some(other)) => {
+                return Err(Stopped::Failed(anyhow!(
+                    "the front-end answered a resumed stream with {other:?}, not where to resume"
+                )))
+            }
+            Ok(None) => return Err(lost(anyhow!("the front-end closed the resumed stream"))),
+            Err(e) => return Err(lost(anyhow::Error::from(e).context("reading where to resume"))),
+        }
+    } else {
+        0
+    };
+    if from > 0 {
+        tracing::info!(
+            channel_id = order.channel_id,
+            from,
+            total,
+            "the front-end kept the first tracks; sending the rest"
+        );
     }
 
     // Reader thread: volume reads are blocking; a small channel bounds
     // memory, and the node's pool keeps reusing the same buffers (quinn
     // holds a track's buffer until the front-end acknowledged its packets).
-    if track_size > pool.size() {
-        bail!("tracks of {track_size} bytes: this node's buffers hold {}", pool.size());
-    }
     let pool = pool.clone();
     let (tx, mut rx) = mpsc::channel::<Result<Vec<(TrackAddr, u32, Bytes)>>>(4);
     let map = order.map.clone();
+    let tracks = order.tracks.clone();
     let reader = tokio::task::spawn_blocking(move || {
         let mut batch = Vec::with_capacity(BATCH);
         let last = tracks.len();
-        for (i, addr) in tracks.iter().enumerate() {
+        for (i, addr) in tracks.iter().enumerate().skip(from as usize) {
             let item = (|| {
                 let (offset, len) = map.track_extent(addr)?;
                 let len = usize::try_from(len).context("track length")?;
@@ -171,7 +259,7 @@ pub async fn send_track_set(
     });
 
     // Acknowledgements: how far the stream is on tape, and the outcome.
-    let (acked_tx, mut acked_rx) = watch::channel(0u64);
+    let (acked_tx, mut acked_rx) = watch::channel(released.0);
     let acks = tokio::spawn(async move {
         loop {
             match recv.recv::<TrackAck>().await {
@@ -179,74 +267,110 @@ pub async fn send_track_set(
                     let _ = acked_tx.send(tracks);
                 }
                 Ok(Some(TrackAck::Complete)) => return Ok(()),
-                Ok(Some(TrackAck::Failed { reason })) => bail!("the front-end failed the backup: {reason}"),
-                Ok(None) => bail!("the front-end closed the stream before the backup completed"),
-                Err(e) => return Err(anyhow::Error::from(e).context("reading acknowledgements")),
+                Ok(Some(TrackAck::Failed { reason })) => {
+                    return Err(Stopped::Failed(anyhow!("the front-end failed the backup: {reason}")))
+                }
+                Ok(Some(TrackAck::ResumeFrom { .. })) => {
+                    return Err(Stopped::Failed(anyhow!(
+                        "the front-end sent a resume point in the middle of the stream"
+                    )))
+                }
+                Ok(None) => {
+                    return Err(lost(anyhow!(
+                        "the front-end closed the stream before the backup completed"
+                    )))
+                }
+                Err(e) => return Err(lost(anyhow::Error::from(e).context("reading acknowledgements"))),
             }
         }
     });
 
-    // The request queue: tracks sent, oldest first, not yet on tape.
-    let mut queue: VecDeque<TrackAddr> = VecDeque::new();
-    let mut released = 0u64;
+    // The request queue: tracks sent, oldest first, not yet on tape. A
+    // resumed stream's queue starts with the tracks the front-end kept.
+    let mut queue: VecDeque<TrackAddr> = order
+        .tracks
+        .iter()
+        .skip(released.0 as usize)
+        .take((from - released.0) as usize)
+        .collect();
     let mut release_acked = |queue: &mut VecDeque<TrackAddr>, acked: u64| {
-        let n = (acked.saturating_sub(released) as usize).min(queue.len());
+        let n = (acked.saturating_sub(released.0) as usize).min(queue.len());
         if n > 0 {
             let batch: Vec<TrackAddr> = queue.drain(..n).collect();
             release(&batch);
-            released += n as u64;
+            released.0 += n as u64;
         }
     };
-    let mut sent = 0u64;
+    let mut sent = from;
     let mut sent_bytes = 0u64;
     let started = tokio::time::Instant::now();
-    'stream: while let Some(batch) = rx.recv().await {
-        for (addr, crc32c, data) in batch? {
-            // Bounded request queue: wait while too many tracks are not on
-            // tape (what is queued goes out first, or nothing would ack).
-            if sent - *acked_rx.borrow() >= window {
-                send.flush().await?;
-                while sent - *acked_rx.borrow() >= window {
-                    if acked_rx.changed().await.is_err() || acks.is_finished() {
-                        break;
+    let streamed: Result<(), Stopped> = async {
+        'stream: while let Some(batch) = rx.recv().await {
+            for (addr, crc32c, data) in batch.map_err(Stopped::Failed)? {
+                // Bounded request queue: wait while too many tracks are not on
+                // tape (what is queued goes out first, or nothing would ack).
+                if sent - *acked_rx.borrow() >= window {
+                    send.flush().await.map_err(lost)?;
+                    while sent - *acked_rx.borrow() >= window {
+                        if acked_rx.changed().await.is_err() || acks.is_finished() {
+                            break;
+                        }
                     }
                 }
-            }
-            if acks.is_finished() {
-                break 'stream;
-            }
-            if let Some(rate) = order.rate {
-                // Pace: the bytes sent so far may not run ahead of the rate.
-                let due = std::time::Duration::from_secs_f64(sent_bytes as f64 / rate as f64);
-                if tokio::time::Instant::now() < started + due {
-                    send.flush().await?;
-                    tokio::time::sleep_until(started + due).await;
+                if acks.is_finished() {
+                    break 'stream;
                 }
+                if let Some(rate) = order.rate {
+                    // Pace: the bytes sent so far may not run ahead of the rate.
+                    let due = std::time::Duration::from_secs_f64(sent_bytes as f64 / rate as f64);
+                    if tokio::time::Instant::now() < started + due {
+                        send.flush().await.map_err(lost)?;
+                        tokio::time::sleep_until(started + due).await;
+                    }
+                }
+                release_acked(&mut queue, *acked_rx.borrow());
+                sent_bytes += data.len() as u64;
+                let frame = TrackFrame::Track {
+                    addr,
+                    len: data.len() as u32,
+                    crc32c,
+                };
+                send.queue_with(&frame, data).map_err(lost)?;
+                queue.push_back(addr);
+                sent += 1;
+                metrics::counter!("dmc_primary_tracks_sent_total").increment(1);
+                progress(sent, total);
             }
-            release_acked(&mut queue, *acked_rx.borrow());
-            sent_bytes += data.len() as u64;
-            let frame = TrackFrame::Track {
-                addr,
-                len: data.len() as u32,
-                crc32c,
-            };
-            send.queue_with(&frame, data)?;
-            queue.push_back(addr);
-            sent += 1;
-            metrics::counter!("dmc_primary_tracks_sent_total").increment(1);
-            progress(sent, total);
+            // A batch goes to quinn at once: one hand-over for up to BATCH tracks.
+            send.flush().await.map_err(lost)?;
         }
-        // A batch goes to quinn at once: one hand-over for up to BATCH tracks.
-        send.flush().await?;
+        Ok(())
     }
-    reader.await.context("track reader thread")?;
+    .await;
+    // The reader stops at its next hand-over if it is still reading.
+    drop(rx);
+    if let Err(e) = streamed {
+        // The acknowledgements may hold the real cause (the front-end's reason).
+        reader.abort();
+        release_acked(&mut queue, *acked_rx.borrow());
+        if acks.is_finished() {
+            if let Ok(Err(cause)) = acks.await {
+                return Err(cause);
+            }
+        } else {
+            acks.abort();
+        }
+        return Err(e);
+    }
+    reader.await.context("track reader thread").map_err(Stopped::Failed)?;
     if !acks.is_finished() {
-        send.send(&TrackFrame::End { tracks: sent }).await?;
+        send.send(&TrackFrame::End { tracks: sent }).await.map_err(lost)?;
     }
-    acks.await.context("acknowledgement task")??;
+    let outcome = acks.await.context("acknowledgement task").map_err(Stopped::Failed)?;
     release_acked(&mut queue, *acked_rx.borrow());
+    outcome?;
     if sent != total {
-        bail!("sent {sent} of {total} tracks");
+        return Err(Stopped::Failed(anyhow!("sent {sent} of {total} tracks")));
     }
     let _ = send.finish().await;
     Ok(sent)

@@ -253,6 +253,15 @@ fn on_event(pb: &ProgressBar, json: bool) -> impl FnMut(&ChannelEvent) + '_ {
             json!({"event": "waiting", "for": what, "seconds": seconds}),
             || format!("  still waiting for {what} ({seconds}s)"),
         ),
+        ChannelEvent::Resumed {
+            front_end,
+            segments_on_tape,
+        } => line(
+            pb,
+            json,
+            json!({"event": "resumed", "front_end": front_end, "segments_on_tape": segments_on_tape}),
+            || format!("  resumed: front-end {front_end} came back; {segments_on_tape} segments were already on tape"),
+        ),
         ChannelEvent::Progress { bytes } => pb.set_position(*bytes),
         _ => {}
     }

@@ -197,6 +197,7 @@ pub async fn hop_throughput(bytes: u64, source: Source, sink: Sink) -> Result<f6
                 }
                 TrackAck::Complete => return Ok(()),
                 TrackAck::Failed { reason } => bail!("receiver failed: {reason}"),
+                TrackAck::ResumeFrom { tracks } => bail!("receiver asked to resume from {tracks}: nothing was lost"),
             }
         }
         bail!("receiver closed the stream")

@@ -538,9 +538,17 @@ async fn segments_are_idempotent_and_conflicts_are_refused() {
     different_crc.crc32c ^= 1;
     let e = cat.record_segment(&different_crc).await.unwrap_err();
     assert!(matches!(e, CatalogError::Conflict { .. }), "{e:?}");
-    // Same (abs, seq) elsewhere on tape.
-    let e = cat.record_segment(&seg(abs, 0, t1.id, 3)).await.unwrap_err();
+    // Same (abs, seq), other contents, elsewhere on tape.
+    let mut elsewhere = seg(abs, 0, t1.id, 3);
+    elsewhere.track_count += 1;
+    let e = cat.record_segment(&elsewhere).await.unwrap_err();
     assert!(matches!(e, CatalogError::Conflict { .. }), "{e:?}");
+    // The same segment written again elsewhere (a front-end restarted
+    // before it heard the first write's outcome): the first copy stays.
+    assert!(!cat.record_segment(&seg(abs, 0, t1.id, 6)).await.unwrap());
+    let kept = cat.segments_of(abs).await.unwrap();
+    assert_eq!((kept.len(), kept[0].tape_file), (1, 2));
+    assert_eq!(cat.tape(t1.id).await.unwrap().unwrap().files_written, 7);
     // Same tape file, another ABS.
     let e = cat.record_segment(&seg(abs2, 0, t1.id, 2)).await.unwrap_err();
     assert!(matches!(e, CatalogError::Conflict { .. }), "{e:?}");

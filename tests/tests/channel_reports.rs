@@ -159,6 +159,7 @@ async fn only_a_channels_participants_report_on_it() {
         abs_id,
         window: 1,
         token: [0; 16],
+        resume: false,
     })
     .await
     .unwrap();
@@ -166,6 +167,21 @@ async fn only_a_channels_participants_report_on_it() {
         r.recv::<TrackAck>().await.unwrap(),
         Some(TrackAck::Failed { .. })
     ));
+    // Nor can it pass for a primary node resuming the channel.
+    let (mut s, mut r) = transport::open_bi(&conn, MAX_DATA_FRAME).await.unwrap();
+    s.send(&TrackStreamOpen::Backup {
+        channel_id,
+        abs_id,
+        window: 1,
+        token: [0; 16],
+        resume: true,
+    })
+    .await
+    .unwrap();
+    match r.recv::<TrackAck>().await.unwrap() {
+        Some(TrackAck::Failed { reason }) => assert!(reason.contains("no resumed backup channel"), "{reason}"),
+        other => panic!("a rogue node resumed channel {channel_id}: {other:?}"),
+    }
 
     // A back-end serves only its own front-ends: a rogue mover is cut off
     // before it can ask for anything.

@@ -45,6 +45,16 @@ pub struct SegmentRow {
 }
 
 impl SegmentRow {
+    /// The same segment of the same ABS, wherever it was placed.
+    fn same_content(&self, s: &NewSegment) -> bool {
+        self.abs_id == s.abs_id
+            && self.seq == s.seq
+            && self.bytes == s.bytes
+            && self.data_bytes == s.data_bytes
+            && self.track_count == s.track_count
+            && self.crc32c == s.crc32c
+    }
+
     fn same_as(&self, s: &NewSegment) -> bool {
         self.abs_id == s.abs_id
             && self.seq == s.seq
@@ -192,6 +202,29 @@ impl Catalog {
         .collect::<Result<Vec<_>>>()?;
         match existing.as_slice() {
             [one] if one.same_as(seg) => Ok(false),
+            // The same segment written again elsewhere (its front-end
+            // restarted before it heard the first write's outcome): the
+            // catalog keeps the first copy; the second is a tape file no
+            // ABS refers to, like a torn one.
+            [one] if one.same_content(seg) => {
+                sqlx::query!(
+                    "UPDATE tapes SET files_written = GREATEST(files_written, $2) WHERE id = $1",
+                    seg.tape_id,
+                    i32::try_from(tape_file + 1).unwrap_or(i32::MAX)
+                )
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                tracing::warn!(
+                    abs = seg.abs_id,
+                    seq = seg.seq,
+                    kept = %describe(one),
+                    unreferenced_tape = seg.tape_id,
+                    unreferenced_file = seg.tape_file,
+                    "segment written twice; the catalog keeps its first copy"
+                );
+                Ok(false)
+            }
             [] => Err(CatalogError::conflict(format!(
                 "ABS {} is complete; segment seq {} was not part of it",
                 seg.abs_id, seg.seq

@@ -121,6 +121,7 @@ async fn backup(
         level,
     };
     let outcome = drive_channel(st, &mut held, object_name, source, want, abandon, rx, send, started).await;
+    st.resumable.lock().await.remove(&(channel_id as u64));
     st.channels.lock().await.remove(&(channel_id as u64));
     st.depends_on(channel_id as u64, &[]).await;
     // The primary node drops the channel's snapshot, if it took one.
@@ -369,8 +370,19 @@ async fn drive_channel(
     st.command_ok(primary, &order)
         .await
         .context("ordering the primary node to send the track set")?;
-
-    let written = await_written(st, channel_id, &drives, &mut rx, send).await?;
+    // From here the front-end's spool holds what the node streamed: if the
+    // front-end dies, the backup waits for it to come back and resume.
+    st.resumable
+        .lock()
+        .await
+        .insert(channel_id as u64, pair.fe_name.clone());
+    let resume = Resume {
+        front_end: &pair.fe_name,
+        front_end_address: &pair.fe_address,
+        primary,
+        abs_id,
+    };
+    let written = await_written(st, channel_id, &drives, Some(resume), &mut rx, send).await?;
     let _ = send
         .send(&StationReply::Event(ChannelEvent::Progress {
             bytes: written.data_bytes,
@@ -379,22 +391,47 @@ async fn drive_channel(
     close_written(st, held, written, "", send, started).await
 }
 
+/// Who resumes a backup whose front-end died: the front-end (from its
+/// spool) and the primary node (sending what the spool did not keep).
+#[derive(Clone, Copy)]
+pub(crate) struct Resume<'a> {
+    pub front_end: &'a str,
+    pub front_end_address: &'a str,
+    pub primary: &'a str,
+    pub abs_id: i64,
+}
+
 /// Follow a writing channel until its front-end reports it finished:
 /// progress to the catalog and the client, tape switches on its `drives`
-/// as state transitions.
+/// as state transitions. With `resume`, a front-end that dies is waited
+/// for (up to `--resume-patience`) and the backup resumed when it is back.
 pub(crate) async fn await_written(
     st: &Arc<Station>,
     channel_id: i64,
     drives: &[DriveRow],
+    resume: Option<Resume<'_>>,
     rx: &mut NoteRx,
     send: &mut FramedSend,
 ) -> Result<Written> {
     let mut quiet = Instant::now();
+    // Since when, and why, the front-end is gone.
+    let mut front_end_lost: Option<(Instant, String)> = None;
     loop {
         let note = match tokio::time::timeout(PULSE, rx.recv()).await {
             Ok(n) => n.ok_or_else(|| anyhow!("the channel's note queue closed"))?,
             Err(_) => {
-                let what = "the movers to report progress".to_string();
+                let what = match &front_end_lost {
+                    Some((since, why)) => {
+                        if since.elapsed() > st.cfg.resume_patience {
+                            bail!(
+                                "{why}; it did not come back to resume the backup within {:?}",
+                                st.cfg.resume_patience
+                            );
+                        }
+                        format!("the front-end to come back and resume ({why})")
+                    }
+                    None => "the movers to report progress".to_string(),
+                };
                 let seconds = quiet.elapsed().as_secs();
                 let _ = send
                     .send(&StationReply::Event(ChannelEvent::Waiting { what, seconds }))
@@ -404,6 +441,28 @@ pub(crate) async fn await_written(
         };
         quiet = Instant::now();
         match note {
+            ChannelNote::FrontEndLost { reason } => {
+                tracing::warn!(channel_id, %reason, "front-end lost; the backup waits for it to resume");
+                let _ = send
+                    .send(&StationReply::Event(ChannelEvent::State {
+                        state: ChannelState::Writing.as_str().into(),
+                        reason: format!("{reason}; waiting for it to come back and resume from its spool"),
+                    }))
+                    .await;
+                front_end_lost = Some((Instant::now(), reason));
+            }
+            ChannelNote::FrontEndBack { kept } => {
+                let (Some(r), Some((_, why))) = (resume, front_end_lost.take()) else {
+                    continue;
+                };
+                if !kept {
+                    bail!("{why}, and came back without the channel in its spool: the backup cannot resume");
+                }
+                let resumed = resume_backup(st, channel_id, r)
+                    .await
+                    .with_context(|| format!("{why}; resuming"))?;
+                let _ = send.send(&StationReply::Event(resumed)).await;
+            }
             ChannelNote::Progress { bytes } => {
                 let _ = st.catalog.set_channel_bytes(channel_id, bytes as i64).await;
                 let _ = send.send(&StationReply::Event(ChannelEvent::Progress { bytes })).await;
@@ -428,6 +487,38 @@ pub(crate) async fn await_written(
             }
         }
     }
+}
+
+/// The front-end of a backup came back with the channel in its spool: it
+/// continues from its spool (told which segments the catalog holds), and
+/// the primary node streams to its new start what it did not keep.
+async fn resume_backup(st: &Arc<Station>, channel_id: i64, r: Resume<'_>) -> Result<ChannelEvent> {
+    let placed: Vec<u32> = st.catalog.segments_of(r.abs_id).await?.iter().map(|s| s.seq).collect();
+    let on_tape = placed.len();
+    st.command_ok(
+        r.front_end,
+        &Command::ResumeBackup {
+            channel_id: channel_id as u64,
+            placed,
+        },
+    )
+    .await
+    .with_context(|| format!("front-end {}", r.front_end))?;
+    let front_end = st.peer_addr(r.front_end, r.front_end_address).await;
+    st.command_ok(
+        r.primary,
+        &Command::ResumeTrackSet {
+            channel_id: channel_id as u64,
+            front_end,
+        },
+    )
+    .await
+    .with_context(|| format!("primary node {}", r.primary))?;
+    tracing::info!(channel_id, front_end = r.front_end, on_tape, "backup resumed");
+    Ok(ChannelEvent::Resumed {
+        front_end: r.front_end.to_string(),
+        segments_on_tape: u32::try_from(on_tape).unwrap_or(u32::MAX),
+    })
 }
 
 /// What a writing channel's front-end reports at its end.

@@ -205,7 +205,7 @@ async fn run_merge(
     )
     .await
     .context("finishing the merge")?;
-    let written = await_written(st, channel_id, std::slice::from_ref(&write_drive), &mut rx, send).await?;
+    let written = await_written(st, channel_id, std::slice::from_ref(&write_drive), None, &mut rx, send).await?;
     let what = format!("synthetic full of ABS {tip}: ");
     close_written(st, held, written, &what, send, started).await
 }

@@ -42,6 +42,9 @@ pub struct StationConfig {
     /// A mover or primary node silent for this long is declared dead: its
     /// channels go to `Error` and its drives are freed.
     pub heartbeat_timeout: Duration,
+    /// How long a backup waits for its front-end to come back and resume
+    /// from its spool after it died.
+    pub resume_patience: Duration,
     /// Time the library takes to put a tape in a drive, and to take it out.
     pub mount_delay: Duration,
     pub dismount_delay: Duration,
@@ -74,6 +77,16 @@ pub(crate) enum ChannelNote {
     Failed {
         reason: String,
     },
+    /// The channel's front-end died (`reason`); its backup can resume from
+    /// the front-end's spool when it comes back.
+    FrontEndLost {
+        reason: String,
+    },
+    /// The channel's front-end registered again; `kept`: it still holds the
+    /// channel in its spool.
+    FrontEndBack {
+        kept: bool,
+    },
     /// The tape in a drive was full; the media set continues on `next`.
     TapeSwitched {
         drive_id: i64,
@@ -103,6 +116,9 @@ pub struct Station {
     pub(crate) last_seen: Mutex<HashMap<String, Instant>>,
     /// The peers each running channel depends on.
     pub(crate) channel_peers: Mutex<HashMap<u64, Vec<String>>>,
+    /// Backup channels that survive the death of their front-end (it
+    /// resumes them from its spool), with that front-end's name.
+    pub(crate) resumable: Mutex<HashMap<u64, String>>,
     /// When this start of the station began.
     pub(crate) started: Instant,
 }
@@ -119,6 +135,7 @@ impl Station {
             pair_load: Mutex::new(HashMap::new()),
             last_seen: Mutex::new(HashMap::new()),
             channel_peers: Mutex::new(HashMap::new()),
+            resumable: Mutex::new(HashMap::new()),
             started: Instant::now(),
         })
     }
@@ -179,7 +196,8 @@ impl Station {
     }
 
     /// A peer is gone: forget its connection, mark it offline, and fail
-    /// every channel that depends on it.
+    /// every channel that depends on it (a backup whose front-end it was
+    /// waits for it to come back and resume).
     pub(crate) async fn peer_lost(&self, peer: &str, why: &str) {
         let was_connected = self.peers.lock().await.remove(peer).is_some();
         self.last_seen.lock().await.remove(peer);
@@ -202,13 +220,19 @@ impl Station {
             .map(|(c, _)| *c)
             .collect();
         for channel_id in affected {
-            self.note(
-                channel_id,
-                ChannelNote::Failed {
-                    reason: format!("{peer} {why}"),
-                },
-            )
-            .await;
+            let reason = format!("{peer} {why}");
+            let resumes = self
+                .resumable
+                .lock()
+                .await
+                .get(&channel_id)
+                .is_some_and(|fe| fe == peer);
+            let note = if resumes {
+                ChannelNote::FrontEndLost { reason }
+            } else {
+                ChannelNote::Failed { reason }
+            };
+            self.note(channel_id, note).await;
         }
     }
 

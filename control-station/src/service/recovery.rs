@@ -17,7 +17,7 @@ use std::time::Duration;
 use proto::wire::{Command, CommandReply, HealthInfo, PeerHealth};
 
 use super::registry::DriveUse;
-use super::Station;
+use super::{ChannelNote, Station};
 
 /// The reason given to channels and ABSs an earlier start left open.
 pub(crate) const STATION_RESTARTED: &str = "control station restarted; the job did not survive it (run it again)";
@@ -38,6 +38,19 @@ pub(crate) async fn at_start(st: &Arc<Station>) -> anyhow::Result<()> {
 /// A process registered: abort on it the `channels` it holds that this
 /// station does not run, and empty its `drives` that no channel uses.
 pub(crate) async fn reconcile(st: Arc<Station>, peer: String, channels: Vec<u64>, drives: Vec<String>) {
+    // Backups whose front-end this is learn whether it kept them.
+    let fronted: Vec<u64> = st
+        .resumable
+        .lock()
+        .await
+        .iter()
+        .filter(|(_, fe)| **fe == peer)
+        .map(|(c, _)| *c)
+        .collect();
+    for channel_id in fronted {
+        let kept = channels.contains(&channel_id);
+        st.note(channel_id, ChannelNote::FrontEndBack { kept }).await;
+    }
     let running: Vec<u64> = st.channels.lock().await.keys().copied().collect();
     for channel_id in channels.into_iter().filter(|c| !running.contains(c)) {
         let abort = Command::AbortChannel {

@@ -677,8 +677,9 @@ pub(crate) async fn read_tapes_on<E: EventSink>(
                         send.emit(ChannelEvent::Progress { bytes: totals.bytes }).await;
                         break;
                     }
-                    ChannelNote::Failed { reason } => bail!("{reason}"),
-                    ChannelNote::TapeSwitched { .. } => {}
+                    // Reading channels do not resume (see backup::Resume).
+                    ChannelNote::Failed { reason } | ChannelNote::FrontEndLost { reason } => bail!("{reason}"),
+                    ChannelNote::TapeSwitched { .. } | ChannelNote::FrontEndBack { .. } => {}
                 }
             }
             Ok::<_, anyhow::Error>(())

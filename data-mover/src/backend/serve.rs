@@ -65,7 +65,18 @@ pub async fn serve(mover: Arc<Mover>, mut send: FramedSend, mut recv: FramedRecv
             let _ = std::fs::remove_dir_all(mover.spool.restore_dir(channel_id));
         }
         other => {
-            let reply = match write(&mover, other, &mut recv).await {
+            // A front-end that goes away abandons its segments not yet begun.
+            let abandoned = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let watch = async {
+                let _ = send.stopped().await;
+                abandoned.store(true, std::sync::atomic::Ordering::Release);
+                std::future::pending::<std::convert::Infallible>().await
+            };
+            let written = tokio::select! {
+                r = write(&mover, other, &mut recv, abandoned.clone()) => r,
+                never = watch => match never {},
+            };
+            let reply = match written {
                 Ok(r) => r,
                 Err(e) => {
                     tracing::error!(error = %format!("{e:#}"), "front-end request failed");
@@ -80,7 +91,12 @@ pub async fn serve(mover: Arc<Mover>, mut send: FramedSend, mut recv: FramedRecv
     let _ = send.finish().await;
 }
 
-async fn write(mover: &Arc<Mover>, req: BackEndRequest, recv: &mut FramedRecv) -> Result<BackEndReply> {
+async fn write(
+    mover: &Arc<Mover>,
+    req: BackEndRequest,
+    recv: &mut FramedRecv,
+    abandoned: Arc<std::sync::atomic::AtomicBool>,
+) -> Result<BackEndReply> {
     match req {
         BackEndRequest::Pair { token_name, token } => Ok(pair(mover, &token_name, &token)),
         BackEndRequest::WriteSegment {
@@ -107,6 +123,7 @@ async fn write(mover: &Arc<Mover>, req: BackEndRequest, recv: &mut FramedRecv) -
                 path: path.clone(),
                 bytes,
                 object_name,
+                abandoned,
             };
             let placed = writer.write_segment(channel_id, abs_id, seq, source).await;
             if !shared {

@@ -29,7 +29,7 @@ use tokio::sync::oneshot;
 use transport::link::StationLink;
 
 use super::drive::{Drive, Written};
-use super::schedule::{Policy, ReadySegment, SegmentQueue};
+use super::schedule::{Policy, ReadySegment, ScheduleError, SegmentQueue};
 
 /// Where a data file landed.
 #[derive(Debug, Clone)]
@@ -49,6 +49,9 @@ pub struct SegmentSource {
     /// Its length, as announced.
     pub bytes: u64,
     pub object_name: String,
+    /// Set when the front-end that asked went away: a segment not yet
+    /// begun is not written (its front-end, restarted, sends it again).
+    pub abandoned: Arc<std::sync::atomic::AtomicBool>,
 }
 
 struct SegmentJob {
@@ -71,6 +74,8 @@ struct State {
 struct Shared {
     state: Mutex<State>,
     ready: Condvar,
+    /// Woken each time a segment's write ends.
+    finished: tokio::sync::Notify,
     started: Instant,
 }
 
@@ -101,6 +106,7 @@ impl DriveWriter {
         let shared = Arc::new(Shared {
             state: Mutex::new(State::default()),
             ready: Condvar::new(),
+            finished: tokio::sync::Notify::new(),
             started: Instant::now(),
         });
         let ctx = Ctx {
@@ -120,20 +126,49 @@ impl DriveWriter {
 
     /// Queue a sealed segment (in a spool file) and wait until it is
     /// copied to tape, verified, and synced.
+    ///
+    /// The same segment asked again (its front-end restarted and sends it
+    /// anew) takes the place of a request not yet begun, or waits for the
+    /// write under way to end and is then written again.
     pub async fn write_segment(&self, channel_id: u64, abs_id: u64, seq: u32, source: SegmentSource) -> Result<Placed> {
         let (tx, rx) = oneshot::channel();
-        {
-            let mut st = self.lock()?;
-            let ready = ReadySegment {
-                channel_id,
-                abs_id,
-                seq,
-                bytes: source.bytes,
-                ready_at: self.shared.started.elapsed().as_micros() as u64,
-            };
-            st.queue.push(ready)?;
-            st.segments.insert((abs_id, seq), SegmentJob { source, reply: tx });
-            metrics::gauge!("dmc_be_queued_segments").set(st.queue.len() as f64);
+        let mut job = Some(SegmentJob { source, reply: tx });
+        loop {
+            let finished = self.shared.finished.notified();
+            tokio::pin!(finished);
+            finished.as_mut().enable();
+            {
+                let mut st = self.lock()?;
+                let key = (abs_id, seq);
+                let Some(new) = job.take() else {
+                    bail!("segment {seq} of ABS {abs_id}: no request to queue");
+                };
+                if let Some(old) = st.segments.remove(&key) {
+                    let _ = old.reply.send(Err(anyhow!(
+                        "segment {seq} of ABS {abs_id} was asked again; the new request writes it"
+                    )));
+                    st.segments.insert(key, new);
+                    break;
+                }
+                let ready = ReadySegment {
+                    channel_id,
+                    abs_id,
+                    seq,
+                    bytes: new.source.bytes,
+                    ready_at: self.shared.started.elapsed().as_micros() as u64,
+                };
+                match st.queue.push(ready) {
+                    Ok(()) => {
+                        st.segments.insert(key, new);
+                        metrics::gauge!("dmc_be_queued_segments").set(st.queue.len() as f64);
+                        break;
+                    }
+                    Err(ScheduleError::Duplicate { .. }) => job = Some(new),
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            // Being written: wait for that write to end.
+            finished.await;
         }
         self.shared.ready.notify_one();
         rx.await.map_err(|_| anyhow!("the drive writer stopped"))?
@@ -189,6 +224,18 @@ fn run(ctx: Ctx, shared: Arc<Shared>) {
             }
         };
         match work {
+            Work::Segment(r, job) if job.source.abandoned.load(std::sync::atomic::Ordering::Acquire) => {
+                tracing::info!(drive = %ctx.name, abs = r.abs_id, seq = r.seq, "segment not written: its front-end went away");
+                if let Ok(mut st) = shared.state.lock() {
+                    let _ = st.queue.finish(r.abs_id, r.seq);
+                }
+                shared.finished.notify_waiters();
+                let _ = job.reply.send(Err(anyhow!(
+                    "segment {} of ABS {} was not written: its front-end went away",
+                    r.seq,
+                    r.abs_id
+                )));
+            }
             Work::Segment(r, job) => {
                 let src = &job.source;
                 let res = write_with_switch(&ctx, |d| {
@@ -211,6 +258,7 @@ fn run(ctx: Ctx, shared: Arc<Shared>) {
                     let _ = st.queue.finish(r.abs_id, r.seq);
                     metrics::gauge!("dmc_be_queued_segments").set(st.queue.len() as f64);
                 }
+                shared.finished.notify_waiters();
                 let _ = job.reply.send(res);
             }
             Work::Metadata(m) => {

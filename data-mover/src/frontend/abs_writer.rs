@@ -12,12 +12,14 @@ use std::sync::Arc;
 use anyhow::{anyhow, bail, Context, Result};
 use proto::abs::TrackAddr;
 use proto::tape::metadata::{AbsKind, AbsMetadata};
+use proto::tape::segment::{SegmentHeader, SegmentSummary};
 use proto::wire::{BackEndReply, BackEndRequest, BackupChannel, StationRequest, MAX_CONTROL_FRAME};
 use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::JoinHandle;
 
 use super::accumulator::{Accumulator, SealedSegment};
 use super::index::TrackIndex;
+use super::resume::ResumePlan;
 use super::upload::{self, Queued, Uploaded};
 use crate::mover::Mover;
 
@@ -89,6 +91,68 @@ impl AbsWriter {
     /// wait for acknowledgements; segments are sealed small enough that
     /// the window always covers the open one and a full spool.
     pub fn open(mover: &Arc<Mover>, ch: &BackupChannel, window: Option<u64>) -> Result<AbsWriter> {
+        Self::start(mover, ch, window, upload::Resumed::default())
+    }
+
+    /// Continue an ABS a restarted front-end kept in its spool (see
+    /// [`super::resume`]): the first `plan.frames` track frames are in its
+    /// segments (the source sends the rest), the placed segments are on
+    /// tape, and the sealed segments returned must be queued again.
+    pub fn resume(
+        mover: &Arc<Mover>,
+        ch: &BackupChannel,
+        window: Option<u64>,
+        plan: &ResumePlan,
+    ) -> Result<(AbsWriter, Vec<SealedSegment>)> {
+        let resumed = upload::Resumed {
+            placed: plan.placed.clone(),
+        };
+        let mut w = Self::start(mover, ch, window, resumed)?;
+        // A primary node sends its track set in order: the first frames
+        // are its first tracks.
+        for addr in ch.track_set.iter().take(plan.frames as usize) {
+            w.index.mark(addr).map_err(|e| anyhow!(e))?;
+        }
+        let (tracks, bytes) = plan.kept();
+        if tracks > w.index.len() {
+            bail!("the spool holds {tracks} tracks of a track set of {}", w.index.len());
+        }
+        w.frames = tracks;
+        w.received = tracks;
+        w.data_bytes = bytes;
+        w.acc.resume_at(plan.next_seq);
+        for seq in &plan.dropped {
+            let _ = std::fs::remove_file(mover.spool.sealed_segment(ch.abs_id, *seq));
+        }
+        let requeue = plan
+            .requeue
+            .iter()
+            .map(|e| SealedSegment {
+                path: mover.spool.sealed_segment(ch.abs_id, e.seq),
+                summary: SegmentSummary {
+                    header: SegmentHeader {
+                        abs_id: ch.abs_id,
+                        seq: e.seq,
+                        channel_id: ch.channel_id,
+                        created_unix: ch.created_unix,
+                    },
+                    track_count: e.track_count,
+                    data_bytes: e.data_bytes,
+                    total_bytes: e.total_bytes,
+                    crc32c: e.crc32c,
+                },
+                frames_through: e.frames_through,
+            })
+            .collect();
+        Ok((w, requeue))
+    }
+
+    fn start(
+        mover: &Arc<Mover>,
+        ch: &BackupChannel,
+        window: Option<u64>,
+        resumed: upload::Resumed,
+    ) -> Result<AbsWriter> {
         ch.map.validate().context("the channel's ABS map is invalid")?;
         let slots = mover.cfg.spool_segments.max(1);
         let threshold = match window {
@@ -126,7 +190,7 @@ impl AbsWriter {
         // waits (and so does the source), it does not fail.
         let (seg_tx, seg_rx) = mpsc::channel::<Queued>(slots);
         let (on_tape_tx, on_tape) = watch::channel(0u64);
-        let uploader = tokio::spawn(upload::run(mover.clone(), ch.clone(), seg_rx, on_tape_tx));
+        let uploader = tokio::spawn(upload::run(mover.clone(), ch.clone(), seg_rx, on_tape_tx, resumed));
         Ok(AbsWriter {
             mover: mover.clone(),
             ch: ch.clone(),

@@ -7,10 +7,12 @@
 //! handed to the back-end; a sealed segment is deleted only after the
 //! back-end reports it on tape, synced, and in the catalog.
 //!
-//! The spool is not made durable (no fsync): the primary node keeps every
-//! track until it is on tape, so a front-end that dies loses nothing that
-//! cannot be sent again, and a segment written to tape soon after it was
-//! sealed never has to reach the disk (seed FIG. 32: "still in cache").
+//! Segment files are not synced: the primary node keeps every track until
+//! it is on tape, so a front-end that dies loses nothing that cannot be
+//! sent again, and a segment written to tape soon after it was sealed
+//! never has to reach the disk (seed FIG. 32: "still in cache"). Each seal
+//! is recorded in the ABS's journal (synced, a few bytes), from which a
+//! restarted front-end resumes ([`super::resume`]).
 
 use std::fs::{self, File};
 use std::io::Write;
@@ -20,6 +22,7 @@ use anyhow::{Context, Result};
 use proto::abs::TrackAddr;
 use proto::tape::segment::{SegmentHeader, SegmentSummary, SegmentWriter};
 
+use super::resume::{journal_sealed, JournalEntry};
 use crate::spool::{Slots, Spool};
 
 /// Bytes buffered before a write to the spool file.
@@ -44,6 +47,18 @@ struct SpoolFile {
     buf: Vec<u8>,
 }
 
+/// Run blocking file work: in place on a multi-threaded runtime (so the
+/// runtime's other tasks go on), directly elsewhere.
+fn block<T>(f: impl FnOnce() -> T) -> T {
+    let multi_thread = tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+    if multi_thread {
+        tokio::task::block_in_place(f)
+    } else {
+        f()
+    }
+}
+
 impl SpoolFile {
     fn new(file: File) -> SpoolFile {
         SpoolFile {
@@ -57,13 +72,7 @@ impl SpoolFile {
             return Ok(());
         }
         let (file, buf) = (&mut self.file, &self.buf);
-        let multi_thread = tokio::runtime::Handle::try_current()
-            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
-        if multi_thread {
-            tokio::task::block_in_place(|| file.write_all(buf))?;
-        } else {
-            file.write_all(buf)?;
-        }
+        block(|| file.write_all(buf))?;
         self.buf.clear();
         Ok(())
     }
@@ -219,6 +228,16 @@ impl Accumulator {
         Slots::finish(&out.file, summary.total_bytes).with_context(|| format!("sealing {}", path.display()))?;
         let sealed = self.spool.sealed_segment(self.abs_id, summary.header.seq);
         fs::rename(&path, &sealed).with_context(|| format!("sealing {}", path.display()))?;
+        // The journal says what a restart may resume from.
+        let entry = JournalEntry {
+            seq: summary.header.seq,
+            frames_through: frames,
+            track_count: summary.track_count,
+            data_bytes: summary.data_bytes,
+            total_bytes: summary.total_bytes,
+            crc32c: summary.crc32c,
+        };
+        block(|| journal_sealed(&self.spool, self.abs_id, &entry))?;
         Ok(Some(SealedSegment {
             path: sealed,
             summary,
@@ -226,13 +245,22 @@ impl Accumulator {
         }))
     }
 
+    /// Continue a resumed ABS: the next segment is `next_seq` (the ones
+    /// before are sealed).
+    pub fn resume_at(&mut self, next_seq: u32) {
+        self.next_seq = next_seq;
+    }
+
     /// Segments sealed or open so far.
     pub fn segments(&self) -> u32 {
         self.next_seq
     }
 
-    /// Remove the (empty) accumulation directory at the end of a channel.
+    /// Remove the accumulation directory at the end of a channel (its
+    /// segments are gone; its channel file and journal go with it).
     pub fn remove_dir(&self) {
+        let _ = fs::remove_file(self.spool.journal(self.abs_id));
+        let _ = fs::remove_file(self.spool.channel_file(self.abs_id));
         let _ = fs::remove_dir(self.dir());
     }
 }

@@ -14,18 +14,33 @@ use tokio::sync::{oneshot, watch};
 use transport::{FramedRecv, FramedSend};
 
 use super::abs_writer::AbsWriter;
+use super::resume::ResumePlan;
 use crate::mover::Mover;
 
 /// Serve one backup track stream; any error is reported to the primary node
 /// and the station.
-pub async fn serve(mover: Arc<Mover>, channel: BackupChannel, window: u64, send: FramedSend, recv: FramedRecv) {
+/// `resume`: the channel continues what a restarted front-end kept in its
+/// spool; the node first hears from which frame.
+pub async fn serve(
+    mover: Arc<Mover>,
+    channel: BackupChannel,
+    window: u64,
+    resume: Option<ResumePlan>,
+    mut send: FramedSend,
+    recv: FramedRecv,
+) {
     let channel_id = channel.channel_id;
+    if let Some(plan) = &resume {
+        if let Err(e) = send.send(&TrackAck::ResumeFrom { tracks: plan.frames }).await {
+            tracing::warn!(channel_id, error = %e, "the primary node left before the stream resumed");
+        }
+    }
     let (outcome_tx, outcome_rx) = oneshot::channel::<Result<u64, String>>();
     let (on_tape_tx, on_tape_rx) = watch::channel(0u64);
     let acker = tokio::spawn(acknowledge(send, on_tape_rx, outcome_rx));
     let running = mover.run_channel(channel_id);
     let result = tokio::select! {
-        r = run(&mover, &channel, window, recv, on_tape_tx) => r,
+        r = run(&mover, &channel, window, resume, recv, on_tape_tx) => r,
         _ = running.token.cancelled() => Err(anyhow!("the station aborted the channel")),
     };
     drop(running);
@@ -82,10 +97,14 @@ async fn run(
     mover: &Arc<Mover>,
     ch: &BackupChannel,
     window: u64,
+    resume: Option<ResumePlan>,
     mut recv: FramedRecv,
     on_tape_out: watch::Sender<u64>,
 ) -> Result<u64> {
-    let mut abs = AbsWriter::open(mover, ch, Some(window))?;
+    let (mut abs, requeue) = match &resume {
+        Some(plan) => AbsWriter::resume(mover, ch, Some(window), plan)?,
+        None => (AbsWriter::open(mover, ch, Some(window))?, Vec::new()),
+    };
     // Relay how far the ABS is on tape to the acknowledgement task.
     let mut on_tape = abs.on_tape();
     let relay = tokio::spawn(async move {
@@ -97,6 +116,10 @@ async fn run(
         }
     });
     let result = async {
+        // What the spool kept but is not on tape goes first.
+        for sealed in requeue {
+            abs.queue(sealed).await?;
+        }
         loop {
             let frame = recv
                 .recv::<TrackFrame>()

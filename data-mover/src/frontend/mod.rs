@@ -7,5 +7,6 @@ pub mod index;
 pub mod merge;
 pub mod pairing;
 pub mod restore;
+pub mod resume;
 pub mod staged;
 pub mod upload;

@@ -34,6 +34,13 @@ pub struct Uploaded {
     pub last_drive: String,
 }
 
+/// What an ABS resumed after a front-end restart already has on tape.
+#[derive(Debug, Clone, Default)]
+pub struct Resumed {
+    /// Segments on tape and in the catalog: (seq, frames through, data bytes).
+    pub placed: Vec<(u32, u64, u64)>,
+}
+
 /// Upload every segment that comes through `rx` until it closes; report
 /// on `on_tape` the frames that are safe on tape. Fails on the first
 /// segment the back-end refuses.
@@ -42,6 +49,7 @@ pub async fn run(
     ch: BackupChannel,
     mut rx: mpsc::Receiver<Queued>,
     on_tape: watch::Sender<u64>,
+    resumed: Resumed,
 ) -> Result<Uploaded> {
     if ch.drives.is_empty() {
         bail!("backup channel {} names no drive", ch.channel_id);
@@ -57,6 +65,15 @@ pub async fn run(
     let mut bytes_on_tape = 0u64;
     let mut top: Option<(u32, String)> = None;
     let mut closed = false;
+    for (seq, frames, data_bytes) in resumed.placed {
+        placed.insert(seq, frames);
+        segments += 1;
+        bytes_on_tape += data_bytes;
+    }
+    while let Some(frames) = placed.remove(&next_seq) {
+        let _ = on_tape.send(frames);
+        next_seq += 1;
+    }
     loop {
         if closed && tasks.is_empty() {
             break;

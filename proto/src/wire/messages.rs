@@ -409,6 +409,13 @@ pub enum ChannelEvent {
         what: String,
         seconds: u64,
     },
+    /// The backup's front-end died and came back: the backup continues
+    /// from its spool, `segments_on_tape` of its segments already on tape
+    /// (the primary node sends only what the spool did not keep).
+    Resumed {
+        front_end: String,
+        segments_on_tape: u32,
+    },
     Finished {
         bytes: u64,
         tracks: u64,
@@ -557,6 +564,15 @@ pub enum Command {
         /// The channel's capability, presented to the front-end.
         token: ChannelToken,
     },
+    /// Front-end, after it restarted: continue backup channel `channel_id`
+    /// from what its spool kept. `placed`: the sequence numbers of the
+    /// ABS's segments the catalog holds (on tape; their spool files, if
+    /// any are left, are not written again).
+    ResumeBackup { channel_id: u64, placed: Vec<u32> },
+    /// Primary node: the front-end of backup channel `channel_id` restarted
+    /// and resumed it: open the track stream again to `front_end` (its new
+    /// start) and send what it does not hold.
+    ResumeTrackSet { channel_id: u64, front_end: PeerAddr },
     /// Primary node: receive a restore stream from a front-end and write it.
     ReceiveRestore(RestoreOrder),
     /// Any: forget a channel (it failed elsewhere).
@@ -721,11 +737,15 @@ pub enum TrackStreamOpen {
     /// `window`: the most tracks the node keeps sent but not yet
     /// acknowledged ([`TrackAck::OnTape`]); the front-end seals segments
     /// small enough that the window never stalls the stream.
+    ///
+    /// `resume`: the stream continues one a front-end lost when it
+    /// restarted; the front-end first answers [`TrackAck::ResumeFrom`].
     Backup {
         channel_id: u64,
         abs_id: u64,
         window: u64,
         token: ChannelToken,
+        resume: bool,
     },
     Restore {
         channel_id: u64,
@@ -752,6 +772,13 @@ pub enum TrackAck {
     /// (and their side copies). Nothing before is durable anywhere but on
     /// the node.
     OnTape {
+        tracks: u64,
+    },
+    /// The answer to a resumed stream (sent before anything else): the
+    /// front-end holds the first `tracks` track frames of the stream (on
+    /// tape or sealed in its spool); the node sends the frames after them,
+    /// in the same order (the order of the track set).
+    ResumeFrom {
         tracks: u64,
     },
     /// Every segment and the metadata are on tape and in the catalog.
