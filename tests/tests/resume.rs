@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use dmc_tests::cluster::{Cluster, FE};
+use dmc_tests::cluster::{tail, Cluster, BE, FE, PRIMARY, STATION};
 use dmc_tests::faults::{assert_settled, backup_args, slow_cluster, start_moving, verify_restore};
 
 /// Kill the front-end once the backup has segments on tape, let `meddle`
@@ -30,6 +30,20 @@ fn events(out: &std::process::Output) -> Vec<serde_json::Value> {
         .lines()
         .filter_map(|l| serde_json::from_str(l).ok())
         .collect()
+}
+
+/// The last lines of every process's log, for a failure's message.
+fn logs(cluster: &Cluster) -> String {
+    [STATION, FE, BE, PRIMARY]
+        .iter()
+        .map(|p| {
+            format!(
+                "--- {p}:\n{}",
+                tail(&cluster.work.join("logs").join(format!("{p}.log")))
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// The ABS directories left in a spool.
@@ -61,8 +75,9 @@ async fn a_front_end_killed_mid_backup_resumes_from_its_spool() {
     );
     assert!(
         out.status.success(),
-        "the backup did not survive its front-end's restart:\n{}",
-        String::from_utf8_lossy(&out.stderr)
+        "the backup did not survive its front-end's restart:\n{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        logs(&cluster)
     );
     let resumed: Vec<_> = events(&out).into_iter().filter(|e| e["event"] == "resumed").collect();
     assert_eq!(resumed.len(), 1, "one resume: {resumed:?}");
@@ -95,7 +110,11 @@ async fn a_front_end_killed_mid_backup_resumes_from_its_spool() {
         "a backup whose spool was wiped cannot have completed"
     );
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("without the channel in its spool"), "{err}");
+    assert!(
+        err.contains("without the channel in its spool"),
+        "{err}\n{}",
+        logs(&cluster)
+    );
     assert_settled(&cluster, "front-end back without its spool");
     let rerun = cluster.smapp(&args).expect("the rerun");
     verify_restore(

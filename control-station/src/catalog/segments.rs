@@ -56,14 +56,7 @@ impl SegmentRow {
     }
 
     fn same_as(&self, s: &NewSegment) -> bool {
-        self.abs_id == s.abs_id
-            && self.seq == s.seq
-            && self.tape_id == s.tape_id
-            && self.tape_file == s.tape_file
-            && self.bytes == s.bytes
-            && self.data_bytes == s.data_bytes
-            && self.track_count == s.track_count
-            && self.crc32c == s.crc32c
+        self.same_content(s) && self.tape_id == s.tape_id && self.tape_file == s.tape_file
     }
 }
 
