@@ -502,6 +502,43 @@ fn a_damaged_last_complete_file_of_an_unfinished_tape_is_discarded_but_not_a_mid
 }
 
 #[test]
+fn an_unfinished_tape_is_rebuilt_from_the_ends_of_its_files_and_a_middle_flip_is_left_to_verify() {
+    // Segments of 40 tracks of 600 bytes: about 50 records of 512 bytes each.
+    let mut w = TapeWriter::create_at(MemTape::memory(), params("SKIM01", 512), T0).unwrap();
+    let written = write_interleaved(&mut w, 3, 40, 600, true);
+    let (last, _) = segment(7, 0, 40, 600);
+    let last = w.write_segment(&last, "/seven").unwrap().records;
+    let image = w.device().bytes().to_vec();
+    drop(w); // no finish
+    let records: u64 = written.entries.iter().map(|e| e.records).sum();
+
+    let w = TapeWriter::append(MemTape::from_bytes(image.clone())).unwrap();
+    assert_eq!(&w.directory()[..written.entries.len()], &written.entries[..]);
+    // The last file is read whole (it may hold unsynced blocks).
+    let read = w.device().records_read() - last;
+    assert!(
+        read < records / 5,
+        "rebuilding the directory read {read} records of the {records} before the last file"
+    );
+
+    // A flip inside a middle segment's track data is not read by the
+    // rebuild; its entry keeps the writer's CRC, so verify names the file
+    // and a restore of it fails.
+    let (mid, _) = written.segments[2];
+    let mut bad = image;
+    let r = record_data_ranges(&bad, mid);
+    bad[r[r.len() / 2].start + 100] ^= 0x20;
+    let w = TapeWriter::append(MemTape::from_bytes(bad)).unwrap();
+    assert_eq!(&w.directory()[..written.entries.len()], &written.entries[..]);
+    let dev = w.finish_at(false, T0 + 10).unwrap();
+    let report = verify(&mut MemTape::from_bytes(dev.bytes().to_vec())).unwrap();
+    assert!(!report.is_ok());
+    assert!(report.to_string().contains(&format!("tape file {mid}")), "{report}");
+    let mut r = TapeReader::open(dev).unwrap();
+    assert!(r.read_segment(mid, 1 << 20).is_err());
+}
+
+#[test]
 fn a_failed_write_poisons_the_writer() {
     // A read-only image: the first data write fails.
     let dir = tempfile::tempdir().unwrap();

@@ -623,7 +623,18 @@ pub fn peak_rss_kib(pid: u32) -> Option<u64> {
         .ok()
 }
 
-/// The last lines of a log file.
+impl Cluster {
+    /// The last lines of every process's log, for a failure's message.
+    pub fn log_tails(&self) -> String {
+        [STATION, FE, BE, PRIMARY]
+            .iter()
+            .map(|p| format!("--- {p}:\n{}", tail(&self.work.join("logs").join(format!("{p}.log")))))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+/// The last 30 lines of a log file.
 pub fn tail(path: &Path) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();

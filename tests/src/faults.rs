@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-use crate::cluster::{bin, tail, Cluster, CLIENT, PRIMARY, STATION};
+use crate::cluster::{bin, tail, Cluster, ClusterSpec, CLIENT, PRIMARY, STATION};
 use crate::fixture;
 use crate::scenario::{self, Layout, ScenarioSpec};
 
@@ -237,6 +237,19 @@ pub fn backup_args(extents: &Path) -> Vec<String> {
 /// 12 MB/s so that a fault lands in the middle of a job, and a 48 MiB
 /// scattered object (`seed`) on the primary node.
 pub async fn slow_cluster(work: &Path, seed: u64) -> (Layout, Cluster) {
+    fault_cluster(work, seed, |c| c.drive_speed = 12.0)
+        .await
+        .expect("the cluster")
+}
+
+/// The cluster every fault test and the soak start in `work`: a 48 MiB
+/// scattered object (`seed`) in 4 MiB segments on one primary node, one
+/// pair, with `adjust` applied to the cluster's spec (drives, speed).
+pub async fn fault_cluster(
+    work: &Path,
+    seed: u64,
+    adjust: impl FnOnce(&mut ClusterSpec),
+) -> anyhow::Result<(Layout, Cluster)> {
     let spec = ScenarioSpec {
         object_size: 48 << 20,
         block_size: 4096,
@@ -244,11 +257,11 @@ pub async fn slow_cluster(work: &Path, seed: u64) -> (Layout, Cluster) {
         segment_size: 4 << 20,
         seed,
     };
-    let layout = scenario::make_layout(&work.join("volumes"), &spec).expect("the volumes");
+    let layout = scenario::make_layout(&work.join("volumes"), &spec)?;
     let mut cspec = scenario::cluster_spec(&layout, &spec);
-    cspec.drive_speed = 12.0;
-    let cluster = Cluster::start(work, &cspec).await.expect("the cluster");
-    (layout, cluster)
+    adjust(&mut cspec);
+    let cluster = Cluster::start(work, &cspec).await?;
+    Ok((layout, cluster))
 }
 
 /// Wait until the station reports its catalog database unavailable.

@@ -34,7 +34,7 @@ async fn every_process_killed_mid_backup_and_mid_restore() {
         let how = outcome(&out, &case);
         if victim == FE {
             // It resumes from its spool (see resume.rs).
-            assert_eq!(how, "completed", "{case}");
+            assert_eq!(how, "completed", "{case}\n{}", cluster.log_tails());
         }
         assert_settled(&cluster, &case);
         verify_restore(&cluster, &layout, baseline, "baseline.bin");

@@ -2,21 +2,26 @@
 //! with the same arguments: the backup resumes from its spool — segments
 //! already on tape stay, sealed ones are written from the spool, the
 //! primary node sends only what the spool did not keep — and completes,
-//! byte-identical. A front-end that comes back without its spool fails the
+//! byte-identical, whether it comes back at once or after the station
+//! declared it lost. A front-end that comes back without its spool fails the
 //! backup at once with the reason, and nothing is left behind.
 
 use std::time::Duration;
 
-use dmc_tests::cluster::{tail, Cluster, BE, FE, PRIMARY, STATION};
-use dmc_tests::faults::{assert_settled, backup_args, slow_cluster, start_moving, verify_restore};
+use dmc_tests::cluster::{Cluster, FE};
+use dmc_tests::faults::{assert_settled, backup_args, slow_cluster, start_moving, verify_restore, wait_until};
 
 /// Kill the front-end once the backup has segments on tape, let `meddle`
-/// touch its spool, start it again; return the job's output.
-fn kill_front_end(cluster: &mut Cluster, args: &[&str], meddle: impl FnOnce(&std::path::Path)) -> std::process::Output {
+/// touch its spool (or wait), start it again; return the job's output.
+fn kill_front_end(
+    cluster: &mut Cluster,
+    args: &[&str],
+    meddle: impl FnOnce(&Cluster, &std::path::Path),
+) -> std::process::Output {
     let job = start_moving(cluster, args, "writing");
     let before = cluster.boots().unwrap();
     cluster.kill(FE).unwrap();
-    meddle(&cluster.work.join(format!("spool-{FE}")));
+    meddle(cluster, &cluster.work.join(format!("spool-{FE}")));
     cluster.restart(FE).unwrap();
     cluster
         .wait_registered(&[FE], &before, Duration::from_secs(60))
@@ -30,20 +35,6 @@ fn events(out: &std::process::Output) -> Vec<serde_json::Value> {
         .lines()
         .filter_map(|l| serde_json::from_str(l).ok())
         .collect()
-}
-
-/// The last lines of every process's log, for a failure's message.
-fn logs(cluster: &Cluster) -> String {
-    [STATION, FE, BE, PRIMARY]
-        .iter()
-        .map(|p| {
-            format!(
-                "--- {p}:\n{}",
-                tail(&cluster.work.join("logs").join(format!("{p}.log")))
-            )
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
 }
 
 /// The ABS directories left in a spool.
@@ -67,7 +58,7 @@ async fn a_front_end_killed_mid_backup_resumes_from_its_spool() {
     let spool = cluster.work.join(format!("spool-{FE}"));
 
     let mut kept = Vec::new();
-    let out = kill_front_end(&mut cluster, &args, |spool| kept = abs_dirs(spool));
+    let out = kill_front_end(&mut cluster, &args, |_, spool| kept = abs_dirs(spool));
     assert_eq!(
         kept.len(),
         1,
@@ -77,7 +68,7 @@ async fn a_front_end_killed_mid_backup_resumes_from_its_spool() {
         out.status.success(),
         "the backup did not survive its front-end's restart:\n{}\n{}",
         String::from_utf8_lossy(&out.stderr),
-        logs(&cluster)
+        cluster.log_tails()
     );
     let resumed: Vec<_> = events(&out).into_iter().filter(|e| e["event"] == "resumed").collect();
     assert_eq!(resumed.len(), 1, "one resume: {resumed:?}");
@@ -100,7 +91,36 @@ async fn a_front_end_killed_mid_backup_resumes_from_its_spool() {
 
     // Without its spool it cannot resume: the backup fails at once, with
     // the reason, and the rerun succeeds.
-    let out = kill_front_end(&mut cluster, &args, |spool| {
+    // Back only after the station declared it lost (no heartbeat): the
+    // backup waited for it, and resumes.
+    let out = kill_front_end(&mut cluster, &args, |cluster, _| {
+        wait_until(
+            cluster,
+            "the station to declare fe1 lost",
+            Duration::from_secs(30),
+            |c| {
+                c.health().is_ok_and(|h| {
+                    h["peers"]
+                        .as_array()
+                        .is_some_and(|ps| ps.iter().all(|p| p["name"] != FE))
+                })
+            },
+        )
+    });
+    assert!(
+        out.status.success(),
+        "the backup did not wait for its front-end:\n{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        cluster.log_tails()
+    );
+    let resumed = events(&out).into_iter().filter(|e| e["event"] == "resumed").count();
+    assert_eq!(resumed, 1);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let result: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    verify_restore(&cluster, &layout, result["abs_id"].as_u64().unwrap(), "waited.bin");
+    assert_settled(&cluster, "front-end back after it was declared lost");
+
+    let out = kill_front_end(&mut cluster, &args, |_, spool| {
         for d in abs_dirs(spool) {
             std::fs::remove_dir_all(spool.join(d)).unwrap();
         }
@@ -113,7 +133,7 @@ async fn a_front_end_killed_mid_backup_resumes_from_its_spool() {
     assert!(
         err.contains("without the channel in its spool"),
         "{err}\n{}",
-        logs(&cluster)
+        cluster.log_tails()
     );
     assert_settled(&cluster, "front-end back without its spool");
     let rerun = cluster.smapp(&args).expect("the rerun");

@@ -119,6 +119,11 @@ pub struct Station {
     /// Backup channels that survive the death of their front-end (it
     /// resumes them from its spool), with that front-end's name.
     pub(crate) resumable: Mutex<HashMap<u64, String>>,
+    /// Held while a peer's loss is noted to its channels, and while a
+    /// returning front-end's channels learn it is back: a channel always
+    /// hears of the loss first, whichever of the watchdog, the closed
+    /// connection or the new registration noticed it.
+    pub(crate) lifecycle: Mutex<()>,
     /// When this start of the station began.
     pub(crate) started: Instant,
 }
@@ -136,6 +141,7 @@ impl Station {
             last_seen: Mutex::new(HashMap::new()),
             channel_peers: Mutex::new(HashMap::new()),
             resumable: Mutex::new(HashMap::new()),
+            lifecycle: Mutex::new(()),
             started: Instant::now(),
         })
     }
@@ -154,9 +160,9 @@ impl Station {
     /// that process died, and every channel that depended on it fails now
     /// (not when its heartbeats are missed).
     async fn restarted(&self, name: &str, boot: u64) {
-        let earlier = self.peers.lock().await.get(name).map(|p| p.boot);
-        if earlier.is_some_and(|b| b != boot) {
-            self.peer_lost(name, "restarted (its earlier start died)").await;
+        let earlier = self.peers.lock().await.get(name).map(|p| (p.boot, p.conn.stable_id()));
+        if let Some((_, conn)) = earlier.filter(|(b, _)| *b != boot) {
+            self.peer_lost(name, conn, "restarted (its earlier start died)").await;
         }
     }
 
@@ -195,22 +201,21 @@ impl Station {
         }
     }
 
-    /// A peer is gone: forget its connection, mark it offline, and fail
-    /// every channel that depends on it (a backup whose front-end it was
-    /// waits for it to come back and resume).
-    pub(crate) async fn peer_lost(&self, peer: &str, why: &str) {
-        let was_connected = self.peers.lock().await.remove(peer).is_some();
-        self.last_seen.lock().await.remove(peer);
-        if !was_connected {
-            return;
-        }
-        tracing::warn!(peer, reason = why, "peer lost");
-        let mover = self.registry.lock().await.movers.get(peer).map(|m| m.id);
-        if let Some(id) = mover {
-            if let Err(e) = self.catalog.set_mover_state(id, "offline").await {
-                tracing::error!(error = %e, "could not mark {peer} offline");
+    /// A peer is gone: forget its connection `conn` (a `stable_id`; a
+    /// newer connection the peer registered on since is left alone), mark
+    /// it offline, and fail every channel that depends on it (a backup
+    /// whose front-end it was waits for it to come back and resume).
+    pub(crate) async fn peer_lost(&self, peer: &str, conn: usize, why: &str) {
+        let lifecycle = self.lifecycle.lock().await;
+        {
+            let mut peers = self.peers.lock().await;
+            if peers.get(peer).is_none_or(|p| p.conn.stable_id() != conn) {
+                return;
             }
+            peers.remove(peer);
         }
+        self.last_seen.lock().await.remove(peer);
+        tracing::warn!(peer, reason = why, "peer lost");
         let affected: Vec<u64> = self
             .channel_peers
             .lock()
@@ -233,6 +238,13 @@ impl Station {
                 ChannelNote::Failed { reason }
             };
             self.note(channel_id, note).await;
+        }
+        drop(lifecycle);
+        let mover = self.registry.lock().await.movers.get(peer).map(|m| m.id);
+        if let Some(id) = mover {
+            if let Err(e) = self.catalog.set_mover_state(id, "offline").await {
+                tracing::error!(error = %e, "could not mark {peer} offline");
+            }
         }
     }
 
@@ -293,17 +305,23 @@ async fn watchdog(st: Arc<Station>) {
     let timeout = st.cfg.heartbeat_timeout;
     loop {
         tokio::time::sleep(Duration::from_millis(500)).await;
-        let stale: Vec<String> = st
-            .last_seen
-            .lock()
-            .await
-            .iter()
-            .filter(|(_, t)| t.elapsed() > timeout)
-            .map(|(p, _)| p.clone())
-            .collect();
-        for peer in stale {
-            st.peer_lost(&peer, &format!("stopped answering (no heartbeat for {timeout:?})"))
-                .await;
+        // Each stale peer with the connection it was stale on (taken
+        // together: a registration in between refreshes both).
+        let stale: Vec<(String, usize)> = {
+            let peers = st.peers.lock().await;
+            let seen = st.last_seen.lock().await;
+            seen.iter()
+                .filter(|(_, t)| t.elapsed() > timeout)
+                .filter_map(|(p, _)| peers.get(p).map(|c| (p.clone(), c.conn.stable_id())))
+                .collect()
+        };
+        for (peer, conn) in stale {
+            st.peer_lost(
+                &peer,
+                conn,
+                &format!("stopped answering (no heartbeat for {timeout:?})"),
+            )
+            .await;
         }
     }
 }
@@ -361,13 +379,8 @@ async fn serve_connection(
             Ok(s) => s,
             Err(e) => {
                 tracing::info!(peer = %peer.name, reason = %e, "peer disconnected");
-                let mut peers = st.peers.lock().await;
-                if peers
-                    .get(&peer.name)
-                    .is_some_and(|p| p.conn.stable_id() == conn.stable_id())
-                {
-                    peers.remove(&peer.name);
-                }
+                st.peer_lost(&peer.name, conn.stable_id(), &format!("disconnected ({e})"))
+                    .await;
                 return;
             }
         };

@@ -38,7 +38,9 @@ pub(crate) async fn at_start(st: &Arc<Station>) -> anyhow::Result<()> {
 /// A process registered: abort on it the `channels` it holds that this
 /// station does not run, and empty its `drives` that no channel uses.
 pub(crate) async fn reconcile(st: Arc<Station>, peer: String, channels: Vec<u64>, drives: Vec<String>) {
-    // Backups whose front-end this is learn whether it kept them.
+    // Backups whose front-end this is learn whether it kept them (after
+    // they learnt it was lost: see `Station::lifecycle`).
+    let lifecycle = st.lifecycle.lock().await;
     let fronted: Vec<u64> = st
         .resumable
         .lock()
@@ -51,6 +53,7 @@ pub(crate) async fn reconcile(st: Arc<Station>, peer: String, channels: Vec<u64>
         let kept = channels.contains(&channel_id);
         st.note(channel_id, ChannelNote::FrontEndBack { kept }).await;
     }
+    drop(lifecycle);
     let running: Vec<u64> = st.channels.lock().await.keys().copied().collect();
     for channel_id in channels.into_iter().filter(|c| !running.contains(c)) {
         let abort = Command::AbortChannel {

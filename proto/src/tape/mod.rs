@@ -10,7 +10,8 @@
 //!    structures, each with a versioned magic and a CRC32C.
 //!    [`throttle::Throttle`] limits any block device to a drive's speed.
 //! 5. [`volume`]: a labelled tape: [`volume::TapeWriter`] and
-//!    [`volume::TapeReader`]; [`inspect`] reports and verifies a whole tape.
+//!    [`volume::TapeReader`]; [`inspect`] reports and verifies a whole tape,
+//!    [`skim`] rebuilds an unfinished tape's directory from its files' ends.
 //!
 //! Nothing read from a tape is trusted: every length, magic, version and
 //! checksum is checked, and errors name the tape, tape file and record.
@@ -26,6 +27,7 @@ pub mod labels;
 pub mod metadata;
 pub mod node;
 pub mod segment;
+pub mod skim;
 pub mod throttle;
 pub mod volume;
 

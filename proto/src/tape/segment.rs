@@ -873,25 +873,14 @@ impl SegmentReader {
     }
 
     fn process_trailer(&mut self, bytes: &[u8], start: u64) -> Result<(), TapeError> {
-        let covered = bytes.get(..44).unwrap_or(&[]);
-        let mut r = ByteReader::with_base(bytes, "SEGMENT-TRAILER", start);
-        r.take(8, "magic")?;
-        let abs_id = r.u64("abs_id")?;
-        let seq = r.u32("seq")?;
-        let track_count = r.u32("track count")?;
-        let data_bytes = r.u64("data bytes")?;
-        let total = r.u64("segment bytes")?;
-        let body = r.u32("body crc32c")?;
-        let stored = r.u32("trailer crc32c")?;
-        let computed = crc32c::crc32c(covered);
-        if stored != computed {
-            return Err(TapeError::checksum(
-                self.at(start + 44),
-                "SEGMENT-TRAILER",
-                stored,
-                computed,
-            ));
-        }
+        let Trailer {
+            abs_id,
+            seq,
+            track_count,
+            data_bytes,
+            total_bytes: total,
+            body_crc: body,
+        } = Trailer::decode(bytes, start, |off| self.at(off))?;
         let Some(header) = self.header else {
             return Err(TapeError::corrupt(
                 self.at(start),
@@ -1007,6 +996,118 @@ impl SegmentReader {
             got,
         ))
     }
+}
+
+/// The fields of a SEGMENT-TRAILER whose own CRC matched.
+struct Trailer {
+    abs_id: u64,
+    seq: u32,
+    track_count: u32,
+    data_bytes: u64,
+    total_bytes: u64,
+    body_crc: u32,
+}
+
+impl Trailer {
+    /// Decode the 48 trailer bytes found at byte `start` of the segment and
+    /// check the trailer CRC (the magic is the caller's to check).
+    fn decode(bytes: &[u8], start: u64, at: impl Fn(u64) -> Location) -> Result<Trailer, TapeError> {
+        let covered = bytes.get(..44).unwrap_or(&[]);
+        let mut r = ByteReader::with_base(bytes, "SEGMENT-TRAILER", start);
+        r.take(8, "magic")?;
+        let trailer = Trailer {
+            abs_id: r.u64("abs_id")?,
+            seq: r.u32("seq")?,
+            track_count: r.u32("track count")?,
+            data_bytes: r.u64("data bytes")?,
+            total_bytes: r.u64("segment bytes")?,
+            body_crc: r.u32("body crc32c")?,
+        };
+        let stored = r.u32("trailer crc32c")?;
+        let computed = crc32c::crc32c(covered);
+        if stored != computed {
+            return Err(TapeError::checksum(at(start + 44), "SEGMENT-TRAILER", stored, computed));
+        }
+        Ok(trailer)
+    }
+}
+
+/// The summary of a segment read at its two ends only: `head` starts with
+/// the segment (at least its 64 header bytes), `tail` ends with it (at
+/// least its 48 trailer bytes), and the segment is `segment_bytes` long.
+///
+/// Checks the header (magic, version, CRC), the trailer (magic, CRC), that
+/// the trailer names the header's ABS and seq, and that its segment bytes
+/// equal `segment_bytes`. The track records in between and the body CRC are
+/// not read: a tape's directory can be rebuilt from this in time
+/// proportional to its files, and a restore or `verify` still checks every
+/// byte against the CRCs taken from here.
+pub fn skim(head: &[u8], tail: &[u8], segment_bytes: u64) -> Result<SegmentSummary, TapeError> {
+    let header = SegmentHeader::decode(head.get(..SEGMENT_HEADER_LEN).unwrap_or(head))?;
+    let at = |offset: u64| Location {
+        segment: Some((header.abs_id, header.seq)),
+        offset: Some(offset),
+        ..Location::default()
+    };
+    let minimum = (SEGMENT_HEADER_LEN + SEGMENT_TRAILER_LEN) as u64;
+    if segment_bytes < minimum || tail.len() < SEGMENT_TRAILER_LEN {
+        return Err(TapeError::corrupt(
+            at(0),
+            "segment",
+            format!("at least {minimum} bytes, the last {SEGMENT_TRAILER_LEN} of them read"),
+            format!("{segment_bytes} bytes, {} of them read at its end", tail.len()),
+        ));
+    }
+    let start = segment_bytes - SEGMENT_TRAILER_LEN as u64;
+    let bytes = &tail[tail.len() - SEGMENT_TRAILER_LEN..];
+    if &bytes[..8] != SEGMENT_TRAILER_MAGIC {
+        return Err(TapeError::corrupt(
+            at(start),
+            "SEGMENT-TRAILER field magic",
+            show_bytes(SEGMENT_TRAILER_MAGIC),
+            show_bytes(&bytes[..8]),
+        ));
+    }
+    let t = Trailer::decode(bytes, start, at)?;
+    let field = |off: u64, name: &str, expected: String, found: String| {
+        TapeError::corrupt(
+            at(start + off),
+            format!("SEGMENT-TRAILER field {name}"),
+            expected,
+            found,
+        )
+    };
+    if t.abs_id != header.abs_id {
+        return Err(field(
+            8,
+            "abs_id",
+            format!("{} (from the header)", header.abs_id),
+            t.abs_id.to_string(),
+        ));
+    }
+    if t.seq != header.seq {
+        return Err(field(
+            16,
+            "seq",
+            format!("{} (from the header)", header.seq),
+            t.seq.to_string(),
+        ));
+    }
+    if t.total_bytes != segment_bytes {
+        return Err(field(
+            32,
+            "segment bytes",
+            format!("{segment_bytes} (the tape file's size)"),
+            t.total_bytes.to_string(),
+        ));
+    }
+    Ok(SegmentSummary {
+        header,
+        track_count: t.track_count,
+        data_bytes: t.data_bytes,
+        total_bytes: t.total_bytes,
+        crc32c: t.body_crc,
+    })
 }
 
 /// Check a whole segment in memory (structure, every length, magic, version,
