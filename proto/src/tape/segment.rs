@@ -873,14 +873,7 @@ impl SegmentReader {
     }
 
     fn process_trailer(&mut self, bytes: &[u8], start: u64) -> Result<(), TapeError> {
-        let Trailer {
-            abs_id,
-            seq,
-            track_count,
-            data_bytes,
-            total_bytes: total,
-            body_crc: body,
-        } = Trailer::decode(bytes, start, |off| self.at(off))?;
+        let trailer = Trailer::decode(bytes, start, |off| self.at(off))?;
         let Some(header) = self.header else {
             return Err(TapeError::corrupt(
                 self.at(start),
@@ -897,22 +890,14 @@ impl SegmentReader {
                 found,
             )
         };
-        if abs_id != header.abs_id {
-            return Err(field(
-                8,
-                "abs_id",
-                format!("{} (from the header)", header.abs_id),
-                abs_id.to_string(),
-            ));
-        }
-        if seq != header.seq {
-            return Err(field(
-                16,
-                "seq",
-                format!("{} (from the header)", header.seq),
-                seq.to_string(),
-            ));
-        }
+        trailer.check_header(&header, start, |off| self.at(off))?;
+        let Trailer {
+            track_count,
+            data_bytes,
+            total_bytes: total,
+            body_crc: body,
+            ..
+        } = trailer;
         if track_count != self.track_count {
             return Err(field(
                 20,
@@ -1030,6 +1015,25 @@ impl Trailer {
         }
         Ok(trailer)
     }
+
+    /// Check that the trailer (at byte `start`) names `header`'s ABS and seq.
+    fn check_header(&self, header: &SegmentHeader, start: u64, at: impl Fn(u64) -> Location) -> Result<(), TapeError> {
+        let field = |off: u64, name: &str, expected: u64, found: u64| {
+            Err(TapeError::corrupt(
+                at(start + off),
+                format!("SEGMENT-TRAILER field {name}"),
+                format!("{expected} (from the header)"),
+                found.to_string(),
+            ))
+        };
+        if self.abs_id != header.abs_id {
+            return field(8, "abs_id", header.abs_id, self.abs_id);
+        }
+        if self.seq != header.seq {
+            return field(16, "seq", header.seq.into(), self.seq.into());
+        }
+        Ok(())
+    }
 }
 
 /// The summary of a segment read at its two ends only: `head` starts with
@@ -1069,34 +1073,11 @@ pub fn skim(head: &[u8], tail: &[u8], segment_bytes: u64) -> Result<SegmentSumma
         ));
     }
     let t = Trailer::decode(bytes, start, at)?;
-    let field = |off: u64, name: &str, expected: String, found: String| {
-        TapeError::corrupt(
-            at(start + off),
-            format!("SEGMENT-TRAILER field {name}"),
-            expected,
-            found,
-        )
-    };
-    if t.abs_id != header.abs_id {
-        return Err(field(
-            8,
-            "abs_id",
-            format!("{} (from the header)", header.abs_id),
-            t.abs_id.to_string(),
-        ));
-    }
-    if t.seq != header.seq {
-        return Err(field(
-            16,
-            "seq",
-            format!("{} (from the header)", header.seq),
-            t.seq.to_string(),
-        ));
-    }
+    t.check_header(&header, start, at)?;
     if t.total_bytes != segment_bytes {
-        return Err(field(
-            32,
-            "segment bytes",
+        return Err(TapeError::corrupt(
+            at(start + 32),
+            "SEGMENT-TRAILER field segment bytes",
             format!("{segment_bytes} (the tape file's size)"),
             t.total_bytes.to_string(),
         ));
