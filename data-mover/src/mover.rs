@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
+use proto::domain::{ChannelId, Failure, SegmentSeq};
 use proto::wire::{
     tokens_equal, BackupChannel, Command, CommandReply, MoverRole, PeerAddr, RestoreChannel, StationRequest,
     TrackStreamOpen, MAX_DATA_FRAME,
@@ -78,13 +79,13 @@ pub struct Mover {
     pub chunks: BufPool,
     /// FE: what pairing found with each back-end.
     pub(crate) pairings: Pairings,
-    backups: Mutex<HashMap<u64, BackupChannel>>,
+    backups: Mutex<HashMap<ChannelId, BackupChannel>>,
     /// Backup channels found in the spool at start, and once the station
     /// resumed one ([`Command::ResumeBackup`]), where its stream continues.
-    recovered: Mutex<HashMap<u64, (Recovered, Option<ResumePlan>)>>,
-    restores: Mutex<HashMap<u64, RestoreChannel>>,
+    recovered: Mutex<HashMap<ChannelId, (Recovered, Option<ResumePlan>)>>,
+    restores: Mutex<HashMap<ChannelId, RestoreChannel>>,
     /// Running merges (synthetic fulls), by channel.
-    pub(crate) merges: Mutex<HashMap<u64, tokio::sync::mpsc::UnboundedSender<crate::frontend::merge::MergeStep>>>,
+    pub(crate) merges: Mutex<HashMap<ChannelId, tokio::sync::mpsc::UnboundedSender<crate::frontend::merge::MergeStep>>>,
     drives: HashMap<String, Arc<std::sync::Mutex<Drive>>>,
     writers: HashMap<String, DriveWriter>,
     /// Connections to back-ends.
@@ -92,13 +93,13 @@ pub struct Mover {
     /// This start of the process (see `PeerAddr::boot`).
     pub boot: u64,
     /// Channels whose streams run here, each with the token that stops it.
-    running: std::sync::Mutex<HashMap<u64, CancellationToken>>,
+    running: std::sync::Mutex<HashMap<ChannelId, CancellationToken>>,
 }
 
 /// A channel's stream running in this mover; dropping it forgets the channel.
 pub struct RunningChannel {
     mover: Arc<Mover>,
-    channel_id: u64,
+    channel_id: ChannelId,
     pub token: CancellationToken,
 }
 
@@ -140,7 +141,7 @@ impl Mover {
 
     /// Note that channel `channel_id`'s stream runs here until the guard
     /// is dropped; the station's `AbortChannel` cancels its token.
-    pub fn run_channel(self: &Arc<Self>, channel_id: u64) -> RunningChannel {
+    pub fn run_channel(self: &Arc<Self>, channel_id: ChannelId) -> RunningChannel {
         let token = CancellationToken::new();
         if let Ok(mut r) = self.running.lock() {
             r.insert(channel_id, token.clone());
@@ -153,8 +154,8 @@ impl Mover {
     }
 
     /// Every channel this mover holds state for: opened, running or merging.
-    async fn channels(&self) -> Vec<u64> {
-        let mut all: Vec<u64> = self.backups.lock().await.keys().copied().collect();
+    async fn channels(&self) -> Vec<ChannelId> {
+        let mut all: Vec<ChannelId> = self.backups.lock().await.keys().copied().collect();
         all.extend(self.recovered.lock().await.keys().copied());
         all.extend(self.restores.lock().await.keys().copied());
         all.extend(self.merges.lock().await.keys().copied());
@@ -455,7 +456,7 @@ async fn serve_connection(mover: Arc<Mover>, incoming: quinn::Incoming) -> Resul
 /// The station resumes a backup channel this front-end kept in its spool
 /// when it restarted: plan where its stream continues (each sealed file
 /// not on tape is verified), or drop it with the reason.
-async fn resume_backup(mover: &Arc<Mover>, channel_id: u64, placed: &[u32]) -> Result<()> {
+async fn resume_backup(mover: &Arc<Mover>, channel_id: ChannelId, placed: &[SegmentSeq]) -> Result<()> {
     let mut rec = mover.recovered.lock().await;
     let (r, plan) = rec.get_mut(&channel_id).ok_or_else(|| {
         anyhow!(
@@ -466,15 +467,16 @@ async fn resume_backup(mover: &Arc<Mover>, channel_id: u64, placed: &[u32]) -> R
     let abs_id = r.ch.abs_id;
     let spool = &mover.spool;
     let planned = tokio::task::block_in_place(|| {
-        resume::plan(&r.journal, placed, |e| {
-            resume::verify_sealed(&spool.sealed_segment(abs_id, e.seq), e)
+        let placed: Vec<u32> = placed.iter().map(|s| s.get()).collect();
+        resume::plan(&r.journal, &placed, |e| {
+            resume::verify_sealed(&spool.sealed_segment(abs_id, SegmentSeq::new(e.seq)), e)
         })
     });
     match planned {
         Ok(p) => {
             tracing::info!(
-                channel_id,
-                abs = abs_id,
+                %channel_id,
+                abs = %abs_id,
                 frames = p.frames,
                 on_tape = p.placed.len(),
                 to_write = p.requeue.len(),
@@ -494,16 +496,20 @@ async fn resume_backup(mover: &Arc<Mover>, channel_id: u64, placed: &[u32]) -> R
 
 async fn refuse(mut send: transport::FramedSend, reason: String) {
     tracing::warn!(%reason, "refusing a stream");
-    let _ = send.send(&proto::wire::TrackAck::Failed { reason }).await;
+    let _ = send
+        .send(&proto::wire::TrackAck::Failed(Failure::refused(reason)))
+        .await;
     let _ = send.finish().await;
 }
 
 async fn handle_command(mover: Arc<Mover>, cmd: Command) -> CommandReply {
     match exec(&mover, cmd).await {
         Ok(r) => r,
-        Err(e) => CommandReply::Error {
-            message: format!("mover {}: {e:#}", mover.name),
-        },
+        Err(e) => CommandReply::Error(transport::failure_in(
+            &format!("mover {}", mover.name),
+            &e,
+            proto::domain::FailureCode::Internal,
+        )),
     }
 }
 
@@ -514,7 +520,7 @@ async fn exec(mover: &Arc<Mover>, cmd: Command) -> Result<CommandReply> {
             // Kept in the spool, so that a restart can resume the channel.
             tokio::task::block_in_place(|| resume::save_channel(&mover.spool, &ch))
                 .context("keeping the channel in the spool")?;
-            tracing::info!(channel = ch.channel_id, abs = ch.abs_id, object = %ch.object_name, "backup channel opened");
+            tracing::info!(channel = %ch.channel_id, abs = %ch.abs_id, object = %ch.object_name, "backup channel opened");
             mover.backups.lock().await.insert(ch.channel_id, ch);
             Ok(CommandReply::Ok)
         }
@@ -524,8 +530,8 @@ async fn exec(mover: &Arc<Mover>, cmd: Command) -> Result<CommandReply> {
         }
         Command::OpenRestore(ch) if mover.is_front_end() => {
             tracing::info!(
-                channel = ch.channel_id,
-                abs = ch.abs_id,
+                channel = %ch.channel_id,
+                abs = %ch.abs_id,
                 files = ch.files.len(),
                 "restore channel opened"
             );
@@ -598,7 +604,7 @@ async fn exec(mover: &Arc<Mover>, cmd: Command) -> Result<CommandReply> {
             })
         }
         Command::AbortChannel { channel_id, reason } => {
-            tracing::warn!(channel_id, %reason, "channel aborted by the station");
+            tracing::warn!(%channel_id, %reason, "channel aborted by the station");
             // A backup whose stream never started: its spool goes.
             let unstarted = mover.backups.lock().await.remove(&channel_id).map(|ch| ch.abs_id);
             let kept = mover

@@ -36,6 +36,7 @@
 //! leaves its files whole; they are verified before use), and the primary
 //! node sends again only what the spool did not keep.
 
+use proto::domain::{AbsId, ChannelId, SegmentSeq};
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -136,42 +137,42 @@ impl Spool {
     }
 
     /// The accumulation directory of an ABS.
-    pub fn abs_dir(&self, abs_id: u64) -> PathBuf {
+    pub fn abs_dir(&self, abs_id: AbsId) -> PathBuf {
         self.dir.join(format!("abs-{abs_id}"))
     }
 
     /// The segment of an ABS being accumulated.
-    pub fn open_segment(&self, abs_id: u64, seq: u32) -> PathBuf {
+    pub fn open_segment(&self, abs_id: AbsId, seq: SegmentSeq) -> PathBuf {
         self.abs_dir(abs_id).join(format!("seg-{seq:06}.open"))
     }
 
     /// A sealed segment of an ABS, waiting for tape.
-    pub fn sealed_segment(&self, abs_id: u64, seq: u32) -> PathBuf {
+    pub fn sealed_segment(&self, abs_id: AbsId, seq: SegmentSeq) -> PathBuf {
         self.abs_dir(abs_id).join(format!("seg-{seq:06}.sealed"))
     }
 
     /// The backup channel an ABS directory belongs to.
-    pub fn channel_file(&self, abs_id: u64) -> PathBuf {
+    pub fn channel_file(&self, abs_id: AbsId) -> PathBuf {
         self.abs_dir(abs_id).join("channel")
     }
 
     /// The journal of an ABS's sealed segments.
-    pub fn journal(&self, abs_id: u64) -> PathBuf {
+    pub fn journal(&self, abs_id: AbsId) -> PathBuf {
         self.abs_dir(abs_id).join("sealed.journal")
     }
 
     /// Where a restore channel's segments are placed.
-    pub fn restore_dir(&self, channel_id: u64) -> PathBuf {
+    pub fn restore_dir(&self, channel_id: ChannelId) -> PathBuf {
         self.dir.join(format!("restore-{channel_id}"))
     }
 
     /// A segment being read from tape for a restore channel.
-    pub fn staged_part(&self, channel_id: u64, seq: u32) -> PathBuf {
+    pub fn staged_part(&self, channel_id: ChannelId, seq: SegmentSeq) -> PathBuf {
         self.restore_dir(channel_id).join(format!("seg-{seq:06}.part"))
     }
 
     /// A verified segment of a restore channel, for the front-end.
-    pub fn staged_ready(&self, channel_id: u64, seq: u32) -> PathBuf {
+    pub fn staged_ready(&self, channel_id: ChannelId, seq: SegmentSeq) -> PathBuf {
         self.restore_dir(channel_id).join(format!("seg-{seq:06}.ready"))
     }
 
@@ -186,7 +187,7 @@ impl Spool {
     }
 
     /// A segment received over QUIC by a back-end, before it goes to tape.
-    pub fn incoming(&self, abs_id: u64, seq: u32) -> PathBuf {
+    pub fn incoming(&self, abs_id: AbsId, seq: SegmentSeq) -> PathBuf {
         self.dir.join("incoming").join(format!("abs-{abs_id}-seg-{seq:06}"))
     }
 
@@ -247,10 +248,22 @@ mod tests {
     #[test]
     fn names_are_built_from_ids_and_tokens_are_checked() {
         let s = Spool::new("/sp");
-        assert_eq!(s.sealed_segment(12, 3), PathBuf::from("/sp/abs-12/seg-000003.sealed"));
-        assert_eq!(s.open_segment(12, 3), PathBuf::from("/sp/abs-12/seg-000003.open"));
-        assert_eq!(s.staged_ready(7, 0), PathBuf::from("/sp/restore-7/seg-000000.ready"));
-        assert_eq!(s.incoming(5, 1), PathBuf::from("/sp/incoming/abs-5-seg-000001"));
+        assert_eq!(
+            s.sealed_segment(AbsId::new(12), SegmentSeq::new(3)),
+            PathBuf::from("/sp/abs-12/seg-000003.sealed")
+        );
+        assert_eq!(
+            s.open_segment(AbsId::new(12), SegmentSeq::new(3)),
+            PathBuf::from("/sp/abs-12/seg-000003.open")
+        );
+        assert_eq!(
+            s.staged_ready(ChannelId::new(7), SegmentSeq::new(0)),
+            PathBuf::from("/sp/restore-7/seg-000000.ready")
+        );
+        assert_eq!(
+            s.incoming(AbsId::new(5), SegmentSeq::new(1)),
+            PathBuf::from("/sp/incoming/abs-5-seg-000001")
+        );
         let (name, token) = new_token();
         assert!(valid_token_name(&name), "{name}");
         assert_eq!(token.len(), TOKEN_LEN);

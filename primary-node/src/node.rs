@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use proto::abs::{TrackRun, TrackSet};
+use proto::domain::{ChannelId, Failure, FailureCode, JobId, MapId};
 use proto::wire::{Command, CommandReply, PeerAddr, StationRequest, VolumeEpoch};
 use transport::link::StationLink;
 use transport::{BufPool, Dialer, Identity};
@@ -58,11 +59,11 @@ struct Node {
     /// job, from the order until the station finishes the job (so a job
     /// whose station restarted is found at registration and its partial
     /// file removed).
-    restores: Arc<std::sync::Mutex<HashMap<u64, (tokio_util::sync::CancellationToken, u64)>>>,
+    restores: Arc<std::sync::Mutex<HashMap<ChannelId, (tokio_util::sync::CancellationToken, JobId)>>>,
     /// Backup streams, each with the queue a resume order reaches it on
     /// (the new start of its front-end); removed when the stream ends or
     /// the channel is aborted.
-    resumes: Arc<std::sync::Mutex<HashMap<u64, tokio::sync::mpsc::Sender<PeerAddr>>>>,
+    resumes: Arc<std::sync::Mutex<HashMap<ChannelId, tokio::sync::mpsc::Sender<PeerAddr>>>>,
 }
 
 /// How long a backup stream that lost its front-end waits for the station
@@ -152,7 +153,7 @@ impl Node {
     /// The registration: volumes, this start, and the channels the node
     /// holds (snapshots of backups, restores being written).
     fn registration(&self) -> StationRequest {
-        let mut channels = self.host.backups();
+        let mut channels: Vec<ChannelId> = self.host.backups().into_iter().map(ChannelId::new).collect();
         if let Ok(r) = self.restores.lock() {
             channels.extend(r.keys().copied());
         }
@@ -180,16 +181,14 @@ async fn handle(node: Node, cmd: Command) -> CommandReply {
         } => {
             if let Err(e) = map.validate() {
                 end_backup(&node.host, channel_id, &map_volume_names(&map));
-                return CommandReply::Error {
-                    message: format!("invalid ABS map: {e}"),
-                };
+                return CommandReply::Error(Failure::invalid(format!("invalid ABS map: {e}")));
             }
             let names = map_volume_names(&map);
             if let Some(t) = tracks.iter().find(|t| map.track_extent(*t).is_err()) {
                 end_backup(&node.host, channel_id, &names);
-                return CommandReply::Error {
-                    message: format!("track {t:?} of the order is not in the ABS map"),
-                };
+                return CommandReply::Error(Failure::invalid(format!(
+                    "track {t:?} of the order is not in the ABS map"
+                )));
             }
             let order = SendOrder {
                 channel_id,
@@ -212,7 +211,8 @@ async fn handle(node: Node, cmd: Command) -> CommandReply {
                     let name = read_names
                         .get(usize::from(addr.volume))
                         .ok_or_else(|| anyhow::anyhow!("volume index {}", addr.volume))?;
-                    host.volume(name)?.read_for_backup(channel_id, addr.track, offset, buf)
+                    host.volume(name)?
+                        .read_for_backup(channel_id.get(), addr.track, offset, buf)
                 });
                 let release_host = node.host.clone();
                 let release_names = names.clone();
@@ -225,7 +225,7 @@ async fn handle(node: Node, cmd: Command) -> CommandReply {
                             .map(|a| a.track)
                             .collect();
                         if let (false, Ok(h)) = (mine.is_empty(), release_host.volume(name)) {
-                            h.release(channel_id, &mine);
+                            h.release(channel_id.get(), &mine);
                         }
                     }
                 };
@@ -235,14 +235,17 @@ async fn handle(node: Node, cmd: Command) -> CommandReply {
                 }
                 end_backup(&node.host, channel_id, &names);
                 match res {
-                    Ok(tracks) => tracing::info!(channel_id, abs_id, tracks, "track set sent and on tape"),
-                    Err(None) => tracing::info!(channel_id, abs_id, "backup stream ended: its channel was aborted"),
+                    Ok(tracks) => tracing::info!(%channel_id, %abs_id, tracks, "track set sent and on tape"),
+                    Err(None) => tracing::info!(%channel_id, %abs_id, "backup stream ended: its channel was aborted"),
                     Err(Some(e)) => {
                         let reason = format!("primary node {}: {e}", node.name);
-                        tracing::error!(channel_id, %reason, "backup stream failed");
+                        tracing::error!(%channel_id, %reason, "backup stream failed");
                         let _ = node
                             .link
-                            .request_ok(&StationRequest::ChannelFailed { channel_id, reason })
+                            .request_ok(&StationRequest::ChannelFailed {
+                                channel_id,
+                                failure: Failure::internal(reason),
+                            })
                             .await;
                     }
                 }
@@ -252,16 +255,10 @@ async fn handle(node: Node, cmd: Command) -> CommandReply {
         Command::ReceiveRestore(order) => {
             let dest = match Destination::open(&order, &node.host, &node.restore_dir) {
                 Ok(d) => d,
-                Err(e) => {
-                    return CommandReply::Error {
-                        message: format!("{e:#}"),
-                    }
-                }
+                Err(e) => return CommandReply::Error(failure_of(&e, format!("{e:#}"))),
             };
             if let Err(e) = proto::abs::Placer::new(&order.map, &order.remap) {
-                return CommandReply::Error {
-                    message: format!("invalid restore order: {e}"),
-                };
+                return CommandReply::Error(Failure::invalid(format!("invalid restore order: {e}")));
             }
             let channel_id = order.channel_id;
             let job = order.job;
@@ -305,7 +302,7 @@ async fn handle(node: Node, cmd: Command) -> CommandReply {
                 match result {
                     Ok(t) => {
                         tracing::info!(
-                            channel_id,
+                            %channel_id,
                             tracks = t.tracks,
                             bytes = t.bytes_written,
                             "restore stream written"
@@ -322,14 +319,17 @@ async fn handle(node: Node, cmd: Command) -> CommandReply {
                     }
                     Err(e) => {
                         let reason = format!("primary node {}: {e:#}", node.name);
-                        tracing::error!(channel_id, %reason, "restore stream failed");
+                        tracing::error!(%channel_id, %reason, "restore stream failed");
                         // The whole restore failed with this stream: its
                         // partial file goes now, whether or not the station
                         // lives to say so.
                         node.restore_dir.discard(job);
                         let _ = node
                             .link
-                            .request_ok(&StationRequest::ChannelFailed { channel_id, reason })
+                            .request_ok(&StationRequest::ChannelFailed {
+                                channel_id,
+                                failure: failure_of(&e, reason),
+                            })
                             .await;
                     }
                 }
@@ -346,21 +346,19 @@ async fn handle(node: Node, cmd: Command) -> CommandReply {
             let waiting = node.resumes.lock().ok().and_then(|r| r.get(&channel_id).cloned());
             match waiting {
                 Some(tx) => {
-                    tracing::info!(channel_id, front_end = %front_end.name, boot = front_end.boot, "resuming a backup stream");
+                    tracing::info!(%channel_id, front_end = %front_end.name, boot = front_end.boot, "resuming a backup stream");
                     // A second order before the first was taken changes nothing.
                     let _ = tx.try_send(front_end);
                     CommandReply::Ok
                 }
-                None => CommandReply::Error {
-                    message: format!(
-                        "primary node {} sends no backup stream of channel {channel_id}",
-                        node.name
-                    ),
-                },
+                None => CommandReply::Error(Failure::not_found(format!(
+                    "primary node {} sends no backup stream of channel {channel_id}",
+                    node.name
+                ))),
             }
         }
         Command::AbortChannel { channel_id, reason } => {
-            tracing::warn!(channel_id, %reason, "channel aborted by the station");
+            tracing::warn!(%channel_id, %reason, "channel aborted by the station");
             // A stream waiting to be resumed stops waiting.
             if let Ok(mut r) = node.resumes.lock() {
                 r.remove(&channel_id);
@@ -377,9 +375,7 @@ async fn handle(node: Node, cmd: Command) -> CommandReply {
             }
             CommandReply::Ok
         }
-        other => CommandReply::Error {
-            message: format!("a primary node does not do {other:?}"),
-        },
+        other => CommandReply::Error(Failure::invalid(format!("a primary node does not do {other:?}"))),
     }
 }
 
@@ -425,7 +421,7 @@ async fn stream_with_resumes(
         };
         if let Some(front_end) = ordered {
             tracing::info!(
-                channel_id = order.channel_id,
+                channel_id = %order.channel_id,
                 on_tape = released.0,
                 "front-end restarted; resuming the stream"
             );
@@ -434,7 +430,7 @@ async fn stream_with_resumes(
             continue;
         }
         tracing::warn!(
-            channel_id = order.channel_id,
+            channel_id = %order.channel_id,
             front_end = %order.front_end.name,
             on_tape = released.0,
             error = %format!("{cause:#}"),
@@ -456,19 +452,17 @@ async fn stream_with_resumes(
     }
 }
 
-fn finish_restore(node: &Node, job: u64, commit: bool) -> CommandReply {
+fn finish_restore(node: &Node, job: JobId, commit: bool) -> CommandReply {
     if !commit {
         node.restore_dir.discard(job);
         return CommandReply::Ok;
     }
     match node.restore_dir.commit(job) {
         Ok(path) => {
-            tracing::info!(job, file = %path.display(), "restore file complete");
+            tracing::info!(%job, file = %path.display(), "restore file complete");
             CommandReply::Ok
         }
-        Err(e) => CommandReply::Error {
-            message: format!("primary node {}: {e:#}", node.name),
-        },
+        Err(e) => CommandReply::Error(failure_of(&e, format!("primary node {}: {e:#}", node.name))),
     }
 }
 
@@ -478,16 +472,12 @@ fn map_volume_names(map: &proto::abs::AbsMap) -> Vec<String> {
 
 /// Take a backup's snapshot on every volume of the map: all its tracks,
 /// or (with `since`) those changed since the base's epochs.
-fn take_snapshot(node: &Node, channel_id: u64, map: &proto::abs::AbsMap, since: &[VolumeEpoch]) -> CommandReply {
+fn take_snapshot(node: &Node, channel_id: ChannelId, map: &proto::abs::AbsMap, since: &[VolumeEpoch]) -> CommandReply {
     if let Err(e) = map.validate() {
-        return CommandReply::Error {
-            message: format!("invalid ABS map: {e}"),
-        };
+        return CommandReply::Error(Failure::invalid(format!("invalid ABS map: {e}")));
     }
     if let Err(e) = resolve_volumes(map, &node.volumes) {
-        return CommandReply::Error {
-            message: format!("{e:#}"),
-        };
+        return CommandReply::Error(failure_of(&e, format!("{e:#}")));
     }
     let names = map_volume_names(map);
     let track_set = map.track_set();
@@ -504,7 +494,7 @@ fn take_snapshot(node: &Node, channel_id: u64, map: &proto::abs::AbsMap, since: 
             None
         } else {
             match since.iter().find(|e| &e.volume == name) {
-                Some(e) => Some((e.map_id, e.epoch)),
+                Some(e) => Some((e.map_id.get(), e.epoch)),
                 None => {
                     notes.push(format!(
                         "volume {name}: the base has no epoch for it; every track counts as changed"
@@ -516,11 +506,11 @@ fn take_snapshot(node: &Node, channel_id: u64, map: &proto::abs::AbsMap, since: 
         let res = node
             .host
             .volume(name)
-            .and_then(|h| h.begin_snapshot(channel_id, tracks, base));
+            .and_then(|h| h.begin_snapshot(channel_id.get(), tracks, base));
         match res {
             Ok(s) => {
                 tracing::info!(
-                    channel_id,
+                    %channel_id,
                     volume = %name,
                     epoch = s.epoch,
                     tracks = s.tracks.len(),
@@ -535,15 +525,13 @@ fn take_snapshot(node: &Node, channel_id: u64, map: &proto::abs::AbsMap, since: 
                 }));
                 epochs.push(VolumeEpoch {
                     volume: name.clone(),
-                    map_id: s.map_id,
+                    map_id: MapId::new(s.map_id),
                     epoch: s.epoch,
                 });
             }
             Err(e) => {
                 end_backup(&node.host, channel_id, &names[..i]);
-                return CommandReply::Error {
-                    message: format!("snapshot of volume {name}: {e:#}"),
-                };
+                return CommandReply::Error(failure_of(&e, format!("snapshot of volume {name}: {e:#}")));
             }
         }
     }
@@ -555,10 +543,16 @@ fn take_snapshot(node: &Node, channel_id: u64, map: &proto::abs::AbsMap, since: 
 }
 
 /// Drop a backup's snapshots (it ended, or never started).
-fn end_backup(host: &crate::host::HostIo, backup: u64, volumes: &[String]) {
+fn end_backup(host: &crate::host::HostIo, backup: ChannelId, volumes: &[String]) {
     for name in volumes {
         if let Ok(h) = host.volume(name) {
-            h.end_backup(backup);
+            h.end_backup(backup.get());
         }
     }
+}
+
+/// The failure to answer for `e`: `message`, with the code of the cause
+/// that knew its kind (see [`Failure::from_chain`]).
+fn failure_of(e: &anyhow::Error, message: String) -> Failure {
+    Failure::from_chain(e.chain(), message, FailureCode::Internal)
 }

@@ -211,7 +211,7 @@ pub async fn receive_restore(
                     }
                     return Ok(());
                 }
-                RestoreFrame::Failed { reason } => bail!("{reason}"),
+                RestoreFrame::Failed(failure) => bail!("{failure}"),
             }
         }
     }

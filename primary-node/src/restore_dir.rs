@@ -30,6 +30,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use proto::domain::{Failure, JobId};
 
 /// How long a restore job's file stays open after its last use (the gap
 /// between two members of a chain is much shorter).
@@ -41,7 +42,7 @@ pub struct RestoreDir {
     /// (device, inode) of every served volume.
     volumes: Vec<(u64, u64)>,
     /// Files of restore jobs in progress.
-    jobs: Mutex<HashMap<u64, OpenJob>>,
+    jobs: Mutex<HashMap<JobId, OpenJob>>,
 }
 
 /// A restore job's file: (file, its partial path, last use, final name, replace).
@@ -54,8 +55,8 @@ struct OpenJob {
 }
 
 /// The partial file of `job` restoring into `name`.
-fn partial_name(name: &str, job: u64) -> String {
-    format!(".{name}.partial-{job:016x}")
+fn partial_name(name: &str, job: JobId) -> String {
+    format!(".{name}.partial-{:016x}", job.get())
 }
 
 /// Whether a directory entry is a partial file a restore left.
@@ -109,14 +110,18 @@ impl RestoreDir {
     /// The partial file of restore `job` into `name`, `size` bytes long:
     /// created by the job's first stream, shared by the others. Returns
     /// the path written (the partial one) and the file.
-    pub fn file(&self, job: u64, name: &str, replace: bool, size: u64) -> Result<(PathBuf, Arc<File>)> {
-        proto::wire::check_restore_file_name(name).map_err(anyhow::Error::msg)?;
+    pub fn file(&self, job: JobId, name: &str, replace: bool, size: u64) -> Result<(PathBuf, Arc<File>)> {
+        proto::wire::check_restore_file_name(name).map_err(Failure::invalid)?;
         let path = self.dir.join(name);
         let mut jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
         jobs.retain(|_, j| j.used.elapsed() < JOB_IDLE);
         if let Some(j) = jobs.get_mut(&job) {
             if j.name != path {
-                bail!("restore job {job} writes {}, not {}", j.name.display(), path.display());
+                bail!(Failure::invalid(format!(
+                    "restore job {job} writes {}, not {}",
+                    j.name.display(),
+                    path.display()
+                )));
             }
             j.used = Instant::now();
             return Ok((j.partial.clone(), j.file.clone()));
@@ -157,22 +162,22 @@ impl RestoreDir {
             Err(e) => return Err(e).with_context(|| format!("restore file {}", path.display())),
         };
         if !replace {
-            bail!(
+            bail!(Failure::conflict(format!(
                 "restore file {} already exists; restore with --replace to overwrite it",
                 path.display()
-            );
+            )));
         }
         if !meta.is_file() {
-            bail!(
+            bail!(Failure::refused(format!(
                 "restore file {}: not a regular file (symlinks are not followed)",
                 path.display()
-            );
+            )));
         }
         if self.volumes.contains(&(meta.dev(), meta.ino())) {
-            bail!(
+            bail!(Failure::refused(format!(
                 "restore file {} is one of this node's served volumes; restore onto volumes with --original or --to-volumes",
                 path.display()
-            );
+            )));
         }
         Ok(())
     }
@@ -180,7 +185,7 @@ impl RestoreDir {
     /// Restore `job` succeeded: sync its file, give it its name, sync the
     /// directory. Returns the final path. Without `replace`, a file that
     /// appeared at the name meanwhile is kept and the restore fails.
-    pub fn commit(&self, job: u64) -> Result<PathBuf> {
+    pub fn commit(&self, job: JobId) -> Result<PathBuf> {
         let j = self
             .jobs
             .lock()
@@ -217,7 +222,7 @@ impl RestoreDir {
     }
 
     /// Restore `job` failed: remove its partial file (none: nothing to do).
-    pub fn discard(&self, job: u64) {
+    pub fn discard(&self, job: JobId) {
         let j = self.jobs.lock().unwrap_or_else(|p| p.into_inner()).remove(&job);
         if let Some(j) = j {
             tracing::info!(file = %j.partial.display(), "restore failed: partial file removed");
@@ -242,7 +247,7 @@ mod tests {
     fn names_that_are_paths_are_refused() {
         let (_t, d, _) = dir_with_volume();
         for bad in ["../x", "/etc/passwd", "a/b", "..", ".", "", "x\0y"] {
-            assert!(d.file(1, bad, true, 10).is_err(), "{bad:?} was accepted");
+            assert!(d.file(JobId::new(1), bad, true, 10).is_err(), "{bad:?} was accepted");
         }
         assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 0);
     }
@@ -251,14 +256,14 @@ mod tests {
     fn an_existing_file_is_kept_unless_replace_is_asked() {
         let (_t, d, _) = dir_with_volume();
         std::fs::write(d.path().join("db.img"), b"precious").unwrap();
-        let err = d.file(1, "db.img", false, 4).unwrap_err();
+        let err = d.file(JobId::new(1), "db.img", false, 4).unwrap_err();
         assert!(format!("{err:#}").contains("--replace"), "{err:#}");
         assert_eq!(std::fs::read(d.path().join("db.img")).unwrap(), b"precious");
-        let (_, f) = d.file(2, "db.img", true, 4).unwrap();
+        let (_, f) = d.file(JobId::new(2), "db.img", true, 4).unwrap();
         assert_eq!(f.metadata().unwrap().len(), 4);
         // Replaced only when the restore succeeds.
         assert_eq!(std::fs::read(d.path().join("db.img")).unwrap(), b"precious");
-        d.commit(2).unwrap();
+        d.commit(JobId::new(2)).unwrap();
         assert_eq!(std::fs::read(d.path().join("db.img")).unwrap(), vec![0u8; 4]);
     }
 
@@ -268,8 +273,8 @@ mod tests {
         let outside = t.path().join("outside");
         std::fs::write(&outside, b"keep").unwrap();
         std::os::unix::fs::symlink(&outside, d.path().join("link")).unwrap();
-        assert!(d.file(1, "link", false, 100).is_err());
-        assert!(d.file(2, "link", true, 100).is_err());
+        assert!(d.file(JobId::new(1), "link", false, 100).is_err());
+        assert!(d.file(JobId::new(2), "link", true, 100).is_err());
         assert_eq!(std::fs::read(&outside).unwrap(), b"keep");
     }
 
@@ -277,7 +282,7 @@ mod tests {
     fn a_served_volume_is_never_a_target() {
         let (_t, d, vol) = dir_with_volume();
         std::fs::hard_link(&vol, d.path().join("alias")).unwrap();
-        let err = d.file(1, "alias", true, 100).unwrap_err();
+        let err = d.file(JobId::new(1), "alias", true, 100).unwrap_err();
         assert!(format!("{err:#}").contains("served volumes"), "{err:#}");
         assert_eq!(std::fs::read(&vol).unwrap(), b"volume");
     }
@@ -285,10 +290,10 @@ mod tests {
     #[test]
     fn streams_of_one_job_share_the_file_and_other_jobs_do_not() {
         let (_t, d, _) = dir_with_volume();
-        let (_, a) = d.file(7, "x.img", false, 8).unwrap();
-        let (_, b) = d.file(7, "x.img", false, 8).unwrap();
+        let (_, a) = d.file(JobId::new(7), "x.img", false, 8).unwrap();
+        let (_, b) = d.file(JobId::new(7), "x.img", false, 8).unwrap();
         assert!(Arc::ptr_eq(&a, &b));
-        assert!(d.file(7, "y.img", false, 8).is_err());
+        assert!(d.file(JobId::new(7), "y.img", false, 8).is_err());
     }
 
     /// Until the restore succeeds there is only a partial file, which no
@@ -296,7 +301,7 @@ mod tests {
     #[test]
     fn only_a_successful_restore_leaves_a_file_under_its_name() {
         let (_t, d, _) = dir_with_volume();
-        let (partial, f) = d.file(9, "good.img", false, 3).unwrap();
+        let (partial, f) = d.file(JobId::new(9), "good.img", false, 3).unwrap();
         std::os::unix::fs::FileExt::write_all_at(&*f, b"abc", 0).unwrap();
         assert!(!d.path().join("good.img").exists());
         assert!(partial
@@ -305,12 +310,12 @@ mod tests {
             .to_str()
             .unwrap()
             .starts_with(".good.img.partial-"));
-        assert_eq!(d.commit(9).unwrap(), d.path().join("good.img"));
+        assert_eq!(d.commit(JobId::new(9)).unwrap(), d.path().join("good.img"));
         assert_eq!(std::fs::read(d.path().join("good.img")).unwrap(), b"abc");
         assert!(!partial.exists());
 
-        let (partial, _) = d.file(10, "bad.img", false, 3).unwrap();
-        d.discard(10);
+        let (partial, _) = d.file(JobId::new(10), "bad.img", false, 3).unwrap();
+        d.discard(JobId::new(10));
         assert!(!partial.exists() && !d.path().join("bad.img").exists());
         assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 1, "only good.img is left");
     }
@@ -319,9 +324,9 @@ mod tests {
     #[test]
     fn a_name_taken_meanwhile_is_not_overwritten() {
         let (_t, d, _) = dir_with_volume();
-        d.file(11, "race.img", false, 3).unwrap();
+        d.file(JobId::new(11), "race.img", false, 3).unwrap();
         std::fs::write(d.path().join("race.img"), b"theirs").unwrap();
-        assert!(d.commit(11).is_err());
+        assert!(d.commit(JobId::new(11)).is_err());
         assert_eq!(std::fs::read(d.path().join("race.img")).unwrap(), b"theirs");
         assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 1);
     }
@@ -330,7 +335,7 @@ mod tests {
     #[test]
     fn partial_files_left_by_a_crash_are_removed_at_start() {
         let (t, d, vol) = dir_with_volume();
-        d.file(12, "crash.img", false, 3).unwrap();
+        d.file(JobId::new(12), "crash.img", false, 3).unwrap();
         std::fs::write(d.path().join("kept.img"), b"k").unwrap();
         drop(d);
         let d = RestoreDir::open(&t.path().join("restores"), &[vol]).unwrap();

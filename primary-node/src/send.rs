@@ -17,6 +17,7 @@ use std::sync::Arc;
 use anyhow::{anyhow, bail, Context, Result};
 use bytes::Bytes;
 use proto::abs::{AbsMap, TrackAddr, TrackSet};
+use proto::domain::{AbsId, ChannelId};
 use proto::wire::{PeerAddr, TrackAck, TrackFrame, TrackStreamOpen, MAX_DATA_FRAME};
 use tokio::sync::{mpsc, watch};
 use transport::{BufPool, Dialer, Role};
@@ -25,8 +26,8 @@ use crate::volume::Volume;
 
 /// What the node needs to send one track set.
 pub struct SendOrder {
-    pub channel_id: u64,
-    pub abs_id: u64,
+    pub channel_id: ChannelId,
+    pub abs_id: AbsId,
     pub front_end: PeerAddr,
     pub map: AbsMap,
     /// The tracks to send (of the map): all, or a differential's.
@@ -187,9 +188,9 @@ pub async fn send_track_set(
                     released.0
                 )))
             }
-            Ok(Some(TrackAck::Failed { reason })) => {
+            Ok(Some(TrackAck::Failed(failure))) => {
                 return Err(Stopped::Failed(anyhow!(
-                    "the front-end could not resume the backup: {reason}"
+                    "the front-end could not resume the backup: {failure}"
                 )))
             }
             Ok(Some(other)) => {
@@ -205,7 +206,7 @@ pub async fn send_track_set(
     };
     if from > 0 {
         tracing::info!(
-            channel_id = order.channel_id,
+            channel_id = %order.channel_id,
             from,
             total,
             "the front-end kept the first tracks; sending the rest"
@@ -267,8 +268,8 @@ pub async fn send_track_set(
                     let _ = acked_tx.send(tracks);
                 }
                 Ok(Some(TrackAck::Complete)) => return Ok(()),
-                Ok(Some(TrackAck::Failed { reason })) => {
-                    return Err(Stopped::Failed(anyhow!("the front-end failed the backup: {reason}")))
+                Ok(Some(TrackAck::Failed(failure))) => {
+                    return Err(Stopped::Failed(anyhow!("the front-end failed the backup: {failure}")))
                 }
                 Ok(Some(TrackAck::ResumeFrom { .. })) => {
                     return Err(Stopped::Failed(anyhow!(

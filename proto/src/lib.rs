@@ -1,5 +1,6 @@
 //! `proto`: everything that crosses a boundary of a process or of time.
 //!
+//! - [`domain`]: ids, states, levels and failure codes as types.
 //! - [`abs`]: abstract block sets: track sets, ABS maps, remap tables (pure).
 //! - [`tape`]: the on-tape format, layered block device → records and tape
 //!   marks → labelled tape files → segments (over `Read`/`Write`/`Seek`).
@@ -9,6 +10,7 @@
 
 pub mod abs;
 pub mod crc;
+pub mod domain;
 pub mod nbd;
 pub mod tape;
 pub mod wire;

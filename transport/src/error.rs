@@ -3,6 +3,7 @@
 use std::io;
 use std::net::SocketAddr;
 
+use proto::domain::{Failure, FailureCode};
 use proto::wire::WireError;
 use thiserror::Error;
 
@@ -69,6 +70,10 @@ pub enum TransportError {
         /// What was expected and what was found.
         reason: String,
     },
+    /// The peer answered the request with a failure: its code says what
+    /// kind, its message says what happened.
+    #[error("{0}")]
+    Failed(Failure),
     /// A frame could not be encoded, was malformed, or was too large.
     #[error(transparent)]
     Frame(#[from] WireError),
@@ -104,6 +109,26 @@ pub enum TransportError {
 }
 
 impl TransportError {
+    /// The kind of this failure, for programs: the peer's own code when it
+    /// answered with one, `Refused` for a refusal here, `Invalid` for a
+    /// malformed frame, and `Retryable` for a connection or stream that
+    /// broke (the same request may succeed on a new one).
+    pub fn code(&self) -> FailureCode {
+        match self {
+            TransportError::Failed(f) => f.code,
+            TransportError::Refused { .. } | TransportError::PeerCertificate { .. } => FailureCode::Refused,
+            TransportError::Frame(_) => FailureCode::Invalid,
+            TransportError::Pki(_) | TransportError::Tls { .. } | TransportError::Bind { .. } => FailureCode::Internal,
+            TransportError::Connect { .. }
+            | TransportError::Handshake { .. }
+            | TransportError::Stopped { .. }
+            | TransportError::Reset { .. }
+            | TransportError::Closed { .. }
+            | TransportError::ConnectionLost(_)
+            | TransportError::Io(_) => FailureCode::Retryable,
+        }
+    }
+
     /// The peer sent `STOP_SENDING` with `code`.
     pub fn stopped(code: quinn::VarInt) -> Self {
         TransportError::Stopped {
@@ -160,4 +185,17 @@ impl From<quinn::ClosedStream> for TransportError {
     fn from(e: quinn::ClosedStream) -> Self {
         TransportError::Closed { reason: e.to_string() }
     }
+}
+
+/// The failure to answer for an error on the way out of a process: the
+/// error with its context as the message, and the code of the first
+/// [`Failure`] among its causes (code that knows what kind of failure it
+/// raises raises a `Failure`), else `default`.
+pub fn failure_of(e: &anyhow::Error, default: FailureCode) -> Failure {
+    Failure::from_chain(e.chain(), format!("{e:#}"), default)
+}
+
+/// [`failure_of`] with `who` (the process) before the message.
+pub fn failure_in(who: &str, e: &anyhow::Error, default: FailureCode) -> Failure {
+    Failure::from_chain(e.chain(), format!("{who}: {e:#}"), default)
 }

@@ -33,7 +33,7 @@ mod tls;
 pub use bench::raw_loopback_throughput;
 pub use dialer::Dialer;
 pub use endpoint::{accept, bind, connect};
-pub use error::{Result, TransportError};
+pub use error::{failure_in, failure_of, Result, TransportError};
 pub use framed::{accept_bi, framed, open_bi, FramedRecv, FramedSend, Message, LENGTH_PREFIX};
 pub use malloc::{runtime, tune_allocator};
 pub use peer::{peer, require_role, Peer};

@@ -83,7 +83,7 @@ impl StationLink {
     pub async fn request_ok(&self, req: &StationRequest) -> Result<(), TransportError> {
         match self.request(req).await? {
             StationReply::Ok | StationReply::Registered { .. } => Ok(()),
-            StationReply::Error { message } => Err(TransportError::Refused { reason: message }),
+            StationReply::Error(failure) => Err(TransportError::Failed(failure)),
             StationReply::NotRegistered => Err(TransportError::Refused {
                 reason: "the station does not count this process as registered".into(),
             }),
@@ -169,7 +169,7 @@ impl StationLink {
                     Ok(None) => return,
                     Err(e) => {
                         tracing::warn!(error = %e, "bad command frame from the station");
-                        CommandReply::Error { message: e.to_string() }
+                        CommandReply::Error(proto::domain::Failure::invalid(e.to_string()))
                     }
                 };
                 reply_and_finish(send, &reply).await;

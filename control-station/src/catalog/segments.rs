@@ -209,8 +209,8 @@ impl Catalog {
                 .await?;
                 tx.commit().await?;
                 tracing::warn!(
-                    abs = seg.abs_id,
-                    seq = seg.seq,
+                    abs = %seg.abs_id,
+                    seq = %seg.seq,
                     kept = %describe(one),
                     unreferenced_tape = seg.tape_id,
                     unreferenced_file = seg.tape_file,

@@ -146,7 +146,7 @@ pub(crate) async fn settle(
     };
     let reason = format!("{e:#}");
     let (channel_id, abs_id) = (held.channel_id.unwrap_or(0), held.abs_id.unwrap_or(0));
-    tracing::error!(channel_id, abs_id, %reason, "writing channel failed");
+    tracing::error!(%channel_id, %abs_id, %reason, "writing channel failed");
     let _ = st
         .catalog
         .transition(channel_id, ChannelState::Error, &reason, STATION_ACTOR)
@@ -442,7 +442,7 @@ pub(crate) async fn await_written(
         quiet = Instant::now();
         match note {
             ChannelNote::FrontEndLost { reason } => {
-                tracing::warn!(channel_id, %reason, "front-end lost; the backup waits for it to resume");
+                tracing::warn!(%channel_id, %reason, "front-end lost; the backup waits for it to resume");
                 let _ = send
                     .send(&StationReply::Event(ChannelEvent::State {
                         state: ChannelState::Writing.as_str().into(),
@@ -514,7 +514,7 @@ async fn resume_backup(st: &Arc<Station>, channel_id: i64, r: Resume<'_>) -> Res
     )
     .await
     .with_context(|| format!("primary node {}", r.primary))?;
-    tracing::info!(channel_id, front_end = r.front_end, on_tape, "backup resumed");
+    tracing::info!(%channel_id, front_end = r.front_end, on_tape, "backup resumed");
     Ok(ChannelEvent::Resumed {
         front_end: r.front_end.to_string(),
         segments_on_tape: u32::try_from(on_tape).unwrap_or(u32::MAX),
@@ -860,7 +860,7 @@ pub(crate) async fn transition<E: EventSink>(
     send: &mut E,
 ) -> Result<()> {
     st.catalog.transition(channel_id, to, reason, STATION_ACTOR).await?;
-    tracing::info!(channel_id, state = to.as_str(), reason, "channel transition");
+    tracing::info!(%channel_id, state = to.as_str(), reason, "channel transition");
     send.emit(ChannelEvent::State {
         state: to.as_str().to_string(),
         reason: reason.to_string(),

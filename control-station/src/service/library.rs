@@ -226,7 +226,7 @@ pub(crate) async fn continue_media_set(
         return Err(e.context(format!("continuing media set {media_set} after tape {full_label}")));
     }
     let next = st.catalog.tape(next.id).await?.unwrap_or(next);
-    tracing::info!(full = %full_label, next = %next.label, media_set, sequence, drive = %drive_name, "media set continues on the next tape");
+    tracing::info!(full = %full_label, next = %next.label, %media_set, sequence, drive = %drive_name, "media set continues on the next tape");
     metrics::counter!("dmc_station_tape_switches_total").increment(1);
     registry::tape_mounted(st, &drive, &next).await;
     let running: Vec<u64> = st.channels.lock().await.keys().copied().collect();

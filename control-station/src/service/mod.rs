@@ -282,7 +282,7 @@ impl Station {
     pub(crate) async fn note(&self, channel_id: u64, note: ChannelNote) {
         let tx = self.channels.lock().await.get(&channel_id).cloned();
         let Some(tx) = tx else {
-            tracing::debug!(channel_id, ?note, "note for a channel that is not running");
+            tracing::debug!(%channel_id, ?note, "note for a channel that is not running");
             return;
         };
         match note {
@@ -653,7 +653,7 @@ async fn handle(st: &Arc<Station>, conn: quinn::Connection, peer: &Peer, req: St
         }
         R::ChannelFailed { channel_id, reason } => {
             st.require_participant(channel_id, &peer.name).await?;
-            tracing::warn!(channel_id, peer = %peer.name, %reason, "channel failure reported");
+            tracing::warn!(%channel_id, peer = %peer.name, %reason, "channel failure reported");
             st.note(channel_id, ChannelNote::Failed { reason }).await;
             StationReply::Ok
         }
@@ -666,7 +666,7 @@ async fn handle(st: &Arc<Station>, conn: quinn::Connection, peer: &Peer, req: St
             let id = i64::try_from(channel_id).map_err(|_| anyhow::anyhow!("channel id {channel_id} out of range"))?;
             let note = format!("data path: {detail}");
             let recorded = st.catalog.note_channel(id, &peer.name, &note).await?;
-            tracing::info!(channel_id, peer = %peer.name, shared, recorded, "channel data path");
+            tracing::info!(%channel_id, peer = %peer.name, shared, recorded, "channel data path");
             StationReply::Ok
         }
         R::ListAbs => {

@@ -61,8 +61,8 @@ pub(crate) async fn reconcile(st: Arc<Station>, peer: String, channels: Vec<u64>
             reason: format!("the control station runs no channel {channel_id} (it restarted, or the channel failed)"),
         };
         match st.command(&peer, &abort).await {
-            Ok(_) => tracing::info!(%peer, channel_id, "stale channel aborted"),
-            Err(e) => tracing::warn!(%peer, channel_id, error = %format!("{e:#}"), "could not abort a stale channel"),
+            Ok(_) => tracing::info!(%peer, %channel_id, "stale channel aborted"),
+            Err(e) => tracing::warn!(%peer, %channel_id, error = %format!("{e:#}"), "could not abort a stale channel"),
         }
     }
     if drives.is_empty() {
@@ -163,7 +163,7 @@ pub(crate) async fn sweeper(st: Arc<Station>) {
             .collect();
         for (c, abs) in &orphans {
             if suspects.0.contains(c) {
-                tracing::warn!(channel_id = c, abs_id = abs, "ending a channel no task runs");
+                tracing::warn!(channel_id = %c, abs_id = %abs, "ending a channel no task runs");
                 let _ = st
                     .catalog
                     .transition(
@@ -178,7 +178,7 @@ pub(crate) async fn sweeper(st: Arc<Station>) {
         }
         for abs in &lone {
             if suspects.1.contains(abs) {
-                tracing::warn!(abs_id = abs, "failing an ABS no channel writes");
+                tracing::warn!(abs_id = %abs, "failing an ABS no channel writes");
                 let _ = st.catalog.fail_abs(*abs, ORPHANED).await;
             }
         }

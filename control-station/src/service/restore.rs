@@ -478,7 +478,7 @@ async fn run_lane<E: EventSink>(
         }
         Err(e) => {
             let reason = format!("{e:#}");
-            tracing::error!(channel_id, abs_id = job.abs_id, %reason, "restore channel failed");
+            tracing::error!(%channel_id, abs_id = %job.abs_id, %reason, "restore channel failed");
             let _ = st
                 .catalog
                 .transition(channel_id, ChannelState::Error, &reason, STATION_ACTOR)
@@ -690,7 +690,7 @@ pub(crate) async fn read_tapes_on<E: EventSink>(
         let dismounted = library::dismount(st, &pair.be_name, drive, &tape, false).await;
         step?;
         let read = dismounted?;
-        tracing::info!(channel_id, tape = %tape.label, records = read, files = files.len(), "tape read");
+        tracing::info!(%channel_id, tape = %tape.label, records = read, files = files.len(), "tape read");
         records += read;
         totals.tapes.push(tape.label.clone());
     }

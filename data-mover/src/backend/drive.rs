@@ -127,7 +127,7 @@ impl Drive {
                 let params = TapeParams {
                     label: label.to_string(),
                     pool: n.pool.clone(),
-                    media_set: n.media_set,
+                    media_set: n.media_set.get(),
                     sequence: n.sequence,
                     block_size: n.block_size as usize,
                     owner: "DMC".to_string(),

@@ -9,8 +9,10 @@
 //! the segment is on tape. Segments read back are verified on their way
 //! from tape into `restore-<channel>/` and handed over from there.
 
+use proto::domain::{AbsId, ChannelId, Failure, FailureCode, SegmentSeq};
 use std::io::{Read, Write};
 use std::sync::Arc;
+use transport::failure_in;
 
 use anyhow::{anyhow, bail, Context, Result};
 use proto::tape::metadata::AbsMetadata;
@@ -38,7 +40,7 @@ pub async fn serve(mover: Arc<Mover>, mut send: FramedSend, mut recv: FramedRecv
         }
         Ok(Err(e)) => {
             tracing::warn!(error = %e, "bad request from a front-end");
-            let _ = send.send(&BackEndReply::Error { message: e.to_string() }).await;
+            let _ = send.send(&BackEndReply::Error(Failure::invalid(e.to_string()))).await;
             return;
         }
     };
@@ -58,9 +60,9 @@ pub async fn serve(mover: Arc<Mover>, mut send: FramedSend, mut recv: FramedRecv
                 shared,
             };
             if let Err(e) = read_segments(&mover, &read, &mut send, recv).await {
-                let reason = format!("back-end {}: {e:#}", mover.name);
-                tracing::error!(channel_id, %reason, "restore read failed");
-                let _ = send.send(&StagedFrame::Failed { reason }).await;
+                let failure = failure_in(&format!("back-end {}", mover.name), &e, FailureCode::Internal);
+                tracing::error!(%channel_id, reason = %failure, "restore read failed");
+                let _ = send.send(&StagedFrame::Failed(failure)).await;
             }
             let _ = std::fs::remove_dir_all(mover.spool.restore_dir(channel_id));
         }
@@ -80,9 +82,11 @@ pub async fn serve(mover: Arc<Mover>, mut send: FramedSend, mut recv: FramedRecv
                 Ok(r) => r,
                 Err(e) => {
                     tracing::error!(error = %format!("{e:#}"), "front-end request failed");
-                    BackEndReply::Error {
-                        message: format!("back-end {}: {e:#}", mover.name),
-                    }
+                    BackEndReply::Error(failure_in(
+                        &format!("back-end {}", mover.name),
+                        &e,
+                        FailureCode::Internal,
+                    ))
                 }
             };
             let _ = send.send(&reply).await;
@@ -111,7 +115,9 @@ async fn write(
         } => {
             let max = mover.cfg.max_segment as u64;
             if bytes > max {
-                bail!("segment {seq} of ABS {abs_id} announces {bytes} bytes; the limit is {max}");
+                bail!(Failure::invalid(format!(
+                    "segment {seq} of ABS {abs_id} announces {bytes} bytes; the limit is {max}"
+                )));
             }
             let writer = mover.writer(&drive)?;
             let path = if shared {
@@ -125,7 +131,9 @@ async fn write(
                 object_name,
                 abandoned,
             };
-            let placed = writer.write_segment(channel_id, abs_id, seq, source).await;
+            let placed = writer
+                .write_segment(channel_id.get(), abs_id.get(), seq.get(), source)
+                .await;
             if !shared {
                 // Ours: received over QUIC; the front-end keeps its own copy
                 // until it hears the outcome.
@@ -138,13 +146,15 @@ async fn write(
             if summary.crc32c != crc32c {
                 // The reply does not echo what the bytes hash to; the log does.
                 tracing::warn!(
-                    seq,
-                    abs_id,
+                    %seq,
+                    %abs_id,
                     found = summary.crc32c,
                     announced = crc32c,
                     "segment CRC32C mismatch"
                 );
-                bail!("segment {seq} of ABS {abs_id} does not match the CRC32C the front-end announced ({crc32c:08x})");
+                bail!(Failure::corrupt(format!(
+                    "segment {seq} of ABS {abs_id} does not match the CRC32C the front-end announced ({crc32c:08x})"
+                )));
             }
             let (label, entry) = (placed.tape_label, placed.entry);
             metrics::counter!("dmc_be_segments_written_total").increment(1);
@@ -178,8 +188,11 @@ async fn write(
             ..
         } => {
             let meta = AbsMetadata::decode(&metadata).context("ABS metadata from the front-end")?;
-            if meta.abs_id != abs_id {
-                bail!("metadata of ABS {} sent for ABS {abs_id}", meta.abs_id);
+            if meta.abs_id != abs_id.get() {
+                bail!(Failure::invalid(format!(
+                    "metadata of ABS {} sent for ABS {abs_id}",
+                    meta.abs_id
+                )));
             }
             meta.map.validate().context("the metadata's map")?;
             let placed = mover.writer(&drive)?.write_metadata(meta).await?;
@@ -207,9 +220,7 @@ async fn write(
 /// Is the front-end's token in our spool? Then we share it.
 fn pair(mover: &Mover, token_name: &str, token: &[u8]) -> BackEndReply {
     let Some(path) = mover.spool.token(token_name) else {
-        return BackEndReply::Error {
-            message: format!("{token_name:?} is not a pairing token name"),
-        };
+        return BackEndReply::Error(Failure::invalid(format!("{token_name:?} is not a pairing token name")));
     };
     let found = std::fs::File::open(&path).and_then(|f| {
         let mut buf = Vec::with_capacity(TOKEN_LEN);
@@ -234,8 +245,8 @@ fn pair(mover: &Mover, token_name: &str, token: &[u8]) -> BackEndReply {
 /// Receive a segment's raw bytes into our spool; returns the file.
 async fn receive_segment(
     mover: &Mover,
-    abs_id: u64,
-    seq: u32,
+    abs_id: AbsId,
+    seq: SegmentSeq,
     bytes: u64,
     recv: &mut FramedRecv,
 ) -> Result<std::path::PathBuf> {
@@ -273,9 +284,9 @@ async fn receive_segment(
 }
 
 struct ReadOrder {
-    channel_id: u64,
+    channel_id: ChannelId,
     drive: String,
-    abs_id: u64,
+    abs_id: AbsId,
     files: Vec<SegmentRef>,
     shared: bool,
 }
@@ -306,7 +317,7 @@ async fn read_segments(
     };
 
     // The reader: tape → spool, one segment at a time, on a blocking thread.
-    let (tx, mut rx) = mpsc::channel::<Result<(u32, u64, u32)>>(READ_AHEAD);
+    let (tx, mut rx) = mpsc::channel::<Result<(SegmentSeq, u64, u32)>>(READ_AHEAD);
     let reader = {
         let (mover, ahead, files) = (mover.clone(), ahead.clone(), read.files.clone());
         let (drive, abs_id, channel) = (read.drive.clone(), read.abs_id, read.channel_id);
@@ -370,7 +381,13 @@ async fn read_segments(
 /// Read one tape file into `restore-<channel>/seg-<seq>.part`, verifying
 /// it, check it is the segment the catalog expects, and make it `.ready`.
 /// Returns (seq, bytes, body CRC32C).
-fn stage(mover: &Mover, drive: &str, abs_id: u64, channel_id: u64, f: &SegmentRef) -> Result<(u32, u64, u32)> {
+fn stage(
+    mover: &Mover,
+    drive: &str,
+    abs_id: AbsId,
+    channel_id: ChannelId,
+    f: &SegmentRef,
+) -> Result<(SegmentSeq, u64, u32)> {
     let part = mover.spool.staged_part(channel_id, f.seq);
     let what = || {
         format!(
@@ -394,8 +411,8 @@ fn stage(mover: &Mover, drive: &str, abs_id: u64, channel_id: u64, f: &SegmentRe
             .map_err(|e| anyhow!("writing {}: {}", part.display(), e.error()))?;
         Slots::finish(&file, summary.total_bytes).with_context(|| format!("writing {}", part.display()))?;
         let h = summary.header;
-        if h.abs_id != abs_id || h.seq != f.seq || summary.crc32c != f.crc32c {
-            bail!(
+        if h.abs_id != abs_id.get() || h.seq != f.seq.get() || summary.crc32c != f.crc32c {
+            bail!(Failure::corrupt(format!(
                 "tape {} file {} holds ABS {} segment {} (crc {:08x}); the catalog expects ABS {abs_id} segment {} (crc {:08x})",
                 f.tape_label,
                 f.tape_file,
@@ -404,7 +421,7 @@ fn stage(mover: &Mover, drive: &str, abs_id: u64, channel_id: u64, f: &SegmentRe
                 summary.crc32c,
                 f.seq,
                 f.crc32c
-            );
+            )));
         }
         let ready = mover.spool.staged_ready(channel_id, f.seq);
         std::fs::rename(&part, &ready).with_context(|| format!("renaming {}", part.display()))?;

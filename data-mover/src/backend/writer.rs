@@ -225,7 +225,7 @@ fn run(ctx: Ctx, shared: Arc<Shared>) {
         };
         match work {
             Work::Segment(r, job) if job.source.abandoned.load(std::sync::atomic::Ordering::Acquire) => {
-                tracing::info!(drive = %ctx.name, abs = r.abs_id, seq = r.seq, "segment not written: its front-end went away");
+                tracing::info!(drive = %ctx.name, abs = %r.abs_id, seq = %r.seq, "segment not written: its front-end went away");
                 if let Ok(mut st) = shared.state.lock() {
                     let _ = st.queue.finish(r.abs_id, r.seq);
                 }
@@ -311,7 +311,7 @@ fn write_with_switch(ctx: &Ctx, mut write: impl FnMut(&mut Drive) -> Result<Writ
             .with_context(|| format!("asking the station for the tape after {label}"))?;
         let (next, path, new) = match reply {
             StationReply::NextTape { tape_label, path, new } => (tape_label, path, new),
-            StationReply::Error { message } => bail!("no tape continues {label}: {message}"),
+            StationReply::Error(failure) => bail!("no tape continues {label}: {failure}"),
             other => bail!("unexpected reply to a full tape: {other:?}"),
         };
         lock_drive(ctx)?

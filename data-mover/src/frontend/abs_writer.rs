@@ -7,6 +7,7 @@
 //! redelivered track, or an older version of a track while merging a chain
 //! newest first).
 
+use proto::domain::{AbsId, SegmentSeq};
 use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -73,8 +74,8 @@ impl Drop for AbsWriter {
         if !self.finished {
             let dir = self.acc.dir();
             tracing::warn!(
-                abs = self.ch.abs_id,
-                channel = self.ch.channel_id,
+                abs = %self.ch.abs_id,
+                channel = %self.ch.channel_id,
                 dir = %dir.display(),
                 "discarding the spool of an unfinished ABS"
             );
@@ -122,18 +123,18 @@ impl AbsWriter {
         w.data_bytes = bytes;
         w.acc.resume_at(plan.next_seq);
         for seq in &plan.dropped {
-            let _ = std::fs::remove_file(mover.spool.sealed_segment(ch.abs_id, *seq));
+            let _ = std::fs::remove_file(mover.spool.sealed_segment(ch.abs_id, SegmentSeq::new(*seq)));
         }
         let requeue = plan
             .requeue
             .iter()
             .map(|e| SealedSegment {
-                path: mover.spool.sealed_segment(ch.abs_id, e.seq),
+                path: mover.spool.sealed_segment(ch.abs_id, SegmentSeq::new(e.seq)),
                 summary: SegmentSummary {
                     header: SegmentHeader {
-                        abs_id: ch.abs_id,
+                        abs_id: ch.abs_id.get(),
                         seq: e.seq,
-                        channel_id: ch.channel_id,
+                        channel_id: ch.channel_id.get(),
                         created_unix: ch.created_unix,
                     },
                     track_count: e.track_count,
@@ -171,7 +172,7 @@ impl AbsWriter {
         };
         if threshold < mover.cfg.segment_size {
             tracing::info!(
-                channel = ch.channel_id,
+                channel = %ch.channel_id,
                 threshold,
                 window,
                 "sealing segments smaller than --segment-size to fit the source's window"
@@ -350,18 +351,18 @@ impl AbsWriter {
             data_bytes: self.data_bytes,
             segments: uploaded.segments,
         };
-        let differential = ch.base_abs_id != 0;
+        let differential = ch.base_abs_id.is_some();
         // Metadata after the last segment, on the tape of the last segment.
         let meta = AbsMetadata {
-            abs_id: ch.abs_id,
+            abs_id: ch.abs_id.get(),
             object_name: ch.object_name.clone(),
             kind: if differential {
                 AbsKind::Differential
             } else {
                 AbsKind::Full
             },
-            base_abs_id: ch.base_abs_id,
-            merged_from_abs_id: ch.merged_from_abs_id,
+            base_abs_id: ch.base_abs_id.map_or(0, AbsId::get),
+            merged_from_abs_id: ch.merged_from_abs_id.map_or(0, AbsId::get),
             changed: if differential {
                 ch.map.logical_ranges(&ch.track_set)
             } else {
@@ -388,7 +389,9 @@ impl AbsWriter {
         bs.finish().await?;
         match br.recv::<BackEndReply>().await? {
             Some(BackEndReply::Placed { .. }) => {}
-            Some(BackEndReply::Error { message }) => bail!("the back-end could not write the ABS metadata: {message}"),
+            Some(BackEndReply::Error(failure)) => {
+                return Err(anyhow::Error::new(failure).context("the back-end could not write the ABS metadata"))
+            }
             Some(other) => bail!("unexpected answer to the ABS metadata: {other:?}"),
             None => bail!("the back-end closed the stream without placing the metadata"),
         }

@@ -14,6 +14,7 @@
 //! is recorded in the ABS's journal (synced, a few bytes), from which a
 //! restarted front-end resumes ([`super::resume`]).
 
+use proto::domain::{AbsId, ChannelId, SegmentSeq};
 use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -101,8 +102,8 @@ impl Write for SpoolFile {
 pub struct Accumulator {
     spool: Spool,
     slots: Slots,
-    abs_id: u64,
-    channel_id: u64,
+    abs_id: AbsId,
+    channel_id: ChannelId,
     created_unix: u64,
     threshold: u64,
     next_seq: u32,
@@ -115,8 +116,8 @@ impl Accumulator {
     pub fn create(
         spool: &Spool,
         slots: &Slots,
-        abs_id: u64,
-        channel_id: u64,
+        abs_id: AbsId,
+        channel_id: ChannelId,
         created_unix: u64,
         threshold: u64,
     ) -> Result<Self> {
@@ -142,15 +143,15 @@ impl Accumulator {
     fn writer(&mut self) -> Result<&mut SegmentWriter<SpoolFile>> {
         if self.open.is_none() {
             let seq = self.next_seq;
-            let path = self.spool.open_segment(self.abs_id, seq);
+            let path = self.spool.open_segment(self.abs_id, SegmentSeq::new(seq));
             let file = self
                 .slots
                 .create(&path)
                 .with_context(|| format!("creating {}", path.display()))?;
             let header = SegmentHeader {
-                abs_id: self.abs_id,
+                abs_id: self.abs_id.get(),
                 seq,
-                channel_id: self.channel_id,
+                channel_id: self.channel_id.get(),
                 created_unix: self.created_unix,
             };
             let writer = SegmentWriter::new(SpoolFile::new(file), header)?;
@@ -226,7 +227,9 @@ impl Accumulator {
         let (out, summary) = writer.finish()?;
         // A reused spool file may be longer than this segment.
         Slots::finish(&out.file, summary.total_bytes).with_context(|| format!("sealing {}", path.display()))?;
-        let sealed = self.spool.sealed_segment(self.abs_id, summary.header.seq);
+        let sealed = self
+            .spool
+            .sealed_segment(self.abs_id, SegmentSeq::new(summary.header.seq));
         fs::rename(&path, &sealed).with_context(|| format!("sealing {}", path.display()))?;
         // The journal says what a restart may resume from.
         let entry = JournalEntry {
@@ -279,7 +282,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let spool = Spool::new(dir.path());
         let slots = spool.front_end_slots().unwrap();
-        let mut acc = Accumulator::create(&spool, &slots, 7, 3, 0, 200_000).unwrap();
+        let mut acc = Accumulator::create(&spool, &slots, AbsId::new(7), ChannelId::new(3), 0, 200_000).unwrap();
         let mut sealed = Vec::new();
         for t in 0..10u64 {
             let data = vec![t as u8; 65536];
@@ -314,7 +317,7 @@ mod tests {
                 !s.path.with_extension("open").exists(),
                 "a sealed segment leaves no open file"
             );
-            assert_eq!(s.path, spool.sealed_segment(7, i as u32));
+            assert_eq!(s.path, spool.sealed_segment(AbsId::new(7), SegmentSeq::new(i as u32)));
         }
         assert_eq!(tracks, 10);
         // 3 tracks with their headers stay under 200 000 bytes; the 4th passes it.
@@ -326,7 +329,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let spool = Spool::new(dir.path());
         let slots = spool.front_end_slots().unwrap();
-        let mut acc = Accumulator::create(&spool, &slots, 1, 1, 0, 1 << 20).unwrap();
+        let mut acc = Accumulator::create(&spool, &slots, AbsId::new(1), ChannelId::new(1), 0, 1 << 20).unwrap();
         acc.begin_track(TrackAddr { volume: 0, track: 0 }, 3, crc32c::crc32c(b"abc"))
             .unwrap();
         acc.track_data(b"abd").unwrap();

@@ -6,6 +6,7 @@
 //! bytes, which go straight from quinn's buffers into the accumulation
 //! file, checked against the CRC32C the node declared.
 
+use proto::domain::{Failure, FailureCode};
 use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -32,10 +33,10 @@ pub async fn serve(
     let channel_id = channel.channel_id;
     if let Some(plan) = &resume {
         if let Err(e) = send.send(&TrackAck::ResumeFrom { tracks: plan.frames }).await {
-            tracing::warn!(channel_id, error = %e, "the primary node left before the stream resumed");
+            tracing::warn!(%channel_id, error = %e, "the primary node left before the stream resumed");
         }
     }
-    let (outcome_tx, outcome_rx) = oneshot::channel::<Result<u64, String>>();
+    let (outcome_tx, outcome_rx) = oneshot::channel::<Result<u64, Failure>>();
     let (on_tape_tx, on_tape_rx) = watch::channel(0u64);
     let acker = tokio::spawn(acknowledge(send, on_tape_rx, outcome_rx));
     let running = mover.run_channel(channel_id);
@@ -49,12 +50,12 @@ pub async fn serve(
             let _ = outcome_tx.send(Ok(frames));
         }
         Err(e) => {
-            let reason = format!("front-end {}: {e:#}", mover.name);
-            tracing::error!(channel_id, %reason, "backup channel failed");
-            let _ = outcome_tx.send(Err(reason.clone()));
+            let failure = transport::failure_in(&format!("front-end {}", mover.name), &e, FailureCode::Internal);
+            tracing::error!(%channel_id, reason = %failure, "backup channel failed");
+            let _ = outcome_tx.send(Err(failure.clone()));
             let _ = mover
                 .link
-                .request_ok(&StationRequest::ChannelFailed { channel_id, reason })
+                .request_ok(&StationRequest::ChannelFailed { channel_id, failure })
                 .await;
         }
     }
@@ -66,20 +67,20 @@ pub async fn serve(
 async fn acknowledge(
     mut send: FramedSend,
     mut on_tape: watch::Receiver<u64>,
-    mut outcome: oneshot::Receiver<Result<u64, String>>,
+    mut outcome: oneshot::Receiver<Result<u64, Failure>>,
 ) {
     let end = loop {
         tokio::select! {
             changed = on_tape.changed() => {
                 if changed.is_err() {
-                    break (&mut outcome).await.unwrap_or_else(|_| Err("the backup stopped".into()));
+                    break (&mut outcome).await.unwrap_or_else(|_| Err(Failure::internal("the backup stopped")));
                 }
                 let tracks = *on_tape.borrow_and_update();
                 if send.send(&TrackAck::OnTape { tracks }).await.is_err() {
                     return;
                 }
             }
-            res = &mut outcome => break res.unwrap_or_else(|_| Err("the backup stopped".into())),
+            res = &mut outcome => break res.unwrap_or_else(|_| Err(Failure::internal("the backup stopped"))),
         }
     };
     let _ = match end {
@@ -87,7 +88,7 @@ async fn acknowledge(
             Ok(()) => send.send(&TrackAck::Complete).await,
             Err(e) => Err(e),
         },
-        Err(reason) => send.send(&TrackAck::Failed { reason }).await,
+        Err(failure) => send.send(&TrackAck::Failed(failure)).await,
     };
     let _ = send.finish().await;
 }

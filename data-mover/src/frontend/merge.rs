@@ -7,6 +7,7 @@
 //! kept, so every track ends up in its latest version. [`MergeStep::Finish`]
 //! seals the new ABS, which must hold every track of its map.
 
+use proto::domain::{ChannelId, FailureCode, SegmentSeq};
 use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -34,9 +35,9 @@ pub async fn open(mover: &Arc<Mover>, ch: BackupChannel) -> Result<()> {
     let (tx, rx) = mpsc::unbounded_channel();
     mover.merges.lock().await.insert(ch.channel_id, tx);
     tracing::info!(
-        channel = ch.channel_id,
-        abs = ch.abs_id,
-        merged_from = ch.merged_from_abs_id,
+        channel = %ch.channel_id,
+        abs = %ch.abs_id,
+        merged_from = ?ch.merged_from_abs_id,
         "merge channel opened"
     );
     tokio::spawn(run(mover.clone(), ch, abs, rx));
@@ -44,7 +45,7 @@ pub async fn open(mover: &Arc<Mover>, ch: BackupChannel) -> Result<()> {
 }
 
 /// Queue a step of a running merge.
-pub async fn step(mover: &Arc<Mover>, channel_id: u64, step: MergeStep) -> Result<()> {
+pub async fn step(mover: &Arc<Mover>, channel_id: ChannelId, step: MergeStep) -> Result<()> {
     let merges = mover.merges.lock().await;
     let tx = merges
         .get(&channel_id)
@@ -64,8 +65,8 @@ async fn run(mover: Arc<Mover>, ch: BackupChannel, abs: AbsWriter, mut rx: mpsc:
                     match read_into(&mover, &read, w).await {
                         Ok((tracks, kept, segments)) => {
                             tracing::info!(
-                                channel_id,
-                                abs = read.abs_id,
+                                %channel_id,
+                                abs = %read.abs_id,
                                 tracks,
                                 kept,
                                 "chain ABS read into the merge"
@@ -82,12 +83,13 @@ async fn run(mover: Arc<Mover>, ch: BackupChannel, abs: AbsWriter, mut rx: mpsc:
                                 .context("reporting the read to the station")?;
                         }
                         Err(e) => {
-                            let reason = format!("front-end {}: {e:#}", mover.name);
+                            let failure =
+                                transport::failure_in(&format!("front-end {}", mover.name), &e, FailureCode::Internal);
                             let _ = mover
                                 .link
                                 .request_ok(&StationRequest::ChannelFailed {
                                     channel_id: read.channel_id,
-                                    reason,
+                                    failure,
                                 })
                                 .await;
                             return Err(e.context(format!("reading ABS {} into the merge", read.abs_id)));
@@ -98,7 +100,7 @@ async fn run(mover: Arc<Mover>, ch: BackupChannel, abs: AbsWriter, mut rx: mpsc:
                     let w = abs.take().ok_or_else(|| anyhow!("the merge is finished"))?;
                     let t = w.finish().await?;
                     tracing::info!(
-                        channel_id,
+                        %channel_id,
                         tracks = t.tracks,
                         segments = t.segments,
                         "synthetic full written"
@@ -112,11 +114,11 @@ async fn run(mover: Arc<Mover>, ch: BackupChannel, abs: AbsWriter, mut rx: mpsc:
     .await;
     mover.merges.lock().await.remove(&channel_id);
     if let Err(e) = result {
-        let reason = format!("front-end {}: {e:#}", mover.name);
-        tracing::error!(channel_id, %reason, "merge failed");
+        let failure = transport::failure_in(&format!("front-end {}", mover.name), &e, FailureCode::Internal);
+        tracing::error!(%channel_id, reason = %failure, "merge failed");
         let _ = mover
             .link
-            .request_ok(&StationRequest::ChannelFailed { channel_id, reason })
+            .request_ok(&StationRequest::ChannelFailed { channel_id, failure })
             .await;
     }
 }
@@ -149,7 +151,7 @@ impl TrackSink for IntoMerge<'_> {
         Ok(())
     }
 
-    async fn segment_done(&mut self, _seq: u32) -> Result<()> {
+    async fn segment_done(&mut self, _seq: SegmentSeq) -> Result<()> {
         Ok(())
     }
 }

@@ -9,6 +9,7 @@
 //! The answer holds for one connection to the back-end (a back-end that
 //! restarted may have moved), and is asked again on the next one.
 
+use proto::domain::ChannelId;
 use std::collections::HashMap;
 
 use anyhow::{Context, Result};
@@ -81,8 +82,8 @@ async fn pair(mover: &Mover, be: &PeerAddr, conn: &quinn::Connection) -> Result<
         match asked.with_context(|| format!("pairing with back-end {}", be.name))? {
             Some(BackEndReply::Paired { shared: true, .. }) => DataPath::SharedSpool,
             Some(BackEndReply::Paired { shared: false, reason }) => DataPath::Quic { reason },
-            Some(BackEndReply::Error { message }) => DataPath::Quic {
-                reason: format!("the back-end could not pair: {message}"),
+            Some(BackEndReply::Error(failure)) => DataPath::Quic {
+                reason: format!("the back-end could not pair: {failure}"),
             },
             Some(other) => DataPath::Quic {
                 reason: format!("unexpected answer to pairing: {other:?}"),
@@ -96,7 +97,7 @@ async fn pair(mover: &Mover, be: &PeerAddr, conn: &quinn::Connection) -> Result<
 
 /// Tell the station which data path a channel uses (it goes into the
 /// channel's history); never holds up the channel.
-pub fn report_data_path(mover: &Mover, channel_id: u64, path: &DataPath) {
+pub fn report_data_path(mover: &Mover, channel_id: ChannelId, path: &DataPath) {
     let link = mover.link.clone();
     let req = StationRequest::ChannelDataPath {
         channel_id,
@@ -105,7 +106,7 @@ pub fn report_data_path(mover: &Mover, channel_id: u64, path: &DataPath) {
     };
     tokio::spawn(async move {
         if let Err(e) = link.request_ok(&req).await {
-            tracing::warn!(channel_id, error = %e, "could not record the channel's data path");
+            tracing::warn!(%channel_id, error = %e, "could not record the channel's data path");
         }
     });
 }

@@ -2,6 +2,7 @@
 //! reads back from tape and relay their (verified) tracks to the primary
 //! node, each as a [`RestoreFrame::Track`] header and its raw bytes.
 
+use proto::domain::{FailureCode, SegmentSeq};
 use std::sync::Arc;
 
 use anyhow::Result;
@@ -21,14 +22,14 @@ pub async fn serve(mover: Arc<Mover>, ch: RestoreChannel, mut send: FramedSend) 
     };
     drop(running);
     if let Err(e) = result {
-        let reason = format!("front-end {}: {e:#}", mover.name);
-        tracing::error!(channel_id = ch.channel_id, %reason, "restore relay failed");
-        let _ = send.send(&RestoreFrame::Failed { reason: reason.clone() }).await;
+        let failure = transport::failure_in(&format!("front-end {}", mover.name), &e, FailureCode::Internal);
+        tracing::error!(channel_id = %ch.channel_id, reason = %failure, "restore relay failed");
+        let _ = send.send(&RestoreFrame::Failed(failure.clone())).await;
         let _ = mover
             .link
             .request_ok(&StationRequest::ChannelFailed {
                 channel_id: ch.channel_id,
-                reason,
+                failure,
             })
             .await;
     }
@@ -48,7 +49,7 @@ impl TrackSink for ToPrimary<'_> {
         Ok(())
     }
 
-    async fn segment_done(&mut self, seq: u32) -> Result<()> {
+    async fn segment_done(&mut self, seq: SegmentSeq) -> Result<()> {
         self.send.send(&RestoreFrame::SegmentDone { seq }).await?;
         Ok(())
     }
@@ -57,7 +58,7 @@ impl TrackSink for ToPrimary<'_> {
 async fn relay(mover: &Arc<Mover>, ch: &RestoreChannel, send: &mut FramedSend) -> Result<()> {
     let mut sink = ToPrimary { send };
     let (path, totals) = read_segments(mover, ch, &mut sink).await?;
-    tracing::debug!(channel = ch.channel_id, path = %path.describe(), tracks = totals.tracks, "restore relayed");
+    tracing::debug!(channel = %ch.channel_id, path = %path.describe(), tracks = totals.tracks, "restore relayed");
     send.send(&RestoreFrame::End { tracks: totals.tracks }).await?;
     Ok(())
 }

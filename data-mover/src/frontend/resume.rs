@@ -31,6 +31,7 @@
 //! [`plan`] is the pure part: from the journal, the segments the catalog
 //! holds and which files verify, where the stream resumes.
 
+use proto::domain::AbsId;
 use std::collections::BTreeSet;
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
@@ -147,7 +148,7 @@ pub fn load_channel(path: &Path) -> Result<BackupChannel> {
 }
 
 /// Append a sealed segment to the ABS's journal, synced.
-pub fn journal_sealed(spool: &Spool, abs_id: u64, entry: &JournalEntry) -> Result<()> {
+pub fn journal_sealed(spool: &Spool, abs_id: AbsId, entry: &JournalEntry) -> Result<()> {
     let path = spool.journal(abs_id);
     let mut f = OpenOptions::new()
         .create(true)
@@ -197,7 +198,7 @@ pub fn recover(spool: &Spool) -> Vec<Recovered> {
             let _ = fs::remove_file(&path);
             continue;
         }
-        let Some(abs_id) = name.strip_prefix("abs-").and_then(|n| n.parse::<u64>().ok()) else {
+        let Some(abs_id) = name.strip_prefix("abs-").and_then(|n| n.parse::<AbsId>().ok()) else {
             continue;
         };
         match load_channel(&spool.channel_file(abs_id)) {
@@ -205,8 +206,8 @@ pub fn recover(spool: &Spool) -> Vec<Recovered> {
                 discard_open_segments(&path);
                 let journal = read_journal(&spool.journal(abs_id));
                 tracing::info!(
-                    channel = ch.channel_id,
-                    abs = abs_id,
+                    channel = %ch.channel_id,
+                    abs = %abs_id,
                     sealed = journal.len(),
                     "a backup channel the spool can resume"
                 );
@@ -352,6 +353,7 @@ fn sync_dir(_dir: &Path) {}
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use proto::domain::ChannelId;
 
     fn entry(seq: u32, frames: u64) -> JournalEntry {
         JournalEntry {
@@ -368,23 +370,23 @@ mod tests {
     fn journal_lines_read_back_up_to_a_torn_one() {
         let dir = tempfile::tempdir().unwrap();
         let spool = Spool::new(dir.path());
-        std::fs::create_dir_all(spool.abs_dir(3)).unwrap();
+        std::fs::create_dir_all(spool.abs_dir(AbsId::new(3))).unwrap();
         for i in 0..3 {
-            journal_sealed(&spool, 3, &entry(i, u64::from(i + 1) * 4)).unwrap();
+            journal_sealed(&spool, AbsId::new(3), &entry(i, u64::from(i + 1) * 4)).unwrap();
         }
         assert_eq!(
-            read_journal(&spool.journal(3)),
+            read_journal(&spool.journal(AbsId::new(3))),
             vec![entry(0, 4), entry(1, 8), entry(2, 12)]
         );
         // A torn append, and a flipped byte: read up to the first bad line.
-        let mut text = std::fs::read(spool.journal(3)).unwrap();
+        let mut text = std::fs::read(spool.journal(AbsId::new(3))).unwrap();
         text.extend_from_slice(b"3 16 4 40");
-        std::fs::write(spool.journal(3), &text).unwrap();
-        assert_eq!(read_journal(&spool.journal(3)).len(), 3);
+        std::fs::write(spool.journal(AbsId::new(3)), &text).unwrap();
+        assert_eq!(read_journal(&spool.journal(AbsId::new(3))).len(), 3);
         let second = text.iter().position(|b| *b == b'\n').unwrap() + 1;
         text[second] ^= 1;
-        std::fs::write(spool.journal(3), &text).unwrap();
-        assert_eq!(read_journal(&spool.journal(3)), vec![entry(0, 4)]);
+        std::fs::write(spool.journal(AbsId::new(3)), &text).unwrap();
+        assert_eq!(read_journal(&spool.journal(AbsId::new(3))), vec![entry(0, 4)]);
     }
 
     #[test]
@@ -392,8 +394,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let spool = Spool::new(dir.path());
         let ch = BackupChannel {
-            channel_id: 9,
-            abs_id: 4,
+            channel_id: ChannelId::new(9),
+            abs_id: AbsId::new(4),
             object_name: "obj".into(),
             back_end: proto::wire::PeerAddr {
                 name: "be1".into(),
@@ -407,26 +409,26 @@ mod tests {
                 object_size: 0,
             },
             track_set: proto::abs::TrackSet::default(),
-            base_abs_id: 0,
-            merged_from_abs_id: 0,
+            base_abs_id: None,
+            merged_from_abs_id: None,
             created_unix: 1,
             primary: "pn1".into(),
             token: [3; 16],
         };
         save_channel(&spool, &ch).unwrap();
-        assert_eq!(load_channel(&spool.channel_file(4)).unwrap(), ch);
+        assert_eq!(load_channel(&spool.channel_file(AbsId::new(4))).unwrap(), ch);
         let recovered = recover(&spool);
         assert_eq!(recovered.len(), 1);
         assert_eq!(recovered[0].ch, ch);
-        let mut bytes = std::fs::read(spool.channel_file(4)).unwrap();
+        let mut bytes = std::fs::read(spool.channel_file(AbsId::new(4))).unwrap();
         let last = bytes.len() - 1;
         bytes[last] ^= 0x40;
-        std::fs::write(spool.channel_file(4), &bytes).unwrap();
-        let e = load_channel(&spool.channel_file(4)).unwrap_err();
+        std::fs::write(spool.channel_file(AbsId::new(4)), &bytes).unwrap();
+        let e = load_channel(&spool.channel_file(AbsId::new(4))).unwrap_err();
         assert!(format!("{e:#}").contains("checksum"), "{e:#}");
         // A damaged channel is discarded at start, with its directory.
         assert!(recover(&spool).is_empty());
-        assert!(!spool.abs_dir(4).exists());
+        assert!(!spool.abs_dir(AbsId::new(4)).exists());
     }
 
     #[test]

@@ -13,6 +13,7 @@
 //! Each segment consumed is acknowledged ([`ReadAck`]), which lets the
 //! back-end delete it and read ahead.
 
+use proto::domain::{Failure, SegmentSeq};
 use std::future::Future;
 use std::io::Read;
 
@@ -36,7 +37,7 @@ pub trait TrackSink {
         data: &mut Vec<Bytes>,
     ) -> impl Future<Output = Result<()>> + Send;
     /// Every track of segment `seq` was handed on.
-    fn segment_done(&mut self, seq: u32) -> impl Future<Output = Result<()>> + Send;
+    fn segment_done(&mut self, seq: SegmentSeq) -> impl Future<Output = Result<()>> + Send;
 }
 
 /// What a read handed over.
@@ -145,14 +146,17 @@ pub async fn read_segments(
                     .finish()
                     .with_context(|| format!("segment {seq} as handed over"))?
                     .summary;
-                if summary.header.abs_id != read.abs_id || summary.header.seq != seq || summary.crc32c != crc32c {
-                    bail!(
+                if summary.header.abs_id != read.abs_id.get()
+                    || summary.header.seq != seq.get()
+                    || summary.crc32c != crc32c
+                {
+                    bail!(Failure::corrupt(format!(
                         "the segment handed over is ABS {} segment {} (crc {:08x}); expected ABS {} segment {seq} (crc {crc32c:08x})",
                         summary.header.abs_id,
                         summary.header.seq,
                         summary.crc32c,
                         read.abs_id
-                    );
+                    )));
                 }
                 drop(file);
                 sink.segment_done(seq).await?;
@@ -170,7 +174,7 @@ pub async fn read_segments(
                 let _ = bs.finish().await;
                 return Ok((path, totals));
             }
-            StagedFrame::Failed { reason } => bail!("{reason}"),
+            StagedFrame::Failed(failure) => return Err(failure.into()),
         }
     }
 }

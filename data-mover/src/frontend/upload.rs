@@ -9,6 +9,7 @@
 //! segments (0, 1, 2, … in sequence order), which is what the primary node
 //! may drop from its request queue.
 
+use proto::domain::{ChannelId, SegmentSeq};
 use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
 use std::sync::Arc;
@@ -129,7 +130,7 @@ pub async fn run(
 
 /// Report a channel's bytes on tape to the station, at most one request at
 /// a time, never holding up the uploads.
-fn progress_reporter(mover: Arc<Mover>, channel_id: u64) -> watch::Sender<u64> {
+fn progress_reporter(mover: Arc<Mover>, channel_id: ChannelId) -> watch::Sender<u64> {
     let (tx, mut rx) = watch::channel(0u64);
     tokio::spawn(async move {
         while rx.changed().await.is_ok() {
@@ -160,7 +161,7 @@ async fn upload(mover: &Mover, ch: &BackupChannel, drive: &str, seg: &SealedSegm
         drive: drive.to_string(),
         object_name: ch.object_name.clone(),
         abs_id: ch.abs_id,
-        seq,
+        seq: SegmentSeq::new(seq),
         bytes: total,
         crc32c: seg.summary.crc32c,
         shared: path.shared(),
@@ -172,11 +173,11 @@ async fn upload(mover: &Mover, ch: &BackupChannel, drive: &str, seg: &SealedSegm
     bs.finish().await?;
     match br.recv::<BackEndReply>().await? {
         Some(BackEndReply::Placed { tape_label, tape_file }) => {
-            tracing::debug!(abs = ch.abs_id, seq, %drive, %tape_label, tape_file, "segment on tape");
+            tracing::debug!(abs = %ch.abs_id, %seq, %drive, %tape_label, tape_file, "segment on tape");
             Ok(())
         }
-        Some(BackEndReply::Error { message }) => {
-            bail!("the back-end refused segment {seq} of ABS {}: {message}", ch.abs_id)
+        Some(BackEndReply::Error(failure)) => {
+            Err(anyhow::Error::new(failure).context(format!("the back-end refused segment {seq} of ABS {}", ch.abs_id)))
         }
         Some(other) => bail!("unexpected answer to segment {seq}: {other:?}"),
         None => bail!("the back-end closed the stream without placing segment {seq}"),

@@ -33,6 +33,11 @@
 use rkyv::{Archive, Deserialize, Serialize};
 
 use crate::abs::{AbsMap, ObjectExtent, RemapTable, TrackAddr, TrackSet, VolumeRef};
+pub use crate::domain::MoverRole;
+use crate::domain::{
+    AbsId, AbsKind, AbsState, CatalogHealth, ChannelId, ChannelKind, ChannelState, Failure, JobId, Level, MapId,
+    MediaSetId, MoverState, SegmentSeq, TapeLocation, TapeState,
+};
 
 /// Name and socket address of a peer process (the name is its TLS name),
 /// and which start of that process registered it (`boot`, a random number
@@ -43,24 +48,6 @@ pub struct PeerAddr {
     pub name: String,
     pub address: String,
     pub boot: u64,
-}
-
-/// Role of a data mover process.
-#[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MoverRole {
-    FrontEnd,
-    BackEnd,
-    Both,
-}
-
-impl MoverRole {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            MoverRole::FrontEnd => "front-end",
-            MoverRole::BackEnd => "back-end",
-            MoverRole::Both => "both",
-        }
-    }
 }
 
 /// Where a restore writes.
@@ -145,7 +132,7 @@ pub enum StationRequest {
         name: String,
         volumes: Vec<VolumeRef>,
         boot: u64,
-        channels: Vec<u64>,
+        channels: Vec<ChannelId>,
     },
     /// As `RegisterPrimary`; a back-end's drives that the station is not
     /// using are dismounted (their tapes finished and recorded as they are).
@@ -156,7 +143,7 @@ pub enum StationRequest {
         drives: Vec<String>,
         back_end: Option<String>,
         boot: u64,
-        channels: Vec<u64>,
+        channels: Vec<ChannelId>,
     },
     Heartbeat {
         name: String,
@@ -173,32 +160,32 @@ pub enum StationRequest {
     },
     SegmentPlaced(SegmentPlacement),
     MetadataPlaced {
-        channel_id: u64,
-        abs_id: u64,
+        channel_id: ChannelId,
+        abs_id: AbsId,
         tape_label: String,
         tape_file: u32,
         bytes: u64,
     },
     ChannelProgress {
-        channel_id: u64,
+        channel_id: ChannelId,
         bytes: u64,
         tracks: u64,
     },
     ChannelFinished {
-        channel_id: u64,
+        channel_id: ChannelId,
         data_bytes: u64,
         tracks: u64,
         segments: u32,
     },
     ChannelFailed {
-        channel_id: u64,
-        reason: String,
+        channel_id: ChannelId,
+        failure: Failure,
     },
     /// Front-end: how a channel's segments travel between it and its
     /// back-end (`shared`: through the spool both use; else over QUIC),
     /// for the channel's history.
     ChannelDataPath {
-        channel_id: u64,
+        channel_id: ChannelId,
         shared: bool,
         detail: String,
     },
@@ -209,7 +196,7 @@ pub enum StationRequest {
         /// Drives to write the ABS to in parallel (its segments split
         /// across them); 0 or 1: one drive, which may be shared.
         drives: u32,
-        level: BackupLevel,
+        level: Level,
         /// Run even if the client goes away before the backup starts
         /// (otherwise a backup still waiting for a drive is cancelled).
         detach: bool,
@@ -217,7 +204,7 @@ pub enum StationRequest {
     /// Restore the object as it was when ABS `abs_id` was taken: a
     /// differential restores its chain (full first).
     Restore {
-        abs_id: u64,
+        abs_id: AbsId,
         target: RestoreTarget,
         /// Most drives to read in parallel; 0: every free drive.
         drives: u32,
@@ -236,7 +223,7 @@ pub enum StationRequest {
     Merge {
         primary: String,
         object_name: String,
-        abs_id: u64,
+        abs_id: AbsId,
     },
     ListAbs,
     ListTapes,
@@ -260,10 +247,10 @@ pub enum StationRequest {
         pool: String,
     },
     ListSegments {
-        abs_id: Option<u64>,
+        abs_id: Option<AbsId>,
     },
     Channels {
-        channel_id: Option<u64>,
+        channel_id: Option<ChannelId>,
     },
     /// Operator: give `client` rights on `primary`'s objects (`object`:
     /// one object; None: every object of the node, and its volumes as
@@ -300,7 +287,7 @@ pub enum StationRequest {
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
 pub struct HealthInfo {
     /// `ok`, or `unavailable: why` while the catalog database is unreachable.
-    pub catalog: String,
+    pub catalog: CatalogHealth,
     /// Seconds since this start of the station.
     pub uptime_seconds: u64,
     /// Channels running in this start of the station.
@@ -335,9 +322,9 @@ pub struct GrantInfo {
 /// Where a back-end put one segment (reported after the tape was synced).
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 pub struct SegmentPlacement {
-    pub channel_id: u64,
-    pub abs_id: u64,
-    pub seq: u32,
+    pub channel_id: ChannelId,
+    pub abs_id: AbsId,
+    pub seq: SegmentSeq,
     pub tape_label: String,
     pub tape_file: u32,
     pub bytes: u64,
@@ -350,9 +337,7 @@ pub struct SegmentPlacement {
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
 pub enum StationReply {
     Ok,
-    Error {
-        message: String,
-    },
+    Error(Failure),
     Registered {
         id: u64,
     },
@@ -386,19 +371,26 @@ pub enum ChannelEvent {
     /// The job was accepted: its channel and ABS (sent first, before any
     /// wait).
     Accepted {
-        channel_id: u64,
-        abs_id: u64,
+        channel_id: ChannelId,
+        abs_id: AbsId,
     },
     Started {
-        channel_id: u64,
-        abs_id: u64,
+        channel_id: ChannelId,
+        abs_id: AbsId,
         object_size: u64,
         tracks: u64,
         track_bytes: u64,
     },
     State {
-        state: String,
+        state: ChannelState,
         reason: String,
+    },
+    /// The job spans a chain of ABSs (a restore of a differential, a
+    /// merge): which, in the order they are read, and what is done with
+    /// them.
+    Chain {
+        members: Vec<AbsId>,
+        detail: String,
     },
     Progress {
         bytes: u64,
@@ -423,26 +415,24 @@ pub enum ChannelEvent {
         tapes: Vec<String>,
         seconds: f64,
     },
-    Failed {
-        reason: String,
-    },
+    Failed(Failure),
 }
 
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
 pub struct AbsInfo {
-    pub abs_id: u64,
+    pub abs_id: AbsId,
     pub object_name: String,
     pub primary: String,
-    pub kind: String,
+    pub kind: AbsKind,
     /// full, cumulative, incremental or synthetic.
-    pub level: String,
+    pub level: Level,
     /// A differential's base (0: none).
-    pub base_abs_id: u64,
+    pub base_abs_id: Option<AbsId>,
     /// A synthetic full's chain tip (0: none).
-    pub merged_from_abs_id: u64,
+    pub merged_from_abs_id: Option<AbsId>,
     /// When the snapshot was taken.
     pub point_in_time: String,
-    pub state: String,
+    pub state: AbsState,
     pub object_size: u64,
     pub data_bytes: u64,
     pub track_count: u64,
@@ -456,16 +446,16 @@ pub struct AbsInfo {
 pub struct TapeInfo {
     pub label: String,
     pub pool: String,
-    pub state: String,
+    pub state: TapeState,
     pub path: String,
     pub bytes_written: u64,
     pub files_written: u32,
     pub mounted_in: Option<String>,
     /// Media set id and this tape's volume number in it (1, 2, …).
-    pub media_set: Option<u64>,
+    pub media_set: Option<MediaSetId>,
     pub sequence: Option<u32>,
     /// `library` or `exported`.
-    pub location: String,
+    pub location: TapeLocation,
     /// Home slot in the library.
     pub slot: Option<u32>,
 }
@@ -474,19 +464,19 @@ pub struct TapeInfo {
 pub struct MoverInfo {
     pub name: String,
     /// `front-end`, `back-end` or `both`.
-    pub role: String,
+    pub role: MoverRole,
     /// Where peers dial it (its latest registration).
     pub address: String,
     /// `online`, `offline` or `draining`.
-    pub state: String,
+    pub state: MoverState,
     pub registered: String,
     pub last_seen: String,
 }
 
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
 pub struct SegmentInfo {
-    pub abs_id: u64,
-    pub seq: u32,
+    pub abs_id: AbsId,
+    pub seq: SegmentSeq,
     pub tape_label: String,
     pub tape_file: u32,
     pub bytes: u64,
@@ -497,10 +487,10 @@ pub struct SegmentInfo {
 
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
 pub struct ChannelInfo {
-    pub channel_id: u64,
-    pub kind: String,
-    pub abs_id: u64,
-    pub state: String,
+    pub channel_id: ChannelId,
+    pub kind: ChannelKind,
+    pub abs_id: AbsId,
+    pub state: ChannelState,
     pub reason: String,
     pub front_end: String,
     pub back_end: String,
@@ -512,8 +502,8 @@ pub struct ChannelInfo {
 
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
 pub struct TransitionInfo {
-    pub from: String,
-    pub to: String,
+    pub from: Option<ChannelState>,
+    pub to: ChannelState,
     pub reason: String,
     pub actor: String,
     pub at: String,
@@ -549,15 +539,15 @@ pub enum Command {
     /// track of the map; else only the tracks changed since those epochs
     /// (a differential backup). Answered with [`CommandReply::Snapshot`].
     TakeSnapshot {
-        channel_id: u64,
+        channel_id: ChannelId,
         map: AbsMap,
         since: Vec<VolumeEpoch>,
     },
     /// Primary node: send `tracks` (of the snapshot the channel took) to a
     /// front-end.
     SendTrackSet {
-        channel_id: u64,
-        abs_id: u64,
+        channel_id: ChannelId,
+        abs_id: AbsId,
         front_end: PeerAddr,
         map: AbsMap,
         tracks: TrackSet,
@@ -568,18 +558,21 @@ pub enum Command {
     /// from what its spool kept. `placed`: the sequence numbers of the
     /// ABS's segments the catalog holds (on tape; their spool files, if
     /// any are left, are not written again).
-    ResumeBackup { channel_id: u64, placed: Vec<u32> },
+    ResumeBackup {
+        channel_id: ChannelId,
+        placed: Vec<SegmentSeq>,
+    },
     /// Primary node: the front-end of backup channel `channel_id` restarted
     /// and resumed it: open the track stream again to `front_end` (its new
     /// start) and send what it does not hold.
-    ResumeTrackSet { channel_id: u64, front_end: PeerAddr },
+    ResumeTrackSet { channel_id: ChannelId, front_end: PeerAddr },
     /// Primary node: receive a restore stream from a front-end and write it.
     ReceiveRestore(RestoreOrder),
     /// Any: forget a channel (it failed elsewhere).
-    AbortChannel { channel_id: u64, reason: String },
+    AbortChannel { channel_id: ChannelId, reason: String },
     /// Primary node: every stream of restore `job` into a file is done:
     /// give the file its name (`commit`), or remove it (the restore failed).
-    FinishRestore { job: u64, commit: bool },
+    FinishRestore { job: JobId, commit: bool },
     /// Front-end: build a synthetic full ABS from tracks read back from
     /// tape (FIG. 25/26). The first version of a track to arrive is kept:
     /// the station has the chain read newest first.
@@ -588,33 +581,12 @@ pub enum Command {
     /// restore channel `read`) into the merge channel `merge_channel_id`;
     /// reported with `ChannelFinished` of `read.channel_id`.
     MergeRead {
-        merge_channel_id: u64,
+        merge_channel_id: ChannelId,
         read: RestoreChannel,
     },
     /// Front-end: every ABS of the chain was read; seal and finish the
     /// merged ABS (it must hold every track of its map).
-    FinishMerge { channel_id: u64 },
-}
-
-/// How much a backup copies.
-#[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BackupLevel {
-    /// Every track of the object.
-    Full,
-    /// The tracks changed since the last full (or synthetic full).
-    Cumulative,
-    /// The tracks changed since the last backup of any level.
-    Incremental,
-}
-
-impl BackupLevel {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            BackupLevel::Full => "full",
-            BackupLevel::Cumulative => "cumulative",
-            BackupLevel::Incremental => "incremental",
-        }
-    }
+    FinishMerge { channel_id: ChannelId },
 }
 
 /// A volume's change-map position: the map's random id and the epoch a
@@ -622,7 +594,7 @@ impl BackupLevel {
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 pub struct VolumeEpoch {
     pub volume: String,
-    pub map_id: u64,
+    pub map_id: MapId,
     pub epoch: u32,
 }
 
@@ -630,15 +602,15 @@ pub struct VolumeEpoch {
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 pub struct NewTape {
     pub pool: String,
-    pub media_set: u64,
+    pub media_set: MediaSetId,
     pub sequence: u32,
     pub block_size: u32,
 }
 
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
 pub struct BackupChannel {
-    pub channel_id: u64,
-    pub abs_id: u64,
+    pub channel_id: ChannelId,
+    pub abs_id: AbsId,
     pub object_name: String,
     pub back_end: PeerAddr,
     /// Drives of the back-end this channel writes to; more than one: its
@@ -649,9 +621,9 @@ pub struct BackupChannel {
     /// for a differential.
     pub track_set: TrackSet,
     /// A differential's base ABS (0: a full).
-    pub base_abs_id: u64,
+    pub base_abs_id: Option<AbsId>,
     /// A synthetic full's chain tip (0 otherwise).
-    pub merged_from_abs_id: u64,
+    pub merged_from_abs_id: Option<AbsId>,
     pub created_unix: u64,
     /// The primary node that will send the tracks (empty: none, a merge).
     pub primary: String,
@@ -661,8 +633,8 @@ pub struct BackupChannel {
 
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
 pub struct RestoreChannel {
-    pub channel_id: u64,
-    pub abs_id: u64,
+    pub channel_id: ChannelId,
+    pub abs_id: AbsId,
     pub back_end: PeerAddr,
     pub drive: String,
     /// Tape files to read, in position order.
@@ -677,14 +649,14 @@ pub struct RestoreChannel {
 pub struct SegmentRef {
     pub tape_label: String,
     pub tape_file: u32,
-    pub seq: u32,
+    pub seq: SegmentSeq,
     pub crc32c: u32,
 }
 
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
 pub struct RestoreOrder {
-    pub channel_id: u64,
-    pub abs_id: u64,
+    pub channel_id: ChannelId,
+    pub abs_id: AbsId,
     pub front_end: PeerAddr,
     pub map: AbsMap,
     pub remap: RemapTable,
@@ -694,7 +666,7 @@ pub struct RestoreOrder {
     /// The restore request this stream belongs to (random, shared by every
     /// drive's stream and every member of a chain): streams of one job
     /// write into the same restore file.
-    pub job: u64,
+    pub job: JobId,
     /// The channel's capability, presented to the front-end.
     pub token: ChannelToken,
 }
@@ -702,9 +674,7 @@ pub struct RestoreOrder {
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
 pub enum CommandReply {
     Ok,
-    Error {
-        message: String,
-    },
+    Error(Failure),
     Mounted {
         tape_label: String,
         files: u32,
@@ -741,14 +711,14 @@ pub enum TrackStreamOpen {
     /// `resume`: the stream continues one a front-end lost when it
     /// restarted; the front-end first answers [`TrackAck::ResumeFrom`].
     Backup {
-        channel_id: u64,
-        abs_id: u64,
+        channel_id: ChannelId,
+        abs_id: AbsId,
         window: u64,
         token: ChannelToken,
         resume: bool,
     },
     Restore {
-        channel_id: u64,
+        channel_id: ChannelId,
         token: ChannelToken,
     },
 }
@@ -783,9 +753,7 @@ pub enum TrackAck {
     },
     /// Every segment and the metadata are on tape and in the catalog.
     Complete,
-    Failed {
-        reason: String,
-    },
+    Failed(Failure),
 }
 
 // ---------------------------------------------------------------- segments
@@ -802,21 +770,21 @@ pub enum BackEndRequest {
     /// its trailer) to tape. `shared`: it is in the shared spool as
     /// `abs-<abs_id>/seg-<seq>.sealed`; otherwise its bytes follow, raw.
     WriteSegment {
-        channel_id: u64,
+        channel_id: ChannelId,
         drive: String,
         object_name: String,
-        abs_id: u64,
-        seq: u32,
+        abs_id: AbsId,
+        seq: SegmentSeq,
         bytes: u64,
         crc32c: u32,
         shared: bool,
     },
     /// The ABS metadata (encoded [`crate::tape::metadata::AbsMetadata`]).
     WriteMetadata {
-        channel_id: u64,
+        channel_id: ChannelId,
         drive: String,
         object_name: String,
-        abs_id: u64,
+        abs_id: AbsId,
         metadata: Vec<u8>,
     },
     /// Read these tape files from the tape in `drive`, verify each, and
@@ -824,9 +792,9 @@ pub enum BackEndRequest {
     /// (`shared`) or raw on this stream. The front-end answers each with a
     /// [`ReadAck`]; the back-end stays at most a few segments ahead.
     ReadSegments {
-        channel_id: u64,
+        channel_id: ChannelId,
         drive: String,
-        abs_id: u64,
+        abs_id: AbsId,
         files: Vec<SegmentRef>,
         shared: bool,
     },
@@ -845,9 +813,7 @@ pub enum BackEndReply {
         shared: bool,
         reason: String,
     },
-    Error {
-        message: String,
-    },
+    Error(Failure),
 }
 
 /// Back-end → front-end frames of a [`BackEndRequest::ReadSegments`]
@@ -859,7 +825,7 @@ pub enum StagedFrame {
     /// the shared spool as `restore-<channel>/seg-<seq>.ready`, or (not
     /// shared) its bytes follow raw.
     Segment {
-        seq: u32,
+        seq: SegmentSeq,
         bytes: u64,
         crc32c: u32,
     },
@@ -867,16 +833,14 @@ pub enum StagedFrame {
     End {
         segments: u32,
     },
-    Failed {
-        reason: String,
-    },
+    Failed(Failure),
 }
 
 /// Front-end → back-end, on a [`BackEndRequest::ReadSegments`] stream:
 /// segment `seq` was consumed (a shared spool file may be deleted).
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 pub struct ReadAck {
-    pub seq: u32,
+    pub seq: SegmentSeq,
 }
 
 /// Restore stream frames (front-end → primary node).
@@ -890,12 +854,10 @@ pub enum RestoreFrame {
         crc32c: u32,
     },
     SegmentDone {
-        seq: u32,
+        seq: SegmentSeq,
     },
     End {
         tracks: u64,
     },
-    Failed {
-        reason: String,
-    },
+    Failed(Failure),
 }

@@ -1,0 +1,34 @@
+//! The domain's vocabulary as types: ids, states, levels and failure codes.
+//!
+//! Every process, the wire, the catalog and the command line speak these
+//! types; none of them passes an id as a bare integer or a state as a
+//! string. Ids are `u64` (or `u32`) newtypes: the wire and the tape carry
+//! them as they are, and the catalog stores them in `BIGINT` columns through
+//! checked conversions (feature `sqlx`: a value the column cannot hold is an
+//! error, never a wrapped number). States and levels are enums stored as
+//! checked text (`CHECK (state IN (...))` in the migrations) whose spelling
+//! is [`as_str`](Level::as_str); parsing anything else is an error naming
+//! what was expected.
+//!
+//! | module | what |
+//! |---|---|
+//! | [`ids`] | [`AbsId`], [`ChannelId`], [`TapeId`], [`ObjectId`], [`SegmentSeq`], … |
+//! | [`states`] | [`Level`], [`AbsKind`], [`AbsState`], [`TapeState`], [`ChannelState`], … |
+//! | [`failure`] | [`FailureCode`], [`Failure`]: what went wrong, for programs |
+
+pub mod failure;
+pub mod ids;
+#[cfg(feature = "sqlx")]
+mod sql;
+pub mod states;
+mod text_enum;
+
+pub use failure::{Failure, FailureCode};
+pub use ids::{
+    AbsId, ChannelId, DriveId, IdOutOfRange, JobId, MapId, MediaSetId, MoverId, NodeId, ObjectId, PairId, SegmentSeq,
+    TapeId,
+};
+pub use states::{
+    AbsKind, AbsState, CatalogHealth, ChannelKind, ChannelState, Level, MoverRole, MoverState, ParseDomainError,
+    TapeLocation, TapeState,
+};

@@ -1,0 +1,217 @@
+//! States, kinds and levels: what the catalog records and operators read.
+
+use thiserror::Error;
+
+use super::text_enum::text_enum;
+
+/// A text that names no value of the type it was parsed as.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("unknown {what} {value:?}: expected one of {expected:?}")]
+pub struct ParseDomainError {
+    pub what: &'static str,
+    pub value: String,
+    pub expected: &'static [&'static str],
+}
+
+text_enum! {
+    /// A backup's level: a full backup, a differential relative to the last
+    /// full (cumulative) or to the last backup of any kind (incremental), or
+    /// a full merged on the movers from a chain (synthetic; made by `merge`,
+    /// never asked of a backup).
+    pub enum Level as "level" {
+        Full = "full",
+        Cumulative = "cumulative",
+        Incremental = "incremental",
+        Synthetic = "synthetic" [hidden],
+    }
+}
+
+impl Level {
+    /// The kind of ABS a backup of this level makes.
+    pub fn kind(self) -> AbsKind {
+        match self {
+            Level::Full | Level::Synthetic => AbsKind::Full,
+            Level::Cumulative | Level::Incremental => AbsKind::Differential,
+        }
+    }
+}
+
+text_enum! {
+    /// What an ABS holds: every track of the object, or the tracks changed
+    /// since its base.
+    pub enum AbsKind as "ABS kind" {
+        Full = "full",
+        Differential = "differential",
+    }
+}
+
+text_enum! {
+    /// An ABS's life: being written, complete on tape (restorable), or
+    /// failed (with a reason).
+    pub enum AbsState as "ABS state" {
+        Running = "running",
+        Complete = "complete",
+        Failed = "failed",
+    }
+}
+
+text_enum! {
+    /// A tape's fill: blank, being written, or finished.
+    pub enum TapeState as "tape state" {
+        Scratch = "scratch",
+        Filling = "filling",
+        Full = "full",
+    }
+}
+
+text_enum! {
+    /// Where a tape is: in the library, or exported out of it.
+    pub enum TapeLocation as "tape location" {
+        Library = "library",
+        Exported = "exported",
+    }
+}
+
+text_enum! {
+    /// Role of a data mover process.
+    pub enum MoverRole as "mover role" {
+        FrontEnd = "front-end",
+        BackEnd = "back-end",
+        Both = "both",
+    }
+}
+
+impl MoverRole {
+    pub fn is_front_end(self) -> bool {
+        matches!(self, MoverRole::FrontEnd | MoverRole::Both)
+    }
+
+    pub fn is_back_end(self) -> bool {
+        matches!(self, MoverRole::BackEnd | MoverRole::Both)
+    }
+}
+
+text_enum! {
+    /// Whether the station may assign work to a mover.
+    pub enum MoverState as "mover state" {
+        Online = "online",
+        Offline = "offline",
+        Draining = "draining",
+    }
+}
+
+text_enum! {
+    /// Whether the station can reach its catalog right now.
+    pub enum CatalogHealth as "catalog health" {
+        Ok = "ok",
+        Unavailable = "unavailable",
+    }
+}
+
+text_enum! {
+    /// Whether a channel writes a backup to tape or reads one back.
+    pub enum ChannelKind as "channel kind" {
+        Backup = "backup",
+        Restore = "restore",
+    }
+}
+
+impl ChannelKind {
+    /// The data-moving state of this kind: `Writing` for a backup, `Reading`
+    /// for a restore.
+    pub fn streaming_state(self) -> ChannelState {
+        match self {
+            ChannelKind::Backup => ChannelState::Writing,
+            ChannelKind::Restore => ChannelState::Reading,
+        }
+    }
+}
+
+text_enum! {
+    /// The state of a channel (seed FIG. 28/29).
+    pub enum ChannelState as "channel state" {
+        /// Asked for; no movers or drive assigned yet.
+        Requested = "requested",
+        /// FE/BE pair and drive assigned, the virtual circuit is open.
+        Opened = "opened",
+        /// A tape is mounted and its labels are being read or written.
+        BeginningOfTape = "beginning_of_tape",
+        /// Backup: segments are being written to the tape.
+        Writing = "writing",
+        /// Restore: segments are being read from the tape.
+        Reading = "reading",
+        /// The tape is full (backup) or done (restore); the channel pauses
+        /// until the next tape of the media set is at its beginning.
+        EndOfTape = "end_of_tape",
+        /// Finished normally (terminal).
+        Closed = "closed",
+        /// Stopped by an error (terminal); the reason says why.
+        Error = "error",
+    }
+}
+
+impl ChannelState {
+    /// `Closed` and `Error` are terminal: no transition leaves them.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, ChannelState::Closed | ChannelState::Error)
+    }
+
+    /// Whether the machine of `kind` has this state at all: a backup never
+    /// is `Reading`, a restore never is `Writing`.
+    pub fn belongs_to(self, kind: ChannelKind) -> bool {
+        match self {
+            ChannelState::Writing => kind == ChannelKind::Backup,
+            ChannelState::Reading => kind == ChannelKind::Restore,
+            _ => true,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn round_trip<T>(all: &[T])
+    where
+        T: Copy + std::fmt::Display + std::str::FromStr + PartialEq + std::fmt::Debug,
+        T::Err: std::fmt::Debug,
+    {
+        for v in all {
+            assert_eq!(v.to_string().parse::<T>().unwrap(), *v);
+        }
+    }
+
+    #[test]
+    fn every_value_parses_back_from_its_text() {
+        round_trip(Level::ALL);
+        round_trip(AbsKind::ALL);
+        round_trip(AbsState::ALL);
+        round_trip(TapeState::ALL);
+        round_trip(TapeLocation::ALL);
+        round_trip(MoverRole::ALL);
+        round_trip(MoverState::ALL);
+        round_trip(CatalogHealth::ALL);
+        round_trip(ChannelKind::ALL);
+        round_trip(ChannelState::ALL);
+    }
+
+    #[test]
+    fn texts_are_the_catalogs() {
+        // The migrations' CHECK constraints spell these.
+        assert_eq!(ChannelState::BeginningOfTape.as_str(), "beginning_of_tape");
+        assert_eq!(MoverRole::FrontEnd.as_str(), "front-end");
+        let e = "Full".parse::<Level>().unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            r#"unknown level "Full": expected one of ["full", "cumulative", "incremental", "synthetic"]"#
+        );
+    }
+
+    #[test]
+    fn levels_make_their_kind() {
+        assert_eq!(Level::Full.kind(), AbsKind::Full);
+        assert_eq!(Level::Synthetic.kind(), AbsKind::Full);
+        assert_eq!(Level::Incremental.kind(), AbsKind::Differential);
+        assert_eq!(Level::Cumulative.kind(), AbsKind::Differential);
+    }
+}
