@@ -142,10 +142,7 @@ fn main() -> Result<()> {
 }
 
 async fn main_async() -> Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .with_writer(std::io::stderr)
-        .init();
+    transport::telemetry::init_logging("info");
     match Args::parse().cmd {
         Cmd::Pki {
             cmd: PkiCmd::Init { dir, components },
@@ -222,12 +219,7 @@ async fn main_async() -> Result<()> {
                     bail!("--{flag} {v}: expected a number of seconds, 0 or more")
                 }
             };
-            if let Some(addr) = metrics {
-                metrics_exporter_prometheus::PrometheusBuilder::new()
-                    .with_http_listener(addr)
-                    .install()
-                    .context("starting the metrics exporter")?;
-            }
+            transport::telemetry::serve_metrics(metrics)?;
             let identity = transport::Identity::load(&pki, &name).context("loading the station's certificate")?;
             let catalog = Catalog::connect_with_patience(&database_url, Duration::from_secs(catalog_patience))
                 .await

@@ -72,17 +72,9 @@ fn main() -> Result<()> {
 }
 
 async fn main_async() -> Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .with_writer(std::io::stderr)
-        .init();
+    transport::telemetry::init_logging("info");
     let args = Args::parse();
-    if let Some(addr) = args.metrics {
-        metrics_exporter_prometheus::PrometheusBuilder::new()
-            .with_http_listener(addr)
-            .install()
-            .context("starting the metrics exporter")?;
-    }
+    transport::telemetry::serve_metrics(args.metrics)?;
     if let Some(addr) = args.nbd {
         if !addr.ip().is_loopback() {
             bail!("--nbd {addr}: NBD has no authentication; bind it to a loopback address (127.0.0.1 or ::1)");

@@ -279,10 +279,7 @@ fn line(pb: &ProgressBar, json: bool, obj: serde_json::Value, text: impl FnOnce(
 
 #[tokio::main]
 async fn main() {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
-        .with_writer(std::io::stderr)
-        .init();
+    transport::telemetry::init_logging("warn");
     let res = tokio::select! {
         r = run(Args::parse()) => r,
         // Dropping the command closes its connection: a job still waiting

@@ -168,11 +168,11 @@ async fn a_backup_is_the_image_at_its_start_while_a_host_writes() {
             s.spawn(|| cluster.smapp(&["backup", "--primary", PRIMARY, "--object", "live", "--volume", "vol0"]));
         // Once the snapshot is taken, the host writes all over the volume,
         // last tracks first (the backup reads them last), in rounds.
-        let start = std::time::Instant::now();
-        while !cluster.log(PRIMARY).contains("backup captures epoch") {
-            assert!(start.elapsed() < Duration::from_secs(30), "the backup never started");
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        // The channel writes only after the node captured its snapshot.
+        dmc_tests::faults::wait_until(&cluster, "the backup to write", Duration::from_secs(30), |c| {
+            dmc_tests::faults::latest_channel(c)
+                .is_some_and(|ch| matches!(ch["state"].as_str(), Some("writing" | "closed")))
+        });
         let mut writes = 0;
         for round in 0..4u64 {
             let mut cmds = Vec::new();

@@ -18,6 +18,7 @@ pub mod codes;
 pub mod crl;
 pub mod link;
 pub mod pki;
+pub mod telemetry;
 
 mod bench;
 mod dialer;
