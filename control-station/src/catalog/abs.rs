@@ -6,51 +6,34 @@ use std::collections::HashSet;
 use chrono::{DateTime, Utc};
 use proto::abs::{AbsMap, Geometry, MapExtent, VolumeRef};
 
-use super::{check_one_of, to_i64, to_u32, to_u64, Catalog, CatalogError, Result};
+use proto::domain::{AbsId, AbsKind, AbsState, Level, NodeId, ObjectId, TapeId};
 
-pub const ABS_FULL: &str = "full";
-pub const ABS_DIFFERENTIAL: &str = "differential";
-
-/// Levels: a full backup, a differential relative to the last full
-/// (cumulative) or to the last backup of any kind (incremental), and a
-/// full merged on the movers from a chain (synthetic).
-pub const LEVEL_FULL: &str = "full";
-pub const LEVEL_CUMULATIVE: &str = "cumulative";
-pub const LEVEL_INCREMENTAL: &str = "incremental";
-pub const LEVEL_SYNTHETIC: &str = "synthetic";
-const BACKUP_LEVELS: &[&str] = &[LEVEL_FULL, LEVEL_CUMULATIVE, LEVEL_INCREMENTAL];
-
-pub const ABS_RUNNING: &str = "running";
-pub const ABS_COMPLETE: &str = "complete";
-pub const ABS_FAILED: &str = "failed";
+use super::{to_i64, to_u32, to_u64, Catalog, CatalogError, Result};
 
 /// One ABS with its map.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AbsRow {
-    pub id: i64,
-    pub object_id: i64,
+    pub id: AbsId,
+    pub object_id: ObjectId,
     pub object_name: String,
     /// Name of the primary node holding the object.
     pub primary_node: String,
-    /// `full` or `differential`.
-    pub kind: String,
-    /// `full`, `cumulative`, `incremental` or `synthetic`.
-    pub level: String,
+    pub kind: AbsKind,
+    pub level: Level,
     /// The ABS a differential one is relative to.
-    pub base_abs_id: Option<i64>,
+    pub base_abs_id: Option<AbsId>,
     /// The chain tip a synthetic full was merged from.
-    pub merged_from_abs_id: Option<i64>,
+    pub merged_from_abs_id: Option<AbsId>,
     /// When the primary node took the snapshot (a synthetic full: its tip's).
     pub point_in_time: DateTime<Utc>,
-    /// `running`, `complete` or `failed`.
-    pub state: String,
+    pub state: AbsState,
     pub reason: Option<String>,
-    pub object_size: i64,
-    pub data_bytes: i64,
-    pub track_count: i64,
+    pub object_size: u64,
+    pub data_bytes: u64,
+    pub track_count: u64,
     pub segment_count: u32,
     /// Where the ABS metadata was written (tape id and tape file).
-    pub metadata_tape_id: Option<i64>,
+    pub metadata_tape_id: Option<TapeId>,
     pub metadata_file: Option<u32>,
     pub created: DateTime<Utc>,
     pub completed: Option<DateTime<Utc>>,
@@ -60,24 +43,24 @@ pub struct AbsRow {
 /// One ABS in a listing: no map, but what was recorded of it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AbsSummaryRow {
-    pub id: i64,
-    pub object_id: i64,
+    pub id: AbsId,
+    pub object_id: ObjectId,
     pub object_name: String,
     pub primary_node: String,
-    pub kind: String,
-    pub level: String,
-    pub base_abs_id: Option<i64>,
-    pub merged_from_abs_id: Option<i64>,
+    pub kind: AbsKind,
+    pub level: Level,
+    pub base_abs_id: Option<AbsId>,
+    pub merged_from_abs_id: Option<AbsId>,
     pub point_in_time: DateTime<Utc>,
-    pub state: String,
+    pub state: AbsState,
     pub reason: Option<String>,
-    pub object_size: i64,
-    pub data_bytes: i64,
-    pub track_count: i64,
+    pub object_size: u64,
+    pub data_bytes: u64,
+    pub track_count: u64,
     /// The count given at completion (0 while running).
     pub segment_count: u32,
     /// Segments recorded so far.
-    pub segments_recorded: i64,
+    pub segments_recorded: u64,
     /// Labels of the tapes holding its segments, sorted.
     pub tapes: Vec<String>,
     pub created: DateTime<Utc>,
@@ -128,14 +111,14 @@ impl MapColumns {
                     v.name
                 )));
             }
-            c.vol_index.push(i as i32);
+            c.vol_index
+                .push(i32::try_from(i).map_err(|_| CatalogError::invalid(format!("ABS map volume {i}")))?);
             c.vol_name.push(v.name.clone());
             c.vol_block.push(i64::from(v.geometry.block_size));
             c.vol_track.push(i64::from(v.geometry.track_size));
             c.vol_size.push(to_i64(v.size, "volume size")?);
         }
-        let seq_max = i32::MAX as usize;
-        if map.extents.len() > seq_max {
+        if i32::try_from(map.extents.len()).is_err() {
             return Err(CatalogError::invalid(format!(
                 "ABS map has {} extents",
                 map.extents.len()
@@ -149,7 +132,8 @@ impl MapColumns {
                     map.volumes.len()
                 )));
             }
-            c.ext_seq.push(i as i32);
+            c.ext_seq
+                .push(i32::try_from(i).map_err(|_| CatalogError::invalid(format!("ABS map extent {i}")))?);
             c.ext_logical.push(to_i64(e.logical_offset, "logical offset")?);
             c.ext_length.push(to_i64(e.length, "extent length")?);
             c.ext_volume.push(i32::from(e.volume));
@@ -163,24 +147,29 @@ impl Catalog {
     /// Record a new ABS (state `running`) of the object `object_name` on a
     /// primary node, with its map, in one transaction. The logical object is
     /// created on first use and its size refreshed afterwards. `level` is
-    /// `full`, `cumulative` or `incremental`; a differential level needs a
+    /// full, cumulative or incremental (a synthetic full is made by
+    /// [`Catalog::create_synthetic_abs`]); a differential level needs a
     /// `base`: a complete ABS of the same object. Returns `(object_id, abs_id)`.
     pub async fn create_abs(
         &self,
         object_name: &str,
-        primary_node_id: i64,
-        level: &str,
-        base: Option<i64>,
+        primary_node_id: NodeId,
+        level: Level,
+        base: Option<AbsId>,
         map: &AbsMap,
-    ) -> Result<(i64, i64)> {
-        check_one_of(level, BACKUP_LEVELS, "backup level")?;
-        match (level, base) {
-            (LEVEL_FULL, Some(b)) => {
+    ) -> Result<(ObjectId, AbsId)> {
+        match (level, level.kind(), base) {
+            (Level::Synthetic, _, _) => {
+                return Err(CatalogError::invalid(
+                    "a synthetic full ABS is merged from a chain, never asked of a backup",
+                ))
+            }
+            (_, AbsKind::Full, Some(b)) => {
                 return Err(CatalogError::invalid(format!(
                     "a full ABS has no base (got base ABS {b})"
                 )))
             }
-            (LEVEL_CUMULATIVE | LEVEL_INCREMENTAL, None) => {
+            (_, AbsKind::Differential, None) => {
                 return Err(CatalogError::invalid(format!("a {level} ABS needs a base ABS")))
             }
             _ => {}
@@ -192,25 +181,28 @@ impl Catalog {
     /// Record a synthetic full ABS (state `running`) merged from the chain
     /// whose tip is `tip`: same object and map, and the tip's point in time
     /// and change-map epochs. Returns `(object_id, abs_id)`.
-    pub async fn create_synthetic_abs(&self, tip: i64) -> Result<(i64, i64)> {
+    pub async fn create_synthetic_abs(&self, tip: AbsId) -> Result<(ObjectId, AbsId)> {
         let t = self
             .load_abs(tip)
             .await?
             .ok_or_else(|| CatalogError::not_found("ABS", tip))?;
-        if t.state != ABS_COMPLETE {
+        if t.state != AbsState::Complete {
             return Err(CatalogError::conflict(format!(
                 "ABS {tip} is {}, not complete",
                 t.state
             )));
         }
-        let node = sqlx::query_scalar!("SELECT primary_node_id FROM logical_objects WHERE id = $1", t.object_id)
-            .fetch_one(&self.pool)
-            .await?;
+        let node = sqlx::query_scalar!(
+            r#"SELECT primary_node_id AS "id: NodeId" FROM logical_objects WHERE id = $1"#,
+            t.object_id as _
+        )
+        .fetch_one(&self.pool)
+        .await?;
         let (object_id, abs_id) = self
             .insert_abs(
                 &t.object_name,
                 node,
-                LEVEL_SYNTHETIC,
+                Level::Synthetic,
                 None,
                 Some((tip, t.point_in_time)),
                 &t.map,
@@ -219,8 +211,8 @@ impl Catalog {
         sqlx::query!(
             "INSERT INTO abs_epochs (abs_id, volume_index, map_id, epoch)
              SELECT $1, volume_index, map_id, epoch FROM abs_epochs WHERE abs_id = $2",
-            abs_id,
-            tip
+            abs_id as _,
+            tip as _
         )
         .execute(&self.pool)
         .await?;
@@ -230,47 +222,55 @@ impl Catalog {
     async fn insert_abs(
         &self,
         object_name: &str,
-        primary_node_id: i64,
-        level: &str,
-        base: Option<i64>,
-        merged_from: Option<(i64, DateTime<Utc>)>,
+        primary_node_id: NodeId,
+        level: Level,
+        base: Option<AbsId>,
+        merged_from: Option<(AbsId, DateTime<Utc>)>,
         map: &AbsMap,
-    ) -> Result<(i64, i64)> {
+    ) -> Result<(ObjectId, AbsId)> {
         if object_name.is_empty() {
             return Err(CatalogError::invalid("logical object name is empty"));
         }
-        let kind = if base.is_some() { ABS_DIFFERENTIAL } else { ABS_FULL };
+        let kind = if base.is_some() {
+            AbsKind::Differential
+        } else {
+            AbsKind::Full
+        };
         let cols = MapColumns::from_map(map)?;
         let object_size = to_i64(map.object_size, "object size")?;
+        let primary_node = primary_node_id.to_i64()?;
 
         let mut tx = self.pool.begin().await?;
-        let node = sqlx::query_scalar!("SELECT id FROM primary_nodes WHERE id = $1", primary_node_id)
+        let node = sqlx::query_scalar!("SELECT id FROM primary_nodes WHERE id = $1", primary_node)
             .fetch_optional(&mut *tx)
             .await?;
         if node.is_none() {
             return Err(CatalogError::not_found("primary node", primary_node_id));
         }
         let object_id = sqlx::query_scalar!(
-            "INSERT INTO logical_objects (name, primary_node_id, size_bytes) VALUES ($1, $2, $3)
+            r#"INSERT INTO logical_objects (name, primary_node_id, size_bytes) VALUES ($1, $2, $3)
              ON CONFLICT (primary_node_id, name) DO UPDATE SET size_bytes = EXCLUDED.size_bytes
-             RETURNING id",
+             RETURNING id AS "id: ObjectId""#,
             object_name,
-            primary_node_id,
+            primary_node,
             object_size
         )
         .fetch_one(&mut *tx)
         .await?;
         if let Some(base_id) = base {
-            let b = sqlx::query!("SELECT object_id, state FROM abs WHERE id = $1", base_id)
-                .fetch_optional(&mut *tx)
-                .await?
-                .ok_or_else(|| CatalogError::not_found("base ABS", base_id))?;
+            let b = sqlx::query!(
+                r#"SELECT object_id AS "object_id: ObjectId", state AS "state: AbsState" FROM abs WHERE id = $1"#,
+                base_id as _
+            )
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or_else(|| CatalogError::not_found("base ABS", base_id))?;
             if b.object_id != object_id {
                 return Err(CatalogError::conflict(format!(
                     "base ABS {base_id} is of another logical object than {object_name:?}"
                 )));
             }
-            if b.state != ABS_COMPLETE {
+            if b.state != AbsState::Complete {
                 return Err(CatalogError::conflict(format!(
                     "base ABS {base_id} is {}, not complete",
                     b.state
@@ -278,13 +278,13 @@ impl Catalog {
             }
         }
         let abs_id = sqlx::query_scalar!(
-            "INSERT INTO abs (object_id, kind, level, base_abs_id, merged_from_abs_id, object_size, point_in_time)
-             VALUES ($1, $2, $3, $4, $5, $6, COALESCE($7, now())) RETURNING id",
-            object_id,
-            kind,
-            level,
-            base,
-            merged_from.map(|m| m.0),
+            r#"INSERT INTO abs (object_id, kind, level, base_abs_id, merged_from_abs_id, object_size, point_in_time)
+             VALUES ($1, $2, $3, $4, $5, $6, COALESCE($7, now())) RETURNING id AS "id: AbsId""#,
+            object_id as _,
+            kind as _,
+            level as _,
+            base as _,
+            merged_from.map(|m| m.0) as _,
             object_size,
             merged_from.map(|m| m.1)
         )
@@ -295,7 +295,7 @@ impl Catalog {
              SELECT $1, v.i, v.name, v.block_size, v.track_size, v.size_bytes
              FROM UNNEST($2::int4[], $3::text[], $4::int8[], $5::int8[], $6::int8[])
                   AS v (i, name, block_size, track_size, size_bytes)",
-            abs_id,
+            abs_id as _,
             &cols.vol_index[..],
             &cols.vol_name[..],
             &cols.vol_block[..],
@@ -309,7 +309,7 @@ impl Catalog {
              SELECT $1, e.seq, e.logical_offset, e.length, e.volume_index, e.volume_offset
              FROM UNNEST($2::int4[], $3::int8[], $4::int8[], $5::int4[], $6::int8[])
                   AS e (seq, logical_offset, length, volume_index, volume_offset)",
-            abs_id,
+            abs_id as _,
             &cols.ext_seq[..],
             &cols.ext_logical[..],
             &cols.ext_length[..],
@@ -323,16 +323,19 @@ impl Catalog {
     }
 
     /// One ABS with its map rebuilt from the rows.
-    pub async fn load_abs(&self, abs_id: i64) -> Result<Option<AbsRow>> {
+    pub async fn load_abs(&self, abs_id: AbsId) -> Result<Option<AbsRow>> {
         let Some(a) = sqlx::query!(
-            "SELECT a.id, a.object_id, o.name AS object_name, n.name AS primary_node, a.kind, a.level,
-                    a.base_abs_id, a.merged_from_abs_id, a.point_in_time, a.state, a.reason, a.object_size, a.data_bytes, a.track_count, a.segment_count,
-                    a.metadata_tape_id, a.metadata_file, a.created, a.completed
+            r#"SELECT a.id AS "id: AbsId", a.object_id AS "object_id: ObjectId", o.name AS object_name,
+                    n.name AS primary_node, a.kind AS "kind: AbsKind", a.level AS "level: Level",
+                    a.base_abs_id AS "base_abs_id: AbsId", a.merged_from_abs_id AS "merged_from_abs_id: AbsId",
+                    a.point_in_time, a.state AS "state: AbsState", a.reason, a.object_size, a.data_bytes,
+                    a.track_count, a.segment_count, a.metadata_tape_id AS "metadata_tape_id: TapeId",
+                    a.metadata_file, a.created, a.completed
              FROM abs a
              JOIN logical_objects o ON o.id = a.object_id
              JOIN primary_nodes n ON n.id = o.primary_node_id
-             WHERE a.id = $1",
-            abs_id
+             WHERE a.id = $1"#,
+            abs_id as _
         )
         .fetch_optional(&self.pool)
         .await?
@@ -342,21 +345,21 @@ impl Catalog {
         let vols = sqlx::query!(
             "SELECT volume_index, name, block_size, track_size, size_bytes FROM abs_volumes
              WHERE abs_id = $1 ORDER BY volume_index",
-            abs_id
+            abs_id as _
         )
         .fetch_all(&self.pool)
         .await?;
         let extents = sqlx::query!(
             "SELECT seq, logical_offset, length, volume_index, volume_offset FROM abs_map_extents
              WHERE abs_id = $1 ORDER BY seq",
-            abs_id
+            abs_id as _
         )
         .fetch_all(&self.pool)
         .await?;
 
         let mut volumes = Vec::with_capacity(vols.len());
         for (i, v) in vols.into_iter().enumerate() {
-            if v.volume_index as usize != i {
+            if usize::try_from(v.volume_index).ok() != Some(i) {
                 return Err(CatalogError::corrupt(format!(
                     "ABS {abs_id}: volume indices are not 0..n (found {} at position {i})",
                     v.volume_index
@@ -383,6 +386,7 @@ impl Catalog {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
+        let object_size = to_u64(a.object_size, "object size")?;
         Ok(Some(AbsRow {
             id: a.id,
             object_id: a.object_id,
@@ -395,9 +399,9 @@ impl Catalog {
             point_in_time: a.point_in_time,
             state: a.state,
             reason: a.reason,
-            object_size: a.object_size,
-            data_bytes: a.data_bytes,
-            track_count: a.track_count,
+            object_size,
+            data_bytes: to_u64(a.data_bytes, "data bytes")?,
+            track_count: to_u64(a.track_count, "track count")?,
             segment_count: to_u32(a.segment_count, "segment count")?,
             metadata_tape_id: a.metadata_tape_id,
             metadata_file: a.metadata_file.map(|f| to_u32(f, "metadata file")).transpose()?,
@@ -406,7 +410,7 @@ impl Catalog {
             map: AbsMap {
                 volumes,
                 extents,
-                object_size: to_u64(a.object_size, "object size")?,
+                object_size,
             },
         }))
     }
@@ -415,23 +419,26 @@ impl Catalog {
     /// segments must already be recorded (nothing is lost: the catalog holds
     /// the placement of every byte before the ABS counts as complete).
     /// Completing a complete ABS again with the same figures is a no-op.
-    pub async fn complete_abs(&self, abs_id: i64, data_bytes: i64, track_count: i64, segment_count: u32) -> Result<()> {
-        if data_bytes < 0 || track_count < 0 {
-            return Err(CatalogError::invalid(format!(
-                "negative ABS figures: {data_bytes} bytes, {track_count} tracks"
-            )));
-        }
+    pub async fn complete_abs(
+        &self,
+        abs_id: AbsId,
+        data_bytes: u64,
+        track_count: u64,
+        segment_count: u32,
+    ) -> Result<()> {
+        let data_bytes = to_i64(data_bytes, "ABS data bytes")?;
+        let track_count = to_i64(track_count, "ABS track count")?;
         let mut tx = self.pool.begin().await?;
         let a = sqlx::query!(
-            "SELECT state, data_bytes, track_count, segment_count FROM abs WHERE id = $1 FOR UPDATE",
-            abs_id
+            r#"SELECT state AS "state: AbsState", data_bytes, track_count, segment_count FROM abs WHERE id = $1 FOR UPDATE"#,
+            abs_id as _
         )
         .fetch_optional(&mut *tx)
         .await?
         .ok_or_else(|| CatalogError::not_found("ABS", abs_id))?;
-        match a.state.as_str() {
-            ABS_RUNNING => {}
-            ABS_COMPLETE
+        match a.state {
+            AbsState::Running => {}
+            AbsState::Complete
                 if a.data_bytes == data_bytes
                     && a.track_count == track_count
                     && a.segment_count == i64::from(segment_count) =>
@@ -444,9 +451,12 @@ impl Catalog {
                 )))
             }
         }
-        let recorded = sqlx::query_scalar!(r#"SELECT count(*) AS "n!" FROM segments WHERE abs_id = $1"#, abs_id)
-            .fetch_one(&mut *tx)
-            .await?;
+        let recorded = sqlx::query_scalar!(
+            r#"SELECT count(*) AS "n!" FROM segments WHERE abs_id = $1"#,
+            abs_id as _
+        )
+        .fetch_one(&mut *tx)
+        .await?;
         if recorded != i64::from(segment_count) {
             return Err(CatalogError::conflict(format!(
                 "ABS {abs_id}: {recorded} segments recorded but completion claims {segment_count}"
@@ -456,7 +466,7 @@ impl Catalog {
             "UPDATE abs SET state = 'complete', completed = now(), data_bytes = $2, track_count = $3,
                             segment_count = $4
              WHERE id = $1",
-            abs_id,
+            abs_id as _,
             data_bytes,
             track_count,
             i64::from(segment_count)
@@ -469,15 +479,18 @@ impl Catalog {
 
     /// Mark a running ABS failed for `reason`. Failing a failed ABS again
     /// keeps the first reason; a complete ABS cannot fail.
-    pub async fn fail_abs(&self, abs_id: i64, reason: &str) -> Result<()> {
+    pub async fn fail_abs(&self, abs_id: AbsId, reason: &str) -> Result<()> {
         let mut tx = self.pool.begin().await?;
-        let state = sqlx::query_scalar!("SELECT state FROM abs WHERE id = $1 FOR UPDATE", abs_id)
-            .fetch_optional(&mut *tx)
-            .await?
-            .ok_or_else(|| CatalogError::not_found("ABS", abs_id))?;
-        match state.as_str() {
-            ABS_RUNNING => {}
-            ABS_FAILED => return Ok(()),
+        let state = sqlx::query_scalar!(
+            r#"SELECT state AS "state: AbsState" FROM abs WHERE id = $1 FOR UPDATE"#,
+            abs_id as _
+        )
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or_else(|| CatalogError::not_found("ABS", abs_id))?;
+        match state {
+            AbsState::Running => {}
+            AbsState::Failed => return Ok(()),
             other => {
                 return Err(CatalogError::conflict(format!(
                     "ABS {abs_id} is {other}, cannot fail it"
@@ -486,7 +499,7 @@ impl Catalog {
         }
         sqlx::query!(
             "UPDATE abs SET state = 'failed', reason = $2, completed = now() WHERE id = $1",
-            abs_id,
+            abs_id as _,
             reason
         )
         .execute(&mut *tx)
@@ -497,20 +510,20 @@ impl Catalog {
 
     /// Record where an ABS's metadata was written on tape. A tape file
     /// already holding a segment or another ABS's metadata is a conflict.
-    pub async fn record_abs_metadata(&self, abs_id: i64, tape_id: i64, tape_file: u32) -> Result<()> {
+    pub async fn record_abs_metadata(&self, abs_id: AbsId, tape_id: TapeId, tape_file: u32) -> Result<()> {
         let file = i64::from(tape_file);
         let mut tx = self.pool.begin().await?;
-        sqlx::query_scalar!("SELECT id FROM tapes WHERE id = $1", tape_id)
+        sqlx::query_scalar!("SELECT id FROM tapes WHERE id = $1", tape_id as _)
             .fetch_optional(&mut *tx)
             .await?
             .ok_or_else(|| CatalogError::not_found("tape", tape_id))?;
         let clash = sqlx::query!(
-            r#"SELECT (SELECT abs_id FROM segments WHERE tape_id = $1 AND tape_file = $2) AS "segment_of?",
+            r#"SELECT (SELECT abs_id FROM segments WHERE tape_id = $1 AND tape_file = $2) AS "segment_of?: AbsId",
                       (SELECT id FROM abs WHERE metadata_tape_id = $1 AND metadata_file = $2 AND id <> $3)
-                          AS "metadata_of?""#,
-            tape_id,
+                          AS "metadata_of?: AbsId""#,
+            tape_id as _,
             file,
-            abs_id
+            abs_id as _
         )
         .fetch_one(&mut *tx)
         .await?;
@@ -526,8 +539,8 @@ impl Catalog {
         }
         let done = sqlx::query!(
             "UPDATE abs SET metadata_tape_id = $2, metadata_file = $3 WHERE id = $1",
-            abs_id,
-            tape_id,
+            abs_id as _,
+            tape_id as _,
             file
         )
         .execute(&mut *tx)
@@ -542,8 +555,11 @@ impl Catalog {
     /// Every ABS, oldest first, with what was recorded of it.
     pub async fn list_abs(&self) -> Result<Vec<AbsSummaryRow>> {
         let rows = sqlx::query!(
-            r#"SELECT a.id, a.object_id, o.name AS object_name, n.name AS primary_node, a.kind, a.level,
-                      a.base_abs_id, a.merged_from_abs_id, a.point_in_time, a.state, a.reason, a.object_size, a.data_bytes, a.track_count, a.segment_count,
+            r#"SELECT a.id AS "id: AbsId", a.object_id AS "object_id: ObjectId", o.name AS object_name,
+                      n.name AS primary_node, a.kind AS "kind: AbsKind", a.level AS "level: Level",
+                      a.base_abs_id AS "base_abs_id: AbsId", a.merged_from_abs_id AS "merged_from_abs_id: AbsId",
+                      a.point_in_time, a.state AS "state: AbsState", a.reason, a.object_size, a.data_bytes,
+                      a.track_count, a.segment_count,
                       (SELECT count(*) FROM segments s WHERE s.abs_id = a.id) AS "segments_recorded!",
                       ARRAY(SELECT DISTINCT t.label FROM segments s JOIN tapes t ON t.id = s.tape_id
                             WHERE s.abs_id = a.id ORDER BY t.label) AS "tapes!",
@@ -569,11 +585,11 @@ impl Catalog {
                     point_in_time: a.point_in_time,
                     state: a.state,
                     reason: a.reason,
-                    object_size: a.object_size,
-                    data_bytes: a.data_bytes,
-                    track_count: a.track_count,
+                    object_size: to_u64(a.object_size, "object size")?,
+                    data_bytes: to_u64(a.data_bytes, "data bytes")?,
+                    track_count: to_u64(a.track_count, "track count")?,
                     segment_count: to_u32(a.segment_count, "segment count")?,
-                    segments_recorded: a.segments_recorded,
+                    segments_recorded: to_u64(a.segments_recorded, "segment count")?,
                     tapes: a.tapes,
                     created: a.created,
                     completed: a.completed,

@@ -3,6 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use proto::abs::{TrackRun, TrackSet};
+use proto::domain::{AbsId, AbsKind, Level, MapId, ObjectId};
 
 use super::{to_u32, Catalog, CatalogError, Result};
 
@@ -11,17 +12,17 @@ use super::{to_u32, Catalog, CatalogError, Result};
 pub struct CapturedEpoch {
     /// Index into the ABS map's volumes.
     pub volume_index: u16,
-    pub map_id: u64,
+    pub map_id: MapId,
     pub epoch: u32,
 }
 
 /// A complete ABS of an object, as a chain sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChainRow {
-    pub id: i64,
-    pub level: String,
-    pub base_abs_id: Option<i64>,
-    pub merged_from_abs_id: Option<i64>,
+    pub id: AbsId,
+    pub level: Level,
+    pub base_abs_id: Option<AbsId>,
+    pub merged_from_abs_id: Option<AbsId>,
     pub point_in_time: DateTime<Utc>,
 }
 
@@ -31,18 +32,18 @@ impl Catalog {
     /// point in time.
     pub async fn record_snapshot(
         &self,
-        abs_id: i64,
+        abs_id: AbsId,
         epochs: &[CapturedEpoch],
         changed: Option<&TrackSet>,
     ) -> Result<DateTime<Utc>> {
         let idx: Vec<i32> = epochs.iter().map(|e| i32::from(e.volume_index)).collect();
         // A map id is a random u64, kept bit for bit in a BIGINT.
-        let ids: Vec<i64> = epochs.iter().map(|e| e.map_id as i64).collect();
+        let ids: Vec<i64> = epochs.iter().map(|e| e.map_id.to_bits()).collect();
         let eps: Vec<i64> = epochs.iter().map(|e| i64::from(e.epoch)).collect();
         let mut tx = self.pool.begin().await?;
         let at = sqlx::query_scalar!(
             "UPDATE abs SET point_in_time = now() WHERE id = $1 AND state = 'running' RETURNING point_in_time",
-            abs_id
+            abs_id as _
         )
         .fetch_optional(&mut *tx)
         .await?
@@ -50,7 +51,7 @@ impl Catalog {
         sqlx::query!(
             "INSERT INTO abs_epochs (abs_id, volume_index, map_id, epoch)
              SELECT $1, e.i, e.map_id, e.epoch FROM UNNEST($2::int4[], $3::int8[], $4::int8[]) AS e (i, map_id, epoch)",
-            abs_id,
+            abs_id as _,
             &idx[..],
             &ids[..],
             &eps[..]
@@ -59,7 +60,9 @@ impl Catalog {
         .await?;
         if let Some(set) = changed {
             let runs = set.runs();
-            let seq: Vec<i32> = (0..runs.len() as i32).collect();
+            let n =
+                i32::try_from(runs.len()).map_err(|_| CatalogError::invalid(format!("{} track runs", runs.len())))?;
+            let seq: Vec<i32> = (0..n).collect();
             let vol: Vec<i32> = runs.iter().map(|r| i32::from(r.volume)).collect();
             let first = runs
                 .iter()
@@ -73,7 +76,7 @@ impl Catalog {
                 "INSERT INTO abs_changed_runs (abs_id, seq, volume_index, first_track, track_count)
                  SELECT $1, r.seq, r.v, r.first, r.count
                  FROM UNNEST($2::int4[], $3::int4[], $4::int8[], $5::int8[]) AS r (seq, v, first, count)",
-                abs_id,
+                abs_id as _,
                 &seq[..],
                 &vol[..],
                 &first[..],
@@ -87,17 +90,17 @@ impl Catalog {
     }
 
     /// The tracks a differential ABS holds (None for a full).
-    pub async fn changed_tracks(&self, abs_id: i64) -> Result<Option<TrackSet>> {
-        let kind = sqlx::query_scalar!("SELECT kind FROM abs WHERE id = $1", abs_id)
+    pub async fn changed_tracks(&self, abs_id: AbsId) -> Result<Option<TrackSet>> {
+        let kind = sqlx::query_scalar!(r#"SELECT kind AS "kind: AbsKind" FROM abs WHERE id = $1"#, abs_id as _)
             .fetch_optional(&self.pool)
             .await?
             .ok_or_else(|| CatalogError::not_found("ABS", abs_id))?;
-        if kind != super::ABS_DIFFERENTIAL {
+        if kind != AbsKind::Differential {
             return Ok(None);
         }
         let rows = sqlx::query!(
             "SELECT volume_index, first_track, track_count FROM abs_changed_runs WHERE abs_id = $1 ORDER BY seq",
-            abs_id
+            abs_id as _
         )
         .fetch_all(&self.pool)
         .await?;
@@ -116,10 +119,10 @@ impl Catalog {
     }
 
     /// The epochs an ABS's snapshot captured, by volume index.
-    pub async fn abs_epochs(&self, abs_id: i64) -> Result<Vec<CapturedEpoch>> {
+    pub async fn abs_epochs(&self, abs_id: AbsId) -> Result<Vec<CapturedEpoch>> {
         let rows = sqlx::query!(
-            "SELECT volume_index, map_id, epoch FROM abs_epochs WHERE abs_id = $1 ORDER BY volume_index",
-            abs_id
+            r#"SELECT volume_index, map_id AS "map_id: MapId", epoch FROM abs_epochs WHERE abs_id = $1 ORDER BY volume_index"#,
+            abs_id as _
         )
         .fetch_all(&self.pool)
         .await?;
@@ -128,7 +131,7 @@ impl Catalog {
                 Ok(CapturedEpoch {
                     volume_index: u16::try_from(r.volume_index)
                         .map_err(|_| CatalogError::corrupt(format!("volume index {}", r.volume_index)))?,
-                    map_id: r.map_id as u64,
+                    map_id: r.map_id,
                     epoch: to_u32(r.epoch, "epoch")?,
                 })
             })
@@ -138,10 +141,10 @@ impl Catalog {
     /// The complete ABSs of the object `object_name` on a primary node,
     /// oldest point in time first. Returns the object's id too (None: the
     /// object was never backed up).
-    pub async fn chain_members(&self, primary: &str, object_name: &str) -> Result<Option<(i64, Vec<ChainRow>)>> {
+    pub async fn chain_members(&self, primary: &str, object_name: &str) -> Result<Option<(ObjectId, Vec<ChainRow>)>> {
         let Some(object_id) = sqlx::query_scalar!(
-            "SELECT o.id FROM logical_objects o JOIN primary_nodes n ON n.id = o.primary_node_id
-             WHERE n.name = $1 AND o.name = $2",
+            r#"SELECT o.id AS "id: ObjectId" FROM logical_objects o JOIN primary_nodes n ON n.id = o.primary_node_id
+             WHERE n.name = $1 AND o.name = $2"#,
             primary,
             object_name
         )
@@ -152,9 +155,10 @@ impl Catalog {
         };
         let rows = sqlx::query_as!(
             ChainRow,
-            "SELECT id, level, base_abs_id, merged_from_abs_id, point_in_time FROM abs
-             WHERE object_id = $1 AND state = 'complete' ORDER BY point_in_time, id",
-            object_id
+            r#"SELECT id AS "id: AbsId", level AS "level: Level", base_abs_id AS "base_abs_id: AbsId",
+                      merged_from_abs_id AS "merged_from_abs_id: AbsId", point_in_time FROM abs
+             WHERE object_id = $1 AND state = 'complete' ORDER BY point_in_time, id"#,
+            object_id as _
         )
         .fetch_all(&self.pool)
         .await?;

@@ -3,8 +3,9 @@
 //! the same transaction as the state change.
 
 use chrono::{DateTime, Utc};
+use proto::domain::{AbsId, AbsState, ChannelId, DriveId, MoverId, TapeId};
 
-use super::{Catalog, CatalogError, Result, ABS_COMPLETE, ABS_RUNNING};
+use super::{to_i64, to_u64, Catalog, CatalogError, Result};
 use crate::channel::{self, ChannelKind, ChannelState};
 
 /// The actor recorded for transitions the station makes on its own.
@@ -16,21 +17,21 @@ const REQUESTED_REASON: &str = "requested";
 /// A channel with the names of what it uses.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChannelRow {
-    pub id: i64,
+    pub id: ChannelId,
     pub kind: ChannelKind,
-    pub abs_id: i64,
+    pub abs_id: AbsId,
     pub state: ChannelState,
     /// Why the channel is in its state (the last transition's reason).
     pub reason: String,
-    pub fe_id: Option<i64>,
+    pub fe_id: Option<MoverId>,
     pub fe_name: Option<String>,
-    pub be_id: Option<i64>,
+    pub be_id: Option<MoverId>,
     pub be_name: Option<String>,
-    pub drive_id: Option<i64>,
+    pub drive_id: Option<DriveId>,
     pub drive_name: Option<String>,
-    pub tape_id: Option<i64>,
+    pub tape_id: Option<TapeId>,
     pub tape_label: Option<String>,
-    pub bytes: i64,
+    pub bytes: u64,
     pub created: DateTime<Utc>,
     pub updated: DateTime<Utc>,
 }
@@ -39,7 +40,7 @@ pub struct ChannelRow {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TransitionRow {
     pub id: i64,
-    pub channel_id: i64,
+    pub channel_id: ChannelId,
     /// `None` for the creation of the channel.
     pub from_state: Option<ChannelState>,
     pub to_state: ChannelState,
@@ -49,18 +50,18 @@ pub struct TransitionRow {
 }
 
 struct RawChannel {
-    id: i64,
-    kind: String,
-    abs_id: i64,
-    state: String,
+    id: ChannelId,
+    kind: ChannelKind,
+    abs_id: AbsId,
+    state: ChannelState,
     reason: String,
-    fe_id: Option<i64>,
+    fe_id: Option<MoverId>,
     fe_name: Option<String>,
-    be_id: Option<i64>,
+    be_id: Option<MoverId>,
     be_name: Option<String>,
-    drive_id: Option<i64>,
+    drive_id: Option<DriveId>,
     drive_name: Option<String>,
-    tape_id: Option<i64>,
+    tape_id: Option<TapeId>,
     tape_label: Option<String>,
     bytes: i64,
     created: DateTime<Utc>,
@@ -73,9 +74,9 @@ impl TryFrom<RawChannel> for ChannelRow {
     fn try_from(r: RawChannel) -> Result<ChannelRow> {
         Ok(ChannelRow {
             id: r.id,
-            kind: r.kind.parse()?,
+            kind: r.kind,
             abs_id: r.abs_id,
-            state: r.state.parse()?,
+            state: r.state,
             reason: r.reason,
             fe_id: r.fe_id,
             fe_name: r.fe_name,
@@ -85,7 +86,7 @@ impl TryFrom<RawChannel> for ChannelRow {
             drive_name: r.drive_name,
             tape_id: r.tape_id,
             tape_label: r.tape_label,
-            bytes: r.bytes,
+            bytes: to_u64(r.bytes, "channel bytes")?,
             created: r.created,
             updated: r.updated,
         })
@@ -96,27 +97,30 @@ impl Catalog {
     /// Open a new channel of `kind` for an ABS, in state `requested`, and
     /// record its creation (a transition from nothing). A backup channel
     /// needs a running ABS, a restore channel a complete one.
-    pub async fn create_channel(&self, kind: ChannelKind, abs_id: i64, actor: &str) -> Result<i64> {
+    pub async fn create_channel(&self, kind: ChannelKind, abs_id: AbsId, actor: &str) -> Result<ChannelId> {
         let mut tx = self.pool.begin().await?;
-        let abs_state = sqlx::query_scalar!("SELECT state FROM abs WHERE id = $1 FOR SHARE", abs_id)
-            .fetch_optional(&mut *tx)
-            .await?
-            .ok_or_else(|| CatalogError::not_found("ABS", abs_id))?;
+        let abs_state = sqlx::query_scalar!(
+            r#"SELECT state AS "state: AbsState" FROM abs WHERE id = $1 FOR SHARE"#,
+            abs_id as _
+        )
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or_else(|| CatalogError::not_found("ABS", abs_id))?;
         let needed = match kind {
-            ChannelKind::Backup => ABS_RUNNING,
-            ChannelKind::Restore => ABS_COMPLETE,
+            ChannelKind::Backup => AbsState::Running,
+            ChannelKind::Restore => AbsState::Complete,
         };
         if abs_state != needed {
             return Err(CatalogError::conflict(format!(
                 "a {kind} channel needs a {needed} ABS; ABS {abs_id} is {abs_state}"
             )));
         }
-        let state = ChannelState::Requested.as_str();
+        let state = ChannelState::Requested;
         let id = sqlx::query_scalar!(
-            "INSERT INTO channels (kind, abs_id, state, reason) VALUES ($1, $2, $3, $4) RETURNING id",
-            kind.as_str(),
-            abs_id,
-            state,
+            r#"INSERT INTO channels (kind, abs_id, state, reason) VALUES ($1, $2, $3, $4) RETURNING id AS "id: ChannelId""#,
+            kind as _,
+            abs_id as _,
+            state as _,
             REQUESTED_REASON
         )
         .fetch_one(&mut *tx)
@@ -124,8 +128,8 @@ impl Catalog {
         sqlx::query!(
             "INSERT INTO channel_transitions (channel_id, from_state, to_state, reason, actor)
              VALUES ($1, NULL, $2, $3, $4)",
-            id,
-            state,
+            id as _,
+            state as _,
             REQUESTED_REASON,
             actor
         )
@@ -142,18 +146,20 @@ impl Catalog {
     /// nothing. Returns the new state.
     pub async fn transition(
         &self,
-        channel_id: i64,
+        channel_id: ChannelId,
         to: ChannelState,
         reason: &str,
         actor: &str,
     ) -> Result<ChannelState> {
         let mut tx = self.pool.begin().await?;
-        let row = sqlx::query!("SELECT kind, state FROM channels WHERE id = $1 FOR UPDATE", channel_id)
-            .fetch_optional(&mut *tx)
-            .await?
-            .ok_or_else(|| CatalogError::not_found("channel", channel_id))?;
-        let kind: ChannelKind = row.kind.parse()?;
-        let from: ChannelState = row.state.parse()?;
+        let row = sqlx::query!(
+            r#"SELECT kind AS "kind: ChannelKind", state AS "state: ChannelState" FROM channels WHERE id = $1 FOR UPDATE"#,
+            channel_id as _
+        )
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or_else(|| CatalogError::not_found("channel", channel_id))?;
+        let (kind, from) = (row.kind, row.state);
         channel::transition(kind, from, to).map_err(|e| CatalogError::illegal(channel_id, e))?;
         Self::apply_transition(&mut tx, channel_id, from, to, reason, actor).await?;
         tx.commit().await?;
@@ -162,7 +168,7 @@ impl Catalog {
 
     async fn apply_transition(
         tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
-        channel_id: i64,
+        channel_id: ChannelId,
         from: ChannelState,
         to: ChannelState,
         reason: &str,
@@ -170,8 +176,8 @@ impl Catalog {
     ) -> Result<()> {
         sqlx::query!(
             "UPDATE channels SET state = $2, reason = $3, updated = now() WHERE id = $1",
-            channel_id,
-            to.as_str(),
+            channel_id as _,
+            to as _,
             reason
         )
         .execute(&mut **tx)
@@ -179,9 +185,9 @@ impl Catalog {
         sqlx::query!(
             "INSERT INTO channel_transitions (channel_id, from_state, to_state, reason, actor)
              VALUES ($1, $2, $3, $4, $5)",
-            channel_id,
-            from.as_str(),
-            to.as_str(),
+            channel_id as _,
+            from as _,
+            to as _,
             reason,
             actor
         )
@@ -195,13 +201,13 @@ impl Catalog {
     /// current state to the same state, with `note` as the reason. Only the
     /// channel's front-end (`front_end`) may; nothing is recorded once the
     /// channel is closed or failed. Returns whether it was recorded.
-    pub async fn note_channel(&self, channel_id: i64, front_end: &str, note: &str) -> Result<bool> {
+    pub async fn note_channel(&self, channel_id: ChannelId, front_end: &str, note: &str) -> Result<bool> {
         let mut tx = self.pool.begin().await?;
         let row = sqlx::query!(
-            r#"SELECT c.state, fe.name AS "fe_name?" FROM channels c
+            r#"SELECT c.state AS "state: ChannelState", fe.name AS "fe_name?" FROM channels c
                LEFT JOIN movers fe ON fe.id = c.fe_id
                WHERE c.id = $1 FOR UPDATE OF c"#,
-            channel_id
+            channel_id as _
         )
         .fetch_optional(&mut *tx)
         .await?
@@ -211,15 +217,15 @@ impl Catalog {
                 "channel {channel_id} is not served by front-end {front_end}"
             )));
         }
-        let state: ChannelState = row.state.parse()?;
+        let state = row.state;
         if state.is_terminal() {
             return Ok(false);
         }
         sqlx::query!(
             "INSERT INTO channel_transitions (channel_id, from_state, to_state, reason, actor)
              VALUES ($1, $2, $2, $3, $4)",
-            channel_id,
-            state.as_str(),
+            channel_id as _,
+            state as _,
             note,
             front_end
         )
@@ -232,13 +238,22 @@ impl Catalog {
     /// Assign the front-end, back-end, drive (and maybe tape) a channel
     /// uses. The movers must be a registered pair and the drive must belong
     /// to the back-end; a closed or failed channel cannot be reassigned.
-    pub async fn assign_channel(&self, channel_id: i64, fe: i64, be: i64, drive: i64, tape: Option<i64>) -> Result<()> {
+    pub async fn assign_channel(
+        &self,
+        channel_id: ChannelId,
+        fe: MoverId,
+        be: MoverId,
+        drive: DriveId,
+        tape: Option<TapeId>,
+    ) -> Result<()> {
         let mut tx = self.pool.begin().await?;
-        let state = sqlx::query_scalar!("SELECT state FROM channels WHERE id = $1 FOR UPDATE", channel_id)
-            .fetch_optional(&mut *tx)
-            .await?
-            .ok_or_else(|| CatalogError::not_found("channel", channel_id))?;
-        let state: ChannelState = state.parse()?;
+        let state = sqlx::query_scalar!(
+            r#"SELECT state AS "state: ChannelState" FROM channels WHERE id = $1 FOR UPDATE"#,
+            channel_id as _
+        )
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or_else(|| CatalogError::not_found("channel", channel_id))?;
         if state.is_terminal() {
             return Err(CatalogError::conflict(format!(
                 "channel {channel_id} is {state}; cannot assign it"
@@ -246,8 +261,8 @@ impl Catalog {
         }
         let paired = sqlx::query_scalar!(
             r#"SELECT EXISTS (SELECT 1 FROM mover_pairs WHERE fe_id = $1 AND be_id = $2) AS "e!""#,
-            fe,
-            be
+            fe as _,
+            be as _
         )
         .fetch_one(&mut *tx)
         .await?;
@@ -256,10 +271,13 @@ impl Catalog {
                 "movers {fe} and {be} are not a registered front-end/back-end pair"
             )));
         }
-        let owner = sqlx::query!("SELECT name, be_mover_id FROM drives WHERE id = $1", drive)
-            .fetch_optional(&mut *tx)
-            .await?
-            .ok_or_else(|| CatalogError::not_found("drive", drive))?;
+        let owner = sqlx::query!(
+            r#"SELECT name, be_mover_id AS "be_mover_id: MoverId" FROM drives WHERE id = $1"#,
+            drive as _
+        )
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or_else(|| CatalogError::not_found("drive", drive))?;
         if owner.be_mover_id != be {
             return Err(CatalogError::conflict(format!(
                 "drive {} belongs to mover {}, not to back-end {be}",
@@ -267,18 +285,18 @@ impl Catalog {
             )));
         }
         if let Some(t) = tape {
-            sqlx::query_scalar!("SELECT id FROM tapes WHERE id = $1", t)
+            sqlx::query_scalar!("SELECT id FROM tapes WHERE id = $1", t as _)
                 .fetch_optional(&mut *tx)
                 .await?
                 .ok_or_else(|| CatalogError::not_found("tape", t))?;
         }
         sqlx::query!(
             "UPDATE channels SET fe_id = $2, be_id = $3, drive_id = $4, tape_id = $5, updated = now() WHERE id = $1",
-            channel_id,
-            fe,
-            be,
-            drive,
-            tape
+            channel_id as _,
+            fe as _,
+            be as _,
+            drive as _,
+            tape as _
         )
         .execute(&mut *tx)
         .await?;
@@ -287,14 +305,14 @@ impl Catalog {
     }
 
     /// Set (or clear) the tape a channel is on.
-    pub async fn set_channel_tape(&self, channel_id: i64, tape: Option<i64>) -> Result<()> {
+    pub async fn set_channel_tape(&self, channel_id: ChannelId, tape: Option<TapeId>) -> Result<()> {
         if let Some(t) = tape {
             self.tape(t).await?.ok_or_else(|| CatalogError::not_found("tape", t))?;
         }
         let done = sqlx::query!(
             "UPDATE channels SET tape_id = $2, updated = now() WHERE id = $1",
-            channel_id,
-            tape
+            channel_id as _,
+            tape as _
         )
         .execute(&self.pool)
         .await?;
@@ -305,13 +323,11 @@ impl Catalog {
     }
 
     /// Set the number of bytes a channel has moved so far.
-    pub async fn set_channel_bytes(&self, channel_id: i64, bytes: i64) -> Result<()> {
-        if bytes < 0 {
-            return Err(CatalogError::invalid(format!("negative channel byte count {bytes}")));
-        }
+    pub async fn set_channel_bytes(&self, channel_id: ChannelId, bytes: u64) -> Result<()> {
+        let bytes = to_i64(bytes, "channel byte count")?;
         let done = sqlx::query!(
             "UPDATE channels SET bytes = $2, updated = now() WHERE id = $1",
-            channel_id,
+            channel_id as _,
             bytes
         )
         .execute(&self.pool)
@@ -322,12 +338,14 @@ impl Catalog {
         Ok(())
     }
 
-    pub async fn channel(&self, id: i64) -> Result<Option<ChannelRow>> {
+    pub async fn channel(&self, id: ChannelId) -> Result<Option<ChannelRow>> {
         sqlx::query_as!(
             RawChannel,
-            r#"SELECT c.id, c.kind, c.abs_id, c.state, c.reason,
-                      c.fe_id, fe.name AS "fe_name?", c.be_id, be.name AS "be_name?",
-                      c.drive_id, d.name AS "drive_name?", c.tape_id, t.label AS "tape_label?",
+            r#"SELECT c.id AS "id: ChannelId", c.kind AS "kind: ChannelKind", c.abs_id AS "abs_id: AbsId",
+                      c.state AS "state: ChannelState", c.reason,
+                      c.fe_id AS "fe_id: MoverId", fe.name AS "fe_name?", c.be_id AS "be_id: MoverId",
+                      be.name AS "be_name?", c.drive_id AS "drive_id: DriveId", d.name AS "drive_name?",
+                      c.tape_id AS "tape_id: TapeId", t.label AS "tape_label?",
                       c.bytes, c.created, c.updated
                FROM channels c
                LEFT JOIN movers fe ON fe.id = c.fe_id
@@ -335,7 +353,7 @@ impl Catalog {
                LEFT JOIN drives d ON d.id = c.drive_id
                LEFT JOIN tapes t ON t.id = c.tape_id
                WHERE c.id = $1"#,
-            id
+            id as _
         )
         .fetch_optional(&self.pool)
         .await?
@@ -347,9 +365,11 @@ impl Catalog {
     pub async fn list_channels(&self) -> Result<Vec<ChannelRow>> {
         sqlx::query_as!(
             RawChannel,
-            r#"SELECT c.id, c.kind, c.abs_id, c.state, c.reason,
-                      c.fe_id, fe.name AS "fe_name?", c.be_id, be.name AS "be_name?",
-                      c.drive_id, d.name AS "drive_name?", c.tape_id, t.label AS "tape_label?",
+            r#"SELECT c.id AS "id: ChannelId", c.kind AS "kind: ChannelKind", c.abs_id AS "abs_id: AbsId",
+                      c.state AS "state: ChannelState", c.reason,
+                      c.fe_id AS "fe_id: MoverId", fe.name AS "fe_name?", c.be_id AS "be_id: MoverId",
+                      be.name AS "be_name?", c.drive_id AS "drive_id: DriveId", d.name AS "drive_name?",
+                      c.tape_id AS "tape_id: TapeId", t.label AS "tape_label?",
                       c.bytes, c.created, c.updated
                FROM channels c
                LEFT JOIN movers fe ON fe.id = c.fe_id
@@ -367,48 +387,36 @@ impl Catalog {
 
     /// The recorded transitions of a channel, in order (empty for an unknown
     /// channel).
-    pub async fn channel_history(&self, channel_id: i64) -> Result<Vec<TransitionRow>> {
-        let rows = sqlx::query!(
-            "SELECT id, channel_id, from_state, to_state, reason, actor, at FROM channel_transitions
-             WHERE channel_id = $1 ORDER BY id",
-            channel_id
+    pub async fn channel_history(&self, channel_id: ChannelId) -> Result<Vec<TransitionRow>> {
+        Ok(sqlx::query_as!(
+            TransitionRow,
+            r#"SELECT id, channel_id AS "channel_id: ChannelId", from_state AS "from_state: ChannelState",
+                      to_state AS "to_state: ChannelState", reason, actor, at FROM channel_transitions
+             WHERE channel_id = $1 ORDER BY id"#,
+            channel_id as _
         )
         .fetch_all(&self.pool)
-        .await?;
-        rows.into_iter()
-            .map(|r| {
-                Ok(TransitionRow {
-                    id: r.id,
-                    channel_id: r.channel_id,
-                    from_state: r.from_state.as_deref().map(str::parse).transpose()?,
-                    to_state: r.to_state.parse()?,
-                    reason: r.reason,
-                    actor: r.actor,
-                    at: r.at,
-                })
-            })
-            .collect()
+        .await?)
     }
 
     /// Move every open channel that uses `mover_id` (as front-end or
     /// back-end) to `error` for `reason`, recording each transition with
     /// actor [`STATION_ACTOR`], all in one transaction. Returns the ids of
     /// the channels failed.
-    pub async fn fail_open_channels_of_mover(&self, mover_id: i64, reason: &str) -> Result<Vec<i64>> {
+    pub async fn fail_open_channels_of_mover(&self, mover_id: MoverId, reason: &str) -> Result<Vec<ChannelId>> {
         let mut tx = self.pool.begin().await?;
         let open = sqlx::query!(
-            "SELECT id, kind, state FROM channels
+            r#"SELECT id AS "id: ChannelId", kind AS "kind: ChannelKind", state AS "state: ChannelState" FROM channels
              WHERE (fe_id = $1 OR be_id = $1) AND state NOT IN ('closed', 'error')
              ORDER BY id
-             FOR UPDATE",
-            mover_id
+             FOR UPDATE"#,
+            mover_id as _
         )
         .fetch_all(&mut *tx)
         .await?;
         let mut failed = Vec::with_capacity(open.len());
         for row in open {
-            let kind: ChannelKind = row.kind.parse()?;
-            let from: ChannelState = row.state.parse()?;
+            let (kind, from) = (row.kind, row.state);
             channel::transition(kind, from, ChannelState::Error).map_err(|e| CatalogError::illegal(row.id, e))?;
             Self::apply_transition(&mut tx, row.id, from, ChannelState::Error, reason, STATION_ACTOR).await?;
             failed.push(row.id);
@@ -422,9 +430,9 @@ impl Catalog {
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Recovered {
     /// Channels that were open, now in `error`.
-    pub channels: Vec<i64>,
+    pub channels: Vec<ChannelId>,
     /// ABSs that were running, now failed.
-    pub abs: Vec<i64>,
+    pub abs: Vec<AbsId>,
 }
 
 impl Catalog {
@@ -435,20 +443,21 @@ impl Catalog {
     pub async fn recover_at_start(&self, reason: &str) -> Result<Recovered> {
         let mut tx = self.pool.begin().await?;
         let open = sqlx::query!(
-            "SELECT id, kind, state FROM channels WHERE state NOT IN ('closed', 'error') ORDER BY id FOR UPDATE"
+            r#"SELECT id AS "id: ChannelId", kind AS "kind: ChannelKind", state AS "state: ChannelState" FROM channels
+               WHERE state NOT IN ('closed', 'error') ORDER BY id FOR UPDATE"#
         )
         .fetch_all(&mut *tx)
         .await?;
         let mut out = Recovered::default();
         for row in open {
-            let kind: ChannelKind = row.kind.parse()?;
-            let from: ChannelState = row.state.parse()?;
+            let (kind, from) = (row.kind, row.state);
             channel::transition(kind, from, ChannelState::Error).map_err(|e| CatalogError::illegal(row.id, e))?;
             Self::apply_transition(&mut tx, row.id, from, ChannelState::Error, reason, STATION_ACTOR).await?;
             out.channels.push(row.id);
         }
         out.abs = sqlx::query_scalar!(
-            "UPDATE abs SET state = 'failed', reason = $1, completed = now() WHERE state = 'running' RETURNING id",
+            r#"UPDATE abs SET state = 'failed', reason = $1, completed = now() WHERE state = 'running'
+               RETURNING id AS "id: AbsId""#,
             reason
         )
         .fetch_all(&mut *tx)
@@ -464,21 +473,24 @@ impl Catalog {
 
 impl Catalog {
     /// Open channels (not closed, not in error) and the ABS each one moves.
-    pub async fn open_channels(&self) -> Result<Vec<(i64, i64)>> {
-        let rows = sqlx::query!("SELECT id, abs_id FROM channels WHERE state NOT IN ('closed', 'error') ORDER BY id")
-            .fetch_all(&self.pool)
-            .await?;
+    pub async fn open_channels(&self) -> Result<Vec<(ChannelId, AbsId)>> {
+        let rows = sqlx::query!(
+            r#"SELECT id AS "id: ChannelId", abs_id AS "abs_id: AbsId" FROM channels
+               WHERE state NOT IN ('closed', 'error') ORDER BY id"#
+        )
+        .fetch_all(&self.pool)
+        .await?;
         Ok(rows.into_iter().map(|r| (r.id, r.abs_id)).collect())
     }
 
     /// Running ABSs none of whose channels is open.
-    pub async fn running_abs_without_channel(&self) -> Result<Vec<i64>> {
+    pub async fn running_abs_without_channel(&self) -> Result<Vec<AbsId>> {
         Ok(sqlx::query_scalar!(
-            "SELECT a.id FROM abs a
+            r#"SELECT a.id AS "id: AbsId" FROM abs a
              WHERE a.state = 'running'
                AND NOT EXISTS (SELECT 1 FROM channels c
                                WHERE c.abs_id = a.id AND c.state NOT IN ('closed', 'error'))
-             ORDER BY a.id"
+             ORDER BY a.id"#
         )
         .fetch_all(&self.pool)
         .await?)

@@ -1,8 +1,9 @@
 //! Errors of the catalog.
 
+use proto::domain::{ChannelId, ChannelState, FailureCode, IdOutOfRange, ParseDomainError};
 use thiserror::Error;
 
-use crate::channel::{ChannelState, IllegalTransition, ParseChannelError};
+use crate::channel::IllegalTransition;
 
 /// Why a catalog operation failed.
 #[derive(Debug, Error)]
@@ -22,7 +23,7 @@ pub enum CatalogError {
     /// The channel's state machine has no such transition; nothing changed.
     #[error("channel {channel}: illegal transition {from} → {to}")]
     IllegalTransition {
-        channel: i64,
+        channel: ChannelId,
         from: ChannelState,
         to: ChannelState,
     },
@@ -53,7 +54,7 @@ impl CatalogError {
         CatalogError::Invalid { what: what.into() }
     }
 
-    pub(crate) fn illegal(channel: i64, e: IllegalTransition) -> Self {
+    pub(crate) fn illegal(channel: ChannelId, e: IllegalTransition) -> Self {
         CatalogError::IllegalTransition {
             channel,
             from: e.from,
@@ -79,11 +80,56 @@ impl CatalogError {
     pub fn is_unique_violation(&self) -> bool {
         self.sqlstate().as_deref() == Some("23505")
     }
+
+    /// The kind of this failure, for the station's replies: a missing row
+    /// is `NotFound`, a contradiction `Conflict` (an illegal transition
+    /// `Refused`), bad input `Invalid`, a value the catalog cannot read
+    /// `Corrupt`, an unreachable database `Retryable`.
+    pub fn code(&self) -> FailureCode {
+        match self {
+            CatalogError::NotFound { .. } => FailureCode::NotFound,
+            CatalogError::Conflict { .. } => FailureCode::Conflict,
+            CatalogError::Invalid { .. } => FailureCode::Invalid,
+            CatalogError::IllegalTransition { .. } => FailureCode::Refused,
+            CatalogError::Migrate(_) => FailureCode::Internal,
+            CatalogError::Db(e) => db_code(e),
+        }
+    }
 }
 
-impl From<ParseChannelError> for CatalogError {
-    fn from(e: ParseChannelError) -> Self {
+/// The kind of a database failure.
+fn db_code(e: &sqlx::Error) -> FailureCode {
+    use sqlx::Error as E;
+    match e {
+        E::Decode(_) | E::ColumnDecode { .. } => FailureCode::Corrupt,
+        E::RowNotFound => FailureCode::NotFound,
+        E::PoolTimedOut | E::PoolClosed | E::Io(_) | E::Tls(_) | E::WorkerCrashed | E::Protocol(_) => {
+            FailureCode::Retryable
+        }
+        E::Database(d) => match d.code().as_deref() {
+            // A unique or exclusion violation: it exists already.
+            Some("23505" | "23P01") => FailureCode::Conflict,
+            // A check, not-null or foreign-key violation: bad input.
+            Some(c) if c.starts_with("23") => FailureCode::Invalid,
+            // Connection trouble, shutdown, serialization: try again.
+            Some(c) if c.starts_with("08") || c.starts_with("57") || c.starts_with("40") || c.starts_with("53") => {
+                FailureCode::Retryable
+            }
+            _ => FailureCode::Internal,
+        },
+        _ => FailureCode::Internal,
+    }
+}
+
+impl From<ParseDomainError> for CatalogError {
+    fn from(e: ParseDomainError) -> Self {
         CatalogError::corrupt(e.to_string())
+    }
+}
+
+impl From<IdOutOfRange> for CatalogError {
+    fn from(e: IdOutOfRange) -> Self {
+        CatalogError::invalid(e.to_string())
     }
 }
 

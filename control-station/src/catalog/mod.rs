@@ -27,19 +27,14 @@ use std::time::Duration;
 
 use sqlx::postgres::{PgPool, PgPoolOptions};
 
-pub use abs::{
-    AbsRow, AbsSummaryRow, ABS_COMPLETE, ABS_DIFFERENTIAL, ABS_FAILED, ABS_FULL, ABS_RUNNING, LEVEL_CUMULATIVE,
-    LEVEL_FULL, LEVEL_INCREMENTAL, LEVEL_SYNTHETIC,
-};
+pub use abs::{AbsRow, AbsSummaryRow};
 pub use chains::{CapturedEpoch, ChainRow};
 pub use channels::{ChannelRow, Recovered, TransitionRow, STATION_ACTOR};
 pub use error::{CatalogError, Result};
 pub use grants::GrantRow;
-pub use registry::{
-    DriveRow, MoverRow, PairRow, MOVER_DRAINING, MOVER_OFFLINE, MOVER_ONLINE, ROLE_BACK_END, ROLE_BOTH, ROLE_FRONT_END,
-};
+pub use registry::{DriveRow, MoverRow, PairRow};
 pub use segments::{NewSegment, SegmentRow};
-pub use tapes::{TapeRow, TAPE_EXPORTED, TAPE_FILLING, TAPE_FULL, TAPE_IN_LIBRARY, TAPE_SCRATCH};
+pub use tapes::TapeRow;
 
 /// How long a statement waits for an unreachable database by default.
 pub const DEFAULT_PATIENCE: Duration = Duration::from_secs(60);
@@ -105,15 +100,4 @@ pub(crate) fn to_u64(value: i64, what: &str) -> Result<u64> {
 /// A BIGINT the catalog reads back as u32.
 pub(crate) fn to_u32(value: i64, what: &str) -> Result<u32> {
     u32::try_from(value).map_err(|_| CatalogError::corrupt(format!("{what} {value} is out of the u32 range")))
-}
-
-/// Check a string against a fixed set of allowed values.
-pub(crate) fn check_one_of(value: &str, allowed: &[&str], what: &str) -> Result<()> {
-    if allowed.contains(&value) {
-        Ok(())
-    } else {
-        Err(CatalogError::invalid(format!(
-            "{what} {value:?} is not one of {allowed:?}"
-        )))
-    }
 }

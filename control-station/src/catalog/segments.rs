@@ -7,22 +7,24 @@
 
 use chrono::{DateTime, Utc};
 
-use super::{to_u32, Catalog, CatalogError, Result, ABS_COMPLETE};
+use proto::domain::{AbsId, AbsState, SegmentSeq, TapeId};
+
+use super::{to_i64, to_u32, to_u64, Catalog, CatalogError, Result};
 
 /// A placement reported by a back-end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NewSegment {
-    pub abs_id: i64,
+    pub abs_id: AbsId,
     /// Segment sequence number within the ABS.
-    pub seq: u32,
-    pub tape_id: i64,
+    pub seq: SegmentSeq,
+    pub tape_id: TapeId,
     /// Tape file number on that tape.
     pub tape_file: u32,
     /// Bytes of the tape file (headers, tracks, trailer).
-    pub bytes: i64,
+    pub bytes: u64,
     /// Track data bytes in the segment.
-    pub data_bytes: i64,
-    pub track_count: i64,
+    pub data_bytes: u64,
+    pub track_count: u64,
     /// CRC32C of the segment as written (the trailer's checksum).
     pub crc32c: u32,
 }
@@ -31,15 +33,15 @@ pub struct NewSegment {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SegmentRow {
     pub id: i64,
-    pub abs_id: i64,
-    pub seq: u32,
-    pub tape_id: i64,
+    pub abs_id: AbsId,
+    pub seq: SegmentSeq,
+    pub tape_id: TapeId,
     pub tape_label: String,
     pub tape_path: String,
     pub tape_file: u32,
-    pub bytes: i64,
-    pub data_bytes: i64,
-    pub track_count: i64,
+    pub bytes: u64,
+    pub data_bytes: u64,
+    pub track_count: u64,
     pub crc32c: u32,
     pub written_at: DateTime<Utc>,
 }
@@ -62,9 +64,9 @@ impl SegmentRow {
 
 struct RawSegment {
     id: i64,
-    abs_id: i64,
-    seq: i64,
-    tape_id: i64,
+    abs_id: AbsId,
+    seq: SegmentSeq,
+    tape_id: TapeId,
     tape_label: String,
     tape_path: String,
     tape_file: i64,
@@ -82,14 +84,14 @@ impl TryFrom<RawSegment> for SegmentRow {
         Ok(SegmentRow {
             id: r.id,
             abs_id: r.abs_id,
-            seq: to_u32(r.seq, "segment seq")?,
+            seq: r.seq,
             tape_id: r.tape_id,
             tape_label: r.tape_label,
             tape_path: r.tape_path,
             tape_file: to_u32(r.tape_file, "tape file")?,
-            bytes: r.bytes,
-            data_bytes: r.data_bytes,
-            track_count: r.track_count,
+            bytes: to_u64(r.bytes, "segment bytes")?,
+            data_bytes: to_u64(r.data_bytes, "segment data bytes")?,
+            track_count: to_u64(r.track_count, "segment track count")?,
             crc32c: to_u32(r.crc32c, "crc32c")?,
             written_at: r.written_at,
         })
@@ -111,29 +113,31 @@ impl Catalog {
     /// [`CatalogError::Conflict`]. A new segment also moves a scratch tape to
     /// `filling` and raises its file count.
     pub async fn record_segment(&self, seg: &NewSegment) -> Result<bool> {
-        if seg.bytes < 0 || seg.data_bytes < 0 || seg.track_count < 0 {
-            return Err(CatalogError::invalid(format!("negative segment figures: {seg:?}")));
-        }
-        let seq = i64::from(seg.seq);
+        let bytes = to_i64(seg.bytes, "segment bytes")?;
+        let data_bytes = to_i64(seg.data_bytes, "segment data bytes")?;
+        let track_count = to_i64(seg.track_count, "segment track count")?;
         let tape_file = i64::from(seg.tape_file);
         let crc = i64::from(seg.crc32c);
         let mut tx = self.pool.begin().await?;
         // Shares the lock complete_abs takes: completion waits for
         // in-flight recordings and sees them.
-        let abs_state = sqlx::query_scalar!("SELECT state FROM abs WHERE id = $1 FOR SHARE", seg.abs_id)
-            .fetch_optional(&mut *tx)
-            .await?
-            .ok_or_else(|| CatalogError::not_found("ABS", seg.abs_id))?;
-        sqlx::query_scalar!("SELECT id FROM tapes WHERE id = $1", seg.tape_id)
+        let abs_state = sqlx::query_scalar!(
+            r#"SELECT state AS "state: AbsState" FROM abs WHERE id = $1 FOR SHARE"#,
+            seg.abs_id as _
+        )
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or_else(|| CatalogError::not_found("ABS", seg.abs_id))?;
+        sqlx::query_scalar!("SELECT id FROM tapes WHERE id = $1", seg.tape_id as _)
             .fetch_optional(&mut *tx)
             .await?
             .ok_or_else(|| CatalogError::not_found("tape", seg.tape_id))?;
-        let inserted = if abs_state == ABS_COMPLETE {
+        let inserted = if abs_state == AbsState::Complete {
             None
         } else {
             let metadata_there = sqlx::query_scalar!(
-                "SELECT id FROM abs WHERE metadata_tape_id = $1 AND metadata_file = $2",
-                seg.tape_id,
+                r#"SELECT id AS "id: AbsId" FROM abs WHERE metadata_tape_id = $1 AND metadata_file = $2"#,
+                seg.tape_id as _,
                 tape_file
             )
             .fetch_optional(&mut *tx)
@@ -149,13 +153,13 @@ impl Catalog {
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
                  ON CONFLICT DO NOTHING
                  RETURNING id",
-                seg.abs_id,
-                seq,
-                seg.tape_id,
+                seg.abs_id as _,
+                seg.seq as _,
+                seg.tape_id as _,
                 tape_file,
-                seg.bytes,
-                seg.data_bytes,
-                seg.track_count,
+                bytes,
+                data_bytes,
+                track_count,
                 crc
             )
             .fetch_optional(&mut *tx)
@@ -167,7 +171,7 @@ impl Catalog {
                  SET state = CASE WHEN state = 'scratch' THEN 'filling' ELSE state END,
                      files_written = GREATEST(files_written, $2)
                  WHERE id = $1",
-                seg.tape_id,
+                seg.tape_id as _,
                 i32::try_from(tape_file + 1).unwrap_or(i32::MAX)
             )
             .execute(&mut *tx)
@@ -178,14 +182,15 @@ impl Catalog {
         // Something is already there: the same placement (a retry) or a clash.
         let existing = sqlx::query_as!(
             RawSegment,
-            "SELECT s.id, s.abs_id, s.seq, s.tape_id, t.label AS tape_label, t.path AS tape_path, s.tape_file,
+            r#"SELECT s.id, s.abs_id AS "abs_id: AbsId", s.seq AS "seq: SegmentSeq", s.tape_id AS "tape_id: TapeId",
+                    t.label AS tape_label, t.path AS tape_path, s.tape_file,
                     s.bytes, s.data_bytes, s.track_count, s.crc32c, s.written_at
              FROM segments s JOIN tapes t ON t.id = s.tape_id
              WHERE (s.abs_id = $1 AND s.seq = $2) OR (s.tape_id = $3 AND s.tape_file = $4)
-             ORDER BY s.id",
-            seg.abs_id,
-            seq,
-            seg.tape_id,
+             ORDER BY s.id"#,
+            seg.abs_id as _,
+            seg.seq as _,
+            seg.tape_id as _,
             tape_file
         )
         .fetch_all(&mut *tx)
@@ -202,7 +207,7 @@ impl Catalog {
             [one] if one.same_content(seg) => {
                 sqlx::query!(
                     "UPDATE tapes SET files_written = GREATEST(files_written, $2) WHERE id = $1",
-                    seg.tape_id,
+                    seg.tape_id as _,
                     i32::try_from(tape_file + 1).unwrap_or(i32::MAX)
                 )
                 .execute(&mut *tx)
@@ -212,7 +217,7 @@ impl Catalog {
                     abs = %seg.abs_id,
                     seq = %seg.seq,
                     kept = %describe(one),
-                    unreferenced_tape = seg.tape_id,
+                    unreferenced_tape = %seg.tape_id,
                     unreferenced_file = seg.tape_file,
                     "segment written twice; the catalog keeps its first copy"
                 );
@@ -234,15 +239,16 @@ impl Catalog {
     }
 
     /// The segments of an ABS in restore order: by tape, then tape file.
-    pub async fn segments_of(&self, abs_id: i64) -> Result<Vec<SegmentRow>> {
+    pub async fn segments_of(&self, abs_id: AbsId) -> Result<Vec<SegmentRow>> {
         sqlx::query_as!(
             RawSegment,
-            "SELECT s.id, s.abs_id, s.seq, s.tape_id, t.label AS tape_label, t.path AS tape_path, s.tape_file,
+            r#"SELECT s.id, s.abs_id AS "abs_id: AbsId", s.seq AS "seq: SegmentSeq", s.tape_id AS "tape_id: TapeId",
+                    t.label AS tape_label, t.path AS tape_path, s.tape_file,
                     s.bytes, s.data_bytes, s.track_count, s.crc32c, s.written_at
              FROM segments s JOIN tapes t ON t.id = s.tape_id
              WHERE s.abs_id = $1
-             ORDER BY s.tape_id, s.tape_file",
-            abs_id
+             ORDER BY s.tape_id, s.tape_file"#,
+            abs_id as _
         )
         .fetch_all(&self.pool)
         .await?
@@ -252,15 +258,16 @@ impl Catalog {
     }
 
     /// Every segment (of one ABS if given), by ABS then seq.
-    pub async fn list_segments(&self, abs_id: Option<i64>) -> Result<Vec<SegmentRow>> {
+    pub async fn list_segments(&self, abs_id: Option<AbsId>) -> Result<Vec<SegmentRow>> {
         sqlx::query_as!(
             RawSegment,
-            "SELECT s.id, s.abs_id, s.seq, s.tape_id, t.label AS tape_label, t.path AS tape_path, s.tape_file,
+            r#"SELECT s.id, s.abs_id AS "abs_id: AbsId", s.seq AS "seq: SegmentSeq", s.tape_id AS "tape_id: TapeId",
+                    t.label AS tape_label, t.path AS tape_path, s.tape_file,
                     s.bytes, s.data_bytes, s.track_count, s.crc32c, s.written_at
              FROM segments s JOIN tapes t ON t.id = s.tape_id
              WHERE $1::int8 IS NULL OR s.abs_id = $1
-             ORDER BY s.abs_id, s.seq",
-            abs_id
+             ORDER BY s.abs_id, s.seq"#,
+            abs_id as _
         )
         .fetch_all(&self.pool)
         .await?

@@ -7,12 +7,9 @@
 
 use chrono::{DateTime, Utc};
 
-use super::{check_one_of, Catalog, CatalogError, Result};
+use proto::domain::{DriveId, MediaSetId, TapeId, TapeLocation, TapeState};
 
-pub const TAPE_SCRATCH: &str = "scratch";
-pub const TAPE_FILLING: &str = "filling";
-pub const TAPE_FULL: &str = "full";
-const TAPE_STATES: &[&str] = &[TAPE_SCRATCH, TAPE_FILLING, TAPE_FULL];
+use super::{to_i64, to_u32, to_u64, Catalog, CatalogError, Result};
 
 /// Longest tape label: the ANSI VOL1 volume serial has six characters.
 pub const MAX_LABEL_LEN: usize = 6;
@@ -20,31 +17,67 @@ pub const MAX_LABEL_LEN: usize = 6;
 /// A tape as the catalog knows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TapeRow {
-    pub id: i64,
+    pub id: TapeId,
     pub label: String,
     pub pool: String,
-    /// `scratch`, `filling` or `full`.
-    pub state: String,
+    pub state: TapeState,
     /// Where the tape image lives (image mode) or the library slot name.
     pub path: String,
-    pub bytes_written: i64,
-    pub files_written: i32,
-    pub media_set: Option<i64>,
-    pub media_set_seq: Option<i32>,
+    pub bytes_written: u64,
+    pub files_written: u32,
+    pub media_set: Option<MediaSetId>,
+    /// This tape's volume number in its media set (1, 2, …).
+    pub media_set_seq: Option<u32>,
     /// Reserved by a channel or mounted.
     pub in_use: bool,
     /// The name of the drive the tape is mounted in.
     pub mounted_in: Option<String>,
     pub created: DateTime<Utc>,
-    /// `library` or `exported`.
-    pub location: String,
+    pub location: TapeLocation,
     /// Home slot in the library (None once exported).
-    pub slot: Option<i32>,
+    pub slot: Option<u32>,
 }
 
-/// Where a tape is: in the library, or exported out of it.
-pub const TAPE_IN_LIBRARY: &str = "library";
-pub const TAPE_EXPORTED: &str = "exported";
+struct RawTape {
+    id: TapeId,
+    label: String,
+    pool: String,
+    state: TapeState,
+    path: String,
+    bytes_written: i64,
+    files_written: i32,
+    media_set: Option<MediaSetId>,
+    media_set_seq: Option<i32>,
+    in_use: bool,
+    mounted_in: Option<String>,
+    created: DateTime<Utc>,
+    location: TapeLocation,
+    slot: Option<i32>,
+}
+
+impl TryFrom<RawTape> for TapeRow {
+    type Error = CatalogError;
+
+    fn try_from(r: RawTape) -> Result<TapeRow> {
+        let small = |v: i32, what: &str| to_u32(i64::from(v), what);
+        Ok(TapeRow {
+            id: r.id,
+            label: r.label,
+            pool: r.pool,
+            state: r.state,
+            path: r.path,
+            bytes_written: to_u64(r.bytes_written, "tape bytes written")?,
+            files_written: small(r.files_written, "tape files written")?,
+            media_set: r.media_set,
+            media_set_seq: r.media_set_seq.map(|q| small(q, "media set sequence")).transpose()?,
+            in_use: r.in_use,
+            mounted_in: r.mounted_in,
+            created: r.created,
+            location: r.location,
+            slot: r.slot.map(|q| small(q, "tape slot")).transpose()?,
+        })
+    }
+}
 
 fn valid_label_char(c: char, first: bool) -> bool {
     c.is_ascii_uppercase() || c.is_ascii_digit() || (!first && (c == '_' || c == '-'))
@@ -79,7 +112,7 @@ impl Catalog {
             check_label(prefix)?;
         }
         let width = MAX_LABEL_LEN - prefix.len();
-        let limit = 10i64.pow(width as u32);
+        let limit = 10i64.pow(u32::try_from(width).unwrap_or(u32::MAX));
         for _ in 0..10_000 {
             let n = sqlx::query_scalar!(r#"SELECT nextval('tape_label_seq') AS "n!""#)
                 .fetch_one(&self.pool)
@@ -113,11 +146,11 @@ impl Catalog {
         let mut attempt = 0;
         let id = loop {
             let res = sqlx::query_scalar!(
-                "INSERT INTO tapes (label, pool, path, slot)
+                r#"INSERT INTO tapes (label, pool, path, slot)
                  VALUES ($1, $2, $3, (SELECT COALESCE(min(s), 1) FROM generate_series(1, (SELECT count(*) + 1 FROM tapes)::int) s
                                       WHERE NOT EXISTS (SELECT 1 FROM tapes WHERE slot = s)))
                  ON CONFLICT (label) DO NOTHING
-                 RETURNING id",
+                 RETURNING id AS "id: TapeId""#,
                 label,
                 pool,
                 path
@@ -149,12 +182,12 @@ impl Catalog {
     pub async fn tape_for_writing(&self, pool: &str, scratch_only: bool) -> Result<Option<TapeRow>> {
         let mut tx = self.pool.begin().await?;
         let id = sqlx::query_scalar!(
-            "SELECT id FROM tapes
+            r#"SELECT id AS "id: TapeId" FROM tapes
              WHERE pool = $1 AND NOT in_use AND location = 'library'
                AND (state = 'scratch' OR (state = 'filling' AND NOT $2))
              ORDER BY (state = 'filling') DESC, created, id
              LIMIT 1
-             FOR UPDATE SKIP LOCKED",
+             FOR UPDATE SKIP LOCKED"#,
             pool,
             scratch_only
         )
@@ -163,7 +196,7 @@ impl Catalog {
         let Some(id) = id else {
             return Ok(None);
         };
-        sqlx::query!("UPDATE tapes SET in_use = true WHERE id = $1", id)
+        sqlx::query!("UPDATE tapes SET in_use = true WHERE id = $1", id as _)
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
@@ -172,10 +205,10 @@ impl Catalog {
 
     /// Give back a tape reserved by [`Catalog::tape_for_writing`] that was
     /// never mounted. A mounted tape must be dismounted instead.
-    pub async fn release_tape(&self, tape_id: i64) -> Result<()> {
+    pub async fn release_tape(&self, tape_id: TapeId) -> Result<()> {
         let row = sqlx::query!(
             "UPDATE tapes SET in_use = false WHERE id = $1 AND mounted_in IS NULL RETURNING id",
-            tape_id
+            tape_id as _
         )
         .fetch_optional(&self.pool)
         .await?;
@@ -196,17 +229,17 @@ impl Catalog {
     /// Record that `tape_id` is mounted in `drive_id` (and so in use).
     /// Mounting the same tape in the same drive again is a no-op; a tape in
     /// another drive, or a drive holding another tape, is a conflict.
-    pub async fn mount_tape(&self, drive_id: i64, tape_id: i64) -> Result<()> {
+    pub async fn mount_tape(&self, drive_id: DriveId, tape_id: TapeId) -> Result<()> {
         let mut tx = self.pool.begin().await?;
-        let drive = sqlx::query!("SELECT name FROM drives WHERE id = $1 FOR UPDATE", drive_id)
+        let drive = sqlx::query!("SELECT name FROM drives WHERE id = $1 FOR UPDATE", drive_id as _)
             .fetch_optional(&mut *tx)
             .await?
             .ok_or_else(|| CatalogError::not_found("drive", drive_id))?;
         let tape = sqlx::query!(
-            r#"SELECT t.label, t.mounted_in, d.name AS "drive_name?"
+            r#"SELECT t.label, t.mounted_in AS "mounted_in: DriveId", d.name AS "drive_name?"
                FROM tapes t LEFT JOIN drives d ON d.id = t.mounted_in
                WHERE t.id = $1 FOR UPDATE OF t"#,
-            tape_id
+            tape_id as _
         )
         .fetch_optional(&mut *tx)
         .await?
@@ -222,7 +255,7 @@ impl Catalog {
             }
             None => {}
         }
-        if let Some(other) = sqlx::query_scalar!("SELECT label FROM tapes WHERE mounted_in = $1", drive_id)
+        if let Some(other) = sqlx::query_scalar!("SELECT label FROM tapes WHERE mounted_in = $1", drive_id as _)
             .fetch_optional(&mut *tx)
             .await?
         {
@@ -233,8 +266,8 @@ impl Catalog {
         }
         sqlx::query!(
             "UPDATE tapes SET mounted_in = $2, in_use = true WHERE id = $1",
-            tape_id,
-            drive_id
+            tape_id as _,
+            drive_id as _
         )
         .execute(&mut *tx)
         .await?;
@@ -246,26 +279,23 @@ impl Catalog {
     /// the back-end reports them. The tape is free again.
     pub async fn dismount_tape(
         &self,
-        drive_id: i64,
-        tape_id: i64,
-        state: &str,
-        bytes_written: i64,
-        files_written: i32,
+        drive_id: DriveId,
+        tape_id: TapeId,
+        state: TapeState,
+        bytes_written: u64,
+        files_written: u32,
     ) -> Result<()> {
-        check_one_of(state, TAPE_STATES, "tape state")?;
-        if bytes_written < 0 || files_written < 0 {
-            return Err(CatalogError::invalid(format!(
-                "negative tape counters: {bytes_written} bytes, {files_written} files"
-            )));
-        }
+        let bytes_written = to_i64(bytes_written, "tape bytes written")?;
+        let files_written = i32::try_from(files_written)
+            .map_err(|_| CatalogError::invalid(format!("{files_written} tape files exceed the catalog's range")))?;
         let row = sqlx::query!(
             "UPDATE tapes
              SET mounted_in = NULL, in_use = false, state = $3, bytes_written = $4, files_written = $5
              WHERE id = $1 AND mounted_in = $2
              RETURNING id",
-            tape_id,
-            drive_id,
-            state,
+            tape_id as _,
+            drive_id as _,
+            state as _,
             bytes_written,
             files_written
         )
@@ -291,7 +321,7 @@ impl Catalog {
     /// data files, data bytes), if anything; a tape it wrote to is
     /// `filling` with those counters. Whatever the catalog had mounted
     /// there is free again. Returns the labels freed.
-    pub async fn drive_emptied(&self, drive_id: i64, unloaded: Option<(&str, u32, u64)>) -> Result<Vec<String>> {
+    pub async fn drive_emptied(&self, drive_id: DriveId, unloaded: Option<(&str, u32, u64)>) -> Result<Vec<String>> {
         let mut tx = self.pool.begin().await?;
         if let Some((label, files, bytes)) = unloaded {
             if files > 0 {
@@ -308,7 +338,7 @@ impl Catalog {
         }
         let mut freed = sqlx::query_scalar!(
             "UPDATE tapes SET mounted_in = NULL, in_use = false WHERE mounted_in = $1 RETURNING label",
-            drive_id
+            drive_id as _
         )
         .fetch_all(&mut *tx)
         .await?;
@@ -319,12 +349,17 @@ impl Catalog {
 
     /// Record that a tape belongs to media set `media_set` as its
     /// `media_set_seq`-th volume.
-    pub async fn set_tape_media_set(&self, tape_id: i64, media_set: i64, media_set_seq: i32) -> Result<()> {
+    pub async fn set_tape_media_set(&self, tape_id: TapeId, media_set: MediaSetId, media_set_seq: u32) -> Result<()> {
+        let seq = i32::try_from(media_set_seq).map_err(|_| {
+            CatalogError::invalid(format!(
+                "media set sequence {media_set_seq} exceeds the catalog's range"
+            ))
+        })?;
         let done = sqlx::query!(
             "UPDATE tapes SET media_set = $2, media_set_seq = $3 WHERE id = $1",
-            tape_id,
-            media_set,
-            media_set_seq
+            tape_id as _,
+            media_set as _,
+            seq
         )
         .execute(&self.pool)
         .await
@@ -344,62 +379,68 @@ impl Catalog {
 
     pub async fn tape_by_label(&self, label: &str) -> Result<Option<TapeRow>> {
         Ok(sqlx::query_as!(
-            TapeRow,
-            r#"SELECT t.id, t.label, t.pool, t.state, t.path, t.bytes_written, t.files_written,
-                      t.media_set, t.media_set_seq, t.in_use, d.name AS "mounted_in?", t.created,
-                      t.location, t.slot
+            RawTape,
+            r#"SELECT t.id AS "id: TapeId", t.label, t.pool, t.state AS "state: TapeState", t.path, t.bytes_written,
+                      t.files_written, t.media_set AS "media_set: MediaSetId", t.media_set_seq, t.in_use,
+                      d.name AS "mounted_in?", t.created, t.location AS "location: TapeLocation", t.slot
                FROM tapes t LEFT JOIN drives d ON d.id = t.mounted_in
                WHERE t.label = $1"#,
             label
         )
         .fetch_optional(&self.pool)
-        .await?)
+        .await?
+        .map(TapeRow::try_from)
+        .transpose()?)
     }
 
-    pub async fn tape(&self, id: i64) -> Result<Option<TapeRow>> {
+    pub async fn tape(&self, id: TapeId) -> Result<Option<TapeRow>> {
         Ok(sqlx::query_as!(
-            TapeRow,
-            r#"SELECT t.id, t.label, t.pool, t.state, t.path, t.bytes_written, t.files_written,
-                      t.media_set, t.media_set_seq, t.in_use, d.name AS "mounted_in?", t.created,
-                      t.location, t.slot
+            RawTape,
+            r#"SELECT t.id AS "id: TapeId", t.label, t.pool, t.state AS "state: TapeState", t.path, t.bytes_written,
+                      t.files_written, t.media_set AS "media_set: MediaSetId", t.media_set_seq, t.in_use,
+                      d.name AS "mounted_in?", t.created, t.location AS "location: TapeLocation", t.slot
                FROM tapes t LEFT JOIN drives d ON d.id = t.mounted_in
                WHERE t.id = $1"#,
-            id
+            id as _
         )
         .fetch_optional(&self.pool)
-        .await?)
+        .await?
+        .map(TapeRow::try_from)
+        .transpose()?)
     }
 
     /// Every tape, by label.
     pub async fn list_tapes(&self) -> Result<Vec<TapeRow>> {
         Ok(sqlx::query_as!(
-            TapeRow,
-            r#"SELECT t.id, t.label, t.pool, t.state, t.path, t.bytes_written, t.files_written,
-                      t.media_set, t.media_set_seq, t.in_use, d.name AS "mounted_in?", t.created,
-                      t.location, t.slot
+            RawTape,
+            r#"SELECT t.id AS "id: TapeId", t.label, t.pool, t.state AS "state: TapeState", t.path, t.bytes_written,
+                      t.files_written, t.media_set AS "media_set: MediaSetId", t.media_set_seq, t.in_use,
+                      d.name AS "mounted_in?", t.created, t.location AS "location: TapeLocation", t.slot
                FROM tapes t LEFT JOIN drives d ON d.id = t.mounted_in
                ORDER BY t.label"#
         )
         .fetch_all(&self.pool)
-        .await?)
+        .await?
+        .into_iter()
+        .map(TapeRow::try_from)
+        .collect::<Result<_>>()?)
     }
 
     /// Tapes in the library (every location but `exported`).
-    pub async fn tapes_in_library(&self) -> Result<i64> {
-        Ok(
-            sqlx::query_scalar!(r#"SELECT count(*) AS "n!" FROM tapes WHERE location = 'library'"#)
-                .fetch_one(&self.pool)
-                .await?,
-        )
+    pub async fn tapes_in_library(&self) -> Result<u64> {
+        let n = sqlx::query_scalar!(r#"SELECT count(*) AS "n!" FROM tapes WHERE location = 'library'"#)
+            .fetch_one(&self.pool)
+            .await?;
+        to_u64(n, "tape count")
     }
 
     /// Record that a tape left the library: its image now lives at `path`.
     /// A tape in use (reserved or mounted) cannot leave.
     pub async fn export_tape(&self, label: &str, path: &str) -> Result<TapeRow> {
         let id = sqlx::query_scalar!(
-            "UPDATE tapes SET location = 'exported', slot = NULL, path = $2
+            r#"UPDATE tapes SET location = 'exported', slot = NULL, path = $2
              WHERE label = $1 AND location = 'library' AND NOT in_use
-             RETURNING id",
+             RETURNING id AS "id: TapeId""#,
             label,
             path
         )
@@ -411,8 +452,8 @@ impl Catalog {
                 let t = self
                     .tape_by_label(label)
                     .await?
-                    .ok_or_else(|| CatalogError::invalid(format!("no tape labelled {label} in the catalog")))?;
-                Err(CatalogError::conflict(if t.location == TAPE_EXPORTED {
+                    .ok_or_else(|| CatalogError::not_found("tape labelled", label))?;
+                Err(CatalogError::conflict(if t.location == TapeLocation::Exported {
                     format!("tape {label} is already exported (to {})", t.path)
                 } else {
                     format!(
@@ -431,11 +472,11 @@ impl Catalog {
         let mut attempt = 0;
         let id = loop {
             let res = sqlx::query_scalar!(
-                "UPDATE tapes SET location = 'library', path = $2,
+                r#"UPDATE tapes SET location = 'library', path = $2,
                      slot = (SELECT COALESCE(min(s), 1) FROM generate_series(1, (SELECT count(*) + 1 FROM tapes)::int) s
                              WHERE NOT EXISTS (SELECT 1 FROM tapes WHERE slot = s))
                  WHERE label = $1 AND location = 'exported'
-                 RETURNING id",
+                 RETURNING id AS "id: TapeId""#,
                 label,
                 path
             )

@@ -21,151 +21,11 @@
 //! This module is pure: no database, no I/O. The catalog checks every
 //! persisted transition against [`transition`].
 
-use std::fmt;
-use std::str::FromStr;
-
 use thiserror::Error;
 
-/// Whether a channel writes a backup to tape or reads one back.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ChannelKind {
-    Backup,
-    Restore,
-}
-
-impl ChannelKind {
-    pub const ALL: [ChannelKind; 2] = [ChannelKind::Backup, ChannelKind::Restore];
-
-    /// The string stored in the database (`channels.kind`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ChannelKind::Backup => "backup",
-            ChannelKind::Restore => "restore",
-        }
-    }
-
-    /// The data-moving state of this kind: `Writing` for a backup, `Reading`
-    /// for a restore.
-    pub fn streaming_state(self) -> ChannelState {
-        match self {
-            ChannelKind::Backup => ChannelState::Writing,
-            ChannelKind::Restore => ChannelState::Reading,
-        }
-    }
-}
-
-impl fmt::Display for ChannelKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// A string that names no channel kind or state.
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
-#[error("unknown channel {what} {value:?}")]
-pub struct ParseChannelError {
-    pub what: &'static str,
-    pub value: String,
-}
-
-impl FromStr for ChannelKind {
-    type Err = ParseChannelError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "backup" => Ok(ChannelKind::Backup),
-            "restore" => Ok(ChannelKind::Restore),
-            _ => Err(ParseChannelError {
-                what: "kind",
-                value: s.to_owned(),
-            }),
-        }
-    }
-}
-
-/// The state of a channel (seed FIG. 28/29).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ChannelState {
-    /// Asked for; no movers or drive assigned yet.
-    Requested,
-    /// FE/BE pair and drive assigned, the virtual circuit is open.
-    Opened,
-    /// A tape is mounted and its labels are being read or written.
-    BeginningOfTape,
-    /// Backup: segments are being written to the tape.
-    Writing,
-    /// Restore: segments are being read from the tape.
-    Reading,
-    /// The tape is full (backup) or done (restore); the channel pauses until
-    /// the next tape of the media set is at its beginning.
-    EndOfTape,
-    /// Finished normally (terminal).
-    Closed,
-    /// Stopped by an error (terminal); the reason says why.
-    Error,
-}
-
-impl ChannelState {
-    pub const ALL: [ChannelState; 8] = [
-        ChannelState::Requested,
-        ChannelState::Opened,
-        ChannelState::BeginningOfTape,
-        ChannelState::Writing,
-        ChannelState::Reading,
-        ChannelState::EndOfTape,
-        ChannelState::Closed,
-        ChannelState::Error,
-    ];
-
-    /// The snake_case string stored in the database (`channels.state`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ChannelState::Requested => "requested",
-            ChannelState::Opened => "opened",
-            ChannelState::BeginningOfTape => "beginning_of_tape",
-            ChannelState::Writing => "writing",
-            ChannelState::Reading => "reading",
-            ChannelState::EndOfTape => "end_of_tape",
-            ChannelState::Closed => "closed",
-            ChannelState::Error => "error",
-        }
-    }
-
-    /// `Closed` and `Error` are terminal: no transition leaves them.
-    pub fn is_terminal(self) -> bool {
-        matches!(self, ChannelState::Closed | ChannelState::Error)
-    }
-
-    /// Whether the machine of `kind` has this state at all: a backup never
-    /// is `Reading`, a restore never is `Writing`.
-    pub fn belongs_to(self, kind: ChannelKind) -> bool {
-        match self {
-            ChannelState::Writing => kind == ChannelKind::Backup,
-            ChannelState::Reading => kind == ChannelKind::Restore,
-            _ => true,
-        }
-    }
-}
-
-impl fmt::Display for ChannelState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for ChannelState {
-    type Err = ParseChannelError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        ChannelState::ALL
-            .into_iter()
-            .find(|state| state.as_str() == s)
-            .ok_or_else(|| ParseChannelError {
-                what: "state",
-                value: s.to_owned(),
-            })
-    }
-}
+/// The kinds and states are the domain's (the wire and the catalog speak
+/// them); their transition tables are here.
+pub use proto::domain::{ChannelKind, ChannelState};
 
 use ChannelState as S;
 
@@ -347,9 +207,9 @@ mod tests {
         let legal = expected_legal();
         let mut checked = 0;
         let mut legal_count = 0;
-        for kind in ChannelKind::ALL {
-            for from in ChannelState::ALL {
-                for to in ChannelState::ALL {
+        for &kind in ChannelKind::ALL {
+            for &from in ChannelState::ALL {
+                for &to in ChannelState::ALL {
                     let expect = legal.contains(&(kind, from, to));
                     let got = transition(kind, from, to);
                     assert_eq!(got.is_ok(), expect, "{kind} {from} → {to}");
@@ -369,9 +229,9 @@ mod tests {
 
     #[test]
     fn terminal_states_have_no_exit() {
-        for kind in ChannelKind::ALL {
+        for &kind in ChannelKind::ALL {
             for from in [S::Closed, S::Error] {
-                for to in ChannelState::ALL {
+                for &to in ChannelState::ALL {
                     assert!(transition(kind, from, to).is_err(), "{kind} {from} → {to}");
                 }
             }
@@ -380,8 +240,8 @@ mod tests {
 
     #[test]
     fn no_self_loops_and_error_from_every_live_state() {
-        for kind in ChannelKind::ALL {
-            for s in ChannelState::ALL {
+        for &kind in ChannelKind::ALL {
+            for &s in ChannelState::ALL {
                 assert!(!is_legal(kind, s, s), "{kind} {s} → {s}");
                 assert_eq!(is_legal(kind, s, S::Error), !s.is_terminal() && s.belongs_to(kind));
             }
@@ -390,7 +250,7 @@ mod tests {
 
     #[test]
     fn backup_never_reads_and_restore_never_writes() {
-        for s in ChannelState::ALL {
+        for &s in ChannelState::ALL {
             assert!(!is_legal(ChannelKind::Backup, s, S::Reading));
             assert!(!is_legal(ChannelKind::Backup, S::Reading, s));
             assert!(!is_legal(ChannelKind::Restore, s, S::Writing));
@@ -400,11 +260,11 @@ mod tests {
 
     #[test]
     fn strings_round_trip() {
-        for s in ChannelState::ALL {
+        for &s in ChannelState::ALL {
             assert_eq!(s.as_str().parse::<ChannelState>().unwrap(), s);
             assert_eq!(s.to_string(), s.as_str());
         }
-        for k in ChannelKind::ALL {
+        for &k in ChannelKind::ALL {
             assert_eq!(k.as_str().parse::<ChannelKind>().unwrap(), k);
         }
         assert_eq!(ChannelState::BeginningOfTape.as_str(), "beginning_of_tape");

@@ -12,39 +12,16 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 
-/// The level of a complete ABS.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Level {
-    Full,
-    Cumulative,
-    Incremental,
-    Synthetic,
-}
-
-impl Level {
-    pub fn parse(s: &str) -> Option<Level> {
-        Some(match s {
-            "full" => Level::Full,
-            "cumulative" => Level::Cumulative,
-            "incremental" => Level::Incremental,
-            "synthetic" => Level::Synthetic,
-            _ => return None,
-        })
-    }
-
-    /// A full or a synthetic full: a chain starts here.
-    pub fn is_full(self) -> bool {
-        matches!(self, Level::Full | Level::Synthetic)
-    }
-}
+pub use proto::domain::Level;
+use proto::domain::{AbsId, FailureCode};
 
 /// One complete ABS of the object.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChainMember {
-    pub id: i64,
+    pub id: AbsId,
     pub level: Level,
     /// The base of a differential.
-    pub base: Option<i64>,
+    pub base: Option<AbsId>,
     pub point_in_time: DateTime<Utc>,
 }
 
@@ -55,13 +32,26 @@ pub enum ChainError {
     #[error("{object} has no complete backup at or before {at}")]
     NothingAt { object: String, at: DateTime<Utc> },
     #[error("ABS {abs} is a differential whose base ABS {base} is not a complete backup of the same object")]
-    Broken { abs: i64, base: i64 },
+    Broken { abs: AbsId, base: AbsId },
     #[error("ABS {abs} is a differential without a base")]
-    NoBase { abs: i64 },
+    NoBase { abs: AbsId },
     #[error("ABS {abs} is not a complete backup of the object")]
-    NotComplete { abs: i64 },
+    NotComplete { abs: AbsId },
     #[error("the chain of ABS {abs} loops")]
-    Cycle { abs: i64 },
+    Cycle { abs: AbsId },
+}
+
+impl ChainError {
+    /// The kind of this failure: no backup to build on or to restore is
+    /// `NotFound`, an ABS that is not a complete member `Refused`, a chain
+    /// the catalog holds broken `Corrupt`.
+    pub fn code(&self) -> FailureCode {
+        match self {
+            ChainError::NoFull { .. } | ChainError::NothingAt { .. } => FailureCode::NotFound,
+            ChainError::NotComplete { .. } => FailureCode::Refused,
+            ChainError::Broken { .. } | ChainError::NoBase { .. } | ChainError::Cycle { .. } => FailureCode::Corrupt,
+        }
+    }
 }
 
 /// Order of preference among backups: later point in time first; at
@@ -83,7 +73,7 @@ fn latest<'a>(members: impl Iterator<Item = &'a ChainMember>) -> Option<&'a Chai
 }
 
 /// The base of a new backup of `level` (None for a full).
-pub fn base_for(object: &str, members: &[ChainMember], level: Level) -> Result<Option<i64>, ChainError> {
+pub fn base_for(object: &str, members: &[ChainMember], level: Level) -> Result<Option<AbsId>, ChainError> {
     let pick = match level {
         Level::Full | Level::Synthetic => return Ok(None),
         Level::Cumulative => latest(members.iter().filter(|m| m.level.is_full())),
@@ -103,7 +93,7 @@ pub fn base_for(object: &str, members: &[ChainMember], level: Level) -> Result<O
 /// The ABSs to restore, oldest first, to get the object as it was at `at`
 /// (None: the latest backup): the latest backup taken at or before `at`
 /// and its bases back to a full.
-pub fn chain_at(object: &str, members: &[ChainMember], at: Option<DateTime<Utc>>) -> Result<Vec<i64>, ChainError> {
+pub fn chain_at(object: &str, members: &[ChainMember], at: Option<DateTime<Utc>>) -> Result<Vec<AbsId>, ChainError> {
     let tip = latest(members.iter().filter(|m| at.is_none_or(|t| m.point_in_time <= t)));
     let Some(tip) = tip else {
         return Err(match at {
@@ -120,8 +110,8 @@ pub fn chain_at(object: &str, members: &[ChainMember], at: Option<DateTime<Utc>>
 }
 
 /// The chain ending at ABS `tip`, oldest first: its bases back to a full.
-pub fn chain_of(members: &[ChainMember], tip: i64) -> Result<Vec<i64>, ChainError> {
-    let by_id: HashMap<i64, &ChainMember> = members.iter().map(|m| (m.id, m)).collect();
+pub fn chain_of(members: &[ChainMember], tip: AbsId) -> Result<Vec<AbsId>, ChainError> {
+    let by_id: HashMap<AbsId, &ChainMember> = members.iter().map(|m| (m.id, m)).collect();
     let tip = by_id.get(&tip).copied().ok_or(ChainError::NotComplete { abs: tip })?;
     let mut chain = vec![tip.id];
     let mut cur = tip;
@@ -150,28 +140,36 @@ mod tests {
         Utc.timestamp_opt(1_800_000_000 + s, 0).single().unwrap()
     }
 
-    fn m(id: i64, level: Level, base: Option<i64>, at: i64) -> ChainMember {
+    fn m(id: u64, level: Level, base: Option<u64>, at: i64) -> ChainMember {
         ChainMember {
-            id,
+            id: AbsId::new(id),
             level,
-            base,
+            base: base.map(AbsId::new),
             point_in_time: t(at),
         }
+    }
+
+    fn a(id: u64) -> AbsId {
+        AbsId::new(id)
+    }
+
+    fn ids(v: &[u64]) -> Vec<AbsId> {
+        v.iter().copied().map(AbsId::new).collect()
     }
 
     #[test]
     fn bases_follow_the_levels() {
         let mut ms = vec![m(1, Level::Full, None, 0)];
-        assert_eq!(base_for("o", &ms, Level::Incremental), Ok(Some(1)));
-        assert_eq!(base_for("o", &ms, Level::Cumulative), Ok(Some(1)));
+        assert_eq!(base_for("o", &ms, Level::Incremental), Ok(Some(a(1))));
+        assert_eq!(base_for("o", &ms, Level::Cumulative), Ok(Some(a(1))));
         ms.push(m(2, Level::Incremental, Some(1), 10));
         ms.push(m(3, Level::Cumulative, Some(1), 20));
         ms.push(m(4, Level::Incremental, Some(3), 30));
-        assert_eq!(base_for("o", &ms, Level::Incremental), Ok(Some(4)));
-        assert_eq!(base_for("o", &ms, Level::Cumulative), Ok(Some(1)));
+        assert_eq!(base_for("o", &ms, Level::Incremental), Ok(Some(a(4))));
+        assert_eq!(base_for("o", &ms, Level::Cumulative), Ok(Some(a(1))));
         assert_eq!(base_for("o", &ms, Level::Full), Ok(None));
         ms.push(m(5, Level::Full, None, 40));
-        assert_eq!(base_for("o", &ms, Level::Cumulative), Ok(Some(5)));
+        assert_eq!(base_for("o", &ms, Level::Cumulative), Ok(Some(a(5))));
     }
 
     #[test]
@@ -180,7 +178,9 @@ mod tests {
             base_for("/db", &[], Level::Incremental),
             Err(ChainError::NoFull { object: "/db".into() })
         );
-        let e = base_for("/db", &[], Level::Cumulative).unwrap_err().to_string();
+        let e = base_for("/db", &[], Level::Cumulative).unwrap_err();
+        assert_eq!(e.code(), FailureCode::NotFound);
+        let e = e.to_string();
         assert!(e.contains("take a full backup first"), "{e}");
     }
 
@@ -193,13 +193,13 @@ mod tests {
             m(4, Level::Cumulative, Some(1), 30),
             m(5, Level::Incremental, Some(4), 40),
         ];
-        assert_eq!(chain_at("o", &ms, Some(t(0))), Ok(vec![1]));
-        assert_eq!(chain_at("o", &ms, Some(t(15))), Ok(vec![1, 2]));
-        assert_eq!(chain_at("o", &ms, Some(t(20))), Ok(vec![1, 2, 3]));
-        assert_eq!(chain_at("o", &ms, Some(t(35))), Ok(vec![1, 4]));
-        assert_eq!(chain_at("o", &ms, None), Ok(vec![1, 4, 5]));
-        assert_eq!(chain_of(&ms, 3), Ok(vec![1, 2, 3]));
-        assert_eq!(chain_of(&ms, 9), Err(ChainError::NotComplete { abs: 9 }));
+        assert_eq!(chain_at("o", &ms, Some(t(0))), Ok(ids(&[1])));
+        assert_eq!(chain_at("o", &ms, Some(t(15))), Ok(ids(&[1, 2])));
+        assert_eq!(chain_at("o", &ms, Some(t(20))), Ok(ids(&[1, 2, 3])));
+        assert_eq!(chain_at("o", &ms, Some(t(35))), Ok(ids(&[1, 4])));
+        assert_eq!(chain_at("o", &ms, None), Ok(ids(&[1, 4, 5])));
+        assert_eq!(chain_of(&ms, a(3)), Ok(ids(&[1, 2, 3])));
+        assert_eq!(chain_of(&ms, a(9)), Err(ChainError::NotComplete { abs: a(9) }));
         assert!(matches!(
             chain_at("o", &ms, Some(t(-1))),
             Err(ChainError::NothingAt { .. })
@@ -214,24 +214,27 @@ mod tests {
             m(3, Level::Incremental, Some(2), 20),
             m(4, Level::Synthetic, None, 20),
         ];
-        assert_eq!(chain_at("o", &ms, None), Ok(vec![4]));
-        assert_eq!(chain_at("o", &ms, Some(t(19))), Ok(vec![1, 2]));
-        assert_eq!(base_for("o", &ms, Level::Incremental), Ok(Some(4)));
-        assert_eq!(base_for("o", &ms, Level::Cumulative), Ok(Some(4)));
+        assert_eq!(chain_at("o", &ms, None), Ok(ids(&[4])));
+        assert_eq!(chain_at("o", &ms, Some(t(19))), Ok(ids(&[1, 2])));
+        assert_eq!(base_for("o", &ms, Level::Incremental), Ok(Some(a(4))));
+        assert_eq!(base_for("o", &ms, Level::Cumulative), Ok(Some(a(4))));
         ms.push(m(5, Level::Incremental, Some(4), 30));
-        assert_eq!(chain_at("o", &ms, None), Ok(vec![4, 5]));
+        assert_eq!(chain_at("o", &ms, None), Ok(ids(&[4, 5])));
     }
 
     #[test]
     fn broken_chains_are_reported() {
         let ms = vec![m(2, Level::Incremental, Some(1), 10)];
-        assert_eq!(chain_at("o", &ms, None), Err(ChainError::Broken { abs: 2, base: 1 }));
+        assert_eq!(
+            chain_at("o", &ms, None),
+            Err(ChainError::Broken { abs: a(2), base: a(1) })
+        );
         let ms = vec![
             m(2, Level::Incremental, Some(3), 10),
             m(3, Level::Incremental, Some(2), 5),
         ];
-        assert_eq!(chain_at("o", &ms, None), Err(ChainError::Cycle { abs: 2 }));
+        assert_eq!(chain_at("o", &ms, None), Err(ChainError::Cycle { abs: a(2) }));
         let ms = vec![m(2, Level::Cumulative, None, 10)];
-        assert_eq!(chain_at("o", &ms, None), Err(ChainError::NoBase { abs: 2 }));
+        assert_eq!(chain_at("o", &ms, None), Err(ChainError::NoBase { abs: a(2) }));
     }
 }

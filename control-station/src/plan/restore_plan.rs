@@ -14,6 +14,7 @@
 use std::collections::btree_map::Entry;
 use std::collections::BTreeMap;
 
+use proto::domain::TapeId;
 use thiserror::Error;
 
 /// One segment of the ABS to restore and where the catalog says it lies.
@@ -22,7 +23,7 @@ pub struct PlannedSegment {
     /// The segment's sequence number within its ABS (0-based, no gaps).
     pub seq: u32,
     /// The catalog id of the tape holding the segment.
-    pub tape_id: i64,
+    pub tape_id: TapeId,
     /// The tape's volume label (for operators and the library).
     pub tape_label: String,
     /// The tape file number holding the segment.
@@ -36,7 +37,7 @@ pub struct PlannedSegment {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TapeJob {
     /// The catalog id of the tape.
-    pub tape_id: i64,
+    pub tape_id: TapeId,
     /// The tape's volume label.
     pub tape_label: String,
     /// The segments on this tape, sorted by ascending `tape_file`.
@@ -72,7 +73,7 @@ pub enum PlanError {
     #[error("ABS segments {first_seq} and {second_seq} both claim tape {tape_label} (id {tape_id}) file {tape_file}")]
     DuplicateTapeFile {
         /// The tape's id.
-        tape_id: i64,
+        tape_id: TapeId,
         /// The tape's label.
         tape_label: String,
         /// The contested tape file.
@@ -94,7 +95,7 @@ pub enum PlanError {
     #[error("tape id {tape_id} is labelled both {first_label} and {second_label} (ABS segment {seq})")]
     InconsistentLabel {
         /// The tape's id.
-        tape_id: i64,
+        tape_id: TapeId,
         /// The label seen first.
         first_label: String,
         /// The other label.
@@ -134,8 +135,8 @@ impl RestorePlan {
             return Err(PlanError::NoDrives);
         }
         let mut by_seq: BTreeMap<u32, &PlannedSegment> = BTreeMap::new();
-        let mut by_place: BTreeMap<(i64, u32), u32> = BTreeMap::new();
-        let mut tapes: BTreeMap<i64, TapeJob> = BTreeMap::new();
+        let mut by_place: BTreeMap<(TapeId, u32), u32> = BTreeMap::new();
+        let mut tapes: BTreeMap<TapeId, TapeJob> = BTreeMap::new();
         let mut total_bytes: u64 = 0;
         for s in segments {
             match by_seq.entry(s.seq) {
@@ -265,10 +266,10 @@ mod tests {
     use proptest::prelude::*;
     use std::collections::BTreeSet;
 
-    fn seg(seq: u32, tape: i64, file: u32, bytes: u64) -> PlannedSegment {
+    fn seg(seq: u32, tape: u64, file: u32, bytes: u64) -> PlannedSegment {
         PlannedSegment {
             seq,
-            tape_id: tape,
+            tape_id: TapeId::new(tape),
             tape_label: format!("T{tape:05}"),
             tape_file: file,
             bytes,
@@ -290,7 +291,7 @@ mod tests {
         let q = &plan.drive_queues()[0];
         assert_eq!(q.len(), 2);
         // Tape 1 holds 30 bytes, tape 2 holds 20: largest first.
-        assert_eq!(q[0].tape_id, 1);
+        assert_eq!(q[0].tape_id, TapeId::new(1));
         assert_eq!(q[0].tape_label, "T00001");
         assert_eq!(
             q[0].files.iter().map(|f| f.tape_file).collect::<Vec<_>>(),
@@ -317,8 +318,8 @@ mod tests {
         // LPT: 7 → d0; 5 → d1; 4 → d1 (9); 3 → d0 (10); 3 → d1 (12).
         assert_eq!(plan.drive_bytes(), &[10, 12]);
         assert_eq!(plan.makespan_bytes(), 12);
-        let q0: Vec<i64> = plan.drive_queues()[0].iter().map(|j| j.tape_id).collect();
-        let q1: Vec<i64> = plan.drive_queues()[1].iter().map(|j| j.tape_id).collect();
+        let q0: Vec<u64> = plan.drive_queues()[0].iter().map(|j| j.tape_id.get()).collect();
+        let q1: Vec<u64> = plan.drive_queues()[1].iter().map(|j| j.tape_id.get()).collect();
         assert_eq!(q0, vec![1, 4]);
         assert_eq!(q1, vec![2, 3, 5]);
     }
@@ -360,7 +361,7 @@ mod tests {
         assert_eq!(
             err,
             PlanError::DuplicateTapeFile {
-                tape_id: 1,
+                tape_id: TapeId::new(1),
                 tape_label: "T00001".into(),
                 tape_file: 4,
                 first_seq: 0,
@@ -386,7 +387,7 @@ mod tests {
         let mut b = seg(1, 1, 2, 1);
         b.tape_label = "OTHER".into();
         let err = RestorePlan::new(&[seg(0, 1, 1, 1), b], 1).unwrap_err();
-        assert!(matches!(err, PlanError::InconsistentLabel { tape_id: 1, seq: 1, .. }));
+        assert!(matches!(err, PlanError::InconsistentLabel { tape_id, seq: 1, .. } if tape_id == TapeId::new(1)));
     }
 
     #[test]
@@ -419,7 +420,7 @@ mod tests {
     /// Up to 40 segments of one ABS on up to 8 tapes, shuffled, with distinct
     /// tape files per tape.
     fn arb_segments() -> impl Strategy<Value = Vec<PlannedSegment>> {
-        proptest::collection::vec((0i64..8, 0u64..1_000_000), 0..40)
+        proptest::collection::vec((0u64..8, 0u64..1_000_000), 0..40)
             .prop_flat_map(|v| {
                 // Distinct tape files overall (so per tape), in an order on
                 // tape independent of the sequence numbers.
@@ -461,8 +462,8 @@ mod tests {
                 prop_assert!(!j.files.is_empty());
             }
             // Each tape in exactly one queue, once.
-            let tapes: BTreeSet<i64> = segs.iter().map(|s| s.tape_id).collect();
-            let mut planned: Vec<i64> = plan.jobs().map(|j| j.tape_id).collect();
+            let tapes: BTreeSet<TapeId> = segs.iter().map(|s| s.tape_id).collect();
+            let mut planned: Vec<TapeId> = plan.jobs().map(|j| j.tape_id).collect();
             planned.sort_unstable();
             prop_assert_eq!(planned, tapes.iter().copied().collect::<Vec<_>>());
             prop_assert_eq!(plan.tape_count(), tapes.len());
@@ -498,7 +499,7 @@ mod tests {
                 .enumerate()
                 .map(|(i, &b)| {
                     let i32_ = u32::try_from(i).expect("small");
-                    seg(i32_, i64::from(i32_), 1, b)
+                    seg(i32_, u64::from(i32_), 1, b)
                 })
                 .collect();
             let plan = RestorePlan::new(&segs, drives).expect("valid input");

@@ -14,6 +14,7 @@
 use std::sync::Arc;
 
 use anyhow::{bail, Result};
+use proto::domain::Failure;
 use proto::wire::RestoreTarget;
 use transport::{Peer, Role};
 
@@ -105,11 +106,11 @@ impl Access {
             Some(o) => (format!("object {o} of {primary}"), format!(" [--object {o}]")),
             None => (format!("the volumes of {primary}"), String::new()),
         };
-        bail!(
+        bail!(Failure::refused(format!(
             "not authorized: client {client} may not {} {what} (an operator grants it: smapp grant {client} --primary {primary}{option} {})",
             right.verb(),
             right.flag()
-        )
+        )))
     }
 
     /// Fail unless the peer may restore `object` of `primary` into `target`.
@@ -151,7 +152,9 @@ mod tests {
         let a = client(vec![]);
         assert!(!a.may(Right::Backup, "pn1", Some("db1")));
         assert!(!a.may_see("pn1", "db1"));
-        let err = a.require(Right::Restore, "pn1", Some("db1")).unwrap_err().to_string();
+        let err = a.require(Right::Restore, "pn1", Some("db1")).unwrap_err();
+        assert_eq!(super::super::failure_of(&err).code, proto::domain::FailureCode::Refused);
+        let err = err.to_string();
         assert!(
             err.contains("smapp grant c --primary pn1 [--object db1] --restore"),
             "{err}"

@@ -6,18 +6,18 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{anyhow, bail, Context, Result};
 use proto::abs::{AbsMap, ObjectExtent, TrackSet};
+use proto::domain::{AbsId, ChannelId, Failure, FailureCode, Level, SegmentSeq};
 use proto::wire::{
-    BackupChannel, BackupLevel, ChannelEvent, ChannelToken, Command, CommandReply, ObjectSpec, StationReply,
-    VolumeEpoch,
+    BackupChannel, ChannelEvent, ChannelToken, Command, CommandReply, ObjectSpec, StationReply, VolumeEpoch,
 };
 use transport::FramedSend;
 use transport::Peer;
 
 use super::access::{Access, Right};
-use super::{library, note_channel, registry, ChannelNote, NoteRx, Station};
+use super::{failure_of, library, note_channel, registry, ChannelNote, NoteRx, Station};
 use crate::catalog::{CapturedEpoch, DriveRow, PairRow, TapeRow, STATION_ACTOR};
 use crate::channel::{ChannelKind, ChannelState};
-use crate::plan::{ChainMember, Level};
+use crate::plan::ChainMember;
 
 /// Run one backup for a client, streaming events to it.
 #[allow(clippy::too_many_arguments)]
@@ -28,7 +28,7 @@ pub(crate) async fn run(
     primary: String,
     object: ObjectSpec,
     drives: u32,
-    level: BackupLevel,
+    level: Level,
     abandon: Abandon<'_>,
     send: &mut FramedSend,
 ) {
@@ -48,9 +48,7 @@ pub(crate) async fn run(
     .await;
     let event = match result {
         Ok(ev) => ev,
-        Err(e) => ChannelEvent::Failed {
-            reason: format!("{e:#}"),
-        },
+        Err(e) => ChannelEvent::Failed(failure_of(&e)),
     };
     let _ = send.send(&StationReply::Event(event)).await;
 }
@@ -58,8 +56,8 @@ pub(crate) async fn run(
 /// Where a channel stands, for cleanup on failure.
 #[derive(Default)]
 pub(crate) struct Held {
-    pub channel_id: Option<i64>,
-    pub abs_id: Option<i64>,
+    pub channel_id: Option<ChannelId>,
+    pub abs_id: Option<AbsId>,
     /// The pair and the drives the channel writes to.
     pub assignment: Option<(PairRow, Vec<DriveRow>)>,
     /// Tracks the ABS must hold to be complete (its track set), once known.
@@ -74,22 +72,27 @@ async fn backup(
     primary: &str,
     object: ObjectSpec,
     drives: u32,
-    level: BackupLevel,
+    level: Level,
     abandon: Abandon<'_>,
     send: &mut FramedSend,
     started: Instant,
 ) -> Result<ChannelEvent> {
+    if level == Level::Synthetic {
+        bail!(Failure::invalid(
+            "a synthetic full is merged from a chain (smapp merge), not backed up"
+        ));
+    }
     Access::of(st, client)
         .await?
         .require(Right::Backup, primary, Some(object_name))?;
     let node = registry::primary(st, primary).await?;
     let extents = match object {
         ObjectSpec::Volume(v) => {
-            let vol = node
-                .volumes
-                .iter()
-                .find(|x| x.name == v)
-                .ok_or_else(|| anyhow!("primary node {primary} has no volume {v:?}"))?;
+            let vol = node.volumes.iter().find(|x| x.name == v).ok_or_else(|| {
+                anyhow!(Failure::not_found(format!(
+                    "primary node {primary} has no volume {v:?}"
+                )))
+            })?;
             vec![ObjectExtent {
                 volume: v,
                 offset: 0,
@@ -98,32 +101,27 @@ async fn backup(
         }
         ObjectSpec::Extents(e) => e,
     };
-    let map = AbsMap::from_extents(&node.volumes, &extents).context("the logical object's extents")?;
+    let map = AbsMap::from_extents(&node.volumes, &extents)
+        .map_err(|e| Failure::invalid(format!("the logical object's extents: {e}")))?;
     let (base, since) = differential_base(st, primary, object_name, &map, level).await?;
-    let (_, abs_id) = st
-        .catalog
-        .create_abs(object_name, node.id, level.as_str(), base.map(|b| b as i64), &map)
-        .await?;
+    let (_, abs_id) = st.catalog.create_abs(object_name, node.id, level, base, &map).await?;
     let (mut held, rx) = open_writing_channel(st, client, abs_id).await?;
     let channel_id = held.channel_id.unwrap_or_default();
     let _ = send
-        .send(&StationReply::Event(ChannelEvent::Accepted {
-            channel_id: channel_id as u64,
-            abs_id: abs_id as u64,
-        }))
+        .send(&StationReply::Event(ChannelEvent::Accepted { channel_id, abs_id }))
         .await;
-    let want = (drives as usize).max(1);
+    let want = usize::try_from(drives).unwrap_or(usize::MAX).max(1);
     let source = Source {
         primary,
         map,
         since,
-        base_abs_id: base.unwrap_or(0),
+        base_abs_id: base,
         level,
     };
     let outcome = drive_channel(st, &mut held, object_name, source, want, abandon, rx, send, started).await;
-    st.resumable.lock().await.remove(&(channel_id as u64));
-    st.channels.lock().await.remove(&(channel_id as u64));
-    st.depends_on(channel_id as u64, &[]).await;
+    st.resumable.lock().await.remove(&channel_id);
+    st.channels.lock().await.remove(&channel_id);
+    st.depends_on(channel_id, &[]).await;
     // The primary node drops the channel's snapshot, if it took one.
     settle(st, &mut held, outcome, &[primary]).await
 }
@@ -145,33 +143,36 @@ pub(crate) async fn settle(
         Err(e) => e,
     };
     let reason = format!("{e:#}");
-    let (channel_id, abs_id) = (held.channel_id.unwrap_or(0), held.abs_id.unwrap_or(0));
-    tracing::error!(%channel_id, %abs_id, %reason, "writing channel failed");
-    let _ = st
-        .catalog
-        .transition(channel_id, ChannelState::Error, &reason, STATION_ACTOR)
-        .await;
-    let _ = st.catalog.fail_abs(abs_id, &reason).await;
-    let abort = Command::AbortChannel {
-        channel_id: channel_id as u64,
-        reason: reason.clone(),
-    };
-    let fe = held.assignment.as_ref().map(|(pair, _)| pair.fe_name.clone());
-    for peer in fe.iter().map(String::as_str).chain(also_abort.iter().copied()) {
-        let _ = st.command(peer, &abort).await;
+    tracing::error!(channel_id = ?held.channel_id, abs_id = ?held.abs_id, %reason, "writing channel failed");
+    if let Some(channel_id) = held.channel_id {
+        let _ = st
+            .catalog
+            .transition(channel_id, ChannelState::Error, &reason, STATION_ACTOR)
+            .await;
+        let abort = Command::AbortChannel {
+            channel_id,
+            reason: reason.clone(),
+        };
+        let fe = held.assignment.as_ref().map(|(pair, _)| pair.fe_name.clone());
+        for peer in fe.iter().map(String::as_str).chain(also_abort.iter().copied()) {
+            let _ = st.command(peer, &abort).await;
+        }
+    }
+    if let Some(abs_id) = held.abs_id {
+        let _ = st.catalog.fail_abs(abs_id, &reason).await;
     }
     release(st, held).await;
     Err(e)
 }
 
 /// A backup channel writing ABS `abs_id`, registered for notes.
-pub(crate) async fn open_writing_channel(st: &Arc<Station>, client: &Peer, abs_id: i64) -> Result<(Held, NoteRx)> {
+pub(crate) async fn open_writing_channel(st: &Arc<Station>, client: &Peer, abs_id: AbsId) -> Result<(Held, NoteRx)> {
     let channel_id = st
         .catalog
         .create_channel(ChannelKind::Backup, abs_id, &client.name)
         .await?;
     let (tx, rx) = note_channel();
-    st.channels.lock().await.insert(channel_id as u64, tx);
+    st.channels.lock().await.insert(channel_id, tx);
     let held = Held {
         channel_id: Some(channel_id),
         abs_id: Some(abs_id),
@@ -246,7 +247,7 @@ async fn drive_channel(
         (pair, drives, false)
     };
     held.assignment = Some((pair.clone(), drives.clone()));
-    st.depends_on(channel_id as u64, &[&pair.fe_name, &pair.be_name, primary])
+    st.depends_on(channel_id, &[&pair.fe_name, &pair.be_name, primary])
         .await;
     // The snapshot only now that the channel has its drive: a backup that
     // queues protects nothing on the node (no side copies, no slower host
@@ -260,36 +261,28 @@ async fn drive_channel(
         .sum();
     let _ = send
         .send(&StationReply::Event(ChannelEvent::Started {
-            channel_id: channel_id as u64,
-            abs_id: abs_id as u64,
+            channel_id,
+            abs_id,
             object_size: map.object_size,
             tracks: track_set.len(),
             track_bytes,
         }))
         .await;
-    let what = if base_abs_id == 0 {
-        format!("{} tracks, the whole object", track_set.len())
-    } else {
-        format!(
-            "{} of {} tracks changed since ABS {base_abs_id} ({}, {} bytes of the object)",
+    let what = match base_abs_id {
+        None => format!("{} tracks, the whole object", track_set.len()),
+        Some(base) => format!(
+            "{} of {} tracks changed since ABS {base} ({level}, {} bytes of the object)",
             track_set.len(),
             map.track_set().len(),
-            level.as_str(),
             map.logical_bytes(&track_set)
-        )
+        ),
     };
     let _ = send
-        .send(&StationReply::Event(ChannelEvent::State {
-            state: "snapshot".into(),
-            reason: what,
-        }))
+        .send(&StationReply::Event(ChannelEvent::Snapshot { detail: what }))
         .await;
     for note in notes {
         let _ = send
-            .send(&StationReply::Event(ChannelEvent::State {
-                state: "snapshot".into(),
-                reason: note,
-            }))
+            .send(&StationReply::Event(ChannelEvent::Snapshot { detail: note }))
             .await;
     }
 
@@ -332,15 +325,15 @@ async fn drive_channel(
     // The channel's capability: only the front-end and the node learn it.
     let token: ChannelToken = rand::random();
     let open = BackupChannel {
-        channel_id: channel_id as u64,
-        abs_id: abs_id as u64,
+        channel_id,
+        abs_id,
         object_name: object_name.to_string(),
         back_end: st.peer_addr(&pair.be_name, &pair.be_address).await,
         drives: names.clone(),
         map: map.clone(),
         track_set: track_set.clone(),
         base_abs_id,
-        merged_from_abs_id: 0,
+        merged_from_abs_id: None,
         created_unix,
         primary: primary.to_string(),
         token,
@@ -360,8 +353,8 @@ async fn drive_channel(
     )
     .await?;
     let order = Command::SendTrackSet {
-        channel_id: channel_id as u64,
-        abs_id: abs_id as u64,
+        channel_id,
+        abs_id,
         front_end: st.peer_addr(&pair.fe_name, &pair.fe_address).await,
         map,
         tracks: track_set,
@@ -372,10 +365,7 @@ async fn drive_channel(
         .context("ordering the primary node to send the track set")?;
     // From here the front-end's spool holds what the node streamed: if the
     // front-end dies, the backup waits for it to come back and resume.
-    st.resumable
-        .lock()
-        .await
-        .insert(channel_id as u64, pair.fe_name.clone());
+    st.resumable.lock().await.insert(channel_id, pair.fe_name.clone());
     let resume = Resume {
         front_end: &pair.fe_name,
         front_end_address: &pair.fe_address,
@@ -398,7 +388,7 @@ pub(crate) struct Resume<'a> {
     pub front_end: &'a str,
     pub front_end_address: &'a str,
     pub primary: &'a str,
-    pub abs_id: i64,
+    pub abs_id: AbsId,
 }
 
 /// Follow a writing channel until its front-end reports it finished:
@@ -407,7 +397,7 @@ pub(crate) struct Resume<'a> {
 /// for (up to `--resume-patience`) and the backup resumed when it is back.
 pub(crate) async fn await_written(
     st: &Arc<Station>,
-    channel_id: i64,
+    channel_id: ChannelId,
     drives: &[DriveRow],
     resume: Option<Resume<'_>>,
     rx: &mut NoteRx,
@@ -423,10 +413,10 @@ pub(crate) async fn await_written(
                 let what = match &front_end_lost {
                     Some((since, why)) => {
                         if since.elapsed() > st.cfg.resume_patience {
-                            bail!(
+                            bail!(Failure::retryable(format!(
                                 "{why}; it did not come back to resume the backup within {:?}",
                                 st.cfg.resume_patience
-                            );
+                            )));
                         }
                         format!("the front-end to come back and resume ({why})")
                     }
@@ -445,7 +435,7 @@ pub(crate) async fn await_written(
                 tracing::warn!(%channel_id, %reason, "front-end lost; the backup waits for it to resume");
                 let _ = send
                     .send(&StationReply::Event(ChannelEvent::State {
-                        state: ChannelState::Writing.as_str().into(),
+                        state: ChannelState::Writing,
                         reason: format!("{reason}; waiting for it to come back and resume from its spool"),
                     }))
                     .await;
@@ -456,7 +446,9 @@ pub(crate) async fn await_written(
                     continue;
                 };
                 if !kept {
-                    bail!("{why}, and came back without the channel in its spool: the backup cannot resume");
+                    bail!(Failure::retryable(format!(
+                        "{why}, and came back without the channel in its spool: the backup cannot resume"
+                    )));
                 }
                 let resumed = resume_backup(st, channel_id, r)
                     .await
@@ -464,7 +456,7 @@ pub(crate) async fn await_written(
                 let _ = send.send(&StationReply::Event(resumed)).await;
             }
             ChannelNote::Progress { bytes } => {
-                let _ = st.catalog.set_channel_bytes(channel_id, bytes as i64).await;
+                let _ = st.catalog.set_channel_bytes(channel_id, bytes).await;
                 let _ = send.send(&StationReply::Event(ChannelEvent::Progress { bytes })).await;
             }
             ChannelNote::Finished {
@@ -478,7 +470,8 @@ pub(crate) async fn await_written(
                     segments,
                 })
             }
-            ChannelNote::Failed { reason } => bail!("{reason}"),
+            // The participant's failure, with its code, as the cause.
+            ChannelNote::Failed { failure } => return Err(failure.into()),
             ChannelNote::TapeSwitched { drive_id, full, next } => {
                 let Some(drive) = drives.iter().find(|d| d.id == drive_id) else {
                     continue;
@@ -492,28 +485,16 @@ pub(crate) async fn await_written(
 /// The front-end of a backup came back with the channel in its spool: it
 /// continues from its spool (told which segments the catalog holds), and
 /// the primary node streams to its new start what it did not keep.
-async fn resume_backup(st: &Arc<Station>, channel_id: i64, r: Resume<'_>) -> Result<ChannelEvent> {
-    let placed: Vec<u32> = st.catalog.segments_of(r.abs_id).await?.iter().map(|s| s.seq).collect();
+async fn resume_backup(st: &Arc<Station>, channel_id: ChannelId, r: Resume<'_>) -> Result<ChannelEvent> {
+    let placed: Vec<SegmentSeq> = st.catalog.segments_of(r.abs_id).await?.iter().map(|s| s.seq).collect();
     let on_tape = placed.len();
-    st.command_ok(
-        r.front_end,
-        &Command::ResumeBackup {
-            channel_id: channel_id as u64,
-            placed,
-        },
-    )
-    .await
-    .with_context(|| format!("front-end {}", r.front_end))?;
+    st.command_ok(r.front_end, &Command::ResumeBackup { channel_id, placed })
+        .await
+        .with_context(|| format!("front-end {}", r.front_end))?;
     let front_end = st.peer_addr(r.front_end, r.front_end_address).await;
-    st.command_ok(
-        r.primary,
-        &Command::ResumeTrackSet {
-            channel_id: channel_id as u64,
-            front_end,
-        },
-    )
-    .await
-    .with_context(|| format!("primary node {}", r.primary))?;
+    st.command_ok(r.primary, &Command::ResumeTrackSet { channel_id, front_end })
+        .await
+        .with_context(|| format!("primary node {}", r.primary))?;
     tracing::info!(%channel_id, front_end = r.front_end, on_tape, "backup resumed");
     Ok(ChannelEvent::Resumed {
         front_end: r.front_end.to_string(),
@@ -548,22 +529,22 @@ pub(crate) async fn close_written(
         segments,
     } = w;
     let placed = st.catalog.segments_of(abs_id).await?;
-    if placed.len() != segments as usize {
-        bail!(
+    if usize::try_from(segments).ok() != Some(placed.len()) {
+        bail!(Failure::corrupt(format!(
             "the front-end reports {segments} segments but the catalog has {}",
             placed.len()
-        );
+        )));
     }
     // Complete only with every track of its track set on tape, and its
     // metadata placed: a report alone proves nothing.
-    let on_tape: u64 = placed.iter().map(|s| s.track_count.max(0) as u64).sum();
+    let on_tape: u64 = placed.iter().map(|s| s.track_count).sum();
     let expected = held
         .expected_tracks
         .ok_or_else(|| anyhow!("ABS {abs_id}: its track set is not known"))?;
     if tracks != expected || on_tape != expected {
-        bail!(
+        bail!(Failure::corrupt(format!(
             "ABS {abs_id} is incomplete: its track set has {expected} tracks, the front-end reports {tracks}, the segments on tape hold {on_tape}"
-        );
+        )));
     }
     let row = st
         .catalog
@@ -571,12 +552,12 @@ pub(crate) async fn close_written(
         .await?
         .ok_or_else(|| anyhow!("no ABS {abs_id}"))?;
     if row.metadata_tape_id.is_none() {
-        bail!("ABS {abs_id} is incomplete: its metadata was never placed on tape");
+        bail!(Failure::corrupt(format!(
+            "ABS {abs_id} is incomplete: its metadata was never placed on tape"
+        )));
     }
-    st.catalog
-        .complete_abs(abs_id, data_bytes as i64, tracks as i64, segments)
-        .await?;
-    st.catalog.set_channel_bytes(channel_id, data_bytes as i64).await?;
+    st.catalog.complete_abs(abs_id, data_bytes, tracks, segments).await?;
+    st.catalog.set_channel_bytes(channel_id, data_bytes).await?;
     release(st, held).await;
     let mut tapes: Vec<String> = Vec::new();
     for s in &placed {
@@ -612,8 +593,9 @@ struct Source<'a> {
     map: AbsMap,
     /// The base's change-map epochs (empty: a full backup).
     since: Vec<VolumeEpoch>,
-    base_abs_id: u64,
-    level: BackupLevel,
+    /// A differential's base.
+    base_abs_id: Option<AbsId>,
+    level: Level,
 }
 
 /// The base of a differential backup and the epochs it captured; checks
@@ -623,29 +605,29 @@ async fn differential_base(
     primary: &str,
     object_name: &str,
     map: &AbsMap,
-    level: BackupLevel,
-) -> Result<(Option<u64>, Vec<VolumeEpoch>)> {
-    let lvl = match level {
-        BackupLevel::Full => return Ok((None, Vec::new())),
-        BackupLevel::Cumulative => Level::Cumulative,
-        BackupLevel::Incremental => Level::Incremental,
-    };
+    level: Level,
+) -> Result<(Option<AbsId>, Vec<VolumeEpoch>)> {
+    if level.is_full() {
+        return Ok((None, Vec::new()));
+    }
     let members = chain_members(st, primary, object_name).await?;
-    let base = crate::plan::base_for(object_name, &members, lvl)?
-        .ok_or_else(|| anyhow!("no base for a {} backup", level.as_str()))?;
+    let base = crate::plan::base_for(object_name, &members, level)?
+        .ok_or_else(|| anyhow!(Failure::not_found(format!("no base for a {level} backup"))))?;
     let b = st
         .catalog
         .load_abs(base)
         .await?
-        .ok_or_else(|| anyhow!("base ABS {base} vanished from the catalog"))?;
+        .ok_or_else(|| anyhow!(Failure::not_found(format!("base ABS {base} vanished from the catalog"))))?;
     if b.map != *map {
-        bail!("the layout of {object_name} changed since ABS {base} (its extents differ): take a full backup");
+        bail!(Failure::refused(format!(
+            "the layout of {object_name} changed since ABS {base} (its extents differ): take a full backup"
+        )));
     }
     let epochs = st.catalog.abs_epochs(base).await?;
     if epochs.len() != map.volumes.len() {
-        bail!(
+        bail!(Failure::refused(format!(
             "ABS {base} recorded no change-map epochs for its volumes (taken before change tracking): take a full backup"
-        );
+        )));
     }
     let since = epochs
         .iter()
@@ -661,7 +643,7 @@ async fn differential_base(
             })
         })
         .collect::<Result<Vec<_>>>()?;
-    Ok((Some(base as u64), since))
+    Ok((Some(base), since))
 }
 
 /// The complete ABSs of an object on a primary node, as chain members.
@@ -670,31 +652,30 @@ pub(crate) async fn chain_members(st: &Arc<Station>, primary: &str, object_name:
     let Some((_, rows)) = st.catalog.chain_members(primary, object_name).await? else {
         return Ok(Vec::new());
     };
-    rows.into_iter()
-        .map(|r| {
-            Ok(ChainMember {
-                id: r.id,
-                level: Level::parse(&r.level).ok_or_else(|| anyhow!("ABS {} has level {:?}", r.id, r.level))?,
-                base: r.base_abs_id,
-                point_in_time: r.point_in_time,
-            })
+    Ok(rows
+        .into_iter()
+        .map(|r| ChainMember {
+            id: r.id,
+            level: r.level,
+            base: r.base_abs_id,
+            point_in_time: r.point_in_time,
         })
-        .collect()
+        .collect())
 }
 
 /// Have the primary node take the backup's snapshot; record the epochs it
 /// captured (the point in time). Returns the tracks to send and notes.
 async fn take_snapshot(
     st: &Arc<Station>,
-    channel_id: i64,
-    abs_id: i64,
+    channel_id: ChannelId,
+    abs_id: AbsId,
     primary: &str,
     map: &AbsMap,
     since: Vec<VolumeEpoch>,
 ) -> Result<(TrackSet, Vec<String>)> {
     let cmd_is_differential = !since.is_empty();
     let cmd = Command::TakeSnapshot {
-        channel_id: channel_id as u64,
+        channel_id,
         map: map.clone(),
         since,
     };
@@ -703,11 +684,15 @@ async fn take_snapshot(
         .await
         .context("taking the snapshot on the primary node")?;
     let CommandReply::Snapshot { epochs, tracks, notes } = reply else {
-        bail!("primary node {primary} answered the snapshot with {reply:?}");
+        bail!(Failure::invalid(format!(
+            "primary node {primary} answered the snapshot with {reply:?}"
+        )));
     };
     let all = map.track_set();
     if let Some(t) = tracks.iter().find(|t| !all.contains(*t)) {
-        bail!("primary node {primary} offers track {t:?}, which is not in the object's map");
+        bail!(Failure::invalid(format!(
+            "primary node {primary} offers track {t:?}, which is not in the object's map"
+        )));
     }
     let captured = epochs
         .iter()
@@ -716,9 +701,15 @@ async fn take_snapshot(
                 .volumes
                 .iter()
                 .position(|v| v.name == e.volume)
-                .ok_or_else(|| anyhow!("the snapshot names volume {:?}, not in the map", e.volume))?;
+                .and_then(|i| u16::try_from(i).ok())
+                .ok_or_else(|| {
+                    anyhow!(Failure::invalid(format!(
+                        "the snapshot names volume {:?}, not in the map",
+                        e.volume
+                    )))
+                })?;
             Ok(CapturedEpoch {
-                volume_index: i as u16,
+                volume_index: i,
                 map_id: e.map_id,
                 epoch: e.epoch,
             })
@@ -735,7 +726,7 @@ async fn take_snapshot(
 /// continues on `next`: Writing → EndOfTape → BeginningOfTape → Writing.
 async fn tape_switched(
     st: &Arc<Station>,
-    channel_id: i64,
+    channel_id: ChannelId,
     drive: &DriveRow,
     first_drive: bool,
     full: &str,
@@ -769,7 +760,7 @@ async fn tape_switched(
             next.label,
             drive.name,
             next.media_set_seq.unwrap_or(0),
-            next.media_set.unwrap_or(0)
+            next.media_set.unwrap_or_default()
         ),
         send,
     )
@@ -836,8 +827,12 @@ pub(crate) async fn waiting<T, E: EventSink>(
         }
     };
     tokio::pin!(gone);
-    let cancelled =
-        || anyhow!("the client went away while the job was waiting for {what}: cancelled before it started");
+    let cancelled = || {
+        anyhow!(Failure::new(
+            FailureCode::Cancelled,
+            format!("the client went away while the job was waiting for {what}: cancelled before it started"),
+        ))
+    };
     loop {
         tokio::select! {
             r = &mut fut => return r,
@@ -854,15 +849,15 @@ pub(crate) async fn waiting<T, E: EventSink>(
 
 pub(crate) async fn transition<E: EventSink>(
     st: &Arc<Station>,
-    channel_id: i64,
+    channel_id: ChannelId,
     to: ChannelState,
     reason: &str,
     send: &mut E,
 ) -> Result<()> {
     st.catalog.transition(channel_id, to, reason, STATION_ACTOR).await?;
-    tracing::info!(%channel_id, state = to.as_str(), reason, "channel transition");
+    tracing::info!(%channel_id, state = %to, reason, "channel transition");
     send.emit(ChannelEvent::State {
-        state: to.as_str().to_string(),
+        state: to,
         reason: reason.to_string(),
     })
     .await;

@@ -7,19 +7,20 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
+use proto::domain::{AbsId, ChannelId, Failure, MediaSetId, TapeLocation, TapeState};
 use proto::wire::{Command, CommandReply, NewTape, SegmentPlacement, StationReply};
 
 use super::{registry, ChannelNote, Station};
-use crate::catalog::{DriveRow, NewSegment, TapeRow, TAPE_FILLING, TAPE_FULL, TAPE_SCRATCH};
+use crate::catalog::{CatalogError, DriveRow, NewSegment, TapeRow};
 
 /// Label a new scratch tape in a free slot of the library.
 pub(crate) async fn label_new_tape(st: &Arc<Station>, pool: &str) -> Result<TapeRow> {
     let held = st.catalog.tapes_in_library().await?;
-    if held >= i64::from(st.cfg.slots) {
-        bail!(
+    if held >= u64::from(st.cfg.slots) {
+        bail!(Failure::conflict(format!(
             "the library is full: its {} slots all hold tapes; export full tapes (smapp library export) to make room",
             st.cfg.slots
-        );
+        )));
     }
     let label = st.catalog.allocate_tape_label("DM").await?;
     std::fs::create_dir_all(&st.cfg.library)
@@ -61,11 +62,13 @@ pub(crate) async fn mount_scratch_for_write(st: &Arc<Station>, be: &str, drive: 
 async fn mount_tape_for_write(st: &Arc<Station>, be: &str, drive: &DriveRow, scratch_only: bool) -> Result<TapeRow> {
     let tape = reserve_tape(st, scratch_only).await?;
     tokio::time::sleep(st.cfg.mount_delay).await;
-    let new = if tape.state == TAPE_SCRATCH {
-        st.catalog.set_tape_media_set(tape.id, tape.id, 1).await?;
+    let new = if tape.state == TapeState::Scratch {
+        // A new media set is named after its first tape.
+        let media_set = MediaSetId::new(tape.id.get());
+        st.catalog.set_tape_media_set(tape.id, media_set, 1).await?;
         Some(NewTape {
             pool: tape.pool.clone(),
-            media_set: tape.id as u64,
+            media_set,
             sequence: 1,
             block_size: st.cfg.block_size,
         })
@@ -91,12 +94,11 @@ async fn mount_tape_for_write(st: &Arc<Station>, be: &str, drive: &DriveRow, scr
 pub(crate) const TAPE_PATIENCE: Duration = Duration::from_secs(3600);
 
 pub(crate) async fn mount_for_read(st: &Arc<Station>, be: &str, drive: &DriveRow, tape: &TapeRow) -> Result<()> {
-    if tape.location != crate::catalog::TAPE_IN_LIBRARY {
-        bail!(
+    if tape.location != TapeLocation::Library {
+        bail!(Failure::refused(format!(
             "tape {} is exported (image at {}): import it into the library first (smapp library import)",
-            tape.label,
-            tape.path
-        );
+            tape.label, tape.path
+        )));
     }
     // A tape another drive holds (a backup writing it, another restore
     // reading it) is waited for, not refused: it comes back to its slot
@@ -105,7 +107,7 @@ pub(crate) async fn mount_for_read(st: &Arc<Station>, be: &str, drive: &DriveRow
     loop {
         match st.catalog.mount_tape(drive.id, tape.id).await {
             Ok(()) => break,
-            Err(crate::catalog::CatalogError::Conflict { what }) if tokio::time::Instant::now() < deadline => {
+            Err(CatalogError::Conflict { what }) if tokio::time::Instant::now() < deadline => {
                 tracing::debug!(tape = %tape.label, drive = %drive.name, %what, "tape in use elsewhere; waiting");
                 tokio::time::sleep(Duration::from_millis(250)).await;
             }
@@ -121,7 +123,7 @@ pub(crate) async fn mount_for_read(st: &Arc<Station>, be: &str, drive: &DriveRow
     if let Err(e) = st.command_ok(be, &cmd).await {
         let _ = st
             .catalog
-            .dismount_tape(drive.id, tape.id, &tape.state, tape.bytes_written, tape.files_written)
+            .dismount_tape(drive.id, tape.id, tape.state, tape.bytes_written, tape.files_written)
             .await;
         return Err(e.context(format!("mounting tape {} in drive {}", tape.label, drive.name)));
     }
@@ -149,9 +151,9 @@ pub(crate) async fn dismount(
         .await;
     let fresh = st.catalog.tape(tape.id).await?.unwrap_or_else(|| tape.clone());
     let (state, bytes, files) = match (&reply, written) {
-        (Ok(CommandReply::Dismounted { bytes, files, .. }), true) => (TAPE_FILLING, *bytes as i64, *files as i32),
-        (Err(_), true) => (TAPE_FILLING, fresh.bytes_written, fresh.files_written),
-        _ => (fresh.state.as_str(), fresh.bytes_written, fresh.files_written),
+        (Ok(CommandReply::Dismounted { bytes, files, .. }), true) => (TapeState::Filling, *bytes, *files),
+        (Err(_), true) => (TapeState::Filling, fresh.bytes_written, fresh.files_written),
+        _ => (fresh.state, fresh.bytes_written, fresh.files_written),
     };
     tokio::time::sleep(st.cfg.dismount_delay).await;
     st.catalog.dismount_tape(drive.id, tape.id, state, bytes, files).await?;
@@ -181,36 +183,30 @@ pub(crate) async fn continue_media_set(
         .movers
         .get(be)
         .map(|m| m.id)
-        .ok_or_else(|| anyhow!("{be} is not a registered mover"))?;
+        .ok_or_else(|| anyhow!(Failure::refused(format!("{be} is not a registered mover"))))?;
     let drive = st
         .catalog
         .drives_of(be_id)
         .await?
         .into_iter()
         .find(|d| d.name == drive_name)
-        .ok_or_else(|| anyhow!("back-end {be} has no drive {drive_name}"))?;
-    let full = st
-        .catalog
-        .tape_by_label(full_label)
-        .await?
-        .ok_or_else(|| anyhow!("back-end {be} reports unknown tape {full_label} full"))?;
+        .ok_or_else(|| anyhow!(Failure::not_found(format!("back-end {be} has no drive {drive_name}"))))?;
+    let full = st.catalog.tape_by_label(full_label).await?.ok_or_else(|| {
+        anyhow!(Failure::not_found(format!(
+            "back-end {be} reports unknown tape {full_label} full"
+        )))
+    })?;
     if full.mounted_in.as_deref() != Some(drive_name) {
-        bail!(
+        bail!(Failure::conflict(format!(
             "tape {full_label} is not mounted in drive {drive_name} (catalog: {})",
             full.mounted_in.as_deref().unwrap_or("not mounted")
-        );
+        )));
     }
     st.catalog
-        .dismount_tape(
-            drive.id,
-            full.id,
-            TAPE_FULL,
-            i64::try_from(bytes)?,
-            i32::try_from(files)?,
-        )
+        .dismount_tape(drive.id, full.id, TapeState::Full, bytes, files)
         .await?;
     tokio::time::sleep(st.cfg.dismount_delay).await;
-    let media_set = full.media_set.unwrap_or(full.id);
+    let media_set = full.media_set.unwrap_or(MediaSetId::new(full.id.get()));
     let sequence = full.media_set_seq.unwrap_or(1) + 1;
     let next = reserve_tape(st, true).await?;
     let mounted = async {
@@ -229,7 +225,7 @@ pub(crate) async fn continue_media_set(
     tracing::info!(full = %full_label, next = %next.label, %media_set, sequence, drive = %drive_name, "media set continues on the next tape");
     metrics::counter!("dmc_station_tape_switches_total").increment(1);
     registry::tape_mounted(st, &drive, &next).await;
-    let running: Vec<u64> = st.channels.lock().await.keys().copied().collect();
+    let running: Vec<ChannelId> = st.channels.lock().await.keys().copied().collect();
     for channel_id in running {
         st.note(
             channel_id,
@@ -246,8 +242,8 @@ pub(crate) async fn continue_media_set(
         path: next.path.clone(),
         new: NewTape {
             pool: next.pool.clone(),
-            media_set: media_set as u64,
-            sequence: sequence as u32,
+            media_set,
+            sequence,
             block_size: st.cfg.block_size,
         },
     })
@@ -255,21 +251,19 @@ pub(crate) async fn continue_media_set(
 
 pub(crate) async fn record_segment(st: &Arc<Station>, p: &SegmentPlacement) -> Result<()> {
     let tape = st.catalog.tape_by_label(&p.tape_label).await?.ok_or_else(|| {
-        anyhow!(
+        anyhow!(Failure::not_found(format!(
             "segment {} of ABS {} placed on unknown tape {}",
-            p.seq,
-            p.abs_id,
-            p.tape_label
-        )
+            p.seq, p.abs_id, p.tape_label
+        )))
     })?;
     let seg = NewSegment {
-        abs_id: i64::try_from(p.abs_id)?,
+        abs_id: p.abs_id,
         seq: p.seq,
         tape_id: tape.id,
         tape_file: p.tape_file,
-        bytes: i64::try_from(p.bytes)?,
-        data_bytes: i64::try_from(p.data_bytes)?,
-        track_count: i64::from(p.track_count),
+        bytes: p.bytes,
+        data_bytes: p.data_bytes,
+        track_count: u64::from(p.track_count),
         crc32c: p.crc32c,
     };
     st.catalog.record_segment(&seg).await?;
@@ -277,12 +271,12 @@ pub(crate) async fn record_segment(st: &Arc<Station>, p: &SegmentPlacement) -> R
     Ok(())
 }
 
-pub(crate) async fn record_metadata(st: &Arc<Station>, abs_id: u64, tape_label: &str, tape_file: u32) -> Result<()> {
+pub(crate) async fn record_metadata(st: &Arc<Station>, abs_id: AbsId, tape_label: &str, tape_file: u32) -> Result<()> {
     let Some(tape) = st.catalog.tape_by_label(tape_label).await? else {
-        bail!("ABS {abs_id} metadata placed on unknown tape {tape_label}");
+        bail!(Failure::not_found(format!(
+            "ABS {abs_id} metadata placed on unknown tape {tape_label}"
+        )));
     };
-    st.catalog
-        .record_abs_metadata(i64::try_from(abs_id)?, tape.id, tape_file)
-        .await?;
+    st.catalog.record_abs_metadata(abs_id, tape.id, tape_file).await?;
     Ok(())
 }

@@ -11,9 +11,10 @@ use anyhow::{bail, Context, Result};
 use proto::tape::block::SimhTape;
 use proto::tape::volume::TapeReader;
 
+use proto::domain::{Failure, TapeLocation};
+
 use super::library::label_new_tape;
 use super::Station;
-use crate::catalog::{TAPE_EXPORTED, TAPE_IN_LIBRARY};
 
 /// Most tapes one `label` request creates.
 const MAX_LABEL_COUNT: u32 = 1000;
@@ -21,7 +22,9 @@ const MAX_LABEL_COUNT: u32 = 1000;
 /// Label `count` new scratch tapes of `pool`. Returns their labels.
 pub(crate) async fn label(st: &Arc<Station>, pool: &str, count: u32) -> Result<Vec<String>> {
     if count == 0 || count > MAX_LABEL_COUNT {
-        bail!("label 1 to {MAX_LABEL_COUNT} tapes at a time, not {count}");
+        bail!(Failure::invalid(format!(
+            "label 1 to {MAX_LABEL_COUNT} tapes at a time, not {count}"
+        )));
     }
     let mut labels = Vec::new();
     for _ in 0..count {
@@ -33,7 +36,10 @@ pub(crate) async fn label(st: &Arc<Station>, pool: &str, count: u32) -> Result<V
 /// Move a file, across file systems too.
 fn move_file(from: &Path, to: &Path) -> Result<()> {
     if to.exists() {
-        bail!("{} already exists; not overwriting it", to.display());
+        bail!(Failure::conflict(format!(
+            "{} already exists; not overwriting it",
+            to.display()
+        )));
     }
     if std::fs::rename(from, to).is_ok() {
         return Ok(());
@@ -51,15 +57,18 @@ pub(crate) async fn export(st: &Arc<Station>, label: &str, to_dir: &str) -> Resu
         .catalog
         .tape_by_label(label)
         .await?
-        .with_context(|| format!("no tape labelled {label} in the catalog"))?;
-    if tape.location == TAPE_EXPORTED {
-        bail!("tape {label} is already exported (to {})", tape.path);
+        .ok_or_else(|| Failure::not_found(format!("no tape labelled {label} in the catalog")))?;
+    if tape.location == TapeLocation::Exported {
+        bail!(Failure::conflict(format!(
+            "tape {label} is already exported (to {})",
+            tape.path
+        )));
     }
     if tape.in_use {
-        bail!(
+        bail!(Failure::conflict(format!(
             "tape {label} is in use (mounted in {}): wait for its channels to finish",
             tape.mounted_in.as_deref().unwrap_or("no drive yet, reserved")
-        );
+        )));
     }
     let dir = PathBuf::from(to_dir);
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -88,14 +97,19 @@ enum Found {
 }
 
 fn examine(path: &Path) -> Result<Found> {
-    let len = std::fs::metadata(path)
-        .with_context(|| format!("reading {}", path.display()))?
-        .len();
+    let len = match std::fs::metadata(path) {
+        Ok(m) => m.len(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            bail!(Failure::not_found(format!("reading {}: {e}", path.display())))
+        }
+        Err(e) => return Err(anyhow::Error::new(e).context(format!("reading {}", path.display()))),
+    };
     if len == 0 {
         return Ok(Found::Blank);
     }
-    let dev = SimhTape::open(path).with_context(|| format!("opening {} as a SIMH tape image", path.display()))?;
-    let reader = TapeReader::open(dev).with_context(|| format!("reading the labels of {}", path.display()))?;
+    let corrupt = |what: &str, e: &dyn std::fmt::Display| Failure::corrupt(format!("{what} {}: {e}", path.display()));
+    let dev = SimhTape::open(path).map_err(|e| corrupt("opening as a SIMH tape image", &e))?;
+    let reader = TapeReader::open(dev).map_err(|e| corrupt("reading the labels of", &e))?;
     Ok(Found::Labelled(reader.label().to_string()))
 }
 
@@ -105,8 +119,11 @@ fn examine(path: &Path) -> Result<Found> {
 pub(crate) async fn import(st: &Arc<Station>, path: &str, pool: &str) -> Result<String> {
     let src = PathBuf::from(path);
     let held = st.catalog.tapes_in_library().await?;
-    if held >= i64::from(st.cfg.slots) {
-        bail!("the library is full: its {} slots all hold tapes", st.cfg.slots);
+    if held >= u64::from(st.cfg.slots) {
+        bail!(Failure::conflict(format!(
+            "the library is full: its {} slots all hold tapes",
+            st.cfg.slots
+        )));
     }
     std::fs::create_dir_all(&st.cfg.library)
         .with_context(|| format!("creating the library directory {}", st.cfg.library.display()))?;
@@ -120,17 +137,17 @@ pub(crate) async fn import(st: &Arc<Station>, path: &str, pool: &str) -> Result<
         }
         Found::Labelled(label) => {
             let Some(tape) = st.catalog.tape_by_label(&label).await? else {
-                bail!(
+                bail!(Failure::refused(format!(
                     "{} holds tape {label}, which this catalog never wrote; importing foreign tapes is not supported",
                     src.display()
-                );
+                )));
             };
-            if tape.location == TAPE_IN_LIBRARY {
-                bail!(
+            if tape.location == TapeLocation::Library {
+                bail!(Failure::conflict(format!(
                     "tape {label} is already in the library (slot {}); {} is a copy",
                     tape.slot.unwrap_or_default(),
                     src.display()
-                );
+                )));
             }
             let dest = st.cfg.library.join(format!("{label}.tap"));
             move_file(&src, &dest)?;

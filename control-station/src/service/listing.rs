@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use anyhow::{anyhow, Result};
+use proto::domain::{AbsId, ChannelId, Failure};
 use proto::wire::{AbsInfo, ChannelInfo, GrantInfo, MoverInfo, SegmentInfo, StationReply, TapeInfo, TransitionInfo};
 
 use super::Station;
@@ -28,21 +29,21 @@ pub(crate) async fn abs(st: &Arc<Station>) -> Result<Vec<AbsInfo>> {
             .catalog
             .load_abs(r.id)
             .await?
-            .map(|a| a.map.extents.len() as u32)
+            .map(|a| u32::try_from(a.map.extents.len()).unwrap_or(u32::MAX))
             .unwrap_or(0);
         out.push(AbsInfo {
-            abs_id: r.id as u64,
+            abs_id: r.id,
             object_name: r.object_name,
             primary: r.primary_node,
             kind: r.kind,
             level: r.level,
-            base_abs_id: r.base_abs_id.unwrap_or(0) as u64,
-            merged_from_abs_id: r.merged_from_abs_id.unwrap_or(0) as u64,
+            base_abs_id: r.base_abs_id,
+            merged_from_abs_id: r.merged_from_abs_id,
             point_in_time: ts(r.point_in_time),
             state: r.state,
-            object_size: r.object_size as u64,
-            data_bytes: r.data_bytes as u64,
-            track_count: r.track_count as u64,
+            object_size: r.object_size,
+            data_bytes: r.data_bytes,
+            track_count: r.track_count,
             segment_count: r.segment_count,
             extents,
             created: ts(r.created),
@@ -89,32 +90,31 @@ pub(crate) async fn tapes(st: &Arc<Station>) -> Result<Vec<TapeInfo>> {
             pool: t.pool,
             state: t.state,
             path: t.path,
-            bytes_written: t.bytes_written as u64,
-            files_written: t.files_written as u32,
+            bytes_written: t.bytes_written,
+            files_written: t.files_written,
             mounted_in: t.mounted_in,
-            media_set: t.media_set.map(|m| m as u64),
-            sequence: t.media_set_seq.map(|q| q as u32),
+            media_set: t.media_set,
+            sequence: t.media_set_seq,
             location: t.location,
-            slot: t.slot.map(|q| q as u32),
+            slot: t.slot,
         })
         .collect())
 }
 
-pub(crate) async fn segments(st: &Arc<Station>, abs_id: Option<u64>) -> Result<Vec<SegmentInfo>> {
-    let abs = abs_id.map(i64::try_from).transpose()?;
+pub(crate) async fn segments(st: &Arc<Station>, abs_id: Option<AbsId>) -> Result<Vec<SegmentInfo>> {
     Ok(st
         .catalog
-        .list_segments(abs)
+        .list_segments(abs_id)
         .await?
         .into_iter()
         .map(|s| SegmentInfo {
-            abs_id: s.abs_id as u64,
+            abs_id: s.abs_id,
             seq: s.seq,
             tape_label: s.tape_label,
             tape_file: s.tape_file,
-            bytes: s.bytes as u64,
-            data_bytes: s.data_bytes as u64,
-            track_count: s.track_count as u32,
+            bytes: s.bytes,
+            data_bytes: s.data_bytes,
+            track_count: u32::try_from(s.track_count).unwrap_or(u32::MAX),
             crc32c: s.crc32c,
         })
         .collect())
@@ -122,16 +122,16 @@ pub(crate) async fn segments(st: &Arc<Station>, abs_id: Option<u64>) -> Result<V
 
 fn channel_info(c: ChannelRow) -> ChannelInfo {
     ChannelInfo {
-        channel_id: c.id as u64,
-        kind: c.kind.as_str().to_string(),
-        abs_id: c.abs_id as u64,
-        state: c.state.as_str().to_string(),
+        channel_id: c.id,
+        kind: c.kind,
+        abs_id: c.abs_id,
+        state: c.state,
         reason: c.reason,
         front_end: c.fe_name.unwrap_or_default(),
         back_end: c.be_name.unwrap_or_default(),
         drive: c.drive_name.unwrap_or_default(),
         tape: c.tape_label.unwrap_or_default(),
-        bytes: c.bytes as u64,
+        bytes: c.bytes,
         updated: ts(c.updated),
     }
 }
@@ -146,24 +146,20 @@ pub(crate) async fn channels(st: &Arc<Station>) -> Result<Vec<ChannelInfo>> {
         .collect())
 }
 
-pub(crate) async fn history(st: &Arc<Station>, id: u64) -> Result<StationReply> {
-    let id = i64::try_from(id)?;
+pub(crate) async fn history(st: &Arc<Station>, id: ChannelId) -> Result<StationReply> {
     let channel = st
         .catalog
         .channel(id)
         .await?
-        .ok_or_else(|| anyhow!("no channel {id}"))?;
+        .ok_or_else(|| anyhow!(Failure::not_found(format!("no channel {id}"))))?;
     let transitions = st
         .catalog
         .channel_history(id)
         .await?
         .into_iter()
         .map(|t| TransitionInfo {
-            from: t
-                .from_state
-                .map(|s| s.as_str().to_string())
-                .unwrap_or_else(|| "-".into()),
-            to: t.to_state.as_str().to_string(),
+            from: t.from_state,
+            to: t.to_state,
             reason: t.reason,
             actor: t.actor,
             at: ts(t.at),

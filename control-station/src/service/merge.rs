@@ -12,13 +12,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
+use proto::domain::{AbsId, ChannelId, Failure, SegmentSeq};
 use proto::wire::{BackupChannel, ChannelEvent, Command, StationReply};
 use transport::{FramedSend, Peer};
 
 use super::access::{Access, Right};
 use super::backup::{await_written, chain_members, close_written, open_writing_channel, settle, transition, Held};
 use super::restore::{planned, read_tapes_on, ReadInto, TapeReading};
-use super::{library, note_channel, registry, NoteRx, Station};
+use super::{failure_of, library, note_channel, registry, NoteRx, Station};
 use crate::catalog::{AbsRow, DriveRow, PairRow, SegmentRow, STATION_ACTOR};
 use crate::channel::{ChannelKind, ChannelState};
 use crate::plan::{chain_at, chain_of, RestorePlan};
@@ -28,15 +29,13 @@ pub(crate) async fn run(
     client: &Peer,
     primary: String,
     object_name: String,
-    abs_id: u64,
+    abs_id: Option<AbsId>,
     send: &mut FramedSend,
 ) {
     let started = Instant::now();
     let event = match merge(&st, client, &primary, &object_name, abs_id, send, started).await {
         Ok(ev) => ev,
-        Err(e) => ChannelEvent::Failed {
-            reason: format!("{e:#}"),
-        },
+        Err(e) => ChannelEvent::Failed(failure_of(&e)),
     };
     let _ = send.send(&StationReply::Event(event)).await;
 }
@@ -47,7 +46,7 @@ async fn merge(
     client: &Peer,
     primary: &str,
     object_name: &str,
-    abs_id: u64,
+    abs_id: Option<AbsId>,
     send: &mut FramedSend,
     started: Instant,
 ) -> Result<ChannelEvent> {
@@ -56,16 +55,17 @@ async fn merge(
         .await?
         .require(Right::Backup, primary, Some(object_name))?;
     let members = chain_members(st, primary, object_name).await?;
-    let tip = if abs_id == 0 {
-        *chain_at(object_name, &members, None)?
+    let tip = match abs_id {
+        None => *chain_at(object_name, &members, None)?
             .last()
-            .ok_or_else(|| anyhow!("{object_name} has no backup"))?
-    } else {
-        i64::try_from(abs_id)?
+            .ok_or_else(|| anyhow!(Failure::not_found(format!("{object_name} has no backup"))))?,
+        Some(id) => id,
     };
     let chain = chain_of(&members, tip)?;
     if chain.len() < 2 {
-        bail!("ABS {tip} is a full backup already: there is no chain to merge");
+        bail!(Failure::refused(format!(
+            "ABS {tip} is a full backup already: there is no chain to merge"
+        )));
     }
     let (_, new_abs) = st.catalog.create_synthetic_abs(tip).await?;
     let abs = st
@@ -77,8 +77,8 @@ async fn merge(
     let channel_id = held.channel_id.unwrap_or_default();
     let mut reader: Option<(PairRow, DriveRow)> = None;
     let outcome = run_merge(st, client, &mut held, &mut reader, &chain, &abs, tip, rx, send, started).await;
-    st.channels.lock().await.remove(&(channel_id as u64));
-    st.depends_on(channel_id as u64, &[]).await;
+    st.channels.lock().await.remove(&channel_id);
+    st.depends_on(channel_id, &[]).await;
     if let Some((_, drive)) = reader.take() {
         registry::release(st, None, &drive).await;
     }
@@ -91,9 +91,9 @@ async fn run_merge(
     client: &Peer,
     held: &mut Held,
     reader: &mut Option<(PairRow, DriveRow)>,
-    chain: &[i64],
+    chain: &[AbsId],
     abs: &AbsRow,
-    tip: i64,
+    tip: AbsId,
     mut rx: NoteRx,
     send: &mut FramedSend,
     started: Instant,
@@ -105,8 +105,8 @@ async fn run_merge(
     held.expected_tracks = Some(track_set.len());
     let _ = send
         .send(&StationReply::Event(ChannelEvent::Started {
-            channel_id: channel_id as u64,
-            abs_id: new_abs as u64,
+            channel_id,
+            abs_id: new_abs,
             object_size: map.object_size,
             tracks: track_set.len(),
             track_bytes: track_set
@@ -118,9 +118,9 @@ async fn run_merge(
         .await;
     let ids: Vec<String> = chain.iter().map(|i| format!("ABS {i}")).collect();
     let _ = send
-        .send(&StationReply::Event(ChannelEvent::State {
-            state: "chain".into(),
-            reason: format!("merging {} into synthetic full ABS {new_abs}", ids.join(", ")),
+        .send(&StationReply::Event(ChannelEvent::Chain {
+            members: chain.to_vec(),
+            detail: format!("merging {} into synthetic full ABS {new_abs}", ids.join(", ")),
         }))
         .await;
 
@@ -131,7 +131,7 @@ async fn run_merge(
     registry::use_for_reading(st, &read_drive).await;
     *reader = Some((pair.clone(), read_drive.clone()));
     held.assignment = Some((pair.clone(), vec![write_drive.clone()]));
-    st.depends_on(channel_id as u64, &[&pair.fe_name, &pair.be_name]).await;
+    st.depends_on(channel_id, &[&pair.fe_name, &pair.be_name]).await;
     transition(
         st,
         channel_id,
@@ -164,17 +164,17 @@ async fn run_merge(
         send,
     )
     .await?;
-    let created_unix = chrono::Utc::now().timestamp().max(0) as u64;
+    let created_unix = u64::try_from(chrono::Utc::now().timestamp()).unwrap_or(0);
     let open = BackupChannel {
-        channel_id: channel_id as u64,
-        abs_id: new_abs as u64,
+        channel_id,
+        abs_id: new_abs,
         object_name: abs.object_name.clone(),
         back_end: st.peer_addr(&pair.be_name, &pair.be_address).await,
         drives: vec![write_drive.name.clone()],
         map: map.clone(),
         track_set,
-        base_abs_id: 0,
-        merged_from_abs_id: tip as u64,
+        base_abs_id: None,
+        merged_from_abs_id: Some(tip),
         created_unix,
         // No primary node takes part: nothing may open its stream.
         primary: String::new(),
@@ -197,14 +197,9 @@ async fn run_merge(
     for &src in chain.iter().rev() {
         read_one(st, client, channel_id, src, &pair, &read_drive, send).await?;
     }
-    st.command_ok(
-        &pair.fe_name,
-        &Command::FinishMerge {
-            channel_id: channel_id as u64,
-        },
-    )
-    .await
-    .context("finishing the merge")?;
+    st.command_ok(&pair.fe_name, &Command::FinishMerge { channel_id })
+        .await
+        .context("finishing the merge")?;
     let written = await_written(st, channel_id, std::slice::from_ref(&write_drive), None, &mut rx, send).await?;
     let what = format!("synthetic full of ABS {tip}: ");
     close_written(st, held, written, &what, send, started).await
@@ -215,8 +210,8 @@ async fn run_merge(
 async fn read_one(
     st: &Arc<Station>,
     client: &Peer,
-    merge_channel_id: i64,
-    src: i64,
+    merge_channel_id: ChannelId,
+    src: AbsId,
     pair: &PairRow,
     drive: &DriveRow,
     send: &mut FramedSend,
@@ -228,17 +223,17 @@ async fn read_one(
     }
     let plan = RestorePlan::new(&planned(&segments), 1).context("planning the read")?;
     let jobs = plan.drive_queues().first().cloned().unwrap_or_default();
-    let by_seq: HashMap<u32, SegmentRow> = segments.into_iter().map(|s| (s.seq, s)).collect();
+    let by_seq: HashMap<SegmentSeq, SegmentRow> = segments.into_iter().map(|s| (s.seq, s)).collect();
     let channel_id = st
         .catalog
         .create_channel(ChannelKind::Restore, src, &client.name)
         .await?;
     let (tx, rx) = note_channel();
-    st.channels.lock().await.insert(channel_id as u64, tx);
-    st.depends_on(channel_id as u64, &[&pair.fe_name, &pair.be_name]).await;
+    st.channels.lock().await.insert(channel_id, tx);
+    st.depends_on(channel_id, &[&pair.fe_name, &pair.be_name]).await;
     let reading = TapeReading {
         channel_id,
-        abs_id: src as u64,
+        abs_id: src,
         segments: &by_seq,
         pair,
         drive,
@@ -255,14 +250,12 @@ async fn read_one(
             send,
         )
         .await?;
-        let into = ReadInto::Merge {
-            merge_channel_id: merge_channel_id as u64,
-        };
+        let into = ReadInto::Merge { merge_channel_id };
         read_tapes_on(st, &reading, into, jobs, rx, send).await
     }
     .await;
-    st.channels.lock().await.remove(&(channel_id as u64));
-    st.depends_on(channel_id as u64, &[]).await;
+    st.channels.lock().await.remove(&channel_id);
+    st.depends_on(channel_id, &[]).await;
     match result {
         Ok((t, records)) => {
             transition(

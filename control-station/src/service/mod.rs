@@ -4,6 +4,7 @@
 
 mod access;
 mod backup;
+mod failure;
 mod library;
 mod library_admin;
 mod listing;
@@ -20,12 +21,14 @@ use std::time::{Duration, Instant};
 
 use access::Access;
 use anyhow::{anyhow, bail, Context, Result};
+use proto::domain::{AbsId, ChannelId, DriveId, Failure, MoverState, PairId};
 use proto::wire::{Command, CommandReply, PeerAddr, StationReply, StationRequest, MAX_CONTROL_FRAME};
 use tokio::sync::{mpsc, Mutex};
 use transport::FramedSend;
 use transport::{Identity, Peer, Role};
 
 use crate::catalog::Catalog;
+pub(crate) use failure::failure_of;
 
 /// Station configuration.
 #[derive(Debug, Clone)]
@@ -74,8 +77,10 @@ pub(crate) enum ChannelNote {
         tracks: u64,
         segments: u32,
     },
+    /// A participant reported the channel failed (its failure's code is
+    /// what the client gets), or one it depends on was lost.
     Failed {
-        reason: String,
+        failure: Failure,
     },
     /// The channel's front-end died (`reason`); its backup can resume from
     /// the front-end's spool when it comes back.
@@ -89,7 +94,7 @@ pub(crate) enum ChannelNote {
     },
     /// The tape in a drive was full; the media set continues on `next`.
     TapeSwitched {
-        drive_id: i64,
+        drive_id: DriveId,
         full: String,
         next: Box<crate::catalog::TapeRow>,
     },
@@ -109,16 +114,16 @@ pub struct Station {
     pub(crate) cfg: StationConfig,
     pub(crate) peers: Mutex<HashMap<String, PeerConn>>,
     pub(crate) registry: Mutex<registry::Registry>,
-    pub(crate) channels: Mutex<HashMap<u64, mpsc::Sender<ChannelNote>>>,
-    pub(crate) drive_use: Mutex<HashMap<i64, registry::DriveUse>>,
-    pub(crate) pair_load: Mutex<HashMap<i64, usize>>,
+    pub(crate) channels: Mutex<HashMap<ChannelId, mpsc::Sender<ChannelNote>>>,
+    pub(crate) drive_use: Mutex<HashMap<DriveId, registry::DriveUse>>,
+    pub(crate) pair_load: Mutex<HashMap<PairId, usize>>,
     /// When each mover and primary node was last heard from.
     pub(crate) last_seen: Mutex<HashMap<String, Instant>>,
     /// The peers each running channel depends on.
-    pub(crate) channel_peers: Mutex<HashMap<u64, Vec<String>>>,
+    pub(crate) channel_peers: Mutex<HashMap<ChannelId, Vec<String>>>,
     /// Backup channels that survive the death of their front-end (it
     /// resumes them from its spool), with that front-end's name.
-    pub(crate) resumable: Mutex<HashMap<u64, String>>,
+    pub(crate) resumable: Mutex<HashMap<ChannelId, String>>,
     /// Held while a peer's loss is noted to its channels, and while a
     /// returning front-end's channels learn it is back: a channel always
     /// hears of the loss first, whichever of the watchdog, the closed
@@ -181,7 +186,7 @@ impl Station {
     }
 
     /// Record which peers a running channel depends on (empty: forget it).
-    pub(crate) async fn depends_on(&self, channel_id: u64, peers: &[&str]) {
+    pub(crate) async fn depends_on(&self, channel_id: ChannelId, peers: &[&str]) {
         let mut map = self.channel_peers.lock().await;
         if peers.is_empty() {
             map.remove(&channel_id);
@@ -192,12 +197,14 @@ impl Station {
 
     /// Fail unless `peer` takes part in running channel `channel_id` (its
     /// front-end, back-end or primary node): nobody else may report on it.
-    pub(crate) async fn require_participant(&self, channel_id: u64, peer: &str) -> Result<()> {
+    pub(crate) async fn require_participant(&self, channel_id: ChannelId, peer: &str) -> Result<()> {
         let map = self.channel_peers.lock().await;
         match map.get(&channel_id) {
             Some(peers) if peers.iter().any(|p| p == peer) => Ok(()),
-            Some(_) => bail!("not authorized: {peer} takes no part in channel {channel_id}"),
-            None => bail!("channel {channel_id} is not running"),
+            Some(_) => bail!(Failure::refused(format!(
+                "not authorized: {peer} takes no part in channel {channel_id}"
+            ))),
+            None => bail!(Failure::not_found(format!("channel {channel_id} is not running"))),
         }
     }
 
@@ -216,7 +223,7 @@ impl Station {
         }
         self.last_seen.lock().await.remove(peer);
         tracing::warn!(peer, reason = why, "peer lost");
-        let affected: Vec<u64> = self
+        let affected: Vec<ChannelId> = self
             .channel_peers
             .lock()
             .await
@@ -235,14 +242,16 @@ impl Station {
             let note = if resumes {
                 ChannelNote::FrontEndLost { reason }
             } else {
-                ChannelNote::Failed { reason }
+                ChannelNote::Failed {
+                    failure: Failure::retryable(reason),
+                }
             };
             self.note(channel_id, note).await;
         }
         drop(lifecycle);
         let mover = self.registry.lock().await.movers.get(peer).map(|m| m.id);
         if let Some(id) = mover {
-            if let Err(e) = self.catalog.set_mover_state(id, "offline").await {
+            if let Err(e) = self.catalog.set_mover_state(id, MoverState::Offline).await {
                 tracing::error!(error = %e, "could not mark {peer} offline");
             }
         }
@@ -256,30 +265,34 @@ impl Station {
             .await
             .get(peer)
             .map(|p| p.conn.clone())
-            .ok_or_else(|| anyhow!("{peer} is not connected to the station"))?;
+            .ok_or_else(|| anyhow!(Failure::retryable(format!("{peer} is not connected to the station"))))?;
         let fut = async {
             let (mut send, mut recv) = transport::open_bi(&conn, MAX_CONTROL_FRAME).await?;
             send.send(cmd).await?;
             send.finish().await?;
             recv.recv::<CommandReply>()
                 .await?
-                .ok_or_else(|| anyhow!("{peer} closed the stream without a reply"))
+                .ok_or_else(|| anyhow!(Failure::retryable(format!("{peer} closed the stream without a reply"))))
         };
         match tokio::time::timeout(self.cfg.command_timeout, fut).await {
             Ok(r) => r,
-            Err(_) => bail!("{peer} did not answer within {:?}", self.cfg.command_timeout),
+            Err(_) => bail!(Failure::retryable(format!(
+                "{peer} did not answer within {:?}",
+                self.cfg.command_timeout
+            ))),
         }
     }
 
     /// A command whose reply must not be an error.
     pub(crate) async fn command_ok(&self, peer: &str, cmd: &Command) -> Result<CommandReply> {
         match self.command(peer, cmd).await? {
-            CommandReply::Error { message } => bail!("{message}"),
+            // The peer's failure, with its code, as the cause.
+            CommandReply::Error(failure) => Err(failure.into()),
             other => Ok(other),
         }
     }
 
-    pub(crate) async fn note(&self, channel_id: u64, note: ChannelNote) {
+    pub(crate) async fn note(&self, channel_id: ChannelId, note: ChannelNote) {
         let tx = self.channels.lock().await.get(&channel_id).cloned();
         let Some(tx) = tx else {
             tracing::debug!(%channel_id, ?note, "note for a channel that is not running");
@@ -401,13 +414,13 @@ async fn serve_connection(
                 }
                 Ok(Err(e)) => {
                     tracing::warn!(peer = %peer.name, error = %e, "malformed request");
-                    let _ = send.send(&StationReply::Error { message: e.to_string() }).await;
+                    let _ = send.send(&StationReply::Error(Failure::invalid(e.to_string()))).await;
                     return;
                 }
             };
             if let Err(e) = authorize(&peer, &req) {
                 tracing::warn!(peer = %peer.name, role = peer.role.as_str(), "refused: {e}");
-                let _ = send.send(&StationReply::Error { message: e.to_string() }).await;
+                let _ = send.send(&StationReply::Error(failure_of(&e))).await;
                 let _ = send.finish().await;
                 return;
             }
@@ -452,7 +465,7 @@ fn authorize(peer: &Peer, req: &StationRequest) -> Result<()> {
     };
     if let Some(name) = claimed {
         if name != &peer.name {
-            bail!("peer {} may not speak for {name}", peer.name);
+            bail!(Failure::refused(format!("peer {} may not speak for {name}", peer.name)));
         }
     }
     Ok(())
@@ -461,29 +474,31 @@ fn authorize(peer: &Peer, req: &StationRequest) -> Result<()> {
 /// Fail unless channel `channel_id` writes or reads ABS `abs_id` (a
 /// placement names both; a participant of one channel may not place
 /// segments of another's ABS).
-async fn require_channel_of(st: &Arc<Station>, channel_id: u64, abs_id: u64) -> Result<()> {
+async fn require_channel_of(st: &Arc<Station>, channel_id: ChannelId, abs_id: AbsId) -> Result<()> {
     let row = st
         .catalog
-        .channel(i64::try_from(channel_id)?)
+        .channel(channel_id)
         .await?
-        .ok_or_else(|| anyhow!("no channel {channel_id}"))?;
-    if u64::try_from(row.abs_id).ok() != Some(abs_id) {
-        bail!(
+        .ok_or_else(|| anyhow!(Failure::not_found(format!("no channel {channel_id}"))))?;
+    if row.abs_id != abs_id {
+        bail!(Failure::refused(format!(
             "not authorized: channel {channel_id} writes ABS {}, not ABS {abs_id}",
             row.abs_id
-        );
+        )));
     }
     Ok(())
 }
 
 /// Fail unless `access` may see ABS `id`.
-async fn require_visible_abs(st: &Arc<Station>, access: &Access, id: u64) -> Result<()> {
-    let row = st.catalog.load_abs(i64::try_from(id)?).await?;
+async fn require_visible_abs(st: &Arc<Station>, access: &Access, id: AbsId) -> Result<()> {
+    let row = st.catalog.load_abs(id).await?;
     match row {
         Some(a) if access.may_see(&a.primary_node, &a.object_name) => Ok(()),
         _ if access.is_operator() => Ok(()),
         // The same answer whether the ABS exists or not.
-        _ => bail!("not authorized: no ABS {id} this client has a grant on"),
+        _ => bail!(Failure::refused(format!(
+            "not authorized: no ABS {id} this client has a grant on"
+        ))),
     }
 }
 
@@ -536,10 +551,9 @@ async fn dispatch(st: Arc<Station>, conn: quinn::Connection, peer: Peer, req: St
         other => match handle(&st, conn, &peer, other).await {
             Ok(r) => r,
             Err(e) => {
-                tracing::warn!(peer = %peer.name, error = %format!("{e:#}"), "request failed");
-                StationReply::Error {
-                    message: format!("{e:#}"),
-                }
+                let failure = failure_of(&e);
+                tracing::warn!(peer = %peer.name, code = %failure.code, error = %failure.message, "request failed");
+                StationReply::Error(failure)
             }
         },
     };
@@ -564,7 +578,7 @@ async fn handle(st: &Arc<Station>, conn: quinn::Connection, peer: &Peer, req: St
                 .await
                 .insert(name.clone(), PeerConn { conn, boot, role });
             tokio::spawn(recovery::reconcile(st.clone(), name, channels, Vec::new()));
-            StationReply::Registered { id: id as u64 }
+            StationReply::Registered { id: id.get() }
         }
         R::RegisterMover {
             name,
@@ -588,7 +602,7 @@ async fn handle(st: &Arc<Station>, conn: quinn::Connection, peer: &Peer, req: St
                 },
             );
             tokio::spawn(recovery::reconcile(st.clone(), name, channels, drives));
-            StationReply::Registered { id: id as u64 }
+            StationReply::Registered { id: id.get() }
         }
         R::Heartbeat { name } => {
             if !st.registered_on(&name, &conn).await {
@@ -651,10 +665,10 @@ async fn handle(st: &Arc<Station>, conn: quinn::Connection, peer: &Peer, req: St
             .await;
             StationReply::Ok
         }
-        R::ChannelFailed { channel_id, reason } => {
+        R::ChannelFailed { channel_id, failure } => {
             st.require_participant(channel_id, &peer.name).await?;
-            tracing::warn!(%channel_id, peer = %peer.name, %reason, "channel failure reported");
-            st.note(channel_id, ChannelNote::Failed { reason }).await;
+            tracing::warn!(%channel_id, peer = %peer.name, code = %failure.code, reason = %failure.message, "channel failure reported");
+            st.note(channel_id, ChannelNote::Failed { failure }).await;
             StationReply::Ok
         }
         R::ChannelDataPath {
@@ -663,9 +677,8 @@ async fn handle(st: &Arc<Station>, conn: quinn::Connection, peer: &Peer, req: St
             detail,
         } => {
             st.require_participant(channel_id, &peer.name).await?;
-            let id = i64::try_from(channel_id).map_err(|_| anyhow::anyhow!("channel id {channel_id} out of range"))?;
             let note = format!("data path: {detail}");
-            let recorded = st.catalog.note_channel(id, &peer.name, &note).await?;
+            let recorded = st.catalog.note_channel(channel_id, &peer.name, &note).await?;
             tracing::info!(%channel_id, peer = %peer.name, shared, recorded, "channel data path");
             StationReply::Ok
         }
@@ -693,7 +706,9 @@ async fn handle(st: &Arc<Station>, conn: quinn::Connection, peer: &Peer, req: St
             let access = Access::of(st, peer).await?;
             match abs_id {
                 None if !access.is_operator() => {
-                    bail!("not authorized: every segment of the catalog is for operators; name an ABS (--abs N)")
+                    bail!(Failure::refused(
+                        "not authorized: every segment of the catalog is for operators; name an ABS (--abs N)"
+                    ))
                 }
                 None => {}
                 Some(id) => require_visible_abs(st, &access, id).await?,
@@ -702,7 +717,7 @@ async fn handle(st: &Arc<Station>, conn: quinn::Connection, peer: &Peer, req: St
         }
         R::Channels { channel_id } => {
             let access = Access::of(st, peer).await?;
-            let visible: Option<std::collections::HashSet<u64>> = if access.is_operator() {
+            let visible: Option<std::collections::HashSet<AbsId>> = if access.is_operator() {
                 None
             } else {
                 let all = listing::abs(st).await?;
@@ -725,10 +740,10 @@ async fn handle(st: &Arc<Station>, conn: quinn::Connection, peer: &Peer, req: St
                     let reply = listing::history(st, id).await?;
                     if let (Some(v), StationReply::History { channel, .. }) = (&visible, &reply) {
                         if !v.contains(&channel.abs_id) {
-                            bail!(
+                            bail!(Failure::refused(format!(
                                 "not authorized: channel {id} belongs to an object {} has no grant on",
                                 peer.name
-                            );
+                            )));
                         }
                     }
                     reply
@@ -761,7 +776,9 @@ async fn handle(st: &Arc<Station>, conn: quinn::Connection, peer: &Peer, req: St
                 .await?
             {
                 let scope = object.map(|o| format!(" object {o}")).unwrap_or_default();
-                bail!("client {client} has no grant on {primary}{scope} to revoke");
+                bail!(Failure::not_found(format!(
+                    "client {client} has no grant on {primary}{scope} to revoke"
+                )));
             }
             tracing::info!(by = %peer.name, %client, %primary, backup, restore, "revoked");
             StationReply::Grants(listing::grants(st, Some(&client)).await?)
@@ -769,10 +786,10 @@ async fn handle(st: &Arc<Station>, conn: quinn::Connection, peer: &Peer, req: St
         R::CheckPair { front_end } => {
             let pairs = st.catalog.list_pairs().await?;
             if !pairs.iter().any(|p| p.fe_name == front_end && p.be_name == peer.name) {
-                bail!(
+                bail!(Failure::refused(format!(
                     "not authorized: {front_end} is not a front-end of back-end {}",
                     peer.name
-                );
+                )));
             }
             StationReply::Ok
         }
@@ -781,7 +798,7 @@ async fn handle(st: &Arc<Station>, conn: quinn::Connection, peer: &Peer, req: St
             StationReply::Grants(listing::grants(st, own).await?)
         }
         R::Backup { .. } | R::Restore { .. } | R::RestoreAt { .. } | R::Merge { .. } => {
-            bail!("internal: backups, restores and merges are streamed")
+            bail!(Failure::internal("internal: backups, restores and merges are streamed"))
         }
     })
 }

@@ -14,6 +14,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use proto::domain::{AbsId, CatalogHealth, ChannelId, DriveId};
 use proto::wire::{Command, CommandReply, HealthInfo, PeerHealth};
 
 use super::registry::DriveUse;
@@ -37,11 +38,11 @@ pub(crate) async fn at_start(st: &Arc<Station>) -> anyhow::Result<()> {
 
 /// A process registered: abort on it the `channels` it holds that this
 /// station does not run, and empty its `drives` that no channel uses.
-pub(crate) async fn reconcile(st: Arc<Station>, peer: String, channels: Vec<u64>, drives: Vec<String>) {
+pub(crate) async fn reconcile(st: Arc<Station>, peer: String, channels: Vec<ChannelId>, drives: Vec<String>) {
     // Backups whose front-end this is learn whether it kept them (after
     // they learnt it was lost: see `Station::lifecycle`).
     let lifecycle = st.lifecycle.lock().await;
-    let fronted: Vec<u64> = st
+    let fronted: Vec<ChannelId> = st
         .resumable
         .lock()
         .await
@@ -54,7 +55,7 @@ pub(crate) async fn reconcile(st: Arc<Station>, peer: String, channels: Vec<u64>
         st.note(channel_id, ChannelNote::FrontEndBack { kept }).await;
     }
     drop(lifecycle);
-    let running: Vec<u64> = st.channels.lock().await.keys().copied().collect();
+    let running: Vec<ChannelId> = st.channels.lock().await.keys().copied().collect();
     for channel_id in channels.into_iter().filter(|c| !running.contains(c)) {
         let abort = Command::AbortChannel {
             channel_id,
@@ -147,7 +148,7 @@ const ORPHANED: &str =
 /// the catalog could not record when they happened (e.g. the database
 /// went away in the middle of a statement).
 pub(crate) async fn sweeper(st: Arc<Station>) {
-    let mut suspects: (Vec<i64>, Vec<i64>, Vec<i64>) = (Vec::new(), Vec::new(), Vec::new());
+    let mut suspects: (Vec<ChannelId>, Vec<AbsId>, Vec<DriveId>) = (Vec::new(), Vec::new(), Vec::new());
     loop {
         tokio::time::sleep(SWEEP).await;
         let (Ok(open), Ok(lone)) = (
@@ -156,11 +157,8 @@ pub(crate) async fn sweeper(st: Arc<Station>) {
         ) else {
             continue;
         };
-        let running: Vec<u64> = st.channels.lock().await.keys().copied().collect();
-        let orphans: Vec<(i64, i64)> = open
-            .into_iter()
-            .filter(|(c, _)| !u64::try_from(*c).is_ok_and(|c| running.contains(&c)))
-            .collect();
+        let running: Vec<ChannelId> = st.channels.lock().await.keys().copied().collect();
+        let orphans: Vec<(ChannelId, AbsId)> = open.into_iter().filter(|(c, _)| !running.contains(c)).collect();
         for (c, abs) in &orphans {
             if suspects.0.contains(c) {
                 tracing::warn!(channel_id = %c, abs_id = %abs, "ending a channel no task runs");
@@ -222,10 +220,13 @@ const CATALOG_PROBE: Duration = Duration::from_secs(2);
 /// The station's health: its catalog and the processes it hears from.
 pub(crate) async fn health(st: &Arc<Station>) -> HealthInfo {
     let probe = sqlx::query("SELECT 1").execute(st.catalog.pool());
-    let catalog = match tokio::time::timeout(CATALOG_PROBE, probe).await {
-        Ok(Ok(_)) => "ok".to_string(),
-        Ok(Err(e)) => format!("unavailable: {e}"),
-        Err(_) => format!("unavailable: no answer within {CATALOG_PROBE:?}"),
+    let (catalog, catalog_detail) = match tokio::time::timeout(CATALOG_PROBE, probe).await {
+        Ok(Ok(_)) => (CatalogHealth::Ok, String::new()),
+        Ok(Err(e)) => (CatalogHealth::Unavailable, e.to_string()),
+        Err(_) => (
+            CatalogHealth::Unavailable,
+            format!("no answer within {CATALOG_PROBE:?}"),
+        ),
     };
     let seen = st.last_seen.lock().await.clone();
     let mut peers: Vec<PeerHealth> = st
@@ -246,6 +247,7 @@ pub(crate) async fn health(st: &Arc<Station>) -> HealthInfo {
     peers.sort_by(|a, b| a.name.cmp(&b.name));
     HealthInfo {
         catalog,
+        catalog_detail,
         uptime_seconds: st.started.elapsed().as_secs(),
         channels: u32::try_from(st.channels.lock().await.len()).unwrap_or(u32::MAX),
         peers,

@@ -7,20 +7,20 @@ use std::time::Duration;
 
 use anyhow::{bail, Result};
 use proto::abs::VolumeRef;
-use proto::wire::MoverRole;
+use proto::domain::{Failure, MoverId, MoverRole, NodeId};
 
 use super::Station;
 use crate::catalog::{DriveRow, PairRow, TapeRow};
 
 #[derive(Debug, Clone)]
 pub(crate) struct PrimaryEntry {
-    pub id: i64,
+    pub id: NodeId,
     pub volumes: Vec<VolumeRef>,
 }
 
 #[derive(Debug, Clone)]
 pub(crate) struct MoverEntry {
-    pub id: i64,
+    pub id: MoverId,
     pub back_end: Option<String>,
 }
 
@@ -30,7 +30,7 @@ pub(crate) struct Registry {
     pub movers: HashMap<String, MoverEntry>,
 }
 
-pub(crate) async fn register_primary(st: &Arc<Station>, name: &str, volumes: Vec<VolumeRef>) -> Result<i64> {
+pub(crate) async fn register_primary(st: &Arc<Station>, name: &str, volumes: Vec<VolumeRef>) -> Result<NodeId> {
     let id = st.catalog.register_primary_node(name, &volumes).await?;
     tracing::info!(name, volumes = volumes.len(), "primary node registered");
     st.registry
@@ -48,15 +48,15 @@ pub(crate) async fn register_mover(
     address: &str,
     drives: &[String],
     back_end: Option<String>,
-) -> Result<i64> {
-    let id = st.catalog.register_mover(name, role.as_str(), address).await?;
+) -> Result<MoverId> {
+    let id = st.catalog.register_mover(name, role, address).await?;
     for d in drives {
         st.catalog.register_drive(id, d).await?;
     }
     let mut reg = st.registry.lock().await;
     reg.movers.insert(name.to_string(), MoverEntry { id, back_end });
     // Pair every front-end whose back-end is known.
-    let pairs: Vec<(i64, i64)> = reg
+    let pairs: Vec<(MoverId, MoverId)> = reg
         .movers
         .values()
         .filter_map(|m| {
@@ -70,7 +70,7 @@ pub(crate) async fn register_mover(
     }
     tracing::info!(
         name,
-        role = role.as_str(),
+        %role,
         address,
         drives = drives.len(),
         "mover registered"
@@ -90,8 +90,12 @@ pub(crate) async fn primary(st: &Arc<Station>, name: &str) -> Result<PrimaryEntr
     let reg = st.registry.lock().await;
     match reg.primaries.get(name) {
         Some(p) if st.peers.lock().await.contains_key(name) => Ok(p.clone()),
-        Some(_) => bail!("primary node {name} is registered but not connected"),
-        None => bail!("no primary node named {name} has registered"),
+        Some(_) => bail!(Failure::retryable(format!(
+            "primary node {name} is registered but not connected"
+        ))),
+        None => bail!(Failure::not_found(format!(
+            "no primary node named {name} has registered"
+        ))),
     }
 }
 
@@ -148,7 +152,7 @@ pub(crate) async fn assign(st: &Arc<Station>, patience: Duration, purpose: Purpo
         let connected = connected_pairs(pairs, &*st.peers.lock().await);
         if connected.is_empty() {
             if tokio::time::Instant::now() >= deadline {
-                bail!("no front-end/back-end pair is connected");
+                bail!(Failure::retryable("no front-end/back-end pair is connected"));
             }
         } else {
             let loads = st.pair_load.lock().await.clone();
@@ -216,7 +220,7 @@ pub(crate) async fn assign(st: &Arc<Station>, patience: Duration, purpose: Purpo
             }
             drop((uses, load));
             if tokio::time::Instant::now() >= deadline {
-                bail!("every drive stayed busy for {patience:?}");
+                bail!(Failure::retryable(format!("every drive stayed busy for {patience:?}")));
             }
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -271,10 +275,14 @@ pub(crate) async fn assign_drives(st: &Arc<Station>, patience: Duration, n: usiz
             return Ok((pair, drives));
         }
         if !ordered.is_empty() && most < n {
-            bail!("{n} drives requested on one back-end; no connected back-end has more than {most}");
+            bail!(Failure::refused(format!(
+                "{n} drives requested on one back-end; no connected back-end has more than {most}"
+            )));
         }
         if tokio::time::Instant::now() >= deadline {
-            bail!("no back-end had {n} free drives within {patience:?}");
+            bail!(Failure::retryable(format!(
+                "no back-end had {n} free drives within {patience:?}"
+            )));
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -338,10 +346,16 @@ pub(crate) async fn wait_for_tape(st: &Arc<Station>, drive: &DriveRow, patience:
                 closing: false,
                 ..
             }) => {}
-            _ => bail!("the tape of drive {} could not be mounted", drive.name),
+            _ => bail!(Failure::retryable(format!(
+                "the tape of drive {} could not be mounted",
+                drive.name
+            ))),
         }
         if tokio::time::Instant::now() >= deadline {
-            bail!("drive {} got no tape within {patience:?}", drive.name);
+            bail!(Failure::retryable(format!(
+                "drive {} got no tape within {patience:?}",
+                drive.name
+            )));
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

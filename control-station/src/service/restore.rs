@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context, Result};
 use futures::stream::{FuturesUnordered, StreamExt};
 use proto::abs::{RemapTable, VolumeRef};
+use proto::domain::{AbsId, AbsState, ChannelId, Failure, JobId, SegmentSeq};
 use proto::wire::{
     ChannelEvent, ChannelToken, Command, RestoreChannel, RestoreOrder, RestoreTarget, SegmentRef, StationReply,
 };
@@ -26,15 +27,15 @@ use transport::Peer;
 
 use super::access::Access;
 use super::backup::{chain_members, transition, waiting, Abandon, EventSink};
-use super::{library, note_channel, registry, ChannelNote, NoteRx, Station};
-use crate::catalog::{DriveRow, PairRow, SegmentRow, ABS_COMPLETE, STATION_ACTOR};
+use super::{failure_of, library, note_channel, registry, ChannelNote, NoteRx, Station};
+use crate::catalog::{DriveRow, PairRow, SegmentRow, STATION_ACTOR};
 use crate::channel::{ChannelKind, ChannelState};
 use crate::plan::{chain_at, chain_of, PlannedSegment, RestorePlan, TapeJob};
 
 /// What to restore.
 pub(crate) enum Wanted {
     /// The object as it was when this ABS was taken (its chain).
-    Abs(u64),
+    Abs(AbsId),
     /// The object as it was at a time (None: its latest backup).
     At {
         primary: String,
@@ -54,13 +55,15 @@ pub(crate) async fn run(
     let started = Instant::now();
     if let RestoreTarget::File { name, .. } = &target {
         if let Err(reason) = proto::wire::check_restore_file_name(name) {
-            let _ = send.send(&StationReply::Event(ChannelEvent::Failed { reason })).await;
+            let _ = send
+                .send(&StationReply::Event(ChannelEvent::Failed(Failure::invalid(reason))))
+                .await;
             return;
         }
     }
     // One id for every stream of this request, so the node writes them
     // into one file.
-    let job: u64 = rand::random();
+    let job = JobId::new(rand::random());
     let file_on = match &target {
         RestoreTarget::File { primary, .. } => Some(primary.clone()),
         _ => None,
@@ -79,9 +82,7 @@ pub(crate) async fn run(
     }
     let event = match result {
         Ok(ev) => ev,
-        Err(e) => ChannelEvent::Failed {
-            reason: format!("{e:#}"),
-        },
+        Err(e) => ChannelEvent::Failed(failure_of(&e)),
     };
     let _ = send.send(&StationReply::Event(event)).await;
 }
@@ -91,28 +92,28 @@ pub(crate) fn planned(segments: &[SegmentRow]) -> Vec<PlannedSegment> {
     segments
         .iter()
         .map(|s| PlannedSegment {
-            seq: s.seq,
+            seq: s.seq.get(),
             tape_id: s.tape_id,
             tape_label: s.tape_label.clone(),
             tape_file: s.tape_file,
-            bytes: s.bytes as u64,
+            bytes: s.bytes,
         })
         .collect()
 }
 
 /// An ABS that is complete, or why it cannot be restored.
-async fn complete_abs(st: &Arc<Station>, id: i64) -> Result<crate::catalog::AbsRow> {
+async fn complete_abs(st: &Arc<Station>, id: AbsId) -> Result<crate::catalog::AbsRow> {
     let abs = st
         .catalog
         .load_abs(id)
         .await?
-        .ok_or_else(|| anyhow!("no ABS {id} in the catalog"))?;
-    if abs.state != ABS_COMPLETE {
-        bail!(
+        .ok_or_else(|| anyhow!(Failure::not_found(format!("no ABS {id} in the catalog"))))?;
+    if abs.state != AbsState::Complete {
+        bail!(Failure::refused(format!(
             "ABS {id} is {} ({}), not complete",
             abs.state,
             abs.reason.clone().unwrap_or_default()
-        );
+        )));
     }
     Ok(abs)
 }
@@ -126,14 +127,13 @@ async fn restore_chain(
     wanted: Wanted,
     target: RestoreTarget,
     drives: u32,
-    job: u64,
+    job: JobId,
     send: &mut FramedSend,
     started: Instant,
 ) -> Result<ChannelEvent> {
     let access = Access::of(st, client).await?;
     let chain = match wanted {
-        Wanted::Abs(abs_id) => {
-            let id = i64::try_from(abs_id)?;
+        Wanted::Abs(id) => {
             let abs = complete_abs(st, id).await?;
             access.require_restore(&abs.primary_node, &abs.object_name, &target)?;
             if abs.base_abs_id.is_none() {
@@ -155,7 +155,7 @@ async fn restore_chain(
                 Some(ms) => Some(
                     chrono::DateTime::from_timestamp_millis(ms)
                         .and_then(|t| t.checked_add_signed(chrono::TimeDelta::microseconds(999)))
-                        .ok_or_else(|| anyhow!("time {ms} ms is out of range"))?,
+                        .ok_or_else(|| anyhow!(Failure::invalid(format!("time {ms} ms is out of range"))))?,
                 ),
                 None => None,
             };
@@ -166,15 +166,15 @@ async fn restore_chain(
     if chain.len() > 1 {
         let ids: Vec<String> = chain.iter().map(|i| format!("ABS {i}")).collect();
         let _ = send
-            .send(&StationReply::Event(ChannelEvent::State {
-                state: "chain".into(),
-                reason: format!("restoring {} in order", ids.join(", ")),
+            .send(&StationReply::Event(ChannelEvent::Chain {
+                members: chain.clone(),
+                detail: format!("restoring {} in order", ids.join(", ")),
             }))
             .await;
     }
     let mut totals = LaneTotals::default();
     for id in chain {
-        let ev = restore(st, client, id as u64, target.clone(), drives, job, send, started).await?;
+        let ev = restore(st, client, id, target.clone(), drives, job, send, started).await?;
         if let ChannelEvent::Finished {
             bytes,
             tracks,
@@ -237,27 +237,27 @@ impl LaneTotals {
 
 /// What every lane of a restore shares.
 pub(crate) struct RestoreJob<'a> {
-    abs_id: u64,
+    abs_id: AbsId,
     map: &'a proto::abs::AbsMap,
     remap: &'a RemapTable,
     target: &'a RestoreTarget,
-    job: u64,
+    job: JobId,
     dest_node: &'a str,
-    segments: &'a HashMap<u32, SegmentRow>,
+    segments: &'a HashMap<SegmentSeq, SegmentRow>,
 }
 
 #[allow(clippy::too_many_arguments)]
 async fn restore(
     st: &Arc<Station>,
     client: &Peer,
-    abs_id: u64,
+    abs_id: AbsId,
     target: RestoreTarget,
     drives: u32,
-    job: u64,
+    job: JobId,
     send: &mut FramedSend,
     started: Instant,
 ) -> Result<ChannelEvent> {
-    let id = i64::try_from(abs_id)?;
+    let id = abs_id;
     let abs = complete_abs(st, id).await?;
     let map = abs.map.clone();
     // A full writes the whole object; a differential the blocks of its tracks.
@@ -290,19 +290,23 @@ async fn restore(
             seconds: started.elapsed().as_secs_f64(),
         });
     }
-    if segments.len() != abs.segment_count as usize {
-        bail!(
+    if usize::try_from(abs.segment_count).ok() != Some(segments.len()) {
+        bail!(Failure::corrupt(format!(
             "the catalog lists {} segments of ABS {abs_id}, it should have {}",
             segments.len(),
             abs.segment_count
-        );
+        )));
     }
     let planned = planned(&segments);
     // As many drives as asked for (0: all), free now, and tapes to read.
     let free = registry::free_drives(st).await?.max(1);
-    let wanted = if drives == 0 { free } else { (drives as usize).min(free) };
+    let wanted = if drives == 0 {
+        free
+    } else {
+        usize::try_from(drives).unwrap_or(usize::MAX).min(free)
+    };
     let plan = RestorePlan::new(&planned, wanted.max(1)).context("planning the restore")?;
-    let by_seq: HashMap<u32, SegmentRow> = segments.into_iter().map(|s| (s.seq, s)).collect();
+    let by_seq: HashMap<SegmentSeq, SegmentRow> = segments.into_iter().map(|s| (s.seq, s)).collect();
     let queues: Vec<Vec<TapeJob>> = plan.drive_queues().to_vec();
 
     // One channel per drive.
@@ -313,16 +317,16 @@ async fn restore(
             .create_channel(ChannelKind::Restore, id, &client.name)
             .await?;
         let (tx, rx) = note_channel();
-        st.channels.lock().await.insert(channel_id as u64, tx);
+        st.channels.lock().await.insert(channel_id, tx);
         lanes.push((channel_id, jobs, rx));
     }
-    let channel_ids: Vec<i64> = lanes.iter().map(|(c, _, _)| *c).collect();
+    let channel_ids: Vec<ChannelId> = lanes.iter().map(|(c, _, _)| *c).collect();
     let _ = send
         .send(&StationReply::Event(ChannelEvent::Started {
-            channel_id: channel_ids.first().copied().unwrap_or_default() as u64,
+            channel_id: channel_ids.first().copied().unwrap_or_default(),
             abs_id,
             object_size: map.object_size,
-            tracks: abs.track_count as u64,
+            tracks: abs.track_count,
             // Restore progress counts object bytes written at the destination.
             track_bytes: expected_bytes,
         }))
@@ -336,9 +340,8 @@ async fn restore(
             })
             .collect();
         let _ = send
-            .send(&StationReply::Event(ChannelEvent::State {
-                state: "planned".into(),
-                reason: format!(
+            .send(&StationReply::Event(ChannelEvent::Planned {
+                detail: format!(
                     "{} tapes on {} drives in parallel ({})",
                     plan.tape_count(),
                     lanes.len(),
@@ -409,9 +412,8 @@ async fn restore(
                         // The other drives stop too.
                         for other in &channel_ids {
                             if *other != channel_id {
-                                st.note(*other as u64, ChannelNote::Failed {
-                                    reason: format!("channel {channel_id} of the same restore failed"),
-                                }).await;
+                                let failure = Failure::cancelled(format!("channel {channel_id} of the same restore failed"));
+                                st.note(*other, ChannelNote::Failed { failure }).await;
                             }
                         }
                         if failure.is_none() {
@@ -436,16 +438,16 @@ async fn restore(
         }
     }
     for c in &channel_ids {
-        st.channels.lock().await.remove(&(*c as u64));
+        st.channels.lock().await.remove(c);
     }
     if let Some(e) = failure {
         return Err(e);
     }
     if totals.bytes != expected_bytes {
-        bail!(
+        bail!(Failure::corrupt(format!(
             "{} bytes of ABS {abs_id} written, it holds {expected_bytes}",
             totals.bytes
-        );
+        )));
     }
     Ok(totals.finished(started))
 }
@@ -453,7 +455,7 @@ async fn restore(
 /// One drive's channel: read its tapes in turn; Closed or Error.
 async fn run_lane<E: EventSink>(
     st: &Arc<Station>,
-    channel_id: i64,
+    channel_id: ChannelId,
     job: &RestoreJob<'_>,
     jobs: Vec<TapeJob>,
     rx: NoteRx,
@@ -493,7 +495,7 @@ async fn run_lane<E: EventSink>(
 /// the tape records read (labels included).
 async fn read_tapes<E: EventSink>(
     st: &Arc<Station>,
-    channel_id: i64,
+    channel_id: ChannelId,
     job: &RestoreJob<'_>,
     jobs: Vec<TapeJob>,
     rx: NoteRx,
@@ -501,7 +503,7 @@ async fn read_tapes<E: EventSink>(
 ) -> Result<(LaneTotals, u64)> {
     let assigned = registry::assign(st, Duration::from_secs(600), registry::Purpose::Restore);
     let registry::Assignment { pair, drive, .. } = waiting(send, "a drive", Abandon::IfGone(None), assigned).await?;
-    st.depends_on(channel_id as u64, &[&pair.fe_name, &pair.be_name, job.dest_node])
+    st.depends_on(channel_id, &[&pair.fe_name, &pair.be_name, job.dest_node])
         .await;
     let result = async {
         transition(
@@ -526,15 +528,15 @@ async fn read_tapes<E: EventSink>(
     }
     .await;
     registry::release(st, Some(&pair), &drive).await;
-    st.depends_on(channel_id as u64, &[]).await;
+    st.depends_on(channel_id, &[]).await;
     result
 }
 
 /// One channel reading an ABS's tapes on one drive of a pair.
 pub(crate) struct TapeReading<'a> {
-    pub channel_id: i64,
-    pub abs_id: u64,
-    pub segments: &'a HashMap<u32, SegmentRow>,
+    pub channel_id: ChannelId,
+    pub abs_id: AbsId,
+    pub segments: &'a HashMap<SegmentSeq, SegmentRow>,
     pub pair: &'a PairRow,
     pub drive: &'a DriveRow,
 }
@@ -544,7 +546,7 @@ pub(crate) enum ReadInto<'a> {
     /// Through the front-end to the destination primary node.
     Primary(&'a RestoreJob<'a>),
     /// Into the front-end's merge channel (a synthetic full).
-    Merge { merge_channel_id: u64 },
+    Merge { merge_channel_id: ChannelId },
 }
 
 /// Read each tape of `jobs` on the reader's drive: mount it once, read only
@@ -584,9 +586,12 @@ pub(crate) async fn read_tapes_on<E: EventSink>(
             .files
             .iter()
             .map(|p| {
-                r.segments
-                    .get(&p.seq)
-                    .ok_or_else(|| anyhow!("segment {} missing from the catalog list", p.seq))
+                r.segments.get(&SegmentSeq::new(p.seq)).ok_or_else(|| {
+                    anyhow!(Failure::corrupt(format!(
+                        "segment {} missing from the catalog list",
+                        p.seq
+                    )))
+                })
             })
             .collect::<Result<_>>()?;
         let before = totals.bytes;
@@ -608,11 +613,11 @@ pub(crate) async fn read_tapes_on<E: EventSink>(
                     crc32c: s.crc32c,
                 })
                 .collect();
-            let group_tracks: u64 = files.iter().map(|s| s.track_count as u64).sum();
+            let group_tracks: u64 = files.iter().map(|s| s.track_count).sum();
             // The channel's capability: only the front-end and the node learn it.
             let token: ChannelToken = rand::random();
             let open = RestoreChannel {
-                channel_id: channel_id as u64,
+                channel_id,
                 abs_id: r.abs_id,
                 back_end: st.peer_addr(&pair.be_name, &pair.be_address).await,
                 drive: drive.name.clone(),
@@ -631,7 +636,7 @@ pub(crate) async fn read_tapes_on<E: EventSink>(
                         .context("opening the front-end")?;
                     transition(st, channel_id, ChannelState::Reading, &reading, send).await?;
                     let order = RestoreOrder {
-                        channel_id: channel_id as u64,
+                        channel_id,
                         abs_id: r.abs_id,
                         front_end: st.peer_addr(&pair.fe_name, &pair.fe_address).await,
                         map: job.map.clone(),
@@ -673,12 +678,13 @@ pub(crate) async fn read_tapes_on<E: EventSink>(
                         totals.bytes += data_bytes;
                         totals.tracks += t;
                         totals.segments += s;
-                        let _ = st.catalog.set_channel_bytes(channel_id, totals.bytes as i64).await;
+                        let _ = st.catalog.set_channel_bytes(channel_id, totals.bytes).await;
                         send.emit(ChannelEvent::Progress { bytes: totals.bytes }).await;
                         break;
                     }
                     // Reading channels do not resume (see backup::Resume).
-                    ChannelNote::Failed { reason } | ChannelNote::FrontEndLost { reason } => bail!("{reason}"),
+                    ChannelNote::Failed { failure } => return Err(failure.into()),
+                    ChannelNote::FrontEndLost { reason } => bail!(Failure::retryable(reason)),
                     ChannelNote::TapeSwitched { .. } | ChannelNote::FrontEndBack { .. } => {}
                 }
             }

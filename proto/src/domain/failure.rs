@@ -87,6 +87,10 @@ impl Failure {
         Failure::new(FailureCode::Retryable, message)
     }
 
+    pub fn cancelled(message: impl Into<String>) -> Failure {
+        Failure::new(FailureCode::Cancelled, message)
+    }
+
     pub fn internal(message: impl Into<String>) -> Failure {
         Failure::new(FailureCode::Internal, message)
     }

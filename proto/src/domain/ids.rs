@@ -22,7 +22,7 @@ pub struct IdOutOfRange {
 }
 
 macro_rules! id_type {
-    ($(#[$meta:meta])* $name:ident($inner:ty) as $what:literal) => {
+    ($(#[$meta:meta])* $name:ident($inner:ty) as $what:literal $(, stored $col:ident)?) => {
         $(#[$meta])*
         #[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize, Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
         #[rkyv(derive(Debug, PartialEq, Eq))]
@@ -88,7 +88,7 @@ macro_rules! id_type {
         }
 
         #[cfg(feature = "sqlx")]
-        $crate::domain::sql::id_column!($name($inner));
+        $crate::domain::sql::id_column!($name($inner) $($col)?);
     };
 }
 
@@ -114,9 +114,23 @@ id_type!(
 );
 id_type!(
     /// A change map of a volume on a primary node (its epochs are counted
-    /// within it).
-    MapId(u64) as "change map"
+    /// within it). Not made by the catalog: a random `u64`, kept bit for bit
+    /// in its `BIGINT` column (see [`MapId::to_bits`]).
+    MapId(u64) as "change map", stored bits
 );
+
+impl MapId {
+    /// The `BIGINT` a map id is stored as: its 64 bits as they are (a map
+    /// id above `i64::MAX` is a negative number in the catalog).
+    pub const fn to_bits(self) -> i64 {
+        i64::from_ne_bytes(self.0.to_ne_bytes())
+    }
+
+    /// The map id stored as `bits` (see [`MapId::to_bits`]).
+    pub const fn from_bits(bits: i64) -> MapId {
+        MapId(u64::from_ne_bytes(bits.to_ne_bytes()))
+    }
+}
 id_type!(
     /// A restore job on a primary node (its staged output until commit).
     JobId(u64) as "restore job"
@@ -167,6 +181,14 @@ mod tests {
         let e = SegmentSeq::from_i64(4_294_967_296).unwrap_err();
         assert_eq!(e.max, i128::from(u32::MAX));
         assert_eq!(SegmentSeq::new(u32::MAX).next(), None);
+    }
+
+    #[test]
+    fn map_ids_keep_every_bit() {
+        for v in [0, 42, i64::MAX.unsigned_abs(), u64::MAX - 5, u64::MAX] {
+            assert_eq!(MapId::from_bits(MapId::new(v).to_bits()), MapId::new(v));
+        }
+        assert_eq!(MapId::new(u64::MAX).to_bits(), -1);
     }
 
     #[test]

@@ -3,9 +3,30 @@
 //! back into their enum (a value outside the enum is a decode error naming
 //! what was expected).
 
-/// An id newtype as a `BIGINT` column.
+/// An id newtype as a `BIGINT` column: checked conversions, or (`bits`)
+/// its 64 bits as they are (`to_bits`/`from_bits`, for ids the catalog
+/// does not make).
 macro_rules! id_column {
-    ($name:ident($inner:ty)) => {
+    ($name:ident($inner:ty) bits) => {
+        $crate::domain::sql::id_column!(@type $name);
+
+        impl<'q> sqlx::Encode<'q, sqlx::Postgres> for $name {
+            fn encode_by_ref(
+                &self,
+                buf: &mut sqlx::postgres::PgArgumentBuffer,
+            ) -> Result<sqlx::encode::IsNull, sqlx::error::BoxDynError> {
+                <i64 as sqlx::Encode<'q, sqlx::Postgres>>::encode_by_ref(&self.to_bits(), buf)
+            }
+        }
+
+        impl<'r> sqlx::Decode<'r, sqlx::Postgres> for $name {
+            fn decode(value: sqlx::postgres::PgValueRef<'r>) -> Result<Self, sqlx::error::BoxDynError> {
+                let value = <i64 as sqlx::Decode<'r, sqlx::Postgres>>::decode(value)?;
+                Ok($name::from_bits(value))
+            }
+        }
+    };
+    (@type $name:ident) => {
         impl sqlx::Type<sqlx::Postgres> for $name {
             fn type_info() -> sqlx::postgres::PgTypeInfo {
                 <i64 as sqlx::Type<sqlx::Postgres>>::type_info()
@@ -21,6 +42,9 @@ macro_rules! id_column {
                 <i64 as sqlx::postgres::PgHasArrayType>::array_type_info()
             }
         }
+    };
+    ($name:ident($inner:ty)) => {
+        $crate::domain::sql::id_column!(@type $name);
 
         impl<'q> sqlx::Encode<'q, sqlx::Postgres> for $name {
             fn encode_by_ref(

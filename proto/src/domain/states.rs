@@ -34,6 +34,11 @@ impl Level {
             Level::Cumulative | Level::Incremental => AbsKind::Differential,
         }
     }
+
+    /// A full or a synthetic full: a chain starts here.
+    pub fn is_full(self) -> bool {
+        self.kind() == AbsKind::Full
+    }
 }
 
 text_enum! {

@@ -39,8 +39,9 @@ macro_rules! text_enum {
         }
 
         impl std::fmt::Display for $name {
+            // `pad`: widths and alignment apply (`{:<9}` in listings).
             fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str(self.as_str())
+                f.pad(self.as_str())
             }
         }
 

@@ -219,11 +219,11 @@ pub enum StationRequest {
         drives: u32,
     },
     /// Merge a chain into a synthetic full ABS on the movers: the chain
-    /// ending at `abs_id`, or (0) the object's latest chain.
+    /// ending at `abs_id`, or (None) the object's latest chain.
     Merge {
         primary: String,
         object_name: String,
-        abs_id: AbsId,
+        abs_id: Option<AbsId>,
     },
     ListAbs,
     ListTapes,
@@ -286,8 +286,11 @@ pub enum StationRequest {
 /// it hears from.
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
 pub struct HealthInfo {
-    /// `ok`, or `unavailable: why` while the catalog database is unreachable.
+    /// `ok`, or `unavailable` while the catalog database is unreachable
+    /// (`catalog_detail` says why).
     pub catalog: CatalogHealth,
+    /// Why the catalog is unavailable (empty when it is ok).
+    pub catalog_detail: String,
     /// Seconds since this start of the station.
     pub uptime_seconds: u64,
     /// Channels running in this start of the station.
@@ -385,6 +388,16 @@ pub enum ChannelEvent {
         state: ChannelState,
         reason: String,
     },
+    /// The primary node took the backup's snapshot: what it holds (the
+    /// whole object, or the tracks changed since the base), or a note about
+    /// it (e.g. a recreated change map).
+    Snapshot {
+        detail: String,
+    },
+    /// A restore's plan: which tapes each drive's channel reads.
+    Planned {
+        detail: String,
+    },
     /// The job spans a chain of ABSs (a restore of a differential, a
     /// merge): which, in the order they are read, and what is done with
     /// them.
@@ -426,9 +439,9 @@ pub struct AbsInfo {
     pub kind: AbsKind,
     /// full, cumulative, incremental or synthetic.
     pub level: Level,
-    /// A differential's base (0: none).
+    /// A differential's base (None: a full).
     pub base_abs_id: Option<AbsId>,
-    /// A synthetic full's chain tip (0: none).
+    /// A synthetic full's chain tip (None: not a synthetic full).
     pub merged_from_abs_id: Option<AbsId>,
     /// When the snapshot was taken.
     pub point_in_time: String,
@@ -620,9 +633,9 @@ pub struct BackupChannel {
     /// The tracks to expect: the whole map's for a full, the changed ones
     /// for a differential.
     pub track_set: TrackSet,
-    /// A differential's base ABS (0: a full).
+    /// A differential's base ABS (None: a full).
     pub base_abs_id: Option<AbsId>,
-    /// A synthetic full's chain tip (0 otherwise).
+    /// A synthetic full's chain tip (None otherwise).
     pub merged_from_abs_id: Option<AbsId>,
     pub created_unix: u64,
     /// The primary node that will send the tracks (empty: none, a merge).
