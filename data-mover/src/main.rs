@@ -22,8 +22,8 @@ struct Args {
     #[arg(long, default_value = "station")]
     station_name: String,
     /// front-end, back-end or both.
-    #[arg(long)]
-    role: String,
+    #[arg(long, value_enum)]
+    role: MoverRole,
     /// QUIC address peers dial (a real address; port 0 picks one).
     #[arg(long)]
     listen: SocketAddr,
@@ -69,8 +69,8 @@ struct Args {
     /// first, the seed's suggestion). Measured with dmc-bench-drives, fifo
     /// kept the drive busier and every channel progressing; lifo starves
     /// some channels while others finish early.
-    #[arg(long, default_value = "fifo")]
-    schedule: String,
+    #[arg(long, value_enum, default_value_t = Policy::Fifo)]
+    schedule: Policy,
     #[arg(long)]
     metrics: Option<SocketAddr>,
 }
@@ -84,13 +84,8 @@ async fn main_async() -> Result<()> {
     transport::telemetry::init_logging("info");
     let args = Args::parse();
     transport::telemetry::serve_metrics(args.metrics)?;
-    let role = match args.role.as_str() {
-        "front-end" => MoverRole::FrontEnd,
-        "back-end" => MoverRole::BackEnd,
-        "both" => MoverRole::Both,
-        other => bail!("--role {other:?}: expected front-end, back-end or both"),
-    };
-    if matches!(role, MoverRole::BackEnd | MoverRole::Both) && args.drives.is_empty() {
+    let role = args.role;
+    if role.is_back_end() && args.drives.is_empty() {
         bail!("a back-end needs at least one --drive");
     }
     let back_end = match role {
@@ -111,11 +106,7 @@ async fn main_async() -> Result<()> {
         );
     }
     let speed = (args.drive_speed > 0.0).then_some((args.drive_speed * 1e6) as u64);
-    let schedule = match args.schedule.as_str() {
-        "lifo" => Policy::Lifo,
-        "fifo" => Policy::Fifo,
-        other => bail!("--schedule {other:?}: expected lifo or fifo"),
-    };
+    let schedule = args.schedule;
     let identity = transport::Identity::load(&args.pki, &args.name).context("loading this mover's certificate")?;
     let cfg = MoverConfig {
         name: args.name,

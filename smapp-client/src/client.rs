@@ -5,6 +5,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
+use proto::domain::{AbsId, Failure, FailureCode};
 use proto::wire::{ChannelEvent, RestoreTarget, StationReply, StationRequest, MAX_CONTROL_FRAME};
 use transport::{Identity, Role};
 
@@ -52,7 +53,8 @@ impl Client {
         send.send(req).await?;
         send.finish().await?;
         match recv.recv::<StationReply>().await? {
-            Some(StationReply::Error { message }) => bail!("{message}"),
+            // The station's failure, with its code, as the cause.
+            Some(StationReply::Error(failure)) => Err(failure.into()),
             Some(r) => Ok(r),
             None => bail!("the station closed the stream without a reply"),
         }
@@ -82,10 +84,13 @@ impl Client {
                 None => next.await.map_err(lost)?,
                 Some((t, at)) => match tokio::time::timeout_at(at, next).await {
                     Ok(r) => r.map_err(lost)?,
-                    Err(_) => bail!(
-                        "--timeout: no end within {}s (a job that already started goes on at the station: `smapp channels` shows it)",
-                        t.as_secs()
-                    ),
+                    Err(_) => bail!(Failure::new(
+                        FailureCode::Cancelled,
+                        format!(
+                            "--timeout: no end within {}s (a job that already started goes on at the station: `smapp channels` shows it)",
+                            t.as_secs()
+                        )
+                    )),
                 },
             };
             match reply {
@@ -94,11 +99,11 @@ impl Client {
                     match ev {
                         ChannelEvent::Finished { .. } => return Ok(ev),
                         ChannelEvent::Accepted { .. } if until_accepted => return Ok(ev),
-                        ChannelEvent::Failed { reason } => return Err(anyhow!("{reason}")),
+                        ChannelEvent::Failed(failure) => return Err(failure.into()),
                         _ => {}
                     }
                 }
-                Some(StationReply::Error { message }) => bail!("{message}"),
+                Some(StationReply::Error(failure)) => return Err(failure.into()),
                 Some(other) => bail!("unexpected reply {other:?}"),
                 None => bail!("the station closed the channel's stream before it ended"),
             }
@@ -116,7 +121,7 @@ impl Client {
 
     pub async fn restore(
         &self,
-        abs_id: u64,
+        abs_id: AbsId,
         target: RestoreTarget,
         drives: u32,
         on_event: impl FnMut(&ChannelEvent),
@@ -135,4 +140,18 @@ impl Drop for Client {
     fn drop(&mut self) {
         self.conn.close(transport::codes::DONE, b"client gone");
     }
+}
+
+/// The kind of a failed command, for its exit status: the code of the
+/// first [`Failure`] among the error's causes (the station's, or one of
+/// this client's), else of a broken connection to the station, else
+/// `Internal`.
+pub fn failure_code(e: &anyhow::Error) -> FailureCode {
+    e.chain()
+        .find_map(|c| {
+            c.downcast_ref::<Failure>()
+                .map(|f| f.code)
+                .or_else(|| c.downcast_ref::<transport::TransportError>().map(|t| t.code()))
+        })
+        .unwrap_or(FailureCode::Internal)
 }

@@ -7,12 +7,26 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
-use proto::wire::{BackupLevel, ChannelEvent, ObjectSpec, RestoreTarget, StationReply, StationRequest};
+use proto::domain::{AbsId, ChannelId, Failure, FailureCode, Level};
+use proto::wire::{ChannelEvent, ObjectSpec, RestoreTarget, StationReply, StationRequest};
 use serde_json::json;
-use smapp_client::client::Client;
+use smapp_client::client::{failure_code, Client};
+
+/// The exit statuses, for `smapp --help`: a script branches on the kind of
+/// failure, never on the message.
+const EXIT_STATUSES: &str = "Exit status:
+  0  success
+  1  internal: anything else (a fault; the message says what)
+  2  invalid: the request is malformed or contradicts itself (also bad arguments)
+  3  refused: not authorized (an operator grants it), or not allowed in the current state
+  4  not-found: what the request names does not exist (object, ABS, tape, file, channel)
+  5  conflict: it already exists or is in use (a restore file, a tape in the library)
+  6  corrupt: data failed a check (CRC, labels, catalog against tape)
+  7  retryable: a transient condition (the station, a mover or the catalog unreachable); try again
+  8  cancelled: interrupted, timed out (--timeout), or cancelled by the station";
 
 #[derive(Parser)]
-#[command(version, about = "SMAPP client of the data mover cluster")]
+#[command(version, about = "SMAPP client of the data mover cluster", after_help = EXIT_STATUSES)]
 struct Args {
     /// Control station address.
     #[arg(long, env = "DMC_STATION", default_value = "127.0.0.1:7400", global = true)]
@@ -59,8 +73,8 @@ enum Cmd {
         drives: u32,
         /// full: every track; cumulative: the tracks changed since the last
         /// full; incremental: the tracks changed since the last backup.
-        #[arg(long, value_parser = ["full", "cumulative", "incremental"], default_value = "full")]
-        level: String,
+        #[arg(long, value_enum, default_value_t = Level::Full)]
+        level: Level,
         /// Return once the station accepted the backup and let it run
         /// without this client (otherwise a backup still waiting for a
         /// drive when the client goes away is cancelled).
@@ -237,16 +251,15 @@ fn on_event(pb: &ProgressBar, json: bool) -> impl FnMut(&ChannelEvent) + '_ {
             line(
                 pb,
                 json,
-                json!({"event": "accepted", "channel_id": channel_id, "abs_id": abs_id}),
+                json!({"event": "accepted", "channel_id": channel_id.get(), "abs_id": abs_id.get()}),
                 || format!("  accepted: channel {channel_id}, ABS {abs_id}"),
             );
         }
-        ChannelEvent::State { state, reason } => line(
-            pb,
-            json,
-            json!({"event": "state", "state": state, "reason": reason}),
-            || format!("  {state}: {reason}"),
-        ),
+        ChannelEvent::State { state, reason } => state_line(pb, json, state.as_str(), reason, None),
+        // Steps that are not channel states print as state lines too.
+        ChannelEvent::Snapshot { detail } => state_line(pb, json, "snapshot", detail, None),
+        ChannelEvent::Planned { detail } => state_line(pb, json, "planned", detail, None),
+        ChannelEvent::Chain { members, detail } => state_line(pb, json, "chain", detail, Some(members)),
         ChannelEvent::Waiting { what, seconds } => line(
             pb,
             json,
@@ -265,6 +278,16 @@ fn on_event(pb: &ProgressBar, json: bool) -> impl FnMut(&ChannelEvent) + '_ {
         ChannelEvent::Progress { bytes } => pb.set_position(*bytes),
         _ => {}
     }
+}
+
+/// A `state` line: a channel state, or another step of the job (`chain`
+/// with the ABSs of the chain, `snapshot`, `planned`).
+fn state_line(pb: &ProgressBar, json: bool, state: &str, reason: &str, members: Option<&[AbsId]>) {
+    let mut obj = json!({"event": "state", "state": state, "reason": reason});
+    if let Some(m) = members {
+        obj["members"] = json!(m.iter().map(|a| a.get()).collect::<Vec<_>>());
+    }
+    line(pb, json, obj, || format!("  {state}: {reason}"));
 }
 
 /// A line about a job while it runs: above the progress bar, or (with
@@ -288,12 +311,12 @@ async fn main() {
             // The dropped command closed its connection; give the close a
             // moment to leave.
             tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-            Err(anyhow::anyhow!("interrupted"))
+            Err(anyhow::anyhow!(Failure::new(FailureCode::Cancelled, "interrupted")))
         }
     };
     if let Err(e) = res {
         eprintln!("smapp: error: {e:#}");
-        std::process::exit(1);
+        std::process::exit(i32::from(failure_code(&e).exit_status()));
     }
 }
 
@@ -315,15 +338,11 @@ async fn run(a: Args) -> Result<()> {
             level,
             detach,
         } => {
-            let level = match level.as_str() {
-                "cumulative" => BackupLevel::Cumulative,
-                "incremental" => BackupLevel::Incremental,
-                _ => BackupLevel::Full,
-            };
+            let level = *level;
             let spec = match (volume, extents) {
                 (Some(v), None) => ObjectSpec::Volume(v.clone()),
                 (None, Some(f)) => ObjectSpec::Extents(smapp_client::extents::read(f)?),
-                _ => bail!("give --volume or --extents"),
+                _ => bail!(Failure::invalid("give --volume or --extents")),
             };
             let req = StationRequest::Backup {
                 object_name: object.clone(),
@@ -335,8 +354,8 @@ async fn run(a: Args) -> Result<()> {
             };
             let client = connect(&a).await?;
             let pb = progress_bar(a.json);
-            let mut abs = 0;
-            let mut channel = 0;
+            let mut abs = AbsId::default();
+            let mut channel = ChannelId::default();
             let mut cb = on_event(&pb, a.json);
             let res = client
                 .backup(&req, |ev| {
@@ -356,7 +375,7 @@ async fn run(a: Args) -> Result<()> {
                 if a.json {
                     println!(
                         "{}",
-                        json!({"result": "detached", "abs_id": abs, "channel_id": channel})
+                        json!({"result": "detached", "abs_id": abs.get(), "channel_id": channel.get()})
                     );
                 } else {
                     println!("backup detached: ABS {abs}, channel {channel} (follow it: smapp channels {channel})");
@@ -386,23 +405,25 @@ async fn run(a: Args) -> Result<()> {
                 },
                 (false, None, Some(spec)) => {
                     let (p, name) = spec.split_once(':').context("--to-file expects PRIMARY:NAME")?;
-                    proto::wire::check_restore_file_name(name).map_err(anyhow::Error::msg)?;
+                    proto::wire::check_restore_file_name(name).map_err(Failure::invalid)?;
                     RestoreTarget::File {
                         primary: p.into(),
                         name: name.into(),
                         replace: *replace,
                     }
                 }
-                _ => bail!("give exactly one of --original, --to-volumes, --to-file"),
+                _ => bail!(Failure::invalid(
+                    "give exactly one of --original, --to-volumes, --to-file"
+                )),
             };
             let client = connect(&a).await?;
             let pb = progress_bar(a.json);
-            let mut channel = 0;
-            let mut abs = abs_id.unwrap_or(0);
+            let mut channel = ChannelId::default();
+            let mut abs = AbsId::new(abs_id.unwrap_or(0));
             let mut cb = on_event(&pb, a.json);
             let req = match (abs_id, object) {
                 (Some(id), _) => StationRequest::Restore {
-                    abs_id: *id,
+                    abs_id: AbsId::new(*id),
                     target,
                     drives: *drives,
                 },
@@ -413,7 +434,7 @@ async fn run(a: Args) -> Result<()> {
                     target,
                     drives: *drives,
                 },
-                (None, None) => bail!("give an ABS id or --object"),
+                (None, None) => bail!(Failure::invalid("give an ABS id or --object")),
             };
             let res = client
                 .stream(&req, |ev| {
@@ -432,12 +453,12 @@ async fn run(a: Args) -> Result<()> {
         Cmd::Merge { primary, object, abs } => {
             let client = connect(&a).await?;
             let pb = progress_bar(a.json);
-            let (mut channel, mut new_abs) = (0, 0);
+            let (mut channel, mut new_abs) = (ChannelId::default(), AbsId::default());
             let mut cb = on_event(&pb, a.json);
             let req = StationRequest::Merge {
                 primary: primary.clone(),
                 object_name: object.clone(),
-                abs_id: abs.unwrap_or(0),
+                abs_id: abs.map(AbsId::new),
             };
             let res = client
                 .stream(&req, |ev| {
@@ -484,7 +505,9 @@ async fn run(a: Args) -> Result<()> {
             let req = match what.as_str() {
                 "tapes" => StationRequest::ListTapes,
                 "movers" => StationRequest::ListMovers,
-                "segments" => StationRequest::ListSegments { abs_id: *abs },
+                "segments" => StationRequest::ListSegments {
+                    abs_id: abs.map(AbsId::new),
+                },
                 _ => StationRequest::ListAbs,
             };
             print_listing(client.request(&req).await?, a.json);
@@ -493,7 +516,7 @@ async fn run(a: Args) -> Result<()> {
         Cmd::Grant(g) | Cmd::Revoke(g) => {
             let granting = matches!(&a.cmd, Cmd::Grant(_));
             if granting && !g.backup && !g.restore {
-                bail!("grant what? give --backup, --restore or both");
+                bail!(Failure::invalid("grant what? give --backup, --restore or both"));
             }
             let (client, primary, object) = (g.client.clone(), g.primary.clone(), g.object.clone());
             let (backup, restore) = (g.backup, g.restore);
@@ -528,6 +551,12 @@ async fn run(a: Args) -> Result<()> {
             let StationReply::Health(h) = client.request(&StationRequest::Health).await? else {
                 bail!("the station answered the health request with something else");
             };
+            // `ok`, or `unavailable: why`.
+            let catalog = if h.catalog_detail.is_empty() {
+                h.catalog.to_string()
+            } else {
+                format!("{}: {}", h.catalog, h.catalog_detail)
+            };
             if a.json {
                 let peers: Vec<_> = h
                     .peers
@@ -536,10 +565,10 @@ async fn run(a: Args) -> Result<()> {
                     .collect();
                 println!(
                     "{}",
-                    json!({"catalog": h.catalog, "uptime_seconds": h.uptime_seconds, "channels": h.channels, "peers": peers})
+                    json!({"catalog": catalog, "uptime_seconds": h.uptime_seconds, "channels": h.channels, "peers": peers})
                 );
             } else {
-                println!("catalog: {}", h.catalog);
+                println!("catalog: {catalog}");
                 println!("up {} s, {} channels running", h.uptime_seconds, h.channels);
                 for p in &h.peers {
                     println!(
@@ -557,8 +586,8 @@ async fn run(a: Args) -> Result<()> {
             let id = match what.as_deref() {
                 Some("watch") => return smapp_client::watch::run(&client, *interval, *count, a.json).await,
                 Some(n) => Some(
-                    n.parse::<u64>()
-                        .with_context(|| format!("{n:?} is neither a channel ID nor `watch`"))?,
+                    n.parse::<ChannelId>()
+                        .map_err(|e| Failure::invalid(format!("{n:?} is neither a channel ID nor `watch`: {e}")))?,
                 ),
                 None => None,
             };
@@ -599,7 +628,7 @@ fn parse_time(s: &str) -> Result<i64> {
     Ok(t.and_utc().timestamp_millis())
 }
 
-fn report(what: &str, abs: u64, channel: u64, ev: &ChannelEvent, as_json: bool) {
+fn report(what: &str, abs: AbsId, channel: ChannelId, ev: &ChannelEvent, as_json: bool) {
     if let ChannelEvent::Finished {
         bytes,
         tracks,
@@ -612,7 +641,7 @@ fn report(what: &str, abs: u64, channel: u64, ev: &ChannelEvent, as_json: bool) 
         if as_json {
             println!(
                 "{}",
-                json!({"result": what, "abs_id": abs, "channel_id": channel, "bytes": bytes, "tracks": tracks,
+                json!({"result": what, "abs_id": abs.get(), "channel_id": channel.get(), "bytes": bytes, "tracks": tracks,
                        "segments": segments, "tapes": tapes, "seconds": seconds, "mb_per_s": mbs})
             );
         } else {
@@ -648,9 +677,10 @@ fn print_listing(reply: StationReply, as_json: bool) {
                 if as_json {
                     println!(
                         "{}",
-                        json!({"abs_id": r.abs_id, "object": r.object_name, "primary": r.primary, "kind": r.kind,
-                        "level": r.level, "base_abs_id": r.base_abs_id, "merged_from_abs_id": r.merged_from_abs_id,
-                        "point_in_time": r.point_in_time, "state": r.state, "object_size": r.object_size, "data_bytes": r.data_bytes, "tracks": r.track_count,
+                        json!({"abs_id": r.abs_id.get(), "object": r.object_name, "primary": r.primary, "kind": r.kind.as_str(),
+                        "level": r.level.as_str(), "base_abs_id": r.base_abs_id.map_or(0, AbsId::get),
+                        "merged_from_abs_id": r.merged_from_abs_id.map_or(0, AbsId::get),
+                        "point_in_time": r.point_in_time, "state": r.state.as_str(), "object_size": r.object_size, "data_bytes": r.data_bytes, "tracks": r.track_count,
                         "segments": r.segment_count, "extents": r.extents, "created": r.created, "tapes": r.tapes})
                     );
                 } else {
@@ -661,9 +691,9 @@ fn print_listing(reply: StationReply, as_json: bool) {
                         r.primary,
                         r.level,
                         match (r.base_abs_id, r.merged_from_abs_id) {
-                            (0, 0) => "-".to_string(),
-                            (b, 0) => b.to_string(),
-                            (_, m) => format!("<{m}"),
+                            (None, None) => "-".to_string(),
+                            (Some(b), None) => b.to_string(),
+                            (_, Some(m)) => format!("<{m}"),
                         },
                         r.state,
                         r.point_in_time,
@@ -710,7 +740,7 @@ fn print_listing(reply: StationReply, as_json: bool) {
                 if as_json {
                     println!(
                         "{}",
-                        json!({"name": m.name, "role": m.role, "address": m.address, "state": m.state,
+                        json!({"name": m.name, "role": m.role.as_str(), "address": m.address, "state": m.state.as_str(),
                         "registered": m.registered, "last_seen": m.last_seen})
                     );
                 } else {
@@ -732,9 +762,10 @@ fn print_listing(reply: StationReply, as_json: bool) {
                 if as_json {
                     println!(
                         "{}",
-                        json!({"label": t.label, "pool": t.pool, "state": t.state, "path": t.path,
+                        json!({"label": t.label, "pool": t.pool, "state": t.state.as_str(), "path": t.path,
                         "bytes_written": t.bytes_written, "files_written": t.files_written, "mounted_in": t.mounted_in,
-                        "media_set": t.media_set, "sequence": t.sequence, "location": t.location, "slot": t.slot})
+                        "media_set": t.media_set.map(|m| m.get()), "sequence": t.sequence, "location": t.location.as_str(),
+                        "slot": t.slot})
                     );
                 } else {
                     let set = match (t.media_set, t.sequence) {
@@ -768,7 +799,7 @@ fn print_listing(reply: StationReply, as_json: bool) {
                 if as_json {
                     println!(
                         "{}",
-                        json!({"abs_id": s.abs_id, "seq": s.seq, "tape": s.tape_label, "tape_file": s.tape_file,
+                        json!({"abs_id": s.abs_id.get(), "seq": s.seq.get(), "tape": s.tape_label, "tape_file": s.tape_file,
                         "bytes": s.bytes, "data_bytes": s.data_bytes, "tracks": s.track_count, "crc32c": s.crc32c})
                     );
                 } else {
@@ -790,7 +821,7 @@ fn print_listing(reply: StationReply, as_json: bool) {
                 if as_json {
                     println!(
                         "{}",
-                        json!({"channel_id": c.channel_id, "kind": c.kind, "abs_id": c.abs_id, "state": c.state,
+                        json!({"channel_id": c.channel_id.get(), "kind": c.kind.as_str(), "abs_id": c.abs_id.get(), "state": c.state.as_str(),
                         "reason": c.reason, "front_end": c.front_end, "back_end": c.back_end, "drive": c.drive, "tape": c.tape,
                         "bytes": c.bytes, "updated": c.updated})
                     );
@@ -812,24 +843,30 @@ fn print_listing(reply: StationReply, as_json: bool) {
             }
         }
         StationReply::History { channel, transitions } => {
+            // A channel's creation is a transition from nothing: `-`.
+            let from = |t: &proto::wire::TransitionInfo| t.from.map_or("-", |s| s.as_str());
             if as_json {
                 let t: Vec<_> = transitions
                     .iter()
-                    .map(|t| json!({"from": t.from, "to": t.to, "reason": t.reason, "actor": t.actor, "at": t.at}))
+                    .map(|t| json!({"from": from(t), "to": t.to.as_str(), "reason": t.reason, "actor": t.actor, "at": t.at}))
                     .collect();
                 println!(
                     "{}",
-                    json!({"channel_id": channel.channel_id, "kind": channel.kind, "state": channel.state, "transitions": t})
+                    json!({"channel_id": channel.channel_id.get(), "kind": channel.kind.as_str(), "state": channel.state.as_str(), "transitions": t})
                 );
             } else {
                 println!(
                     "channel {} ({} of ABS {}): {} — {}",
                     channel.channel_id, channel.kind, channel.abs_id, channel.state, channel.reason
                 );
-                for t in transitions {
+                for t in &transitions {
                     println!(
                         "  {}  {:<17} -> {:<17} {:<10} {}",
-                        t.at, t.from, t.to, t.actor, t.reason
+                        t.at,
+                        from(t),
+                        t.to,
+                        t.actor,
+                        t.reason
                     );
                 }
             }

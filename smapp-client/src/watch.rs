@@ -6,6 +6,7 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
+use proto::domain::{ChannelId, ChannelState};
 use proto::wire::{ChannelInfo, StationReply, StationRequest};
 
 use crate::client::Client;
@@ -13,7 +14,7 @@ use crate::client::Client;
 /// Rate of each channel between two samples.
 #[derive(Default)]
 pub struct Rates {
-    last: HashMap<u64, (u64, Instant)>,
+    last: HashMap<ChannelId, (u64, Instant)>,
 }
 
 impl Rates {
@@ -30,22 +31,22 @@ impl Rates {
     }
 }
 
-fn is_active(state: &str) -> bool {
-    !matches!(state, "closed" | "error")
+fn is_active(state: ChannelState) -> bool {
+    !state.is_terminal()
 }
 
 /// One screen: active channels first, then the most recent finished ones.
 pub fn render(rows: &[ChannelInfo], rates: &mut Rates, now: Instant, recent: usize) -> String {
-    let mut active: Vec<&ChannelInfo> = rows.iter().filter(|c| is_active(&c.state)).collect();
-    let mut done: Vec<&ChannelInfo> = rows.iter().filter(|c| !is_active(&c.state)).collect();
+    let mut active: Vec<&ChannelInfo> = rows.iter().filter(|c| is_active(c.state)).collect();
+    let mut done: Vec<&ChannelInfo> = rows.iter().filter(|c| !is_active(c.state)).collect();
     active.sort_by_key(|c| c.channel_id);
     done.sort_by_key(|c| std::cmp::Reverse(c.channel_id));
     done.truncate(recent);
     let mut out = format!(
         "{} channels: {} active, {} finished\n{:>5} {:<8} {:>5} {:<17} {:<8} {:<8} {:<8} {:<8} {:>10} {:>10}  reason\n",
         rows.len(),
-        rows.iter().filter(|c| is_active(&c.state)).count(),
-        rows.iter().filter(|c| !is_active(&c.state)).count(),
+        rows.iter().filter(|c| is_active(c.state)).count(),
+        rows.iter().filter(|c| !is_active(c.state)).count(),
         "chan",
         "kind",
         "abs",
@@ -97,7 +98,7 @@ pub async fn run(client: &Client, interval: f64, count: Option<u64>, json: bool)
                 writeln!(
                     stdout,
                     "{}",
-                    serde_json::json!({"channel_id": c.channel_id, "kind": c.kind, "abs_id": c.abs_id, "state": c.state,
+                    serde_json::json!({"channel_id": c.channel_id.get(), "kind": c.kind.as_str(), "abs_id": c.abs_id.get(), "state": c.state.as_str(),
                         "reason": c.reason, "front_end": c.front_end, "back_end": c.back_end, "drive": c.drive,
                         "tape": c.tape, "bytes": c.bytes, "bytes_per_s": rate})
                 )?;
@@ -120,12 +121,12 @@ pub async fn run(client: &Client, interval: f64, count: Option<u64>, json: bool)
 mod tests {
     use super::*;
 
-    fn ch(id: u64, state: &str, bytes: u64) -> ChannelInfo {
+    fn ch(id: u64, state: ChannelState, bytes: u64) -> ChannelInfo {
         ChannelInfo {
-            channel_id: id,
-            kind: "backup".into(),
-            abs_id: id,
-            state: state.into(),
+            channel_id: ChannelId::new(id),
+            kind: proto::domain::ChannelKind::Backup,
+            abs_id: proto::domain::AbsId::new(id),
+            state,
             reason: "r".into(),
             front_end: "fe1".into(),
             back_end: "be1".into(),
@@ -140,15 +141,22 @@ mod tests {
     fn rates_come_from_byte_deltas() {
         let mut r = Rates::default();
         let t0 = Instant::now();
-        assert_eq!(r.sample(&ch(1, "writing", 0), t0), 0.0);
-        let rate = r.sample(&ch(1, "writing", 10_000_000), t0 + Duration::from_secs(2));
+        assert_eq!(r.sample(&ch(1, ChannelState::Writing, 0), t0), 0.0);
+        let rate = r.sample(&ch(1, ChannelState::Writing, 10_000_000), t0 + Duration::from_secs(2));
         assert!((rate - 5_000_000.0).abs() < 1.0, "{rate}");
     }
 
     #[test]
     fn active_channels_come_first_and_old_ones_are_trimmed() {
         let rows: Vec<ChannelInfo> = (1..=20)
-            .map(|i| ch(i, if i == 3 { "writing" } else { "closed" }, i * 1000))
+            .map(|i| {
+                let state = if i == 3 {
+                    ChannelState::Writing
+                } else {
+                    ChannelState::Closed
+                };
+                ch(i, state, i * 1000)
+            })
             .collect();
         let text = render(&rows, &mut Rates::default(), Instant::now(), 5);
         let lines: Vec<&str> = text.lines().collect();

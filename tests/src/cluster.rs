@@ -514,12 +514,18 @@ impl Cluster {
     /// Run `smapp restore ABS --to-file TO EXTRA…` as the client, which must
     /// fail; returns its error output.
     pub fn refused_restore(&self, abs_id: u64, to: &str, extra: &[&str]) -> String {
+        self.refused_restore_status(abs_id, to, extra).1
+    }
+
+    /// [`Cluster::refused_restore`], with smapp's exit status: `(status,
+    /// error output)`.
+    pub fn refused_restore_status(&self, abs_id: u64, to: &str, extra: &[&str]) -> (Option<i32>, String) {
         let abs = abs_id.to_string();
         let mut args = vec!["restore", abs.as_str(), "--to-file", to];
         args.extend_from_slice(extra);
         let out = self.smapp_as(CLIENT, &args).expect("running smapp");
         assert!(!out.status.success(), "smapp {args:?} succeeded");
-        String::from_utf8_lossy(&out.stderr).into_owned()
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
     }
 
     /// [`Cluster::smapp`] as the operator.

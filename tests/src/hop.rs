@@ -76,7 +76,8 @@ pub async fn hop_throughput(bytes: u64, source: Source, sink: Sink) -> Result<f6
             Sink::Spool(dir) => {
                 let spool = Spool::new(dir.clone());
                 let slots = Slots::open(dir.join("slots"))?;
-                let acc = Accumulator::create(&spool, &slots, 1, 1, 0, SEGMENT)?;
+                let one = (proto::domain::AbsId::new(1), proto::domain::ChannelId::new(1));
+                let acc = Accumulator::create(&spool, &slots, one.0, one.1, 0, SEGMENT)?;
                 Some((acc, slots))
             }
         };
@@ -196,7 +197,7 @@ pub async fn hop_throughput(bytes: u64, source: Source, sink: Sink) -> Result<f6
                     let _ = acked_tx.send(tracks);
                 }
                 TrackAck::Complete => return Ok(()),
-                TrackAck::Failed { reason } => bail!("receiver failed: {reason}"),
+                TrackAck::Failed(failure) => bail!("receiver failed: {failure}"),
                 TrackAck::ResumeFrom { tracks } => bail!("receiver asked to resume from {tracks}: nothing was lost"),
             }
         }

@@ -7,6 +7,10 @@ use control_station::catalog::{Catalog, CatalogError, NewSegment};
 use control_station::channel::{ChannelKind, ChannelState};
 use dmc_tests::pg::TestDb;
 use proto::abs::{AbsMap, Geometry, MapExtent, VolumeRef};
+use proto::domain::{
+    AbsId, AbsKind, AbsState, ChannelId, Level, MapId, MediaSetId, MoverId, MoverRole, MoverState, NodeId, SegmentSeq,
+    TapeId, TapeLocation, TapeState,
+};
 
 async fn catalog(db: &TestDb) -> Catalog {
     Catalog::connect(db.url()).await.expect("connect and migrate")
@@ -68,19 +72,19 @@ fn sample_map() -> AbsMap {
     }
 }
 
-async fn node(cat: &Catalog) -> i64 {
+async fn node(cat: &Catalog) -> NodeId {
     cat.register_primary_node("pn1", &[volume("vol0", 1 << 30), volume("vol1", 1 << 28)])
         .await
         .unwrap()
 }
 
-fn seg(abs_id: i64, seq: u32, tape_id: i64, tape_file: u32) -> NewSegment {
+fn seg(abs_id: AbsId, seq: u32, tape_id: TapeId, tape_file: u32) -> NewSegment {
     NewSegment {
         abs_id,
-        seq,
+        seq: SegmentSeq::new(seq),
         tape_id,
         tape_file,
-        bytes: 1_000_000 + i64::from(seq),
+        bytes: 1_000_000 + u64::from(seq),
         data_bytes: 983_040,
         track_count: 15,
         crc32c: 0xdead_0000 | seq,
@@ -110,37 +114,46 @@ async fn registration_upserts() {
         .await;
     assert!(matches!(dup, Err(CatalogError::Invalid { .. })), "{dup:?}");
 
-    let fe = cat.register_mover("fe1", "front-end", "127.0.0.1:7001").await.unwrap();
+    let fe = cat
+        .register_mover("fe1", MoverRole::FrontEnd, "127.0.0.1:7001")
+        .await
+        .unwrap();
     let first = cat.mover(fe).await.unwrap().unwrap();
-    let fe_again = cat.register_mover("fe1", "front-end", "127.0.0.1:7101").await.unwrap();
+    let fe_again = cat
+        .register_mover("fe1", MoverRole::FrontEnd, "127.0.0.1:7101")
+        .await
+        .unwrap();
     assert_eq!(fe, fe_again);
     let m = cat.mover(fe).await.unwrap().unwrap();
     assert_eq!(m.address, "127.0.0.1:7101");
-    assert_eq!(m.state, "online");
+    assert_eq!(m.state, MoverState::Online);
     assert!(m.last_seen >= first.last_seen);
     assert_eq!(m.registered_at, first.registered_at);
 
-    let be = cat.register_mover("be1", "back-end", "127.0.0.1:7002").await.unwrap();
-    let both = cat.register_mover("both1", "both", "127.0.0.1:7003").await.unwrap();
-    assert!(matches!(
-        cat.register_mover("x", "middle-end", "a").await,
-        Err(CatalogError::Invalid { .. })
-    ));
+    let be = cat
+        .register_mover("be1", MoverRole::BackEnd, "127.0.0.1:7002")
+        .await
+        .unwrap();
+    let both = cat
+        .register_mover("both1", MoverRole::Both, "127.0.0.1:7003")
+        .await
+        .unwrap();
+    // A role that does not exist cannot even be named.
+    assert!("middle-end".parse::<MoverRole>().is_err());
 
     cat.touch_mover(be).await.unwrap();
     assert!(matches!(
-        cat.touch_mover(9999).await,
+        cat.touch_mover(MoverId::new(9999)).await,
         Err(CatalogError::NotFound { .. })
     ));
-    cat.set_mover_state(be, "draining").await.unwrap();
-    assert_eq!(cat.mover(be).await.unwrap().unwrap().state, "draining");
-    assert!(matches!(
-        cat.set_mover_state(be, "asleep").await,
-        Err(CatalogError::Invalid { .. })
-    ));
+    cat.set_mover_state(be, MoverState::Draining).await.unwrap();
+    assert_eq!(cat.mover(be).await.unwrap().unwrap().state, MoverState::Draining);
+    assert!("asleep".parse::<MoverState>().is_err());
     // Re-registering brings a mover back online.
-    cat.register_mover("be1", "back-end", "127.0.0.1:7002").await.unwrap();
-    assert_eq!(cat.mover(be).await.unwrap().unwrap().state, "online");
+    cat.register_mover("be1", MoverRole::BackEnd, "127.0.0.1:7002")
+        .await
+        .unwrap();
+    assert_eq!(cat.mover(be).await.unwrap().unwrap().state, MoverState::Online);
 
     let p1 = cat.register_pair(fe, be).await.unwrap();
     assert_eq!(cat.register_pair(fe, be).await.unwrap(), p1);
@@ -149,7 +162,7 @@ async fn registration_upserts() {
     let wrong = cat.register_pair(be, fe).await;
     assert!(matches!(wrong, Err(CatalogError::Conflict { .. })), "{wrong:?}");
     assert!(matches!(
-        cat.register_pair(fe, 4242).await,
+        cat.register_pair(fe, MoverId::new(4242)).await,
         Err(CatalogError::NotFound { .. })
     ));
 
@@ -219,8 +232,8 @@ async fn tape_labels_and_states() {
 
     let t = cat.create_tape("DM0001", "default", "/tapes/DM0001.tap").await.unwrap();
     assert_eq!(
-        (t.state.as_str(), t.in_use, t.mounted_in.as_deref()),
-        ("scratch", false, None)
+        (t.state, t.in_use, t.mounted_in.as_deref()),
+        (TapeState::Scratch, false, None)
     );
     assert_eq!((t.bytes_written, t.files_written), (0, 0));
     let dup = cat.create_tape("DM0001", "other", "/x").await;
@@ -237,7 +250,7 @@ async fn tape_labels_and_states() {
     assert!(cat.tape_by_label("NONE").await.unwrap().is_none());
 
     // Mount / dismount bookkeeping.
-    let be = cat.register_mover("be1", "back-end", "a").await.unwrap();
+    let be = cat.register_mover("be1", MoverRole::BackEnd, "a").await.unwrap();
     let d0 = cat.register_drive(be, "drive0").await.unwrap();
     let d1 = cat.register_drive(be, "drive1").await.unwrap();
     let t2 = cat.create_tape("DM0002", "default", "/tapes/DM0002.tap").await.unwrap();
@@ -254,28 +267,25 @@ async fn tape_labels_and_states() {
     let busy_tape = cat.mount_tape(d1, t.id).await;
     assert!(matches!(busy_tape, Err(CatalogError::Conflict { .. })), "{busy_tape:?}");
     assert!(matches!(
-        cat.dismount_tape(d1, t.id, "full", 10, 1).await,
+        cat.dismount_tape(d1, t.id, TapeState::Full, 10, 1).await,
         Err(CatalogError::Conflict { .. })
     ));
-    assert!(matches!(
-        cat.dismount_tape(d0, t.id, "empty", 10, 1).await,
-        Err(CatalogError::Invalid { .. })
-    ));
+    assert!("empty".parse::<TapeState>().is_err(), "no such tape state");
     assert!(matches!(
         cat.release_tape(t.id).await,
         Err(CatalogError::Conflict { .. })
     ));
-    cat.dismount_tape(d0, t.id, "full", 123_456, 7).await.unwrap();
+    cat.dismount_tape(d0, t.id, TapeState::Full, 123_456, 7).await.unwrap();
     let full = cat.tape(t.id).await.unwrap().unwrap();
     assert_eq!(
         (
-            full.state.as_str(),
+            full.state,
             full.bytes_written,
             full.files_written,
             full.in_use,
             full.mounted_in
         ),
-        ("full", 123_456, 7, false, None)
+        (TapeState::Full, 123_456, 7, false, None)
     );
 
     // Full tapes are never handed out for writing; free ones are.
@@ -287,10 +297,11 @@ async fn tape_labels_and_states() {
     cat.release_tape(t2.id).await.unwrap();
     assert_eq!(cat.tape_for_writing("default", false).await.unwrap().unwrap().id, t2.id);
 
-    cat.set_tape_media_set(t.id, 77, 0).await.unwrap();
-    cat.set_tape_media_set(t2.id, 77, 1).await.unwrap();
+    let set = MediaSetId::new(77);
+    cat.set_tape_media_set(t.id, set, 0).await.unwrap();
+    cat.set_tape_media_set(t2.id, set, 1).await.unwrap();
     assert!(matches!(
-        cat.set_tape_media_set(t2.id, 77, 0).await,
+        cat.set_tape_media_set(t2.id, set, 0).await,
         Err(CatalogError::Conflict { .. })
     ));
     let listed = cat.list_tapes().await.unwrap();
@@ -298,20 +309,22 @@ async fn tape_labels_and_states() {
         listed.iter().map(|t| t.label.as_str()).collect::<Vec<_>>(),
         ["DM0001", "DM0002", skip.as_str()]
     );
-    assert_eq!((listed[1].media_set, listed[1].media_set_seq), (Some(77), Some(1)));
+    assert_eq!((listed[1].media_set, listed[1].media_set_seq), (Some(set), Some(1)));
 }
 
 #[tokio::test]
 async fn filling_tapes_first_then_oldest_scratch() {
     let db = TestDb::new().await;
     let cat = catalog(&db).await;
-    let be = cat.register_mover("be1", "back-end", "a").await.unwrap();
+    let be = cat.register_mover("be1", MoverRole::BackEnd, "a").await.unwrap();
     let drive = cat.register_drive(be, "drive0").await.unwrap();
     let a = cat.create_tape("A00001", "p", "/a").await.unwrap();
     let b = cat.create_tape("A00002", "p", "/b").await.unwrap();
     let _other_pool = cat.create_tape("A00003", "q", "/c").await.unwrap();
     cat.mount_tape(drive, b.id).await.unwrap();
-    cat.dismount_tape(drive, b.id, "filling", 4096, 3).await.unwrap();
+    cat.dismount_tape(drive, b.id, TapeState::Filling, 4096, 3)
+        .await
+        .unwrap();
     assert_eq!(cat.tape_for_writing("p", false).await.unwrap().unwrap().id, b.id);
     assert_eq!(cat.tape_for_writing("p", false).await.unwrap().unwrap().id, a.id);
     assert!(cat.tape_for_writing("p", false).await.unwrap().is_none());
@@ -378,28 +391,36 @@ async fn concurrent_new_tapes_get_distinct_slots_and_export_frees_them() {
         slots.push(t.await.unwrap());
     }
     slots.sort();
-    assert_eq!(slots, (1..=TAPES as i32).collect::<Vec<_>>(), "slots 1..n, none shared");
-    assert_eq!(cat.tapes_in_library().await.unwrap(), TAPES as i64);
+    let n = u32::try_from(TAPES).unwrap();
+    assert_eq!(slots, (1..=n).collect::<Vec<_>>(), "slots 1..n, none shared");
+    assert_eq!(cat.tapes_in_library().await.unwrap(), u64::from(n));
 
     // Export frees the slot; a reserved tape cannot leave; import takes the lowest free slot.
     let t3 = cat.tape_by_label("S0003").await.unwrap().unwrap();
     let out = cat.export_tape("S0003", "/vault/S0003.tap").await.unwrap();
     assert_eq!(
-        (out.location.as_str(), out.slot, out.path.as_str()),
-        ("exported", None, "/vault/S0003.tap")
+        (out.location, out.slot, out.path.as_str()),
+        (TapeLocation::Exported, None, "/vault/S0003.tap")
     );
-    assert!(cat.export_tape("S0003", "/x").await.is_err(), "exported twice");
-    assert_eq!(cat.tapes_in_library().await.unwrap(), TAPES as i64 - 1);
+    assert!(
+        matches!(cat.export_tape("S0003", "/x").await, Err(CatalogError::Conflict { .. })),
+        "exported twice"
+    );
+    assert_eq!(cat.tapes_in_library().await.unwrap(), u64::from(n) - 1);
     let writing = cat.tape_for_writing("pool", false).await.unwrap().unwrap();
     assert_ne!(writing.id, t3.id, "an exported tape is never handed out for writing");
     let e = cat.export_tape(&writing.label, "/x").await.unwrap_err();
-    assert!(e.to_string().contains("in use"), "{e}");
+    assert!(matches!(e, CatalogError::Conflict { .. }), "{e:?}");
+    assert!(e.to_string().contains("in use"), "the message says why: {e}");
     let new = cat.create_tape("S0099", "pool", "/lib/S0099.tap").await.unwrap();
     assert_eq!(new.slot, t3.slot, "the freed slot is reused");
     let back = cat.import_tape("S0003", "/lib/S0003.tap").await.unwrap();
-    assert_eq!(back.slot, Some(TAPES as i32 + 1));
+    assert_eq!(back.slot, Some(n + 1));
     assert!(
-        cat.import_tape("S0003", "/lib/S0003.tap").await.is_err(),
+        matches!(
+            cat.import_tape("S0003", "/lib/S0003.tap").await,
+            Err(CatalogError::Conflict { .. })
+        ),
         "imported twice"
     );
 }
@@ -410,7 +431,7 @@ async fn abs_map_round_trips_through_rows() {
     let cat = catalog(&db).await;
     let pn = node(&cat).await;
     let map = sample_map();
-    let (obj, abs) = cat.create_abs("/db/orders", pn, "full", None, &map).await.unwrap();
+    let (obj, abs) = cat.create_abs("/db/orders", pn, Level::Full, None, &map).await.unwrap();
     let row = cat.load_abs(abs).await.unwrap().unwrap();
     assert_eq!(row.map, map);
     assert_eq!(
@@ -418,12 +439,12 @@ async fn abs_map_round_trips_through_rows() {
         (obj, "/db/orders", "pn1")
     );
     assert_eq!(
-        (row.kind.as_str(), row.state.as_str(), row.base_abs_id),
-        ("full", "running", None)
+        (row.kind, row.level, row.state, row.base_abs_id),
+        (AbsKind::Full, Level::Full, AbsState::Running, None)
     );
     assert_eq!(row.object_size, 77824);
     assert!(row.completed.is_none());
-    assert!(cat.load_abs(abs + 1000).await.unwrap().is_none());
+    assert!(cat.load_abs(AbsId::new(abs.get() + 1000)).await.unwrap().is_none());
 
     // One row per extent, however large the object.
     let extents: i64 = sqlx::query_scalar("SELECT count(*) FROM abs_map_extents WHERE abs_id = $1")
@@ -447,48 +468,52 @@ async fn abs_map_round_trips_through_rows() {
             .collect(),
         object_size: n * 4096,
     };
-    let (obj2, big_abs) = cat.create_abs("/fragmented", pn, "full", None, &big).await.unwrap();
+    let (obj2, big_abs) = cat
+        .create_abs("/fragmented", pn, Level::Full, None, &big)
+        .await
+        .unwrap();
     assert_ne!(obj2, obj);
     assert_eq!(cat.load_abs(big_abs).await.unwrap().unwrap().map, big);
 
     // Differential: needs a complete base of the same object.
-    let diff = cat.create_abs("/db/orders", pn, "incremental", Some(abs), &map).await;
+    let diff = cat
+        .create_abs("/db/orders", pn, Level::Incremental, Some(abs), &map)
+        .await;
     assert!(matches!(diff, Err(CatalogError::Conflict { .. })), "{diff:?}");
     cat.complete_abs(abs, 77824, 2, 0).await.unwrap();
     let (obj3, d) = cat
-        .create_abs("/db/orders", pn, "incremental", Some(abs), &map)
+        .create_abs("/db/orders", pn, Level::Incremental, Some(abs), &map)
         .await
         .unwrap();
     assert_eq!(obj3, obj, "same logical object reused");
     assert_eq!(cat.load_abs(d).await.unwrap().unwrap().base_abs_id, Some(abs));
-    let other_obj = cat.create_abs("/fragmented", pn, "incremental", Some(abs), &big).await;
+    let other_obj = cat
+        .create_abs("/fragmented", pn, Level::Incremental, Some(abs), &big)
+        .await;
     assert!(matches!(other_obj, Err(CatalogError::Conflict { .. })), "{other_obj:?}");
     assert!(matches!(
-        cat.create_abs("/x", pn, "incremental", None, &map).await,
+        cat.create_abs("/x", pn, Level::Incremental, None, &map).await,
         Err(CatalogError::Invalid { .. })
     ));
     assert!(matches!(
-        cat.create_abs("/x", pn, "full", Some(abs), &map).await,
+        cat.create_abs("/x", pn, Level::Full, Some(abs), &map).await,
         Err(CatalogError::Invalid { .. })
     ));
+    assert!("partial".parse::<Level>().is_err(), "no such level");
     assert!(matches!(
-        cat.create_abs("/x", pn, "partial", None, &map).await,
-        Err(CatalogError::Invalid { .. })
-    ));
-    assert!(matches!(
-        cat.create_abs("/x", 999, "full", None, &map).await,
+        cat.create_abs("/x", NodeId::new(999), Level::Full, None, &map).await,
         Err(CatalogError::NotFound { .. })
     ));
     let mut bad = map.clone();
     bad.extents[0].volume = 5;
     assert!(matches!(
-        cat.create_abs("/x", pn, "full", None, &bad).await,
+        cat.create_abs("/x", pn, Level::Full, None, &bad).await,
         Err(CatalogError::Invalid { .. })
     ));
 
     let list = cat.list_abs().await.unwrap();
     assert_eq!(list.iter().map(|a| a.id).collect::<Vec<_>>(), vec![abs, big_abs, d]);
-    assert_eq!(list[0].state, "complete");
+    assert_eq!(list[0].state, AbsState::Complete);
 }
 
 #[tokio::test]
@@ -505,7 +530,7 @@ async fn create_abs_is_one_transaction() {
         volume: 0,
         volume_offset: 0,
     });
-    let err = cat.create_abs("/half", pn, "full", None, &map).await.unwrap_err();
+    let err = cat.create_abs("/half", pn, Level::Full, None, &map).await.unwrap_err();
     assert!(matches!(err, CatalogError::Db(_)), "{err:?}");
     for table in ["logical_objects", "abs", "abs_volumes", "abs_map_extents"] {
         let n: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {table}"))
@@ -521,8 +546,14 @@ async fn segments_are_idempotent_and_conflicts_are_refused() {
     let db = TestDb::new().await;
     let cat = catalog(&db).await;
     let pn = node(&cat).await;
-    let (_, abs) = cat.create_abs("/obj", pn, "full", None, &sample_map()).await.unwrap();
-    let (_, abs2) = cat.create_abs("/obj2", pn, "full", None, &sample_map()).await.unwrap();
+    let (_, abs) = cat
+        .create_abs("/obj", pn, Level::Full, None, &sample_map())
+        .await
+        .unwrap();
+    let (_, abs2) = cat
+        .create_abs("/obj2", pn, Level::Full, None, &sample_map())
+        .await
+        .unwrap();
     let t1 = cat.create_tape("S00001", "p", "/t1.tap").await.unwrap();
     let t2 = cat.create_tape("S00002", "p", "/t2.tap").await.unwrap();
 
@@ -532,7 +563,7 @@ async fn segments_are_idempotent_and_conflicts_are_refused() {
         "same row again is fine"
     );
     let tape = cat.tape(t1.id).await.unwrap().unwrap();
-    assert_eq!((tape.state.as_str(), tape.files_written), ("filling", 3));
+    assert_eq!((tape.state, tape.files_written), (TapeState::Filling, 3));
 
     let mut different_crc = seg(abs, 0, t1.id, 2);
     different_crc.crc32c ^= 1;
@@ -553,11 +584,11 @@ async fn segments_are_idempotent_and_conflicts_are_refused() {
     let e = cat.record_segment(&seg(abs2, 0, t1.id, 2)).await.unwrap_err();
     assert!(matches!(e, CatalogError::Conflict { .. }), "{e:?}");
     assert!(matches!(
-        cat.record_segment(&seg(9999, 0, t1.id, 9)).await,
+        cat.record_segment(&seg(AbsId::new(9999), 0, t1.id, 9)).await,
         Err(CatalogError::NotFound { .. })
     ));
     assert!(matches!(
-        cat.record_segment(&seg(abs, 9, 9999, 9)).await,
+        cat.record_segment(&seg(abs, 9, TapeId::new(9999), 9)).await,
         Err(CatalogError::NotFound { .. })
     ));
 
@@ -568,7 +599,7 @@ async fn segments_are_idempotent_and_conflicts_are_refused() {
     let segs = cat.segments_of(abs).await.unwrap();
     assert_eq!(
         segs.iter()
-            .map(|s| (s.tape_label.as_str(), s.tape_file, s.seq))
+            .map(|s| (s.tape_label.as_str(), s.tape_file, s.seq.get()))
             .collect::<Vec<_>>(),
         [("S00001", 2, 0), ("S00001", 4, 1), ("S00002", 1, 2)]
     );
@@ -580,7 +611,7 @@ async fn segments_are_idempotent_and_conflicts_are_refused() {
             .await
             .unwrap()
             .iter()
-            .map(|s| s.seq)
+            .map(|s| s.seq.get())
             .collect::<Vec<_>>(),
         [0, 1, 2]
     );
@@ -625,8 +656,8 @@ async fn segments_are_idempotent_and_conflicts_are_refused() {
 
     let row = cat.load_abs(abs).await.unwrap().unwrap();
     assert_eq!(
-        (row.state.as_str(), row.segment_count, row.track_count),
-        ("complete", 3, 45)
+        (row.state, row.segment_count, row.track_count),
+        (AbsState::Complete, 3, 45)
     );
     assert_eq!((row.metadata_tape_id, row.metadata_file), (Some(t2.id), Some(2)));
     assert!(row.completed.is_some());
@@ -635,8 +666,8 @@ async fn segments_are_idempotent_and_conflicts_are_refused() {
     cat.fail_abs(abs2, "second reason").await.unwrap();
     let failed = cat.load_abs(abs2).await.unwrap().unwrap();
     assert_eq!(
-        (failed.state.as_str(), failed.reason.as_deref()),
-        ("failed", Some("front-end lost"))
+        (failed.state, failed.reason.as_deref()),
+        (AbsState::Failed, Some("front-end lost"))
     );
     assert!(matches!(
         cat.complete_abs(abs2, 0, 0, 1).await,
@@ -654,10 +685,13 @@ async fn channel_transitions_are_checked_and_recorded() {
     let db = TestDb::new().await;
     let cat = catalog(&db).await;
     let pn = node(&cat).await;
-    let (_, abs) = cat.create_abs("/obj", pn, "full", None, &sample_map()).await.unwrap();
-    let fe = cat.register_mover("fe1", "front-end", "f").await.unwrap();
-    let be = cat.register_mover("be1", "back-end", "b").await.unwrap();
-    let other_be = cat.register_mover("be2", "back-end", "b2").await.unwrap();
+    let (_, abs) = cat
+        .create_abs("/obj", pn, Level::Full, None, &sample_map())
+        .await
+        .unwrap();
+    let fe = cat.register_mover("fe1", MoverRole::FrontEnd, "f").await.unwrap();
+    let be = cat.register_mover("be1", MoverRole::BackEnd, "b").await.unwrap();
+    let other_be = cat.register_mover("be2", MoverRole::BackEnd, "b2").await.unwrap();
     let drive = cat.register_drive(be, "drive0").await.unwrap();
     let other_drive = cat.register_drive(other_be, "drive9").await.unwrap();
     let tape = cat.create_tape("CH0001", "p", "/t").await.unwrap();
@@ -667,7 +701,7 @@ async fn channel_transitions_are_checked_and_recorded() {
         Err(CatalogError::Conflict { .. })
     ));
     assert!(matches!(
-        cat.create_channel(ChannelKind::Backup, 4242, "smapp").await,
+        cat.create_channel(ChannelKind::Backup, AbsId::new(4242), "smapp").await,
         Err(CatalogError::NotFound { .. })
     ));
     let ch = cat.create_channel(ChannelKind::Backup, abs, "smapp").await.unwrap();
@@ -756,7 +790,7 @@ async fn channel_transitions_are_checked_and_recorded() {
     assert!(history.windows(2).all(|w| w[0].at <= w[1].at));
 
     // Terminal: nothing leaves Closed, not even Error.
-    for to in ChannelState::ALL {
+    for &to in ChannelState::ALL {
         assert!(matches!(
             cat.transition(ch, to, "x", "t").await,
             Err(CatalogError::IllegalTransition { .. })
@@ -768,7 +802,7 @@ async fn channel_transitions_are_checked_and_recorded() {
     ));
     assert_eq!(cat.channel_history(ch).await.unwrap().len(), 1 + walk.len());
     assert!(matches!(
-        cat.transition(4242, Opened, "x", "t").await,
+        cat.transition(ChannelId::new(4242), Opened, "x", "t").await,
         Err(CatalogError::NotFound { .. })
     ));
 
@@ -804,7 +838,10 @@ async fn concurrent_transitions_apply_once() {
     let db = TestDb::new().await;
     let cat = catalog(&db).await;
     let pn = node(&cat).await;
-    let (_, abs) = cat.create_abs("/obj", pn, "full", None, &sample_map()).await.unwrap();
+    let (_, abs) = cat
+        .create_abs("/obj", pn, Level::Full, None, &sample_map())
+        .await
+        .unwrap();
     let ch = cat.create_channel(ChannelKind::Backup, abs, "t").await.unwrap();
     let tasks: Vec<_> = (0..8)
         .map(|i| {
@@ -832,9 +869,9 @@ async fn failing_a_mover_fails_its_open_channels() {
     let db = TestDb::new().await;
     let cat = catalog(&db).await;
     let pn = node(&cat).await;
-    let fe = cat.register_mover("fe1", "front-end", "f").await.unwrap();
-    let be = cat.register_mover("be1", "back-end", "b").await.unwrap();
-    let fe2 = cat.register_mover("fe2", "front-end", "f2").await.unwrap();
+    let fe = cat.register_mover("fe1", MoverRole::FrontEnd, "f").await.unwrap();
+    let be = cat.register_mover("be1", MoverRole::BackEnd, "b").await.unwrap();
+    let fe2 = cat.register_mover("fe2", MoverRole::FrontEnd, "f2").await.unwrap();
     cat.register_pair(fe, be).await.unwrap();
     cat.register_pair(fe2, be).await.unwrap();
     let drive = cat.register_drive(be, "d0").await.unwrap();
@@ -842,7 +879,7 @@ async fn failing_a_mover_fails_its_open_channels() {
     let mut chans = Vec::new();
     for (i, f) in [fe, fe, fe, fe2].into_iter().enumerate() {
         let (_, abs) = cat
-            .create_abs(&format!("/o{i}"), pn, "full", None, &sample_map())
+            .create_abs(&format!("/o{i}"), pn, Level::Full, None, &sample_map())
             .await
             .unwrap();
         let ch = cat.create_channel(ChannelKind::Backup, abs, "t").await.unwrap();
@@ -850,7 +887,10 @@ async fn failing_a_mover_fails_its_open_channels() {
         chans.push(ch);
     }
     let unassigned = {
-        let (_, abs) = cat.create_abs("/o9", pn, "full", None, &sample_map()).await.unwrap();
+        let (_, abs) = cat
+            .create_abs("/o9", pn, Level::Full, None, &sample_map())
+            .await
+            .unwrap();
         cat.create_channel(ChannelKind::Backup, abs, "t").await.unwrap()
     };
     // chans[0] writing, chans[1] closed, chans[2] requested, chans[3] on fe2.
@@ -930,16 +970,16 @@ async fn chains_keep_epochs_changed_tracks_and_merges() {
     );
 
     // A full and its snapshot: epochs (a map id above i64::MAX survives).
-    let (_, full) = cat.create_abs("/db", pn, "full", None, &map).await.unwrap();
+    let (_, full) = cat.create_abs("/db", pn, Level::Full, None, &map).await.unwrap();
     let epochs = [
         CapturedEpoch {
             volume_index: 0,
-            map_id: u64::MAX - 5,
+            map_id: MapId::new(u64::MAX - 5),
             epoch: 7,
         },
         CapturedEpoch {
             volume_index: 1,
-            map_id: 42,
+            map_id: MapId::new(42),
             epoch: u32::MAX,
         },
     ];
@@ -957,7 +997,7 @@ async fn chains_keep_epochs_changed_tracks_and_merges() {
 
     // An incremental records the tracks it holds.
     let (_, inc) = cat
-        .create_abs("/db", pn, "incremental", Some(full), &map)
+        .create_abs("/db", pn, Level::Incremental, Some(full), &map)
         .await
         .unwrap();
     let changed = TrackSet::from_runs([
@@ -989,38 +1029,30 @@ async fn chains_keep_epochs_changed_tracks_and_merges() {
     let (_, syn) = cat.create_synthetic_abs(inc).await.unwrap();
     let row = cat.load_abs(syn).await.unwrap().unwrap();
     assert_eq!(
-        (
-            row.kind.as_str(),
-            row.level.as_str(),
-            row.base_abs_id,
-            row.merged_from_abs_id
-        ),
-        ("full", "synthetic", None, Some(inc))
+        (row.kind, row.level, row.base_abs_id, row.merged_from_abs_id),
+        (AbsKind::Full, Level::Synthetic, None, Some(inc))
     );
     assert_eq!(row.point_in_time, at_inc);
     assert_eq!(row.map, map);
     assert_eq!(cat.abs_epochs(syn).await.unwrap(), epochs[..1]);
     cat.complete_abs(syn, 0, 0, 0).await.unwrap();
     let (_, members) = cat.chain_members("pn1", "/db").await.unwrap().unwrap();
-    let levels: Vec<(i64, &str, Option<i64>)> = members
-        .iter()
-        .map(|m| (m.id, m.level.as_str(), m.base_abs_id))
-        .collect();
+    let levels: Vec<(AbsId, Level, Option<AbsId>)> = members.iter().map(|m| (m.id, m.level, m.base_abs_id)).collect();
     assert_eq!(
         levels,
         vec![
-            (full, "full", None),
-            (inc, "incremental", Some(full)),
-            (syn, "synthetic", None)
+            (full, Level::Full, None),
+            (inc, Level::Incremental, Some(full)),
+            (syn, Level::Synthetic, None)
         ]
     );
     // Levels are checked.
     assert!(matches!(
-        cat.create_abs("/db", pn, "cumulative", None, &map).await,
+        cat.create_abs("/db", pn, Level::Cumulative, None, &map).await,
         Err(CatalogError::Invalid { .. })
     ));
     assert!(matches!(
-        cat.create_abs("/db", pn, "synthetic", None, &map).await,
+        cat.create_abs("/db", pn, Level::Synthetic, None, &map).await,
         Err(CatalogError::Invalid { .. })
     ));
 }

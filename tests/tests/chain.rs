@@ -148,6 +148,11 @@ async fn a_chain_restores_every_point_and_merges_into_a_synthetic_full() {
         .smapp_as("client", &backup_args(&extents_file, "incremental"))
         .unwrap();
     assert!(!early.status.success());
+    assert_eq!(
+        early.status.code(),
+        Some(i32::from(proto::domain::FailureCode::NotFound.exit_status())),
+        "no full to build on"
+    );
     assert!(
         String::from_utf8_lossy(&early.stderr).contains("take a full backup first"),
         "{}",
@@ -280,6 +285,11 @@ async fn a_chain_restores_every_point_and_merges_into_a_synthetic_full() {
             ],
         )
         .unwrap();
+    assert_eq!(
+        before.status.code(),
+        Some(i32::from(proto::domain::FailureCode::NotFound.exit_status())),
+        "nothing at that time"
+    );
     assert!(String::from_utf8_lossy(&before.stderr).contains("no complete backup at or before"));
 
     // The movers merge the chain into a synthetic full, without the node:

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use dmc_tests::cluster::{bin, Cluster, ClusterSpec, CLIENT, FE, PRIMARY, ROGUE_MOVER, ROGUE_NODE, STATION};
 use dmc_tests::fixture;
+use proto::domain::{AbsId, ChannelId, Failure, FailureCode};
 use proto::wire::{
     BackEndReply, BackEndRequest, SegmentPlacement, StationReply, StationRequest, TrackAck, TrackStreamOpen,
     MAX_CONTROL_FRAME, MAX_DATA_FRAME,
@@ -28,9 +29,14 @@ async fn ask(cluster: &Cluster, name: &str, req: &StationRequest) -> StationRepl
     r.recv::<StationReply>().await.unwrap().unwrap()
 }
 
+/// `name`'s request is refused (its code), and the message says why
+/// (`words`: which check refused it, for the operator reading it).
 async fn refused(cluster: &Cluster, name: &str, req: &StationRequest, words: &str) {
     match ask(cluster, name, req).await {
-        StationReply::Error { message } => assert!(message.contains(words), "{name} {req:?}: {message}"),
+        StationReply::Error(failure) => {
+            assert_eq!(failure.code, FailureCode::Refused, "{name} {req:?}: {failure:?}");
+            assert!(failure.message.contains(words), "{name} {req:?}: {failure:?}");
+        }
         other => panic!("{name} {req:?} was accepted: {other:?}"),
     }
 }
@@ -43,7 +49,7 @@ async fn refused(cluster: &Cluster, name: &str, req: &StationRequest, words: &st
 async fn writing_backup(
     work: &std::path::Path,
     seed: u64,
-) -> (Cluster, std::process::Child, std::path::PathBuf, u64, u64) {
+) -> (Cluster, std::process::Child, std::path::PathBuf, ChannelId, AbsId) {
     let vol = work.join("vol0.img");
     fixture::make_volume(&vol, 16 << 20, seed).unwrap();
     let mut spec = ClusterSpec::new(vec![("vol0".into(), vol.clone())], 4096, 65536, 1 << 20);
@@ -63,7 +69,10 @@ async fn writing_backup(
     loop {
         let chans = cluster.operator(&["channels"]).unwrap();
         if let Some(c) = chans.iter().find(|c| c["kind"] == "backup" && c["state"] == "writing") {
-            let (channel_id, abs_id) = (c["channel_id"].as_u64().unwrap(), c["abs_id"].as_u64().unwrap());
+            let (channel_id, abs_id) = (
+                ChannelId::new(c["channel_id"].as_u64().unwrap()),
+                AbsId::new(c["abs_id"].as_u64().unwrap()),
+            );
             return (cluster, backup, vol, channel_id, abs_id);
         }
         if Instant::now() >= deadline {
@@ -88,7 +97,7 @@ async fn only_a_channels_participants_report_on_it() {
     };
     let fail = StationRequest::ChannelFailed {
         channel_id,
-        reason: "rogue".into(),
+        failure: Failure::internal("rogue"),
     };
     let progress = StationRequest::ChannelProgress {
         channel_id,
@@ -98,7 +107,7 @@ async fn only_a_channels_participants_report_on_it() {
     let placement = |abs_id| SegmentPlacement {
         channel_id,
         abs_id,
-        seq: 0,
+        seq: proto::domain::SegmentSeq::new(0),
         tape_label: "DM0001".into(),
         tape_file: 1,
         bytes: 1,
@@ -130,7 +139,7 @@ async fn only_a_channels_participants_report_on_it() {
     refused(
         &cluster,
         FE,
-        &StationRequest::SegmentPlaced(placement(abs_id + 100)),
+        &StationRequest::SegmentPlaced(placement(AbsId::new(abs_id.get() + 100))),
         "not ABS",
     )
     .await;
@@ -150,7 +159,10 @@ async fn only_a_channels_participants_report_on_it() {
     .await
     .unwrap();
     match r.recv::<TrackAck>().await.unwrap() {
-        Some(TrackAck::Failed { reason }) => assert!(reason.contains("with that token"), "{reason}"),
+        Some(TrackAck::Failed(failure)) => {
+            assert_eq!(failure.code, FailureCode::Refused, "{failure:?}");
+            assert!(failure.message.contains("with that token"), "{failure:?}");
+        }
         other => panic!("a rogue node opened channel {channel_id}: {other:?}"),
     }
     // Nor a backup stream, new or resumed (as after a front-end restart).
@@ -166,7 +178,10 @@ async fn only_a_channels_participants_report_on_it() {
         .await
         .unwrap();
         match r.recv::<TrackAck>().await.unwrap() {
-            Some(TrackAck::Failed { reason }) => assert!(reason.contains("backup channel"), "{reason}"),
+            Some(TrackAck::Failed(failure)) => {
+                assert_eq!(failure.code, FailureCode::Refused, "{failure:?}");
+                assert!(failure.message.contains("backup channel"), "{failure:?}");
+            }
             other => panic!("a rogue node took backup channel {channel_id} (resume {resume}): {other:?}"),
         }
     }
@@ -212,10 +227,13 @@ async fn a_finished_report_completes_nothing_that_is_not_on_tape() {
     let (mut cluster, backup, _, channel_id, abs_id) = writing_backup(work.path(), 6).await;
     // Its own front-end (a participant) claims the ABS finished, with every
     // track, while most of it is not on tape yet.
-    let placed = cluster
-        .operator(&["list", "segments", "--abs", &abs_id.to_string()])
-        .unwrap()
-        .len() as u32;
+    let placed = u32::try_from(
+        cluster
+            .operator(&["list", "segments", "--abs", &abs_id.to_string()])
+            .unwrap()
+            .len(),
+    )
+    .unwrap();
     let reply = ask(
         &cluster,
         FE,
@@ -231,14 +249,22 @@ async fn a_finished_report_completes_nothing_that_is_not_on_tape() {
     let out = backup.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "the backup completed on a report alone");
+    // The station's check found the report false: the catalog and the
+    // tape disagree with it.
+    assert_eq!(
+        out.status.code(),
+        Some(i32::from(FailureCode::Corrupt.exit_status())),
+        "{err}"
+    );
     assert!(
         err.contains("incomplete") || err.contains("segments but the catalog has"),
         "{err}"
     );
     let abs = cluster.operator(&["list", "abs"]).unwrap();
-    let row = abs.iter().find(|a| a["abs_id"] == abs_id).unwrap();
+    let row = abs.iter().find(|a| a["abs_id"] == abs_id.get()).unwrap();
     assert!(row["state"].is_string() && row["state"] != "complete", "{row}");
-    let err = cluster.refused_restore(abs_id, &format!("{PRIMARY}:db1.img"), &[]);
-    assert!(err.contains("not complete"), "{err}");
+    let out = cluster.refused_restore_status(abs_id.get(), &format!("{PRIMARY}:db1.img"), &[]);
+    assert_eq!(out.0, Some(i32::from(FailureCode::Refused.exit_status())), "{}", out.1);
+    assert!(out.1.contains("not complete"), "{}", out.1);
     cluster.stop();
 }

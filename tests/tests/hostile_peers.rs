@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use dmc_tests::cluster::{Cluster, ClusterSpec, STATION};
 use dmc_tests::fixture;
+use proto::domain::FailureCode;
 use proto::wire::{ObjectSpec, StationReply, StationRequest, MAX_CONTROL_FRAME};
 use transport::{Identity, Role};
 
@@ -78,7 +79,7 @@ async fn hostile_peers_are_refused_and_the_station_keeps_serving() {
     send.stream_mut().write_all(&frame).await.unwrap();
     let _ = send.stream_mut().finish();
     match recv.recv::<StationReply>().await {
-        Ok(Some(StationReply::Error { message })) => assert!(message.contains("invalid"), "{message}"),
+        Ok(Some(StationReply::Error(failure))) => assert_eq!(failure.code, FailureCode::Invalid, "{failure:?}"),
         other => panic!("expected an error reply to a malformed frame, got {other:?}"),
     }
     cluster
@@ -120,13 +121,13 @@ async fn hostile_peers_are_refused_and_the_station_keeps_serving() {
         object_name: "x".into(),
         primary: "pn1".into(),
         object: ObjectSpec::Volume("vol0".into()),
-        level: proto::wire::BackupLevel::Full,
+        level: proto::domain::Level::Full,
         detach: false,
     })
     .await
     .unwrap();
     match r.recv::<StationReply>().await.unwrap() {
-        Some(StationReply::Error { message }) => assert!(message.contains("may not"), "{message}"),
+        Some(StationReply::Error(failure)) => assert_eq!(failure.code, FailureCode::Refused, "{failure:?}"),
         other => panic!("a primary node started a backup: {other:?}"),
     }
     let (mut s, mut r) = transport::open_bi(&conn, MAX_CONTROL_FRAME).await.unwrap();
@@ -142,7 +143,7 @@ async fn hostile_peers_are_refused_and_the_station_keeps_serving() {
     .await
     .unwrap();
     match r.recv::<StationReply>().await.unwrap() {
-        Some(StationReply::Error { message }) => assert!(message.contains("may not"), "{message}"),
+        Some(StationReply::Error(failure)) => assert_eq!(failure.code, FailureCode::Refused, "{failure:?}"),
         other => panic!("a client registered as a mover: {other:?}"),
     }
     assert!(cluster.log(STATION).contains("refused"), "refusals are logged");

@@ -6,6 +6,7 @@
 
 use dmc_tests::cluster::Cluster;
 use dmc_tests::scenario::{self, ScenarioSpec};
+use proto::domain::FailureCode;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn export_import_and_slots() {
@@ -22,6 +23,17 @@ async fn export_import_and_slots() {
         .await
         .unwrap();
     let op = |args: &[&str]| cluster.smapp_json_as("operator", args);
+    // The operator's `smapp ARGS` fails with `code`: its error output.
+    let op_fails = |args: &[&str], code: FailureCode| {
+        let out = cluster.smapp_as("operator", args).unwrap();
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(
+            out.status.code(),
+            Some(i32::from(code.exit_status())),
+            "{args:?}: {err}"
+        );
+        err
+    };
 
     // A client may not manage the library.
     assert!(cluster.smapp(&["library", "label", "--count", "2"]).is_err());
@@ -77,13 +89,13 @@ async fn export_import_and_slots() {
     assert_eq!(b[0]["slot"].as_u64(), Some(3));
     let copy = work.path().join("copy.tap");
     std::fs::copy(cluster.library.join(format!("{tape}.tap")), &copy).unwrap();
-    let err = op(&["library", "import", copy.to_str().unwrap()]).unwrap_err();
-    assert!(format!("{err:#}").contains("already in the library"), "{err:#}");
+    let err = op_fails(&["library", "import", copy.to_str().unwrap()], FailureCode::Conflict);
+    assert!(err.contains("already in the library"), "{err}");
     let foreign = work.path().join("foreign.tap");
     let golden = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../proto/tests/golden/small.tap");
     std::fs::copy(golden, &foreign).unwrap();
-    let err = op(&["library", "import", foreign.to_str().unwrap()]).unwrap_err();
-    assert!(format!("{err:#}").contains("never wrote"), "{err:#}");
+    let err = op_fails(&["library", "import", foreign.to_str().unwrap()], FailureCode::Refused);
+    assert!(err.contains("never wrote"), "{err}");
     assert!(foreign.exists(), "a refused image stays where it was");
     cluster.stop();
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use dmc_tests::cluster::{Cluster, ClusterSpec, CLIENT, PRIMARY, STATION};
 use dmc_tests::fixture;
+use proto::domain::{AbsId, FailureCode};
 use proto::wire::{ChannelEvent, RestoreTarget, StationReply, StationRequest, MAX_CONTROL_FRAME};
 use transport::{Identity, Role};
 
@@ -35,7 +36,7 @@ async fn raw_restore(cluster: &Cluster, abs_id: u64, name: &str) -> ChannelEvent
         .unwrap();
     let (mut s, mut r) = transport::open_bi(&conn, MAX_CONTROL_FRAME).await.unwrap();
     s.send(&StationRequest::Restore {
-        abs_id,
+        abs_id: AbsId::new(abs_id),
         target: RestoreTarget::File {
             primary: PRIMARY.into(),
             name: name.into(),
@@ -53,18 +54,28 @@ async fn raw_restore(cluster: &Cluster, abs_id: u64, name: &str) -> ChannelEvent
             Ok(Some(StationReply::Event(ev @ (ChannelEvent::Failed { .. } | ChannelEvent::Finished { .. })))) => {
                 return ev
             }
-            Ok(Some(StationReply::Error { message })) => return ChannelEvent::Failed { reason: message },
+            Ok(Some(StationReply::Error(failure))) => return ChannelEvent::Failed(failure),
             Ok(Some(_)) => continue,
             other => panic!("restore request: {other:?}"),
         }
     }
 }
 
-fn failed_with(ev: &ChannelEvent, words: &str) {
+/// The restore failed with `code`; its message says why (`words`, what
+/// the user reads).
+fn failed_with(ev: &ChannelEvent, code: FailureCode, words: &str) {
     match ev {
-        ChannelEvent::Failed { reason } => assert!(reason.contains(words), "{reason}"),
-        other => panic!("expected a refusal ({words}), got {other:?}"),
+        ChannelEvent::Failed(failure) => {
+            assert_eq!(failure.code, code, "{failure:?}");
+            assert!(failure.message.contains(words), "{failure:?}");
+        }
+        other => panic!("expected a refusal ({code}: {words}), got {other:?}"),
     }
+}
+
+/// smapp's exit status for a failure of `code`.
+fn status(code: FailureCode) -> Option<i32> {
+    Some(i32::from(code.exit_status()))
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -82,9 +93,14 @@ async fn a_restore_writes_only_a_new_file_in_the_nodes_restore_directory() {
         "sub/dir.img".to_string(),
         "..".to_string(),
     ] {
-        failed_with(&raw_restore(&cluster, abs_id, &bad).await, "not a path");
+        failed_with(
+            &raw_restore(&cluster, abs_id, &bad).await,
+            FailureCode::Invalid,
+            "not a path",
+        );
     }
-    let err = cluster.refused_restore(abs_id, &format!("{PRIMARY}:/etc/cron.d/x"), &[]);
+    let (code, err) = cluster.refused_restore_status(abs_id, &format!("{PRIMARY}:/etc/cron.d/x"), &[]);
+    assert_eq!(code, status(FailureCode::Invalid), "{err}");
     assert!(err.contains("not a path"), "{err}");
     assert_eq!(std::fs::read(&outside).unwrap(), b"not yours");
 
@@ -93,23 +109,30 @@ async fn a_restore_writes_only_a_new_file_in_the_nodes_restore_directory() {
     std::os::unix::fs::symlink(&outside, cluster.restored("planted.img")).unwrap();
     failed_with(
         &raw_restore(&cluster, abs_id, "planted.img").await,
+        FailureCode::Refused,
         "symlinks are not followed",
     );
-    let err = cluster.refused_restore(abs_id, &format!("{PRIMARY}:planted.img"), &[]);
-    assert!(err.contains("already exists"), "{err}");
+    let (code, err) = cluster.refused_restore_status(abs_id, &format!("{PRIMARY}:planted.img"), &[]);
+    assert_eq!(code, status(FailureCode::Conflict), "{err}");
+    assert!(err.contains("--replace"), "the message says how to overwrite: {err}");
     assert_eq!(std::fs::read(&outside).unwrap(), b"not yours");
 
     // A served volume, reached through a hard link in the directory, is
     // never a file target (it changes only through host writes).
     let vol = work.path().join("vol0.img");
     std::fs::hard_link(&vol, cluster.restored("alias.img")).unwrap();
-    failed_with(&raw_restore(&cluster, abs_id, "alias.img").await, "served volumes");
+    failed_with(
+        &raw_restore(&cluster, abs_id, "alias.img").await,
+        FailureCode::Refused,
+        "served volumes",
+    );
     assert_eq!(std::fs::read(&vol).unwrap(), image);
 
     // An existing file is kept unless --replace is given; then replaced.
     let existing = cluster.restored("db1.img");
     std::fs::write(&existing, b"yesterday's copy").unwrap();
-    let err = cluster.refused_restore(abs_id, &cluster.to_file(&existing), &[]);
+    let (code, err) = cluster.refused_restore_status(abs_id, &cluster.to_file(&existing), &[]);
+    assert_eq!(code, status(FailureCode::Conflict), "{err}");
     assert!(err.contains("--replace"), "{err}");
     assert_eq!(std::fs::read(&existing).unwrap(), b"yesterday's copy");
     cluster

@@ -378,7 +378,7 @@ impl Catalog {
     }
 
     pub async fn tape_by_label(&self, label: &str) -> Result<Option<TapeRow>> {
-        Ok(sqlx::query_as!(
+        sqlx::query_as!(
             RawTape,
             r#"SELECT t.id AS "id: TapeId", t.label, t.pool, t.state AS "state: TapeState", t.path, t.bytes_written,
                       t.files_written, t.media_set AS "media_set: MediaSetId", t.media_set_seq, t.in_use,
@@ -390,11 +390,11 @@ impl Catalog {
         .fetch_optional(&self.pool)
         .await?
         .map(TapeRow::try_from)
-        .transpose()?)
+        .transpose()
     }
 
     pub async fn tape(&self, id: TapeId) -> Result<Option<TapeRow>> {
-        Ok(sqlx::query_as!(
+        sqlx::query_as!(
             RawTape,
             r#"SELECT t.id AS "id: TapeId", t.label, t.pool, t.state AS "state: TapeState", t.path, t.bytes_written,
                       t.files_written, t.media_set AS "media_set: MediaSetId", t.media_set_seq, t.in_use,
@@ -406,12 +406,12 @@ impl Catalog {
         .fetch_optional(&self.pool)
         .await?
         .map(TapeRow::try_from)
-        .transpose()?)
+        .transpose()
     }
 
     /// Every tape, by label.
     pub async fn list_tapes(&self) -> Result<Vec<TapeRow>> {
-        Ok(sqlx::query_as!(
+        sqlx::query_as!(
             RawTape,
             r#"SELECT t.id AS "id: TapeId", t.label, t.pool, t.state AS "state: TapeState", t.path, t.bytes_written,
                       t.files_written, t.media_set AS "media_set: MediaSetId", t.media_set_seq, t.in_use,
@@ -423,7 +423,7 @@ impl Catalog {
         .await?
         .into_iter()
         .map(TapeRow::try_from)
-        .collect::<Result<_>>()?)
+        .collect()
     }
 
     /// Tapes in the library (every location but `exported`).

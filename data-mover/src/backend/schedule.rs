@@ -44,8 +44,8 @@ pub struct ReadySegment {
     pub ready_at: u64,
 }
 
-/// Which ready segment to write next.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// Which ready segment to write next (`--schedule lifo|fifo`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum)]
 pub enum Policy {
     /// The most recently readied channel first, its lowest seq first.
     Lifo,
