@@ -5,14 +5,16 @@
 /// `FromStr` (an unknown text is a [`ParseDomainError`](super::ParseDomainError)
 /// naming what was expected), rkyv (the wire carries the enum, not the
 /// text), with feature `sqlx` a `TEXT` column type and with feature `clap`
-/// a `ValueEnum` (a variant marked `[hidden]` is not accepted on the
-/// command line).
+/// a `ValueEnum` (a variant marked `[hidden]` is not listed on the
+/// command line; whoever receives it refuses it where it has no meaning).
 macro_rules! text_enum {
     (@cli $text:literal) => {
         Some(clap::builder::PossibleValue::new($text))
     };
     (@cli $text:literal hidden) => {
-        None
+        // Not listed; parsed (clap needs every variant to have a value),
+        // and refused where it has no meaning.
+        Some(clap::builder::PossibleValue::new($text).hide(true))
     };
     (
         $(#[$meta:meta])*
