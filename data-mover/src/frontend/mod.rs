@@ -14,6 +14,8 @@ pub mod mem_spool;
 pub mod merge;
 pub mod pairing;
 pub mod release;
+#[cfg(test)]
+mod release_tests;
 pub mod restore;
 pub mod resume;
 pub mod staged;
