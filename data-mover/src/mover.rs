@@ -23,7 +23,8 @@ use crate::backend::schedule::Policy;
 use crate::backend::writer::DriveWriter;
 use crate::frontend::pairing::Pairings;
 use crate::frontend::resume::{self, Recovered, ResumePlan};
-use crate::spool::{Slots, Spool};
+use crate::frontend::store::{FileSpool, Spool};
+use crate::spool::{Slots, SpoolDir};
 
 /// Bytes of the pieces segments are moved in.
 pub const CHUNK: usize = 1 << 20;
@@ -69,7 +70,7 @@ pub struct Mover {
     pub cfg: MoverConfig,
     pub endpoint: quinn::Endpoint,
     pub link: StationLink,
-    pub spool: Spool,
+    pub spool: SpoolDir,
     /// Free spool files of the front-end and of the back-end role.
     pub fe_slots: Slots,
     pub be_slots: Slots,
@@ -112,6 +113,11 @@ impl Drop for RunningChannel {
 }
 
 impl Mover {
+    /// The front-end's spool, as the segment release protocol uses it.
+    pub fn fe_spool(&self) -> Arc<dyn Spool> {
+        Arc::new(FileSpool::new(self.spool.clone(), self.fe_slots.clone()))
+    }
+
     pub fn drive(&self, name: &str) -> Result<Arc<std::sync::Mutex<Drive>>> {
         self.drives
             .get(name)
@@ -202,9 +208,11 @@ pub async fn run(cfg: MoverConfig, identity: Identity) -> Result<()> {
         bail!("a front-end needs --back-end NAME");
     }
     std::fs::create_dir_all(&cfg.spool).with_context(|| format!("creating spool {}", cfg.spool.display()))?;
-    let spool = Spool::new(&cfg.spool);
+    let spool = SpoolDir::new(&cfg.spool);
+    let fe_slots = spool.front_end_slots().context("the front-end's spool slots")?;
     let recovered = if matches!(cfg.role, MoverRole::FrontEnd | MoverRole::Both) {
-        resume::recover(&spool)
+        spool.discard_front_end_leftovers();
+        resume::recover(&FileSpool::new(spool.clone(), fe_slots.clone()))
     } else {
         Vec::new()
     };
@@ -267,7 +275,7 @@ pub async fn run(cfg: MoverConfig, identity: Identity) -> Result<()> {
         cfg,
         endpoint: endpoint.clone(),
         link: link.clone(),
-        fe_slots: spool.front_end_slots().context("the front-end's spool slots")?,
+        fe_slots,
         be_slots: spool.back_end_slots().context("the back-end's spool slots")?,
         spool,
         chunks: BufPool::new(CHUNK, 8),
@@ -466,10 +474,10 @@ async fn resume_backup(mover: &Arc<Mover>, channel_id: ChannelId, placed: &[Segm
     })?;
     let abs_id = r.ch.abs_id;
     let spool = &mover.spool;
+    let fe_spool = mover.fe_spool();
     let planned = tokio::task::block_in_place(|| {
-        let placed: Vec<u32> = placed.iter().map(|s| s.get()).collect();
-        resume::plan(&r.journal, &placed, |e| {
-            resume::verify_sealed(&spool.sealed_segment(abs_id, SegmentSeq::new(e.seq)), e)
+        resume::plan(&r.journal, placed, |e| {
+            resume::verify_sealed(fe_spool.as_ref(), abs_id, e)
         })
     });
     match planned {
@@ -518,7 +526,7 @@ async fn exec(mover: &Arc<Mover>, cmd: Command) -> Result<CommandReply> {
         Command::OpenBackup(ch) if mover.is_front_end() => {
             ch.map.validate().context("invalid ABS map")?;
             // Kept in the spool, so that a restart can resume the channel.
-            tokio::task::block_in_place(|| resume::save_channel(&mover.spool, &ch))
+            tokio::task::block_in_place(|| resume::save_channel(mover.fe_spool().as_ref(), &ch))
                 .context("keeping the channel in the spool")?;
             tracing::info!(channel = %ch.channel_id, abs = %ch.abs_id, object = %ch.object_name, "backup channel opened");
             mover.backups.lock().await.insert(ch.channel_id, ch);

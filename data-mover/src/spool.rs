@@ -35,6 +35,12 @@
 //! restarts resumes its backups from what its spool kept (a killed process
 //! leaves its files whole; they are verified before use), and the primary
 //! node sends again only what the spool did not keep.
+//!
+//! The front-end's stages of a segment over these files (Received `.open`
+//! → Durable → Sealed `.sealed` + journal line → OnTape → InCatalog →
+//! Released into `slots-fe/`) are the release protocol of
+//! [`crate::frontend::release`], carried out by
+//! [`crate::frontend::store::FileSpool`].
 
 use proto::domain::{AbsId, ChannelId, SegmentSeq};
 use std::fs::{File, OpenOptions};
@@ -121,15 +127,16 @@ impl Slots {
     }
 }
 
-/// A mover's spool directory.
+/// A mover's spool directory: the names in it. The front-end's segment
+/// release protocol uses it through [`crate::frontend::store::FileSpool`].
 #[derive(Debug, Clone)]
-pub struct Spool {
+pub struct SpoolDir {
     dir: PathBuf,
 }
 
-impl Spool {
-    pub fn new(dir: impl Into<PathBuf>) -> Spool {
-        Spool { dir: dir.into() }
+impl SpoolDir {
+    pub fn new(dir: impl Into<PathBuf>) -> SpoolDir {
+        SpoolDir { dir: dir.into() }
     }
 
     pub fn dir(&self) -> &Path {
@@ -204,6 +211,11 @@ impl Spool {
         self.discard(|name| name.starts_with("restore-") || name == "incoming");
     }
 
+    /// Front-end start: pairing tokens of the previous run.
+    pub fn discard_front_end_leftovers(&self) {
+        self.discard(|name| name.starts_with(".pair-"));
+    }
+
     fn discard(&self, ours: impl Fn(&str) -> bool) {
         let Ok(entries) = std::fs::read_dir(&self.dir) else {
             return;
@@ -247,7 +259,7 @@ mod tests {
 
     #[test]
     fn names_are_built_from_ids_and_tokens_are_checked() {
-        let s = Spool::new("/sp");
+        let s = SpoolDir::new("/sp");
         assert_eq!(
             s.sealed_segment(AbsId::new(12), SegmentSeq::new(3)),
             PathBuf::from("/sp/abs-12/seg-000003.sealed")
@@ -323,7 +335,7 @@ mod tests {
     #[test]
     fn each_side_discards_only_its_own_leftovers() {
         let dir = tempfile::tempdir().unwrap();
-        let s = Spool::new(dir.path());
+        let s = SpoolDir::new(dir.path());
         for d in ["abs-1", "restore-2", "incoming", "other"] {
             std::fs::create_dir_all(dir.path().join(d)).unwrap();
         }
@@ -333,7 +345,9 @@ mod tests {
         assert!(left(&["abs-1", "other", ".pair-0123456789abcdef0123456789abcdef"]));
         assert!(!dir.path().join("restore-2").exists() && !dir.path().join("incoming").exists());
         // The front-end keeps only what it can resume (abs-1 has no channel file).
-        assert!(crate::frontend::resume::recover(&s).is_empty());
+        s.discard_front_end_leftovers();
+        let fe = crate::frontend::store::FileSpool::new(s.clone(), s.front_end_slots().unwrap());
+        assert!(crate::frontend::resume::recover(&fe).is_empty());
         assert!(left(&["other"]));
         assert!(!dir.path().join("abs-1").exists());
         assert!(!dir.path().join(".pair-0123456789abcdef0123456789abcdef").exists());

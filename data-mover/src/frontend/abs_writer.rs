@@ -3,24 +3,33 @@
 //! file, sealed segments handed to the back-end and released only when on
 //! tape and in the catalog, then the ABS metadata.
 //!
+//! ```text
+//!            ┌──────── Arc<Mutex<Release>> (the ABS's release protocol) ────────┐
+//!  tracks ─► Accumulator: Received → Durable → Sealed ─queue─► upload::run: OnTape → InCatalog → Released
+//!                                                                 └─ Ack(n) ─► on_tape ─► primary node
+//!  finish: every segment Released ─► metadata ─► RemoveAbs(Finished)
+//!  dropped unfinished ─► RemoveAbs(Abandoned)
+//! ```
+//!
 //! The first copy of a track is kept; later copies are ignored (a
 //! redelivered track, or an older version of a track while merging a chain
 //! newest first).
 
-use proto::domain::{AbsId, SegmentSeq};
-use std::sync::Arc;
+use proto::domain::AbsId;
+use std::sync::{Arc, Mutex};
 
 use anyhow::{anyhow, bail, Context, Result};
 use proto::abs::TrackAddr;
 use proto::tape::metadata::{AbsKind, AbsMetadata};
-use proto::tape::segment::{SegmentHeader, SegmentSummary};
 use proto::wire::{BackEndReply, BackEndRequest, BackupChannel, StationRequest, MAX_CONTROL_FRAME};
 use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::JoinHandle;
 
 use super::accumulator::{Accumulator, SealedSegment};
 use super::index::TrackIndex;
+use super::release::{Effect, Release};
 use super::resume::ResumePlan;
+use super::store::{block, execute, lock, Spool};
 use super::upload::{self, Queued, Uploaded};
 use crate::mover::Mover;
 
@@ -47,6 +56,8 @@ pub struct AbsWriter {
     mover: Arc<Mover>,
     ch: BackupChannel,
     index: TrackIndex,
+    spool: Arc<dyn Spool>,
+    core: Arc<Mutex<Release>>,
     acc: Accumulator,
     seg_tx: Option<mpsc::Sender<Queued>>,
     /// Sealed segments the spool may hold for this ABS.
@@ -72,14 +83,18 @@ impl Drop for AbsWriter {
             u.abort();
         }
         if !self.finished {
-            let dir = self.acc.dir();
             tracing::warn!(
                 abs = %self.ch.abs_id,
                 channel = %self.ch.channel_id,
-                dir = %dir.display(),
                 "discarding the spool of an unfinished ABS"
             );
-            let _ = std::fs::remove_dir_all(dir);
+            let fx = match lock(&self.core) {
+                Ok(mut core) => core.abandon(),
+                Err(_) => Vec::new(),
+            };
+            if let Err(e) = execute(self.spool.as_ref(), &self.core, fx) {
+                tracing::warn!(abs = %self.ch.abs_id, error = %e, "could not discard the spool of an unfinished ABS");
+            }
         }
     }
 }
@@ -92,23 +107,23 @@ impl AbsWriter {
     /// wait for acknowledgements; segments are sealed small enough that
     /// the window always covers the open one and a full spool.
     pub fn open(mover: &Arc<Mover>, ch: &BackupChannel, window: Option<u64>) -> Result<AbsWriter> {
-        Self::start(mover, ch, window, upload::Resumed::default())
+        let (w, _) = Self::start(mover, ch, window, Release::new(ch.abs_id), Vec::new())?;
+        Ok(w)
     }
 
     /// Continue an ABS a restarted front-end kept in its spool (see
     /// [`super::resume`]): the first `plan.frames` track frames are in its
-    /// segments (the source sends the rest), the placed segments are on
-    /// tape, and the sealed segments returned must be queued again.
+    /// segments (the source sends the rest), the placed segments are in the
+    /// catalog (their files released, their tracks acknowledged), and the
+    /// sealed segments returned must be queued again.
     pub fn resume(
         mover: &Arc<Mover>,
         ch: &BackupChannel,
         window: Option<u64>,
         plan: &ResumePlan,
     ) -> Result<(AbsWriter, Vec<SealedSegment>)> {
-        let resumed = upload::Resumed {
-            placed: plan.placed.clone(),
-        };
-        let mut w = Self::start(mover, ch, window, resumed)?;
+        let (core, fx) = Release::resume(ch.abs_id, plan);
+        let (mut w, requeue) = Self::start(mover, ch, window, core, fx)?;
         // A primary node sends its track set in order: the first frames
         // are its first tracks.
         for addr in ch.track_set.iter().take(plan.frames as usize) {
@@ -121,39 +136,19 @@ impl AbsWriter {
         w.frames = tracks;
         w.received = tracks;
         w.data_bytes = bytes;
-        w.acc.resume_at(plan.next_seq);
-        for seq in &plan.dropped {
-            let _ = std::fs::remove_file(mover.spool.sealed_segment(ch.abs_id, SegmentSeq::new(*seq)));
-        }
-        let requeue = plan
-            .requeue
-            .iter()
-            .map(|e| SealedSegment {
-                path: mover.spool.sealed_segment(ch.abs_id, SegmentSeq::new(e.seq)),
-                summary: SegmentSummary {
-                    header: SegmentHeader {
-                        abs_id: ch.abs_id.get(),
-                        seq: e.seq,
-                        channel_id: ch.channel_id.get(),
-                        created_unix: ch.created_unix,
-                    },
-                    track_count: e.track_count,
-                    data_bytes: e.data_bytes,
-                    total_bytes: e.total_bytes,
-                    crc32c: e.crc32c,
-                },
-                frames_through: e.frames_through,
-            })
-            .collect();
         Ok((w, requeue))
     }
 
+    /// Start the ABS with its release protocol `core` and the `effects`
+    /// the core asked for so far (a resume's); returns the segments to
+    /// upload among them.
     fn start(
         mover: &Arc<Mover>,
         ch: &BackupChannel,
         window: Option<u64>,
-        resumed: upload::Resumed,
-    ) -> Result<AbsWriter> {
+        core: Release,
+        effects: Vec<Effect>,
+    ) -> Result<(AbsWriter, Vec<SealedSegment>)> {
         ch.map.validate().context("the channel's ABS map is invalid")?;
         let slots = mover.cfg.spool_segments.max(1);
         let threshold = match window {
@@ -178,24 +173,38 @@ impl AbsWriter {
                 "sealing segments smaller than --segment-size to fit the source's window"
             );
         }
-        let acc = Accumulator::create(
-            &mover.spool,
-            &mover.fe_slots,
-            ch.abs_id,
-            ch.channel_id,
-            ch.created_unix,
-            threshold,
-        )?;
+        let spool = mover.fe_spool();
+        let core = Arc::new(Mutex::new(core));
+        let (on_tape_tx, on_tape) = watch::channel(0u64);
+        let mut requeue = Vec::new();
+        for fx in block(|| execute(spool.as_ref(), &core, effects))? {
+            match fx {
+                Effect::Upload(seg) => requeue.push(seg),
+                Effect::Ack(point) => {
+                    let _ = on_tape_tx.send(point.tracks());
+                }
+                other => bail!("unexpected effect resuming ABS {}: {other:?}", ch.abs_id),
+            }
+        }
+        let acc = Accumulator::create(spool.clone(), core.clone(), ch.channel_id, ch.created_unix, threshold)?;
         // Segments go to the back-end as they are sealed; when the spool
         // holds `spool_segments` sealed segments of this ABS, accumulation
         // waits (and so does the source), it does not fail.
         let (seg_tx, seg_rx) = mpsc::channel::<Queued>(slots);
-        let (on_tape_tx, on_tape) = watch::channel(0u64);
-        let uploader = tokio::spawn(upload::run(mover.clone(), ch.clone(), seg_rx, on_tape_tx, resumed));
-        Ok(AbsWriter {
+        let uploader = tokio::spawn(upload::run(
+            mover.clone(),
+            ch.clone(),
+            spool.clone(),
+            core.clone(),
+            seg_rx,
+            on_tape_tx,
+        ));
+        let w = AbsWriter {
             mover: mover.clone(),
             ch: ch.clone(),
             index: TrackIndex::new(&ch.track_set),
+            spool,
+            core,
             acc,
             seg_tx: Some(seg_tx),
             spool_slots: Arc::new(Semaphore::new(slots)),
@@ -206,7 +215,8 @@ impl AbsWriter {
             received: 0,
             data_bytes: 0,
             finished: false,
-        })
+        };
+        Ok((w, requeue))
     }
 
     /// Tracks appended so far.
@@ -395,7 +405,12 @@ impl AbsWriter {
             Some(other) => bail!("unexpected answer to the ABS metadata: {other:?}"),
             None => bail!("the back-end closed the stream without placing the metadata"),
         }
-        self.acc.remove_dir();
+        // Every segment is released: the ABS's directory goes.
+        let fx = lock(&self.core)?.finish()?;
+        let left = block(|| execute(self.spool.as_ref(), &self.core, fx))?;
+        if !left.is_empty() {
+            bail!("unexpected effects finishing ABS {}: {left:?}", ch.abs_id);
+        }
         self.finished = true;
         mover
             .link

@@ -1,13 +1,21 @@
-//! The accumulation file of one ABS on the front-end's spool directory.
+//! The accumulation file of one ABS on the front-end's spool: the
+//! Received → Durable → Sealed part of the segment release protocol
+//! ([`super::release`]), carried out on a [`Spool`].
+//!
+//! ```text
+//!  track ─► (no open segment: core.open → Create) ─► write into seg-<seq>.open      Received
+//!  threshold passed / end of input:
+//!    trailer ─► core.seal → Sync ─► file.sync ─► core.synced                          Durable
+//!            ─► Seal (rename .sealed) ─► Journal (synced line) ─► core.journaled     Sealed
+//!            ─► Upload: the sealed segment is returned, for the back-end
+//! ```
 //!
 //! Tracks are appended, in arrival order, as track records of the open
-//! segment `abs-<id>/seg-<seq>.open` (see [`crate::spool`]), streamed as
-//! they arrive from the network. When the open segment passes the
-//! threshold it is sealed: trailer written, renamed `seg-<seq>.sealed`, and
-//! handed to the back-end; a sealed segment is deleted only after the
-//! back-end reports it on tape, synced, and in the catalog.
+//! segment, streamed as they arrive from the network. A sealed segment is
+//! freed only after the back-end reports it on tape and in the catalog
+//! ([`super::upload`]).
 //!
-//! Segment files are not synced: the primary node keeps every track until
+//! Segment files are not fsynced: the primary node keeps every track until
 //! it is on tape, so a front-end that dies loses nothing that cannot be
 //! sent again, and a segment written to tape soon after it was sealed
 //! never has to reach the disk (seed FIG. 32: "still in cache"). Each seal
@@ -15,152 +23,75 @@
 //! restarted front-end resumes ([`super::resume`]).
 
 use proto::domain::{AbsId, ChannelId, SegmentSeq};
-use std::fs::{self, File};
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
-use anyhow::{Context, Result};
+use anyhow::{anyhow, bail, Result};
 use proto::abs::TrackAddr;
-use proto::tape::segment::{SegmentHeader, SegmentSummary, SegmentWriter};
+use proto::tape::segment::{SegmentHeader, SegmentWriter};
 
-use super::resume::{journal_sealed, JournalEntry};
-use crate::spool::{Slots, Spool};
+use super::release::{Effect, Release};
+use super::resume::JournalEntry;
+use super::store::{block, execute, lock, SegmentFile, Spool};
 
-/// Bytes buffered before a write to the spool file.
-const WRITE_BUFFER: usize = 1 << 20;
+/// A sealed segment waiting for the back-end: its journal entry
+/// (`frames_through`: track frames of the input consumed up to the end of
+/// this segment; the primary node's request queue can drop that many once
+/// this segment and every earlier one are in the catalog).
+pub type SealedSegment = JournalEntry;
 
-/// A sealed segment waiting for the back-end.
-#[derive(Debug, Clone)]
-pub struct SealedSegment {
-    pub path: PathBuf,
-    pub summary: SegmentSummary,
-    /// Track frames of the input consumed up to the end of this segment
-    /// (the primary node's request queue can drop that many once this
-    /// segment and every earlier one are on tape).
-    pub frames_through: u64,
-}
-
-/// A spool file written through a large buffer; the write itself runs with
-/// [`tokio::task::block_in_place`] inside a multi-threaded runtime, so a
-/// slow disk does not stall the runtime's other tasks.
-struct SpoolFile {
-    file: File,
-    buf: Vec<u8>,
-}
-
-/// Run blocking file work: in place on a multi-threaded runtime (so the
-/// runtime's other tasks go on), directly elsewhere.
-fn block<T>(f: impl FnOnce() -> T) -> T {
-    let multi_thread = tokio::runtime::Handle::try_current()
-        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
-    if multi_thread {
-        tokio::task::block_in_place(f)
-    } else {
-        f()
-    }
-}
-
-impl SpoolFile {
-    fn new(file: File) -> SpoolFile {
-        SpoolFile {
-            file,
-            buf: Vec::with_capacity(WRITE_BUFFER),
-        }
-    }
-
-    fn write_out(&mut self) -> std::io::Result<()> {
-        if self.buf.is_empty() {
-            return Ok(());
-        }
-        let (file, buf) = (&mut self.file, &self.buf);
-        block(|| file.write_all(buf))?;
-        self.buf.clear();
-        Ok(())
-    }
-}
-
-impl Write for SpoolFile {
-    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
-        if self.buf.len() + data.len() > WRITE_BUFFER {
-            self.write_out()?;
-        }
-        if data.len() >= WRITE_BUFFER {
-            // Large pieces go straight through.
-            self.file.write_all(data)?;
-        } else {
-            self.buf.extend_from_slice(data);
-        }
-        Ok(data.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.write_out()
-    }
-}
-
-/// Per-ABS accumulation on the spool directory.
+/// Per-ABS accumulation on the spool.
 pub struct Accumulator {
-    spool: Spool,
-    slots: Slots,
+    spool: Arc<dyn Spool>,
+    core: Arc<Mutex<Release>>,
     abs_id: AbsId,
     channel_id: ChannelId,
     created_unix: u64,
     threshold: u64,
-    next_seq: u32,
-    open: Option<(PathBuf, SegmentWriter<SpoolFile>)>,
+    open: Option<(SegmentSeq, SegmentWriter<Box<dyn SegmentFile>>)>,
 }
 
 impl Accumulator {
-    /// Create (or reuse) the ABS's directory in the spool. Segments are
-    /// sealed once they pass `threshold` bytes.
+    /// Accumulate the ABS of `core` on `spool`. Segments are sealed once
+    /// they pass `threshold` bytes.
     pub fn create(
-        spool: &Spool,
-        slots: &Slots,
-        abs_id: AbsId,
+        spool: Arc<dyn Spool>,
+        core: Arc<Mutex<Release>>,
         channel_id: ChannelId,
         created_unix: u64,
         threshold: u64,
     ) -> Result<Self> {
-        let dir = spool.abs_dir(abs_id);
-        fs::create_dir_all(&dir).with_context(|| format!("creating accumulation directory {}", dir.display()))?;
+        let abs_id = lock(&core)?.abs_id();
         Ok(Accumulator {
-            spool: spool.clone(),
-            slots: slots.clone(),
+            spool,
+            core,
             abs_id,
             channel_id,
             created_unix,
             threshold: threshold.max(1),
-            next_seq: 0,
             open: None,
         })
     }
 
-    pub fn dir(&self) -> PathBuf {
-        self.spool.abs_dir(self.abs_id)
-    }
-
     /// The segment being written, opened if none is.
-    fn writer(&mut self) -> Result<&mut SegmentWriter<SpoolFile>> {
+    fn writer(&mut self) -> Result<&mut SegmentWriter<Box<dyn SegmentFile>>> {
         if self.open.is_none() {
-            let seq = self.next_seq;
-            let path = self.spool.open_segment(self.abs_id, SegmentSeq::new(seq));
-            let file = self
-                .slots
-                .create(&path)
-                .with_context(|| format!("creating {}", path.display()))?;
+            let fx = lock(&self.core)?.open()?;
+            let [Effect::Create(seq)] = fx[..] else {
+                bail!("unexpected effects opening a segment: {fx:?}");
+            };
+            let file = self.spool.create(self.abs_id, seq)?;
             let header = SegmentHeader {
                 abs_id: self.abs_id.get(),
-                seq,
+                seq: seq.get(),
                 channel_id: self.channel_id.get(),
                 created_unix: self.created_unix,
             };
-            let writer = SegmentWriter::new(SpoolFile::new(file), header)?;
-            self.open = Some((path, writer));
-            self.next_seq += 1;
+            let writer = SegmentWriter::new(file, header)?;
+            self.open = Some((seq, writer));
         }
         match self.open.as_mut() {
             Some((_, w)) => Ok(w),
-            None => anyhow::bail!("no open segment"),
+            None => bail!("no open segment"),
         }
     }
 
@@ -193,7 +124,7 @@ impl Accumulator {
     pub fn track_data(&mut self, chunk: &[u8]) -> Result<()> {
         match self.open.as_mut() {
             Some((_, w)) => Ok(w.track_data(chunk)?),
-            None => anyhow::bail!("track data with no open segment"),
+            None => bail!("track data with no open segment"),
         }
     }
 
@@ -203,7 +134,7 @@ impl Accumulator {
     pub fn end_track(&mut self, frames: u64) -> Result<Option<SealedSegment>> {
         match self.open.as_mut() {
             Some((_, w)) => w.end_track()?,
-            None => anyhow::bail!("the end of a track with no open segment"),
+            None => bail!("the end of a track with no open segment"),
         }
         self.maybe_seal(frames)
     }
@@ -219,70 +150,56 @@ impl Accumulator {
         Ok(None)
     }
 
-    /// Seal the open segment, if it has any track.
+    /// Seal the open segment, if it has any track: synced, renamed,
+    /// journaled; the segment is returned for the back-end.
     pub fn seal(&mut self, frames: u64) -> Result<Option<SealedSegment>> {
-        let Some((path, writer)) = self.open.take() else {
+        let Some((seq, writer)) = self.open.take() else {
             return Ok(None);
         };
-        let (out, summary) = writer.finish()?;
-        // A reused spool file may be longer than this segment.
-        Slots::finish(&out.file, summary.total_bytes).with_context(|| format!("sealing {}", path.display()))?;
-        let sealed = self
-            .spool
-            .sealed_segment(self.abs_id, SegmentSeq::new(summary.header.seq));
-        fs::rename(&path, &sealed).with_context(|| format!("sealing {}", path.display()))?;
-        // The journal says what a restart may resume from.
-        let entry = JournalEntry {
-            seq: summary.header.seq,
-            frames_through: frames,
-            track_count: summary.track_count,
-            data_bytes: summary.data_bytes,
-            total_bytes: summary.total_bytes,
-            crc32c: summary.crc32c,
-        };
-        block(|| journal_sealed(&self.spool, self.abs_id, &entry))?;
-        Ok(Some(SealedSegment {
-            path: sealed,
-            summary,
-            frames_through: frames,
-        }))
-    }
-
-    /// Continue a resumed ABS: the next segment is `next_seq` (the ones
-    /// before are sealed).
-    pub fn resume_at(&mut self, next_seq: u32) {
-        self.next_seq = next_seq;
+        let (mut file, summary) = writer.finish()?;
+        let fx = lock(&self.core)?.seal(&summary, frames)?;
+        if fx[..] != [Effect::Sync(seq)] {
+            bail!("unexpected effects sealing segment {seq}: {fx:?}");
+        }
+        block(|| -> Result<Option<SealedSegment>> {
+            file.sync(summary.total_bytes)?;
+            drop(file);
+            let fx = lock(&self.core)?.synced(seq)?;
+            let left = execute(self.spool.as_ref(), &self.core, fx)?;
+            match left[..] {
+                [Effect::Upload(entry)] => Ok(Some(entry)),
+                _ => Err(anyhow!("unexpected effects sealing segment {seq}: {left:?}")),
+            }
+        })
     }
 
     /// Segments sealed or open so far.
-    pub fn segments(&self) -> u32 {
-        self.next_seq
+    pub fn segments(&self) -> Result<u32> {
+        Ok(lock(&self.core)?.next_seq().get())
     }
-
-    /// Remove the accumulation directory at the end of a channel (its
-    /// segments are gone; its channel file and journal go with it).
-    pub fn remove_dir(&self) {
-        let _ = fs::remove_file(self.spool.journal(self.abs_id));
-        let _ = fs::remove_file(self.spool.channel_file(self.abs_id));
-        let _ = fs::remove_dir(self.dir());
-    }
-}
-
-/// Whether a directory is empty (or gone).
-pub fn is_empty_dir(dir: &Path) -> bool {
-    fs::read_dir(dir).map(|mut d| d.next().is_none()).unwrap_or(true)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::frontend::mem_spool::MemSpool;
+    use crate::frontend::release::Stage;
+    use crate::frontend::store::FileSpool;
+    use crate::spool::SpoolDir;
+    use std::io::Read;
+
+    fn accumulator(spool: Arc<dyn Spool>, abs: u64, threshold: u64) -> (Accumulator, Arc<Mutex<Release>>) {
+        let core = Arc::new(Mutex::new(Release::new(AbsId::new(abs))));
+        let acc = Accumulator::create(spool, core.clone(), ChannelId::new(3), 0, threshold).unwrap();
+        (acc, core)
+    }
 
     #[test]
     fn seals_at_threshold_and_keeps_every_track() {
         let dir = tempfile::tempdir().unwrap();
-        let spool = Spool::new(dir.path());
-        let slots = spool.front_end_slots().unwrap();
-        let mut acc = Accumulator::create(&spool, &slots, AbsId::new(7), ChannelId::new(3), 0, 200_000).unwrap();
+        let sd = SpoolDir::new(dir.path());
+        let spool = Arc::new(FileSpool::new(sd.clone(), sd.front_end_slots().unwrap()));
+        let (mut acc, core) = accumulator(spool.clone(), 7, 200_000);
         let mut sealed = Vec::new();
         for t in 0..10u64 {
             let data = vec![t as u8; 65536];
@@ -303,10 +220,14 @@ mod tests {
         let mut tracks = 0;
         let mut per_segment: Vec<(usize, u64)> = Vec::new();
         for (i, s) in sealed.iter().enumerate() {
-            let bytes = fs::read(&s.path).unwrap();
+            let path = sd.sealed_segment(AbsId::new(7), SegmentSeq::new(i as u32));
+            assert_eq!(s.seq.get() as usize, i);
+            let bytes = std::fs::read(&path).unwrap();
             let seg = proto::tape::segment::parse(&bytes).unwrap();
-            assert_eq!(seg.summary, s.summary);
-            assert_eq!(seg.summary.header.seq as usize, i);
+            assert_eq!(
+                (seg.summary.track_count, seg.summary.total_bytes, seg.summary.crc32c),
+                (s.track_count, s.total_bytes, s.crc32c)
+            );
             assert_eq!(seg.summary.header.abs_id, 7);
             for tr in &seg.tracks {
                 assert_eq!(tr.data, vec![tr.addr.track as u8; 65536]);
@@ -314,22 +235,45 @@ mod tests {
             tracks += seg.tracks.len();
             per_segment.push((seg.tracks.len(), s.frames_through));
             assert!(
-                !s.path.with_extension("open").exists(),
+                !path.with_extension("open").exists(),
                 "a sealed segment leaves no open file"
             );
-            assert_eq!(s.path, spool.sealed_segment(AbsId::new(7), SegmentSeq::new(i as u32)));
+            assert_eq!(core.lock().unwrap().stage(s.seq), Some(Stage::Sealed));
         }
         assert_eq!(tracks, 10);
         // 3 tracks with their headers stay under 200 000 bytes; the 4th passes it.
         assert_eq!(per_segment, [(4, 4), (4, 8), (2, 10)]);
+        // One journal line per seal, in order.
+        assert_eq!(spool.read_journal(AbsId::new(7)), sealed);
+        assert_eq!(acc.segments().unwrap(), 3);
+    }
+
+    #[test]
+    fn the_same_segments_on_the_memory_spool() {
+        let spool = MemSpool::new();
+        let (mut acc, _core) = accumulator(Arc::new(spool.clone()), 2, 300);
+        let mut sealed = Vec::new();
+        for t in 0..7u64 {
+            sealed.extend(
+                acc.append(TrackAddr { volume: 0, track: t }, &[t as u8; 100], None, t + 1)
+                    .unwrap(),
+            );
+        }
+        sealed.extend(acc.seal(7).unwrap());
+        assert_eq!(spool.read_journal(AbsId::new(2)), sealed);
+        for s in &sealed {
+            let (len, mut r) = spool.open_sealed(AbsId::new(2), s.seq).unwrap();
+            let mut bytes = Vec::new();
+            r.read_to_end(&mut bytes).unwrap();
+            assert_eq!(len, s.total_bytes);
+            assert!(crate::frontend::resume::verify_sealed(&spool, AbsId::new(2), s));
+        }
+        assert!(spool.names().iter().all(|n| !n.ends_with(".open")));
     }
 
     #[test]
     fn a_streamed_track_with_a_wrong_checksum_fails_the_segment() {
-        let dir = tempfile::tempdir().unwrap();
-        let spool = Spool::new(dir.path());
-        let slots = spool.front_end_slots().unwrap();
-        let mut acc = Accumulator::create(&spool, &slots, AbsId::new(1), ChannelId::new(1), 0, 1 << 20).unwrap();
+        let (mut acc, _core) = accumulator(Arc::new(MemSpool::new()), 1, 1 << 20);
         acc.begin_track(TrackAddr { volume: 0, track: 0 }, 3, crc32c::crc32c(b"abc"))
             .unwrap();
         acc.track_data(b"abd").unwrap();

@@ -1,12 +1,23 @@
 //! The front-end role: track streams in, accumulation files, segments out.
+//!
+//! A backup's segments follow the release protocol of [`release`]
+//! (Received → Durable → Sealed → OnTape → InCatalog → Released), a pure
+//! core whose effects [`accumulator`], [`upload`] and [`abs_writer`] carry
+//! out on a [`store::Spool`] ([`store::FileSpool`] on disk,
+//! [`mem_spool::MemSpool`] in memory for tests).
 
 pub mod abs_writer;
 pub mod accumulator;
 pub mod backup;
 pub mod index;
+pub mod mem_spool;
 pub mod merge;
 pub mod pairing;
+pub mod release;
+#[cfg(test)]
+mod release_tests;
 pub mod restore;
 pub mod resume;
 pub mod staged;
+pub mod store;
 pub mod upload;

@@ -29,19 +29,29 @@
 //! tracks sent again, never data.
 //!
 //! [`plan`] is the pure part: from the journal, the segments the catalog
-//! holds and which files verify, where the stream resumes.
+//! holds and which files verify, where the stream resumes;
+//! [`super::release::Release::resume`] turns the plan into the release
+//! protocol's state (stages after a restart):
+//!
+//! ```text
+//! journaled, in the catalog        → InCatalog → Released (file freed if still there)
+//! journaled, not in it, verifies   → Sealed, uploaded again
+//! first one that does not verify   → cut: it and every later one discarded, sent again by the node
+//! open (not journaled)             → discarded at start
+//! ```
+//!
+//! All storage goes through the [`Spool`] trait.
 
-use proto::domain::AbsId;
+use proto::domain::{AbsId, SegmentSeq};
 use std::collections::BTreeSet;
-use std::fs::{self, File, OpenOptions};
-use std::io::{Read, Write};
-use std::path::Path;
+use std::io::Read;
 
 use anyhow::{anyhow, bail, Context, Result};
 use proto::tape::segment::SegmentReader;
 use proto::wire::BackupChannel;
 
-use crate::spool::Spool;
+use super::release::Release;
+use super::store::Spool;
 
 /// Magic and version of a channel file: `DMCCHAN1`, then the u32 length and
 /// CRC32C (little-endian) of the rkyv-encoded [`BackupChannel`] that follows.
@@ -53,7 +63,7 @@ const MAX_CHANNEL_FILE: u64 = 64 << 20;
 /// One sealed segment, as the journal records it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct JournalEntry {
-    pub seq: u32,
+    pub seq: SegmentSeq,
     /// Track frames of the stream consumed through the end of this segment.
     pub frames_through: u64,
     pub track_count: u32,
@@ -63,7 +73,8 @@ pub struct JournalEntry {
 }
 
 impl JournalEntry {
-    fn line(&self) -> String {
+    /// The entry's journal line, `\n` included.
+    pub fn line(&self) -> String {
         let body = format!(
             "{} {} {} {} {} {:08x}",
             self.seq, self.frames_through, self.track_count, self.data_bytes, self.total_bytes, self.crc32c
@@ -90,12 +101,24 @@ impl JournalEntry {
             crc32c: u32::from_str_radix(crc, 16).ok()?,
         })
     }
+
+    /// A journal's entries up to the first line that does not check.
+    pub fn read_all(text: &[u8]) -> Vec<JournalEntry> {
+        let text = String::from_utf8_lossy(text);
+        let mut out = Vec::new();
+        for line in text.split_inclusive('\n') {
+            let Some(entry) = line.strip_suffix('\n').and_then(JournalEntry::parse) else {
+                break;
+            };
+            out.push(entry);
+        }
+        out
+    }
 }
 
-/// Write the channel file of `ch` (the ABS directory is created), synced.
-pub fn save_channel(spool: &Spool, ch: &BackupChannel) -> Result<()> {
-    let dir = spool.abs_dir(ch.abs_id);
-    fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+/// Keep the channel record of `ch` in the spool (its ABS directory is
+/// created), synced.
+pub fn save_channel(spool: &dyn Spool, ch: &BackupChannel) -> Result<()> {
     let body = proto::wire::encode(ch).context("encoding the channel")?;
     let len = u32::try_from(body.len()).context("the channel is too large")?;
     let mut bytes = Vec::with_capacity(16 + body.len());
@@ -103,77 +126,27 @@ pub fn save_channel(spool: &Spool, ch: &BackupChannel) -> Result<()> {
     bytes.extend_from_slice(&len.to_le_bytes());
     bytes.extend_from_slice(&crc32c::crc32c(&body).to_le_bytes());
     bytes.extend_from_slice(&body);
-    let path = spool.channel_file(ch.abs_id);
-    let tmp = path.with_extension("new");
-    let mut f = File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-    f.write_all(&bytes)
-        .and_then(|()| f.sync_all())
-        .with_context(|| format!("writing {}", tmp.display()))?;
-    fs::rename(&tmp, &path).with_context(|| format!("renaming {} into place", tmp.display()))?;
-    sync_dir(&dir);
-    Ok(())
+    Ok(spool.save_channel(ch.abs_id, &bytes)?)
 }
 
-/// Read a channel file back; any damage is an error naming what is wrong.
-pub fn load_channel(path: &Path) -> Result<BackupChannel> {
-    let len = fs::metadata(path)?.len();
-    if len > MAX_CHANNEL_FILE {
-        bail!(
-            "{}: {len} bytes, more than the {MAX_CHANNEL_FILE} a channel file may have",
-            path.display()
-        );
-    }
-    let bytes = fs::read(path)?;
+/// Read an ABS's channel record back; any damage is an error naming what
+/// is wrong.
+pub fn load_channel(spool: &dyn Spool, abs_id: AbsId) -> Result<BackupChannel> {
+    let bytes = spool.load_channel(abs_id, MAX_CHANNEL_FILE)?;
+    let what = format!("the channel record of ABS {abs_id}");
     if bytes.len() < 16 || &bytes[..8] != CHANNEL_MAGIC {
-        bail!(
-            "{}: not a channel file (expected magic {:?})",
-            path.display(),
-            CHANNEL_MAGIC
-        );
+        bail!("{what}: not a channel file (expected magic {CHANNEL_MAGIC:?})");
     }
     let body_len = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize;
     let crc = u32::from_le_bytes([bytes[12], bytes[13], bytes[14], bytes[15]]);
     let body = &bytes[16..];
     if body.len() != body_len {
-        bail!(
-            "{}: {} bytes of channel, the header says {body_len}",
-            path.display(),
-            body.len()
-        );
+        bail!("{what}: {} bytes of channel, the header says {body_len}", body.len());
     }
     if crc32c::crc32c(body) != crc {
-        bail!("{}: the channel's checksum does not match", path.display());
+        bail!("{what}: the channel's checksum does not match");
     }
-    proto::wire::decode::<BackupChannel>(body).map_err(|e| anyhow!("{}: {e}", path.display()))
-}
-
-/// Append a sealed segment to the ABS's journal, synced.
-pub fn journal_sealed(spool: &Spool, abs_id: AbsId, entry: &JournalEntry) -> Result<()> {
-    let path = spool.journal(abs_id);
-    let mut f = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&path)
-        .with_context(|| format!("opening {}", path.display()))?;
-    f.write_all(entry.line().as_bytes())
-        .and_then(|()| f.sync_data())
-        .with_context(|| format!("appending to {}", path.display()))
-}
-
-/// The journal's entries up to the first line that does not check.
-pub fn read_journal(path: &Path) -> Vec<JournalEntry> {
-    let Ok(text) = fs::read(path) else {
-        return Vec::new();
-    };
-    let text = String::from_utf8_lossy(&text);
-    let mut out = Vec::new();
-    for line in text.split_inclusive('\n') {
-        let Some(entry) = line.strip_suffix('\n').and_then(JournalEntry::parse) else {
-            break;
-        };
-        out.push(entry);
-    }
-    out
+    proto::wire::decode::<BackupChannel>(body).map_err(|e| anyhow!("{what}: {e}"))
 }
 
 /// A backup channel found in the spool at start.
@@ -183,28 +156,16 @@ pub struct Recovered {
     pub journal: Vec<JournalEntry>,
 }
 
-/// Front-end start: the channels the spool can resume. Anything else a
-/// previous run left (pairing tokens, directories without a readable
-/// channel file, segments being accumulated) is discarded.
-pub fn recover(spool: &Spool) -> Vec<Recovered> {
+/// Front-end start: the channels the spool can resume (their open
+/// segments discarded). ABS directories without a readable channel record
+/// are removed.
+pub fn recover(spool: &dyn Spool) -> Vec<Recovered> {
     let mut found = Vec::new();
-    let Ok(entries) = fs::read_dir(spool.dir()) else {
-        return found;
-    };
-    for e in entries.flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        let path = e.path();
-        if name.starts_with(".pair-") {
-            let _ = fs::remove_file(&path);
-            continue;
-        }
-        let Some(abs_id) = name.strip_prefix("abs-").and_then(|n| n.parse::<AbsId>().ok()) else {
-            continue;
-        };
-        match load_channel(&spool.channel_file(abs_id)) {
+    for abs_id in spool.list() {
+        match load_channel(spool, abs_id) {
             Ok(ch) if ch.abs_id == abs_id && !ch.primary.is_empty() => {
-                discard_open_segments(&path);
-                let journal = read_journal(&spool.journal(abs_id));
+                spool.discard_open(abs_id);
+                let journal = spool.read_journal(abs_id);
                 tracing::info!(
                     channel = %ch.channel_id,
                     abs = %abs_id,
@@ -218,32 +179,22 @@ pub fn recover(spool: &Spool) -> Vec<Recovered> {
                     Ok(_) => "not a resumable backup".to_string(),
                     Err(e) => format!("{e:#}"),
                 };
-                tracing::warn!(path = %path.display(), reason = %why, "discarding what a previous run left in the spool");
-                let _ = fs::remove_dir_all(&path);
+                tracing::warn!(abs = %abs_id, reason = %why, "discarding what a previous run left in the spool");
+                if let Err(e) = spool.remove_abs(Release::unresumable(abs_id)) {
+                    tracing::warn!(abs = %abs_id, error = %e, "could not discard it");
+                }
             }
         }
     }
     found
 }
 
-fn discard_open_segments(dir: &Path) {
-    let Ok(entries) = fs::read_dir(dir) else {
-        return;
-    };
-    for e in entries.flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        if name.ends_with(".open") || name.ends_with(".new") {
-            let _ = fs::remove_file(e.path());
-        }
-    }
-}
-
-/// Whether the sealed segment file at `path` is whole and is the segment
-/// `entry` describes (every checksum is read).
-pub fn verify_sealed(path: &Path, entry: &JournalEntry) -> bool {
+/// Whether the sealed segment `entry` names is whole in the spool and is
+/// the segment `entry` describes (every checksum is read).
+pub fn verify_sealed(spool: &dyn Spool, abs_id: AbsId, entry: &JournalEntry) -> bool {
     let check = || -> Result<bool> {
-        let mut f = File::open(path)?;
-        if f.metadata()?.len() != entry.total_bytes {
+        let (len, mut f) = spool.open_sealed(abs_id, entry.seq)?;
+        if len != entry.total_bytes {
             return Ok(false);
         }
         let mut reader = SegmentReader::new(false);
@@ -256,12 +207,21 @@ pub fn verify_sealed(path: &Path, entry: &JournalEntry) -> bool {
             reader.feed(&buf[..n])?;
         }
         let s = reader.finish()?.summary;
-        Ok(s.header.seq == entry.seq
+        Ok(s.header.seq == entry.seq.get()
+            && s.header.abs_id == abs_id.get()
             && s.crc32c == entry.crc32c
             && s.track_count == entry.track_count
             && s.data_bytes == entry.data_bytes)
     };
     check().unwrap_or(false)
+}
+
+/// A segment the catalog holds, as the journal describes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PlacedSegment {
+    pub seq: SegmentSeq,
+    pub frames_through: u64,
+    pub data_bytes: u64,
 }
 
 /// Where a resumed stream continues.
@@ -270,21 +230,24 @@ pub struct ResumePlan {
     /// Track frames the front-end holds (the node sends from there).
     pub frames: u64,
     /// The next segment's sequence number.
-    pub next_seq: u32,
-    /// Segments on tape and in the catalog: (seq, frames through, data bytes).
-    pub placed: Vec<(u32, u64, u64)>,
+    pub next_seq: SegmentSeq,
+    /// Segments on tape and in the catalog.
+    pub placed: Vec<PlacedSegment>,
     /// Sealed segments in the spool, not on tape: to be written.
     pub requeue: Vec<JournalEntry>,
     /// Journal entries past the resume point (their files are removed).
-    pub dropped: Vec<u32>,
+    pub dropped: Vec<SegmentSeq>,
+    /// The journal's entries up to the resume point (what it must hold
+    /// before the resumed stream seals more).
+    pub kept: Vec<JournalEntry>,
 }
 
 impl ResumePlan {
     /// Tracks and data bytes the kept segments hold.
     pub fn kept(&self) -> (u64, u64) {
         let tracks = self.frames;
-        let bytes =
-            self.placed.iter().map(|p| p.2).sum::<u64>() + self.requeue.iter().map(|e| e.data_bytes).sum::<u64>();
+        let bytes = self.placed.iter().map(|p| p.data_bytes).sum::<u64>()
+            + self.requeue.iter().map(|e| e.data_bytes).sum::<u64>();
         (tracks, bytes)
     }
 }
@@ -293,14 +256,19 @@ impl ResumePlan {
 /// holds (`placed`) and whether an unplaced segment's file verifies.
 /// Fails when the catalog holds a segment the resumed stream would write
 /// again differently (it lies past a segment that was lost).
-pub fn plan(journal: &[JournalEntry], placed: &[u32], verifies: impl Fn(&JournalEntry) -> bool) -> Result<ResumePlan> {
-    let placed_set: BTreeSet<u32> = placed.iter().copied().collect();
+pub fn plan(
+    journal: &[JournalEntry],
+    placed: &[SegmentSeq],
+    verifies: impl Fn(&JournalEntry) -> bool,
+) -> Result<ResumePlan> {
+    let placed_set: BTreeSet<SegmentSeq> = placed.iter().copied().collect();
     let mut out = ResumePlan {
         frames: 0,
-        next_seq: 0,
+        next_seq: SegmentSeq::new(0),
         placed: Vec::new(),
         requeue: Vec::new(),
         dropped: Vec::new(),
+        kept: Vec::new(),
     };
     let mut cut = false;
     for (i, e) in journal.iter().enumerate() {
@@ -308,7 +276,7 @@ pub fn plan(journal: &[JournalEntry], placed: &[u32], verifies: impl Fn(&Journal
             out.dropped.push(e.seq);
             continue;
         }
-        if e.seq as usize != i || e.frames_through < out.frames {
+        if e.seq.get() as usize != i || e.frames_through < out.frames {
             bail!(
                 "the spool's journal is out of order at line {}: segment {} through frame {} after frame {}",
                 i + 1,
@@ -318,7 +286,11 @@ pub fn plan(journal: &[JournalEntry], placed: &[u32], verifies: impl Fn(&Journal
             );
         }
         if placed_set.contains(&e.seq) {
-            out.placed.push((e.seq, e.frames_through, e.data_bytes));
+            out.placed.push(PlacedSegment {
+                seq: e.seq,
+                frames_through: e.frames_through,
+                data_bytes: e.data_bytes,
+            });
         } else if verifies(e) {
             out.requeue.push(*e);
         } else {
@@ -326,8 +298,12 @@ pub fn plan(journal: &[JournalEntry], placed: &[u32], verifies: impl Fn(&Journal
             out.dropped.push(e.seq);
             continue;
         }
+        out.kept.push(*e);
         out.frames = e.frames_through;
-        out.next_seq = e.seq + 1;
+        out.next_seq = e
+            .seq
+            .next()
+            .ok_or_else(|| anyhow!("the journal runs past the last segment number"))?;
     }
     if let Some(lost) = placed_set.iter().find(|s| **s >= out.next_seq) {
         bail!(
@@ -339,25 +315,17 @@ pub fn plan(journal: &[JournalEntry], placed: &[u32], verifies: impl Fn(&Journal
     Ok(out)
 }
 
-#[cfg(unix)]
-fn sync_dir(dir: &Path) {
-    if let Ok(d) = File::open(dir) {
-        let _ = d.sync_all();
-    }
-}
-
-#[cfg(not(unix))]
-fn sync_dir(_dir: &Path) {}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::frontend::store::FileSpool;
+    use crate::spool::SpoolDir;
     use proptest::prelude::*;
     use proto::domain::ChannelId;
 
     fn entry(seq: u32, frames: u64) -> JournalEntry {
         JournalEntry {
-            seq,
+            seq: SegmentSeq::new(seq),
             frames_through: frames,
             track_count: 4,
             data_bytes: 100 * u64::from(seq + 1),
@@ -366,33 +334,48 @@ mod tests {
         }
     }
 
+    fn seqs(v: &[u32]) -> Vec<SegmentSeq> {
+        v.iter().map(|s| SegmentSeq::new(*s)).collect()
+    }
+
+    fn file_spool(dir: &std::path::Path) -> FileSpool {
+        let d = SpoolDir::new(dir);
+        let slots = d.front_end_slots().unwrap();
+        FileSpool::new(d, slots)
+    }
+
     #[test]
     fn journal_lines_read_back_up_to_a_torn_one() {
         let dir = tempfile::tempdir().unwrap();
-        let spool = Spool::new(dir.path());
-        std::fs::create_dir_all(spool.abs_dir(AbsId::new(3))).unwrap();
+        let spool = file_spool(dir.path());
+        let abs = AbsId::new(3);
+        std::fs::create_dir_all(spool.dir().abs_dir(abs)).unwrap();
         for i in 0..3 {
-            journal_sealed(&spool, AbsId::new(3), &entry(i, u64::from(i + 1) * 4)).unwrap();
+            spool.journal(abs, &entry(i, u64::from(i + 1) * 4)).unwrap();
         }
+        assert_eq!(spool.read_journal(abs), vec![entry(0, 4), entry(1, 8), entry(2, 12)]);
+        // The format on disk is unchanged.
+        let text = std::fs::read_to_string(spool.dir().journal(abs)).unwrap();
+        let first = format!("0 4 4 100 500 {:08x}", 0xdead_beefu32);
         assert_eq!(
-            read_journal(&spool.journal(AbsId::new(3))),
-            vec![entry(0, 4), entry(1, 8), entry(2, 12)]
+            text.lines().next().unwrap(),
+            format!("{first} {:08x}", crc32c::crc32c(first.as_bytes()))
         );
         // A torn append, and a flipped byte: read up to the first bad line.
-        let mut text = std::fs::read(spool.journal(AbsId::new(3))).unwrap();
+        let mut text = text.into_bytes();
         text.extend_from_slice(b"3 16 4 40");
-        std::fs::write(spool.journal(AbsId::new(3)), &text).unwrap();
-        assert_eq!(read_journal(&spool.journal(AbsId::new(3))).len(), 3);
+        std::fs::write(spool.dir().journal(abs), &text).unwrap();
+        assert_eq!(spool.read_journal(abs).len(), 3);
         let second = text.iter().position(|b| *b == b'\n').unwrap() + 1;
         text[second] ^= 1;
-        std::fs::write(spool.journal(AbsId::new(3)), &text).unwrap();
-        assert_eq!(read_journal(&spool.journal(AbsId::new(3))), vec![entry(0, 4)]);
+        std::fs::write(spool.dir().journal(abs), &text).unwrap();
+        assert_eq!(spool.read_journal(abs), vec![entry(0, 4)]);
     }
 
     #[test]
     fn the_channel_file_round_trips_and_damage_is_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let spool = Spool::new(dir.path());
+        let spool = file_spool(dir.path());
         let ch = BackupChannel {
             channel_id: ChannelId::new(9),
             abs_id: AbsId::new(4),
@@ -416,39 +399,40 @@ mod tests {
             token: [3; 16],
         };
         save_channel(&spool, &ch).unwrap();
-        assert_eq!(load_channel(&spool.channel_file(AbsId::new(4))).unwrap(), ch);
+        assert_eq!(load_channel(&spool, AbsId::new(4)).unwrap(), ch);
         let recovered = recover(&spool);
         assert_eq!(recovered.len(), 1);
         assert_eq!(recovered[0].ch, ch);
-        let mut bytes = std::fs::read(spool.channel_file(AbsId::new(4))).unwrap();
+        let path = spool.dir().channel_file(AbsId::new(4));
+        let mut bytes = std::fs::read(&path).unwrap();
         let last = bytes.len() - 1;
         bytes[last] ^= 0x40;
-        std::fs::write(spool.channel_file(AbsId::new(4)), &bytes).unwrap();
-        let e = load_channel(&spool.channel_file(AbsId::new(4))).unwrap_err();
+        std::fs::write(&path, &bytes).unwrap();
+        let e = load_channel(&spool, AbsId::new(4)).unwrap_err();
         assert!(format!("{e:#}").contains("checksum"), "{e:#}");
         // A damaged channel is discarded at start, with its directory.
         assert!(recover(&spool).is_empty());
-        assert!(!spool.abs_dir(AbsId::new(4)).exists());
+        assert!(!spool.dir().abs_dir(AbsId::new(4)).exists());
     }
 
     #[test]
     fn resume_continues_after_what_is_on_tape_or_verifies() {
         let j: Vec<_> = (0..5).map(|i| entry(i, u64::from(i + 1) * 10)).collect();
         // 0 and 1 on tape, 2 and 3 whole in the spool, 4 torn.
-        let p = plan(&j, &[0, 1], |e| e.seq != 4).unwrap();
+        let p = plan(&j, &seqs(&[0, 1]), |e| e.seq.get() != 4).unwrap();
         assert_eq!(p.frames, 40);
-        assert_eq!(p.next_seq, 4);
-        assert_eq!(p.placed.iter().map(|x| x.0).collect::<Vec<_>>(), [0, 1]);
-        assert_eq!(p.requeue.iter().map(|e| e.seq).collect::<Vec<_>>(), [2, 3]);
-        assert_eq!(p.dropped, [4]);
+        assert_eq!(p.next_seq.get(), 4);
+        assert_eq!(p.placed.iter().map(|x| x.seq.get()).collect::<Vec<_>>(), [0, 1]);
+        assert_eq!(p.requeue.iter().map(|e| e.seq.get()).collect::<Vec<_>>(), [2, 3]);
+        assert_eq!(p.dropped, seqs(&[4]));
         // Nothing sealed: resume from the start.
         let p = plan(&[], &[], |_| true).unwrap();
-        assert_eq!((p.frames, p.next_seq), (0, 0));
+        assert_eq!((p.frames, p.next_seq.get()), (0, 0));
         // A segment on tape past a lost one cannot be written again the same way.
-        let e = plan(&j, &[0, 3], |e| e.seq != 1).unwrap_err();
+        let e = plan(&j, &seqs(&[0, 3]), |e| e.seq.get() != 1).unwrap_err();
         assert!(format!("{e}").contains("cannot resume"), "{e}");
         // On tape but not in the journal at all.
-        assert!(plan(&j[..2], &[0, 1, 2], |_| true).is_err());
+        assert!(plan(&j[..2], &seqs(&[0, 1, 2]), |_| true).is_err());
     }
 
     proptest! {
@@ -465,14 +449,14 @@ mod tests {
             let mut frames = 0;
             let j: Vec<_> = sizes.iter().enumerate().map(|(i, s)| { frames += s; entry(i as u32, frames) }).collect();
             let placed: Vec<u32> = (0..j.len() as u32).filter(|i| placed_mask & (1 << i) != 0).collect();
-            match plan(&j, &placed, |e| good_mask & (1 << e.seq) != 0) {
+            match plan(&j, &seqs(&placed), |e| good_mask & (1 << e.seq.get()) != 0) {
                 Ok(p) => {
-                    let kept = p.next_seq as usize;
+                    let kept = p.next_seq.get() as usize;
                     prop_assert_eq!(p.frames, if kept == 0 { 0 } else { j[kept - 1].frames_through });
                     prop_assert_eq!(p.placed.len() + p.requeue.len(), kept);
                     for e in &p.requeue {
-                        prop_assert!(!placed.contains(&e.seq));
-                        prop_assert!(good_mask & (1 << e.seq) != 0);
+                        prop_assert!(!placed.contains(&e.seq.get()));
+                        prop_assert!(good_mask & (1 << e.seq.get()) != 0);
                     }
                     prop_assert!(placed.iter().all(|s| (*s as usize) < kept));
                     prop_assert_eq!(p.dropped.len(), j.len() - kept);

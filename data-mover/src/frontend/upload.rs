@@ -1,18 +1,24 @@
-//! Sealed segments to tape: each one handed to the back-end (announced in
-//! the shared spool, or sent over QUIC), deleted only when the back-end
-//! says it is on tape, synced, and in the catalog; several in flight at
-//! once, so the drive always has the next one while the front-end
-//! accumulates the one after.
+//! Sealed segments to tape: the Sealed → OnTape → InCatalog → Released
+//! part of the segment release protocol ([`super::release`]).
 //!
-//! The uploads report how far the input is safe on tape: the track frames
-//! consumed up to the end of the last segment of an unbroken run of placed
-//! segments (0, 1, 2, … in sequence order), which is what the primary node
-//! may drop from its request queue.
+//! ```text
+//!  Upload(seg) ─► WriteSegment to the back-end (announced in the shared spool, or sent over QUIC)
+//!              ◄─ Placed: on tape, synced, in the catalog ─► core.placed
+//!                   ─► Release(permit): the spool file freed (kept to be written over)
+//!                   ─► Ack(n): the primary node may drop its first n track frames
+//!              ◄─ Error ─► core.upload_failed: the segment stays sealed; the ABS fails
+//! ```
+//!
+//! Several segments are in flight at once, so the drive always has the
+//! next one while the front-end accumulates the one after. Completions
+//! come in any order; the core acknowledges only the unbroken run of
+//! placed segments 0, 1, 2, …, and the acknowledgements leave from this
+//! one task, in order.
 
-use proto::domain::{ChannelId, SegmentSeq};
-use std::collections::{BTreeMap, HashMap};
+use proto::domain::ChannelId;
+use std::collections::HashMap;
 use std::io::Read;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use anyhow::{anyhow, bail, Context, Result};
 use proto::wire::{BackEndReply, BackEndRequest, BackupChannel, StationRequest, MAX_CONTROL_FRAME};
@@ -21,6 +27,8 @@ use tokio::task::JoinSet;
 
 use super::accumulator::SealedSegment;
 use super::pairing::{data_path, report_data_path};
+use super::release::{Effect, Release};
+use super::store::{execute, lock, Spool};
 use crate::mover::{Mover, CHUNK};
 
 /// A sealed segment and its place in the spool (released when it is gone).
@@ -35,22 +43,31 @@ pub struct Uploaded {
     pub last_drive: String,
 }
 
-/// What an ABS resumed after a front-end restart already has on tape.
-#[derive(Debug, Clone, Default)]
-pub struct Resumed {
-    /// Segments on tape and in the catalog: (seq, frames through, data bytes).
-    pub placed: Vec<(u32, u64, u64)>,
+/// Carry out the effects of a placement: release the file, and send the
+/// acknowledgement point on.
+fn placed(spool: &dyn Spool, core: &Mutex<Release>, seg: &SealedSegment, on_tape: &watch::Sender<u64>) -> Result<()> {
+    let fx = lock(core)?.placed(seg.seq)?;
+    for left in execute(spool, core, fx)? {
+        match left {
+            Effect::Ack(point) => {
+                let _ = on_tape.send(point.tracks());
+            }
+            other => bail!("unexpected effect of a placement: {other:?}"),
+        }
+    }
+    Ok(())
 }
 
 /// Upload every segment that comes through `rx` until it closes; report
-/// on `on_tape` the frames that are safe on tape. Fails on the first
-/// segment the back-end refuses.
+/// on `on_tape` the frames that are safe on tape and in the catalog. Fails
+/// on the first segment the back-end refuses.
 pub async fn run(
     mover: Arc<Mover>,
     ch: BackupChannel,
+    spool: Arc<dyn Spool>,
+    core: Arc<Mutex<Release>>,
     mut rx: mpsc::Receiver<Queued>,
     on_tape: watch::Sender<u64>,
-    resumed: Resumed,
 ) -> Result<Uploaded> {
     if ch.drives.is_empty() {
         bail!("backup channel {} names no drive", ch.channel_id);
@@ -59,22 +76,10 @@ pub async fn run(
     let conn = mover.back_end(&ch.back_end).await?;
     report_data_path(&mover, ch.channel_id, &data_path(&mover, &ch.back_end, &conn).await?);
     let mut in_flight: HashMap<String, usize> = ch.drives.iter().map(|d| (d.clone(), 0)).collect();
-    let mut tasks: JoinSet<Result<(u32, u64, u64, String)>> = JoinSet::new();
-    let mut placed: BTreeMap<u32, u64> = BTreeMap::new();
-    let mut next_seq = 0u32;
-    let mut segments = 0u32;
-    let mut bytes_on_tape = 0u64;
+    type Done = (SealedSegment, OwnedSemaphorePermit, String, Result<()>);
+    let mut tasks: JoinSet<Done> = JoinSet::new();
     let mut top: Option<(u32, String)> = None;
     let mut closed = false;
-    for (seq, frames, data_bytes) in resumed.placed {
-        placed.insert(seq, frames);
-        segments += 1;
-        bytes_on_tape += data_bytes;
-    }
-    while let Some(frames) = placed.remove(&next_seq) {
-        let _ = on_tape.send(frames);
-        next_seq += 1;
-    }
     loop {
         if closed && tasks.is_empty() {
             break;
@@ -91,40 +96,36 @@ pub async fn run(
                         .cloned()
                         .ok_or_else(|| anyhow!("no drive"))?;
                     *in_flight.entry(drive.clone()).or_default() += 1;
-                    let (m, c) = (mover.clone(), ch.clone());
+                    let (m, c, sp) = (mover.clone(), ch.clone(), spool.clone());
                     tasks.spawn(async move {
-                        let seq = seg.summary.header.seq;
-                        upload(&m, &c, &drive, &seg).await?;
-                        // Released: on tape, synced, in the catalog. The file
-                        // is kept to be written over by a later segment.
-                        m.fe_slots.release(&seg.path);
-                        drop(slot);
-                        metrics::counter!("dmc_fe_segments_released_total").increment(1);
-                        Ok((seq, seg.frames_through, seg.summary.data_bytes, drive))
+                        let res = upload(&m, &c, sp.as_ref(), &drive, &seg).await;
+                        (seg, slot, drive, res)
                     });
                 }
             },
             Some(joined) = tasks.join_next(), if !tasks.is_empty() => {
                 // Returning early drops the set, which stops the other uploads.
-                let (seq, frames, data_bytes, drive) = joined.context("segment upload task")??;
+                let (seg, slot, drive, res) = joined.context("segment upload task")?;
+                if let Err(e) = res {
+                    lock(&core)?.upload_failed(seg.seq)?;
+                    return Err(e);
+                }
                 if let Some(n) = in_flight.get_mut(&drive) {
                     *n = n.saturating_sub(1);
                 }
-                segments += 1;
-                bytes_on_tape += data_bytes;
-                let _ = progress.send(bytes_on_tape);
-                if top.as_ref().is_none_or(|(s, _)| seq > *s) {
-                    top = Some((seq, drive));
-                }
-                placed.insert(seq, frames);
-                while let Some(frames) = placed.remove(&next_seq) {
-                    let _ = on_tape.send(frames);
-                    next_seq += 1;
+                // On tape, synced, in the catalog: the file is released (kept
+                // to be written over by a later segment), then its place.
+                placed(spool.as_ref(), &core, &seg, &on_tape)?;
+                drop(slot);
+                let _ = progress.send(lock(&core)?.placed_totals().1);
+                if top.as_ref().is_none_or(|(s, _)| seg.seq.get() > *s) {
+                    top = Some((seg.seq.get(), drive));
                 }
             }
         }
     }
     let last_drive = top.map(|(_, d)| d).unwrap_or_else(|| ch.drives[0].clone());
+    let segments = lock(&core)?.placed_totals().0;
     Ok(Uploaded { segments, last_drive })
 }
 
@@ -150,25 +151,25 @@ fn progress_reporter(mover: Arc<Mover>, channel_id: ChannelId) -> watch::Sender<
 
 /// Hand one sealed segment to the back-end's `drive` and wait until it is
 /// on tape, synced, and in the catalog.
-async fn upload(mover: &Mover, ch: &BackupChannel, drive: &str, seg: &SealedSegment) -> Result<()> {
-    let seq = seg.summary.header.seq;
+async fn upload(mover: &Mover, ch: &BackupChannel, spool: &dyn Spool, drive: &str, seg: &SealedSegment) -> Result<()> {
+    let seq = seg.seq;
     let conn = mover.back_end(&ch.back_end).await?;
     let path = data_path(mover, &ch.back_end, &conn).await?;
     let (mut bs, mut br) = transport::open_bi(&conn, MAX_CONTROL_FRAME).await?;
-    let total = seg.summary.total_bytes;
+    let total = seg.total_bytes;
     bs.send(&BackEndRequest::WriteSegment {
         channel_id: ch.channel_id,
         drive: drive.to_string(),
         object_name: ch.object_name.clone(),
         abs_id: ch.abs_id,
-        seq: SegmentSeq::new(seq),
+        seq,
         bytes: total,
-        crc32c: seg.summary.crc32c,
+        crc32c: seg.crc32c,
         shared: path.shared(),
     })
     .await?;
     if !path.shared() {
-        send_file(mover, &mut bs, seg, total).await?;
+        send_file(mover, &mut bs, spool, ch, seg, total).await?;
     }
     bs.finish().await?;
     match br.recv::<BackEndReply>().await? {
@@ -185,14 +186,24 @@ async fn upload(mover: &Mover, ch: &BackupChannel, drive: &str, seg: &SealedSegm
 }
 
 /// Send a sealed segment's bytes raw, read in pooled pieces.
-async fn send_file(mover: &Mover, bs: &mut transport::FramedSend, seg: &SealedSegment, total: u64) -> Result<()> {
-    let mut file = std::fs::File::open(&seg.path).with_context(|| format!("opening {}", seg.path.display()))?;
+async fn send_file(
+    mover: &Mover,
+    bs: &mut transport::FramedSend,
+    spool: &dyn Spool,
+    ch: &BackupChannel,
+    seg: &SealedSegment,
+    total: u64,
+) -> Result<()> {
+    let what = || format!("segment {} of ABS {} in the spool", seg.seq, ch.abs_id);
+    let (len, mut file) = spool.open_sealed(ch.abs_id, seg.seq).with_context(what)?;
+    if len < total {
+        bail!("{}: {len} bytes, the journal says {total}", what());
+    }
     let mut sent = 0u64;
     while sent < total {
         let want = CHUNK.min((total - sent) as usize);
         let mut buf = mover.chunks.take(want);
-        tokio::task::block_in_place(|| file.read_exact(buf.as_mut_slice()))
-            .with_context(|| format!("reading {}", seg.path.display()))?;
+        tokio::task::block_in_place(|| file.read_exact(buf.as_mut_slice())).with_context(what)?;
         bs.send_raw(buf.freeze()).await?;
         sent += want as u64;
     }
