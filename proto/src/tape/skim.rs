@@ -18,7 +18,7 @@
 
 use super::block::{Block, BlockDevice};
 use super::file::FileStats;
-use super::inspect::{scan_file, FileContent, FileEnd, ScannedFile, ScannedKind};
+use super::scan::{scan_file, FileContent, FileEnd, ScannedFile, ScannedKind};
 use super::segment::{skim, SEGMENT_HEADER_LEN, SEGMENT_MAGIC, SEGMENT_TRAILER_LEN};
 use super::{TapeError, MAX_BLOCK_SIZE};
 

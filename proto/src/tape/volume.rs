@@ -31,10 +31,10 @@ use super::directory::{
 };
 use super::error::Location;
 use super::file::{read_file, write_file, FileReader, FileStats, FileWriter};
-use super::inspect::{scan_file, FileContent, ScannedKind};
 use super::labels::{EndLabels, VolumeLabels, LABEL_LEN};
 use super::metadata::{AbsMetadata, MAX_METADATA_PAYLOAD, MAX_OBJECT_NAME};
 use super::node::{check_params, NodeHeader, NodeTrailer, MAX_NODE_PAYLOAD};
+use super::scan::{scan_file, FileContent, ScannedKind};
 use super::segment::{SegmentHeader, SegmentReader, SegmentSummary, VerifiedSegment, SEGMENT_HEADER_LEN};
 use super::skim::skim_file;
 use super::{TapeError, FORMAT_VERSION, MAX_BLOCK_SIZE};
