@@ -4,7 +4,7 @@
 //! 1. [`block`]: a block device — variable-length records and tape marks.
 //!    [`block::SimhTape`] stores them in the SIMH `.tap` container over any
 //!    `Read + Write + Seek` (an image file, or a `Cursor<Vec<u8>>` in tests).
-//! 2. [`file`]: tape files — a byte stream cut into records, ended by a tape mark.
+//! 2. [`file`](mod@file): tape files — a byte stream cut into records, ended by a tape mark.
 //! 3. [`labels`]: ANSI X3.27 VOL1/HDR1/HDR2/EOF1/EOF2/EOV1/EOV2 labels.
 //! 4. [`segment`], [`metadata`], [`node`], [`directory`]: this system's
 //!    structures, each with a versioned magic and a CRC32C.

@@ -8,8 +8,8 @@
 //! which a drive does without transferring data. The directory entry it
 //! gives is what [`scan_file`] would give for an intact file: the trailer
 //! holds the body CRC, and the whole file's CRC follows from it
-//! ([`SegmentSummary::file_crc32c`]), so a restore or `verify` still checks
-//! every byte of the file against it.
+//! ([`SegmentSummary::file_crc32c`](super::segment::SegmentSummary::file_crc32c)),
+//! so a restore or `verify` still checks every byte of the file against it.
 //!
 //! Anything irregular (not a segment, a short record before the last, a
 //! missing tape mark, a file of three records or fewer) is handed to
