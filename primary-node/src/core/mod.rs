@@ -14,3 +14,6 @@
 pub mod protection;
 pub mod request_queue;
 pub mod side_file;
+
+#[cfg(test)]
+mod proptests;

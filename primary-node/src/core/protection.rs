@@ -283,6 +283,11 @@ impl ProtectionMap {
         self.snapshots.get(&backup).map_or(0, |s| s.side.len())
     }
 
+    /// Bytes of `backup`'s side file (of the node's budget).
+    pub fn side_bytes(&self, backup: BackupId) -> u64 {
+        self.snapshots.get(&backup).map_or(0, |s| s.file.bytes())
+    }
+
     /// Whether `backup` has a snapshot of the volume.
     pub fn is_running(&self, backup: BackupId) -> bool {
         self.snapshots.contains_key(&backup)
