@@ -6,15 +6,17 @@
 //!   volume's change map (durably, when a stamp changes) before it lands.
 //! - **Concurrent copy** (seed FIG. 19/20). A backup starts with a
 //!   *snapshot*: every track of its track set is protected. A host write to
-//!   a protected track that the backup has not read yet first copies the
-//!   track's current contents into the backup's side file, then lands; the
-//!   backup reads that copy instead of the volume. A track the backup has
-//!   read is unprotected at once. So the backup is the exact image of the
-//!   object at its start while hosts keep writing, and no host write ever
-//!   waits for more than one track copy. A side copy stays until the
-//!   front-end acknowledges its track as durable (the request queue entry
-//!   leaves then); its slot in the side file is then reused. The snapshot
-//!   (and its side file) goes away when the backup ends, however it ends.
+//!   a protected track first copies the track's current contents into the
+//!   backup's side file, then lands; the backup reads that copy instead of
+//!   the volume. A track stays protected (or its copy stays) until the
+//!   front-end acknowledges it as durable (the request queue entry leaves
+//!   then), not merely until the backup read it: a stream resumed after the
+//!   front-end was lost reads its tracks again and must send the same bytes.
+//!   So the backup is the exact image of the object at its start while
+//!   hosts keep writing, and no host write ever waits for more than one
+//!   track copy per backup. A released copy's slot in the side file is
+//!   reused. The snapshot (and its side file) goes away when the backup
+//!   ends, however it ends.
 //! - **Differential snapshots** (seed FIG. 23). A snapshot can be limited
 //!   to the tracks changed since a base backup's epoch; it protects only
 //!   those, and the backup sends only those.
@@ -271,8 +273,8 @@ impl HostVolume {
     }
 
     /// The front-end acknowledged these tracks of the backup as durable:
-    /// their request-queue entries leave, and so do their side copies
-    /// (the slots are reused).
+    /// their request-queue entries leave, they are no longer protected,
+    /// and their side copies leave (the slots are reused).
     pub fn release(&self, backup: u64, tracks: &[u64]) {
         if let Ok(mut st) = self.lock() {
             let tracks: Vec<Track> = tracks.iter().map(|&t| Track(t)).collect();
@@ -309,11 +311,11 @@ impl HostVolume {
     }
 
     /// The backup reads `len` bytes at `offset` of track `t`: its side
-    /// copy if a host wrote the track meanwhile, else the volume (and the
-    /// track is no longer protected).
+    /// copy if a host wrote the track meanwhile, else the volume. The same
+    /// bytes however often it reads the track until it is acknowledged.
     pub fn read_for_backup(&self, backup: u64, t: u64, offset: u64, buf: &mut [u8]) -> Result<()> {
         let len = buf.len();
-        let mut st = self.lock()?;
+        let st = self.lock()?;
         match st.protection.read(BackupId(backup), Track(t)) {
             Err(ReadError::NotRunning) => bail!("backup {backup} has no snapshot of volume {}", self.volume.name),
             Err(ReadError::Broken(cause)) => bail!("{}", self.broken_reason(backup, &cause)),
@@ -328,10 +330,7 @@ impl HostVolume {
                 file.read_exact_at(buf, at + skip as u64)
                     .with_context(|| format!("reading the side copy of track {t} from {}", side.path.display()))?;
             }
-            Ok(ReadFrom::Volume) => {
-                self.volume.read_into(offset, buf)?;
-                st.protection.read_from_volume(BackupId(backup), Track(t));
-            }
+            Ok(ReadFrom::Volume) => self.volume.read_into(offset, buf)?,
         }
         Ok(())
     }
@@ -536,7 +535,7 @@ mod tests {
         assert_eq!(read_backup(v, 1, 1, TS as u64, TS).unwrap(), vec![1u8; TS]);
         assert_eq!(read_backup(v, 1, 2, 2 * TS as u64 + 100, 10).unwrap(), vec![2u8; 10]);
         assert!(dir.path().join("state/side-1-v.bin").exists());
-        // A track the backup read is no longer protected: no copy.
+        // Track 0 was copied aside already: no second copy.
         v.write(0, &[0x55; 16]).unwrap();
         // The writes after the start are changes for the next backup.
         let changed = host
@@ -610,6 +609,25 @@ mod tests {
         assert_eq!(std::fs::metadata(&side).unwrap().len(), len);
         assert_eq!(read_backup(v, 1, 4, 4 * TS as u64, TS).unwrap(), vec![4u8; TS]);
         assert_eq!(read_backup(v, 1, 5, 5 * TS as u64, TS).unwrap(), vec![5u8; TS]);
+    }
+
+    #[test]
+    fn a_track_sent_again_after_a_host_write_is_still_the_image_at_the_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let (host, _) = setup(dir.path());
+        let v = host.volume("v").unwrap();
+        v.begin_backup(1, 0..8).unwrap();
+        // Track 3 is read and sent; then a host overwrites it.
+        assert_eq!(read_backup(v, 1, 3, 3 * TS as u64, TS).unwrap(), vec![3u8; TS]);
+        v.write(3 * TS as u64, &vec![0xee; TS]).unwrap();
+        // The front-end is lost before the track is on tape: the resumed
+        // stream reads it again, and sends the same bytes.
+        assert_eq!(read_backup(v, 1, 3, 3 * TS as u64, TS).unwrap(), vec![3u8; TS]);
+        // On tape: the copy leaves and the track is no longer protected.
+        v.release(1, &[3]);
+        assert_eq!(v.side_copies(1), 0);
+        v.write(3 * TS as u64, &[1; 4]).unwrap();
+        assert_eq!(v.side_copies(1), 0);
     }
 
     #[test]

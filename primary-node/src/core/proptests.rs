@@ -46,7 +46,8 @@ enum Op {
         len: u64,
         fail: Option<usize>,
     },
-    /// A backup reads one of its tracks not yet acknowledged (`pick`-th).
+    /// A backup reads (or sends again) one of its tracks not yet
+    /// acknowledged (`pick`-th).
     Read {
         backup: u64,
         pick: usize,
@@ -80,8 +81,6 @@ struct Model {
     /// Tracks it read (sent), and those acknowledged.
     read: BTreeSet<Track>,
     acked: BTreeSet<Track>,
-    /// Tracks it read from the volume (no longer protected for it).
-    from_volume: BTreeSet<Track>,
     /// Its side copies: track → slot, and the slots its side file has.
     held: BTreeMap<Track, Slot>,
     slots: u64,
@@ -97,9 +96,7 @@ impl Model {
 
     /// Tracks whose contents at the start the backup may still read.
     fn needed(&self) -> impl Iterator<Item = (&Track, &u32)> + '_ {
-        self.image
-            .iter()
-            .filter(|(t, _)| !self.acked.contains(t) && !self.from_volume.contains(t))
+        self.image.iter().filter(|(t, _)| !self.acked.contains(t))
     }
 }
 
@@ -172,7 +169,7 @@ impl World {
                     .ok_or_else(|| failure("a copy for an unknown backup"))?;
                 prop_assert!(!m.broken && m.image.contains_key(&track));
                 prop_assert!(!m.held.contains_key(&track), "copied twice");
-                prop_assert!(!m.from_volume.contains(&track) && !m.acked.contains(&track));
+                prop_assert!(!m.acked.contains(&track));
                 // Slots are reused, lowest first, before the file grows.
                 match m.free_slots().first() {
                     Some(&lowest) => prop_assert!(!c.grows() && c.slot.index() == lowest),
@@ -233,11 +230,7 @@ impl World {
             return Ok(());
         }
         let value = match got {
-            Ok(ReadFrom::Volume) => {
-                self.map.read_from_volume(backup, track);
-                m.from_volume.insert(track);
-                self.volume[track.0 as usize]
-            }
+            Ok(ReadFrom::Volume) => self.volume[track.0 as usize],
             Ok(ReadFrom::Side { slot, offset }) => {
                 prop_assert_eq!(offset, slot.index() * TS);
                 prop_assert_eq!(m.held.get(&track), Some(&slot));

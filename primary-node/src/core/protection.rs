@@ -6,10 +6,13 @@
 //! protected. A host write to a track that a running backup protects first
 //! copies the track's current contents into that backup's side file
 //! ([`WriteAction::CopyFirst`]); then the track is no longer protected for
-//! it, and the backup reads the copy instead of the volume. A side copy
-//! stays until the front-end acknowledges its track ([`ProtectionMap::release`]);
-//! its slot is then reused. A copy that cannot be made (the side file is
-//! full, or the copy failed) breaks the backup, never the host write.
+//! it, and the backup reads the copy instead of the volume. A track stays
+//! protected, or its side copy stays, until the front-end acknowledges it
+//! ([`ProtectionMap::release`]), not merely until the backup read it: a
+//! stream resumed after the front-end was lost reads its tracks again, and
+//! must read the same bytes. A copy's slot is then reused. A copy that
+//! cannot be made (the side file is full, or the copy failed) breaks the
+//! backup, never the host write.
 //!
 //! Pure state: the shell ([`crate::host`]) reads the volume, writes the
 //! side file and holds the lock that makes each call and its I/O one step
@@ -112,7 +115,7 @@ pub struct AlreadyRunning(pub BackupId);
 #[derive(Debug)]
 struct Snapshot {
     /// Tracks of the track set whose contents at the backup's start are
-    /// still only on the volume.
+    /// still only on the volume, and not yet acknowledged.
     protected: BTreeSet<Track>,
     /// Side copies not yet acknowledged: track → slot.
     side: BTreeMap<Track, Slot>,
@@ -128,10 +131,11 @@ struct Snapshot {
 /// host only after [`WriteAction::CopyFirst`] for that backup and its
 /// [`ProtectionMap::copied`] (so its contents at the backup's start are
 /// safe in the side file); a backup reads each track of its image either
-/// from the volume (never written since its start) or from its side copy;
-/// a side copy's slot is freed only when the backup's front-end
-/// acknowledged the track, or the backup ends; a broken backup protects
-/// nothing and reads nothing. At most one side copy is in flight.
+/// from the volume (never written since its start) or from its side copy,
+/// as often as it reads it until the track is acknowledged; a side copy's
+/// slot is freed only when the backup's front-end acknowledged the track,
+/// or the backup ends; a broken backup protects nothing and reads nothing.
+/// At most one side copy is in flight.
 #[derive(Debug)]
 pub struct ProtectionMap {
     /// Bytes of one side-file slot: the track size.
@@ -237,8 +241,8 @@ impl ProtectionMap {
         events.push_back(Event::Broken { backup, cause });
     }
 
-    /// Where `backup` reads `track` of its image from. After reading the
-    /// volume, the shell reports [`ProtectionMap::read_from_volume`].
+    /// Where `backup` reads `track` of its image from (the same, however
+    /// often, until the track is acknowledged).
     pub fn read(&self, backup: BackupId, track: Track) -> Result<ReadFrom, ReadError> {
         let snap = self.snapshots.get(&backup).ok_or(ReadError::NotRunning)?;
         if let Some(cause) = &snap.broken {
@@ -253,23 +257,16 @@ impl ProtectionMap {
         })
     }
 
-    /// `backup` read `track` from the volume: the track is no longer
-    /// protected for it.
-    pub fn read_from_volume(&mut self, backup: BackupId, track: Track) {
-        if let Some(snap) = self.snapshots.get_mut(&backup) {
-            snap.protected.remove(&track);
-        }
-    }
-
-    /// The front-end acknowledged `tracks` of `backup` as durable: their
-    /// side copies leave and their slots are free for the next. Returns
-    /// the slots freed.
+    /// The front-end acknowledged `tracks` of `backup` as durable: they are
+    /// no longer protected, their side copies leave and their slots are
+    /// free for the next. Returns the slots freed.
     pub fn release(&mut self, backup: BackupId, tracks: &[Track]) -> Vec<Slot> {
         let Some(snap) = self.snapshots.get_mut(&backup) else {
             return Vec::new();
         };
         let mut freed = Vec::new();
         for t in tracks {
+            snap.protected.remove(t);
             if let Some(slot) = snap.side.remove(t) {
                 snap.file.free(slot);
                 freed.push(slot);
@@ -351,13 +348,22 @@ mod tests {
                 offset: 0
             })
         );
+        // Read, not yet acknowledged: still protected (it may be sent again).
         assert_eq!(m.read(BackupId(2), Track(6)), Ok(ReadFrom::Volume));
-        m.read_from_volume(BackupId(2), Track(6));
-        assert_eq!(m.write(Track(6), &budget), WriteAction::PassThrough);
-        assert_eq!(m.release(BackupId(2), &[Track(5), Track(6)]), vec![c2.slot]);
+        let c3 = copy_of(m.write(Track(6), &budget));
+        assert!(m.copied(c3));
+        assert_eq!(
+            m.read(BackupId(2), Track(6)),
+            Ok(ReadFrom::Side {
+                slot: c3.slot,
+                offset: 10
+            })
+        );
+        assert_eq!(m.release(BackupId(2), &[Track(5), Track(6)]), vec![c2.slot, c3.slot]);
+        assert_eq!(m.write(Track(6), &budget), WriteAction::PassThrough, "acknowledged");
         assert_eq!(m.side_copies(BackupId(2)), 0);
         let ended = m.end(BackupId(2), &budget).unwrap();
-        assert_eq!((ended.copies, ended.side_bytes), (1, 10));
+        assert_eq!((ended.copies, ended.side_bytes), (2, 20));
         assert_eq!(m.read(BackupId(2), Track(5)), Err(ReadError::NotRunning));
         assert_eq!(m.backups().collect::<Vec<_>>(), vec![BackupId(1)]);
     }
