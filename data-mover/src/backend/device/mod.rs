@@ -286,6 +286,8 @@ pub enum DeviceError {
     Changer(#[from] ChangerError),
     #[error("{device}: tape {label:?} is already mounted")]
     Busy { device: String, label: String },
+    #[error("drive configuration: expected {expected}, found {found}")]
+    Config { expected: String, found: String },
 }
 
 /// What mounting a tape means for a back-end drive's hardware.
@@ -299,6 +301,45 @@ pub trait Mounter: Send {
     fn unmount(&mut self, label: &str) -> Result<(), DeviceError> {
         let _ = label;
         Ok(())
+    }
+}
+
+/// The mounters of a back-end's `drives` drives: SIMH images by the
+/// station's paths (no `devices`), or one SCSI tape device per drive, in
+/// order, with an optional `mtx` changer they share (feature `scsi`; drive
+/// *i* is the changer's Data Transfer Element *i*).
+pub fn drive_mounters(
+    drives: usize,
+    devices: &[std::path::PathBuf],
+    changer: Option<&Path>,
+    capacity: Option<proto::tape::block::Capacity>,
+) -> Result<Vec<Box<dyn Mounter>>, DeviceError> {
+    if devices.is_empty() {
+        if let Some(c) = changer {
+            return Err(DeviceError::Config {
+                expected: "--changer together with one --drive-device per --drive".into(),
+                found: format!("--changer {} and no --drive-device", c.display()),
+            });
+        }
+        let images = (0..drives).map(|_| Box::new(simh::ImageMounter::new(capacity)) as Box<dyn Mounter>);
+        return Ok(images.collect());
+    }
+    if devices.len() != drives {
+        return Err(DeviceError::Config {
+            expected: format!("one --drive-device per --drive ({drives})"),
+            found: format!("{} --drive-device", devices.len()),
+        });
+    }
+    #[cfg(feature = "scsi")]
+    {
+        Ok(scsi::mounters(devices, changer))
+    }
+    #[cfg(not(feature = "scsi"))]
+    {
+        Err(DeviceError::Config {
+            expected: "a data-mover built with `--features scsi` for --drive-device and --changer".into(),
+            found: "one built without it".into(),
+        })
     }
 }
 

@@ -21,6 +21,24 @@ mod tests;
 
 pub use drive::ScsiDrive;
 
+/// One [`ScsiMounter`] per device (real syscalls), sharing an `mtx`
+/// changer at `changer` if given; drive *i* is its element *i*.
+pub fn mounters(devices: &[PathBuf], changer: Option<&Path>) -> Vec<Box<dyn Mounter>> {
+    let changer: Option<Arc<Mutex<dyn MediaChanger>>> = changer
+        .map(|c| Arc::new(Mutex::new(mtx::MtxChanger::new(c, mtx::SystemRunner))) as Arc<Mutex<dyn MediaChanger>>);
+    devices
+        .iter()
+        .enumerate()
+        .map(|(i, dev)| {
+            let slot = changer.as_ref().map(|c| ChangerSlot {
+                changer: c.clone(),
+                drive: i as u32,
+            });
+            Box::new(ScsiMounter::new(sys::Libc, dev, slot)) as Box<dyn Mounter>
+        })
+        .collect()
+}
+
 /// The changer a drive shares with the other drives of its library, and
 /// the drive's element number in it.
 #[derive(Clone)]
