@@ -196,6 +196,8 @@ impl Syscalls for Libc {
         check(unsafe { libc::ioctl(fd, MTIOCTOP as _, &raw as *const RawMtOp) })
     }
 
+    // `c_long` is i64 only on 64-bit targets: the casts widen on 32-bit ones.
+    #[allow(clippy::unnecessary_cast)]
     fn mtiocget(&mut self, fd: Fd) -> io::Result<MtGet> {
         let mut raw = RawMtGet::default();
         // SAFETY: MTIOCGET writes one `struct mtget` into `raw`, which has

@@ -70,10 +70,7 @@ fn records_marks_and_the_end_of_data_read_back_as_written() {
     let mut seen = Vec::new();
     loop {
         match d.read_block(&mut buf, 100).unwrap() {
-            Block::Record(n) => seen.push(format!(
-                "{}",
-                buf[..n].iter().map(|b| b.to_string()).collect::<Vec<_>>().join(".")
-            )),
+            Block::Record(n) => seen.push(buf[..n].iter().map(|b| b.to_string()).collect::<Vec<_>>().join(".")),
             Block::FileMark => seen.push("|".into()),
             Block::EndOfData => break,
         }
