@@ -59,6 +59,11 @@ pub struct MoverConfig {
     pub max_segment: usize,
     /// BE: capacity and speed of every drive.
     pub drive_spec: DriveSpec,
+    /// BE (feature `scsi`): the SCSI tape device of each drive, in order
+    /// (empty: drives mount SIMH images).
+    pub drive_devices: Vec<PathBuf>,
+    /// BE (feature `scsi`): the SCSI changer (`/dev/sgN`, through `mtx`).
+    pub changer: Option<PathBuf>,
     /// BE: which ready segment a drive writes next.
     pub schedule: Policy,
 }
@@ -228,13 +233,21 @@ pub async fn run(cfg: MoverConfig, identity: Identity) -> Result<()> {
     )
     .await
     .context("connecting to the control station")?;
+    let mounters = crate::backend::device::drive_mounters(
+        cfg.drives.len(),
+        &cfg.drive_devices,
+        cfg.changer.as_deref(),
+        cfg.drive_spec.capacity,
+    )?;
     let drives: HashMap<String, Arc<std::sync::Mutex<Drive>>> = cfg
         .drives
         .iter()
-        .map(|d| {
+        .zip(mounters)
+        .map(|(d, m)| {
+            tracing::info!(drive = %d, device = %m.describe(), "drive");
             (
                 d.clone(),
-                Arc::new(std::sync::Mutex::new(Drive::new(d, cfg.drive_spec))),
+                Arc::new(std::sync::Mutex::new(Drive::with_mounter(d, cfg.drive_spec, m))),
             )
         })
         .collect();
