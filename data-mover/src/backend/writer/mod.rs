@@ -15,6 +15,11 @@
 //! and file that hold it, so none is lost or written twice across the
 //! switch. A segment that does not fit even on an empty tape is refused.
 
+pub mod core;
+
+#[cfg(test)]
+mod props;
+
 use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex};
