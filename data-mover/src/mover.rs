@@ -123,7 +123,7 @@ impl Mover {
             .ok_or_else(|| anyhow!("back-end {} has no drive {name:?}", self.name))
     }
 
-    /// The writer thread of a drive.
+    /// The writer (task) of a drive.
     pub fn writer(&self, name: &str) -> Result<&DriveWriter> {
         self.writers
             .get(name)
