@@ -123,7 +123,7 @@ impl Mover {
             .ok_or_else(|| anyhow!("back-end {} has no drive {name:?}", self.name))
     }
 
-    /// The writer thread of a drive.
+    /// The writer (task) of a drive.
     pub fn writer(&self, name: &str) -> Result<&DriveWriter> {
         self.writers
             .get(name)
@@ -570,6 +570,9 @@ async fn exec(mover: &Arc<Mover>, cmd: Command) -> Result<CommandReply> {
                 d.mount_for_write(&tape_label, std::path::Path::new(&path), new.as_ref())
             })?;
             tracing::info!(%drive, %tape_label, files, "tape mounted for writing");
+            if let Ok(w) = mover.writer(&drive) {
+                w.tape_mounted(&tape_label);
+            }
             Ok(CommandReply::Mounted {
                 tape_label,
                 files,
