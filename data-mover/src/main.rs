@@ -71,6 +71,16 @@ struct Args {
     /// some channels while others finish early.
     #[arg(long, value_enum, default_value_t = Policy::Fifo)]
     schedule: Policy,
+    /// Back-end: the SCSI tape device (`/dev/nstN`, non-rewinding) of each
+    /// --drive, in the same order (repeatable). Without it drives mount the
+    /// SIMH images the station names. Needs a build with `--features scsi`.
+    #[arg(long = "drive-device")]
+    drive_devices: Vec<PathBuf>,
+    /// Back-end: the SCSI medium changer (`/dev/sgN`) loading the
+    /// --drive-device drives, driven through `mtx`; drive i is its Data
+    /// Transfer Element i. Needs a build with `--features scsi`.
+    #[arg(long)]
+    changer: Option<PathBuf>,
     #[arg(long)]
     metrics: Option<SocketAddr>,
 }
@@ -106,6 +116,14 @@ async fn main_async() -> Result<()> {
         );
     }
     let speed = (args.drive_speed > 0.0).then_some((args.drive_speed * 1e6) as u64);
+    // Refuse a drive configuration this build cannot run before connecting.
+    data_mover::backend::device::drive_mounters(
+        args.drives.len(),
+        &args.drive_devices,
+        args.changer.as_deref(),
+        capacity,
+    )
+    .context("--drive-device / --changer")?;
     let schedule = args.schedule;
     let identity = transport::Identity::load(&args.pki, &args.name).context("loading this mover's certificate")?;
     let cfg = MoverConfig {
@@ -123,6 +141,8 @@ async fn main_async() -> Result<()> {
         drives: args.drives,
         max_segment: args.max_segment,
         drive_spec: DriveSpec { capacity, speed },
+        drive_devices: args.drive_devices,
+        changer: args.changer,
         schedule,
     };
     run(cfg, identity).await

@@ -61,6 +61,11 @@ pub struct MoverConfig {
     pub max_segment: usize,
     /// BE: capacity and speed of every drive.
     pub drive_spec: DriveSpec,
+    /// BE (feature `scsi`): the SCSI tape device of each drive, in order
+    /// (empty: drives mount SIMH images).
+    pub drive_devices: Vec<PathBuf>,
+    /// BE (feature `scsi`): the SCSI changer (`/dev/sgN`, through `mtx`).
+    pub changer: Option<PathBuf>,
     /// BE: which ready segment a drive writes next.
     pub schedule: Policy,
 }
@@ -125,7 +130,7 @@ impl Mover {
             .ok_or_else(|| anyhow!("back-end {} has no drive {name:?}", self.name))
     }
 
-    /// The writer thread of a drive.
+    /// The writer (task) of a drive.
     pub fn writer(&self, name: &str) -> Result<&DriveWriter> {
         self.writers
             .get(name)
@@ -237,13 +242,21 @@ pub async fn run(cfg: MoverConfig, identity: Identity) -> Result<()> {
     )
     .await
     .context("connecting to the control station")?;
+    let mounters = crate::backend::device::drive_mounters(
+        cfg.drives.len(),
+        &cfg.drive_devices,
+        cfg.changer.as_deref(),
+        cfg.drive_spec.capacity,
+    )?;
     let drives: HashMap<String, Arc<std::sync::Mutex<Drive>>> = cfg
         .drives
         .iter()
-        .map(|d| {
+        .zip(mounters)
+        .map(|(d, m)| {
+            tracing::info!(drive = %d, device = %m.describe(), "drive");
             (
                 d.clone(),
-                Arc::new(std::sync::Mutex::new(Drive::new(d, cfg.drive_spec))),
+                Arc::new(std::sync::Mutex::new(Drive::with_mounter(d, cfg.drive_spec, m))),
             )
         })
         .collect();
@@ -571,6 +584,9 @@ async fn exec(mover: &Arc<Mover>, cmd: Command) -> Result<CommandReply> {
                 d.mount_for_write(&tape_label, std::path::Path::new(&path), new.as_ref())
             })?;
             tracing::info!(%drive, %tape_label, files, "tape mounted for writing");
+            if let Ok(w) = mover.writer(&drive) {
+                w.tape_mounted(&tape_label);
+            }
             Ok(CommandReply::Mounted {
                 tape_label,
                 files,

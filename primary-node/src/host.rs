@@ -6,15 +6,17 @@
 //!   volume's change map (durably, when a stamp changes) before it lands.
 //! - **Concurrent copy** (seed FIG. 19/20). A backup starts with a
 //!   *snapshot*: every track of its track set is protected. A host write to
-//!   a protected track that the backup has not read yet first copies the
-//!   track's current contents into the backup's side file, then lands; the
-//!   backup reads that copy instead of the volume. A track the backup has
-//!   read is unprotected at once. So the backup is the exact image of the
-//!   object at its start while hosts keep writing, and no host write ever
-//!   waits for more than one track copy. A side copy stays until the
-//!   front-end acknowledges its track as durable (the request queue entry
-//!   leaves then); its slot in the side file is then reused. The snapshot
-//!   (and its side file) goes away when the backup ends, however it ends.
+//!   a protected track first copies the track's current contents into the
+//!   backup's side file, then lands; the backup reads that copy instead of
+//!   the volume. A track stays protected (or its copy stays) until the
+//!   front-end acknowledges it as durable (the request queue entry leaves
+//!   then), not merely until the backup read it: a stream resumed after the
+//!   front-end was lost reads its tracks again and must send the same bytes.
+//!   So the backup is the exact image of the object at its start while
+//!   hosts keep writing, and no host write ever waits for more than one
+//!   track copy per backup. A released copy's slot in the side file is
+//!   reused. The snapshot (and its side file) goes away when the backup
+//!   ends, however it ends.
 //! - **Differential snapshots** (seed FIG. 23). A snapshot can be limited
 //!   to the tracks changed since a base backup's epoch; it protects only
 //!   those, and the backup sends only those.
@@ -23,6 +25,11 @@
 //! the write itself, and the start of a backup (snapshot and epoch
 //! together), so a write is either wholly before a backup's start (in its
 //! image and its epoch) or wholly after (copied aside, next epoch).
+//!
+//! The decisions (which track to copy aside for which backup, into which
+//! side-file slot, where a backup reads a track from, when a slot is free)
+//! are the pure [`ProtectionMap`]'s; this shell does the I/O they call for
+//! under the volume's lock.
 
 use std::collections::{BTreeSet, HashMap};
 use std::fs::File;
@@ -33,27 +40,22 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use anyhow::{anyhow, bail, Context, Result};
 
 use crate::change_map::ChangeFile;
+use crate::core::protection::{
+    BackupId, Broken, Event, ProtectionMap, ReadError, ReadFrom, SideCopy, Track, WriteAction,
+};
+use crate::core::side_file::SideSpace;
 use crate::volume::Volume;
 
-/// A running backup's view of one volume.
-struct Snapshot {
-    /// Tracks of the track set neither read by the backup nor copied aside.
-    protected: BTreeSet<u64>,
-    /// Side copies: track → (offset in the side file, length).
-    side: HashMap<u64, (u64, usize)>,
-    /// Slots of released side copies, reused by the next copies.
-    free_slots: Vec<u64>,
-    side_path: PathBuf,
-    side_file: Option<File>,
-    side_len: u64,
-    /// Tracks copied aside so far.
-    copies: u64,
-    /// Why the snapshot can no longer hold the backup's image (the side
-    /// file could not take a copy): host writes went on, the backup fails.
-    broken: Option<String>,
+/// A running backup's side file on disk (created with its first copy).
+struct SideIo {
+    path: PathBuf,
+    file: Option<File>,
 }
 
-/// Side-file space all snapshots of the node share (`--side-file-limit`).
+/// Side-file space all snapshots of the node share (`--side-file-limit`):
+/// one counter across the volumes' locks.
+///
+/// Invariant: the bytes taken and not given back never pass the limit.
 pub struct SideBudget {
     limit: u64,
     used: std::sync::atomic::AtomicU64,
@@ -66,8 +68,13 @@ impl SideBudget {
             used: std::sync::atomic::AtomicU64::new(0),
         }
     }
+}
 
-    /// Reserve `n` bytes; false if that would pass the limit.
+impl SideSpace for SideBudget {
+    fn limit(&self) -> u64 {
+        self.limit
+    }
+
     fn take(&self, n: u64) -> bool {
         use std::sync::atomic::Ordering;
         self.used
@@ -87,7 +94,9 @@ impl SideBudget {
 
 struct VolState {
     changes: ChangeFile,
-    snapshots: HashMap<u64, Snapshot>,
+    protection: ProtectionMap,
+    /// Side files of the running backups.
+    sides: HashMap<u64, SideIo>,
 }
 
 /// A volume with its change map and the snapshots of running backups.
@@ -131,7 +140,8 @@ impl HostIo {
                     volume: v.clone(),
                     state: Mutex::new(VolState {
                         changes,
-                        snapshots: HashMap::new(),
+                        protection: ProtectionMap::new(u64::from(v.geometry.track_size)),
+                        sides: HashMap::new(),
                     }),
                     state_dir: state_dir.to_path_buf(),
                     budget: budget.clone(),
@@ -159,7 +169,11 @@ impl HostIo {
         let mut all: Vec<u64> = self
             .volumes
             .values()
-            .filter_map(|h| h.lock().ok().map(|st| st.snapshots.keys().copied().collect::<Vec<_>>()))
+            .filter_map(|h| {
+                h.lock()
+                    .ok()
+                    .map(|st| st.protection.backups().map(|b| b.0).collect::<Vec<_>>())
+            })
             .flatten()
             .collect();
         all.sort_unstable();
@@ -211,7 +225,7 @@ impl HostVolume {
         since: Option<(u64, u32)>,
     ) -> Result<SnapshotStart> {
         let mut st = self.lock()?;
-        if st.snapshots.contains_key(&backup) {
+        if st.protection.is_running(BackupId(backup)) {
             bail!("backup {backup} already has a snapshot of volume {}", self.volume.name);
         }
         let map = st.changes.map();
@@ -239,18 +253,15 @@ impl HostVolume {
         };
         let epoch = st.changes.begin_backup()?;
         let side_path = self.state_dir.join(format!("side-{backup}-{}.bin", self.volume.name));
-        let list: Vec<u64> = chosen.iter().copied().collect();
-        st.snapshots.insert(
+        let list: Vec<u64> = chosen.into_iter().collect();
+        st.protection
+            .begin(BackupId(backup), list.iter().map(|&t| Track(t)))
+            .with_context(|| format!("volume {}", self.volume.name))?;
+        st.sides.insert(
             backup,
-            Snapshot {
-                protected: chosen,
-                side: HashMap::new(),
-                free_slots: Vec::new(),
-                side_path,
-                side_file: None,
-                side_len: 0,
-                copies: 0,
-                broken: None,
+            SideIo {
+                path: side_path,
+                file: None,
             },
         );
         Ok(SnapshotStart {
@@ -262,17 +273,12 @@ impl HostVolume {
     }
 
     /// The front-end acknowledged these tracks of the backup as durable:
-    /// their request-queue entries leave, and so do their side copies
-    /// (the slots are reused).
+    /// their request-queue entries leave, they are no longer protected,
+    /// and their side copies leave (the slots are reused).
     pub fn release(&self, backup: u64, tracks: &[u64]) {
         if let Ok(mut st) = self.lock() {
-            if let Some(snap) = st.snapshots.get_mut(&backup) {
-                for t in tracks {
-                    if let Some((at, _)) = snap.side.remove(t) {
-                        snap.free_slots.push(at);
-                    }
-                }
-            }
+            let tracks: Vec<Track> = tracks.iter().map(|&t| Track(t)).collect();
+            st.protection.release(BackupId(backup), &tracks);
         }
     }
 
@@ -280,56 +286,61 @@ impl HostVolume {
     pub fn side_copies(&self, backup: u64) -> usize {
         self.lock()
             .ok()
-            .and_then(|st| st.snapshots.get(&backup).map(|s| s.side.len()))
-            .unwrap_or(0)
+            .map_or(0, |st| st.protection.side_copies(BackupId(backup)))
     }
 
     /// The backup ended (done or failed): drop its snapshot and side file.
     pub fn end_backup(&self, backup: u64) {
         if let Ok(mut st) = self.lock() {
-            if let Some(s) = st.snapshots.remove(&backup) {
-                if s.side_file.is_some() {
-                    let _ = std::fs::remove_file(&s.side_path);
+            if let Some(side) = st.sides.remove(&backup) {
+                if side.file.is_some() {
+                    let _ = std::fs::remove_file(&side.path);
                 }
+            }
+            if let Some(ended) = st.protection.end(BackupId(backup), &*self.budget) {
                 tracing::info!(
                     backup,
                     volume = %self.volume.name,
-                    copied = s.copies,
+                    copied = ended.copies,
                     "snapshot released: {} tracks were copied aside for host writes",
-                    s.copies
+                    ended.copies
                 );
-                metrics::gauge!("dmc_primary_side_file_bytes").decrement(s.side_len as f64);
-                self.budget.give(s.side_len);
+                metrics::gauge!("dmc_primary_side_file_bytes").decrement(ended.side_bytes as f64);
             }
         }
     }
 
     /// The backup reads `len` bytes at `offset` of track `t`: its side
-    /// copy if a host wrote the track meanwhile, else the volume (and the
-    /// track is no longer protected).
+    /// copy if a host wrote the track meanwhile, else the volume. The same
+    /// bytes however often it reads the track until it is acknowledged.
     pub fn read_for_backup(&self, backup: u64, t: u64, offset: u64, buf: &mut [u8]) -> Result<()> {
         let len = buf.len();
-        let mut st = self.lock()?;
-        let Some(snap) = st.snapshots.get_mut(&backup) else {
-            bail!("backup {backup} has no snapshot of volume {}", self.volume.name);
-        };
-        if let Some(reason) = &snap.broken {
-            bail!("{reason}");
-        }
-        if let Some(&(at, n)) = snap.side.get(&t) {
-            let (start, _) = self.track_span(t);
-            let skip = offset.checked_sub(start).context("read before the track")? as usize;
-            if skip + len > n {
-                bail!("read of {len} bytes at {offset} outside the side copy of track {t}");
+        let st = self.lock()?;
+        match st.protection.read(BackupId(backup), Track(t)) {
+            Err(ReadError::NotRunning) => bail!("backup {backup} has no snapshot of volume {}", self.volume.name),
+            Err(ReadError::Broken(cause)) => bail!("{}", self.broken_reason(backup, &cause)),
+            Ok(ReadFrom::Side { offset: at, .. }) => {
+                let (start, n) = self.track_span(t);
+                let skip = offset.checked_sub(start).context("read before the track")? as usize;
+                if skip.checked_add(len).is_none_or(|end| end > n) {
+                    bail!("read of {len} bytes at {offset} outside the side copy of track {t}");
+                }
+                let side = st.sides.get(&backup).context("side file missing")?;
+                let file = side.file.as_ref().context("side file missing")?;
+                file.read_exact_at(buf, at + skip as u64)
+                    .with_context(|| format!("reading the side copy of track {t} from {}", side.path.display()))?;
             }
-            let file = snap.side_file.as_ref().context("side file missing")?;
-            file.read_exact_at(buf, at + skip as u64)
-                .with_context(|| format!("reading the side copy of track {t} from {}", snap.side_path.display()))?;
-            return Ok(());
+            Ok(ReadFrom::Volume) => self.volume.read_into(offset, buf)?,
         }
-        self.volume.read_into(offset, buf)?;
-        snap.protected.remove(&t);
         Ok(())
+    }
+
+    /// Why `backup` fails: its snapshot broke.
+    fn broken_reason(&self, backup: u64, cause: &Broken) -> String {
+        format!(
+            "backup {backup} lost its image of volume {}: {cause}; host writes went on",
+            self.volume.name
+        )
     }
 
     /// Read for a host.
@@ -357,26 +368,30 @@ impl HostVolume {
         let (first, last) = (offset / track, (end - 1) / track);
         let mut guard = self.lock()?;
         let st = &mut *guard;
-        for (backup, snap) in st.snapshots.iter_mut() {
-            if snap.broken.is_some() {
-                continue;
-            }
-            let hit: Vec<u64> = snap.protected.range(first..=last).copied().collect();
-            for t in hit {
-                // A copy that cannot be made breaks the backup, never the
-                // host's write.
-                if let Err(e) = self.copy_aside(*backup, snap, t) {
-                    let reason = format!(
-                        "backup {backup} lost its image of volume {}: {e:#}; host writes went on",
-                        self.volume.name
-                    );
-                    tracing::warn!(backup, volume = %self.volume.name, %reason, "snapshot broken");
-                    metrics::counter!("dmc_primary_snapshots_broken_total").increment(1);
-                    snap.protected.clear();
-                    snap.broken = Some(reason);
-                    break;
+        // Every protected track's contents are safe before the write lands;
+        // a copy that cannot be made breaks its backup, never the write.
+        for t in first..=last {
+            while let WriteAction::CopyFirst(copy) = st.protection.write(Track(t), &*self.budget) {
+                match self.copy_aside(&mut st.sides, copy) {
+                    Ok(()) => {
+                        st.protection.copied(copy);
+                        if copy.grows() {
+                            metrics::gauge!("dmc_primary_side_file_bytes")
+                                .increment(f64::from(self.volume.geometry.track_size));
+                        }
+                        metrics::counter!("dmc_primary_side_copies_total").increment(1);
+                        tracing::debug!(backup = copy.backup.0, track = t, volume = %self.volume.name, "protected track copied aside");
+                    }
+                    Err(e) => {
+                        st.protection.copy_failed(copy, format!("{e:#}"), &*self.budget);
+                    }
                 }
             }
+        }
+        while let Some(Event::Broken { backup, cause }) = st.protection.poll_event() {
+            let reason = self.broken_reason(backup.0, &cause);
+            tracing::warn!(backup = backup.0, volume = %self.volume.name, %reason, "snapshot broken");
+            metrics::counter!("dmc_primary_snapshots_broken_total").increment(1);
         }
         st.changes
             .mark(first, last)
@@ -385,56 +400,27 @@ impl HostVolume {
         self.volume.write_at(offset, data)
     }
 
-    /// Copy protected track `t` into the snapshot's side file.
-    fn copy_aside(&self, backup: u64, snap: &mut Snapshot, t: u64) -> Result<()> {
+    /// Copy a protected track's current contents into its backup's side
+    /// file (created with the first copy), where the core said.
+    fn copy_aside(&self, sides: &mut HashMap<u64, SideIo>, copy: SideCopy) -> Result<()> {
+        let t = copy.track.0;
+        let side = sides.get_mut(&copy.backup.0).context("side file of the backup")?;
         let (start, len) = self.track_span(t);
-        let slot = u64::from(self.volume.geometry.track_size);
-        // Every slot is a whole track long, so any free one fits.
-        let (at, grows) = match snap.free_slots.pop() {
-            Some(at) => (at, false),
-            None => (snap.side_len, true),
-        };
-        if grows && !self.budget.take(slot) {
-            bail!(
-                "the node's side files reached --side-file-limit ({} bytes)",
-                self.budget.limit
+        let old = self.volume.read_at(start, len)?;
+        if side.file.is_none() {
+            side.file = Some(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .truncate(true)
+                    .read(true)
+                    .write(true)
+                    .open(&side.path)
+                    .with_context(|| format!("creating side file {}", side.path.display()))?,
             );
         }
-        let copied = (|| -> Result<()> {
-            let old = self.volume.read_at(start, len)?;
-            if snap.side_file.is_none() {
-                snap.side_file = Some(
-                    std::fs::OpenOptions::new()
-                        .create(true)
-                        .truncate(true)
-                        .read(true)
-                        .write(true)
-                        .open(&snap.side_path)
-                        .with_context(|| format!("creating side file {}", snap.side_path.display()))?,
-                );
-            }
-            let file = snap.side_file.as_ref().context("side file")?;
-            file.write_all_at(&old, at)
-                .with_context(|| format!("copying track {t} to {}", snap.side_path.display()))
-        })();
-        if let Err(e) = copied {
-            if grows {
-                self.budget.give(slot);
-            } else {
-                snap.free_slots.push(at);
-            }
-            return Err(e);
-        }
-        snap.side.insert(t, (at, len));
-        if grows {
-            snap.side_len += slot;
-            metrics::gauge!("dmc_primary_side_file_bytes").increment(slot as f64);
-        }
-        snap.protected.remove(&t);
-        snap.copies += 1;
-        metrics::counter!("dmc_primary_side_copies_total").increment(1);
-        tracing::debug!(backup, track = t, volume = %self.volume.name, "protected track copied aside");
-        Ok(())
+        let file = side.file.as_ref().context("side file")?;
+        file.write_all_at(&old, copy.offset)
+            .with_context(|| format!("copying track {t} to {}", side.path.display()))
     }
 
     /// Stamp the tracks covering byte ranges `(offset, length)` changed
@@ -549,7 +535,7 @@ mod tests {
         assert_eq!(read_backup(v, 1, 1, TS as u64, TS).unwrap(), vec![1u8; TS]);
         assert_eq!(read_backup(v, 1, 2, 2 * TS as u64 + 100, 10).unwrap(), vec![2u8; 10]);
         assert!(dir.path().join("state/side-1-v.bin").exists());
-        // A track the backup read is no longer protected: no copy.
+        // Track 0 was copied aside already: no second copy.
         v.write(0, &[0x55; 16]).unwrap();
         // The writes after the start are changes for the next backup.
         let changed = host
@@ -623,6 +609,25 @@ mod tests {
         assert_eq!(std::fs::metadata(&side).unwrap().len(), len);
         assert_eq!(read_backup(v, 1, 4, 4 * TS as u64, TS).unwrap(), vec![4u8; TS]);
         assert_eq!(read_backup(v, 1, 5, 5 * TS as u64, TS).unwrap(), vec![5u8; TS]);
+    }
+
+    #[test]
+    fn a_track_sent_again_after_a_host_write_is_still_the_image_at_the_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let (host, _) = setup(dir.path());
+        let v = host.volume("v").unwrap();
+        v.begin_backup(1, 0..8).unwrap();
+        // Track 3 is read and sent; then a host overwrites it.
+        assert_eq!(read_backup(v, 1, 3, 3 * TS as u64, TS).unwrap(), vec![3u8; TS]);
+        v.write(3 * TS as u64, &vec![0xee; TS]).unwrap();
+        // The front-end is lost before the track is on tape: the resumed
+        // stream reads it again, and sends the same bytes.
+        assert_eq!(read_backup(v, 1, 3, 3 * TS as u64, TS).unwrap(), vec![3u8; TS]);
+        // On tape: the copy leaves and the track is no longer protected.
+        v.release(1, &[3]);
+        assert_eq!(v.side_copies(1), 0);
+        v.write(3 * TS as u64, &[1; 4]).unwrap();
+        assert_eq!(v.side_copies(1), 0);
     }
 
     #[test]

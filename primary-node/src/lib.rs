@@ -2,6 +2,7 @@
 //! movers for backup, and writes restored tracks where the remap table says.
 
 pub mod change_map;
+pub mod core;
 pub mod host;
 pub mod nbd;
 pub mod node;

@@ -9,9 +9,11 @@
 //! the snapshot's side file) and is bounded (`window`), so a slow front-end
 //! slows the node down instead of growing memory. An entry leaves the queue
 //! only on the front-end's [`TrackAck::OnTape`], and with it the track's
-//! side copy, if a host write made one (the `release` callback).
+//! side copy, if a host write made one (the `release` callback). The queue
+//! itself is the pure [`RequestQueue`]; this shell reads, sends and
+//! receives for it.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -22,6 +24,8 @@ use proto::wire::{PeerAddr, TrackAck, TrackFrame, TrackStreamOpen, MAX_DATA_FRAM
 use tokio::sync::{mpsc, watch};
 use transport::{BufPool, Dialer, Role};
 
+pub use crate::core::request_queue::Released;
+use crate::core::request_queue::RequestQueue;
 use crate::volume::Volume;
 
 /// What the node needs to send one track set.
@@ -100,11 +104,6 @@ fn lost(e: impl Into<anyhow::Error>) -> Stopped {
 /// volume, buffer).
 pub type ReadTrack = dyn Fn(TrackAddr, u64, &mut [u8]) -> Result<()> + Send + Sync;
 
-/// The request queue's state that outlives one stream: how many of the
-/// track set's first tracks were acknowledged on tape and released.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct Released(pub u64);
-
 /// Send the track set; returns the number of tracks once the front-end
 /// reported the ABS complete (on tape and in the catalog).
 ///
@@ -181,13 +180,7 @@ pub async fn send_track_set(
     // Where the stream starts: a resumed one where the front-end says.
     let from = if resume {
         match recv.recv::<TrackAck>().await {
-            Ok(Some(TrackAck::ResumeFrom { tracks })) if tracks >= released.0 && tracks <= total => tracks,
-            Ok(Some(TrackAck::ResumeFrom { tracks })) => {
-                return Err(Stopped::Failed(anyhow!(
-                    "the front-end resumed from track {tracks}, but {} are on tape and the track set has {total}",
-                    released.0
-                )))
-            }
+            Ok(Some(TrackAck::ResumeFrom { tracks })) => tracks,
             Ok(Some(TrackAck::Failed(failure))) => {
                 return Err(Stopped::Failed(anyhow!(
                     "the front-end could not resume the backup: {failure}"
@@ -204,6 +197,10 @@ pub async fn send_track_set(
     } else {
         0
     };
+    // The request queue: tracks sent, oldest first, not yet on tape. A
+    // resumed stream's queue starts with the tracks the front-end kept.
+    let mut queue =
+        RequestQueue::start(&order.tracks, window, *released, from).map_err(|e| Stopped::Failed(e.into()))?;
     if from > 0 {
         tracing::info!(
             channel_id = %order.channel_id,
@@ -286,23 +283,14 @@ pub async fn send_track_set(
         }
     });
 
-    // The request queue: tracks sent, oldest first, not yet on tape. A
-    // resumed stream's queue starts with the tracks the front-end kept.
-    let mut queue: VecDeque<TrackAddr> = order
-        .tracks
-        .iter()
-        .skip(released.0 as usize)
-        .take((from - released.0) as usize)
-        .collect();
-    let mut release_acked = |queue: &mut VecDeque<TrackAddr>, acked: u64| {
-        let n = (acked.saturating_sub(released.0) as usize).min(queue.len());
-        if n > 0 {
-            let batch: Vec<TrackAddr> = queue.drain(..n).collect();
+    // Tracks on tape leave the queue, with their side copies.
+    let mut release_acked = |queue: &mut RequestQueue, acked: u64| {
+        let batch = queue.on_tape(acked);
+        if !batch.is_empty() {
             release(&batch);
-            released.0 += n as u64;
         }
+        *released = queue.released();
     };
-    let mut sent = from;
     let mut sent_bytes = 0u64;
     let started = tokio::time::Instant::now();
     let streamed: Result<(), Stopped> = async {
@@ -310,12 +298,15 @@ pub async fn send_track_set(
             for (addr, crc32c, data) in batch.map_err(Stopped::Failed)? {
                 // Bounded request queue: wait while too many tracks are not on
                 // tape (what is queued goes out first, or nothing would ack).
-                if sent - *acked_rx.borrow() >= window {
+                release_acked(&mut queue, *acked_rx.borrow());
+                if !queue.has_room() {
                     send.flush().await.map_err(lost)?;
-                    while sent - *acked_rx.borrow() >= window {
+                    while !queue.has_room() {
                         if acked_rx.changed().await.is_err() || acks.is_finished() {
-                            break;
+                            // The acknowledgements ended: so does the stream.
+                            break 'stream;
                         }
+                        release_acked(&mut queue, *acked_rx.borrow());
                     }
                 }
                 if acks.is_finished() {
@@ -336,11 +327,10 @@ pub async fn send_track_set(
                     len: data.len() as u32,
                     crc32c,
                 };
+                queue.push(addr).map_err(|e| Stopped::Failed(e.into()))?;
                 send.queue_with(&frame, data).map_err(lost)?;
-                queue.push_back(addr);
-                sent += 1;
                 metrics::counter!("dmc_primary_tracks_sent_total").increment(1);
-                progress(sent, total);
+                progress(queue.sent(), total);
             }
             // A batch goes to quinn at once: one hand-over for up to BATCH tracks.
             send.flush().await.map_err(lost)?;
@@ -365,11 +355,14 @@ pub async fn send_track_set(
     }
     reader.await.context("track reader thread").map_err(Stopped::Failed)?;
     if !acks.is_finished() {
-        send.send(&TrackFrame::End { tracks: sent }).await.map_err(lost)?;
+        send.send(&TrackFrame::End { tracks: queue.sent() })
+            .await
+            .map_err(lost)?;
     }
     let outcome = acks.await.context("acknowledgement task").map_err(Stopped::Failed)?;
     release_acked(&mut queue, *acked_rx.borrow());
     outcome?;
+    let sent = queue.sent();
     if sent != total {
         return Err(Stopped::Failed(anyhow!("sent {sent} of {total} tracks")));
     }

@@ -82,11 +82,18 @@ mod tests {
     fn counts_this_process_and_a_waited_child() {
         let me = std::process::id();
         let before = process_seconds(me).unwrap();
-        // Burn some CPU here and in a child.
+        // Burn CPU here until the count says 0.2 s more (however busy the
+        // machine; a count that never moves fails after 60 s), and in a child.
         let mut x = 0u64;
         let t = std::time::Instant::now();
-        while t.elapsed().as_millis() < 300 {
-            x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
+        while process_seconds(me).unwrap() - before < 0.2 {
+            assert!(
+                t.elapsed().as_secs() < 60,
+                "60 s of spinning counted less than 0.2 s of CPU"
+            );
+            for _ in 0..100_000 {
+                x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
+            }
         }
         assert!(x != 42);
         let reaped = reaped_children_seconds();

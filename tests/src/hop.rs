@@ -20,9 +20,13 @@ use std::time::Instant;
 use anyhow::{anyhow, bail, Context, Result};
 use bytes::Bytes;
 use data_mover::frontend::accumulator::Accumulator;
-use data_mover::spool::{Slots, Spool};
+use data_mover::frontend::release::Release;
+use data_mover::frontend::store::{execute, lock, FileSpool, Spool};
+use data_mover::spool::{Slots, SpoolDir};
 use proto::abs::TrackAddr;
+use proto::domain::{AbsId, ChannelId};
 use proto::wire::{TrackAck, TrackFrame, MAX_DATA_FRAME};
+use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, watch};
 use transport::pki::{self, Component};
 use transport::{BufPool, Role};
@@ -52,6 +56,19 @@ const SEGMENT: u64 = 16 << 20;
 /// Tracks the reader hands over at once, and the sender gives quinn at once.
 const BATCH: usize = 16;
 
+/// The front-end's spool and its release protocol core for one ABS.
+type Store = (Arc<dyn Spool>, Arc<Mutex<Release>>);
+
+/// As if the back-end had put `sealed` on tape and in the catalog: the
+/// release protocol frees its spool file (the acknowledgement it also
+/// yields goes nowhere here: the receiver acknowledges by count).
+fn placed(store: &Store, sealed: &data_mover::frontend::accumulator::SealedSegment) -> Result<()> {
+    let (spool, core) = store;
+    let fx = lock(core)?.placed(sealed.seq)?;
+    execute(spool.as_ref(), core, fx)?;
+    Ok(())
+}
+
 /// Move `bytes` bytes over the hop; returns MB/s (10^6 bytes per second).
 pub async fn hop_throughput(bytes: u64, source: Source, sink: Sink) -> Result<f64> {
     let identities = pki::ephemeral(&[
@@ -74,11 +91,11 @@ pub async fn hop_throughput(bytes: u64, source: Source, sink: Sink) -> Result<f6
         let mut acc = match &sink {
             Sink::Discard => None,
             Sink::Spool(dir) => {
-                let spool = Spool::new(dir.clone());
                 let slots = Slots::open(dir.join("slots"))?;
-                let one = (proto::domain::AbsId::new(1), proto::domain::ChannelId::new(1));
-                let acc = Accumulator::create(&spool, &slots, one.0, one.1, 0, SEGMENT)?;
-                Some((acc, slots))
+                let spool: Arc<dyn Spool> = Arc::new(FileSpool::new(SpoolDir::new(dir.clone()), slots));
+                let core = Arc::new(Mutex::new(Release::new(AbsId::new(1))));
+                let acc = Accumulator::create(spool.clone(), core.clone(), ChannelId::new(1), 0, SEGMENT)?;
+                Some((acc, (spool, core)))
             }
         };
         let mut received = 0u64;
@@ -109,10 +126,10 @@ pub async fn hop_throughput(bytes: u64, source: Source, sink: Sink) -> Result<f6
             }
             received += 1;
             match acc.as_mut() {
-                Some((acc, slots)) => {
+                Some((acc, store)) => {
                     // Written to "tape" at once: the slot is free again.
                     if let Some(sealed) = acc.end_track(received)? {
-                        slots.release(&sealed.path);
+                        placed(store, &sealed)?;
                     }
                 }
                 None if crc != declared => {
@@ -125,11 +142,13 @@ pub async fn hop_throughput(bytes: u64, source: Source, sink: Sink) -> Result<f6
                 send.send(&TrackAck::OnTape { tracks: received }).await?;
             }
         }
-        if let Some((mut acc, slots)) = acc {
+        if let Some((mut acc, store)) = acc {
             if let Some(sealed) = acc.seal(received)? {
-                slots.release(&sealed.path);
+                placed(&store, &sealed)?;
             }
-            acc.remove_dir();
+            let (spool, core) = &store;
+            let fx = lock(core)?.finish()?;
+            execute(spool.as_ref(), core, fx)?;
         }
         send.send(&TrackAck::Complete).await?;
         send.finish().await?;

@@ -1,14 +1,14 @@
-//! A tape drive owned by a back-end: empty, or holding a tape image mounted
-//! for writing or for reading. Every tape it mounts gets the configured
-//! capacity (with its early-warning zone) and the drive's speed limit, and
-//! the drive accounts its busy and idle time across mounts.
+//! A tape drive owned by a back-end: empty, or holding a tape mounted for
+//! writing or for reading. What mounting means is its [`Mounter`]'s
+//! business (open a SIMH image, or have a changer load a cartridge into
+//! `/dev/nstN`); every tape device it gets is put behind the drive's speed
+//! limit, and the drive accounts its busy and idle time across mounts.
 
-use std::fs::File;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use proto::tape::block::{Capacity, SimhTape};
+use proto::tape::block::Capacity;
 use proto::tape::directory::DirectoryEntry;
 use proto::tape::metadata::AbsMetadata;
 use proto::tape::segment::SegmentSummary;
@@ -17,7 +17,12 @@ use proto::tape::volume::{TapeParams, TapeReader, TapeWriter};
 use proto::tape::TapeError;
 use proto::wire::NewTape;
 
-type Image = Throttle<SimhTape<File>>;
+use super::device::simh::ImageMounter;
+use super::device::{MountMode, Mounter, TapeDrive};
+
+/// A mounted tape's device, behind the drive's speed limit (which also
+/// accounts its busy time).
+pub type DriveDevice = Throttle<Box<dyn TapeDrive>>;
 
 /// Where a data file landed: the tape, its directory entry, and (for a
 /// segment) what the copy verified.
@@ -34,7 +39,8 @@ pub type Written = std::result::Result<Landed, TapeError>;
 /// What every tape in a drive is like.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct DriveSpec {
-    /// Capacity of each tape mounted (None: unlimited).
+    /// Capacity of each SIMH image mounted (None: unlimited; a real drive
+    /// reports its own early warning).
     pub capacity: Option<Capacity>,
     /// Speed limit in bytes per second (None: unlimited).
     pub speed: Option<u64>,
@@ -52,11 +58,11 @@ pub enum Mounted {
     Empty,
     Writing {
         label: String,
-        writer: Box<TapeWriter<Image>>,
+        writer: Box<TapeWriter<DriveDevice>>,
     },
     Reading {
         label: String,
-        reader: Box<TapeReader<Image>>,
+        reader: Box<TapeReader<DriveDevice>>,
     },
 }
 
@@ -64,17 +70,25 @@ pub struct Drive {
     pub name: String,
     pub mounted: Mounted,
     spec: DriveSpec,
+    mounter: Box<dyn Mounter>,
     since: Instant,
     /// Busy time of the tapes already unloaded.
     busy_unloaded: Duration,
 }
 
 impl Drive {
+    /// A drive that mounts SIMH images by the path the station names.
     pub fn new(name: &str, spec: DriveSpec) -> Drive {
+        Drive::with_mounter(name, spec, Box::new(ImageMounter::new(spec.capacity)))
+    }
+
+    /// A drive whose tapes `mounter` brings in.
+    pub fn with_mounter(name: &str, spec: DriveSpec, mounter: Box<dyn Mounter>) -> Drive {
         Drive {
             name: name.to_string(),
             mounted: Mounted::Empty,
             spec,
+            mounter,
             since: Instant::now(),
             busy_unloaded: Duration::ZERO,
         }
@@ -101,12 +115,19 @@ impl Drive {
         metrics::gauge!("dmc_be_drive_idle_seconds", "drive" => self.name.clone()).set(t.idle.as_secs_f64());
     }
 
-    fn device(&self, dev: SimhTape<File>) -> Image {
-        let dev = match self.spec.capacity {
-            Some(c) => dev.with_capacity(c),
-            None => dev,
-        };
-        Throttle::new(dev, self.spec.speed)
+    /// Have the mounter bring tape `label` in, behind the speed limit.
+    fn open(&mut self, label: &str, path: &Path, mode: MountMode) -> Result<DriveDevice> {
+        let dev = self.mounter.mount(label, path, mode)?;
+        tracing::debug!(drive = %self.name, device = %self.mounter.describe(), %label, ?mode, "tape opened");
+        Ok(Throttle::new(dev, self.spec.speed))
+    }
+
+    /// Tell the mounter the drive is done with tape `label` (its device is
+    /// dropped); a failure is logged, the drive is empty either way.
+    fn release(&mut self, label: &str) {
+        if let Err(e) = self.mounter.unmount(label) {
+            tracing::warn!(drive = %self.name, %label, error = %e, "releasing the tape failed");
+        }
     }
 
     /// Whether the tape in the drive holds no data file yet.
@@ -120,10 +141,7 @@ impl Drive {
         self.unload_checked()?;
         let writer = match new {
             Some(n) => {
-                let dev = self.device(
-                    SimhTape::create(path)
-                        .with_context(|| format!("creating tape image {} for {label}", path.display()))?,
-                );
+                let dev = self.open(label, path, MountMode::Create)?;
                 let params = TapeParams {
                     label: label.to_string(),
                     pool: n.pool.clone(),
@@ -132,18 +150,22 @@ impl Drive {
                     block_size: n.block_size as usize,
                     owner: "DMC".to_string(),
                 };
-                TapeWriter::create(dev, params).with_context(|| format!("labelling tape {label}"))?
+                let w = TapeWriter::create(dev, params);
+                self.release_on_error(label, w)
+                    .with_context(|| format!("labelling tape {label}"))?
             }
             None => {
-                let dev = self.device(
-                    SimhTape::open_rw(path)
-                        .with_context(|| format!("opening tape image {} of {label}", path.display()))?,
-                );
-                TapeWriter::append(dev).with_context(|| format!("positioning tape {label} for append"))?
+                let dev = self.open(label, path, MountMode::Append)?;
+                let w = TapeWriter::append(dev);
+                self.release_on_error(label, w)
+                    .with_context(|| format!("positioning tape {label} for append"))?
             }
         };
         let found = &writer.node_header().label;
         if found != label {
+            let found = found.clone();
+            drop(writer);
+            self.release(label);
             bail!(
                 "drive {}: the tape in {} is labelled {found}, expected {label}",
                 self.name,
@@ -161,11 +183,16 @@ impl Drive {
 
     pub fn mount_for_read(&mut self, label: &str, path: &Path) -> Result<()> {
         self.unload_checked()?;
-        let dev = self
-            .device(SimhTape::open(path).with_context(|| format!("opening tape image {} of {label}", path.display()))?);
-        let reader = TapeReader::open(dev).with_context(|| format!("reading the labels of tape {label}"))?;
+        let dev = self.open(label, path, MountMode::Read)?;
+        let reader = TapeReader::open(dev);
+        let reader = self
+            .release_on_error(label, reader)
+            .with_context(|| format!("reading the labels of tape {label}"))?;
         let found = &reader.node_header().label;
         if found != label {
+            let found = found.clone();
+            drop(reader);
+            self.release(label);
             bail!(
                 "drive {}: the tape in {} is labelled {found}, expected {label}",
                 self.name,
@@ -177,6 +204,14 @@ impl Drive {
             reader: Box::new(reader),
         };
         Ok(())
+    }
+
+    /// A mount that failed after the tape was brought in releases it.
+    fn release_on_error<T>(&mut self, label: &str, r: Result<T, TapeError>) -> Result<T, TapeError> {
+        if r.is_err() {
+            self.release(label);
+        }
+        r
     }
 
     fn unload_checked(&mut self) -> Result<()> {
@@ -204,14 +239,16 @@ impl Drive {
             Mounted::Writing { label, writer } => {
                 let files = writer.directory().len() as u32;
                 let bytes = writer.data_bytes();
-                let dev = writer
-                    .finish(continues)
-                    .with_context(|| format!("finishing tape {label}"))?;
-                self.busy_unloaded += dev.busy();
+                // The device is dropped (closed) before the mounter releases it.
+                let finished = writer.finish(continues).map(|dev| self.busy_unloaded += dev.busy());
+                self.release(&label);
+                finished.with_context(|| format!("finishing tape {label}"))?;
                 (label, files, bytes)
             }
             Mounted::Reading { label, reader } => {
                 self.busy_unloaded += reader.device().busy();
+                drop(reader);
+                self.release(&label);
                 (label, 0, 0)
             }
         };
@@ -219,7 +256,7 @@ impl Drive {
         Ok(out)
     }
 
-    fn writer(&mut self) -> Result<(&str, &mut TapeWriter<Image>)> {
+    fn writer(&mut self) -> Result<(&str, &mut TapeWriter<DriveDevice>)> {
         match &mut self.mounted {
             Mounted::Writing { label, writer } => Ok((label.as_str(), writer.as_mut())),
             _ => bail!("drive {} has no tape mounted for writing", self.name),
@@ -302,5 +339,88 @@ impl Drive {
             Mounted::Reading { reader, .. } => reader.records_read(),
             _ => 0,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::device::memory::MemoryMounter;
+    use proto::abs::TrackAddr;
+    use proto::tape::segment::{SegmentHeader, SegmentWriter};
+
+    fn segment(seq: u32, len: usize) -> Vec<u8> {
+        let hdr = SegmentHeader {
+            abs_id: 7,
+            seq,
+            channel_id: 1,
+            created_unix: 1_700_000_000,
+        };
+        let mut w = SegmentWriter::new(Vec::new(), hdr).unwrap();
+        w.append_track(TrackAddr { volume: 0, track: 1 }, &vec![seq as u8; len])
+            .unwrap();
+        w.finish().unwrap().0
+    }
+
+    fn new_tape() -> NewTape {
+        NewTape {
+            pool: "default".into(),
+            media_set: proto::domain::MediaSetId::new(1),
+            sequence: 1,
+            block_size: 4096,
+        }
+    }
+
+    fn drive(capacity: Option<Capacity>) -> Drive {
+        let spec = DriveSpec { capacity, speed: None };
+        Drive::with_mounter("d0", spec, Box::new(MemoryMounter::new(capacity)))
+    }
+
+    fn write(d: &mut Drive, seq: u32, len: usize) -> Written {
+        let seg = segment(seq, len);
+        let mut scratch = Vec::new();
+        d.write_segment_from(&mut &seg[..], seg.len() as u64, "vm", (7, seq), &mut scratch)
+            .unwrap()
+    }
+
+    #[test]
+    fn a_tape_is_written_appended_and_read_back_through_any_mounter() {
+        let mut d = drive(None);
+        let p = Path::new("unused.tap");
+        assert_eq!(d.mount_for_write("T00001", p, Some(&new_tape())).unwrap(), (0, 0));
+        assert!(d.writing_empty_tape());
+        let landed = write(&mut d, 0, 3000).unwrap();
+        assert_eq!((landed.label.as_str(), landed.entry.seq), ("T00001", 0));
+        let (label, files, _) = d.dismount().unwrap();
+        assert_eq!((label.as_str(), files), ("T00001", 1));
+        // The mounter was told: the same tape mounts again, to append.
+        assert_eq!(d.mount_for_write("T00001", p, None).unwrap().0, 1);
+        let file = write(&mut d, 1, 100).unwrap().entry.file_number;
+        d.mount_for_read("T00001", p).unwrap(); // finishes and unloads the written tape first
+        let mut out = Vec::new();
+        let s = d.read_segment_into("T00001", file, 1 << 20, &mut out).unwrap();
+        assert_eq!((s.header.abs_id, s.header.seq, s.data_bytes), (7, 1, 100));
+        assert!(d.records_read() > 0);
+        d.dismount().unwrap();
+        // A failed mount leaves the drive empty and the mounter free.
+        let e = d.mount_for_read("NOPE01", p).unwrap_err();
+        assert!(format!("{e:#}").contains("an in-memory tape labelled NOPE01"), "{e:#}");
+        assert!(matches!(d.mounted, Mounted::Empty));
+        d.mount_for_read("T00001", p).unwrap();
+        assert!(d.time().busy + d.time().idle > Duration::ZERO);
+    }
+
+    #[test]
+    fn a_full_tape_is_refused_then_finished_with_eov() {
+        let mut d = drive(Some(Capacity::new(60_000, 30_000).unwrap()));
+        d.mount_for_write("T00002", Path::new("x"), Some(&new_tape())).unwrap();
+        let mut written = 0;
+        while write(&mut d, written, 8000).is_ok() {
+            written += 1;
+        }
+        assert!(write(&mut d, written, 8000).unwrap_err().is_tape_full());
+        let (_, files, _) = d.finish_full().unwrap();
+        assert_eq!(files, written);
+        assert!(written > 0);
     }
 }

@@ -1,5 +1,6 @@
 //! The back-end role: drives, segments to tape, segments back from tape.
 
+pub mod device;
 pub mod drive;
 pub mod schedule;
 pub mod serve;

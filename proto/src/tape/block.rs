@@ -413,6 +413,10 @@ impl<F: TapeImage> SimhTape<F> {
     pub fn capacity(&self) -> Option<Capacity> {
         self.capacity
     }
+    /// Whether the image was opened read-only (writes are refused).
+    pub fn is_read_only(&self) -> bool {
+        self.read_only
+    }
     /// Length of the image in bytes.
     pub fn image_len(&self) -> u64 {
         self.len

@@ -8,8 +8,8 @@
 //! which a drive does without transferring data. The directory entry it
 //! gives is what [`scan_file`] would give for an intact file: the trailer
 //! holds the body CRC, and the whole file's CRC follows from it
-//! ([`SegmentSummary::file_crc32c`]), so a restore or `verify` still checks
-//! every byte of the file against it.
+//! ([`SegmentSummary::file_crc32c`](super::segment::SegmentSummary::file_crc32c)),
+//! so a restore or `verify` still checks every byte of the file against it.
 //!
 //! Anything irregular (not a segment, a short record before the last, a
 //! missing tape mark, a file of three records or fewer) is handed to
@@ -18,7 +18,7 @@
 
 use super::block::{Block, BlockDevice};
 use super::file::FileStats;
-use super::inspect::{scan_file, FileContent, FileEnd, ScannedFile, ScannedKind};
+use super::scan::{scan_file, FileContent, FileEnd, ScannedFile, ScannedKind};
 use super::segment::{skim, SEGMENT_HEADER_LEN, SEGMENT_MAGIC, SEGMENT_TRAILER_LEN};
 use super::{TapeError, MAX_BLOCK_SIZE};
 
