@@ -8,7 +8,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use proto::domain::{AbsId, ChannelId, Failure, FailureCode, Level};
-use proto::wire::{ChannelEvent, ObjectSpec, RestoreTarget, StationReply, StationRequest};
+use proto::wire::{ChannelEvent, LogicalObject, RestoreTarget, StationReply, StationRequest};
 use serde_json::json;
 use smapp_client::client::{failure_code, Client};
 
@@ -340,8 +340,8 @@ async fn run(a: Args) -> Result<()> {
         } => {
             let level = *level;
             let spec = match (volume, extents) {
-                (Some(v), None) => ObjectSpec::Volume(v.clone()),
-                (None, Some(f)) => ObjectSpec::Extents(smapp_client::extents::read(f)?),
+                (Some(v), None) => LogicalObject::Volume(v.clone()),
+                (None, Some(f)) => LogicalObject::Extents(smapp_client::extents::read(f)?),
                 _ => bail!(Failure::invalid("give --volume or --extents")),
             };
             let req = StationRequest::Backup {

@@ -9,7 +9,7 @@ use std::time::Duration;
 use dmc_tests::cluster::{Cluster, ClusterSpec, STATION};
 use dmc_tests::fixture;
 use proto::domain::FailureCode;
-use proto::wire::{ObjectSpec, StationReply, StationRequest, MAX_CONTROL_FRAME};
+use proto::wire::{LogicalObject, StationReply, StationRequest, MAX_CONTROL_FRAME};
 use transport::{Identity, Role};
 
 async fn small_cluster(work: &std::path::Path) -> Cluster {
@@ -120,7 +120,7 @@ async fn hostile_peers_are_refused_and_the_station_keeps_serving() {
         drives: 1,
         object_name: "x".into(),
         primary: "pn1".into(),
-        object: ObjectSpec::Volume("vol0".into()),
+        object: LogicalObject::Volume("vol0".into()),
         level: proto::domain::Level::Full,
         detach: false,
     })

@@ -35,6 +35,7 @@ pub fn tune_allocator() {
             // SAFETY: mallopt only sets allocator parameters; it is called
             // with documented parameters and values, before other threads
             // exist (it is thread-safe in glibc anyway).
+            #[allow(unsafe_code)] // the one call into glibc; see SAFETY above
             let ok = unsafe { mallopt(param, value) };
             if ok != 1 {
                 tracing::warn!(param, value, "mallopt refused an allocator setting");

@@ -12,7 +12,7 @@ use super::{to_i64, to_u32, to_u64, Catalog, CatalogError, Result};
 
 /// One ABS with its map.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AbsRow {
+pub struct Abs {
     pub id: AbsId,
     pub object_id: ObjectId,
     pub object_name: String,
@@ -323,7 +323,7 @@ impl Catalog {
     }
 
     /// One ABS with its map rebuilt from the rows.
-    pub async fn load_abs(&self, abs_id: AbsId) -> Result<Option<AbsRow>> {
+    pub async fn load_abs(&self, abs_id: AbsId) -> Result<Option<Abs>> {
         let Some(a) = sqlx::query!(
             r#"SELECT a.id AS "id: AbsId", a.object_id AS "object_id: ObjectId", o.name AS object_name,
                     n.name AS primary_node, a.kind AS "kind: AbsKind", a.level AS "level: Level",
@@ -387,7 +387,7 @@ impl Catalog {
             })
             .collect::<Result<Vec<_>>>()?;
         let object_size = to_u64(a.object_size, "object size")?;
-        Ok(Some(AbsRow {
+        Ok(Some(Abs {
             id: a.id,
             object_id: a.object_id,
             object_name: a.object_name,

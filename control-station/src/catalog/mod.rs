@@ -27,13 +27,13 @@ use std::time::Duration;
 
 use sqlx::postgres::{PgPool, PgPoolOptions};
 
-pub use abs::{AbsRow, AbsSummaryRow};
+pub use abs::{Abs, AbsSummaryRow};
 pub use chains::{CapturedEpoch, ChainRow};
 pub use channels::{ChannelRow, Recovered, TransitionRow, STATION_ACTOR};
 pub use error::{CatalogError, Result};
 pub use grants::GrantRow;
 pub use registry::{DriveRow, MoverRow, PairRow};
-pub use segments::{NewSegment, SegmentRow};
+pub use segments::{NewSegment, Segment};
 pub use tapes::TapeRow;
 
 /// How long a statement waits for an unreachable database by default.

@@ -31,7 +31,7 @@ pub struct NewSegment {
 
 /// A recorded segment with its tape.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SegmentRow {
+pub struct Segment {
     pub id: i64,
     pub abs_id: AbsId,
     pub seq: SegmentSeq,
@@ -46,7 +46,7 @@ pub struct SegmentRow {
     pub written_at: DateTime<Utc>,
 }
 
-impl SegmentRow {
+impl Segment {
     /// The same segment of the same ABS, wherever it was placed.
     fn same_content(&self, s: &NewSegment) -> bool {
         self.abs_id == s.abs_id
@@ -77,11 +77,11 @@ struct RawSegment {
     written_at: DateTime<Utc>,
 }
 
-impl TryFrom<RawSegment> for SegmentRow {
+impl TryFrom<RawSegment> for Segment {
     type Error = CatalogError;
 
-    fn try_from(r: RawSegment) -> Result<SegmentRow> {
-        Ok(SegmentRow {
+    fn try_from(r: RawSegment) -> Result<Segment> {
+        Ok(Segment {
             id: r.id,
             abs_id: r.abs_id,
             seq: r.seq,
@@ -98,7 +98,7 @@ impl TryFrom<RawSegment> for SegmentRow {
     }
 }
 
-fn describe(s: &SegmentRow) -> String {
+fn describe(s: &Segment) -> String {
     format!(
         "ABS {} seq {} on tape {} file {} ({} bytes, {} data bytes, {} tracks, crc32c {:08x})",
         s.abs_id, s.seq, s.tape_label, s.tape_file, s.bytes, s.data_bytes, s.track_count, s.crc32c
@@ -196,7 +196,7 @@ impl Catalog {
         .fetch_all(&mut *tx)
         .await?
         .into_iter()
-        .map(SegmentRow::try_from)
+        .map(Segment::try_from)
         .collect::<Result<Vec<_>>>()?;
         match existing.as_slice() {
             [one] if one.same_as(seg) => Ok(false),
@@ -239,7 +239,7 @@ impl Catalog {
     }
 
     /// The segments of an ABS in restore order: by tape, then tape file.
-    pub async fn segments_of(&self, abs_id: AbsId) -> Result<Vec<SegmentRow>> {
+    pub async fn segments_of(&self, abs_id: AbsId) -> Result<Vec<Segment>> {
         sqlx::query_as!(
             RawSegment,
             r#"SELECT s.id, s.abs_id AS "abs_id: AbsId", s.seq AS "seq: SegmentSeq", s.tape_id AS "tape_id: TapeId",
@@ -253,12 +253,12 @@ impl Catalog {
         .fetch_all(&self.pool)
         .await?
         .into_iter()
-        .map(SegmentRow::try_from)
+        .map(Segment::try_from)
         .collect()
     }
 
     /// Every segment (of one ABS if given), by ABS then seq.
-    pub async fn list_segments(&self, abs_id: Option<AbsId>) -> Result<Vec<SegmentRow>> {
+    pub async fn list_segments(&self, abs_id: Option<AbsId>) -> Result<Vec<Segment>> {
         sqlx::query_as!(
             RawSegment,
             r#"SELECT s.id, s.abs_id AS "abs_id: AbsId", s.seq AS "seq: SegmentSeq", s.tape_id AS "tape_id: TapeId",
@@ -272,7 +272,7 @@ impl Catalog {
         .fetch_all(&self.pool)
         .await?
         .into_iter()
-        .map(SegmentRow::try_from)
+        .map(Segment::try_from)
         .collect()
     }
 }

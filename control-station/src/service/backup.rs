@@ -8,7 +8,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use proto::abs::{AbsMap, ObjectExtent, TrackSet};
 use proto::domain::{AbsId, ChannelId, Failure, FailureCode, Level, SegmentSeq};
 use proto::wire::{
-    BackupChannel, ChannelEvent, ChannelToken, Command, CommandReply, ObjectSpec, StationReply, VolumeEpoch,
+    BackupChannel, ChannelEvent, ChannelToken, Command, CommandReply, LogicalObject, StationReply, VolumeEpoch,
 };
 use transport::FramedSend;
 use transport::Peer;
@@ -26,7 +26,7 @@ pub(crate) async fn run(
     client: &Peer,
     object_name: String,
     primary: String,
-    object: ObjectSpec,
+    object: LogicalObject,
     drives: u32,
     level: Level,
     abandon: Abandon<'_>,
@@ -70,7 +70,7 @@ async fn backup(
     client: &Peer,
     object_name: &str,
     primary: &str,
-    object: ObjectSpec,
+    object: LogicalObject,
     drives: u32,
     level: Level,
     abandon: Abandon<'_>,
@@ -87,7 +87,7 @@ async fn backup(
         .require(Right::Backup, primary, Some(object_name))?;
     let node = registry::primary(st, primary).await?;
     let extents = match object {
-        ObjectSpec::Volume(v) => {
+        LogicalObject::Volume(v) => {
             let vol = node.volumes.iter().find(|x| x.name == v).ok_or_else(|| {
                 anyhow!(Failure::not_found(format!(
                     "primary node {primary} has no volume {v:?}"
@@ -99,7 +99,7 @@ async fn backup(
                 length: vol.size,
             }]
         }
-        ObjectSpec::Extents(e) => e,
+        LogicalObject::Extents(e) => e,
     };
     let map = AbsMap::from_extents(&node.volumes, &extents)
         .map_err(|e| Failure::invalid(format!("the logical object's extents: {e}")))?;

@@ -20,7 +20,7 @@ use super::access::{Access, Right};
 use super::backup::{await_written, chain_members, close_written, open_writing_channel, settle, transition, Held};
 use super::restore::{planned, read_tapes_on, ReadInto, TapeReading};
 use super::{failure_of, library, note_channel, registry, NoteRx, Station};
-use crate::catalog::{AbsRow, DriveRow, PairRow, SegmentRow, STATION_ACTOR};
+use crate::catalog::{Abs, DriveRow, PairRow, Segment, STATION_ACTOR};
 use crate::channel::{ChannelKind, ChannelState};
 use crate::plan::{chain_at, chain_of, RestorePlan};
 
@@ -92,7 +92,7 @@ async fn run_merge(
     held: &mut Held,
     reader: &mut Option<(PairRow, DriveRow)>,
     chain: &[AbsId],
-    abs: &AbsRow,
+    abs: &Abs,
     tip: AbsId,
     mut rx: NoteRx,
     send: &mut FramedSend,
@@ -223,7 +223,7 @@ async fn read_one(
     }
     let plan = RestorePlan::new(&planned(&segments), 1).context("planning the read")?;
     let jobs = plan.drive_queues().first().cloned().unwrap_or_default();
-    let by_seq: HashMap<SegmentSeq, SegmentRow> = segments.into_iter().map(|s| (s.seq, s)).collect();
+    let by_seq: HashMap<SegmentSeq, Segment> = segments.into_iter().map(|s| (s.seq, s)).collect();
     let channel_id = st
         .catalog
         .create_channel(ChannelKind::Restore, src, &client.name)

@@ -28,7 +28,7 @@ use transport::Peer;
 use super::access::Access;
 use super::backup::{chain_members, transition, waiting, Abandon, EventSink};
 use super::{failure_of, library, note_channel, registry, ChannelNote, NoteRx, Station};
-use crate::catalog::{DriveRow, PairRow, SegmentRow, STATION_ACTOR};
+use crate::catalog::{DriveRow, PairRow, Segment, STATION_ACTOR};
 use crate::channel::{ChannelKind, ChannelState};
 use crate::plan::{chain_at, chain_of, PlannedSegment, RestorePlan, TapeJob};
 
@@ -88,7 +88,7 @@ pub(crate) async fn run(
 }
 
 /// The catalog's segments as the planner sees them.
-pub(crate) fn planned(segments: &[SegmentRow]) -> Vec<PlannedSegment> {
+pub(crate) fn planned(segments: &[Segment]) -> Vec<PlannedSegment> {
     segments
         .iter()
         .map(|s| PlannedSegment {
@@ -102,7 +102,7 @@ pub(crate) fn planned(segments: &[SegmentRow]) -> Vec<PlannedSegment> {
 }
 
 /// An ABS that is complete, or why it cannot be restored.
-async fn complete_abs(st: &Arc<Station>, id: AbsId) -> Result<crate::catalog::AbsRow> {
+async fn complete_abs(st: &Arc<Station>, id: AbsId) -> Result<crate::catalog::Abs> {
     let abs = st
         .catalog
         .load_abs(id)
@@ -243,7 +243,7 @@ pub(crate) struct RestoreJob<'a> {
     target: &'a RestoreTarget,
     job: JobId,
     dest_node: &'a str,
-    segments: &'a HashMap<SegmentSeq, SegmentRow>,
+    segments: &'a HashMap<SegmentSeq, Segment>,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -306,7 +306,7 @@ async fn restore(
         usize::try_from(drives).unwrap_or(usize::MAX).min(free)
     };
     let plan = RestorePlan::new(&planned, wanted.max(1)).context("planning the restore")?;
-    let by_seq: HashMap<SegmentSeq, SegmentRow> = segments.into_iter().map(|s| (s.seq, s)).collect();
+    let by_seq: HashMap<SegmentSeq, Segment> = segments.into_iter().map(|s| (s.seq, s)).collect();
     let queues: Vec<Vec<TapeJob>> = plan.drive_queues().to_vec();
 
     // One channel per drive.
@@ -536,7 +536,7 @@ async fn read_tapes<E: EventSink>(
 pub(crate) struct TapeReading<'a> {
     pub channel_id: ChannelId,
     pub abs_id: AbsId,
-    pub segments: &'a HashMap<SegmentSeq, SegmentRow>,
+    pub segments: &'a HashMap<SegmentSeq, Segment>,
     pub pair: &'a PairRow,
     pub drive: &'a DriveRow,
 }
@@ -582,7 +582,7 @@ pub(crate) async fn read_tapes_on<E: EventSink>(
         st.catalog
             .assign_channel(channel_id, pair.fe_id, pair.be_id, drive.id, Some(tape.id))
             .await?;
-        let files: Vec<&SegmentRow> = tj
+        let files: Vec<&Segment> = tj
             .files
             .iter()
             .map(|p| {

@@ -1,0 +1,194 @@
+//! The command conversation: station → mover or primary node
+//! ([`Command`] → [`CommandReply`]), and the channel orders it carries.
+
+use rkyv::{Archive, Deserialize, Serialize};
+
+use super::*;
+
+/// Commands from the control station to movers and primary nodes.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub enum Command {
+    /// Back-end: load a tape image into a drive for writing. `new` is set
+    /// for a scratch tape, which gets labelled; otherwise it is appended to.
+    MountForWrite {
+        drive: String,
+        tape_label: String,
+        path: String,
+        new: Option<NewTape>,
+    },
+    /// Back-end: load a tape image into a drive for reading.
+    MountForRead {
+        drive: String,
+        tape_label: String,
+        path: String,
+    },
+    /// Back-end: finish (if written) and unload the tape in a drive.
+    Dismount { drive: String },
+    /// Front-end: accept the track stream of a backup channel and accumulate it.
+    OpenBackup(BackupChannel),
+    /// Front-end: serve the restore stream of a channel from its back-end.
+    OpenRestore(RestoreChannel),
+    /// Primary node: take a backup's snapshot of the map's tracks (protect
+    /// them, capture each volume's change-map epoch). `since` empty: every
+    /// track of the map; else only the tracks changed since those epochs
+    /// (a differential backup). Answered with [`CommandReply::Snapshot`].
+    TakeSnapshot {
+        channel_id: ChannelId,
+        map: AbsMap,
+        since: Vec<VolumeEpoch>,
+    },
+    /// Primary node: send `tracks` (of the snapshot the channel took) to a
+    /// front-end.
+    SendTrackSet {
+        channel_id: ChannelId,
+        abs_id: AbsId,
+        front_end: PeerAddr,
+        map: AbsMap,
+        tracks: TrackSet,
+        /// The channel's capability, presented to the front-end.
+        token: ChannelToken,
+    },
+    /// Front-end, after it restarted: continue backup channel `channel_id`
+    /// from what its spool kept. `placed`: the sequence numbers of the
+    /// ABS's segments the catalog holds (on tape; their spool files, if
+    /// any are left, are not written again).
+    ResumeBackup {
+        channel_id: ChannelId,
+        placed: Vec<SegmentSeq>,
+    },
+    /// Primary node: the front-end of backup channel `channel_id` restarted
+    /// and resumed it: open the track stream again to `front_end` (its new
+    /// start) and send what it does not hold.
+    ResumeTrackSet { channel_id: ChannelId, front_end: PeerAddr },
+    /// Primary node: receive a restore stream from a front-end and write it.
+    ReceiveRestore(RestoreOrder),
+    /// Any: forget a channel (it failed elsewhere).
+    AbortChannel { channel_id: ChannelId, reason: String },
+    /// Primary node: every stream of restore `job` into a file is done:
+    /// give the file its name (`commit`), or remove it (the restore failed).
+    FinishRestore { job: JobId, commit: bool },
+    /// Front-end: build a synthetic full ABS from tracks read back from
+    /// tape (FIG. 25/26). The first version of a track to arrive is kept:
+    /// the station has the chain read newest first.
+    OpenMerge(BackupChannel),
+    /// Front-end: read these tape files of one ABS of the chain (the
+    /// restore channel `read`) into the merge channel `merge_channel_id`;
+    /// reported with `ChannelFinished` of `read.channel_id`.
+    MergeRead {
+        merge_channel_id: ChannelId,
+        read: RestoreChannel,
+    },
+    /// Front-end: every ABS of the chain was read; seal and finish the
+    /// merged ABS (it must hold every track of its map).
+    FinishMerge { channel_id: ChannelId },
+}
+
+/// A volume's change-map position: the map's random id and the epoch a
+/// backup's snapshot captured.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct VolumeEpoch {
+    pub volume: String,
+    pub map_id: MapId,
+    pub epoch: u32,
+}
+
+/// Labels for a scratch tape.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct NewTape {
+    pub pool: String,
+    pub media_set: MediaSetId,
+    pub sequence: u32,
+    pub block_size: u32,
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct BackupChannel {
+    pub channel_id: ChannelId,
+    pub abs_id: AbsId,
+    pub object_name: String,
+    pub back_end: PeerAddr,
+    /// Drives of the back-end this channel writes to; more than one: its
+    /// segments are split across them (parallel backup of one ABS).
+    pub drives: Vec<String>,
+    pub map: AbsMap,
+    /// The tracks to expect: the whole map's for a full, the changed ones
+    /// for a differential.
+    pub track_set: TrackSet,
+    /// A differential's base ABS (None: a full).
+    pub base_abs_id: Option<AbsId>,
+    /// A synthetic full's chain tip (None otherwise).
+    pub merged_from_abs_id: Option<AbsId>,
+    pub created_unix: u64,
+    /// The primary node that will send the tracks (empty: none, a merge).
+    pub primary: String,
+    /// The channel's capability the node must present.
+    pub token: ChannelToken,
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct RestoreChannel {
+    pub channel_id: ChannelId,
+    pub abs_id: AbsId,
+    pub back_end: PeerAddr,
+    pub drive: String,
+    /// Tape files to read, in position order.
+    pub files: Vec<SegmentRef>,
+    /// The primary node that will fetch the stream (empty: none, a merge).
+    pub primary: String,
+    /// The channel's capability the node must present.
+    pub token: ChannelToken,
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct SegmentRef {
+    pub tape_label: String,
+    pub tape_file: u32,
+    pub seq: SegmentSeq,
+    pub crc32c: u32,
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct RestoreOrder {
+    pub channel_id: ChannelId,
+    pub abs_id: AbsId,
+    pub front_end: PeerAddr,
+    pub map: AbsMap,
+    pub remap: RemapTable,
+    /// Destination volume names (remap `Volume(i)` = `volumes[i]`) or a file.
+    pub target: RestoreTarget,
+    pub tracks: u64,
+    /// The restore request this stream belongs to (random, shared by every
+    /// drive's stream and every member of a chain): streams of one job
+    /// write into the same restore file.
+    pub job: JobId,
+    /// The channel's capability, presented to the front-end.
+    pub token: ChannelToken,
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub enum CommandReply {
+    Ok,
+    Error(Failure),
+    Mounted {
+        tape_label: String,
+        files: u32,
+        bytes: u64,
+    },
+    Dismounted {
+        tape_label: String,
+        files: u32,
+        bytes: u64,
+        full: bool,
+        /// Records read from the tape while it was mounted for reading
+        /// (volume labels and node header included).
+        records_read: u64,
+    },
+    /// A snapshot was taken: the epochs captured and the tracks to send.
+    Snapshot {
+        epochs: Vec<VolumeEpoch>,
+        tracks: TrackSet,
+        /// Anything the station should record (e.g. a recreated change map
+        /// that made every track of a volume count as changed).
+        notes: Vec<String>,
+    },
+}

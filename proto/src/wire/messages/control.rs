@@ -1,0 +1,412 @@
+//! The control conversation: any peer → station ([`StationRequest`] →
+//! [`StationReply`], or a stream of [`ChannelEvent`]s for a backup or
+//! restore), and the listings the station answers with.
+
+use rkyv::{Archive, Deserialize, Serialize};
+
+use super::*;
+
+/// Requests to the control station, by role:
+/// primary node: `RegisterPrimary`; mover: `RegisterMover`, `Heartbeat`,
+/// `SegmentPlaced`, `MetadataPlaced`, `ChannelProgress`, `ChannelFinished`,
+/// `ChannelFailed` (primary nodes may send the last two as well);
+/// client/operator: `Backup`, `Restore`, `List*`, `Channels`.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub enum StationRequest {
+    /// Registration (again after the station restarted or declared the
+    /// node dead): `boot` identifies this start of the process; `channels`
+    /// are the channels it still holds state for (the station aborts those
+    /// it is not running).
+    RegisterPrimary {
+        name: String,
+        volumes: Vec<VolumeRef>,
+        boot: u64,
+        channels: Vec<ChannelId>,
+    },
+    /// As `RegisterPrimary`; a back-end's drives that the station is not
+    /// using are dismounted (their tapes finished and recorded as they are).
+    RegisterMover {
+        name: String,
+        role: MoverRole,
+        address: String,
+        drives: Vec<String>,
+        back_end: Option<String>,
+        boot: u64,
+        channels: Vec<ChannelId>,
+    },
+    Heartbeat {
+        name: String,
+    },
+    /// Back-end: the tape in `drive` reached its early-warning point and was
+    /// finished with EOV labels (`files` data files, `bytes` data bytes);
+    /// which tape continues the media set? Answered with
+    /// [`StationReply::NextTape`] once the library has one for the drive.
+    TapeFull {
+        drive: String,
+        tape_label: String,
+        files: u32,
+        bytes: u64,
+    },
+    SegmentPlaced(SegmentPlacement),
+    MetadataPlaced {
+        channel_id: ChannelId,
+        abs_id: AbsId,
+        tape_label: String,
+        tape_file: u32,
+        bytes: u64,
+    },
+    ChannelProgress {
+        channel_id: ChannelId,
+        bytes: u64,
+        tracks: u64,
+    },
+    ChannelFinished {
+        channel_id: ChannelId,
+        data_bytes: u64,
+        tracks: u64,
+        segments: u32,
+    },
+    ChannelFailed {
+        channel_id: ChannelId,
+        failure: Failure,
+    },
+    /// Front-end: how a channel's segments travel between it and its
+    /// back-end (`shared`: through the spool both use; else over QUIC),
+    /// for the channel's history.
+    ChannelDataPath {
+        channel_id: ChannelId,
+        shared: bool,
+        detail: String,
+    },
+    Backup {
+        object_name: String,
+        primary: String,
+        object: LogicalObject,
+        /// Drives to write the ABS to in parallel (its segments split
+        /// across them); 0 or 1: one drive, which may be shared.
+        drives: u32,
+        level: Level,
+        /// Run even if the client goes away before the backup starts
+        /// (otherwise a backup still waiting for a drive is cancelled).
+        detach: bool,
+    },
+    /// Restore the object as it was when ABS `abs_id` was taken: a
+    /// differential restores its chain (full first).
+    Restore {
+        abs_id: AbsId,
+        target: RestoreTarget,
+        /// Most drives to read in parallel; 0: every free drive.
+        drives: u32,
+    },
+    /// Restore an object as it was at a point in time (`at_unix_ms`; None:
+    /// its latest backup): the chain of the latest backup taken by then.
+    RestoreAt {
+        primary: String,
+        object_name: String,
+        at_unix_ms: Option<i64>,
+        target: RestoreTarget,
+        drives: u32,
+    },
+    /// Merge a chain into a synthetic full ABS on the movers: the chain
+    /// ending at `abs_id`, or (None) the object's latest chain.
+    Merge {
+        primary: String,
+        object_name: String,
+        abs_id: Option<AbsId>,
+    },
+    ListAbs,
+    ListTapes,
+    /// The registered data movers (name, role, address, state, last heartbeat).
+    ListMovers,
+    /// Operator: label `count` new scratch tapes of `pool` in free slots.
+    LibraryLabel {
+        pool: String,
+        count: u32,
+    },
+    /// Operator: move a tape's image out of the library into `to_dir`.
+    LibraryExport {
+        label: String,
+        to_dir: String,
+    },
+    /// Operator: bring a tape image (on the station's host) into the
+    /// library: an exported tape of this catalog, or a blank image, which
+    /// becomes a scratch tape of `pool`.
+    LibraryImport {
+        path: String,
+        pool: String,
+    },
+    ListSegments {
+        abs_id: Option<AbsId>,
+    },
+    Channels {
+        channel_id: Option<ChannelId>,
+    },
+    /// Operator: give `client` rights on `primary`'s objects (`object`:
+    /// one object; None: every object of the node, and its volumes as
+    /// restore destinations). Rights add to what the client had.
+    Grant {
+        client: String,
+        primary: String,
+        object: Option<String>,
+        backup: bool,
+        restore: bool,
+    },
+    /// Operator: take rights away (both when neither is named).
+    Revoke {
+        client: String,
+        primary: String,
+        object: Option<String>,
+        backup: bool,
+        restore: bool,
+    },
+    /// Operator: every grant; a client: its own.
+    ListGrants,
+    /// A back-end asks whether `front_end`, which connected to it, is
+    /// paired with it (it serves segments only to its own front-ends).
+    CheckPair {
+        front_end: String,
+    },
+    /// Client or operator: the station's health (answered even while the
+    /// catalog database is unreachable).
+    Health,
+}
+
+/// The station's health: whether its catalog answers, and which processes
+/// it hears from.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct HealthInfo {
+    /// `ok`, or `unavailable` while the catalog database is unreachable
+    /// (`catalog_detail` says why).
+    pub catalog: CatalogHealth,
+    /// Why the catalog is unavailable (empty when it is ok).
+    pub catalog_detail: String,
+    /// Seconds since this start of the station.
+    pub uptime_seconds: u64,
+    /// Channels running in this start of the station.
+    pub channels: u32,
+    pub peers: Vec<PeerHealth>,
+}
+
+/// A registered mover or primary node as the station hears it.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct PeerHealth {
+    pub name: String,
+    pub role: String,
+    /// Which start of the process registered (see [`PeerAddr::boot`]).
+    pub boot: u64,
+    /// Milliseconds since its last heartbeat or registration.
+    pub last_heard_ms: u64,
+}
+
+/// One grant: what a client may do on a primary node's objects.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct GrantInfo {
+    pub client: String,
+    pub primary: String,
+    /// Empty: every object of the node.
+    pub object: String,
+    pub backup: bool,
+    pub restore: bool,
+    pub granted_by: String,
+    pub granted_at: String,
+}
+
+/// Where a back-end put one segment (reported after the tape was synced).
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct SegmentPlacement {
+    pub channel_id: ChannelId,
+    pub abs_id: AbsId,
+    pub seq: SegmentSeq,
+    pub tape_label: String,
+    pub tape_file: u32,
+    pub bytes: u64,
+    pub data_bytes: u64,
+    pub track_count: u32,
+    pub crc32c: u32,
+}
+
+/// Replies of the control station.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub enum StationReply {
+    Ok,
+    Error(Failure),
+    Registered {
+        id: u64,
+    },
+    /// A heartbeat from a process the station does not (or no longer)
+    /// count as registered: it registers again.
+    NotRegistered,
+    /// The station's own health (see [`StationRequest::Health`]).
+    Health(HealthInfo),
+    /// The tape that continues a media set (see [`StationRequest::TapeFull`]).
+    NextTape {
+        tape_label: String,
+        path: String,
+        new: NewTape,
+    },
+    Event(ChannelEvent),
+    Abs(Vec<AbsInfo>),
+    Tapes(Vec<TapeInfo>),
+    Movers(Vec<MoverInfo>),
+    Segments(Vec<SegmentInfo>),
+    Channels(Vec<ChannelInfo>),
+    Grants(Vec<GrantInfo>),
+    History {
+        channel: ChannelInfo,
+        transitions: Vec<TransitionInfo>,
+    },
+}
+
+/// Progress of a backup or restore, streamed to the client that asked.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub enum ChannelEvent {
+    /// The job was accepted: its channel and ABS (sent first, before any
+    /// wait).
+    Accepted {
+        channel_id: ChannelId,
+        abs_id: AbsId,
+    },
+    Started {
+        channel_id: ChannelId,
+        abs_id: AbsId,
+        object_size: u64,
+        tracks: u64,
+        track_bytes: u64,
+    },
+    State {
+        state: ChannelState,
+        reason: String,
+    },
+    /// The primary node took the backup's snapshot: what it holds (the
+    /// whole object, or the tracks changed since the base), or a note about
+    /// it (e.g. a recreated change map).
+    Snapshot {
+        detail: String,
+    },
+    /// A restore's plan: which tapes each drive's channel reads.
+    Planned {
+        detail: String,
+    },
+    /// The job spans a chain of ABSs (a restore of a differential, a
+    /// merge): which, in the order they are read, and what is done with
+    /// them.
+    Chain {
+        members: Vec<AbsId>,
+        detail: String,
+    },
+    Progress {
+        bytes: u64,
+    },
+    /// Nothing changed for a while: what the channel is waiting for, and
+    /// for how long (sent every few seconds while it waits).
+    Waiting {
+        what: String,
+        seconds: u64,
+    },
+    /// The backup's front-end died and came back: the backup continues
+    /// from its spool, `segments_on_tape` of its segments already on tape
+    /// (the primary node sends only what the spool did not keep).
+    Resumed {
+        front_end: String,
+        segments_on_tape: u32,
+    },
+    Finished {
+        bytes: u64,
+        tracks: u64,
+        segments: u32,
+        tapes: Vec<String>,
+        seconds: f64,
+    },
+    Failed(Failure),
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct AbsInfo {
+    pub abs_id: AbsId,
+    pub object_name: String,
+    pub primary: String,
+    pub kind: AbsKind,
+    /// full, cumulative, incremental or synthetic.
+    pub level: Level,
+    /// A differential's base (None: a full).
+    pub base_abs_id: Option<AbsId>,
+    /// A synthetic full's chain tip (None: not a synthetic full).
+    pub merged_from_abs_id: Option<AbsId>,
+    /// When the snapshot was taken.
+    pub point_in_time: String,
+    pub state: AbsState,
+    pub object_size: u64,
+    pub data_bytes: u64,
+    pub track_count: u64,
+    pub segment_count: u32,
+    pub extents: u32,
+    pub created: String,
+    pub tapes: Vec<String>,
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct TapeInfo {
+    pub label: String,
+    pub pool: String,
+    pub state: TapeState,
+    pub path: String,
+    pub bytes_written: u64,
+    pub files_written: u32,
+    pub mounted_in: Option<String>,
+    /// Media set id and this tape's volume number in it (1, 2, …).
+    pub media_set: Option<MediaSetId>,
+    pub sequence: Option<u32>,
+    /// `library` or `exported`.
+    pub location: TapeLocation,
+    /// Home slot in the library.
+    pub slot: Option<u32>,
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct MoverInfo {
+    pub name: String,
+    /// `front-end`, `back-end` or `both`.
+    pub role: MoverRole,
+    /// Where peers dial it (its latest registration).
+    pub address: String,
+    /// `online`, `offline` or `draining`.
+    pub state: MoverState,
+    pub registered: String,
+    pub last_seen: String,
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct SegmentInfo {
+    pub abs_id: AbsId,
+    pub seq: SegmentSeq,
+    pub tape_label: String,
+    pub tape_file: u32,
+    pub bytes: u64,
+    pub data_bytes: u64,
+    pub track_count: u32,
+    pub crc32c: u32,
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct ChannelInfo {
+    pub channel_id: ChannelId,
+    pub kind: ChannelKind,
+    pub abs_id: AbsId,
+    pub state: ChannelState,
+    pub reason: String,
+    pub front_end: String,
+    pub back_end: String,
+    pub drive: String,
+    pub tape: String,
+    pub bytes: u64,
+    pub updated: String,
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct TransitionInfo {
+    pub from: Option<ChannelState>,
+    pub to: ChannelState,
+    pub reason: String,
+    pub actor: String,
+    pub at: String,
+}
