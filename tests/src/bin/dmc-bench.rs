@@ -233,10 +233,10 @@ async fn main_async() -> Result<()> {
                     .zip(&results)
                     .enumerate()
                     .map(|(i, (o, r))| {
-                        let (cluster, layout, work) = (&cluster, &layout, &work);
+                        let (cluster, layout) = (&cluster, &layout);
                         s.spawn(move || {
                             let abs = r["abs_id"].as_u64().context("no abs_id")?;
-                            let dest = work.join(format!("many{i}.bin"));
+                            let dest = cluster.restored(&format!("many{i}.bin"));
                             scenario::restore_and_verify(cluster, layout, abs, &o.extents, &dest)?;
                             std::fs::remove_file(&dest).ok();
                             Ok::<(), anyhow::Error>(())
