@@ -18,10 +18,15 @@
 //! channel paused at end of tape, why it halted, ...), and the control station
 //! persists each one (who, when, why) so an operator can replay the history.
 //!
-//! This module is pure: no database, no I/O. The catalog checks every
+//! This module is pure: no database, no I/O. [`Channel`] is the machine the
+//! service drives (`apply(input) → effects`); the catalog checks every
 //! persisted transition against [`transition`].
 
+mod machine;
+
 use thiserror::Error;
+
+pub use machine::{Channel, ChannelInput, Effect};
 
 /// The kinds and states are the domain's (the wire and the catalog speak
 /// them); their transition tables are here.
@@ -95,79 +100,6 @@ pub struct Transition {
     pub from: ChannelState,
     pub to: ChannelState,
     pub reason: String,
-}
-
-/// A channel's state in memory: its kind, current state and the reason it
-/// is in it. Every change goes through [`Channel::apply`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Channel {
-    kind: ChannelKind,
-    state: ChannelState,
-    reason: String,
-}
-
-impl Channel {
-    /// A new channel in `Requested`.
-    pub fn new(kind: ChannelKind, reason: impl Into<String>) -> Channel {
-        Channel {
-            kind,
-            state: ChannelState::Requested,
-            reason: reason.into(),
-        }
-    }
-
-    /// A channel restored from storage (state not checked: it was checked
-    /// when it was persisted).
-    pub fn from_parts(kind: ChannelKind, state: ChannelState, reason: impl Into<String>) -> Channel {
-        Channel {
-            kind,
-            state,
-            reason: reason.into(),
-        }
-    }
-
-    pub fn kind(&self) -> ChannelKind {
-        self.kind
-    }
-
-    pub fn state(&self) -> ChannelState {
-        self.state
-    }
-
-    /// Why the channel is in its current state (the reason of the last
-    /// transition).
-    pub fn reason(&self) -> &str {
-        &self.reason
-    }
-
-    pub fn is_terminal(&self) -> bool {
-        self.state.is_terminal()
-    }
-
-    /// Move to `to` for `reason`. An illegal transition leaves the channel
-    /// unchanged.
-    pub fn apply(&mut self, to: ChannelState, reason: impl Into<String>) -> Result<Transition, IllegalTransition> {
-        transition(self.kind, self.state, to)?;
-        let reason = reason.into();
-        let applied = Transition {
-            from: self.state,
-            to,
-            reason: reason.clone(),
-        };
-        self.state = to;
-        self.reason = reason;
-        Ok(applied)
-    }
-
-    /// Move to `Error` for `reason` unless already terminal. Returns the
-    /// transition if one happened.
-    pub fn fail(&mut self, reason: impl Into<String>) -> Option<Transition> {
-        if self.is_terminal() {
-            None
-        } else {
-            self.apply(ChannelState::Error, reason).ok()
-        }
-    }
 }
 
 #[cfg(test)]
@@ -271,43 +203,5 @@ mod tests {
         assert_eq!(ChannelState::EndOfTape.as_str(), "end_of_tape");
         assert!("Writing".parse::<ChannelState>().is_err());
         assert!("".parse::<ChannelKind>().is_err());
-    }
-
-    #[test]
-    fn backup_over_two_tapes() {
-        let mut ch = Channel::new(ChannelKind::Backup, "requested by smapp");
-        for (to, why) in [
-            (S::Opened, "pair fe1/be1, drive d1"),
-            (S::BeginningOfTape, "tape DM0001 mounted"),
-            (S::Writing, "labels written"),
-            (S::EndOfTape, "end of medium"),
-            (S::BeginningOfTape, "tape DM0002 mounted"),
-            (S::Writing, "labels written"),
-            (S::Closed, "ABS complete"),
-        ] {
-            let t = ch.apply(to, why).unwrap();
-            assert_eq!(t.to, to);
-            assert_eq!(ch.reason(), why);
-        }
-        assert!(ch.is_terminal());
-        assert!(ch.fail("late").is_none());
-        let before = ch.clone();
-        assert!(ch.apply(S::Writing, "again").is_err());
-        assert_eq!(ch, before);
-    }
-
-    #[test]
-    fn illegal_apply_leaves_channel_unchanged() {
-        let mut ch = Channel::new(ChannelKind::Restore, "restore requested");
-        let before = ch.clone();
-        let err = ch.apply(S::Reading, "skip ahead").unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "illegal restore channel transition requested → reading"
-        );
-        assert_eq!(ch, before);
-        let t = ch.fail("front-end lost").unwrap();
-        assert_eq!((t.from, t.to), (S::Requested, S::Error));
-        assert_eq!(ch.reason(), "front-end lost");
     }
 }

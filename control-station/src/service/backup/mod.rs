@@ -1,0 +1,124 @@
+//! A backup channel (seed FIG. 28): Requested → Opened → BeginningOfTape →
+//! Writing → Closed, or → Error with a reason.
+//!
+//! The shell fetches what the plan needs from the catalog, [`job`] plans
+//! the backup (level, base, map, drives) without I/O, and [`act`] carries
+//! the plan out, every channel transition going through the channel's
+//! state machine ([`crate::service::events::LiveChannel`]).
+
+mod act;
+mod job;
+mod tape_switch;
+mod writing;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{anyhow, Result};
+use proto::domain::{Failure, Level};
+use proto::wire::{ChannelEvent, StationReply};
+use transport::{FramedSend, Peer};
+
+use super::access::{Access, Right};
+use super::events::{Abandon, EventSink};
+use super::{failure_of, registry, Station};
+use crate::plan::ChainMember;
+pub(crate) use job::{BackupJob, BackupRequest};
+pub(crate) use writing::{await_written, close_written, open_writing_channel, settle, Held};
+
+/// Run one backup for a client, streaming events to it.
+pub(crate) async fn run(
+    st: Arc<Station>,
+    client: &Peer,
+    req: BackupRequest,
+    conn: &quinn::Connection,
+    send: &mut FramedSend,
+) {
+    let started = Instant::now();
+    let abandon = if req.detach {
+        Abandon::Never
+    } else {
+        Abandon::IfGone(Some(conn))
+    };
+    let event = match backup(&st, client, req, abandon, send, started).await {
+        Ok(ev) => ev,
+        Err(e) => ChannelEvent::Failed(failure_of(&e)),
+    };
+    let _ = send.send(&StationReply::Event(event)).await;
+}
+
+/// Plan the backup from the catalog, create its ABS and channel, act.
+async fn backup(
+    st: &Arc<Station>,
+    client: &Peer,
+    req: BackupRequest,
+    abandon: Abandon<'_>,
+    send: &mut FramedSend,
+    started: Instant,
+) -> Result<ChannelEvent> {
+    job::check_level(req.level)?;
+    Access::of(st, client)
+        .await?
+        .require(Right::Backup, &req.primary, Some(&req.object_name))?;
+    let node = registry::primary(st, &req.primary).await?;
+    let map = job::object_map(&req.primary, &node.volumes, req.object.clone())?;
+    let base = differential_base(st, &req).await?;
+    let job = BackupJob::plan(&req, map, base)?;
+    let (_, abs_id) = st
+        .catalog
+        .create_abs(&job.object_name, node.id, job.level, job.base_abs_id, &job.map)
+        .await?;
+    let (mut held, rx) = open_writing_channel(st, client, abs_id).await?;
+    let channel_id = held.channel.id();
+    send.emit(ChannelEvent::Accepted { channel_id, abs_id }).await;
+    let outcome = act::act(st, &mut held, &job, abandon, rx, send, started).await;
+    st.resumable.lock().await.remove(&channel_id);
+    st.channels.lock().await.remove(&channel_id);
+    st.depends_on(channel_id, &[]).await;
+    // The primary node drops the channel's snapshot, if it took one.
+    settle(st, &mut held, outcome, &[&job.primary]).await
+}
+
+/// The base of a differential backup as the catalog holds it (None: a full).
+async fn differential_base(st: &Arc<Station>, req: &BackupRequest) -> Result<Option<job::Base>> {
+    let level = req.level;
+    if level.is_full() {
+        return Ok(None);
+    }
+    let members = chain_members(st, &req.primary, &req.object_name).await?;
+    let id = base_of(&req.object_name, &members, level)?;
+    let row = st
+        .catalog
+        .load_abs(id)
+        .await?
+        .ok_or_else(|| anyhow!(Failure::not_found(format!("base ABS {id} vanished from the catalog"))))?;
+    let epochs = st.catalog.abs_epochs(id).await?;
+    Ok(Some(job::Base {
+        id,
+        map: row.map,
+        epochs,
+    }))
+}
+
+/// The base a differential of `level` is taken against.
+fn base_of(object_name: &str, members: &[ChainMember], level: Level) -> Result<proto::domain::AbsId> {
+    crate::plan::base_for(object_name, members, level)?
+        .ok_or_else(|| anyhow!(Failure::not_found(format!("no base for a {level} backup"))))
+}
+
+/// The complete ABSs of an object on a primary node, as chain members.
+pub(crate) async fn chain_members(st: &Arc<Station>, primary: &str, object_name: &str) -> Result<Vec<ChainMember>> {
+    // An object never backed up has no members (a chain error says so).
+    let Some((_, rows)) = st.catalog.chain_members(primary, object_name).await? else {
+        return Ok(Vec::new());
+    };
+    Ok(rows
+        .into_iter()
+        .map(|r| ChainMember {
+            id: r.id,
+            level: r.level,
+            base: r.base_abs_id,
+            point_in_time: r.point_in_time,
+        })
+        .collect())
+}

@@ -1,0 +1,409 @@
+//! What each role may ask, and who answers each request.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Result};
+use proto::domain::{AbsId, ChannelId, Failure};
+use proto::wire::{StationReply, StationRequest};
+use transport::FramedSend;
+use transport::{Peer, Role};
+
+use super::access::Access;
+use super::{
+    backup, failure_of, library, library_admin, listing, merge, recovery, registry, restore, ChannelNote, PeerConn,
+    Station,
+};
+
+/// What each role may ask.
+pub(super) fn authorize(peer: &Peer, req: &StationRequest) -> Result<()> {
+    use StationRequest as R;
+    let (allowed, action): (&[Role], &str) = match req {
+        R::RegisterPrimary { .. } => (&[Role::PrimaryNode], "register a primary node"),
+        R::RegisterMover { .. } => (&[Role::Mover], "register a mover"),
+        R::Heartbeat { .. } => (&[Role::Mover, Role::PrimaryNode], "send heartbeats"),
+        R::SegmentPlaced(_) | R::MetadataPlaced { .. } | R::TapeFull { .. } => {
+            (&[Role::Mover], "report tape placements")
+        }
+        R::ChannelProgress { .. } | R::ChannelFinished { .. } | R::ChannelFailed { .. } => {
+            (&[Role::Mover, Role::PrimaryNode], "report channel progress")
+        }
+        R::ChannelDataPath { .. } => (&[Role::Mover], "report a channel's data path"),
+        R::CheckPair { .. } => (&[Role::Mover], "check a pairing"),
+        R::Backup { .. } | R::Restore { .. } | R::RestoreAt { .. } | R::Merge { .. } => {
+            (&[Role::Client, Role::Operator], "start backups and restores")
+        }
+        R::LibraryLabel { .. } | R::LibraryExport { .. } | R::LibraryImport { .. } => {
+            (&[Role::Operator], "manage the tape library")
+        }
+        R::ListAbs | R::ListSegments { .. } | R::Channels { .. } | R::ListGrants => {
+            (&[Role::Client, Role::Operator], "read the catalog")
+        }
+        R::ListTapes | R::ListMovers => (&[Role::Operator], "list the tapes and movers"),
+        R::Health => (&[Role::Client, Role::Operator], "ask the station's health"),
+        R::Grant { .. } | R::Revoke { .. } => (&[Role::Operator], "grant or revoke rights"),
+    };
+    transport::require_role(peer, allowed, action)?;
+    let claimed = match req {
+        R::RegisterPrimary { name, .. } | R::RegisterMover { name, .. } | R::Heartbeat { name } => Some(name),
+        _ => None,
+    };
+    if let Some(name) = claimed {
+        if name != &peer.name {
+            bail!(Failure::refused(format!("peer {} may not speak for {name}", peer.name)));
+        }
+    }
+    Ok(())
+}
+
+/// Fail unless channel `channel_id` writes or reads ABS `abs_id` (a
+/// placement names both; a participant of one channel may not place
+/// segments of another's ABS).
+async fn require_channel_of(st: &Arc<Station>, channel_id: ChannelId, abs_id: AbsId) -> Result<()> {
+    let row = st
+        .catalog
+        .channel(channel_id)
+        .await?
+        .ok_or_else(|| anyhow!(Failure::not_found(format!("no channel {channel_id}"))))?;
+    if row.abs_id != abs_id {
+        bail!(Failure::refused(format!(
+            "not authorized: channel {channel_id} writes ABS {}, not ABS {abs_id}",
+            row.abs_id
+        )));
+    }
+    Ok(())
+}
+
+/// Fail unless `access` may see ABS `id`.
+async fn require_visible_abs(st: &Arc<Station>, access: &Access, id: AbsId) -> Result<()> {
+    let row = st.catalog.load_abs(id).await?;
+    match row {
+        Some(a) if access.may_see(&a.primary_node, &a.object_name) => Ok(()),
+        _ if access.is_operator() => Ok(()),
+        // The same answer whether the ABS exists or not.
+        _ => bail!(Failure::refused(format!(
+            "not authorized: no ABS {id} this client has a grant on"
+        ))),
+    }
+}
+
+pub(super) async fn dispatch(
+    st: Arc<Station>,
+    conn: quinn::Connection,
+    peer: Peer,
+    req: StationRequest,
+    send: &mut FramedSend,
+) {
+    use StationRequest as R;
+    let reply = match req {
+        R::Backup {
+            object_name,
+            primary,
+            object,
+            drives,
+            level,
+            detach,
+        } => {
+            let req = backup::BackupRequest {
+                object_name,
+                primary,
+                object,
+                drives,
+                level,
+                detach,
+            };
+            backup::run(st, &peer, req, &conn, send).await;
+            return;
+        }
+        R::Restore { abs_id, target, drives } => {
+            let req = restore::RestoreRequest {
+                wanted: restore::Wanted::Abs(abs_id),
+                target,
+                drives,
+            };
+            restore::run(st, &peer, req, send).await;
+            return;
+        }
+        R::RestoreAt {
+            primary,
+            object_name,
+            at_unix_ms,
+            target,
+            drives,
+        } => {
+            let wanted = restore::Wanted::At {
+                primary,
+                object_name,
+                at_unix_ms,
+            };
+            let req = restore::RestoreRequest { wanted, target, drives };
+            restore::run(st, &peer, req, send).await;
+            return;
+        }
+        R::Merge {
+            primary,
+            object_name,
+            abs_id,
+        } => {
+            let req = merge::MergeRequest {
+                primary,
+                object_name,
+                abs_id,
+            };
+            merge::run(st, &peer, req, send).await;
+            return;
+        }
+        other => match handle(&st, conn, &peer, other).await {
+            Ok(r) => r,
+            Err(e) => {
+                let failure = failure_of(&e);
+                tracing::warn!(peer = %peer.name, code = %failure.code, error = %failure.message, "request failed");
+                StationReply::Error(failure)
+            }
+        },
+    };
+    let _ = send.send(&reply).await;
+}
+
+async fn handle(st: &Arc<Station>, conn: quinn::Connection, peer: &Peer, req: StationRequest) -> Result<StationReply> {
+    use StationRequest as R;
+    Ok(match req {
+        R::RegisterPrimary {
+            name,
+            volumes,
+            boot,
+            channels,
+        } => {
+            st.restarted(&name, boot).await;
+            let id = registry::register_primary(st, &name, volumes).await?;
+            st.seen(&name).await;
+            let role = peer.role;
+            st.peers
+                .lock()
+                .await
+                .insert(name.clone(), PeerConn { conn, boot, role });
+            tokio::spawn(recovery::reconcile(st.clone(), name, channels, Vec::new()));
+            StationReply::Registered { id: id.get() }
+        }
+        R::RegisterMover {
+            name,
+            role,
+            address,
+            drives,
+            back_end,
+            boot,
+            channels,
+        } => {
+            st.restarted(&name, boot).await;
+            let id = registry::register_mover(st, &name, role, &address, &drives, back_end).await?;
+            st.seen(&name).await;
+            let peer_role = peer.role;
+            st.peers.lock().await.insert(
+                name.clone(),
+                PeerConn {
+                    conn,
+                    boot,
+                    role: peer_role,
+                },
+            );
+            tokio::spawn(recovery::reconcile(st.clone(), name, channels, drives));
+            StationReply::Registered { id: id.get() }
+        }
+        R::Heartbeat { name } => {
+            if !st.registered_on(&name, &conn).await {
+                return Ok(StationReply::NotRegistered);
+            }
+            st.seen(&name).await;
+            // The catalog's `last_seen` follows in the background: liveness
+            // never waits on the database.
+            let st = st.clone();
+            tokio::spawn(async move {
+                let _ = tokio::time::timeout(Duration::from_secs(5), registry::heartbeat(&st, &name)).await;
+            });
+            StationReply::Ok
+        }
+        R::Health => StationReply::Health(recovery::health(st).await),
+        R::TapeFull {
+            drive,
+            tape_label,
+            files,
+            bytes,
+        } => library::continue_media_set(st, &peer.name, &drive, &tape_label, files, bytes).await?,
+        R::SegmentPlaced(p) => {
+            st.require_participant(p.channel_id, &peer.name).await?;
+            require_channel_of(st, p.channel_id, p.abs_id).await?;
+            library::record_segment(st, &p).await?;
+            StationReply::Ok
+        }
+        R::MetadataPlaced {
+            channel_id,
+            abs_id,
+            tape_label,
+            tape_file,
+            ..
+        } => {
+            st.require_participant(channel_id, &peer.name).await?;
+            require_channel_of(st, channel_id, abs_id).await?;
+            library::record_metadata(st, abs_id, &tape_label, tape_file).await?;
+            StationReply::Ok
+        }
+        R::ChannelProgress { channel_id, bytes, .. } => {
+            st.require_participant(channel_id, &peer.name).await?;
+            st.note(channel_id, ChannelNote::Progress { bytes }).await;
+            StationReply::Ok
+        }
+        R::ChannelFinished {
+            channel_id,
+            data_bytes,
+            tracks,
+            segments,
+        } => {
+            st.require_participant(channel_id, &peer.name).await?;
+            st.note(
+                channel_id,
+                ChannelNote::Finished {
+                    data_bytes,
+                    tracks,
+                    segments,
+                },
+            )
+            .await;
+            StationReply::Ok
+        }
+        R::ChannelFailed { channel_id, failure } => {
+            st.require_participant(channel_id, &peer.name).await?;
+            tracing::warn!(%channel_id, peer = %peer.name, code = %failure.code, reason = %failure.message, "channel failure reported");
+            st.note(channel_id, ChannelNote::Failed { failure }).await;
+            StationReply::Ok
+        }
+        R::ChannelDataPath {
+            channel_id,
+            shared,
+            detail,
+        } => {
+            st.require_participant(channel_id, &peer.name).await?;
+            let note = format!("data path: {detail}");
+            let recorded = st.catalog.note_channel(channel_id, &peer.name, &note).await?;
+            tracing::info!(%channel_id, peer = %peer.name, shared, recorded, "channel data path");
+            StationReply::Ok
+        }
+        R::ListAbs => {
+            let access = Access::of(st, peer).await?;
+            let mut all = listing::abs(st).await?;
+            all.retain(|a| access.may_see(&a.primary, &a.object_name));
+            StationReply::Abs(all)
+        }
+        R::ListTapes => StationReply::Tapes(listing::tapes(st).await?),
+        R::ListMovers => StationReply::Movers(listing::movers(st).await?),
+        R::LibraryLabel { pool, count } => {
+            let labels = library_admin::label(st, &pool, count).await?;
+            StationReply::Tapes(listing::tapes_named(st, &labels).await?)
+        }
+        R::LibraryExport { label, to_dir } => {
+            library_admin::export(st, &label, &to_dir).await?;
+            StationReply::Tapes(listing::tapes_named(st, &[label]).await?)
+        }
+        R::LibraryImport { path, pool } => {
+            let label = library_admin::import(st, &path, &pool).await?;
+            StationReply::Tapes(listing::tapes_named(st, &[label]).await?)
+        }
+        R::ListSegments { abs_id } => {
+            let access = Access::of(st, peer).await?;
+            match abs_id {
+                None if !access.is_operator() => {
+                    bail!(Failure::refused(
+                        "not authorized: every segment of the catalog is for operators; name an ABS (--abs N)"
+                    ))
+                }
+                None => {}
+                Some(id) => require_visible_abs(st, &access, id).await?,
+            }
+            StationReply::Segments(listing::segments(st, abs_id).await?)
+        }
+        R::Channels { channel_id } => {
+            let access = Access::of(st, peer).await?;
+            let visible: Option<std::collections::HashSet<AbsId>> = if access.is_operator() {
+                None
+            } else {
+                let all = listing::abs(st).await?;
+                Some(
+                    all.into_iter()
+                        .filter(|a| access.may_see(&a.primary, &a.object_name))
+                        .map(|a| a.abs_id)
+                        .collect(),
+                )
+            };
+            match channel_id {
+                None => {
+                    let mut all = listing::channels(st).await?;
+                    if let Some(v) = &visible {
+                        all.retain(|c| v.contains(&c.abs_id));
+                    }
+                    StationReply::Channels(all)
+                }
+                Some(id) => {
+                    let reply = listing::history(st, id).await?;
+                    if let (Some(v), StationReply::History { channel, .. }) = (&visible, &reply) {
+                        if !v.contains(&channel.abs_id) {
+                            bail!(Failure::refused(format!(
+                                "not authorized: channel {id} belongs to an object {} has no grant on",
+                                peer.name
+                            )));
+                        }
+                    }
+                    reply
+                }
+            }
+        }
+        R::Grant {
+            client,
+            primary,
+            object,
+            backup,
+            restore,
+        } => {
+            st.catalog
+                .grant(&client, &primary, object.as_deref(), backup, restore, &peer.name)
+                .await?;
+            tracing::info!(by = %peer.name, %client, %primary, ?object, backup, restore, "granted");
+            StationReply::Grants(listing::grants(st, Some(&client)).await?)
+        }
+        R::Revoke {
+            client,
+            primary,
+            object,
+            backup,
+            restore,
+        } => {
+            if !st
+                .catalog
+                .revoke(&client, &primary, object.as_deref(), backup, restore)
+                .await?
+            {
+                let scope = object.map(|o| format!(" object {o}")).unwrap_or_default();
+                bail!(Failure::not_found(format!(
+                    "client {client} has no grant on {primary}{scope} to revoke"
+                )));
+            }
+            tracing::info!(by = %peer.name, %client, %primary, backup, restore, "revoked");
+            StationReply::Grants(listing::grants(st, Some(&client)).await?)
+        }
+        R::CheckPair { front_end } => {
+            let pairs = st.catalog.list_pairs().await?;
+            if !pairs.iter().any(|p| p.fe_name == front_end && p.be_name == peer.name) {
+                bail!(Failure::refused(format!(
+                    "not authorized: {front_end} is not a front-end of back-end {}",
+                    peer.name
+                )));
+            }
+            StationReply::Ok
+        }
+        R::ListGrants => {
+            let own = (peer.role != Role::Operator).then_some(peer.name.as_str());
+            StationReply::Grants(listing::grants(st, own).await?)
+        }
+        R::Backup { .. } | R::Restore { .. } | R::RestoreAt { .. } | R::Merge { .. } => {
+            bail!(Failure::internal("internal: backups, restores and merges are streamed"))
+        }
+    })
+}
