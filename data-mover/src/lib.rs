@@ -3,5 +3,6 @@
 
 pub mod backend;
 pub mod frontend;
+pub mod limits;
 pub mod mover;
 pub mod spool;

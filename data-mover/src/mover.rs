@@ -7,31 +7,24 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{anyhow, bail, Context, Result};
-use proto::domain::{ChannelId, Failure, SegmentSeq};
-use proto::wire::{
-    tokens_equal, BackupChannel, Command, CommandReply, MoverRole, PeerAddr, RestoreChannel, StationRequest,
-    TrackStreamOpen, MAX_DATA_FRAME,
-};
-use tokio::sync::Mutex;
-use tokio_util::sync::CancellationToken;
+use anyhow::{bail, Context, Result};
+use proto::wire::{Command, CommandReply, MoverRole, StationRequest, MAX_DATA_FRAME};
 use transport::link::StationLink;
 use transport::{BufPool, Dialer, Identity, Role};
 
+use crate::backend::commands;
+use crate::backend::context::BackEnd;
 use crate::backend::drive::{Drive, DriveSpec};
 use crate::backend::schedule::Policy;
 use crate::backend::writer::DriveWriter;
+use crate::frontend::channels::Channels;
+use crate::frontend::context::{FrontEnd, Sealing};
+use crate::frontend::merge::{self, MergeStep};
 use crate::frontend::pairing::Pairings;
-use crate::frontend::resume::{self, Recovered, ResumePlan};
-use crate::frontend::store::{FileSpool, Spool};
-use crate::spool::{Slots, SpoolDir};
-
-/// Bytes of the pieces segments are moved in.
-pub const CHUNK: usize = 1 << 20;
-
-/// How long a peer has to send a stream's opening request once it opened
-/// the stream.
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+use crate::frontend::resume;
+use crate::frontend::store::FileSpool;
+use crate::limits::CHUNK;
+use crate::spool::SpoolDir;
 
 /// Configuration of one mover process.
 pub struct MoverConfig {
@@ -71,113 +64,20 @@ pub struct MoverConfig {
 }
 
 pub struct Mover {
-    pub name: String,
     pub cfg: MoverConfig,
     pub endpoint: quinn::Endpoint,
     pub link: StationLink,
-    pub spool: SpoolDir,
-    /// Free spool files of the front-end and of the back-end role.
-    pub fe_slots: Slots,
-    pub be_slots: Slots,
-    /// Buffers for segments moved in pieces (read from the spool, sent or
-    /// received raw): one pool for every channel, so idle memory stays
-    /// bounded whatever the number of channels.
-    pub chunks: BufPool,
-    /// FE: what pairing found with each back-end.
-    pub(crate) pairings: Pairings,
-    backups: Mutex<HashMap<ChannelId, BackupChannel>>,
-    /// Backup channels found in the spool at start, and once the station
-    /// resumed one ([`Command::ResumeBackup`]), where its stream continues.
-    recovered: Mutex<HashMap<ChannelId, (Recovered, Option<ResumePlan>)>>,
-    restores: Mutex<HashMap<ChannelId, RestoreChannel>>,
-    /// Running merges (synthetic fulls), by channel.
-    pub(crate) merges: Mutex<HashMap<ChannelId, tokio::sync::mpsc::UnboundedSender<crate::frontend::merge::MergeStep>>>,
-    drives: HashMap<String, Arc<std::sync::Mutex<Drive>>>,
-    writers: HashMap<String, DriveWriter>,
-    /// Connections to back-ends.
-    dialer: Dialer,
+    /// What the front-end role's handlers use.
+    pub fe: Arc<FrontEnd>,
+    /// Every channel the front-end holds state for.
+    pub channels: Arc<Channels>,
+    /// What the back-end role's handlers use.
+    pub be: Arc<BackEnd>,
     /// This start of the process (see `PeerAddr::boot`).
     pub boot: u64,
-    /// Channels whose streams run here, each with the token that stops it.
-    running: std::sync::Mutex<HashMap<ChannelId, CancellationToken>>,
-}
-
-/// A channel's stream running in this mover; dropping it forgets the channel.
-pub struct RunningChannel {
-    mover: Arc<Mover>,
-    channel_id: ChannelId,
-    pub token: CancellationToken,
-}
-
-impl Drop for RunningChannel {
-    fn drop(&mut self) {
-        if let Ok(mut r) = self.mover.running.lock() {
-            r.remove(&self.channel_id);
-        }
-    }
 }
 
 impl Mover {
-    /// The front-end's spool, as the segment release protocol uses it.
-    pub fn fe_spool(&self) -> Arc<dyn Spool> {
-        Arc::new(FileSpool::new(self.spool.clone(), self.fe_slots.clone()))
-    }
-
-    pub fn drive(&self, name: &str) -> Result<Arc<std::sync::Mutex<Drive>>> {
-        self.drives
-            .get(name)
-            .cloned()
-            .ok_or_else(|| anyhow!("back-end {} has no drive {name:?}", self.name))
-    }
-
-    /// The writer (task) of a drive.
-    pub fn writer(&self, name: &str) -> Result<&DriveWriter> {
-        self.writers
-            .get(name)
-            .ok_or_else(|| anyhow!("back-end {} has no drive {name:?}", self.name))
-    }
-
-    /// The connection to a back-end (reused; a back-end that restarted
-    /// registers again, and is dialled again).
-    pub async fn back_end(&self, be: &PeerAddr) -> Result<quinn::Connection> {
-        let addr: SocketAddr = be
-            .address
-            .parse()
-            .with_context(|| format!("back-end address {:?}", be.address))?;
-        self.dialer
-            .connect(&be.name, addr, be.boot, Role::Mover)
-            .await
-            .with_context(|| format!("dialling back-end {} at {addr}", be.name))
-    }
-
-    /// Note that channel `channel_id`'s stream runs here until the guard
-    /// is dropped; the station's `AbortChannel` cancels its token.
-    pub fn run_channel(self: &Arc<Self>, channel_id: ChannelId) -> RunningChannel {
-        let token = CancellationToken::new();
-        if let Ok(mut r) = self.running.lock() {
-            r.insert(channel_id, token.clone());
-        }
-        RunningChannel {
-            mover: self.clone(),
-            channel_id,
-            token,
-        }
-    }
-
-    /// Every channel this mover holds state for: opened, running or merging.
-    async fn channels(&self) -> Vec<ChannelId> {
-        let mut all: Vec<ChannelId> = self.backups.lock().await.keys().copied().collect();
-        all.extend(self.recovered.lock().await.keys().copied());
-        all.extend(self.restores.lock().await.keys().copied());
-        all.extend(self.merges.lock().await.keys().copied());
-        if let Ok(r) = self.running.lock() {
-            all.extend(r.keys().copied());
-        }
-        all.sort_unstable();
-        all.dedup();
-        all
-    }
-
     fn is_front_end(&self) -> bool {
         matches!(self.cfg.role, MoverRole::FrontEnd | MoverRole::Both)
     }
@@ -189,8 +89,8 @@ impl Mover {
     async fn registration(&self) -> StationRequest {
         StationRequest::RegisterMover {
             boot: self.boot,
-            channels: self.channels().await,
-            name: self.name.clone(),
+            channels: self.channels.ids().await,
+            name: self.cfg.name.clone(),
             role: self.cfg.role,
             address: self.cfg.listen.to_string(),
             drives: if self.is_back_end() {
@@ -283,33 +183,46 @@ pub async fn run(cfg: MoverConfig, identity: Identity) -> Result<()> {
             }
         }
     });
-    let mover = Arc::new(Mover {
+    let chunks = BufPool::new(CHUNK, 8);
+    let fe = Arc::new(FrontEnd {
         name: cfg.name.clone(),
+        link: link.clone(),
+        pairings: Pairings::new(spool.clone(), cfg.shared_spool),
+        spool: spool.clone(),
+        slots: fe_slots,
+        chunks: chunks.clone(),
+        sealing: Sealing {
+            segment_size: cfg.segment_size,
+            spool_segments: cfg.spool_segments,
+        },
+        back_ends: Dialer::new(endpoint.clone()),
+    });
+    let be = Arc::new(BackEnd {
+        name: cfg.name.clone(),
+        link: link.clone(),
+        slots: spool.back_end_slots().context("the back-end's spool slots")?,
+        spool,
+        chunks,
+        max_segment: cfg.max_segment,
+        drives,
+        writers,
+    });
+    let mover = Arc::new(Mover {
         cfg,
         endpoint: endpoint.clone(),
         link: link.clone(),
-        fe_slots,
-        be_slots: spool.back_end_slots().context("the back-end's spool slots")?,
-        spool,
-        chunks: BufPool::new(CHUNK, 8),
-        pairings: Pairings::default(),
-        backups: Mutex::new(HashMap::new()),
-        recovered: Mutex::new(recovered.into_iter().map(|r| (r.ch.channel_id, (r, None))).collect()),
-        restores: Mutex::new(HashMap::new()),
-        merges: Mutex::new(HashMap::new()),
-        drives,
-        writers,
-        dialer: Dialer::new(endpoint.clone()),
+        fe,
+        channels: Arc::new(Channels::new(recovered)),
+        be,
         boot: rand::random(),
-        running: std::sync::Mutex::new(HashMap::new()),
     });
     link.request_ok(&mover.registration().await)
         .await
         .context("registering with the control station")?;
-    tracing::info!(name = %mover.name, role = mover.cfg.role.as_str(), address = %mover.cfg.listen, boot = mover.boot, "mover registered");
+    tracing::info!(name = %mover.cfg.name, role = mover.cfg.role.as_str(), address = %mover.cfg.listen, boot = mover.boot, "mover registered");
 
     let register = Arc::new(tokio::sync::Notify::new());
-    link.spawn_heartbeats(mover.name.clone(), HEARTBEAT, register.clone());
+    link.spawn_heartbeats(mover.cfg.name.clone(), HEARTBEAT, register.clone());
 
     let acceptor = mover.clone();
     tokio::spawn(async move {
@@ -333,7 +246,7 @@ pub async fn run(cfg: MoverConfig, identity: Identity) -> Result<()> {
             _ = register.notified() => {}
         }
         match link.request_ok(&mover.registration().await).await {
-            Ok(()) => tracing::info!(name = %mover.name, boot = mover.boot, "mover registered again"),
+            Ok(()) => tracing::info!(name = %mover.cfg.name, boot = mover.boot, "mover registered again"),
             Err(e) => tracing::warn!(error = %e, "registering again failed"),
         }
     }
@@ -352,7 +265,7 @@ async fn serve_connection(mover: Arc<Mover>, incoming: quinn::Incoming) -> Resul
         _ => {
             let reason = format!(
                 "mover {} does not serve role {} ({})",
-                mover.name,
+                mover.cfg.name,
                 peer.role.as_str(),
                 peer.name
             );
@@ -367,167 +280,36 @@ async fn serve_connection(mover: Arc<Mover>, incoming: quinn::Incoming) -> Resul
             front_end: peer.name.clone(),
         };
         if let Err(e) = mover.link.request_ok(&check).await {
-            let reason = format!("back-end {} does not serve {}: {e:#}", mover.name, peer.name);
+            let reason = format!("back-end {} does not serve {}: {e:#}", mover.cfg.name, peer.name);
             tracing::warn!(peer = %peer.name, "refused: {reason}");
             conn.close(transport::codes::REFUSED, reason.as_bytes());
             return Ok(());
         }
     }
     loop {
-        let (send, mut recv) = match transport::accept_bi(&conn, MAX_DATA_FRAME).await {
+        let (send, recv) = match transport::accept_bi(&conn, MAX_DATA_FRAME).await {
             Ok(s) => s,
             Err(_) => return Ok(()),
         };
-        let m = mover.clone();
         if as_front_end {
-            let node = peer.name.clone();
-            tokio::spawn(async move {
-                // The opening frame arrives within REQUEST_TIMEOUT or the
-                // stream is dropped.
-                let opening = match tokio::time::timeout(REQUEST_TIMEOUT, recv.recv::<TrackStreamOpen>()).await {
-                    Ok(o) => o,
-                    Err(_) => {
-                        tracing::warn!(peer = %node, "stream opening not received in time; dropped");
-                        let _ = recv.stop(transport::codes::REFUSED);
-                        return;
-                    }
-                };
-                match opening {
-                    Ok(Some(TrackStreamOpen::Backup {
-                        channel_id,
-                        abs_id,
-                        window,
-                        token,
-                        resume,
-                    })) => {
-                        // Taken only by its assigned node with its token: a
-                        // wrong guess leaves the channel to its owner.
-                        let opens = |ch: &BackupChannel| {
-                            ch.abs_id == abs_id && ch.primary == node && tokens_equal(&ch.token, &token)
-                        };
-                        let found = if resume {
-                            let mut rec = m.recovered.lock().await;
-                            let ok = rec
-                                .get(&channel_id)
-                                .is_some_and(|(r, plan)| plan.is_some() && opens(&r.ch));
-                            if ok {
-                                rec.remove(&channel_id).map(|(r, plan)| (r.ch, plan))
-                            } else {
-                                None
-                            }
-                        } else {
-                            let mut open = m.backups.lock().await;
-                            if open.get(&channel_id).is_some_and(opens) {
-                                open.remove(&channel_id).map(|ch| (ch, None))
-                            } else {
-                                None
-                            }
-                        };
-                        match found {
-                            Some((ch, plan)) => crate::frontend::backup::serve(m, ch, window, plan, send, recv).await,
-                            None => {
-                                let what = if resume { "resumed" } else { "open" };
-                                refuse(
-                                    send,
-                                    format!(
-                                    "front-end {} has no {what} backup channel {channel_id} for {node} with that token",
-                                    m.name
-                                ),
-                                )
-                                .await
-                            }
-                        }
-                    }
-                    Ok(Some(TrackStreamOpen::Restore { channel_id, token })) => {
-                        let ch = {
-                            let mut open = m.restores.lock().await;
-                            let ok = open
-                                .get(&channel_id)
-                                .is_some_and(|ch| ch.primary == node && tokens_equal(&ch.token, &token));
-                            if ok {
-                                open.remove(&channel_id)
-                            } else {
-                                None
-                            }
-                        };
-                        match ch {
-                            Some(ch) => crate::frontend::restore::serve(m, ch, send).await,
-                            None => {
-                                refuse(
-                                    send,
-                                    format!(
-                                    "front-end {} has no open restore channel {channel_id} for {node} with that token",
-                                    m.name
-                                ),
-                                )
-                                .await
-                            }
-                        }
-                    }
-                    Ok(None) => {}
-                    Err(e) => tracing::warn!(error = %e, "bad track stream opening"),
-                }
-            });
+            tokio::spawn(crate::frontend::intake::serve(
+                mover.fe.clone(),
+                mover.channels.clone(),
+                peer.name.clone(),
+                send,
+                recv,
+            ));
         } else {
-            tokio::spawn(crate::backend::serve::serve(m, send, recv));
+            tokio::spawn(crate::backend::serve::serve(mover.be.clone(), send, recv));
         }
     }
-}
-
-/// The station resumes a backup channel this front-end kept in its spool
-/// when it restarted: plan where its stream continues (each sealed file
-/// not on tape is verified), or drop it with the reason.
-async fn resume_backup(mover: &Arc<Mover>, channel_id: ChannelId, placed: &[SegmentSeq]) -> Result<()> {
-    let mut rec = mover.recovered.lock().await;
-    let (r, plan) = rec.get_mut(&channel_id).ok_or_else(|| {
-        anyhow!(
-            "front-end {} kept no backup channel {channel_id} in its spool",
-            mover.name
-        )
-    })?;
-    let abs_id = r.ch.abs_id;
-    let spool = &mover.spool;
-    let fe_spool = mover.fe_spool();
-    let planned = tokio::task::block_in_place(|| {
-        resume::plan(&r.journal, placed, |e| {
-            resume::verify_sealed(fe_spool.as_ref(), abs_id, e)
-        })
-    });
-    match planned {
-        Ok(p) => {
-            tracing::info!(
-                %channel_id,
-                abs = %abs_id,
-                frames = p.frames,
-                on_tape = p.placed.len(),
-                to_write = p.requeue.len(),
-                dropped = p.dropped.len(),
-                "resuming a backup channel from the spool"
-            );
-            *plan = Some(p);
-            Ok(())
-        }
-        Err(e) => {
-            rec.remove(&channel_id);
-            let _ = std::fs::remove_dir_all(spool.abs_dir(abs_id));
-            Err(e)
-        }
-    }
-}
-
-async fn refuse(mut send: transport::FramedSend, reason: String) {
-    tracing::warn!(%reason, "refusing a stream");
-    let _ = send
-        .send(&proto::wire::TrackAck::Failed(Failure::refused(reason)))
-        .await;
-    let _ = send.finish().await;
 }
 
 async fn handle_command(mover: Arc<Mover>, cmd: Command) -> CommandReply {
     match exec(&mover, cmd).await {
         Ok(r) => r,
         Err(e) => CommandReply::Error(transport::failure_in(
-            &format!("mover {}", mover.name),
+            &format!("mover {}", mover.cfg.name),
             &e,
             proto::domain::FailureCode::Internal,
         )),
@@ -535,41 +317,30 @@ async fn handle_command(mover: Arc<Mover>, cmd: Command) -> CommandReply {
 }
 
 async fn exec(mover: &Arc<Mover>, cmd: Command) -> Result<CommandReply> {
+    let (fe, channels, be) = (&mover.fe, &mover.channels, &mover.be);
     match cmd {
         Command::OpenBackup(ch) if mover.is_front_end() => {
-            ch.map.validate().context("invalid ABS map")?;
-            // Kept in the spool, so that a restart can resume the channel.
-            tokio::task::block_in_place(|| resume::save_channel(mover.fe_spool().as_ref(), &ch))
-                .context("keeping the channel in the spool")?;
-            tracing::info!(channel = %ch.channel_id, abs = %ch.abs_id, object = %ch.object_name, "backup channel opened");
-            mover.backups.lock().await.insert(ch.channel_id, ch);
+            channels.open_backup(fe, ch).await?;
             Ok(CommandReply::Ok)
         }
         Command::ResumeBackup { channel_id, placed } if mover.is_front_end() => {
-            resume_backup(mover, channel_id, &placed).await?;
+            channels.resume_backup(fe, channel_id, &placed).await?;
             Ok(CommandReply::Ok)
         }
         Command::OpenRestore(ch) if mover.is_front_end() => {
-            tracing::info!(
-                channel = %ch.channel_id,
-                abs = %ch.abs_id,
-                files = ch.files.len(),
-                "restore channel opened"
-            );
-            mover.restores.lock().await.insert(ch.channel_id, ch);
+            channels.open_restore(ch).await;
             Ok(CommandReply::Ok)
         }
         Command::OpenMerge(ch) if mover.is_front_end() => {
-            crate::frontend::merge::open(mover, ch).await?;
+            merge::open(fe, &channels.merges, ch).await?;
             Ok(CommandReply::Ok)
         }
         Command::MergeRead { merge_channel_id, read } if mover.is_front_end() => {
-            crate::frontend::merge::step(mover, merge_channel_id, crate::frontend::merge::MergeStep::Read(read))
-                .await?;
+            channels.merges.step(merge_channel_id, MergeStep::Read(read)).await?;
             Ok(CommandReply::Ok)
         }
         Command::FinishMerge { channel_id } if mover.is_front_end() => {
-            crate::frontend::merge::step(mover, channel_id, crate::frontend::merge::MergeStep::Finish).await?;
+            channels.merges.step(channel_id, MergeStep::Finish).await?;
             Ok(CommandReply::Ok)
         }
         Command::MountForWrite {
@@ -577,76 +348,16 @@ async fn exec(mover: &Arc<Mover>, cmd: Command) -> Result<CommandReply> {
             tape_label,
             path,
             new,
-        } if mover.is_back_end() => {
-            let d = mover.drive(&drive)?;
-            let (files, bytes) = tokio::task::block_in_place(|| {
-                let mut d = d.lock().map_err(|_| anyhow!("drive lock poisoned"))?;
-                d.mount_for_write(&tape_label, std::path::Path::new(&path), new.as_ref())
-            })?;
-            tracing::info!(%drive, %tape_label, files, "tape mounted for writing");
-            if let Ok(w) = mover.writer(&drive) {
-                w.tape_mounted(&tape_label);
-            }
-            Ok(CommandReply::Mounted {
-                tape_label,
-                files,
-                bytes,
-            })
-        }
+        } if mover.is_back_end() => commands::mount_for_write(be, &drive, tape_label, &path, new.as_ref()),
         Command::MountForRead {
             drive,
             tape_label,
             path,
-        } if mover.is_back_end() => {
-            let d = mover.drive(&drive)?;
-            tokio::task::block_in_place(|| {
-                let mut d = d.lock().map_err(|_| anyhow!("drive lock poisoned"))?;
-                d.mount_for_read(&tape_label, std::path::Path::new(&path))
-            })?;
-            tracing::info!(%drive, %tape_label, "tape mounted for reading");
-            Ok(CommandReply::Mounted {
-                tape_label,
-                files: 0,
-                bytes: 0,
-            })
-        }
-        Command::Dismount { drive } if mover.is_back_end() => {
-            let d = mover.drive(&drive)?;
-            let (tape_label, files, bytes, records_read) = tokio::task::block_in_place(|| {
-                let mut d = d.lock().map_err(|_| anyhow!("drive lock poisoned"))?;
-                let records_read = d.records_read();
-                let (label, files, bytes) = d.dismount()?;
-                Ok::<_, anyhow::Error>((label, files, bytes, records_read))
-            })?;
-            tracing::info!(%drive, %tape_label, files, bytes, records_read, "tape dismounted");
-            Ok(CommandReply::Dismounted {
-                tape_label,
-                files,
-                bytes,
-                full: false,
-                records_read,
-            })
-        }
+        } if mover.is_back_end() => commands::mount_for_read(be, &drive, tape_label, &path),
+        Command::Dismount { drive } if mover.is_back_end() => commands::dismount(be, &drive),
         Command::AbortChannel { channel_id, reason } => {
             tracing::warn!(%channel_id, %reason, "channel aborted by the station");
-            // A backup whose stream never started: its spool goes.
-            let unstarted = mover.backups.lock().await.remove(&channel_id).map(|ch| ch.abs_id);
-            let kept = mover
-                .recovered
-                .lock()
-                .await
-                .remove(&channel_id)
-                .map(|(r, _)| r.ch.abs_id);
-            for abs_id in unstarted.into_iter().chain(kept) {
-                let _ = std::fs::remove_dir_all(mover.spool.abs_dir(abs_id));
-            }
-            mover.restores.lock().await.remove(&channel_id);
-            // A running stream stops and fails with the station's reason.
-            if let Some(t) = mover.running.lock().ok().and_then(|r| r.get(&channel_id).cloned()) {
-                t.cancel();
-            }
-            // A merge stops: dropping its queue ends its task, which fails it.
-            mover.merges.lock().await.remove(&channel_id);
+            channels.abort(fe, channel_id).await;
             Ok(CommandReply::Ok)
         }
         other => bail!("a {} mover does not do {other:?}", mover.cfg.role.as_str()),

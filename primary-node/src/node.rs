@@ -13,7 +13,7 @@ use transport::link::StationLink;
 use transport::{BufPool, Dialer, Identity};
 
 use crate::restore::{receive_restore, Destination};
-use crate::send::{resolve_volumes, send_track_set, ReadTrack, Released, SendOrder, Stopped};
+use crate::send::{resolve_volumes, send_track_set, ReadTrack, Released, SendOrder, Stopped, TrackSource};
 use crate::volume::Volume;
 
 /// Configuration of one primary node.
@@ -405,9 +405,11 @@ async fn stream_with_resumes(
                 &order,
                 resume,
                 &mut released,
-                read.clone(),
-                release,
-                &|_, _| {},
+                TrackSource {
+                    read: read.clone(),
+                    release,
+                    progress: &|_, _| {},
+                },
             ) => sent,
             Some(front_end) = resumes.recv() => {
                 ordered = Some(front_end);

@@ -104,6 +104,18 @@ fn lost(e: impl Into<anyhow::Error>) -> Stopped {
 /// volume, buffer).
 pub type ReadTrack = dyn Fn(TrackAddr, u64, &mut [u8]) -> Result<()> + Send + Sync;
 
+/// The node's side of a stream's tracks: how they are read, what happens
+/// to them once on tape, and where progress goes.
+pub struct TrackSource<'a> {
+    /// Reads one track for the backup into a buffer (through the node's
+    /// snapshot of the volume, see [`crate::host`]).
+    pub read: Arc<ReadTrack>,
+    /// Tracks on tape leave the request queue: their side copies go.
+    pub release: &'a (dyn Fn(&[TrackAddr]) + Sync),
+    /// (tracks sent, tracks in the set).
+    pub progress: &'a (dyn Fn(u64, u64) + Sync),
+}
+
 /// Send the track set; returns the number of tracks once the front-end
 /// reported the ABS complete (on tape and in the catalog).
 ///
@@ -113,22 +125,24 @@ pub type ReadTrack = dyn Fn(TrackAddr, u64, &mut [u8]) -> Result<()> + Send + Sy
 /// the request queue until they are on tape. `released` carries the
 /// request queue's position from one stream to the next.
 ///
-/// `read(track, offset, buf)` reads one track for the backup into `buf`
-/// (through the node's snapshot of the volume, see [`crate::host`]). Tracks
-/// are read by a blocking thread into pooled buffers, checksummed there,
-/// and handed to quinn as they are: a track's bytes are never copied or
-/// serialized on their way out.
-#[allow(clippy::too_many_arguments)]
+/// `source.read(track, offset, buf)` reads one track for the backup into
+/// `buf` (through the node's snapshot of the volume, see [`crate::host`]).
+/// Tracks are read by a blocking thread into pooled buffers, checksummed
+/// there, and handed to quinn as they are: a track's bytes are never
+/// copied or serialized on their way out.
 pub async fn send_track_set(
     dialer: &Dialer,
     pool: &BufPool,
     order: &SendOrder,
     resume: bool,
     released: &mut Released,
-    read: Arc<ReadTrack>,
-    release: &(dyn Fn(&[TrackAddr]) + Sync),
-    progress: &(dyn Fn(u64, u64) + Sync),
+    source: TrackSource<'_>,
 ) -> Result<u64, Stopped> {
+    let TrackSource {
+        read,
+        release,
+        progress,
+    } = source;
     let addr = order
         .front_end
         .address

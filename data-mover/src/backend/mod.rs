@@ -1,5 +1,7 @@
 //! The back-end role: drives, segments to tape, segments back from tape.
 
+pub mod commands;
+pub mod context;
 pub mod device;
 pub mod drive;
 pub mod schedule;

@@ -20,8 +20,9 @@ use proto::wire::{BackEndReply, BackEndRequest, ReadAck, SegmentPlacement, Segme
 use tokio::sync::{mpsc, Semaphore};
 use transport::{FramedRecv, FramedSend};
 
+use super::context::BackEnd;
 use super::writer::SegmentSource;
-use crate::mover::{Mover, CHUNK};
+use crate::limits::{CHUNK, REQUEST_TIMEOUT};
 use crate::spool::{Slots, TOKEN_LEN};
 
 /// Segments a read may have placed in the spool that the front-end has not
@@ -29,8 +30,8 @@ use crate::spool::{Slots, TOKEN_LEN};
 const READ_AHEAD: usize = 2;
 
 /// Serve one stream opened by a front-end.
-pub async fn serve(mover: Arc<Mover>, mut send: FramedSend, mut recv: FramedRecv) {
-    let req = match tokio::time::timeout(crate::mover::REQUEST_TIMEOUT, recv.recv::<BackEndRequest>()).await {
+pub async fn serve(be: Arc<BackEnd>, mut send: FramedSend, mut recv: FramedRecv) {
+    let req = match tokio::time::timeout(REQUEST_TIMEOUT, recv.recv::<BackEndRequest>()).await {
         Ok(Ok(Some(r))) => r,
         Ok(Ok(None)) => return,
         Err(_) => {
@@ -59,12 +60,12 @@ pub async fn serve(mover: Arc<Mover>, mut send: FramedSend, mut recv: FramedRecv
                 files,
                 shared,
             };
-            if let Err(e) = read_segments(&mover, &read, &mut send, recv).await {
-                let failure = failure_in(&format!("back-end {}", mover.name), &e, FailureCode::Internal);
+            if let Err(e) = read_segments(&be, &read, &mut send, recv).await {
+                let failure = failure_in(&format!("back-end {}", be.name), &e, FailureCode::Internal);
                 tracing::error!(%channel_id, reason = %failure, "restore read failed");
                 let _ = send.send(&StagedFrame::Failed(failure)).await;
             }
-            let _ = std::fs::remove_dir_all(mover.spool.restore_dir(channel_id));
+            let _ = std::fs::remove_dir_all(be.spool.restore_dir(channel_id));
         }
         other => {
             // A front-end that goes away abandons its segments not yet begun.
@@ -75,18 +76,14 @@ pub async fn serve(mover: Arc<Mover>, mut send: FramedSend, mut recv: FramedRecv
                 std::future::pending::<std::convert::Infallible>().await
             };
             let written = tokio::select! {
-                r = write(&mover, other, &mut recv, abandoned.clone()) => r,
+                r = write(&be, other, &mut recv, abandoned.clone()) => r,
                 never = watch => match never {},
             };
             let reply = match written {
                 Ok(r) => r,
                 Err(e) => {
                     tracing::error!(error = %format!("{e:#}"), "front-end request failed");
-                    BackEndReply::Error(failure_in(
-                        &format!("back-end {}", mover.name),
-                        &e,
-                        FailureCode::Internal,
-                    ))
+                    BackEndReply::Error(failure_in(&format!("back-end {}", be.name), &e, FailureCode::Internal))
                 }
             };
             let _ = send.send(&reply).await;
@@ -96,13 +93,13 @@ pub async fn serve(mover: Arc<Mover>, mut send: FramedSend, mut recv: FramedRecv
 }
 
 async fn write(
-    mover: &Arc<Mover>,
+    be: &Arc<BackEnd>,
     req: BackEndRequest,
     recv: &mut FramedRecv,
     abandoned: Arc<std::sync::atomic::AtomicBool>,
 ) -> Result<BackEndReply> {
     match req {
-        BackEndRequest::Pair { token_name, token } => Ok(pair(mover, &token_name, &token)),
+        BackEndRequest::Pair { token_name, token } => Ok(pair(be, &token_name, &token)),
         BackEndRequest::WriteSegment {
             channel_id,
             drive,
@@ -113,17 +110,17 @@ async fn write(
             crc32c,
             shared,
         } => {
-            let max = mover.cfg.max_segment as u64;
+            let max = be.max_segment as u64;
             if bytes > max {
                 bail!(Failure::invalid(format!(
                     "segment {seq} of ABS {abs_id} announces {bytes} bytes; the limit is {max}"
                 )));
             }
-            let writer = mover.writer(&drive)?;
+            let writer = be.writer(&drive)?;
             let path = if shared {
-                mover.spool.sealed_segment(abs_id, seq)
+                be.spool.sealed_segment(abs_id, seq)
             } else {
-                receive_segment(mover, abs_id, seq, bytes, recv).await?
+                receive_segment(be, abs_id, seq, bytes, recv).await?
             };
             let source = SegmentSource {
                 path: path.clone(),
@@ -137,7 +134,7 @@ async fn write(
             if !shared {
                 // Ours: received over QUIC; the front-end keeps its own copy
                 // until it hears the outcome.
-                mover.be_slots.release(&path);
+                be.slots.release(&path);
             }
             let placed = placed?;
             let summary = placed
@@ -160,8 +157,7 @@ async fn write(
             metrics::counter!("dmc_be_segments_written_total").increment(1);
             metrics::counter!("dmc_be_bytes_written_total").increment(entry.bytes);
             // The placement must be in the catalog before the front-end may release the segment.
-            mover
-                .link
+            be.link
                 .request_ok(&StationRequest::SegmentPlaced(SegmentPlacement {
                     channel_id,
                     abs_id,
@@ -195,10 +191,9 @@ async fn write(
                 )));
             }
             meta.map.validate().context("the metadata's map")?;
-            let placed = mover.writer(&drive)?.write_metadata(meta).await?;
+            let placed = be.writer(&drive)?.write_metadata(meta).await?;
             let (label, entry) = (placed.tape_label, placed.entry);
-            mover
-                .link
+            be.link
                 .request_ok(&StationRequest::MetadataPlaced {
                     channel_id,
                     abs_id,
@@ -218,8 +213,8 @@ async fn write(
 }
 
 /// Is the front-end's token in our spool? Then we share it.
-fn pair(mover: &Mover, token_name: &str, token: &[u8]) -> BackEndReply {
-    let Some(path) = mover.spool.token(token_name) else {
+fn pair(be: &BackEnd, token_name: &str, token: &[u8]) -> BackEndReply {
+    let Some(path) = be.spool.token(token_name) else {
         return BackEndReply::Error(Failure::invalid(format!("{token_name:?} is not a pairing token name")));
     };
     let found = std::fs::File::open(&path).and_then(|f| {
@@ -228,13 +223,13 @@ fn pair(mover: &Mover, token_name: &str, token: &[u8]) -> BackEndReply {
         Ok(buf)
     });
     let (shared, reason) = match found {
-        Ok(buf) if buf == token => (true, format!("token found in {}", mover.spool.dir().display())),
-        Ok(_) => (false, format!("a different token in {}", mover.spool.dir().display())),
+        Ok(buf) if buf == token => (true, format!("token found in {}", be.spool.dir().display())),
+        Ok(_) => (false, format!("a different token in {}", be.spool.dir().display())),
         Err(e) => (
             false,
             format!(
                 "the back-end's spool {} does not hold the token ({e}): not the same directory",
-                mover.spool.dir().display()
+                be.spool.dir().display()
             ),
         ),
     };
@@ -244,19 +239,19 @@ fn pair(mover: &Mover, token_name: &str, token: &[u8]) -> BackEndReply {
 
 /// Receive a segment's raw bytes into our spool; returns the file.
 async fn receive_segment(
-    mover: &Mover,
+    be: &BackEnd,
     abs_id: AbsId,
     seq: SegmentSeq,
     bytes: u64,
     recv: &mut FramedRecv,
 ) -> Result<std::path::PathBuf> {
-    let path = mover.spool.incoming(abs_id, seq);
+    let path = be.spool.incoming(abs_id, seq);
     let res = async {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         }
-        let file = mover
-            .be_slots
+        let file = be
+            .slots
             .create(&path)
             .with_context(|| format!("creating {}", path.display()))?;
         let mut out = std::io::BufWriter::with_capacity(CHUNK, file);
@@ -293,21 +288,16 @@ struct ReadOrder {
 
 /// Read each file in order into the spool, verified on the way, and hand
 /// it over; stay at most [`READ_AHEAD`] segments ahead of the front-end.
-async fn read_segments(
-    mover: &Arc<Mover>,
-    read: &ReadOrder,
-    send: &mut FramedSend,
-    mut recv: FramedRecv,
-) -> Result<()> {
-    let dir = mover.spool.restore_dir(read.channel_id);
+async fn read_segments(be: &Arc<BackEnd>, read: &ReadOrder, send: &mut FramedSend, mut recv: FramedRecv) -> Result<()> {
+    let dir = be.spool.restore_dir(read.channel_id);
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let ahead = Arc::new(Semaphore::new(READ_AHEAD));
 
     // The front-end's acknowledgements: each consumed segment is deleted
     // and lets the reader go one further.
     let acks = {
-        let (ahead, spool, channel) = (ahead.clone(), mover.spool.clone(), read.channel_id);
-        let slots = mover.be_slots.clone();
+        let (ahead, spool, channel) = (ahead.clone(), be.spool.clone(), read.channel_id);
+        let slots = be.slots.clone();
         tokio::spawn(async move {
             while let Ok(Some(ReadAck { seq })) = recv.recv::<ReadAck>().await {
                 slots.release(&spool.staged_ready(channel, seq));
@@ -319,7 +309,7 @@ async fn read_segments(
     // The reader: tape → spool, one segment at a time, on a blocking thread.
     let (tx, mut rx) = mpsc::channel::<Result<(SegmentSeq, u64, u32)>>(READ_AHEAD);
     let reader = {
-        let (mover, ahead, files) = (mover.clone(), ahead.clone(), read.files.clone());
+        let (be, ahead, files) = (be.clone(), ahead.clone(), read.files.clone());
         let (drive, abs_id, channel) = (read.drive.clone(), read.abs_id, read.channel_id);
         tokio::spawn(async move {
             for f in files {
@@ -327,7 +317,7 @@ async fn read_segments(
                     return;
                 };
                 permit.forget();
-                let m = mover.clone();
+                let m = be.clone();
                 let drive = drive.clone();
                 let staged = tokio::task::spawn_blocking(move || stage(&m, &drive, abs_id, channel, &f))
                     .await
@@ -347,11 +337,11 @@ async fn read_segments(
             let (seq, bytes, crc32c) = staged?;
             send.send(&StagedFrame::Segment { seq, bytes, crc32c }).await?;
             if !read.shared {
-                let path = mover.spool.staged_ready(read.channel_id, seq);
+                let path = be.spool.staged_ready(read.channel_id, seq);
                 let mut file = std::fs::File::open(&path).with_context(|| format!("opening {}", path.display()))?;
                 let mut left = bytes;
                 while left > 0 {
-                    let mut buf = mover.chunks.take(CHUNK.min(left as usize));
+                    let mut buf = be.chunks.take(CHUNK.min(left as usize));
                     tokio::task::block_in_place(|| file.read_exact(buf.as_mut_slice()))
                         .with_context(|| format!("reading {}", path.display()))?;
                     left -= buf.as_ref().len() as u64;
@@ -382,13 +372,13 @@ async fn read_segments(
 /// it, check it is the segment the catalog expects, and make it `.ready`.
 /// Returns (seq, bytes, body CRC32C).
 fn stage(
-    mover: &Mover,
+    be: &BackEnd,
     drive: &str,
     abs_id: AbsId,
     channel_id: ChannelId,
     f: &SegmentRef,
 ) -> Result<(SegmentSeq, u64, u32)> {
-    let part = mover.spool.staged_part(channel_id, f.seq);
+    let part = be.spool.staged_part(channel_id, f.seq);
     let what = || {
         format!(
             "tape {} file {} (ABS {abs_id} segment {})",
@@ -396,15 +386,15 @@ fn stage(
         )
     };
     let res = (|| {
-        let file = mover
-            .be_slots
+        let file = be
+            .slots
             .create(&part)
             .with_context(|| format!("creating {}", part.display()))?;
         let mut out = std::io::BufWriter::with_capacity(CHUNK, file);
         let summary = {
-            let d = mover.drive(drive)?;
+            let d = be.drive(drive)?;
             let mut d = d.lock().map_err(|_| anyhow!("drive {drive} lock poisoned"))?;
-            d.read_segment_into(&f.tape_label, f.tape_file, mover.cfg.max_segment, &mut out)?
+            d.read_segment_into(&f.tape_label, f.tape_file, be.max_segment, &mut out)?
         };
         let file = out
             .into_inner()
@@ -423,12 +413,12 @@ fn stage(
                 f.crc32c
             )));
         }
-        let ready = mover.spool.staged_ready(channel_id, f.seq);
+        let ready = be.spool.staged_ready(channel_id, f.seq);
         std::fs::rename(&part, &ready).with_context(|| format!("renaming {}", part.display()))?;
         Ok((f.seq, summary.total_bytes, summary.crc32c))
     })();
     if res.is_err() {
-        mover.be_slots.release(&part);
+        be.slots.release(&part);
     }
     res.with_context(what)
 }

@@ -26,12 +26,12 @@ use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::JoinHandle;
 
 use super::accumulator::{Accumulator, SealedSegment};
+use super::context::FrontEnd;
 use super::index::TrackIndex;
 use super::release::{Effect, Release};
 use super::resume::ResumePlan;
 use super::store::{block, execute, lock, Spool};
 use super::upload::{self, Queued, Uploaded};
-use crate::mover::Mover;
 
 /// Totals of a finished ABS.
 #[derive(Debug, Default, Clone, Copy)]
@@ -53,7 +53,7 @@ pub enum Appended {
 }
 
 pub struct AbsWriter {
-    mover: Arc<Mover>,
+    fe: Arc<FrontEnd>,
     ch: BackupChannel,
     index: TrackIndex,
     spool: Arc<dyn Spool>,
@@ -106,8 +106,8 @@ impl AbsWriter {
     /// primary node's request queue), or None when the source does not
     /// wait for acknowledgements; segments are sealed small enough that
     /// the window always covers the open one and a full spool.
-    pub fn open(mover: &Arc<Mover>, ch: &BackupChannel, window: Option<u64>) -> Result<AbsWriter> {
-        let (w, _) = Self::start(mover, ch, window, Release::new(ch.abs_id), Vec::new())?;
+    pub fn open(fe: &Arc<FrontEnd>, ch: &BackupChannel, window: Option<u64>) -> Result<AbsWriter> {
+        let (w, _) = Self::start(fe, ch, window, Release::new(ch.abs_id), Vec::new())?;
         Ok(w)
     }
 
@@ -117,13 +117,13 @@ impl AbsWriter {
     /// catalog (their files released, their tracks acknowledged), and the
     /// sealed segments returned must be queued again.
     pub fn resume(
-        mover: &Arc<Mover>,
+        fe: &Arc<FrontEnd>,
         ch: &BackupChannel,
         window: Option<u64>,
         plan: &ResumePlan,
     ) -> Result<(AbsWriter, Vec<SealedSegment>)> {
         let (core, fx) = Release::resume(ch.abs_id, plan);
-        let (mut w, requeue) = Self::start(mover, ch, window, core, fx)?;
+        let (mut w, requeue) = Self::start(fe, ch, window, core, fx)?;
         // A primary node sends its track set in order: the first frames
         // are its first tracks.
         for addr in ch.track_set.iter().take(plan.frames as usize) {
@@ -143,14 +143,14 @@ impl AbsWriter {
     /// the core asked for so far (a resume's); returns the segments to
     /// upload among them.
     fn start(
-        mover: &Arc<Mover>,
+        fe: &Arc<FrontEnd>,
         ch: &BackupChannel,
         window: Option<u64>,
         core: Release,
         effects: Vec<Effect>,
     ) -> Result<(AbsWriter, Vec<SealedSegment>)> {
         ch.map.validate().context("the channel's ABS map is invalid")?;
-        let slots = mover.cfg.spool_segments.max(1);
+        let slots = fe.sealing.spool_segments.max(1);
         let threshold = match window {
             Some(w) => {
                 let track = ch
@@ -161,11 +161,11 @@ impl AbsWriter {
                     .max()
                     .unwrap_or(1);
                 let fits = w.saturating_mul(track) / (slots as u64 + 2);
-                mover.cfg.segment_size.min(fits).max(1)
+                fe.sealing.segment_size.min(fits).max(1)
             }
-            None => mover.cfg.segment_size,
+            None => fe.sealing.segment_size,
         };
-        if threshold < mover.cfg.segment_size {
+        if threshold < fe.sealing.segment_size {
             tracing::info!(
                 channel = %ch.channel_id,
                 threshold,
@@ -173,7 +173,7 @@ impl AbsWriter {
                 "sealing segments smaller than --segment-size to fit the source's window"
             );
         }
-        let spool = mover.fe_spool();
+        let spool = fe.segment_spool();
         let core = Arc::new(Mutex::new(core));
         let (on_tape_tx, on_tape) = watch::channel(0u64);
         let mut requeue = Vec::new();
@@ -192,7 +192,7 @@ impl AbsWriter {
         // waits (and so does the source), it does not fail.
         let (seg_tx, seg_rx) = mpsc::channel::<Queued>(slots);
         let uploader = tokio::spawn(upload::run(
-            mover.clone(),
+            fe.clone(),
             ch.clone(),
             spool.clone(),
             core.clone(),
@@ -200,7 +200,7 @@ impl AbsWriter {
             on_tape_tx,
         ));
         let w = AbsWriter {
-            mover: mover.clone(),
+            fe: fe.clone(),
             ch: ch.clone(),
             index: TrackIndex::new(&ch.track_set),
             spool,
@@ -385,8 +385,8 @@ impl AbsWriter {
             map: ch.map.clone(),
         };
         meta.validate().context("the ABS metadata")?;
-        let mover = &self.mover;
-        let conn = mover.back_end(&ch.back_end).await?;
+        let fe = &self.fe;
+        let conn = fe.back_end(&ch.back_end).await?;
         let (mut bs, mut br) = transport::open_bi(&conn, MAX_CONTROL_FRAME).await?;
         bs.send(&BackEndRequest::WriteMetadata {
             channel_id: ch.channel_id,
@@ -412,8 +412,7 @@ impl AbsWriter {
             bail!("unexpected effects finishing ABS {}: {left:?}", ch.abs_id);
         }
         self.finished = true;
-        mover
-            .link
+        fe.link
             .request_ok(&StationRequest::ChannelFinished {
                 channel_id: ch.channel_id,
                 data_bytes: totals.data_bytes,

@@ -15,16 +15,18 @@ use tokio::sync::{oneshot, watch};
 use transport::{FramedRecv, FramedSend};
 
 use super::abs_writer::AbsWriter;
+use super::context::FrontEnd;
 use super::resume::ResumePlan;
-use crate::mover::Mover;
+use super::running::RunningChannel;
 
-/// Serve one backup track stream; any error is reported to the primary node
-/// and the station.
+/// Serve one backup track stream (`running` until it ends); any error is
+/// reported to the primary node and the station.
 /// `resume`: the channel continues what a restarted front-end kept in its
 /// spool; the node first hears from which frame.
 pub async fn serve(
-    mover: Arc<Mover>,
+    fe: Arc<FrontEnd>,
     channel: BackupChannel,
+    running: RunningChannel,
     window: u64,
     resume: Option<ResumePlan>,
     mut send: FramedSend,
@@ -39,9 +41,8 @@ pub async fn serve(
     let (outcome_tx, outcome_rx) = oneshot::channel::<Result<u64, Failure>>();
     let (on_tape_tx, on_tape_rx) = watch::channel(0u64);
     let acker = tokio::spawn(acknowledge(send, on_tape_rx, outcome_rx));
-    let running = mover.run_channel(channel_id);
     let result = tokio::select! {
-        r = run(&mover, &channel, window, resume, recv, on_tape_tx) => r,
+        r = run(&fe, &channel, window, resume, recv, on_tape_tx) => r,
         _ = running.token.cancelled() => Err(anyhow!("the station aborted the channel")),
     };
     drop(running);
@@ -50,10 +51,10 @@ pub async fn serve(
             let _ = outcome_tx.send(Ok(frames));
         }
         Err(e) => {
-            let failure = transport::failure_in(&format!("front-end {}", mover.name), &e, FailureCode::Internal);
+            let failure = transport::failure_in(&format!("front-end {}", fe.name), &e, FailureCode::Internal);
             tracing::error!(%channel_id, reason = %failure, "backup channel failed");
             let _ = outcome_tx.send(Err(failure.clone()));
-            let _ = mover
+            let _ = fe
                 .link
                 .request_ok(&StationRequest::ChannelFailed { channel_id, failure })
                 .await;
@@ -95,7 +96,7 @@ async fn acknowledge(
 
 /// Receive the whole stream and write the ABS; returns the frames consumed.
 async fn run(
-    mover: &Arc<Mover>,
+    fe: &Arc<FrontEnd>,
     ch: &BackupChannel,
     window: u64,
     resume: Option<ResumePlan>,
@@ -103,8 +104,8 @@ async fn run(
     on_tape_out: watch::Sender<u64>,
 ) -> Result<u64> {
     let (mut abs, requeue) = match &resume {
-        Some(plan) => AbsWriter::resume(mover, ch, Some(window), plan)?,
-        None => (AbsWriter::open(mover, ch, Some(window))?, Vec::new()),
+        Some(plan) => AbsWriter::resume(fe, ch, Some(window), plan)?,
+        None => (AbsWriter::open(fe, ch, Some(window))?, Vec::new()),
     };
     // Relay how far the ABS is on tape to the acknowledgement task.
     let mut on_tape = abs.on_tape();

@@ -8,17 +8,18 @@
 //! seals the new ABS, which must hold every track of its map.
 
 use proto::domain::{ChannelId, FailureCode, SegmentSeq};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Context, Result};
 use bytes::Bytes;
 use proto::abs::TrackAddr;
 use proto::wire::{BackupChannel, RestoreChannel, StationRequest};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Mutex};
 
 use super::abs_writer::{AbsWriter, Appended};
+use super::context::FrontEnd;
 use super::staged::{read_segments, TrackSink};
-use crate::mover::Mover;
 
 /// What the station asks of a running merge.
 #[derive(Debug)]
@@ -29,32 +30,57 @@ pub enum MergeStep {
     Finish,
 }
 
+/// The running merges: each one's queue of steps, by channel.
+#[derive(Default)]
+pub struct Merges {
+    queues: Mutex<HashMap<ChannelId, mpsc::UnboundedSender<MergeStep>>>,
+}
+
+impl Merges {
+    /// The channels of the running merges.
+    pub async fn ids(&self) -> Vec<ChannelId> {
+        self.queues.lock().await.keys().copied().collect()
+    }
+
+    /// Stop merge `channel_id`: dropping its queue ends its task, which
+    /// fails it.
+    pub async fn stop(&self, channel_id: ChannelId) {
+        self.queues.lock().await.remove(&channel_id);
+    }
+
+    /// Queue a step of a running merge.
+    pub async fn step(&self, channel_id: ChannelId, step: MergeStep) -> Result<()> {
+        let queues = self.queues.lock().await;
+        let tx = queues
+            .get(&channel_id)
+            .ok_or_else(|| anyhow!("no merge channel {channel_id} is open on this front-end"))?;
+        tx.send(step)
+            .map_err(|_| anyhow!("merge channel {channel_id} has stopped"))
+    }
+}
+
 /// Open a merge channel: its accumulation file and uploaders start now.
-pub async fn open(mover: &Arc<Mover>, ch: BackupChannel) -> Result<()> {
-    let abs = AbsWriter::open(mover, &ch, None)?;
+pub async fn open(fe: &Arc<FrontEnd>, merges: &Arc<Merges>, ch: BackupChannel) -> Result<()> {
+    let abs = AbsWriter::open(fe, &ch, None)?;
     let (tx, rx) = mpsc::unbounded_channel();
-    mover.merges.lock().await.insert(ch.channel_id, tx);
+    merges.queues.lock().await.insert(ch.channel_id, tx);
     tracing::info!(
         channel = %ch.channel_id,
         abs = %ch.abs_id,
         merged_from = ?ch.merged_from_abs_id,
         "merge channel opened"
     );
-    tokio::spawn(run(mover.clone(), ch, abs, rx));
+    tokio::spawn(run(fe.clone(), merges.clone(), ch, abs, rx));
     Ok(())
 }
 
-/// Queue a step of a running merge.
-pub async fn step(mover: &Arc<Mover>, channel_id: ChannelId, step: MergeStep) -> Result<()> {
-    let merges = mover.merges.lock().await;
-    let tx = merges
-        .get(&channel_id)
-        .ok_or_else(|| anyhow!("no merge channel {channel_id} is open on this front-end"))?;
-    tx.send(step)
-        .map_err(|_| anyhow!("merge channel {channel_id} has stopped"))
-}
-
-async fn run(mover: Arc<Mover>, ch: BackupChannel, abs: AbsWriter, mut rx: mpsc::UnboundedReceiver<MergeStep>) {
+async fn run(
+    fe: Arc<FrontEnd>,
+    merges: Arc<Merges>,
+    ch: BackupChannel,
+    abs: AbsWriter,
+    mut rx: mpsc::UnboundedReceiver<MergeStep>,
+) {
     let channel_id = ch.channel_id;
     let mut abs = Some(abs);
     let result = async {
@@ -62,7 +88,7 @@ async fn run(mover: Arc<Mover>, ch: BackupChannel, abs: AbsWriter, mut rx: mpsc:
             match step {
                 MergeStep::Read(read) => {
                     let w = abs.as_mut().ok_or_else(|| anyhow!("the merge is finished"))?;
-                    match read_into(&mover, &read, w).await {
+                    match read_into(&fe, &read, w).await {
                         Ok((tracks, kept, segments)) => {
                             tracing::info!(
                                 %channel_id,
@@ -71,8 +97,7 @@ async fn run(mover: Arc<Mover>, ch: BackupChannel, abs: AbsWriter, mut rx: mpsc:
                                 kept,
                                 "chain ABS read into the merge"
                             );
-                            mover
-                                .link
+                            fe.link
                                 .request_ok(&StationRequest::ChannelFinished {
                                     channel_id: read.channel_id,
                                     data_bytes: kept,
@@ -84,8 +109,8 @@ async fn run(mover: Arc<Mover>, ch: BackupChannel, abs: AbsWriter, mut rx: mpsc:
                         }
                         Err(e) => {
                             let failure =
-                                transport::failure_in(&format!("front-end {}", mover.name), &e, FailureCode::Internal);
-                            let _ = mover
+                                transport::failure_in(&format!("front-end {}", fe.name), &e, FailureCode::Internal);
+                            let _ = fe
                                 .link
                                 .request_ok(&StationRequest::ChannelFailed {
                                     channel_id: read.channel_id,
@@ -112,11 +137,11 @@ async fn run(mover: Arc<Mover>, ch: BackupChannel, abs: AbsWriter, mut rx: mpsc:
         bail!("the station dropped the merge before finishing it")
     }
     .await;
-    mover.merges.lock().await.remove(&channel_id);
+    merges.stop(channel_id).await;
     if let Err(e) = result {
-        let failure = transport::failure_in(&format!("front-end {}", mover.name), &e, FailureCode::Internal);
+        let failure = transport::failure_in(&format!("front-end {}", fe.name), &e, FailureCode::Internal);
         tracing::error!(%channel_id, reason = %failure, "merge failed");
-        let _ = mover
+        let _ = fe
             .link
             .request_ok(&StationRequest::ChannelFailed { channel_id, failure })
             .await;
@@ -159,12 +184,12 @@ impl TrackSink for IntoMerge<'_> {
 /// Read one ABS's tape files from the back-end into the merge. Returns the
 /// tracks read, the bytes kept (tracks not already in the merge) and the
 /// segments read.
-async fn read_into(mover: &Arc<Mover>, read: &RestoreChannel, abs: &mut AbsWriter) -> Result<(u64, u64, u32)> {
+async fn read_into(fe: &FrontEnd, read: &RestoreChannel, abs: &mut AbsWriter) -> Result<(u64, u64, u32)> {
     let mut sink = IntoMerge {
         abs,
         kept: 0,
         buf: Vec::new(),
     };
-    let (_, totals) = read_segments(mover, read, &mut sink).await?;
+    let (_, totals) = read_segments(fe, read, &mut sink).await?;
     Ok((totals.tracks, sink.kept, totals.segments))
 }

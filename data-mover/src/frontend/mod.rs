@@ -9,7 +9,10 @@
 pub mod abs_writer;
 pub mod accumulator;
 pub mod backup;
+pub mod channels;
+pub mod context;
 pub mod index;
+pub mod intake;
 pub mod mem_spool;
 pub mod merge;
 pub mod pairing;
@@ -18,6 +21,7 @@ pub mod release;
 mod release_tests;
 pub mod restore;
 pub mod resume;
+pub mod running;
 pub mod staged;
 pub mod store;
 pub mod upload;

@@ -15,8 +15,9 @@ use std::collections::HashMap;
 use anyhow::{Context, Result};
 use proto::wire::{BackEndReply, BackEndRequest, PeerAddr, StationRequest, MAX_CONTROL_FRAME};
 
-use crate::mover::Mover;
-use crate::spool::new_token;
+use transport::link::StationLink;
+
+use crate::spool::{new_token, SpoolDir};
 
 /// How a front-end and its back-end exchange segments.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,33 +43,47 @@ impl DataPath {
 }
 
 /// What pairing found, per back-end and connection.
-#[derive(Default)]
 pub struct Pairings {
+    /// The front-end's spool, where pairing tokens are written.
+    spool: SpoolDir,
+    /// False: always send segments over QUIC (`--no-shared-spool`).
+    shared_spool: bool,
     found: tokio::sync::Mutex<HashMap<String, (usize, DataPath)>>,
 }
 
-/// The data path to back-end `be` over `conn` (asked once per connection).
-pub async fn data_path(mover: &Mover, be: &PeerAddr, conn: &quinn::Connection) -> Result<DataPath> {
-    if !mover.cfg.shared_spool {
-        return Ok(DataPath::Quic {
-            reason: "this front-end was started with --no-shared-spool".into(),
-        });
-    }
-    let mut found = mover.pairings.found.lock().await;
-    if let Some((id, path)) = found.get(&be.name) {
-        if *id == conn.stable_id() {
-            return Ok(path.clone());
+impl Pairings {
+    /// Pairing from `spool`; `shared_spool` false: never share it.
+    pub fn new(spool: SpoolDir, shared_spool: bool) -> Pairings {
+        Pairings {
+            spool,
+            shared_spool,
+            found: tokio::sync::Mutex::new(HashMap::new()),
         }
     }
-    let path = pair(mover, be, conn).await?;
-    tracing::info!(back_end = %be.name, path = %path.describe(), "data path to the back-end");
-    found.insert(be.name.clone(), (conn.stable_id(), path.clone()));
-    Ok(path)
+
+    /// The data path to back-end `be` over `conn` (asked once per connection).
+    pub async fn data_path(&self, be: &PeerAddr, conn: &quinn::Connection) -> Result<DataPath> {
+        if !self.shared_spool {
+            return Ok(DataPath::Quic {
+                reason: "this front-end was started with --no-shared-spool".into(),
+            });
+        }
+        let mut found = self.found.lock().await;
+        if let Some((id, path)) = found.get(&be.name) {
+            if *id == conn.stable_id() {
+                return Ok(path.clone());
+            }
+        }
+        let path = pair(&self.spool, be, conn).await?;
+        tracing::info!(back_end = %be.name, path = %path.describe(), "data path to the back-end");
+        found.insert(be.name.clone(), (conn.stable_id(), path.clone()));
+        Ok(path)
+    }
 }
 
-async fn pair(mover: &Mover, be: &PeerAddr, conn: &quinn::Connection) -> Result<DataPath> {
+async fn pair(spool: &SpoolDir, be: &PeerAddr, conn: &quinn::Connection) -> Result<DataPath> {
     let (token_name, token) = new_token();
-    let file = mover.spool.dir().join(&token_name);
+    let file = spool.dir().join(&token_name);
     std::fs::write(&file, &token).with_context(|| format!("writing the pairing token {}", file.display()))?;
     let asked = async {
         let (mut bs, mut br) = transport::open_bi(conn, MAX_CONTROL_FRAME).await?;
@@ -97,8 +112,8 @@ async fn pair(mover: &Mover, be: &PeerAddr, conn: &quinn::Connection) -> Result<
 
 /// Tell the station which data path a channel uses (it goes into the
 /// channel's history); never holds up the channel.
-pub fn report_data_path(mover: &Mover, channel_id: ChannelId, path: &DataPath) {
-    let link = mover.link.clone();
+pub fn report_data_path(link: &StationLink, channel_id: ChannelId, path: &DataPath) {
+    let link = link.clone();
     let req = StationRequest::ChannelDataPath {
         channel_id,
         shared: path.shared(),

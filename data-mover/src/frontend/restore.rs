@@ -11,21 +11,23 @@ use proto::abs::TrackAddr;
 use proto::wire::{RestoreChannel, RestoreFrame, StationRequest};
 use transport::FramedSend;
 
+use super::context::FrontEnd;
+use super::running::RunningChannel;
 use super::staged::{read_segments, TrackSink};
-use crate::mover::Mover;
 
-pub async fn serve(mover: Arc<Mover>, ch: RestoreChannel, mut send: FramedSend) {
-    let running = mover.run_channel(ch.channel_id);
+/// Relay restore channel `ch`'s tracks to the primary node (`running`
+/// until it ends); any error is reported to the node and the station.
+pub async fn serve(fe: Arc<FrontEnd>, ch: RestoreChannel, running: RunningChannel, mut send: FramedSend) {
     let result = tokio::select! {
-        r = relay(&mover, &ch, &mut send) => r,
+        r = relay(&fe, &ch, &mut send) => r,
         _ = running.token.cancelled() => Err(anyhow::anyhow!("the station aborted the channel")),
     };
     drop(running);
     if let Err(e) = result {
-        let failure = transport::failure_in(&format!("front-end {}", mover.name), &e, FailureCode::Internal);
+        let failure = transport::failure_in(&format!("front-end {}", fe.name), &e, FailureCode::Internal);
         tracing::error!(channel_id = %ch.channel_id, reason = %failure, "restore relay failed");
         let _ = send.send(&RestoreFrame::Failed(failure.clone())).await;
-        let _ = mover
+        let _ = fe
             .link
             .request_ok(&StationRequest::ChannelFailed {
                 channel_id: ch.channel_id,
@@ -55,9 +57,9 @@ impl TrackSink for ToPrimary<'_> {
     }
 }
 
-async fn relay(mover: &Arc<Mover>, ch: &RestoreChannel, send: &mut FramedSend) -> Result<()> {
+async fn relay(fe: &FrontEnd, ch: &RestoreChannel, send: &mut FramedSend) -> Result<()> {
     let mut sink = ToPrimary { send };
-    let (path, totals) = read_segments(mover, ch, &mut sink).await?;
+    let (path, totals) = read_segments(fe, ch, &mut sink).await?;
     tracing::debug!(channel = %ch.channel_id, path = %path.describe(), tracks = totals.tracks, "restore relayed");
     send.send(&RestoreFrame::End { tracks: totals.tracks }).await?;
     Ok(())

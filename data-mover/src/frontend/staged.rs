@@ -23,8 +23,9 @@ use proto::abs::TrackAddr;
 use proto::tape::segment::{SegmentEvent, SegmentReader};
 use proto::wire::{BackEndRequest, ReadAck, RestoreChannel, StagedFrame, MAX_DATA_FRAME};
 
-use super::pairing::{data_path, report_data_path, DataPath};
-use crate::mover::{Mover, CHUNK};
+use super::context::FrontEnd;
+use super::pairing::{report_data_path, DataPath};
+use crate::limits::CHUNK;
 
 /// Where the tracks of staged segments go.
 pub trait TrackSink {
@@ -51,13 +52,13 @@ pub struct ReadTotals {
 /// `sink`, segment by segment, in order. Returns the data path used and
 /// the totals.
 pub async fn read_segments(
-    mover: &Mover,
+    fe: &FrontEnd,
     read: &RestoreChannel,
     sink: &mut impl TrackSink,
 ) -> Result<(DataPath, ReadTotals)> {
-    let conn = mover.back_end(&read.back_end).await?;
-    let path = data_path(mover, &read.back_end, &conn).await?;
-    report_data_path(mover, read.channel_id, &path);
+    let conn = fe.back_end(&read.back_end).await?;
+    let path = fe.pairings.data_path(&read.back_end, &conn).await?;
+    report_data_path(&fe.link, read.channel_id, &path);
     let (mut bs, mut br) = transport::open_bi(&conn, MAX_DATA_FRAME).await?;
     bs.send(&BackEndRequest::ReadSegments {
         channel_id: read.channel_id,
@@ -93,7 +94,7 @@ pub async fn read_segments(
                 // again here, each track's data by whoever receives it.
                 let mut reader = SegmentReader::structure_only();
                 let mut file = if path.shared() {
-                    let p = mover.spool.staged_ready(read.channel_id, seq);
+                    let p = fe.spool.staged_ready(read.channel_id, seq);
                     let f = std::fs::File::open(&p).with_context(|| format!("opening {}", p.display()))?;
                     let len = f.metadata().map(|m| m.len()).unwrap_or(0);
                     if len != bytes {
@@ -109,7 +110,7 @@ pub async fn read_segments(
                     let chunk = match file.as_mut() {
                         Some(f) => {
                             let want = CHUNK.min((bytes - got) as usize);
-                            let mut buf = mover.chunks.take(want);
+                            let mut buf = fe.chunks.take(want);
                             tokio::task::block_in_place(|| f.read_exact(buf.as_mut_slice()))
                                 .with_context(|| format!("reading staged segment {seq}"))?;
                             buf.freeze()

@@ -24,12 +24,14 @@ use anyhow::{anyhow, bail, Context, Result};
 use proto::wire::{BackEndReply, BackEndRequest, BackupChannel, StationRequest, MAX_CONTROL_FRAME};
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit};
 use tokio::task::JoinSet;
+use transport::link::StationLink;
 
 use super::accumulator::SealedSegment;
-use super::pairing::{data_path, report_data_path};
+use super::context::FrontEnd;
+use super::pairing::report_data_path;
 use super::release::{Effect, Release};
 use super::store::{execute, lock, Spool};
-use crate::mover::{Mover, CHUNK};
+use crate::limits::CHUNK;
 
 /// A sealed segment and its place in the spool (released when it is gone).
 pub type Queued = (SealedSegment, OwnedSemaphorePermit);
@@ -62,7 +64,7 @@ fn placed(spool: &dyn Spool, core: &Mutex<Release>, seg: &SealedSegment, on_tape
 /// on `on_tape` the frames that are safe on tape and in the catalog. Fails
 /// on the first segment the back-end refuses.
 pub async fn run(
-    mover: Arc<Mover>,
+    fe: Arc<FrontEnd>,
     ch: BackupChannel,
     spool: Arc<dyn Spool>,
     core: Arc<Mutex<Release>>,
@@ -72,9 +74,13 @@ pub async fn run(
     if ch.drives.is_empty() {
         bail!("backup channel {} names no drive", ch.channel_id);
     }
-    let progress = progress_reporter(mover.clone(), ch.channel_id);
-    let conn = mover.back_end(&ch.back_end).await?;
-    report_data_path(&mover, ch.channel_id, &data_path(&mover, &ch.back_end, &conn).await?);
+    let progress = progress_reporter(fe.link.clone(), ch.channel_id);
+    let conn = fe.back_end(&ch.back_end).await?;
+    report_data_path(
+        &fe.link,
+        ch.channel_id,
+        &fe.pairings.data_path(&ch.back_end, &conn).await?,
+    );
     let mut in_flight: HashMap<String, usize> = ch.drives.iter().map(|d| (d.clone(), 0)).collect();
     type Done = (SealedSegment, OwnedSemaphorePermit, String, Result<()>);
     let mut tasks: JoinSet<Done> = JoinSet::new();
@@ -96,9 +102,9 @@ pub async fn run(
                         .cloned()
                         .ok_or_else(|| anyhow!("no drive"))?;
                     *in_flight.entry(drive.clone()).or_default() += 1;
-                    let (m, c, sp) = (mover.clone(), ch.clone(), spool.clone());
+                    let (fe, c, sp) = (fe.clone(), ch.clone(), spool.clone());
                     tasks.spawn(async move {
-                        let res = upload(&m, &c, sp.as_ref(), &drive, &seg).await;
+                        let res = upload(&fe, &c, sp.as_ref(), &drive, &seg).await;
                         (seg, slot, drive, res)
                     });
                 }
@@ -131,13 +137,12 @@ pub async fn run(
 
 /// Report a channel's bytes on tape to the station, at most one request at
 /// a time, never holding up the uploads.
-fn progress_reporter(mover: Arc<Mover>, channel_id: ChannelId) -> watch::Sender<u64> {
+fn progress_reporter(link: StationLink, channel_id: ChannelId) -> watch::Sender<u64> {
     let (tx, mut rx) = watch::channel(0u64);
     tokio::spawn(async move {
         while rx.changed().await.is_ok() {
             let bytes = *rx.borrow_and_update();
-            let _ = mover
-                .link
+            let _ = link
                 .request_ok(&StationRequest::ChannelProgress {
                     channel_id,
                     bytes,
@@ -151,10 +156,10 @@ fn progress_reporter(mover: Arc<Mover>, channel_id: ChannelId) -> watch::Sender<
 
 /// Hand one sealed segment to the back-end's `drive` and wait until it is
 /// on tape, synced, and in the catalog.
-async fn upload(mover: &Mover, ch: &BackupChannel, spool: &dyn Spool, drive: &str, seg: &SealedSegment) -> Result<()> {
+async fn upload(fe: &FrontEnd, ch: &BackupChannel, spool: &dyn Spool, drive: &str, seg: &SealedSegment) -> Result<()> {
     let seq = seg.seq;
-    let conn = mover.back_end(&ch.back_end).await?;
-    let path = data_path(mover, &ch.back_end, &conn).await?;
+    let conn = fe.back_end(&ch.back_end).await?;
+    let path = fe.pairings.data_path(&ch.back_end, &conn).await?;
     let (mut bs, mut br) = transport::open_bi(&conn, MAX_CONTROL_FRAME).await?;
     let total = seg.total_bytes;
     bs.send(&BackEndRequest::WriteSegment {
@@ -169,7 +174,7 @@ async fn upload(mover: &Mover, ch: &BackupChannel, spool: &dyn Spool, drive: &st
     })
     .await?;
     if !path.shared() {
-        send_file(mover, &mut bs, spool, ch, seg, total).await?;
+        send_file(fe, &mut bs, spool, ch, seg, total).await?;
     }
     bs.finish().await?;
     match br.recv::<BackEndReply>().await? {
@@ -187,7 +192,7 @@ async fn upload(mover: &Mover, ch: &BackupChannel, spool: &dyn Spool, drive: &st
 
 /// Send a sealed segment's bytes raw, read in pooled pieces.
 async fn send_file(
-    mover: &Mover,
+    fe: &FrontEnd,
     bs: &mut transport::FramedSend,
     spool: &dyn Spool,
     ch: &BackupChannel,
@@ -202,7 +207,7 @@ async fn send_file(
     let mut sent = 0u64;
     while sent < total {
         let want = CHUNK.min((total - sent) as usize);
-        let mut buf = mover.chunks.take(want);
+        let mut buf = fe.chunks.take(want);
         tokio::task::block_in_place(|| file.read_exact(buf.as_mut_slice())).with_context(what)?;
         bs.send_raw(buf.freeze()).await?;
         sent += want as u64;

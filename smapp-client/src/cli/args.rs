@@ -1,0 +1,236 @@
+//! The command line: global options, commands and their arguments. The
+//! doc comments are `smapp --help`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use proto::domain::Level;
+
+/// The exit statuses, for `smapp --help`: a script branches on the kind of
+/// failure, never on the message.
+pub const EXIT_STATUSES: &str = "Exit status:
+  0  success
+  1  internal: anything else (a fault; the message says what)
+  2  invalid: the request is malformed or contradicts itself (also bad arguments)
+  3  refused: not authorized (an operator grants it), or not allowed in the current state
+  4  not-found: what the request names does not exist (object, ABS, tape, file, channel)
+  5  conflict: it already exists or is in use (a restore file, a tape in the library)
+  6  corrupt: data failed a check (CRC, labels, catalog against tape)
+  7  retryable: a transient condition (the station, a mover or the catalog unreachable); try again
+  8  cancelled: interrupted, timed out (--timeout), or cancelled by the station";
+
+#[derive(Parser)]
+#[command(version, about = "SMAPP client of the data mover cluster", after_help = EXIT_STATUSES)]
+pub struct Args {
+    /// Control station address.
+    #[arg(long, env = "DMC_STATION", default_value = "127.0.0.1:7400", global = true)]
+    pub station: SocketAddr,
+    #[arg(long, default_value = "station", global = true)]
+    pub station_name: String,
+    /// Directory with the cluster CA and this client's certificate.
+    #[arg(long, env = "DMC_PKI", default_value = "pki", global = true)]
+    pub pki: PathBuf,
+    /// This client's certificate name.
+    #[arg(long, env = "DMC_CLIENT", default_value = "client", global = true)]
+    pub name: String,
+    /// Print results as JSON (one object per line) instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Give up following a backup, restore or merge after this many
+    /// seconds (a job that already started goes on at the station).
+    #[arg(long, global = true)]
+    pub timeout: Option<u64>,
+    #[command(subcommand)]
+    pub cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+pub enum Cmd {
+    /// Back up a logical object: a whole volume or an extent list.
+    Backup(BackupArgs),
+    /// Restore the object as an ABS has it (a differential brings its
+    /// chain along), or as it was at a time (--primary, --object, --at):
+    /// to its original place, onto other volumes through a remap, or into a file.
+    Restore(RestoreArgs),
+    /// Merge a chain (a full and its differentials) into a synthetic full
+    /// ABS on the movers, without reading the primary node.
+    Merge(MergeArgs),
+    /// List ABSs, tapes, segments or movers.
+    List {
+        #[arg(value_parser = ["abs", "tapes", "segments", "movers"], default_value = "abs")]
+        what: String,
+        /// Only the segments of this ABS.
+        #[arg(long)]
+        abs: Option<u64>,
+    },
+    /// Operator: give a client rights on a primary node's objects (added to
+    /// what it has). Without --object: every object of the node, and its
+    /// volumes as restore destinations.
+    Grant(GrantScope),
+    /// Operator: take rights away (both when neither --backup nor --restore
+    /// is given).
+    Revoke(GrantScope),
+    /// Grants: an operator sees all, a client its own.
+    Grants,
+    /// The station's health: its catalog database, the processes it
+    /// hears from, the channels it runs.
+    Health,
+    /// Channels and their states; `channels ID` shows one channel's
+    /// transition history; `channels watch` follows all channels live.
+    Channels {
+        /// A channel ID, or `watch`.
+        what: Option<String>,
+        /// Watch: seconds between refreshes.
+        #[arg(long, default_value_t = 1.0)]
+        interval: f64,
+        /// Watch: stop after this many refreshes (default: until interrupted).
+        #[arg(long)]
+        count: Option<u64>,
+    },
+    /// The tape library (operator): list, label scratch tapes, export, import.
+    Library {
+        #[command(subcommand)]
+        cmd: LibraryCmd,
+    },
+    /// Tape images, with no database and no cluster.
+    Tape {
+        #[command(subcommand)]
+        cmd: TapeCmd,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum LibraryCmd {
+    /// Every tape: pool, state, media set, slot or exported, drive.
+    List,
+    /// Label new scratch tapes into free slots.
+    Label {
+        #[arg(long, default_value_t = 1)]
+        count: u32,
+        #[arg(long, default_value = "default")]
+        pool: String,
+    },
+    /// Move a tape's image out of the library (to a directory on the station's host).
+    Export {
+        label: String,
+        #[arg(long)]
+        to: PathBuf,
+    },
+    /// Bring an exported tape's image back, or a blank image in as a scratch tape.
+    Import {
+        image: PathBuf,
+        #[arg(long, default_value = "default")]
+        pool: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum TapeCmd {
+    /// List every tape file of an image.
+    Inspect { image: PathBuf },
+    /// Check every label, structure and checksum of an image.
+    Verify { image: PathBuf },
+}
+
+/// Whose rights, on what, which: for `grant` and `revoke`.
+#[derive(clap::Args)]
+pub struct GrantScope {
+    /// The client's certificate name.
+    pub client: String,
+    #[arg(long)]
+    pub primary: String,
+    /// One object of the node (default: all of it).
+    #[arg(long)]
+    pub object: Option<String>,
+    /// Back up (and merge) the object(s).
+    #[arg(long)]
+    pub backup: bool,
+    /// Restore the object(s).
+    #[arg(long)]
+    pub restore: bool,
+}
+
+// The arguments of `smapp backup` (its help is the variant's doc comment).
+#[derive(clap::Args)]
+pub struct BackupArgs {
+    /// Primary node holding the object.
+    #[arg(long)]
+    pub primary: String,
+    /// Name of the logical object.
+    #[arg(long)]
+    pub object: String,
+    /// The object is this whole volume.
+    #[arg(long, conflicts_with = "extents")]
+    pub volume: Option<String>,
+    /// The object is this extent list (`VOLUME OFFSET LENGTH` per line, logical order).
+    #[arg(long)]
+    pub extents: Option<PathBuf>,
+    /// Write the ABS to this many drives of one back-end in parallel,
+    /// its segments split across them (1: one drive, which other
+    /// backups may share).
+    #[arg(long, default_value_t = 1)]
+    pub drives: u32,
+    /// full: every track; cumulative: the tracks changed since the last
+    /// full; incremental: the tracks changed since the last backup.
+    #[arg(long, value_enum, default_value_t = Level::Full)]
+    pub level: Level,
+    /// Return once the station accepted the backup and let it run
+    /// without this client (otherwise a backup still waiting for a
+    /// drive when the client goes away is cancelled).
+    #[arg(long)]
+    pub detach: bool,
+}
+
+// The arguments of `smapp restore` (its help is the variant's doc comment).
+#[derive(clap::Args)]
+pub struct RestoreArgs {
+    /// The ABS (or give --object and --primary).
+    #[arg(required_unless_present = "object")]
+    pub abs_id: Option<u64>,
+    /// The logical object to restore from its chain of backups.
+    #[arg(long, requires = "primary", conflicts_with = "abs_id")]
+    pub object: Option<String>,
+    /// The primary node holding --object.
+    #[arg(long)]
+    pub primary: Option<String>,
+    /// The point in time (RFC 3339, or `YYYY-MM-DD HH:MM:SS[.fff]` in
+    /// UTC as `smapp list` prints it); default: the latest backup.
+    #[arg(long, requires = "object")]
+    pub at: Option<String>,
+    /// Back to the original addresses.
+    #[arg(long)]
+    pub original: bool,
+    /// Onto volumes of this primary node, with --allocation.
+    #[arg(long, requires = "allocation")]
+    pub to_volumes: Option<String>,
+    /// Destination allocation (extent list, logical order).
+    #[arg(long)]
+    pub allocation: Option<PathBuf>,
+    /// Into a plain file: PRIMARY:NAME, a file name (not a path) in
+    /// that node's restore directory (its --restore-dir).
+    #[arg(long)]
+    pub to_file: Option<String>,
+    /// With --to-file: overwrite the file if it exists (otherwise an
+    /// existing file is refused and left as it is).
+    #[arg(long, requires = "to_file")]
+    pub replace: bool,
+    /// Read the ABS's tapes on at most this many drives in parallel
+    /// (0: every free drive).
+    #[arg(long, default_value_t = 0)]
+    pub drives: u32,
+}
+
+// The arguments of `smapp merge` (its help is the variant's doc comment).
+#[derive(clap::Args)]
+pub struct MergeArgs {
+    /// The primary node holding the object.
+    #[arg(long)]
+    pub primary: String,
+    /// The logical object.
+    #[arg(long)]
+    pub object: String,
+    /// The chain ending at this ABS (default: the latest backup).
+    #[arg(long)]
+    pub abs: Option<u64>,
+}

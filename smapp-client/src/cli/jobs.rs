@@ -1,0 +1,170 @@
+//! The jobs a client follows to their end: `backup`, `restore`, `merge`.
+
+use anyhow::{bail, Context, Result};
+use proto::domain::{AbsId, ChannelId, Failure};
+use proto::wire::{ChannelEvent, LogicalObject, RestoreTarget, StationRequest};
+use serde_json::json;
+
+use super::args::{Args, BackupArgs, MergeArgs, RestoreArgs};
+use super::connect;
+use super::progress::{on_event, progress_bar, report};
+
+pub async fn backup(a: &Args, b: &BackupArgs) -> Result<()> {
+    let BackupArgs {
+        primary,
+        object,
+        volume,
+        extents,
+        drives,
+        level,
+        detach,
+    } = b;
+    let level = *level;
+    let spec = match (volume, extents) {
+        (Some(v), None) => LogicalObject::Volume(v.clone()),
+        (None, Some(f)) => LogicalObject::Extents(smapp_client::extents::read(f)?),
+        _ => bail!(Failure::invalid("give --volume or --extents")),
+    };
+    let req = StationRequest::Backup {
+        object_name: object.clone(),
+        primary: primary.clone(),
+        object: spec,
+        drives: *drives,
+        level,
+        detach: *detach,
+    };
+    let client = connect(a).await?;
+    let pb = progress_bar(a.json);
+    let mut abs = AbsId::default();
+    let mut channel = ChannelId::default();
+    let mut cb = on_event(&pb, a.json);
+    let res = client
+        .backup(&req, |ev| {
+            if let ChannelEvent::Started { abs_id, channel_id, .. } | ChannelEvent::Accepted { abs_id, channel_id } = ev
+            {
+                abs = *abs_id;
+                channel = *channel_id;
+            }
+            cb(ev)
+        })
+        .await;
+    pb.finish_and_clear();
+    client.close().await;
+    let ev = res.with_context(|| format!("backup of {object} (ABS {abs}, channel {channel})"))?;
+    if *detach {
+        if a.json {
+            println!(
+                "{}",
+                json!({"result": "detached", "abs_id": abs.get(), "channel_id": channel.get()})
+            );
+        } else {
+            println!("backup detached: ABS {abs}, channel {channel} (follow it: smapp channels {channel})");
+        }
+        return Ok(());
+    }
+    report("backup", abs, channel, &ev, a.json);
+    Ok(())
+}
+
+pub async fn restore(a: &Args, r: &RestoreArgs) -> Result<()> {
+    let RestoreArgs {
+        abs_id,
+        object,
+        primary,
+        at,
+        original,
+        to_volumes,
+        allocation,
+        to_file,
+        replace,
+        drives,
+    } = r;
+    let target = match (original, to_volumes, to_file) {
+        (true, None, None) => RestoreTarget::Original,
+        (false, Some(p), None) => RestoreTarget::Volumes {
+            primary: p.clone(),
+            allocation: smapp_client::extents::read(allocation.as_ref().context("--allocation")?)?,
+        },
+        (false, None, Some(spec)) => {
+            let (p, name) = spec.split_once(':').context("--to-file expects PRIMARY:NAME")?;
+            proto::wire::check_restore_file_name(name).map_err(Failure::invalid)?;
+            RestoreTarget::File {
+                primary: p.into(),
+                name: name.into(),
+                replace: *replace,
+            }
+        }
+        _ => bail!(Failure::invalid(
+            "give exactly one of --original, --to-volumes, --to-file"
+        )),
+    };
+    let client = connect(a).await?;
+    let pb = progress_bar(a.json);
+    let mut channel = ChannelId::default();
+    let mut abs = AbsId::new(abs_id.unwrap_or(0));
+    let mut cb = on_event(&pb, a.json);
+    let req = match (abs_id, object) {
+        (Some(id), _) => StationRequest::Restore {
+            abs_id: AbsId::new(*id),
+            target,
+            drives: *drives,
+        },
+        (None, Some(o)) => StationRequest::RestoreAt {
+            primary: primary.clone().context("--primary")?,
+            object_name: o.clone(),
+            at_unix_ms: at.as_deref().map(parse_time).transpose()?,
+            target,
+            drives: *drives,
+        },
+        (None, None) => bail!(Failure::invalid("give an ABS id or --object")),
+    };
+    let res = client
+        .stream(&req, |ev| {
+            if let ChannelEvent::Started { channel_id, abs_id, .. } = ev {
+                channel = *channel_id;
+                abs = *abs_id;
+            }
+            cb(ev)
+        })
+        .await;
+    pb.finish_and_clear();
+    let ev = res.with_context(|| format!("restore of ABS {abs} (channel {channel})"))?;
+    report("restore", abs, channel, &ev, a.json);
+    Ok(())
+}
+
+pub async fn merge(a: &Args, m: &MergeArgs) -> Result<()> {
+    let MergeArgs { primary, object, abs } = m;
+    let client = connect(a).await?;
+    let pb = progress_bar(a.json);
+    let (mut channel, mut new_abs) = (ChannelId::default(), AbsId::default());
+    let mut cb = on_event(&pb, a.json);
+    let req = StationRequest::Merge {
+        primary: primary.clone(),
+        object_name: object.clone(),
+        abs_id: abs.map(AbsId::new),
+    };
+    let res = client
+        .stream(&req, |ev| {
+            if let ChannelEvent::Started { channel_id, abs_id, .. } = ev {
+                channel = *channel_id;
+                new_abs = *abs_id;
+            }
+            cb(ev)
+        })
+        .await;
+    pb.finish_and_clear();
+    let ev = res.with_context(|| format!("merge of {object} (ABS {new_abs}, channel {channel})"))?;
+    report("merge", new_abs, channel, &ev, a.json);
+    Ok(())
+}
+
+/// A point in time: RFC 3339, or `YYYY-MM-DD HH:MM:SS[.fff]` in UTC.
+fn parse_time(s: &str) -> Result<i64> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
+        return Ok(t.timestamp_millis());
+    }
+    let t = chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S%.f")
+        .with_context(|| format!("{s:?} is neither RFC 3339 nor `YYYY-MM-DD HH:MM:SS[.fff]` (UTC)"))?;
+    Ok(t.and_utc().timestamp_millis())
+}

@@ -1,0 +1,229 @@
+//! Listings the station returns (ABSs, grants, movers, tapes, segments,
+//! channels, a channel's history), as text tables or JSON lines.
+
+use proto::domain::AbsId;
+use proto::wire::StationReply;
+use serde_json::json;
+
+use super::progress::human;
+
+pub fn print_listing(reply: StationReply, as_json: bool) {
+    match reply {
+        StationReply::Abs(rows) => {
+            if !as_json {
+                println!(
+                    "{:>6} {:<20} {:<10} {:<11} {:>6} {:<9} {:<23} {:>12} {:>8} {:>5} {:>4}  tapes",
+                    "abs",
+                    "object",
+                    "primary",
+                    "level",
+                    "of",
+                    "state",
+                    "point in time",
+                    "size",
+                    "tracks",
+                    "segs",
+                    "ext"
+                );
+            }
+            for r in rows {
+                if as_json {
+                    println!(
+                        "{}",
+                        json!({"abs_id": r.abs_id.get(), "object": r.object_name, "primary": r.primary, "kind": r.kind.as_str(),
+                        "level": r.level.as_str(), "base_abs_id": r.base_abs_id.map_or(0, AbsId::get),
+                        "merged_from_abs_id": r.merged_from_abs_id.map_or(0, AbsId::get),
+                        "point_in_time": r.point_in_time, "state": r.state.as_str(), "object_size": r.object_size, "data_bytes": r.data_bytes, "tracks": r.track_count,
+                        "segments": r.segment_count, "extents": r.extents, "created": r.created, "tapes": r.tapes})
+                    );
+                } else {
+                    println!(
+                        "{:>6} {:<20} {:<10} {:<11} {:>6} {:<9} {:<23} {:>12} {:>8} {:>5} {:>4}  {}",
+                        r.abs_id,
+                        r.object_name,
+                        r.primary,
+                        r.level,
+                        match (r.base_abs_id, r.merged_from_abs_id) {
+                            (None, None) => "-".to_string(),
+                            (Some(b), None) => b.to_string(),
+                            (_, Some(m)) => format!("<{m}"),
+                        },
+                        r.state,
+                        r.point_in_time,
+                        human(r.object_size),
+                        r.track_count,
+                        r.segment_count,
+                        r.extents,
+                        r.tapes.join(",")
+                    );
+                }
+            }
+        }
+        StationReply::Grants(rows) => {
+            if !as_json {
+                println!(
+                    "{:<12} {:<12} {:<16} {:<7} {:<8} {:<12} granted",
+                    "client", "primary", "object", "backup", "restore", "by"
+                );
+            }
+            for g in rows {
+                let object = if g.object.is_empty() { "*" } else { g.object.as_str() };
+                if as_json {
+                    println!(
+                        "{}",
+                        json!({"client": g.client, "primary": g.primary, "object": object, "backup": g.backup,
+                        "restore": g.restore, "granted_by": g.granted_by, "granted_at": g.granted_at})
+                    );
+                } else {
+                    println!(
+                        "{:<12} {:<12} {:<16} {:<7} {:<8} {:<12} {}",
+                        g.client, g.primary, object, g.backup, g.restore, g.granted_by, g.granted_at
+                    );
+                }
+            }
+        }
+        StationReply::Movers(rows) => {
+            if !as_json {
+                println!(
+                    "{:<12} {:<10} {:<22} {:<8} {:<23} last seen",
+                    "name", "role", "address", "state", "registered"
+                );
+            }
+            for m in rows {
+                if as_json {
+                    println!(
+                        "{}",
+                        json!({"name": m.name, "role": m.role.as_str(), "address": m.address, "state": m.state.as_str(),
+                        "registered": m.registered, "last_seen": m.last_seen})
+                    );
+                } else {
+                    println!(
+                        "{:<12} {:<10} {:<22} {:<8} {:<23} {}",
+                        m.name, m.role, m.address, m.state, m.registered, m.last_seen
+                    );
+                }
+            }
+        }
+        StationReply::Tapes(rows) => {
+            if !as_json {
+                println!(
+                    "{:<8} {:<10} {:<8} {:>12} {:>6} {:<9} {:<8} {:>5} {:<8} path",
+                    "label", "pool", "state", "bytes", "files", "media-set", "where", "slot", "drive"
+                );
+            }
+            for t in rows {
+                if as_json {
+                    println!(
+                        "{}",
+                        json!({"label": t.label, "pool": t.pool, "state": t.state.as_str(), "path": t.path,
+                        "bytes_written": t.bytes_written, "files_written": t.files_written, "mounted_in": t.mounted_in,
+                        "media_set": t.media_set.map(|m| m.get()), "sequence": t.sequence, "location": t.location.as_str(),
+                        "slot": t.slot})
+                    );
+                } else {
+                    let set = match (t.media_set, t.sequence) {
+                        (Some(m), Some(q)) => format!("{m}.{q}"),
+                        _ => "-".into(),
+                    };
+                    println!(
+                        "{:<8} {:<10} {:<8} {:>12} {:>6} {:<9} {:<8} {:>5} {:<8} {}",
+                        t.label,
+                        t.pool,
+                        t.state,
+                        human(t.bytes_written),
+                        t.files_written,
+                        set,
+                        t.location,
+                        t.slot.map(|q| q.to_string()).unwrap_or_else(|| "-".into()),
+                        t.mounted_in.unwrap_or_else(|| "-".into()),
+                        t.path
+                    );
+                }
+            }
+        }
+        StationReply::Segments(rows) => {
+            if !as_json {
+                println!(
+                    "{:>6} {:>5} {:<8} {:>6} {:>12} {:>7} crc32c",
+                    "abs", "seq", "tape", "file", "bytes", "tracks"
+                );
+            }
+            for s in rows {
+                if as_json {
+                    println!(
+                        "{}",
+                        json!({"abs_id": s.abs_id.get(), "seq": s.seq.get(), "tape": s.tape_label, "tape_file": s.tape_file,
+                        "bytes": s.bytes, "data_bytes": s.data_bytes, "tracks": s.track_count, "crc32c": s.crc32c})
+                    );
+                } else {
+                    println!(
+                        "{:>6} {:>5} {:<8} {:>6} {:>12} {:>7} {:08x}",
+                        s.abs_id, s.seq, s.tape_label, s.tape_file, s.bytes, s.track_count, s.crc32c
+                    );
+                }
+            }
+        }
+        StationReply::Channels(rows) => {
+            if !as_json {
+                println!(
+                    "{:>5} {:<8} {:>5} {:<17} {:<6} {:<6} {:<6} {:<7} {:>12}  reason",
+                    "chan", "kind", "abs", "state", "fe", "be", "drive", "tape", "bytes"
+                );
+            }
+            for c in rows {
+                if as_json {
+                    println!(
+                        "{}",
+                        json!({"channel_id": c.channel_id.get(), "kind": c.kind.as_str(), "abs_id": c.abs_id.get(), "state": c.state.as_str(),
+                        "reason": c.reason, "front_end": c.front_end, "back_end": c.back_end, "drive": c.drive, "tape": c.tape,
+                        "bytes": c.bytes, "updated": c.updated})
+                    );
+                } else {
+                    println!(
+                        "{:>5} {:<8} {:>5} {:<17} {:<6} {:<6} {:<6} {:<7} {:>12}  {}",
+                        c.channel_id,
+                        c.kind,
+                        c.abs_id,
+                        c.state,
+                        c.front_end,
+                        c.back_end,
+                        c.drive,
+                        c.tape,
+                        human(c.bytes),
+                        c.reason
+                    );
+                }
+            }
+        }
+        StationReply::History { channel, transitions } => {
+            // A channel's creation is a transition from nothing: `-`.
+            let from = |t: &proto::wire::TransitionInfo| t.from.map_or("-", |s| s.as_str());
+            if as_json {
+                let t: Vec<_> = transitions
+                    .iter()
+                    .map(|t| json!({"from": from(t), "to": t.to.as_str(), "reason": t.reason, "actor": t.actor, "at": t.at}))
+                    .collect();
+                println!(
+                    "{}",
+                    json!({"channel_id": channel.channel_id.get(), "kind": channel.kind.as_str(), "state": channel.state.as_str(), "transitions": t})
+                );
+            } else {
+                println!(
+                    "channel {} ({} of ABS {}): {} — {}",
+                    channel.channel_id, channel.kind, channel.abs_id, channel.state, channel.reason
+                );
+                for t in &transitions {
+                    println!(
+                        "  {}  {:<17} -> {:<17} {:<10} {}",
+                        t.at,
+                        from(t),
+                        t.to,
+                        t.actor,
+                        t.reason
+                    );
+                }
+            }
+        }
+        other => println!("{other:?}"),
+    }
+}

@@ -1,0 +1,42 @@
+//! The `smapp` command line: its arguments ([`args`]) and one module per
+//! command group, each a function per command.
+
+pub mod args;
+mod catalog;
+mod jobs;
+mod listing;
+mod operator;
+mod progress;
+mod tape;
+
+use anyhow::Result;
+use smapp_client::client::Client;
+
+use args::{Args, Cmd};
+
+/// Connect to the station as the global options say.
+async fn connect(a: &Args) -> Result<Client> {
+    Ok(Client::connect(&a.pki, &a.name, a.station, &a.station_name)
+        .await?
+        .with_timeout(a.timeout.map(std::time::Duration::from_secs)))
+}
+
+/// Run one command.
+pub async fn run(a: Args) -> Result<()> {
+    match &a.cmd {
+        Cmd::Tape { cmd } => tape::tape(cmd, a.json),
+        Cmd::Backup(b) => jobs::backup(&a, b).await,
+        Cmd::Restore(r) => jobs::restore(&a, r).await,
+        Cmd::Merge(m) => jobs::merge(&a, m).await,
+        Cmd::Library { cmd } => operator::library(&a, cmd).await,
+        Cmd::List { what, abs } => catalog::list(&a, what, *abs).await,
+        Cmd::Grant(g) => operator::grant(&a, g, true).await,
+        Cmd::Revoke(g) => operator::grant(&a, g, false).await,
+        Cmd::Grants => operator::grants(&a).await,
+        Cmd::Health => catalog::health(&a).await,
+        Cmd::Channels { what, interval, count } => catalog::channels(&a, what.as_deref(), *interval, *count).await,
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,74 @@
+//! Operator commands: rights on primary nodes (`grant`, `revoke`,
+//! `grants`) and the tape library (`library`).
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use proto::domain::Failure;
+use proto::wire::StationRequest;
+
+use super::args::{Args, GrantScope, LibraryCmd};
+use super::connect;
+use super::listing::print_listing;
+
+/// `grant` (`granting`) or `revoke`.
+pub async fn grant(a: &Args, g: &GrantScope, granting: bool) -> Result<()> {
+    if granting && !g.backup && !g.restore {
+        bail!(Failure::invalid("grant what? give --backup, --restore or both"));
+    }
+    let (client, primary, object) = (g.client.clone(), g.primary.clone(), g.object.clone());
+    let (backup, restore) = (g.backup, g.restore);
+    let req = if granting {
+        StationRequest::Grant {
+            client,
+            primary,
+            object,
+            backup,
+            restore,
+        }
+    } else {
+        StationRequest::Revoke {
+            client,
+            primary,
+            object,
+            backup,
+            restore,
+        }
+    };
+    let client = connect(a).await?;
+    print_listing(client.request(&req).await?, a.json);
+    Ok(())
+}
+
+pub async fn grants(a: &Args) -> Result<()> {
+    let client = connect(a).await?;
+    print_listing(client.request(&StationRequest::ListGrants).await?, a.json);
+    Ok(())
+}
+
+pub async fn library(a: &Args, cmd: &LibraryCmd) -> Result<()> {
+    let client = connect(a).await?;
+    let abs_path = |p: &PathBuf| -> Result<String> {
+        Ok(std::path::absolute(p)
+            .with_context(|| format!("{}", p.display()))?
+            .to_string_lossy()
+            .into_owned())
+    };
+    let req = match cmd {
+        LibraryCmd::List => StationRequest::ListTapes,
+        LibraryCmd::Label { count, pool } => StationRequest::LibraryLabel {
+            pool: pool.clone(),
+            count: *count,
+        },
+        LibraryCmd::Export { label, to } => StationRequest::LibraryExport {
+            label: label.clone(),
+            to_dir: abs_path(to)?,
+        },
+        LibraryCmd::Import { image, pool } => StationRequest::LibraryImport {
+            path: abs_path(image)?,
+            pool: pool.clone(),
+        },
+    };
+    print_listing(client.request(&req).await?, a.json);
+    Ok(())
+}

@@ -1,0 +1,37 @@
+//! The command line parses as documented.
+
+use clap::{CommandFactory, Parser};
+use proto::domain::{FailureCode, Level};
+
+use super::args::{Args, Cmd, EXIT_STATUSES};
+
+fn level_of(args: &[&str]) -> Result<Level, clap::Error> {
+    let base = ["smapp", "backup", "--primary", "p", "--object", "o", "--volume", "v"];
+    let a = Args::try_parse_from(base.iter().chain(args))?;
+    match a.cmd {
+        Cmd::Backup(b) => Ok(b.level),
+        _ => unreachable!("a backup"),
+    }
+}
+
+#[test]
+fn levels_parse_as_the_enum_and_synthetic_is_not_listed() {
+    Args::command().debug_assert();
+    assert_eq!(level_of(&[]).unwrap(), Level::Full);
+    assert_eq!(level_of(&["--level", "incremental"]).unwrap(), Level::Incremental);
+    assert!(level_of(&["--level", "partial"]).is_err());
+    let help = Args::command()
+        .find_subcommand_mut("backup")
+        .expect("backup")
+        .render_long_help()
+        .to_string();
+    assert!(help.contains("cumulative") && !help.contains("synthetic"), "{help}");
+}
+
+#[test]
+fn exit_statuses_are_documented() {
+    for &code in FailureCode::ALL {
+        let line = format!("  {}  {}:", code.exit_status(), code);
+        assert!(EXIT_STATUSES.contains(&line), "{line:?} missing from --help");
+    }
+}
