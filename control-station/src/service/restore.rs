@@ -92,7 +92,7 @@ pub(crate) fn planned(segments: &[Segment]) -> Vec<PlannedSegment> {
     segments
         .iter()
         .map(|s| PlannedSegment {
-            seq: s.seq.get(),
+            seq: s.seq,
             tape_id: s.tape_id,
             tape_label: s.tape_label.clone(),
             tape_file: s.tape_file,
@@ -586,7 +586,7 @@ pub(crate) async fn read_tapes_on<E: EventSink>(
             .files
             .iter()
             .map(|p| {
-                r.segments.get(&SegmentSeq::new(p.seq)).ok_or_else(|| {
+                r.segments.get(&p.seq).ok_or_else(|| {
                     anyhow!(Failure::corrupt(format!(
                         "segment {} missing from the catalog list",
                         p.seq
