@@ -5,7 +5,7 @@
 
 use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -73,6 +73,10 @@ pub struct ClusterSpec {
     /// one machine: segments go to tape from it); false: separate ones, as
     /// a pair on two machines, so segments travel over QUIC.
     pub shared_spool: bool,
+    /// Serve the station's metrics (`--metrics`, a free TCP port; see
+    /// [`Cluster::station_metrics`]). Off by default: the exporter's port
+    /// may not be free again at once when the station restarts.
+    pub station_metrics: bool,
 }
 
 impl ClusterSpec {
@@ -91,6 +95,7 @@ impl ClusterSpec {
             be_args: Vec::new(),
             pn_args: Vec::new(),
             shared_spool: true,
+            station_metrics: false,
         }
     }
 }
@@ -116,6 +121,9 @@ pub struct Cluster {
     pub db: TestDb,
     /// The primary node's restore directory (its `--restore-dir`).
     pub restore_dir: PathBuf,
+    /// The station's Prometheus endpoint (its `--metrics`; see
+    /// [`crate::metrics`]), when [`ClusterSpec::station_metrics`] asked for it.
+    pub station_metrics: Option<SocketAddr>,
 }
 
 /// Names of the components (and their certificates).
@@ -177,6 +185,11 @@ impl Cluster {
         let db = TestDb::new().await;
         let port = free_port()?;
         let station: SocketAddr = format!("127.0.0.1:{port}").parse()?;
+        let station_metrics: Option<SocketAddr> = if spec.station_metrics {
+            Some(format!("127.0.0.1:{}", crate::metrics::free_tcp_port()?).parse()?)
+        } else {
+            None
+        };
         let mut cluster = Cluster {
             work: work.to_path_buf(),
             pki: pki.clone(),
@@ -185,9 +198,14 @@ impl Cluster {
             procs: Vec::new(),
             db,
             restore_dir: work.join("pn-restores"),
+            station_metrics,
         };
 
         let st = station.to_string();
+        let metrics_args: Vec<String> = station_metrics
+            .iter()
+            .flat_map(|a| ["--metrics".to_string(), a.to_string()])
+            .collect();
         cluster.spawn(
             STATION,
             Command::new(bin("control-station")?)
@@ -213,7 +231,8 @@ impl Cluster {
                     &spec.mount_seconds.to_string(),
                     "--dismount-seconds",
                     &spec.mount_seconds.to_string(),
-                ]),
+                ])
+                .args(&metrics_args),
         )?;
         let mut drive_no = 0;
         for (i, &drives) in drives_per_pair.iter().enumerate() {
@@ -469,108 +488,6 @@ impl Cluster {
         std::fs::read_to_string(path).unwrap_or_default()
     }
 
-    /// Wait until `name`'s log has `count` lines containing `needle`.
-    pub fn wait_for_log(&mut self, name: &str, needle: &str, count: usize, timeout: Duration) -> Result<()> {
-        let start = Instant::now();
-        loop {
-            if self.log(name).lines().filter(|l| l.contains(needle)).count() >= count {
-                return Ok(());
-            }
-            for p in &mut self.procs {
-                if p.killed {
-                    continue;
-                }
-                if let Some(status) = p.child.try_wait()? {
-                    bail!("{} exited ({status}) while waiting; its log:\n{}", p.name, tail(&p.log));
-                }
-            }
-            if start.elapsed() > timeout {
-                bail!(
-                    "timed out waiting for {needle:?} in the log of {name}:\n{}",
-                    tail(&self.work.join("logs").join(format!("{name}.log")))
-                );
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    /// Run `smapp` against this cluster as `client` (or `as_name`).
-    pub fn smapp_as(&self, as_name: &str, args: &[&str]) -> Result<Output> {
-        Command::new(bin("smapp")?)
-            .args(["--station", &self.station.to_string(), "--name", as_name, "--json"])
-            .arg("--pki")
-            .arg(self.pki_of(as_name))
-            .args(args)
-            .env("RUST_LOG", "warn")
-            .output()
-            .context("running smapp")
-    }
-
-    /// Run `smapp --json ARGS`; fail with its stderr if it fails; parse its JSON lines.
-    pub fn smapp(&self, args: &[&str]) -> Result<Vec<serde_json::Value>> {
-        self.smapp_json_as(CLIENT, args)
-    }
-
-    /// Run `smapp restore ABS --to-file TO EXTRA…` as the client, which must
-    /// fail; returns its error output.
-    pub fn refused_restore(&self, abs_id: u64, to: &str, extra: &[&str]) -> String {
-        self.refused_restore_status(abs_id, to, extra).1
-    }
-
-    /// [`Cluster::refused_restore`], with smapp's exit status: `(status,
-    /// error output)`.
-    pub fn refused_restore_status(&self, abs_id: u64, to: &str, extra: &[&str]) -> (Option<i32>, String) {
-        let abs = abs_id.to_string();
-        let mut args = vec!["restore", abs.as_str(), "--to-file", to];
-        args.extend_from_slice(extra);
-        let out = self.smapp_as(CLIENT, &args).expect("running smapp");
-        assert!(!out.status.success(), "smapp {args:?} succeeded");
-        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
-    }
-
-    /// [`Cluster::smapp`] as the operator.
-    pub fn operator(&self, args: &[&str]) -> Result<Vec<serde_json::Value>> {
-        self.smapp_json_as("operator", args)
-    }
-
-    /// [`Cluster::smapp`] with the certificate of `as_name` (e.g. `operator`).
-    pub fn smapp_json_as(&self, as_name: &str, args: &[&str]) -> Result<Vec<serde_json::Value>> {
-        let out = self.smapp_as(as_name, args)?;
-        if !out.status.success() {
-            bail!(
-                "smapp {} failed: {}",
-                args.join(" "),
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-        }
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter(|l| l.starts_with('{'))
-            .map(|l| serde_json::from_str(l).with_context(|| format!("parsing {l:?}")))
-            .collect()
-    }
-
-    /// `smapp --json tape inspect` of a tape in the library: one object per tape file.
-    pub fn tape_inspect(&self, label: &str) -> Result<Vec<serde_json::Value>> {
-        let image = self.library.join(format!("{label}.tap"));
-        let out = Command::new(bin("smapp")?)
-            .args(["--json", "tape", "inspect"])
-            .arg(&image)
-            .output()?;
-        if !out.status.success() {
-            bail!(
-                "smapp tape inspect {} failed: {}",
-                image.display(),
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-        }
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter(|l| l.starts_with('{'))
-            .map(|l| serde_json::from_str(l).with_context(|| format!("parsing {l:?}")))
-            .collect()
-    }
-
     /// Peak resident memory (VmHWM, KiB) of each running process.
     pub fn peak_rss(&self) -> Vec<(String, u64)> {
         self.procs
@@ -653,15 +570,4 @@ pub fn arg(name: &str) -> Option<String> {
     args.iter()
         .position(|a| a == name)
         .and_then(|i| args.get(i + 1).cloned())
-}
-
-/// Tracks the primary node copied aside for host writes during backups,
-/// summed from its "snapshot released: N tracks …" log lines.
-pub fn side_copies(primary_log: &str) -> u64 {
-    primary_log
-        .lines()
-        .filter_map(|l| l.split("snapshot released: ").nth(1))
-        .filter_map(|c| c.split_whitespace().next())
-        .filter_map(|c| c.parse::<u64>().ok())
-        .sum()
 }

@@ -8,5 +8,7 @@ pub mod cpu;
 pub mod faults;
 pub mod fixture;
 pub mod hop;
+pub mod metrics;
 pub mod pg;
 pub mod scenario;
+pub mod smapp;

@@ -11,6 +11,7 @@ use std::process::Command;
 
 use dmc_tests::cluster::{bin_dir, Cluster, CLIENT};
 use dmc_tests::fixture;
+use dmc_tests::metrics;
 use dmc_tests::scenario::{self, ScenarioSpec};
 
 #[tokio::test(flavor = "multi_thread")]
@@ -28,9 +29,9 @@ async fn backup_and_restore_a_scattered_object_through_every_component() {
         seed: 42,
     };
     let layout = scenario::make_layout(&work.path().join("volumes"), &spec).unwrap();
-    let mut cluster = Cluster::start(work.path(), &scenario::cluster_spec(&layout, &spec))
-        .await
-        .unwrap();
+    let mut cspec = scenario::cluster_spec(&layout, &spec);
+    cspec.station_metrics = true;
+    let mut cluster = Cluster::start(work.path(), &cspec).await.unwrap();
     let report = match scenario::run(&cluster, &layout) {
         Ok(r) => r,
         Err(e) => {
@@ -204,7 +205,10 @@ async fn backup_and_restore_a_scattered_object_through_every_component() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(cluster.log("station").contains("refused"), "the station logs refusals");
+    // The station counts (and logs) the refusal before it replies.
+    let station_metrics = cluster.station_metrics.expect("the station serves its metrics");
+    let refused = metrics::value(station_metrics, "dmc_station_requests_refused_total").unwrap();
+    assert!(refused >= 1.0, "the station counts refusals ({refused})");
     cluster.stop();
 }
 

@@ -13,6 +13,7 @@ use dmc_tests::cluster::{Cluster, PRIMARY};
 use dmc_tests::faults::{assert_settled, latest_channel, wait_until, Job};
 use dmc_tests::fixture;
 use dmc_tests::scenario::{self, ScenarioSpec};
+use proto::domain::FailureCode;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn restores_wait_for_a_busy_tape_and_abandoned_backups_are_cancelled() {
@@ -83,19 +84,37 @@ async fn restores_wait_for_a_busy_tape_and_abandoned_backups_are_cancelled() {
     });
     queued.interrupt();
     let q_out = queued.join();
-    assert!(!q_out.status.success());
+    assert_eq!(
+        q_out.status.code(),
+        Some(i32::from(FailureCode::Cancelled.exit_status())),
+        "the interrupted client says it was cancelled: {}",
+        String::from_utf8_lossy(&q_out.stderr)
+    );
     let q_id = q_channel["channel_id"].as_u64().unwrap();
+    let mut q_end = serde_json::Value::Null;
     wait_until(
         &cluster,
-        "the abandoned backup to be cancelled",
+        "the abandoned backup's channel to end",
         Duration::from_secs(30),
         |c| {
-            c.operator(&["channels"]).unwrap_or_default().iter().any(|ch| {
-                ch["channel_id"] == q_id
-                    && ch["state"] == "error"
-                    && ch["reason"].as_str().unwrap_or_default().contains("client went away")
-            })
+            q_end = c
+                .operator(&["channels"])
+                .unwrap_or_default()
+                .into_iter()
+                .find(|ch| ch["channel_id"] == q_id)
+                .unwrap_or_default();
+            q_end["state"] == "error"
         },
+    );
+    // The reason is the text an operator reads in `smapp channels` to learn
+    // why the channel ended: it says the client left (the listing carries
+    // no code; its ABS failing and nothing on tape are checked below).
+    assert!(
+        q_end["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("client went away"),
+        "{q_end}"
     );
 
     // A detached backup of the same object returns at once and runs on.

@@ -185,6 +185,9 @@ async fn a_back_end_killed_while_it_copies_from_the_spool_loses_nothing() {
         "the backup cannot finish without its back-end"
     );
     let err = String::from_utf8_lossy(&failed.stderr);
+    // The message is what the person reads to find the failed process:
+    // it names the back-end (that the backup failed is its exit status,
+    // checked above).
     assert!(err.contains("be1"), "the error names the back-end: {err}");
     let chans = cluster.smapp(&["channels"]).unwrap();
     let ch = chans.iter().find(|c| c["abs_id"] == first_abs + 1).unwrap();

@@ -7,7 +7,8 @@
 use std::process::Command;
 use std::time::Duration;
 
-use dmc_tests::cluster::{free_port, side_copies, Cluster, PRIMARY};
+use dmc_tests::cluster::{free_port, Cluster, PRIMARY};
+use dmc_tests::metrics;
 use dmc_tests::scenario::{self, ScenarioSpec};
 use primary_node::change_map::ChangeMap;
 
@@ -156,8 +157,13 @@ fn nbd_refuses_a_non_loopback_address() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_backup_is_the_image_at_its_start_while_a_host_writes() {
     let work = tempfile::tempdir().unwrap();
-    // Slow enough (about 8 s) for the host to write during the backup.
-    let (layout, port, mut cluster) = slow_cluster(work.path(), 17, "4").await;
+    // Slow enough (about 8 s) for the host to write during the backup; the
+    // node's metrics count the tracks it copied aside.
+    let pn_metrics: std::net::SocketAddr = format!("127.0.0.1:{}", metrics::free_tcp_port().unwrap())
+        .parse()
+        .unwrap();
+    let metrics_arg = pn_metrics.to_string();
+    let (layout, port, mut cluster) = slow_cluster_with(work.path(), 17, "4", &["--metrics", &metrics_arg]).await;
     let url = format!("nbd://127.0.0.1:{port}/vol0");
     let vol0 = layout.path_of("vol0");
     let size = std::fs::metadata(&vol0).unwrap().len();
@@ -195,8 +201,8 @@ async fn a_backup_is_the_image_at_its_start_while_a_host_writes() {
     let abs_id = result.last().unwrap()["abs_id"].as_u64().unwrap();
     let now = std::fs::read(&vol0).unwrap();
     assert_ne!(now, at_start, "the host's {writes} writes changed the volume");
-    let copied = side_copies(&cluster.log(PRIMARY));
-    assert!(copied > 0, "some writes hit tracks the backup had not read yet");
+    let copied = metrics::value(pn_metrics, "dmc_primary_side_copies_total").unwrap();
+    assert!(copied > 0.0, "some writes hit tracks the backup had not read yet");
 
     let dest = cluster.restored("restored.bin");
     cluster

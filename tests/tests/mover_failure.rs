@@ -94,6 +94,9 @@ async fn a_killed_back_end_fails_its_channel_and_the_rerun_succeeds() {
         "the backup cannot succeed without its back-end"
     );
     let err = String::from_utf8_lossy(&failed.stderr);
+    // The message is what the person reads to find the failed process:
+    // it names the back-end (that the backup failed is its exit status,
+    // checked above).
     assert!(err.contains(victim_be.as_str()), "the error names the back-end: {err}");
 
     let chans = cluster.smapp(&["channels"]).unwrap();

@@ -14,14 +14,14 @@
 use std::collections::btree_map::Entry;
 use std::collections::BTreeMap;
 
-use proto::domain::TapeId;
+use proto::domain::{SegmentSeq, TapeId};
 use thiserror::Error;
 
 /// One segment of the ABS to restore and where the catalog says it lies.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct PlannedSegment {
     /// The segment's sequence number within its ABS (0-based, no gaps).
-    pub seq: u32,
+    pub seq: SegmentSeq,
     /// The catalog id of the tape holding the segment.
     pub tape_id: TapeId,
     /// The tape's volume label (for operators and the library).
@@ -59,7 +59,7 @@ pub enum PlanError {
     )]
     DuplicateSeq {
         /// The repeated sequence number.
-        seq: u32,
+        seq: SegmentSeq,
         /// The label of the first placement.
         first_label: String,
         /// The tape file of the first placement.
@@ -79,15 +79,15 @@ pub enum PlanError {
         /// The contested tape file.
         tape_file: u32,
         /// One segment claiming it.
-        first_seq: u32,
+        first_seq: SegmentSeq,
         /// The other segment claiming it.
-        second_seq: u32,
+        second_seq: SegmentSeq,
     },
     /// The sequence numbers are not exactly `0..n`.
     #[error("ABS segment {seq} is missing: {count} segments are listed, so they must be numbered 0..{count}")]
     MissingSeq {
         /// The first missing sequence number.
-        seq: u32,
+        seq: SegmentSeq,
         /// How many segments were listed.
         count: usize,
     },
@@ -101,13 +101,13 @@ pub enum PlanError {
         /// The other label.
         second_label: String,
         /// The segment carrying the other label.
-        seq: u32,
+        seq: SegmentSeq,
     },
     /// The bytes of the segments do not fit a `u64`.
     #[error("the segments' sizes overflow 64 bits (at ABS segment {seq})")]
     TooLarge {
         /// The segment at which the sum overflowed.
-        seq: u32,
+        seq: SegmentSeq,
     },
 }
 
@@ -134,8 +134,8 @@ impl RestorePlan {
         if drives == 0 {
             return Err(PlanError::NoDrives);
         }
-        let mut by_seq: BTreeMap<u32, &PlannedSegment> = BTreeMap::new();
-        let mut by_place: BTreeMap<(TapeId, u32), u32> = BTreeMap::new();
+        let mut by_seq: BTreeMap<SegmentSeq, &PlannedSegment> = BTreeMap::new();
+        let mut by_place: BTreeMap<(TapeId, u32), SegmentSeq> = BTreeMap::new();
         let mut tapes: BTreeMap<TapeId, TapeJob> = BTreeMap::new();
         let mut total_bytes: u64 = 0;
         for s in segments {
@@ -193,8 +193,9 @@ impl RestorePlan {
         // first index whose number differs is the first gap.
         let count = by_seq.len();
         for (want, &have) in by_seq.keys().enumerate() {
-            if u32::try_from(want).ok() != Some(have) {
-                let seq = u32::try_from(want).unwrap_or(u32::MAX);
+            let want = u32::try_from(want).map(SegmentSeq::new);
+            if want != Ok(have) {
+                let seq = want.unwrap_or(SegmentSeq::new(u32::MAX));
                 return Err(PlanError::MissingSeq { seq, count });
             }
         }
@@ -268,7 +269,7 @@ mod tests {
 
     fn seg(seq: u32, tape: u64, file: u32, bytes: u64) -> PlannedSegment {
         PlannedSegment {
-            seq,
+            seq: SegmentSeq::new(seq),
             tape_id: TapeId::new(tape),
             tape_label: format!("T{tape:05}"),
             tape_file: file,
@@ -298,7 +299,7 @@ mod tests {
             vec![3, 7, 12]
         );
         assert_eq!(q[0].bytes, 30);
-        assert_eq!(q[1].files.iter().map(|f| f.seq).collect::<Vec<_>>(), vec![1, 3]);
+        assert_eq!(q[1].files.iter().map(|f| f.seq.get()).collect::<Vec<_>>(), vec![1, 3]);
         assert_eq!(plan.makespan_bytes(), 50);
         assert_eq!(plan.total_bytes(), 50);
         assert_eq!(plan.tape_count(), 2);
@@ -349,7 +350,7 @@ mod tests {
     #[test]
     fn duplicate_seq_is_named() {
         let err = RestorePlan::new(&[seg(0, 1, 1, 1), seg(0, 2, 5, 1)], 1).unwrap_err();
-        assert!(matches!(err, PlanError::DuplicateSeq { seq: 0, .. }));
+        assert!(matches!(err, PlanError::DuplicateSeq { seq, .. } if seq == SegmentSeq::new(0)));
         let msg = err.to_string();
         assert!(msg.contains("ABS segment 0"), "{msg}");
         assert!(msg.contains("T00001 file 1") && msg.contains("T00002 file 5"), "{msg}");
@@ -364,8 +365,8 @@ mod tests {
                 tape_id: TapeId::new(1),
                 tape_label: "T00001".into(),
                 tape_file: 4,
-                first_seq: 0,
-                second_seq: 1
+                first_seq: SegmentSeq::new(0),
+                second_seq: SegmentSeq::new(1)
             }
         );
         let msg = err.to_string();
@@ -375,11 +376,23 @@ mod tests {
     #[test]
     fn gaps_are_named() {
         let err = RestorePlan::new(&[seg(0, 1, 1, 1), seg(2, 1, 2, 1), seg(3, 1, 3, 1)], 1).unwrap_err();
-        assert_eq!(err, PlanError::MissingSeq { seq: 1, count: 3 });
+        assert_eq!(
+            err,
+            PlanError::MissingSeq {
+                seq: SegmentSeq::new(1),
+                count: 3
+            }
+        );
         assert!(err.to_string().contains("ABS segment 1 is missing"));
         // Not starting at 0.
         let err = RestorePlan::new(&[seg(1, 1, 1, 1)], 1).unwrap_err();
-        assert_eq!(err, PlanError::MissingSeq { seq: 0, count: 1 });
+        assert_eq!(
+            err,
+            PlanError::MissingSeq {
+                seq: SegmentSeq::new(0),
+                count: 1
+            }
+        );
     }
 
     #[test]
@@ -387,13 +400,20 @@ mod tests {
         let mut b = seg(1, 1, 2, 1);
         b.tape_label = "OTHER".into();
         let err = RestorePlan::new(&[seg(0, 1, 1, 1), b], 1).unwrap_err();
-        assert!(matches!(err, PlanError::InconsistentLabel { tape_id, seq: 1, .. } if tape_id == TapeId::new(1)));
+        assert!(
+            matches!(err, PlanError::InconsistentLabel { tape_id, seq, .. } if tape_id == TapeId::new(1) && seq == SegmentSeq::new(1))
+        );
     }
 
     #[test]
     fn overflow_is_an_error() {
         let err = RestorePlan::new(&[seg(0, 1, 1, u64::MAX), seg(1, 2, 1, 1)], 1).unwrap_err();
-        assert_eq!(err, PlanError::TooLarge { seq: 1 });
+        assert_eq!(
+            err,
+            PlanError::TooLarge {
+                seq: SegmentSeq::new(1)
+            }
+        );
     }
 
     /// The best makespan by brute force (small cases only).
@@ -447,7 +467,7 @@ mod tests {
             prop_assert_eq!(plan.drive_bytes().len(), queues.len());
 
             // Every segment exactly once.
-            let mut seen: Vec<u32> = plan.jobs().flat_map(|j| j.files.iter().map(|f| f.seq)).collect();
+            let mut seen: Vec<u32> = plan.jobs().flat_map(|j| j.files.iter().map(|f| f.seq.get())).collect();
             seen.sort_unstable();
             let want: Vec<u32> = (0..u32::try_from(segs.len()).expect("small")).collect();
             prop_assert_eq!(&seen, &want);
@@ -524,7 +544,7 @@ mod tests {
             let n = u32::try_from(segs.len()).expect("small");
             let mut gap = segs.clone();
             let removed = gap.remove(i);
-            if removed.seq + 1 < n {
+            if removed.seq.get() + 1 < n {
                 let is_missing = matches!(RestorePlan::new(&gap, 2), Err(PlanError::MissingSeq { seq, .. }) if seq == removed.seq);
                 prop_assert!(is_missing);
             } else {

@@ -35,6 +35,7 @@ pub async fn serve(station: Arc<Station>, identity: Identity, pki: PathBuf) -> R
                 Ok(x) => x,
                 Err(e) => {
                     tracing::warn!(%remote, error = %e, "refused a connection");
+                    metrics::counter!("dmc_station_connections_refused_total").increment(1);
                     return;
                 }
             };
@@ -88,12 +89,14 @@ async fn serve_connection(
                 }
                 Ok(Err(e)) => {
                     tracing::warn!(peer = %peer.name, error = %e, "malformed request");
+                    metrics::counter!("dmc_station_requests_malformed_total").increment(1);
                     let _ = send.send(&StationReply::Error(Failure::invalid(e.to_string()))).await;
                     return;
                 }
             };
             if let Err(e) = authorize(&peer, &req) {
                 tracing::warn!(peer = %peer.name, role = peer.role.as_str(), "refused: {e}");
+                metrics::counter!("dmc_station_requests_refused_total").increment(1);
                 let _ = send.send(&StationReply::Error(failure_of(&e))).await;
                 let _ = send.finish().await;
                 return;

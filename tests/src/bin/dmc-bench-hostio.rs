@@ -13,7 +13,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use dmc_tests::cluster::{arg, free_port, side_copies, Cluster, PRIMARY};
+use dmc_tests::cluster::{arg, free_port, Cluster, PRIMARY};
+use dmc_tests::metrics;
 use dmc_tests::scenario::{self, ScenarioSpec};
 
 /// `n` random 4 KiB-aligned offsets below `size` (deterministic).
@@ -80,6 +81,13 @@ fn row(what: &'static str, mut lat: Vec<f64>) -> Row {
     }
 }
 
+/// Whether the backup's channel is writing (its snapshot is taken).
+fn backup_writing(cluster: &Cluster) -> bool {
+    cluster
+        .smapp(&["channels"])
+        .is_ok_and(|c| c.iter().any(|c| c["kind"] == "backup" && c["state"] == "writing"))
+}
+
 #[tokio::main(flavor = "multi_thread")]
 async fn main() -> Result<()> {
     let writes: usize = arg("--writes").map(|s| s.parse()).transpose()?.unwrap_or(1500);
@@ -105,6 +113,7 @@ async fn main() -> Result<()> {
     let reference = qemu_writes(&copy.to_string_lossy(), &["-f", "raw"], &offsets(writes, size, 1), 7)?;
 
     let port = free_port()?;
+    let pn_metrics: std::net::SocketAddr = format!("127.0.0.1:{}", metrics::free_tcp_port()?).parse()?;
     let mut cspec = scenario::cluster_spec(&layout, &spec);
     // The backup runs long enough to cover the writes under it.
     cspec.pn_args = vec![
@@ -112,9 +121,11 @@ async fn main() -> Result<()> {
         format!("127.0.0.1:{port}"),
         "--stream-rate".into(),
         "20".into(),
+        "--metrics".into(),
+        pn_metrics.to_string(),
     ];
+    // Registered with the station means its NBD export listens.
     let mut cluster = Cluster::start(&work, &cspec).await?;
-    cluster.wait_for_log(PRIMARY, "NBD export listening", 1, Duration::from_secs(30))?;
     let url = format!("nbd://127.0.0.1:{port}/vol0");
     let nbd = ["-f", "raw"];
 
@@ -123,7 +134,8 @@ async fn main() -> Result<()> {
         let t = Instant::now();
         let backup =
             s.spawn(|| cluster.smapp(&["backup", "--primary", PRIMARY, "--object", "vol0", "--volume", "vol0"]));
-        while !cluster.log(PRIMARY).contains("backup captures epoch") {
+        // The channel writes once the node captured the snapshot.
+        while !backup_writing(&cluster) {
             if t.elapsed() > Duration::from_secs(60) {
                 bail!("the backup never started");
             }
@@ -138,7 +150,7 @@ async fn main() -> Result<()> {
         }
         Ok((busy, total))
     })?;
-    let copied = side_copies(&cluster.log(PRIMARY));
+    let copied = metrics::value(pn_metrics, "dmc_primary_side_copies_total")?;
     cluster.stop();
 
     let rows = [

@@ -42,7 +42,7 @@ pub(crate) fn planned(segments: &[Segment]) -> Vec<PlannedSegment> {
     segments
         .iter()
         .map(|s| PlannedSegment {
-            seq: s.seq.get(),
+            seq: s.seq,
             tape_id: s.tape_id,
             tape_label: s.tape_label.clone(),
             tape_file: s.tape_file,

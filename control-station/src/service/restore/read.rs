@@ -137,7 +137,7 @@ pub(crate) async fn read_tapes_on<E: EventSink>(
             .files
             .iter()
             .map(|p| {
-                r.segments.get(&SegmentSeq::new(p.seq)).ok_or_else(|| {
+                r.segments.get(&p.seq).ok_or_else(|| {
                     anyhow!(Failure::corrupt(format!(
                         "segment {} missing from the catalog list",
                         p.seq
