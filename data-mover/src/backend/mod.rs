@@ -2,6 +2,7 @@
 
 pub mod device;
 pub mod drive;
+pub mod library_ops;
 pub mod schedule;
 pub mod serve;
 pub mod writer;
