@@ -81,6 +81,12 @@ struct Args {
     /// Transfer Element i. Needs a build with `--features scsi`.
     #[arg(long)]
     changer: Option<PathBuf>,
+    /// Back-end: the tape library directory (`LABEL.tap` images). The
+    /// back-end owns it: drives mount its images by label, and it imports
+    /// and exports tapes for the station. Without it drives open the
+    /// images the station names and library commands are refused.
+    #[arg(long)]
+    library: Option<PathBuf>,
     #[arg(long)]
     metrics: Option<SocketAddr>,
 }
@@ -122,6 +128,7 @@ async fn main_async() -> Result<()> {
         &args.drive_devices,
         args.changer.as_deref(),
         capacity,
+        args.library.as_deref(),
     )
     .context("--drive-device / --changer")?;
     let schedule = args.schedule;
@@ -144,6 +151,7 @@ async fn main_async() -> Result<()> {
         drive_devices: args.drive_devices,
         changer: args.changer,
         schedule,
+        library: args.library,
     };
     run(cfg, identity).await
 }

@@ -61,6 +61,10 @@ pub struct MoverConfig {
     pub changer: Option<PathBuf>,
     /// BE: which ready segment a drive writes next.
     pub schedule: Policy,
+    /// BE: the tape library directory whose images this back-end owns
+    /// (None: drives open the images the station names, and library
+    /// commands are refused).
+    pub library: Option<PathBuf>,
 }
 
 pub struct Mover {
@@ -147,6 +151,7 @@ pub async fn run(cfg: MoverConfig, identity: Identity) -> Result<()> {
         &cfg.drive_devices,
         cfg.changer.as_deref(),
         cfg.drive_spec.capacity,
+        cfg.library.as_deref(),
     )?;
     let drives: HashMap<String, Arc<std::sync::Mutex<Drive>>> = cfg
         .drives
@@ -355,6 +360,11 @@ async fn exec(mover: &Arc<Mover>, cmd: Command) -> Result<CommandReply> {
             path,
         } if mover.is_back_end() => commands::mount_for_read(be, &drive, tape_label, &path),
         Command::Dismount { drive } if mover.is_back_end() => commands::dismount(be, &drive),
+        cmd if mover.is_back_end() && crate::backend::library_ops::is_library_command(&cmd) => {
+            Ok(tokio::task::block_in_place(|| {
+                crate::backend::library_ops::serve(&mover.cfg.name, mover.cfg.library.as_deref(), &cmd)
+            }))
+        }
         Command::AbortChannel { channel_id, reason } => {
             tracing::warn!(%channel_id, %reason, "channel aborted by the station");
             channels.abort(fe, channel_id).await;

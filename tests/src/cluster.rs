@@ -266,6 +266,7 @@ impl Cluster {
             ]);
             be_cmd.args(&spec.be_args);
             be_cmd.arg("--pki").arg(pki.join(&be));
+            be_cmd.arg("--library").arg(&library);
             let be_spool = if spec.shared_spool {
                 format!("spool-{fe}")
             } else {

@@ -2,7 +2,9 @@
 //! slots, a written tape exported (its image leaves the library) and the
 //! restore that needs it refused with a clear error, the tape imported back
 //! and the restore succeeding, a blank image imported as scratch, and a
-//! foreign tape refused. Only an operator may manage the library.
+//! foreign tape refused. Only an operator may manage the library, and the
+//! back-end that moves the images never moves one into its library, or
+//! out of it, by any other way than import and export.
 
 use dmc_tests::cluster::Cluster;
 use dmc_tests::scenario::{self, ScenarioSpec};
@@ -97,5 +99,29 @@ async fn export_import_and_slots() {
     let err = op_fails(&["library", "import", foreign.to_str().unwrap()], FailureCode::Refused);
     assert!(err.contains("never wrote"), "{err}");
     assert!(foreign.exists(), "a refused image stays where it was");
+
+    // The back-end moves images only between its library and outside
+    // files: an export into the library, or to a path that climbs, and an
+    // import from the library are refused and move nothing.
+    let scratch = b[0]["label"].as_str().unwrap();
+    let into_library = cluster.library.join("sub");
+    let err = op_fails(
+        &["library", "export", scratch, "--to", into_library.to_str().unwrap()],
+        FailureCode::Refused,
+    );
+    assert!(err.contains("inside the library"), "{err}");
+    assert!(!into_library.exists());
+    let climbing = format!("{}/x/../vault2", work.path().display());
+    op_fails(&["library", "export", scratch, "--to", &climbing], FailureCode::Invalid);
+    assert!(!work.path().join("vault2").exists() && !work.path().join("x").exists());
+    let in_library = cluster.library.join(format!("{tape}.tap"));
+    let err = op_fails(
+        &["library", "import", in_library.to_str().unwrap()],
+        FailureCode::Refused,
+    );
+    assert!(err.contains("inside the library"), "{err}");
+    let out = op(&["library", "export", scratch, "--to", vault.to_str().unwrap()]).unwrap();
+    assert_eq!(out[0]["location"], "exported");
+    assert!(vault.join(format!("{scratch}.tap")).exists());
     cluster.stop();
 }

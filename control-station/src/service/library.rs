@@ -6,14 +6,17 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, bail, Result};
 use proto::domain::{AbsId, ChannelId, Failure, MediaSetId, TapeLocation, TapeState};
 use proto::wire::{Command, CommandReply, NewTape, SegmentPlacement, StationReply};
 
 use super::{registry, ChannelNote, Station};
 use crate::catalog::{CatalogError, DriveRow, NewSegment, TapeRow};
 
-/// Label a new scratch tape in a free slot of the library.
+/// Label a new scratch tape in a free slot of the library: a catalog row
+/// only. The back-end that first mounts it for writing creates and labels
+/// its image in its library; the catalog's path is the library's name for
+/// it (`LIBRARY/LABEL.tap`), for operators.
 pub(crate) async fn label_new_tape(st: &Arc<Station>, pool: &str) -> Result<TapeRow> {
     let held = st.catalog.tapes_in_library().await?;
     if held >= u64::from(st.cfg.slots) {
@@ -23,8 +26,6 @@ pub(crate) async fn label_new_tape(st: &Arc<Station>, pool: &str) -> Result<Tape
         )));
     }
     let label = st.catalog.allocate_tape_label("DM").await?;
-    std::fs::create_dir_all(&st.cfg.library)
-        .with_context(|| format!("creating the library directory {}", st.cfg.library.display()))?;
     let path = st.cfg.library.join(format!("{label}.tap"));
     let tape = st.catalog.create_tape(&label, pool, &path.to_string_lossy()).await?;
     tracing::info!(%label, slot = ?tape.slot, path = %path.display(), "new scratch tape in the library");

@@ -1,17 +1,18 @@
 //! Operator work on the tape library: label scratch tapes into free slots,
-//! export a tape (its image leaves the library directory), import one back
-//! (or a blank image as a new scratch tape). Images move with `rename`
-//! (copy and remove across file systems), and the catalog changes only
-//! after the image is where it says; a failed catalog update moves it back.
+//! export a tape (its image leaves the library), import one back (or a
+//! blank image as a new scratch tape). The station keeps the catalog; a
+//! back-end owns the images: it reads an image's labels and moves images
+//! in and out of its library ([`Command::ExamineImage`],
+//! [`Command::ImportImage`], [`Command::ExportImage`]). The catalog changes
+//! only after the back-end confirms the move; a failed catalog update has
+//! the back-end move the image back.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
-use anyhow::{bail, Context, Result};
-use proto::tape::block::SimhTape;
-use proto::tape::volume::TapeReader;
-
+use anyhow::{bail, Result};
 use proto::domain::{Failure, TapeLocation};
+use proto::wire::{Command, CommandReply, ImageContents};
 
 use super::library::label_new_tape;
 use super::Station;
@@ -33,22 +34,37 @@ pub(crate) async fn label(st: &Arc<Station>, pool: &str, count: u32) -> Result<V
     Ok(labels)
 }
 
-/// Move a file, across file systems too.
-fn move_file(from: &Path, to: &Path) -> Result<()> {
-    if to.exists() {
-        bail!(Failure::conflict(format!(
-            "{} already exists; not overwriting it",
-            to.display()
-        )));
+/// The back-end that moves images for the station: the first connected
+/// mover (by name) with drives.
+async fn library_back_end(st: &Arc<Station>) -> Result<String> {
+    let mut movers: Vec<_> = st
+        .registry
+        .lock()
+        .await
+        .movers
+        .iter()
+        .map(|(name, m)| (name.clone(), m.id))
+        .collect();
+    movers.sort_by(|a, b| a.0.cmp(&b.0));
+    for (name, id) in movers {
+        let connected = st.peers.lock().await.contains_key(&name);
+        if connected && !st.catalog.drives_of(id).await?.is_empty() {
+            return Ok(name);
+        }
     }
-    if std::fs::rename(from, to).is_ok() {
-        return Ok(());
-    }
-    std::fs::copy(from, to).with_context(|| format!("copying {} to {}", from.display(), to.display()))?;
-    std::fs::File::open(to)
-        .and_then(|f| f.sync_all())
-        .with_context(|| format!("syncing {}", to.display()))?;
-    std::fs::remove_file(from).with_context(|| format!("removing {}", from.display()))
+    bail!(Failure::retryable(
+        "no back-end is connected to move tape images; retry when one has registered"
+    ))
+}
+
+/// Ask back-end `be` to do library command `cmd`.
+async fn ask(st: &Arc<Station>, be: &str, cmd: &Command) -> Result<CommandReply> {
+    st.command_ok(be, cmd).await
+}
+
+/// A reply that does not answer the command.
+fn unexpected(be: &str, reply: &CommandReply) -> Failure {
+    Failure::internal(format!("back-end {be} answered a library command with {reply:?}"))
 }
 
 /// Export a tape: its image moves to `to_dir/LABEL.tap`.
@@ -70,54 +86,38 @@ pub(crate) async fn export(st: &Arc<Station>, label: &str, to_dir: &str) -> Resu
             tape.mounted_in.as_deref().unwrap_or("no drive yet, reserved")
         )));
     }
-    let dir = PathBuf::from(to_dir);
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let dest = dir.join(format!("{label}.tap"));
-    let src = PathBuf::from(&tape.path);
-    if src.exists() {
-        move_file(&src, &dest)?;
-    } else {
-        // A scratch tape never mounted has no image yet: export it blank.
-        std::fs::File::create(&dest).with_context(|| format!("creating {}", dest.display()))?;
-    }
-    if let Err(e) = st.catalog.export_tape(label, &dest.to_string_lossy()).await {
-        if src.exists() || move_file(&dest, &src).is_err() {
-            tracing::error!(%label, image = %dest.display(), "export failed and the image could not be put back");
+    let be = library_back_end(st).await?;
+    let to = Path::new(to_dir)
+        .join(format!("{label}.tap"))
+        .to_string_lossy()
+        .into_owned();
+    let cmd = Command::ExportImage {
+        label: label.to_string(),
+        to,
+    };
+    let (dest, blank) = match ask(st, &be, &cmd).await? {
+        CommandReply::ImageExported { path, blank } => (path, blank),
+        other => bail!(unexpected(&be, &other)),
+    };
+    if let Err(e) = st.catalog.export_tape(label, &dest).await {
+        let back = Command::ImportImage {
+            from: dest.clone(),
+            label: label.to_string(),
+            blank,
+        };
+        if let Err(undo) = ask(st, &be, &back).await {
+            tracing::error!(%label, image = %dest, error = %format!("{undo:#}"), "export failed and the image could not be put back");
         }
         return Err(e.into());
     }
-    tracing::info!(%label, to = %dest.display(), "tape exported");
+    tracing::info!(%label, to = %dest, back_end = %be, "tape exported");
     Ok(())
-}
-
-/// What an image to import holds.
-enum Found {
-    Blank,
-    Labelled(String),
-}
-
-fn examine(path: &Path) -> Result<Found> {
-    let len = match std::fs::metadata(path) {
-        Ok(m) => m.len(),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            bail!(Failure::not_found(format!("reading {}: {e}", path.display())))
-        }
-        Err(e) => return Err(anyhow::Error::new(e).context(format!("reading {}", path.display()))),
-    };
-    if len == 0 {
-        return Ok(Found::Blank);
-    }
-    let corrupt = |what: &str, e: &dyn std::fmt::Display| Failure::corrupt(format!("{what} {}: {e}", path.display()));
-    let dev = SimhTape::open(path).map_err(|e| corrupt("opening as a SIMH tape image", &e))?;
-    let reader = TapeReader::open(dev).map_err(|e| corrupt("reading the labels of", &e))?;
-    Ok(Found::Labelled(reader.label().to_string()))
 }
 
 /// Import an image: an exported tape of this catalog goes back to a free
 /// slot; a blank image becomes a new scratch tape of `pool`. Returns the
 /// tape's label.
 pub(crate) async fn import(st: &Arc<Station>, path: &str, pool: &str) -> Result<String> {
-    let src = PathBuf::from(path);
     let held = st.catalog.tapes_in_library().await?;
     if held >= u64::from(st.cfg.slots) {
         bail!(Failure::conflict(format!(
@@ -125,37 +125,59 @@ pub(crate) async fn import(st: &Arc<Station>, path: &str, pool: &str) -> Result<
             st.cfg.slots
         )));
     }
-    std::fs::create_dir_all(&st.cfg.library)
-        .with_context(|| format!("creating the library directory {}", st.cfg.library.display()))?;
-    match examine(&src)? {
-        Found::Blank => {
+    let be = library_back_end(st).await?;
+    let examine = Command::ExamineImage { path: path.to_string() };
+    let found = match ask(st, &be, &examine).await? {
+        CommandReply::ImageExamined(found) => found,
+        other => bail!(unexpected(&be, &other)),
+    };
+    match found {
+        ImageContents::Blank => {
             let tape = label_new_tape(st, pool).await?;
-            let dest = PathBuf::from(&tape.path);
-            move_file(&src, &dest)?;
-            tracing::info!(label = %tape.label, from = %src.display(), "blank tape imported as scratch");
+            let cmd = Command::ImportImage {
+                from: path.to_string(),
+                label: tape.label.clone(),
+                blank: true,
+            };
+            match ask(st, &be, &cmd).await? {
+                CommandReply::ImageImported { .. } => {}
+                other => bail!(unexpected(&be, &other)),
+            }
+            tracing::info!(label = %tape.label, from = %path, back_end = %be, "blank tape imported as scratch");
             Ok(tape.label)
         }
-        Found::Labelled(label) => {
+        ImageContents::Labelled(label) => {
             let Some(tape) = st.catalog.tape_by_label(&label).await? else {
                 bail!(Failure::refused(format!(
-                    "{} holds tape {label}, which this catalog never wrote; importing foreign tapes is not supported",
-                    src.display()
+                    "{path} holds tape {label}, which this catalog never wrote; importing foreign tapes is not supported"
                 )));
             };
             if tape.location == TapeLocation::Library {
                 bail!(Failure::conflict(format!(
-                    "tape {label} is already in the library (slot {}); {} is a copy",
+                    "tape {label} is already in the library (slot {}); {path} is a copy",
                     tape.slot.unwrap_or_default(),
-                    src.display()
                 )));
             }
-            let dest = st.cfg.library.join(format!("{label}.tap"));
-            move_file(&src, &dest)?;
-            if let Err(e) = st.catalog.import_tape(&label, &dest.to_string_lossy()).await {
-                let _ = move_file(&dest, &src);
+            let cmd = Command::ImportImage {
+                from: path.to_string(),
+                label: label.clone(),
+                blank: false,
+            };
+            let dest = match ask(st, &be, &cmd).await? {
+                CommandReply::ImageImported { path } => path,
+                other => bail!(unexpected(&be, &other)),
+            };
+            if let Err(e) = st.catalog.import_tape(&label, &dest).await {
+                let back = Command::ExportImage {
+                    label: label.clone(),
+                    to: path.to_string(),
+                };
+                if let Err(undo) = ask(st, &be, &back).await {
+                    tracing::error!(%label, image = %dest, error = %format!("{undo:#}"), "import failed and the image could not be put back");
+                }
                 return Err(e.into());
             }
-            tracing::info!(%label, from = %src.display(), "tape imported");
+            tracing::info!(%label, from = %path, back_end = %be, "tape imported");
             Ok(label)
         }
     }

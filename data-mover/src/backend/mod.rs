@@ -4,6 +4,7 @@ pub mod commands;
 pub mod context;
 pub mod device;
 pub mod drive;
+pub mod library_ops;
 pub mod schedule;
 pub mod serve;
 pub mod writer;

@@ -15,6 +15,9 @@ use std::sync::{Arc, Mutex};
 
 use proto::tape::block::{Capacity, SimhTape};
 
+use proto::wire::ImageContents;
+
+use super::images::{volume_label, ImageError, ImageLibrary};
 use super::TapeDrive;
 use super::{load_volume, ChangerError, DeviceError, DriveBay, Inventory, MediaChanger, MountMode, Mounter, Slot};
 
@@ -265,6 +268,148 @@ impl MediaChanger for DirectoryLibrary {
         }
         self.move_image(&label, &self.dir.clone(), &self.mailbox.clone())
     }
+}
+
+/// The directory's images as an [`ImageLibrary`]: tape `label` is
+/// `DIR/LABEL.tap`; images move in and out with a hard link and a removal
+/// (a copy, synced, across file systems), never over an existing file.
+impl ImageLibrary for DirectoryLibrary {
+    fn describe(&self) -> String {
+        self.name()
+    }
+
+    fn image_of(&self, label: &str) -> PathBuf {
+        self.dir.join(format!("{label}.tap"))
+    }
+
+    fn read_label(&self, outside: &Path) -> Result<ImageContents, ImageError> {
+        self.check_outside(outside)?;
+        let meta = match std::fs::metadata(outside) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(ImageError::NotFound {
+                    path: outside.to_path_buf(),
+                })
+            }
+            Err(source) => {
+                return Err(ImageError::Io {
+                    action: format!("reading {}", outside.display()),
+                    source,
+                })
+            }
+        };
+        if !meta.is_file() {
+            return Err(ImageError::NotAFile {
+                path: outside.to_path_buf(),
+                found: format!("{:?}", meta.file_type()),
+            });
+        }
+        if meta.len() == 0 {
+            return Ok(ImageContents::Blank);
+        }
+        let corrupt = |source| ImageError::Corrupt {
+            path: outside.to_path_buf(),
+            source,
+        };
+        let dev = SimhTape::open(outside).map_err(corrupt)?;
+        volume_label(dev).map(ImageContents::Labelled).map_err(corrupt)
+    }
+
+    fn import_image(&mut self, outside: &Path, label: &str) -> Result<PathBuf, ImageError> {
+        self.check_outside(outside)?;
+        std::fs::create_dir_all(&self.dir).map_err(|source| ImageError::Io {
+            action: format!("creating the library directory {}", self.dir.display()),
+            source,
+        })?;
+        let dest = self.image_of(label);
+        move_new(outside, &dest)?;
+        tracing::info!(library = %self.name(), %label, from = %outside.display(), "image imported");
+        Ok(dest)
+    }
+
+    fn export_image(&mut self, label: &str, outside: &Path) -> Result<bool, ImageError> {
+        self.check_outside(outside)?;
+        if let Some(parent) = outside.parent() {
+            std::fs::create_dir_all(parent).map_err(|source| ImageError::Io {
+                action: format!("creating {}", parent.display()),
+                source,
+            })?;
+        }
+        self.check_outside(outside)?;
+        let src = self.image_of(label);
+        if src.exists() {
+            move_new(&src, outside)?;
+            tracing::info!(library = %self.name(), %label, to = %outside.display(), "image exported");
+            return Ok(true);
+        }
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(outside)
+            .map_err(|e| new_file_error(outside, e))?;
+        tracing::info!(library = %self.name(), %label, to = %outside.display(), "tape without an image exported blank");
+        Ok(false)
+    }
+}
+
+impl DirectoryLibrary {
+    /// Refuse an outside path whose directory is the library's (or under
+    /// it), links resolved.
+    fn check_outside(&self, outside: &Path) -> Result<(), ImageError> {
+        let dir = std::fs::canonicalize(&self.dir).unwrap_or_else(|_| self.dir.clone());
+        let resolved = outside.parent().and_then(|d| std::fs::canonicalize(d).ok());
+        if outside.starts_with(&self.dir) || resolved.is_some_and(|p| p.starts_with(&dir)) {
+            return Err(ImageError::InsideLibrary {
+                path: outside.to_path_buf(),
+                library: self.dir.clone(),
+            });
+        }
+        Ok(())
+    }
+}
+
+fn new_file_error(path: &Path, e: std::io::Error) -> ImageError {
+    if e.kind() == std::io::ErrorKind::AlreadyExists {
+        ImageError::Exists {
+            path: path.to_path_buf(),
+        }
+    } else {
+        ImageError::Io {
+            action: format!("creating {}", path.display()),
+            source: e,
+        }
+    }
+}
+
+/// Move a file to `to`, which must not exist: a hard link then removal of
+/// `from`; across file systems, a copy (synced) then removal.
+fn move_new(from: &Path, to: &Path) -> Result<(), ImageError> {
+    let io = |action: String| move |source| ImageError::Io { action, source };
+    match std::fs::hard_link(from, to) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            return Err(ImageError::Exists { path: to.to_path_buf() })
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(ImageError::NotFound {
+                path: from.to_path_buf(),
+            })
+        }
+        Err(_) => {
+            let mut src = std::fs::File::open(from).map_err(io(format!("opening {}", from.display())))?;
+            let mut dest = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(to)
+                .map_err(|e| new_file_error(to, e))?;
+            let copied = std::io::copy(&mut src, &mut dest).and_then(|_| dest.sync_all());
+            if let Err(e) = copied {
+                let _ = std::fs::remove_file(to);
+                return Err(io(format!("copying {} to {}", from.display(), to.display()))(e));
+            }
+        }
+    }
+    std::fs::remove_file(from).map_err(io(format!("removing {}", from.display())))
 }
 
 /// Mounts tapes of a [`DirectoryLibrary`] in one of its drives: loads the

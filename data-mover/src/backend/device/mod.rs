@@ -12,8 +12,11 @@
 //! MediaChanger          inventory, load slot → drive, unload, import, export
 //!   ├─ library::DirectoryLibrary  a directory of LABEL.tap images
 //!   └─ scsi::mtx::MtxChanger      a SCSI medium changer through `mtx -f /dev/sgN`
+//! ImageLibrary          read an outside image's label, import, export
+//!   ├─ library::DirectoryLibrary  LABEL.tap files, moved in and out by path
+//!   └─ images::MemoryImages       images in memory (tests)
 //! Mounter               "mount tape LABEL (which the station keeps at PATH)"
-//!   ├─ ImageMounter            opens the image at PATH (today's behaviour)
+//!   ├─ ImageMounter            opens LIBRARY/LABEL.tap (--library), else PATH
 //!   ├─ MemoryMounter           images in memory by label (tests)
 //!   └─ scsi::ScsiMounter       changer load by volume tag, then open the drive
 //! ```
@@ -32,6 +35,7 @@ use proto::tape::block::{BlockDevice, Position};
 use proto::tape::{Location, TapeError};
 use thiserror::Error;
 
+pub mod images;
 pub mod library;
 pub mod memory;
 pub mod simh;
@@ -304,8 +308,9 @@ pub trait Mounter: Send {
     }
 }
 
-/// The mounters of a back-end's `drives` drives: SIMH images by the
-/// station's paths (no `devices`), or one SCSI tape device per drive, in
+/// The mounters of a back-end's `drives` drives: SIMH images (no
+/// `devices`) of the `library` directory by label, or without one by the
+/// station's paths; or one SCSI tape device per drive, in
 /// order, with an optional `mtx` changer they share (feature `scsi`; drive
 /// *i* is the changer's Data Transfer Element *i*).
 pub fn drive_mounters(
@@ -313,6 +318,7 @@ pub fn drive_mounters(
     devices: &[std::path::PathBuf],
     changer: Option<&Path>,
     capacity: Option<proto::tape::block::Capacity>,
+    library: Option<&Path>,
 ) -> Result<Vec<Box<dyn Mounter>>, DeviceError> {
     if devices.is_empty() {
         if let Some(c) = changer {
@@ -321,7 +327,13 @@ pub fn drive_mounters(
                 found: format!("--changer {} and no --drive-device", c.display()),
             });
         }
-        let images = (0..drives).map(|_| Box::new(simh::ImageMounter::new(capacity)) as Box<dyn Mounter>);
+        let images = (0..drives).map(|_| {
+            let m = match library {
+                Some(dir) => simh::ImageMounter::in_library(dir, capacity),
+                None => simh::ImageMounter::new(capacity),
+            };
+            Box::new(m) as Box<dyn Mounter>
+        });
         return Ok(images.collect());
     }
     if devices.len() != drives {
@@ -344,7 +356,6 @@ pub fn drive_mounters(
 }
 
 /// A [`TapeError::Io`] at `pos`.
-#[cfg_attr(not(feature = "scsi"), allow(dead_code))]
 pub(crate) fn io_error(pos: Position, action: impl Into<String>, source: std::io::Error) -> TapeError {
     TapeError::Io {
         at: Box::new(Location::record(pos.file, pos.record)),

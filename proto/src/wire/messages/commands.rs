@@ -81,6 +81,33 @@ pub enum Command {
     /// Front-end: every ABS of the chain was read; seal and finish the
     /// merged ABS (it must hold every track of its map).
     FinishMerge { channel_id: ChannelId },
+    /// Back-end: read the labels of the image at `path`, outside the
+    /// library (an import's examination). `path` is absolute, without `.`
+    /// or `..` components. Answered with [`CommandReply::ImageExamined`];
+    /// the image is not moved.
+    ExamineImage { path: String },
+    /// Back-end: move the image at `from` (absolute, outside the library)
+    /// into the library as tape `label` (the label grammar: 1 to 6 of
+    /// A–Z 0–9). `blank`: the image must be empty (a new scratch tape,
+    /// which the back-end labels when it is first mounted for writing);
+    /// otherwise its volume label must be `label`. The back-end chooses
+    /// where the image goes in its library; answered with
+    /// [`CommandReply::ImageImported`]. Nothing is overwritten.
+    ImportImage { from: String, label: String, blank: bool },
+    /// Back-end: move tape `label`'s image out of the library to the file
+    /// `to` (absolute, not existing yet; its directory is created). A tape
+    /// with no image yet (a scratch tape never mounted) leaves as an empty
+    /// image. Answered with [`CommandReply::ImageExported`].
+    ExportImage { label: String, to: String },
+}
+
+/// What an image outside the library holds.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub enum ImageContents {
+    /// An empty image: a blank cartridge.
+    Blank,
+    /// A tape whose volume label is this.
+    Labelled(String),
 }
 
 /// A volume's change-map position: the map's random id and the epoch a
@@ -190,5 +217,18 @@ pub enum CommandReply {
         /// Anything the station should record (e.g. a recreated change map
         /// that made every track of a volume count as changed).
         notes: Vec<String>,
+    },
+    /// [`Command::ExamineImage`]: what the image holds.
+    ImageExamined(ImageContents),
+    /// [`Command::ImportImage`]: the image is in the library, at `path`
+    /// (the back-end's own, for the catalog and for operators).
+    ImageImported {
+        path: String,
+    },
+    /// [`Command::ExportImage`]: the image is at `path`; `blank`: the tape
+    /// had no image in the library, an empty one was created there.
+    ImageExported {
+        path: String,
+        blank: bool,
     },
 }
