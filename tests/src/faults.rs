@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-use crate::cluster::{bin, tail, Cluster, ClusterSpec, CLIENT, PRIMARY, STATION};
+use crate::cluster::{bin, Cluster, ClusterSpec, CLIENT, PRIMARY, STATION};
 use crate::fixture;
 use crate::scenario::{self, Layout, ScenarioSpec};
 
@@ -20,11 +20,33 @@ pub fn wait_until(cluster: &Cluster, what: &str, timeout: Duration, mut cond: im
     while !cond(cluster) {
         assert!(
             start.elapsed() < timeout,
-            "timed out after {timeout:?} waiting for {what}\nstation log:\n{}",
-            tail(&cluster.work.join("logs").join(format!("{STATION}.log")))
+            "timed out after {timeout:?} waiting for {what}\n{}",
+            diagnosis(cluster)
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// What an operator would look at when a wait times out: the channels,
+/// ABSs and tapes as the station lists them, and the station's log
+/// without the connects and disconnects of the polling clients.
+pub fn diagnosis(cluster: &Cluster) -> String {
+    let list = |args: &[&str]| match cluster.operator(args) {
+        Ok(rows) => rows.iter().map(|r| format!("  {r}")).collect::<Vec<_>>().join("\n"),
+        Err(e) => format!("  ({e:#})"),
+    };
+    let log = std::fs::read_to_string(cluster.work.join("logs").join(format!("{STATION}.log"))).unwrap_or_default();
+    let lines: Vec<&str> = log
+        .lines()
+        .filter(|l| !(l.contains("peer=client") && (l.contains("peer connected") || l.contains("peer disconnected"))))
+        .collect();
+    format!(
+        "channels:\n{}\nABSs:\n{}\ntapes:\n{}\nstation log (without client connects):\n{}",
+        list(&["channels"]),
+        list(&["list", "abs"]),
+        list(&["list", "tapes"]),
+        lines[lines.len().saturating_sub(60)..].join("\n")
+    )
 }
 
 /// The channel with the highest id, as the operator lists it.
@@ -58,8 +80,8 @@ pub fn assert_settled(cluster: &Cluster, case: &str) {
         stuck = format!("open channels: {open:?}\nmounted tapes: {mounted:?}\nrunning ABSs: {running:?}");
         assert!(
             start.elapsed() < Duration::from_secs(60),
-            "{case}: still stuck after 60 s\n{stuck}\nstation log:\n{}",
-            tail(&cluster.work.join("logs").join(format!("{STATION}.log")))
+            "{case}: still stuck after 60 s\n{stuck}\n{}",
+            diagnosis(cluster)
         );
         std::thread::sleep(Duration::from_millis(100));
     }

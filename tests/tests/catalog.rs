@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 
-use control_station::catalog::{Catalog, CatalogError, NewSegment};
+use control_station::catalog::{Catalog, CatalogError, NewSegment, TapeClaim};
 use control_station::channel::{ChannelKind, ChannelState};
 use dmc_tests::pg::TestDb;
 use proto::abs::{AbsMap, Geometry, MapExtent, VolumeRef};
@@ -254,17 +254,17 @@ async fn tape_labels_and_states() {
     let d0 = cat.register_drive(be, "drive0").await.unwrap();
     let d1 = cat.register_drive(be, "drive1").await.unwrap();
     let t2 = cat.create_tape("DM0002", "default", "/tapes/DM0002.tap").await.unwrap();
-    cat.mount_tape(d0, t.id).await.unwrap();
-    cat.mount_tape(d0, t.id).await.unwrap(); // idempotent
+    cat.mount_tape(d0, t.id, TapeClaim::Free).await.unwrap();
+    cat.mount_tape(d0, t.id, TapeClaim::Free).await.unwrap(); // idempotent
     let mounted = cat.tape(t.id).await.unwrap().unwrap();
     assert_eq!((mounted.in_use, mounted.mounted_in.as_deref()), (true, Some("drive0")));
     assert_eq!(cat.drives_of(be).await.unwrap()[0].tape_id, Some(t.id));
-    let busy_drive = cat.mount_tape(d0, t2.id).await;
+    let busy_drive = cat.mount_tape(d0, t2.id, TapeClaim::Free).await;
     assert!(
         matches!(busy_drive, Err(CatalogError::Conflict { .. })),
         "{busy_drive:?}"
     );
-    let busy_tape = cat.mount_tape(d1, t.id).await;
+    let busy_tape = cat.mount_tape(d1, t.id, TapeClaim::Free).await;
     assert!(matches!(busy_tape, Err(CatalogError::Conflict { .. })), "{busy_tape:?}");
     assert!(matches!(
         cat.dismount_tape(d1, t.id, TapeState::Full, 10, 1).await,
@@ -296,6 +296,19 @@ async fn tape_labels_and_states() {
     assert!(cat.tape_for_writing("default", false).await.unwrap().is_none());
     cat.release_tape(t2.id).await.unwrap();
     assert_eq!(cat.tape_for_writing("default", false).await.unwrap().unwrap().id, t2.id);
+    // A tape reserved for writing is not a restore's to mount meanwhile
+    // (the writer would open it in another drive); its writer mounts it.
+    let read_reserved = cat.mount_tape(d1, t2.id, TapeClaim::Free).await;
+    assert!(
+        matches!(read_reserved, Err(CatalogError::Conflict { .. })),
+        "{read_reserved:?}"
+    );
+    cat.mount_tape(d0, t2.id, TapeClaim::Reserved).await.unwrap();
+    assert_eq!(
+        cat.tape(t2.id).await.unwrap().unwrap().mounted_in.as_deref(),
+        Some("drive0")
+    );
+    cat.dismount_tape(d0, t2.id, TapeState::Filling, 0, 0).await.unwrap();
 
     let set = MediaSetId::new(77);
     cat.set_tape_media_set(t.id, set, 0).await.unwrap();
@@ -321,7 +334,7 @@ async fn filling_tapes_first_then_oldest_scratch() {
     let a = cat.create_tape("A00001", "p", "/a").await.unwrap();
     let b = cat.create_tape("A00002", "p", "/b").await.unwrap();
     let _other_pool = cat.create_tape("A00003", "q", "/c").await.unwrap();
-    cat.mount_tape(drive, b.id).await.unwrap();
+    cat.mount_tape(drive, b.id, TapeClaim::Free).await.unwrap();
     cat.dismount_tape(drive, b.id, TapeState::Filling, 4096, 3)
         .await
         .unwrap();

@@ -143,7 +143,7 @@ async fn a_back_end_killed_while_it_copies_from_the_spool_loses_nothing() {
         "--extents",
         extents.as_str(),
     ];
-    let (failed, held) = std::thread::scope(|s| {
+    let (failed, gone, cataloged) = std::thread::scope(|s| {
         let backup = s.spawn(|| cluster.smapp_as("client", &args).unwrap());
         // Once a segment of the victim is on tape and the next one is
         // sealed in the spool, the drive is copying it (the spool only
@@ -175,11 +175,29 @@ async fn a_back_end_killed_while_it_copies_from_the_spool_loses_nothing() {
             .status()
             .unwrap();
         assert!(st.success());
-        // The segments the back-end had not finished are still there.
-        let held: Vec<bool> = sealed.iter().map(|n| victim_dir.join(n).exists()).collect();
-        (backup.join().unwrap(), held)
+        // Every sealed segment seen is still in the spool, unless the
+        // back-end finished it before the kill landed: then the catalog
+        // holds it (the spool deletes only what the catalog has).
+        let gone: Vec<String> = sealed.into_iter().filter(|n| !victim_dir.join(n).exists()).collect();
+        let cataloged: Vec<u64> = cluster
+            .smapp(&["list", "segments", "--abs", &(first_abs + 1).to_string()])
+            .unwrap()
+            .iter()
+            .filter_map(|s| s["seq"].as_u64())
+            .collect();
+        (backup.join().unwrap(), gone, cataloged)
     });
-    assert!(held.iter().all(|h| *h), "the spool lost a segment that was not on tape");
+    for name in &gone {
+        let seq: u64 = name
+            .trim_start_matches("seg-")
+            .trim_end_matches(".sealed")
+            .parse()
+            .unwrap();
+        assert!(
+            cataloged.contains(&seq),
+            "the spool lost {name}, which is not in the catalog ({cataloged:?})"
+        );
+    }
     assert!(
         !failed.status.success(),
         "the backup cannot finish without its back-end"

@@ -321,8 +321,9 @@ async fn an_interrupted_backup_stalls_no_host_write() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_full_side_file_fails_the_backup_not_the_host() {
     let work = tempfile::tempdir().unwrap();
-    // Room for two track copies; the backup runs about 6 s.
-    let (layout, port, mut cluster) = slow_cluster_with(work.path(), 19, "4", &["--side-file-limit", "131072"]).await;
+    // Room for two track copies; the backup would run about 24 s (it
+    // fails as soon as the third write needs a copy).
+    let (layout, port, mut cluster) = slow_cluster_with(work.path(), 19, "1", &["--side-file-limit", "131072"]).await;
     let url = format!("nbd://127.0.0.1:{port}/vol0");
     let size = std::fs::metadata(layout.path_of("vol0")).unwrap().len();
     let (result, written) = std::thread::scope(|s| {
@@ -342,8 +343,10 @@ async fn a_full_side_file_fails_the_backup_not_the_host() {
             }
             assert!(
                 start.elapsed() < Duration::from_secs(60),
-                "the backup never started writing"
+                "the backup never started writing: {}",
+                dmc_tests::faults::diagnosis(&cluster)
             );
+            std::thread::sleep(Duration::from_millis(20));
         }
         let mut c = Command::new("qemu-io");
         c.args(["-f", "raw", &url]);
@@ -361,7 +364,11 @@ async fn a_full_side_file_fails_the_backup_not_the_host() {
         );
         (backup.join().unwrap().unwrap(), written)
     });
-    assert!(!result.status.success(), "the backup completed without its image");
+    assert!(
+        !result.status.success(),
+        "the backup completed without its image: {}",
+        String::from_utf8_lossy(&result.stdout)
+    );
     let err = String::from_utf8_lossy(&result.stderr);
     assert!(err.contains("--side-file-limit"), "{err}");
     let now = std::fs::read(layout.path_of("vol0")).unwrap();

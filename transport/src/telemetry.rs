@@ -7,12 +7,15 @@ use std::net::SocketAddr;
 use anyhow::Context;
 
 /// Log to stderr; `RUST_LOG` overrides `default_filter` (e.g. `"info"`).
+/// Colours only when stderr is a terminal: a log file holds plain text.
 pub fn init_logging(default_filter: &str) {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
 }
 

@@ -34,7 +34,7 @@ pub use error::{CatalogError, Result};
 pub use grants::GrantRow;
 pub use registry::{DriveRow, MoverRow, PairRow};
 pub use segments::{NewSegment, Segment};
-pub use tapes::TapeRow;
+pub use tapes::{TapeClaim, TapeRow};
 
 /// How long a statement waits for an unreachable database by default.
 pub const DEFAULT_PATIENCE: Duration = Duration::from_secs(60);

@@ -96,6 +96,16 @@ fn check_label(label: &str) -> Result<()> {
     }
 }
 
+/// Whether the job mounting a tape holds its reservation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TapeClaim {
+    /// A tape no job holds (a restore reads it): one reserved for writing
+    /// is a conflict, waited out like a mounted one.
+    Free,
+    /// The tape [`Catalog::tape_for_writing`] reserved for this job.
+    Reserved,
+}
+
 impl Catalog {
     /// A fresh tape label: `prefix` followed by a zero-padded number from a
     /// database sequence, six characters in all (e.g. `DM0001`). Numbers
@@ -228,15 +238,17 @@ impl Catalog {
 
     /// Record that `tape_id` is mounted in `drive_id` (and so in use).
     /// Mounting the same tape in the same drive again is a no-op; a tape in
-    /// another drive, or a drive holding another tape, is a conflict.
-    pub async fn mount_tape(&self, drive_id: DriveId, tape_id: TapeId) -> Result<()> {
+    /// another drive, a drive holding another tape, or (for
+    /// [`TapeClaim::Free`]) a tape another job reserved for writing is a
+    /// conflict.
+    pub async fn mount_tape(&self, drive_id: DriveId, tape_id: TapeId, claim: TapeClaim) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         let drive = sqlx::query!("SELECT name FROM drives WHERE id = $1 FOR UPDATE", drive_id as _)
             .fetch_optional(&mut *tx)
             .await?
             .ok_or_else(|| CatalogError::not_found("drive", drive_id))?;
         let tape = sqlx::query!(
-            r#"SELECT t.label, t.mounted_in AS "mounted_in: DriveId", d.name AS "drive_name?"
+            r#"SELECT t.label, t.in_use, t.mounted_in AS "mounted_in: DriveId", d.name AS "drive_name?"
                FROM tapes t LEFT JOIN drives d ON d.id = t.mounted_in
                WHERE t.id = $1 FOR UPDATE OF t"#,
             tape_id as _
@@ -251,6 +263,12 @@ impl Catalog {
                     "tape {} is already mounted in drive {}",
                     tape.label,
                     tape.drive_name.unwrap_or_default()
+                )))
+            }
+            None if tape.in_use && claim == TapeClaim::Free => {
+                return Err(CatalogError::conflict(format!(
+                    "tape {} is reserved for writing by another job",
+                    tape.label
                 )))
             }
             None => {}

@@ -11,7 +11,7 @@ use proto::domain::{AbsId, ChannelId, Failure, MediaSetId, TapeLocation, TapeSta
 use proto::wire::{Command, CommandReply, NewTape, SegmentPlacement, StationReply};
 
 use super::{registry, ChannelNote, Station};
-use crate::catalog::{CatalogError, DriveRow, NewSegment, TapeRow};
+use crate::catalog::{CatalogError, DriveRow, NewSegment, TapeClaim, TapeRow};
 
 /// Label a new scratch tape in a free slot of the library: a catalog row
 /// only. The back-end that first mounts it for writing creates and labels
@@ -82,11 +82,19 @@ async fn mount_tape_for_write(st: &Arc<Station>, be: &str, drive: &DriveRow, scr
         path: tape.path.clone(),
         new,
     };
-    if let Err(e) = st.command_ok(be, &cmd).await {
+    // The catalog first: a drive it says holds another tape is refused
+    // before the back-end touches this one; a back-end that cannot mount
+    // leaves the tape as it was, free.
+    if let Err(e) = st.catalog.mount_tape(drive.id, tape.id, TapeClaim::Reserved).await {
         st.catalog.release_tape(tape.id).await?;
+        return Err(anyhow!(e).context(format!("mounting tape {} in drive {}", tape.label, drive.name)));
+    }
+    if let Err(e) = st.command_ok(be, &cmd).await {
+        st.catalog
+            .dismount_tape(drive.id, tape.id, tape.state, tape.bytes_written, tape.files_written)
+            .await?;
         return Err(e.context(format!("mounting tape {} in drive {}", tape.label, drive.name)));
     }
-    st.catalog.mount_tape(drive.id, tape.id).await?;
     Ok(tape)
 }
 
@@ -106,7 +114,7 @@ pub(crate) async fn mount_for_read(st: &Arc<Station>, be: &str, drive: &DriveRow
     // when that job is done with it.
     let deadline = tokio::time::Instant::now() + TAPE_PATIENCE;
     loop {
-        match st.catalog.mount_tape(drive.id, tape.id).await {
+        match st.catalog.mount_tape(drive.id, tape.id, TapeClaim::Free).await {
             Ok(()) => break,
             Err(CatalogError::Conflict { what }) if tokio::time::Instant::now() < deadline => {
                 tracing::debug!(tape = %tape.label, drive = %drive.name, %what, "tape in use elsewhere; waiting");
@@ -213,7 +221,7 @@ pub(crate) async fn continue_media_set(
     let mounted = async {
         st.catalog.set_tape_media_set(next.id, media_set, sequence).await?;
         tokio::time::sleep(st.cfg.mount_delay).await;
-        st.catalog.mount_tape(drive.id, next.id).await?;
+        st.catalog.mount_tape(drive.id, next.id, TapeClaim::Reserved).await?;
         Ok::<_, anyhow::Error>(())
     }
     .await;
