@@ -275,6 +275,7 @@ async fn serve_connection(mover: Arc<Mover>, incoming: quinn::Incoming) -> Resul
                 peer.name
             );
             tracing::warn!(peer = %peer.name, role = peer.role.as_str(), "refused: {reason}");
+            metrics::counter!("dmc_mover_peers_refused_total").increment(1);
             conn.close(transport::codes::REFUSED, reason.as_bytes());
             return Ok(());
         }
@@ -287,6 +288,7 @@ async fn serve_connection(mover: Arc<Mover>, incoming: quinn::Incoming) -> Resul
         if let Err(e) = mover.link.request_ok(&check).await {
             let reason = format!("back-end {} does not serve {}: {e:#}", mover.cfg.name, peer.name);
             tracing::warn!(peer = %peer.name, "refused: {reason}");
+            metrics::counter!("dmc_mover_peers_refused_total").increment(1);
             conn.close(transport::codes::REFUSED, reason.as_bytes());
             return Ok(());
         }

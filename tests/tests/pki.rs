@@ -8,7 +8,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use dmc_tests::cluster::{bin, Cluster, ClusterSpec, CLIENT, CLIENT2, STATION};
-use dmc_tests::fixture;
+use dmc_tests::{fixture, metrics};
 use proto::wire::{StationReply, StationRequest, MAX_CONTROL_FRAME};
 use transport::{Identity, Role};
 
@@ -34,8 +34,10 @@ async fn each_process_holds_only_its_own_keys_and_revocation_cuts_a_peer_off() {
     let work = tempfile::tempdir().unwrap();
     let vol = work.path().join("vol0.img");
     fixture::make_volume(&vol, 1 << 20, 1).unwrap();
-    let spec = ClusterSpec::new(vec![("vol0".into(), vol)], 4096, 65536, 1 << 20);
+    let mut spec = ClusterSpec::new(vec![("vol0".into(), vol)], 4096, 65536, 1 << 20);
+    spec.station_metrics = true;
     let mut cluster = Cluster::start(work.path(), &spec).await.unwrap();
+    let station_metrics = cluster.station_metrics.expect("the station serves its metrics");
 
     // The layout: the CA alone in pki/ca (0700); every component in its
     // own 0700 directory with its key (0600), its certificate and the CA
@@ -88,9 +90,21 @@ async fn each_process_holds_only_its_own_keys_and_revocation_cuts_a_peer_off() {
         );
         tokio::task::yield_now().await;
     }
+    assert_eq!(
+        metrics::value(station_metrics, "dmc_station_revoked_connections_closed_total").unwrap(),
+        1.0,
+        "the station closed the revoked client's live connection"
+    );
+    let refused_before = metrics::value(station_metrics, "dmc_station_connections_refused_total").unwrap();
     let out = cluster.smapp_as(CLIENT2, &["grants"]).unwrap();
     assert!(!out.status.success(), "a revoked client got an answer");
-    assert!(cluster.log(STATION).contains("certificate revoked"));
+    metrics::wait_at_least(
+        station_metrics,
+        "dmc_station_connections_refused_total",
+        refused_before + 1.0,
+        Duration::from_secs(30),
+    )
+    .expect("the station refused the revoked certificate's handshake");
     // Everyone else is served.
     cluster.smapp(&["list", "abs"]).unwrap();
 

@@ -203,9 +203,12 @@ impl Station {
         let map = self.channel_peers.lock().await;
         match map.get(&channel_id) {
             Some(peers) if peers.iter().any(|p| p == peer) => Ok(()),
-            Some(_) => bail!(Failure::refused(format!(
-                "not authorized: {peer} takes no part in channel {channel_id}"
-            ))),
+            Some(_) => {
+                metrics::counter!("dmc_station_requests_refused_total").increment(1);
+                bail!(Failure::refused(format!(
+                    "not authorized: {peer} takes no part in channel {channel_id}"
+                )))
+            }
             None => bail!(Failure::not_found(format!("channel {channel_id} is not running"))),
         }
     }

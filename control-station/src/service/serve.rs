@@ -57,6 +57,7 @@ async fn serve_connection(
         let is_revoked = serial.as_ref().is_some_and(|s| revoked.borrow_and_update().contains(s));
         if is_revoked {
             tracing::warn!(peer = %peer.name, "certificate revoked: connection closed");
+            metrics::counter!("dmc_station_revoked_connections_closed_total").increment(1);
             conn.close(transport::codes::REFUSED, b"certificate revoked");
         }
         let accepted = tokio::select! {
