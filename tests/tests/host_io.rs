@@ -335,19 +335,12 @@ async fn a_full_side_file_fails_the_backup_not_the_host() {
         });
         // Once the channel writes, the snapshot exists: write the last 8
         // tracks (the backup reads them last).
-        let start = std::time::Instant::now();
-        loop {
-            let chans = cluster.operator(&["channels"]).unwrap_or_default();
-            if chans.iter().any(|c| c["kind"] == "backup" && c["state"] == "writing") {
-                break;
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(60),
-                "the backup never started writing: {}",
-                dmc_tests::faults::diagnosis(&cluster)
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        dmc_tests::faults::wait_until(&cluster, "the backup to write", Duration::from_secs(60), |c| {
+            c.operator(&["channels"])
+                .unwrap_or_default()
+                .iter()
+                .any(|ch| ch["kind"] == "backup" && ch["state"] == "writing")
+        });
         let mut c = Command::new("qemu-io");
         c.args(["-f", "raw", &url]);
         let mut written = Vec::new();

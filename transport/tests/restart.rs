@@ -5,6 +5,7 @@
 
 mod common;
 
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use common::{cluster, load, local};
@@ -13,42 +14,50 @@ use transport::{accept, bind, connect, Role};
 #[test]
 fn a_restarted_server_resets_connections_to_its_earlier_start() {
     let dir = cluster(&[("be-1", Role::Mover), ("fe-1", Role::Mover)]);
-    // The earlier start runs in its own runtime, shut down without a
-    // word on the wire: a SIGKILL as far as peers can tell.
-    let first = tokio::runtime::Runtime::new().unwrap();
-    let (server, addr) = first.block_on(async {
-        let server = bind(local(), &load(dir.path(), "be-1")).unwrap();
-        let addr = server.local_addr().unwrap();
-        (server, addr)
+    let identity = load(dir.path(), "be-1");
+
+    // The earlier start runs on its own thread in a current-thread
+    // runtime. When told to die, its future returns its handles and the
+    // runtime is dropped before them: no task of it is ever polled
+    // again, so not a packet leaves it (no CONNECTION_CLOSE), exactly as
+    // if the process had been SIGKILLed. Dropping the handles afterwards
+    // only closes the socket.
+    let (addr_tx, addr_rx) = mpsc::channel();
+    let (die_tx, die_rx) = tokio::sync::oneshot::channel::<()>();
+    let earlier = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let handles = rt.block_on(async move {
+            let server = bind(local(), &identity).expect("bind the earlier start");
+            addr_tx
+                .send(server.local_addr().expect("address"))
+                .expect("send address");
+            let conn = accept(server.accept().await.expect("incoming")).await.expect("accept");
+            let _ = die_rx.await;
+            (conn, server)
+        });
+        drop(rt);
+        drop(handles);
     });
+    let addr = addr_rx.recv().expect("the earlier start's address");
+
     let main = tokio::runtime::Runtime::new().unwrap();
     main.block_on(async {
         let client = bind(local(), &load(dir.path(), "fe-1")).unwrap();
-        let accepting = first.spawn(async move {
-            let conn = accept(server.accept().await.unwrap()).await.unwrap();
-            std::future::pending::<()>().await;
-            drop((conn, server));
-        });
         let (conn, _) = connect(&client, addr, "be-1", Role::Mover).await.unwrap();
-        std::mem::forget(accepting);
-        first.shutdown_background();
+        die_tx.send(()).expect("the earlier start is running");
+        earlier.join().expect("the earlier start ends");
 
         // The same identity starts again on the same address.
-        // (The earlier start's socket closes as its runtime winds down.)
-        let deadline = Instant::now() + Duration::from_secs(5);
-        let again = loop {
-            match bind(addr, &load(dir.path(), "be-1")) {
-                Ok(e) => break e,
-                Err(e) if Instant::now() < deadline => {
-                    let _ = e;
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-                Err(e) => panic!("binding the new start: {e}"),
-            }
-        };
+        let again = bind(addr, &load(dir.path(), "be-1")).expect("binding the new start");
         let started = Instant::now();
         // Traffic on the old connection meets the new start.
-        let mut s = conn.open_uni().await.unwrap();
+        let mut s = conn
+            .open_uni()
+            .await
+            .expect("the connection still looks open: the earlier start sent nothing");
         let _ = s.write_all(&[0u8; 1200]).await;
         let reason = tokio::time::timeout(Duration::from_secs(10), conn.closed())
             .await

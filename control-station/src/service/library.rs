@@ -89,12 +89,7 @@ async fn mount_tape_for_write(st: &Arc<Station>, be: &str, drive: &DriveRow, scr
         st.catalog.release_tape(tape.id).await?;
         return Err(anyhow!(e).context(format!("mounting tape {} in drive {}", tape.label, drive.name)));
     }
-    if let Err(e) = st.command_ok(be, &cmd).await {
-        st.catalog
-            .dismount_tape(drive.id, tape.id, tape.state, tape.bytes_written, tape.files_written)
-            .await?;
-        return Err(e.context(format!("mounting tape {} in drive {}", tape.label, drive.name)));
-    }
+    back_end_mount(st, be, drive, &tape, &cmd).await?;
     Ok(tape)
 }
 
@@ -129,14 +124,24 @@ pub(crate) async fn mount_for_read(st: &Arc<Station>, be: &str, drive: &DriveRow
         tape_label: tape.label.clone(),
         path: tape.path.clone(),
     };
-    if let Err(e) = st.command_ok(be, &cmd).await {
-        let _ = st
-            .catalog
-            .dismount_tape(drive.id, tape.id, tape.state, tape.bytes_written, tape.files_written)
-            .await;
-        return Err(e.context(format!("mounting tape {} in drive {}", tape.label, drive.name)));
+    back_end_mount(st, be, drive, tape, &cmd).await
+}
+
+/// Have the back-end perform `cmd`, a mount of `tape` (already recorded in
+/// the catalog); when it cannot, the catalog's mount is undone, leaving the
+/// tape as it was.
+async fn back_end_mount(st: &Arc<Station>, be: &str, drive: &DriveRow, tape: &TapeRow, cmd: &Command) -> Result<()> {
+    let Err(e) = st.command_ok(be, cmd).await else {
+        return Ok(());
+    };
+    if let Err(undo) = st
+        .catalog
+        .dismount_tape(drive.id, tape.id, tape.state, tape.bytes_written, tape.files_written)
+        .await
+    {
+        tracing::error!(tape = %tape.label, drive = %drive.name, error = %undo, "the failed mount stays recorded in the catalog");
     }
-    Ok(())
+    Err(e.context(format!("mounting tape {} in drive {}", tape.label, drive.name)))
 }
 
 /// Have the back-end finish (if written) and unload the tape; record it.
