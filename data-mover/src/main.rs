@@ -121,7 +121,7 @@ async fn main_async() -> Result<()> {
             args.drive_speed
         );
     }
-    let speed = (args.drive_speed > 0.0).then_some((args.drive_speed * 1e6) as u64);
+    let speed = proto::num::bytes_per_second(args.drive_speed);
     // Refuse a drive configuration this build cannot run before connecting.
     data_mover::backend::device::drive_mounters(
         args.drives.len(),

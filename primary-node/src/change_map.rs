@@ -33,6 +33,7 @@
 //! An entry whose CRC does not match (a torn write) is read as changed in
 //! the current epoch: the next differential copies the track, never misses it.
 
+use proto::num::to_usize;
 use thiserror::Error;
 
 /// Magic and version of the file.
@@ -86,7 +87,7 @@ impl ChangeMap {
         ChangeMap {
             map_id,
             epoch: 1,
-            stamps: vec![1; tracks as usize],
+            stamps: vec![1; to_usize(tracks)],
         }
     }
 
@@ -115,7 +116,9 @@ impl ChangeMap {
         }
         let mut changed = Vec::new();
         for t in first..=last {
-            let s = &mut self.stamps[t as usize];
+            let Some(s) = self.stamps.get_mut(to_usize(t)) else {
+                break;
+            };
             if *s != self.epoch {
                 *s = self.epoch;
                 changed.push(t);
@@ -145,7 +148,7 @@ impl ChangeMap {
 
     /// Whether track `t` was written after the backup that captured `epoch`.
     pub fn is_changed_since(&self, t: u64, epoch: u32) -> bool {
-        self.stamps.get(t as usize).is_some_and(|&s| s > epoch)
+        self.stamps.get(to_usize(t)).is_some_and(|&s| s > epoch)
     }
 
     /// The header bytes (magic, id, track count, epoch, CRC).
@@ -162,7 +165,7 @@ impl ChangeMap {
 
     /// Track `t`'s entry and its byte offset in the file.
     pub fn encode_entry(&self, t: u64) -> Option<(u64, [u8; ENTRY_LEN])> {
-        let s = *self.stamps.get(t as usize)?;
+        let s = *self.stamps.get(to_usize(t))?;
         let mut e = [0u8; ENTRY_LEN];
         e[..4].copy_from_slice(&s.to_le_bytes());
         e[4..].copy_from_slice(&entry_crc(self.map_id, t, s).to_le_bytes());
@@ -232,10 +235,10 @@ impl ChangeMap {
         if epoch == 0 {
             return Err(corrupt("epoch", 24, "an epoch of 1 or more".into(), "0".into()));
         }
-        let mut stamps = Vec::with_capacity(tracks as usize);
+        let mut stamps = Vec::with_capacity(to_usize(tracks));
         let mut torn = Vec::new();
         for t in 0..tracks {
-            let o = HEADER_LEN + (t as usize) * ENTRY_LEN;
+            let o = HEADER_LEN + to_usize(t) * ENTRY_LEN;
             let s = u32_at(o);
             if u32_at(o + 4) != entry_crc(map_id, t, s) || s > epoch {
                 torn.push(t);

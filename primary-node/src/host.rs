@@ -38,6 +38,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use anyhow::{anyhow, bail, Context, Result};
+use proto::num::{at_most, to_usize};
 
 use crate::change_map::ChangeFile;
 use crate::core::protection::{
@@ -205,7 +206,13 @@ impl HostVolume {
     fn track_span(&self, t: u64) -> (u64, usize) {
         let ts = u64::from(self.volume.geometry.track_size);
         let off = t * ts;
-        (off, ts.min(self.volume.size.saturating_sub(off)) as usize)
+        (
+            off,
+            at_most(
+                self.volume.size.saturating_sub(off),
+                self.volume.geometry.track_size as usize,
+            ),
+        )
     }
 
     /// A full backup starts: protect `tracks` for it and capture the
@@ -321,7 +328,7 @@ impl HostVolume {
             Err(ReadError::Broken(cause)) => bail!("{}", self.broken_reason(backup, &cause)),
             Ok(ReadFrom::Side { offset: at, .. }) => {
                 let (start, n) = self.track_span(t);
-                let skip = offset.checked_sub(start).context("read before the track")? as usize;
+                let skip = to_usize(offset.checked_sub(start).context("read before the track")?);
                 if skip.checked_add(len).is_none_or(|end| end > n) {
                     bail!("read of {len} bytes at {offset} outside the side copy of track {t}");
                 }
@@ -444,19 +451,19 @@ impl HostVolume {
 
     /// Zero a range (as host writes of zeroes, in pieces).
     pub fn write_zeroes(&self, offset: u64, len: u64) -> Result<()> {
-        const PIECE: u64 = 1 << 20;
+        const PIECE: usize = 1 << 20;
         if offset.checked_add(len).is_none_or(|e| e > self.volume.size) {
             bail!(
                 "zeroing {len} bytes at {offset} runs past the end of {}",
                 self.volume.name
             );
         }
-        let zeroes = vec![0u8; PIECE.min(len) as usize];
-        let mut done = 0;
+        let zeroes = vec![0u8; at_most(len, PIECE)];
+        let mut done = 0u64;
         while done < len {
-            let n = PIECE.min(len - done);
-            self.write(offset + done, &zeroes[..n as usize])?;
-            done += n;
+            let n = at_most(len - done, PIECE);
+            self.write(offset + done, &zeroes[..n])?;
+            done += n as u64;
         }
         Ok(())
     }

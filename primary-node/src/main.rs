@@ -105,11 +105,7 @@ async fn main_async() -> Result<()> {
         state_dir: args.state_dir,
         restore_dir: args.restore_dir,
         side_file_limit: args.side_file_limit,
-        stream_rate: if args.stream_rate.is_finite() && args.stream_rate > 0.0 {
-            Some((args.stream_rate * 1e6) as u64)
-        } else {
-            None
-        },
+        stream_rate: proto::num::bytes_per_second(args.stream_rate),
     })
     .await
 }

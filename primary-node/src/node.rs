@@ -486,11 +486,12 @@ fn take_snapshot(node: &Node, channel_id: ChannelId, map: &proto::abs::AbsMap, s
     let mut epochs = Vec::with_capacity(names.len());
     let mut runs = Vec::new();
     let mut notes = Vec::new();
-    for (i, name) in names.iter().enumerate() {
+    // validate() allows at most 65536 volumes: every index is a u16.
+    for ((i, name), volume) in names.iter().enumerate().zip(0..=u16::MAX) {
         let tracks = track_set
             .runs()
             .iter()
-            .filter(|r| usize::from(r.volume) == i)
+            .filter(|r| r.volume == volume)
             .flat_map(|r| r.first..r.first.saturating_add(r.count));
         let base = if since.is_empty() {
             None
@@ -521,7 +522,7 @@ fn take_snapshot(node: &Node, channel_id: ChannelId, map: &proto::abs::AbsMap, s
                 );
                 notes.extend(s.all_because);
                 runs.extend(s.tracks.iter().map(|&t| TrackRun {
-                    volume: i as u16,
+                    volume,
                     first: t,
                     count: 1,
                 }));

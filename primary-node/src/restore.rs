@@ -51,12 +51,12 @@ impl Destination {
                     .collect::<Result<Vec<_>>>()?;
                 // Stamp every destination track changed with one sync per
                 // volume, not one per track written.
-                for (i, name) in names.iter().enumerate() {
+                for (volume, name) in (0..=u16::MAX).zip(&names) {
                     let ranges: Vec<(u64, u64)> = order
                         .remap
                         .extents
                         .iter()
-                        .filter(|e| e.target == DestTarget::Volume(i as u16))
+                        .filter(|e| e.target == DestTarget::Volume(volume))
                         .map(|e| (e.offset, e.length))
                         .collect();
                     host.volume(name)?

@@ -20,6 +20,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use bytes::Bytes;
 use proto::abs::{AbsMap, TrackAddr, TrackSet};
 use proto::domain::{AbsId, ChannelId};
+use proto::num::to_usize;
 use proto::wire::{PeerAddr, TrackAck, TrackFrame, TrackStreamOpen, MAX_DATA_FRAME};
 use tokio::sync::{mpsc, watch};
 use transport::{BufPool, Dialer, Role};
@@ -234,7 +235,7 @@ pub async fn send_track_set(
     let reader = tokio::task::spawn_blocking(move || {
         let mut batch = Vec::with_capacity(BATCH);
         let last = tracks.len();
-        for (i, addr) in tracks.iter().enumerate().skip(from as usize) {
+        for (i, addr) in tracks.iter().enumerate().skip(to_usize(from)) {
             let item = (|| {
                 let (offset, len) = map.track_extent(addr)?;
                 let len = usize::try_from(len).context("track length")?;
@@ -338,7 +339,9 @@ pub async fn send_track_set(
                 sent_bytes += data.len() as u64;
                 let frame = TrackFrame::Track {
                     addr,
-                    len: data.len() as u32,
+                    len: u32::try_from(data.len()).map_err(|_| {
+                        Stopped::Failed(anyhow!("track {}:{} of {} bytes", addr.volume, addr.track, data.len()))
+                    })?,
                     crc32c,
                 };
                 queue.push(addr).map_err(|e| Stopped::Failed(e.into()))?;

@@ -5,12 +5,15 @@
 //! - [`tape`]: the on-tape format, layered block device → records and tape
 //!   marks → labelled tape files → segments (over `Read`/`Write`/`Seek`).
 //! - [`wire`]: the QUIC messages between processes and their validated codec.
+//! - [`num`]: integer conversions that never truncate silently.
 //!
 //! Nothing here opens a socket or a database.
+#![cfg_attr(test, allow(clippy::cast_possible_truncation))] // test data: byte patterns wrap on purpose
 
 pub mod abs;
 pub mod crc;
 pub mod domain;
 pub mod nbd;
+pub mod num;
 pub mod tape;
 pub mod wire;

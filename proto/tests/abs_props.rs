@@ -2,6 +2,7 @@
 //! a simulated backup (whole tracks, any order) and restore (original
 //! addresses, other volumes, a plain file), memory proportional to extents,
 //! and validation of corrupted maps and remap tables.
+#![allow(clippy::cast_possible_truncation)] // test data: byte patterns wrap on purpose, sizes are small constants
 
 use std::collections::BTreeSet;
 

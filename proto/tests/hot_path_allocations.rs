@@ -3,6 +3,7 @@
 //! from one, a track streamed into a segment, a segment parsed back with
 //! events, and a segment copied from a reader to a tape image. Counted with
 //! an allocator that counts this thread's allocations.
+#![allow(clippy::cast_possible_truncation)] // test data: byte patterns wrap on purpose, sizes are small constants
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;

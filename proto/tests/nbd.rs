@@ -1,6 +1,7 @@
 //! The NBD codec through its public API: a scripted session against an
 //! in-memory export, input fed in every possible split, malformed input, and
 //! properties (request round trip, arbitrary bytes never panic).
+#![allow(clippy::cast_possible_truncation)] // test data: byte patterns wrap on purpose, sizes are small constants
 
 use proptest::prelude::*;
 use proto::nbd::{

@@ -2,6 +2,7 @@
 //! files that do not fit before the warning point are refused (TapeFull,
 //! nothing written), the tape is finished with EOV1/EOV2, and writing goes
 //! on on the next tape with no segment lost or written twice.
+#![allow(clippy::cast_possible_truncation)] // test data: byte patterns wrap on purpose, sizes are small constants
 
 mod tape_support;
 

@@ -7,6 +7,7 @@
 //! format changes on purpose, regenerate it with
 //! `UPDATE_GOLDEN=1 cargo test --release -p proto --test tape_golden`
 //! and document the change in FORMAT.md.
+#![allow(clippy::cast_possible_truncation)] // test data: byte patterns wrap on purpose, sizes are small constants
 
 use std::path::PathBuf;
 

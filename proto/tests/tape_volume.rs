@@ -1,6 +1,7 @@
 //! The labelled tape as the back-end mover and a restore use it: write,
 //! read back by tape file number, append after finish and after a crash,
 //! and errors that say where.
+#![allow(clippy::cast_possible_truncation)] // test data: byte patterns wrap on purpose, sizes are small constants
 
 mod tape_support;
 

@@ -25,7 +25,7 @@ pub fn make_volume(path: &Path, size: u64, seed: u64) -> Result<()> {
             x ^= x << 17;
             chunk.copy_from_slice(&x.to_le_bytes());
         }
-        let n = left.min(buf.len() as u64) as usize;
+        let n = proto::num::at_most(left, buf.len());
         w.write_all(&buf[..n])?;
         left -= n as u64;
     }
@@ -156,7 +156,7 @@ impl Read for ObjectReader {
             }
             let f = self.file.as_mut().ok_or_else(|| std::io::Error::other("no file"))?;
             f.seek(SeekFrom::Start(off + self.pos))?;
-            let n = ((len - self.pos) as usize).min(buf.len());
+            let n = proto::num::at_most(len - self.pos, buf.len());
             f.read_exact(&mut buf[..n])?;
             self.pos += n as u64;
             return Ok(n);

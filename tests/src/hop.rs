@@ -182,7 +182,7 @@ pub async fn hop_throughput(bytes: u64, source: Source, sink: Sink) -> Result<f6
         let tracks_in_file = (file_len / TRACK as u64).max(1);
         let mut batch = Vec::with_capacity(BATCH);
         for i in 0..tracks {
-            let len = (bytes - i * TRACK as u64).min(TRACK as u64) as usize;
+            let len = proto::num::at_most(bytes - i * TRACK as u64, TRACK);
             let mut buf = reader_pool.take(len);
             let read = match &file {
                 None => {
@@ -233,7 +233,7 @@ pub async fn hop_throughput(bytes: u64, source: Source, sink: Sink) -> Result<f6
             }
             let frame = TrackFrame::Track {
                 addr: TrackAddr { volume: 0, track: sent },
-                len: data.len() as u32,
+                len: u32::try_from(data.len())?,
                 crc32c,
             };
             send.queue_with(&frame, data)?;

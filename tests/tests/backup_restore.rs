@@ -6,6 +6,7 @@
 //! Then: mtdump agrees with `smapp tape inspect`; a flipped byte on tape
 //! fails the restore naming tape, file and segment, writing nothing of it;
 //! foreign and wrong-role certificates are refused.
+#![allow(clippy::cast_possible_truncation)] // test data: byte patterns wrap on purpose, sizes are small constants
 
 use std::process::Command;
 

@@ -3,6 +3,7 @@
 //! a request that does not arrive whole in time is dropped; the station's
 //! memory stays bounded while the attack runs, and an honest client's
 //! backup and restore complete meanwhile.
+#![allow(clippy::cast_possible_truncation)] // test data: byte patterns wrap on purpose, sizes are small constants
 
 use std::time::{Duration, Instant};
 

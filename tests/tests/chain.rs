@@ -5,6 +5,7 @@
 //! chain survives a SIGKILL of the primary node; the movers merge the chain
 //! into a synthetic full that restores the same bytes, and later
 //! differentials build on it.
+#![allow(clippy::cast_possible_truncation)] // test data: byte patterns wrap on purpose, sizes are small constants
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

@@ -3,6 +3,7 @@
 //! `qemu-img`) read and write them; every write marks the tracks it
 //! touches in the volume's change map, durably, and a backup captures an
 //! epoch of the map. The map survives a SIGKILL of the node.
+#![allow(clippy::cast_possible_truncation)] // test data: byte patterns wrap on purpose, sizes are small constants
 
 use std::process::Command;
 use std::time::Duration;

@@ -58,7 +58,7 @@ pub async fn raw_loopback_throughput(bytes: u64) -> Result<f64> {
     let block = Bytes::from(vec![0xA5u8; CHUNK]);
     let mut left = bytes;
     while left > 0 {
-        let n = left.min(CHUNK as u64) as usize;
+        let n = proto::num::at_most(left, CHUNK);
         send.write_chunk(block.slice(..n)).await?;
         left -= n as u64;
     }

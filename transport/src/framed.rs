@@ -115,6 +115,14 @@ impl FramedSend {
     fn frame<T: Message>(&mut self, msg: &T) -> Result<Bytes> {
         encode_into(msg, &mut self.scratch)?;
         let len = self.scratch.len();
+        let Ok(prefix) = u32::try_from(len) else {
+            return Err(WireError::TooLarge {
+                what: short_type_name::<T>(),
+                len,
+                max: self.max_frame.min(u32::MAX as usize),
+            }
+            .into());
+        };
         if len > self.max_frame {
             return Err(WireError::TooLarge {
                 what: short_type_name::<T>(),
@@ -126,7 +134,7 @@ impl FramedSend {
         if self.out.capacity() < LENGTH_PREFIX + len {
             self.out.reserve((LENGTH_PREFIX + len).max(FRAME_BUFFER));
         }
-        self.out.put_u32(len as u32);
+        self.out.put_u32(prefix);
         self.out.extend_from_slice(&self.scratch);
         Ok(self.out.split().freeze())
     }

@@ -1,5 +1,6 @@
 //! Typed framed streams over real QUIC connections: round trips, and what
 //! happens to malformed, oversized and truncated frames.
+#![allow(clippy::cast_possible_truncation)] // test data: byte patterns wrap on purpose, sizes are small constants
 
 mod common;
 

@@ -4,6 +4,7 @@
 //! `/dev/nstN`); every tape device it gets is put behind the drive's speed
 //! limit, and the drive accounts its busy and idle time across mounts.
 
+use proto::num::saturating_u32;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -172,7 +173,7 @@ impl Drive {
                 path.display()
             );
         }
-        let files = writer.directory().len() as u32;
+        let files = saturating_u32(writer.directory().len());
         let bytes = writer.data_bytes();
         self.mounted = Mounted::Writing {
             label: label.to_string(),
@@ -237,7 +238,7 @@ impl Drive {
         let out = match std::mem::replace(&mut self.mounted, Mounted::Empty) {
             Mounted::Empty => (String::new(), 0, 0),
             Mounted::Writing { label, writer } => {
-                let files = writer.directory().len() as u32;
+                let files = saturating_u32(writer.directory().len());
                 let bytes = writer.data_bytes();
                 // The device is dropped (closed) before the mounter releases it.
                 let finished = writer.finish(continues).map(|dev| self.busy_unloaded += dev.busy());

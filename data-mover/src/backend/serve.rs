@@ -10,6 +10,7 @@
 //! from tape into `restore-<channel>/` and handed over from there.
 
 use proto::domain::{AbsId, ChannelId, Failure, FailureCode, SegmentSeq};
+use proto::num::at_most;
 use std::io::{Read, Write};
 use std::sync::Arc;
 use transport::failure_in;
@@ -258,7 +259,7 @@ async fn receive_segment(
         let mut got = 0u64;
         while got < bytes {
             let piece = recv
-                .recv_raw((bytes - got).min(CHUNK as u64) as usize)
+                .recv_raw(at_most(bytes - got, CHUNK))
                 .await
                 .with_context(|| format!("segment {seq} of ABS {abs_id} ended after {got} of {bytes} bytes"))?;
             got += piece.len() as u64;
@@ -341,7 +342,7 @@ async fn read_segments(be: &Arc<BackEnd>, read: &ReadOrder, send: &mut FramedSen
                 let mut file = std::fs::File::open(&path).with_context(|| format!("opening {}", path.display()))?;
                 let mut left = bytes;
                 while left > 0 {
-                    let mut buf = be.chunks.take(CHUNK.min(left as usize));
+                    let mut buf = be.chunks.take(at_most(left, CHUNK));
                     tokio::task::block_in_place(|| file.read_exact(buf.as_mut_slice()))
                         .with_context(|| format!("reading {}", path.display()))?;
                     left -= buf.as_ref().len() as u64;

@@ -16,6 +16,7 @@
 //! newest first).
 
 use proto::domain::AbsId;
+use proto::num::to_usize;
 use std::sync::{Arc, Mutex};
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -126,7 +127,7 @@ impl AbsWriter {
         let (mut w, requeue) = Self::start(fe, ch, window, core, fx)?;
         // A primary node sends its track set in order: the first frames
         // are its first tracks.
-        for addr in ch.track_set.iter().take(plan.frames as usize) {
+        for addr in ch.track_set.iter().take(to_usize(plan.frames)) {
             w.index.mark(addr).map_err(|e| anyhow!(e))?;
         }
         let (tracks, bytes) = plan.kept();

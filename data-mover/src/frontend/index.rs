@@ -2,6 +2,7 @@
 //! binary search over the set's runs (memory: one bit per track, none per block).
 
 use proto::abs::{TrackAddr, TrackSet};
+use proto::num::to_usize;
 
 pub struct TrackIndex {
     /// (volume, first, count, ordinal of first)
@@ -24,7 +25,7 @@ impl TrackIndex {
             .collect();
         TrackIndex {
             runs,
-            seen: vec![0; ord.div_ceil(64) as usize],
+            seen: vec![0; to_usize(ord.div_ceil(64))],
             count: ord,
         }
     }

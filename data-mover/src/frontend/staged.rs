@@ -14,6 +14,7 @@
 //! back-end delete it and read ahead.
 
 use proto::domain::{Failure, SegmentSeq};
+use proto::num::{at_most, to_usize};
 use std::future::Future;
 use std::io::Read;
 
@@ -109,14 +110,14 @@ pub async fn read_segments(
                 while got < bytes {
                     let chunk = match file.as_mut() {
                         Some(f) => {
-                            let want = CHUNK.min((bytes - got) as usize);
+                            let want = at_most(bytes - got, CHUNK);
                             let mut buf = fe.chunks.take(want);
                             tokio::task::block_in_place(|| f.read_exact(buf.as_mut_slice()))
                                 .with_context(|| format!("reading staged segment {seq}"))?;
                             buf.freeze()
                         }
                         None => br
-                            .recv_raw((bytes - got) as usize)
+                            .recv_raw(to_usize(bytes - got))
                             .await
                             .with_context(|| format!("receiving segment {seq}"))?,
                     };

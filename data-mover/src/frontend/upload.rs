@@ -16,6 +16,7 @@
 //! one task, in order.
 
 use proto::domain::ChannelId;
+use proto::num::at_most;
 use std::collections::HashMap;
 use std::io::Read;
 use std::sync::{Arc, Mutex};
@@ -206,7 +207,7 @@ async fn send_file(
     }
     let mut sent = 0u64;
     while sent < total {
-        let want = CHUNK.min((total - sent) as usize);
+        let want = at_most(total - sent, CHUNK);
         let mut buf = fe.chunks.take(want);
         tokio::task::block_in_place(|| file.read_exact(buf.as_mut_slice())).with_context(what)?;
         bs.send_raw(buf.freeze()).await?;

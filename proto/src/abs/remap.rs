@@ -5,8 +5,9 @@ use std::ops::Range;
 
 use rkyv::{Archive, Deserialize, Serialize};
 
-use super::map::{check_bounds, check_overlaps, check_volumes, Span, MAX_VOLUMES};
+use super::map::{check_bounds, check_overlaps, check_volumes, Span};
 use super::{AbsError, AbsMap, ObjectExtent, TrackAddr, VolumeRef};
+use crate::num::to_usize;
 
 /// Where a remapped range goes.
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,7 +45,7 @@ pub struct RemapTable {
 }
 
 /// Overlap-check key of the file target (volume keys are `0..=u16::MAX`).
-const FILE_KEY: u32 = MAX_VOLUMES as u32;
+const FILE_KEY: u32 = u16::MAX as u32 + 1;
 
 impl RemapTable {
     /// (a) Back to the original addresses of the map.
@@ -364,7 +365,7 @@ impl Placer {
                 out.push(Placement {
                     target: x.target,
                     offset: x.offset + (logical - x.logical_offset),
-                    data: src as usize..(src + len) as usize,
+                    data: to_usize(src)..to_usize(src + len),
                 });
                 logical = piece_end;
                 src += len;

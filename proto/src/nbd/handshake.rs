@@ -64,6 +64,7 @@ use super::{
     OPTION_REPLY_MAGIC, OPT_ABORT, OPT_EXPORT_NAME, OPT_GO, OPT_INFO, OPT_LIST, OPT_STARTTLS, OPT_STRUCTURED_REPLY,
     PREFERRED_BLOCK_SIZE, REP_ACK, REP_ERR_INVALID, REP_ERR_UNKNOWN, REP_ERR_UNSUP, REP_INFO, REP_SERVER,
 };
+use crate::num::saturating_u32;
 
 /// Length of the server greeting.
 pub const GREETING_LEN: usize = 18;
@@ -280,7 +281,7 @@ impl ServerHandshake {
                 for e in &self.exports {
                     let name = e.name.as_bytes();
                     let mut d = Vec::with_capacity(4 + name.len());
-                    d.extend_from_slice(&(name.len() as u32).to_be_bytes());
+                    d.extend_from_slice(&saturating_u32(name.len()).to_be_bytes());
                     d.extend_from_slice(name);
                     push_reply(out, option, REP_SERVER, &d);
                 }
@@ -415,7 +416,7 @@ fn push_reply(out: &mut Vec<u8>, option: u32, reply_type: u32, data: &[u8]) {
     out.extend_from_slice(&reply_type.to_be_bytes());
     // Replies are built here from bounded data (names ≤ 4096 bytes, short
     // messages), far below 4 GiB.
-    out.extend_from_slice(&(data.len() as u32).to_be_bytes());
+    out.extend_from_slice(&saturating_u32(data.len()).to_be_bytes());
     out.extend_from_slice(data);
 }
 
@@ -449,7 +450,7 @@ mod tests {
     fn option(opt: u32, data: &[u8]) -> Vec<u8> {
         let mut v = IHAVEOPT.to_be_bytes().to_vec();
         v.extend_from_slice(&opt.to_be_bytes());
-        v.extend_from_slice(&(data.len() as u32).to_be_bytes());
+        v.extend_from_slice(&u32::try_from(data.len()).unwrap().to_be_bytes());
         v.extend_from_slice(data);
         v
     }
@@ -576,9 +577,9 @@ mod tests {
     }
 
     fn go_data(name: &[u8], infos: &[u16]) -> Vec<u8> {
-        let mut d = (name.len() as u32).to_be_bytes().to_vec();
+        let mut d = u32::try_from(name.len()).unwrap().to_be_bytes().to_vec();
         d.extend_from_slice(name);
-        d.extend_from_slice(&(infos.len() as u16).to_be_bytes());
+        d.extend_from_slice(&u16::try_from(infos.len()).unwrap().to_be_bytes());
         for i in infos {
             d.extend_from_slice(&i.to_be_bytes());
         }

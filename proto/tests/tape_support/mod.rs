@@ -1,5 +1,6 @@
 //! Helpers shared by the tape integration tests.
 #![allow(dead_code)]
+#![allow(clippy::cast_possible_truncation)] // test data: byte patterns wrap on purpose, sizes are small constants
 
 use proto::abs::{AbsMap, Geometry, MapExtent, TrackAddr, VolumeRef};
 use proto::tape::block::{Block, BlockDevice, MemTape};

@@ -16,6 +16,7 @@ use dmc_tests::cluster::{arg, free_port, Cluster, PRIMARY};
 use dmc_tests::scenario::{self, ScenarioSpec};
 
 const TRACK: u64 = 65536;
+const TRACK_SIZE: u32 = 65536;
 
 /// One 4 KiB write in each of `n` distinct random tracks, in one qemu-io.
 fn write_tracks(url: &str, tracks: u64, n: usize, seed: u64) -> Result<()> {
@@ -65,7 +66,7 @@ async fn main() -> Result<()> {
     let spec = ScenarioSpec {
         object_size: mib << 20,
         block_size: 4096,
-        track_size: TRACK as u32,
+        track_size: TRACK_SIZE,
         segment_size: 16 << 20,
         seed: 61,
     };

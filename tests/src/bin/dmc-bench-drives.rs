@@ -23,6 +23,17 @@ use anyhow::{bail, Context, Result};
 use dmc_tests::cluster::{arg, free_port, Cluster, PRIMARY};
 use dmc_tests::scenario::{self, ScenarioSpec};
 
+/// A whole number of MiB given on the command line.
+fn mib(name: &str, default: u64) -> Result<u64> {
+    arg(name)
+        .map(|s| {
+            s.parse::<u64>()
+                .with_context(|| format!("{name} {s:?}: expected a whole number of MiB"))
+        })
+        .transpose()
+        .map(|v| v.unwrap_or(default))
+}
+
 fn num(name: &str, default: f64) -> Result<f64> {
     arg(name)
         .map(|s| s.parse::<f64>().with_context(|| format!("{name} {s:?}")))
@@ -228,8 +239,8 @@ async fn scaling(work: &Path, drive_mbs: f64, restore_mib: u64) -> Result<Scalin
 #[tokio::main(flavor = "multi_thread")]
 async fn main() -> Result<()> {
     let drive_mbs = num("--drive-mbs", 40.0)?;
-    let source_mib = num("--source-mib", 40.0)? as u64;
-    let restore_mib = num("--restore-mib", 256.0)? as u64;
+    let source_mib = mib("--source-mib", 40)?;
+    let restore_mib = mib("--restore-mib", 256)?;
     let restore_drive_mbs = num("--restore-drive-mbs", 20.0)?;
     let work = PathBuf::from(arg("--work").unwrap_or_else(|| "work/bench-drives".into()));
     if work.exists() {

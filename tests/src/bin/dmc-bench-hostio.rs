@@ -56,6 +56,7 @@ fn qemu_writes(target: &str, format_args: &[&str], offs: &[u64], pattern: u8) ->
     Ok(lat)
 }
 
+#[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // a rounded, non-negative rank, clamped below
 fn pct(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;

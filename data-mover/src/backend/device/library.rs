@@ -10,6 +10,7 @@
 //! whichever empty storage slot is named. Loading moves no bytes: the drive
 //! opens the image where it lies.
 
+use proto::num::saturating_u32;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -150,7 +151,7 @@ impl MediaChanger for DirectoryLibrary {
         let stored = self.labels_in(&self.dir)?;
         let mailed = self.labels_in(&self.mailbox)?;
         let loaded = |label: &str| self.drives.iter().flatten().any(|(l, _)| l == label);
-        let storage = self.slots.max(stored.len() as u32);
+        let storage = self.slots.max(saturating_u32(stored.len()));
         let mut slots: Vec<Slot> = (1..=storage)
             .map(|n| {
                 let label = stored.get(n as usize - 1).filter(|l| !loaded(l));
@@ -162,7 +163,7 @@ impl MediaChanger for DirectoryLibrary {
                 }
             })
             .collect();
-        let ie = self.mailbox_slots.max(mailed.len() as u32);
+        let ie = self.mailbox_slots.max(saturating_u32(mailed.len()));
         slots.extend((1..=ie).map(|n| Slot {
             number: storage + n,
             import_export: true,
@@ -174,7 +175,7 @@ impl MediaChanger for DirectoryLibrary {
             .iter()
             .enumerate()
             .map(|(i, d)| DriveBay {
-                number: i as u32,
+                number: saturating_u32(i),
                 full: d.is_some(),
                 volume: d.as_ref().map(|(l, _)| l.clone()),
                 source_slot: d.as_ref().map(|(_, s)| *s),

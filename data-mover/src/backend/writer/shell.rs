@@ -192,7 +192,7 @@ impl Shell {
                     abs_id,
                     seq,
                     bytes: source.bytes,
-                    ready_at: self.started.elapsed().as_micros() as u64,
+                    ready_at: u64::try_from(self.started.elapsed().as_micros()).unwrap_or(u64::MAX),
                 };
                 let payload = Payload::Segment(source);
                 self.jobs.insert(id, Pending { payload, reply });

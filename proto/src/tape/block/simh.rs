@@ -18,6 +18,7 @@ use std::io::{self, Cursor, IoSlice, SeekFrom};
 use std::path::Path;
 
 use super::{Block, BlockDevice, Position, TapeImage};
+use crate::num::saturating_u32;
 use crate::tape::error::Location;
 use crate::tape::{TapeError, MAX_BLOCK_SIZE};
 
@@ -401,7 +402,8 @@ impl<F: TapeImage> BlockDevice for SimhTape<F> {
         }
         self.check_capacity(simh_record_cost(data.len()))?;
         self.cut_here()?;
-        let n = (data.len() as u32).to_le_bytes();
+        // 1..=MAX_BLOCK_SIZE, checked above: fits the 32-bit length word.
+        let n = saturating_u32(data.len()).to_le_bytes();
         let pad: &[u8] = if data.len() % 2 == 1 { &[0] } else { &[] };
         self.append_parts(&[&n, data, pad, &n])?;
         self.pos.record += 1;
@@ -466,7 +468,7 @@ impl<F: TapeImage> BlockDevice for SimhTape<F> {
             self.pos = Position { file, record: 0 };
             return Ok(());
         }
-        let known = (self.file_starts.len() - 1) as u32;
+        let known = saturating_u32(self.file_starts.len().saturating_sub(1));
         self.offset = self.file_starts.last().copied().unwrap_or(0);
         self.pos = Position { file: known, record: 0 };
         loop {

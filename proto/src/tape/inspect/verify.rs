@@ -4,6 +4,7 @@
 
 use std::fmt;
 
+use crate::num::saturating_u32;
 use crate::tape::block::BlockDevice;
 use crate::tape::directory::Catalog;
 use crate::tape::labels::{EndLabels, LabelKind};
@@ -107,7 +108,7 @@ pub fn verify<D: BlockDevice>(mut dev: D) -> Result<VerifyReport, TapeError> {
         }
         i += 1;
     }
-    let data_files = (i - 2) as u32;
+    let data_files = saturating_u32(i - 2);
 
     // The end: DIRECTORY, NODE-TRAILER, CATALOG, end labels, logical end.
     let expect = [
@@ -140,7 +141,10 @@ pub fn verify<D: BlockDevice>(mut dev: D) -> Result<VerifyReport, TapeError> {
                 break;
             }
             None => {
-                problem(Some((i + k) as u32), format!("expected the {name}, found {stop_text}"));
+                problem(
+                    Some(saturating_u32(i + k)),
+                    format!("expected the {name}, found {stop_text}"),
+                );
                 break;
             }
         }
@@ -150,11 +154,11 @@ pub fn verify<D: BlockDevice>(mut dev: D) -> Result<VerifyReport, TapeError> {
         match &stop {
             ScanStop::LogicalEnd { .. } if files.len() == i + 4 => {}
             ScanStop::LogicalEnd { .. } | ScanStop::EndOfData if files.len() > i + 4 => problem(
-                Some((i + 4) as u32),
+                Some(saturating_u32(i + 4)),
                 "expected the logical end of tape after the end labels, found another tape file".into(),
             ),
             ScanStop::EndOfData => problem(
-                Some((i + 4) as u32),
+                Some(saturating_u32(i + 4)),
                 "expected a second tape mark after the end labels (the logical end), found the end of data".into(),
             ),
             _ => {}
@@ -179,7 +183,7 @@ pub fn verify<D: BlockDevice>(mut dev: D) -> Result<VerifyReport, TapeError> {
         Some(FileContent::EndLabels(e)) => Some(e),
         _ => None,
     };
-    let dir_file = i as u32;
+    let dir_file = saturating_u32(i);
 
     if let (Some(d), Some(h)) = (dir, header) {
         if d.label != h.label || d.media_set != h.media_set || d.sequence != h.sequence {

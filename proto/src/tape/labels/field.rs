@@ -45,9 +45,11 @@ impl LabelDate {
                 ));
             }
         }
+        // year <= 2999 and days < 366, checked by the loop.
+        let fits = |n: u64| u16::try_from(n).unwrap_or(u16::MAX);
         Ok(LabelDate {
-            year: year as u16,
-            day_of_year: days as u16 + 1,
+            year: fits(year),
+            day_of_year: fits(days + 1),
         })
     }
 
@@ -55,7 +57,7 @@ impl LabelDate {
         let Some(d) = date else { return Ok(*b" 00000") };
         let c = match d.year {
             1900..=1999 => b' ',
-            2000..=2999 => b'0' + ((d.year - 2000) / 100) as u8,
+            2000..=2999 => b'0' + u8::try_from((d.year - 2000) / 100).unwrap_or(9),
             _ => {
                 return Err(TapeError::invalid(
                     "label date",
@@ -191,6 +193,14 @@ impl<'a> In<'a> {
         }
         Ok(f.iter().fold(0u64, |acc, &c| acc * 10 + u64::from(c - b'0')))
     }
+    /// Digits `from..=to` as a `T`, refused if the value does not fit it.
+    pub(super) fn number<T: TryFrom<u64>>(&self, from: usize, to: usize, field: &str) -> Result<T, TapeError> {
+        let v = self.digits(from, to, field)?;
+        T::try_from(v).map_err(|_| {
+            let bits = std::mem::size_of::<T>() * 8;
+            self.err(from, to, field, format!("a number that fits {bits} bits"))
+        })
+    }
     pub(super) fn byte(&self, pos: usize) -> u8 {
         self.field(pos, pos).first().copied().unwrap_or(0)
     }
@@ -206,8 +216,8 @@ impl<'a> In<'a> {
             b'0'..=b'9' => 2000 + 100 * u16::from(c - b'0'),
             _ => return Err(self.err(from, to, field, "\" yyddd\" or \"cyyddd\"")),
         };
-        let yy = self.digits(from + 1, from + 2, field)? as u16;
-        let ddd = self.digits(from + 3, from + 5, field)? as u16;
+        let yy: u16 = self.number(from + 1, from + 2, field)?;
+        let ddd: u16 = self.number(from + 3, from + 5, field)?;
         let year = century + yy;
         let max = if is_leap(year as u64) { 366 } else { 365 };
         if ddd == 0 || ddd > max {

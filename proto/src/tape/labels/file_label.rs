@@ -172,14 +172,14 @@ impl FileLabel1 {
             kind,
             file_id: i.text(5, 21, "file identifier")?,
             file_set_id: i.text(22, 27, "file-set identifier")?,
-            file_section: i.digits(28, 31, "file section number")? as u16,
-            file_sequence: i.digits(32, 35, "file sequence number")? as u16,
-            generation: i.digits(36, 39, "generation number")? as u16,
-            generation_version: i.digits(40, 41, "generation version number")? as u8,
+            file_section: i.number(28, 31, "file section number")?,
+            file_sequence: i.number(32, 35, "file sequence number")?,
+            generation: i.number(36, 39, "generation number")?,
+            generation_version: i.number(40, 41, "generation version number")?,
             created: i.date(42, "creation date")?,
             expires: i.date(48, "expiration date")?,
             accessibility,
-            block_count: i.digits(55, 60, "block count")? as u32,
+            block_count: i.number(55, 60, "block count")?,
             implementation_id: i.text(61, 73, "implementation identifier")?,
         };
         i.spaces(74, 80, "reserved")?;
@@ -228,11 +228,11 @@ impl FileLabel2 {
             ..i
         };
         i.literal(5, 5, "record format", b"U")?;
-        let block_length = i.digits(6, 10, "block length")? as u32;
-        let record_length = i.digits(11, 15, "record length")? as u32;
+        let block_length = i.number(6, 10, "block length")?;
+        let record_length = i.number(11, 15, "record length")?;
         let block_size = i.digits(16, 25, "block size (implementation use)")?;
         i.spaces(26, 50, "implementation use")?;
-        let buffer_offset_length = i.digits(51, 52, "buffer-offset length")? as u8;
+        let buffer_offset_length = i.number(51, 52, "buffer-offset length")?;
         i.spaces(53, 80, "reserved")?;
         let block_size = u32::try_from(block_size)
             .map_err(|_| i.err(16, 25, "block size (implementation use)", "a block size below 2^32"))?;

@@ -36,13 +36,18 @@ pub struct SegmentHeader {
     pub created_unix: u64,
 }
 
+/// [`SEGMENT_HEADER_LEN`] as its 16-bit header field.
+#[allow(clippy::cast_possible_truncation)] // 64, asserted to fit just below
+const HEADER_LEN_FIELD: u16 = SEGMENT_HEADER_LEN as u16;
+const _: () = assert!(SEGMENT_HEADER_LEN <= u16::MAX as usize);
+
 impl SegmentHeader {
     /// The 64 header bytes.
     pub fn encode(&self) -> [u8; SEGMENT_HEADER_LEN] {
         let mut w = ByteWriter::with_capacity(SEGMENT_HEADER_LEN);
         w.bytes(SEGMENT_MAGIC)
             .u16(SEGMENT_VERSION)
-            .u16(SEGMENT_HEADER_LEN as u16)
+            .u16(HEADER_LEN_FIELD)
             .u32(self.seq)
             .u64(self.abs_id)
             .u64(self.channel_id)

@@ -3,6 +3,7 @@
 //! [`verify`] and [`parse`] do the same for a segment in memory.
 
 use crate::abs::TrackAddr;
+use crate::num::{at_most, saturating_u32};
 use crate::tape::bytes::{show_bytes, ByteReader};
 use crate::tape::error::Location;
 use crate::tape::{TapeError, MAX_TRACK_SIZE};
@@ -173,7 +174,7 @@ impl SegmentReader {
                     return Err(self.fail(e));
                 }
                 State::TrackData(t) => {
-                    let take = ((t.len - t.got) as usize).min(input.len());
+                    let take = at_most(u64::from(t.len - t.got), input.len());
                     let (part, rest) = input.split_at(take);
                     if self.check_data {
                         t.crc = crc32c::crc32c_append(t.crc, part);
@@ -185,7 +186,7 @@ impl SegmentReader {
                         let from = total - input.len();
                         ev.push(SegmentEvent::Data(from..from + take));
                     }
-                    t.got += take as u32;
+                    t.got += saturating_u32(take); // take <= t.len - t.got
                     self.offset += take as u64;
                     input = rest;
                     if t.got == t.len {

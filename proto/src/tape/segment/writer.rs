@@ -4,6 +4,7 @@
 use std::io::Write;
 
 use crate::abs::TrackAddr;
+use crate::num::saturating_u32;
 use crate::tape::error::Location;
 use crate::tape::{TapeError, MAX_TRACK_SIZE};
 
@@ -147,7 +148,8 @@ impl<W: Write> SegmentWriter<W> {
     }
 
     fn append_checked(&mut self, addr: TrackAddr, data: &[u8], data_crc: u32) -> Result<(), TapeError> {
-        let th = encode_track_header(addr, data.len() as u32, data_crc);
+        // check_track bounded data.len() by MAX_TRACK_SIZE.
+        let th = encode_track_header(addr, saturating_u32(data.len()), data_crc);
         let what = || format!("writing track {}:{}", addr.volume, addr.track);
         self.put(&th, what)?;
         self.put(data, what)?;
@@ -196,7 +198,7 @@ impl<W: Write> SegmentWriter<W> {
             ));
         }
         t.crc = crc32c::crc32c_append(t.crc, chunk);
-        t.got += chunk.len() as u32;
+        t.got += saturating_u32(chunk.len()); // at most t.len - t.got, checked above
         let addr = t.addr;
         self.put(chunk, || format!("writing track {}:{}", addr.volume, addr.track))
     }

@@ -2,6 +2,7 @@
 //! medium, what `finish` needs, and whether a data file still fits (see the
 //! writer's docs on capacity).
 
+use crate::num::to_usize;
 use crate::tape::block::BlockDevice;
 use crate::tape::bytes::ENVELOPE_OVERHEAD;
 use crate::tape::directory::{ENTRY_BYTES, MAX_DIRECTORY_ENTRIES};
@@ -15,12 +16,12 @@ use super::TapeWriter;
 /// Bytes of medium a tape file of `len` bytes takes on `dev` when cut into
 /// records of `block_size` bytes (the last one shorter), tape mark included.
 pub fn file_cost<D: BlockDevice + ?Sized>(dev: &D, block_size: usize, len: u64) -> u64 {
-    let bs = block_size.max(1) as u64;
-    let full = len / bs;
-    let rest = len % bs;
-    let mut cost = full.saturating_mul(dev.record_cost(bs as usize));
+    let bs = block_size.max(1);
+    let full = len / bs as u64;
+    let rest = len % bs as u64;
+    let mut cost = full.saturating_mul(dev.record_cost(bs));
     if rest > 0 {
-        cost = cost.saturating_add(dev.record_cost(rest as usize));
+        cost = cost.saturating_add(dev.record_cost(to_usize(rest)));
     }
     cost.saturating_add(dev.filemark_cost())
 }

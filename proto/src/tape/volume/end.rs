@@ -130,12 +130,12 @@ pub(super) fn read_directory_at<D: BlockDevice + ?Sized>(
             format!("{} entries", d.entries.len()),
         ));
     }
-    for (k, e) in d.entries.iter().enumerate() {
-        if e.file_number != FIRST_DATA_FILE + k as u32 {
+    for (want, (k, e)) in (FIRST_DATA_FILE..).zip(d.entries.iter().enumerate()) {
+        if e.file_number != want {
             return Err(TapeError::corrupt(
                 at(),
                 format!("DIRECTORY entry {k}"),
-                format!("tape file {}", FIRST_DATA_FILE + k as u32),
+                format!("tape file {want}"),
                 format!("tape file {}", e.file_number),
             ));
         }

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::num::saturating_u32;
 use crate::tape::block::{BlockDevice, Position};
 use crate::tape::bytes::ENVELOPE_OVERHEAD;
 use crate::tape::directory::{Catalog, Directory, DirectoryEntry, FileKind, MAX_DIRECTORY_PAYLOAD};
@@ -96,7 +97,7 @@ impl<D: BlockDevice> TapeWriter<D> {
             &params.owner,
             params.media_set,
             params.sequence,
-            params.block_size as u32,
+            saturating_u32(params.block_size),
             created_unix,
         )?;
         let header = NodeHeader {
@@ -104,7 +105,7 @@ impl<D: BlockDevice> TapeWriter<D> {
             pool: params.pool.clone(),
             media_set: params.media_set,
             sequence: params.sequence,
-            block_size: params.block_size as u32,
+            block_size: saturating_u32(params.block_size),
             created_unix,
             format_version: FORMAT_VERSION,
         };
@@ -461,7 +462,7 @@ impl<D: BlockDevice> TapeWriter<D> {
             label: h.label.clone(),
             media_set: h.media_set,
             sequence: h.sequence,
-            file_count: self.entries.len() as u32,
+            file_count: saturating_u32(self.entries.len()),
             data_bytes: self.data_bytes(),
             finished_unix,
             directory_file,

@@ -28,11 +28,11 @@ pub fn mounters(devices: &[PathBuf], changer: Option<&Path>) -> Vec<Box<dyn Moun
         .map(|c| Arc::new(Mutex::new(mtx::MtxChanger::new(c, mtx::SystemRunner))) as Arc<Mutex<dyn MediaChanger>>);
     devices
         .iter()
-        .enumerate()
-        .map(|(i, dev)| {
+        .zip(0u32..)
+        .map(|(dev, drive)| {
             let slot = changer.as_ref().map(|c| ChangerSlot {
                 changer: c.clone(),
-                drive: i as u32,
+                drive,
             });
             Box::new(ScsiMounter::new(sys::Libc, dev, slot)) as Box<dyn Mounter>
         })
