@@ -72,8 +72,8 @@ struct Args {
     #[arg(long, value_enum, default_value_t = Policy::Fifo)]
     schedule: Policy,
     /// Back-end: the SCSI tape device (`/dev/nstN`, non-rewinding) of each
-    /// --drive, in the same order (repeatable). Without it drives mount the
-    /// SIMH images the station names. Needs a build with `--features scsi`.
+    /// --drive, in the same order (repeatable). Without it drives mount
+    /// SIMH images of the --library. Needs a build with `--features scsi`.
     #[arg(long = "drive-device")]
     drive_devices: Vec<PathBuf>,
     /// Back-end: the SCSI medium changer (`/dev/sgN`) loading the
@@ -83,8 +83,9 @@ struct Args {
     changer: Option<PathBuf>,
     /// Back-end: the tape library directory (`LABEL.tap` images). The
     /// back-end owns it: drives mount its images by label, and it imports
-    /// and exports tapes for the station. Without it drives open the
-    /// images the station names and library commands are refused.
+    /// and exports tapes for the station. Required for image drives (the
+    /// station names tapes, never files); with --drive-device drives,
+    /// library commands are refused without it.
     #[arg(long)]
     library: Option<PathBuf>,
     #[arg(long)]

@@ -62,7 +62,7 @@ pub struct MoverConfig {
     /// BE: which ready segment a drive writes next.
     pub schedule: Policy,
     /// BE: the tape library directory whose images this back-end owns
-    /// (None: drives open the images the station names, and library
+    /// (required for image drives; None with SCSI drives, and library
     /// commands are refused).
     pub library: Option<PathBuf>,
 }
@@ -350,17 +350,12 @@ async fn exec(mover: &Arc<Mover>, cmd: Command) -> Result<CommandReply> {
             channels.merges.step(channel_id, MergeStep::Finish).await?;
             Ok(CommandReply::Ok)
         }
-        Command::MountForWrite {
-            drive,
-            tape_label,
-            path,
-            new,
-        } if mover.is_back_end() => commands::mount_for_write(be, &drive, tape_label, &path, new.as_ref()),
-        Command::MountForRead {
-            drive,
-            tape_label,
-            path,
-        } if mover.is_back_end() => commands::mount_for_read(be, &drive, tape_label, &path),
+        Command::MountForWrite { drive, tape_label, new } if mover.is_back_end() => {
+            commands::mount_for_write(be, &drive, tape_label, new.as_ref())
+        }
+        Command::MountForRead { drive, tape_label } if mover.is_back_end() => {
+            commands::mount_for_read(be, &drive, tape_label)
+        }
         Command::Dismount { drive } if mover.is_back_end() => commands::dismount(be, &drive),
         cmd if mover.is_back_end() && crate::backend::library_ops::is_library_command(&cmd) => {
             Ok(tokio::task::block_in_place(|| {

@@ -79,7 +79,6 @@ async fn mount_tape_for_write(st: &Arc<Station>, be: &str, drive: &DriveRow, scr
     let cmd = Command::MountForWrite {
         drive: drive.name.clone(),
         tape_label: tape.label.clone(),
-        path: tape.path.clone(),
         new,
     };
     // The catalog first: a drive it says holds another tape is refused
@@ -122,7 +121,6 @@ pub(crate) async fn mount_for_read(st: &Arc<Station>, be: &str, drive: &DriveRow
     let cmd = Command::MountForRead {
         drive: drive.name.clone(),
         tape_label: tape.label.clone(),
-        path: tape.path.clone(),
     };
     back_end_mount(st, be, drive, tape, &cmd).await
 }
@@ -253,7 +251,6 @@ pub(crate) async fn continue_media_set(
     }
     Ok(StationReply::NextTape {
         tape_label: next.label.clone(),
-        path: next.path.clone(),
         new: NewTape {
             pool: next.pool.clone(),
             media_set,

@@ -1,26 +1,18 @@
 //! The station's drive commands to a back-end: mount a tape for writing
 //! or reading, dismount it.
 
-use std::path::Path;
-
 use anyhow::{anyhow, Result};
 use proto::wire::{CommandReply, NewTape};
 
 use super::context::BackEnd;
 
-/// Mount `tape_label` (its image at `path`; `new`: label it first) in
-/// `drive` for writing; its writer hears of the tape.
-pub fn mount_for_write(
-    be: &BackEnd,
-    drive: &str,
-    tape_label: String,
-    path: &str,
-    new: Option<&NewTape>,
-) -> Result<CommandReply> {
+/// Mount `tape_label` (`new`: label it first) in `drive` for writing;
+/// its writer hears of the tape.
+pub fn mount_for_write(be: &BackEnd, drive: &str, tape_label: String, new: Option<&NewTape>) -> Result<CommandReply> {
     let d = be.drive(drive)?;
     let (files, bytes) = tokio::task::block_in_place(|| {
         let mut d = d.lock().map_err(|_| anyhow!("drive lock poisoned"))?;
-        d.mount_for_write(&tape_label, Path::new(path), new)
+        d.mount_for_write(&tape_label, new)
     })?;
     tracing::info!(%drive, %tape_label, files, "tape mounted for writing");
     if let Ok(w) = be.writer(drive) {
@@ -33,12 +25,12 @@ pub fn mount_for_write(
     })
 }
 
-/// Mount `tape_label` (its image at `path`) in `drive` for reading.
-pub fn mount_for_read(be: &BackEnd, drive: &str, tape_label: String, path: &str) -> Result<CommandReply> {
+/// Mount `tape_label` in `drive` for reading.
+pub fn mount_for_read(be: &BackEnd, drive: &str, tape_label: String) -> Result<CommandReply> {
     let d = be.drive(drive)?;
     tokio::task::block_in_place(|| {
         let mut d = d.lock().map_err(|_| anyhow!("drive lock poisoned"))?;
-        d.mount_for_read(&tape_label, Path::new(path))
+        d.mount_for_read(&tape_label)
     })?;
     tracing::info!(%drive, %tape_label, "tape mounted for reading");
     Ok(CommandReply::Mounted {

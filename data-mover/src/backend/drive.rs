@@ -5,7 +5,6 @@
 //! limit, and the drive accounts its busy and idle time across mounts.
 
 use proto::num::saturating_u32;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -18,7 +17,6 @@ use proto::tape::volume::{TapeParams, TapeReader, TapeWriter};
 use proto::tape::TapeError;
 use proto::wire::NewTape;
 
-use super::device::simh::ImageMounter;
 use super::device::{MountMode, Mounter, TapeDrive};
 
 /// A mounted tape's device, behind the drive's speed limit (which also
@@ -78,11 +76,6 @@ pub struct Drive {
 }
 
 impl Drive {
-    /// A drive that mounts SIMH images by the path the station names.
-    pub fn new(name: &str, spec: DriveSpec) -> Drive {
-        Drive::with_mounter(name, spec, Box::new(ImageMounter::new(spec.capacity)))
-    }
-
     /// A drive whose tapes `mounter` brings in.
     pub fn with_mounter(name: &str, spec: DriveSpec, mounter: Box<dyn Mounter>) -> Drive {
         Drive {
@@ -117,8 +110,8 @@ impl Drive {
     }
 
     /// Have the mounter bring tape `label` in, behind the speed limit.
-    fn open(&mut self, label: &str, path: &Path, mode: MountMode) -> Result<DriveDevice> {
-        let dev = self.mounter.mount(label, path, mode)?;
+    fn open(&mut self, label: &str, mode: MountMode) -> Result<DriveDevice> {
+        let dev = self.mounter.mount(label, mode)?;
         tracing::debug!(drive = %self.name, device = %self.mounter.describe(), %label, ?mode, "tape opened");
         Ok(Throttle::new(dev, self.spec.speed))
     }
@@ -138,11 +131,11 @@ impl Drive {
 
     /// Load an image for writing: label a scratch tape, or append to a tape
     /// of this system. Returns (data files, data bytes) already on it.
-    pub fn mount_for_write(&mut self, label: &str, path: &Path, new: Option<&NewTape>) -> Result<(u32, u64)> {
+    pub fn mount_for_write(&mut self, label: &str, new: Option<&NewTape>) -> Result<(u32, u64)> {
         self.unload_checked()?;
         let writer = match new {
             Some(n) => {
-                let dev = self.open(label, path, MountMode::Create)?;
+                let dev = self.open(label, MountMode::Create)?;
                 let params = TapeParams {
                     label: label.to_string(),
                     pool: n.pool.clone(),
@@ -156,7 +149,7 @@ impl Drive {
                     .with_context(|| format!("labelling tape {label}"))?
             }
             None => {
-                let dev = self.open(label, path, MountMode::Append)?;
+                let dev = self.open(label, MountMode::Append)?;
                 let w = TapeWriter::append(dev);
                 self.release_on_error(label, w)
                     .with_context(|| format!("positioning tape {label} for append"))?
@@ -168,9 +161,9 @@ impl Drive {
             drop(writer);
             self.release(label);
             bail!(
-                "drive {}: the tape in {} is labelled {found}, expected {label}",
+                "drive {} ({}): the tape mounted as {label} is labelled {found}",
                 self.name,
-                path.display()
+                self.mounter.describe()
             );
         }
         let files = saturating_u32(writer.directory().len());
@@ -182,9 +175,9 @@ impl Drive {
         Ok((files, bytes))
     }
 
-    pub fn mount_for_read(&mut self, label: &str, path: &Path) -> Result<()> {
+    pub fn mount_for_read(&mut self, label: &str) -> Result<()> {
         self.unload_checked()?;
-        let dev = self.open(label, path, MountMode::Read)?;
+        let dev = self.open(label, MountMode::Read)?;
         let reader = TapeReader::open(dev);
         let reader = self
             .release_on_error(label, reader)
@@ -195,9 +188,9 @@ impl Drive {
             drop(reader);
             self.release(label);
             bail!(
-                "drive {}: the tape in {} is labelled {found}, expected {label}",
+                "drive {} ({}): the tape mounted as {label} is labelled {found}",
                 self.name,
-                path.display()
+                self.mounter.describe()
             );
         }
         self.mounted = Mounted::Reading {
@@ -387,34 +380,33 @@ mod tests {
     #[test]
     fn a_tape_is_written_appended_and_read_back_through_any_mounter() {
         let mut d = drive(None);
-        let p = Path::new("unused.tap");
-        assert_eq!(d.mount_for_write("T00001", p, Some(&new_tape())).unwrap(), (0, 0));
+        assert_eq!(d.mount_for_write("T00001", Some(&new_tape())).unwrap(), (0, 0));
         assert!(d.writing_empty_tape());
         let landed = write(&mut d, 0, 3000).unwrap();
         assert_eq!((landed.label.as_str(), landed.entry.seq), ("T00001", 0));
         let (label, files, _) = d.dismount().unwrap();
         assert_eq!((label.as_str(), files), ("T00001", 1));
         // The mounter was told: the same tape mounts again, to append.
-        assert_eq!(d.mount_for_write("T00001", p, None).unwrap().0, 1);
+        assert_eq!(d.mount_for_write("T00001", None).unwrap().0, 1);
         let file = write(&mut d, 1, 100).unwrap().entry.file_number;
-        d.mount_for_read("T00001", p).unwrap(); // finishes and unloads the written tape first
+        d.mount_for_read("T00001").unwrap(); // finishes and unloads the written tape first
         let mut out = Vec::new();
         let s = d.read_segment_into("T00001", file, 1 << 20, &mut out).unwrap();
         assert_eq!((s.header.abs_id, s.header.seq, s.data_bytes), (7, 1, 100));
         assert!(d.records_read() > 0);
         d.dismount().unwrap();
         // A failed mount leaves the drive empty and the mounter free.
-        let e = d.mount_for_read("NOPE01", p).unwrap_err();
+        let e = d.mount_for_read("NOPE01").unwrap_err();
         assert!(format!("{e:#}").contains("an in-memory tape labelled NOPE01"), "{e:#}");
         assert!(matches!(d.mounted, Mounted::Empty));
-        d.mount_for_read("T00001", p).unwrap();
+        d.mount_for_read("T00001").unwrap();
         assert!(d.time().busy + d.time().idle > Duration::ZERO);
     }
 
     #[test]
     fn a_full_tape_is_refused_then_finished_with_eov() {
         let mut d = drive(Some(Capacity::new(60_000, 30_000).unwrap()));
-        d.mount_for_write("T00002", Path::new("x"), Some(&new_tape())).unwrap();
+        d.mount_for_write("T00002", Some(&new_tape())).unwrap();
         let mut written = 0;
         while write(&mut d, written, 8000).is_ok() {
             written += 1;

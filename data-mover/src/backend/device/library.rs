@@ -437,7 +437,7 @@ impl Mounter for LibraryMounter {
         format!("drive {} of a directory library", self.drive)
     }
 
-    fn mount(&mut self, label: &str, _path: &Path, mode: MountMode) -> Result<Box<dyn TapeDrive>, DeviceError> {
+    fn mount(&mut self, label: &str, mode: MountMode) -> Result<Box<dyn TapeDrive>, DeviceError> {
         let mut lib = self.library.lock().map_err(|_| ChangerError::Io {
             changer: "directory library".into(),
             action: format!("locking it to mount {label}"),
@@ -553,11 +553,11 @@ mod tests {
         let (d, lib) = library(&["A"], &[]);
         let lib = Arc::new(Mutex::new(lib));
         let mut m = LibraryMounter::new(lib.clone(), 1, None);
-        let mut t = m.mount("NEW1", Path::new("ignored"), MountMode::Create).unwrap();
+        let mut t = m.mount("NEW1", MountMode::Create).unwrap();
         t.write_record(b"VOL1").unwrap();
         drop(t);
         assert_eq!(std::fs::metadata(d.path().join("lib/NEW1.tap")).unwrap().len(), 12);
-        let mut t = m.mount("A", Path::new("ignored"), MountMode::Read).unwrap();
+        let mut t = m.mount("A", MountMode::Read).unwrap();
         assert!(t.write_record(b"x").is_err());
         let inv = lib.lock().unwrap().inventory().unwrap();
         assert_eq!(inv.drives[1].volume.as_deref(), Some("A"));

@@ -4,7 +4,6 @@
 
 use std::collections::HashMap;
 use std::io::{self, Read, Seek, SeekFrom, Write};
-use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use proto::tape::block::{Capacity, SimhTape, TapeImage};
@@ -93,7 +92,7 @@ impl TapeImage for SharedImage {
 /// The in-memory drive: a SIMH tape over a shared in-memory image.
 pub type MemDrive = SimhTape<SharedImage>;
 
-/// Mounts in-memory tapes by label (the station's path is ignored), each
+/// Mounts in-memory tapes by label, each
 /// with the same capacity; remembers which one is mounted.
 #[derive(Debug, Default)]
 pub struct MemoryMounter {
@@ -122,7 +121,7 @@ impl Mounter for MemoryMounter {
         "in-memory tapes".to_string()
     }
 
-    fn mount(&mut self, label: &str, _path: &Path, mode: MountMode) -> Result<Box<dyn TapeDrive>, DeviceError> {
+    fn mount(&mut self, label: &str, mode: MountMode) -> Result<Box<dyn TapeDrive>, DeviceError> {
         if let Some(m) = &self.mounted {
             return Err(DeviceError::Busy {
                 device: self.describe(),
@@ -174,23 +173,22 @@ mod tests {
     #[test]
     fn a_tape_written_in_one_mount_is_read_in_the_next() {
         let mut m = MemoryMounter::new(None);
-        let p = Path::new("ignored");
-        let mut d = m.mount("T1", p, MountMode::Create).unwrap();
+        let mut d = m.mount("T1", MountMode::Create).unwrap();
         assert!(matches!(
-            m.mount("T2", p, MountMode::Create),
+            m.mount("T2", MountMode::Create),
             Err(DeviceError::Busy { .. })
         ));
         d.write_record(b"hello").unwrap();
         d.write_filemark().unwrap();
         drop(d);
         m.unmount("T1").unwrap();
-        let mut d = m.mount("T1", p, MountMode::Read).unwrap();
+        let mut d = m.mount("T1", MountMode::Read).unwrap();
         let mut buf = Vec::new();
         assert_eq!(d.read_block(&mut buf, 100).unwrap(), Block::Record(5));
         assert_eq!(buf, b"hello");
         assert_eq!(m.image("T1").unwrap().contents().len(), 5 + 1 + 8 + 4);
         m.unmount("T1").unwrap();
-        let e = m.mount("T9", p, MountMode::Append).err().unwrap().to_string();
+        let e = m.mount("T9", MountMode::Append).err().unwrap().to_string();
         assert!(e.contains("expected an in-memory tape labelled T9"), "{e}");
     }
 

@@ -298,9 +298,10 @@ pub enum DeviceError {
 pub trait Mounter: Send {
     /// The drive's device in logs (an image directory, `/dev/nst0`).
     fn describe(&self) -> String;
-    /// Bring tape `label` (which the station keeps at `path`) into the drive
-    /// and open it for `mode`.
-    fn mount(&mut self, label: &str, path: &Path, mode: MountMode) -> Result<Box<dyn TapeDrive>, DeviceError>;
+    /// Bring tape `label` into the drive and open it for `mode`. The
+    /// mounter alone knows where the tape is (its library's slot, its
+    /// image file): the station names tapes, never paths.
+    fn mount(&mut self, label: &str, mode: MountMode) -> Result<Box<dyn TapeDrive>, DeviceError>;
     /// The drive is done with tape `label` (its device was dropped).
     fn unmount(&mut self, label: &str) -> Result<(), DeviceError> {
         let _ = label;
@@ -309,8 +310,8 @@ pub trait Mounter: Send {
 }
 
 /// The mounters of a back-end's `drives` drives: SIMH images (no
-/// `devices`) of the `library` directory by label, or without one by the
-/// station's paths; or one SCSI tape device per drive, in
+/// `devices`) of the `library` directory by label (required then); or one
+/// SCSI tape device per drive, in
 /// order, with an optional `mtx` changer they share (feature `scsi`; drive
 /// *i* is the changer's Data Transfer Element *i*).
 pub fn drive_mounters(
@@ -327,13 +328,13 @@ pub fn drive_mounters(
                 found: format!("--changer {} and no --drive-device", c.display()),
             });
         }
-        let images = (0..drives).map(|_| {
-            let m = match library {
-                Some(dir) => simh::ImageMounter::in_library(dir, capacity),
-                None => simh::ImageMounter::new(capacity),
-            };
-            Box::new(m) as Box<dyn Mounter>
-        });
+        let Some(dir) = library else {
+            return Err(DeviceError::Config {
+                expected: "--library DIR: where the back-end keeps its tape images".into(),
+                found: format!("{drives} image drives and no --library"),
+            });
+        };
+        let images = (0..drives).map(|_| Box::new(simh::ImageMounter::in_library(dir, capacity)) as Box<dyn Mounter>);
         return Ok(images.collect());
     }
     if devices.len() != drives {

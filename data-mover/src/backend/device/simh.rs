@@ -1,7 +1,6 @@
 //! The SIMH image drive: a [`SimhTape`] is a [`TapeDrive`], and the
 //! [`ImageMounter`] mounts a tape by opening its image: `LABEL.tap` in the
-//! back-end's library directory, or without one the file the control
-//! station names.
+//! back-end's library directory (the station names tapes, never files).
 
 use std::path::{Path, PathBuf};
 
@@ -77,64 +76,45 @@ impl<F: TapeImage + Send> TapeDrive for SimhTape<F> {
     }
 }
 
-/// Mounts a tape by opening its SIMH image (in the library by label, or at
-/// the path the station gives), with the drive's tape capacity (and
-/// early-warning zone).
-#[derive(Debug, Clone, Default)]
+/// Mounts a tape by opening its SIMH image, `LABEL.tap` in the back-end's
+/// library directory, with the drive's tape capacity (and early-warning
+/// zone). Labels are checked (1 to 6 of A–Z 0–9), so a mount never opens
+/// or creates a file outside the library.
+#[derive(Debug, Clone)]
 pub struct ImageMounter {
     capacity: Option<Capacity>,
-    /// The back-end's library directory: images are `LABEL.tap` there,
-    /// whatever path the station names (None: the station's path).
-    library: Option<PathBuf>,
+    library: PathBuf,
 }
 
 impl ImageMounter {
-    /// Every image mounted gets `capacity` (None: unlimited); images are
-    /// where the station says.
-    pub fn new(capacity: Option<Capacity>) -> ImageMounter {
-        ImageMounter {
-            capacity,
-            library: None,
-        }
-    }
-    /// Images are `LABEL.tap` in `library` (labels checked: 1 to 6 of A–Z
-    /// 0–9), so a mount never opens or creates a file outside it.
+    /// Images are `LABEL.tap` in `library`; each mounted gets `capacity`
+    /// (None: unlimited).
     pub fn in_library(library: &Path, capacity: Option<Capacity>) -> ImageMounter {
         ImageMounter {
             capacity,
-            library: Some(library.to_path_buf()),
+            library: library.to_path_buf(),
         }
     }
 }
 
 impl Mounter for ImageMounter {
     fn describe(&self) -> String {
-        "SIMH tape images".to_string()
+        format!("SIMH tape images in {}", self.library.display())
     }
 
-    fn mount(&mut self, label: &str, path: &Path, mode: MountMode) -> Result<Box<dyn TapeDrive>, DeviceError> {
-        let in_library;
-        let path = match &self.library {
-            None => path,
-            Some(dir) => {
-                check_label(label).map_err(|source| DeviceError::Tape {
-                    action: format!("mounting tape {label:?}"),
-                    source,
-                })?;
-                if mode == MountMode::Create {
-                    let action = format!("creating the library directory {}", dir.display());
-                    std::fs::create_dir_all(dir).map_err(|e| DeviceError::Tape {
-                        source: super::io_error(Position::default(), action.clone(), e),
-                        action,
-                    })?;
-                }
-                in_library = dir.join(format!("{label}.tap"));
-                if in_library != path {
-                    tracing::debug!(%label, station = %path.display(), image = %in_library.display(), "mounting the library's image");
-                }
-                in_library.as_path()
-            }
-        };
+    fn mount(&mut self, label: &str, mode: MountMode) -> Result<Box<dyn TapeDrive>, DeviceError> {
+        check_label(label).map_err(|source| DeviceError::Tape {
+            action: format!("mounting tape {label:?}"),
+            source,
+        })?;
+        if mode == MountMode::Create {
+            let action = format!("creating the library directory {}", self.library.display());
+            std::fs::create_dir_all(&self.library).map_err(|e| DeviceError::Tape {
+                source: super::io_error(Position::default(), action.clone(), e),
+                action,
+            })?;
+        }
+        let path = &self.library.join(format!("{label}.tap"));
         let action = match mode {
             MountMode::Create => format!("creating tape image {} for {label}", path.display()),
             MountMode::Append | MountMode::Read => format!("opening tape image {} of {label}", path.display()),
@@ -215,41 +195,38 @@ mod tests {
     }
 
     #[test]
-    fn the_image_mounter_opens_the_path_the_station_names() {
+    fn the_image_mounter_opens_label_images_with_the_drive_s_capacity() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("DM0001.tap");
-        let mut m = ImageMounter::new(Some(Capacity::new(1000, 100).unwrap()));
-        let e = m.mount("DM0001", &path, MountMode::Read).err().unwrap().to_string();
+        let mut m = ImageMounter::in_library(dir.path(), Some(Capacity::new(1000, 100).unwrap()));
+        let e = m.mount("DM0001", MountMode::Read).err().unwrap().to_string();
         assert!(
             e.contains("opening tape image") && e.contains("DM0001.tap of DM0001"),
             "{e}"
         );
-        let mut d = m.mount("DM0001", &path, MountMode::Create).unwrap();
+        let mut d = m.mount("DM0001", MountMode::Create).unwrap();
         d.write_record(b"VOL1").unwrap();
         assert_eq!(d.early_warning_left(), Some(900 - 12));
         drop(d);
-        let mut d = m.mount("DM0001", &path, MountMode::Read).unwrap();
+        let mut d = m.mount("DM0001", MountMode::Read).unwrap();
         assert!(d.status().unwrap().write_protected);
         assert!(d.write_record(b"x").is_err());
-        assert_eq!(std::fs::metadata(&path).unwrap().len(), 12);
+        assert_eq!(std::fs::metadata(dir.path().join("DM0001.tap")).unwrap().len(), 12);
     }
 
     #[test]
     fn the_library_image_mounter_opens_only_label_images_in_its_library() {
         let dir = tempfile::tempdir().unwrap();
-        let (lib, elsewhere) = (dir.path().join("lib"), dir.path().join("elsewhere.tap"));
-        std::fs::create_dir_all(&lib).unwrap();
+        let lib = dir.path().join("lib");
         let mut m = ImageMounter::in_library(&lib, None);
-        let mut d = m.mount("DM0001", &elsewhere, MountMode::Create).unwrap();
+        let mut d = m.mount("DM0001", MountMode::Create).unwrap();
         d.write_record(b"VOL1").unwrap();
         drop(d);
-        assert!(!elsewhere.exists(), "the station's path is not written");
         assert_eq!(std::fs::metadata(lib.join("DM0001.tap")).unwrap().len(), 12);
         for bad in ["../x", "/etc/x", "", "dm0001", "TOOLONG7", "A.B"] {
-            let e = m.mount(bad, &elsewhere, MountMode::Create).err().unwrap().to_string();
+            let e = m.mount(bad, MountMode::Create).err().unwrap().to_string();
             assert!(e.contains("tape label"), "{bad:?}: {e}");
         }
         assert_eq!(std::fs::read_dir(&lib).unwrap().count(), 1);
-        assert!(!elsewhere.exists());
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "nothing written outside the library");
     }
 }

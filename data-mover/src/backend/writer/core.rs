@@ -81,7 +81,6 @@ pub struct FullTape {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NextTape {
     pub label: String,
-    pub path: String,
     pub new: NewTape,
 }
 

@@ -235,8 +235,7 @@ impl Model {
                     sequence: self.tapes,
                     block_size: 4096,
                 };
-                let path = format!("{label}.tap");
-                Event::Answered(Ok(NextTape { label, path, new }))
+                Event::Answered(Ok(NextTape { label, new }))
             }
             Outstanding::Mount(label) if choice.is_multiple_of(8) => {
                 self.named = None;

@@ -19,7 +19,6 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
-use std::path::Path;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -300,11 +299,7 @@ impl Shell {
         Box::pin(async move {
             let label = full.label;
             let answer = match station.ask(req).await {
-                Ok(StationReply::NextTape { tape_label, path, new }) => Ok(NextTape {
-                    label: tape_label,
-                    path,
-                    new,
-                }),
+                Ok(StationReply::NextTape { tape_label, new }) => Ok(NextTape { label: tape_label, new }),
                 Ok(StationReply::Error(failure)) => Err(format!("no tape continues {label}: {failure}")),
                 Ok(other) => Err(AnswerError {
                     drive,
@@ -324,7 +319,7 @@ impl Shell {
         blocking(
             move || {
                 let mounted = lock(&drive, &name)
-                    .and_then(|mut d| d.mount_for_write(&next.label, Path::new(&next.path), Some(&next.new)));
+                    .and_then(|mut d| d.mount_for_write(&next.label, Some(&next.new)));
                 match mounted {
                     Ok(_) => {
                         tracing::info!(drive = %name, full = %full, next = %next.label, sequence = next.new.sequence, "media set continues");

@@ -77,7 +77,6 @@ fn full_tape() -> FullTape {
 fn next_tape(label: &str) -> NextTape {
     NextTape {
         label: label.into(),
-        path: format!("/tapes/{label}.tap"),
         new: NewTape {
             pool: "default".into(),
             media_set: proto::domain::MediaSetId::new(1),
@@ -435,7 +434,7 @@ mod shell {
         let spec = DriveSpec { capacity, speed: None };
         let mut drive = Drive::with_mounter("d0", spec, Box::new(MemoryMounter::new(capacity)));
         drive
-            .mount_for_write("T1", Path::new("x"), Some(&new_tape(1)))
+            .mount_for_write("T1", Some(&new_tape(1)))
             .expect("mount");
         let drive = Arc::new(Mutex::new(drive));
         let station = Arc::new(FakeStation::default());
@@ -461,7 +460,6 @@ mod shell {
     async fn a_full_tape_continues_on_the_station_s_next_tape() {
         let next = |n: u32| StationReply::NextTape {
             tape_label: format!("T{n}"),
-            path: "y".into(),
             new: new_tape(n),
         };
         let (out, station) = run(vec![next(2), next(3), next(4)], 8).await;

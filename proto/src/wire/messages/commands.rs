@@ -8,20 +8,17 @@ use super::*;
 /// Commands from the control station to movers and primary nodes.
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
 pub enum Command {
-    /// Back-end: load a tape image into a drive for writing. `new` is set
-    /// for a scratch tape, which gets labelled; otherwise it is appended to.
+    /// Back-end: load tape `tape_label` into a drive for writing. `new` is
+    /// set for a scratch tape, which gets labelled; otherwise it is
+    /// appended to. Only the label travels: the back-end finds the tape in
+    /// its own library (it decides where its images live).
     MountForWrite {
         drive: String,
         tape_label: String,
-        path: String,
         new: Option<NewTape>,
     },
-    /// Back-end: load a tape image into a drive for reading.
-    MountForRead {
-        drive: String,
-        tape_label: String,
-        path: String,
-    },
+    /// Back-end: load tape `tape_label` into a drive for reading.
+    MountForRead { drive: String, tape_label: String },
     /// Back-end: finish (if written) and unload the tape in a drive.
     Dismount { drive: String },
     /// Front-end: accept the track stream of a backup channel and accumulate it.

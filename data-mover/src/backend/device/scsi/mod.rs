@@ -88,7 +88,7 @@ impl<S: sys::Syscalls + Clone + 'static> Mounter for ScsiMounter<S> {
         format!("SCSI tape drive {}", self.device.display())
     }
 
-    fn mount(&mut self, label: &str, _path: &Path, mode: MountMode) -> Result<Box<dyn TapeDrive>, DeviceError> {
+    fn mount(&mut self, label: &str, mode: MountMode) -> Result<Box<dyn TapeDrive>, DeviceError> {
         self.with_changer(&format!("loading {label}"), |ch, drive| load_volume(ch, label, drive))?;
         let drive = ScsiDrive::open(self.sys.clone(), &self.device, mode != MountMode::Read).map_err(|source| {
             DeviceError::Tape {

@@ -377,14 +377,14 @@ fn the_mounter_loads_by_volume_tag_and_ejects_and_unloads_at_unmount() {
         drive: 0,
     };
     let mut m = ScsiMounter::new(fake.clone(), Path::new(DEV), Some(slot));
-    let mut d = m.mount("DM0002", Path::new("/ignored.tap"), MountMode::Create).unwrap();
+    let mut d = m.mount("DM0002", MountMode::Create).unwrap();
     d.write_record(b"VOL1").unwrap();
     drop(d);
     m.unmount("DM0002").unwrap();
     assert_eq!(changer.lock().unwrap().calls, ["load 2 0", "unload 0 2"]);
     assert!(fake.tape().calls.iter().any(|c| c == "MTOFFL 1"));
     let e = m
-        .mount("DM0404", Path::new("/x"), MountMode::Read)
+        .mount("DM0404", MountMode::Read)
         .err()
         .unwrap()
         .to_string();
@@ -392,7 +392,7 @@ fn the_mounter_loads_by_volume_tag_and_ejects_and_unloads_at_unmount() {
     // Without a changer: the drive holds what the operator loaded.
     fake.tape().loaded = true;
     let mut m = ScsiMounter::new(fake.clone(), Path::new(DEV), None);
-    let d = m.mount("DM0002", Path::new("/x"), MountMode::Read).unwrap();
+    let d = m.mount("DM0002", MountMode::Read).unwrap();
     drop(d);
     m.unmount("DM0002").unwrap();
     assert!(fake.tape().loaded);
