@@ -328,6 +328,9 @@ pub fn drive_mounters(
                 found: format!("--changer {} and no --drive-device", c.display()),
             });
         }
+        if drives == 0 {
+            return Ok(Vec::new()); // a front-end
+        }
         let Some(dir) = library else {
             return Err(DeviceError::Config {
                 expected: "--library DIR: where the back-end keeps its tape images".into(),
@@ -386,5 +389,36 @@ pub(crate) fn corrupt(
         what: what.into(),
         expected: expected.into(),
         found: found.into(),
+    }
+}
+
+#[cfg(test)]
+mod drive_config_tests {
+    use super::*;
+
+    fn config_error(r: Result<Vec<Box<dyn Mounter>>, DeviceError>) -> String {
+        match r {
+            Err(e @ DeviceError::Config { .. }) => e.to_string(),
+            Err(e) => panic!("expected a configuration error, got {e}"),
+            Ok(m) => panic!("expected a configuration error, got {} mounters", m.len()),
+        }
+    }
+
+    #[test]
+    fn image_drives_live_in_the_back_end_s_library_and_nowhere_else() {
+        let dir = tempfile::tempdir().unwrap();
+        // A front-end has no drives and needs no library.
+        assert!(drive_mounters(0, &[], None, None, None).unwrap().is_empty());
+        // Image drives without a library are refused: nobody else may say
+        // where the back-end writes.
+        let e = config_error(drive_mounters(2, &[], None, None, None));
+        assert!(e.contains("--library DIR") && e.contains("2 image drives"), "{e}");
+        let mut m = drive_mounters(2, &[], None, None, Some(dir.path())).unwrap();
+        assert_eq!(m.len(), 2);
+        assert!(m[0].describe().contains(&dir.path().display().to_string()));
+        m[1].mount("DM0001", MountMode::Create).unwrap();
+        assert!(dir.path().join("DM0001.tap").exists());
+        let e = config_error(drive_mounters(1, &[], Some(Path::new("/dev/sg9")), None, Some(dir.path())));
+        assert!(e.contains("--changer"), "{e}");
     }
 }

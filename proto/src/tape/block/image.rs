@@ -21,21 +21,15 @@ impl TapeImage for File {
     }
 }
 
-impl TapeImage for Cursor<Vec<u8>> {
+/// An image in memory: a `Vec<u8>`, owned or borrowed.
+impl<V> TapeImage for Cursor<V>
+where
+    V: AsMut<Vec<u8>>,
+    Cursor<V>: Read + Write + Seek,
+{
     fn truncate_to(&mut self, len: u64) -> io::Result<()> {
         let len = usize::try_from(len).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "length too large"))?;
-        self.get_mut().truncate(len);
-        Ok(())
-    }
-    fn sync_image(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl TapeImage for Cursor<&mut Vec<u8>> {
-    fn truncate_to(&mut self, len: u64) -> io::Result<()> {
-        let len = usize::try_from(len).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "length too large"))?;
-        self.get_mut().truncate(len);
+        self.get_mut().as_mut().truncate(len);
         Ok(())
     }
     fn sync_image(&mut self) -> io::Result<()> {

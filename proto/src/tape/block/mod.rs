@@ -98,98 +98,58 @@ pub trait BlockDevice {
     }
 }
 
-impl<D: BlockDevice + ?Sized> BlockDevice for &mut D {
-    fn write_record(&mut self, data: &[u8]) -> Result<(), TapeError> {
-        (**self).write_record(data)
-    }
-    fn write_filemark(&mut self) -> Result<(), TapeError> {
-        (**self).write_filemark()
-    }
-    fn read_block(&mut self, buf: &mut Vec<u8>, max_len: usize) -> Result<Block, TapeError> {
-        (**self).read_block(buf, max_len)
-    }
-    fn skip_block(&mut self) -> Result<Block, TapeError> {
-        (**self).skip_block()
-    }
-    fn rewind(&mut self) -> Result<(), TapeError> {
-        (**self).rewind()
-    }
-    fn locate_file(&mut self, file: u32) -> Result<(), TapeError> {
-        (**self).locate_file(file)
-    }
-    fn sync(&mut self) -> Result<(), TapeError> {
-        (**self).sync()
-    }
-    fn position(&self) -> Position {
-        (**self).position()
-    }
-    fn records_read(&self) -> u64 {
-        (**self).records_read()
-    }
-    fn record_cost(&self, len: usize) -> u64 {
-        (**self).record_cost(len)
-    }
-    fn filemark_cost(&self) -> u64 {
-        (**self).filemark_cost()
-    }
-    fn capacity_left(&self) -> Option<u64> {
-        (**self).capacity_left()
-    }
-    fn early_warning_left(&self) -> Option<u64> {
-        (**self).early_warning_left()
-    }
-    fn early_warning(&self) -> bool {
-        (**self).early_warning()
-    }
-    fn erase_to_end(&mut self) -> Result<(), TapeError> {
-        (**self).erase_to_end()
-    }
+/// A reference to or a box of a device is that device: every method is
+/// forwarded to `**self`.
+macro_rules! forward_block_device {
+    ($($wrapper:ty),*) => {$(
+        impl<D: BlockDevice + ?Sized> BlockDevice for $wrapper {
+            fn write_record(&mut self, data: &[u8]) -> Result<(), TapeError> {
+                (**self).write_record(data)
+            }
+            fn write_filemark(&mut self) -> Result<(), TapeError> {
+                (**self).write_filemark()
+            }
+            fn read_block(&mut self, buf: &mut Vec<u8>, max_len: usize) -> Result<Block, TapeError> {
+                (**self).read_block(buf, max_len)
+            }
+            fn skip_block(&mut self) -> Result<Block, TapeError> {
+                (**self).skip_block()
+            }
+            fn rewind(&mut self) -> Result<(), TapeError> {
+                (**self).rewind()
+            }
+            fn locate_file(&mut self, file: u32) -> Result<(), TapeError> {
+                (**self).locate_file(file)
+            }
+            fn sync(&mut self) -> Result<(), TapeError> {
+                (**self).sync()
+            }
+            fn position(&self) -> Position {
+                (**self).position()
+            }
+            fn records_read(&self) -> u64 {
+                (**self).records_read()
+            }
+            fn record_cost(&self, len: usize) -> u64 {
+                (**self).record_cost(len)
+            }
+            fn filemark_cost(&self) -> u64 {
+                (**self).filemark_cost()
+            }
+            fn capacity_left(&self) -> Option<u64> {
+                (**self).capacity_left()
+            }
+            fn early_warning_left(&self) -> Option<u64> {
+                (**self).early_warning_left()
+            }
+            fn early_warning(&self) -> bool {
+                (**self).early_warning()
+            }
+            fn erase_to_end(&mut self) -> Result<(), TapeError> {
+                (**self).erase_to_end()
+            }
+        }
+    )*};
 }
 
-impl<D: BlockDevice + ?Sized> BlockDevice for Box<D> {
-    fn write_record(&mut self, data: &[u8]) -> Result<(), TapeError> {
-        (**self).write_record(data)
-    }
-    fn write_filemark(&mut self) -> Result<(), TapeError> {
-        (**self).write_filemark()
-    }
-    fn read_block(&mut self, buf: &mut Vec<u8>, max_len: usize) -> Result<Block, TapeError> {
-        (**self).read_block(buf, max_len)
-    }
-    fn skip_block(&mut self) -> Result<Block, TapeError> {
-        (**self).skip_block()
-    }
-    fn rewind(&mut self) -> Result<(), TapeError> {
-        (**self).rewind()
-    }
-    fn locate_file(&mut self, file: u32) -> Result<(), TapeError> {
-        (**self).locate_file(file)
-    }
-    fn sync(&mut self) -> Result<(), TapeError> {
-        (**self).sync()
-    }
-    fn position(&self) -> Position {
-        (**self).position()
-    }
-    fn records_read(&self) -> u64 {
-        (**self).records_read()
-    }
-    fn record_cost(&self, len: usize) -> u64 {
-        (**self).record_cost(len)
-    }
-    fn filemark_cost(&self) -> u64 {
-        (**self).filemark_cost()
-    }
-    fn capacity_left(&self) -> Option<u64> {
-        (**self).capacity_left()
-    }
-    fn early_warning_left(&self) -> Option<u64> {
-        (**self).early_warning_left()
-    }
-    fn early_warning(&self) -> bool {
-        (**self).early_warning()
-    }
-    fn erase_to_end(&mut self) -> Result<(), TapeError> {
-        (**self).erase_to_end()
-    }
-}
+forward_block_device!(&mut D, Box<D>);
