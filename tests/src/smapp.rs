@@ -50,18 +50,7 @@ impl Cluster {
     /// [`Cluster::smapp`] with the certificate of `as_name` (e.g. `operator`).
     pub fn smapp_json_as(&self, as_name: &str, args: &[&str]) -> Result<Vec<serde_json::Value>> {
         let out = self.smapp_as(as_name, args)?;
-        if !out.status.success() {
-            bail!(
-                "smapp {} failed: {}",
-                args.join(" "),
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-        }
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter(|l| l.starts_with('{'))
-            .map(|l| serde_json::from_str(l).with_context(|| format!("parsing {l:?}")))
-            .collect()
+        json_lines(&out, || format!("smapp {}", args.join(" ")))
     }
 
     /// `smapp --json tape inspect` of a tape in the library: one object per tape file.
@@ -71,17 +60,19 @@ impl Cluster {
             .args(["--json", "tape", "inspect"])
             .arg(&image)
             .output()?;
-        if !out.status.success() {
-            bail!(
-                "smapp tape inspect {} failed: {}",
-                image.display(),
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-        }
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter(|l| l.starts_with('{'))
-            .map(|l| serde_json::from_str(l).with_context(|| format!("parsing {l:?}")))
-            .collect()
+        json_lines(&out, || format!("smapp tape inspect {}", image.display()))
     }
+}
+
+/// The JSON objects (one per line) a successful `smapp --json` printed;
+/// its stderr in the error when it failed.
+fn json_lines(out: &std::process::Output, what: impl Fn() -> String) -> Result<Vec<serde_json::Value>> {
+    if !out.status.success() {
+        bail!("{} failed: {}", what(), String::from_utf8_lossy(&out.stderr).trim());
+    }
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).with_context(|| format!("parsing {l:?}")))
+        .collect()
 }

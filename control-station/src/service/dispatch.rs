@@ -116,12 +116,8 @@ pub(super) async fn dispatch(
             return;
         }
         R::Restore { abs_id, target, drives } => {
-            let req = restore::RestoreRequest {
-                wanted: restore::Wanted::Abs(abs_id),
-                target,
-                drives,
-            };
-            restore::run(st, &peer, req, send).await;
+            let wanted = restore::Wanted::Abs(abs_id);
+            restore::run(st, &peer, restore::RestoreRequest { wanted, target, drives }, send).await;
             return;
         }
         R::RestoreAt {
@@ -136,8 +132,7 @@ pub(super) async fn dispatch(
                 object_name,
                 at_unix_ms,
             };
-            let req = restore::RestoreRequest { wanted, target, drives };
-            restore::run(st, &peer, req, send).await;
+            restore::run(st, &peer, restore::RestoreRequest { wanted, target, drives }, send).await;
             return;
         }
         R::Merge {

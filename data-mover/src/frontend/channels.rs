@@ -180,33 +180,10 @@ impl Channels {
 
 #[cfg(test)]
 mod tests {
-    use proto::domain::AbsId;
-
     use super::*;
 
     fn backup(id: u64, primary: &str) -> BackupChannel {
-        BackupChannel {
-            channel_id: ChannelId::new(id),
-            abs_id: AbsId::new(id + 100),
-            object_name: "obj".into(),
-            back_end: proto::wire::PeerAddr {
-                name: "be1".into(),
-                address: "127.0.0.1:1".into(),
-                boot: 7,
-            },
-            drives: vec!["drive0".into()],
-            map: proto::abs::AbsMap {
-                volumes: Vec::new(),
-                extents: Vec::new(),
-                object_size: 0,
-            },
-            track_set: proto::abs::TrackSet::default(),
-            base_abs_id: None,
-            merged_from_abs_id: None,
-            created_unix: 1,
-            primary: primary.into(),
-            token: [3; 16],
-        }
+        crate::frontend::test_fixtures::backup_channel(id, id + 100, primary)
     }
 
     #[tokio::test]

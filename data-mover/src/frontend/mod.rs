@@ -24,4 +24,6 @@ pub mod resume;
 pub mod running;
 pub mod staged;
 pub mod store;
+#[cfg(test)]
+mod test_fixtures;
 pub mod upload;

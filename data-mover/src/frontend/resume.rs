@@ -321,7 +321,6 @@ mod tests {
     use crate::frontend::store::FileSpool;
     use crate::spool::SpoolDir;
     use proptest::prelude::*;
-    use proto::domain::ChannelId;
 
     fn entry(seq: u32, frames: u64) -> JournalEntry {
         JournalEntry {
@@ -376,28 +375,8 @@ mod tests {
     fn the_channel_file_round_trips_and_damage_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let spool = file_spool(dir.path());
-        let ch = BackupChannel {
-            channel_id: ChannelId::new(9),
-            abs_id: AbsId::new(4),
-            object_name: "obj".into(),
-            back_end: proto::wire::PeerAddr {
-                name: "be1".into(),
-                address: "127.0.0.1:1".into(),
-                boot: 7,
-            },
-            drives: vec!["drive0".into()],
-            map: proto::abs::AbsMap {
-                volumes: Vec::new(),
-                extents: Vec::new(),
-                object_size: 0,
-            },
-            track_set: proto::abs::TrackSet::default(),
-            base_abs_id: None,
-            merged_from_abs_id: None,
-            created_unix: 1,
-            primary: "pn1".into(),
-            token: [3; 16],
-        };
+        let ch = crate::frontend::test_fixtures::backup_channel(9, 4, "pn1");
+
         save_channel(&spool, &ch).unwrap();
         assert_eq!(load_channel(&spool, AbsId::new(4)).unwrap(), ch);
         let recovered = recover(&spool);

@@ -418,7 +418,13 @@ mod drive_config_tests {
         assert!(m[0].describe().contains(&dir.path().display().to_string()));
         m[1].mount("DM0001", MountMode::Create).unwrap();
         assert!(dir.path().join("DM0001.tap").exists());
-        let e = config_error(drive_mounters(1, &[], Some(Path::new("/dev/sg9")), None, Some(dir.path())));
+        let e = config_error(drive_mounters(
+            1,
+            &[],
+            Some(Path::new("/dev/sg9")),
+            None,
+            Some(dir.path()),
+        ));
         assert!(e.contains("--changer"), "{e}");
     }
 }

@@ -227,6 +227,10 @@ mod tests {
             assert!(e.contains("tape label"), "{bad:?}: {e}");
         }
         assert_eq!(std::fs::read_dir(&lib).unwrap().count(), 1);
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "nothing written outside the library");
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "nothing written outside the library"
+        );
     }
 }

@@ -318,8 +318,7 @@ impl Shell {
         let (drive, name) = (self.drive.clone(), self.name.clone());
         blocking(
             move || {
-                let mounted = lock(&drive, &name)
-                    .and_then(|mut d| d.mount_for_write(&next.label, Some(&next.new)));
+                let mounted = lock(&drive, &name).and_then(|mut d| d.mount_for_write(&next.label, Some(&next.new)));
                 match mounted {
                     Ok(_) => {
                         tracing::info!(drive = %name, full = %full, next = %next.label, sequence = next.new.sequence, "media set continues");

@@ -433,9 +433,7 @@ mod shell {
         let capacity = Some(Capacity::new(60_000, 30_000).expect("capacity"));
         let spec = DriveSpec { capacity, speed: None };
         let mut drive = Drive::with_mounter("d0", spec, Box::new(MemoryMounter::new(capacity)));
-        drive
-            .mount_for_write("T1", Some(&new_tape(1)))
-            .expect("mount");
+        drive.mount_for_write("T1", Some(&new_tape(1))).expect("mount");
         let drive = Arc::new(Mutex::new(drive));
         let station = Arc::new(FakeStation::default());
         station.answers.lock().expect("lock").extend(answers);

@@ -239,7 +239,10 @@ pub enum StationReply {
     /// The station's own health (see [`StationRequest::Health`]).
     Health(HealthInfo),
     /// The tape that continues a media set (see [`StationRequest::TapeFull`]).
-    NextTape { tape_label: String, new: NewTape },
+    NextTape {
+        tape_label: String,
+        new: NewTape,
+    },
     Event(ChannelEvent),
     Abs(Vec<AbsInfo>),
     Tapes(Vec<TapeInfo>),

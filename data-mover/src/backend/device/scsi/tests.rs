@@ -383,11 +383,7 @@ fn the_mounter_loads_by_volume_tag_and_ejects_and_unloads_at_unmount() {
     m.unmount("DM0002").unwrap();
     assert_eq!(changer.lock().unwrap().calls, ["load 2 0", "unload 0 2"]);
     assert!(fake.tape().calls.iter().any(|c| c == "MTOFFL 1"));
-    let e = m
-        .mount("DM0404", MountMode::Read)
-        .err()
-        .unwrap()
-        .to_string();
+    let e = m.mount("DM0404", MountMode::Read).err().unwrap().to_string();
     assert!(e.contains("no cartridge with volume tag \"DM0404\""), "{e}");
     // Without a changer: the drive holds what the operator loaded.
     fake.tape().loaded = true;
