@@ -26,6 +26,8 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --release --workspace --all-targets -- -D warnings
+echo "== unused dependencies"
+cargo run --release --quiet -p dmc-tests --bin dmc-unused-deps
 echo "== cargo build"
 cargo build --release --workspace --all-targets
 echo "== cargo test"
