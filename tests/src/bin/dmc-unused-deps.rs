@@ -4,9 +4,9 @@
 //! rustc's `unused_crate_dependencies` lint speaks per target (a library,
 //! each binary, each test), so it cannot be denied in the manifests: a
 //! dependency only the binary uses is "unused" in the library. This runs
-//! `cargo check` twice with the lint on (normal builds: libraries and
-//! binaries; test builds: unit tests, integration tests, benches) in its
-//! own target directory, and reports a dependency only when **every**
+//! `cargo clippy` twice with the lint on (normal builds: libraries and
+//! binaries; test builds: unit tests, integration tests, benches), and
+//! reports a dependency only when **every**
 //! target that receives it says it is unused: a normal dependency is seen
 //! by all builds, a dev-dependency by the test builds only.
 //!
@@ -19,26 +19,28 @@ use std::process::{Command, ExitCode};
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
 
-/// Unused extern crates per target name, for one `cargo check` run.
+/// Unused extern crates per target name, for one `cargo clippy` run.
 type Flags = BTreeMap<(String, String), BTreeSet<String>>;
 
 fn cargo() -> Command {
     Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
 }
 
-/// `cargo check ARGS` with the lint on: the targets each package built,
+/// `cargo clippy ARGS` with the lint on: the targets each package built,
 /// and what each target left unused.
 fn check(args: &[&str]) -> Result<(BTreeMap<String, BTreeSet<String>>, Flags)> {
+    // Through clippy: lint flags after `--` reach only the workspace's
+    // crates, so the dependencies the lint step already checked are reused
+    // (RUSTFLAGS would rebuild every one of them).
     let out = cargo()
-        .args(["check", "--release", "--workspace", "--message-format=json", "--quiet"])
+        .args(["clippy", "--release", "--workspace", "--message-format=json", "--quiet"])
         .args(args)
-        .env("RUSTFLAGS", "-W unused_crate_dependencies")
-        .env("CARGO_TARGET_DIR", "target/unused-deps")
+        .args(["--", "-W", "unused_crate_dependencies"])
         .output()
-        .context("running cargo check")?;
+        .context("running cargo clippy")?;
     if !out.status.success() {
         bail!(
-            "cargo check {} failed:\n{}",
+            "cargo clippy {} failed:\n{}",
             args.join(" "),
             String::from_utf8_lossy(&out.stderr)
         );
