@@ -33,7 +33,8 @@ enum Cmd {
         /// Directory of the virtual tape library (tape images).
         #[arg(long)]
         library: PathBuf,
-        /// Pool new backups write to.
+        /// Primary pool backups write to unless they name one (created
+        /// when missing).
         #[arg(long, default_value = "default")]
         pool: String,
         /// Record size of new tapes, bytes.
@@ -224,6 +225,10 @@ async fn main_async() -> Result<()> {
             let catalog = Catalog::connect_with_patience(&database_url, Duration::from_secs(catalog_patience))
                 .await
                 .context("connecting to the catalog database")?;
+            catalog
+                .ensure_primary_pool(&pool)
+                .await
+                .with_context(|| format!("the default pool --pool {pool}"))?;
             let cfg = StationConfig {
                 listen,
                 library,

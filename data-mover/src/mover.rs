@@ -357,6 +357,24 @@ async fn exec(mover: &Arc<Mover>, cmd: Command) -> Result<CommandReply> {
             commands::mount_for_read(be, &drive, tape_label)
         }
         Command::Dismount { drive } if mover.is_back_end() => commands::dismount(be, &drive),
+        Command::CopySegment {
+            read_drive,
+            write_drive,
+            abs_id,
+            object_name,
+            source,
+        } if mover.is_back_end() => {
+            crate::backend::copy::copy_segment(be, &read_drive, &write_drive, abs_id, object_name, &source).await
+        }
+        Command::ReadMetadata {
+            drive,
+            tape_label,
+            tape_file,
+            abs_id,
+        } if mover.is_back_end() => crate::backend::copy::read_metadata(be, &drive, &tape_label, tape_file, abs_id),
+        Command::WriteMetadata { drive, metadata } if mover.is_back_end() => {
+            crate::backend::copy::write_metadata(be, &drive, &metadata).await
+        }
         cmd if mover.is_back_end() && crate::backend::library_ops::is_library_command(&cmd) => {
             Ok(tokio::task::block_in_place(|| {
                 crate::backend::library_ops::serve(&mover.cfg.name, mover.cfg.library.as_deref(), &cmd)

@@ -198,6 +198,11 @@ impl SpoolDir {
         self.dir.join("incoming").join(format!("abs-{abs_id}-seg-{seq:06}"))
     }
 
+    /// A segment read from one tape on its way to another (a pool backup).
+    pub fn copying(&self, abs_id: AbsId, seq: SegmentSeq) -> PathBuf {
+        self.dir.join("copying").join(format!("abs-{abs_id}-seg-{seq:06}"))
+    }
+
     /// The file of a pairing token, if `name` is a token name
     /// (`.pair-` and 32 lower-case hex digits); anything else, e.g. a path,
     /// is refused.
@@ -205,10 +210,10 @@ impl SpoolDir {
         valid_token_name(name).then(|| self.dir.join(name))
     }
 
-    /// Back-end start: restore placements and received segments of the
-    /// previous run.
+    /// Back-end start: restore placements, received segments and segments
+    /// being copied of the previous run.
     pub fn discard_back_end_leftovers(&self) {
-        self.discard(|name| name.starts_with("restore-") || name == "incoming");
+        self.discard(|name| name.starts_with("restore-") || name == "incoming" || name == "copying");
     }
 
     /// Front-end start: pairing tokens of the previous run.

@@ -97,7 +97,7 @@ impl Client {
                 Some(StationReply::Event(ev)) => {
                     on_event(&ev);
                     match ev {
-                        ChannelEvent::Finished { .. } => return Ok(ev),
+                        ChannelEvent::Finished { .. } | ChannelEvent::Copied { .. } => return Ok(ev),
                         ChannelEvent::Accepted { .. } if until_accepted => return Ok(ev),
                         ChannelEvent::Failed(failure) => return Err(failure.into()),
                         _ => {}

@@ -47,6 +47,19 @@ impl Cluster {
         self.smapp_json_as("operator", args)
     }
 
+    /// The operator's `smapp ARGS`, which must fail with `code`: its error
+    /// output.
+    pub fn operator_fails(&self, args: &[&str], code: proto::domain::FailureCode) -> String {
+        let out = self.smapp_as("operator", args).expect("running smapp");
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(
+            out.status.code(),
+            Some(i32::from(code.exit_status())),
+            "{args:?}: {err}"
+        );
+        err
+    }
+
     /// [`Cluster::smapp`] with the certificate of `as_name` (e.g. `operator`).
     pub fn smapp_json_as(&self, as_name: &str, args: &[&str]) -> Result<Vec<serde_json::Value>> {
         let out = self.smapp_as(as_name, args)?;

@@ -8,12 +8,19 @@ use control_station::channel::{ChannelKind, ChannelState};
 use dmc_tests::pg::TestDb;
 use proto::abs::{AbsMap, Geometry, MapExtent, VolumeRef};
 use proto::domain::{
-    AbsId, AbsKind, AbsState, ChannelId, Level, MapId, MediaSetId, MoverId, MoverRole, MoverState, NodeId, SegmentSeq,
-    TapeId, TapeLocation, TapeState,
+    AbsId, AbsKind, AbsState, ChannelId, Level, MapId, MediaSetId, MoverId, MoverRole, MoverState, NodeId, PoolKind,
+    SegmentSeq, TapeId, TapeLocation, TapeState,
 };
 
+/// A migrated catalog with the primary pools these tests write to.
 async fn catalog(db: &TestDb) -> Catalog {
-    Catalog::connect(db.url()).await.expect("connect and migrate")
+    let cat = Catalog::connect(db.url()).await.expect("connect and migrate");
+    for pool in ["default", "other", "p", "q", "pool"] {
+        cat.define_pool(pool, PoolKind::Primary, &[])
+            .await
+            .expect("define a pool");
+    }
+    cat
 }
 
 fn volume(name: &str, size: u64) -> VolumeRef {
@@ -444,7 +451,10 @@ async fn abs_map_round_trips_through_rows() {
     let cat = catalog(&db).await;
     let pn = node(&cat).await;
     let map = sample_map();
-    let (obj, abs) = cat.create_abs("/db/orders", pn, Level::Full, None, &map).await.unwrap();
+    let (obj, abs) = cat
+        .create_abs("/db/orders", pn, Level::Full, None, &map, "default")
+        .await
+        .unwrap();
     let row = cat.load_abs(abs).await.unwrap().unwrap();
     assert_eq!(row.map, map);
     assert_eq!(
@@ -482,7 +492,7 @@ async fn abs_map_round_trips_through_rows() {
         object_size: n * 4096,
     };
     let (obj2, big_abs) = cat
-        .create_abs("/fragmented", pn, Level::Full, None, &big)
+        .create_abs("/fragmented", pn, Level::Full, None, &big, "default")
         .await
         .unwrap();
     assert_ne!(obj2, obj);
@@ -490,37 +500,39 @@ async fn abs_map_round_trips_through_rows() {
 
     // Differential: needs a complete base of the same object.
     let diff = cat
-        .create_abs("/db/orders", pn, Level::Incremental, Some(abs), &map)
+        .create_abs("/db/orders", pn, Level::Incremental, Some(abs), &map, "default")
         .await;
     assert!(matches!(diff, Err(CatalogError::Conflict { .. })), "{diff:?}");
     cat.complete_abs(abs, 77824, 2, 0).await.unwrap();
     let (obj3, d) = cat
-        .create_abs("/db/orders", pn, Level::Incremental, Some(abs), &map)
+        .create_abs("/db/orders", pn, Level::Incremental, Some(abs), &map, "default")
         .await
         .unwrap();
     assert_eq!(obj3, obj, "same logical object reused");
     assert_eq!(cat.load_abs(d).await.unwrap().unwrap().base_abs_id, Some(abs));
     let other_obj = cat
-        .create_abs("/fragmented", pn, Level::Incremental, Some(abs), &big)
+        .create_abs("/fragmented", pn, Level::Incremental, Some(abs), &big, "default")
         .await;
     assert!(matches!(other_obj, Err(CatalogError::Conflict { .. })), "{other_obj:?}");
     assert!(matches!(
-        cat.create_abs("/x", pn, Level::Incremental, None, &map).await,
+        cat.create_abs("/x", pn, Level::Incremental, None, &map, "default")
+            .await,
         Err(CatalogError::Invalid { .. })
     ));
     assert!(matches!(
-        cat.create_abs("/x", pn, Level::Full, Some(abs), &map).await,
+        cat.create_abs("/x", pn, Level::Full, Some(abs), &map, "default").await,
         Err(CatalogError::Invalid { .. })
     ));
     assert!("partial".parse::<Level>().is_err(), "no such level");
     assert!(matches!(
-        cat.create_abs("/x", NodeId::new(999), Level::Full, None, &map).await,
+        cat.create_abs("/x", NodeId::new(999), Level::Full, None, &map, "default")
+            .await,
         Err(CatalogError::NotFound { .. })
     ));
     let mut bad = map.clone();
     bad.extents[0].volume = 5;
     assert!(matches!(
-        cat.create_abs("/x", pn, Level::Full, None, &bad).await,
+        cat.create_abs("/x", pn, Level::Full, None, &bad, "default").await,
         Err(CatalogError::Invalid { .. })
     ));
 
@@ -543,7 +555,10 @@ async fn create_abs_is_one_transaction() {
         volume: 0,
         volume_offset: 0,
     });
-    let err = cat.create_abs("/half", pn, Level::Full, None, &map).await.unwrap_err();
+    let err = cat
+        .create_abs("/half", pn, Level::Full, None, &map, "default")
+        .await
+        .unwrap_err();
     assert!(matches!(err, CatalogError::Db(_)), "{err:?}");
     for table in ["logical_objects", "abs", "abs_volumes", "abs_map_extents"] {
         let n: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {table}"))
@@ -560,11 +575,11 @@ async fn segments_are_idempotent_and_conflicts_are_refused() {
     let cat = catalog(&db).await;
     let pn = node(&cat).await;
     let (_, abs) = cat
-        .create_abs("/obj", pn, Level::Full, None, &sample_map())
+        .create_abs("/obj", pn, Level::Full, None, &sample_map(), "default")
         .await
         .unwrap();
     let (_, abs2) = cat
-        .create_abs("/obj2", pn, Level::Full, None, &sample_map())
+        .create_abs("/obj2", pn, Level::Full, None, &sample_map(), "default")
         .await
         .unwrap();
     let t1 = cat.create_tape("S00001", "p", "/t1.tap").await.unwrap();
@@ -699,7 +714,7 @@ async fn channel_transitions_are_checked_and_recorded() {
     let cat = catalog(&db).await;
     let pn = node(&cat).await;
     let (_, abs) = cat
-        .create_abs("/obj", pn, Level::Full, None, &sample_map())
+        .create_abs("/obj", pn, Level::Full, None, &sample_map(), "default")
         .await
         .unwrap();
     let fe = cat.register_mover("fe1", MoverRole::FrontEnd, "f").await.unwrap();
@@ -852,7 +867,7 @@ async fn concurrent_transitions_apply_once() {
     let cat = catalog(&db).await;
     let pn = node(&cat).await;
     let (_, abs) = cat
-        .create_abs("/obj", pn, Level::Full, None, &sample_map())
+        .create_abs("/obj", pn, Level::Full, None, &sample_map(), "default")
         .await
         .unwrap();
     let ch = cat.create_channel(ChannelKind::Backup, abs, "t").await.unwrap();
@@ -892,7 +907,7 @@ async fn failing_a_mover_fails_its_open_channels() {
     let mut chans = Vec::new();
     for (i, f) in [fe, fe, fe, fe2].into_iter().enumerate() {
         let (_, abs) = cat
-            .create_abs(&format!("/o{i}"), pn, Level::Full, None, &sample_map())
+            .create_abs(&format!("/o{i}"), pn, Level::Full, None, &sample_map(), "default")
             .await
             .unwrap();
         let ch = cat.create_channel(ChannelKind::Backup, abs, "t").await.unwrap();
@@ -901,7 +916,7 @@ async fn failing_a_mover_fails_its_open_channels() {
     }
     let unassigned = {
         let (_, abs) = cat
-            .create_abs("/o9", pn, Level::Full, None, &sample_map())
+            .create_abs("/o9", pn, Level::Full, None, &sample_map(), "default")
             .await
             .unwrap();
         cat.create_channel(ChannelKind::Backup, abs, "t").await.unwrap()
@@ -983,7 +998,10 @@ async fn chains_keep_epochs_changed_tracks_and_merges() {
     );
 
     // A full and its snapshot: epochs (a map id above i64::MAX survives).
-    let (_, full) = cat.create_abs("/db", pn, Level::Full, None, &map).await.unwrap();
+    let (_, full) = cat
+        .create_abs("/db", pn, Level::Full, None, &map, "default")
+        .await
+        .unwrap();
     let epochs = [
         CapturedEpoch {
             volume_index: 0,
@@ -1010,7 +1028,7 @@ async fn chains_keep_epochs_changed_tracks_and_merges() {
 
     // An incremental records the tracks it holds.
     let (_, inc) = cat
-        .create_abs("/db", pn, Level::Incremental, Some(full), &map)
+        .create_abs("/db", pn, Level::Incremental, Some(full), &map, "default")
         .await
         .unwrap();
     let changed = TrackSet::from_runs([
@@ -1061,11 +1079,12 @@ async fn chains_keep_epochs_changed_tracks_and_merges() {
     );
     // Levels are checked.
     assert!(matches!(
-        cat.create_abs("/db", pn, Level::Cumulative, None, &map).await,
+        cat.create_abs("/db", pn, Level::Cumulative, None, &map, "default")
+            .await,
         Err(CatalogError::Invalid { .. })
     ));
     assert!(matches!(
-        cat.create_abs("/db", pn, Level::Synthetic, None, &map).await,
+        cat.create_abs("/db", pn, Level::Synthetic, None, &map, "default").await,
         Err(CatalogError::Invalid { .. })
     ));
 }

@@ -135,6 +135,7 @@ async fn hostile_peers_are_refused_and_the_station_keeps_serving() {
         object: LogicalObject::Volume("vol0".into()),
         level: proto::domain::Level::Full,
         detach: false,
+        pool: None,
     })
     .await
     .unwrap();

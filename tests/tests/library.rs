@@ -25,17 +25,7 @@ async fn export_import_and_slots() {
         .await
         .unwrap();
     let op = |args: &[&str]| cluster.smapp_json_as("operator", args);
-    // The operator's `smapp ARGS` fails with `code`: its error output.
-    let op_fails = |args: &[&str], code: FailureCode| {
-        let out = cluster.smapp_as("operator", args).unwrap();
-        let err = String::from_utf8_lossy(&out.stderr).into_owned();
-        assert_eq!(
-            out.status.code(),
-            Some(i32::from(code.exit_status())),
-            "{args:?}: {err}"
-        );
-        err
-    };
+    let op_fails = |args: &[&str], code: FailureCode| cluster.operator_fails(args, code);
 
     // A client may not manage the library.
     assert!(cluster.smapp(&["library", "label", "--count", "2"]).is_err());

@@ -35,6 +35,8 @@ pub struct Abs {
     /// Where the ABS metadata was written (tape id and tape file).
     pub metadata_tape_id: Option<TapeId>,
     pub metadata_file: Option<u32>,
+    /// The primary pool it was written to.
+    pub pool: String,
     pub created: DateTime<Utc>,
     pub completed: Option<DateTime<Utc>>,
     pub map: AbsMap,
@@ -63,8 +65,18 @@ pub struct AbsSummaryRow {
     pub segments_recorded: u64,
     /// Labels of the tapes holding its segments, sorted.
     pub tapes: Vec<String>,
+    /// The primary pool it was written to.
+    pub pool: String,
     pub created: DateTime<Utc>,
     pub completed: Option<DateTime<Utc>>,
+}
+
+/// Where a new ABS comes from: its level, a differential's base, a
+/// synthetic full's chain tip and point in time.
+struct Lineage {
+    level: Level,
+    base: Option<AbsId>,
+    merged_from: Option<(AbsId, DateTime<Utc>)>,
 }
 
 /// The map as column arrays, ready for `UNNEST`.
@@ -157,6 +169,7 @@ impl Catalog {
         level: Level,
         base: Option<AbsId>,
         map: &AbsMap,
+        pool: &str,
     ) -> Result<(ObjectId, AbsId)> {
         match (level, level.kind(), base) {
             (Level::Synthetic, _, _) => {
@@ -174,8 +187,12 @@ impl Catalog {
             }
             _ => {}
         }
-        self.insert_abs(object_name, primary_node_id, level, base, None, map)
-            .await
+        let lineage = Lineage {
+            level,
+            base,
+            merged_from: None,
+        };
+        self.insert_abs(object_name, primary_node_id, lineage, map, pool).await
     }
 
     /// Record a synthetic full ABS (state `running`) merged from the chain
@@ -202,10 +219,13 @@ impl Catalog {
             .insert_abs(
                 &t.object_name,
                 node,
-                Level::Synthetic,
-                None,
-                Some((tip, t.point_in_time)),
+                Lineage {
+                    level: Level::Synthetic,
+                    base: None,
+                    merged_from: Some((tip, t.point_in_time)),
+                },
                 &t.map,
+                &t.pool,
             )
             .await?;
         sqlx::query!(
@@ -223,11 +243,15 @@ impl Catalog {
         &self,
         object_name: &str,
         primary_node_id: NodeId,
-        level: Level,
-        base: Option<AbsId>,
-        merged_from: Option<(AbsId, DateTime<Utc>)>,
+        lineage: Lineage,
         map: &AbsMap,
+        pool: &str,
     ) -> Result<(ObjectId, AbsId)> {
+        let Lineage {
+            level,
+            base,
+            merged_from,
+        } = lineage;
         if object_name.is_empty() {
             return Err(CatalogError::invalid("logical object name is empty"));
         }
@@ -278,15 +302,16 @@ impl Catalog {
             }
         }
         let abs_id = sqlx::query_scalar!(
-            r#"INSERT INTO abs (object_id, kind, level, base_abs_id, merged_from_abs_id, object_size, point_in_time)
-             VALUES ($1, $2, $3, $4, $5, $6, COALESCE($7, now())) RETURNING id AS "id: AbsId""#,
+            r#"INSERT INTO abs (object_id, kind, level, base_abs_id, merged_from_abs_id, object_size, point_in_time, pool)
+             VALUES ($1, $2, $3, $4, $5, $6, COALESCE($7, now()), $8) RETURNING id AS "id: AbsId""#,
             object_id as _,
             kind as _,
             level as _,
             base as _,
             merged_from.map(|m| m.0) as _,
             object_size,
-            merged_from.map(|m| m.1)
+            merged_from.map(|m| m.1),
+            pool
         )
         .fetch_one(&mut *tx)
         .await?;
@@ -330,7 +355,7 @@ impl Catalog {
                     a.base_abs_id AS "base_abs_id: AbsId", a.merged_from_abs_id AS "merged_from_abs_id: AbsId",
                     a.point_in_time, a.state AS "state: AbsState", a.reason, a.object_size, a.data_bytes,
                     a.track_count, a.segment_count, a.metadata_tape_id AS "metadata_tape_id: TapeId",
-                    a.metadata_file, a.created, a.completed
+                    a.metadata_file, a.pool, a.created, a.completed
              FROM abs a
              JOIN logical_objects o ON o.id = a.object_id
              JOIN primary_nodes n ON n.id = o.primary_node_id
@@ -405,6 +430,7 @@ impl Catalog {
             segment_count: to_u32(a.segment_count, "segment count")?,
             metadata_tape_id: a.metadata_tape_id,
             metadata_file: a.metadata_file.map(|f| to_u32(f, "metadata file")).transpose()?,
+            pool: a.pool,
             created: a.created,
             completed: a.completed,
             map: AbsMap {
@@ -563,7 +589,7 @@ impl Catalog {
                       (SELECT count(*) FROM segments s WHERE s.abs_id = a.id) AS "segments_recorded!",
                       ARRAY(SELECT DISTINCT t.label FROM segments s JOIN tapes t ON t.id = s.tape_id
                             WHERE s.abs_id = a.id ORDER BY t.label) AS "tapes!",
-                      a.created, a.completed
+                      a.pool, a.created, a.completed
                FROM abs a
                JOIN logical_objects o ON o.id = a.object_id
                JOIN primary_nodes n ON n.id = o.primary_node_id
@@ -591,6 +617,7 @@ impl Catalog {
                     segment_count: to_u32(a.segment_count, "segment count")?,
                     segments_recorded: to_u64(a.segments_recorded, "segment count")?,
                     tapes: a.tapes,
+                    pool: a.pool,
                     created: a.created,
                     completed: a.completed,
                 })

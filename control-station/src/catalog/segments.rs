@@ -7,7 +7,7 @@
 
 use chrono::{DateTime, Utc};
 
-use proto::domain::{AbsId, AbsState, SegmentSeq, TapeId};
+use proto::domain::{AbsId, AbsState, SegmentSeq, SegmentStatus, TapeId, TapeLocation};
 
 use super::{to_i64, to_u32, to_u64, Catalog, CatalogError, Result};
 
@@ -29,15 +29,24 @@ pub struct NewSegment {
     pub crc32c: u32,
 }
 
-/// A recorded segment with its tape.
+/// A recorded copy of a segment with its tape: the primary copy (where the
+/// backup wrote it) or a copy in a copy pool.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Segment {
+    /// The segment's id (the same for each of its copies).
     pub id: i64,
+    /// A copy in a copy pool: its row (None: the primary copy).
+    pub copy_id: Option<i64>,
+    /// The pool of the tape holding this copy.
+    pub pool: String,
+    pub status: SegmentStatus,
     pub abs_id: AbsId,
     pub seq: SegmentSeq,
     pub tape_id: TapeId,
     pub tape_label: String,
     pub tape_path: String,
+    /// Whether that tape is in the library.
+    pub tape_location: TapeLocation,
     pub tape_file: u32,
     pub bytes: u64,
     pub data_bytes: u64,
@@ -64,11 +73,15 @@ impl Segment {
 
 struct RawSegment {
     id: i64,
+    copy_id: Option<i64>,
+    pool: String,
+    status: SegmentStatus,
     abs_id: AbsId,
     seq: SegmentSeq,
     tape_id: TapeId,
     tape_label: String,
     tape_path: String,
+    tape_location: TapeLocation,
     tape_file: i64,
     bytes: i64,
     data_bytes: i64,
@@ -83,11 +96,15 @@ impl TryFrom<RawSegment> for Segment {
     fn try_from(r: RawSegment) -> Result<Segment> {
         Ok(Segment {
             id: r.id,
+            copy_id: r.copy_id,
+            pool: r.pool,
+            status: r.status,
             abs_id: r.abs_id,
             seq: r.seq,
             tape_id: r.tape_id,
             tape_label: r.tape_label,
             tape_path: r.tape_path,
+            tape_location: r.tape_location,
             tape_file: to_u32(r.tape_file, "tape file")?,
             bytes: to_u64(r.bytes, "segment bytes")?,
             data_bytes: to_u64(r.data_bytes, "segment data bytes")?,
@@ -96,6 +113,49 @@ impl TryFrom<RawSegment> for Segment {
             written_at: r.written_at,
         })
     }
+}
+
+#[cfg(test)]
+impl Segment {
+    /// A healthy primary segment for the tests of pure planners: segment
+    /// `seq` of ABS `abs` (its id `seq`) in file `file` of tape `T<tape>`,
+    /// in the library, 1000 bytes of which 900 data in 2 tracks.
+    pub(crate) fn fixture(abs: u64, seq: u32, tape: u64, file: u32) -> Segment {
+        Segment {
+            id: i64::from(seq),
+            copy_id: None,
+            pool: "default".into(),
+            status: SegmentStatus::Ok,
+            abs_id: AbsId::new(abs),
+            seq: SegmentSeq::new(seq),
+            tape_id: TapeId::new(tape),
+            tape_label: format!("T{tape}"),
+            tape_path: String::new(),
+            tape_location: TapeLocation::Library,
+            tape_file: file,
+            bytes: 1000,
+            data_bytes: 900,
+            track_count: 2,
+            crc32c: 0,
+            written_at: DateTime::from_timestamp(0, 0).unwrap_or_default(),
+        }
+    }
+}
+
+/// A data file was recorded as file `tape_file` of `tape_id`: a scratch
+/// tape is `filling` now, and its file count covers the file.
+pub(super) async fn data_file_written(tx: &mut sqlx::PgConnection, tape_id: TapeId, tape_file: u32) -> Result<()> {
+    sqlx::query!(
+        "UPDATE tapes
+                 SET state = CASE WHEN state = 'scratch' THEN 'filling' ELSE state END,
+                     files_written = GREATEST(files_written, $2)
+                 WHERE id = $1",
+        tape_id as _,
+        i32::try_from(i64::from(tape_file) + 1).unwrap_or(i32::MAX)
+    )
+    .execute(tx)
+    .await?;
+    Ok(())
 }
 
 fn describe(s: &Segment) -> String {
@@ -166,24 +226,16 @@ impl Catalog {
             .await?
         };
         if inserted.is_some() {
-            sqlx::query!(
-                "UPDATE tapes
-                 SET state = CASE WHEN state = 'scratch' THEN 'filling' ELSE state END,
-                     files_written = GREATEST(files_written, $2)
-                 WHERE id = $1",
-                seg.tape_id as _,
-                i32::try_from(tape_file + 1).unwrap_or(i32::MAX)
-            )
-            .execute(&mut *tx)
-            .await?;
+            data_file_written(&mut tx, seg.tape_id, seg.tape_file).await?;
             tx.commit().await?;
             return Ok(true);
         }
         // Something is already there: the same placement (a retry) or a clash.
         let existing = sqlx::query_as!(
             RawSegment,
-            r#"SELECT s.id, s.abs_id AS "abs_id: AbsId", s.seq AS "seq: SegmentSeq", s.tape_id AS "tape_id: TapeId",
-                    t.label AS tape_label, t.path AS tape_path, s.tape_file,
+            r#"SELECT s.id, NULL::int8 AS copy_id, t.pool, s.status AS "status: SegmentStatus",
+                    s.abs_id AS "abs_id: AbsId", s.seq AS "seq: SegmentSeq", s.tape_id AS "tape_id: TapeId",
+                    t.label AS tape_label, t.path AS tape_path, t.location AS "tape_location: TapeLocation", s.tape_file,
                     s.bytes, s.data_bytes, s.track_count, s.crc32c, s.written_at
              FROM segments s JOIN tapes t ON t.id = s.tape_id
              WHERE (s.abs_id = $1 AND s.seq = $2) OR (s.tape_id = $3 AND s.tape_file = $4)
@@ -242,8 +294,9 @@ impl Catalog {
     pub async fn segments_of(&self, abs_id: AbsId) -> Result<Vec<Segment>> {
         sqlx::query_as!(
             RawSegment,
-            r#"SELECT s.id, s.abs_id AS "abs_id: AbsId", s.seq AS "seq: SegmentSeq", s.tape_id AS "tape_id: TapeId",
-                    t.label AS tape_label, t.path AS tape_path, s.tape_file,
+            r#"SELECT s.id, NULL::int8 AS copy_id, t.pool, s.status AS "status: SegmentStatus",
+                    s.abs_id AS "abs_id: AbsId", s.seq AS "seq: SegmentSeq", s.tape_id AS "tape_id: TapeId",
+                    t.label AS tape_label, t.path AS tape_path, t.location AS "tape_location: TapeLocation", s.tape_file,
                     s.bytes, s.data_bytes, s.track_count, s.crc32c, s.written_at
              FROM segments s JOIN tapes t ON t.id = s.tape_id
              WHERE s.abs_id = $1
@@ -257,16 +310,46 @@ impl Catalog {
         .collect()
     }
 
-    /// Every segment (of one ABS if given), by ABS then seq.
+    /// The copies of an ABS's segments in copy pools (not the primary
+    /// ones), by seq, then as they were written.
+    pub async fn segment_copies_of(&self, abs_id: AbsId) -> Result<Vec<Segment>> {
+        sqlx::query_as!(
+            RawSegment,
+            r#"SELECT s.id, c.id AS "copy_id?", c.pool, c.status AS "status: SegmentStatus",
+                    s.abs_id AS "abs_id: AbsId", s.seq AS "seq: SegmentSeq", c.tape_id AS "tape_id: TapeId",
+                    t.label AS tape_label, t.path AS tape_path, t.location AS "tape_location: TapeLocation",
+                    c.tape_file, c.bytes, s.data_bytes, s.track_count, c.crc32c, c.written_at
+             FROM segment_copies c JOIN segments s ON s.id = c.segment_id JOIN tapes t ON t.id = c.tape_id
+             WHERE s.abs_id = $1
+             ORDER BY s.seq, c.id"#,
+            abs_id as _
+        )
+        .fetch_all(&self.pool)
+        .await?
+        .into_iter()
+        .map(Segment::try_from)
+        .collect()
+    }
+
+    /// Every copy of every segment (of one ABS if given), by ABS, seq,
+    /// then the primary copy first and the others as they were written.
     pub async fn list_segments(&self, abs_id: Option<AbsId>) -> Result<Vec<Segment>> {
         sqlx::query_as!(
             RawSegment,
-            r#"SELECT s.id, s.abs_id AS "abs_id: AbsId", s.seq AS "seq: SegmentSeq", s.tape_id AS "tape_id: TapeId",
-                    t.label AS tape_label, t.path AS tape_path, s.tape_file,
-                    s.bytes, s.data_bytes, s.track_count, s.crc32c, s.written_at
+            r#"SELECT s.id AS "id!", NULL::int8 AS copy_id, t.pool AS "pool!", s.status AS "status!: SegmentStatus",
+                    s.abs_id AS "abs_id!: AbsId", s.seq AS "seq!: SegmentSeq", s.tape_id AS "tape_id!: TapeId",
+                    t.label AS "tape_label!", t.path AS "tape_path!", t.location AS "tape_location!: TapeLocation",
+                    s.tape_file AS "tape_file!",
+                    s.bytes AS "bytes!", s.data_bytes AS "data_bytes!", s.track_count AS "track_count!",
+                    s.crc32c AS "crc32c!", s.written_at AS "written_at!"
              FROM segments s JOIN tapes t ON t.id = s.tape_id
              WHERE $1::int8 IS NULL OR s.abs_id = $1
-             ORDER BY s.abs_id, s.seq"#,
+             UNION ALL
+             SELECT s.id, c.id, c.pool, c.status, s.abs_id, s.seq, c.tape_id, t.label, t.path, t.location, c.tape_file,
+                    c.bytes, s.data_bytes, s.track_count, c.crc32c, c.written_at
+             FROM segment_copies c JOIN segments s ON s.id = c.segment_id JOIN tapes t ON t.id = c.tape_id
+             WHERE $1::int8 IS NULL OR s.abs_id = $1
+             ORDER BY 5, 6, 2 NULLS FIRST"#,
             abs_id as _
         )
         .fetch_all(&self.pool)

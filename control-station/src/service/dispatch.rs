@@ -11,8 +11,8 @@ use transport::{Peer, Role};
 
 use super::access::Access;
 use super::{
-    backup, failure_of, library, library_admin, listing, merge, recovery, registry, restore, ChannelNote, PeerConn,
-    Station,
+    backup, copy, failure_of, library, library_admin, listing, merge, recovery, registry, restore, ChannelNote,
+    PeerConn, Station,
 };
 
 /// What each role may ask.
@@ -36,6 +36,8 @@ pub(super) fn authorize(peer: &Peer, req: &StationRequest) -> Result<()> {
         R::LibraryLabel { .. } | R::LibraryExport { .. } | R::LibraryImport { .. } => {
             (&[Role::Operator], "manage the tape library")
         }
+        R::PoolDefine { .. } | R::PoolBackup { .. } => (&[Role::Operator], "manage storage pools"),
+        R::PoolList => (&[Role::Client, Role::Operator], "list the storage pools"),
         R::ListAbs | R::ListSegments { .. } | R::Channels { .. } | R::ListGrants => {
             (&[Role::Client, Role::Operator], "read the catalog")
         }
@@ -103,6 +105,7 @@ pub(super) async fn dispatch(
             drives,
             level,
             detach,
+            pool,
         } => {
             let req = backup::BackupRequest {
                 object_name,
@@ -111,6 +114,7 @@ pub(super) async fn dispatch(
                 drives,
                 level,
                 detach,
+                pool,
             };
             backup::run(st, &peer, req, &conn, send).await;
             return;
@@ -146,6 +150,19 @@ pub(super) async fn dispatch(
                 abs_id,
             };
             merge::run(st, &peer, req, send).await;
+            return;
+        }
+        R::PoolBackup {
+            primary,
+            copy_pool,
+            drives,
+        } => {
+            let req = copy::PoolBackupRequest {
+                primary,
+                copy_pool,
+                drives,
+            };
+            copy::run(st, req, send).await;
             return;
         }
         other => match handle(&st, conn, &peer, other).await {
@@ -291,6 +308,7 @@ async fn handle(st: &Arc<Station>, conn: quinn::Connection, peer: &Peer, req: St
         R::ListTapes => StationReply::Tapes(listing::tapes(st).await?),
         R::ListMovers => StationReply::Movers(listing::movers(st).await?),
         R::LibraryLabel { pool, count } => {
+            let pool = pool.unwrap_or_else(|| st.cfg.pool.clone());
             let labels = library_admin::label(st, &pool, count).await?;
             StationReply::Tapes(listing::tapes_named(st, &labels).await?)
         }
@@ -299,9 +317,16 @@ async fn handle(st: &Arc<Station>, conn: quinn::Connection, peer: &Peer, req: St
             StationReply::Tapes(listing::tapes_named(st, &[label]).await?)
         }
         R::LibraryImport { path, pool } => {
+            let pool = pool.unwrap_or_else(|| st.cfg.pool.clone());
             let label = library_admin::import(st, &path, &pool).await?;
             StationReply::Tapes(listing::tapes_named(st, &[label]).await?)
         }
+        R::PoolDefine { name, kind, copies_of } => {
+            let p = st.catalog.define_pool(&name, kind, &copies_of).await?;
+            tracing::info!(pool = %p.name, kind = %p.kind, copies_of = ?p.copies_of, by = %peer.name, "pool defined");
+            StationReply::Pools(listing::pools(st).await?)
+        }
+        R::PoolList => StationReply::Pools(listing::pools(st).await?),
         R::ListSegments { abs_id } => {
             let access = Access::of(st, peer).await?;
             match abs_id {
@@ -397,8 +422,10 @@ async fn handle(st: &Arc<Station>, conn: quinn::Connection, peer: &Peer, req: St
             let own = (peer.role != Role::Operator).then_some(peer.name.as_str());
             StationReply::Grants(listing::grants(st, own).await?)
         }
-        R::Backup { .. } | R::Restore { .. } | R::RestoreAt { .. } | R::Merge { .. } => {
-            bail!(Failure::internal("internal: backups, restores and merges are streamed"))
+        R::Backup { .. } | R::Restore { .. } | R::RestoreAt { .. } | R::Merge { .. } | R::PoolBackup { .. } => {
+            bail!(Failure::internal(
+                "internal: backups, restores, merges and pool backups are streamed"
+            ))
         }
     })
 }

@@ -18,6 +18,11 @@ use crate::catalog::{CatalogError, DriveRow, NewSegment, TapeClaim, TapeRow};
 /// its image in its library; the catalog's path is the library's name for
 /// it (`LIBRARY/LABEL.tap`), for operators.
 pub(crate) async fn label_new_tape(st: &Arc<Station>, pool: &str) -> Result<TapeRow> {
+    if st.catalog.pool_named(pool).await?.is_none() {
+        bail!(Failure::not_found(format!(
+            "there is no pool {pool}: define it first (smapp pool define {pool} --kind primary|copy)"
+        )));
+    }
     let held = st.catalog.tapes_in_library().await?;
     if held >= u64::from(st.cfg.slots) {
         bail!(Failure::conflict(format!(
@@ -32,36 +37,44 @@ pub(crate) async fn label_new_tape(st: &Arc<Station>, pool: &str) -> Result<Tape
     Ok(tape)
 }
 
-/// Reserve a tape of the pool for writing: a filling one (unless
+/// Reserve a tape of `pool` for writing: a filling one (unless
 /// `scratch_only`), else a scratch one, else a newly labelled one.
-async fn reserve_tape(st: &Arc<Station>, scratch_only: bool) -> Result<TapeRow> {
+async fn reserve_tape(st: &Arc<Station>, pool: &str, scratch_only: bool) -> Result<TapeRow> {
     // Another channel may reserve the new tape first: then label another.
     for _ in 0..16 {
-        if let Some(t) = st.catalog.tape_for_writing(&st.cfg.pool, scratch_only).await? {
+        if let Some(t) = st.catalog.tape_for_writing(pool, scratch_only).await? {
             return Ok(t);
         }
-        label_new_tape(st, &st.cfg.pool).await?;
+        label_new_tape(st, pool).await?;
     }
-    bail!(
-        "could not reserve a tape in pool {} after labelling 16 new ones",
-        st.cfg.pool
-    )
+    bail!("could not reserve a tape in pool {pool} after labelling 16 new ones")
 }
 
-/// Reserve a tape of the pool for writing (a filling one, else a scratch
+/// Reserve a tape of `pool` for writing (a filling one, else a scratch
 /// one, else a new image in the library), and have the back-end mount it.
-pub(crate) async fn mount_for_write(st: &Arc<Station>, be: &str, drive: &DriveRow) -> Result<TapeRow> {
-    mount_tape_for_write(st, be, drive, false).await
+pub(crate) async fn mount_for_write(st: &Arc<Station>, be: &str, drive: &DriveRow, pool: &str) -> Result<TapeRow> {
+    mount_tape_for_write(st, be, drive, pool, false).await
 }
 
 /// [`mount_for_write`] of a scratch (or new) tape only: a merge reads the
 /// filling tapes on another drive meanwhile.
-pub(crate) async fn mount_scratch_for_write(st: &Arc<Station>, be: &str, drive: &DriveRow) -> Result<TapeRow> {
-    mount_tape_for_write(st, be, drive, true).await
+pub(crate) async fn mount_scratch_for_write(
+    st: &Arc<Station>,
+    be: &str,
+    drive: &DriveRow,
+    pool: &str,
+) -> Result<TapeRow> {
+    mount_tape_for_write(st, be, drive, pool, true).await
 }
 
-async fn mount_tape_for_write(st: &Arc<Station>, be: &str, drive: &DriveRow, scratch_only: bool) -> Result<TapeRow> {
-    let tape = reserve_tape(st, scratch_only).await?;
+async fn mount_tape_for_write(
+    st: &Arc<Station>,
+    be: &str,
+    drive: &DriveRow,
+    pool: &str,
+    scratch_only: bool,
+) -> Result<TapeRow> {
+    let tape = reserve_tape(st, pool, scratch_only).await?;
     tokio::time::sleep(st.cfg.mount_delay).await;
     let new = if tape.state == TapeState::Scratch {
         // A new media set is named after its first tape.
@@ -220,7 +233,8 @@ pub(crate) async fn continue_media_set(
     tokio::time::sleep(st.cfg.dismount_delay).await;
     let media_set = full.media_set.unwrap_or(MediaSetId::new(full.id.get()));
     let sequence = full.media_set_seq.unwrap_or(1) + 1;
-    let next = reserve_tape(st, true).await?;
+    // The media set continues in the full tape's pool.
+    let next = reserve_tape(st, &full.pool, true).await?;
     let mounted = async {
         st.catalog.set_tape_media_set(next.id, media_set, sequence).await?;
         tokio::time::sleep(st.cfg.mount_delay).await;

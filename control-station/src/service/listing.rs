@@ -4,7 +4,9 @@ use std::sync::Arc;
 
 use anyhow::{anyhow, Result};
 use proto::domain::{AbsId, ChannelId, Failure};
-use proto::wire::{AbsInfo, ChannelInfo, GrantInfo, MoverInfo, SegmentInfo, StationReply, TapeInfo, TransitionInfo};
+use proto::wire::{
+    AbsInfo, ChannelInfo, GrantInfo, MoverInfo, PoolInfo, SegmentInfo, StationReply, TapeInfo, TransitionInfo,
+};
 
 use super::Station;
 use crate::catalog::ChannelRow;
@@ -15,6 +17,10 @@ fn ts(t: chrono::DateTime<chrono::Utc>) -> String {
 
 pub(crate) async fn abs(st: &Arc<Station>) -> Result<Vec<AbsInfo>> {
     let rows = st.catalog.list_abs().await?;
+    let mut copies: std::collections::HashMap<AbsId, Vec<String>> = std::collections::HashMap::new();
+    for (id, pool) in st.catalog.abs_copy_pools().await? {
+        copies.entry(id).or_default().push(pool);
+    }
     let mut out = Vec::with_capacity(rows.len());
     for r in rows {
         let mut tapes: Vec<String> = st
@@ -48,6 +54,8 @@ pub(crate) async fn abs(st: &Arc<Station>) -> Result<Vec<AbsInfo>> {
             extents,
             created: ts(r.created),
             tapes,
+            copies: copies.remove(&r.id).unwrap_or_default(),
+            pool: r.pool,
         });
     }
     Ok(out)
@@ -110,12 +118,32 @@ pub(crate) async fn segments(st: &Arc<Station>, abs_id: Option<AbsId>) -> Result
         .map(|s| SegmentInfo {
             abs_id: s.abs_id,
             seq: s.seq,
+            copy: s.copy_id.is_some(),
+            pool: s.pool,
+            status: s.status,
             tape_label: s.tape_label,
             tape_file: s.tape_file,
             bytes: s.bytes,
             data_bytes: s.data_bytes,
             track_count: u32::try_from(s.track_count).unwrap_or(u32::MAX),
             crc32c: s.crc32c,
+        })
+        .collect())
+}
+
+pub(crate) async fn pools(st: &Arc<Station>) -> Result<Vec<PoolInfo>> {
+    Ok(st
+        .catalog
+        .list_pools()
+        .await?
+        .into_iter()
+        .map(|p| PoolInfo {
+            name: p.pool.name,
+            kind: p.pool.kind,
+            copies_of: p.pool.copies_of,
+            tapes: p.tapes,
+            bytes_written: p.bytes_written,
+            abs: p.abs,
         })
         .collect())
 }

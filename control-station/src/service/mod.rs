@@ -4,6 +4,7 @@
 
 mod access;
 mod backup;
+mod copy;
 mod dispatch;
 mod events;
 mod failure;

@@ -109,18 +109,23 @@ pub(crate) enum DriveUse {
     Reading,
     /// Backup channels write to its tape, interleaved. `tape` is `None`
     /// while the first channel mounts it; `closing` once the last channel
-    /// left and the tape is being finished.
+    /// left and the tape is being finished. `joinable`: the pool whose
+    /// backups may join it (None: nobody joins, e.g. a copy's drive).
     Writing {
         tape: Option<Box<TapeRow>>,
         users: usize,
         closing: bool,
+        joinable: Option<String>,
     },
 }
 
 /// What a channel needs a drive for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Purpose {
-    Backup,
+pub(crate) enum Purpose<'a> {
+    /// Writing a backup to a tape of this pool.
+    Backup {
+        pool: &'a str,
+    },
     Restore,
 }
 
@@ -145,7 +150,7 @@ fn connected_pairs(pairs: Vec<PairRow>, peers: &std::collections::HashMap<String
 /// of its back-end: a free one if there is one; for a backup, else a drive
 /// already writing (fewest channels first, up to
 /// [`MAX_CHANNELS_PER_DRIVE`]). Waits up to `patience` while all are busy.
-pub(crate) async fn assign(st: &Arc<Station>, patience: Duration, purpose: Purpose) -> Result<Assignment> {
+pub(crate) async fn assign(st: &Arc<Station>, patience: Duration, purpose: Purpose<'_>) -> Result<Assignment> {
     let deadline = tokio::time::Instant::now() + patience;
     loop {
         let pairs = st.catalog.list_pairs().await?;
@@ -176,10 +181,11 @@ pub(crate) async fn assign(st: &Arc<Station>, patience: Duration, purpose: Purpo
             let chosen = match (free, purpose) {
                 (Some((pair, drive)), _) => {
                     let u = match purpose {
-                        Purpose::Backup => DriveUse::Writing {
+                        Purpose::Backup { pool } => DriveUse::Writing {
                             tape: None,
                             users: 1,
                             closing: false,
+                            joinable: Some(pool.to_string()),
                         },
                         Purpose::Restore => DriveUse::Reading,
                     };
@@ -190,13 +196,16 @@ pub(crate) async fn assign(st: &Arc<Station>, patience: Duration, purpose: Purpo
                         joined: false,
                     })
                 }
-                (None, Purpose::Backup) => {
+                (None, Purpose::Backup { pool }) => {
                     let best = candidates
                         .iter()
                         .filter_map(|(p, d)| match uses.get(&d.id) {
                             Some(DriveUse::Writing {
-                                users, closing: false, ..
-                            }) if *users < MAX_CHANNELS_PER_DRIVE => Some((*users, p, d)),
+                                users,
+                                closing: false,
+                                joinable: Some(j),
+                                ..
+                            }) if *users < MAX_CHANNELS_PER_DRIVE && j == pool => Some((*users, p, d)),
                             _ => None,
                         })
                         .min_by_key(|(users, _, _)| *users)
@@ -230,7 +239,15 @@ pub(crate) async fn assign(st: &Arc<Station>, patience: Duration, purpose: Purpo
 /// Several free drives of one back-end for a backup that splits its ABS
 /// across them. Waits up to `patience` until some back-end has `n` free
 /// drives; fails at once when no back-end has that many drives at all.
-pub(crate) async fn assign_drives(st: &Arc<Station>, patience: Duration, n: usize) -> Result<(PairRow, Vec<DriveRow>)> {
+///
+/// `joinable`: the pool whose backups may join these drives (None: they
+/// are the job's alone).
+pub(crate) async fn assign_drives(
+    st: &Arc<Station>,
+    patience: Duration,
+    n: usize,
+    joinable: Option<&str>,
+) -> Result<(PairRow, Vec<DriveRow>)> {
     let deadline = tokio::time::Instant::now() + patience;
     loop {
         let pairs = st.catalog.list_pairs().await?;
@@ -262,6 +279,7 @@ pub(crate) async fn assign_drives(st: &Arc<Station>, patience: Duration, n: usiz
                                 tape: None,
                                 users: 1,
                                 closing: false,
+                                joinable: joinable.map(str::to_string),
                             },
                         );
                     }

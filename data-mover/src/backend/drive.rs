@@ -327,6 +327,18 @@ impl Drive {
         }
     }
 
+    /// Read the ABS metadata in tape file `file`, checked.
+    pub fn read_metadata(&mut self, label: &str, file: u32) -> Result<AbsMetadata> {
+        match &mut self.mounted {
+            Mounted::Reading { label: l, reader } if l == label => {
+                let m = reader.read_abs_metadata(file)?;
+                self.publish_time();
+                Ok(m)
+            }
+            _ => bail!("drive {} does not hold tape {label} for reading", self.name),
+        }
+    }
+
     /// Records read from the tape mounted for reading (labels included).
     pub fn records_read(&self) -> u64 {
         match &self.mounted {

@@ -2,6 +2,7 @@
 
 pub mod commands;
 pub mod context;
+pub mod copy;
 pub mod device;
 pub mod drive;
 pub mod library_ops;

@@ -30,5 +30,5 @@ pub use ids::{
 };
 pub use states::{
     AbsKind, AbsState, CatalogHealth, ChannelKind, ChannelState, Level, MoverRole, MoverState, ParseDomainError,
-    TapeLocation, TapeState,
+    PoolKind, SegmentStatus, TapeLocation, TapeState,
 };

@@ -70,6 +70,26 @@ text_enum! {
 }
 
 text_enum! {
+    /// What a storage pool is for: primary pools take backups; copy pools
+    /// hold second copies of the ABSs of the primary pools they are
+    /// attached to (seed 000, copy storage pools).
+    pub enum PoolKind as "pool kind" {
+        Primary = "primary",
+        Copy = "copy",
+    }
+}
+
+text_enum! {
+    /// Whether one copy of a segment can be read: `damaged` once a read
+    /// found it unreadable or not matching its checksum (an audit, or a
+    /// restore that fell back to another copy).
+    pub enum SegmentStatus as "segment status" {
+        Ok = "ok",
+        Damaged = "damaged",
+    }
+}
+
+text_enum! {
     /// Where a tape is: in the library, or exported out of it.
     pub enum TapeLocation as "tape location" {
         Library = "library",
@@ -193,6 +213,8 @@ mod tests {
         round_trip(AbsState::ALL);
         round_trip(TapeState::ALL);
         round_trip(TapeLocation::ALL);
+        round_trip(PoolKind::ALL);
+        round_trip(SegmentStatus::ALL);
         round_trip(MoverRole::ALL);
         round_trip(MoverState::ALL);
         round_trip(CatalogHealth::ALL);

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
-use proto::domain::Level;
+use proto::domain::{Level, PoolKind};
 
 /// The exit statuses, for `smapp --help`: a script branches on the kind of
 /// failure, never on the message.
@@ -88,6 +88,12 @@ pub enum Cmd {
         #[arg(long)]
         count: Option<u64>,
     },
+    /// Storage pools (operator): define primary and copy pools, list them,
+    /// copy a primary pool's ABSs to a copy pool.
+    Pool {
+        #[command(subcommand)]
+        cmd: PoolCmd,
+    },
     /// The tape library (operator): list, label scratch tapes, export, import.
     Library {
         #[command(subcommand)]
@@ -101,6 +107,36 @@ pub enum Cmd {
 }
 
 #[derive(Subcommand)]
+pub enum PoolCmd {
+    /// Define a pool: a primary pool takes backups; a copy pool holds
+    /// second copies of the primary pools named by --copies-of (again with
+    /// more --copies-of: attach it to more primary pools).
+    Define {
+        #[arg(value_name = "NAME")]
+        pool: String,
+        #[arg(long, value_enum)]
+        kind: PoolKind,
+        /// A copy pool: the primary pool(s) it copies (repeat or comma-separate).
+        #[arg(long, value_delimiter = ',')]
+        copies_of: Vec<String>,
+    },
+    /// Every pool: kind, what it copies, tapes, bytes, ABSs.
+    List,
+    /// Copy every complete ABS of PRIMARY that has no whole copy in the
+    /// copy pool yet (or whose copy is damaged), tape to tape on the
+    /// movers; each primary tape is mounted once.
+    Backup {
+        primary: String,
+        /// The copy pool to write.
+        #[arg(long)]
+        to: String,
+        /// Read/write drive pairs to use at once.
+        #[arg(long, default_value_t = 1)]
+        drives: u32,
+    },
+}
+
+#[derive(Subcommand)]
 pub enum LibraryCmd {
     /// Every tape: pool, state, media set, slot or exported, drive.
     List,
@@ -108,8 +144,9 @@ pub enum LibraryCmd {
     Label {
         #[arg(long, default_value_t = 1)]
         count: u32,
-        #[arg(long, default_value = "default")]
-        pool: String,
+        /// The pool they belong to (default: the station's default pool).
+        #[arg(long)]
+        pool: Option<String>,
     },
     /// Move a tape's image out of the library (to a directory on the station's host).
     Export {
@@ -120,8 +157,9 @@ pub enum LibraryCmd {
     /// Bring an exported tape's image back, or a blank image in as a scratch tape.
     Import {
         image: PathBuf,
-        #[arg(long, default_value = "default")]
-        pool: String,
+        /// A blank image's pool (default: the station's default pool).
+        #[arg(long)]
+        pool: Option<String>,
     },
 }
 
@@ -180,6 +218,9 @@ pub struct BackupArgs {
     /// drive when the client goes away is cancelled).
     #[arg(long)]
     pub detach: bool,
+    /// The primary pool to write to (default: the station's default pool).
+    #[arg(long)]
+    pub pool: Option<String>,
 }
 
 // The arguments of `smapp restore` (its help is the variant's doc comment).

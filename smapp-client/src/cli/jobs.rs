@@ -7,7 +7,7 @@ use serde_json::json;
 
 use super::args::{Args, BackupArgs, MergeArgs, RestoreArgs};
 use super::connect;
-use super::progress::{on_event, progress_bar, report};
+use super::progress::{on_event, progress_bar, report, report_copied};
 
 pub async fn backup(a: &Args, b: &BackupArgs) -> Result<()> {
     let BackupArgs {
@@ -18,6 +18,7 @@ pub async fn backup(a: &Args, b: &BackupArgs) -> Result<()> {
         drives,
         level,
         detach,
+        pool,
     } = b;
     let level = *level;
     let spec = match (volume, extents) {
@@ -32,6 +33,7 @@ pub async fn backup(a: &Args, b: &BackupArgs) -> Result<()> {
         drives: *drives,
         level,
         detach: *detach,
+        pool: pool.clone(),
     };
     let client = connect(a).await?;
     let pb = progress_bar(a.json);
@@ -156,6 +158,23 @@ pub async fn merge(a: &Args, m: &MergeArgs) -> Result<()> {
     pb.finish_and_clear();
     let ev = res.with_context(|| format!("merge of {object} (ABS {new_abs}, channel {channel})"))?;
     report("merge", new_abs, channel, &ev, a.json);
+    Ok(())
+}
+
+/// `pool backup PRIMARY --to COPY`: follow the copy to its end.
+pub async fn pool_backup(a: &Args, primary: &str, to: &str, drives: u32) -> Result<()> {
+    let client = connect(a).await?;
+    let pb = progress_bar(a.json);
+    let mut cb = on_event(&pb, a.json);
+    let req = StationRequest::PoolBackup {
+        primary: primary.to_string(),
+        copy_pool: to.to_string(),
+        drives,
+    };
+    let res = client.stream(&req, |ev| cb(ev)).await;
+    pb.finish_and_clear();
+    let ev = res.with_context(|| format!("pool backup of {primary} to {to}"))?;
+    report_copied(primary, to, &ev, a.json);
     Ok(())
 }
 

@@ -12,7 +12,7 @@ pub fn print_listing(reply: StationReply, as_json: bool) {
         StationReply::Abs(rows) => {
             if !as_json {
                 println!(
-                    "{:>6} {:<20} {:<10} {:<11} {:>6} {:<9} {:<23} {:>12} {:>8} {:>5} {:>4}  tapes",
+                    "{:>6} {:<20} {:<10} {:<11} {:>6} {:<9} {:<23} {:>12} {:>8} {:>5} {:>4} {:<10} {:>6}  tapes",
                     "abs",
                     "object",
                     "primary",
@@ -23,7 +23,9 @@ pub fn print_listing(reply: StationReply, as_json: bool) {
                     "size",
                     "tracks",
                     "segs",
-                    "ext"
+                    "ext",
+                    "pool",
+                    "copies"
                 );
             }
             for r in rows {
@@ -34,11 +36,12 @@ pub fn print_listing(reply: StationReply, as_json: bool) {
                         "level": r.level.as_str(), "base_abs_id": r.base_abs_id.map_or(0, AbsId::get),
                         "merged_from_abs_id": r.merged_from_abs_id.map_or(0, AbsId::get),
                         "point_in_time": r.point_in_time, "state": r.state.as_str(), "object_size": r.object_size, "data_bytes": r.data_bytes, "tracks": r.track_count,
-                        "segments": r.segment_count, "extents": r.extents, "created": r.created, "tapes": r.tapes})
+                        "segments": r.segment_count, "extents": r.extents, "created": r.created, "tapes": r.tapes,
+                        "pool": r.pool, "copies": r.copies.len(), "copy_pools": r.copies})
                     );
                 } else {
                     println!(
-                        "{:>6} {:<20} {:<10} {:<11} {:>6} {:<9} {:<23} {:>12} {:>8} {:>5} {:>4}  {}",
+                        "{:>6} {:<20} {:<10} {:<11} {:>6} {:<9} {:<23} {:>12} {:>8} {:>5} {:>4} {:<10} {:>6}  {}",
                         r.abs_id,
                         r.object_name,
                         r.primary,
@@ -54,6 +57,8 @@ pub fn print_listing(reply: StationReply, as_json: bool) {
                         r.track_count,
                         r.segment_count,
                         r.extents,
+                        r.pool,
+                        r.copies.len(),
                         r.tapes.join(",")
                     );
                 }
@@ -144,8 +149,8 @@ pub fn print_listing(reply: StationReply, as_json: bool) {
         StationReply::Segments(rows) => {
             if !as_json {
                 println!(
-                    "{:>6} {:>5} {:<8} {:>6} {:>12} {:>7} crc32c",
-                    "abs", "seq", "tape", "file", "bytes", "tracks"
+                    "{:>6} {:>5} {:<8} {:>6} {:>12} {:>7} {:<8} {:<10} {:<7} crc32c",
+                    "abs", "seq", "tape", "file", "bytes", "tracks", "copy", "pool", "status"
                 );
             }
             for s in rows {
@@ -153,12 +158,53 @@ pub fn print_listing(reply: StationReply, as_json: bool) {
                     println!(
                         "{}",
                         json!({"abs_id": s.abs_id.get(), "seq": s.seq.get(), "tape": s.tape_label, "tape_file": s.tape_file,
-                        "bytes": s.bytes, "data_bytes": s.data_bytes, "tracks": s.track_count, "crc32c": s.crc32c})
+                        "bytes": s.bytes, "data_bytes": s.data_bytes, "tracks": s.track_count, "crc32c": s.crc32c,
+                        "copy": s.copy, "pool": s.pool, "status": s.status.as_str()})
                     );
                 } else {
                     println!(
-                        "{:>6} {:>5} {:<8} {:>6} {:>12} {:>7} {:08x}",
-                        s.abs_id, s.seq, s.tape_label, s.tape_file, s.bytes, s.track_count, s.crc32c
+                        "{:>6} {:>5} {:<8} {:>6} {:>12} {:>7} {:<8} {:<10} {:<7} {:08x}",
+                        s.abs_id,
+                        s.seq,
+                        s.tape_label,
+                        s.tape_file,
+                        s.bytes,
+                        s.track_count,
+                        if s.copy { "copy" } else { "primary" },
+                        s.pool,
+                        s.status,
+                        s.crc32c
+                    );
+                }
+            }
+        }
+        StationReply::Pools(rows) => {
+            if !as_json {
+                println!(
+                    "{:<16} {:<8} {:<20} {:>6} {:>12} {:>6}",
+                    "pool", "kind", "copies of", "tapes", "bytes", "abs"
+                );
+            }
+            for p in rows {
+                if as_json {
+                    println!(
+                        "{}",
+                        json!({"pool": p.name, "kind": p.kind.as_str(), "copies_of": p.copies_of, "tapes": p.tapes,
+                        "bytes_written": p.bytes_written, "abs": p.abs})
+                    );
+                } else {
+                    println!(
+                        "{:<16} {:<8} {:<20} {:>6} {:>12} {:>6}",
+                        p.name,
+                        p.kind,
+                        if p.copies_of.is_empty() {
+                            "-".to_string()
+                        } else {
+                            p.copies_of.join(",")
+                        },
+                        p.tapes,
+                        human(p.bytes_written),
+                        p.abs
                     );
                 }
             }

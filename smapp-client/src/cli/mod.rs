@@ -29,6 +29,7 @@ pub async fn run(a: Args) -> Result<()> {
         Cmd::Restore(r) => jobs::restore(&a, r).await,
         Cmd::Merge(m) => jobs::merge(&a, m).await,
         Cmd::Library { cmd } => operator::library(&a, cmd).await,
+        Cmd::Pool { cmd } => operator::pool(&a, cmd).await,
         Cmd::List { what, abs } => catalog::list(&a, what, *abs).await,
         Cmd::Grant(g) => operator::grant(&a, g, true).await,
         Cmd::Revoke(g) => operator::grant(&a, g, false).await,

@@ -7,7 +7,7 @@ use anyhow::{bail, Context, Result};
 use proto::domain::Failure;
 use proto::wire::StationRequest;
 
-use super::args::{Args, GrantScope, LibraryCmd};
+use super::args::{Args, GrantScope, LibraryCmd, PoolCmd};
 use super::connect;
 use super::listing::print_listing;
 
@@ -69,6 +69,21 @@ pub async fn library(a: &Args, cmd: &LibraryCmd) -> Result<()> {
             pool: pool.clone(),
         },
     };
+    print_listing(client.request(&req).await?, a.json);
+    Ok(())
+}
+
+pub async fn pool(a: &Args, cmd: &PoolCmd) -> Result<()> {
+    let req = match cmd {
+        PoolCmd::Define { pool, kind, copies_of } => StationRequest::PoolDefine {
+            name: pool.clone(),
+            kind: *kind,
+            copies_of: copies_of.clone(),
+        },
+        PoolCmd::List => StationRequest::PoolList,
+        PoolCmd::Backup { primary, to, drives } => return super::jobs::pool_backup(a, primary, to, *drives).await,
+    };
+    let client = connect(a).await?;
     print_listing(client.request(&req).await?, a.json);
     Ok(())
 }

@@ -121,3 +121,35 @@ pub fn report(what: &str, abs: AbsId, channel: ChannelId, ev: &ChannelEvent, as_
         }
     }
 }
+
+/// The result line of a pool backup.
+pub fn report_copied(primary: &str, copy_pool: &str, ev: &ChannelEvent, as_json: bool) {
+    if let ChannelEvent::Copied {
+        abs,
+        segments,
+        bytes,
+        tapes_read,
+        tapes_written,
+        seconds,
+    } = ev
+    {
+        let mbs = *bytes as f64 / 1e6 / seconds.max(1e-9);
+        if as_json {
+            println!(
+                "{}",
+                json!({"result": "pool backup", "primary": primary, "copy_pool": copy_pool, "abs": abs,
+                       "segments": segments, "bytes": bytes, "tapes_read": tapes_read,
+                       "tapes_written": tapes_written, "seconds": seconds, "mb_per_s": mbs})
+            );
+        } else if *abs == 0 {
+            println!("pool backup done: nothing to copy from {primary} to {copy_pool} (0 bytes)");
+        } else {
+            println!(
+                "pool backup done: {abs} ABS, {segments} segments, {} copied from {primary} to {copy_pool}: read {}, wrote {}, {seconds:.1} s, {mbs:.1} MB/s",
+                human(*bytes),
+                tapes_read.join(", "),
+                tapes_written.join(", ")
+            );
+        }
+    }
+}

@@ -1,9 +1,9 @@
 //! The command line parses as documented.
 
 use clap::{CommandFactory, Parser};
-use proto::domain::{FailureCode, Level};
+use proto::domain::{FailureCode, Level, PoolKind};
 
-use super::args::{Args, Cmd, EXIT_STATUSES};
+use super::args::{Args, Cmd, PoolCmd, EXIT_STATUSES};
 
 fn level_of(args: &[&str]) -> Result<Level, clap::Error> {
     let base = ["smapp", "backup", "--primary", "p", "--object", "o", "--volume", "v"];
@@ -34,4 +34,33 @@ fn exit_statuses_are_documented() {
         let line = format!("  {}  {}:", code.exit_status(), code);
         assert!(EXIT_STATUSES.contains(&line), "{line:?} missing from --help");
     }
+}
+
+#[test]
+fn a_pool_name_is_not_the_certificate_name() {
+    let a = Args::try_parse_from([
+        "smapp",
+        "--name",
+        "operator",
+        "pool",
+        "define",
+        "vault",
+        "--kind",
+        "copy",
+        "--copies-of",
+        "a,b",
+    ])
+    .unwrap();
+    assert_eq!(a.name, "operator");
+    match a.cmd {
+        Cmd::Pool {
+            cmd: PoolCmd::Define { pool, kind, copies_of },
+        } => {
+            assert_eq!(pool, "vault");
+            assert_eq!(kind, PoolKind::Copy);
+            assert_eq!(copies_of, ["a", "b"]);
+        }
+        _ => unreachable!("a pool definition"),
+    }
+    assert!(Args::try_parse_from(["smapp", "pool", "define", "x", "--kind", "tertiary"]).is_err());
 }

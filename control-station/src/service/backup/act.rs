@@ -34,11 +34,15 @@ pub(super) async fn act(
     let want_drives = job.want_drives;
     let map = &job.map;
     let (pair, drives, joined) = if want_drives <= 1 {
-        let assigned = registry::assign(st, Duration::from_secs(600), registry::Purpose::Backup);
+        let assigned = registry::assign(
+            st,
+            Duration::from_secs(600),
+            registry::Purpose::Backup { pool: &job.pool },
+        );
         let registry::Assignment { pair, drive, joined } = waiting(send, "a drive", abandon, assigned).await?;
         (pair, vec![drive], joined)
     } else {
-        let assigned = registry::assign_drives(st, Duration::from_secs(600), want_drives);
+        let assigned = registry::assign_drives(st, Duration::from_secs(600), want_drives, Some(&job.pool));
         let what = format!("{want_drives} free drives");
         let (pair, drives) = waiting(send, &what, abandon, assigned).await?;
         (pair, drives, false)
@@ -84,7 +88,7 @@ pub(super) async fn act(
             send,
             "tapes to mount",
             Abandon::Never,
-            mount_all(st, &pair.be_name, &drives),
+            mount_all(st, &pair.be_name, &drives, &job.pool),
         )
         .await?
     };
@@ -158,9 +162,9 @@ pub(super) async fn act(
 }
 
 /// Mount a tape for writing in each drive, all at once.
-async fn mount_all(st: &Arc<Station>, be: &str, drives: &[DriveRow]) -> Result<Vec<TapeRow>> {
+async fn mount_all(st: &Arc<Station>, be: &str, drives: &[DriveRow], pool: &str) -> Result<Vec<TapeRow>> {
     let mounts = drives.iter().map(|drive| async move {
-        match library::mount_for_write(st, be, drive).await {
+        match library::mount_for_write(st, be, drive, pool).await {
             Ok(tape) => {
                 registry::tape_mounted(st, drive, &tape).await;
                 Ok(tape)

@@ -20,6 +20,8 @@ pub(crate) struct BackupRequest {
     pub level: Level,
     /// Whether the backup goes on when its client leaves while it waits.
     pub detach: bool,
+    /// The primary pool asked for (None: the station's default).
+    pub pool: Option<String>,
 }
 
 /// The base of a differential as the catalog holds it.
@@ -44,6 +46,8 @@ pub(crate) struct BackupJob {
     pub since: Vec<VolumeEpoch>,
     /// How many drives the channel writes on.
     pub want_drives: usize,
+    /// The primary pool the ABS goes to.
+    pub pool: String,
 }
 
 /// A synthetic full is merged, never backed up.
@@ -85,7 +89,9 @@ impl BackupJob {
     /// Plan a backup of `map` (see [`object_map`]); a differential needs
     /// its `base`, whose layout must be the object's and which must have
     /// captured an epoch per volume.
-    pub(crate) fn plan(req: &BackupRequest, map: AbsMap, base: Option<Base>) -> Result<BackupJob, Failure> {
+    /// `pool`: the primary pool it writes to (the one asked for, checked,
+    /// else the station's default).
+    pub(crate) fn plan(req: &BackupRequest, map: AbsMap, base: Option<Base>, pool: &str) -> Result<BackupJob, Failure> {
         let (base_abs_id, since) = match base {
             None => (None, Vec::new()),
             Some(b) => (Some(b.id), since_base(&req.object_name, &map, &b)?),
@@ -98,6 +104,7 @@ impl BackupJob {
             base_abs_id,
             since,
             want_drives: want_drives(req.drives),
+            pool: pool.to_string(),
         })
     }
 
@@ -255,6 +262,7 @@ mod tests {
             drives: 0,
             level,
             detach: false,
+            pool: None,
         }
     }
 
@@ -302,7 +310,7 @@ mod tests {
     fn a_full_has_no_base_and_asks_for_at_least_one_drive() {
         let req = request(Level::Full, extents());
         let map = object_map("p1", &volumes(), req.object.clone()).unwrap();
-        let job = BackupJob::plan(&req, map.clone(), None).unwrap();
+        let job = BackupJob::plan(&req, map.clone(), None, "default").unwrap();
         assert_eq!(job.base_abs_id, None);
         assert!(job.since.is_empty());
         assert_eq!(job.want_drives, 1);
@@ -321,7 +329,7 @@ mod tests {
             map: map.clone(),
             epochs: epochs(2),
         };
-        let job = BackupJob::plan(&req, map.clone(), Some(base)).unwrap();
+        let job = BackupJob::plan(&req, map.clone(), Some(base), "default").unwrap();
         assert_eq!(job.base_abs_id, Some(AbsId::new(5)));
         let names: Vec<&str> = job.since.iter().map(|e| e.volume.as_str()).collect();
         assert_eq!(names, ["v0", "v1"]);
@@ -343,7 +351,7 @@ mod tests {
             map: other,
             epochs: epochs(1),
         };
-        let err = BackupJob::plan(&req, map.clone(), Some(moved)).unwrap_err();
+        let err = BackupJob::plan(&req, map.clone(), Some(moved), "default").unwrap_err();
         assert_eq!(err.code, FailureCode::Refused);
         assert!(err.message.contains("layout of db changed since ABS 5"), "{err}");
         let old = Base {
@@ -351,7 +359,7 @@ mod tests {
             map: map.clone(),
             epochs: epochs(1),
         };
-        let err = BackupJob::plan(&req, map.clone(), Some(old)).unwrap_err();
+        let err = BackupJob::plan(&req, map.clone(), Some(old), "default").unwrap_err();
         assert!(err.message.contains("no change-map epochs"), "{err}");
         let mut bad = epochs(2);
         bad[1].volume_index = 9;
@@ -361,7 +369,7 @@ mod tests {
             epochs: bad,
         };
         assert_eq!(
-            BackupJob::plan(&req, map, Some(odd)).unwrap_err().code,
+            BackupJob::plan(&req, map, Some(odd), "default").unwrap_err().code,
             FailureCode::Internal
         );
     }

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{anyhow, Result};
-use proto::domain::{Failure, Level};
+use proto::domain::{Failure, Level, PoolKind};
 use proto::wire::{ChannelEvent, StationReply};
 use transport::{FramedSend, Peer};
 
@@ -63,10 +63,18 @@ async fn backup(
     let node = registry::primary(st, &req.primary).await?;
     let map = job::object_map(&req.primary, &node.volumes, req.object.clone())?;
     let base = differential_base(st, &req).await?;
-    let job = BackupJob::plan(&req, map, base)?;
+    let pool = primary_pool(st, req.pool.as_deref()).await?;
+    let job = BackupJob::plan(&req, map, base, &pool)?;
     let (_, abs_id) = st
         .catalog
-        .create_abs(&job.object_name, node.id, job.level, job.base_abs_id, &job.map)
+        .create_abs(
+            &job.object_name,
+            node.id,
+            job.level,
+            job.base_abs_id,
+            &job.map,
+            &job.pool,
+        )
         .await?;
     let (mut held, rx) = open_writing_channel(st, client, abs_id).await?;
     let channel_id = held.channel.id();
@@ -77,6 +85,24 @@ async fn backup(
     st.depends_on(channel_id, &[]).await;
     // The primary node drops the channel's snapshot, if it took one.
     settle(st, &mut held, outcome, &[&job.primary]).await
+}
+
+/// The primary pool a backup writes to: the one asked for, which must be a
+/// defined primary pool, else the station's default.
+pub(crate) async fn primary_pool(st: &Arc<Station>, asked: Option<&str>) -> Result<String> {
+    let Some(name) = asked else {
+        return Ok(st.cfg.pool.clone());
+    };
+    match st.catalog.pool_named(name).await? {
+        Some(p) if p.kind == PoolKind::Primary => Ok(p.name),
+        Some(p) => Err(anyhow!(Failure::refused(format!(
+            "pool {name} is a {} pool: backups go to primary pools",
+            p.kind
+        )))),
+        None => Err(anyhow!(Failure::not_found(format!(
+            "there is no pool {name}: define it first (smapp pool define {name} --kind primary)"
+        )))),
+    }
 }
 
 /// The base of a differential backup as the catalog holds it (None: a full).

@@ -22,7 +22,7 @@ use transport::{FramedSend, Peer};
 use super::access::{Access, Right};
 use super::backup::{await_written, chain_members, close_written, open_writing_channel, settle, Held};
 use super::events::{EventSink, LiveChannel};
-use super::restore::{planned, read_tapes_on, ReadInto, TapeReading};
+use super::restore::{planned, read_tapes_on, readable_segments, ReadInto, TapeReading};
 use super::{failure_of, library, note_channel, registry, NoteRx, Station};
 use crate::catalog::{Abs, DriveRow, PairRow};
 use crate::channel::{ChannelInput, ChannelKind};
@@ -124,7 +124,7 @@ async fn act(
     })
     .await;
 
-    let (pair, drives) = registry::assign_drives(st, Duration::from_secs(600), 2)
+    let (pair, drives) = registry::assign_drives(st, Duration::from_secs(600), 2, None)
         .await
         .context("a merge reads on one drive and writes on another of the same back-end")?;
     let (write_drive, read_drive) = (drives[0].clone(), drives[1].clone());
@@ -137,7 +137,7 @@ async fn act(
         pair.fe_name, pair.be_name, write_drive.name, read_drive.name
     );
     held.channel.step(st, ChannelInput::Assigned(opened), send).await?;
-    let tape = match library::mount_scratch_for_write(st, &pair.be_name, &write_drive).await {
+    let tape = match library::mount_scratch_for_write(st, &pair.be_name, &write_drive, &abs.pool).await {
         Ok(t) => {
             registry::tape_mounted(st, &write_drive, &t).await;
             t
@@ -197,7 +197,11 @@ async fn read_one(
     (pair, drive): &(PairRow, DriveRow),
     send: &mut FramedSend,
 ) -> Result<()> {
-    let segments = st.catalog.segments_of(src).await?;
+    let sources = readable_segments(st, src).await?;
+    for detail in &sources.from_copies {
+        send.emit(ChannelEvent::Planned { detail: detail.clone() }).await;
+    }
+    let segments = sources.segments;
     if segments.is_empty() {
         // A differential with no change.
         return Ok(());

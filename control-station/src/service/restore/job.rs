@@ -60,8 +60,10 @@ pub(crate) struct AbsFacts {
     pub segment_count: u32,
     /// A differential's changed tracks (None: a full).
     pub changed: Option<TrackSet>,
-    /// The segments the catalog lists.
+    /// The segments the catalog lists (each the copy to read).
     pub segments: Vec<Segment>,
+    /// Which segments come from copies in copy pools, and why.
+    pub from_copies: Vec<String>,
 }
 
 /// Where a restore writes.
@@ -89,6 +91,8 @@ pub(crate) struct RestoreJob {
     /// Each lane's tapes, in the order it reads them.
     pub lanes: Vec<Vec<TapeJob>>,
     pub tape_count: usize,
+    /// Which segments come from copies in copy pools, and why.
+    pub from_copies: Vec<String>,
 }
 
 impl RestoreJob {
@@ -121,6 +125,7 @@ impl RestoreJob {
             segments: abs.segments.into_iter().map(|s| (s.seq, s)).collect(),
             lanes: plan.drive_queues().to_vec(),
             tape_count: plan.tape_count(),
+            from_copies: abs.from_copies,
         }))
     }
 
@@ -150,7 +155,7 @@ impl RestoreJob {
 #[cfg(test)]
 mod tests {
     use proto::abs::{Geometry, ObjectExtent, VolumeRef};
-    use proto::domain::{FailureCode, TapeId};
+    use proto::domain::FailureCode;
 
     use super::*;
 
@@ -172,20 +177,7 @@ mod tests {
     }
 
     fn segment(seq: u32, tape: u64, file: u32) -> Segment {
-        Segment {
-            id: i64::from(seq),
-            abs_id: AbsId::new(9),
-            seq: SegmentSeq::new(seq),
-            tape_id: TapeId::new(tape),
-            tape_label: format!("T{tape}"),
-            tape_path: String::new(),
-            tape_file: file,
-            bytes: 1000,
-            data_bytes: 900,
-            track_count: 2,
-            crc32c: 0,
-            written_at: DateTime::from_timestamp(0, 0).unwrap(),
-        }
+        Segment::fixture(9, seq, tape, file)
     }
 
     fn facts(segments: Vec<Segment>, segment_count: u32) -> AbsFacts {
@@ -196,6 +188,7 @@ mod tests {
             segment_count,
             changed: None,
             segments,
+            from_copies: Vec::new(),
         }
     }
 

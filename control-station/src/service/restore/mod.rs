@@ -15,6 +15,7 @@
 mod job;
 mod lanes;
 mod read;
+mod sources;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -154,10 +155,25 @@ async fn restore_chain(
             // A differential with no change: nothing to write.
             continue;
         };
+        for detail in &planned.from_copies {
+            send.emit(ChannelEvent::Planned { detail: detail.clone() }).await;
+        }
         let t = lanes::act(st, client, &planned, send).await?;
         totals.add(t);
     }
     Ok(totals.finished(started))
+}
+
+/// The segments of ABS `id` to read: each primary copy the catalog knows
+/// readable, else its best copy in a copy pool (see [`sources`]).
+pub(crate) async fn readable_segments(st: &Arc<Station>, id: AbsId) -> Result<sources::Sources> {
+    let primaries = st.catalog.segments_of(id).await?;
+    let copies = if primaries.iter().all(sources::readable) {
+        Vec::new()
+    } else {
+        st.catalog.segment_copies_of(id).await?
+    };
+    Ok(sources::choose(primaries, &copies))
 }
 
 /// Fetch what the plan of ABS `id`'s restore needs and plan it.
@@ -184,7 +200,7 @@ async fn plan_one(
         RestoreTarget::File { primary, .. } => (primary.clone(), RemapTable::to_file(&abs.map)),
     };
     registry::primary(st, &node).await?;
-    let segments = st.catalog.segments_of(id).await?;
+    let sources = readable_segments(st, id).await?;
     let free = registry::free_drives(st).await?;
     let facts = AbsFacts {
         abs_id: id,
@@ -192,7 +208,8 @@ async fn plan_one(
         track_count: abs.track_count,
         segment_count: abs.segment_count,
         changed,
-        segments,
+        segments: sources.segments,
+        from_copies: sources.from_copies,
     };
     let dest = Destination {
         node,

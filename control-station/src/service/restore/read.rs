@@ -147,7 +147,13 @@ pub(crate) async fn read_tapes_on<E: EventSink>(
             .collect::<Result<_>>()?;
         let before = totals.bytes;
         let step = async {
-            let mounted = format!("tape {} mounted in drive {}", tape.label, drive.name);
+            let mut mounted = format!("tape {} mounted in drive {}", tape.label, drive.name);
+            for s in files.iter().filter(|s| s.copy_id.is_some()) {
+                mounted.push_str(&format!(
+                    "; segment {} of ABS {} served from copy on tape {}",
+                    s.seq, r.abs_id, tape.label
+                ));
+            }
             channel.step(st, ChannelInput::TapeMounted(mounted), send).await?;
             read_files(st, r, channel, &into, &tape, &files, send).await?;
             follow_read(st, channel_id, &mut rx, before, &mut totals, send).await

@@ -96,6 +96,32 @@ pub enum Command {
     /// with no image yet (a scratch tape never mounted) leaves as an empty
     /// image. Answered with [`CommandReply::ImageExported`].
     ExportImage { label: String, to: String },
+    /// Back-end: copy one segment tape to tape (a pool backup, seed 000
+    /// FIG. 5): read file `source.tape_file` of tape `source.tape_label`,
+    /// mounted for reading in `read_drive`, verifying every checksum and
+    /// that it is segment `source.seq` of ABS `abs_id` with body CRC32C
+    /// `source.crc32c`; then write it as a new tape file through the
+    /// writer of `write_drive` (the copy tape), verified and synced.
+    /// Answered with [`CommandReply::SegmentCopied`].
+    CopySegment {
+        read_drive: String,
+        write_drive: String,
+        abs_id: AbsId,
+        object_name: String,
+        source: SegmentRef,
+    },
+    /// Back-end: read the ABS metadata of `abs_id` in file `tape_file` of
+    /// tape `tape_label`, mounted for reading in `drive`. Answered with
+    /// [`CommandReply::MetadataRead`] (its encoding, checked).
+    ReadMetadata {
+        drive: String,
+        tape_label: String,
+        tape_file: u32,
+        abs_id: AbsId,
+    },
+    /// Back-end: write ABS metadata (its encoding) through the writer of
+    /// `drive`. Answered with [`CommandReply::Placed`].
+    WriteMetadata { drive: String, metadata: Vec<u8> },
 }
 
 /// What an image outside the library holds.
@@ -227,5 +253,22 @@ pub enum CommandReply {
     ImageExported {
         path: String,
         blank: bool,
+    },
+    /// [`Command::CopySegment`]: the copy is tape file `tape_file` of
+    /// `tape_label` (`bytes` bytes, body CRC32C `crc32c`), synced.
+    SegmentCopied {
+        tape_label: String,
+        tape_file: u32,
+        bytes: u64,
+        crc32c: u32,
+    },
+    /// [`Command::ReadMetadata`]: the metadata's encoding.
+    MetadataRead {
+        metadata: Vec<u8>,
+    },
+    /// A data file written and synced: file `tape_file` of `tape_label`.
+    Placed {
+        tape_label: String,
+        tape_file: u32,
     },
 }

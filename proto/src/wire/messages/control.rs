@@ -89,6 +89,8 @@ pub enum StationRequest {
         /// Run even if the client goes away before the backup starts
         /// (otherwise a backup still waiting for a drive is cancelled).
         detach: bool,
+        /// The primary pool to write to (None: the station's default).
+        pool: Option<String>,
     },
     /// Restore the object as it was when ABS `abs_id` was taken: a
     /// differential restores its chain (full first).
@@ -118,9 +120,10 @@ pub enum StationRequest {
     ListTapes,
     /// The registered data movers (name, role, address, state, last heartbeat).
     ListMovers,
-    /// Operator: label `count` new scratch tapes of `pool` in free slots.
+    /// Operator: label `count` new scratch tapes of `pool` (None: the
+    /// station's default pool) in free slots.
     LibraryLabel {
-        pool: String,
+        pool: Option<String>,
         count: u32,
     },
     /// Operator: move a tape's image out of the library into `to_dir`.
@@ -133,7 +136,28 @@ pub enum StationRequest {
     /// becomes a scratch tape of `pool`.
     LibraryImport {
         path: String,
-        pool: String,
+        pool: Option<String>,
+    },
+    /// Operator: define a storage pool. A copy pool names the primary
+    /// pools whose ABSs it holds copies of (at least one); a primary pool
+    /// names none. Defining a pool again with the same kind adds to its
+    /// primary pools.
+    PoolDefine {
+        name: String,
+        kind: PoolKind,
+        copies_of: Vec<String>,
+    },
+    /// Every pool, with its tapes and what it holds.
+    PoolList,
+    /// Operator: copy every complete ABS of primary pool `primary` that
+    /// has no whole, healthy copy in `copy_pool` yet, tape to tape on the
+    /// movers (seed 000 FIG. 5). `drives`: most read/write drive pairs to
+    /// use at once (0: one). Answered with a stream of [`ChannelEvent`]s
+    /// ending with `Copied` or `Failed`.
+    PoolBackup {
+        primary: String,
+        copy_pool: String,
+        drives: u32,
     },
     ListSegments {
         abs_id: Option<AbsId>,
@@ -250,6 +274,7 @@ pub enum StationReply {
     Segments(Vec<SegmentInfo>),
     Channels(Vec<ChannelInfo>),
     Grants(Vec<GrantInfo>),
+    Pools(Vec<PoolInfo>),
     History {
         channel: ChannelInfo,
         transitions: Vec<TransitionInfo>,
@@ -316,6 +341,17 @@ pub enum ChannelEvent {
         tapes: Vec<String>,
         seconds: f64,
     },
+    /// A pool backup ended: `abs` ABSs (`segments` segments, `bytes`
+    /// bytes) copied; the primary tapes read, each mounted once, in the
+    /// order they were read; the copy tapes written.
+    Copied {
+        abs: u32,
+        segments: u32,
+        bytes: u64,
+        tapes_read: Vec<String>,
+        tapes_written: Vec<String>,
+        seconds: f64,
+    },
     Failed(Failure),
 }
 
@@ -341,6 +377,24 @@ pub struct AbsInfo {
     pub extents: u32,
     pub created: String,
     pub tapes: Vec<String>,
+    /// The primary pool the ABS was written to.
+    pub pool: String,
+    /// The copy pools holding a whole, healthy copy of it.
+    pub copies: Vec<String>,
+}
+
+/// A storage pool.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct PoolInfo {
+    pub name: String,
+    pub kind: PoolKind,
+    /// A copy pool: the primary pools it copies.
+    pub copies_of: Vec<String>,
+    pub tapes: u32,
+    pub bytes_written: u64,
+    /// A primary pool: its complete ABSs; a copy pool: the ABSs it holds a
+    /// whole copy of.
+    pub abs: u32,
 }
 
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
@@ -378,6 +432,11 @@ pub struct MoverInfo {
 pub struct SegmentInfo {
     pub abs_id: AbsId,
     pub seq: SegmentSeq,
+    /// The pool of the tape holding this copy of the segment.
+    pub pool: String,
+    /// A copy in a copy pool (false: the ABS's primary copy).
+    pub copy: bool,
+    pub status: SegmentStatus,
     pub tape_label: String,
     pub tape_file: u32,
     pub bytes: u64,

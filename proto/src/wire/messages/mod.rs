@@ -36,7 +36,7 @@ use crate::abs::{AbsMap, ObjectExtent, RemapTable, TrackAddr, TrackSet, VolumeRe
 pub use crate::domain::MoverRole;
 use crate::domain::{
     AbsId, AbsKind, AbsState, CatalogHealth, ChannelId, ChannelKind, ChannelState, Failure, JobId, Level, MapId,
-    MediaSetId, MoverState, SegmentSeq, TapeLocation, TapeState,
+    MediaSetId, MoverState, PoolKind, SegmentSeq, SegmentStatus, TapeLocation, TapeState,
 };
 
 /// Name and socket address of a peer process (the name is its TLS name),

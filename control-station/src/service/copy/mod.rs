@@ -1,0 +1,425 @@
+//! Pool backup (seed 000 FIG. 5, claims 1–4): copy every complete ABS of a
+//! primary pool that has no whole, healthy copy in a copy pool yet, tape to
+//! tape on the movers. The primary node is not involved.
+//!
+//! Each lane is one back-end with two free drives: one reads primary tapes
+//! (each mounted once per run, its files in position order), the other
+//! writes the copy tapes of the copy pool. The back-end copies one segment
+//! per command, verified on both sides; the station records each copy as
+//! it is synced. A segment found unreadable is marked damaged and its ABS
+//! is left without a copy (the run goes on with the others and says so).
+//!
+//! [`job`] plans the run without I/O; the rest here carries it out.
+
+mod job;
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Result};
+use proto::domain::{AbsId, Failure, FailureCode, PoolKind, TapeId};
+use proto::wire::{ChannelEvent, Command, CommandReply, StationReply};
+use tokio::sync::mpsc;
+use transport::FramedSend;
+
+use super::events::EventSink;
+use super::{failure_of, library, registry, Station};
+use crate::catalog::{DriveRow, NewSegmentCopy, PairRow};
+use job::{CopyJob, CopyLane, CopyStep, MetadataGate, TapeKey, TapeVisit};
+
+/// What an operator asked to copy.
+pub(crate) struct PoolBackupRequest {
+    pub primary: String,
+    pub copy_pool: String,
+    pub drives: u32,
+}
+
+pub(crate) async fn run(st: Arc<Station>, req: PoolBackupRequest, send: &mut FramedSend) {
+    let started = Instant::now();
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let work = pool_backup(&st, &req, tx, started);
+    tokio::pin!(work);
+    // The lanes' events go to the client as they come.
+    let outcome = loop {
+        tokio::select! {
+            r = &mut work => break r,
+            Some(ev) = rx.recv() => send.emit(ev).await,
+        }
+    };
+    while let Ok(ev) = rx.try_recv() {
+        send.emit(ev).await;
+    }
+    let event = match outcome {
+        Ok(ev) => ev,
+        Err(e) => ChannelEvent::Failed(failure_of(&e)),
+    };
+    let _ = send.send(&StationReply::Event(event)).await;
+}
+
+/// Where the lanes' events go (to the client's stream).
+type Sink = mpsc::UnboundedSender<ChannelEvent>;
+
+fn tell(sink: &Sink, ev: ChannelEvent) {
+    let _ = sink.send(ev);
+}
+
+/// What one lane did.
+#[derive(Debug, Default)]
+struct LaneTotals {
+    abs: u32,
+    segments: u32,
+    bytes: u64,
+    tapes_read: Vec<String>,
+    tapes_written: BTreeSet<String>,
+    /// ABSs left without a whole copy, and why.
+    failed: Vec<(AbsId, String)>,
+}
+
+async fn pool_backup(st: &Arc<Station>, req: &PoolBackupRequest, sink: Sink, started: Instant) -> Result<ChannelEvent> {
+    let sink = &sink;
+    let copy = st
+        .catalog
+        .pool_named(&req.copy_pool)
+        .await?
+        .ok_or_else(|| anyhow!(Failure::not_found(format!("there is no pool {}", req.copy_pool))))?;
+    if copy.kind != PoolKind::Copy {
+        bail!(Failure::refused(format!(
+            "pool {} is a {} pool: pool backup writes to a copy pool",
+            copy.name, copy.kind
+        )));
+    }
+    if !copy.copies_of.contains(&req.primary) {
+        bail!(Failure::refused(format!(
+            "copy pool {} does not copy pool {} (it copies: {}); attach it with: smapp pool define {} --kind copy --copies-of {}",
+            copy.name,
+            req.primary,
+            if copy.copies_of.is_empty() { "nothing".to_string() } else { copy.copies_of.join(", ") },
+            copy.name,
+            req.primary
+        )));
+    }
+    let candidates = st.catalog.copy_candidates(&req.primary, &req.copy_pool).await?;
+    let mut keys: HashMap<TapeId, TapeKey> = HashMap::new();
+    // Collected first: no iterator with closures lives across an await.
+    let tape_ids: Vec<TapeId> = candidates
+        .iter()
+        .flat_map(|c| c.segments.iter().map(|s| s.tape_id).chain([c.metadata_tape_id]))
+        .collect();
+    for id in tape_ids {
+        if keys.contains_key(&id) {
+            continue;
+        }
+        if let Some(t) = st.catalog.tape(id).await? {
+            keys.insert(
+                id,
+                TapeKey {
+                    media_set: t.media_set,
+                    sequence: t.media_set_seq,
+                    label: t.label,
+                },
+            );
+        }
+    }
+    let lanes = usize::try_from(req.drives).unwrap_or(usize::MAX).max(1);
+    let job = CopyJob::plan(&candidates, &keys, lanes);
+    tell(
+        sink,
+        ChannelEvent::Planned {
+            detail: job.detail(&req.primary, &req.copy_pool),
+        },
+    );
+    for (abs_id, seqs) in &job.skipped {
+        let seqs: Vec<String> = seqs.iter().map(ToString::to_string).collect();
+        tell(
+            sink,
+            ChannelEvent::Planned {
+                detail: format!(
+                    "ABS {abs_id} is not copied: its segment(s) {} are damaged on their primary tapes",
+                    seqs.join(", ")
+                ),
+            },
+        );
+    }
+    let copied = AtomicU64::new(0);
+    let results = futures::future::join_all(job.lanes.iter().map(|lane| run_lane(st, req, lane, sink, &copied))).await;
+    let mut total = LaneTotals::default();
+    let mut errors = Vec::new();
+    for r in results {
+        match r {
+            Ok(t) => {
+                total.abs += t.abs;
+                total.segments += t.segments;
+                total.bytes += t.bytes;
+                total.tapes_read.extend(t.tapes_read);
+                total.tapes_written.extend(t.tapes_written);
+                total.failed.extend(t.failed);
+            }
+            Err(e) => errors.push(e),
+        }
+    }
+    if let Some(e) = errors.into_iter().next() {
+        return Err(e.context(format!(
+            "pool backup of {} to {}: {} ABS copied before the failure",
+            req.primary, req.copy_pool, total.abs
+        )));
+    }
+    if !total.failed.is_empty() {
+        let what: Vec<String> = total.failed.iter().map(|(a, why)| format!("ABS {a}: {why}")).collect();
+        bail!(Failure::corrupt(format!(
+            "{} ABS copied to pool {}, {} not: {}",
+            total.abs,
+            req.copy_pool,
+            total.failed.len(),
+            what.join("; ")
+        )));
+    }
+    tracing::info!(primary = %req.primary, copy_pool = %req.copy_pool, abs = total.abs, bytes = total.bytes, "pool backup done");
+    Ok(ChannelEvent::Copied {
+        abs: total.abs,
+        segments: total.segments,
+        bytes: total.bytes,
+        tapes_read: total.tapes_read,
+        tapes_written: total.tapes_written.into_iter().collect(),
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// A lane's drives: the pair, the drive writing copies, the drive reading.
+struct LaneDrives {
+    pair: PairRow,
+    write: DriveRow,
+    read: DriveRow,
+}
+
+async fn run_lane(
+    st: &Arc<Station>,
+    req: &PoolBackupRequest,
+    lane: &CopyLane,
+    sink: &Sink,
+    copied: &AtomicU64,
+) -> Result<LaneTotals> {
+    let (pair, drives) = registry::assign_drives(st, Duration::from_secs(600), 2, None).await?;
+    let (Some(write), Some(read)) = (drives.first().cloned(), drives.get(1).cloned()) else {
+        bail!("the station handed out {} drives, not 2", drives.len());
+    };
+    registry::use_for_reading(st, &read).await;
+    let d = LaneDrives { pair, write, read };
+    let mut totals = LaneTotals::default();
+    let result = lane_work(st, req, lane, &d, sink, copied, &mut totals).await;
+    let be = &d.pair.be_name;
+    if let Some(tape) = registry::current_tape(st, &d.write).await {
+        if let Err(e) = library::dismount(st, be, &d.write, &tape, true).await {
+            tracing::warn!(tape = %tape.label, error = %format!("{e:#}"), "finishing a copy tape");
+        }
+    }
+    registry::release(st, Some(&d.pair), &d.write).await;
+    registry::release(st, Some(&d.pair), &d.read).await;
+    result.map(|()| totals)
+}
+
+async fn lane_work(
+    st: &Arc<Station>,
+    req: &PoolBackupRequest,
+    lane: &CopyLane,
+    d: &LaneDrives,
+    sink: &Sink,
+    copied: &AtomicU64,
+    totals: &mut LaneTotals,
+) -> Result<()> {
+    let be = d.pair.be_name.as_str();
+    let tape = match library::mount_for_write(st, be, &d.write, &req.copy_pool).await {
+        Ok(t) => t,
+        Err(e) => {
+            registry::mount_failed(st, &d.write).await;
+            return Err(e);
+        }
+    };
+    registry::tape_mounted(st, &d.write, &tape).await;
+    tell(
+        sink,
+        ChannelEvent::Planned {
+            detail: format!(
+                "back-end {be}: drive {} reads, drive {} writes copy tape {}",
+                d.read.name, d.write.name, tape.label
+            ),
+        },
+    );
+    let mut run = LaneRun {
+        sink,
+        copied,
+        totals,
+        gate: MetadataGate::new(&lane.segments_of),
+        failed: BTreeSet::new(),
+    };
+    for visit in &lane.visits {
+        let tape = st.catalog.tape(visit.tape_id).await?.ok_or_else(|| {
+            anyhow!(Failure::not_found(format!(
+                "tape {} left the catalog",
+                visit.tape_label
+            )))
+        })?;
+        library::mount_for_read(st, be, &d.read, &tape).await?;
+        run.totals.tapes_read.push(tape.label.clone());
+        let res = copy_visit(st, visit, d, &mut run).await;
+        let dismounted = library::dismount(st, be, &d.read, &tape, false).await;
+        res?;
+        dismounted?;
+    }
+    Ok(())
+}
+
+/// A lane's state while it runs.
+struct LaneRun<'a> {
+    sink: &'a Sink,
+    /// Bytes copied by every lane (the progress the client sees).
+    copied: &'a AtomicU64,
+    totals: &'a mut LaneTotals,
+    gate: MetadataGate,
+    /// ABSs that lost a segment or their metadata: no copy this run.
+    failed: BTreeSet<AbsId>,
+}
+
+/// Copy what `visit` names from the tape mounted in the read drive.
+async fn copy_visit(st: &Arc<Station>, visit: &TapeVisit, d: &LaneDrives, run: &mut LaneRun<'_>) -> Result<()> {
+    let be = d.pair.be_name.as_str();
+    let LaneRun {
+        sink,
+        copied,
+        totals,
+        gate,
+        failed,
+    } = run;
+    for step in &visit.steps {
+        match step {
+            CopyStep::Segment {
+                abs_id,
+                object_name,
+                segment_id,
+                source,
+                ..
+            } => {
+                if failed.contains(abs_id) {
+                    continue;
+                }
+                let cmd = Command::CopySegment {
+                    read_drive: d.read.name.clone(),
+                    write_drive: d.write.name.clone(),
+                    abs_id: *abs_id,
+                    object_name: object_name.clone(),
+                    source: source.clone(),
+                };
+                let reply = match st.command_ok(be, &cmd).await {
+                    Ok(r) => r,
+                    Err(e) if failure_of(&e).code == FailureCode::Corrupt => {
+                        st.catalog.mark_segment_damaged(*segment_id, None).await?;
+                        let why = format!(
+                            "segment {} on tape {} file {} is damaged ({}); marked damaged",
+                            source.seq,
+                            source.tape_label,
+                            source.tape_file,
+                            failure_of(&e).message
+                        );
+                        tell(
+                            sink,
+                            ChannelEvent::Planned {
+                                detail: format!("ABS {abs_id}: {why}"),
+                            },
+                        );
+                        failed.insert(*abs_id);
+                        totals.failed.push((*abs_id, why));
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                };
+                let CommandReply::SegmentCopied {
+                    tape_label,
+                    tape_file,
+                    bytes,
+                    crc32c,
+                } = reply
+                else {
+                    bail!("back-end {be} answered a segment copy with {reply:?}");
+                };
+                let copy_tape = st.catalog.tape_by_label(&tape_label).await?.ok_or_else(|| {
+                    anyhow!(Failure::not_found(format!(
+                        "copy tape {tape_label} is not in the catalog"
+                    )))
+                })?;
+                st.catalog
+                    .record_segment_copy(&NewSegmentCopy {
+                        segment_id: *segment_id,
+                        tape_id: copy_tape.id,
+                        tape_file,
+                        bytes,
+                        crc32c,
+                    })
+                    .await?;
+                totals.tapes_written.insert(tape_label);
+                totals.segments += 1;
+                totals.bytes += bytes;
+                gate.segment_copied(*abs_id);
+                let so_far = copied.fetch_add(bytes, Ordering::Relaxed) + bytes;
+                tell(sink, ChannelEvent::Progress { bytes: so_far });
+            }
+            CopyStep::Metadata { abs_id, tape_file } => {
+                if failed.contains(abs_id) {
+                    continue;
+                }
+                let cmd = Command::ReadMetadata {
+                    drive: d.read.name.clone(),
+                    tape_label: visit.tape_label.clone(),
+                    tape_file: *tape_file,
+                    abs_id: *abs_id,
+                };
+                match st.command_ok(be, &cmd).await {
+                    Ok(CommandReply::MetadataRead { metadata }) => gate.metadata_read(*abs_id, metadata),
+                    Ok(other) => bail!("back-end {be} answered a metadata read with {other:?}"),
+                    Err(e) if failure_of(&e).code == FailureCode::Corrupt => {
+                        let why = format!(
+                            "its metadata on tape {} file {tape_file} is unreadable ({})",
+                            visit.tape_label,
+                            failure_of(&e).message
+                        );
+                        failed.insert(*abs_id);
+                        totals.failed.push((*abs_id, why));
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        for (abs_id, metadata) in gate.ready() {
+            write_metadata(st, d, abs_id, metadata, totals).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Write an ABS's metadata after its last copied segment: its copy is whole.
+async fn write_metadata(
+    st: &Arc<Station>,
+    d: &LaneDrives,
+    abs_id: AbsId,
+    metadata: Vec<u8>,
+    totals: &mut LaneTotals,
+) -> Result<()> {
+    let be = d.pair.be_name.as_str();
+    let cmd = Command::WriteMetadata {
+        drive: d.write.name.clone(),
+        metadata,
+    };
+    let CommandReply::Placed { tape_label, tape_file } = st.command_ok(be, &cmd).await? else {
+        bail!("back-end {be} answered a metadata write with something else");
+    };
+    let tape = st.catalog.tape_by_label(&tape_label).await?.ok_or_else(|| {
+        anyhow!(Failure::not_found(format!(
+            "copy tape {tape_label} is not in the catalog"
+        )))
+    })?;
+    st.catalog.record_abs_copy(abs_id, tape.id, tape_file).await?;
+    totals.tapes_written.insert(tape_label);
+    totals.abs += 1;
+    Ok(())
+}

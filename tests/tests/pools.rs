@@ -1,0 +1,203 @@
+//! Copy storage pools (issue 13, seed 000): an operator defines a primary
+//! pool and a copy pool attached to it; backups land in the primary pool;
+//! `pool backup` copies every complete ABS tape to tape on the movers,
+//! each primary tape mounted once, the copies written as ordinary,
+//! self-describing segments and metadata on copy-pool tapes; a rerun
+//! copies nothing, and after a fourth backup it copies just that one. The
+//! catalog links every copy under its segment.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use dmc_tests::cluster::{Cluster, PRIMARY};
+use dmc_tests::scenario::{self, ScenarioSpec};
+use proto::domain::FailureCode;
+use serde_json::Value;
+
+fn result(lines: Vec<Value>) -> Value {
+    lines.into_iter().last().expect("a result line")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pool_backup_copies_each_abs_once_tape_to_tape() {
+    let work = tempfile::tempdir().unwrap();
+    let spec = ScenarioSpec {
+        object_size: 8 << 20,
+        block_size: 4096,
+        track_size: 65536,
+        segment_size: 1 << 20,
+        seed: 13,
+    };
+    let layout = scenario::make_layout(&work.path().join("volumes"), &spec).unwrap();
+    let mut cs = scenario::cluster_spec(&layout, &spec);
+    // One back-end with three drives: backups on two at once, then a copy
+    // reads on one and writes on another.
+    cs.drives_per_pair = vec![3];
+    let cluster = Cluster::start(work.path(), &cs).await.unwrap();
+    let op = |args: &[&str]| cluster.operator(args);
+    let op_fails = |args: &[&str], code: FailureCode| cluster.operator_fails(args, code);
+
+    // Pools: a primary pool and a copy pool attached to it.
+    op(&["pool", "define", "onsite", "--kind", "primary"]).unwrap();
+    let pools = op(&["pool", "define", "vault", "--kind", "copy", "--copies-of", "onsite"]).unwrap();
+    let vault = pools.iter().find(|p| p["pool"] == "vault").unwrap();
+    assert_eq!(vault["kind"], "copy");
+    assert_eq!(vault["copies_of"], serde_json::json!(["onsite"]));
+    let err = op_fails(&["pool", "define", "vault", "--kind", "primary"], FailureCode::Conflict);
+    assert!(err.contains("exists as a copy pool"), "{err}");
+    let err = op_fails(&["pool", "define", "lone", "--kind", "copy"], FailureCode::Invalid);
+    assert!(err.contains("--copies-of"), "{err}");
+    // A client may list pools, not define them or copy.
+    assert!(cluster.smapp(&["pool", "list"]).is_ok());
+    assert!(cluster.smapp(&["pool", "define", "x", "--kind", "primary"]).is_err());
+    // Backups go to primary pools only.
+    let extents = layout.extents_file.to_string_lossy().to_string();
+    let backup = |extra: &[&str]| {
+        let mut args = vec!["backup", "--primary", PRIMARY, "--object", "obj", "--extents", &extents];
+        args.extend_from_slice(extra);
+        cluster.smapp(&args)
+    };
+    let err = format!("{:#}", backup(&["--pool", "vault"]).unwrap_err());
+    assert!(err.contains("vault is a copy pool"), "{err}");
+
+    // Three backups to the primary pool, the first split over two drives
+    // (two primary tapes).
+    let mut abs_ids = Vec::new();
+    for extra in [
+        &["--pool", "onsite", "--drives", "2"][..],
+        &["--pool", "onsite"],
+        &["--pool", "onsite"],
+    ] {
+        abs_ids.push(result(backup(extra).unwrap())["abs_id"].as_u64().unwrap());
+    }
+    let tapes = op(&["library", "list"]).unwrap();
+    let onsite: BTreeSet<String> = tapes
+        .iter()
+        .filter(|t| t["pool"] == "onsite")
+        .map(|t| t["label"].as_str().unwrap().to_string())
+        .collect();
+    assert!(onsite.len() >= 2, "{tapes:?}");
+
+    // A pool backup to the wrong pools is refused with the reason.
+    let err = op_fails(&["pool", "backup", "onsite", "--to", "onsite"], FailureCode::Refused);
+    assert!(err.contains("copy pool"), "{err}");
+    op(&["pool", "define", "other", "--kind", "primary"]).unwrap();
+    let err = op_fails(&["pool", "backup", "other", "--to", "vault"], FailureCode::Refused);
+    assert!(err.contains("does not copy pool other"), "{err}");
+    assert!(cluster.smapp(&["pool", "backup", "onsite", "--to", "vault"]).is_err());
+
+    // The copy: all three, each primary tape mounted once.
+    let copied = result(op(&["pool", "backup", "onsite", "--to", "vault"]).unwrap());
+    assert_eq!(copied["abs"], 3, "{copied}");
+    let read: Vec<String> = serde_json::from_value(copied["tapes_read"].clone()).unwrap();
+    let read_set: BTreeSet<String> = read.iter().cloned().collect();
+    assert_eq!(read.len(), read_set.len(), "a primary tape mounted twice: {read:?}");
+    assert_eq!(read_set, onsite, "every primary tape read");
+    let written: Vec<String> = serde_json::from_value(copied["tapes_written"].clone()).unwrap();
+    let tapes = op(&["library", "list"]).unwrap();
+    for label in &written {
+        let t = tapes.iter().find(|t| t["label"] == label.as_str()).unwrap();
+        assert_eq!(t["pool"], "vault", "{t}");
+    }
+
+    // The catalog links every copy: one copy pool per ABS, and under each
+    // segment its primary copy and its copy, the same bytes.
+    let listed = cluster.smapp(&["list", "abs"]).unwrap();
+    for id in &abs_ids {
+        let a = listed.iter().find(|a| a["abs_id"] == *id).unwrap();
+        assert_eq!(a["pool"], "onsite");
+        assert_eq!(a["copy_pools"], serde_json::json!(["vault"]), "{a}");
+        let segs = cluster.smapp(&["list", "segments", "--abs", &id.to_string()]).unwrap();
+        let mut by_seq: BTreeMap<u64, Vec<&Value>> = BTreeMap::new();
+        for s in &segs {
+            by_seq.entry(s["seq"].as_u64().unwrap()).or_default().push(s);
+        }
+        assert_eq!(by_seq.len() as u64, a["segments"].as_u64().unwrap());
+        for (seq, copies) in by_seq {
+            assert_eq!(copies.len(), 2, "segment {seq} of ABS {id}: {copies:?}");
+            assert_eq!(copies[0]["copy"], false);
+            assert_eq!(copies[1]["copy"], true);
+            assert_eq!(copies[1]["pool"], "vault");
+            assert!(copies.iter().all(|c| c["status"] == "ok"));
+            assert_eq!(copies[0]["crc32c"], copies[1]["crc32c"]);
+            assert!(written.contains(&copies[1]["tape"].as_str().unwrap().to_string()));
+        }
+    }
+    // The copy tapes describe themselves: every segment and the metadata
+    // of each ABS, readable with no catalog.
+    for label in &written {
+        let files = cluster.tape_inspect(label).unwrap();
+        assert!(!files.is_empty());
+        let verify = std::process::Command::new(dmc_tests::cluster::bin("smapp").unwrap())
+            .args(["tape", "verify"])
+            .arg(cluster.library.join(format!("{label}.tap")))
+            .output()
+            .unwrap();
+        assert!(verify.status.success(), "{}", String::from_utf8_lossy(&verify.stderr));
+    }
+
+    // Nothing new: nothing copied, and it says so.
+    let again = result(op(&["pool", "backup", "onsite", "--to", "vault"]).unwrap());
+    assert_eq!(
+        (again["abs"].as_u64(), again["bytes"].as_u64()),
+        (Some(0), Some(0)),
+        "{again}"
+    );
+    assert_eq!(again["tapes_read"], serde_json::json!([]));
+
+    // A fourth backup: the next run copies just it.
+    let fourth = result(backup(&["--pool", "onsite"]).unwrap())["abs_id"]
+        .as_u64()
+        .unwrap();
+    let next = result(op(&["pool", "backup", "onsite", "--to", "vault"]).unwrap());
+    assert_eq!(next["abs"], 1, "{next}");
+    let listed = cluster.smapp(&["list", "abs"]).unwrap();
+    let a = listed.iter().find(|a| a["abs_id"] == fourth).unwrap();
+    assert_eq!(a["copies"], 1);
+    assert_eq!(next["segments"], a["segments"]);
+
+    // The primary copies still restore.
+    let dest = cluster.restored("after-copy.bin");
+    scenario::restore_and_verify(&cluster, &layout, fourth, &layout.extents, &dest).unwrap();
+
+    // Every primary tape leaves the library: each ABS restores from its
+    // copies, byte for byte, and the channel history names each segment
+    // served from a copy. Exported is unavailable, not damaged.
+    let offsite = work.path().join("offsite");
+    for label in &onsite {
+        op(&["library", "export", label, "--to", offsite.to_str().unwrap()]).unwrap();
+    }
+    let before: BTreeSet<u64> = channel_ids(&cluster);
+    let dest = cluster.restored("from-copies.bin");
+    let restored = scenario::restore_and_verify(&cluster, &layout, abs_ids[0], &layout.extents, &dest);
+    restored.unwrap();
+    let segments = listed.iter().find(|a| a["abs_id"] == abs_ids[0]).unwrap()["segments"]
+        .as_u64()
+        .unwrap();
+    let mut served = 0;
+    for id in channel_ids(&cluster).difference(&before) {
+        let history = cluster.smapp(&["channels", &id.to_string()]).unwrap();
+        for t in history[0]["transitions"].as_array().unwrap() {
+            let reason = t["reason"].as_str().unwrap();
+            served += reason
+                .matches(&format!("of ABS {} served from copy on tape", abs_ids[0]))
+                .count();
+        }
+    }
+    assert_eq!(served as u64, segments, "every segment named as served from a copy");
+    let segs = cluster
+        .smapp(&["list", "segments", "--abs", &abs_ids[0].to_string()])
+        .unwrap();
+    assert!(segs.iter().all(|s| s["status"] == "ok"), "{segs:?}");
+    let again = result(op(&["pool", "backup", "onsite", "--to", "vault"]).unwrap());
+    assert_eq!(again["abs"], 0, "{again}");
+}
+
+/// Every channel's id.
+fn channel_ids(cluster: &Cluster) -> BTreeSet<u64> {
+    cluster
+        .smapp(&["channels"])
+        .unwrap()
+        .iter()
+        .map(|c| c["channel_id"].as_u64().unwrap())
+        .collect()
+}
