@@ -372,6 +372,9 @@ async fn exec(mover: &Arc<Mover>, cmd: Command) -> Result<CommandReply> {
             tape_file,
             abs_id,
         } if mover.is_back_end() => crate::backend::copy::read_metadata(be, &drive, &tape_label, tape_file, abs_id),
+        Command::VerifySegment { drive, abs_id, source } if mover.is_back_end() => {
+            crate::backend::copy::verify_segment(be, &drive, abs_id, &source)
+        }
         Command::WriteMetadata { drive, metadata } if mover.is_back_end() => {
             crate::backend::copy::write_metadata(be, &drive, &metadata).await
         }

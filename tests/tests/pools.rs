@@ -201,3 +201,103 @@ fn channel_ids(cluster: &Cluster) -> BTreeSet<u64> {
         .map(|c| c["channel_id"].as_u64().unwrap())
         .collect()
 }
+
+/// A flipped byte in a segment on a primary tape: `tape audit` finds it
+/// and marks that copy damaged; a restore reads the segment from its copy
+/// and completes byte for byte, its history naming the segment; the copy
+/// stays healthy, so the next pool backup copies nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_audited_damage_is_restored_from_the_copy() {
+    let work = tempfile::tempdir().unwrap();
+    let spec = ScenarioSpec {
+        object_size: 4 << 20,
+        block_size: 4096,
+        track_size: 65536,
+        segment_size: 1 << 20,
+        seed: 29,
+    };
+    let layout = scenario::make_layout(&work.path().join("volumes"), &spec).unwrap();
+    let mut cs = scenario::cluster_spec(&layout, &spec);
+    cs.drives_per_pair = vec![2];
+    let cluster = Cluster::start(work.path(), &cs).await.unwrap();
+    let op = |args: &[&str]| cluster.operator(args);
+    op(&["pool", "define", "onsite", "--kind", "primary"]).unwrap();
+    op(&["pool", "define", "vault", "--kind", "copy", "--copies-of", "onsite"]).unwrap();
+    let extents = layout.extents_file.to_string_lossy().to_string();
+    let abs_id = result(
+        cluster
+            .smapp(&[
+                "backup",
+                "--primary",
+                PRIMARY,
+                "--object",
+                "obj",
+                "--extents",
+                &extents,
+                "--pool",
+                "onsite",
+            ])
+            .unwrap(),
+    )["abs_id"]
+        .as_u64()
+        .unwrap();
+    let copied = result(op(&["pool", "backup", "onsite", "--to", "vault"]).unwrap());
+    assert_eq!(copied["abs"], 1, "{copied}");
+    let copy_tape = copied["tapes_written"][0].as_str().unwrap().to_string();
+
+    let segs = cluster
+        .smapp(&["list", "segments", "--abs", &abs_id.to_string()])
+        .unwrap();
+    let primaries: Vec<&Value> = segs.iter().filter(|s| s["copy"] == false).collect();
+    let victim = primaries.iter().min_by_key(|s| s["tape_file"].as_u64()).unwrap();
+    let (tape, file, seq) = (
+        victim["tape"].as_str().unwrap().to_string(),
+        u32::try_from(victim["tape_file"].as_u64().unwrap()).unwrap(),
+        victim["seq"].as_u64().unwrap(),
+    );
+    let image = cluster.library.join(format!("{tape}.tap"));
+    let off = dmc_tests::fixture::simh_record_offset(&image, file, 1).unwrap();
+    dmc_tests::fixture::flip_byte(&image, off).unwrap();
+
+    // The audit reads every segment of the tape and marks the one.
+    assert!(cluster.smapp(&["tape", "audit", &tape]).is_err(), "operators only");
+    let report = op(&["tape", "audit", &tape]).unwrap();
+    let found: Vec<&Value> = report.iter().filter(|l| l["damaged"] == true).collect();
+    assert_eq!(found.len(), 1, "{report:?}");
+    assert_eq!(found[0]["seq"].as_u64(), Some(seq));
+    assert_eq!(found[0]["tape_file"].as_u64(), Some(u64::from(file)));
+    assert_eq!(found[0]["copy"], false);
+    let summary = report.last().unwrap();
+    assert_eq!(
+        summary["checked"].as_u64(),
+        Some(primaries.iter().filter(|s| s["tape"] == tape.as_str()).count() as u64)
+    );
+    let segs = cluster
+        .smapp(&["list", "segments", "--abs", &abs_id.to_string()])
+        .unwrap();
+    for s in &segs {
+        let damaged = s["copy"] == false && s["seq"].as_u64() == Some(seq);
+        assert_eq!(s["status"], if damaged { "damaged" } else { "ok" }, "{s}");
+    }
+    // The copy tape is healthy.
+    let clean = result(op(&["tape", "audit", &copy_tape]).unwrap());
+    assert_eq!(clean["damaged"], 0, "{clean}");
+
+    // The restore reads that segment from the copy, byte for byte.
+    let before = channel_ids(&cluster);
+    let dest = cluster.restored("healed.bin");
+    scenario::restore_and_verify(&cluster, &layout, abs_id, &layout.extents, &dest).unwrap();
+    let needle = format!("segment {seq} of ABS {abs_id} served from copy on tape {copy_tape}");
+    let named = channel_ids(&cluster).difference(&before).any(|id| {
+        let history = cluster.smapp(&["channels", &id.to_string()]).unwrap();
+        history[0]["transitions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["reason"].as_str().unwrap().contains(&needle))
+    });
+    assert!(named, "no channel history names {needle:?}");
+    // Its copy is healthy: nothing to copy again.
+    let again = result(op(&["pool", "backup", "onsite", "--to", "vault"]).unwrap());
+    assert_eq!(again["abs"], 0, "{again}");
+}

@@ -331,6 +331,34 @@ impl Catalog {
         .collect()
     }
 
+    /// Every segment copy (primary or in a copy pool) the catalog places
+    /// on tape `tape_id`, in position order.
+    pub async fn segments_on_tape(&self, tape_id: TapeId) -> Result<Vec<Segment>> {
+        sqlx::query_as!(
+            RawSegment,
+            r#"SELECT s.id AS "id!", NULL::int8 AS copy_id, t.pool AS "pool!", s.status AS "status!: SegmentStatus",
+                    s.abs_id AS "abs_id!: AbsId", s.seq AS "seq!: SegmentSeq", s.tape_id AS "tape_id!: TapeId",
+                    t.label AS "tape_label!", t.path AS "tape_path!", t.location AS "tape_location!: TapeLocation",
+                    s.tape_file AS "tape_file!",
+                    s.bytes AS "bytes!", s.data_bytes AS "data_bytes!", s.track_count AS "track_count!",
+                    s.crc32c AS "crc32c!", s.written_at AS "written_at!"
+             FROM segments s JOIN tapes t ON t.id = s.tape_id
+             WHERE s.tape_id = $1
+             UNION ALL
+             SELECT s.id, c.id, c.pool, c.status, s.abs_id, s.seq, c.tape_id, t.label, t.path, t.location, c.tape_file,
+                    c.bytes, s.data_bytes, s.track_count, c.crc32c, c.written_at
+             FROM segment_copies c JOIN segments s ON s.id = c.segment_id JOIN tapes t ON t.id = c.tape_id
+             WHERE c.tape_id = $1
+             ORDER BY 11"#,
+            tape_id as _
+        )
+        .fetch_all(&self.pool)
+        .await?
+        .into_iter()
+        .map(Segment::try_from)
+        .collect()
+    }
+
     /// Every copy of every segment (of one ABS if given), by ABS, seq,
     /// then the primary copy first and the others as they were written.
     pub async fn list_segments(&self, abs_id: Option<AbsId>) -> Result<Vec<Segment>> {

@@ -11,7 +11,7 @@ use transport::{Peer, Role};
 
 use super::access::Access;
 use super::{
-    backup, copy, failure_of, library, library_admin, listing, merge, recovery, registry, restore, ChannelNote,
+    audit, backup, copy, failure_of, library, library_admin, listing, merge, recovery, registry, restore, ChannelNote,
     PeerConn, Station,
 };
 
@@ -37,6 +37,7 @@ pub(super) fn authorize(peer: &Peer, req: &StationRequest) -> Result<()> {
             (&[Role::Operator], "manage the tape library")
         }
         R::PoolDefine { .. } | R::PoolBackup { .. } => (&[Role::Operator], "manage storage pools"),
+        R::TapeAudit { .. } => (&[Role::Operator], "audit tapes"),
         R::PoolList => (&[Role::Client, Role::Operator], "list the storage pools"),
         R::ListAbs | R::ListSegments { .. } | R::Channels { .. } | R::ListGrants => {
             (&[Role::Client, Role::Operator], "read the catalog")
@@ -327,6 +328,7 @@ async fn handle(st: &Arc<Station>, conn: quinn::Connection, peer: &Peer, req: St
             StationReply::Pools(listing::pools(st).await?)
         }
         R::PoolList => StationReply::Pools(listing::pools(st).await?),
+        R::TapeAudit { label } => StationReply::Audit(audit::audit(st, &label).await?),
         R::ListSegments { abs_id } => {
             let access = Access::of(st, peer).await?;
             match abs_id {

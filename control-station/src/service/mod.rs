@@ -3,6 +3,7 @@
 //! peers, and runs the backup and restore channels.
 
 mod access;
+mod audit;
 mod backup;
 mod copy;
 mod dispatch;

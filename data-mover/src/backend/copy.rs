@@ -8,6 +8,7 @@
 use anyhow::{anyhow, bail, Context, Result};
 use proto::domain::{AbsId, Failure};
 use proto::tape::metadata::AbsMetadata;
+use proto::tape::segment::SegmentSummary;
 use proto::wire::{CommandReply, SegmentRef};
 
 use super::context::BackEnd;
@@ -101,14 +102,35 @@ fn read_into(be: &BackEnd, drive: &str, abs_id: AbsId, f: &SegmentRef, path: &st
         .into_inner()
         .map_err(|e| anyhow!("writing {}: {}", path.display(), e.error()))?;
     crate::spool::Slots::finish(&file, summary.total_bytes).with_context(|| format!("writing {}", path.display()))?;
-    let h = summary.header;
+    expected(&summary, abs_id, f)?;
+    Ok(summary.total_bytes)
+}
+
+/// Fail unless the segment read is the one the catalog expects there.
+fn expected(summary: &SegmentSummary, abs_id: AbsId, f: &SegmentRef) -> Result<()> {
+    let h = &summary.header;
     if h.abs_id != abs_id.get() || h.seq != f.seq.get() || summary.crc32c != f.crc32c {
         bail!(Failure::corrupt(format!(
             "tape {} file {} holds ABS {} segment {} (crc {:08x}); the catalog expects ABS {abs_id} segment {} (crc {:08x})",
             f.tape_label, f.tape_file, h.abs_id, h.seq, summary.crc32c, f.seq, f.crc32c
         )));
     }
-    Ok(summary.total_bytes)
+    Ok(())
+}
+
+/// Read segment `f` of ABS `abs_id` from the tape in `drive`, checking
+/// every checksum, and throw the bytes away (an audit).
+pub fn verify_segment(be: &BackEnd, drive: &str, abs_id: AbsId, f: &SegmentRef) -> Result<CommandReply> {
+    let summary = tokio::task::block_in_place(|| {
+        let d = be.drive(drive)?;
+        let mut d = d.lock().map_err(|_| anyhow!("drive {drive} lock poisoned"))?;
+        d.read_segment_into(&f.tape_label, f.tape_file, be.max_segment, &mut std::io::sink())
+            .map_err(unreadable)
+            .with_context(|| format!("reading tape {} file {} in drive {drive}", f.tape_label, f.tape_file))
+    })?;
+    expected(&summary, abs_id, f)?;
+    metrics::counter!("dmc_be_segments_verified_total").increment(1);
+    Ok(CommandReply::Ok)
 }
 
 /// A tape file that could not be read back as written (a checksum, a

@@ -169,6 +169,9 @@ pub enum TapeCmd {
     Inspect { image: PathBuf },
     /// Check every label, structure and checksum of an image.
     Verify { image: PathBuf },
+    /// Operator, through the station: read every segment the catalog
+    /// places on tape LABEL, check it, and mark what fails damaged.
+    Audit { label: String },
 }
 
 /// Whose rights, on what, which: for `grant` and `revoke`.

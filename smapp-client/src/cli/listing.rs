@@ -178,6 +178,40 @@ pub fn print_listing(reply: StationReply, as_json: bool) {
                 }
             }
         }
+        StationReply::Audit(r) => {
+            if as_json {
+                for d in &r.damaged {
+                    println!(
+                        "{}",
+                        json!({"damaged": true, "abs_id": d.abs_id.get(), "seq": d.seq.get(), "tape_file": d.tape_file,
+                        "copy": d.copy, "reason": d.reason})
+                    );
+                }
+                println!(
+                    "{}",
+                    json!({"result": "tape audit", "tape": r.tape_label, "checked": r.checked, "bytes": r.bytes,
+                    "damaged": r.damaged.len()})
+                );
+            } else {
+                for d in &r.damaged {
+                    println!(
+                        "damaged: file {} segment {} of ABS {} ({}): {}",
+                        d.tape_file,
+                        d.seq,
+                        d.abs_id,
+                        if d.copy { "copy" } else { "primary" },
+                        d.reason
+                    );
+                }
+                println!(
+                    "tape {}: {} segments ({}) checked, {} damaged",
+                    r.tape_label,
+                    r.checked,
+                    human(r.bytes),
+                    r.damaged.len()
+                );
+            }
+        }
         StationReply::Pools(rows) => {
             if !as_json {
                 println!(

@@ -24,6 +24,9 @@ async fn connect(a: &Args) -> Result<Client> {
 /// Run one command.
 pub async fn run(a: Args) -> Result<()> {
     match &a.cmd {
+        Cmd::Tape {
+            cmd: args::TapeCmd::Audit { label },
+        } => operator::audit(&a, label).await,
         Cmd::Tape { cmd } => tape::tape(cmd, a.json),
         Cmd::Backup(b) => jobs::backup(&a, b).await,
         Cmd::Restore(r) => jobs::restore(&a, r).await,

@@ -87,3 +87,17 @@ pub async fn pool(a: &Args, cmd: &PoolCmd) -> Result<()> {
     print_listing(client.request(&req).await?, a.json);
     Ok(())
 }
+
+/// `tape audit LABEL`: the station reads the tape and marks what is damaged.
+pub async fn audit(a: &Args, label: &str) -> Result<()> {
+    let client = connect(a).await?;
+    print_listing(
+        client
+            .request(&StationRequest::TapeAudit {
+                label: label.to_string(),
+            })
+            .await?,
+        a.json,
+    );
+    Ok(())
+}

@@ -33,5 +33,6 @@ pub fn tape(cmd: &TapeCmd, as_json: bool) -> Result<()> {
             }
             Ok(())
         }
+        TapeCmd::Audit { .. } => bail!("internal: tape audit goes through the station"),
     }
 }

@@ -122,6 +122,16 @@ pub enum Command {
     /// Back-end: write ABS metadata (its encoding) through the writer of
     /// `drive`. Answered with [`CommandReply::Placed`].
     WriteMetadata { drive: String, metadata: Vec<u8> },
+    /// Back-end: read file `source.tape_file` of the tape mounted for
+    /// reading in `drive` and check it is segment `source.seq` of ABS
+    /// `abs_id` with every checksum right and body CRC32C `source.crc32c`
+    /// (an audit). Answered with [`CommandReply::Ok`]; a segment that fails
+    /// is a `Corrupt` failure.
+    VerifySegment {
+        drive: String,
+        abs_id: AbsId,
+        source: SegmentRef,
+    },
 }
 
 /// What an image outside the library holds.

@@ -149,6 +149,13 @@ pub enum StationRequest {
     },
     /// Every pool, with its tapes and what it holds.
     PoolList,
+    /// Operator: read every segment (primary or copy) the catalog places on
+    /// tape `label`, check each against its checksums and the catalog's
+    /// CRC32C, and mark what fails `damaged`. Answered with
+    /// [`StationReply::Audit`].
+    TapeAudit {
+        label: String,
+    },
     /// Operator: copy every complete ABS of primary pool `primary` that
     /// has no whole, healthy copy in `copy_pool` yet, tape to tape on the
     /// movers (seed 000 FIG. 5). `drives`: most read/write drive pairs to
@@ -275,6 +282,7 @@ pub enum StationReply {
     Channels(Vec<ChannelInfo>),
     Grants(Vec<GrantInfo>),
     Pools(Vec<PoolInfo>),
+    Audit(AuditReport),
     History {
         channel: ChannelInfo,
         transitions: Vec<TransitionInfo>,
@@ -381,6 +389,28 @@ pub struct AbsInfo {
     pub pool: String,
     /// The copy pools holding a whole, healthy copy of it.
     pub copies: Vec<String>,
+}
+
+/// What a tape audit found.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct AuditReport {
+    pub tape_label: String,
+    /// Segments read and checked.
+    pub checked: u32,
+    pub bytes: u64,
+    /// Those that failed, now marked damaged.
+    pub damaged: Vec<AuditFinding>,
+}
+
+/// One segment an audit found damaged.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct AuditFinding {
+    pub abs_id: AbsId,
+    pub seq: SegmentSeq,
+    pub tape_file: u32,
+    /// A copy in a copy pool (false: the ABS's primary copy).
+    pub copy: bool,
+    pub reason: String,
 }
 
 /// A storage pool.
