@@ -301,3 +301,96 @@ async fn an_audited_damage_is_restored_from_the_copy() {
     let again = result(op(&["pool", "backup", "onsite", "--to", "vault"]).unwrap());
     assert_eq!(again["abs"], 0, "{again}");
 }
+
+/// A flipped byte in the middle of a primary tape, found only by the
+/// restore: the back-end skips that segment and reads the rest of the
+/// tape, the station marks it damaged and reads it from the copy tape, and
+/// the restore completes byte for byte; its history names the segment.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_segment_unreadable_mid_restore_is_read_from_the_copy() {
+    let work = tempfile::tempdir().unwrap();
+    let spec = ScenarioSpec {
+        object_size: 4 << 20,
+        block_size: 4096,
+        track_size: 65536,
+        segment_size: 1 << 20,
+        seed: 31,
+    };
+    let layout = scenario::make_layout(&work.path().join("volumes"), &spec).unwrap();
+    let mut cs = scenario::cluster_spec(&layout, &spec);
+    cs.drives_per_pair = vec![2];
+    let cluster = Cluster::start(work.path(), &cs).await.unwrap();
+    let op = |args: &[&str]| cluster.operator(args);
+    op(&["pool", "define", "onsite", "--kind", "primary"]).unwrap();
+    op(&["pool", "define", "vault", "--kind", "copy", "--copies-of", "onsite"]).unwrap();
+    let extents = layout.extents_file.to_string_lossy().to_string();
+    let abs_id = result(
+        cluster
+            .smapp(&[
+                "backup",
+                "--primary",
+                PRIMARY,
+                "--object",
+                "obj",
+                "--extents",
+                &extents,
+                "--pool",
+                "onsite",
+            ])
+            .unwrap(),
+    )["abs_id"]
+        .as_u64()
+        .unwrap();
+    let copied = result(op(&["pool", "backup", "onsite", "--to", "vault"]).unwrap());
+    assert_eq!(copied["abs"], 1, "{copied}");
+    let copy_tape = copied["tapes_written"][0].as_str().unwrap().to_string();
+
+    // A byte of a segment between two others on the same primary tape.
+    let segs = cluster
+        .smapp(&["list", "segments", "--abs", &abs_id.to_string()])
+        .unwrap();
+    let mut primaries: Vec<&Value> = segs.iter().filter(|s| s["copy"] == false).collect();
+    primaries.sort_by_key(|s| s["tape_file"].as_u64());
+    assert!(primaries.len() >= 3, "{primaries:?}");
+    let victim = primaries[primaries.len() / 2];
+    let (tape, file, seq) = (
+        victim["tape"].as_str().unwrap().to_string(),
+        u32::try_from(victim["tape_file"].as_u64().unwrap()).unwrap(),
+        victim["seq"].as_u64().unwrap(),
+    );
+    let image = cluster.library.join(format!("{tape}.tap"));
+    let off = dmc_tests::fixture::simh_record_offset(&image, file, 1).unwrap();
+    dmc_tests::fixture::flip_byte(&image, off).unwrap();
+
+    let before = channel_ids(&cluster);
+    let dest = cluster.restored("fallback.bin");
+    scenario::restore_and_verify(&cluster, &layout, abs_id, &layout.extents, &dest).unwrap();
+    let mut reasons = Vec::new();
+    for id in channel_ids(&cluster).difference(&before) {
+        let history = cluster.smapp(&["channels", &id.to_string()]).unwrap();
+        for t in history[0]["transitions"].as_array().unwrap() {
+            reasons.push(t["reason"].as_str().unwrap().to_string());
+        }
+    }
+    let needle = format!("segment {seq} of ABS {abs_id} served from copy on tape {copy_tape}");
+    assert!(reasons.iter().any(|r| r.contains(&needle)), "{needle:?} not in {reasons:?}");
+    // The primary tape was read once, the rest of it after the bad segment
+    // too: only that segment came from the copy.
+    let served: usize = reasons.iter().map(|r| r.matches("served from copy").count()).sum();
+    assert_eq!(served, 1, "{reasons:?}");
+
+    // The catalog knows: that primary copy damaged, everything else ok.
+    let segs = cluster
+        .smapp(&["list", "segments", "--abs", &abs_id.to_string()])
+        .unwrap();
+    for s in &segs {
+        let damaged = s["copy"] == false && s["seq"].as_u64() == Some(seq);
+        assert_eq!(s["status"], if damaged { "damaged" } else { "ok" }, "{s}");
+    }
+    // The copy is healthy: the next pool backup copies nothing.
+    let again = result(op(&["pool", "backup", "onsite", "--to", "vault"]).unwrap());
+    assert_eq!(again["abs"], 0, "{again}");
+    // A second restore plans with the copy from the start, still whole.
+    let dest = cluster.restored("fallback-again.bin");
+    scenario::restore_and_verify(&cluster, &layout, abs_id, &layout.extents, &dest).unwrap();
+}

@@ -29,6 +29,7 @@ pub(super) fn authorize(peer: &Peer, req: &StationRequest) -> Result<()> {
             (&[Role::Mover, Role::PrimaryNode], "report channel progress")
         }
         R::ChannelDataPath { .. } => (&[Role::Mover], "report a channel's data path"),
+        R::SegmentUnreadable { .. } => (&[Role::Mover], "report an unreadable segment"),
         R::CheckPair { .. } => (&[Role::Mover], "check a pairing"),
         R::Backup { .. } | R::Restore { .. } | R::RestoreAt { .. } | R::Merge { .. } => {
             (&[Role::Client, Role::Operator], "start backups and restores")
@@ -281,6 +282,24 @@ async fn handle(st: &Arc<Station>, conn: quinn::Connection, peer: &Peer, req: St
                 },
             )
             .await;
+            StationReply::Ok
+        }
+        R::SegmentUnreadable {
+            channel_id,
+            seq,
+            tape_label,
+            tape_file,
+            failure,
+        } => {
+            st.require_participant(channel_id, &peer.name).await?;
+            tracing::warn!(%channel_id, %seq, tape = %tape_label, file = tape_file, reason = %failure.message, "segment unreadable");
+            let note = ChannelNote::Unreadable {
+                seq,
+                tape_label,
+                tape_file,
+                failure,
+            };
+            st.note(channel_id, note).await;
             StationReply::Ok
         }
         R::ChannelFailed { channel_id, failure } => {

@@ -25,7 +25,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Result};
-use proto::domain::{ChannelId, DriveId, Failure, MoverState, PairId};
+use proto::domain::{ChannelId, DriveId, Failure, MoverState, PairId, SegmentSeq};
 use proto::wire::{Command, CommandReply, PeerAddr, MAX_CONTROL_FRAME};
 use tokio::sync::{mpsc, Mutex};
 use transport::Role;
@@ -95,6 +95,14 @@ pub(crate) enum ChannelNote {
     /// channel in its spool.
     FrontEndBack {
         kept: bool,
+    },
+    /// The channel's front-end could not read segment `seq` from tape
+    /// `tape_label` file `tape_file` and went on without it.
+    Unreadable {
+        seq: SegmentSeq,
+        tape_label: String,
+        tape_file: u32,
+        failure: Failure,
     },
     /// The tape in a drive was full; the media set continues on `next`.
     TapeSwitched {

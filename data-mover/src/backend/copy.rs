@@ -137,12 +137,21 @@ pub fn verify_segment(be: &BackEnd, drive: &str, abs_id: AbsId, f: &SegmentRef) 
 /// structure, a record the medium lost) is `Corrupt`: the station falls
 /// back to another copy and marks this one damaged. Anything else (no such
 /// drive, the tape not mounted) keeps its own kind.
-fn unreadable(e: anyhow::Error) -> anyhow::Error {
+pub(crate) fn unreadable(e: anyhow::Error) -> anyhow::Error {
     if e.chain().any(|c| c.downcast_ref::<proto::tape::TapeError>().is_some()) {
         anyhow::Error::new(Failure::corrupt(format!("{e:#}")))
     } else {
         e
     }
+}
+
+/// The `Corrupt` failure in `e`'s chain, if any: the tape file is not
+/// readable as written (see [`unreadable`]).
+pub(crate) fn corrupt(e: &anyhow::Error) -> Option<Failure> {
+    e.chain()
+        .filter_map(|c| c.downcast_ref::<Failure>())
+        .find(|f| f.code == proto::domain::FailureCode::Corrupt)
+        .map(|_| Failure::corrupt(format!("{e:#}")))
 }
 
 /// Read the metadata of ABS `abs_id` in file `tape_file` of the tape in

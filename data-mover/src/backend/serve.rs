@@ -22,6 +22,7 @@ use tokio::sync::{mpsc, Semaphore};
 use transport::{FramedRecv, FramedSend};
 
 use super::context::BackEnd;
+use super::copy;
 use super::writer::SegmentSource;
 use crate::limits::{CHUNK, REQUEST_TIMEOUT};
 use crate::spool::{Slots, TOKEN_LEN};
@@ -279,6 +280,14 @@ async fn receive_segment(
     Ok(path)
 }
 
+/// One file of a read order, as the tape reader left it.
+enum Staged {
+    /// In the spool as `seg-<seq>.ready`, verified.
+    Ready { seq: SegmentSeq, bytes: u64, crc32c: u32 },
+    /// Not readable as written; nothing of it is in the spool.
+    Unreadable { seq: SegmentSeq, failure: Failure },
+}
+
 struct ReadOrder {
     channel_id: ChannelId,
     drive: String,
@@ -308,7 +317,7 @@ async fn read_segments(be: &Arc<BackEnd>, read: &ReadOrder, send: &mut FramedSen
     };
 
     // The reader: tape → spool, one segment at a time, on a blocking thread.
-    let (tx, mut rx) = mpsc::channel::<Result<(SegmentSeq, u64, u32)>>(READ_AHEAD);
+    let (tx, mut rx) = mpsc::channel::<Result<Staged>>(READ_AHEAD);
     let reader = {
         let (be, ahead, files) = (be.clone(), ahead.clone(), read.files.clone());
         let (drive, abs_id, channel) = (read.drive.clone(), read.abs_id, read.channel_id);
@@ -320,10 +329,20 @@ async fn read_segments(be: &Arc<BackEnd>, read: &ReadOrder, send: &mut FramedSen
                 permit.forget();
                 let m = be.clone();
                 let drive = drive.clone();
+                let seq = f.seq;
                 let staged = tokio::task::spawn_blocking(move || stage(&m, &drive, abs_id, channel, &f))
                     .await
                     .map_err(|e| anyhow!("the tape reader stopped: {e}"))
-                    .and_then(|r| r);
+                    .and_then(|r| r)
+                    .map(|(seq, bytes, crc32c)| Staged::Ready { seq, bytes, crc32c })
+                    .or_else(|e| match copy::corrupt(&e) {
+                        // Skipped; the front-end does not acknowledge it.
+                        Some(failure) => {
+                            ahead.add_permits(1);
+                            Ok(Staged::Unreadable { seq, failure })
+                        }
+                        None => Err(e),
+                    });
                 let failed = staged.is_err();
                 if tx.send(staged).await.is_err() || failed {
                     return;
@@ -333,9 +352,18 @@ async fn read_segments(be: &Arc<BackEnd>, read: &ReadOrder, send: &mut FramedSen
     };
 
     let result = async {
-        let mut segments = 0u32;
+        let (mut segments, mut skipped) = (0u32, 0u32);
         while let Some(staged) = rx.recv().await {
-            let (seq, bytes, crc32c) = staged?;
+            let (seq, bytes, crc32c) = match staged? {
+                Staged::Ready { seq, bytes, crc32c } => (seq, bytes, crc32c),
+                Staged::Unreadable { seq, failure } => {
+                    tracing::warn!(channel_id = %read.channel_id, %seq, reason = %failure, "segment unreadable, skipped");
+                    metrics::counter!("dmc_be_segments_unreadable_total").increment(1);
+                    send.send(&StagedFrame::Unreadable { seq, failure }).await?;
+                    skipped += 1;
+                    continue;
+                }
+            };
             send.send(&StagedFrame::Segment { seq, bytes, crc32c }).await?;
             if !read.shared {
                 let path = be.spool.staged_ready(read.channel_id, seq);
@@ -352,7 +380,7 @@ async fn read_segments(be: &Arc<BackEnd>, read: &ReadOrder, send: &mut FramedSen
             segments += 1;
             metrics::counter!("dmc_be_segments_read_total").increment(1);
         }
-        if segments as usize != read.files.len() {
+        if (segments + skipped) as usize != read.files.len() {
             bail!("read {segments} of {} segments", read.files.len());
         }
         send.send(&StagedFrame::End { segments }).await?;
@@ -395,7 +423,8 @@ fn stage(
         let summary = {
             let d = be.drive(drive)?;
             let mut d = d.lock().map_err(|_| anyhow!("drive {drive} lock poisoned"))?;
-            d.read_segment_into(&f.tape_label, f.tape_file, be.max_segment, &mut out)?
+            d.read_segment_into(&f.tape_label, f.tape_file, be.max_segment, &mut out)
+                .map_err(copy::unreadable)?
         };
         let file = out
             .into_inner()

@@ -7,14 +7,14 @@
 //! kept, so every track ends up in its latest version. [`MergeStep::Finish`]
 //! seals the new ABS, which must hold every track of its map.
 
-use proto::domain::{ChannelId, FailureCode, SegmentSeq};
+use proto::domain::{ChannelId, Failure, FailureCode, SegmentSeq};
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Context, Result};
 use bytes::Bytes;
 use proto::abs::TrackAddr;
-use proto::wire::{BackupChannel, RestoreChannel, StationRequest};
+use proto::wire::{BackupChannel, RestoreChannel, SegmentRef, StationRequest};
 use tokio::sync::{mpsc, Mutex};
 
 use super::abs_writer::{AbsWriter, Appended};
@@ -178,6 +178,16 @@ impl TrackSink for IntoMerge<'_> {
 
     async fn segment_done(&mut self, _seq: SegmentSeq) -> Result<()> {
         Ok(())
+    }
+
+    /// A merge needs every segment of its ABSs: it fails, and a merge
+    /// started again reads that segment from a copy once the catalog knows
+    /// this one damaged.
+    async fn unreadable(&mut self, file: &SegmentRef, failure: Failure) -> Result<()> {
+        Err(anyhow::Error::new(failure).context(format!(
+            "segment {} on tape {} file {}",
+            file.seq, file.tape_label, file.tape_file
+        )))
     }
 }
 

@@ -2,13 +2,13 @@
 //! reads back from tape and relay their (verified) tracks to the primary
 //! node, each as a [`RestoreFrame::Track`] header and its raw bytes.
 
-use proto::domain::{FailureCode, SegmentSeq};
+use proto::domain::{ChannelId, Failure, FailureCode, SegmentSeq};
 use std::sync::Arc;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use bytes::Bytes;
 use proto::abs::TrackAddr;
-use proto::wire::{RestoreChannel, RestoreFrame, StationRequest};
+use proto::wire::{RestoreChannel, RestoreFrame, SegmentRef, StationRequest};
 use transport::FramedSend;
 
 use super::context::FrontEnd;
@@ -40,6 +40,8 @@ pub async fn serve(fe: Arc<FrontEnd>, ch: RestoreChannel, running: RunningChanne
 
 /// Sends each track to the primary node as it is taken over.
 struct ToPrimary<'a> {
+    fe: &'a FrontEnd,
+    channel_id: ChannelId,
     send: &'a mut FramedSend,
 }
 
@@ -55,10 +57,33 @@ impl TrackSink for ToPrimary<'_> {
         self.send.send(&RestoreFrame::SegmentDone { seq }).await?;
         Ok(())
     }
+
+    /// The station learns it first (it reads the segment from a copy once
+    /// this tape is done), then the node, which no longer expects its
+    /// tracks on this stream.
+    async fn unreadable(&mut self, file: &SegmentRef, failure: Failure) -> Result<()> {
+        self.fe
+            .link
+            .request_ok(&StationRequest::SegmentUnreadable {
+                channel_id: self.channel_id,
+                seq: file.seq,
+                tape_label: file.tape_label.clone(),
+                tape_file: file.tape_file,
+                failure,
+            })
+            .await
+            .context("reporting an unreadable segment to the station")?;
+        self.send.send(&RestoreFrame::Skipped { seq: file.seq }).await?;
+        Ok(())
+    }
 }
 
 async fn relay(fe: &FrontEnd, ch: &RestoreChannel, send: &mut FramedSend) -> Result<()> {
-    let mut sink = ToPrimary { send };
+    let mut sink = ToPrimary {
+        fe,
+        channel_id: ch.channel_id,
+        send,
+    };
     let (path, totals) = read_segments(fe, ch, &mut sink).await?;
     tracing::debug!(channel = %ch.channel_id, path = %path.describe(), tracks = totals.tracks, "restore relayed");
     send.send(&RestoreFrame::End { tracks: totals.tracks }).await?;

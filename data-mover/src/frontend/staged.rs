@@ -22,7 +22,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use bytes::Bytes;
 use proto::abs::TrackAddr;
 use proto::tape::segment::{SegmentEvent, SegmentReader};
-use proto::wire::{BackEndRequest, ReadAck, RestoreChannel, StagedFrame, MAX_DATA_FRAME};
+use proto::wire::{BackEndRequest, ReadAck, RestoreChannel, SegmentRef, StagedFrame, MAX_DATA_FRAME};
 
 use super::context::FrontEnd;
 use super::pairing::{report_data_path, DataPath};
@@ -40,6 +40,9 @@ pub trait TrackSink {
     ) -> impl Future<Output = Result<()>> + Send;
     /// Every track of segment `seq` was handed on.
     fn segment_done(&mut self, seq: SegmentSeq) -> impl Future<Output = Result<()>> + Send;
+    /// Segment `seq` (`file`, as the station listed it) could not be read
+    /// from tape (`failure`): go on without it, or fail.
+    fn unreadable(&mut self, file: &SegmentRef, failure: Failure) -> impl Future<Output = Result<()>> + Send;
 }
 
 /// What a read handed over.
@@ -47,6 +50,9 @@ pub trait TrackSink {
 pub struct ReadTotals {
     pub tracks: u64,
     pub segments: u32,
+    /// Segments the back-end could not read (handed to the sink's
+    /// [`TrackSink::unreadable`]).
+    pub unreadable: u32,
 }
 
 /// Have the back-end read `read`'s tape files and hand every track to
@@ -79,10 +85,25 @@ pub async fn read_segments(
             .context("reading the back-end's stream")?
             .ok_or_else(|| anyhow!("the back-end closed the stream early"))?;
         match frame {
+            StagedFrame::Unreadable { seq, failure } => {
+                let expected = read
+                    .files
+                    .get((totals.segments + totals.unreadable) as usize)
+                    .ok_or_else(|| anyhow!("the back-end skipped more segments than asked for"))?;
+                if expected.seq != seq {
+                    bail!(
+                        "the back-end skipped segment {seq}; expected segment {}",
+                        expected.seq
+                    );
+                }
+                tracing::warn!(channel_id = %read.channel_id, %seq, tape = %expected.tape_label, file = expected.tape_file, reason = %failure, "segment unreadable");
+                sink.unreadable(expected, failure).await?;
+                totals.unreadable += 1;
+            }
             StagedFrame::Segment { seq, bytes, crc32c } => {
                 let expected = read
                     .files
-                    .get(totals.segments as usize)
+                    .get((totals.segments + totals.unreadable) as usize)
                     .ok_or_else(|| anyhow!("the back-end sent more segments than asked for"))?;
                 if expected.seq != seq || expected.crc32c != crc32c {
                     bail!(
@@ -166,10 +187,11 @@ pub async fn read_segments(
                 bs.send(&ReadAck { seq }).await?;
             }
             StagedFrame::End { segments } => {
-                if segments != totals.segments || segments as usize != read.files.len() {
+                if segments != totals.segments || (segments + totals.unreadable) as usize != read.files.len() {
                     bail!(
-                        "the back-end says {segments} segments; {} arrived of {} asked for",
+                        "the back-end says {segments} segments; {} arrived and {} were unreadable of {} asked for",
                         totals.segments,
+                        totals.unreadable,
                         read.files.len()
                     );
                 }

@@ -181,6 +181,8 @@ pub(crate) async fn await_written(
             }
             // The participant's failure, with its code, as the cause.
             ChannelNote::Failed { failure } => return Err(failure.into()),
+            // Only reading channels skip segments.
+            ChannelNote::Unreadable { .. } => {}
             ChannelNote::TapeSwitched { drive_id, full, next } => {
                 let Some(drive) = drives.iter().find(|d| d.id == drive_id) else {
                     continue;

@@ -11,6 +11,7 @@ use proto::domain::{AbsId, ChannelId, Failure, SegmentSeq};
 use proto::wire::{ChannelEvent, ChannelToken, Command, RestoreChannel, RestoreOrder, SegmentRef};
 
 use super::job::RestoreJob;
+use super::sources;
 use super::lanes::LaneTotals;
 use crate::catalog::{DriveRow, PairRow, Segment, TapeRow};
 use crate::channel::ChannelInput;
@@ -83,6 +84,7 @@ async fn read_tapes<E: EventSink>(
 }
 
 /// What a channel reads: an ABS's tapes on one drive of a pair.
+#[derive(Clone, Copy)]
 pub(crate) struct TapeReading<'a> {
     pub abs_id: AbsId,
     pub segments: &'a HashMap<SegmentSeq, Segment>,
@@ -99,7 +101,9 @@ pub(crate) enum ReadInto<'a> {
 }
 
 /// Read each tape of `tapes` on the reader's drive: mount it once, read
-/// only the ABS's files on it in position order, dismount.
+/// only the ABS's files on it in position order, dismount. A segment the
+/// back-end finds unreadable is skipped, marked damaged, and read from its
+/// best other copy once the planned tapes are done (seed 000 claims 5–6).
 pub(crate) async fn read_tapes_on<E: EventSink>(
     st: &Arc<Station>,
     r: &TapeReading<'_>,
@@ -109,66 +113,117 @@ pub(crate) async fn read_tapes_on<E: EventSink>(
     mut rx: NoteRx,
     send: &mut E,
 ) -> Result<(LaneTotals, u64)> {
-    let (channel_id, pair, drive) = (channel.id(), r.pair, r.drive);
     let mut totals = LaneTotals::default();
     let mut records = 0u64;
-    for (i, tj) in tapes.into_iter().enumerate() {
-        let tape = st
-            .catalog
-            .tape(tj.tape_id)
-            .await?
-            .ok_or_else(|| anyhow!("tape {} vanished from the catalog", tj.tape_label))?;
-        if i > 0 {
-            let next = ChannelInput::TapeDone("next tape of the ABS".to_string());
-            channel.step(st, next, send).await?;
+    let mut failed = Vec::new();
+    let mut first = true;
+    for tj in tapes {
+        let bad = read_tape(st, r, channel, &into, &tj, first, &mut rx, &mut totals, &mut records, send).await?;
+        failed.extend(bad);
+        first = false;
+    }
+    // Each round marks what failed damaged, so a segment runs out of
+    // copies to try and the rounds end.
+    while !failed.is_empty() {
+        for (s, _) in &failed {
+            st.catalog.mark_segment_damaged(s.id, s.copy_id).await?;
         }
-        let what = format!("tape {} to be mounted in drive {}", tape.label, drive.name);
-        waiting(
-            send,
-            &what,
-            Abandon::Never,
-            library::mount_for_read(st, &pair.be_name, drive, &tape),
-        )
-        .await?;
-        st.catalog
-            .assign_channel(channel_id, pair.fe_id, pair.be_id, drive.id, Some(tape.id))
-            .await?;
-        let files: Vec<&Segment> = tj
-            .files
-            .iter()
-            .map(|p| {
-                r.segments.get(&p.seq).ok_or_else(|| {
-                    anyhow!(Failure::corrupt(format!(
-                        "segment {} missing from the catalog list",
-                        p.seq
-                    )))
-                })
-            })
-            .collect::<Result<_>>()?;
-        let before = totals.bytes;
-        let step = async {
-            let mut mounted = format!("tape {} mounted in drive {}", tape.label, drive.name);
-            for s in files.iter().filter(|s| s.copy_id.is_some()) {
-                mounted.push_str(&format!(
-                    "; segment {} of ABS {} served from copy on tape {}",
-                    s.seq, r.abs_id, tape.label
-                ));
-            }
-            channel.step(st, ChannelInput::TapeMounted(mounted), send).await?;
-            read_files(st, r, channel, &into, &tape, &files, send).await?;
-            follow_read(st, channel_id, &mut rx, before, &mut totals, send).await
+        let sources = super::readable_segments(st, r.abs_id).await?;
+        let chosen = sources::fallback(&failed, &sources.segments).map_err(anyhow::Error::new)?;
+        let tapes = sources::by_tape(&chosen);
+        let segments: HashMap<SegmentSeq, Segment> = chosen.into_iter().map(|s| (s.seq, s)).collect();
+        let fallback = TapeReading { segments: &segments, ..*r };
+        failed = Vec::new();
+        for tj in &tapes {
+            let bad = read_tape(st, &fallback, channel, &into, tj, first, &mut rx, &mut totals, &mut records, send).await?;
+            failed.extend(bad);
+            first = false;
         }
-        .await;
-        // The tape leaves the drive either way; a failed read reports its
-        // own reason, not the dismount's.
-        let dismounted = library::dismount(st, &pair.be_name, drive, &tape, false).await;
-        step?;
-        let read = dismounted?;
-        tracing::info!(%channel_id, tape = %tape.label, records = read, files = files.len(), "tape read");
-        records += read;
-        totals.tapes.push(tape.label.clone());
     }
     Ok((totals, records))
+}
+
+/// Mount tape `tj` on the reader's drive, read its files, dismount.
+/// Returns the segments its back-end could not read, with why.
+#[allow(clippy::too_many_arguments)]
+async fn read_tape<E: EventSink>(
+    st: &Arc<Station>,
+    r: &TapeReading<'_>,
+    channel: &mut LiveChannel,
+    into: &ReadInto<'_>,
+    tj: &TapeJob,
+    first: bool,
+    rx: &mut NoteRx,
+    totals: &mut LaneTotals,
+    records: &mut u64,
+    send: &mut E,
+) -> Result<Vec<(Segment, Failure)>> {
+    let (channel_id, pair, drive) = (channel.id(), r.pair, r.drive);
+    let tape = st
+        .catalog
+        .tape(tj.tape_id)
+        .await?
+        .ok_or_else(|| anyhow!("tape {} vanished from the catalog", tj.tape_label))?;
+    if !first {
+        let next = ChannelInput::TapeDone("next tape of the ABS".to_string());
+        channel.step(st, next, send).await?;
+    }
+    let what = format!("tape {} to be mounted in drive {}", tape.label, drive.name);
+    waiting(
+        send,
+        &what,
+        Abandon::Never,
+        library::mount_for_read(st, &pair.be_name, drive, &tape),
+    )
+    .await?;
+    st.catalog
+        .assign_channel(channel_id, pair.fe_id, pair.be_id, drive.id, Some(tape.id))
+        .await?;
+    let files: Vec<&Segment> = tj
+        .files
+        .iter()
+        .map(|p| {
+            r.segments.get(&p.seq).ok_or_else(|| {
+                anyhow!(Failure::corrupt(format!(
+                    "segment {} missing from the catalog list",
+                    p.seq
+                )))
+            })
+        })
+        .collect::<Result<_>>()?;
+    let before = totals.bytes;
+    let mut unreadable = Vec::new();
+    let step = async {
+        let mut mounted = format!("tape {} mounted in drive {}", tape.label, drive.name);
+        for s in files.iter().filter(|s| s.copy_id.is_some()) {
+            mounted.push_str(&format!(
+                "; segment {} of ABS {} served from copy on tape {}",
+                s.seq, r.abs_id, tape.label
+            ));
+        }
+        channel.step(st, ChannelInput::TapeMounted(mounted), send).await?;
+        read_files(st, r, channel, into, &tape, &files, send).await?;
+        follow_read(st, channel_id, rx, before, totals, &mut unreadable, send).await
+    }
+    .await;
+    // The tape leaves the drive either way; a failed read reports its
+    // own reason, not the dismount's.
+    let dismounted = library::dismount(st, &pair.be_name, drive, &tape, false).await;
+    step?;
+    let read = dismounted?;
+    tracing::info!(%channel_id, tape = %tape.label, records = read, files = files.len(), "tape read");
+    *records += read;
+    totals.tapes.push(tape.label.clone());
+    unreadable
+        .into_iter()
+        .map(|(seq, failure)| {
+            let s = files
+                .iter()
+                .find(|s| s.seq == seq)
+                .ok_or_else(|| anyhow!(Failure::invalid(format!("segment {seq} reported unreadable was not read on tape {}", tape.label))))?;
+            Ok(((*s).clone(), failure))
+        })
+        .collect()
 }
 
 /// Open the front-end's reading of `files` of `tape` (and, into a primary
@@ -251,6 +306,7 @@ async fn follow_read<E: EventSink>(
     rx: &mut NoteRx,
     before: u64,
     totals: &mut LaneTotals,
+    unreadable: &mut Vec<(SegmentSeq, Failure)>,
     send: &mut E,
 ) -> Result<()> {
     loop {
@@ -277,6 +333,20 @@ async fn follow_read<E: EventSink>(
             // Reading channels do not resume (see backup::Resume).
             ChannelNote::Failed { failure } => return Err(failure.into()),
             ChannelNote::FrontEndLost { reason } => bail!(Failure::retryable(reason)),
+            ChannelNote::Unreadable {
+                seq,
+                tape_label,
+                tape_file,
+                failure,
+            } => {
+                let detail = format!(
+                    "segment {seq} unreadable on tape {tape_label} file {tape_file} ({}): marked damaged, it will be read from a copy",
+                    failure.message
+                );
+                tracing::warn!(%channel_id, %detail, "restore falls back to a copy");
+                send.emit(ChannelEvent::Planned { detail }).await;
+                unreadable.push((seq, failure));
+            }
             ChannelNote::TapeSwitched { .. } | ChannelNote::FrontEndBack { .. } => {}
         }
     }

@@ -5,11 +5,13 @@
 //! then the one written first. A segment with no readable copy keeps its
 //! primary one, whose read then fails with the reason. Pure.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
-use proto::domain::{SegmentStatus, TapeId, TapeLocation};
+use proto::domain::{Failure, SegmentStatus, TapeId, TapeLocation};
 
+use super::job::planned;
 use crate::catalog::Segment;
+use crate::plan::TapeJob;
 
 /// The segments to read, and why some come from copies.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,6 +65,49 @@ pub(crate) fn choose(primaries: Vec<Segment>, copies: &[Segment]) -> Sources {
         }
     }
     Sources { segments, from_copies }
+}
+
+/// The copies to read instead of the `failed` segments (each with why its
+/// read failed), from `chosen`, the catalog's choice once those are marked
+/// damaged: each must be another copy, readable. Otherwise the restore
+/// cannot complete, and the error says which segment and why.
+pub(crate) fn fallback(failed: &[(Segment, Failure)], chosen: &[Segment]) -> Result<Vec<Segment>, Failure> {
+    failed
+        .iter()
+        .map(|(s, why)| {
+            chosen
+                .iter()
+                .find(|c| c.seq == s.seq && readable(c) && (c.id, c.copy_id) != (s.id, s.copy_id))
+                .cloned()
+                .ok_or_else(|| {
+                    Failure::corrupt(format!(
+                        "segment {} of ABS {} cannot be read from tape {} file {} ({}), and no other copy of it is readable",
+                        s.seq, s.abs_id, s.tape_label, s.tape_file, why.message
+                    ))
+                })
+        })
+        .collect()
+}
+
+/// The tapes to read `segments` from, one [`TapeJob`] per tape (by
+/// label), each tape's files in position order.
+pub(crate) fn by_tape(segments: &[Segment]) -> Vec<TapeJob> {
+    let mut tapes: BTreeMap<&str, TapeJob> = BTreeMap::new();
+    for (s, p) in segments.iter().zip(planned(segments)) {
+        let job = tapes.entry(&s.tape_label).or_insert_with(|| TapeJob {
+            tape_id: s.tape_id,
+            tape_label: s.tape_label.clone(),
+            files: Vec::new(),
+            bytes: 0,
+        });
+        job.bytes += p.bytes;
+        job.files.push(p);
+    }
+    let mut jobs: Vec<TapeJob> = tapes.into_values().collect();
+    for j in &mut jobs {
+        j.files.sort_by_key(|f| f.tape_file);
+    }
+    jobs
 }
 
 #[cfg(test)]
@@ -146,5 +191,46 @@ mod tests {
         let s = choose(p.clone(), &[seg(0, Some(10), 5, Damaged, Library)]);
         assert_eq!(s.segments, p);
         assert!(s.from_copies.is_empty());
+    }
+
+    #[test]
+    fn a_segment_that_failed_is_read_from_another_readable_copy() {
+        let failed = vec![(seg(1, None, 1, Good, Library), Failure::corrupt("crc mismatch"))];
+        // The catalog's choice once the primary is marked damaged.
+        let copy = seg(1, Some(10), 5, Good, Library);
+        let got = fallback(&failed, &[seg(0, None, 1, Good, Library), copy.clone()]);
+        assert_eq!(got, Ok(vec![copy]));
+    }
+
+    #[test]
+    fn a_failed_segment_with_no_other_readable_copy_fails_naming_it() {
+        let primary = seg(1, None, 1, Damaged, Library);
+        let failed = vec![(primary.clone(), Failure::corrupt("crc mismatch"))];
+        // The same copy again, or an exported one: neither will do.
+        for chosen in [vec![primary.clone()], vec![seg(1, Some(10), 5, Good, Exported)]] {
+            let err = fallback(&failed, &chosen).unwrap_err();
+            assert_eq!(err.code, proto::domain::FailureCode::Corrupt);
+            assert_eq!(
+                err.message,
+                "segment 1 of ABS 7 cannot be read from tape T1 file 2 (crc mismatch), and no other copy of it is readable"
+            );
+        }
+    }
+
+    #[test]
+    fn reads_from_copies_mount_each_tape_once_in_position_order() {
+        let on = |seq: u32, tape: u64, file: u32| Segment::fixture(7, seq, tape, file);
+        let jobs = by_tape(&[on(4, 6, 9), on(1, 5, 7), on(2, 6, 3), on(3, 5, 2)]);
+        let got: Vec<(String, Vec<(u32, u32)>)> = jobs
+            .iter()
+            .map(|j| (j.tape_label.clone(), j.files.iter().map(|f| (f.seq.get(), f.tape_file)).collect()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("T5".to_string(), vec![(3, 2), (1, 7)]),
+                ("T6".to_string(), vec![(2, 3), (4, 9)])
+            ]
+        );
     }
 }

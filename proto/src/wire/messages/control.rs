@@ -70,6 +70,17 @@ pub enum StationRequest {
         channel_id: ChannelId,
         failure: Failure,
     },
+    /// Front-end of a restore channel: segment `seq` of tape `tape_label`
+    /// file `tape_file` could not be read (`failure`); the channel goes on
+    /// without it, and the station marks that copy damaged and reads the
+    /// segment from another one.
+    SegmentUnreadable {
+        channel_id: ChannelId,
+        seq: SegmentSeq,
+        tape_label: String,
+        tape_file: u32,
+        failure: Failure,
+    },
     /// Front-end: how a channel's segments travel between it and its
     /// back-end (`shared`: through the spool both use; else over QUIC),
     /// for the channel's history.

@@ -76,7 +76,17 @@ pub enum StagedFrame {
         bytes: u64,
         crc32c: u32,
     },
-    /// Every file was read.
+    /// Segment `seq` could not be read as written (a checksum, the
+    /// structure, a record the medium lost, not the segment the catalog
+    /// expects: `failure`, code `Corrupt`). Nothing of it is handed over;
+    /// the back-end goes on with the next file, and the station reads the
+    /// segment from another copy.
+    Unreadable {
+        seq: SegmentSeq,
+        failure: Failure,
+    },
+    /// Every file was read: `segments` handed over (the unreadable ones
+    /// not counted).
     End {
         segments: u32,
     },
@@ -101,6 +111,12 @@ pub enum RestoreFrame {
         crc32c: u32,
     },
     SegmentDone {
+        seq: SegmentSeq,
+    },
+    /// Segment `seq` could not be read from this tape: its tracks do not
+    /// come on this stream (the station has it read from a copy on another
+    /// stream of the same restore job, and counts every byte at the end).
+    Skipped {
         seq: SegmentSeq,
     },
     End {
