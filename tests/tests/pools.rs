@@ -394,3 +394,119 @@ async fn a_segment_unreadable_mid_restore_is_read_from_the_copy() {
     let dest = cluster.restored("fallback-again.bin");
     scenario::restore_and_verify(&cluster, &layout, abs_id, &layout.extents, &dest).unwrap();
 }
+
+/// `tape recover`: a primary tape is declared destroyed; its segments are
+/// rewritten from the copy tapes onto new tapes of its pool (two drive
+/// pairs), the catalog points at them, the new tapes verify, and with
+/// every copy tape exported each ABS restores from primary tapes alone.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_destroyed_primary_tape_is_recovered_from_its_copies() {
+    let work = tempfile::tempdir().unwrap();
+    let spec = ScenarioSpec {
+        object_size: 4 << 20,
+        block_size: 4096,
+        track_size: 65536,
+        segment_size: 1 << 20,
+        seed: 37,
+    };
+    let layout = scenario::make_layout(&work.path().join("volumes"), &spec).unwrap();
+    let mut cs = scenario::cluster_spec(&layout, &spec);
+    cs.drives_per_pair = vec![4];
+    let cluster = Cluster::start(work.path(), &cs).await.unwrap();
+    let op = |args: &[&str]| cluster.operator(args);
+    op(&["pool", "define", "onsite", "--kind", "primary"]).unwrap();
+    op(&["pool", "define", "vault", "--kind", "copy", "--copies-of", "onsite"]).unwrap();
+    let extents = layout.extents_file.to_string_lossy().to_string();
+    let mut abs_ids = Vec::new();
+    for _ in 0..2 {
+        let out = cluster
+            .smapp(&[
+                "backup",
+                "--primary",
+                PRIMARY,
+                "--object",
+                "obj",
+                "--extents",
+                &extents,
+                "--pool",
+                "onsite",
+                "--drives",
+                "2",
+            ])
+            .unwrap();
+        abs_ids.push(result(out)["abs_id"].as_u64().unwrap());
+    }
+    let copied = result(op(&["pool", "backup", "onsite", "--to", "vault", "--drives", "2"]).unwrap());
+    assert_eq!(copied["abs"], 2, "{copied}");
+
+    // The tape holding the first segment of the first ABS is lost.
+    let segs = cluster
+        .smapp(&["list", "segments", "--abs", &abs_ids[0].to_string()])
+        .unwrap();
+    let lost = segs.iter().find(|s| s["copy"] == false).unwrap()["tape"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let on_lost = |cluster: &Cluster| -> usize {
+        abs_ids
+            .iter()
+            .map(|id| {
+                cluster
+                    .smapp(&["list", "segments", "--abs", &id.to_string()])
+                    .unwrap()
+                    .iter()
+                    .filter(|s| s["copy"] == false && s["tape"] == lost.as_str())
+                    .count()
+            })
+            .sum()
+    };
+    let lost_segments = on_lost(&cluster);
+    assert!(lost_segments > 0);
+    assert!(cluster.smapp(&["tape", "recover", &lost]).is_err(), "operators only");
+    let report = result(op(&["tape", "recover", &lost, "--drives", "2"]).unwrap());
+    assert_eq!(report["segments"].as_u64(), Some(lost_segments as u64), "{report}");
+    let written: Vec<String> = serde_json::from_value(report["tapes_written"].clone()).unwrap();
+    assert!(!written.is_empty() && !written.contains(&lost), "{report}");
+    let tapes = op(&["library", "list"]).unwrap();
+    let row = |label: &str| tapes.iter().find(|t| t["label"] == label).unwrap().clone();
+    assert_eq!(row(&lost)["location"], "destroyed");
+    for label in &written {
+        assert_eq!(row(label)["pool"], "onsite");
+        let verify = std::process::Command::new(dmc_tests::cluster::bin("smapp").unwrap())
+            .args(["tape", "verify"])
+            .arg(cluster.library.join(format!("{label}.tap")))
+            .output()
+            .unwrap();
+        assert!(verify.status.success(), "{}", String::from_utf8_lossy(&verify.stderr));
+    }
+    // Nothing points at the lost tape; the copies stay linked.
+    assert_eq!(on_lost(&cluster), 0);
+    for id in &abs_ids {
+        let segs = cluster.smapp(&["list", "segments", "--abs", &id.to_string()]).unwrap();
+        assert!(segs.iter().all(|s| s["status"] == "ok"), "{segs:?}");
+        let copies = segs.iter().filter(|s| s["copy"] == true).count();
+        assert_eq!(copies * 2, segs.len(), "{segs:?}");
+    }
+    // Again: nothing left to recover.
+    let again = result(op(&["tape", "recover", &lost]).unwrap());
+    assert_eq!(again["segments"], 0, "{again}");
+
+    // Every copy tape leaves the library: the ABSs restore from primaries.
+    let vault: Vec<String> = op(&["library", "list"])
+        .unwrap()
+        .iter()
+        .filter(|t| t["pool"] == "vault")
+        .map(|t| t["label"].as_str().unwrap().to_string())
+        .collect();
+    let offsite = work.path().join("offsite");
+    for label in &vault {
+        op(&["library", "export", label, "--to", offsite.to_str().unwrap()]).unwrap();
+    }
+    for id in &abs_ids {
+        let dest = cluster.restored(&format!("recovered-{id}.bin"));
+        scenario::restore_and_verify(&cluster, &layout, *id, &layout.extents, &dest).unwrap();
+    }
+    // A copy-pool tape is not recovered this way.
+    let err = cluster.operator_fails(&["tape", "recover", &vault[0]], FailureCode::Refused);
+    assert!(err.contains("pool backup"), "{err}");
+}

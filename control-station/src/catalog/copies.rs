@@ -22,10 +22,17 @@ pub struct CopyCandidate {
     pub segments: Vec<Segment>,
     /// Segments to copy whose primary copy is known damaged (no source).
     pub damaged: Vec<SegmentSeq>,
-    /// Where the ABS metadata is on its primary tapes.
-    pub metadata_tape_id: TapeId,
-    pub metadata_tape: String,
-    pub metadata_file: u32,
+    /// Where the ABS metadata to copy with them is (None: it stays where
+    /// it is).
+    pub metadata: Option<MetadataSource>,
+}
+
+/// A tape file holding ABS metadata.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetadataSource {
+    pub tape_id: TapeId,
+    pub tape_label: String,
+    pub tape_file: u32,
 }
 
 /// One copy of a segment written by a pool backup.
@@ -89,9 +96,11 @@ impl Catalog {
                 object_name: a.object_name,
                 segments,
                 damaged,
-                metadata_tape_id: a.metadata_tape_id,
-                metadata_tape: a.metadata_tape,
-                metadata_file: super::to_u32(a.metadata_file, "metadata file")?,
+                metadata: Some(MetadataSource {
+                    tape_id: a.metadata_tape_id,
+                    tape_label: a.metadata_tape,
+                    tape_file: super::to_u32(a.metadata_file, "metadata file")?,
+                }),
             });
         }
         Ok(out)

@@ -39,6 +39,7 @@ pub(super) fn authorize(peer: &Peer, req: &StationRequest) -> Result<()> {
         }
         R::PoolDefine { .. } | R::PoolBackup { .. } => (&[Role::Operator], "manage storage pools"),
         R::TapeAudit { .. } => (&[Role::Operator], "audit tapes"),
+        R::TapeRecover { .. } => (&[Role::Operator], "recover tapes"),
         R::PoolList => (&[Role::Client, Role::Operator], "list the storage pools"),
         R::ListAbs | R::ListSegments { .. } | R::Channels { .. } | R::ListGrants => {
             (&[Role::Client, Role::Operator], "read the catalog")
@@ -165,6 +166,10 @@ pub(super) async fn dispatch(
                 drives,
             };
             copy::run(st, req, send).await;
+            return;
+        }
+        R::TapeRecover { label, drives } => {
+            copy::recover(st, copy::RecoverRequest { label, drives }, send).await;
             return;
         }
         other => match handle(&st, conn, &peer, other).await {
@@ -443,7 +448,12 @@ async fn handle(st: &Arc<Station>, conn: quinn::Connection, peer: &Peer, req: St
             let own = (peer.role != Role::Operator).then_some(peer.name.as_str());
             StationReply::Grants(listing::grants(st, own).await?)
         }
-        R::Backup { .. } | R::Restore { .. } | R::RestoreAt { .. } | R::Merge { .. } | R::PoolBackup { .. } => {
+        R::Backup { .. }
+        | R::Restore { .. }
+        | R::RestoreAt { .. }
+        | R::Merge { .. }
+        | R::PoolBackup { .. }
+        | R::TapeRecover { .. } => {
             bail!(Failure::internal(
                 "internal: backups, restores, merges and pool backups are streamed"
             ))

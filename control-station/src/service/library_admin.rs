@@ -74,11 +74,16 @@ pub(crate) async fn export(st: &Arc<Station>, label: &str, to_dir: &str) -> Resu
         .tape_by_label(label)
         .await?
         .ok_or_else(|| Failure::not_found(format!("no tape labelled {label} in the catalog")))?;
-    if tape.location == TapeLocation::Exported {
-        bail!(Failure::conflict(format!(
+    match tape.location {
+        TapeLocation::Library => {}
+        TapeLocation::Exported => bail!(Failure::conflict(format!(
             "tape {label} is already exported (to {})",
             tape.path
-        )));
+        ))),
+        TapeLocation::Destroyed => bail!(Failure::conflict(format!(
+            "tape {label} is destroyed (its segments were recovered onto other tapes); its image {} stays where it was",
+            tape.path
+        ))),
     }
     if tape.in_use {
         bail!(Failure::conflict(format!(

@@ -90,10 +90,13 @@ text_enum! {
 }
 
 text_enum! {
-    /// Where a tape is: in the library, or exported out of it.
+    /// Where a tape is: in the library, exported out of it, or destroyed
+    /// (`tape recover` rewrote its segments from their copies; it is
+    /// never mounted again).
     pub enum TapeLocation as "tape location" {
         Library = "library",
         Exported = "exported",
+        Destroyed = "destroyed",
     }
 }
 

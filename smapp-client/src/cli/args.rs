@@ -172,6 +172,15 @@ pub enum TapeCmd {
     /// Operator, through the station: read every segment the catalog
     /// places on tape LABEL, check it, and mark what fails damaged.
     Audit { label: String },
+    /// Operator, through the station: tape LABEL (of a primary pool) is
+    /// destroyed; rewrite its segments from their copies onto new tapes of
+    /// its pool and point the catalog there.
+    Recover {
+        label: String,
+        /// Most read/write drive pairs to use at once.
+        #[arg(long, default_value_t = 1)]
+        drives: u32,
+    },
 }
 
 /// Whose rights, on what, which: for `grant` and `revoke`.

@@ -7,7 +7,7 @@ use serde_json::json;
 
 use super::args::{Args, BackupArgs, MergeArgs, RestoreArgs};
 use super::connect;
-use super::progress::{on_event, progress_bar, report, report_copied};
+use super::progress::{on_event, progress_bar, report, report_copied, report_recovered};
 
 pub async fn backup(a: &Args, b: &BackupArgs) -> Result<()> {
     let BackupArgs {
@@ -175,6 +175,23 @@ pub async fn pool_backup(a: &Args, primary: &str, to: &str, drives: u32) -> Resu
     pb.finish_and_clear();
     let ev = res.with_context(|| format!("pool backup of {primary} to {to}"))?;
     report_copied(primary, to, &ev, a.json);
+    Ok(())
+}
+
+/// `tape recover LABEL`: rewrite a destroyed tape's segments from their
+/// copies, with progress.
+pub async fn recover(a: &Args, label: &str, drives: u32) -> Result<()> {
+    let client = connect(a).await?;
+    let pb = progress_bar(a.json);
+    let mut cb = on_event(&pb, a.json);
+    let req = StationRequest::TapeRecover {
+        label: label.to_string(),
+        drives,
+    };
+    let res = client.stream(&req, |ev| cb(ev)).await;
+    pb.finish_and_clear();
+    let ev = res.with_context(|| format!("recovering tape {label}"))?;
+    report_recovered(label, &ev, a.json);
     Ok(())
 }
 

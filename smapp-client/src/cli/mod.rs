@@ -27,6 +27,9 @@ pub async fn run(a: Args) -> Result<()> {
         Cmd::Tape {
             cmd: args::TapeCmd::Audit { label },
         } => operator::audit(&a, label).await,
+        Cmd::Tape {
+            cmd: args::TapeCmd::Recover { label, drives },
+        } => jobs::recover(&a, label, *drives).await,
         Cmd::Tape { cmd } => tape::tape(cmd, a.json),
         Cmd::Backup(b) => jobs::backup(&a, b).await,
         Cmd::Restore(r) => jobs::restore(&a, r).await,

@@ -153,3 +153,32 @@ pub fn report_copied(primary: &str, copy_pool: &str, ev: &ChannelEvent, as_json:
         }
     }
 }
+
+/// The outcome of `tape recover`.
+pub fn report_recovered(label: &str, ev: &ChannelEvent, as_json: bool) {
+    if let ChannelEvent::Copied {
+        abs,
+        segments,
+        bytes,
+        tapes_read,
+        tapes_written,
+        seconds,
+    } = ev
+    {
+        let mbs = *bytes as f64 / 1e6 / seconds.max(1e-9);
+        if as_json {
+            println!(
+                "{}",
+                json!({"result": "tape recover", "tape": label, "abs": abs, "segments": segments, "bytes": bytes,
+                       "tapes_read": tapes_read, "tapes_written": tapes_written, "seconds": seconds, "mb_per_s": mbs})
+            );
+        } else {
+            println!(
+                "tape {label} recovered: {segments} segments of {abs} ABS, {} read from {} and written to {}, {seconds:.1} s, {mbs:.1} MB/s",
+                human(*bytes),
+                tapes_read.join(", "),
+                tapes_written.join(", ")
+            );
+        }
+    }
+}

@@ -33,6 +33,8 @@ pub fn tape(cmd: &TapeCmd, as_json: bool) -> Result<()> {
             }
             Ok(())
         }
-        TapeCmd::Audit { .. } => bail!("internal: tape audit goes through the station"),
+        TapeCmd::Audit { .. } | TapeCmd::Recover { .. } => {
+            bail!("internal: tape audit and recover go through the station")
+        }
     }
 }

@@ -31,6 +31,8 @@ pub(crate) enum CopyStep {
         object_name: String,
         /// The segment's catalog row.
         segment_id: i64,
+        /// The copy read (None: the primary copy).
+        copy_id: Option<i64>,
         bytes: u64,
         source: SegmentRef,
     },
@@ -130,6 +132,7 @@ impl CopyJob {
                         abs_id: c.abs_id,
                         object_name: c.object_name.clone(),
                         segment_id: s.id,
+                        copy_id: s.copy_id,
                         bytes: s.bytes,
                         source: SegmentRef {
                             tape_label: s.tape_label.clone(),
@@ -142,15 +145,17 @@ impl CopyJob {
                 bytes += s.bytes;
                 segments += 1;
             }
-            let t = tape_of(c.metadata_tape_id, &c.metadata_tape, &mut labels);
-            touched.push(t);
-            steps.push((
-                t,
-                CopyStep::Metadata {
-                    abs_id: c.abs_id,
-                    tape_file: c.metadata_file,
-                },
-            ));
+            if let Some(m) = &c.metadata {
+                let t = tape_of(m.tape_id, &m.tape_label, &mut labels);
+                touched.push(t);
+                steps.push((
+                    t,
+                    CopyStep::Metadata {
+                        abs_id: c.abs_id,
+                        tape_file: m.tape_file,
+                    },
+                ));
+            }
             segments_of.insert(c.abs_id, c.segments.len());
             abs_tapes.push(touched);
             abs += 1;
@@ -256,6 +261,28 @@ impl CopyJob {
             self.abs,
             self.segments,
             self.bytes,
+            tapes.join(", "),
+            self.lanes.len()
+        )
+    }
+}
+
+impl CopyJob {
+    /// What a tape recovery will do, for the operator.
+    pub(crate) fn recovery_detail(&self, tape: &str, pool: &str) -> String {
+        if self.segments == 0 && self.abs == 0 {
+            return format!("nothing left on tape {tape} to recover");
+        }
+        let tapes: Vec<&str> = self
+            .lanes
+            .iter()
+            .flat_map(|l| l.visits.iter().map(|v| v.tape_label.as_str()))
+            .collect();
+        format!(
+            "recovering {} segments ({} bytes) of {} ABS from tape {tape} onto new tapes of pool {pool}, reading copy tapes {} on {} drive pair(s)",
+            self.segments,
+            self.bytes,
+            self.abs,
             tapes.join(", "),
             self.lanes.len()
         )

@@ -12,6 +12,9 @@
 //! [`job`] plans the run without I/O; the rest here carries it out.
 
 mod job;
+mod recover;
+
+pub(crate) use recover::{recover, RecoverRequest};
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -38,10 +41,18 @@ pub(crate) struct PoolBackupRequest {
 
 pub(crate) async fn run(st: Arc<Station>, req: PoolBackupRequest, send: &mut FramedSend) {
     let started = Instant::now();
-    let (tx, mut rx) = mpsc::unbounded_channel();
-    let work = pool_backup(&st, &req, tx, started);
+    let (tx, rx) = mpsc::unbounded_channel();
+    forward(pool_backup(&st, &req, tx, started), rx, send).await;
+}
+
+/// Run `work`, sending the client the lanes' events as they come, then
+/// its outcome.
+pub(super) async fn forward(
+    work: impl std::future::Future<Output = Result<ChannelEvent>>,
+    mut rx: mpsc::UnboundedReceiver<ChannelEvent>,
+    send: &mut FramedSend,
+) {
     tokio::pin!(work);
-    // The lanes' events go to the client as they come.
     let outcome = loop {
         tokio::select! {
             r = &mut work => break r,
@@ -58,23 +69,40 @@ pub(crate) async fn run(st: Arc<Station>, req: PoolBackupRequest, send: &mut Fra
     let _ = send.send(&StationReply::Event(event)).await;
 }
 
-/// Where the lanes' events go (to the client's stream).
-type Sink = mpsc::UnboundedSender<ChannelEvent>;
+/// Where a run writes, and what the catalog records of what it wrote.
+pub(super) enum Target {
+    /// Pool backup: copies of primary segments in copy pool `pool`.
+    Copies { pool: String },
+    /// Tape recovery: segments rewritten from their copies as the new
+    /// primary copies, on tapes of primary pool `pool`.
+    Primaries { pool: String },
+}
 
-fn tell(sink: &Sink, ev: ChannelEvent) {
+impl Target {
+    fn pool(&self) -> &str {
+        match self {
+            Target::Copies { pool } | Target::Primaries { pool } => pool,
+        }
+    }
+}
+
+/// Where the lanes' events go (to the client's stream).
+pub(super) type Sink = mpsc::UnboundedSender<ChannelEvent>;
+
+pub(super) fn tell(sink: &Sink, ev: ChannelEvent) {
     let _ = sink.send(ev);
 }
 
 /// What one lane did.
 #[derive(Debug, Default)]
-struct LaneTotals {
-    abs: u32,
-    segments: u32,
-    bytes: u64,
-    tapes_read: Vec<String>,
-    tapes_written: BTreeSet<String>,
+pub(super) struct LaneTotals {
+    pub abs: u32,
+    pub segments: u32,
+    pub bytes: u64,
+    pub tapes_read: Vec<String>,
+    pub tapes_written: BTreeSet<String>,
     /// ABSs left without a whole copy, and why.
-    failed: Vec<(AbsId, String)>,
+    pub failed: Vec<(AbsId, String)>,
 }
 
 async fn pool_backup(st: &Arc<Station>, req: &PoolBackupRequest, sink: Sink, started: Instant) -> Result<ChannelEvent> {
@@ -101,27 +129,12 @@ async fn pool_backup(st: &Arc<Station>, req: &PoolBackupRequest, sink: Sink, sta
         )));
     }
     let candidates = st.catalog.copy_candidates(&req.primary, &req.copy_pool).await?;
-    let mut keys: HashMap<TapeId, TapeKey> = HashMap::new();
     // Collected first: no iterator with closures lives across an await.
     let tape_ids: Vec<TapeId> = candidates
         .iter()
-        .flat_map(|c| c.segments.iter().map(|s| s.tape_id).chain([c.metadata_tape_id]))
+        .flat_map(|c| c.segments.iter().map(|s| s.tape_id).chain(c.metadata.iter().map(|m| m.tape_id)))
         .collect();
-    for id in tape_ids {
-        if keys.contains_key(&id) {
-            continue;
-        }
-        if let Some(t) = st.catalog.tape(id).await? {
-            keys.insert(
-                id,
-                TapeKey {
-                    media_set: t.media_set,
-                    sequence: t.media_set_seq,
-                    label: t.label,
-                },
-            );
-        }
-    }
+    let keys = tape_keys(st, tape_ids).await?;
     let lanes = usize::try_from(req.drives).unwrap_or(usize::MAX).max(1);
     let job = CopyJob::plan(&candidates, &keys, lanes);
     tell(
@@ -142,24 +155,11 @@ async fn pool_backup(st: &Arc<Station>, req: &PoolBackupRequest, sink: Sink, sta
             },
         );
     }
-    let copied = AtomicU64::new(0);
-    let results = futures::future::join_all(job.lanes.iter().map(|lane| run_lane(st, req, lane, sink, &copied))).await;
-    let mut total = LaneTotals::default();
-    let mut errors = Vec::new();
-    for r in results {
-        match r {
-            Ok(t) => {
-                total.abs += t.abs;
-                total.segments += t.segments;
-                total.bytes += t.bytes;
-                total.tapes_read.extend(t.tapes_read);
-                total.tapes_written.extend(t.tapes_written);
-                total.failed.extend(t.failed);
-            }
-            Err(e) => errors.push(e),
-        }
-    }
-    if let Some(e) = errors.into_iter().next() {
+    let target = Target::Copies {
+        pool: req.copy_pool.clone(),
+    };
+    let (total, error) = execute(st, &job, &target, sink).await;
+    if let Some(e) = error {
         return Err(e.context(format!(
             "pool backup of {} to {}: {} ABS copied before the failure",
             req.primary, req.copy_pool, total.abs
@@ -186,6 +186,55 @@ async fn pool_backup(st: &Arc<Station>, req: &PoolBackupRequest, sink: Sink, sta
     })
 }
 
+/// Where each of `tape_ids` sorts (media set, volume number, label).
+pub(super) async fn tape_keys(st: &Arc<Station>, tape_ids: Vec<TapeId>) -> Result<HashMap<TapeId, TapeKey>> {
+    let mut keys: HashMap<TapeId, TapeKey> = HashMap::new();
+    for id in tape_ids {
+        if keys.contains_key(&id) {
+            continue;
+        }
+        if let Some(t) = st.catalog.tape(id).await? {
+            keys.insert(
+                id,
+                TapeKey {
+                    media_set: t.media_set,
+                    sequence: t.media_set_seq,
+                    label: t.label,
+                },
+            );
+        }
+    }
+    Ok(keys)
+}
+
+/// Run every lane of `job` side by side, writing to `target`: what they
+/// did, and the first error of a lane that failed.
+pub(super) async fn execute(
+    st: &Arc<Station>,
+    job: &CopyJob,
+    target: &Target,
+    sink: &Sink,
+) -> (LaneTotals, Option<anyhow::Error>) {
+    let copied = AtomicU64::new(0);
+    let results = futures::future::join_all(job.lanes.iter().map(|lane| run_lane(st, target, lane, sink, &copied))).await;
+    let mut total = LaneTotals::default();
+    let mut errors = Vec::new();
+    for r in results {
+        match r {
+            Ok(t) => {
+                total.abs += t.abs;
+                total.segments += t.segments;
+                total.bytes += t.bytes;
+                total.tapes_read.extend(t.tapes_read);
+                total.tapes_written.extend(t.tapes_written);
+                total.failed.extend(t.failed);
+            }
+            Err(e) => errors.push(e),
+        }
+    }
+    (total, errors.into_iter().next())
+}
+
 /// A lane's drives: the pair, the drive writing copies, the drive reading.
 struct LaneDrives {
     pair: PairRow,
@@ -195,7 +244,7 @@ struct LaneDrives {
 
 async fn run_lane(
     st: &Arc<Station>,
-    req: &PoolBackupRequest,
+    target: &Target,
     lane: &CopyLane,
     sink: &Sink,
     copied: &AtomicU64,
@@ -207,7 +256,7 @@ async fn run_lane(
     registry::use_for_reading(st, &read).await;
     let d = LaneDrives { pair, write, read };
     let mut totals = LaneTotals::default();
-    let result = lane_work(st, req, lane, &d, sink, copied, &mut totals).await;
+    let result = lane_work(st, target, lane, &d, sink, copied, &mut totals).await;
     let be = &d.pair.be_name;
     if let Some(tape) = registry::current_tape(st, &d.write).await {
         if let Err(e) = library::dismount(st, be, &d.write, &tape, true).await {
@@ -221,7 +270,7 @@ async fn run_lane(
 
 async fn lane_work(
     st: &Arc<Station>,
-    req: &PoolBackupRequest,
+    target: &Target,
     lane: &CopyLane,
     d: &LaneDrives,
     sink: &Sink,
@@ -229,7 +278,7 @@ async fn lane_work(
     totals: &mut LaneTotals,
 ) -> Result<()> {
     let be = d.pair.be_name.as_str();
-    let tape = match library::mount_for_write(st, be, &d.write, &req.copy_pool).await {
+    let tape = match library::mount_for_write(st, be, &d.write, target.pool()).await {
         Ok(t) => t,
         Err(e) => {
             registry::mount_failed(st, &d.write).await;
@@ -241,8 +290,11 @@ async fn lane_work(
         sink,
         ChannelEvent::Planned {
             detail: format!(
-                "back-end {be}: drive {} reads, drive {} writes copy tape {}",
-                d.read.name, d.write.name, tape.label
+                "back-end {be}: drive {} reads, drive {} writes tape {} of pool {}",
+                d.read.name,
+                d.write.name,
+                tape.label,
+                target.pool()
             ),
         },
     );
@@ -262,7 +314,7 @@ async fn lane_work(
         })?;
         library::mount_for_read(st, be, &d.read, &tape).await?;
         run.totals.tapes_read.push(tape.label.clone());
-        let res = copy_visit(st, visit, d, &mut run).await;
+        let res = copy_visit(st, target, visit, d, &mut run).await;
         let dismounted = library::dismount(st, be, &d.read, &tape, false).await;
         res?;
         dismounted?;
@@ -282,7 +334,13 @@ struct LaneRun<'a> {
 }
 
 /// Copy what `visit` names from the tape mounted in the read drive.
-async fn copy_visit(st: &Arc<Station>, visit: &TapeVisit, d: &LaneDrives, run: &mut LaneRun<'_>) -> Result<()> {
+async fn copy_visit(
+    st: &Arc<Station>,
+    target: &Target,
+    visit: &TapeVisit,
+    d: &LaneDrives,
+    run: &mut LaneRun<'_>,
+) -> Result<()> {
     let be = d.pair.be_name.as_str();
     let LaneRun {
         sink,
@@ -297,6 +355,7 @@ async fn copy_visit(st: &Arc<Station>, visit: &TapeVisit, d: &LaneDrives, run: &
                 abs_id,
                 object_name,
                 segment_id,
+                copy_id,
                 source,
                 ..
             } => {
@@ -313,7 +372,7 @@ async fn copy_visit(st: &Arc<Station>, visit: &TapeVisit, d: &LaneDrives, run: &
                 let reply = match st.command_ok(be, &cmd).await {
                     Ok(r) => r,
                     Err(e) if failure_of(&e).code == FailureCode::Corrupt => {
-                        st.catalog.mark_segment_damaged(*segment_id, None).await?;
+                        st.catalog.mark_segment_damaged(*segment_id, *copy_id).await?;
                         let why = format!(
                             "segment {} on tape {} file {} is damaged ({}); marked damaged",
                             source.seq,
@@ -342,20 +401,28 @@ async fn copy_visit(st: &Arc<Station>, visit: &TapeVisit, d: &LaneDrives, run: &
                 else {
                     bail!("back-end {be} answered a segment copy with {reply:?}");
                 };
-                let copy_tape = st.catalog.tape_by_label(&tape_label).await?.ok_or_else(|| {
+                let written = st.catalog.tape_by_label(&tape_label).await?.ok_or_else(|| {
                     anyhow!(Failure::not_found(format!(
-                        "copy tape {tape_label} is not in the catalog"
+                        "tape {tape_label} written by back-end {be} is not in the catalog"
                     )))
                 })?;
-                st.catalog
-                    .record_segment_copy(&NewSegmentCopy {
-                        segment_id: *segment_id,
-                        tape_id: copy_tape.id,
-                        tape_file,
-                        bytes,
-                        crc32c,
-                    })
-                    .await?;
+                match target {
+                    Target::Copies { .. } => {
+                        let copy = NewSegmentCopy {
+                            segment_id: *segment_id,
+                            tape_id: written.id,
+                            tape_file,
+                            bytes,
+                            crc32c,
+                        };
+                        st.catalog.record_segment_copy(&copy).await?;
+                    }
+                    Target::Primaries { .. } => {
+                        st.catalog
+                            .relocate_segment(*segment_id, written.id, tape_file, crc32c)
+                            .await?;
+                    }
+                }
                 totals.tapes_written.insert(tape_label);
                 totals.segments += 1;
                 totals.bytes += bytes;
@@ -391,7 +458,7 @@ async fn copy_visit(st: &Arc<Station>, visit: &TapeVisit, d: &LaneDrives, run: &
             }
         }
         for (abs_id, metadata) in gate.ready() {
-            write_metadata(st, d, abs_id, metadata, totals).await?;
+            write_metadata(st, target, d, abs_id, metadata, totals).await?;
         }
     }
     Ok(())
@@ -400,6 +467,7 @@ async fn copy_visit(st: &Arc<Station>, visit: &TapeVisit, d: &LaneDrives, run: &
 /// Write an ABS's metadata after its last copied segment: its copy is whole.
 async fn write_metadata(
     st: &Arc<Station>,
+    target: &Target,
     d: &LaneDrives,
     abs_id: AbsId,
     metadata: Vec<u8>,
@@ -415,10 +483,13 @@ async fn write_metadata(
     };
     let tape = st.catalog.tape_by_label(&tape_label).await?.ok_or_else(|| {
         anyhow!(Failure::not_found(format!(
-            "copy tape {tape_label} is not in the catalog"
+            "tape {tape_label} written by back-end {be} is not in the catalog"
         )))
     })?;
-    st.catalog.record_abs_copy(abs_id, tape.id, tape_file).await?;
+    match target {
+        Target::Copies { .. } => st.catalog.record_abs_copy(abs_id, tape.id, tape_file).await?,
+        Target::Primaries { .. } => st.catalog.relocate_metadata(abs_id, tape.id, tape_file).await?,
+    }
     totals.tapes_written.insert(tape_label);
     totals.abs += 1;
     Ok(())

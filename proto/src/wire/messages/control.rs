@@ -177,6 +177,15 @@ pub enum StationRequest {
         copy_pool: String,
         drives: u32,
     },
+    /// Operator: tape `label` (of a primary pool) is destroyed: rewrite
+    /// every segment the catalog places on it, and its ABS metadata, from
+    /// their copies onto new tapes of its pool, on at most `drives`
+    /// read/write drive pairs (0: one), and point the catalog there.
+    /// Answered like [`StationRequest::PoolBackup`].
+    TapeRecover {
+        label: String,
+        drives: u32,
+    },
     ListSegments {
         abs_id: Option<AbsId>,
     },

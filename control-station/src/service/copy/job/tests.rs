@@ -4,7 +4,7 @@ use proptest::prelude::*;
 use proto::domain::{AbsId, MediaSetId, SegmentSeq, TapeId};
 
 use super::*;
-use crate::catalog::{CopyCandidate, Segment};
+use crate::catalog::{CopyCandidate, MetadataSource, Segment};
 
 fn seg(id: i64, abs: u64, seq: u32, tape: u64, file: u32) -> Segment {
     Segment {
@@ -20,9 +20,11 @@ fn candidate(abs: u64, segments: Vec<Segment>, meta_tape: u64, meta_file: u32) -
         object_name: format!("/obj{abs}"),
         segments,
         damaged: Vec::new(),
-        metadata_tape_id: TapeId::new(meta_tape),
-        metadata_tape: format!("T{meta_tape}"),
-        metadata_file: meta_file,
+        metadata: Some(MetadataSource {
+            tape_id: TapeId::new(meta_tape),
+            tape_label: format!("T{meta_tape}"),
+            tape_file: meta_file,
+        }),
     }
 }
 
