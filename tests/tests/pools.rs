@@ -373,7 +373,10 @@ async fn a_segment_unreadable_mid_restore_is_read_from_the_copy() {
         }
     }
     let needle = format!("segment {seq} of ABS {abs_id} served from copy on tape {copy_tape}");
-    assert!(reasons.iter().any(|r| r.contains(&needle)), "{needle:?} not in {reasons:?}");
+    assert!(
+        reasons.iter().any(|r| r.contains(&needle)),
+        "{needle:?} not in {reasons:?}"
+    );
     // The primary tape was read once, the rest of it after the bad segment
     // too: only that segment came from the copy.
     let served: usize = reasons.iter().map(|r| r.matches("served from copy").count()).sum();

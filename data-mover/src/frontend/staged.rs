@@ -91,10 +91,7 @@ pub async fn read_segments(
                     .get((totals.segments + totals.unreadable) as usize)
                     .ok_or_else(|| anyhow!("the back-end skipped more segments than asked for"))?;
                 if expected.seq != seq {
-                    bail!(
-                        "the back-end skipped segment {seq}; expected segment {}",
-                        expected.seq
-                    );
+                    bail!("the back-end skipped segment {seq}; expected segment {}", expected.seq);
                 }
                 tracing::warn!(channel_id = %read.channel_id, %seq, tape = %expected.tape_label, file = expected.tape_file, reason = %failure, "segment unreadable");
                 sink.unreadable(expected, failure).await?;

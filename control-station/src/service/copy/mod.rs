@@ -132,7 +132,12 @@ async fn pool_backup(st: &Arc<Station>, req: &PoolBackupRequest, sink: Sink, sta
     // Collected first: no iterator with closures lives across an await.
     let tape_ids: Vec<TapeId> = candidates
         .iter()
-        .flat_map(|c| c.segments.iter().map(|s| s.tape_id).chain(c.metadata.iter().map(|m| m.tape_id)))
+        .flat_map(|c| {
+            c.segments
+                .iter()
+                .map(|s| s.tape_id)
+                .chain(c.metadata.iter().map(|m| m.tape_id))
+        })
         .collect();
     let keys = tape_keys(st, tape_ids).await?;
     let lanes = usize::try_from(req.drives).unwrap_or(usize::MAX).max(1);
@@ -216,7 +221,8 @@ pub(super) async fn execute(
     sink: &Sink,
 ) -> (LaneTotals, Option<anyhow::Error>) {
     let copied = AtomicU64::new(0);
-    let results = futures::future::join_all(job.lanes.iter().map(|lane| run_lane(st, target, lane, sink, &copied))).await;
+    let results =
+        futures::future::join_all(job.lanes.iter().map(|lane| run_lane(st, target, lane, sink, &copied))).await;
     let mut total = LaneTotals::default();
     let mut errors = Vec::new();
     for r in results {

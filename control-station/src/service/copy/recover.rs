@@ -41,11 +41,12 @@ async fn recover_tape(st: &Arc<Station>, req: &RecoverRequest, sink: Sink, start
         .tape_by_label(&req.label)
         .await?
         .ok_or_else(|| anyhow!(Failure::not_found(format!("there is no tape {}", req.label))))?;
-    let pool = st
-        .catalog
-        .pool_named(&tape.pool)
-        .await?
-        .ok_or_else(|| anyhow!(Failure::not_found(format!("tape {}'s pool {} is gone", tape.label, tape.pool))))?;
+    let pool = st.catalog.pool_named(&tape.pool).await?.ok_or_else(|| {
+        anyhow!(Failure::not_found(format!(
+            "tape {}'s pool {} is gone",
+            tape.label, tape.pool
+        )))
+    })?;
     if pool.kind != PoolKind::Primary {
         bail!(Failure::refused(format!(
             "tape {} is in copy pool {}: a lost copy is made again by `pool backup` once the tape is audited or exported",
@@ -114,7 +115,12 @@ async fn recover_tape(st: &Arc<Station>, req: &RecoverRequest, sink: Sink, start
     }
     let tape_ids = candidates
         .iter()
-        .flat_map(|c| c.segments.iter().map(|s| s.tape_id).chain(c.metadata.iter().map(|m| m.tape_id)))
+        .flat_map(|c| {
+            c.segments
+                .iter()
+                .map(|s| s.tape_id)
+                .chain(c.metadata.iter().map(|m| m.tape_id))
+        })
         .collect();
     let keys = tape_keys(st, tape_ids).await?;
     let lanes = usize::try_from(req.drives).unwrap_or(usize::MAX).max(1);
@@ -125,7 +131,9 @@ async fn recover_tape(st: &Arc<Station>, req: &RecoverRequest, sink: Sink, start
             detail: job.recovery_detail(&tape.label, &pool.name),
         },
     );
-    let target = Target::Primaries { pool: pool.name.clone() };
+    let target = Target::Primaries {
+        pool: pool.name.clone(),
+    };
     let (total, error) = execute(st, &job, &target, sink).await;
     if let Some(e) = error {
         return Err(e.context(format!(

@@ -11,8 +11,8 @@ use proto::domain::{AbsId, ChannelId, Failure, SegmentSeq};
 use proto::wire::{ChannelEvent, ChannelToken, Command, RestoreChannel, RestoreOrder, SegmentRef};
 
 use super::job::RestoreJob;
-use super::sources;
 use super::lanes::LaneTotals;
+use super::sources;
 use crate::catalog::{DriveRow, PairRow, Segment, TapeRow};
 use crate::channel::ChannelInput;
 use crate::plan::TapeJob;
@@ -118,7 +118,19 @@ pub(crate) async fn read_tapes_on<E: EventSink>(
     let mut failed = Vec::new();
     let mut first = true;
     for tj in tapes {
-        let bad = read_tape(st, r, channel, &into, &tj, first, &mut rx, &mut totals, &mut records, send).await?;
+        let bad = read_tape(
+            st,
+            r,
+            channel,
+            &into,
+            &tj,
+            first,
+            &mut rx,
+            &mut totals,
+            &mut records,
+            send,
+        )
+        .await?;
         failed.extend(bad);
         first = false;
     }
@@ -132,10 +144,25 @@ pub(crate) async fn read_tapes_on<E: EventSink>(
         let chosen = sources::fallback(&failed, &sources.segments).map_err(anyhow::Error::new)?;
         let tapes = sources::by_tape(&chosen);
         let segments: HashMap<SegmentSeq, Segment> = chosen.into_iter().map(|s| (s.seq, s)).collect();
-        let fallback = TapeReading { segments: &segments, ..*r };
+        let fallback = TapeReading {
+            segments: &segments,
+            ..*r
+        };
         failed = Vec::new();
         for tj in &tapes {
-            let bad = read_tape(st, &fallback, channel, &into, tj, first, &mut rx, &mut totals, &mut records, send).await?;
+            let bad = read_tape(
+                st,
+                &fallback,
+                channel,
+                &into,
+                tj,
+                first,
+                &mut rx,
+                &mut totals,
+                &mut records,
+                send,
+            )
+            .await?;
             failed.extend(bad);
             first = false;
         }
@@ -217,10 +244,12 @@ async fn read_tape<E: EventSink>(
     unreadable
         .into_iter()
         .map(|(seq, failure)| {
-            let s = files
-                .iter()
-                .find(|s| s.seq == seq)
-                .ok_or_else(|| anyhow!(Failure::invalid(format!("segment {seq} reported unreadable was not read on tape {}", tape.label))))?;
+            let s = files.iter().find(|s| s.seq == seq).ok_or_else(|| {
+                anyhow!(Failure::invalid(format!(
+                    "segment {seq} reported unreadable was not read on tape {}",
+                    tape.label
+                )))
+            })?;
             Ok(((*s).clone(), failure))
         })
         .collect()

@@ -223,7 +223,12 @@ mod tests {
         let jobs = by_tape(&[on(4, 6, 9), on(1, 5, 7), on(2, 6, 3), on(3, 5, 2)]);
         let got: Vec<(String, Vec<(u32, u32)>)> = jobs
             .iter()
-            .map(|j| (j.tape_label.clone(), j.files.iter().map(|f| (f.seq.get(), f.tape_file)).collect()))
+            .map(|j| {
+                (
+                    j.tape_label.clone(),
+                    j.files.iter().map(|f| (f.seq.get(), f.tape_file)).collect(),
+                )
+            })
             .collect();
         assert_eq!(
             got,
