@@ -136,6 +136,7 @@ async fn hostile_peers_are_refused_and_the_station_keeps_serving() {
         level: proto::domain::Level::Full,
         detach: false,
         pool: None,
+        copy_to: None,
     })
     .await
     .unwrap();

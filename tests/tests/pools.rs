@@ -513,3 +513,121 @@ async fn a_destroyed_primary_tape_is_recovered_from_its_copies() {
     let err = cluster.operator_fails(&["tape", "recover", &vault[0]], FailureCode::Refused);
     assert!(err.contains("pool backup"), "{err}");
 }
+
+/// `backup --copy-to`: the backup reports done only once the copy is on
+/// tape too. When the back-end copying is killed mid-copy, the ABS stays
+/// complete on its primary tape (its data is safe), the command fails
+/// saying so, and the next pool backup makes the copy.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_synchronous_copy_is_on_tape_before_the_backup_reports_done() {
+    use dmc_tests::faults::{wait_until, Job};
+    let work = tempfile::tempdir().unwrap();
+    let spec = ScenarioSpec {
+        object_size: 16 << 20,
+        block_size: 4096,
+        track_size: 65536,
+        segment_size: 1 << 20,
+        seed: 41,
+    };
+    let layout = scenario::make_layout(&work.path().join("volumes"), &spec).unwrap();
+    let mut cs = scenario::cluster_spec(&layout, &spec);
+    cs.drives_per_pair = vec![3];
+    // Slow drives: the copy takes seconds, long enough to be interrupted.
+    cs.drive_speed = 8.0;
+    let mut cluster = Cluster::start(work.path(), &cs).await.unwrap();
+    let op = |c: &Cluster, args: &[&str]| c.operator(args);
+    op(&cluster, &["pool", "define", "onsite", "--kind", "primary"]).unwrap();
+    op(
+        &cluster,
+        &["pool", "define", "vault", "--kind", "copy", "--copies-of", "onsite"],
+    )
+    .unwrap();
+    let extents = layout.extents_file.to_string_lossy().to_string();
+    let args = |copy_to: &'static str| -> Vec<String> {
+        [
+            "backup",
+            "--primary",
+            PRIMARY,
+            "--object",
+            "obj",
+            "--extents",
+            extents.as_str(),
+            "--pool",
+            "onsite",
+            "--copy-to",
+            copy_to,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    let run = |c: &Cluster, a: &[String]| c.smapp(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    // A copy pool that does not copy this pool is refused before anything.
+    op(&cluster, &["pool", "define", "other", "--kind", "primary"]).unwrap();
+    op(
+        &cluster,
+        &["pool", "define", "elsewhere", "--kind", "copy", "--copies-of", "other"],
+    )
+    .unwrap();
+    let err = format!("{:#}", run(&cluster, &args("elsewhere")).unwrap_err());
+    assert!(err.contains("does not copy pool onsite"), "{err}");
+
+    let abs_id = result(run(&cluster, &args("vault")).unwrap())["abs_id"]
+        .as_u64()
+        .unwrap();
+    let listed = cluster.smapp(&["list", "abs"]).unwrap();
+    let a = listed.iter().find(|a| a["abs_id"] == abs_id).unwrap();
+    assert_eq!(
+        a["copy_pools"],
+        serde_json::json!(["vault"]),
+        "the copy is there when the backup returns: {a}"
+    );
+
+    // The back-end is killed while it copies.
+    let a: Vec<String> = args("vault");
+    let a: Vec<&str> = a.iter().map(String::as_str).collect();
+    let job = Job::start(&cluster, &a);
+    let copies_of_newest = |c: &Cluster| -> Option<(u64, usize)> {
+        let newest = c
+            .smapp(&["list", "abs"])
+            .ok()?
+            .iter()
+            .filter_map(|a| a["abs_id"].as_u64())
+            .max()?;
+        if newest == abs_id {
+            return None;
+        }
+        let segs = c.smapp(&["list", "segments", "--abs", &newest.to_string()]).ok()?;
+        Some((newest, segs.iter().filter(|s| s["copy"] == true).count()))
+    };
+    wait_until(
+        &cluster,
+        "the copy to begin",
+        std::time::Duration::from_secs(120),
+        |c| copies_of_newest(c).is_some_and(|(_, n)| n >= 1),
+    );
+    cluster.kill("be1").unwrap();
+    let out = job.join();
+    assert!(!out.status.success(), "the backup reported done without its copy");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("is complete on tape in pool onsite, but its copy to pool vault failed"),
+        "{stderr}"
+    );
+    let (second, _) = copies_of_newest(&cluster).unwrap();
+    cluster
+        .restart_mover("be1", std::time::Duration::from_secs(60))
+        .unwrap();
+    let listed = cluster.smapp(&["list", "abs"]).unwrap();
+    let a = listed.iter().find(|a| a["abs_id"] == second).unwrap();
+    assert_eq!(a["state"], "complete", "{a}");
+    assert_eq!(a["copies"], 0, "{a}");
+    // The next pool backup makes the copy: just that ABS.
+    let next = result(op(&cluster, &["pool", "backup", "onsite", "--to", "vault"]).unwrap());
+    assert_eq!(next["abs"], 1, "{next}");
+    let listed = cluster.smapp(&["list", "abs"]).unwrap();
+    let a = listed.iter().find(|a| a["abs_id"] == second).unwrap();
+    assert_eq!(a["copy_pools"], serde_json::json!(["vault"]), "{a}");
+    let dest = cluster.restored("after-kill.bin");
+    scenario::restore_and_verify(&cluster, &layout, second, &layout.extents, &dest).unwrap();
+}

@@ -109,6 +109,7 @@ pub(super) async fn dispatch(
             level,
             detach,
             pool,
+            copy_to,
         } => {
             let req = backup::BackupRequest {
                 object_name,
@@ -118,6 +119,7 @@ pub(super) async fn dispatch(
                 level,
                 detach,
                 pool,
+                copy_to,
             };
             backup::run(st, &peer, req, &conn, send).await;
             return;

@@ -233,6 +233,10 @@ pub struct BackupArgs {
     /// The primary pool to write to (default: the station's default pool).
     #[arg(long)]
     pub pool: Option<String>,
+    /// Also copy the ABS to this copy pool of that pool, tape to tape,
+    /// before reporting done (two more drives of one back-end).
+    #[arg(long, value_name = "COPYPOOL")]
+    pub copy_to: Option<String>,
 }
 
 // The arguments of `smapp restore` (its help is the variant's doc comment).

@@ -19,6 +19,7 @@ pub async fn backup(a: &Args, b: &BackupArgs) -> Result<()> {
         level,
         detach,
         pool,
+        copy_to,
     } = b;
     let level = *level;
     let spec = match (volume, extents) {
@@ -34,6 +35,7 @@ pub async fn backup(a: &Args, b: &BackupArgs) -> Result<()> {
         level,
         detach: *detach,
         pool: pool.clone(),
+        copy_to: copy_to.clone(),
     };
     let client = connect(a).await?;
     let pb = progress_bar(a.json);

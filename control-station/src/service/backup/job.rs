@@ -22,6 +22,8 @@ pub(crate) struct BackupRequest {
     pub detach: bool,
     /// The primary pool asked for (None: the station's default).
     pub pool: Option<String>,
+    /// The copy pool to copy the ABS to before reporting done.
+    pub copy_to: Option<String>,
 }
 
 /// The base of a differential as the catalog holds it.
@@ -263,6 +265,7 @@ mod tests {
             level,
             detach: false,
             pool: None,
+            copy_to: None,
         }
     }
 

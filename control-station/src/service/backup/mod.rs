@@ -21,7 +21,7 @@ use transport::{FramedSend, Peer};
 
 use super::access::{Access, Right};
 use super::events::{Abandon, EventSink};
-use super::{failure_of, registry, Station};
+use super::{copy, failure_of, registry, Station};
 use crate::plan::ChainMember;
 pub(crate) use job::{BackupJob, BackupRequest};
 pub(crate) use writing::{await_written, close_written, open_writing_channel, settle, Held};
@@ -64,6 +64,9 @@ async fn backup(
     let map = job::object_map(&req.primary, &node.volumes, req.object.clone())?;
     let base = differential_base(st, &req).await?;
     let pool = primary_pool(st, req.pool.as_deref()).await?;
+    if let Some(copy_pool) = &req.copy_to {
+        copy::check_copy_pool(st, &pool, copy_pool).await?;
+    }
     let job = BackupJob::plan(&req, map, base, &pool)?;
     let (_, abs_id) = st
         .catalog
@@ -84,7 +87,20 @@ async fn backup(
     st.channels.lock().await.remove(&channel_id);
     st.depends_on(channel_id, &[]).await;
     // The primary node drops the channel's snapshot, if it took one.
-    settle(st, &mut held, outcome, &[&job.primary]).await
+    let done = settle(st, &mut held, outcome, &[&job.primary]).await?;
+    if let Some(copy_pool) = &req.copy_to {
+        // Synchronous copy: done only once the copy is on tape too. The
+        // ABS is complete on its primary tape whatever happens here; a
+        // failed copy fails the command and is made by the next pool
+        // backup.
+        copy::copy_abs(st, abs_id, &pool, copy_pool, send).await.map_err(|e| {
+            e.context(format!(
+                "ABS {abs_id} is complete on tape in pool {pool}, but its copy to pool {copy_pool} failed \
+                 (`smapp pool backup {pool} --to {copy_pool}` makes it)"
+            ))
+        })?;
+    }
+    Ok(done)
 }
 
 /// The primary pool a backup writes to: the one asked for, which must be a

@@ -52,16 +52,7 @@ pub(super) async fn forward(
     mut rx: mpsc::UnboundedReceiver<ChannelEvent>,
     send: &mut FramedSend,
 ) {
-    tokio::pin!(work);
-    let outcome = loop {
-        tokio::select! {
-            r = &mut work => break r,
-            Some(ev) = rx.recv() => send.emit(ev).await,
-        }
-    };
-    while let Ok(ev) = rx.try_recv() {
-        send.emit(ev).await;
-    }
+    let outcome = pump(work, &mut rx, send).await;
     let event = match outcome {
         Ok(ev) => ev,
         Err(e) => ChannelEvent::Failed(failure_of(&e)),
@@ -105,29 +96,121 @@ pub(super) struct LaneTotals {
     pub failed: Vec<(AbsId, String)>,
 }
 
-async fn pool_backup(st: &Arc<Station>, req: &PoolBackupRequest, sink: Sink, started: Instant) -> Result<ChannelEvent> {
-    let sink = &sink;
+/// Fail unless `copy_pool` is a copy pool attached to primary pool `primary`.
+pub(crate) async fn check_copy_pool(st: &Arc<Station>, primary: &str, copy_pool: &str) -> Result<()> {
     let copy = st
         .catalog
-        .pool_named(&req.copy_pool)
+        .pool_named(copy_pool)
         .await?
-        .ok_or_else(|| anyhow!(Failure::not_found(format!("there is no pool {}", req.copy_pool))))?;
+        .ok_or_else(|| anyhow!(Failure::not_found(format!("there is no pool {}", copy_pool))))?;
     if copy.kind != PoolKind::Copy {
         bail!(Failure::refused(format!(
             "pool {} is a {} pool: pool backup writes to a copy pool",
             copy.name, copy.kind
         )));
     }
-    if !copy.copies_of.contains(&req.primary) {
+    if !copy.copies_of.iter().any(|p| p == primary) {
         bail!(Failure::refused(format!(
             "copy pool {} does not copy pool {} (it copies: {}); attach it with: smapp pool define {} --kind copy --copies-of {}",
             copy.name,
-            req.primary,
+            primary,
             if copy.copies_of.is_empty() { "nothing".to_string() } else { copy.copies_of.join(", ") },
             copy.name,
-            req.primary
+            primary
         )));
     }
+    Ok(())
+}
+
+/// A synchronous copy (`backup --copy-to`): copy ABS `abs_id` of primary
+/// pool `primary` to `copy_pool` now, on one lane, sending the client the
+/// lanes' events.
+pub(crate) async fn copy_abs(
+    st: &Arc<Station>,
+    abs_id: AbsId,
+    primary: &str,
+    copy_pool: &str,
+    send: &mut FramedSend,
+) -> Result<()> {
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let work = async {
+        let candidates: Vec<_> = st
+            .catalog
+            .copy_candidates(primary, copy_pool)
+            .await?
+            .into_iter()
+            .filter(|c| c.abs_id == abs_id)
+            .collect();
+        let tape_ids: Vec<TapeId> = candidates
+            .iter()
+            .flat_map(|c| {
+                c.segments
+                    .iter()
+                    .map(|s| s.tape_id)
+                    .chain(c.metadata.iter().map(|m| m.tape_id))
+            })
+            .collect();
+        let keys = tape_keys(st, tape_ids).await?;
+        let job = CopyJob::plan(&candidates, &keys, 1);
+        if let Some((_, seqs)) = job.skipped.first() {
+            bail!(Failure::corrupt(format!(
+                "segment(s) {seqs:?} are damaged on their primary tapes"
+            )));
+        }
+        tell(
+            &tx,
+            ChannelEvent::Planned {
+                detail: format!(
+                    "copying ABS {abs_id} to pool {copy_pool} ({} segments, {} bytes)",
+                    job.segments, job.bytes
+                ),
+            },
+        );
+        let target = Target::Copies {
+            pool: copy_pool.to_string(),
+        };
+        let (total, error) = execute(st, &job, &target, &tx).await;
+        if let Some(e) = error {
+            return Err(e);
+        }
+        if let Some((_, why)) = total.failed.first() {
+            bail!(Failure::corrupt(why.clone()));
+        }
+        let tapes: Vec<String> = total.tapes_written.into_iter().collect();
+        tell(
+            &tx,
+            ChannelEvent::Planned {
+                detail: format!("ABS {abs_id} copied to pool {copy_pool} on tape {}", tapes.join(", ")),
+            },
+        );
+        Ok(())
+    };
+    pump(work, &mut rx, send).await
+}
+
+/// Run `work`, sending the client the lanes' events as they come; its
+/// outcome once every event is sent.
+async fn pump<T>(
+    work: impl std::future::Future<Output = Result<T>>,
+    rx: &mut mpsc::UnboundedReceiver<ChannelEvent>,
+    send: &mut FramedSend,
+) -> Result<T> {
+    tokio::pin!(work);
+    let outcome = loop {
+        tokio::select! {
+            r = &mut work => break r,
+            Some(ev) = rx.recv() => send.emit(ev).await,
+        }
+    };
+    while let Ok(ev) = rx.try_recv() {
+        send.emit(ev).await;
+    }
+    outcome
+}
+
+async fn pool_backup(st: &Arc<Station>, req: &PoolBackupRequest, sink: Sink, started: Instant) -> Result<ChannelEvent> {
+    let sink = &sink;
+    check_copy_pool(st, &req.primary, &req.copy_pool).await?;
     let candidates = st.catalog.copy_candidates(&req.primary, &req.copy_pool).await?;
     // Collected first: no iterator with closures lives across an await.
     let tape_ids: Vec<TapeId> = candidates

@@ -102,6 +102,9 @@ pub enum StationRequest {
         detach: bool,
         /// The primary pool to write to (None: the station's default).
         pool: Option<String>,
+        /// A copy pool of that pool to copy the ABS to before the backup
+        /// reports done (a synchronous copy; None: none).
+        copy_to: Option<String>,
     },
     /// Restore the object as it was when ABS `abs_id` was taken: a
     /// differential restores its chain (full first).
