@@ -7,9 +7,10 @@
 //! catalog links every copy under its segment.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
 
 use dmc_tests::cluster::{Cluster, PRIMARY};
-use dmc_tests::scenario::{self, ScenarioSpec};
+use dmc_tests::scenario::{self, Layout, ScenarioSpec};
 use proto::domain::FailureCode;
 use serde_json::Value;
 
@@ -192,6 +193,51 @@ async fn pool_backup_copies_each_abs_once_tape_to_tape() {
     assert_eq!(again["abs"], 0, "{again}");
 }
 
+/// A cluster of one back-end with `drives` drives (each at most `speed`
+/// MB/s, 0: unlimited), primary pool `onsite` and copy pool `vault` of it.
+async fn pooled(work: &Path, spec: &ScenarioSpec, drives: usize, speed: f64) -> (Layout, Cluster) {
+    let layout = scenario::make_layout(&work.join("volumes"), spec).unwrap();
+    let mut cs = scenario::cluster_spec(&layout, spec);
+    cs.drives_per_pair = vec![drives];
+    cs.drive_speed = speed;
+    let cluster = Cluster::start(work, &cs).await.unwrap();
+    cluster
+        .operator(&["pool", "define", "onsite", "--kind", "primary"])
+        .unwrap();
+    cluster
+        .operator(&["pool", "define", "vault", "--kind", "copy", "--copies-of", "onsite"])
+        .unwrap();
+    (layout, cluster)
+}
+
+/// The arguments of a backup of the layout's object to pool `onsite`.
+fn onsite_backup(layout: &Layout, extra: &[&str]) -> Vec<String> {
+    let extents = layout.extents_file.to_string_lossy().to_string();
+    let mut args: Vec<String> = [
+        "backup",
+        "--primary",
+        PRIMARY,
+        "--object",
+        "obj",
+        "--extents",
+        &extents,
+        "--pool",
+        "onsite",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args
+}
+
+/// Back up the layout's object to pool `onsite`; its ABS id.
+fn backup_onsite(cluster: &Cluster, layout: &Layout, extra: &[&str]) -> u64 {
+    let args = onsite_backup(layout, extra);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    result(cluster.smapp(&args).unwrap())["abs_id"].as_u64().unwrap()
+}
+
 /// Every channel's id.
 fn channel_ids(cluster: &Cluster) -> BTreeSet<u64> {
     cluster
@@ -216,31 +262,9 @@ async fn an_audited_damage_is_restored_from_the_copy() {
         segment_size: 1 << 20,
         seed: 29,
     };
-    let layout = scenario::make_layout(&work.path().join("volumes"), &spec).unwrap();
-    let mut cs = scenario::cluster_spec(&layout, &spec);
-    cs.drives_per_pair = vec![2];
-    let cluster = Cluster::start(work.path(), &cs).await.unwrap();
+    let (layout, cluster) = pooled(work.path(), &spec, 2, 0.0).await;
     let op = |args: &[&str]| cluster.operator(args);
-    op(&["pool", "define", "onsite", "--kind", "primary"]).unwrap();
-    op(&["pool", "define", "vault", "--kind", "copy", "--copies-of", "onsite"]).unwrap();
-    let extents = layout.extents_file.to_string_lossy().to_string();
-    let abs_id = result(
-        cluster
-            .smapp(&[
-                "backup",
-                "--primary",
-                PRIMARY,
-                "--object",
-                "obj",
-                "--extents",
-                &extents,
-                "--pool",
-                "onsite",
-            ])
-            .unwrap(),
-    )["abs_id"]
-        .as_u64()
-        .unwrap();
+    let abs_id = backup_onsite(&cluster, &layout, &[]);
     let copied = result(op(&["pool", "backup", "onsite", "--to", "vault"]).unwrap());
     assert_eq!(copied["abs"], 1, "{copied}");
     let copy_tape = copied["tapes_written"][0].as_str().unwrap().to_string();
@@ -316,31 +340,9 @@ async fn a_segment_unreadable_mid_restore_is_read_from_the_copy() {
         segment_size: 1 << 20,
         seed: 31,
     };
-    let layout = scenario::make_layout(&work.path().join("volumes"), &spec).unwrap();
-    let mut cs = scenario::cluster_spec(&layout, &spec);
-    cs.drives_per_pair = vec![2];
-    let cluster = Cluster::start(work.path(), &cs).await.unwrap();
+    let (layout, cluster) = pooled(work.path(), &spec, 2, 0.0).await;
     let op = |args: &[&str]| cluster.operator(args);
-    op(&["pool", "define", "onsite", "--kind", "primary"]).unwrap();
-    op(&["pool", "define", "vault", "--kind", "copy", "--copies-of", "onsite"]).unwrap();
-    let extents = layout.extents_file.to_string_lossy().to_string();
-    let abs_id = result(
-        cluster
-            .smapp(&[
-                "backup",
-                "--primary",
-                PRIMARY,
-                "--object",
-                "obj",
-                "--extents",
-                &extents,
-                "--pool",
-                "onsite",
-            ])
-            .unwrap(),
-    )["abs_id"]
-        .as_u64()
-        .unwrap();
+    let abs_id = backup_onsite(&cluster, &layout, &[]);
     let copied = result(op(&["pool", "backup", "onsite", "--to", "vault"]).unwrap());
     assert_eq!(copied["abs"], 1, "{copied}");
     let copy_tape = copied["tapes_written"][0].as_str().unwrap().to_string();
@@ -412,33 +414,11 @@ async fn a_destroyed_primary_tape_is_recovered_from_its_copies() {
         segment_size: 1 << 20,
         seed: 37,
     };
-    let layout = scenario::make_layout(&work.path().join("volumes"), &spec).unwrap();
-    let mut cs = scenario::cluster_spec(&layout, &spec);
-    cs.drives_per_pair = vec![4];
-    let cluster = Cluster::start(work.path(), &cs).await.unwrap();
+    let (layout, cluster) = pooled(work.path(), &spec, 4, 0.0).await;
     let op = |args: &[&str]| cluster.operator(args);
-    op(&["pool", "define", "onsite", "--kind", "primary"]).unwrap();
-    op(&["pool", "define", "vault", "--kind", "copy", "--copies-of", "onsite"]).unwrap();
-    let extents = layout.extents_file.to_string_lossy().to_string();
-    let mut abs_ids = Vec::new();
-    for _ in 0..2 {
-        let out = cluster
-            .smapp(&[
-                "backup",
-                "--primary",
-                PRIMARY,
-                "--object",
-                "obj",
-                "--extents",
-                &extents,
-                "--pool",
-                "onsite",
-                "--drives",
-                "2",
-            ])
-            .unwrap();
-        abs_ids.push(result(out)["abs_id"].as_u64().unwrap());
-    }
+    let abs_ids: Vec<u64> = (0..2)
+        .map(|_| backup_onsite(&cluster, &layout, &["--drives", "2"]))
+        .collect();
     let copied = result(op(&["pool", "backup", "onsite", "--to", "vault", "--drives", "2"]).unwrap());
     assert_eq!(copied["abs"], 2, "{copied}");
 
@@ -529,38 +509,10 @@ async fn a_synchronous_copy_is_on_tape_before_the_backup_reports_done() {
         segment_size: 1 << 20,
         seed: 41,
     };
-    let layout = scenario::make_layout(&work.path().join("volumes"), &spec).unwrap();
-    let mut cs = scenario::cluster_spec(&layout, &spec);
-    cs.drives_per_pair = vec![3];
     // Slow drives: the copy takes seconds, long enough to be interrupted.
-    cs.drive_speed = 8.0;
-    let mut cluster = Cluster::start(work.path(), &cs).await.unwrap();
+    let (layout, mut cluster) = pooled(work.path(), &spec, 3, 8.0).await;
     let op = |c: &Cluster, args: &[&str]| c.operator(args);
-    op(&cluster, &["pool", "define", "onsite", "--kind", "primary"]).unwrap();
-    op(
-        &cluster,
-        &["pool", "define", "vault", "--kind", "copy", "--copies-of", "onsite"],
-    )
-    .unwrap();
-    let extents = layout.extents_file.to_string_lossy().to_string();
-    let args = |copy_to: &'static str| -> Vec<String> {
-        [
-            "backup",
-            "--primary",
-            PRIMARY,
-            "--object",
-            "obj",
-            "--extents",
-            extents.as_str(),
-            "--pool",
-            "onsite",
-            "--copy-to",
-            copy_to,
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect()
-    };
+    let args = |copy_to: &str| onsite_backup(&layout, &["--copy-to", copy_to]);
     let run = |c: &Cluster, a: &[String]| c.smapp(&a.iter().map(String::as_str).collect::<Vec<_>>());
     // A copy pool that does not copy this pool is refused before anything.
     op(&cluster, &["pool", "define", "other", "--kind", "primary"]).unwrap();

@@ -119,7 +119,6 @@ async fn main() -> Result<()> {
     let (planned_s, planned_cpu) = restore("planned.bin", false)?;
     let rss = cluster.peak_rss();
     drop(cluster);
-    let plain = plain;
 
     let size = mib << 20;
     // cp of the same bytes: the restored object, to a new file, synced.

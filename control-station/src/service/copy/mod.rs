@@ -29,7 +29,7 @@ use transport::FramedSend;
 
 use super::events::EventSink;
 use super::{failure_of, library, registry, Station};
-use crate::catalog::{DriveRow, NewSegmentCopy, PairRow};
+use crate::catalog::{CopyCandidate, DriveRow, NewSegmentCopy, PairRow};
 use job::{CopyJob, CopyLane, CopyStep, MetadataGate, TapeKey, TapeVisit};
 
 /// What an operator asked to copy.
@@ -141,17 +141,7 @@ pub(crate) async fn copy_abs(
             .into_iter()
             .filter(|c| c.abs_id == abs_id)
             .collect();
-        let tape_ids: Vec<TapeId> = candidates
-            .iter()
-            .flat_map(|c| {
-                c.segments
-                    .iter()
-                    .map(|s| s.tape_id)
-                    .chain(c.metadata.iter().map(|m| m.tape_id))
-            })
-            .collect();
-        let keys = tape_keys(st, tape_ids).await?;
-        let job = CopyJob::plan(&candidates, &keys, 1);
+        let job = plan(st, &candidates, 1).await?;
         if let Some((_, seqs)) = job.skipped.first() {
             bail!(Failure::corrupt(format!(
                 "segment(s) {seqs:?} are damaged on their primary tapes"
@@ -212,19 +202,7 @@ async fn pool_backup(st: &Arc<Station>, req: &PoolBackupRequest, sink: Sink, sta
     let sink = &sink;
     check_copy_pool(st, &req.primary, &req.copy_pool).await?;
     let candidates = st.catalog.copy_candidates(&req.primary, &req.copy_pool).await?;
-    // Collected first: no iterator with closures lives across an await.
-    let tape_ids: Vec<TapeId> = candidates
-        .iter()
-        .flat_map(|c| {
-            c.segments
-                .iter()
-                .map(|s| s.tape_id)
-                .chain(c.metadata.iter().map(|m| m.tape_id))
-        })
-        .collect();
-    let keys = tape_keys(st, tape_ids).await?;
-    let lanes = usize::try_from(req.drives).unwrap_or(usize::MAX).max(1);
-    let job = CopyJob::plan(&candidates, &keys, lanes);
+    let job = plan(st, &candidates, lanes(req.drives)).await?;
     tell(
         sink,
         ChannelEvent::Planned {
@@ -274,8 +252,30 @@ async fn pool_backup(st: &Arc<Station>, req: &PoolBackupRequest, sink: Sink, sta
     })
 }
 
+/// The lanes a request for `drives` drive pairs gets (0: one).
+pub(super) fn lanes(drives: u32) -> usize {
+    usize::try_from(drives).unwrap_or(usize::MAX).max(1)
+}
+
+/// Plan the copy of `candidates` on at most `lanes` lanes, each tape they
+/// are read from sorted by media set and volume number.
+pub(super) async fn plan(st: &Arc<Station>, candidates: &[CopyCandidate], lanes: usize) -> Result<CopyJob> {
+    // Collected first: no iterator with closures lives across an await.
+    let tape_ids: Vec<TapeId> = candidates
+        .iter()
+        .flat_map(|c| {
+            c.segments
+                .iter()
+                .map(|s| s.tape_id)
+                .chain(c.metadata.iter().map(|m| m.tape_id))
+        })
+        .collect();
+    let keys = tape_keys(st, tape_ids).await?;
+    Ok(CopyJob::plan(candidates, &keys, lanes))
+}
+
 /// Where each of `tape_ids` sorts (media set, volume number, label).
-pub(super) async fn tape_keys(st: &Arc<Station>, tape_ids: Vec<TapeId>) -> Result<HashMap<TapeId, TapeKey>> {
+async fn tape_keys(st: &Arc<Station>, tape_ids: Vec<TapeId>) -> Result<HashMap<TapeId, TapeKey>> {
     let mut keys: HashMap<TapeId, TapeKey> = HashMap::new();
     for id in tape_ids {
         if keys.contains_key(&id) {

@@ -16,8 +16,7 @@ use proto::wire::ChannelEvent;
 use tokio::sync::mpsc;
 use transport::FramedSend;
 
-use super::job::CopyJob;
-use super::{execute, forward, tape_keys, tell, Sink, Target};
+use super::{execute, forward, lanes, plan, tell, Sink, Target};
 use crate::catalog::{CopyCandidate, MetadataSource, Segment};
 use crate::service::restore::choose_sources;
 use crate::service::Station;
@@ -113,18 +112,7 @@ async fn recover_tape(st: &Arc<Station>, req: &RecoverRequest, sink: Sink, start
             metadata,
         });
     }
-    let tape_ids = candidates
-        .iter()
-        .flat_map(|c| {
-            c.segments
-                .iter()
-                .map(|s| s.tape_id)
-                .chain(c.metadata.iter().map(|m| m.tape_id))
-        })
-        .collect();
-    let keys = tape_keys(st, tape_ids).await?;
-    let lanes = usize::try_from(req.drives).unwrap_or(usize::MAX).max(1);
-    let job = CopyJob::plan(&candidates, &keys, lanes);
+    let job = plan(st, &candidates, lanes(req.drives)).await?;
     tell(
         sink,
         ChannelEvent::Planned {
