@@ -1,5 +1,7 @@
 //! control-station
 pub mod catalog;
+pub mod catalog_restore;
 pub mod channel;
+pub mod pg_tools;
 pub mod plan;
 pub mod service;

@@ -5,8 +5,11 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use control_station::catalog::Catalog;
+use control_station::pg_tools::PgTools;
 use control_station::service::{serve, Station, StationConfig};
 use transport::pki::Component;
+
+mod catalog_cli;
 use transport::Role;
 
 /// The control station of the data mover cluster.
@@ -65,11 +68,65 @@ enum Cmd {
         /// written), drives excluded.
         #[arg(long, default_value_t = 500)]
         slots: u32,
+        /// Directory of the PostgreSQL programs catalog backups run
+        /// (pg_dump; default: the newest /usr/lib/postgresql/N/bin, else PATH).
+        #[arg(long, env = "DMC_PG_BIN")]
+        pg_bin: Option<PathBuf>,
+    },
+    /// Back up the catalog to tape, or restore it from a tape.
+    Catalog {
+        #[command(subcommand)]
+        cmd: CatalogCmd,
     },
     /// Cluster certificates.
     Pki {
         #[command(subcommand)]
         cmd: PkiCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum CatalogCmd {
+    /// Have the running station write a consistent dump of its catalog
+    /// database to a scratch tape of catalog pool POOL (created when
+    /// missing), recorded like any ABS. Speaks to the station as an
+    /// operator.
+    Backup {
+        /// The catalog pool (kind catalog: it holds catalog backups only).
+        #[arg(long, default_value = "catalog")]
+        pool: String,
+        /// The station's address.
+        #[arg(long, default_value = "127.0.0.1:7400")]
+        station: SocketAddr,
+        /// The station's certificate name.
+        #[arg(long, default_value = "station")]
+        station_name: String,
+        /// The operator's certificate directory.
+        #[arg(long, env = "DMC_PKI")]
+        pki: PathBuf,
+        /// The operator's certificate name.
+        #[arg(long, default_value = "operator")]
+        name: String,
+    },
+    /// Rebuild the catalog from the tape images of a catalog backup, with
+    /// no station running: read the dump back from the tapes (every
+    /// checksum checked), restore it into the empty database
+    /// --database-url, and record the catalog backup itself there.
+    Restore {
+        /// A tape image holding the catalog backup (repeat for one that
+        /// spans tapes).
+        #[arg(long = "from", required = true)]
+        from: Vec<PathBuf>,
+        /// The catalog backup's ABS (default: the newest on the images).
+        #[arg(long)]
+        abs: Option<u64>,
+        /// The empty database to restore into.
+        #[arg(long, env = "DATABASE_URL")]
+        database_url: String,
+        /// Directory of pg_restore (default: the newest
+        /// /usr/lib/postgresql/N/bin, else PATH).
+        #[arg(long, env = "DMC_PG_BIN")]
+        pg_bin: Option<PathBuf>,
     },
 }
 
@@ -145,6 +202,33 @@ fn main() -> Result<()> {
 async fn main_async() -> Result<()> {
     transport::telemetry::init_logging("info");
     match Args::parse().cmd {
+        Cmd::Catalog {
+            cmd:
+                CatalogCmd::Backup {
+                    pool,
+                    station,
+                    station_name,
+                    pki,
+                    name,
+                },
+        } => catalog_cli::backup(&pki, &name, station, &station_name, &pool).await,
+        Cmd::Catalog {
+            cmd:
+                CatalogCmd::Restore {
+                    from,
+                    abs,
+                    database_url,
+                    pg_bin,
+                },
+        } => {
+            let opts = control_station::catalog_restore::RestoreOptions {
+                images: from,
+                abs_id: abs,
+                database_url,
+                pg_tools: PgTools { bin: pg_bin },
+            };
+            catalog_cli::restore(opts).await
+        }
         Cmd::Pki {
             cmd: PkiCmd::Init { dir, components },
         } => {
@@ -212,6 +296,7 @@ async fn main_async() -> Result<()> {
             mount_seconds,
             dismount_seconds,
             slots,
+            pg_bin,
         } => {
             let seconds = |flag: &str, v: f64| {
                 if v.is_finite() && v >= 0.0 {
@@ -240,6 +325,8 @@ async fn main_async() -> Result<()> {
                 mount_delay: seconds("mount-seconds", mount_seconds)?,
                 dismount_delay: seconds("dismount-seconds", dismount_seconds)?,
                 slots,
+                database_url,
+                pg_tools: PgTools { bin: pg_bin },
             };
             serve(Station::new(catalog, cfg), identity, pki).await
         }

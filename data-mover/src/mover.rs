@@ -346,6 +346,10 @@ async fn exec(mover: &Arc<Mover>, cmd: Command) -> Result<CommandReply> {
             channels.merges.step(merge_channel_id, MergeStep::Read(read)).await?;
             Ok(CommandReply::Ok)
         }
+        Command::MergeFromStation { channel_id } if mover.is_front_end() => {
+            channels.merges.step(channel_id, MergeStep::FromStation).await?;
+            Ok(CommandReply::Ok)
+        }
         Command::FinishMerge { channel_id } if mover.is_front_end() => {
             channels.merges.step(channel_id, MergeStep::Finish).await?;
             Ok(CommandReply::Ok)

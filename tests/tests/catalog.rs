@@ -542,6 +542,41 @@ async fn abs_map_round_trips_through_rows() {
 }
 
 #[tokio::test]
+async fn a_reserved_abs_id_goes_to_the_next_abs_and_ids_are_never_reused() {
+    let db = TestDb::new().await;
+    let cat = catalog(&db).await;
+    let pn = node(&cat).await;
+    let (_, first) = cat
+        .create_abs("/a", pn, Level::Full, None, &sample_map(), "default")
+        .await
+        .unwrap();
+    // A catalog restore records its backup under the id its tape carries.
+    cat.reserve_abs_id(AbsId::new(40)).await.unwrap();
+    let (_, reserved) = cat
+        .create_abs("/b", pn, Level::Full, None, &sample_map(), "default")
+        .await
+        .unwrap();
+    assert_eq!(reserved, AbsId::new(40));
+    let (_, next) = cat
+        .create_abs("/c", pn, Level::Full, None, &sample_map(), "default")
+        .await
+        .unwrap();
+    assert_eq!(next, AbsId::new(41));
+    // An id taken, or below one taken, is refused.
+    for taken in [first, reserved, AbsId::new(12)] {
+        let err = cat.reserve_abs_id(taken).await.unwrap_err();
+        assert!(matches!(err, CatalogError::Conflict { .. }), "{taken}: {err:?}");
+    }
+    // Catalog pools: created on demand, never of another kind.
+    cat.ensure_catalog_pool("db").await.unwrap();
+    cat.ensure_catalog_pool("db").await.unwrap();
+    let err = cat.ensure_catalog_pool("default").await.unwrap_err();
+    assert!(err.to_string().contains("default is a primary pool"), "{err}");
+    let err = cat.ensure_primary_pool("db").await.unwrap_err();
+    assert!(err.to_string().contains("db is a catalog pool"), "{err}");
+}
+
+#[tokio::test]
 async fn create_abs_is_one_transaction() {
     let db = TestDb::new().await;
     let cat = catalog(&db).await;

@@ -441,6 +441,49 @@ impl Catalog {
         }))
     }
 
+    /// Make `abs_id` the id the next new ABS gets (a catalog restore
+    /// recording the catalog backup it was read from under the id its tape
+    /// carries). Refused when an ABS with that id or a later one exists:
+    /// ids are never reused.
+    pub async fn reserve_abs_id(&self, abs_id: AbsId) -> Result<()> {
+        let id = abs_id.to_i64()?;
+        let mut tx = self.pool.begin().await?;
+        sqlx::query!("LOCK TABLE abs IN EXCLUSIVE MODE")
+            .execute(&mut *tx)
+            .await?;
+        let highest = sqlx::query_scalar!(r#"SELECT COALESCE(max(id), 0) AS "n!" FROM abs"#)
+            .fetch_one(&mut *tx)
+            .await?;
+        if highest >= id {
+            return Err(CatalogError::conflict(format!(
+                "ABS id {abs_id} is taken: the catalog already has ABS {highest}"
+            )));
+        }
+        // The next nextval() returns `id`.
+        sqlx::query!("SELECT setval(pg_get_serial_sequence('abs', 'id'), $1, false)", id)
+            .fetch_one(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Give ABS `abs_id` the creation time and point in time `at` (a
+    /// catalog restore recording a catalog backup at the time its tape
+    /// says, to the second).
+    pub async fn set_abs_time(&self, abs_id: AbsId, at: DateTime<Utc>) -> Result<()> {
+        let done = sqlx::query!(
+            "UPDATE abs SET created = $2, point_in_time = $2 WHERE id = $1",
+            abs_id as _,
+            at
+        )
+        .execute(&self.pool)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(CatalogError::not_found("ABS", abs_id));
+        }
+        Ok(())
+    }
+
     /// Mark a running ABS complete. Every one of its `segment_count`
     /// segments must already be recorded (nothing is lost: the catalog holds
     /// the placement of every byte before the ABS counts as complete).

@@ -52,9 +52,9 @@ impl Catalog {
     /// the primary pools named; another kind is a conflict.
     pub async fn define_pool(&self, name: &str, kind: PoolKind, copies_of: &[String]) -> Result<PoolRow> {
         check_pool_name(name)?;
-        if kind == PoolKind::Primary && !copies_of.is_empty() {
+        if kind != PoolKind::Copy && !copies_of.is_empty() {
             return Err(CatalogError::invalid(format!(
-                "primary pool {name} cannot copy other pools (--copies-of is for copy pools)"
+                "{kind} pool {name} cannot copy other pools (--copies-of is for copy pools)"
             )));
         }
         let mut tx = self.pool.begin().await?;
@@ -136,8 +136,8 @@ impl Catalog {
                     (SELECT count(*) FROM tapes t WHERE t.pool = p.name) AS "tapes!",
                     (SELECT COALESCE(sum(t.bytes_written), 0) FROM tapes t WHERE t.pool = p.name)::int8 AS "bytes!",
                     CASE p.kind
-                        WHEN 'primary' THEN (SELECT count(*) FROM abs a WHERE a.pool = p.name AND a.state = 'complete')
-                        ELSE (SELECT count(*) FROM abs_copies c WHERE c.pool = p.name)
+                        WHEN 'copy' THEN (SELECT count(*) FROM abs_copies c WHERE c.pool = p.name)
+                        ELSE (SELECT count(*) FROM abs a WHERE a.pool = p.name AND a.state = 'complete')
                     END AS "abs!"
              FROM pools p ORDER BY p.name"#
         )
@@ -160,19 +160,36 @@ impl Catalog {
     }
 
     /// Make sure primary pool `name` exists (the station's default pool):
-    /// created when missing; a copy pool of that name is a conflict.
+    /// created when missing; a pool of another kind is a conflict.
     pub async fn ensure_primary_pool(&self, name: &str) -> Result<()> {
+        self.ensure_pool(name, PoolKind::Primary, "backups need a primary pool")
+            .await
+    }
+
+    /// Make sure catalog pool `name` exists (where catalog backups go):
+    /// created when missing; a pool of another kind is a conflict.
+    pub async fn ensure_catalog_pool(&self, name: &str) -> Result<()> {
+        self.ensure_pool(
+            name,
+            PoolKind::Catalog,
+            "catalog backups go to a pool of their own (kind catalog)",
+        )
+        .await
+    }
+
+    async fn ensure_pool(&self, name: &str, kind: PoolKind, why: &str) -> Result<()> {
         check_pool_name(name)?;
         sqlx::query!(
-            "INSERT INTO pools (name, kind) VALUES ($1, 'primary') ON CONFLICT (name) DO NOTHING",
-            name
+            "INSERT INTO pools (name, kind) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+            name,
+            kind as _
         )
         .execute(&self.pool)
         .await?;
         match self.pool_named(name).await? {
-            Some(p) if p.kind == PoolKind::Primary => Ok(()),
+            Some(p) if p.kind == kind => Ok(()),
             Some(p) => Err(CatalogError::conflict(format!(
-                "pool {name} is a {} pool; backups need a primary pool",
+                "pool {name} is a {} pool; {why}",
                 p.kind
             ))),
             None => Err(CatalogError::not_found("pool", name)),

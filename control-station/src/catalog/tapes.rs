@@ -293,6 +293,38 @@ impl Catalog {
         Ok(())
     }
 
+    /// Record what a tape holds as read from the tape itself (a catalog
+    /// restore learning of the tapes its backup wrote): its state, data
+    /// bytes and data files. A tape in use is a conflict.
+    pub async fn record_tape_contents(
+        &self,
+        tape_id: TapeId,
+        state: TapeState,
+        bytes_written: u64,
+        files_written: u32,
+    ) -> Result<()> {
+        let bytes_written = to_i64(bytes_written, "tape bytes written")?;
+        let files_written = i32::try_from(files_written)
+            .map_err(|_| CatalogError::invalid(format!("{files_written} tape files exceed the catalog's range")))?;
+        let row = sqlx::query!(
+            "UPDATE tapes SET state = $2, bytes_written = $3, files_written = $4
+             WHERE id = $1 AND NOT in_use
+             RETURNING id",
+            tape_id as _,
+            state as _,
+            bytes_written,
+            files_written
+        )
+        .fetch_optional(&self.pool)
+        .await?;
+        if row.is_none() {
+            return Err(CatalogError::conflict(format!(
+                "tape {tape_id} is missing or in use: its contents cannot be recorded"
+            )));
+        }
+        Ok(())
+    }
+
     /// Record that `tape_id` left `drive_id`, with its state and counters as
     /// the back-end reports them. The tape is free again.
     pub async fn dismount_tape(

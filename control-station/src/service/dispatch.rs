@@ -11,8 +11,8 @@ use transport::{Peer, Role};
 
 use super::access::Access;
 use super::{
-    audit, backup, copy, failure_of, library, library_admin, listing, merge, recovery, registry, restore, ChannelNote,
-    PeerConn, Station,
+    audit, backup, catalog_backup, copy, failure_of, library, library_admin, listing, merge, recovery, registry,
+    restore, ChannelNote, PeerConn, Station,
 };
 
 /// What each role may ask.
@@ -40,6 +40,8 @@ pub(super) fn authorize(peer: &Peer, req: &StationRequest) -> Result<()> {
         R::PoolDefine { .. } | R::PoolBackup { .. } => (&[Role::Operator], "manage storage pools"),
         R::TapeAudit { .. } => (&[Role::Operator], "audit tapes"),
         R::TapeRecover { .. } => (&[Role::Operator], "recover tapes"),
+        R::CatalogBackup { .. } => (&[Role::Operator], "back up the catalog"),
+        R::FetchDump { .. } => (&[Role::Mover], "fetch a catalog dump"),
         R::PoolList => (&[Role::Client, Role::Operator], "list the storage pools"),
         R::ListAbs | R::ListSegments { .. } | R::Channels { .. } | R::ListGrants => {
             (&[Role::Client, Role::Operator], "read the catalog")
@@ -172,6 +174,14 @@ pub(super) async fn dispatch(
         }
         R::TapeRecover { label, drives } => {
             copy::recover(st, copy::RecoverRequest { label, drives }, send).await;
+            return;
+        }
+        R::CatalogBackup { pool } => {
+            catalog_backup::run(st, &peer, pool, send).await;
+            return;
+        }
+        R::FetchDump { channel_id } => {
+            catalog_backup::serve_dump(&st, &peer, channel_id, send).await;
             return;
         }
         other => match handle(&st, conn, &peer, other).await {
@@ -455,7 +465,9 @@ async fn handle(st: &Arc<Station>, conn: quinn::Connection, peer: &Peer, req: St
         | R::RestoreAt { .. }
         | R::Merge { .. }
         | R::PoolBackup { .. }
-        | R::TapeRecover { .. } => {
+        | R::TapeRecover { .. }
+        | R::CatalogBackup { .. }
+        | R::FetchDump { .. } => {
             bail!(Failure::internal(
                 "internal: backups, restores, merges and pool backups are streamed"
             ))

@@ -5,6 +5,7 @@
 mod access;
 mod audit;
 mod backup;
+pub mod catalog_backup;
 mod copy;
 mod dispatch;
 mod events;
@@ -57,6 +58,10 @@ pub struct StationConfig {
     pub dismount_delay: Duration,
     /// Tapes the library holds.
     pub slots: u32,
+    /// The catalog database, as `pg_dump` reaches it (catalog backups).
+    pub database_url: String,
+    /// The PostgreSQL programs catalog backups run.
+    pub pg_tools: crate::pg_tools::PgTools,
 }
 
 /// Notes a running channel's queue holds before reporters wait.
@@ -141,6 +146,8 @@ pub struct Station {
     /// hears of the loss first, whichever of the watchdog, the closed
     /// connection or the new registration noticed it.
     pub(crate) lifecycle: Mutex<()>,
+    /// The dumps of the running catalog backups, by channel.
+    pub(crate) dumps: Mutex<HashMap<ChannelId, catalog_backup::Dump>>,
     /// When this start of the station began.
     pub(crate) started: Instant,
 }
@@ -159,6 +166,7 @@ impl Station {
             channel_peers: Mutex::new(HashMap::new()),
             resumable: Mutex::new(HashMap::new()),
             lifecycle: Mutex::new(()),
+            dumps: Mutex::new(HashMap::new()),
             started: Instant::now(),
         })
     }

@@ -53,9 +53,13 @@ async fn serve_connection(
     mut revoked: tokio::sync::watch::Receiver<transport::crl::Revoked>,
 ) {
     let serial = transport::crl::peer_serial(&conn);
+    // A revoked connection is closed (and counted) once, however often the
+    // CRL reloads before the close takes effect.
+    let mut closed = false;
     loop {
         let is_revoked = serial.as_ref().is_some_and(|s| revoked.borrow_and_update().contains(s));
-        if is_revoked {
+        if is_revoked && !closed {
+            closed = true;
             tracing::warn!(peer = %peer.name, "certificate revoked: connection closed");
             metrics::counter!("dmc_station_revoked_connections_closed_total").increment(1);
             conn.close(transport::codes::REFUSED, b"certificate revoked");

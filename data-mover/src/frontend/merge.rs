@@ -14,7 +14,7 @@ use std::sync::Arc;
 use anyhow::{anyhow, bail, Context, Result};
 use bytes::Bytes;
 use proto::abs::TrackAddr;
-use proto::wire::{BackupChannel, RestoreChannel, SegmentRef, StationRequest};
+use proto::wire::{BackupChannel, RestoreChannel, SegmentRef, StationReply, StationRequest, MAX_CONTROL_FRAME};
 use tokio::sync::{mpsc, Mutex};
 
 use super::abs_writer::{AbsWriter, Appended};
@@ -26,6 +26,9 @@ use super::staged::{read_segments, TrackSink};
 pub enum MergeStep {
     /// Read these tape files of one ABS of the chain into the merge.
     Read(RestoreChannel),
+    /// Fetch the object the station holds for this channel (a catalog
+    /// dump) and write it in.
+    FromStation,
     /// The whole chain was read: finish the new ABS.
     Finish,
 }
@@ -121,6 +124,13 @@ async fn run(
                         }
                     }
                 }
+                MergeStep::FromStation => {
+                    let w = abs.as_mut().ok_or_else(|| anyhow!("the merge is finished"))?;
+                    let (tracks, bytes) = fetch_into(&fe, &ch, w)
+                        .await
+                        .context("writing the object the station sent")?;
+                    tracing::info!(%channel_id, tracks, bytes, "object from the station written into the channel");
+                }
                 MergeStep::Finish => {
                     let w = abs.take().ok_or_else(|| anyhow!("the merge is finished"))?;
                     let t = w.finish().await?;
@@ -202,4 +212,57 @@ async fn read_into(fe: &FrontEnd, read: &RestoreChannel, abs: &mut AbsWriter) ->
     };
     let (_, totals) = read_segments(fe, read, &mut sink).await?;
     Ok((totals.tracks, sink.kept, totals.segments))
+}
+
+/// Fetch the object the station holds for channel `ch` (a catalog dump:
+/// one volume, one extent from offset 0) and append it track by track, in
+/// map order. Returns the tracks and bytes written.
+async fn fetch_into(fe: &FrontEnd, ch: &BackupChannel, abs: &mut AbsWriter) -> Result<(u64, u64)> {
+    let map = &ch.map;
+    let single = matches!(map.extents.as_slice(), [e] if e.logical_offset == 0 && e.volume_offset == 0);
+    if !single {
+        bail!(
+            "an object sent by the station is mapped as one extent from offset 0; channel {} has {} extents",
+            ch.channel_id,
+            map.extents.len()
+        );
+    }
+    let conn = fe.link.connection().await?;
+    let (mut send, mut recv) = transport::open_bi(&conn, MAX_CONTROL_FRAME).await?;
+    send.send(&StationRequest::FetchDump {
+        channel_id: ch.channel_id,
+    })
+    .await?;
+    send.finish().await?;
+    let bytes = match recv.recv::<StationReply>().await? {
+        Some(StationReply::Dump { bytes }) => bytes,
+        Some(StationReply::Error(f)) => return Err(anyhow::Error::new(f).context("the station refused the dump")),
+        Some(other) => bail!("expected the dump's length from the station, got {other:?}"),
+        None => bail!("the station closed the stream before sending the dump"),
+    };
+    if bytes != map.object_size {
+        bail!(
+            "the station announced {bytes} bytes for channel {}, whose map holds {}",
+            ch.channel_id,
+            map.object_size
+        );
+    }
+    let mut buf = Vec::new();
+    let mut tracks = 0u64;
+    for addr in ch.track_set.iter() {
+        let (_, len) = map
+            .track_extent(addr)
+            .map_err(|e| anyhow!("track {addr:?} of the map: {e}"))?;
+        let len = usize::try_from(len).context("track length")?;
+        buf.clear();
+        while buf.len() < len {
+            let piece = recv.recv_raw(len - buf.len()).await?;
+            buf.extend_from_slice(&piece);
+        }
+        if let Appended::Sealed(s) = abs.append(addr, &buf, None)? {
+            abs.queue(s).await?;
+        }
+        tracks += 1;
+    }
+    Ok((tracks, bytes))
 }

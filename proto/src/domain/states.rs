@@ -72,10 +72,12 @@ text_enum! {
 text_enum! {
     /// What a storage pool is for: primary pools take backups; copy pools
     /// hold second copies of the ABSs of the primary pools they are
-    /// attached to (seed 000, copy storage pools).
+    /// attached to (seed 000, copy storage pools); catalog pools hold the
+    /// catalog's own backups (seed 000 claim 12) and nothing else.
     pub enum PoolKind as "pool kind" {
         Primary = "primary",
         Copy = "copy",
+        Catalog = "catalog",
     }
 }
 

@@ -24,10 +24,11 @@ use super::backup::{await_written, chain_members, close_written, open_writing_ch
 use super::events::{EventSink, LiveChannel};
 use super::restore::{planned, read_tapes_on, readable_segments, ReadInto, TapeReading};
 use super::{failure_of, library, note_channel, registry, NoteRx, Station};
-use crate::catalog::{Abs, DriveRow, PairRow};
+use crate::catalog::{Abs, DriveRow, PairRow, TapeRow};
 use crate::channel::{ChannelInput, ChannelKind};
 use crate::plan::RestorePlan;
 use job::MergeJob;
+use proto::abs::AbsMap;
 
 /// What a client asked to merge: the chain of `abs_id` (None: the latest)
 /// of an object.
@@ -103,21 +104,8 @@ async fn act(
     let channel_id = held.channel.id();
     let new_abs = held.abs_id;
     let tip = job.tip;
-    let map = &abs.map;
-    let track_set = map.track_set();
-    held.expected_tracks = Some(track_set.len());
-    send.emit(ChannelEvent::Started {
-        channel_id,
-        abs_id: new_abs,
-        object_size: map.object_size,
-        tracks: track_set.len(),
-        track_bytes: track_set
-            .iter()
-            .filter_map(|t| map.track_extent(t).ok())
-            .map(|(_, l)| l)
-            .sum(),
-    })
-    .await;
+    held.expected_tracks = Some(abs.map.track_set().len());
+    send.emit(started_event(channel_id, new_abs, &abs.map)).await;
     send.emit(ChannelEvent::Chain {
         members: job.chain.clone(),
         detail: job.detail(new_abs),
@@ -137,38 +125,7 @@ async fn act(
         pair.fe_name, pair.be_name, write_drive.name, read_drive.name
     );
     held.channel.step(st, ChannelInput::Assigned(opened), send).await?;
-    let tape = match library::mount_scratch_for_write(st, &pair.be_name, &write_drive, &abs.pool).await {
-        Ok(t) => {
-            registry::tape_mounted(st, &write_drive, &t).await;
-            t
-        }
-        Err(e) => {
-            registry::mount_failed(st, &write_drive).await;
-            return Err(e);
-        }
-    };
-    st.catalog
-        .assign_channel(channel_id, pair.fe_id, pair.be_id, write_drive.id, Some(tape.id))
-        .await?;
-    let mounted = format!("tape {} mounted in drive {}", tape.label, write_drive.name);
-    held.channel.step(st, ChannelInput::TapeMounted(mounted), send).await?;
-    let created_unix = u64::try_from(chrono::Utc::now().timestamp()).unwrap_or(0);
-    let open = BackupChannel {
-        channel_id,
-        abs_id: new_abs,
-        object_name: abs.object_name.clone(),
-        back_end: st.peer_addr(&pair.be_name, &pair.be_address).await,
-        drives: vec![write_drive.name.clone()],
-        map: map.clone(),
-        track_set,
-        base_abs_id: None,
-        merged_from_abs_id: Some(tip),
-        created_unix,
-        // No primary node takes part: nothing may open its stream.
-        primary: String::new(),
-        token: rand::random(),
-    };
-    st.command_ok(&pair.fe_name, &Command::OpenMerge(open))
+    let tape = open_writer(st, held, &pair, &write_drive, abs, Some(tip), send)
         .await
         .context("opening the merge on the front-end")?;
     let writing = format!("writing the synthetic full of ABS {tip} to tape {}", tape.label);
@@ -185,6 +142,72 @@ async fn act(
     let written = await_written(st, &mut held.channel, drives, None, &mut merging.notes, send).await?;
     let what = format!("synthetic full of ABS {tip}: ");
     close_written(st, held, written, &what, send, started).await
+}
+
+/// The `Started` event of a channel writing ABS `abs_id` of map `map`:
+/// every track of the map.
+pub(super) fn started_event(channel_id: ChannelId, abs_id: AbsId, map: &AbsMap) -> ChannelEvent {
+    let track_set = map.track_set();
+    ChannelEvent::Started {
+        channel_id,
+        abs_id,
+        object_size: map.object_size,
+        tracks: track_set.len(),
+        track_bytes: track_set
+            .iter()
+            .filter_map(|t| map.track_extent(t).ok())
+            .map(|(_, l)| l)
+            .sum(),
+    }
+}
+
+/// Mount a scratch tape of `abs`'s pool in `drive` and open the channel
+/// of `held` on the pair's front-end as a merge (`merged_from`: the chain
+/// tip of a synthetic full; None: tracks the station sends). Returns the
+/// tape mounted.
+pub(super) async fn open_writer(
+    st: &Arc<Station>,
+    held: &mut Held,
+    pair: &PairRow,
+    drive: &DriveRow,
+    abs: &Abs,
+    merged_from: Option<AbsId>,
+    send: &mut FramedSend,
+) -> Result<TapeRow> {
+    let channel_id = held.channel.id();
+    let tape = match library::mount_scratch_for_write(st, &pair.be_name, drive, &abs.pool).await {
+        Ok(t) => {
+            registry::tape_mounted(st, drive, &t).await;
+            t
+        }
+        Err(e) => {
+            registry::mount_failed(st, drive).await;
+            return Err(e);
+        }
+    };
+    st.catalog
+        .assign_channel(channel_id, pair.fe_id, pair.be_id, drive.id, Some(tape.id))
+        .await?;
+    let mounted = format!("tape {} mounted in drive {}", tape.label, drive.name);
+    held.channel.step(st, ChannelInput::TapeMounted(mounted), send).await?;
+    let created_unix = u64::try_from(chrono::Utc::now().timestamp()).unwrap_or(0);
+    let open = BackupChannel {
+        channel_id,
+        abs_id: abs.id,
+        object_name: abs.object_name.clone(),
+        back_end: st.peer_addr(&pair.be_name, &pair.be_address).await,
+        drives: vec![drive.name.clone()],
+        map: abs.map.clone(),
+        track_set: abs.map.track_set(),
+        base_abs_id: None,
+        merged_from_abs_id: merged_from,
+        created_unix,
+        // No primary node takes part: nothing may open its stream.
+        primary: String::new(),
+        token: rand::random(),
+    };
+    st.command_ok(&pair.fe_name, &Command::OpenMerge(open)).await?;
+    Ok(tape)
 }
 
 /// Read one ABS of the chain into the merge on the reading drive, as a

@@ -78,6 +78,11 @@ pub enum Command {
     /// Front-end: every ABS of the chain was read; seal and finish the
     /// merged ABS (it must hold every track of its map).
     FinishMerge { channel_id: ChannelId },
+    /// Front-end: write the object the station holds for merge channel
+    /// `channel_id` (a catalog dump, fetched with
+    /// [`super::StationRequest::FetchDump`]) into it, track by track in
+    /// map order; then [`Command::FinishMerge`] seals it.
+    MergeFromStation { channel_id: ChannelId },
     /// Back-end: read the labels of the image at `path`, outside the
     /// library (an import's examination). `path` is absolute, without `.`
     /// or `..` components. Answered with [`CommandReply::ImageExamined`];

@@ -189,6 +189,19 @@ pub enum StationRequest {
         label: String,
         drives: u32,
     },
+    /// Operator: write a consistent dump of the catalog database to a tape
+    /// of catalog pool `pool` (created when missing), recorded as an ABS
+    /// of object [`CATALOG_OBJECT`] of [`STATION_NODE`] (seed 000 claim
+    /// 12). Answered like [`StationRequest::Backup`].
+    CatalogBackup {
+        pool: String,
+    },
+    /// Front-end of catalog backup channel `channel_id`: send the dump it
+    /// writes. Answered with [`StationReply::Dump`] followed by exactly
+    /// that many raw bytes on the same stream.
+    FetchDump {
+        channel_id: ChannelId,
+    },
     ListSegments {
         abs_id: Option<AbsId>,
     },
@@ -298,6 +311,11 @@ pub enum StationReply {
         new: NewTape,
     },
     Event(ChannelEvent),
+    /// The catalog dump of a [`StationRequest::FetchDump`]: `bytes` raw
+    /// bytes follow this frame.
+    Dump {
+        bytes: u64,
+    },
     Abs(Vec<AbsInfo>),
     Tapes(Vec<TapeInfo>),
     Movers(Vec<MoverInfo>),

@@ -85,6 +85,18 @@ pub fn tokens_equal(a: &ChannelToken, b: &ChannelToken) -> bool {
 /// Longest restore file name, bytes.
 pub const MAX_RESTORE_FILE_NAME: usize = 255;
 
+/// The primary node a catalog backup is recorded under: the control
+/// station itself. No certificate name contains `@`, so no real primary
+/// node can take this name.
+pub const STATION_NODE: &str = "@station";
+
+/// The logical object of a catalog backup (a `pg_dump` of the catalog, in
+/// its custom format).
+pub const CATALOG_OBJECT: &str = "catalog";
+
+/// Most bytes a catalog dump may have (64 GiB).
+pub const MAX_CATALOG_DUMP: u64 = 64 << 30;
+
 /// A restore file name is one plain file name: not empty, not `.` or `..`,
 /// no `/`, no NUL, at most [`MAX_RESTORE_FILE_NAME`] bytes. The primary
 /// node decides the directory.
