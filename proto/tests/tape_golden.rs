@@ -113,6 +113,7 @@ fn build() -> Golden {
             map: map("vol-alpha", 5),
             merged_from_abs_id: 0,
             changed: Vec::new(),
+            management: None,
         },
         AbsMetadata {
             abs_id: 200,
@@ -126,6 +127,7 @@ fn build() -> Golden {
             map: map("vol-beta", 3),
             merged_from_abs_id: 0,
             changed: Vec::new(),
+            management: None,
         },
     ];
     let mut metadata = Vec::new();
@@ -322,6 +324,7 @@ fn metadata_version_2_is_pinned() {
             }],
             object_size: 131_072,
         },
+        management: None,
     };
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden/metadata_v2.bin");
     let bytes = meta.encode();
@@ -331,5 +334,81 @@ fn metadata_version_2_is_pinned() {
     let golden = std::fs::read(&path).expect("golden/metadata_v2.bin (UPDATE_GOLDEN=1 writes it)");
     assert_eq!(&golden[..10], b"DMCMET01\x02\x00", "magic and version 2");
     assert_eq!(bytes, golden, "the version-2 metadata encoding changed");
+    assert_eq!(AbsMetadata::decode(&golden).unwrap(), meta);
+}
+
+/// ABS-METADATA version 3 (the management record of seed 002) pinned byte
+/// for byte in `golden/metadata_v3.bin` (rewritten with UPDATE_GOLDEN=1);
+/// the version-1 and version-2 goldens above still read.
+#[test]
+fn metadata_version_3_is_pinned() {
+    use proto::abs::{AbsMap, Geometry, LogicalRange, MapExtent, VolumeRef};
+    use proto::domain::{Level, Uuid};
+    use proto::tape::management::{ChangeMapRef, Management, Placement};
+    let meta = AbsMetadata {
+        abs_id: 12,
+        object_name: "/db/ledger".into(),
+        kind: AbsKind::Differential,
+        base_abs_id: 9,
+        merged_from_abs_id: 0,
+        changed: vec![LogicalRange {
+            offset: 0,
+            length: 4096,
+        }],
+        created_unix: 1_800_000_000,
+        segment_count: 1,
+        track_count: 1,
+        data_bytes: 65536,
+        map: AbsMap {
+            volumes: vec![VolumeRef {
+                name: "vol0".into(),
+                geometry: Geometry {
+                    block_size: 4096,
+                    track_size: 65536,
+                },
+                size: 1 << 20,
+            }],
+            extents: vec![MapExtent {
+                logical_offset: 0,
+                length: 65536,
+                volume: 0,
+                volume_offset: 0,
+            }],
+            object_size: 65536,
+        },
+        management: Some(Management {
+            cluster_id: "6f1c2a3b-4d5e-4f60-8172-839495a6b7c8".parse::<Uuid>().unwrap(),
+            abs_uuid: "0a0b0c0d-0e0f-4011-9213-141516171819".parse::<Uuid>().unwrap(),
+            client: "client".into(),
+            primary_node: "pn1".into(),
+            level: Level::Incremental,
+            base_uuid: "1a1b1c1d-1e1f-4021-a223-242526272829".parse::<Uuid>().unwrap(),
+            chain: vec![9, 12],
+            point_in_time_ms: 1_800_000_000_250,
+            change_map: ChangeMapRef {
+                map_id: 77,
+                epochs: vec![(0, 3)],
+            },
+            pool: "onsite".into(),
+            copy_number: 0,
+            label: "ledger nightly".into(),
+            created_ms: 1_800_000_000_500,
+            placements: vec![Placement {
+                seq: 0,
+                tape_label: "DM0003".into(),
+                tape_file: 4,
+                bytes: 66_000,
+                crc32c: 0xfeed_f00d,
+            }],
+        }),
+    };
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden/metadata_v3.bin");
+    let bytes = meta.encode();
+    if std::env::var("UPDATE_GOLDEN").as_deref() == Ok("1") {
+        std::fs::write(&path, &bytes).unwrap();
+    }
+    let golden = std::fs::read(&path).expect("golden/metadata_v3.bin (UPDATE_GOLDEN=1 writes it)");
+    assert_eq!(&golden[..10], b"DMCMET01\x03\x00", "magic and version 3");
+    assert_eq!(bytes, golden, "the version-3 metadata encoding changed");
     assert_eq!(AbsMetadata::decode(&golden).unwrap(), meta);
 }

@@ -384,6 +384,7 @@ impl AbsWriter {
             track_count: totals.tracks,
             data_bytes: totals.data_bytes,
             map: ch.map.clone(),
+            management: None,
         };
         meta.validate().context("the ABS metadata")?;
         let fe = &self.fe;

@@ -22,6 +22,7 @@ pub mod ids;
 mod sql;
 pub mod states;
 mod text_enum;
+pub mod uuid;
 
 pub use failure::{Failure, FailureCode};
 pub use ids::{
@@ -32,3 +33,4 @@ pub use states::{
     AbsKind, AbsState, CatalogHealth, ChannelKind, ChannelState, Level, MoverRole, MoverState, ParseDomainError,
     PoolKind, SegmentStatus, TapeLocation, TapeState,
 };
+pub use uuid::{BadUuid, Uuid};

@@ -1,6 +1,6 @@
 //! ABS metadata on tape: written after an ABS's last segment on a tape.
 //!
-//! An envelope ([`super::bytes`]) with magic `DMCMET01`, version 1 or 2.
+//! An envelope ([`super::bytes`]) with magic `DMCMET01`, version 1, 2 or 3.
 //! Payload (little-endian; `str` = u32 byte length + UTF-8):
 //!
 //! | size | type | field                                               |
@@ -22,12 +22,16 @@
 //! | 8    | u64  | merged_from_abs_id (0 for none)                     |
 //! | 4    | u32  | changed range count C (≤ 2,097,152)                 |
 //! | C × 16 |    | changed range: u64 offset, u64 length               |
+//! |        |      | *version 3 only, after all of the above:*           |
+//! | var  |      | the management record ([`super::management`])       |
 //!
-//! The encoder writes version 1 (the version-1 payload alone) when
-//! `merged_from_abs_id` is 0 and `changed` is empty, and version 2 otherwise,
-//! so metadata without the new fields is byte-identical to what version-1
-//! writers produced. The decoder accepts both; version 1 decodes with
-//! `merged_from_abs_id` 0 and no changed ranges. Changed ranges must be
+//! The encoder writes the oldest version that holds the metadata: version 1
+//! (the version-1 payload alone) when `merged_from_abs_id` is 0, `changed`
+//! is empty and there is no management record, version 2 when there is no
+//! management record, version 3 otherwise; so metadata without the newer
+//! fields is byte-identical to what older writers produced. The decoder
+//! accepts all three; version 1 decodes with `merged_from_abs_id` 0 and no
+//! changed ranges, versions 1 and 2 without a management record. Changed ranges must be
 //! non-empty, inside `[0, map.object_size)`, sorted and non-overlapping.
 //!
 //! Counts are also bounded by the bytes left, so a corrupt count can never
@@ -37,13 +41,17 @@ use crate::abs::{AbsMap, Geometry, LogicalRange, MapExtent, VolumeRef};
 
 use super::bytes::{seal, unseal_versions, ByteWriter};
 use super::error::Location;
+use super::management::Management;
 use super::TapeError;
 
 /// Magic of ABS-METADATA.
 pub const METADATA_MAGIC: &[u8; 8] = b"DMCMET01";
-/// Envelope version of the newest layout written (version 2: the version-1
-/// payload followed by `merged_from_abs_id` and the changed ranges).
-pub const METADATA_VERSION: u16 = 2;
+/// Envelope version of the newest layout written (version 3: the version-2
+/// payload followed by the management record).
+pub const METADATA_VERSION: u16 = 3;
+/// Envelope version of the version-1 payload followed by
+/// `merged_from_abs_id` and the changed ranges.
+pub const METADATA_VERSION_2: u16 = 2;
 /// Envelope version of the original layout, still written when
 /// `merged_from_abs_id` is 0 and `changed` is empty, and still read.
 pub const METADATA_VERSION_1: u16 = 1;
@@ -88,6 +96,8 @@ pub struct AbsMetadata {
     /// blocks that changed since its base (empty for a full). Non-empty,
     /// inside `[0, map.object_size)`, sorted and non-overlapping.
     pub changed: Vec<LogicalRange>,
+    /// The management record (seed 002): None on tapes written before it.
+    pub management: Option<Management>,
 }
 
 /// Checks changed range `r` that follows ranges ending at `prev_end`, in an
@@ -170,16 +180,22 @@ impl AbsMetadata {
                 TapeError::invalid(what(&format!("changed range {i}")), expected, found)
             })?;
         }
+        if let Some(m) = &self.management {
+            m.validate()?;
+        }
         Ok(())
     }
 
-    /// The envelope version [`AbsMetadata::encode`] writes: 1 when the
-    /// version-2 fields are at their defaults, else 2.
+    /// The envelope version [`AbsMetadata::encode`] writes: 3 with a
+    /// management record; else 1 when the version-2 fields are at their
+    /// defaults, else 2.
     pub fn version(&self) -> u16 {
-        if self.merged_from_abs_id == 0 && self.changed.is_empty() {
+        if self.management.is_some() {
+            METADATA_VERSION
+        } else if self.merged_from_abs_id == 0 && self.changed.is_empty() {
             METADATA_VERSION_1
         } else {
-            METADATA_VERSION
+            METADATA_VERSION_2
         }
     }
 
@@ -220,6 +236,9 @@ impl AbsMetadata {
             for r in &self.changed {
                 w.u64(r.offset).u64(r.length);
             }
+        }
+        if let Some(m) = &self.management {
+            m.encode_into(&mut w);
         }
         seal(METADATA_MAGIC, version, w.as_slice())
     }
@@ -318,6 +337,11 @@ impl AbsMetadata {
                 changed.push(range);
             }
         }
+        let management = if version >= 3 {
+            Some(Management::decode_from(&mut r)?)
+        } else {
+            None
+        };
         r.finish()?;
         Ok(AbsMetadata {
             abs_id,
@@ -335,6 +359,7 @@ impl AbsMetadata {
             },
             merged_from_abs_id,
             changed,
+            management,
         })
     }
 }
@@ -390,6 +415,7 @@ mod tests {
             },
             merged_from_abs_id: 0,
             changed: Vec::new(),
+            management: None,
         }
     }
 
@@ -410,6 +436,37 @@ mod tests {
             ],
             ..sample()
         }
+    }
+
+    /// The sample with a management record: version 3.
+    fn sample_v3() -> AbsMetadata {
+        AbsMetadata {
+            management: Some(crate::tape::management::tests::sample()),
+            ..sample_v2()
+        }
+    }
+
+    #[test]
+    fn version_3_carries_the_management_record_and_every_byte_is_checked() {
+        let m = sample_v3();
+        m.validate().unwrap();
+        let b = m.encode();
+        assert_eq!(version_of(&b), METADATA_VERSION);
+        assert_eq!(AbsMetadata::decode(&b).unwrap(), m);
+        // The version-2 bytes are a prefix of the version-3 payload.
+        let v2 = sample_v2().encode();
+        assert_eq!(b[16..v2.len() - 4], v2[16..v2.len() - 4]);
+        for i in (0..b.len()).step_by(7) {
+            let mut bad = b.clone();
+            bad[i] ^= 0x01;
+            assert!(AbsMetadata::decode(&bad).is_err(), "flip at {i} accepted");
+        }
+        // A version-4 envelope is refused, naming the versions read.
+        let payload = &b[16..b.len() - 4];
+        let e = AbsMetadata::decode(&seal(METADATA_MAGIC, 4, payload))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("found version 4"), "{e}");
     }
 
     fn version_of(b: &[u8]) -> u16 {
@@ -494,7 +551,7 @@ mod tests {
         m.validate().unwrap();
         let b = m.encode();
         assert_eq!(&b[..8], b"DMCMET01");
-        assert_eq!(version_of(&b), METADATA_VERSION);
+        assert_eq!(version_of(&b), METADATA_VERSION_2);
         assert_eq!(AbsMetadata::decode(&b).unwrap(), m);
         let v1 = sample().encode();
         let (p1, p2) = (&v1[16..v1.len() - 4], &b[16..b.len() - 4]);
@@ -517,15 +574,17 @@ mod tests {
     fn other_versions_are_refused() {
         let b = sample_v2().encode();
         let payload = &b[16..b.len() - 4];
-        for v in [0u16, 3, u16::MAX] {
+        for v in [0u16, 4, u16::MAX] {
             let e = AbsMetadata::decode(&seal(METADATA_MAGIC, v, payload))
                 .unwrap_err()
                 .to_string();
             assert!(
-                e.contains("version 1 or 2") && e.contains(&format!("found version {v}")),
+                e.contains("version from 1 to 3") && e.contains(&format!("found version {v}")),
                 "{e}"
             );
         }
+        // A version-2 payload labelled version 3 lacks the management record.
+        assert!(AbsMetadata::decode(&seal(METADATA_MAGIC, 3, payload)).is_err());
         // A version-2 payload labelled version 1 has trailing bytes, and a
         // version-1 payload labelled version 2 lacks the tail.
         assert!(AbsMetadata::decode(&seal(METADATA_MAGIC, 1, payload)).is_err());

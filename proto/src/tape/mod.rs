@@ -28,6 +28,7 @@ mod error;
 pub mod file;
 pub mod inspect;
 pub mod labels;
+pub mod management;
 pub mod metadata;
 pub mod node;
 pub mod scan;

@@ -110,6 +110,7 @@ pub fn metadata(abs: u64, name: &str, segments: u32, tracks: u64) -> AbsMetadata
         },
         merged_from_abs_id: 0,
         changed: Vec::new(),
+        management: None,
     }
 }
 

@@ -1,0 +1,371 @@
+//! The management record of an ABS (seed 002 FIG. 11): what a backup
+//! product needs to put the ABS back in a catalog that never saw it — whose
+//! it is, what it is, where it fits in its chain, where its pieces lie.
+//!
+//! It travels inside ABS-METADATA (version 3, see [`super::metadata`]) and
+//! will travel in the CATALOG file. Layout (little-endian; `str` = u32 byte
+//! length + UTF-8; `uuid` = 16 bytes, all zero for none):
+//!
+//! | size | type | field |
+//! |-----:|------|-------|
+//! | 4    | u32  | record version (1) |
+//! | 16   | uuid | cluster_id: the cluster that wrote the ABS |
+//! | 16   | uuid | abs_uuid |
+//! | 4+n  | str  | client: the certificate name that asked (≤ 255) |
+//! | 4+n  | str  | primary_node (≤ 255) |
+//! | 1    | u8   | level: 0 full, 1 cumulative, 2 incremental, 3 synthetic |
+//! | 16   | uuid | base_uuid: a differential's base (nil for none) |
+//! | 4    | u32  | chain length C (≤ 65536) |
+//! | C × 8 | u64 | chain: the ABS ids a restore reads, full first, this ABS last |
+//! | 8    | u64  | point_in_time_ms: when the snapshot was taken (Unix ms) |
+//! | 8    | u64  | change_map_id (0 for none) |
+//! | 4    | u32  | epoch count P (≤ 65536) |
+//! | P × 10 |    | epoch: u16 volume index, u64 epoch |
+//! | 4+n  | str  | pool (≤ 64) |
+//! | 4    | u32  | copy_number: 0 the primary copy, 1… copies |
+//! | 4+n  | str  | label: the user's label text (≤ 1024) |
+//! | 8    | u64  | created_ms (Unix ms) |
+//! | 4    | u32  | placement count S (≤ 4,194,304) |
+//! | S × var |   | placement: u32 seq, str tape_label (≤ 6), u32 tape_file, u64 bytes, u32 crc32c |
+//!
+//! Placements are the segments of the ABS known when the record was
+//! written: every segment for ABS-METADATA (it follows the last one).
+//! A record version other than 1 is refused, naming the version.
+
+use crate::domain::{Level, Uuid};
+
+use super::bytes::{ByteReader, ByteWriter};
+use super::error::Location;
+use super::TapeError;
+
+/// Version of the management record layout.
+pub const MANAGEMENT_VERSION: u32 = 1;
+/// Longest client or primary node name.
+pub const MAX_PEER_NAME: usize = 255;
+/// Longest pool name.
+pub const MAX_POOL: usize = 64;
+/// Longest user label.
+pub const MAX_LABEL_TEXT: usize = 1024;
+/// Longest tape label.
+pub const MAX_TAPE_LABEL: usize = 6;
+/// Most ABSs in a chain, most epochs.
+pub const MAX_CHAIN: usize = 65536;
+/// Most placements in one record.
+pub const MAX_PLACEMENTS: usize = 1 << 22;
+
+/// Where one segment of the ABS lies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placement {
+    pub seq: u32,
+    pub tape_label: String,
+    pub tape_file: u32,
+    pub bytes: u64,
+    pub crc32c: u32,
+}
+
+/// The change map a differential was taken against, and its epoch on each
+/// volume.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ChangeMapRef {
+    /// 0: none.
+    pub map_id: u64,
+    /// (volume index in the ABS map, epoch).
+    pub epochs: Vec<(u16, u64)>,
+}
+
+/// The management record (see the module docs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Management {
+    pub cluster_id: Uuid,
+    pub abs_uuid: Uuid,
+    pub client: String,
+    pub primary_node: String,
+    pub level: Level,
+    pub base_uuid: Uuid,
+    pub chain: Vec<u64>,
+    pub point_in_time_ms: u64,
+    pub change_map: ChangeMapRef,
+    pub pool: String,
+    pub copy_number: u32,
+    pub label: String,
+    pub created_ms: u64,
+    pub placements: Vec<Placement>,
+}
+
+fn level_code(l: Level) -> u8 {
+    match l {
+        Level::Full => 0,
+        Level::Cumulative => 1,
+        Level::Incremental => 2,
+        Level::Synthetic => 3,
+    }
+}
+
+impl Management {
+    /// Check the record fits its limits (before writing).
+    pub fn validate(&self) -> Result<(), TapeError> {
+        let long = |field: &str, max: usize, len: usize| {
+            TapeError::invalid(
+                format!("management record field {field}"),
+                format!("at most {max} bytes"),
+                format!("{len} bytes"),
+            )
+        };
+        for (field, max, s) in [
+            ("client", MAX_PEER_NAME, &self.client),
+            ("primary_node", MAX_PEER_NAME, &self.primary_node),
+            ("pool", MAX_POOL, &self.pool),
+            ("label", MAX_LABEL_TEXT, &self.label),
+        ] {
+            if s.len() > max {
+                return Err(long(field, max, s.len()));
+            }
+        }
+        let many = |field: &str, max: usize, n: usize| {
+            TapeError::invalid(
+                format!("management record field {field}"),
+                format!("at most {max} items"),
+                n.to_string(),
+            )
+        };
+        if self.chain.len() > MAX_CHAIN {
+            return Err(many("chain", MAX_CHAIN, self.chain.len()));
+        }
+        if self.change_map.epochs.len() > MAX_CHAIN {
+            return Err(many("epochs", MAX_CHAIN, self.change_map.epochs.len()));
+        }
+        if self.placements.len() > MAX_PLACEMENTS {
+            return Err(many("placements", MAX_PLACEMENTS, self.placements.len()));
+        }
+        if let Some(p) = self.placements.iter().find(|p| p.tape_label.len() > MAX_TAPE_LABEL) {
+            return Err(long("placement tape_label", MAX_TAPE_LABEL, p.tape_label.len()));
+        }
+        Ok(())
+    }
+
+    /// Append the record to `w`.
+    pub fn encode_into(&self, w: &mut ByteWriter) {
+        w.u32(MANAGEMENT_VERSION)
+            .bytes(self.cluster_id.as_bytes())
+            .bytes(self.abs_uuid.as_bytes())
+            .str(&self.client)
+            .str(&self.primary_node)
+            .u8(level_code(self.level))
+            .bytes(self.base_uuid.as_bytes())
+            .len32(self.chain.len());
+        for id in &self.chain {
+            w.u64(*id);
+        }
+        w.u64(self.point_in_time_ms)
+            .u64(self.change_map.map_id)
+            .len32(self.change_map.epochs.len());
+        for (v, e) in &self.change_map.epochs {
+            w.u16(*v).u64(*e);
+        }
+        w.str(&self.pool)
+            .u32(self.copy_number)
+            .str(&self.label)
+            .u64(self.created_ms)
+            .len32(self.placements.len());
+        for p in &self.placements {
+            w.u32(p.seq)
+                .str(&p.tape_label)
+                .u32(p.tape_file)
+                .u64(p.bytes)
+                .u32(p.crc32c);
+        }
+    }
+
+    /// Read a record written by [`Management::encode_into`].
+    pub fn decode_from(r: &mut ByteReader<'_>) -> Result<Management, TapeError> {
+        let at = r.offset();
+        let version = r.u32("management record version")?;
+        if version != MANAGEMENT_VERSION {
+            return Err(TapeError::corrupt(
+                Location::offset(at),
+                "management record version",
+                format!("version {MANAGEMENT_VERSION} (this program reads no other)"),
+                format!("version {version}"),
+            ));
+        }
+        let cluster_id = Uuid(r.array("cluster_id")?);
+        let abs_uuid = Uuid(r.array("abs_uuid")?);
+        let client = r.str("client", MAX_PEER_NAME)?;
+        let primary_node = r.str("primary_node", MAX_PEER_NAME)?;
+        let at = r.offset();
+        let level = match r.u8("level")? {
+            0 => Level::Full,
+            1 => Level::Cumulative,
+            2 => Level::Incremental,
+            3 => Level::Synthetic,
+            l => {
+                return Err(TapeError::corrupt(
+                    Location::offset(at),
+                    "management record field level",
+                    "0 (full), 1 (cumulative), 2 (incremental) or 3 (synthetic)",
+                    l.to_string(),
+                ))
+            }
+        };
+        let base_uuid = Uuid(r.array("base_uuid")?);
+        let n = r.count("chain length", MAX_CHAIN, 8)?;
+        let mut chain = Vec::with_capacity(n);
+        for _ in 0..n {
+            chain.push(r.u64("chain ABS id")?);
+        }
+        let point_in_time_ms = r.u64("point_in_time_ms")?;
+        let map_id = r.u64("change_map_id")?;
+        let n = r.count("epoch count", MAX_CHAIN, 10)?;
+        let mut epochs = Vec::with_capacity(n);
+        for _ in 0..n {
+            epochs.push((r.u16("epoch volume")?, r.u64("epoch")?));
+        }
+        let pool = r.str("pool", MAX_POOL)?;
+        let copy_number = r.u32("copy_number")?;
+        let label = r.str("label", MAX_LABEL_TEXT)?;
+        let created_ms = r.u64("created_ms")?;
+        let n = r.count("placement count", MAX_PLACEMENTS, 24)?;
+        let mut placements = Vec::with_capacity(n);
+        for _ in 0..n {
+            placements.push(Placement {
+                seq: r.u32("placement seq")?,
+                tape_label: r.str("placement tape_label", MAX_TAPE_LABEL)?,
+                tape_file: r.u32("placement tape_file")?,
+                bytes: r.u64("placement bytes")?,
+                crc32c: r.u32("placement crc32c")?,
+            });
+        }
+        Ok(Management {
+            cluster_id,
+            abs_uuid,
+            client,
+            primary_node,
+            level,
+            base_uuid,
+            chain,
+            point_in_time_ms,
+            change_map: ChangeMapRef { map_id, epochs },
+            pool,
+            copy_number,
+            label,
+            created_ms,
+            placements,
+        })
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    pub(crate) fn sample() -> Management {
+        Management {
+            cluster_id: Uuid::from_random_bytes([7; 16]),
+            abs_uuid: Uuid::from_random_bytes([9; 16]),
+            client: "client".into(),
+            primary_node: "pn1".into(),
+            level: Level::Incremental,
+            base_uuid: Uuid::from_random_bytes([3; 16]),
+            chain: vec![3, 5, 7],
+            point_in_time_ms: 1_700_000_100_123,
+            change_map: ChangeMapRef {
+                map_id: 0xdead_beef,
+                epochs: vec![(0, 4), (1, 2)],
+            },
+            pool: "onsite".into(),
+            copy_number: 0,
+            label: "nightly orders".into(),
+            created_ms: 1_700_000_100_456,
+            placements: vec![
+                Placement {
+                    seq: 0,
+                    tape_label: "DM0001".into(),
+                    tape_file: 2,
+                    bytes: 1 << 20,
+                    crc32c: 0x1234_5678,
+                },
+                Placement {
+                    seq: 1,
+                    tape_label: "DM0002".into(),
+                    tape_file: 2,
+                    bytes: 4096,
+                    crc32c: 0x9abc_def0,
+                },
+            ],
+        }
+    }
+
+    fn round_trip(m: &Management) -> Result<Management, TapeError> {
+        let mut w = ByteWriter::new();
+        m.encode_into(&mut w);
+        let mut r = ByteReader::new(w.as_slice(), "test");
+        let d = Management::decode_from(&mut r)?;
+        r.finish()?;
+        Ok(d)
+    }
+
+    #[test]
+    fn a_record_round_trips() {
+        let m = sample();
+        m.validate().unwrap();
+        assert_eq!(round_trip(&m).unwrap(), m);
+    }
+
+    #[test]
+    fn a_future_record_version_is_refused_naming_it() {
+        let mut w = ByteWriter::new();
+        sample().encode_into(&mut w);
+        let mut b = w.into_vec();
+        b[0] = 2;
+        let e = Management::decode_from(&mut ByteReader::new(&b, "test"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("version 2") && e.contains("version 1"), "{e}");
+    }
+
+    #[test]
+    fn oversized_fields_are_refused_before_writing() {
+        let mut m = sample();
+        m.label = "x".repeat(MAX_LABEL_TEXT + 1);
+        assert!(m.validate().is_err());
+        let mut m = sample();
+        m.placements[0].tape_label = "DM00001".into();
+        assert!(m.validate().is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn any_record_round_trips(
+            client in "[a-z0-9-]{0,20}",
+            label in ".{0,40}",
+            chain in proptest::collection::vec(any::<u64>(), 0..8),
+            epochs in proptest::collection::vec((any::<u16>(), any::<u64>()), 0..8),
+            level in 0u8..4,
+            copy_number in any::<u32>(),
+            pit in any::<u64>(),
+        ) {
+            let m = Management {
+                client,
+                label,
+                chain,
+                change_map: ChangeMapRef { map_id: pit ^ 1, epochs },
+                level: [Level::Full, Level::Cumulative, Level::Incremental, Level::Synthetic][usize::from(level)],
+                copy_number,
+                point_in_time_ms: pit,
+                ..sample()
+            };
+            prop_assert_eq!(round_trip(&m).unwrap(), m);
+        }
+
+        #[test]
+        fn truncated_records_are_errors_never_panics(cut in 0usize..200) {
+            let mut w = ByteWriter::new();
+            sample().encode_into(&mut w);
+            let b = w.into_vec();
+            let cut = cut.min(b.len() - 1);
+            let mut r = ByteReader::new(&b[..cut], "test");
+            prop_assert!(Management::decode_from(&mut r).and_then(|_| r.finish()).is_err());
+        }
+    }
+}
