@@ -365,16 +365,28 @@ async fn adopt(
     if created != abs_id {
         bail!("the restored catalog gave the catalog backup ABS {created}, not {abs_id}");
     }
-    let at = i64::try_from(meta.created_unix)
-        .ok()
-        .and_then(|s| chrono::DateTime::from_timestamp(s, 0))
-        .ok_or_else(|| {
-            anyhow!(
-                "ABS {abs_id} metadata: creation time {} is out of range",
-                meta.created_unix
-            )
-        })?;
-    catalog.set_abs_time(abs_id, at).await?;
+    // Its identity and times from its management record (older tapes:
+    // the creation time, to the second).
+    let ms = |ms: u64| {
+        i64::try_from(ms)
+            .ok()
+            .and_then(chrono::DateTime::from_timestamp_millis)
+            .ok_or_else(|| anyhow!("ABS {abs_id} metadata: time {ms} ms is out of range"))
+    };
+    match &meta.management {
+        Some(m) => {
+            catalog
+                .set_abs_identity(abs_id, m.abs_uuid, &m.client, &m.label)
+                .await?;
+            catalog
+                .set_abs_time(abs_id, ms(m.created_ms)?, ms(m.point_in_time_ms)?)
+                .await?;
+        }
+        None => {
+            let at = ms(meta.created_unix.saturating_mul(1000))?;
+            catalog.set_abs_time(abs_id, at, at).await?;
+        }
+    }
     for s in segments {
         catalog
             .record_segment(&NewSegment {

@@ -344,7 +344,7 @@ fn metadata_version_2_is_pinned() {
 fn metadata_version_3_is_pinned() {
     use proto::abs::{AbsMap, Geometry, LogicalRange, MapExtent, VolumeRef};
     use proto::domain::{Level, Uuid};
-    use proto::tape::management::{ChangeMapRef, Management, Placement};
+    use proto::tape::management::{Management, Placement, VolumeEpoch};
     let meta = AbsMetadata {
         abs_id: 12,
         object_name: "/db/ledger".into(),
@@ -385,10 +385,11 @@ fn metadata_version_3_is_pinned() {
             base_uuid: "1a1b1c1d-1e1f-4021-a223-242526272829".parse::<Uuid>().unwrap(),
             chain: vec![9, 12],
             point_in_time_ms: 1_800_000_000_250,
-            change_map: ChangeMapRef {
+            epochs: vec![VolumeEpoch {
+                volume: 0,
                 map_id: 77,
-                epochs: vec![(0, 3)],
-            },
+                epoch: 3,
+            }],
             pool: "onsite".into(),
             copy_number: 0,
             label: "ledger nightly".into(),

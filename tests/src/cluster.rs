@@ -326,6 +326,26 @@ impl Cluster {
         Ok(cluster)
     }
 
+    /// Every ABS metadata on the library's tape images (read offline with
+    /// the tape layers), by ABS id.
+    pub fn abs_metadata_on_tapes(&self) -> Result<Vec<proto::tape::metadata::AbsMetadata>> {
+        use proto::tape::directory::FileKind;
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(&self.library)? {
+            let path = entry?.path();
+            if path.extension().is_none_or(|e| e != "tap") {
+                continue;
+            }
+            let dev = proto::tape::block::SimhTape::open(&path)?;
+            let mut r = proto::tape::volume::TapeReader::open(dev)?;
+            for f in r.data_files()?.iter().filter(|f| f.kind == FileKind::AbsMetadata) {
+                out.push(r.read_abs_metadata(f.file_number)?);
+            }
+        }
+        out.sort_by_key(|m| m.abs_id);
+        Ok(out)
+    }
+
     /// The certificate directory of component `name` (`pki/<name>`; the
     /// CA is in `pki/ca`).
     pub fn pki_of(&self, name: &str) -> PathBuf {

@@ -229,6 +229,22 @@ async fn a_chain_restores_every_point_and_merges_into_a_synthetic_full() {
         (row1["level"].as_str(), row1["base_abs_id"].as_u64()),
         (Some("incremental"), Some(id(&full)))
     );
+    // Its management record (seed 002) names its base by UUID and the
+    // chain a restore reads.
+    let metas = cluster.abs_metadata_on_tapes().unwrap();
+    let record = |abs: u64| {
+        metas
+            .iter()
+            .find(|m| m.abs_id == abs)
+            .and_then(|m| m.management.clone())
+            .expect("a management record")
+    };
+    let (mf, mi) = (record(id(&full)), record(id(&inc1)));
+    assert_eq!(mi.level, proto::domain::Level::Incremental);
+    assert_eq!(mi.base_uuid, mf.abs_uuid);
+    assert_eq!(mi.chain, vec![id(&full), id(&inc1)]);
+    assert_eq!(mi.abs_uuid.to_string(), row1["uuid"].as_str().unwrap());
+    assert!(mi.point_in_time_ms > mf.point_in_time_ms);
 
     // Point 2: more writes, some on tracks written before; a cumulative
     // backup holds everything since the full.

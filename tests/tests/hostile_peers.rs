@@ -137,6 +137,7 @@ async fn hostile_peers_are_refused_and_the_station_keeps_serving() {
         detach: false,
         pool: None,
         copy_to: None,
+        label: String::new(),
     })
     .await
     .unwrap();

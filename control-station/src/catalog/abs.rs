@@ -69,6 +69,10 @@ pub struct AbsSummaryRow {
     pub pool: String,
     pub created: DateTime<Utc>,
     pub completed: Option<DateTime<Utc>>,
+    /// Its UUID (kept wherever its tapes go).
+    pub uuid: String,
+    /// The label text its client gave.
+    pub label: String,
 }
 
 /// Where a new ABS comes from: its level, a differential's base, a
@@ -467,14 +471,19 @@ impl Catalog {
         Ok(())
     }
 
-    /// Give ABS `abs_id` the creation time and point in time `at` (a
-    /// catalog restore recording a catalog backup at the time its tape
-    /// says, to the second).
-    pub async fn set_abs_time(&self, abs_id: AbsId, at: DateTime<Utc>) -> Result<()> {
+    /// Give ABS `abs_id` its creation time and point in time (a catalog
+    /// restore recording a catalog backup at the times its tape gives).
+    pub async fn set_abs_time(
+        &self,
+        abs_id: AbsId,
+        created: DateTime<Utc>,
+        point_in_time: DateTime<Utc>,
+    ) -> Result<()> {
         let done = sqlx::query!(
-            "UPDATE abs SET created = $2, point_in_time = $2 WHERE id = $1",
+            "UPDATE abs SET created = $2, point_in_time = $3 WHERE id = $1",
             abs_id as _,
-            at
+            created,
+            point_in_time
         )
         .execute(&self.pool)
         .await?;
@@ -632,7 +641,7 @@ impl Catalog {
                       (SELECT count(*) FROM segments s WHERE s.abs_id = a.id) AS "segments_recorded!",
                       ARRAY(SELECT DISTINCT t.label FROM segments s JOIN tapes t ON t.id = s.tape_id
                             WHERE s.abs_id = a.id ORDER BY t.label) AS "tapes!",
-                      a.pool, a.created, a.completed
+                      a.pool, a.created, a.completed, a.uuid, a.label
                FROM abs a
                JOIN logical_objects o ON o.id = a.object_id
                JOIN primary_nodes n ON n.id = o.primary_node_id
@@ -663,6 +672,8 @@ impl Catalog {
                     pool: a.pool,
                     created: a.created,
                     completed: a.completed,
+                    uuid: a.uuid,
+                    label: a.label,
                 })
             })
             .collect()

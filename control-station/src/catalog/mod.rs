@@ -20,6 +20,7 @@ mod channels;
 mod copies;
 mod error;
 mod grants;
+mod management;
 mod pools;
 mod recovery;
 mod registry;

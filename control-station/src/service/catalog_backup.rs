@@ -116,7 +116,7 @@ async fn backup(
         .load_abs(abs_id)
         .await?
         .ok_or_else(|| anyhow!("ABS {abs_id} vanished"))?;
-    let (mut held, mut notes) = open_writing_channel(st, client, abs_id).await?;
+    let (mut held, mut notes) = open_writing_channel(st, client, abs_id, "catalog backup").await?;
     let channel_id = held.channel.id();
     send.emit(ChannelEvent::Accepted { channel_id, abs_id }).await;
     let outcome = write(st, &mut held, &mut notes, &abs, path, send, started).await;

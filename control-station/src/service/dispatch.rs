@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Result};
-use proto::domain::{AbsId, ChannelId, Failure};
+use proto::domain::{AbsId, ChannelId, ChannelKind, Failure};
 use proto::wire::{StationReply, StationRequest};
 use transport::FramedSend;
 use transport::{Peer, Role};
@@ -42,6 +42,7 @@ pub(super) fn authorize(peer: &Peer, req: &StationRequest) -> Result<()> {
         R::TapeRecover { .. } => (&[Role::Operator], "recover tapes"),
         R::CatalogBackup { .. } => (&[Role::Operator], "back up the catalog"),
         R::FetchDump { .. } => (&[Role::Mover], "fetch a catalog dump"),
+        R::ManagementRecord { .. } => (&[Role::Mover], "ask for a management record"),
         R::PoolList => (&[Role::Client, Role::Operator], "list the storage pools"),
         R::ListAbs | R::ListSegments { .. } | R::Channels { .. } | R::ListGrants => {
             (&[Role::Client, Role::Operator], "read the catalog")
@@ -112,6 +113,7 @@ pub(super) async fn dispatch(
             detach,
             pool,
             copy_to,
+            label,
         } => {
             let req = backup::BackupRequest {
                 object_name,
@@ -122,6 +124,7 @@ pub(super) async fn dispatch(
                 detach,
                 pool,
                 copy_to,
+                label,
             };
             backup::run(st, &peer, req, &conn, send).await;
             return;
@@ -335,6 +338,21 @@ async fn handle(st: &Arc<Station>, conn: quinn::Connection, peer: &Peer, req: St
             let recorded = st.catalog.note_channel(channel_id, &peer.name, &note).await?;
             tracing::info!(%channel_id, peer = %peer.name, shared, recorded, "channel data path");
             StationReply::Ok
+        }
+        R::ManagementRecord { channel_id } => {
+            let row = st
+                .catalog
+                .channel(channel_id)
+                .await?
+                .ok_or_else(|| anyhow!(Failure::not_found(format!("no channel {channel_id}"))))?;
+            if row.kind != ChannelKind::Backup || row.fe_name.as_deref() != Some(peer.name.as_str()) {
+                metrics::counter!("dmc_station_requests_refused_total").increment(1);
+                bail!(Failure::refused(format!(
+                    "not authorized: {} is not the front-end writing backup channel {channel_id}",
+                    peer.name
+                )));
+            }
+            StationReply::Management(st.catalog.management_record(row.abs_id).await?)
         }
         R::ListAbs => {
             let access = Access::of(st, peer).await?;

@@ -56,6 +56,8 @@ pub(crate) async fn abs(st: &Arc<Station>) -> Result<Vec<AbsInfo>> {
             tapes,
             copies: copies.remove(&r.id).unwrap_or_default(),
             pool: r.pool,
+            uuid: r.uuid,
+            label: r.label,
         });
     }
     Ok(out)

@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex};
 use anyhow::{anyhow, bail, Context, Result};
 use proto::abs::TrackAddr;
 use proto::tape::metadata::{AbsKind, AbsMetadata};
-use proto::wire::{BackEndReply, BackEndRequest, BackupChannel, StationRequest, MAX_CONTROL_FRAME};
+use proto::wire::{BackEndReply, BackEndRequest, BackupChannel, StationReply, StationRequest, MAX_CONTROL_FRAME};
 use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::JoinHandle;
 
@@ -363,6 +363,31 @@ impl AbsWriter {
             segments: uploaded.segments,
         };
         let differential = ch.base_abs_id.is_some();
+        // Every segment is in the catalog now: the station's management
+        // record places them all (seed 002: the ABS describes itself).
+        let management = match self
+            .fe
+            .link
+            .request(&StationRequest::ManagementRecord {
+                channel_id: ch.channel_id,
+            })
+            .await
+            .context("asking the station for the ABS's management record")?
+        {
+            StationReply::Management(m) => m,
+            StationReply::Error(f) => {
+                return Err(anyhow::Error::new(f).context("the station refused the ABS's management record"))
+            }
+            other => bail!("expected the ABS's management record from the station, got {other:?}"),
+        };
+        if management.placements.len() != usize::try_from(totals.segments).unwrap_or(usize::MAX) {
+            bail!(
+                "the station places {} segments of ABS {}, the front-end wrote {}",
+                management.placements.len(),
+                ch.abs_id,
+                totals.segments
+            );
+        }
         // Metadata after the last segment, on the tape of the last segment.
         let meta = AbsMetadata {
             abs_id: ch.abs_id.get(),
@@ -384,7 +409,7 @@ impl AbsWriter {
             track_count: totals.tracks,
             data_bytes: totals.data_bytes,
             map: ch.map.clone(),
-            management: None,
+            management: Some(management),
         };
         meta.validate().context("the ABS metadata")?;
         let fe = &self.fe;

@@ -8,7 +8,9 @@ use std::str::FromStr;
 
 /// A 128-bit UUID, written `xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx` (lower
 /// case). The all-zero UUID is [`Uuid::NIL`]: "none" on tape.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+#[derive(
+    rkyv::Archive, rkyv::Serialize, rkyv::Deserialize, Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default,
+)]
 pub struct Uuid(pub [u8; 16]);
 
 impl Uuid {

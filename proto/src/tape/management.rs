@@ -18,9 +18,8 @@
 //! | 4    | u32  | chain length C (≤ 65536) |
 //! | C × 8 | u64 | chain: the ABS ids a restore reads, full first, this ABS last |
 //! | 8    | u64  | point_in_time_ms: when the snapshot was taken (Unix ms) |
-//! | 8    | u64  | change_map_id (0 for none) |
 //! | 4    | u32  | epoch count P (≤ 65536) |
-//! | P × 10 |    | epoch: u16 volume index, u64 epoch |
+//! | P × 18 |    | epoch: u16 volume index, u64 change map id, u64 epoch |
 //! | 4+n  | str  | pool (≤ 64) |
 //! | 4    | u32  | copy_number: 0 the primary copy, 1… copies |
 //! | 4+n  | str  | label: the user's label text (≤ 1024) |
@@ -31,6 +30,8 @@
 //! Placements are the segments of the ABS known when the record was
 //! written: every segment for ABS-METADATA (it follows the last one).
 //! A record version other than 1 is refused, naming the version.
+
+use rkyv::{Archive, Deserialize, Serialize};
 
 use crate::domain::{Level, Uuid};
 
@@ -54,7 +55,7 @@ pub const MAX_CHAIN: usize = 65536;
 pub const MAX_PLACEMENTS: usize = 1 << 22;
 
 /// Where one segment of the ABS lies.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 pub struct Placement {
     pub seq: u32,
     pub tape_label: String,
@@ -63,18 +64,19 @@ pub struct Placement {
     pub crc32c: u32,
 }
 
-/// The change map a differential was taken against, and its epoch on each
-/// volume.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct ChangeMapRef {
-    /// 0: none.
+/// The change map of one volume and the epoch the backup captured on it
+/// (the next differential's base point).
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VolumeEpoch {
+    /// The volume's index in the ABS map.
+    pub volume: u16,
     pub map_id: u64,
-    /// (volume index in the ABS map, epoch).
-    pub epochs: Vec<(u16, u64)>,
+    pub epoch: u64,
 }
 
-/// The management record (see the module docs).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The management record (see the module docs). It also travels on the
+/// wire: the station makes it, the front-end writes it.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 pub struct Management {
     pub cluster_id: Uuid,
     pub abs_uuid: Uuid,
@@ -84,7 +86,7 @@ pub struct Management {
     pub base_uuid: Uuid,
     pub chain: Vec<u64>,
     pub point_in_time_ms: u64,
-    pub change_map: ChangeMapRef,
+    pub epochs: Vec<VolumeEpoch>,
     pub pool: String,
     pub copy_number: u32,
     pub label: String,
@@ -131,8 +133,8 @@ impl Management {
         if self.chain.len() > MAX_CHAIN {
             return Err(many("chain", MAX_CHAIN, self.chain.len()));
         }
-        if self.change_map.epochs.len() > MAX_CHAIN {
-            return Err(many("epochs", MAX_CHAIN, self.change_map.epochs.len()));
+        if self.epochs.len() > MAX_CHAIN {
+            return Err(many("epochs", MAX_CHAIN, self.epochs.len()));
         }
         if self.placements.len() > MAX_PLACEMENTS {
             return Err(many("placements", MAX_PLACEMENTS, self.placements.len()));
@@ -156,11 +158,9 @@ impl Management {
         for id in &self.chain {
             w.u64(*id);
         }
-        w.u64(self.point_in_time_ms)
-            .u64(self.change_map.map_id)
-            .len32(self.change_map.epochs.len());
-        for (v, e) in &self.change_map.epochs {
-            w.u16(*v).u64(*e);
+        w.u64(self.point_in_time_ms).len32(self.epochs.len());
+        for e in &self.epochs {
+            w.u16(e.volume).u64(e.map_id).u64(e.epoch);
         }
         w.str(&self.pool)
             .u32(self.copy_number)
@@ -214,11 +214,14 @@ impl Management {
             chain.push(r.u64("chain ABS id")?);
         }
         let point_in_time_ms = r.u64("point_in_time_ms")?;
-        let map_id = r.u64("change_map_id")?;
-        let n = r.count("epoch count", MAX_CHAIN, 10)?;
+        let n = r.count("epoch count", MAX_CHAIN, 18)?;
         let mut epochs = Vec::with_capacity(n);
         for _ in 0..n {
-            epochs.push((r.u16("epoch volume")?, r.u64("epoch")?));
+            epochs.push(VolumeEpoch {
+                volume: r.u16("epoch volume")?,
+                map_id: r.u64("epoch change map id")?,
+                epoch: r.u64("epoch")?,
+            });
         }
         let pool = r.str("pool", MAX_POOL)?;
         let copy_number = r.u32("copy_number")?;
@@ -244,7 +247,7 @@ impl Management {
             base_uuid,
             chain,
             point_in_time_ms,
-            change_map: ChangeMapRef { map_id, epochs },
+            epochs,
             pool,
             copy_number,
             label,
@@ -269,10 +272,18 @@ pub(crate) mod tests {
             base_uuid: Uuid::from_random_bytes([3; 16]),
             chain: vec![3, 5, 7],
             point_in_time_ms: 1_700_000_100_123,
-            change_map: ChangeMapRef {
-                map_id: 0xdead_beef,
-                epochs: vec![(0, 4), (1, 2)],
-            },
+            epochs: vec![
+                VolumeEpoch {
+                    volume: 0,
+                    map_id: 0xdead_beef,
+                    epoch: 4,
+                },
+                VolumeEpoch {
+                    volume: 1,
+                    map_id: 0xfeed,
+                    epoch: 2,
+                },
+            ],
             pool: "onsite".into(),
             copy_number: 0,
             label: "nightly orders".into(),
@@ -340,7 +351,7 @@ pub(crate) mod tests {
             client in "[a-z0-9-]{0,20}",
             label in ".{0,40}",
             chain in proptest::collection::vec(any::<u64>(), 0..8),
-            epochs in proptest::collection::vec((any::<u16>(), any::<u64>()), 0..8),
+            epochs in proptest::collection::vec((any::<u16>(), any::<u64>(), any::<u64>()), 0..8),
             level in 0u8..4,
             copy_number in any::<u32>(),
             pit in any::<u64>(),
@@ -349,7 +360,7 @@ pub(crate) mod tests {
                 client,
                 label,
                 chain,
-                change_map: ChangeMapRef { map_id: pit ^ 1, epochs },
+                epochs: epochs.into_iter().map(|(volume, map_id, epoch)| VolumeEpoch { volume, map_id, epoch }).collect(),
                 level: [Level::Full, Level::Cumulative, Level::Incremental, Level::Synthetic][usize::from(level)],
                 copy_number,
                 point_in_time_ms: pit,

@@ -237,6 +237,10 @@ pub struct BackupArgs {
     /// before reporting done (two more drives of one back-end).
     #[arg(long, value_name = "COPYPOOL")]
     pub copy_to: Option<String>,
+    /// Label text kept with the ABS, in the catalog and on tape (≤ 1024
+    /// bytes; shown by `list abs`).
+    #[arg(long, default_value = "")]
+    pub label: String,
 }
 
 // The arguments of `smapp restore` (its help is the variant's doc comment).

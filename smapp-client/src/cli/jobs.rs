@@ -20,6 +20,7 @@ pub async fn backup(a: &Args, b: &BackupArgs) -> Result<()> {
         detach,
         pool,
         copy_to,
+        label,
     } = b;
     let level = *level;
     let spec = match (volume, extents) {
@@ -36,6 +37,7 @@ pub async fn backup(a: &Args, b: &BackupArgs) -> Result<()> {
         detach: *detach,
         pool: pool.clone(),
         copy_to: copy_to.clone(),
+        label: label.clone(),
     };
     let client = connect(a).await?;
     let pb = progress_bar(a.json);

@@ -37,7 +37,7 @@ pub fn print_listing(reply: StationReply, as_json: bool) {
                         "merged_from_abs_id": r.merged_from_abs_id.map_or(0, AbsId::get),
                         "point_in_time": r.point_in_time, "state": r.state.as_str(), "object_size": r.object_size, "data_bytes": r.data_bytes, "tracks": r.track_count,
                         "segments": r.segment_count, "extents": r.extents, "created": r.created, "tapes": r.tapes,
-                        "pool": r.pool, "copies": r.copies.len(), "copy_pools": r.copies})
+                        "pool": r.pool, "copies": r.copies.len(), "copy_pools": r.copies, "uuid": r.uuid, "label": r.label})
                     );
                 } else {
                     println!(

@@ -24,6 +24,8 @@ pub(crate) struct BackupRequest {
     pub pool: Option<String>,
     /// The copy pool to copy the ABS to before reporting done.
     pub copy_to: Option<String>,
+    /// The user's label text.
+    pub label: String,
 }
 
 /// The base of a differential as the catalog holds it.
@@ -266,6 +268,7 @@ mod tests {
             detach: false,
             pool: None,
             copy_to: None,
+            label: String::new(),
         }
     }
 

@@ -14,8 +14,9 @@ mod writing;
 use std::sync::Arc;
 use std::time::Instant;
 
-use anyhow::{anyhow, Result};
+use anyhow::{anyhow, bail, Result};
 use proto::domain::{Failure, Level, PoolKind};
+use proto::tape::management::MAX_LABEL_TEXT;
 use proto::wire::{ChannelEvent, StationReply};
 use transport::{FramedSend, Peer};
 
@@ -57,6 +58,12 @@ async fn backup(
     started: Instant,
 ) -> Result<ChannelEvent> {
     job::check_level(req.level)?;
+    if req.label.len() > MAX_LABEL_TEXT {
+        bail!(Failure::invalid(format!(
+            "--label: {} bytes, at most {MAX_LABEL_TEXT}",
+            req.label.len()
+        )));
+    }
     Access::of(st, client)
         .await?
         .require(Right::Backup, &req.primary, Some(&req.object_name))?;
@@ -79,7 +86,7 @@ async fn backup(
             &job.pool,
         )
         .await?;
-    let (mut held, rx) = open_writing_channel(st, client, abs_id).await?;
+    let (mut held, rx) = open_writing_channel(st, client, abs_id, &req.label).await?;
     let channel_id = held.channel.id();
     send.emit(ChannelEvent::Accepted { channel_id, abs_id }).await;
     let outcome = act::act(st, &mut held, &job, abandon, rx, send, started).await;

@@ -28,7 +28,14 @@ pub(crate) struct Held {
 }
 
 /// A backup channel writing ABS `abs_id`, registered for notes.
-pub(crate) async fn open_writing_channel(st: &Arc<Station>, client: &Peer, abs_id: AbsId) -> Result<(Held, NoteRx)> {
+/// `client` asked for it, with `label` (the management record keeps both).
+pub(crate) async fn open_writing_channel(
+    st: &Arc<Station>,
+    client: &Peer,
+    abs_id: AbsId,
+    label: &str,
+) -> Result<(Held, NoteRx)> {
+    st.catalog.describe_abs(abs_id, &client.name, label).await?;
     let channel_id = st
         .catalog
         .create_channel(ChannelKind::Backup, abs_id, &client.name)

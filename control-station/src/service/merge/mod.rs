@@ -74,7 +74,7 @@ async fn merge(
         .load_abs(new_abs)
         .await?
         .ok_or_else(|| anyhow!("ABS {new_abs} vanished"))?;
-    let (writer, rx) = open_writing_channel(st, client, new_abs).await?;
+    let (writer, rx) = open_writing_channel(st, client, new_abs, "").await?;
     let channel_id = writer.channel.id();
     let mut merging = Merging {
         writer,

@@ -110,7 +110,10 @@ impl DriveWriter {
     /// Queue ABS metadata (written before any queued segment) and wait.
     pub async fn write_metadata(&self, meta: AbsMetadata) -> Result<Placed> {
         let (reply, rx) = oneshot::channel();
-        self.send(Command::Metadata { meta, reply })?;
+        self.send(Command::Metadata {
+            meta: Box::new(meta),
+            reply,
+        })?;
         rx.await.map_err(|_| anyhow!("the drive writer stopped"))?
     }
 

@@ -75,13 +75,12 @@ pub(super) enum Command {
         reply: Reply,
     },
     Metadata {
-        meta: AbsMetadata,
+        // Boxed: metadata with its management record is large.
+        meta: Box<AbsMetadata>,
         reply: Reply,
     },
     /// The station mounted a tape for writing in the drive.
-    TapeMounted {
-        label: String,
-    },
+    TapeMounted { label: String },
 }
 
 /// What a job writes, as the shell holds it.
@@ -199,7 +198,7 @@ impl Shell {
             }
             Command::Metadata { meta, reply } => {
                 let abs_id = meta.abs_id;
-                let payload = Payload::Metadata(Arc::new(meta));
+                let payload = Payload::Metadata(Arc::from(meta));
                 self.jobs.insert(id, Pending { payload, reply });
                 Event::Metadata { id, abs_id }
             }

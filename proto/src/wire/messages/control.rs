@@ -105,6 +105,8 @@ pub enum StationRequest {
         /// A copy pool of that pool to copy the ABS to before the backup
         /// reports done (a synchronous copy; None: none).
         copy_to: Option<String>,
+        /// The user's label text, kept with the ABS on tape (≤ 1024 bytes).
+        label: String,
     },
     /// Restore the object as it was when ABS `abs_id` was taken: a
     /// differential restores its chain (full first).
@@ -195,6 +197,13 @@ pub enum StationRequest {
     /// 12). Answered like [`StationRequest::Backup`].
     CatalogBackup {
         pool: String,
+    },
+    /// Front-end of backup channel `channel_id`, finishing its ABS: the
+    /// management record to write in the ABS metadata (seed 002), with the
+    /// placement of every segment. Answered with
+    /// [`StationReply::Management`].
+    ManagementRecord {
+        channel_id: ChannelId,
     },
     /// Front-end of catalog backup channel `channel_id`: send the dump it
     /// writes. Answered with [`StationReply::Dump`] followed by exactly
@@ -311,6 +320,8 @@ pub enum StationReply {
         new: NewTape,
     },
     Event(ChannelEvent),
+    /// See [`StationRequest::ManagementRecord`].
+    Management(crate::tape::management::Management),
     /// The catalog dump of a [`StationRequest::FetchDump`]: `bytes` raw
     /// bytes follow this frame.
     Dump {
@@ -430,6 +441,10 @@ pub struct AbsInfo {
     pub pool: String,
     /// The copy pools holding a whole, healthy copy of it.
     pub copies: Vec<String>,
+    /// The ABS's UUID (kept wherever its tapes go).
+    pub uuid: String,
+    /// The user's label text.
+    pub label: String,
 }
 
 /// What a tape audit found.
