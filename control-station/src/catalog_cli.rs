@@ -1,10 +1,11 @@
-//! `control-station catalog backup|restore`: what an operator runs.
+//! `control-station catalog backup|restore|rebuild`: what an operator runs.
 
 use std::net::SocketAddr;
 use std::path::Path;
 
 use anyhow::{anyhow, bail, Context, Result};
 use control_station::catalog_restore::{self, RestoreOptions};
+use control_station::rebuild::{self, RebuildOptions};
 use proto::wire::{ChannelEvent, StationReply, StationRequest, MAX_CONTROL_FRAME};
 use transport::{Identity, Role};
 
@@ -70,6 +71,38 @@ pub async fn restore(opts: RestoreOptions) -> Result<()> {
         r.segments,
         r.tapes.join(", "),
         catalog_restore::redacted(&opts.database_url)
+    );
+    Ok(())
+}
+
+/// Rebuild the catalog from the library's tapes; say what was recorded,
+/// what could not be and how long it took.
+pub async fn rebuild(opts: RebuildOptions) -> Result<()> {
+    let r = rebuild::rebuild(&opts).await?;
+    for note in &r.notes {
+        eprintln!("note: {note}");
+    }
+    println!(
+        "catalog rebuilt from {} tapes in {} into {}: {} pools, {} complete ABSs, {} failed, {} segments, {} segment copies",
+        r.tapes,
+        opts.library.display(),
+        catalog_restore::redacted(&opts.database_url),
+        r.pools,
+        r.complete,
+        r.failed,
+        r.segments,
+        r.copies
+    );
+    let read = r
+        .bytes_read
+        .map(|b| format!("{:.3} MB", b as f64 / 1e6))
+        .unwrap_or_else(|| "?".into());
+    println!(
+        "tapes read in {:.3} s ({read} read; {} segments read for counts older tapes do not record), {:.3} s in all",
+        r.seconds_reading, r.segments_read, r.seconds_total
+    );
+    println!(
+        "not on tape, so not rebuilt: grants (smapp grant), channel history, movers and drives (they register again)"
     );
     Ok(())
 }

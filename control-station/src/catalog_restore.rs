@@ -257,7 +257,7 @@ pub fn redacted(url: &str) -> String {
 }
 
 /// Fail unless database `url` holds no tables of its own.
-async fn require_empty(url: &str) -> Result<()> {
+pub(crate) async fn require_empty(url: &str) -> Result<()> {
     let pool = sqlx::PgPool::connect(url)
         .await
         .with_context(|| format!("connecting to {}", redacted(url)))?;

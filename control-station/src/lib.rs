@@ -4,4 +4,5 @@ pub mod catalog_restore;
 pub mod channel;
 pub mod pg_tools;
 pub mod plan;
+pub mod rebuild;
 pub mod service;

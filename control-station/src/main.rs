@@ -73,7 +73,8 @@ enum Cmd {
         #[arg(long, env = "DMC_PG_BIN")]
         pg_bin: Option<PathBuf>,
     },
-    /// Back up the catalog to tape, or restore it from a tape.
+    /// Back up the catalog to tape, restore it from a tape, or rebuild it
+    /// from the library's tapes.
     Catalog {
         #[command(subcommand)]
         cmd: CatalogCmd,
@@ -127,6 +128,20 @@ enum CatalogCmd {
         /// /usr/lib/postgresql/N/bin, else PATH).
         #[arg(long, env = "DMC_PG_BIN")]
         pg_bin: Option<PathBuf>,
+    },
+    /// Rebuild a lost catalog from the tapes alone, with no station
+    /// running: read every tape image of the library (labels, DIRECTORY,
+    /// CATALOG and ABS metadata with management records; a tape whose
+    /// DIRECTORY or CATALOG is damaged is scanned) and record its pools,
+    /// tapes, ABSs with their chains, segments and copies in the empty
+    /// database --database-url.
+    Rebuild {
+        /// Directory of the tape library (its *.tap images).
+        #[arg(long)]
+        library: PathBuf,
+        /// The empty database to rebuild into.
+        #[arg(long, env = "DATABASE_URL")]
+        database_url: String,
     },
 }
 
@@ -229,6 +244,9 @@ async fn main_async() -> Result<()> {
             };
             catalog_cli::restore(opts).await
         }
+        Cmd::Catalog {
+            cmd: CatalogCmd::Rebuild { library, database_url },
+        } => catalog_cli::rebuild(control_station::rebuild::RebuildOptions { library, database_url }).await,
         Cmd::Pki {
             cmd: PkiCmd::Init { dir, components },
         } => {

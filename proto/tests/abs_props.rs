@@ -474,6 +474,25 @@ fn check_logical_ranges(specs: &[VolSpec], seed: u64, mode: usize) {
     if units <= 2000 {
         assert_eq!(total, inside * UNIT);
     }
+    // (d) The ranges lead back to the tracks: those of the set that hold
+    // any byte of the object (a catalog rebuilt from tape relies on it).
+    let own = map.track_set();
+    let held = TrackSet::from_runs(own.runs().iter().flat_map(|r| {
+        tracks
+            .runs()
+            .iter()
+            .filter(move |t| t.volume == r.volume)
+            .filter_map(move |t| {
+                let first = t.first.max(r.first);
+                let end = t.first.saturating_add(t.count).min(r.first + r.count);
+                (first < end).then_some(TrackRun {
+                    volume: r.volume,
+                    first,
+                    count: end - first,
+                })
+            })
+    }));
+    assert_eq!(map.tracks_of_ranges(&ranges), held, "ranges {ranges:?}");
     match mode {
         0 => assert!(ranges.is_empty()),
         1 | 2 => assert_eq!(

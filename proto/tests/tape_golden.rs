@@ -337,15 +337,13 @@ fn metadata_version_2_is_pinned() {
     assert_eq!(AbsMetadata::decode(&golden).unwrap(), meta);
 }
 
-/// ABS-METADATA version 3 (the management record of seed 002) pinned byte
-/// for byte in `golden/metadata_v3.bin` (rewritten with UPDATE_GOLDEN=1);
-/// the version-1 and version-2 goldens above still read.
-#[test]
-fn metadata_version_3_is_pinned() {
+/// The ABS-METADATA version 3 golden: its placement with `counts` or
+/// without (management record version 2 or 1).
+fn metadata_v3(counts: Option<proto::tape::management::PlacementCounts>) -> AbsMetadata {
     use proto::abs::{AbsMap, Geometry, LogicalRange, MapExtent, VolumeRef};
     use proto::domain::{Level, Uuid};
     use proto::tape::management::{Management, Placement, VolumeEpoch};
-    let meta = AbsMetadata {
+    AbsMetadata {
         abs_id: 12,
         object_name: "/db/ledger".into(),
         kind: AbsKind::Differential,
@@ -400,16 +398,48 @@ fn metadata_version_3_is_pinned() {
                 tape_file: 4,
                 bytes: 66_000,
                 crc32c: 0xfeed_f00d,
+                counts,
             }],
         }),
-    };
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden/metadata_v3.bin");
+    }
+}
+
+/// `meta` pinned byte for byte in `golden/NAME` (rewritten with
+/// UPDATE_GOLDEN=1), its management record of version `record`.
+fn pin_metadata_v3(meta: &AbsMetadata, name: &str, record: u32) {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(name);
     let bytes = meta.encode();
     if std::env::var("UPDATE_GOLDEN").as_deref() == Ok("1") {
         std::fs::write(&path, &bytes).unwrap();
     }
-    let golden = std::fs::read(&path).expect("golden/metadata_v3.bin (UPDATE_GOLDEN=1 writes it)");
+    let golden = std::fs::read(&path).unwrap_or_else(|e| panic!("golden/{name} (UPDATE_GOLDEN=1 writes it): {e}"));
     assert_eq!(&golden[..10], b"DMCMET01\x03\x00", "magic and version 3");
-    assert_eq!(bytes, golden, "the version-3 metadata encoding changed");
-    assert_eq!(AbsMetadata::decode(&golden).unwrap(), meta);
+    assert_eq!(bytes, golden, "the version-3 metadata encoding changed ({name})");
+    assert_eq!(&AbsMetadata::decode(&golden).unwrap(), meta);
+    let m = meta.management.as_ref().unwrap();
+    assert_eq!(m.version(), record);
+    let at = golden.windows(4).position(|w| w == record.to_le_bytes()).is_some();
+    assert!(at, "record version {record} present");
+}
+
+/// ABS-METADATA version 3 (the management record of seed 002) with a
+/// version-1 record pinned in `golden/metadata_v3.bin`; the version-1 and
+/// version-2 goldens above still read.
+#[test]
+fn metadata_version_3_is_pinned() {
+    pin_metadata_v3(&metadata_v3(None), "metadata_v3.bin", 1);
+}
+
+/// The same with a version-2 management record (placements with their
+/// data bytes and track counts), pinned in `golden/metadata_v3_mgmt_v2.bin`.
+#[test]
+fn metadata_version_3_with_record_version_2_is_pinned() {
+    use proto::tape::management::PlacementCounts;
+    let counts = PlacementCounts {
+        data_bytes: 65_536,
+        track_count: 1,
+    };
+    pin_metadata_v3(&metadata_v3(Some(counts)), "metadata_v3_mgmt_v2.bin", 2);
 }

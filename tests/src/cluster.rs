@@ -539,6 +539,22 @@ impl Cluster {
         Ok(())
     }
 
+    /// The catalog is lost: the station is killed and its database
+    /// dropped and created again, empty (a catalog restore or rebuild
+    /// follows, then [`Cluster::restart`] of the station).
+    pub async fn lose_catalog(&mut self) -> Result<()> {
+        use sqlx::{Connection, Executor};
+        self.kill(STATION)?;
+        let mut admin = sqlx::PgConnection::connect(self.db.admin_url()).await?;
+        let name = self.db.name().to_string();
+        admin
+            .execute(format!(r#"DROP DATABASE "{name}" WITH (FORCE)"#).as_str())
+            .await?;
+        admin.execute(format!(r#"CREATE DATABASE "{name}""#).as_str()).await?;
+        admin.close().await?;
+        Ok(())
+    }
+
     /// Stop everything.
     pub fn stop(&mut self) {
         for p in self.procs.iter_mut().rev() {
@@ -553,6 +569,33 @@ impl Drop for Cluster {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// `control-station ARGS` (the station's offline commands): (success,
+/// stdout, stderr).
+pub fn station_cli(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(bin("control-station").expect("the control-station binary"))
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("running control-station");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Write 4 KiB of `pattern` at byte `offset` of `volume` through the NBD
+/// export of the primary node listening on `port` (qemu-io, Debian package
+/// qemu-utils).
+pub fn nbd_write(port: u16, volume: &str, offset: u64, pattern: u8) {
+    let url = format!("nbd://127.0.0.1:{port}/{volume}");
+    let out = Command::new("qemu-io")
+        .args(["-f", "raw", &url, "-c", &format!("write -P {pattern} {offset} 4096")])
+        .output()
+        .expect("qemu-io (Debian package qemu-utils) must be installed");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
 /// Peak resident memory (VmHWM, KiB) of a running process.

@@ -16,7 +16,7 @@ use proto::domain::{
 async fn catalog(db: &TestDb) -> Catalog {
     let cat = Catalog::connect(db.url()).await.expect("connect and migrate");
     for pool in ["default", "other", "p", "q", "pool"] {
-        cat.define_pool(pool, PoolKind::Primary, &[])
+        cat.define_pool(pool, PoolKind::Primary, &[], None)
             .await
             .expect("define a pool");
     }
@@ -1122,4 +1122,34 @@ async fn chains_keep_epochs_changed_tracks_and_merges() {
         cat.create_abs("/db", pn, Level::Synthetic, None, &map, "default").await,
         Err(CatalogError::Invalid { .. })
     ));
+}
+
+/// A tape used again starts a media set of its own: never the id of a
+/// media set another tape still carries (it went on there before the tape
+/// was emptied).
+#[tokio::test]
+async fn a_reused_tape_gets_a_fresh_media_set() {
+    let db = TestDb::new().await;
+    let cat = catalog(&db).await;
+    let first = cat.create_tape("R1", "default", "/lib/R1.tap").await.unwrap();
+    let second = cat.create_tape("R2", "default", "/lib/R2.tap").await.unwrap();
+    // A never-used tape names its media set after itself.
+    let set = cat.fresh_media_set(first.id).await.unwrap();
+    assert_eq!(set, MediaSetId::new(first.id.get()));
+    cat.set_tape_media_set(first.id, set, 1).await.unwrap();
+    cat.set_tape_media_set(second.id, set, 2).await.unwrap();
+    // R1 emptied and back to scratch (what recycling does), R2 still
+    // carries volume 2 of that media set.
+    let pool = sqlx::PgPool::connect(db.url()).await.unwrap();
+    sqlx::query("UPDATE tapes SET media_set = NULL, media_set_seq = NULL WHERE id = $1")
+        .bind(first.id.to_i64().unwrap())
+        .execute(&pool)
+        .await
+        .unwrap();
+    let again = cat.fresh_media_set(first.id).await.unwrap();
+    assert_ne!(again, set, "the media set R2 continues is not started again");
+    let third = cat.create_tape("R3", "default", "/lib/R3.tap").await.unwrap();
+    assert!(third.id.get() > again.get(), "and no later tape names one like it");
+    cat.set_tape_media_set(first.id, again, 1).await.unwrap();
+    pool.close().await;
 }

@@ -6,31 +6,15 @@
 //! listed as before, restores work, and new backups go on without reusing
 //! an id or writing over the catalog backup.
 
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use dmc_tests::cluster::{bin, Cluster, CLIENT, ROGUE_MOVER, STATION};
+use dmc_tests::cluster::{station_cli, Cluster, CLIENT, ROGUE_MOVER, STATION};
 use dmc_tests::pg::TestDb;
 use dmc_tests::scenario::{self, ScenarioSpec};
 use proto::domain::{ChannelId, Failure, FailureCode};
 use proto::wire::{StationReply, StationRequest, MAX_CONTROL_FRAME};
 use serde_json::Value;
-use sqlx::{Connection, Executor, PgConnection};
 use transport::{Identity, Role};
-
-/// `control-station ARGS`: (success, stdout, stderr).
-fn station_cli(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(bin("control-station").unwrap())
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("running control-station");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
 
 /// Ask the station for the dump of channel 1 with `who`'s certificate:
 /// the failure it answers.
@@ -147,17 +131,7 @@ async fn catalog_backup_then_lost_database_then_restore_from_tape() {
     assert!(err.contains("vault-db is a catalog pool"), "{err}");
 
     // The database is lost.
-    cluster.kill(STATION).unwrap();
-    let mut admin = PgConnection::connect(cluster.db.admin_url()).await.unwrap();
-    let name = cluster.db.name().to_string();
-    admin
-        .execute(format!(r#"DROP DATABASE "{name}" WITH (FORCE)"#).as_str())
-        .await
-        .unwrap();
-    admin
-        .execute(format!(r#"CREATE DATABASE "{name}""#).as_str())
-        .await
-        .unwrap();
+    cluster.lose_catalog().await.unwrap();
 
     // Restored from the tape alone.
     let image = cluster.library.join(format!("{catalog_tape}.tap"));

@@ -630,7 +630,7 @@ impl Catalog {
         Ok(())
     }
 
-    /// Every ABS, oldest first, with what was recorded of it.
+    /// Every ABS not deleted, oldest first, with what was recorded of it.
     pub async fn list_abs(&self) -> Result<Vec<AbsSummaryRow>> {
         let rows = sqlx::query!(
             r#"SELECT a.id AS "id: AbsId", a.object_id AS "object_id: ObjectId", o.name AS object_name,
@@ -645,6 +645,7 @@ impl Catalog {
                FROM abs a
                JOIN logical_objects o ON o.id = a.object_id
                JOIN primary_nodes n ON n.id = o.primary_node_id
+               WHERE a.state <> 'deleted'
                ORDER BY a.id"#
         )
         .fetch_all(&self.pool)

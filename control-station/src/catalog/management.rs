@@ -6,7 +6,7 @@
 
 use chrono::{DateTime, Utc};
 use proto::domain::{AbsId, Level, Uuid};
-use proto::tape::management::{Management, Placement, VolumeEpoch};
+use proto::tape::management::{Management, Placement, PlacementCounts, VolumeEpoch};
 
 use super::{to_u32, to_u64, Catalog, CatalogError, Result};
 
@@ -92,7 +92,7 @@ impl Catalog {
         })
         .collect::<Result<Vec<_>>>()?;
         let placements = sqlx::query!(
-            "SELECT s.seq, t.label, s.tape_file, s.bytes, s.crc32c
+            "SELECT s.seq, t.label, s.tape_file, s.bytes, s.crc32c, s.data_bytes, s.track_count
              FROM segments s JOIN tapes t ON t.id = s.tape_id
              WHERE s.abs_id = $1 ORDER BY s.seq",
             abs_id as _
@@ -107,6 +107,10 @@ impl Catalog {
                 tape_file: to_u32(s.tape_file, "tape file")?,
                 bytes: to_u64(s.bytes, "segment bytes")?,
                 crc32c: to_u32(s.crc32c, "segment CRC32C")?,
+                counts: Some(PlacementCounts {
+                    data_bytes: to_u64(s.data_bytes, "segment data bytes")?,
+                    track_count: to_u32(s.track_count, "segment track count")?,
+                }),
             })
         })
         .collect::<Result<Vec<_>>>()?;

@@ -14,7 +14,13 @@ pub struct PoolRow {
     pub name: String,
     pub kind: PoolKind,
     pub copies_of: Vec<String>,
+    /// Days a tape whose every ABS was deleted is kept before it is
+    /// scratch again.
+    pub retain_days: u32,
 }
+
+/// Most days a pool keeps emptied tapes.
+pub const MAX_RETAIN_DAYS: u32 = 36500;
 
 /// A pool in a listing.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,9 +55,22 @@ impl Catalog {
     /// Define pool `name` of `kind`. A copy pool is attached to the primary
     /// pools `copies_of` (at least one when it is new); a primary pool
     /// takes none. Defining an existing pool again with the same kind adds
-    /// the primary pools named; another kind is a conflict.
-    pub async fn define_pool(&self, name: &str, kind: PoolKind, copies_of: &[String]) -> Result<PoolRow> {
+    /// the primary pools named; another kind is a conflict. `retain_days`
+    /// (None: 0 for a new pool, unchanged otherwise) is how long a tape
+    /// whose every ABS was deleted is kept before it is scratch again.
+    pub async fn define_pool(
+        &self,
+        name: &str,
+        kind: PoolKind,
+        copies_of: &[String],
+        retain_days: Option<u32>,
+    ) -> Result<PoolRow> {
         check_pool_name(name)?;
+        if let Some(d) = retain_days.filter(|d| *d > MAX_RETAIN_DAYS) {
+            return Err(CatalogError::invalid(format!(
+                "pool {name}: retention of {d} days; at most {MAX_RETAIN_DAYS}"
+            )));
+        }
         if kind != PoolKind::Copy && !copies_of.is_empty() {
             return Err(CatalogError::invalid(format!(
                 "{kind} pool {name} cannot copy other pools (--copies-of is for copy pools)"
@@ -82,6 +101,15 @@ impl Catalog {
                     .await?;
             }
         }
+        if let Some(days) = retain_days {
+            sqlx::query!(
+                "UPDATE pools SET retain_days = $2 WHERE name = $1",
+                name,
+                i32::try_from(days).unwrap_or(i32::MAX)
+            )
+            .execute(&mut *tx)
+            .await?;
+        }
         for primary in copies_of {
             let k = sqlx::query_scalar!(r#"SELECT kind AS "kind: PoolKind" FROM pools WHERE name = $1"#, primary)
                 .fetch_optional(&mut *tx)
@@ -108,9 +136,12 @@ impl Catalog {
 
     /// The pool named `name`.
     pub async fn pool_named(&self, name: &str) -> Result<Option<PoolRow>> {
-        let Some(kind) = sqlx::query_scalar!(r#"SELECT kind AS "kind: PoolKind" FROM pools WHERE name = $1"#, name)
-            .fetch_optional(&self.pool)
-            .await?
+        let Some(p) = sqlx::query!(
+            r#"SELECT kind AS "kind: PoolKind", retain_days FROM pools WHERE name = $1"#,
+            name
+        )
+        .fetch_optional(&self.pool)
+        .await?
         else {
             return Ok(None);
         };
@@ -122,15 +153,16 @@ impl Catalog {
         .await?;
         Ok(Some(PoolRow {
             name: name.to_string(),
-            kind,
+            kind: p.kind,
             copies_of,
+            retain_days: to_u32(i64::from(p.retain_days), "pool retention")?,
         }))
     }
 
     /// Every pool, by name, with its tapes and what it holds.
     pub async fn list_pools(&self) -> Result<Vec<PoolSummary>> {
         let rows = sqlx::query!(
-            r#"SELECT p.name, p.kind AS "kind: PoolKind",
+            r#"SELECT p.name, p.kind AS "kind: PoolKind", p.retain_days,
                     COALESCE((SELECT array_agg(c.primary_pool ORDER BY c.primary_pool) FROM pool_copies c
                               WHERE c.copy_pool = p.name), '{}') AS "copies_of!",
                     (SELECT count(*) FROM tapes t WHERE t.pool = p.name) AS "tapes!",
@@ -150,6 +182,7 @@ impl Catalog {
                         name: r.name,
                         kind: r.kind,
                         copies_of: r.copies_of,
+                        retain_days: to_u32(i64::from(r.retain_days), "pool retention")?,
                     },
                     tapes: to_u32(r.tapes, "pool tape count")?,
                     bytes_written: to_u64(r.bytes, "pool bytes")?,

@@ -148,7 +148,7 @@ pub(super) async fn data_file_written(tx: &mut sqlx::PgConnection, tape_id: Tape
     sqlx::query!(
         "UPDATE tapes
                  SET state = CASE WHEN state = 'scratch' THEN 'filling' ELSE state END,
-                     files_written = GREATEST(files_written, $2)
+                     files_written = GREATEST(files_written, $2), emptied = NULL
                  WHERE id = $1",
         tape_id as _,
         i32::try_from(i64::from(tape_file) + 1).unwrap_or(i32::MAX)

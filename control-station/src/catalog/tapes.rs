@@ -36,6 +36,11 @@ pub struct TapeRow {
     pub location: TapeLocation,
     /// Home slot in the library (None once exported).
     pub slot: Option<u32>,
+    /// Every ABS on it was deleted at this time: scratch again once its
+    /// pool's retention has passed.
+    pub emptied: Option<DateTime<Utc>>,
+    /// Times it was relabelled and used again.
+    pub reuses: u32,
 }
 
 struct RawTape {
@@ -53,6 +58,8 @@ struct RawTape {
     created: DateTime<Utc>,
     location: TapeLocation,
     slot: Option<i32>,
+    emptied: Option<DateTime<Utc>>,
+    reuses: i32,
 }
 
 impl TryFrom<RawTape> for TapeRow {
@@ -75,6 +82,8 @@ impl TryFrom<RawTape> for TapeRow {
             created: r.created,
             location: r.location,
             slot: r.slot.map(|q| small(q, "tape slot")).transpose()?,
+            emptied: r.emptied,
+            reuses: small(r.reuses, "tape reuses")?,
         })
     }
 }
@@ -193,7 +202,7 @@ impl Catalog {
         let mut tx = self.pool.begin().await?;
         let id = sqlx::query_scalar!(
             r#"SELECT id AS "id: TapeId" FROM tapes
-             WHERE pool = $1 AND NOT in_use AND location = 'library'
+             WHERE pool = $1 AND NOT in_use AND location = 'library' AND emptied IS NULL
                AND (state = 'scratch' OR (state = 'filling' AND NOT $2))
              ORDER BY (state = 'filling') DESC, created, id
              LIMIT 1
@@ -432,7 +441,8 @@ impl Catalog {
             RawTape,
             r#"SELECT t.id AS "id: TapeId", t.label, t.pool, t.state AS "state: TapeState", t.path, t.bytes_written,
                       t.files_written, t.media_set AS "media_set: MediaSetId", t.media_set_seq, t.in_use,
-                      d.name AS "mounted_in?", t.created, t.location AS "location: TapeLocation", t.slot
+                      d.name AS "mounted_in?", t.created, t.location AS "location: TapeLocation", t.slot,
+                      t.emptied, t.reuses
                FROM tapes t LEFT JOIN drives d ON d.id = t.mounted_in
                WHERE t.label = $1"#,
             label
@@ -448,7 +458,8 @@ impl Catalog {
             RawTape,
             r#"SELECT t.id AS "id: TapeId", t.label, t.pool, t.state AS "state: TapeState", t.path, t.bytes_written,
                       t.files_written, t.media_set AS "media_set: MediaSetId", t.media_set_seq, t.in_use,
-                      d.name AS "mounted_in?", t.created, t.location AS "location: TapeLocation", t.slot
+                      d.name AS "mounted_in?", t.created, t.location AS "location: TapeLocation", t.slot,
+                      t.emptied, t.reuses
                FROM tapes t LEFT JOIN drives d ON d.id = t.mounted_in
                WHERE t.id = $1"#,
             id as _
@@ -465,7 +476,8 @@ impl Catalog {
             RawTape,
             r#"SELECT t.id AS "id: TapeId", t.label, t.pool, t.state AS "state: TapeState", t.path, t.bytes_written,
                       t.files_written, t.media_set AS "media_set: MediaSetId", t.media_set_seq, t.in_use,
-                      d.name AS "mounted_in?", t.created, t.location AS "location: TapeLocation", t.slot
+                      d.name AS "mounted_in?", t.created, t.location AS "location: TapeLocation", t.slot,
+                      t.emptied, t.reuses
                FROM tapes t LEFT JOIN drives d ON d.id = t.mounted_in
                ORDER BY t.label"#
         )

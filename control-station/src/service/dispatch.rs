@@ -9,7 +9,7 @@ use proto::wire::{StationReply, StationRequest};
 use transport::FramedSend;
 use transport::{Peer, Role};
 
-use super::access::Access;
+use super::access::{Access, Right};
 use super::{
     audit, backup, catalog_backup, copy, failure_of, library, library_admin, listing, merge, recovery, registry,
     restore, ChannelNote, PeerConn, Station,
@@ -38,6 +38,7 @@ pub(super) fn authorize(peer: &Peer, req: &StationRequest) -> Result<()> {
             (&[Role::Operator], "manage the tape library")
         }
         R::PoolDefine { .. } | R::PoolBackup { .. } => (&[Role::Operator], "manage storage pools"),
+        R::DeleteAbs { .. } => (&[Role::Client, Role::Operator], "delete backups"),
         R::TapeAudit { .. } => (&[Role::Operator], "audit tapes"),
         R::TapeRecover { .. } => (&[Role::Operator], "recover tapes"),
         R::CatalogBackup { .. } => (&[Role::Operator], "back up the catalog"),
@@ -376,10 +377,38 @@ async fn handle(st: &Arc<Station>, conn: quinn::Connection, peer: &Peer, req: St
             let label = library_admin::import(st, &path, &pool).await?;
             StationReply::Tapes(listing::tapes_named(st, &[label]).await?)
         }
-        R::PoolDefine { name, kind, copies_of } => {
-            let p = st.catalog.define_pool(&name, kind, &copies_of).await?;
-            tracing::info!(pool = %p.name, kind = %p.kind, copies_of = ?p.copies_of, by = %peer.name, "pool defined");
+        R::PoolDefine {
+            name,
+            kind,
+            copies_of,
+            retain_days,
+        } => {
+            let p = st.catalog.define_pool(&name, kind, &copies_of, retain_days).await?;
+            tracing::info!(pool = %p.name, kind = %p.kind, copies_of = ?p.copies_of, retain_days = p.retain_days, by = %peer.name, "pool defined");
             StationReply::Pools(listing::pools(st).await?)
+        }
+        R::DeleteAbs {
+            abs_id,
+            with_dependents,
+        } => {
+            // A client deletes what it may back up: a backup grant on the
+            // object (or its node); the same answer whether it exists or not.
+            let access = Access::of(st, peer).await?;
+            let abs = st.catalog.load_abs(abs_id).await?;
+            match &abs {
+                Some(a) if access.may(Right::Backup, &a.primary_node, Some(&a.object_name)) => {}
+                _ if access.is_operator() => {}
+                _ => bail!(Failure::refused(format!(
+                    "not authorized: no ABS {abs_id} this client may delete (it needs a backup grant on the ABS's object)"
+                ))),
+            }
+            let d = st.catalog.delete_abs(abs_id, with_dependents, &peer.name).await?;
+            // Emptied tapes of a pool keeping none are scratch at once.
+            st.catalog.recycle_tapes().await?;
+            StationReply::Deleted {
+                abs: d.abs,
+                tapes_emptied: d.tapes_emptied,
+            }
         }
         R::PoolList => StationReply::Pools(listing::pools(st).await?),
         R::TapeAudit { label } => StationReply::Audit(audit::audit(st, &label).await?),

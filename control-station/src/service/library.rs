@@ -30,7 +30,7 @@ pub(crate) async fn label_new_tape(st: &Arc<Station>, pool: &str) -> Result<Tape
             st.cfg.slots
         )));
     }
-    let label = st.catalog.allocate_tape_label("DM").await?;
+    let label = st.catalog.allocate_tape_label(super::TAPE_LABEL_PREFIX).await?;
     let path = st.cfg.library.join(format!("{label}.tap"));
     let tape = st.catalog.create_tape(&label, pool, &path.to_string_lossy()).await?;
     tracing::info!(%label, slot = ?tape.slot, path = %path.display(), "new scratch tape in the library");
@@ -40,6 +40,8 @@ pub(crate) async fn label_new_tape(st: &Arc<Station>, pool: &str) -> Result<Tape
 /// Reserve a tape of `pool` for writing: a filling one (unless
 /// `scratch_only`), else a scratch one, else a newly labelled one.
 async fn reserve_tape(st: &Arc<Station>, pool: &str, scratch_only: bool) -> Result<TapeRow> {
+    // Emptied tapes past their retention are scratch tapes again.
+    st.catalog.recycle_tapes().await?;
     // Another channel may reserve the new tape first: then label another.
     for _ in 0..16 {
         if let Some(t) = st.catalog.tape_for_writing(pool, scratch_only).await? {
@@ -77,8 +79,9 @@ async fn mount_tape_for_write(
     let tape = reserve_tape(st, pool, scratch_only).await?;
     tokio::time::sleep(st.cfg.mount_delay).await;
     let new = if tape.state == TapeState::Scratch {
-        // A new media set is named after its first tape.
-        let media_set = MediaSetId::new(tape.id.get());
+        // A new media set is named after its first tape (a tape used
+        // again starts one with a fresh id).
+        let media_set = st.catalog.fresh_media_set(tape.id).await?;
         st.catalog.set_tape_media_set(tape.id, media_set, 1).await?;
         Some(NewTape {
             pool: tape.pool.clone(),

@@ -107,6 +107,8 @@ pub(crate) async fn tapes(st: &Arc<Station>) -> Result<Vec<TapeInfo>> {
             sequence: t.media_set_seq,
             location: t.location,
             slot: t.slot,
+            emptied: t.emptied.map(ts).unwrap_or_default(),
+            reuses: t.reuses,
         })
         .collect())
 }
@@ -146,6 +148,7 @@ pub(crate) async fn pools(st: &Arc<Station>) -> Result<Vec<PoolInfo>> {
             tapes: p.tapes,
             bytes_written: p.bytes_written,
             abs: p.abs,
+            retain_days: p.pool.retain_days,
         })
         .collect())
 }

@@ -35,6 +35,9 @@ use crate::catalog::Catalog;
 pub(crate) use failure::failure_of;
 pub use serve::{serve, REQUEST_TIMEOUT};
 
+/// The prefix of the labels the station gives new tapes (`DM0001`, …).
+pub const TAPE_LABEL_PREFIX: &str = "DM";
+
 /// Station configuration.
 #[derive(Debug, Clone)]
 pub struct StationConfig {

@@ -404,6 +404,52 @@ impl AbsMap {
         merged
     }
 
+    /// The tracks holding any byte of the logical `ranges` (the inverse of
+    /// [`AbsMap::logical_ranges`]: for tracks of the map's own
+    /// [`AbsMap::track_set`], `tracks_of_ranges(logical_ranges(t)) == t`).
+    /// A differential's metadata records its changed logical ranges; a
+    /// catalog rebuilt from tape turns them back into the tracks it holds.
+    ///
+    /// For each range, a binary search finds the first extent reaching it
+    /// (a valid map's extents are in logical order); cost O(R × log E +
+    /// output runs). Never panics: on an invalid map, extents with no
+    /// volume or a zero track size are skipped and the arithmetic saturates.
+    pub fn tracks_of_ranges(&self, ranges: &[LogicalRange]) -> TrackSet {
+        let mut runs = Vec::new();
+        let sorted = self.extents.is_sorted_by_key(|e| e.logical_offset);
+        for r in ranges {
+            let end = r.offset.saturating_add(r.length);
+            let start_at = if sorted {
+                self.extents
+                    .partition_point(|e| e.logical_offset.saturating_add(e.length) <= r.offset)
+            } else {
+                0
+            };
+            for e in self.extents.get(start_at..).unwrap_or(&[]) {
+                if sorted && e.logical_offset >= end {
+                    break;
+                }
+                let a = e.logical_offset.max(r.offset);
+                let b = e.logical_offset.saturating_add(e.length).min(end);
+                let Some(v) = self.volumes.get(usize::from(e.volume)) else {
+                    continue;
+                };
+                let ts = u64::from(v.geometry.track_size);
+                if a >= b || ts == 0 {
+                    continue;
+                }
+                let first = e.volume_offset.saturating_add(a - e.logical_offset) / ts;
+                let last = e.volume_offset.saturating_add(b - 1 - e.logical_offset) / ts;
+                runs.push(TrackRun {
+                    volume: e.volume,
+                    first,
+                    count: last - first + 1,
+                });
+            }
+        }
+        TrackSet::from_runs(runs)
+    }
+
     /// Number of logical bytes in `tracks`: the sum of the lengths of
     /// [`AbsMap::logical_ranges`] (at most `object_size`), at the same cost.
     pub fn logical_bytes(&self, tracks: &TrackSet) -> u64 {

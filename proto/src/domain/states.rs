@@ -51,12 +51,14 @@ text_enum! {
 }
 
 text_enum! {
-    /// An ABS's life: being written, complete on tape (restorable), or
-    /// failed (with a reason).
+    /// An ABS's life: being written, complete on tape (restorable),
+    /// failed (with a reason), or deleted (`smapp delete`: no longer listed
+    /// or restorable; its row stays so that its id is never reused).
     pub enum AbsState as "ABS state" {
         Running = "running",
         Complete = "complete",
         Failed = "failed",
+        Deleted = "deleted",
     }
 }
 

@@ -8,7 +8,7 @@
 //!
 //! | size | type | field |
 //! |-----:|------|-------|
-//! | 4    | u32  | record version (1) |
+//! | 4    | u32  | record version (1 or 2) |
 //! | 16   | uuid | cluster_id: the cluster that wrote the ABS |
 //! | 16   | uuid | abs_uuid |
 //! | 4+n  | str  | client: the certificate name that asked (≤ 255) |
@@ -25,11 +25,15 @@
 //! | 4+n  | str  | label: the user's label text (≤ 1024) |
 //! | 8    | u64  | created_ms (Unix ms) |
 //! | 4    | u32  | placement count S (≤ 4,194,304) |
-//! | S × var |   | placement: u32 seq, str tape_label (≤ 6), u32 tape_file, u64 bytes, u32 crc32c |
+//! | S × var |   | placement: u32 seq, str tape_label (≤ 6), u32 tape_file, u64 bytes, u32 crc32c; version 2 adds u64 data_bytes, u32 track_count |
 //!
 //! Placements are the segments of the ABS known when the record was
 //! written: every segment for ABS-METADATA (it follows the last one).
-//! A record version other than 1 is refused, naming the version.
+//! `crc32c` is the segment's body CRC (as in its trailer); `data_bytes`
+//! and `track_count` (version 2) are its track bytes and tracks, so a
+//! catalog rebuilt from tape needs no segment read. A writer uses version 2
+//! when every placement has them, else version 1. A record version other
+//! than 1 or 2 is refused, naming the version.
 
 use rkyv::{Archive, Deserialize, Serialize};
 
@@ -39,8 +43,11 @@ use super::bytes::{ByteReader, ByteWriter};
 use super::error::Location;
 use super::TapeError;
 
-/// Version of the management record layout.
-pub const MANAGEMENT_VERSION: u32 = 1;
+/// Version of the management record layout written when every placement
+/// has its counts.
+pub const MANAGEMENT_VERSION: u32 = 2;
+/// The first version: placements without counts.
+pub const MANAGEMENT_VERSION_1: u32 = 1;
 /// Longest client or primary node name.
 pub const MAX_PEER_NAME: usize = 255;
 /// Longest pool name.
@@ -61,7 +68,17 @@ pub struct Placement {
     pub tape_label: String,
     pub tape_file: u32,
     pub bytes: u64,
+    /// The segment's body CRC32C (as in its trailer).
     pub crc32c: u32,
+    /// Its track bytes and tracks (None in a version-1 record).
+    pub counts: Option<PlacementCounts>,
+}
+
+/// What a segment holds (record version 2).
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PlacementCounts {
+    pub data_bytes: u64,
+    pub track_count: u32,
 }
 
 /// The change map of one volume and the epoch the backup captured on it
@@ -147,7 +164,8 @@ impl Management {
 
     /// Append the record to `w`.
     pub fn encode_into(&self, w: &mut ByteWriter) {
-        w.u32(MANAGEMENT_VERSION)
+        let version = self.version();
+        w.u32(version)
             .bytes(self.cluster_id.as_bytes())
             .bytes(self.abs_uuid.as_bytes())
             .str(&self.client)
@@ -173,6 +191,19 @@ impl Management {
                 .u32(p.tape_file)
                 .u64(p.bytes)
                 .u32(p.crc32c);
+            if let (MANAGEMENT_VERSION, Some(c)) = (version, p.counts) {
+                w.u64(c.data_bytes).u32(c.track_count);
+            }
+        }
+    }
+
+    /// The version [`Management::encode_into`] writes: 2 when every
+    /// placement has its counts, else 1.
+    pub fn version(&self) -> u32 {
+        if self.placements.iter().all(|p| p.counts.is_some()) {
+            MANAGEMENT_VERSION
+        } else {
+            MANAGEMENT_VERSION_1
         }
     }
 
@@ -180,11 +211,11 @@ impl Management {
     pub fn decode_from(r: &mut ByteReader<'_>) -> Result<Management, TapeError> {
         let at = r.offset();
         let version = r.u32("management record version")?;
-        if version != MANAGEMENT_VERSION {
+        if version != MANAGEMENT_VERSION && version != MANAGEMENT_VERSION_1 {
             return Err(TapeError::corrupt(
                 Location::offset(at),
                 "management record version",
-                format!("version {MANAGEMENT_VERSION} (this program reads no other)"),
+                format!("version {MANAGEMENT_VERSION_1} or {MANAGEMENT_VERSION} (this program reads no other)"),
                 format!("version {version}"),
             ));
         }
@@ -227,7 +258,8 @@ impl Management {
         let copy_number = r.u32("copy_number")?;
         let label = r.str("label", MAX_LABEL_TEXT)?;
         let created_ms = r.u64("created_ms")?;
-        let n = r.count("placement count", MAX_PLACEMENTS, 24)?;
+        let least = if version == MANAGEMENT_VERSION { 36 } else { 24 };
+        let n = r.count("placement count", MAX_PLACEMENTS, least)?;
         let mut placements = Vec::with_capacity(n);
         for _ in 0..n {
             placements.push(Placement {
@@ -236,6 +268,14 @@ impl Management {
                 tape_file: r.u32("placement tape_file")?,
                 bytes: r.u64("placement bytes")?,
                 crc32c: r.u32("placement crc32c")?,
+                counts: if version == MANAGEMENT_VERSION {
+                    Some(PlacementCounts {
+                        data_bytes: r.u64("placement data_bytes")?,
+                        track_count: r.u32("placement track_count")?,
+                    })
+                } else {
+                    None
+                },
             });
         }
         Ok(Management {
@@ -295,6 +335,10 @@ pub(crate) mod tests {
                     tape_file: 2,
                     bytes: 1 << 20,
                     crc32c: 0x1234_5678,
+                    counts: Some(PlacementCounts {
+                        data_bytes: (1 << 20) - 4096,
+                        track_count: 3,
+                    }),
                 },
                 Placement {
                     seq: 1,
@@ -302,6 +346,10 @@ pub(crate) mod tests {
                     tape_file: 2,
                     bytes: 4096,
                     crc32c: 0x9abc_def0,
+                    counts: Some(PlacementCounts {
+                        data_bytes: 1024,
+                        track_count: 1,
+                    }),
                 },
             ],
         }
@@ -328,11 +376,26 @@ pub(crate) mod tests {
         let mut w = ByteWriter::new();
         sample().encode_into(&mut w);
         let mut b = w.into_vec();
-        b[0] = 2;
+        b[0] = 3;
         let e = Management::decode_from(&mut ByteReader::new(&b, "test"))
             .unwrap_err()
             .to_string();
-        assert!(e.contains("version 2") && e.contains("version 1"), "{e}");
+        assert!(e.contains("version 3") && e.contains("version 1 or 2"), "{e}");
+    }
+
+    #[test]
+    fn a_record_without_counts_is_written_as_version_1_and_reads_back() {
+        let mut m = sample();
+        m.placements[1].counts = None;
+        assert_eq!(m.version(), MANAGEMENT_VERSION_1);
+        let mut w = ByteWriter::new();
+        m.encode_into(&mut w);
+        assert_eq!(&w.as_slice()[..4], &1u32.to_le_bytes());
+        let back = round_trip(&m).unwrap();
+        // Version 1 holds no counts at all.
+        assert!(back.placements.iter().all(|p| p.counts.is_none()));
+        assert_eq!(sample().version(), MANAGEMENT_VERSION);
+        assert_eq!(round_trip(&sample()).unwrap(), sample());
     }
 
     #[test]

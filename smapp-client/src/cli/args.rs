@@ -56,6 +56,17 @@ pub enum Cmd {
     /// Merge a chain (a full and its differentials) into a synthetic full
     /// ABS on the movers, without reading the primary node.
     Merge(MergeArgs),
+    /// Delete an ABS from the catalog: no longer listed or restorable, its
+    /// segments free; a tape left holding nothing wanted returns to
+    /// scratch after its pool's retention. Refused while a differential
+    /// builds on it, unless --with-dependents (which deletes those too).
+    Delete {
+        #[arg(value_name = "ABS")]
+        abs: u64,
+        /// Also delete every differential that builds on it.
+        #[arg(long)]
+        with_dependents: bool,
+    },
     /// List ABSs, tapes, segments or movers.
     List {
         #[arg(value_parser = ["abs", "tapes", "segments", "movers"], default_value = "abs")]
@@ -119,6 +130,10 @@ pub enum PoolCmd {
         /// A copy pool: the primary pool(s) it copies (repeat or comma-separate).
         #[arg(long, value_delimiter = ',')]
         copies_of: Vec<String>,
+        /// Days a tape whose every ABS was deleted is kept before it is
+        /// scratch again (default 0 for a new pool; again: changes it).
+        #[arg(long, value_name = "DAYS")]
+        retain: Option<u32>,
     },
     /// Every pool: kind, what it copies, tapes, bytes, ABSs.
     List,

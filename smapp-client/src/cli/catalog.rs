@@ -24,6 +24,17 @@ pub async fn list(a: &Args, what: &str, abs: Option<u64>) -> Result<()> {
     Ok(())
 }
 
+/// `delete ABS [--with-dependents]`.
+pub async fn delete(a: &Args, abs: u64, with_dependents: bool) -> Result<()> {
+    let client = connect(a).await?;
+    let req = StationRequest::DeleteAbs {
+        abs_id: AbsId::new(abs),
+        with_dependents,
+    };
+    print_listing(client.request(&req).await?, a.json);
+    Ok(())
+}
+
 pub async fn channels(a: &Args, what: Option<&str>, interval: f64, count: Option<u64>) -> Result<()> {
     let client = connect(a).await?;
     let id = match what {

@@ -123,7 +123,7 @@ pub fn print_listing(reply: StationReply, as_json: bool) {
                         json!({"label": t.label, "pool": t.pool, "state": t.state.as_str(), "path": t.path,
                         "bytes_written": t.bytes_written, "files_written": t.files_written, "mounted_in": t.mounted_in,
                         "media_set": t.media_set.map(|m| m.get()), "sequence": t.sequence, "location": t.location.as_str(),
-                        "slot": t.slot})
+                        "slot": t.slot, "emptied": t.emptied, "reuses": t.reuses})
                     );
                 } else {
                     let set = match (t.media_set, t.sequence) {
@@ -212,11 +212,26 @@ pub fn print_listing(reply: StationReply, as_json: bool) {
                 );
             }
         }
+        StationReply::Deleted { abs, tapes_emptied } => {
+            let ids: Vec<u64> = abs.iter().map(|a| a.get()).collect();
+            if as_json {
+                println!(
+                    "{}",
+                    json!({"result": "deleted", "abs": ids, "tapes_emptied": tapes_emptied})
+                );
+            } else {
+                let list: Vec<String> = ids.iter().map(u64::to_string).collect();
+                println!("deleted ABS {}", list.join(", "));
+                for t in &tapes_emptied {
+                    println!("tape {t} holds nothing wanted any more: scratch again after its pool's retention");
+                }
+            }
+        }
         StationReply::Pools(rows) => {
             if !as_json {
                 println!(
-                    "{:<16} {:<8} {:<20} {:>6} {:>12} {:>6}",
-                    "pool", "kind", "copies of", "tapes", "bytes", "abs"
+                    "{:<16} {:<8} {:<20} {:>6} {:>12} {:>6} {:>7}",
+                    "pool", "kind", "copies of", "tapes", "bytes", "abs", "retain"
                 );
             }
             for p in rows {
@@ -224,11 +239,11 @@ pub fn print_listing(reply: StationReply, as_json: bool) {
                     println!(
                         "{}",
                         json!({"pool": p.name, "kind": p.kind.as_str(), "copies_of": p.copies_of, "tapes": p.tapes,
-                        "bytes_written": p.bytes_written, "abs": p.abs})
+                        "bytes_written": p.bytes_written, "abs": p.abs, "retain_days": p.retain_days})
                     );
                 } else {
                     println!(
-                        "{:<16} {:<8} {:<20} {:>6} {:>12} {:>6}",
+                        "{:<16} {:<8} {:<20} {:>6} {:>12} {:>6} {:>6}d",
                         p.name,
                         p.kind,
                         if p.copies_of.is_empty() {
@@ -238,7 +253,8 @@ pub fn print_listing(reply: StationReply, as_json: bool) {
                         },
                         p.tapes,
                         human(p.bytes_written),
-                        p.abs
+                        p.abs,
+                        p.retain_days
                     );
                 }
             }

@@ -37,6 +37,7 @@ pub async fn run(a: Args) -> Result<()> {
         Cmd::Library { cmd } => operator::library(&a, cmd).await,
         Cmd::Pool { cmd } => operator::pool(&a, cmd).await,
         Cmd::List { what, abs } => catalog::list(&a, what, *abs).await,
+        Cmd::Delete { abs, with_dependents } => catalog::delete(&a, *abs, *with_dependents).await,
         Cmd::Grant(g) => operator::grant(&a, g, true).await,
         Cmd::Revoke(g) => operator::grant(&a, g, false).await,
         Cmd::Grants => operator::grants(&a).await,

@@ -75,10 +75,16 @@ pub async fn library(a: &Args, cmd: &LibraryCmd) -> Result<()> {
 
 pub async fn pool(a: &Args, cmd: &PoolCmd) -> Result<()> {
     let req = match cmd {
-        PoolCmd::Define { pool, kind, copies_of } => StationRequest::PoolDefine {
+        PoolCmd::Define {
+            pool,
+            kind,
+            copies_of,
+            retain,
+        } => StationRequest::PoolDefine {
             name: pool.clone(),
             kind: *kind,
             copies_of: copies_of.clone(),
+            retain_days: *retain,
         },
         PoolCmd::List => StationRequest::PoolList,
         PoolCmd::Backup { primary, to, drives } => return super::jobs::pool_backup(a, primary, to, *drives).await,

@@ -49,16 +49,25 @@ fn a_pool_name_is_not_the_certificate_name() {
         "copy",
         "--copies-of",
         "a,b",
+        "--retain",
+        "14",
     ])
     .unwrap();
     assert_eq!(a.name, "operator");
     match a.cmd {
         Cmd::Pool {
-            cmd: PoolCmd::Define { pool, kind, copies_of },
+            cmd:
+                PoolCmd::Define {
+                    pool,
+                    kind,
+                    copies_of,
+                    retain,
+                },
         } => {
             assert_eq!(pool, "vault");
             assert_eq!(kind, PoolKind::Copy);
             assert_eq!(copies_of, ["a", "b"]);
+            assert_eq!(retain, Some(14));
         }
         _ => unreachable!("a pool definition"),
     }

@@ -98,6 +98,9 @@ async fn complete_abs(st: &Arc<Station>, id: AbsId) -> Result<crate::catalog::Ab
         .load_abs(id)
         .await?
         .ok_or_else(|| anyhow!(Failure::not_found(format!("no ABS {id} in the catalog"))))?;
+    if abs.state == AbsState::Deleted {
+        bail!(Failure::not_found(format!("ABS {id} was deleted")));
+    }
     if abs.state != AbsState::Complete {
         bail!(Failure::refused(format!(
             "ABS {id} is {} ({}), not complete",

@@ -207,6 +207,19 @@ impl<D: BlockDevice> TapeReader<D> {
         }
     }
 
+    /// The data files found by reading them (not from the DIRECTORY, which
+    /// may be damaged): every data file before the DIRECTORY of a finished
+    /// tape, or every complete one of an unfinished tape, each identified
+    /// and checked.
+    pub fn scan_data_files(&mut self) -> Result<Vec<DirectoryEntry>, TapeError> {
+        let until = match self.tape_end()?.clone() {
+            TapeEnd::Finished { directory_file, .. } => directory_file,
+            TapeEnd::Unfinished { next_file, .. } => next_file,
+        };
+        let bs = self.head.header.block_size as usize;
+        Ok(scan_data_files(&mut self.dev, &self.head.header.label, bs, until)?.entries)
+    }
+
     /// Records read from the device so far (for tests that count reads).
     pub fn records_read(&self) -> u64 {
         self.dev.records_read()

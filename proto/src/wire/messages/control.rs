@@ -162,6 +162,18 @@ pub enum StationRequest {
         name: String,
         kind: PoolKind,
         copies_of: Vec<String>,
+        /// Days emptied tapes are kept (None: 0 for a new pool, else
+        /// unchanged).
+        retain_days: Option<u32>,
+    },
+    /// Delete ABS `abs_id` (complete or failed) from the catalog: it is no
+    /// longer listed or restorable, its segments are free. Refused while a
+    /// differential builds on it, unless `with_dependents` (then those are
+    /// deleted too). A client needs a backup grant on its object. Answered
+    /// with [`StationReply::Deleted`].
+    DeleteAbs {
+        abs_id: AbsId,
+        with_dependents: bool,
     },
     /// Every pool, with its tapes and what it holds.
     PoolList,
@@ -334,6 +346,12 @@ pub enum StationReply {
     Channels(Vec<ChannelInfo>),
     Grants(Vec<GrantInfo>),
     Pools(Vec<PoolInfo>),
+    /// What a deletion did: the ABSs deleted, and the tapes now holding
+    /// nothing wanted (scratch again after their pool's retention).
+    Deleted {
+        abs: Vec<AbsId>,
+        tapes_emptied: Vec<String>,
+    },
     Audit(AuditReport),
     History {
         channel: ChannelInfo,
@@ -481,6 +499,9 @@ pub struct PoolInfo {
     /// A primary pool: its complete ABSs; a copy pool: the ABSs it holds a
     /// whole copy of.
     pub abs: u32,
+    /// Days a tape whose every ABS was deleted is kept before it is
+    /// scratch again.
+    pub retain_days: u32,
 }
 
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
@@ -499,6 +520,11 @@ pub struct TapeInfo {
     pub location: TapeLocation,
     /// Home slot in the library.
     pub slot: Option<u32>,
+    /// When its last ABS was deleted (it is scratch again once its pool's
+    /// retention has passed); empty when it holds wanted data.
+    pub emptied: String,
+    /// Times it was relabelled and used again.
+    pub reuses: u32,
 }
 
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]

@@ -1,0 +1,229 @@
+use proto::abs::AbsMap;
+use proto::tape::management::{Management, Placement};
+
+use super::*;
+
+fn entry(file_number: u32, kind: FileKind, abs_id: u64, seq: u32, bytes: u64) -> DirectoryEntry {
+    DirectoryEntry {
+        file_number,
+        kind,
+        abs_id,
+        seq,
+        bytes,
+        crc32c: 0,
+        records: 1,
+    }
+}
+
+fn tape(label: &str, pool: &str, created_unix: u64, files: Vec<DirectoryEntry>) -> TapeSeen {
+    TapeSeen {
+        path: format!("/lib/{label}.tap"),
+        label: label.into(),
+        pool: pool.into(),
+        media_set: created_unix,
+        sequence: 1,
+        created_unix,
+        continues: false,
+        files,
+        metadata: Vec::new(),
+    }
+}
+
+/// Metadata of ABS `id` (`segments` segments, base `base`) whose record
+/// places segment k on (`label`, file 2 + k) with counts.
+fn meta(id: u64, base: u64, segments: u32, pool: &str, label: &str) -> AbsMetadata {
+    AbsMetadata {
+        abs_id: id,
+        object_name: "obj".into(),
+        kind: if base == 0 {
+            AbsKind::Full
+        } else {
+            AbsKind::Differential
+        },
+        base_abs_id: base,
+        created_unix: 1,
+        segment_count: segments,
+        track_count: u64::from(segments),
+        data_bytes: 100 * u64::from(segments),
+        map: AbsMap {
+            volumes: Vec::new(),
+            extents: Vec::new(),
+            object_size: 0,
+        },
+        merged_from_abs_id: 0,
+        changed: Vec::new(),
+        management: Some(Management {
+            cluster_id: Uuid::from_random_bytes([1; 16]),
+            abs_uuid: Uuid::from_random_bytes([u8::try_from(id).unwrap_or(0); 16]),
+            client: "client".into(),
+            primary_node: "pn1".into(),
+            level: if base == 0 { Level::Full } else { Level::Incremental },
+            base_uuid: Uuid::default(),
+            chain: vec![id],
+            point_in_time_ms: 1000,
+            epochs: Vec::new(),
+            pool: pool.into(),
+            copy_number: 0,
+            label: String::new(),
+            created_ms: 1000,
+            placements: (0..segments)
+                .map(|seq| Placement {
+                    seq,
+                    tape_label: label.into(),
+                    tape_file: 2 + seq,
+                    bytes: 10,
+                    crc32c: 7,
+                    counts: Some(PlacementCounts {
+                        data_bytes: 100,
+                        track_count: 1,
+                    }),
+                })
+                .collect(),
+        }),
+    }
+}
+
+/// ABS 1 (two segments) on primary tape P1 of pool `onsite`, copied whole
+/// onto C1 of pool `vault`; P2 a blank labelled tape.
+fn library() -> Vec<TapeSeen> {
+    let mut p1 = tape(
+        "P1",
+        "onsite",
+        10,
+        vec![
+            entry(2, FileKind::Segment, 1, 0, 10),
+            entry(3, FileKind::Segment, 1, 1, 10),
+            entry(4, FileKind::AbsMetadata, 1, 0, 5),
+        ],
+    );
+    p1.metadata.push((4, meta(1, 0, 2, "onsite", "P1")));
+    let mut c1 = tape(
+        "C1",
+        "vault",
+        20,
+        vec![
+            entry(2, FileKind::Segment, 1, 0, 10),
+            entry(3, FileKind::Segment, 1, 1, 10),
+            entry(4, FileKind::AbsMetadata, 1, 0, 5),
+        ],
+    );
+    c1.metadata.push((4, meta(1, 0, 2, "onsite", "P1")));
+    let p2 = tape("P2", "onsite", 5, Vec::new());
+    vec![p1, c1, p2]
+}
+
+#[test]
+fn primary_copies_and_whole_copies_are_told_apart_by_pool() {
+    let tapes = library();
+    let p = plan(&tapes);
+    assert!(p.notes.is_empty(), "{:?}", p.notes);
+    assert_eq!(p.cluster_id, Some(Uuid::from_random_bytes([1; 16])));
+    assert_eq!(p.abs.len(), 1);
+    let a = &p.abs[0];
+    assert_eq!(a.home_pool, "onsite");
+    assert_eq!(a.metadata_at, Some((0, 4)));
+    assert!(a.missing.is_empty());
+    for (seq, s) in a.segments.iter().enumerate() {
+        assert_eq!(s.seq, u32::try_from(seq).unwrap());
+        assert_eq!(s.at.tape, 0, "the primary copy is on P1");
+        assert_eq!(s.copies.len(), 1);
+        assert_eq!(s.copies[0].tape, 1, "the copy is on C1");
+        assert_eq!(
+            s.counts,
+            Some(SegmentCounts {
+                data_bytes: 100,
+                track_count: 1,
+                crc32c: 7
+            })
+        );
+    }
+    assert_eq!(a.copies, vec![(1, 4)], "a whole copy in vault");
+    assert_eq!(
+        p.pools,
+        vec![
+            PoolPlan {
+                name: "onsite".into(),
+                kind: PoolKind::Primary,
+                copies_of: vec![]
+            },
+            PoolPlan {
+                name: "vault".into(),
+                kind: PoolKind::Copy,
+                copies_of: vec!["onsite".into()]
+            },
+        ]
+    );
+    // Oldest first (the slots), a blank tape scratch.
+    let order: Vec<(&str, TapeState)> = p
+        .tapes
+        .iter()
+        .map(|t| (tapes[t.tape].label.as_str(), t.state))
+        .collect();
+    assert_eq!(
+        order,
+        [
+            ("P2", TapeState::Scratch),
+            ("P1", TapeState::Filling),
+            ("C1", TapeState::Filling)
+        ]
+    );
+    assert_eq!((p.tapes[1].bytes, p.tapes[1].files), (25, 3));
+}
+
+#[test]
+fn a_missing_segment_fails_the_abs_and_its_dependents_are_left_out() {
+    let mut tapes = library();
+    // Tape P1 lost its segment 1 (only the copy has it); ABS 2 builds on 1.
+    tapes[0].files.remove(1);
+    tapes[0].files.push(entry(5, FileKind::Segment, 2, 0, 10));
+    tapes[0].files.push(entry(6, FileKind::AbsMetadata, 2, 0, 5));
+    tapes[0].metadata.push((6, meta(2, 1, 1, "onsite", "P1")));
+    // ABS 3 never finished: a segment, no metadata.
+    tapes[0].files.push(entry(7, FileKind::Segment, 3, 0, 10));
+    let p = plan(&tapes);
+    let ids: Vec<u64> = p.abs.iter().map(AbsPlan::abs_id).collect();
+    assert_eq!(ids, [1], "ABS 2's base is not whole; ABS 3 has no metadata");
+    assert_eq!(p.abs[0].missing, [1]);
+    assert!(p.abs[0].copies.is_empty(), "no whole copy is recorded for a failed ABS");
+    let notes = p.notes.join("\n");
+    assert!(notes.contains("ABS 3: segments on tape but no metadata"), "{notes}");
+    assert!(notes.contains("ABS 2") && notes.contains("builds on ABS 1"), "{notes}");
+    assert!(notes.contains("segments [1] of 2"), "{notes}");
+}
+
+#[test]
+fn the_placement_in_the_record_picks_among_duplicates_and_old_records_need_a_read() {
+    let mut tapes = library();
+    // A second copy of segment 0 in the home pool, on P2 (e.g. a
+    // recovered tape): the record places it on P1.
+    tapes[2].files.push(entry(2, FileKind::Segment, 1, 0, 10));
+    // A record without counts (version 1).
+    if let Some(m) = tapes[0].metadata[0].1.management.as_mut() {
+        for pl in &mut m.placements {
+            pl.counts = None;
+        }
+    }
+    let p = plan(&tapes);
+    let s0 = &p.abs[0].segments[0];
+    assert_eq!((s0.at.tape, s0.at.file), (0, 2));
+    assert!(s0.counts.is_none(), "counted by reading the segment");
+    assert!(
+        p.notes
+            .iter()
+            .any(|n| n.contains("1 more copies in its own pool onsite")),
+        "{:?}",
+        p.notes
+    );
+}
+
+#[test]
+fn catalog_backups_make_a_catalog_pool() {
+    let mut tapes = library();
+    tapes.truncate(1);
+    if let Some(m) = tapes[0].metadata[0].1.management.as_mut() {
+        m.primary_node = STATION_NODE.into();
+    }
+    let p = plan(&tapes);
+    assert_eq!(p.pools.len(), 1);
+    assert_eq!(p.pools[0].kind, PoolKind::Catalog);
+}
