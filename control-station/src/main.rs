@@ -72,6 +72,11 @@ enum Cmd {
         /// (pg_dump; default: the newest /usr/lib/postgresql/N/bin, else PATH).
         #[arg(long, env = "DMC_PG_BIN")]
         pg_bin: Option<PathBuf>,
+        /// Prefix of the labels of new tapes (1 to 5 of A-Z 0-9; the rest
+        /// is a number): this site's barcode range, so that tapes brought
+        /// from another cluster's library never share a label with ours.
+        #[arg(long, default_value = control_station::service::TAPE_LABEL_PREFIX)]
+        label_prefix: String,
     },
     /// Back up the catalog to tape, restore it from a tape, or rebuild it
     /// from the library's tapes.
@@ -142,6 +147,10 @@ enum CatalogCmd {
         /// The empty database to rebuild into.
         #[arg(long, env = "DATABASE_URL")]
         database_url: String,
+        /// The station's --label-prefix (its label numbers go on after the
+        /// highest label with it).
+        #[arg(long, default_value = control_station::service::TAPE_LABEL_PREFIX)]
+        label_prefix: String,
     },
 }
 
@@ -245,8 +254,20 @@ async fn main_async() -> Result<()> {
             catalog_cli::restore(opts).await
         }
         Cmd::Catalog {
-            cmd: CatalogCmd::Rebuild { library, database_url },
-        } => catalog_cli::rebuild(control_station::rebuild::RebuildOptions { library, database_url }).await,
+            cmd:
+                CatalogCmd::Rebuild {
+                    library,
+                    database_url,
+                    label_prefix,
+                },
+        } => {
+            catalog_cli::rebuild(control_station::rebuild::RebuildOptions {
+                library,
+                database_url,
+                label_prefix,
+            })
+            .await
+        }
         Cmd::Pki {
             cmd: PkiCmd::Init { dir, components },
         } => {
@@ -315,7 +336,9 @@ async fn main_async() -> Result<()> {
             dismount_seconds,
             slots,
             pg_bin,
+            label_prefix,
         } => {
+            control_station::service::check_label_prefix(&label_prefix)?;
             let seconds = |flag: &str, v: f64| {
                 if v.is_finite() && v >= 0.0 {
                     Ok(Duration::from_secs_f64(v))
@@ -345,6 +368,7 @@ async fn main_async() -> Result<()> {
                 slots,
                 database_url,
                 pg_tools: PgTools { bin: pg_bin },
+                label_prefix,
             };
             serve(Station::new(catalog, cfg), identity, pki).await
         }

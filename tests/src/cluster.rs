@@ -66,7 +66,8 @@ pub struct ClusterSpec {
     pub drive_speed: f64,
     /// Seconds the library takes to mount, and to dismount, a tape.
     pub mount_seconds: f64,
-    /// Extra arguments for every back-end and for the primary node.
+    /// Extra arguments for the station, every back-end and the primary node.
+    pub station_args: Vec<String>,
     pub be_args: Vec<String>,
     pub pn_args: Vec<String>,
     /// Each front-end and its back-end use one spool directory (a pair on
@@ -92,6 +93,7 @@ impl ClusterSpec {
             tape_capacity: 0,
             drive_speed: 0.0,
             mount_seconds: 0.0,
+            station_args: Vec::new(),
             be_args: Vec::new(),
             pn_args: Vec::new(),
             shared_spool: true,
@@ -232,7 +234,8 @@ impl Cluster {
                     "--dismount-seconds",
                     &spec.mount_seconds.to_string(),
                 ])
-                .args(&metrics_args),
+                .args(&metrics_args)
+                .args(&spec.station_args),
         )?;
         let mut drive_no = 0;
         for (i, &drives) in drives_per_pair.iter().enumerate() {

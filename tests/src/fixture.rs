@@ -205,6 +205,13 @@ fn read_full(r: &mut impl Read, buf: &mut [u8]) -> Result<usize> {
 /// Byte offset in a SIMH image of the middle of record `record` (from 0) of
 /// tape file `file` (from 0).
 pub fn simh_record_offset(image: &Path, file: u32, record: u32) -> Result<u64> {
+    let (start, len) = simh_record_data(image, file, record)?;
+    Ok(start + len / 2)
+}
+
+/// Where the data of record `record` (from 0) of tape file `file` (from
+/// 0) lies in a SIMH image: (byte offset, length).
+pub fn simh_record_data(image: &Path, file: u32, record: u32) -> Result<(u64, u64)> {
     let mut f = File::open(image)?;
     let len = f.metadata()?.len();
     let (mut pos, mut cur_file, mut cur_rec) = (0u64, 0u32, 0u32);
@@ -224,7 +231,7 @@ pub fn simh_record_offset(image: &Path, file: u32, record: u32) -> Result<u64> {
         }
         let n = u64::from(n & 0x00FF_FFFF);
         if cur_file == file && cur_rec == record {
-            return Ok(pos + 4 + n / 2);
+            return Ok((pos + 4, n));
         }
         pos += 8 + n + (n & 1);
         cur_rec += 1;

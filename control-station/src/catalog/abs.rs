@@ -73,6 +73,8 @@ pub struct AbsSummaryRow {
     pub uuid: String,
     /// The label text its client gave.
     pub label: String,
+    /// The cluster that wrote it, when another one did (an imported tape).
+    pub origin_cluster: Option<String>,
 }
 
 /// Where a new ABS comes from: its level, a differential's base, a
@@ -445,6 +447,19 @@ impl Catalog {
         }))
     }
 
+    /// The id ABS `abs_id`'s segments and metadata carry on tape (what a
+    /// back-end checks when it reads them): its own, unless it was
+    /// imported under another id or copied from another ABS.
+    pub async fn tape_abs_id(&self, abs_id: AbsId) -> Result<AbsId> {
+        sqlx::query_scalar!(
+            r#"SELECT COALESCE(tape_abs_id, id) AS "id!: AbsId" FROM abs WHERE id = $1"#,
+            abs_id as _
+        )
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or_else(|| CatalogError::not_found("ABS", abs_id))
+    }
+
     /// Make `abs_id` the id the next new ABS gets (a catalog restore
     /// recording the catalog backup it was read from under the id its tape
     /// carries). Refused when an ABS with that id or a later one exists:
@@ -641,7 +656,7 @@ impl Catalog {
                       (SELECT count(*) FROM segments s WHERE s.abs_id = a.id) AS "segments_recorded!",
                       ARRAY(SELECT DISTINCT t.label FROM segments s JOIN tapes t ON t.id = s.tape_id
                             WHERE s.abs_id = a.id ORDER BY t.label) AS "tapes!",
-                      a.pool, a.created, a.completed, a.uuid, a.label
+                      a.pool, a.created, a.completed, a.uuid, a.label, a.origin_cluster
                FROM abs a
                JOIN logical_objects o ON o.id = a.object_id
                JOIN primary_nodes n ON n.id = o.primary_node_id
@@ -675,6 +690,7 @@ impl Catalog {
                     completed: a.completed,
                     uuid: a.uuid,
                     label: a.label,
+                    origin_cluster: a.origin_cluster,
                 })
             })
             .collect()

@@ -58,6 +58,36 @@ impl Catalog {
         Ok(())
     }
 
+    /// ABS `abs_id` came from another catalog's tape: `tape_abs_id` is the
+    /// id it carries there (None: the same as its id here), `origin` the
+    /// cluster that wrote it (None or this cluster's: ours).
+    pub async fn set_abs_origin(&self, abs_id: AbsId, tape_abs_id: Option<AbsId>, origin: Option<Uuid>) -> Result<()> {
+        let ours = self.cluster_id().await?;
+        let origin = origin.filter(|o| *o != ours).map(|o| o.to_string());
+        let done = sqlx::query!(
+            "UPDATE abs SET tape_abs_id = $2, origin_cluster = $3 WHERE id = $1",
+            abs_id as _,
+            tape_abs_id as _,
+            origin
+        )
+        .execute(&self.pool)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(CatalogError::not_found("ABS", abs_id));
+        }
+        Ok(())
+    }
+
+    /// The catalog id of the ABS whose UUID is `uuid`, if any.
+    pub async fn abs_by_uuid(&self, uuid: Uuid) -> Result<Option<AbsId>> {
+        Ok(sqlx::query_scalar!(
+            r#"SELECT id AS "id: AbsId" FROM abs WHERE uuid = $1 AND state <> 'deleted'"#,
+            uuid.to_string()
+        )
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
     /// The management record of ABS `abs_id` as the catalog knows it now:
     /// every segment recorded so far is placed (the primary copies).
     pub async fn management_record(&self, abs_id: AbsId) -> Result<Management> {

@@ -18,17 +18,15 @@
 
 pub mod plan;
 pub mod read;
+pub mod record;
 
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::{anyhow, bail, Context, Result};
-use chrono::{DateTime, Utc};
-use proto::domain::{AbsId, Level, MapId, MediaSetId, SegmentSeq, TapeId, TapeState};
+use anyhow::{bail, Context, Result};
 
-use crate::catalog::{CapturedEpoch, Catalog, NewSegment, NewSegmentCopy};
+use crate::catalog::Catalog;
 use crate::catalog_restore::{redacted, require_empty};
-use plan::{AbsPlan, Plan, TapeSeen};
 
 /// Where to read, where to write.
 #[derive(Debug, Clone)]
@@ -37,6 +35,9 @@ pub struct RebuildOptions {
     pub library: PathBuf,
     /// The empty database to rebuild into.
     pub database_url: String,
+    /// The prefix of the station's new tape labels (its label sequence
+    /// goes on after the highest label with it).
+    pub label_prefix: String,
 }
 
 /// What was rebuilt.
@@ -67,7 +68,7 @@ pub async fn rebuild(opts: &RebuildOptions) -> Result<Rebuilt> {
     require_empty(&opts.database_url).await?;
     let dir = opts.library.clone();
     let read_before = bytes_read_so_far();
-    let (tapes, mut plan, segments_read) = tokio::task::spawn_blocking(move || -> Result<_> {
+    let (tapes, plan, segments_read) = tokio::task::spawn_blocking(move || -> Result<_> {
         let mut notes = Vec::new();
         let tapes = read::read_library(&dir, &mut notes)?;
         if tapes.is_empty() {
@@ -93,14 +94,14 @@ pub async fn rebuild(opts: &RebuildOptions) -> Result<Rebuilt> {
     let catalog = Catalog::connect(&opts.database_url)
         .await
         .with_context(|| format!("creating the catalog in {}", redacted(&opts.database_url)))?;
-    let counts = record(&catalog, &tapes, &mut plan).await?;
+    let counts = record::record(&catalog, &tapes, &plan, &mut record::Ids::Keep, &opts.label_prefix).await?;
     Ok(Rebuilt {
         tapes: plan.tapes.len(),
         pools: plan.pools.len(),
-        complete: counts.0,
-        failed: counts.1,
-        segments: counts.2,
-        copies: counts.3,
+        complete: counts.complete,
+        failed: counts.failed,
+        segments: counts.segments,
+        copies: counts.copies,
         segments_read,
         bytes_read,
         seconds_reading,
@@ -115,167 +116,4 @@ fn bytes_read_so_far() -> Option<u64> {
     io.lines()
         .find_map(|l| l.strip_prefix("rchar:"))
         .and_then(|v| v.trim().parse().ok())
-}
-
-/// Record `plan` in `catalog`: (complete, failed, segments, copies).
-async fn record(catalog: &Catalog, tapes: &[TapeSeen], plan: &mut Plan) -> Result<(usize, usize, usize, usize)> {
-    if let Some(id) = plan.cluster_id {
-        catalog.set_cluster_id(id).await?;
-    }
-    for p in &plan.pools {
-        catalog
-            .define_pool(&p.name, p.kind, &p.copies_of, None)
-            .await
-            .with_context(|| format!("recording pool {}", p.name))?;
-    }
-    let mut tape_ids: Vec<Option<TapeId>> = vec![None; tapes.len()];
-    for tp in &plan.tapes {
-        let t = &tapes[tp.tape];
-        let row = catalog
-            .create_tape(&t.label, &t.pool, &t.path)
-            .await
-            .with_context(|| format!("recording tape {} ({})", t.label, t.path))?;
-        catalog
-            .set_tape_media_set(row.id, MediaSetId::new(t.media_set), t.sequence)
-            .await
-            .with_context(|| format!("tape {}: media set {} volume {}", t.label, t.media_set, t.sequence))?;
-        tape_ids[tp.tape] = Some(row.id);
-    }
-    let id_of = |tape: usize| tape_ids[tape].ok_or_else(|| anyhow!("tape {} was not recorded", tapes[tape].label));
-    let (mut complete, mut failed, mut segments, mut copies) = (0, 0, 0, 0);
-    for a in &plan.abs {
-        let id = AbsId::from(a.abs_id());
-        record_abs(catalog, a)
-            .await
-            .with_context(|| format!("recording ABS {id} of {:?}", a.meta.object_name))?;
-        for s in &a.segments {
-            let c = s
-                .counts
-                .ok_or_else(|| anyhow!("ABS {id} segment {}: its counts were not read", s.seq))?;
-            catalog
-                .record_segment(&NewSegment {
-                    abs_id: id,
-                    seq: SegmentSeq::from(s.seq),
-                    tape_id: id_of(s.at.tape)?,
-                    tape_file: s.at.file,
-                    bytes: s.at.bytes,
-                    data_bytes: c.data_bytes,
-                    track_count: u64::from(c.track_count),
-                    crc32c: c.crc32c,
-                })
-                .await
-                .with_context(|| format!("ABS {id} segment {}", s.seq))?;
-            segments += 1;
-        }
-        if let Some((tape, file)) = a.metadata_at {
-            catalog.record_abs_metadata(id, id_of(tape)?, file).await?;
-        }
-        if !a.missing.is_empty() {
-            let reason = format!(
-                "rebuilt from tape: segments {:?} of {} are on no tape of pool {}",
-                a.missing, a.meta.segment_count, a.home_pool
-            );
-            catalog.fail_abs(id, &reason).await?;
-            failed += 1;
-            continue;
-        }
-        catalog
-            .complete_abs(id, a.meta.data_bytes, a.meta.track_count, a.meta.segment_count)
-            .await?;
-        complete += 1;
-        // Copies: each segment's, then each whole copy.
-        let rows = catalog.segments_of(id).await?;
-        for s in &a.segments {
-            let Some(row) = rows.iter().find(|r| r.seq == SegmentSeq::from(s.seq)) else {
-                bail!("ABS {id} segment {} was not recorded", s.seq);
-            };
-            for c in &s.copies {
-                catalog
-                    .record_segment_copy(&NewSegmentCopy {
-                        segment_id: row.id,
-                        tape_id: id_of(c.tape)?,
-                        tape_file: c.file,
-                        bytes: c.bytes,
-                        crc32c: row.crc32c,
-                    })
-                    .await
-                    .with_context(|| format!("ABS {id} segment {}: its copy on tape {}", s.seq, tapes[c.tape].label))?;
-                copies += 1;
-            }
-        }
-        for &(tape, file) in &a.copies {
-            catalog
-                .record_abs_copy(id, id_of(tape)?, file)
-                .await
-                .with_context(|| format!("ABS {id}: its copy on tape {}", tapes[tape].label))?;
-        }
-    }
-    // What each tape holds, as it will be reported at its next dismount.
-    for tp in &plan.tapes {
-        if tp.state != TapeState::Scratch {
-            catalog
-                .record_tape_contents(id_of(tp.tape)?, tp.state, tp.bytes, tp.files)
-                .await?;
-        }
-    }
-    catalog.advance_sequences(crate::service::TAPE_LABEL_PREFIX).await?;
-    Ok((complete, failed, segments, copies))
-}
-
-/// `ms` Unix milliseconds as a time.
-fn at_ms(abs: u64, ms: u64) -> Result<DateTime<Utc>> {
-    i64::try_from(ms)
-        .ok()
-        .and_then(DateTime::from_timestamp_millis)
-        .ok_or_else(|| anyhow!("ABS {abs} metadata: time {ms} ms is out of range"))
-}
-
-/// Record one ABS (state running; its segments follow) with its map,
-/// lineage, snapshot, identity and times, under the id its tapes carry.
-async fn record_abs(catalog: &Catalog, a: &AbsPlan) -> Result<()> {
-    let m = &a.meta;
-    let id = AbsId::from(m.abs_id);
-    let node = catalog.register_primary_node(&a.primary_node, &m.map.volumes).await?;
-    catalog.reserve_abs_id(id).await?;
-    let base = (m.base_abs_id != 0).then(|| AbsId::from(m.base_abs_id));
-    let (_, created) = if a.level == Level::Synthetic {
-        catalog.create_synthetic_abs(AbsId::from(m.merged_from_abs_id)).await?
-    } else {
-        catalog
-            .create_abs(&m.object_name, node, a.level, base, &m.map, &a.home_pool)
-            .await?
-    };
-    if created != id {
-        bail!("the catalog gave it id {created}");
-    }
-    let record = m.management.as_ref();
-    if a.level != Level::Synthetic {
-        let epochs: Vec<CapturedEpoch> = record
-            .map(|r| r.epochs.as_slice())
-            .unwrap_or(&[])
-            .iter()
-            .map(|e| {
-                Ok(CapturedEpoch {
-                    volume_index: e.volume,
-                    map_id: MapId::new(e.map_id),
-                    epoch: u32::try_from(e.epoch).map_err(|_| anyhow!("epoch {} out of range", e.epoch))?,
-                })
-            })
-            .collect::<Result<_>>()?;
-        let changed = base.map(|_| m.map.tracks_of_ranges(&m.changed));
-        catalog.record_snapshot(id, &epochs, changed.as_ref()).await?;
-    }
-    match record {
-        Some(r) => {
-            catalog.set_abs_identity(id, r.abs_uuid, &r.client, &r.label).await?;
-            catalog
-                .set_abs_time(id, at_ms(m.abs_id, r.created_ms)?, at_ms(m.abs_id, r.point_in_time_ms)?)
-                .await?;
-        }
-        None => {
-            let t = at_ms(m.abs_id, m.created_unix.saturating_mul(1000))?;
-            catalog.set_abs_time(id, t, t).await?;
-        }
-    }
-    Ok(())
 }

@@ -136,6 +136,13 @@ fn level_of(m: &AbsMetadata) -> Level {
 
 /// Work out the catalog `tapes` describe.
 pub fn plan(tapes: &[TapeSeen]) -> Plan {
+    plan_with(tapes, &BTreeSet::new())
+}
+
+/// [`plan`] for tapes added to a catalog that holds the ABSs `known` (by
+/// the ids they carry on tape): differentials and synthetic fulls may
+/// build on those.
+pub fn plan_with(tapes: &[TapeSeen], known: &BTreeSet<u64>) -> Plan {
     let mut notes = Vec::new();
     // Every segment tape file, by (ABS, seq).
     let mut places: BTreeMap<(u64, u32), Vec<Place>> = BTreeMap::new();
@@ -168,7 +175,7 @@ pub fn plan(tapes: &[TapeSeen]) -> Plan {
         ));
     }
 
-    let mut recorded: BTreeSet<u64> = BTreeSet::new();
+    let mut recorded: BTreeSet<u64> = known.clone();
     let mut abs = Vec::new();
     let mut clusters: BTreeMap<Uuid, usize> = BTreeMap::new();
     for (&id, files) in &metadata {

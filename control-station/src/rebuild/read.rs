@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use proto::tape::block::SimhTape;
-use proto::tape::directory::FileKind;
-use proto::tape::volume::{TapeEnd, TapeReader};
+use proto::tape::metadata::AbsMetadata;
+use proto::tape::volume::{describe, TapeDescription, TapeReader};
 
 use super::plan::{Plan, SegmentCounts, TapeSeen};
 
@@ -54,52 +54,33 @@ fn is_blank(path: &Path) -> Result<bool> {
 /// tape and the file.
 pub fn read_tape(path: &Path, notes: &mut Vec<String>) -> Result<TapeSeen> {
     let mut r = open(path)?;
-    let h = r.node_header().clone();
-    let label = h.label.clone();
-    let at = || format!("tape {label} ({})", path.display());
-    let end = r.tape_end().with_context(at)?.clone();
-    let continues = matches!(&end, TapeEnd::Finished { labels, .. } if labels.continues());
-    let files = match end {
-        TapeEnd::Finished { .. } => {
-            let listed = r.read_directory().and_then(|d| r.read_catalog().map(|c| (d, c)));
-            match listed {
-                Ok((Some(d), Some(_))) => d.entries,
-                Ok(_) => r.scan_data_files().with_context(at)?,
-                Err(e) => {
-                    notes.push(format!(
-                        "{}: its DIRECTORY or CATALOG cannot be read ({e}); its data files were scanned instead",
-                        at()
-                    ));
-                    r.scan_data_files().with_context(at)?
-                }
-            }
-        }
-        TapeEnd::Unfinished { .. } => {
-            notes.push(format!("{}: never finished; its data files were scanned", at()));
-            r.scan_data_files().with_context(at)?
-        }
-    };
-    let mut metadata = Vec::new();
-    for e in files.iter().filter(|e| e.kind == FileKind::AbsMetadata) {
-        let m = r.read_abs_metadata(e.file_number).with_context(|| {
+    let d = describe(&mut r).with_context(|| format!("describing tape image {}", path.display()))?;
+    seen(d, &path.to_string_lossy(), notes)
+}
+
+/// A tape as described (here or by a back-end), its metadata decoded and
+/// checked. `path` says where the image is, for messages and the catalog.
+pub fn seen(d: TapeDescription, path: &str, notes: &mut Vec<String>) -> Result<TapeSeen> {
+    notes.extend(d.notes.iter().map(|n| format!("{n} ({path})")));
+    let mut metadata = Vec::with_capacity(d.metadata.len());
+    for (file, bytes) in &d.metadata {
+        let m = AbsMetadata::decode(bytes).with_context(|| {
             format!(
-                "{} file {}: the metadata of ABS {} cannot be read; the rebuild stops (leave this tape out of the library to rebuild without it)",
-                at(),
-                e.file_number,
-                e.abs_id
+                "tape {} ({path}) file {file}: its ABS metadata cannot be read (leave the tape out to go on without it)",
+                d.label
             )
         })?;
-        metadata.push((e.file_number, m));
+        metadata.push((*file, m));
     }
     Ok(TapeSeen {
-        path: path.to_string_lossy().into_owned(),
-        label,
-        pool: h.pool,
-        media_set: h.media_set,
-        sequence: h.sequence,
-        created_unix: h.created_unix,
-        continues,
-        files,
+        path: path.to_string(),
+        label: d.label,
+        pool: d.pool,
+        media_set: d.media_set,
+        sequence: d.sequence,
+        created_unix: d.created_unix,
+        continues: d.continues,
+        files: d.files,
         metadata,
     })
 }

@@ -43,7 +43,7 @@ pub(crate) async fn audit(st: &Arc<Station>, label: &str) -> Result<AuditReport>
             for s in &segments {
                 let cmd = Command::VerifySegment {
                     drive: drive.name.clone(),
-                    abs_id: s.abs_id,
+                    abs_id: st.catalog.tape_abs_id(s.abs_id).await?,
                     source: SegmentRef {
                         tape_label: tape.label.clone(),
                         tape_file: s.tape_file,

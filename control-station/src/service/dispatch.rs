@@ -372,10 +372,14 @@ async fn handle(st: &Arc<Station>, conn: quinn::Connection, peer: &Peer, req: St
             library_admin::export(st, &label, &to_dir).await?;
             StationReply::Tapes(listing::tapes_named(st, &[label]).await?)
         }
-        R::LibraryImport { path, pool } => {
+        R::LibraryImport { paths, pool } => {
             let pool = pool.unwrap_or_else(|| st.cfg.pool.clone());
-            let label = library_admin::import(st, &path, &pool).await?;
-            StationReply::Tapes(listing::tapes_named(st, &[label]).await?)
+            let done = library_admin::import(st, &paths, &pool).await?;
+            StationReply::Imported {
+                tapes: listing::tapes_named(st, &done.labels).await?,
+                abs: done.abs,
+                notes: done.notes,
+            }
         }
         R::PoolDefine {
             name,

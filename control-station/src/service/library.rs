@@ -30,7 +30,7 @@ pub(crate) async fn label_new_tape(st: &Arc<Station>, pool: &str) -> Result<Tape
             st.cfg.slots
         )));
     }
-    let label = st.catalog.allocate_tape_label(super::TAPE_LABEL_PREFIX).await?;
+    let label = st.catalog.allocate_tape_label(&st.cfg.label_prefix).await?;
     let path = st.cfg.library.join(format!("{label}.tap"));
     let tape = st.catalog.create_tape(&label, pool, &path.to_string_lossy()).await?;
     tracing::info!(%label, slot = ?tape.slot, path = %path.display(), "new scratch tape in the library");

@@ -11,7 +11,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{bail, Result};
-use proto::domain::{Failure, TapeLocation};
+use proto::domain::{AbsId, Failure, TapeLocation};
 use proto::wire::{Command, CommandReply, ImageContents};
 
 use super::library::label_new_tape;
@@ -119,23 +119,63 @@ pub(crate) async fn export(st: &Arc<Station>, label: &str, to_dir: &str) -> Resu
     Ok(())
 }
 
-/// Import an image: an exported tape of this catalog goes back to a free
-/// slot; a blank image becomes a new scratch tape of `pool`. Returns the
-/// tape's label.
-pub(crate) async fn import(st: &Arc<Station>, path: &str, pool: &str) -> Result<String> {
+/// What an import brought in: the tapes' labels, the ABSs recorded from
+/// tapes this catalog never saw, and what was left out and why.
+pub(crate) struct ImportDone {
+    pub labels: Vec<String>,
+    pub abs: Vec<AbsId>,
+    pub notes: Vec<String>,
+}
+
+/// Import images: an exported tape of this catalog goes back to a free
+/// slot; a blank image becomes a new scratch tape of `pool`; tapes this
+/// catalog never saw are described and recorded together
+/// ([`super::import`]).
+pub(crate) async fn import(st: &Arc<Station>, paths: &[String], pool: &str) -> Result<ImportDone> {
+    if paths.is_empty() {
+        bail!(Failure::invalid("import: name at least one image"));
+    }
     let held = st.catalog.tapes_in_library().await?;
-    if held >= u64::from(st.cfg.slots) {
+    let room = u64::from(st.cfg.slots).saturating_sub(held);
+    if (paths.len() as u64) > room {
         bail!(Failure::conflict(format!(
-            "the library is full: its {} slots all hold tapes",
-            st.cfg.slots
+            "the library has {room} free slots of {}: not enough for {} tapes",
+            st.cfg.slots,
+            paths.len()
         )));
     }
     let be = library_back_end(st).await?;
-    let examine = Command::ExamineImage { path: path.to_string() };
-    let found = match ask(st, &be, &examine).await? {
-        CommandReply::ImageExamined(found) => found,
-        other => bail!(unexpected(&be, &other)),
+    let mut done = ImportDone {
+        labels: Vec::new(),
+        abs: Vec::new(),
+        notes: Vec::new(),
     };
+    let mut foreign = Vec::new();
+    for path in paths {
+        let examine = Command::ExamineImage { path: path.clone() };
+        let found = match ask(st, &be, &examine).await? {
+            CommandReply::ImageExamined(found) => found,
+            other => bail!(unexpected(&be, &other)),
+        };
+        match &found {
+            ImageContents::Labelled(label) if st.catalog.tape_by_label(label).await?.is_none() => {
+                foreign.push(path.clone());
+            }
+            _ => done.labels.push(import_one(st, &be, path, found, pool).await?),
+        }
+    }
+    if !foreign.is_empty() {
+        let i = super::import::import_foreign(st, &be, &foreign).await?;
+        done.labels.extend(i.tapes);
+        done.abs.extend(i.abs.into_iter().map(|(_, id)| id));
+        done.notes = i.notes;
+    }
+    Ok(done)
+}
+
+/// Import one image this catalog knows the label of, or a blank one.
+async fn import_one(st: &Arc<Station>, be: &str, path: &str, found: ImageContents, pool: &str) -> Result<String> {
+    let be = be.to_string();
     match found {
         ImageContents::Blank => {
             let tape = label_new_tape(st, pool).await?;
@@ -153,8 +193,8 @@ pub(crate) async fn import(st: &Arc<Station>, path: &str, pool: &str) -> Result<
         }
         ImageContents::Labelled(label) => {
             let Some(tape) = st.catalog.tape_by_label(&label).await? else {
-                bail!(Failure::refused(format!(
-                    "{path} holds tape {label}, which this catalog never wrote; importing foreign tapes is not supported"
+                bail!(Failure::conflict(format!(
+                    "{path} holds tape {label}, which this catalog lost meanwhile"
                 )));
             };
             if tape.location == TapeLocation::Library {

@@ -58,6 +58,7 @@ pub(crate) async fn abs(st: &Arc<Station>) -> Result<Vec<AbsInfo>> {
             pool: r.pool,
             uuid: r.uuid,
             label: r.label,
+            origin_cluster: r.origin_cluster.unwrap_or_default(),
         });
     }
     Ok(out)

@@ -10,6 +10,7 @@ mod copy;
 mod dispatch;
 mod events;
 mod failure;
+mod import;
 mod library;
 mod library_admin;
 mod listing;
@@ -35,8 +36,19 @@ use crate::catalog::Catalog;
 pub(crate) use failure::failure_of;
 pub use serve::{serve, REQUEST_TIMEOUT};
 
-/// The prefix of the labels the station gives new tapes (`DM0001`, …).
+/// The prefix of the labels the station gives new tapes (`DM0001`, …)
+/// unless `--label-prefix` says otherwise.
 pub const TAPE_LABEL_PREFIX: &str = "DM";
+
+/// A label prefix: 1 to 5 of A–Z 0–9 (a number completes the label's six
+/// characters).
+pub fn check_label_prefix(prefix: &str) -> Result<()> {
+    let ok = (1..=5).contains(&prefix.len()) && prefix.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit());
+    if !ok {
+        bail!("label prefix {prefix:?}: expected 1 to 5 of A-Z 0-9 (a number completes the 6-character label)");
+    }
+    Ok(())
+}
 
 /// Station configuration.
 #[derive(Debug, Clone)]
@@ -65,6 +77,8 @@ pub struct StationConfig {
     pub database_url: String,
     /// The PostgreSQL programs catalog backups run.
     pub pg_tools: crate::pg_tools::PgTools,
+    /// Prefix of new tape labels ([`TAPE_LABEL_PREFIX`] unless set).
+    pub label_prefix: String,
 }
 
 /// Notes a running channel's queue holds before reporters wait.

@@ -1,5 +1,5 @@
 //! The library commands a back-end serves for the control station
-//! ([`Command::ExamineImage`], [`Command::ImportImage`],
+//! ([`Command::ExamineImage`], [`Command::DescribeImage`], [`Command::ImportImage`],
 //! [`Command::ExportImage`]): the station keeps the catalog, the back-end
 //! owns the images and decides where they go in its library.
 //!
@@ -35,7 +35,10 @@ impl From<ImageError> for Failure {
 pub fn is_library_command(cmd: &Command) -> bool {
     matches!(
         cmd,
-        Command::ExamineImage { .. } | Command::ImportImage { .. } | Command::ExportImage { .. }
+        Command::ExamineImage { .. }
+            | Command::DescribeImage { .. }
+            | Command::ImportImage { .. }
+            | Command::ExportImage { .. }
     )
 }
 
@@ -65,6 +68,11 @@ pub fn exec(lib: &mut dyn ImageLibrary, cmd: &Command) -> Result<CommandReply, F
         Command::ExamineImage { path } => {
             let path = outside_path(path)?;
             Ok(CommandReply::ImageExamined(lib.read_label(&path)?))
+        }
+        Command::DescribeImage { path } => {
+            let path = outside_path(path)?;
+            let d = lib.describe_image(&path)?;
+            Ok(CommandReply::ImageDescribed(Box::new(d.into())))
         }
         Command::ImportImage { from, label, blank } => {
             check_label(label)?;

@@ -169,9 +169,13 @@ pub enum LibraryCmd {
         #[arg(long)]
         to: PathBuf,
     },
-    /// Bring an exported tape's image back, or a blank image in as a scratch tape.
+    /// Bring an exported tape's image back, a blank image in as a scratch
+    /// tape, or tapes another cluster wrote (their ABSs are recorded).
     Import {
-        image: PathBuf,
+        /// Images: tapes of this catalog, blank ones, or another
+        /// cluster's (give every tape of a media set at once).
+        #[arg(required = true)]
+        images: Vec<PathBuf>,
         /// A blank image's pool (default: the station's default pool).
         #[arg(long)]
         pool: Option<String>,

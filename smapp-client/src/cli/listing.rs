@@ -37,7 +37,7 @@ pub fn print_listing(reply: StationReply, as_json: bool) {
                         "merged_from_abs_id": r.merged_from_abs_id.map_or(0, AbsId::get),
                         "point_in_time": r.point_in_time, "state": r.state.as_str(), "object_size": r.object_size, "data_bytes": r.data_bytes, "tracks": r.track_count,
                         "segments": r.segment_count, "extents": r.extents, "created": r.created, "tapes": r.tapes,
-                        "pool": r.pool, "copies": r.copies.len(), "copy_pools": r.copies, "uuid": r.uuid, "label": r.label})
+                        "pool": r.pool, "copies": r.copies.len(), "copy_pools": r.copies, "uuid": r.uuid, "label": r.label, "origin_cluster": r.origin_cluster})
                     );
                 } else {
                     println!(
@@ -210,6 +210,26 @@ pub fn print_listing(reply: StationReply, as_json: bool) {
                     human(r.bytes),
                     r.damaged.len()
                 );
+            }
+        }
+        StationReply::Imported { tapes, abs, notes } => {
+            for n in &notes {
+                eprintln!("note: {n}");
+            }
+            let ids: Vec<u64> = abs.iter().map(|a| a.get()).collect();
+            let labels: Vec<String> = tapes.iter().map(|t| t.label.clone()).collect();
+            // The tapes as `library list` shows them, then what was recorded.
+            print_listing(StationReply::Tapes(tapes), as_json);
+            if as_json {
+                println!(
+                    "{}",
+                    json!({"result": "imported", "tapes": labels, "abs": ids, "notes": notes})
+                );
+            } else {
+                if !ids.is_empty() {
+                    let list: Vec<String> = ids.iter().map(u64::to_string).collect();
+                    println!("ABSs recorded from them: {}", list.join(", "));
+                }
             }
         }
         StationReply::Deleted { abs, tapes_emptied } => {

@@ -64,8 +64,8 @@ pub async fn library(a: &Args, cmd: &LibraryCmd) -> Result<()> {
             label: label.clone(),
             to_dir: abs_path(to)?,
         },
-        LibraryCmd::Import { image, pool } => StationRequest::LibraryImport {
-            path: abs_path(image)?,
+        LibraryCmd::Import { images, pool } => StationRequest::LibraryImport {
+            paths: images.iter().map(abs_path).collect::<Result<_>>()?,
             pool: pool.clone(),
         },
     };

@@ -454,7 +454,7 @@ async fn copy_visit(
                 let cmd = Command::CopySegment {
                     read_drive: d.read.name.clone(),
                     write_drive: d.write.name.clone(),
-                    abs_id: *abs_id,
+                    abs_id: st.catalog.tape_abs_id(*abs_id).await?,
                     object_name: object_name.clone(),
                     source: source.clone(),
                 };
@@ -527,7 +527,7 @@ async fn copy_visit(
                     drive: d.read.name.clone(),
                     tape_label: visit.tape_label.clone(),
                     tape_file: *tape_file,
-                    abs_id: *abs_id,
+                    abs_id: st.catalog.tape_abs_id(*abs_id).await?,
                 };
                 match st.command_ok(be, &cmd).await {
                     Ok(CommandReply::MetadataRead { metadata }) => gate.metadata_read(*abs_id, metadata),

@@ -279,9 +279,11 @@ async fn read_files<E: EventSink>(
     let group_tracks: u64 = files.iter().map(|s| s.track_count).sum();
     // The channel's capability: only the front-end and the node learn it.
     let token: ChannelToken = rand::random();
+    // The movers check segments by the id they carry on tape.
+    let on_tape = st.catalog.tape_abs_id(r.abs_id).await?;
     let open = RestoreChannel {
         channel_id,
-        abs_id: r.abs_id,
+        abs_id: on_tape,
         back_end: st.peer_addr(&pair.be_name, &pair.be_address).await,
         drive: drive.name.clone(),
         files: refs,
@@ -300,7 +302,7 @@ async fn read_files<E: EventSink>(
             channel.step(st, reading, send).await?;
             let order = RestoreOrder {
                 channel_id,
-                abs_id: r.abs_id,
+                abs_id: on_tape,
                 front_end: st.peer_addr(&pair.fe_name, &pair.fe_address).await,
                 map: job.map.clone(),
                 remap: job.dest.remap.clone(),

@@ -15,7 +15,7 @@ use std::io::Cursor;
 use std::path::{Path, PathBuf};
 
 use proto::tape::block::{BlockDevice, SimhTape};
-use proto::tape::volume::TapeReader;
+use proto::tape::volume::{describe, TapeDescription, TapeReader};
 use proto::tape::TapeError;
 use proto::wire::ImageContents;
 use thiserror::Error;
@@ -55,6 +55,9 @@ pub trait ImageLibrary: Send {
     fn image_of(&self, label: &str) -> PathBuf;
     /// What the image at `outside` holds.
     fn read_label(&self, outside: &Path) -> Result<ImageContents, ImageError>;
+    /// What the labelled image at `outside` holds, as a catalog needs it
+    /// (see [`proto::tape::volume::describe`]).
+    fn describe_image(&self, outside: &Path) -> Result<TapeDescription, ImageError>;
     /// Move the image at `outside` into the library as tape `label`'s
     /// (never over an image already there). Returns where it is now.
     fn import_image(&mut self, outside: &Path, label: &str) -> Result<PathBuf, ImageError>;
@@ -62,6 +65,11 @@ pub trait ImageLibrary: Send {
     /// A tape with no image leaves as an empty one. Returns whether the
     /// library held an image.
     fn export_image(&mut self, label: &str, outside: &Path) -> Result<bool, ImageError>;
+}
+
+/// What the tape on `dev` holds (labels, data files, metadata bytes).
+pub fn describe_device<D: BlockDevice>(dev: D) -> Result<TapeDescription, TapeError> {
+    describe(&mut TapeReader::open(dev)?)
 }
 
 /// The volume label of a tape image's device.
@@ -123,6 +131,19 @@ impl ImageLibrary for MemoryImages {
         };
         let dev = SimhTape::new(Cursor::new(bytes.clone())).map_err(corrupt)?;
         volume_label(dev).map(ImageContents::Labelled).map_err(corrupt)
+    }
+
+    fn describe_image(&self, outside: &Path) -> Result<TapeDescription, ImageError> {
+        self.check_outside(outside)?;
+        let bytes = self.outside.get(outside).ok_or_else(|| ImageError::NotFound {
+            path: outside.to_path_buf(),
+        })?;
+        let corrupt = |source| ImageError::Corrupt {
+            path: outside.to_path_buf(),
+            source,
+        };
+        let dev = SimhTape::new(Cursor::new(bytes.clone())).map_err(corrupt)?;
+        describe_device(dev).map_err(corrupt)
     }
 
     fn import_image(&mut self, outside: &Path, label: &str) -> Result<PathBuf, ImageError> {

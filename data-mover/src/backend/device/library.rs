@@ -18,9 +18,10 @@ use proto::tape::block::{Capacity, SimhTape};
 
 use proto::wire::ImageContents;
 
-use super::images::{volume_label, ImageError, ImageLibrary};
+use super::images::{describe_device, volume_label, ImageError, ImageLibrary};
 use super::TapeDrive;
 use super::{load_volume, ChangerError, DeviceError, DriveBay, Inventory, MediaChanger, MountMode, Mounter, Slot};
+use proto::tape::volume::TapeDescription;
 
 /// A library of SIMH images in a directory (see the module docs).
 #[derive(Debug)]
@@ -314,6 +315,21 @@ impl ImageLibrary for DirectoryLibrary {
         };
         let dev = SimhTape::open(outside).map_err(corrupt)?;
         volume_label(dev).map(ImageContents::Labelled).map_err(corrupt)
+    }
+
+    fn describe_image(&self, outside: &Path) -> Result<TapeDescription, ImageError> {
+        self.check_outside(outside)?;
+        let corrupt = |source| ImageError::Corrupt {
+            path: outside.to_path_buf(),
+            source,
+        };
+        let dev = SimhTape::open(outside).map_err(|e| match std::fs::metadata(outside) {
+            Err(io) if io.kind() == std::io::ErrorKind::NotFound => ImageError::NotFound {
+                path: outside.to_path_buf(),
+            },
+            _ => corrupt(e),
+        })?;
+        describe_device(dev).map_err(corrupt)
     }
 
     fn import_image(&mut self, outside: &Path, label: &str) -> Result<PathBuf, ImageError> {

@@ -28,6 +28,7 @@
 //! reads tape files by number.
 
 mod capacity;
+mod describe;
 mod end;
 mod head;
 mod reader;
@@ -35,6 +36,7 @@ mod recovery;
 mod writer;
 
 pub use capacity::file_cost;
+pub use describe::{describe, TapeDescription};
 pub use end::TapeEnd;
 pub(crate) use head::check_head;
 pub use reader::TapeReader;

@@ -131,6 +131,16 @@ impl<D: BlockDevice> TapeReader<D> {
 
     /// Read tape file `file` as ABS metadata.
     pub fn read_abs_metadata(&mut self, file: u32) -> Result<AbsMetadata, TapeError> {
+        let bytes = self.read_abs_metadata_bytes(file)?;
+        let bs = self.head.header.block_size as usize;
+        let label = self.head.header.label.clone();
+        AbsMetadata::decode(&bytes).map_err(|e| e.within(Some(&label), Some(file), Some(bs)))
+    }
+
+    /// The bytes of tape file `file`, an ABS metadata file (not decoded:
+    /// to hand on, e.g. over the wire, where [`AbsMetadata::decode`]
+    /// checks them).
+    pub fn read_abs_metadata_bytes(&mut self, file: u32) -> Result<Vec<u8>, TapeError> {
         self.check_data_file(file, "ABS metadata")?;
         let bs = self.head.header.block_size as usize;
         let label = self.head.header.label.clone();
@@ -138,7 +148,7 @@ impl<D: BlockDevice> TapeReader<D> {
         self.dev.locate_file(file).map_err(ctx)?;
         let (bytes, _) =
             read_file(&mut self.dev, bs, (MAX_METADATA_PAYLOAD + ENVELOPE_OVERHEAD) as u64).map_err(ctx)?;
-        AbsMetadata::decode(&bytes).map_err(ctx)
+        Ok(bytes)
     }
 
     /// How the tape ends (found once by spacing to the end, then cached).

@@ -88,6 +88,13 @@ pub enum Command {
     /// or `..` components. Answered with [`CommandReply::ImageExamined`];
     /// the image is not moved.
     ExamineImage { path: String },
+    /// Back-end: describe the labelled image at `path` (outside the
+    /// library, checked like [`Command::ExamineImage`]'s) for an import of
+    /// a tape the catalog never saw: labels, how it ends, its data files
+    /// (from its DIRECTORY and CATALOG, or scanned when those are damaged)
+    /// and the bytes of its ABS metadata files, which the station decodes
+    /// and checks. Answered with [`CommandReply::ImageDescribed`].
+    DescribeImage { path: String },
     /// Back-end: move the image at `from` (absolute, outside the library)
     /// into the library as tape `label` (the label grammar: 1 to 6 of
     /// A–Z 0–9). `blank`: the image must be empty (a new scratch tape,
@@ -137,6 +144,35 @@ pub enum Command {
         abs_id: AbsId,
         source: SegmentRef,
     },
+}
+
+/// A tape image as [`Command::DescribeImage`] found it (see
+/// `proto::tape::volume::TapeDescription`).
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct ImageDescription {
+    pub label: String,
+    pub pool: String,
+    pub media_set: u64,
+    pub sequence: u32,
+    pub created_unix: u64,
+    pub continues: bool,
+    pub files: Vec<DataFile>,
+    /// The ABS metadata files: tape file and bytes (not decoded).
+    pub metadata: Vec<(u32, Vec<u8>)>,
+    pub notes: Vec<String>,
+}
+
+/// One data tape file of a described image (a directory entry).
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct DataFile {
+    pub file_number: u32,
+    /// 1 segment, 2 ABS metadata (the directory's codes).
+    pub kind: u8,
+    pub abs_id: u64,
+    pub seq: u32,
+    pub bytes: u64,
+    pub crc32c: u32,
+    pub records: u64,
 }
 
 /// What an image outside the library holds.
@@ -258,6 +294,8 @@ pub enum CommandReply {
     },
     /// [`Command::ExamineImage`]: what the image holds.
     ImageExamined(ImageContents),
+    /// [`Command::DescribeImage`]: what the tape holds.
+    ImageDescribed(Box<ImageDescription>),
     /// [`Command::ImportImage`]: the image is in the library, at `path`
     /// (the back-end's own, for the catalog and for operators).
     ImageImported {
@@ -286,4 +324,73 @@ pub enum CommandReply {
         tape_label: String,
         tape_file: u32,
     },
+}
+
+impl From<crate::tape::volume::TapeDescription> for ImageDescription {
+    fn from(d: crate::tape::volume::TapeDescription) -> ImageDescription {
+        ImageDescription {
+            label: d.label,
+            pool: d.pool,
+            media_set: d.media_set,
+            sequence: d.sequence,
+            created_unix: d.created_unix,
+            continues: d.continues,
+            files: d
+                .files
+                .into_iter()
+                .map(|e| DataFile {
+                    file_number: e.file_number,
+                    kind: e.kind.code(),
+                    abs_id: e.abs_id,
+                    seq: e.seq,
+                    bytes: e.bytes,
+                    crc32c: e.crc32c,
+                    records: e.records,
+                })
+                .collect(),
+            metadata: d.metadata,
+            notes: d.notes,
+        }
+    }
+}
+
+impl TryFrom<ImageDescription> for crate::tape::volume::TapeDescription {
+    type Error = String;
+
+    /// Checks what the wire cannot: every file kind is a known code.
+    fn try_from(d: ImageDescription) -> Result<Self, String> {
+        use crate::tape::directory::{DirectoryEntry, FileKind};
+        let files = d
+            .files
+            .into_iter()
+            .map(|f| {
+                let kind = FileKind::from_code(f.kind).ok_or_else(|| {
+                    format!(
+                        "tape {} file {}: kind {} is neither 1 (segment) nor 2 (ABS metadata)",
+                        d.label, f.file_number, f.kind
+                    )
+                })?;
+                Ok(DirectoryEntry {
+                    file_number: f.file_number,
+                    kind,
+                    abs_id: f.abs_id,
+                    seq: f.seq,
+                    bytes: f.bytes,
+                    crc32c: f.crc32c,
+                    records: f.records,
+                })
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        Ok(crate::tape::volume::TapeDescription {
+            label: d.label,
+            pool: d.pool,
+            media_set: d.media_set,
+            sequence: d.sequence,
+            created_unix: d.created_unix,
+            continues: d.continues,
+            files,
+            metadata: d.metadata,
+            notes: d.notes,
+        })
+    }
 }

@@ -147,11 +147,13 @@ pub enum StationRequest {
         label: String,
         to_dir: String,
     },
-    /// Operator: bring a tape image (on the station's host) into the
-    /// library: an exported tape of this catalog, or a blank image, which
-    /// becomes a scratch tape of `pool`.
+    /// Operator: bring tape images (on a back-end's host) into the
+    /// library: an exported tape of this catalog, a blank image, which
+    /// becomes a scratch tape of `pool`, or tapes this catalog never saw
+    /// (another cluster's: their contents are recorded; the images of a
+    /// media set go together). Answered with [`StationReply::Imported`].
     LibraryImport {
-        path: String,
+        paths: Vec<String>,
         pool: Option<String>,
     },
     /// Operator: define a storage pool. A copy pool names the primary
@@ -346,6 +348,13 @@ pub enum StationReply {
     Channels(Vec<ChannelInfo>),
     Grants(Vec<GrantInfo>),
     Pools(Vec<PoolInfo>),
+    /// What an import did: the tapes now in the library, the ABSs recorded
+    /// from them, and what was not recorded and why.
+    Imported {
+        tapes: Vec<TapeInfo>,
+        abs: Vec<AbsId>,
+        notes: Vec<String>,
+    },
     /// What a deletion did: the ABSs deleted, and the tapes now holding
     /// nothing wanted (scratch again after their pool's retention).
     Deleted {
@@ -463,6 +472,9 @@ pub struct AbsInfo {
     pub uuid: String,
     /// The user's label text.
     pub label: String,
+    /// The cluster that wrote it when another one did (an imported tape);
+    /// empty: this cluster.
+    pub origin_cluster: String,
 }
 
 /// What a tape audit found.
