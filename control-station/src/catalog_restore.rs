@@ -26,14 +26,14 @@ use std::path::{Path, PathBuf};
 use anyhow::{anyhow, bail, Context, Result};
 use proto::abs::TrackAddr;
 use proto::domain::{AbsId, Level, SegmentSeq, TapeState};
-use proto::tape::block::SimhTape;
 use proto::tape::directory::{DirectoryEntry, FileKind};
 use proto::tape::metadata::AbsMetadata;
-use proto::tape::volume::{TapeEnd, TapeReader};
+use proto::tape::volume::TapeEnd;
 use proto::wire::{CATALOG_OBJECT, STATION_NODE};
 
 use crate::catalog::{Catalog, NewSegment};
 use crate::pg_tools::PgTools;
+use crate::rebuild::read::open;
 use crate::service::catalog_backup::{dump_map, DUMP_VOLUME};
 
 /// What to restore, from where, into where.
@@ -72,11 +72,6 @@ struct Tape {
 
 /// The largest segment read back into memory (bytes).
 const MAX_SEGMENT_READ: usize = 1 << 30;
-
-fn open(path: &Path) -> Result<TapeReader<SimhTape<std::fs::File>>> {
-    let dev = SimhTape::open(path).with_context(|| format!("opening tape image {}", path.display()))?;
-    TapeReader::open(dev).with_context(|| format!("reading the labels of tape image {}", path.display()))
-}
 
 fn describe(path: &Path) -> Result<Tape> {
     let mut r = open(path)?;

@@ -20,7 +20,8 @@ const MAX_SEGMENT_READ: usize = 1 << 30;
 
 type Reader = TapeReader<SimhTape<std::fs::File>>;
 
-fn open(path: &Path) -> Result<Reader> {
+/// Open a tape image read-only and read its labels.
+pub(crate) fn open(path: &Path) -> Result<Reader> {
     let dev = SimhTape::open(path).with_context(|| format!("opening tape image {}", path.display()))?;
     TapeReader::open(dev).with_context(|| format!("reading the labels of tape image {}", path.display()))
 }

@@ -212,14 +212,13 @@ async fn record_abs(catalog: &Catalog, a: &AbsPlan, ids: &mut Ids) -> Result<Abs
         (Ids::Import { .. }, Some(n)) => n,
         _ => catalog.register_primary_node(&node_name, &m.map.volumes).await?,
     };
-    // Keep the id when it is free: above every id given here.
-    let keep = match ids {
-        Ids::Keep => true,
-        Ids::Import { .. } => catalog.reserve_abs_id(AbsId::from(on_tape)).await.is_ok(),
+    // A rebuild keeps every id; an import keeps one that is free here
+    // (above every id given) and takes a new one otherwise.
+    let reserved = catalog.reserve_abs_id(AbsId::from(on_tape)).await;
+    let keep = match (&ids, reserved) {
+        (Ids::Keep, r) => r.map(|_| true)?,
+        (Ids::Import { .. }, r) => r.is_ok(),
     };
-    if let (Ids::Keep, true) = (&ids, keep) {
-        catalog.reserve_abs_id(AbsId::from(on_tape)).await?;
-    }
     let base = (m.base_abs_id != 0).then(|| mapped(ids, m.base_abs_id)).transpose()?;
     let (_, id) = if a.level == Level::Synthetic {
         catalog.create_synthetic_abs(mapped(ids, m.merged_from_abs_id)?).await?
