@@ -3,6 +3,7 @@
 //! (its extents) and ask the control station; the data goes from the primary
 //! node to tape through the movers.
 
+pub mod agent;
 pub mod client;
 pub mod extents;
 pub mod watch;

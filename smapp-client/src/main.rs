@@ -11,9 +11,16 @@ use cli::args::Args;
 
 #[tokio::main]
 async fn main() {
-    transport::telemetry::init_logging("warn");
+    let args = Args::parse();
+    // The agent is a service: it logs what it does.
+    let level = if matches!(args.cmd, cli::args::Cmd::Agent { .. }) {
+        "info"
+    } else {
+        "warn"
+    };
+    transport::telemetry::init_logging(level);
     let res = tokio::select! {
-        r = cli::run(Args::parse()) => r,
+        r = cli::run(args) => r,
         // Dropping the command closes its connection: a job still waiting
         // for a drive is cancelled.
         _ = tokio::signal::ctrl_c() => {

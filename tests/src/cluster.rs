@@ -497,6 +497,22 @@ impl Cluster {
         self.wait_registered(&names, &[], timeout)
     }
 
+    /// Start `smapp agent` under client certificate `name` (its hooks run
+    /// in `workdir`; its log is `logs/agent-NAME.log`) and wait until the
+    /// station counts it.
+    pub fn start_agent(&mut self, name: &str, workdir: &Path) -> Result<()> {
+        std::fs::create_dir_all(workdir)?;
+        let mut cmd = Command::new(bin("smapp")?);
+        cmd.args(["--station", &self.station.to_string(), "--name", name])
+            .arg("--pki")
+            .arg(self.pki_of(name))
+            .arg("agent")
+            .arg("--workdir")
+            .arg(workdir);
+        self.spawn(&format!("agent-{name}"), &mut cmd)?;
+        self.wait_registered(&[name], &[], Duration::from_secs(30))
+    }
+
     /// The address the station has for a mover.
     pub fn mover_address(&self, name: &str) -> Result<Option<String>> {
         Ok(self

@@ -75,6 +75,8 @@ pub struct AbsSummaryRow {
     pub label: String,
     /// The cluster that wrote it, when another one did (an imported tape).
     pub origin_cluster: Option<String>,
+    /// The backup definition whose run made it.
+    pub definition: Option<String>,
 }
 
 /// Where a new ABS comes from: its level, a differential's base, a
@@ -656,7 +658,7 @@ impl Catalog {
                       (SELECT count(*) FROM segments s WHERE s.abs_id = a.id) AS "segments_recorded!",
                       ARRAY(SELECT DISTINCT t.label FROM segments s JOIN tapes t ON t.id = s.tape_id
                             WHERE s.abs_id = a.id ORDER BY t.label) AS "tapes!",
-                      a.pool, a.created, a.completed, a.uuid, a.label, a.origin_cluster
+                      a.pool, a.created, a.completed, a.uuid, a.label, a.origin_cluster, a.definition
                FROM abs a
                JOIN logical_objects o ON o.id = a.object_id
                JOIN primary_nodes n ON n.id = o.primary_node_id
@@ -691,6 +693,7 @@ impl Catalog {
                     uuid: a.uuid,
                     label: a.label,
                     origin_cluster: a.origin_cluster,
+                    definition: a.definition,
                 })
             })
             .collect()

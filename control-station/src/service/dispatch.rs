@@ -11,8 +11,8 @@ use transport::{Peer, Role};
 
 use super::access::{Access, Right};
 use super::{
-    audit, backup, catalog_backup, copy, failure_of, library, library_admin, listing, merge, recovery, registry,
-    restore, ChannelNote, PeerConn, Station,
+    audit, backup, catalog_backup, copy, definitions, failure_of, library, library_admin, listing, merge, recovery,
+    registry, restore, ChannelNote, PeerConn, Station,
 };
 
 /// What each role may ask.
@@ -21,7 +21,8 @@ pub(super) fn authorize(peer: &Peer, req: &StationRequest) -> Result<()> {
     let (allowed, action): (&[Role], &str) = match req {
         R::RegisterPrimary { .. } => (&[Role::PrimaryNode], "register a primary node"),
         R::RegisterMover { .. } => (&[Role::Mover], "register a mover"),
-        R::Heartbeat { .. } => (&[Role::Mover, Role::PrimaryNode], "send heartbeats"),
+        R::RegisterAgent { .. } => (&[Role::Client], "register a host's agent"),
+        R::Heartbeat { .. } => (&[Role::Mover, Role::PrimaryNode, Role::Client], "send heartbeats"),
         R::SegmentPlaced(_) | R::MetadataPlaced { .. } | R::TapeFull { .. } => {
             (&[Role::Mover], "report tape placements")
         }
@@ -45,6 +46,9 @@ pub(super) fn authorize(peer: &Peer, req: &StationRequest) -> Result<()> {
         R::FetchDump { .. } => (&[Role::Mover], "fetch a catalog dump"),
         R::ManagementRecord { .. } => (&[Role::Mover], "ask for a management record"),
         R::PoolList => (&[Role::Client, Role::Operator], "list the storage pools"),
+        R::Define(_) | R::Undefine { .. } | R::ListDefinitions | R::RunDefinition { .. } => {
+            (&[Role::Client, Role::Operator], "manage backup definitions")
+        }
         R::ListAbs | R::ListSegments { .. } | R::Channels { .. } | R::ListGrants => {
             (&[Role::Client, Role::Operator], "read the catalog")
         }
@@ -54,7 +58,10 @@ pub(super) fn authorize(peer: &Peer, req: &StationRequest) -> Result<()> {
     };
     transport::require_role(peer, allowed, action)?;
     let claimed = match req {
-        R::RegisterPrimary { name, .. } | R::RegisterMover { name, .. } | R::Heartbeat { name } => Some(name),
+        R::RegisterPrimary { name, .. }
+        | R::RegisterMover { name, .. }
+        | R::RegisterAgent { name, .. }
+        | R::Heartbeat { name } => Some(name),
         _ => None,
     };
     if let Some(name) = claimed {
@@ -126,6 +133,7 @@ pub(super) async fn dispatch(
                 pool,
                 copy_to,
                 label,
+                definition: None,
             };
             backup::run(st, &peer, req, &conn, send).await;
             return;
@@ -186,6 +194,10 @@ pub(super) async fn dispatch(
         }
         R::FetchDump { channel_id } => {
             catalog_backup::serve_dump(&st, &peer, channel_id, send).await;
+            return;
+        }
+        R::RunDefinition { name } => {
+            definitions::run_now(st, &peer, &name, send).await;
             return;
         }
         other => match handle(&st, conn, &peer, other).await {
@@ -415,6 +427,31 @@ async fn handle(st: &Arc<Station>, conn: quinn::Connection, peer: &Peer, req: St
             }
         }
         R::PoolList => StationReply::Pools(listing::pools(st).await?),
+        R::Define(spec) => StationReply::Definitions(vec![definitions::define(st, peer, *spec).await?]),
+        R::Undefine { name } => {
+            definitions::undefine(st, peer, &name).await?;
+            StationReply::Ok
+        }
+        R::ListDefinitions => StationReply::Definitions(definitions::list(st, peer).await?),
+        R::RegisterAgent { name, boot } => {
+            // A client certificate never takes a mover's or node's place.
+            let held = st.peers.lock().await.get(&name).map(|p| p.role);
+            if held.is_some_and(|r| r != peer.role) {
+                bail!(Failure::refused(format!(
+                    "not authorized: {name} is registered as a {}, not an agent",
+                    held.map_or("", |r| r.as_str())
+                )));
+            }
+            st.restarted(&name, boot).await;
+            st.seen(&name).await;
+            let role = peer.role;
+            st.peers
+                .lock()
+                .await
+                .insert(name.clone(), PeerConn { conn, boot, role });
+            tracing::info!(%name, boot, "agent registered");
+            StationReply::Registered { id: 0 }
+        }
         R::TapeAudit { label } => StationReply::Audit(audit::audit(st, &label).await?),
         R::ListSegments { abs_id } => {
             let access = Access::of(st, peer).await?;
@@ -518,7 +555,8 @@ async fn handle(st: &Arc<Station>, conn: quinn::Connection, peer: &Peer, req: St
         | R::PoolBackup { .. }
         | R::TapeRecover { .. }
         | R::CatalogBackup { .. }
-        | R::FetchDump { .. } => {
+        | R::FetchDump { .. }
+        | R::RunDefinition { .. } => {
             bail!(Failure::internal(
                 "internal: backups, restores, merges and pool backups are streamed"
             ))

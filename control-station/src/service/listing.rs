@@ -5,13 +5,14 @@ use std::sync::Arc;
 use anyhow::{anyhow, Result};
 use proto::domain::{AbsId, ChannelId, Failure};
 use proto::wire::{
-    AbsInfo, ChannelInfo, GrantInfo, MoverInfo, PoolInfo, SegmentInfo, StationReply, TapeInfo, TransitionInfo,
+    AbsInfo, ChannelInfo, GrantInfo, HistoryNote, MoverInfo, PoolInfo, SegmentInfo, StationReply, TapeInfo,
+    TransitionInfo,
 };
 
 use super::Station;
 use crate::catalog::ChannelRow;
 
-fn ts(t: chrono::DateTime<chrono::Utc>) -> String {
+pub(crate) fn ts(t: chrono::DateTime<chrono::Utc>) -> String {
     t.format("%Y-%m-%d %H:%M:%S%.3f").to_string()
 }
 
@@ -59,6 +60,7 @@ pub(crate) async fn abs(st: &Arc<Station>) -> Result<Vec<AbsInfo>> {
             uuid: r.uuid,
             label: r.label,
             origin_cluster: r.origin_cluster.unwrap_or_default(),
+            definition: r.definition.unwrap_or_default(),
         });
     }
     Ok(out)
@@ -199,9 +201,21 @@ pub(crate) async fn history(st: &Arc<Station>, id: ChannelId) -> Result<StationR
             at: ts(t.at),
         })
         .collect();
+    let notes = st
+        .catalog
+        .channel_notes(id)
+        .await?
+        .into_iter()
+        .map(|n| HistoryNote {
+            actor: n.actor,
+            text: n.text,
+            at: ts(n.at),
+        })
+        .collect();
     Ok(StationReply::History {
         channel: channel_info(channel),
         transitions,
+        notes,
     })
 }
 

@@ -7,6 +7,7 @@ mod audit;
 mod backup;
 pub mod catalog_backup;
 mod copy;
+pub(crate) mod definitions;
 mod dispatch;
 mod events;
 mod failure;
@@ -299,6 +300,11 @@ impl Station {
 
     /// Send a command to a connected peer and wait for its reply.
     pub(crate) async fn command(&self, peer: &str, cmd: &Command) -> Result<CommandReply> {
+        self.command_within(peer, cmd, self.cfg.command_timeout).await
+    }
+
+    /// [`Station::command`], waiting at most `timeout` for the reply.
+    pub(crate) async fn command_within(&self, peer: &str, cmd: &Command, timeout: Duration) -> Result<CommandReply> {
         let conn = self
             .peers
             .lock()
@@ -314,12 +320,9 @@ impl Station {
                 .await?
                 .ok_or_else(|| anyhow!(Failure::retryable(format!("{peer} closed the stream without a reply"))))
         };
-        match tokio::time::timeout(self.cfg.command_timeout, fut).await {
+        match tokio::time::timeout(timeout, fut).await {
             Ok(r) => r,
-            Err(_) => bail!(Failure::retryable(format!(
-                "{peer} did not answer within {:?}",
-                self.cfg.command_timeout
-            ))),
+            Err(_) => bail!(Failure::retryable(format!("{peer} did not answer within {timeout:?}"))),
         }
     }
 

@@ -236,7 +236,11 @@ pub(crate) async fn health(st: &Arc<Station>) -> HealthInfo {
         .iter()
         .map(|(name, p)| PeerHealth {
             name: name.clone(),
-            role: p.role.as_str().to_string(),
+            // A client certificate registers only as a host's agent.
+            role: match p.role {
+                transport::Role::Client => "agent".to_string(),
+                r => r.as_str().to_string(),
+            },
             boot: p.boot,
             last_heard_ms: seen
                 .get(name)

@@ -11,7 +11,7 @@ use proto::wire::{StationReply, StationRequest, MAX_CONTROL_FRAME};
 use transport::{Identity, Peer};
 
 use super::dispatch::{authorize, dispatch};
-use super::{failure_of, recovery, watchdog, Station};
+use super::{definitions, failure_of, recovery, watchdog, Station};
 
 /// How long a peer has to send a whole request once it opened a stream.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -23,9 +23,11 @@ pub async fn serve(station: Arc<Station>, identity: Identity, pki: PathBuf) -> R
     let endpoint = transport::bind(station.cfg.listen, &identity).context("binding the station's QUIC endpoint")?;
     let revoked = transport::crl::watch(endpoint.clone(), pki, identity.name().to_string(), &identity);
     recovery::at_start(&station).await?;
+    definitions::at_start(&station).await?;
     tracing::info!(address = %endpoint.local_addr()?, "control station listening");
     tokio::spawn(watchdog(station.clone()));
     tokio::spawn(recovery::sweeper(station.clone()));
+    tokio::spawn(definitions::scheduler(station.clone()));
     while let Some(incoming) = endpoint.accept().await {
         let st = station.clone();
         let revoked = revoked.clone();

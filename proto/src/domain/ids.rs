@@ -152,6 +152,14 @@ id_type!(
     DriveId(u64) as "drive"
 );
 id_type!(
+    /// A backup definition (`smapp define`).
+    DefinitionId(u64) as "definition"
+);
+id_type!(
+    /// One run of a backup definition.
+    RunId(u64) as "definition run"
+);
+id_type!(
     /// The position of a segment in its ABS (0, 1, 2, …).
     SegmentSeq(u32) as "segment"
 );

@@ -14,10 +14,12 @@
 //! |---|---|
 //! | [`ids`] | [`AbsId`], [`ChannelId`], [`TapeId`], [`ObjectId`], [`SegmentSeq`], … |
 //! | [`states`] | [`Level`], [`AbsKind`], [`AbsState`], [`TapeState`], [`ChannelState`], … |
+//! | [`schedule`] | [`Schedule`]: when a backup definition runs |
 //! | [`failure`] | [`FailureCode`], [`Failure`]: what went wrong, for programs |
 
 pub mod failure;
 pub mod ids;
+pub mod schedule;
 #[cfg(feature = "sqlx")]
 mod sql;
 pub mod states;
@@ -26,11 +28,12 @@ pub mod uuid;
 
 pub use failure::{Failure, FailureCode};
 pub use ids::{
-    AbsId, ChannelId, DriveId, IdOutOfRange, JobId, MapId, MediaSetId, MoverId, NodeId, ObjectId, PairId, SegmentSeq,
-    TapeId,
+    AbsId, ChannelId, DefinitionId, DriveId, IdOutOfRange, JobId, MapId, MediaSetId, MoverId, NodeId, ObjectId, PairId,
+    RunId, SegmentSeq, TapeId,
 };
+pub use schedule::{BadSchedule, Due, Schedule};
 pub use states::{
-    AbsKind, AbsState, CatalogHealth, ChannelKind, ChannelState, Level, MoverRole, MoverState, ParseDomainError,
-    PoolKind, SegmentStatus, TapeLocation, TapeState,
+    AbsKind, AbsState, CatalogHealth, ChannelKind, ChannelState, HookPhase, Level, MoverRole, MoverState,
+    ParseDomainError, PoolKind, RunState, SegmentStatus, TapeLocation, TapeState,
 };
 pub use uuid::{BadUuid, Uuid};

@@ -124,6 +124,28 @@ impl MoverRole {
 }
 
 text_enum! {
+    /// When a backup definition's host command runs: `pre` before the
+    /// backup starts (it must succeed), `post` after it ended, whatever
+    /// happened.
+    pub enum HookPhase as "hook phase" {
+        Pre = "pre",
+        Post = "post",
+    }
+}
+
+text_enum! {
+    /// One run of a backup definition: running, succeeded (its ABS is
+    /// complete), failed (its pre command, its backup, or the station
+    /// stopped), or skipped (the previous run was still going at its slot).
+    pub enum RunState as "run state" {
+        Running = "running",
+        Succeeded = "succeeded",
+        Failed = "failed",
+        Skipped = "skipped",
+    }
+}
+
+text_enum! {
     /// Whether the station may assign work to a mover.
     pub enum MoverState as "mover state" {
         Online = "online",

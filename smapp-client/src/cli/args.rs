@@ -67,6 +67,29 @@ pub enum Cmd {
         #[arg(long)]
         with_dependents: bool,
     },
+    /// Define a backup the station runs on a schedule (times in UTC),
+    /// with commands the host's agent runs before it (the backup starts
+    /// only if that succeeded) and after it (whatever happened).
+    Define(DefineArgs),
+    /// Backup definitions and their latest runs (a client: its own);
+    /// `definitions run NAME` runs one now and follows it.
+    Definitions {
+        #[command(subcommand)]
+        cmd: Option<DefinitionsCmd>,
+    },
+    /// Remove a backup definition (the ABSs its runs made stay).
+    Undefine {
+        #[arg(value_name = "NAME")]
+        definition: String,
+    },
+    /// Run on a host: register with the station under this client's
+    /// certificate and run the pre and post commands of the backup
+    /// definitions naming this host, until stopped.
+    Agent {
+        /// Directory the commands run in.
+        #[arg(long, default_value = "/")]
+        workdir: PathBuf,
+    },
     /// List ABSs, tapes, segments or movers.
     List {
         #[arg(value_parser = ["abs", "tapes", "segments", "movers"], default_value = "abs")]
@@ -114,6 +137,15 @@ pub enum Cmd {
     Tape {
         #[command(subcommand)]
         cmd: TapeCmd,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum DefinitionsCmd {
+    /// Run a definition now, as its schedule would, and follow it.
+    Run {
+        #[arg(value_name = "NAME")]
+        definition: String,
     },
 }
 
@@ -220,9 +252,9 @@ pub struct GrantScope {
     pub restore: bool,
 }
 
-// The arguments of `smapp backup` (its help is the variant's doc comment).
+/// The logical object a backup or a definition names.
 #[derive(clap::Args)]
-pub struct BackupArgs {
+pub struct ObjectArgs {
     /// Primary node holding the object.
     #[arg(long)]
     pub primary: String,
@@ -235,6 +267,26 @@ pub struct BackupArgs {
     /// The object is this extent list (`VOLUME OFFSET LENGTH` per line, logical order).
     #[arg(long)]
     pub extents: Option<PathBuf>,
+}
+
+impl ObjectArgs {
+    /// The object as the station is told it: a volume, or the extents read
+    /// from the file.
+    pub fn logical_object(&self) -> anyhow::Result<proto::wire::LogicalObject> {
+        use proto::wire::LogicalObject;
+        match (&self.volume, &self.extents) {
+            (Some(v), None) => Ok(LogicalObject::Volume(v.clone())),
+            (None, Some(f)) => Ok(LogicalObject::Extents(smapp_client::extents::read(f)?)),
+            _ => Err(proto::domain::Failure::invalid("give --volume or --extents").into()),
+        }
+    }
+}
+
+// The arguments of `smapp backup` (its help is the variant's doc comment).
+#[derive(clap::Args)]
+pub struct BackupArgs {
+    #[command(flatten)]
+    pub what: ObjectArgs,
     /// Write the ABS to this many drives of one back-end in parallel,
     /// its segments split across them (1: one drive, which other
     /// backups may share).
@@ -313,4 +365,43 @@ pub struct MergeArgs {
     /// The chain ending at this ABS (default: the latest backup).
     #[arg(long)]
     pub abs: Option<u64>,
+}
+
+// The arguments of `smapp define` (its help is the variant's doc comment).
+#[derive(clap::Args)]
+pub struct DefineArgs {
+    /// The definition's name (1 to 64 of A-Z a-z 0-9 . _ -).
+    #[arg(value_name = "NAME")]
+    pub definition: String,
+    #[command(flatten)]
+    pub what: ObjectArgs,
+    #[arg(long, value_enum, default_value_t = Level::Full)]
+    pub level: Level,
+    /// Label text kept with each run's ABS.
+    #[arg(long, default_value = "")]
+    pub label: String,
+    /// When it runs, in UTC: "daily HH:MM", "weekly DAY HH:MM" (DAY:
+    /// mon..sun) or "every N" (N: 30s, 15m, 6h, 1d). Runs missed while
+    /// the station was down run once when it is back.
+    #[arg(long)]
+    pub schedule: String,
+    /// Shell command the host's agent runs before the backup (e.g. put
+    /// the application into backup mode); the backup starts only if it
+    /// exits 0.
+    #[arg(long, default_value = "")]
+    pub pre: String,
+    /// Shell command the host's agent runs after the backup, whatever
+    /// happened (`$DMC_RESULT` says succeeded or failed).
+    #[arg(long, default_value = "")]
+    pub post: String,
+    /// Seconds each command may take before it is killed and counts as failed.
+    #[arg(long, default_value_t = 300)]
+    pub hook_timeout: u32,
+    /// The primary pool to write to (default: the station's default pool).
+    #[arg(long)]
+    pub pool: Option<String>,
+    /// The host whose agent runs the commands (default: this client; an
+    /// operator names it).
+    #[arg(long)]
+    pub host: Option<String>,
 }

@@ -2,7 +2,7 @@
 
 use anyhow::{bail, Context, Result};
 use proto::domain::{AbsId, ChannelId, Failure};
-use proto::wire::{ChannelEvent, LogicalObject, RestoreTarget, StationRequest};
+use proto::wire::{ChannelEvent, RestoreTarget, StationRequest};
 use serde_json::json;
 
 use super::args::{Args, BackupArgs, MergeArgs, RestoreArgs};
@@ -11,10 +11,7 @@ use super::progress::{on_event, progress_bar, report, report_copied, report_reco
 
 pub async fn backup(a: &Args, b: &BackupArgs) -> Result<()> {
     let BackupArgs {
-        primary,
-        object,
-        volume,
-        extents,
+        what,
         drives,
         level,
         detach,
@@ -23,15 +20,11 @@ pub async fn backup(a: &Args, b: &BackupArgs) -> Result<()> {
         label,
     } = b;
     let level = *level;
-    let spec = match (volume, extents) {
-        (Some(v), None) => LogicalObject::Volume(v.clone()),
-        (None, Some(f)) => LogicalObject::Extents(smapp_client::extents::read(f)?),
-        _ => bail!(Failure::invalid("give --volume or --extents")),
-    };
+    let object = &what.object;
     let req = StationRequest::Backup {
         object_name: object.clone(),
-        primary: primary.clone(),
-        object: spec,
+        primary: what.primary.clone(),
+        object: what.logical_object()?,
         drives: *drives,
         level,
         detach: *detach,

@@ -37,7 +37,8 @@ pub fn print_listing(reply: StationReply, as_json: bool) {
                         "merged_from_abs_id": r.merged_from_abs_id.map_or(0, AbsId::get),
                         "point_in_time": r.point_in_time, "state": r.state.as_str(), "object_size": r.object_size, "data_bytes": r.data_bytes, "tracks": r.track_count,
                         "segments": r.segment_count, "extents": r.extents, "created": r.created, "tapes": r.tapes,
-                        "pool": r.pool, "copies": r.copies.len(), "copy_pools": r.copies, "uuid": r.uuid, "label": r.label, "origin_cluster": r.origin_cluster})
+                        "pool": r.pool, "copies": r.copies.len(), "copy_pools": r.copies, "uuid": r.uuid, "label": r.label, "origin_cluster": r.origin_cluster,
+                        "definition": r.definition})
                     );
                 } else {
                     println!(
@@ -247,6 +248,7 @@ pub fn print_listing(reply: StationReply, as_json: bool) {
                 }
             }
         }
+        StationReply::Definitions(rows) => super::definitions::print(&rows, as_json),
         StationReply::Pools(rows) => {
             if !as_json {
                 println!(
@@ -311,7 +313,11 @@ pub fn print_listing(reply: StationReply, as_json: bool) {
                 }
             }
         }
-        StationReply::History { channel, transitions } => {
+        StationReply::History {
+            channel,
+            transitions,
+            notes,
+        } => {
             // A channel's creation is a transition from nothing: `-`.
             let from = |t: &proto::wire::TransitionInfo| t.from.map_or("-", |s| s.as_str());
             if as_json {
@@ -319,24 +325,45 @@ pub fn print_listing(reply: StationReply, as_json: bool) {
                     .iter()
                     .map(|t| json!({"from": from(t), "to": t.to.as_str(), "reason": t.reason, "actor": t.actor, "at": t.at}))
                     .collect();
+                let n: Vec<_> = notes
+                    .iter()
+                    .map(|n| json!({"actor": n.actor, "text": n.text, "at": n.at}))
+                    .collect();
                 println!(
                     "{}",
-                    json!({"channel_id": channel.channel_id.get(), "kind": channel.kind.as_str(), "state": channel.state.as_str(), "transitions": t})
+                    json!({"channel_id": channel.channel_id.get(), "kind": channel.kind.as_str(), "state": channel.state.as_str(), "transitions": t, "notes": n})
                 );
             } else {
                 println!(
                     "channel {} ({} of ABS {}): {} — {}",
                     channel.channel_id, channel.kind, channel.abs_id, channel.state, channel.reason
                 );
-                for t in &transitions {
-                    println!(
-                        "  {}  {:<17} -> {:<17} {:<10} {}",
-                        t.at,
-                        from(t),
-                        t.to,
-                        t.actor,
-                        t.reason
-                    );
+                // State changes and notes, in time order (the times sort
+                // as text).
+                let mut lines: Vec<(&str, String)> = transitions
+                    .iter()
+                    .map(|t| {
+                        let line = format!(
+                            "  {}  {:<17} -> {:<17} {:<10} {}",
+                            t.at,
+                            from(t),
+                            t.to,
+                            t.actor,
+                            t.reason
+                        );
+                        (t.at.as_str(), line)
+                    })
+                    .collect();
+                for n in &notes {
+                    let text = n.text.trim_end().replace('\n', "\n      | ");
+                    lines.push((
+                        n.at.as_str(),
+                        format!("  {}  {:<38} {:<10} {}", n.at, "note", n.actor, text),
+                    ));
+                }
+                lines.sort_by(|a, b| a.0.cmp(b.0));
+                for (_, line) in lines {
+                    println!("{line}");
                 }
             }
         }

@@ -3,6 +3,7 @@
 
 pub mod args;
 mod catalog;
+mod definitions;
 mod jobs;
 mod listing;
 mod operator;
@@ -42,6 +43,13 @@ pub async fn run(a: Args) -> Result<()> {
         Cmd::Revoke(g) => operator::grant(&a, g, false).await,
         Cmd::Grants => operator::grants(&a).await,
         Cmd::Health => catalog::health(&a).await,
+        Cmd::Define(d) => definitions::define(&a, d).await,
+        Cmd::Definitions { cmd: None } => definitions::list(&a).await,
+        Cmd::Definitions {
+            cmd: Some(args::DefinitionsCmd::Run { definition }),
+        } => definitions::run(&a, definition).await,
+        Cmd::Undefine { definition } => definitions::undefine(&a, definition).await,
+        Cmd::Agent { workdir } => definitions::agent(&a, workdir).await,
         Cmd::Channels { what, interval, count } => catalog::channels(&a, what.as_deref(), *interval, *count).await,
     }
 }

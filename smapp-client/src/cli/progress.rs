@@ -72,6 +72,28 @@ pub fn on_event(pb: &ProgressBar, json: bool) -> impl FnMut(&ChannelEvent) + '_ 
             || format!("  resumed: front-end {front_end} came back; {segments_on_tape} segments were already on tape"),
         ),
         ChannelEvent::Progress { bytes } => pb.set_position(*bytes),
+        ChannelEvent::Hook {
+            phase,
+            host,
+            status,
+            output,
+        } => line(
+            pb,
+            json,
+            json!({"event": "hook", "phase": phase.as_str(), "host": host, "status": status, "output": output}),
+            || {
+                let how = status.map_or("was killed or could not run".to_string(), |s| format!("exited {s}"));
+                let out = output.trim_end();
+                if out.is_empty() {
+                    format!("  {phase} command on {host} {how}")
+                } else {
+                    format!(
+                        "  {phase} command on {host} {how}:\n    {}",
+                        out.replace('\n', "\n    ")
+                    )
+                }
+            },
+        ),
         _ => {}
     }
 }

@@ -3,7 +3,7 @@
 use clap::{CommandFactory, Parser};
 use proto::domain::{FailureCode, Level, PoolKind};
 
-use super::args::{Args, Cmd, PoolCmd, EXIT_STATUSES};
+use super::args::{Args, Cmd, DefinitionsCmd, PoolCmd, EXIT_STATUSES};
 
 fn level_of(args: &[&str]) -> Result<Level, clap::Error> {
     let base = ["smapp", "backup", "--primary", "p", "--object", "o", "--volume", "v"];
@@ -72,4 +72,50 @@ fn a_pool_name_is_not_the_certificate_name() {
         _ => unreachable!("a pool definition"),
     }
     assert!(Args::try_parse_from(["smapp", "pool", "define", "x", "--kind", "tertiary"]).is_err());
+}
+
+#[test]
+fn a_definition_name_is_not_the_certificate_name() {
+    let a = Args::try_parse_from([
+        "smapp",
+        "--name",
+        "host1",
+        "define",
+        "nightly",
+        "--primary",
+        "pn1",
+        "--object",
+        "db",
+        "--volume",
+        "vol0",
+        "--schedule",
+        "daily 02:00",
+        "--pre",
+        "freeze",
+    ])
+    .unwrap();
+    assert_eq!(a.name, "host1");
+    match a.cmd {
+        Cmd::Define(d) => {
+            assert_eq!(d.definition, "nightly");
+            assert_eq!(d.schedule, "daily 02:00");
+            assert_eq!(d.pre, "freeze");
+            assert_eq!(d.hook_timeout, 300);
+        }
+        _ => unreachable!("a definition"),
+    }
+    for args in [
+        ["smapp", "--name", "host1", "undefine", "nightly"].as_slice(),
+        ["smapp", "--name", "host1", "definitions", "run", "nightly"].as_slice(),
+    ] {
+        let a = Args::try_parse_from(args).unwrap();
+        assert_eq!(a.name, "host1");
+        match a.cmd {
+            Cmd::Undefine { definition }
+            | Cmd::Definitions {
+                cmd: Some(DefinitionsCmd::Run { definition }),
+            } => assert_eq!(definition, "nightly"),
+            _ => unreachable!("undefine or run"),
+        }
+    }
 }

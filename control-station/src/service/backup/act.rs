@@ -9,7 +9,6 @@ use anyhow::{anyhow, bail, Context, Result};
 use proto::abs::{AbsMap, TrackSet};
 use proto::domain::{AbsId, ChannelId, Failure};
 use proto::wire::{BackupChannel, ChannelEvent, ChannelToken, Command, CommandReply, VolumeEpoch};
-use transport::FramedSend;
 
 use super::job::{track_bytes, BackupJob};
 use super::writing::{await_written, close_written, Held, Resume};
@@ -25,7 +24,7 @@ pub(super) async fn act(
     job: &BackupJob,
     abandon: Abandon<'_>,
     mut rx: NoteRx,
-    send: &mut FramedSend,
+    send: &mut impl EventSink,
     started: Instant,
 ) -> Result<ChannelEvent> {
     let channel_id = held.channel.id();

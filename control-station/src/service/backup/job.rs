@@ -26,6 +26,9 @@ pub(crate) struct BackupRequest {
     pub copy_to: Option<String>,
     /// The user's label text.
     pub label: String,
+    /// The run of a backup definition this backup is (its hooks run
+    /// around it), if it is one.
+    pub definition: Option<crate::service::definitions::DefinitionRun>,
 }
 
 /// The base of a differential as the catalog holds it.
@@ -269,6 +272,7 @@ mod tests {
             pool: None,
             copy_to: None,
             label: String::new(),
+            definition: None,
         }
     }
 

@@ -24,7 +24,7 @@ use super::access::{Access, Right};
 use super::events::{Abandon, EventSink};
 use super::{copy, failure_of, registry, Station};
 use crate::plan::ChainMember;
-pub(crate) use job::{BackupJob, BackupRequest};
+pub(crate) use job::{check_level, BackupJob, BackupRequest};
 pub(crate) use writing::{await_written, close_written, open_writing_channel, settle, Held};
 
 /// Run one backup for a client, streaming events to it.
@@ -48,13 +48,15 @@ pub(crate) async fn run(
     let _ = send.send(&StationReply::Event(event)).await;
 }
 
-/// Plan the backup from the catalog, create its ABS and channel, act.
-async fn backup(
+/// Plan the backup from the catalog, create its ABS and channel, act. A
+/// definition's run has its pre command run first (the backup acts only
+/// once it succeeded) and its post command after, whatever happened.
+pub(crate) async fn backup(
     st: &Arc<Station>,
     client: &Peer,
     req: BackupRequest,
     abandon: Abandon<'_>,
-    send: &mut FramedSend,
+    send: &mut impl EventSink,
     started: Instant,
 ) -> Result<ChannelEvent> {
     job::check_level(req.level)?;
@@ -89,12 +91,26 @@ async fn backup(
     let (mut held, rx) = open_writing_channel(st, client, abs_id, &req.label).await?;
     let channel_id = held.channel.id();
     send.emit(ChannelEvent::Accepted { channel_id, abs_id }).await;
-    let outcome = act::act(st, &mut held, &job, abandon, rx, send, started).await;
+    let hooks = req.definition.as_ref();
+    if let Some(d) = hooks {
+        d.attach(st, abs_id, channel_id).await?;
+    }
+    let outcome = match hooks {
+        Some(d) => match d.pre(st, abs_id, channel_id, send).await {
+            Ok(()) => act::act(st, &mut held, &job, abandon, rx, send, started).await,
+            Err(e) => Err(e),
+        },
+        None => act::act(st, &mut held, &job, abandon, rx, send, started).await,
+    };
     st.resumable.lock().await.remove(&channel_id);
     st.channels.lock().await.remove(&channel_id);
     st.depends_on(channel_id, &[]).await;
     // The primary node drops the channel's snapshot, if it took one.
-    let done = settle(st, &mut held, outcome, &[&job.primary]).await?;
+    let done = settle(st, &mut held, outcome, &[&job.primary]).await;
+    if let Some(d) = hooks {
+        d.post(st, abs_id, channel_id, done.is_ok(), send).await;
+    }
+    let done = done?;
     if let Some(copy_pool) = &req.copy_to {
         // Synchronous copy: done only once the copy is on tape too. The
         // ABS is complete on its primary tape whatever happens here; a

@@ -3,8 +3,8 @@
 
 use std::sync::Arc;
 
+use crate::service::events::EventSink;
 use anyhow::Result;
-use transport::FramedSend;
 
 use crate::catalog::{DriveRow, TapeRow};
 use crate::channel::ChannelInput;
@@ -21,7 +21,7 @@ pub(crate) async fn tape_switched(
     first_drive: bool,
     full: &str,
     next: &TapeRow,
-    send: &mut FramedSend,
+    send: &mut impl EventSink,
 ) -> Result<()> {
     let channel_id = channel.id();
     let why = format!("tape {full} full in drive {}", drive.name);

@@ -8,7 +8,7 @@ use std::time::Instant;
 use anyhow::{anyhow, bail, Context, Result};
 use proto::domain::{AbsId, ChannelId, Failure, SegmentSeq};
 use proto::wire::{ChannelEvent, Command};
-use transport::{FramedSend, Peer};
+use transport::Peer;
 
 use super::job::{check_complete, closed_reason, tapes_in_order, OnTape, Written};
 use super::tape_switch::tape_switched;
@@ -121,7 +121,7 @@ pub(crate) async fn await_written(
     drives: &[DriveRow],
     resume: Option<Resume<'_>>,
     rx: &mut NoteRx,
-    send: &mut FramedSend,
+    send: &mut impl EventSink,
 ) -> Result<Written> {
     let channel_id = channel.id();
     let mut quiet = Instant::now();
@@ -230,7 +230,7 @@ pub(crate) async fn close_written(
     held: &mut Held,
     w: Written,
     what: &str,
-    send: &mut FramedSend,
+    send: &mut impl EventSink,
     started: Instant,
 ) -> Result<ChannelEvent> {
     let channel_id = held.channel.id();

@@ -130,7 +130,7 @@ pub(crate) async fn copy_abs(
     abs_id: AbsId,
     primary: &str,
     copy_pool: &str,
-    send: &mut FramedSend,
+    send: &mut impl EventSink,
 ) -> Result<()> {
     let (tx, mut rx) = mpsc::unbounded_channel();
     let work = async {
@@ -183,7 +183,7 @@ pub(crate) async fn copy_abs(
 async fn pump<T>(
     work: impl std::future::Future<Output = Result<T>>,
     rx: &mut mpsc::UnboundedReceiver<ChannelEvent>,
-    send: &mut FramedSend,
+    send: &mut impl EventSink,
 ) -> Result<T> {
     tokio::pin!(work);
     let outcome = loop {

@@ -144,6 +144,21 @@ pub enum Command {
         abs_id: AbsId,
         source: SegmentRef,
     },
+    /// Agent: run a backup definition's `phase` command with `sh -c` on
+    /// the host, at most `timeout_seconds` (then it is killed). The
+    /// environment names the definition (`DMC_DEFINITION`), the phase
+    /// (`DMC_PHASE`), the ABS (`DMC_ABS_ID`) and, after the backup, how it
+    /// ended (`DMC_RESULT`: `succeeded` or `failed`). Answered with
+    /// [`CommandReply::HookRan`].
+    RunHook {
+        definition: String,
+        phase: HookPhase,
+        command: String,
+        timeout_seconds: u32,
+        abs_id: AbsId,
+        /// The post phase: whether the backup succeeded.
+        succeeded: bool,
+    },
 }
 
 /// A tape image as [`Command::DescribeImage`] found it (see
@@ -324,7 +339,18 @@ pub enum CommandReply {
         tape_label: String,
         tape_file: u32,
     },
+    /// [`Command::RunHook`]: how the command ended (`status` None: killed,
+    /// by its timeout or a signal) and the end of its output (stdout and
+    /// stderr together, at most [`MAX_HOOK_OUTPUT`] bytes).
+    HookRan {
+        status: Option<i32>,
+        output: String,
+        millis: u64,
+    },
 }
+
+/// The most output of a hook the agent sends back (its last bytes).
+pub const MAX_HOOK_OUTPUT: usize = 16 * 1024;
 
 impl From<crate::tape::volume::TapeDescription> for ImageDescription {
     fn from(d: crate::tape::volume::TapeDescription) -> ImageDescription {

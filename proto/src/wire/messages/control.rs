@@ -34,6 +34,13 @@ pub enum StationRequest {
         boot: u64,
         channels: Vec<ChannelId>,
     },
+    /// A host's `smapp agent` (client certificate): it runs the pre and
+    /// post commands of the backup definitions naming its host, on
+    /// [`Command::RunHook`]. `boot` as for the other registrations.
+    RegisterAgent {
+        name: String,
+        boot: u64,
+    },
     Heartbeat {
         name: String,
     },
@@ -179,6 +186,23 @@ pub enum StationRequest {
     },
     /// Every pool, with its tapes and what it holds.
     PoolList,
+    /// Define a backup that the station runs on a schedule (seed 002
+    /// FIG. 5, 10). A client needs a backup grant on the object, and its
+    /// hooks run on its own host; an operator may name any host. Answered
+    /// with [`StationReply::Definitions`] holding the new definition.
+    Define(Box<DefinitionSpec>),
+    /// Remove a definition (its past runs' ABSs stay).
+    Undefine {
+        name: String,
+    },
+    /// The definitions a client made (an operator: all), with their last
+    /// runs.
+    ListDefinitions,
+    /// Run a definition now, as its schedule would (pre command, backup,
+    /// post command), following it like a [`StationRequest::Backup`].
+    RunDefinition {
+        name: String,
+    },
     /// Operator: read every segment (primary or copy) the catalog places on
     /// tape `label`, check each against its checksums and the catalog's
     /// CRC32C, and mark what fails `damaged`. Answered with
@@ -348,6 +372,7 @@ pub enum StationReply {
     Channels(Vec<ChannelInfo>),
     Grants(Vec<GrantInfo>),
     Pools(Vec<PoolInfo>),
+    Definitions(Vec<DefinitionInfo>),
     /// What an import did: the tapes now in the library, the ABSs recorded
     /// from them, and what was not recorded and why.
     Imported {
@@ -365,6 +390,9 @@ pub enum StationReply {
     History {
         channel: ChannelInfo,
         transitions: Vec<TransitionInfo>,
+        /// What happened beside the state changes (a definition's pre and
+        /// post commands and their output), in time order.
+        notes: Vec<HistoryNote>,
     },
 }
 
@@ -407,6 +435,14 @@ pub enum ChannelEvent {
     },
     Progress {
         bytes: u64,
+    },
+    /// A definition's `phase` command ran on `host`'s agent: its exit
+    /// status (None: killed, or it could not run) and its output.
+    Hook {
+        phase: HookPhase,
+        host: String,
+        status: Option<i32>,
+        output: String,
     },
     /// Nothing changed for a while: what the channel is waiting for, and
     /// for how long (sent every few seconds while it waits).
@@ -475,6 +511,8 @@ pub struct AbsInfo {
     /// The cluster that wrote it when another one did (an imported tape);
     /// empty: this cluster.
     pub origin_cluster: String,
+    /// The backup definition whose run made it (empty: none).
+    pub definition: String,
 }
 
 /// What a tape audit found.
@@ -591,4 +629,80 @@ pub struct TransitionInfo {
     pub reason: String,
     pub actor: String,
     pub at: String,
+}
+
+/// A note in a channel's history that is not a state change.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct HistoryNote {
+    pub actor: String,
+    pub text: String,
+    pub at: String,
+}
+
+/// A backup definition as a client gives it (`smapp define`).
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct DefinitionSpec {
+    /// Unique in the catalog.
+    pub name: String,
+    /// The host whose agent runs the hooks (None: the defining client).
+    pub host: Option<String>,
+    pub primary: String,
+    pub object_name: String,
+    pub object: LogicalObject,
+    pub level: Level,
+    pub label: String,
+    pub pool: Option<String>,
+    /// `daily HH:MM`, `weekly DAY HH:MM` or `every N{s,m,h,d}` (UTC; see
+    /// [`crate::domain::Schedule`]).
+    pub schedule: String,
+    /// Shell commands for the host's agent (empty: none).
+    pub pre: String,
+    pub post: String,
+    /// Seconds each hook may take before it is killed and counts as failed.
+    pub hook_timeout_seconds: u32,
+}
+
+/// A backup definition and its recent runs.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct DefinitionInfo {
+    pub name: String,
+    /// Who defined it: its runs back up with this client's grants.
+    pub client: String,
+    pub host: String,
+    pub primary: String,
+    pub object_name: String,
+    pub level: Level,
+    pub label: String,
+    /// Empty: the station's default pool.
+    pub pool: String,
+    /// The canonical spelling of its schedule.
+    pub schedule: String,
+    pub pre: String,
+    pub post: String,
+    pub hook_timeout_seconds: u32,
+    pub created: String,
+    pub next_due: String,
+    /// The latest runs, newest first.
+    pub runs: Vec<RunInfo>,
+}
+
+/// One run of a definition.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct RunInfo {
+    pub run_id: RunId,
+    /// The slot it ran for (a run started by hand: when it was asked).
+    pub due: String,
+    pub started: String,
+    /// Empty while it runs.
+    pub finished: String,
+    pub state: RunState,
+    pub abs_id: Option<AbsId>,
+    pub channel_id: Option<ChannelId>,
+    /// Why it failed or was skipped (empty: it succeeded or runs).
+    pub reason: String,
+    /// The pre command's exit status (None: not run, or killed).
+    pub pre_status: Option<i32>,
+    pub pre_output: String,
+    pub post_status: Option<i32>,
+    pub post_output: String,
 }

@@ -4,7 +4,7 @@
 //! | conversation | opener → acceptor | first frame | replies |
 //! |---|---|---|---|
 //! | control | any peer → station | [`StationRequest`] | [`StationReply`] (one, or a stream of [`ChannelEvent`]s for backup/restore) |
-//! | command | station → mover or primary node | [`Command`] | [`CommandReply`] |
+//! | command | station → mover, primary node or agent | [`Command`] | [`CommandReply`] |
 //! | tracks (backup) | primary node → front-end | [`TrackStreamOpen::Backup`], then [`TrackFrame`]s | [`TrackAck`]s |
 //! | tracks (restore) | primary node → front-end | [`TrackStreamOpen::Restore`] | [`RestoreFrame`]s |
 //! | pairing | front-end → back-end | [`BackEndRequest::Pair`] | [`BackEndReply::Paired`] |
@@ -35,8 +35,8 @@ use rkyv::{Archive, Deserialize, Serialize};
 use crate::abs::{AbsMap, ObjectExtent, RemapTable, TrackAddr, TrackSet, VolumeRef};
 pub use crate::domain::MoverRole;
 use crate::domain::{
-    AbsId, AbsKind, AbsState, CatalogHealth, ChannelId, ChannelKind, ChannelState, Failure, JobId, Level, MapId,
-    MediaSetId, MoverState, PoolKind, SegmentSeq, SegmentStatus, TapeLocation, TapeState,
+    AbsId, AbsKind, AbsState, CatalogHealth, ChannelId, ChannelKind, ChannelState, Failure, HookPhase, JobId, Level,
+    MapId, MediaSetId, MoverState, PoolKind, RunId, RunState, SegmentSeq, SegmentStatus, TapeLocation, TapeState,
 };
 
 /// Name and socket address of a peer process (the name is its TLS name),
