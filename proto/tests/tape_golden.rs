@@ -339,7 +339,7 @@ fn metadata_version_2_is_pinned() {
 
 /// The ABS-METADATA version 3 golden: its placement with `counts` or
 /// without (management record version 2 or 1).
-fn metadata_v3(counts: Option<proto::tape::management::PlacementCounts>) -> AbsMetadata {
+fn metadata_v3(counts: Option<proto::tape::management::PlacementCounts>, written_ms: Option<u64>) -> AbsMetadata {
     use proto::abs::{AbsMap, Geometry, LogicalRange, MapExtent, VolumeRef};
     use proto::domain::{Level, Uuid};
     use proto::tape::management::{Management, Placement, VolumeEpoch};
@@ -400,6 +400,7 @@ fn metadata_v3(counts: Option<proto::tape::management::PlacementCounts>) -> AbsM
                 crc32c: 0xfeed_f00d,
                 counts,
             }],
+            written_ms,
         }),
     }
 }
@@ -429,7 +430,7 @@ fn pin_metadata_v3(meta: &AbsMetadata, name: &str, record: u32) {
 /// version-2 goldens above still read.
 #[test]
 fn metadata_version_3_is_pinned() {
-    pin_metadata_v3(&metadata_v3(None), "metadata_v3.bin", 1);
+    pin_metadata_v3(&metadata_v3(None, None), "metadata_v3.bin", 1);
 }
 
 /// The same with a version-2 management record (placements with their
@@ -441,5 +442,19 @@ fn metadata_version_3_with_record_version_2_is_pinned() {
         data_bytes: 65_536,
         track_count: 1,
     };
-    pin_metadata_v3(&metadata_v3(Some(counts)), "metadata_v3_mgmt_v2.bin", 2);
+    pin_metadata_v3(&metadata_v3(Some(counts), None), "metadata_v3_mgmt_v2.bin", 2);
+}
+
+/// The same with a version-3 management record (and the time it was
+/// written, which orders an ABS's records after a move), pinned in
+/// `golden/metadata_v3_mgmt_v3.bin`.
+#[test]
+fn metadata_version_3_with_record_version_3_is_pinned() {
+    use proto::tape::management::PlacementCounts;
+    let counts = PlacementCounts {
+        data_bytes: 65_536,
+        track_count: 1,
+    };
+    let meta = metadata_v3(Some(counts), Some(1_800_000_900_000));
+    pin_metadata_v3(&meta, "metadata_v3_mgmt_v3.bin", 3);
 }

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use dmc_tests::cluster::{free_port, Cluster, PRIMARY};
+use dmc_tests::cluster::{Cluster, PRIMARY};
 use dmc_tests::fixture;
 use dmc_tests::metrics;
 use dmc_tests::scenario::{self, Layout, ScenarioSpec};
@@ -133,7 +133,8 @@ async fn a_chain_restores_every_point_and_merges_into_a_synthetic_full() {
         seed: 41,
     };
     let layout = scenario::make_layout(&work.path().join("volumes"), &spec).unwrap();
-    let port = free_port().unwrap();
+    // A TCP port for the NBD export (a free UDP port may be taken for TCP).
+    let port = dmc_tests::metrics::free_tcp_port().unwrap();
     let mut cspec = scenario::cluster_spec(&layout, &spec);
     // The node's metrics say what it sent (read only after its restart
     // below, so no scrape holds its port when it starts again).

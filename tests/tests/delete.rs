@@ -9,7 +9,7 @@
 
 use std::process::Command;
 
-use dmc_tests::cluster::{bin, free_port, nbd_write, Cluster, CLIENT, CLIENT2, PRIMARY};
+use dmc_tests::cluster::{bin, nbd_write, Cluster, CLIENT, CLIENT2, PRIMARY};
 use dmc_tests::scenario::{self, ScenarioSpec};
 use proto::domain::FailureCode;
 use serde_json::Value;
@@ -37,7 +37,8 @@ async fn deleted_backups_free_their_tapes_after_retention() {
         seed: 1616,
     };
     let layout = scenario::make_layout(&work.path().join("volumes"), &spec).unwrap();
-    let port = free_port().unwrap();
+    // A TCP port for the NBD export (a free UDP port may be taken for TCP).
+    let port = dmc_tests::metrics::free_tcp_port().unwrap();
     let mut cspec = scenario::cluster_spec(&layout, &spec);
     cspec.pn_args = vec!["--nbd".into(), format!("127.0.0.1:{port}")];
     let cluster = Cluster::start(work.path(), &cspec).await.unwrap();

@@ -8,7 +8,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use dmc_tests::cluster::{free_port, Cluster, PRIMARY};
+use dmc_tests::cluster::{Cluster, PRIMARY};
 use dmc_tests::metrics;
 use dmc_tests::scenario::{self, ScenarioSpec};
 use primary_node::change_map::ChangeMap;
@@ -41,7 +41,8 @@ async fn slow_cluster_with(
         seed,
     };
     let layout = scenario::make_layout(&work.join("volumes"), &spec).unwrap();
-    let port = free_port().unwrap();
+    // A TCP port for the NBD export (a free UDP port may be taken for TCP).
+    let port = dmc_tests::metrics::free_tcp_port().unwrap();
     let mut cspec = scenario::cluster_spec(&layout, &spec);
     cspec.pn_args = vec![
         "--nbd".into(),
@@ -66,7 +67,8 @@ async fn qemu_writes_through_nbd_and_the_change_map_remembers() {
         seed: 13,
     };
     let layout = scenario::make_layout(&work.path().join("volumes"), &spec).unwrap();
-    let port = free_port().unwrap();
+    // A TCP port for the NBD export (a free UDP port may be taken for TCP).
+    let port = dmc_tests::metrics::free_tcp_port().unwrap();
     let mut cspec = scenario::cluster_spec(&layout, &spec);
     cspec.pn_args = vec!["--nbd".into(), format!("127.0.0.1:{port}")];
     // Registered with the station means its NBD export listens.

@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use dmc_tests::cluster::{Cluster, PRIMARY};
+use dmc_tests::cluster::{station_cli, Cluster, PRIMARY, STATION};
 use dmc_tests::scenario::{self, Layout, ScenarioSpec};
 use proto::domain::FailureCode;
 use serde_json::Value;
@@ -582,4 +582,121 @@ async fn a_synchronous_copy_is_on_tape_before_the_backup_reports_done() {
     assert_eq!(a["copy_pools"], serde_json::json!(["vault"]), "{a}");
     let dest = cluster.restored("after-kill.bin");
     scenario::restore_and_verify(&cluster, &layout, second, &layout.extents, &dest).unwrap();
+}
+
+/// One ABS, tape to tape (issue 14, seed 002 FIG. 16): `abs copy` puts a
+/// copy of it in a copy pool now (once); `abs move` rewrites it onto
+/// another primary pool's tapes with a management record naming that pool
+/// and the new places, the catalog points there, the ABS restores from
+/// them, and a tape left holding nothing is scratch again.
+#[tokio::test(flavor = "multi_thread")]
+async fn one_abs_is_copied_and_moved_tape_to_tape() {
+    let work = tempfile::tempdir().unwrap();
+    let spec = ScenarioSpec {
+        object_size: 4 << 20,
+        block_size: 4096,
+        track_size: 65536,
+        segment_size: 1 << 20,
+        seed: 1416,
+    };
+    let (layout, cluster) = pooled(work.path(), &spec, 2, 0.0).await;
+    let op = |args: &[&str]| cluster.operator(args);
+    op(&["pool", "define", "archive", "--kind", "primary", "--retain", "0"]).unwrap();
+    let a1 = backup_onsite(&cluster, &layout, &[]);
+    let a2 = backup_onsite(&cluster, &layout, &[]);
+    let (s1, s2) = (a1.to_string(), a2.to_string());
+
+    // Copy: operators only, into a copy pool of the ABS's pool, once.
+    assert!(
+        cluster.smapp(&["abs", "copy", &s1, "--pool", "vault"]).is_err(),
+        "operators only"
+    );
+    let copied = result(op(&["abs", "copy", &s1, "--pool", "vault"]).unwrap());
+    let segs = cluster.smapp(&["list", "segments", "--abs", &s1]).unwrap();
+    let primaries = segs.iter().filter(|s| s["copy"] == false).count();
+    assert_eq!(copied["segments"].as_u64(), Some(primaries as u64), "{copied}");
+    let abs = cluster.smapp(&["list", "abs"]).unwrap();
+    let row = |abs: &[Value], id: u64| abs.iter().find(|a| a["abs_id"] == id).unwrap().clone();
+    assert_eq!(row(&abs, a1)["copy_pools"], serde_json::json!(["vault"]));
+    assert_eq!(row(&abs, a2)["copies"], 0);
+    cluster.operator_fails(&["abs", "copy", &s1, "--pool", "vault"], FailureCode::Conflict);
+    cluster.operator_fails(&["abs", "copy", &s1, "--pool", "nowhere"], FailureCode::NotFound);
+
+    // Move both to pool archive: the onsite tape they shared empties.
+    let onsite: Vec<String> = op(&["library", "list"])
+        .unwrap()
+        .iter()
+        .filter(|t| t["pool"] == "onsite")
+        .map(|t| t["label"].as_str().unwrap().to_string())
+        .collect();
+    for (id, s) in [(a1, &s1), (a2, &s2)] {
+        let moved = result(op(&["abs", "move", s, "--pool", "archive"]).unwrap());
+        assert_eq!(moved["result"], "abs move", "{moved}");
+        let segs = cluster.smapp(&["list", "segments", "--abs", s]).unwrap();
+        let archive_tapes: BTreeSet<&str> = segs
+            .iter()
+            .filter(|x| x["copy"] == false)
+            .map(|x| {
+                assert_eq!(x["pool"], "archive", "{x}");
+                x["tape"].as_str().unwrap()
+            })
+            .collect();
+        // The copy in the vault stays linked.
+        assert_eq!(segs.iter().any(|x| x["copy"] == true), id == a1, "{segs:?}");
+        let abs = cluster.smapp(&["list", "abs"]).unwrap();
+        assert_eq!(row(&abs, id)["pool"], "archive");
+        // Its metadata on the new tape carries a record of the move.
+        let metas = cluster.abs_metadata_on_tapes().unwrap();
+        let record = metas
+            .iter()
+            .filter(|m| m.abs_id == id)
+            .filter_map(|m| m.management.clone())
+            .find(|m| m.pool == "archive")
+            .expect("a management record naming pool archive");
+        assert!(
+            record
+                .placements
+                .iter()
+                .all(|p| archive_tapes.contains(p.tape_label.as_str())),
+            "{record:?}"
+        );
+        let dest = cluster.restored(&format!("moved-{id}.bin"));
+        scenario::restore_and_verify(&cluster, &layout, id, &layout.extents, &dest).unwrap();
+    }
+    cluster.operator_fails(&["abs", "move", &s1, "--pool", "archive"], FailureCode::Conflict);
+    cluster.operator_fails(&["abs", "move", &s1, "--pool", "vault"], FailureCode::Refused);
+    let tapes = op(&["library", "list"]).unwrap();
+    for label in &onsite {
+        let t = tapes.iter().find(|t| t["label"] == label.as_str()).unwrap();
+        assert_eq!(t["state"], "scratch", "{t}");
+    }
+
+    // A catalog rebuilt from the tapes (the old onsite tape not reused
+    // yet) has them where they moved to, by their newest records.
+    let before = op(&["list", "abs"]).unwrap();
+    let mut cluster = cluster;
+    cluster.lose_catalog().await.unwrap();
+    let library = cluster.library.to_string_lossy().to_string();
+    let url = cluster.db.url().to_string();
+    let (ok, out, err) = station_cli(&["catalog", "rebuild", "--library", &library, "--database-url", &url]);
+    assert!(ok, "{out}\n{err}");
+    assert!(err.contains(&format!("ABS {a1} moved to pool archive")), "{out}\n{err}");
+    cluster.restart(STATION).unwrap();
+    cluster
+        .wait_registered(&[PRIMARY, "fe1", "be1"], &[], std::time::Duration::from_secs(60))
+        .unwrap();
+    // (Grants are not on tape: the operator lists.)
+    let after = cluster.operator(&["list", "abs"]).unwrap();
+    for id in [a1, a2] {
+        let (b, a) = (row(&before, id), row(&after, id));
+        let show = |r: &Value| {
+            (
+                r["pool"].clone(),
+                r["tapes"].clone(),
+                r["copy_pools"].clone(),
+                r["state"].clone(),
+            )
+        };
+        assert_eq!(show(&a), show(&b), "{out}");
+    }
 }

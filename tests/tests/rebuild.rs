@@ -12,7 +12,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use dmc_tests::cluster::{free_port, nbd_write, station_cli, Cluster, CLIENT, PRIMARY, STATION};
+use dmc_tests::cluster::{nbd_write, station_cli, Cluster, CLIENT, PRIMARY, STATION};
 use dmc_tests::scenario::{self, ScenarioSpec};
 use serde_json::Value;
 
@@ -57,7 +57,8 @@ async fn the_catalog_is_rebuilt_from_the_tapes_alone() {
         seed: 1415,
     };
     let layout = scenario::make_layout(&work.path().join("volumes"), &spec).unwrap();
-    let port = free_port().unwrap();
+    // A TCP port for the NBD export (a free UDP port may be taken for TCP).
+    let port = dmc_tests::metrics::free_tcp_port().unwrap();
     let mut cspec = scenario::cluster_spec(&layout, &spec);
     cspec.pn_args = vec!["--nbd".into(), format!("127.0.0.1:{port}")];
     // Two drives: a merge and a pool backup read on one, write on the other.

@@ -127,18 +127,7 @@ impl Catalog {
             .iter()
             .map(|t| t.to_i64().map_err(CatalogError::from))
             .collect::<Result<_>>()?;
-        let emptied = sqlx::query_scalar!(
-            r#"UPDATE tapes t SET emptied = now()
-             WHERE t.id = ANY($1) AND t.state <> 'scratch' AND t.emptied IS NULL
-               AND NOT EXISTS (SELECT 1 FROM segments s WHERE s.tape_id = t.id)
-               AND NOT EXISTS (SELECT 1 FROM segment_copies c WHERE c.tape_id = t.id)
-               AND NOT EXISTS (SELECT 1 FROM abs a WHERE a.metadata_tape_id = t.id)
-               AND NOT EXISTS (SELECT 1 FROM abs_copies c WHERE c.metadata_tape_id = t.id)
-             RETURNING t.label"#,
-            &tape_ids[..]
-        )
-        .fetch_all(&mut *tx)
-        .await?;
+        let emptied = mark_emptied(&mut tx, &tape_ids).await?;
         tx.commit().await?;
         tracing::info!(abs = %abs_id, deleted = all.len(), tapes_emptied = emptied.len(), %by, "ABS deleted");
         Ok(Deleted {
@@ -184,5 +173,49 @@ impl Catalog {
         .fetch_one(&self.pool)
         .await?;
         Ok(id)
+    }
+}
+
+/// Mark emptied those of `tape_ids` (not scratch) that hold nothing the
+/// catalog wants any more: no segment, copy or ABS metadata. Their labels.
+async fn mark_emptied(tx: &mut sqlx::PgConnection, tape_ids: &[i64]) -> Result<Vec<String>> {
+    Ok(sqlx::query_scalar!(
+        r#"UPDATE tapes t SET emptied = now()
+             WHERE t.id = ANY($1) AND t.state <> 'scratch' AND t.emptied IS NULL
+               AND NOT EXISTS (SELECT 1 FROM segments s WHERE s.tape_id = t.id)
+               AND NOT EXISTS (SELECT 1 FROM segment_copies c WHERE c.tape_id = t.id)
+               AND NOT EXISTS (SELECT 1 FROM abs a WHERE a.metadata_tape_id = t.id)
+               AND NOT EXISTS (SELECT 1 FROM abs_copies c WHERE c.metadata_tape_id = t.id)
+             RETURNING t.label"#,
+        tape_ids
+    )
+    .fetch_all(&mut *tx)
+    .await?)
+}
+
+impl Catalog {
+    /// ABS `abs_id` now belongs to primary pool `pool` (`abs move`): its
+    /// segments and metadata are being rewritten onto that pool's tapes.
+    pub async fn set_abs_pool(&self, abs_id: AbsId, pool: &str) -> Result<()> {
+        let done = sqlx::query!("UPDATE abs SET pool = $2 WHERE id = $1", abs_id as _, pool)
+            .execute(&self.pool)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(CatalogError::not_found("ABS", abs_id));
+        }
+        Ok(())
+    }
+
+    /// Tapes of `tape_ids` left holding nothing wanted (after an `abs
+    /// move`) are emptied: scratch again after their pool's retention.
+    pub async fn empty_if_unused(&self, tape_ids: &[TapeId]) -> Result<Vec<String>> {
+        let ids: Vec<i64> = tape_ids
+            .iter()
+            .map(|t| t.to_i64().map_err(CatalogError::from))
+            .collect::<Result<_>>()?;
+        let mut tx = self.pool.begin().await?;
+        let emptied = mark_emptied(&mut tx, &ids).await?;
+        tx.commit().await?;
+        Ok(emptied)
     }
 }

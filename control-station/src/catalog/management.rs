@@ -162,6 +162,7 @@ impl Catalog {
             label: a.label,
             created_ms: unix_ms(a.created),
             placements,
+            written_ms: Some(unix_ms(chrono::Utc::now())),
         })
     }
 

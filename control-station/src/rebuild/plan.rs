@@ -4,10 +4,12 @@
 //! state, and for every ABS its lineage, its segments and their copies.
 //!
 //! Rules (each a note when it cannot be followed):
-//! - An ABS's *home pool* is the pool its management record names (older
-//!   metadata: the pool of the first tape holding its segment 0). Its
-//!   segments on tapes of its home pool are the primary copies (where the
-//!   record places one, that one); on tapes of other pools, copies.
+//! - An ABS's *home pool* is the pool its newest management record names
+//!   (older metadata: the pool of the first tape holding its segment 0).
+//!   Its segments on tapes of its home pool are the primary copies (where
+//!   the record places one, that one); on tapes of other pools, copies —
+//!   except pools older records of it name: it moved away from those
+//!   (`abs move`), and what is left there is not recorded.
 //! - An ABS is recorded from the metadata on a home-pool tape (else any);
 //!   complete when every segment it counts has a primary copy, failed
 //!   (naming the missing ones) otherwise. Segments with no metadata on
@@ -179,17 +181,40 @@ pub fn plan_with(tapes: &[TapeSeen], known: &BTreeSet<u64>) -> Plan {
     let mut abs = Vec::new();
     let mut clusters: BTreeMap<Uuid, usize> = BTreeMap::new();
     for (&id, files) in &metadata {
-        let first = meta_at(files[0]);
-        let home_pool = match &first.management {
+        // The newest record says where the ABS is (an `abs move` wrote a
+        // new one); records of the same age agree.
+        let written = |f: &(usize, usize)| meta_at(*f).management.as_ref().and_then(|r| r.written_ms).unwrap_or(0);
+        let newest = files.iter().max_by_key(|f| written(f)).copied().unwrap_or(files[0]);
+        let home_pool = match &meta_at(newest).management {
             Some(r) => r.pool.clone(),
             None => places
                 .get(&(id, 0))
                 .and_then(|p| p.iter().min_by_key(|p| (tapes[p.tape].created_unix, p.tape)))
                 .map_or_else(|| tapes[files[0].0].pool.clone(), |p| tapes[p.tape].pool.clone()),
         };
-        // The home copy of the metadata (the latest written), else any.
-        let home_meta = files.iter().rev().find(|(t, _)| tapes[*t].pool == home_pool).copied();
-        let meta = meta_at(home_meta.unwrap_or(files[files.len() - 1])).clone();
+        // Pools older records name: the ABS moved away from them, and what
+        // is left of it on their tapes is not wanted.
+        let left: BTreeSet<String> = files
+            .iter()
+            .filter_map(|f| meta_at(*f).management.as_ref().map(|r| r.pool.clone()))
+            .filter(|p| *p != home_pool)
+            .collect();
+        if !left.is_empty() {
+            notes.push(format!(
+                "ABS {id} moved to pool {home_pool}: what is left of it on tapes of pool {} is not recorded",
+                left.iter().cloned().collect::<Vec<_>>().join(", ")
+            ));
+        }
+        let stale = |p: &Place| left.contains(&tapes[p.tape].pool);
+        // The home copy of the metadata (the newest, the latest written),
+        // else any.
+        let home_meta = files
+            .iter()
+            .rev()
+            .filter(|(t, _)| tapes[*t].pool == home_pool)
+            .max_by_key(|f| written(f))
+            .copied();
+        let meta = meta_at(home_meta.unwrap_or(newest)).clone();
         let home_meta = home_meta.map(file_of);
         let level = level_of(&meta);
         let needs = [meta.base_abs_id, meta.merged_from_abs_id];
@@ -210,7 +235,10 @@ pub fn plan_with(tapes: &[TapeSeen], known: &BTreeSet<u64>) -> Plan {
         let mut missing = Vec::new();
         for seq in 0..meta.segment_count {
             let all = places.get(&(id, seq)).map(Vec::as_slice).unwrap_or(&[]);
-            let (home, other): (Vec<Place>, Vec<Place>) = all.iter().partition(|p| tapes[p.tape].pool == home_pool);
+            let (home, other): (Vec<Place>, Vec<Place>) = all
+                .iter()
+                .filter(|p| !stale(p))
+                .partition(|p| tapes[p.tape].pool == home_pool);
             let hint = placed.get(&seq);
             let chosen = home
                 .iter()
@@ -248,7 +276,7 @@ pub fn plan_with(tapes: &[TapeSeen], known: &BTreeSet<u64>) -> Plan {
         let copy_pools: BTreeSet<&str> = files
             .iter()
             .map(|(t, _)| tapes[*t].pool.as_str())
-            .filter(|p| *p != home_pool)
+            .filter(|p| *p != home_pool && !left.contains(*p))
             .collect();
         for pool in copy_pools {
             let whole = missing.is_empty()

@@ -42,6 +42,7 @@ pub(super) fn authorize(peer: &Peer, req: &StationRequest) -> Result<()> {
         R::DeleteAbs { .. } => (&[Role::Client, Role::Operator], "delete backups"),
         R::TapeAudit { .. } => (&[Role::Operator], "audit tapes"),
         R::TapeRecover { .. } => (&[Role::Operator], "recover tapes"),
+        R::AbsCopy { .. } | R::AbsMove { .. } => (&[Role::Operator], "copy and move backups"),
         R::CatalogBackup { .. } => (&[Role::Operator], "back up the catalog"),
         R::FetchDump { .. } => (&[Role::Mover], "fetch a catalog dump"),
         R::ManagementRecord { .. } => (&[Role::Mover], "ask for a management record"),
@@ -186,6 +187,14 @@ pub(super) async fn dispatch(
         }
         R::TapeRecover { label, drives } => {
             copy::recover(st, copy::RecoverRequest { label, drives }, send).await;
+            return;
+        }
+        R::AbsCopy { abs_id, pool } => {
+            copy::abs_copy(st, abs_id, pool, send).await;
+            return;
+        }
+        R::AbsMove { abs_id, pool } => {
+            copy::abs_move(st, abs_id, pool, send).await;
             return;
         }
         R::CatalogBackup { pool } => {
@@ -554,6 +563,8 @@ async fn handle(st: &Arc<Station>, conn: quinn::Connection, peer: &Peer, req: St
         | R::Merge { .. }
         | R::PoolBackup { .. }
         | R::TapeRecover { .. }
+        | R::AbsCopy { .. }
+        | R::AbsMove { .. }
         | R::CatalogBackup { .. }
         | R::FetchDump { .. }
         | R::RunDefinition { .. } => {

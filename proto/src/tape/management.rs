@@ -8,7 +8,7 @@
 //!
 //! | size | type | field |
 //! |-----:|------|-------|
-//! | 4    | u32  | record version (1 or 2) |
+//! | 4    | u32  | record version (1, 2 or 3) |
 //! | 16   | uuid | cluster_id: the cluster that wrote the ABS |
 //! | 16   | uuid | abs_uuid |
 //! | 4+n  | str  | client: the certificate name that asked (≤ 255) |
@@ -25,15 +25,20 @@
 //! | 4+n  | str  | label: the user's label text (≤ 1024) |
 //! | 8    | u64  | created_ms (Unix ms) |
 //! | 4    | u32  | placement count S (≤ 4,194,304) |
-//! | S × var |   | placement: u32 seq, str tape_label (≤ 6), u32 tape_file, u64 bytes, u32 crc32c; version 2 adds u64 data_bytes, u32 track_count |
+//! | S × var |   | placement: u32 seq, str tape_label (≤ 6), u32 tape_file, u64 bytes, u32 crc32c; versions 2 and 3 add u64 data_bytes, u32 track_count |
+//! | 8    | u64  | written_ms (version 3): when this record was written (Unix ms) |
 //!
 //! Placements are the segments of the ABS known when the record was
 //! written: every segment for ABS-METADATA (it follows the last one).
 //! `crc32c` is the segment's body CRC (as in its trailer); `data_bytes`
 //! and `track_count` (version 2) are its track bytes and tracks, so a
-//! catalog rebuilt from tape needs no segment read. A writer uses version 2
-//! when every placement has them, else version 1. A record version other
-//! than 1 or 2 is refused, naming the version.
+//! catalog rebuilt from tape needs no segment read. `written_ms` (version 3)
+//! orders the records of one ABS: an ABS moved to another pool (`abs move`)
+//! has its metadata written again with a new record, and the newest record
+//! says where the ABS is (its pool and places); older ones describe places
+//! it left. A writer uses version 3 when every placement has its counts and
+//! the write time is known, version 2 with the counts alone, else version
+//! 1. A record version other than 1, 2 or 3 is refused, naming the version.
 
 use rkyv::{Archive, Deserialize, Serialize};
 
@@ -44,8 +49,10 @@ use super::error::Location;
 use super::TapeError;
 
 /// Version of the management record layout written when every placement
-/// has its counts.
-pub const MANAGEMENT_VERSION: u32 = 2;
+/// has its counts and the record its write time.
+pub const MANAGEMENT_VERSION: u32 = 3;
+/// Placements with their counts, no write time.
+pub const MANAGEMENT_VERSION_2: u32 = 2;
 /// The first version: placements without counts.
 pub const MANAGEMENT_VERSION_1: u32 = 1;
 /// Longest client or primary node name.
@@ -109,6 +116,8 @@ pub struct Management {
     pub label: String,
     pub created_ms: u64,
     pub placements: Vec<Placement>,
+    /// When this record was written (Unix ms; None in versions 1 and 2).
+    pub written_ms: Option<u64>,
 }
 
 fn level_code(l: Level) -> u8 {
@@ -191,19 +200,23 @@ impl Management {
                 .u32(p.tape_file)
                 .u64(p.bytes)
                 .u32(p.crc32c);
-            if let (MANAGEMENT_VERSION, Some(c)) = (version, p.counts) {
+            if let (MANAGEMENT_VERSION | MANAGEMENT_VERSION_2, Some(c)) = (version, p.counts) {
                 w.u64(c.data_bytes).u32(c.track_count);
             }
         }
+        if let (MANAGEMENT_VERSION, Some(t)) = (version, self.written_ms) {
+            w.u64(t);
+        }
     }
 
-    /// The version [`Management::encode_into`] writes: 2 when every
-    /// placement has its counts, else 1.
+    /// The version [`Management::encode_into`] writes: 3 when every
+    /// placement has its counts and the write time is known, 2 with the
+    /// counts alone, else 1.
     pub fn version(&self) -> u32 {
-        if self.placements.iter().all(|p| p.counts.is_some()) {
-            MANAGEMENT_VERSION
-        } else {
-            MANAGEMENT_VERSION_1
+        match (self.placements.iter().all(|p| p.counts.is_some()), self.written_ms) {
+            (true, Some(_)) => MANAGEMENT_VERSION,
+            (true, None) => MANAGEMENT_VERSION_2,
+            (false, _) => MANAGEMENT_VERSION_1,
         }
     }
 
@@ -211,14 +224,15 @@ impl Management {
     pub fn decode_from(r: &mut ByteReader<'_>) -> Result<Management, TapeError> {
         let at = r.offset();
         let version = r.u32("management record version")?;
-        if version != MANAGEMENT_VERSION && version != MANAGEMENT_VERSION_1 {
+        if !(MANAGEMENT_VERSION_1..=MANAGEMENT_VERSION).contains(&version) {
             return Err(TapeError::corrupt(
                 Location::offset(at),
                 "management record version",
-                format!("version {MANAGEMENT_VERSION_1} or {MANAGEMENT_VERSION} (this program reads no other)"),
+                format!("version {MANAGEMENT_VERSION_1} to {MANAGEMENT_VERSION} (this program reads no other)"),
                 format!("version {version}"),
             ));
         }
+        let counted = version >= MANAGEMENT_VERSION_2;
         let cluster_id = Uuid(r.array("cluster_id")?);
         let abs_uuid = Uuid(r.array("abs_uuid")?);
         let client = r.str("client", MAX_PEER_NAME)?;
@@ -258,7 +272,7 @@ impl Management {
         let copy_number = r.u32("copy_number")?;
         let label = r.str("label", MAX_LABEL_TEXT)?;
         let created_ms = r.u64("created_ms")?;
-        let least = if version == MANAGEMENT_VERSION { 36 } else { 24 };
+        let least = if counted { 36 } else { 24 };
         let n = r.count("placement count", MAX_PLACEMENTS, least)?;
         let mut placements = Vec::with_capacity(n);
         for _ in 0..n {
@@ -268,7 +282,7 @@ impl Management {
                 tape_file: r.u32("placement tape_file")?,
                 bytes: r.u64("placement bytes")?,
                 crc32c: r.u32("placement crc32c")?,
-                counts: if version == MANAGEMENT_VERSION {
+                counts: if counted {
                     Some(PlacementCounts {
                         data_bytes: r.u64("placement data_bytes")?,
                         track_count: r.u32("placement track_count")?,
@@ -293,6 +307,11 @@ impl Management {
             label,
             created_ms,
             placements,
+            written_ms: if version == MANAGEMENT_VERSION {
+                Some(r.u64("written_ms")?)
+            } else {
+                None
+            },
         })
     }
 }
@@ -352,6 +371,7 @@ pub(crate) mod tests {
                     }),
                 },
             ],
+            written_ms: Some(1_700_000_200_789),
         }
     }
 
@@ -376,11 +396,11 @@ pub(crate) mod tests {
         let mut w = ByteWriter::new();
         sample().encode_into(&mut w);
         let mut b = w.into_vec();
-        b[0] = 3;
+        b[0] = 4;
         let e = Management::decode_from(&mut ByteReader::new(&b, "test"))
             .unwrap_err()
             .to_string();
-        assert!(e.contains("version 3") && e.contains("version 1 or 2"), "{e}");
+        assert!(e.contains("version 4") && e.contains("version 1 to 3"), "{e}");
     }
 
     #[test]
@@ -396,6 +416,21 @@ pub(crate) mod tests {
         assert!(back.placements.iter().all(|p| p.counts.is_none()));
         assert_eq!(sample().version(), MANAGEMENT_VERSION);
         assert_eq!(round_trip(&sample()).unwrap(), sample());
+    }
+
+    #[test]
+    fn a_record_without_its_write_time_is_written_as_version_2_and_reads_back() {
+        let mut m = sample();
+        m.written_ms = None;
+        assert_eq!(m.version(), MANAGEMENT_VERSION_2);
+        let mut w = ByteWriter::new();
+        m.encode_into(&mut w);
+        assert_eq!(&w.as_slice()[..4], &2u32.to_le_bytes());
+        assert_eq!(round_trip(&m).unwrap(), m);
+        // Version 3 is version 2 and the write time, 8 bytes more.
+        let mut w3 = ByteWriter::new();
+        sample().encode_into(&mut w3);
+        assert_eq!(w3.as_slice().len(), w.as_slice().len() + 8);
     }
 
     #[test]
@@ -418,8 +453,10 @@ pub(crate) mod tests {
             level in 0u8..4,
             copy_number in any::<u32>(),
             pit in any::<u64>(),
+            written in proptest::option::of(any::<u64>()),
         ) {
             let m = Management {
+                written_ms: written,
                 client,
                 label,
                 chain,

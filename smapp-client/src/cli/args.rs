@@ -133,10 +133,40 @@ pub enum Cmd {
         #[command(subcommand)]
         cmd: LibraryCmd,
     },
+    /// One backup, tape to tape (operator): `abs copy ABS --pool C` copies
+    /// it into copy pool C now; `abs move ABS --pool P` rewrites it onto
+    /// tapes of primary pool P and frees its old places.
+    Abs {
+        #[command(subcommand)]
+        cmd: AbsCmd,
+    },
     /// Tape images, with no database and no cluster.
     Tape {
         #[command(subcommand)]
         cmd: TapeCmd,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum AbsCmd {
+    /// Copy the ABS into a copy pool of its pool now (as `pool backup`
+    /// would), unless it has a whole, healthy copy there.
+    Copy {
+        #[arg(value_name = "ABS")]
+        abs: u64,
+        /// The copy pool.
+        #[arg(long)]
+        pool: String,
+    },
+    /// Move the ABS to another primary pool: its segments and metadata
+    /// (with a management record naming the new pool and places) are
+    /// rewritten onto that pool's tapes, its old places freed.
+    Move {
+        #[arg(value_name = "ABS")]
+        abs: u64,
+        /// The primary pool.
+        #[arg(long)]
+        pool: String,
     },
 }
 

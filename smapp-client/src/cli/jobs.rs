@@ -5,9 +5,9 @@ use proto::domain::{AbsId, ChannelId, Failure};
 use proto::wire::{ChannelEvent, RestoreTarget, StationRequest};
 use serde_json::json;
 
-use super::args::{Args, BackupArgs, MergeArgs, RestoreArgs};
+use super::args::{AbsCmd, Args, BackupArgs, MergeArgs, RestoreArgs};
 use super::connect;
-use super::progress::{on_event, progress_bar, report, report_copied, report_recovered};
+use super::progress::{on_event, progress_bar, report, report_copied, report_recovered, report_relocated};
 
 pub async fn backup(a: &Args, b: &BackupArgs) -> Result<()> {
     let BackupArgs {
@@ -172,6 +172,35 @@ pub async fn pool_backup(a: &Args, primary: &str, to: &str, drives: u32) -> Resu
     pb.finish_and_clear();
     let ev = res.with_context(|| format!("pool backup of {primary} to {to}"))?;
     report_copied(primary, to, &ev, a.json);
+    Ok(())
+}
+
+/// `abs copy|move ABS --pool P`, with progress.
+pub async fn abs(a: &Args, cmd: &AbsCmd) -> Result<()> {
+    let (what, req) = match cmd {
+        AbsCmd::Copy { abs, pool } => (
+            "abs copy",
+            StationRequest::AbsCopy {
+                abs_id: AbsId::new(*abs),
+                pool: pool.clone(),
+            },
+        ),
+        AbsCmd::Move { abs, pool } => (
+            "abs move",
+            StationRequest::AbsMove {
+                abs_id: AbsId::new(*abs),
+                pool: pool.clone(),
+            },
+        ),
+    };
+    let (AbsCmd::Copy { abs, pool } | AbsCmd::Move { abs, pool }) = cmd;
+    let client = connect(a).await?;
+    let pb = progress_bar(a.json);
+    let mut cb = on_event(&pb, a.json);
+    let res = client.stream(&req, |ev| cb(ev)).await;
+    pb.finish_and_clear();
+    let ev = res.with_context(|| format!("{what} of ABS {abs} to pool {pool}"))?;
+    report_relocated(what, AbsId::new(*abs), pool, &ev, a.json);
     Ok(())
 }
 

@@ -33,6 +33,7 @@ pub async fn run(a: Args) -> Result<()> {
         } => jobs::recover(&a, label, *drives).await,
         Cmd::Tape { cmd } => tape::tape(cmd, a.json),
         Cmd::Backup(b) => jobs::backup(&a, b).await,
+        Cmd::Abs { cmd } => jobs::abs(&a, cmd).await,
         Cmd::Restore(r) => jobs::restore(&a, r).await,
         Cmd::Merge(m) => jobs::merge(&a, m).await,
         Cmd::Library { cmd } => operator::library(&a, cmd).await,

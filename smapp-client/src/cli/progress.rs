@@ -176,6 +176,34 @@ pub fn report_copied(primary: &str, copy_pool: &str, ev: &ChannelEvent, as_json:
     }
 }
 
+/// The outcome of `abs copy` or `abs move` (`what`).
+pub fn report_relocated(what: &str, abs_id: AbsId, pool: &str, ev: &ChannelEvent, as_json: bool) {
+    if let ChannelEvent::Copied {
+        segments,
+        bytes,
+        tapes_read,
+        tapes_written,
+        seconds,
+        ..
+    } = ev
+    {
+        if as_json {
+            println!(
+                "{}",
+                json!({"result": what, "abs_id": abs_id.get(), "pool": pool, "segments": segments, "bytes": bytes,
+                       "tapes_read": tapes_read, "tapes_written": tapes_written, "seconds": seconds})
+            );
+        } else {
+            println!(
+                "{what} done: ABS {abs_id} to pool {pool}: {segments} segments, {} read from {}, written to {}, {seconds:.1} s",
+                human(*bytes),
+                tapes_read.join(", "),
+                tapes_written.join(", ")
+            );
+        }
+    }
+}
+
 /// The outcome of `tape recover`.
 pub fn report_recovered(label: &str, ev: &ChannelEvent, as_json: bool) {
     if let ChannelEvent::Copied {

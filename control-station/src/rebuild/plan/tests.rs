@@ -79,6 +79,7 @@ fn meta(id: u64, base: u64, segments: u32, pool: &str, label: &str) -> AbsMetada
                     }),
                 })
                 .collect(),
+            written_ms: Some(2000),
         }),
     }
 }
@@ -226,4 +227,46 @@ fn catalog_backups_make_a_catalog_pool() {
     let p = plan(&tapes);
     assert_eq!(p.pools.len(), 1);
     assert_eq!(p.pools[0].kind, PoolKind::Catalog);
+}
+
+#[test]
+fn a_moved_abs_is_where_its_newest_record_says_and_its_old_places_are_left_out() {
+    let mut tapes = library();
+    // ABS 1 moved to pool archive (tape A1, a newer record placing it
+    // there); P1 still holds the old places, C1 the vault copy.
+    let mut a1 = tape(
+        "A1",
+        "archive",
+        30,
+        vec![
+            entry(2, FileKind::Segment, 1, 0, 10),
+            entry(3, FileKind::Segment, 1, 1, 10),
+            entry(4, FileKind::AbsMetadata, 1, 0, 5),
+        ],
+    );
+    let mut moved = meta(1, 0, 2, "archive", "A1");
+    if let Some(r) = moved.management.as_mut() {
+        r.written_ms = Some(9000);
+    }
+    a1.metadata.push((4, moved));
+    tapes.push(a1);
+    let p = plan(&tapes);
+    assert_eq!(p.abs.len(), 1);
+    let a = &p.abs[0];
+    assert_eq!(a.home_pool, "archive");
+    assert_eq!(a.metadata_at, Some((3, 4)), "the metadata on A1");
+    for s in &a.segments {
+        assert_eq!(s.at.tape, 3, "the primary copy is on A1");
+        let on: Vec<usize> = s.copies.iter().map(|c| c.tape).collect();
+        assert_eq!(on, [1], "the vault copy stays; P1's old place is left out");
+    }
+    assert_eq!(a.copies, vec![(1, 4)], "a whole copy in vault");
+    let notes = p.notes.join("\n");
+    assert!(
+        notes.contains("ABS 1 moved to pool archive") && notes.contains("onsite"),
+        "{notes}"
+    );
+    let kinds: Vec<(&str, PoolKind)> = p.pools.iter().map(|p| (p.name.as_str(), p.kind)).collect();
+    assert!(kinds.contains(&("archive", PoolKind::Primary)), "{kinds:?}");
+    assert!(kinds.contains(&("vault", PoolKind::Copy)), "{kinds:?}");
 }

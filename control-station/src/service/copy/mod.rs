@@ -13,8 +13,10 @@
 
 mod job;
 mod recover;
+mod relocate;
 
 pub(crate) use recover::{recover, RecoverRequest};
+pub(crate) use relocate::{abs_copy, abs_move};
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -96,6 +98,20 @@ pub(super) struct LaneTotals {
     pub failed: Vec<(AbsId, String)>,
 }
 
+impl LaneTotals {
+    /// The event that ends a run which did this, started at `started`.
+    pub(super) fn into_event(self, started: Instant) -> ChannelEvent {
+        ChannelEvent::Copied {
+            abs: self.abs,
+            segments: self.segments,
+            bytes: self.bytes,
+            tapes_read: self.tapes_read,
+            tapes_written: self.tapes_written.into_iter().collect(),
+            seconds: started.elapsed().as_secs_f64(),
+        }
+    }
+}
+
 /// Fail unless `copy_pool` is a copy pool attached to primary pool `primary`.
 pub(crate) async fn check_copy_pool(st: &Arc<Station>, primary: &str, copy_pool: &str) -> Result<()> {
     let copy = st
@@ -133,49 +149,59 @@ pub(crate) async fn copy_abs(
     send: &mut impl EventSink,
 ) -> Result<()> {
     let (tx, mut rx) = mpsc::unbounded_channel();
-    let work = async {
-        let candidates: Vec<_> = st
-            .catalog
-            .copy_candidates(primary, copy_pool)
-            .await?
-            .into_iter()
-            .filter(|c| c.abs_id == abs_id)
-            .collect();
-        let job = plan(st, &candidates, 1).await?;
-        if let Some((_, seqs)) = job.skipped.first() {
-            bail!(Failure::corrupt(format!(
-                "segment(s) {seqs:?} are damaged on their primary tapes"
-            )));
-        }
-        tell(
-            &tx,
-            ChannelEvent::Planned {
-                detail: format!(
-                    "copying ABS {abs_id} to pool {copy_pool} ({} segments, {} bytes)",
-                    job.segments, job.bytes
-                ),
-            },
-        );
-        let target = Target::Copies {
-            pool: copy_pool.to_string(),
-        };
-        let (total, error) = execute(st, &job, &target, &tx).await;
-        if let Some(e) = error {
-            return Err(e);
-        }
-        if let Some((_, why)) = total.failed.first() {
-            bail!(Failure::corrupt(why.clone()));
-        }
-        let tapes: Vec<String> = total.tapes_written.into_iter().collect();
-        tell(
-            &tx,
-            ChannelEvent::Planned {
-                detail: format!("ABS {abs_id} copied to pool {copy_pool} on tape {}", tapes.join(", ")),
-            },
-        );
-        Ok(())
+    let work = copy_one_abs(st, abs_id, primary, copy_pool, &tx);
+    pump(work, &mut rx, send).await.map(|_| ())
+}
+
+/// Copy ABS `abs_id` of primary pool `primary` to `copy_pool` on one
+/// lane, telling `sink` how it goes: what was copied.
+pub(super) async fn copy_one_abs(
+    st: &Arc<Station>,
+    abs_id: AbsId,
+    primary: &str,
+    copy_pool: &str,
+    sink: &Sink,
+) -> Result<LaneTotals> {
+    let candidates: Vec<_> = st
+        .catalog
+        .copy_candidates(primary, copy_pool)
+        .await?
+        .into_iter()
+        .filter(|c| c.abs_id == abs_id)
+        .collect();
+    let job = plan(st, &candidates, 1).await?;
+    if let Some((_, seqs)) = job.skipped.first() {
+        bail!(Failure::corrupt(format!(
+            "segment(s) {seqs:?} are damaged on their primary tapes"
+        )));
+    }
+    tell(
+        sink,
+        ChannelEvent::Planned {
+            detail: format!(
+                "copying ABS {abs_id} to pool {copy_pool} ({} segments, {} bytes)",
+                job.segments, job.bytes
+            ),
+        },
+    );
+    let target = Target::Copies {
+        pool: copy_pool.to_string(),
     };
-    pump(work, &mut rx, send).await
+    let (total, error) = execute(st, &job, &target, sink).await;
+    if let Some(e) = error {
+        return Err(e);
+    }
+    if let Some((_, why)) = total.failed.first() {
+        bail!(Failure::corrupt(why.clone()));
+    }
+    let tapes: Vec<&str> = total.tapes_written.iter().map(String::as_str).collect();
+    tell(
+        sink,
+        ChannelEvent::Planned {
+            detail: format!("ABS {abs_id} copied to pool {copy_pool} on tape {}", tapes.join(", ")),
+        },
+    );
+    Ok(total)
 }
 
 /// Run `work`, sending the client the lanes' events as they come; its
@@ -242,14 +268,7 @@ async fn pool_backup(st: &Arc<Station>, req: &PoolBackupRequest, sink: Sink, sta
         )));
     }
     tracing::info!(primary = %req.primary, copy_pool = %req.copy_pool, abs = total.abs, bytes = total.bytes, "pool backup done");
-    Ok(ChannelEvent::Copied {
-        abs: total.abs,
-        segments: total.segments,
-        bytes: total.bytes,
-        tapes_read: total.tapes_read,
-        tapes_written: total.tapes_written.into_iter().collect(),
-        seconds: started.elapsed().as_secs_f64(),
-    })
+    Ok(total.into_event(started))
 }
 
 /// The lanes a request for `drives` drive pairs gets (0: one).
@@ -563,6 +582,12 @@ async fn write_metadata(
     totals: &mut LaneTotals,
 ) -> Result<()> {
     let be = d.pair.be_name.as_str();
+    let metadata = match target {
+        Target::Copies { .. } => metadata,
+        // Rewritten primaries: the management record names the pool and
+        // the places the catalog now has.
+        Target::Primaries { .. } => refreshed(st, abs_id, &metadata).await?,
+    };
     let cmd = Command::WriteMetadata {
         drive: d.write.name.clone(),
         metadata,
@@ -582,4 +607,16 @@ async fn write_metadata(
     totals.tapes_written.insert(tape_label);
     totals.abs += 1;
     Ok(())
+}
+
+/// ABS metadata `bytes` (read from tape) with the management record the
+/// catalog makes of the ABS now; anything that does not decode is corrupt.
+async fn refreshed(st: &Arc<Station>, abs_id: AbsId, bytes: &[u8]) -> Result<Vec<u8>> {
+    let mut meta = proto::tape::metadata::AbsMetadata::decode(bytes).map_err(|e| {
+        anyhow!(Failure::corrupt(format!(
+            "the metadata of ABS {abs_id} read from tape: {e}"
+        )))
+    })?;
+    meta.management = Some(st.catalog.management_record(abs_id).await?);
+    Ok(meta.encode())
 }

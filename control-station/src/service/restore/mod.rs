@@ -34,7 +34,7 @@ use crate::plan::{chain_at, chain_of};
 pub(crate) use job::{planned, AbsFacts, Destination, RestoreJob};
 pub(crate) use lanes::LaneTotals;
 pub(crate) use read::{read_tapes_on, ReadInto, TapeReading};
-pub(crate) use sources::choose as choose_sources;
+pub(crate) use sources::{choose as choose_sources, readable};
 
 /// What to restore.
 pub(crate) enum Wanted {

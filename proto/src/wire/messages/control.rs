@@ -220,6 +220,22 @@ pub enum StationRequest {
         copy_pool: String,
         drives: u32,
     },
+    /// Operator: copy ABS `abs_id` tape to tape now into copy pool `pool`
+    /// (attached to the ABS's primary pool), as a pool backup would.
+    /// Answered like [`StationRequest::PoolBackup`].
+    AbsCopy {
+        abs_id: AbsId,
+        pool: String,
+    },
+    /// Operator: move ABS `abs_id` to primary pool `pool`: its segments
+    /// and metadata are rewritten tape to tape onto that pool's tapes (its
+    /// management record names the new pool and places), the catalog
+    /// points there, and the old places are free (tapes left holding
+    /// nothing are emptied). Answered like [`StationRequest::PoolBackup`].
+    AbsMove {
+        abs_id: AbsId,
+        pool: String,
+    },
     /// Operator: tape `label` (of a primary pool) is destroyed: rewrite
     /// every segment the catalog places on it, and its ABS metadata, from
     /// their copies onto new tapes of its pool, on at most `drives`
