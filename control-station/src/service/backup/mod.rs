@@ -92,15 +92,15 @@ pub(crate) async fn backup(
     let channel_id = held.channel.id();
     send.emit(ChannelEvent::Accepted { channel_id, abs_id }).await;
     let hooks = req.definition.as_ref();
-    if let Some(d) = hooks {
-        d.attach(st, abs_id, channel_id).await?;
-    }
-    let outcome = match hooks {
-        Some(d) => match d.pre(st, abs_id, channel_id, send).await {
-            Ok(()) => act::act(st, &mut held, &job, abandon, rx, send, started).await,
-            Err(e) => Err(e),
-        },
-        None => act::act(st, &mut held, &job, abandon, rx, send, started).await,
+    // A definition's run: recorded with its ABS and channel, then its pre
+    // command; a failure of either ends the channel like any other.
+    let ready = match hooks {
+        Some(d) => d.start(st, abs_id, channel_id, send).await,
+        None => Ok(()),
+    };
+    let outcome = match ready {
+        Ok(()) => act::act(st, &mut held, &job, abandon, rx, send, started).await,
+        Err(e) => Err(e),
     };
     st.resumable.lock().await.remove(&channel_id);
     st.channels.lock().await.remove(&channel_id);

@@ -39,21 +39,17 @@ struct Ran {
 }
 
 impl DefinitionRun {
-    /// The backup has its ABS and channel: record them with the run.
-    pub(crate) async fn attach(&self, st: &Arc<Station>, abs_id: AbsId, channel_id: ChannelId) -> Result<()> {
-        st.catalog.set_abs_definition(abs_id, &self.name).await?;
-        st.catalog.run_attached(self.run, abs_id, channel_id).await?;
-        Ok(())
-    }
-
-    /// Run the pre command (if any); the backup goes on only if it exited 0.
-    pub(crate) async fn pre(
+    /// The backup has its ABS and channel: record them with the run, then
+    /// run the pre command (if any); the backup goes on only if it exited 0.
+    pub(crate) async fn start(
         &self,
         st: &Arc<Station>,
         abs_id: AbsId,
         channel_id: ChannelId,
         send: &mut impl EventSink,
     ) -> Result<()> {
+        st.catalog.set_abs_definition(abs_id, &self.name).await?;
+        st.catalog.run_attached(self.run, abs_id, channel_id).await?;
         if self.pre.is_empty() {
             return Ok(());
         }
