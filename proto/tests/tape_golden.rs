@@ -2,9 +2,12 @@
 //!
 //! `proto/tests/golden/small.tap` is a small deterministic tape (fixed
 //! timestamps, block size 512, two ABSs with interleaved segments, their
-//! metadata, finished). The test builds the same tape and compares it with
+//! metadata, one with a management record, finished: a version-2 CATALOG
+//! with that record). The test builds the same tape and compares it with
 //! the checked-in file; any change of the format shows up here. When the
-//! format changes on purpose, regenerate it with
+//! format changes on purpose, keep the old image under a versioned name
+//! (as `small_v1.tap`, the same tape with a version-1 CATALOG and no
+//! record, which must still read), regenerate with
 //! `UPDATE_GOLDEN=1 cargo test --release -p proto --test tape_golden`
 //! and document the change in FORMAT.md.
 #![allow(clippy::cast_possible_truncation)] // test data: byte patterns wrap on purpose, sizes are small constants
@@ -12,9 +15,11 @@
 use std::path::PathBuf;
 
 use proto::abs::{AbsMap, Geometry, MapExtent, TrackAddr, VolumeRef};
+use proto::domain::{Level, Uuid};
 use proto::tape::block::MemTape;
 use proto::tape::directory::FileKind;
 use proto::tape::inspect::{inspect, verify, ScanStop, ScannedKind};
+use proto::tape::management::{Management, Placement, PlacementCounts, VolumeEpoch};
 use proto::tape::metadata::{AbsKind, AbsMetadata};
 use proto::tape::segment::{SegmentHeader, SegmentWriter, TrackRecord};
 use proto::tape::volume::{TapeParams, TapeReader, TapeWriter};
@@ -25,6 +30,36 @@ const BLOCK: usize = 512;
 
 fn golden_path() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden/small.tap")
+}
+
+/// The first golden image: CATALOG version 1, no management record.
+fn golden_v1_path() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden/small_v1.tap")
+}
+
+/// The management record of ABS 100 with its two segments' placements.
+fn record_of_alpha(placements: Vec<Placement>) -> Management {
+    Management {
+        cluster_id: Uuid::from_random_bytes([0x11; 16]),
+        abs_uuid: Uuid::from_random_bytes([0x22; 16]),
+        client: "host-a".into(),
+        primary_node: "pn1".into(),
+        level: Level::Full,
+        base_uuid: Uuid::NIL,
+        chain: vec![100],
+        point_in_time_ms: CREATED * 1000 - 500,
+        epochs: vec![VolumeEpoch {
+            volume: 0,
+            map_id: 0xABCD,
+            epoch: 1,
+        }],
+        pool: "golden".into(),
+        copy_number: 0,
+        label: "golden alpha".into(),
+        created_ms: CREATED * 1000,
+        placements,
+        written_ms: Some(CREATED * 1000 + 1),
+    }
 }
 
 fn pattern(seed: u64, len: usize) -> Vec<u8> {
@@ -71,6 +106,7 @@ fn build() -> Golden {
     };
     let mut w = TapeWriter::create_at(MemTape::memory(), params, CREATED).unwrap();
     let mut segments = Vec::new();
+    let mut alpha = Vec::new();
     // ABS 100 (alpha, full) and ABS 200 (beta, differential of 150), segments interleaved.
     // (ABS, seq, tracks as (volume, track, length))
     type Plan<'a> = (u64, u32, &'a [(u16, u64, usize)]);
@@ -95,9 +131,22 @@ fn build() -> Golden {
             sw.append_track(addr, &data).unwrap();
             recs.push(TrackRecord { addr, data });
         }
-        let (bytes, _) = sw.finish().unwrap();
+        let (bytes, summary) = sw.finish().unwrap();
         let name = if abs == 100 { "/data/alpha.db" } else { "/data/beta.log" };
         let e = w.write_segment(&bytes, name).unwrap();
+        if abs == 100 {
+            alpha.push(Placement {
+                seq,
+                tape_label: "GOLD01".into(),
+                tape_file: e.file_number,
+                bytes: e.bytes,
+                crc32c: summary.crc32c,
+                counts: Some(PlacementCounts {
+                    data_bytes: summary.data_bytes,
+                    track_count: summary.track_count,
+                }),
+            });
+        }
         segments.push((e.file_number, abs, seq, recs));
     }
     let metas = [
@@ -113,7 +162,7 @@ fn build() -> Golden {
             map: map("vol-alpha", 5),
             merged_from_abs_id: 0,
             changed: Vec::new(),
-            management: None,
+            management: Some(record_of_alpha(alpha)),
         },
         AbsMetadata {
             abs_id: 200,
@@ -186,7 +235,42 @@ fn the_golden_image_is_reproduced_byte_for_byte() {
 fn the_checked_in_golden_image_reads_back() {
     let golden = golden_bytes().to_vec();
     let expected = build();
+    assert_eq!(&golden[..4], &80u32.to_le_bytes());
+    reads_back(golden.clone(), &expected);
+    // The CATALOG is version 2 and carries ABS 100's record (not ABS 200's: none).
+    let mut r = TapeReader::open(MemTape::from_bytes(golden)).unwrap();
+    let cat = r.read_catalog().unwrap().unwrap();
+    assert_eq!(cat.record_of(100), expected.metadata[0].1.management.as_ref());
+    assert_eq!(cat.record_of(100).unwrap().placements.len(), 2);
+    assert_eq!(cat.record_of(200), None);
+}
 
+/// The first image (CATALOG version 1, metadata without records) still
+/// reads: the same tape files, no records.
+#[test]
+fn the_version_1_golden_image_still_reads() {
+    let golden = std::fs::read(golden_v1_path()).expect("golden/small_v1.tap");
+    let mut expected = build();
+    for (_, m) in &mut expected.metadata {
+        m.management = None;
+    }
+    reads_back(golden.clone(), &expected);
+    let catalog_at = golden
+        .windows(8)
+        .position(|w| w == b"DMCCAT01")
+        .expect("a CATALOG envelope");
+    assert_eq!(
+        &golden[catalog_at + 8..catalog_at + 10],
+        &1u16.to_le_bytes(),
+        "CATALOG version 1"
+    );
+    let mut r = TapeReader::open(MemTape::from_bytes(golden)).unwrap();
+    let cat = r.read_catalog().unwrap().unwrap();
+    assert!(cat.entries.iter().all(|a| a.record.is_none()));
+}
+
+/// Check an image holds what `expected` says, file by file.
+fn reads_back(golden: Vec<u8>, expected: &Golden) {
     // A few bytes a human can check against FORMAT.md.
     assert_eq!(&golden[0..4], &80u32.to_le_bytes(), "SIMH length of VOL1");
     let vol1 = [

@@ -10,5 +10,6 @@ pub mod fixture;
 pub mod hop;
 pub mod metrics;
 pub mod pg;
+pub mod records;
 pub mod scenario;
 pub mod smapp;

@@ -172,5 +172,41 @@ async fn hostile_peers_are_refused_and_the_station_keeps_serving() {
         .smapp(&["backup", "--primary", "pn1", "--object", "after", "--volume", "vol0"])
         .unwrap();
     assert_eq!(out.last().unwrap()["result"], "backup");
+
+    // 5. A back-end gets no management record of an ABS it is not writing,
+    // whatever tape and drive it names; and not too many at once.
+    let abs_id = out.last().unwrap()["abs_id"].as_u64().unwrap();
+    let tape = cluster.operator(&["list", "tapes"]).unwrap()[0]["label"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let drive = cluster.operator(&["library", "list"]).unwrap()[0]["drives"][0]["name"]
+        .as_str()
+        .unwrap_or("d0")
+        .to_string();
+    let be = Identity::load(&cluster.pki_of("be1"), "be1").unwrap();
+    let ep3 = transport::bind("127.0.0.1:0".parse().unwrap(), &be).unwrap();
+    let (conn3, _) = transport::connect(&ep3, cluster.station, STATION, Role::Station)
+        .await
+        .unwrap();
+    for (drive, n) in [(drive.as_str(), 1), ("no-such-drive", 1), (drive.as_str(), 5000)] {
+        let (mut s, mut r) = transport::open_bi(&conn3, MAX_CONTROL_FRAME).await.unwrap();
+        s.send(&StationRequest::TapeRecords {
+            drive: drive.to_string(),
+            tape_label: tape.clone(),
+            abs_ids: vec![proto::domain::AbsId::new(abs_id); n],
+        })
+        .await
+        .unwrap();
+        match r.recv::<StationReply>().await.unwrap() {
+            Some(StationReply::Error(failure)) if n > 1 => {
+                assert_eq!(failure.code, FailureCode::Invalid, "{failure:?}")
+            }
+            Some(StationReply::Error(_)) => {}
+            Some(StationReply::Records(records)) => assert!(records.is_empty(), "{records:?}"),
+            other => panic!("asking for records of ABS {abs_id} on {tape} in {drive}: {other:?}"),
+        }
+    }
+    catalog_still_answers(&cluster);
     cluster.stop();
 }

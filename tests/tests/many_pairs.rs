@@ -5,7 +5,8 @@
 //! segment placement matches what `smapp tape inspect` finds on each tape.
 //! The tapes are small (12 MiB) so they fill during the test: each full tape
 //! ends in EOV labels and verifies, its media set continues on the next tape,
-//! and the channels go through EndOfTape.
+//! and the channels go through EndOfTape; its CATALOG has the management
+//! record of every ABS on it, of those that went on on the next tape too.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -111,6 +112,13 @@ async fn eight_backups_over_three_pairs_and_four_drives() {
             "{label} ends in EOV labels"
         );
     }
+    // Each tape's CATALOG has its ABSs' management records, those of
+    // ABSs that went on on another tape included.
+    let spanning = dmc_tests::records::check_catalog_records(&cluster.library, &tapes, &[]).unwrap();
+    assert!(
+        spanning >= 1,
+        "a full tape's CATALOG has the record of an ABS that went on"
+    );
     let switched = chans.iter().filter(|c| {
         let id = c["channel_id"].as_u64().unwrap().to_string();
         cluster.smapp(&["channels", &id]).unwrap()[0]["transitions"]

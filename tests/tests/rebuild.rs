@@ -167,6 +167,9 @@ async fn the_catalog_is_rebuilt_from_the_tapes_alone() {
     let at_args = ["--primary", PRIMARY, "--object", OBJECT, "--at", &at];
     let (at_before, at_bytes) = restore(&cluster, "at-before", &at_args);
 
+    // Every tape's CATALOG has the records (copies': the copy's).
+    dmc_tests::records::check_catalog_records(&cluster.library, tapes, &["vault"]).unwrap();
+
     // The catalog is lost.
     cluster.lose_catalog().await.unwrap();
 

@@ -22,6 +22,35 @@ fn unix_ms(t: DateTime<Utc>) -> u64 {
     u64::try_from(t.timestamp_millis()).unwrap_or(0)
 }
 
+/// One segment's place as the catalog has it.
+struct PlacementRow {
+    seq: i64,
+    label: String,
+    tape_file: i64,
+    bytes: i64,
+    crc32c: i64,
+    data_bytes: i64,
+    track_count: i64,
+}
+
+impl TryFrom<PlacementRow> for Placement {
+    type Error = CatalogError;
+
+    fn try_from(s: PlacementRow) -> Result<Placement> {
+        Ok(Placement {
+            seq: to_u32(s.seq, "segment seq")?,
+            tape_label: s.label,
+            tape_file: to_u32(s.tape_file, "tape file")?,
+            bytes: to_u64(s.bytes, "segment bytes")?,
+            crc32c: to_u32(s.crc32c, "segment CRC32C")?,
+            counts: Some(PlacementCounts {
+                data_bytes: to_u64(s.data_bytes, "segment data bytes")?,
+                track_count: to_u32(s.track_count, "segment track count")?,
+            }),
+        })
+    }
+}
+
 impl Catalog {
     /// This cluster's UUID (made when the catalog was created).
     pub async fn cluster_id(&self) -> Result<Uuid> {
@@ -121,7 +150,8 @@ impl Catalog {
             })
         })
         .collect::<Result<Vec<_>>>()?;
-        let placements = sqlx::query!(
+        let placements = sqlx::query_as!(
+            PlacementRow,
             "SELECT s.seq, t.label, s.tape_file, s.bytes, s.crc32c, s.data_bytes, s.track_count
              FROM segments s JOIN tapes t ON t.id = s.tape_id
              WHERE s.abs_id = $1 ORDER BY s.seq",
@@ -130,19 +160,7 @@ impl Catalog {
         .fetch_all(&self.pool)
         .await?
         .into_iter()
-        .map(|s| {
-            Ok(Placement {
-                seq: to_u32(s.seq, "segment seq")?,
-                tape_label: s.label,
-                tape_file: to_u32(s.tape_file, "tape file")?,
-                bytes: to_u64(s.bytes, "segment bytes")?,
-                crc32c: to_u32(s.crc32c, "segment CRC32C")?,
-                counts: Some(PlacementCounts {
-                    data_bytes: to_u64(s.data_bytes, "segment data bytes")?,
-                    track_count: to_u32(s.track_count, "segment track count")?,
-                }),
-            })
-        })
+        .map(Placement::try_from)
         .collect::<Result<Vec<_>>>()?;
         Ok(Management {
             cluster_id: self.cluster_id().await?,
@@ -164,6 +182,40 @@ impl Catalog {
             placements,
             written_ms: Some(unix_ms(chrono::Utc::now())),
         })
+    }
+
+    /// The management record of ABS `abs_id`'s copy in copy pool `pool`:
+    /// the pool, the copy's number (1 for the ABS's first copy, 2 for the
+    /// next, …, in the order they were made; a copy being made counts
+    /// after those made before it) and its segments' places in that pool.
+    pub async fn copy_record(&self, abs_id: AbsId, pool: &str) -> Result<Management> {
+        let mut m = self.management_record(abs_id).await?;
+        let before = sqlx::query_scalar!(
+            r#"SELECT count(*) AS "n!" FROM abs_copies
+             WHERE abs_id = $1 AND pool <> $2
+               AND copied <= COALESCE((SELECT copied FROM abs_copies WHERE abs_id = $1 AND pool = $2), now())"#,
+            abs_id as _,
+            pool
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        m.copy_number = to_u32(before + 1, "copy number")?;
+        m.pool = pool.to_string();
+        m.placements = sqlx::query_as!(
+            PlacementRow,
+            "SELECT DISTINCT ON (s.seq) s.seq, t.label, c.tape_file, c.bytes, c.crc32c, s.data_bytes, s.track_count
+             FROM segment_copies c JOIN segments s ON s.id = c.segment_id JOIN tapes t ON t.id = c.tape_id
+             WHERE s.abs_id = $1 AND c.pool = $2 AND c.status = 'ok'
+             ORDER BY s.seq, c.id DESC",
+            abs_id as _,
+            pool
+        )
+        .fetch_all(&self.pool)
+        .await?
+        .into_iter()
+        .map(Placement::try_from)
+        .collect::<Result<Vec<_>>>()?;
+        Ok(m)
     }
 
     /// The ABSs a restore of `abs_id` reads, full first, `abs_id` last

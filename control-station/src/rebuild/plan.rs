@@ -181,11 +181,27 @@ pub fn plan_with(tapes: &[TapeSeen], known: &BTreeSet<u64>) -> Plan {
     let mut abs = Vec::new();
     let mut clusters: BTreeMap<Uuid, usize> = BTreeMap::new();
     for (&id, files) in &metadata {
-        // The newest record says where the ABS is (an `abs move` wrote a
-        // new one); records of the same age agree.
+        // The newest primary record (copy number 0) says where the ABS is
+        // (an `abs move` wrote a new one); records of the same age agree. A
+        // copy's record (copy number 1…) names its copy pool: it never
+        // makes that pool the ABS's home.
         let written = |f: &(usize, usize)| meta_at(*f).management.as_ref().and_then(|r| r.written_ms).unwrap_or(0);
-        let newest = files.iter().max_by_key(|f| written(f)).copied().unwrap_or(files[0]);
+        let primary = |f: &&(usize, usize)| meta_at(**f).management.as_ref().is_none_or(|r| r.copy_number == 0);
+        let newest = files
+            .iter()
+            .filter(primary)
+            .max_by_key(|f| written(f))
+            .or_else(|| files.iter().max_by_key(|f| written(f)))
+            .copied()
+            .unwrap_or(files[0]);
         let home_pool = match &meta_at(newest).management {
+            Some(r) if r.copy_number > 0 => {
+                notes.push(format!(
+                    "ABS {id}: only its copy number {} in pool {} is on the tapes read; recorded from that copy",
+                    r.copy_number, r.pool
+                ));
+                r.pool.clone()
+            }
             Some(r) => r.pool.clone(),
             None => places
                 .get(&(id, 0))
@@ -196,7 +212,13 @@ pub fn plan_with(tapes: &[TapeSeen], known: &BTreeSet<u64>) -> Plan {
         // is left of it on their tapes is not wanted.
         let left: BTreeSet<String> = files
             .iter()
-            .filter_map(|f| meta_at(*f).management.as_ref().map(|r| r.pool.clone()))
+            .filter_map(|f| {
+                meta_at(*f)
+                    .management
+                    .as_ref()
+                    .filter(|r| r.copy_number == 0)
+                    .map(|r| r.pool.clone())
+            })
             .filter(|p| *p != home_pool)
             .collect();
         if !left.is_empty() {

@@ -45,7 +45,7 @@ pub(super) fn authorize(peer: &Peer, req: &StationRequest) -> Result<()> {
         R::AbsCopy { .. } | R::AbsMove { .. } => (&[Role::Operator], "copy and move backups"),
         R::CatalogBackup { .. } => (&[Role::Operator], "back up the catalog"),
         R::FetchDump { .. } => (&[Role::Mover], "fetch a catalog dump"),
-        R::ManagementRecord { .. } => (&[Role::Mover], "ask for a management record"),
+        R::ManagementRecord { .. } | R::TapeRecords { .. } => (&[Role::Mover], "ask for management records"),
         R::PoolList => (&[Role::Client, Role::Operator], "list the storage pools"),
         R::Define(_) | R::Undefine { .. } | R::ListDefinitions | R::RunDefinition { .. } => {
             (&[Role::Client, Role::Operator], "manage backup definitions")
@@ -285,6 +285,11 @@ async fn handle(st: &Arc<Station>, conn: quinn::Connection, peer: &Peer, req: St
             files,
             bytes,
         } => library::continue_media_set(st, &peer.name, &drive, &tape_label, files, bytes).await?,
+        R::TapeRecords {
+            drive,
+            tape_label,
+            abs_ids,
+        } => library::tape_records(st, &peer.name, &drive, &tape_label, &abs_ids).await?,
         R::SegmentPlaced(p) => {
             st.require_participant(p.channel_id, &peer.name).await?;
             require_channel_of(st, p.channel_id, p.abs_id).await?;

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Result};
-use proto::domain::{AbsId, ChannelId, Failure, MediaSetId, TapeLocation, TapeState};
-use proto::wire::{Command, CommandReply, NewTape, SegmentPlacement, StationReply};
+use proto::domain::{AbsId, ChannelId, Failure, MediaSetId, PoolKind, TapeLocation, TapeState};
+use proto::wire::{AbsRecord, Command, CommandReply, NewTape, SegmentPlacement, StationReply};
 
 use super::{registry, ChannelNote, Station};
 use crate::catalog::{CatalogError, DriveRow, NewSegment, TapeClaim, TapeRow};
@@ -196,14 +196,8 @@ pub(crate) async fn dismount(
 /// scratch tape for the next volume of its media set, mount it in the same
 /// drive (in the catalog; the back-end loads it when it gets the answer),
 /// and tell the channels writing there.
-pub(crate) async fn continue_media_set(
-    st: &Arc<Station>,
-    be: &str,
-    drive_name: &str,
-    full_label: &str,
-    files: u32,
-    bytes: u64,
-) -> Result<StationReply> {
+/// Back-end `be`'s drive `drive_name` and tape `label` mounted in it.
+async fn mounted_tape(st: &Arc<Station>, be: &str, drive_name: &str, label: &str) -> Result<(DriveRow, TapeRow)> {
     let be_id = st
         .registry
         .lock()
@@ -219,17 +213,85 @@ pub(crate) async fn continue_media_set(
         .into_iter()
         .find(|d| d.name == drive_name)
         .ok_or_else(|| anyhow!(Failure::not_found(format!("back-end {be} has no drive {drive_name}"))))?;
-    let full = st.catalog.tape_by_label(full_label).await?.ok_or_else(|| {
-        anyhow!(Failure::not_found(format!(
-            "back-end {be} reports unknown tape {full_label} full"
-        )))
-    })?;
-    if full.mounted_in.as_deref() != Some(drive_name) {
+    let tape = st
+        .catalog
+        .tape_by_label(label)
+        .await?
+        .ok_or_else(|| anyhow!(Failure::not_found(format!("back-end {be} names unknown tape {label}"))))?;
+    if tape.mounted_in.as_deref() != Some(drive_name) {
         bail!(Failure::conflict(format!(
-            "tape {full_label} is not mounted in drive {drive_name} (catalog: {})",
-            full.mounted_in.as_deref().unwrap_or("not mounted")
+            "tape {label} is not mounted in drive {drive_name} (catalog: {})",
+            tape.mounted_in.as_deref().unwrap_or("not mounted")
         )));
     }
+    Ok((drive, tape))
+}
+
+/// Most ABSs one [`proto::wire::StationRequest::TapeRecords`] may name.
+const MAX_RECORDS_ASKED: usize = 4096;
+
+/// The management records of `abs_ids` for the CATALOG of full tape
+/// `label` in back-end `be`'s drive `drive_name` (see
+/// [`proto::wire::StationRequest::TapeRecords`]): ABSs of channels `be` takes part in,
+/// others left out; a copy pool's tape gets the copy's record.
+pub(crate) async fn tape_records(
+    st: &Arc<Station>,
+    be: &str,
+    drive_name: &str,
+    label: &str,
+    abs_ids: &[AbsId],
+) -> Result<StationReply> {
+    if abs_ids.len() > MAX_RECORDS_ASKED {
+        bail!(Failure::invalid(format!(
+            "records of at most {MAX_RECORDS_ASKED} ABSs at a time, not {}",
+            abs_ids.len()
+        )));
+    }
+    let (_, tape) = mounted_tape(st, be, drive_name, label).await?;
+    let channels: Vec<ChannelId> = st
+        .channel_peers
+        .lock()
+        .await
+        .iter()
+        .filter(|(_, peers)| peers.iter().any(|p| p == be))
+        .map(|(c, _)| *c)
+        .collect();
+    let mut theirs = std::collections::BTreeSet::new();
+    for c in channels {
+        if let Some(row) = st.catalog.channel(c).await? {
+            theirs.insert(row.abs_id);
+        }
+    }
+    let copy_pool = st
+        .catalog
+        .pool_named(&tape.pool)
+        .await?
+        .is_some_and(|p| p.kind == PoolKind::Copy);
+    let mut out = Vec::new();
+    for &abs_id in abs_ids {
+        if !theirs.contains(&abs_id) || out.iter().any(|r: &AbsRecord| r.abs_id == abs_id) {
+            tracing::debug!(%be, %label, %abs_id, "no record for the CATALOG: not an ABS of the back-end's channels");
+            continue;
+        }
+        let record = if copy_pool {
+            st.catalog.copy_record(abs_id, &tape.pool).await?
+        } else {
+            st.catalog.management_record(abs_id).await?
+        };
+        out.push(AbsRecord { abs_id, record });
+    }
+    Ok(StationReply::Records(out))
+}
+
+pub(crate) async fn continue_media_set(
+    st: &Arc<Station>,
+    be: &str,
+    drive_name: &str,
+    full_label: &str,
+    files: u32,
+    bytes: u64,
+) -> Result<StationReply> {
+    let (drive, full) = mounted_tape(st, be, drive_name, full_label).await?;
     st.catalog
         .dismount_tape(drive.id, full.id, TapeState::Full, bytes, files)
         .await?;

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use proto::tape::block::Capacity;
 use proto::tape::directory::DirectoryEntry;
+use proto::tape::management::Management;
 use proto::tape::metadata::AbsMetadata;
 use proto::tape::segment::SegmentSummary;
 use proto::tape::throttle::Throttle;
@@ -225,6 +226,26 @@ impl Drive {
     /// another tape) and unload. Returns (label, data files, data bytes).
     pub fn finish_full(&mut self) -> Result<(String, u32, u64)> {
         self.unload(true)
+    }
+
+    /// The tape being written and the ABSs on it without a management
+    /// record for its CATALOG (their metadata is not on it); None when no
+    /// tape is mounted for writing.
+    pub fn abs_without_record(&self) -> Option<(String, Vec<u64>)> {
+        match &self.mounted {
+            Mounted::Writing { label, writer } => Some((label.clone(), writer.abs_without_record())),
+            _ => None,
+        }
+    }
+
+    /// Give the tape being written the records of ABSs without one (see
+    /// [`TapeWriter::supply_record`]).
+    pub fn supply_records(&mut self, records: Vec<(u64, Management)>) {
+        if let Mounted::Writing { writer, .. } = &mut self.mounted {
+            for (abs_id, m) in records {
+                writer.supply_record(abs_id, m);
+            }
+        }
     }
 
     fn unload(&mut self, continues: bool) -> Result<(String, u32, u64)> {

@@ -14,7 +14,7 @@
 //! | 4       | u32  | entry count N (≤ 4,194,304)             |
 //! | N × 37  |      | entries (see [`DirectoryEntry`])        |
 //!
-//! CATALOG (magic `DMCCAT01`, version 1) payload:
+//! CATALOG (magic `DMCCAT01`, version 2; version 1 still read) payload:
 //!
 //! | size    | type | field                                   |
 //! |--------:|------|-----------------------------------------|
@@ -23,10 +23,18 @@
 //! | 8       | u64  | media_set                               |
 //! | 4       | u32  | sequence                                |
 //! | 4       | u32  | ABS count A                             |
-//! | A ×     |      | u64 abs_id, str object_name, u8 has_metadata (0/1), u32 metadata_file (0 when none), u32 segment count S, S × 37-byte entries |
+//! | A ×     |      | u64 abs_id, str object_name, u8 has_metadata (0/1), u32 metadata_file (0 when none), u32 segment count S, S × 37-byte entries; version 2 adds u8 has_record (0/1) and, when 1, the ABS's management record ([`super::management`]) |
+//!
+//! The record of an ABS whose metadata is on the tape is the one in that
+//! metadata (every segment placed). An ABS the tape holds only segments of
+//! (its media set goes on on another tape, where its metadata follows) has
+//! the record its writer was given when the tape was finished, with every
+//! segment known then placed; or none. A record names its ABS last in its
+//! chain (checked).
 
-use super::bytes::{seal, unseal, ByteReader, ByteWriter};
+use super::bytes::{seal, unseal, unseal_versions, ByteReader, ByteWriter};
 use super::error::Location;
+use super::management::Management;
 use super::metadata::MAX_OBJECT_NAME;
 use super::node::MAX_POOL_LEN;
 use super::TapeError;
@@ -35,8 +43,10 @@ use super::TapeError;
 pub const DIRECTORY_MAGIC: &[u8; 8] = b"DMCDIR01";
 /// Magic of the CATALOG.
 pub const CATALOG_MAGIC: &[u8; 8] = b"DMCCAT01";
-/// Envelope version of both.
+/// Envelope version of the DIRECTORY, and of the first CATALOG.
 pub const DIRECTORY_VERSION: u16 = 1;
+/// Envelope version of the CATALOG written (management records).
+pub const CATALOG_VERSION: u16 = 2;
 /// Most entries in a directory (and segments in a catalog).
 pub const MAX_DIRECTORY_ENTRIES: usize = 1 << 22;
 /// Largest DIRECTORY or CATALOG payload (256 MiB).
@@ -196,11 +206,14 @@ pub struct CatalogAbs {
     pub object_name: String,
     pub metadata_file: Option<u32>,
     pub segments: Vec<DirectoryEntry>,
+    /// Its management record (None in a version-1 CATALOG).
+    pub record: Option<Management>,
 }
 
 impl Catalog {
     /// Build the catalog from a directory: ABSs in order of their first
-    /// file on the tape; the metadata file is the last one of the ABS.
+    /// file on the tape; the metadata file is the last one of the ABS;
+    /// `object_name` and `record` give each ABS's name and record.
     pub fn from_directory(
         label: &str,
         pool: &str,
@@ -208,6 +221,7 @@ impl Catalog {
         sequence: u32,
         entries: &[DirectoryEntry],
         object_name: impl Fn(u64) -> String,
+        record: impl Fn(u64) -> Option<Management>,
     ) -> Catalog {
         let mut out: Vec<CatalogAbs> = Vec::new();
         let mut index = std::collections::HashMap::new();
@@ -218,6 +232,7 @@ impl Catalog {
                     object_name: object_name(e.abs_id),
                     metadata_file: None,
                     segments: Vec::new(),
+                    record: record(e.abs_id),
                 });
                 out.len() - 1
             });
@@ -253,15 +268,33 @@ impl Catalog {
             for s in &a.segments {
                 s.encode(&mut w);
             }
+            match &a.record {
+                Some(m) => {
+                    w.u8(1);
+                    m.encode_into(&mut w);
+                }
+                None => {
+                    w.u8(0);
+                }
+            }
         }
-        seal(CATALOG_MAGIC, DIRECTORY_VERSION, w.as_slice())
+        seal(CATALOG_MAGIC, CATALOG_VERSION, w.as_slice())
+    }
+
+    /// The record of ABS `abs_id`, if the CATALOG has one.
+    pub fn record_of(&self, abs_id: u64) -> Option<&Management> {
+        self.entries
+            .iter()
+            .find(|a| a.abs_id == abs_id)
+            .and_then(|a| a.record.as_ref())
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Catalog, TapeError> {
-        let mut r = unseal(
+        let (version, mut r) = unseal_versions(
             bytes,
             CATALOG_MAGIC,
             DIRECTORY_VERSION,
+            CATALOG_VERSION,
             "CATALOG",
             MAX_DIRECTORY_PAYLOAD,
         )?;
@@ -302,11 +335,27 @@ impl Catalog {
                 }
                 segments.push(e);
             }
+            let record = if version >= CATALOG_VERSION && r.bool("has_record")? {
+                let at = r.offset();
+                let m = Management::decode_from(&mut r)?;
+                if m.chain.last() != Some(&abs_id) {
+                    return Err(TapeError::corrupt(
+                        Location::offset(at),
+                        "CATALOG management record",
+                        format!("the record of ABS {abs_id} (its chain ending with {abs_id})"),
+                        format!("a chain ending with {:?}", m.chain.last()),
+                    ));
+                }
+                Some(m)
+            } else {
+                None
+            };
             entries.push(CatalogAbs {
                 abs_id,
                 object_name,
                 metadata_file: has_meta.then_some(mf),
                 segments,
+                record,
             });
         }
         r.finish()?;
@@ -364,7 +413,7 @@ mod tests {
 
     #[test]
     fn catalog_groups_by_abs() {
-        let c = Catalog::from_directory("T1", "pool", 5, 1, &entries(), |id| format!("obj{id}"));
+        let c = Catalog::from_directory("T1", "pool", 5, 1, &entries(), |id| format!("obj{id}"), |_| None);
         assert_eq!(c.entries.len(), 2);
         assert_eq!(c.entries[0].abs_id, 10);
         assert_eq!(c.entries[0].object_name, "obj10");
@@ -379,6 +428,55 @@ mod tests {
             bad[i] ^= 0x80;
             assert!(Catalog::decode(&bad).is_err());
         }
+    }
+
+    #[test]
+    fn catalog_records_round_trip_and_version_1_still_reads() {
+        let record = |id: u64| {
+            let mut m = crate::tape::management::tests::sample();
+            m.chain = vec![3, id];
+            m
+        };
+        let c = Catalog::from_directory(
+            "T1",
+            "pool",
+            5,
+            1,
+            &entries(),
+            |id| format!("obj{id}"),
+            |id| (id == 10).then(|| record(id)),
+        );
+        assert_eq!(c.record_of(10), Some(&record(10)));
+        assert_eq!(c.record_of(11), None);
+        let b = c.encode();
+        assert_eq!(&b[8..10], &CATALOG_VERSION.to_le_bytes());
+        assert_eq!(Catalog::decode(&b).unwrap(), c);
+
+        // A record that is not its ABS's is refused.
+        let wrong = Catalog::from_directory(
+            "T1",
+            "pool",
+            5,
+            1,
+            &entries(),
+            |id| format!("obj{id}"),
+            |_| Some(record(99)),
+        );
+        let e = Catalog::decode(&wrong.encode()).unwrap_err().to_string();
+        assert!(e.contains("the record of ABS 10"), "{e}");
+
+        // Version 1: the same ABS part without has_record.
+        let mut w = ByteWriter::new();
+        w.str("T1").str("pool").u64(5).u32(1).len32(1);
+        w.u64(11).str("obj11").u8(0).u32(0).len32(0);
+        let v1 = seal(CATALOG_MAGIC, DIRECTORY_VERSION, w.as_slice());
+        let old = Catalog::decode(&v1).unwrap();
+        assert_eq!(old.entries[0].abs_id, 11);
+        assert_eq!(old.entries[0].record, None);
+        // A future version is refused, naming it.
+        let future = seal(CATALOG_MAGIC, CATALOG_VERSION + 1, w.as_slice());
+        let e = Catalog::decode(&future).unwrap_err().to_string();
+        assert!(e.contains("version 3"), "{e}");
     }
 
     #[test]

@@ -69,6 +69,8 @@ pub struct MetadataSummary {
     pub data_bytes: u64,
     pub object_size: u64,
     pub extents: usize,
+    /// Its management record (ABS-METADATA version 3), if any.
+    pub management: Option<crate::tape::management::Management>,
 }
 
 /// The decoded content of a tape file whose checks all passed.
@@ -402,6 +404,7 @@ fn decode_buffer(magic: &[u8; 8], buf: &[u8]) -> Result<Option<FileContent>, Tap
             data_bytes: m.data_bytes,
             object_size: m.map.object_size,
             extents: m.map.extents.len(),
+            management: m.management,
         })
     } else if magic == DIRECTORY_MAGIC {
         FileContent::Directory(Directory::decode(buf)?)

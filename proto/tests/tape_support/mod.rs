@@ -208,3 +208,40 @@ pub fn count_files(image: &[u8]) -> Vec<u64> {
     }
     files
 }
+
+/// A management record of ABS `abs` (chain: it alone) with `placements`.
+pub fn record(abs: u64, placements: Vec<proto::tape::management::Placement>) -> proto::tape::management::Management {
+    use proto::domain::{Level, Uuid};
+    proto::tape::management::Management {
+        cluster_id: Uuid::from_random_bytes([0x42; 16]),
+        abs_uuid: Uuid::from_random_bytes([abs as u8; 16]),
+        client: "host".into(),
+        primary_node: "pn1".into(),
+        level: Level::Full,
+        base_uuid: Uuid::NIL,
+        chain: vec![abs],
+        point_in_time_ms: T0 * 1000,
+        epochs: Vec::new(),
+        pool: "test-pool".into(),
+        copy_number: 0,
+        label: format!("ABS {abs}"),
+        created_ms: T0 * 1000 + abs,
+        placements,
+        written_ms: Some(T0 * 1000 + 10),
+    }
+}
+
+/// Where a segment lies, as a record places it.
+pub fn placement(seq: u32, tape: &str, file: u32) -> proto::tape::management::Placement {
+    proto::tape::management::Placement {
+        seq,
+        tape_label: tape.into(),
+        tape_file: file,
+        bytes: 4096,
+        crc32c: 0xC0FFEE,
+        counts: Some(proto::tape::management::PlacementCounts {
+            data_bytes: 3000,
+            track_count: 2,
+        }),
+    }
+}

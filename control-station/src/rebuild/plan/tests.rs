@@ -108,7 +108,14 @@ fn library() -> Vec<TapeSeen> {
             entry(4, FileKind::AbsMetadata, 1, 0, 5),
         ],
     );
-    c1.metadata.push((4, meta(1, 0, 2, "onsite", "P1")));
+    // The copy's metadata carries the copy's record: its pool, copy
+    // number 1, its places, written after the primary's.
+    let mut copy = meta(1, 0, 2, "vault", "C1");
+    if let Some(r) = copy.management.as_mut() {
+        r.copy_number = 1;
+        r.written_ms = Some(3000);
+    }
+    c1.metadata.push((4, copy));
     let p2 = tape("P2", "onsite", 5, Vec::new());
     vec![p1, c1, p2]
 }
@@ -269,4 +276,17 @@ fn a_moved_abs_is_where_its_newest_record_says_and_its_old_places_are_left_out()
     let kinds: Vec<(&str, PoolKind)> = p.pools.iter().map(|p| (p.name.as_str(), p.kind)).collect();
     assert!(kinds.contains(&("archive", PoolKind::Primary)), "{kinds:?}");
     assert!(kinds.contains(&("vault", PoolKind::Copy)), "{kinds:?}");
+}
+
+#[test]
+fn only_a_copy_on_the_tapes_read_is_recorded_from_the_copy() {
+    let tapes: Vec<TapeSeen> = library().into_iter().filter(|t| t.label == "C1").collect();
+    let p = plan(&tapes);
+    assert_eq!(p.abs.len(), 1);
+    let a = &p.abs[0];
+    assert_eq!(a.home_pool, "vault");
+    assert!(a.missing.is_empty());
+    assert!(a.segments.iter().all(|s| s.at.tape == 0));
+    let notes = p.notes.join("\n");
+    assert!(notes.contains("only its copy number 1 in pool vault"), "{notes}");
 }

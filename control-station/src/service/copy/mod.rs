@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Result};
 use proto::domain::{AbsId, Failure, FailureCode, PoolKind, TapeId};
+use proto::tape::management::Management;
 use proto::wire::{ChannelEvent, Command, CommandReply, StationReply};
 use tokio::sync::mpsc;
 use transport::FramedSend;
@@ -582,12 +583,14 @@ async fn write_metadata(
     totals: &mut LaneTotals,
 ) -> Result<()> {
     let be = d.pair.be_name.as_str();
-    let metadata = match target {
-        Target::Copies { .. } => metadata,
-        // Rewritten primaries: the management record names the pool and
-        // the places the catalog now has.
-        Target::Primaries { .. } => refreshed(st, abs_id, &metadata).await?,
+    // A copy's metadata carries the copy's record (its pool, copy number
+    // and places); rewritten primaries one that names the pool and the
+    // places the catalog now has.
+    let record = match target {
+        Target::Copies { pool } => st.catalog.copy_record(abs_id, pool).await?,
+        Target::Primaries { .. } => st.catalog.management_record(abs_id).await?,
     };
+    let metadata = with_record(abs_id, &metadata, record)?;
     let cmd = Command::WriteMetadata {
         drive: d.write.name.clone(),
         metadata,
@@ -609,14 +612,14 @@ async fn write_metadata(
     Ok(())
 }
 
-/// ABS metadata `bytes` (read from tape) with the management record the
-/// catalog makes of the ABS now; anything that does not decode is corrupt.
-async fn refreshed(st: &Arc<Station>, abs_id: AbsId, bytes: &[u8]) -> Result<Vec<u8>> {
+/// ABS metadata `bytes` (read from tape) with management record `record`;
+/// anything that does not decode is corrupt.
+fn with_record(abs_id: AbsId, bytes: &[u8], record: Management) -> Result<Vec<u8>> {
     let mut meta = proto::tape::metadata::AbsMetadata::decode(bytes).map_err(|e| {
         anyhow!(Failure::corrupt(format!(
             "the metadata of ABS {abs_id} read from tape: {e}"
         )))
     })?;
-    meta.management = Some(st.catalog.management_record(abs_id).await?);
+    meta.management = Some(record);
     Ok(meta.encode())
 }

@@ -273,17 +273,31 @@ impl Shell {
         })
     }
 
-    /// Finish the full tape with EOV labels and unload it.
+    /// Finish the full tape with EOV labels and unload it; first ask the
+    /// station for the records of the ABSs whose metadata goes onto the
+    /// next tape, for this tape's CATALOG (best effort: without an answer
+    /// the CATALOG has none for them, their metadata still has).
     fn finish(&self) -> Op {
-        let (drive, name) = (self.drive.clone(), self.name.clone());
-        blocking(
-            move || {
-                let finished = lock(&drive, &name).and_then(|mut d| d.finish_full());
-                let r = finished.map(|(label, files, bytes)| FullTape { label, files, bytes });
-                Event::TapeFinished(r.map_err(|e| format!("finishing the full tape: {e:#}")))
-            },
-            |e| Event::TapeFinished(Err(e)),
-        )
+        let (drive, name, station) = (self.drive.clone(), self.name.clone(), self.station.clone());
+        Box::pin(async move {
+            let wanted = lock(&drive, &name).map(|d| d.abs_without_record()).ok().flatten();
+            let records = match wanted {
+                Some((label, abs_ids)) if !abs_ids.is_empty() => records_for(&*station, &name, label, abs_ids).await,
+                _ => Vec::new(),
+            };
+            blocking(
+                move || {
+                    let finished = lock(&drive, &name).and_then(|mut d| {
+                        d.supply_records(records);
+                        d.finish_full()
+                    });
+                    let r = finished.map(|(label, files, bytes)| FullTape { label, files, bytes });
+                    Event::TapeFinished(r.map_err(|e| format!("finishing the full tape: {e:#}")))
+                },
+                |e| Event::TapeFinished(Err(e)),
+            )
+            .await
+        })
     }
 
     /// Ask the station which tape continues the media set.
@@ -343,6 +357,28 @@ fn blocking(f: impl FnOnce() -> Event<Landed> + Send + 'static, failed: fn(Strin
         };
         (ev, None)
     })
+}
+
+/// The station's records of `abs_ids` on tape `label` in drive `drive`;
+/// none (logged) when it does not answer with them.
+async fn records_for(
+    station: &dyn AskStation,
+    drive: &str,
+    label: String,
+    abs_ids: Vec<u64>,
+) -> Vec<(u64, proto::tape::management::Management)> {
+    let req = StationRequest::TapeRecords {
+        drive: drive.to_string(),
+        tape_label: label.clone(),
+        abs_ids: abs_ids.into_iter().map(proto::domain::AbsId::new).collect(),
+    };
+    match station.ask(req).await {
+        Ok(StationReply::Records(records)) => records.into_iter().map(|r| (r.abs_id.get(), r.record)).collect(),
+        other => {
+            tracing::warn!(%drive, tape = %label, answer = ?other.map(|r| format!("{r:?}")), "no management records for the CATALOG of the full tape: it is finished without them");
+            Vec::new()
+        }
+    }
 }
 
 fn lock<'a>(drive: &'a Mutex<Drive>, name: &str) -> anyhow::Result<std::sync::MutexGuard<'a, Drive>> {

@@ -388,13 +388,53 @@ mod shell {
     struct FakeStation {
         answers: Mutex<VecDeque<StationReply>>,
         asked: Mutex<Vec<StationRequest>>,
+        /// (tape, ABSs) of each question for CATALOG records.
+        records: Mutex<Vec<(String, Vec<u64>)>>,
     }
 
     impl AskStation for Arc<FakeStation> {
         fn ask(&self, req: StationRequest) -> BoxFuture<Result<StationReply, String>> {
+            if let StationRequest::TapeRecords {
+                tape_label, abs_ids, ..
+            } = &req
+            {
+                let ids: Vec<u64> = abs_ids.iter().map(|a| a.get()).collect();
+                self.records
+                    .lock()
+                    .expect("lock")
+                    .push((tape_label.clone(), ids.clone()));
+                let records = ids
+                    .into_iter()
+                    .map(|id| proto::wire::AbsRecord {
+                        abs_id: proto::domain::AbsId::new(id),
+                        record: record(id),
+                    })
+                    .collect();
+                return Box::pin(async move { Ok(StationReply::Records(records)) });
+            }
             self.asked.lock().expect("lock").push(req);
             let answer = self.answers.lock().expect("lock").pop_front();
             Box::pin(async move { answer.ok_or_else(|| "the station went away".to_string()) })
+        }
+    }
+
+    fn record(abs_id: u64) -> proto::tape::management::Management {
+        proto::tape::management::Management {
+            cluster_id: proto::domain::Uuid::from_random_bytes([1; 16]),
+            abs_uuid: proto::domain::Uuid::from_random_bytes([2; 16]),
+            client: "host".into(),
+            primary_node: "pn1".into(),
+            level: proto::domain::Level::Full,
+            base_uuid: proto::domain::Uuid::NIL,
+            chain: vec![abs_id],
+            point_in_time_ms: 1,
+            epochs: Vec::new(),
+            pool: "default".into(),
+            copy_number: 0,
+            label: String::new(),
+            created_ms: 1,
+            placements: Vec::new(),
+            written_ms: Some(2),
         }
     }
 
@@ -483,6 +523,11 @@ mod shell {
                 "{asked:?}"
             );
         }
+        // Before each full tape was finished, the records of ABS 7 (its
+        // metadata not on the tape) were asked for its CATALOG.
+        let records = station.records.lock().expect("lock").clone();
+        let want: Vec<(String, Vec<u64>)> = (1..tapes).map(|i| (format!("T{i}"), vec![7])).collect();
+        assert_eq!(records, want);
     }
 
     #[tokio::test]

@@ -87,7 +87,11 @@ fn report_line(s: &ScannedFile) -> FileReport {
             )
         }
         Some(FileContent::Directory(d)) => format!("{} entries", d.entries.len()),
-        Some(FileContent::Catalog(c)) => format!("{} ABSs", c.entries.len()),
+        Some(FileContent::Catalog(c)) => format!(
+            "{} ABSs, {} with their management record",
+            c.entries.len(),
+            c.entries.iter().filter(|a| a.record.is_some()).count()
+        ),
     };
     FileReport {
         file: s.file,

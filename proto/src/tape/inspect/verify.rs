@@ -260,9 +260,15 @@ pub fn verify<D: BlockDevice>(mut dev: D) -> Result<VerifyReport, TapeError> {
     if let (Some(c), Some(h), Some(d)) = (catalog, header, dir) {
         let names: std::collections::HashMap<u64, String> =
             c.entries.iter().map(|a| (a.abs_id, a.object_name.clone())).collect();
-        let want = Catalog::from_directory(&h.label, &h.pool, h.media_set, h.sequence, &d.entries, |id| {
-            names.get(&id).cloned().unwrap_or_default()
-        });
+        let want = Catalog::from_directory(
+            &h.label,
+            &h.pool,
+            h.media_set,
+            h.sequence,
+            &d.entries,
+            |id| names.get(&id).cloned().unwrap_or_default(),
+            |id| c.record_of(id).cloned(),
+        );
         if *c != want {
             problem(Some(dir_file + 2), "CATALOG does not match the DIRECTORY".into());
         }
@@ -279,6 +285,18 @@ pub fn verify<D: BlockDevice>(mut dev: D) -> Result<VerifyReport, TapeError> {
                             m.object_name
                         ),
                     );
+                }
+                let last = c.entries.iter().find(|a| a.abs_id == m.abs_id);
+                if let (Some(a), Some(r)) = (last, &m.management) {
+                    if a.metadata_file == Some(f.file) && a.record.as_ref().is_some_and(|cr| cr != r) {
+                        problem(
+                            Some(dir_file + 2),
+                            format!(
+                                "CATALOG's management record of ABS {} differs from the one in its metadata (tape file {})",
+                                m.abs_id, f.file
+                            ),
+                        );
+                    }
                 }
             }
         }

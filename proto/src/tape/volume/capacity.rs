@@ -26,9 +26,10 @@ pub fn file_cost<D: BlockDevice + ?Sized>(dev: &D, block_size: usize, len: u64) 
     cost.saturating_add(dev.filemark_cost())
 }
 
-/// Bytes a CATALOG adds per ABS besides its object name: abs_id, name
-/// length, has_metadata, metadata_file, segment count.
-const CATALOG_ABS_BYTES: u64 = 8 + 4 + 1 + 4 + 4;
+/// Bytes a CATALOG adds per ABS besides its object name and record:
+/// abs_id, name length, has_metadata, metadata_file, segment count,
+/// has_record.
+const CATALOG_ABS_BYTES: u64 = 8 + 4 + 1 + 4 + 4 + 1;
 
 impl<D: BlockDevice> TapeWriter<D> {
     /// Bytes of medium a data tape file of `len` bytes takes on this tape
@@ -41,7 +42,7 @@ impl<D: BlockDevice> TapeWriter<D> {
     /// `extra_files` more data files that add `extra_catalog` bytes to the
     /// CATALOG's ABS part: DIRECTORY (exact), NODE-TRAILER (exact), CATALOG
     /// (exact but that a metadata file counts 37 bytes, which it does not
-    /// take), the end labels and the two tape marks.
+    /// take; records supplied at the end are not reserved), the end labels and the two tape marks.
     pub(super) fn reserve_with(&self, extra_files: u64, extra_catalog: u64) -> u64 {
         let h = &self.head.header;
         let n = self.entries.len() as u64 + extra_files;
@@ -61,12 +62,14 @@ impl<D: BlockDevice> TapeWriter<D> {
         }
         .encode()
         .len() as u64;
-        // `names` has one entry per ABS with a data file on the tape.
+        // `names` has one entry per ABS with a data file on the tape; the
+        // records held are those of metadata files on it.
         let abs: u64 = self
             .names
             .values()
             .map(|s| CATALOG_ABS_BYTES + s.len() as u64)
             .sum::<u64>()
+            + self.records.held_bytes()
             + extra_catalog;
         let catalog = env + (4 + label) + (4 + h.pool.len() as u64) + 8 + 4 + 4 + abs + n * entry;
         let bs = self.block_size();

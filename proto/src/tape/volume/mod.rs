@@ -32,6 +32,7 @@ mod describe;
 mod end;
 mod head;
 mod reader;
+mod records;
 mod recovery;
 mod writer;
 

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use crate::tape::block::BlockDevice;
 use crate::tape::directory::DirectoryEntry;
 use crate::tape::error::Location;
+use crate::tape::management::Management;
 use crate::tape::scan::{scan_file, FileContent, ScannedKind};
 use crate::tape::skim::skim_file;
 use crate::tape::TapeError;
@@ -17,6 +18,8 @@ use super::FIRST_DATA_FILE;
 pub(super) struct DataScan {
     pub(super) entries: Vec<DirectoryEntry>,
     pub(super) names: HashMap<u64, String>,
+    /// The management records of the metadata files found.
+    pub(super) records: HashMap<u64, Management>,
     /// First tape file after the data files.
     pub(super) next_file: u32,
 }
@@ -35,6 +38,7 @@ pub(super) fn scan_data_files<D: BlockDevice + ?Sized>(
     let mut scan = DataScan {
         entries: Vec::new(),
         names: HashMap::new(),
+        records: HashMap::new(),
         next_file: until,
     };
     for file in FIRST_DATA_FILE..until {
@@ -58,6 +62,9 @@ pub(super) fn scan_data_files<D: BlockDevice + ?Sized>(
             (ScannedKind::Segment | ScannedKind::AbsMetadata, Some(c)) => {
                 if let FileContent::AbsMetadata(m) = c {
                     scan.names.insert(m.abs_id, m.object_name.clone());
+                    if let Some(r) = &m.management {
+                        scan.records.insert(m.abs_id, r.clone());
+                    }
                 }
                 if let Some(e) = s.directory_entry() {
                     scan.entries.push(e);

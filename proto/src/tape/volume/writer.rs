@@ -11,6 +11,7 @@ use crate::tape::directory::{Catalog, Directory, DirectoryEntry, FileKind, MAX_D
 use crate::tape::error::Location;
 use crate::tape::file::{write_file, FileStats, FileWriter};
 use crate::tape::labels::{EndLabels, VolumeLabels, LABEL_LEN};
+use crate::tape::management::{Management, Placement, PlacementCounts};
 use crate::tape::metadata::{AbsMetadata, MAX_OBJECT_NAME};
 use crate::tape::node::{check_params, NodeHeader, NodeTrailer};
 use crate::tape::segment::{SegmentHeader, SegmentReader, SegmentSummary, SEGMENT_HEADER_LEN};
@@ -19,6 +20,7 @@ use crate::tape::{TapeError, FORMAT_VERSION};
 use super::capacity::file_cost;
 use super::end::{find_end, read_catalog_at, read_directory_at, TapeEnd};
 use super::head::{read_head, Head};
+use super::records::CatalogRecords;
 use super::recovery::scan_data_files;
 use super::{TapeParams, FIRST_DATA_FILE};
 
@@ -73,6 +75,7 @@ pub struct TapeWriter<D: BlockDevice> {
     pub(super) head: Head,
     pub(super) entries: Vec<DirectoryEntry>,
     pub(super) names: HashMap<u64, String>,
+    pub(super) records: CatalogRecords,
     pub(super) next_file: u32,
     failed: Option<String>,
 }
@@ -126,6 +129,7 @@ impl<D: BlockDevice> TapeWriter<D> {
             },
             entries: Vec::new(),
             names: HashMap::new(),
+            records: CatalogRecords::default(),
             next_file: FIRST_DATA_FILE,
             failed: None,
         })
@@ -140,11 +144,18 @@ impl<D: BlockDevice> TapeWriter<D> {
         let head = read_head(&mut dev)?;
         let label = head.header.label.clone();
         let bs = head.header.block_size as usize;
+        let mut records = CatalogRecords::default();
         let (entries, names, next_file) = match find_end(&mut dev, &label)? {
             TapeEnd::Finished { directory_file, .. } => {
                 let d = read_directory_at(&mut dev, &head, directory_file)?;
                 let c = read_catalog_at(&mut dev, &head, directory_file + 2)?;
-                let names = c.entries.into_iter().map(|a| (a.abs_id, a.object_name)).collect();
+                let mut names = HashMap::new();
+                for a in c.entries {
+                    if let Some(m) = a.record {
+                        records.hold(a.abs_id, m);
+                    }
+                    names.insert(a.abs_id, a.object_name);
+                }
                 (d.entries, names, directory_file)
             }
             TapeEnd::Unfinished { next_file, torn } => {
@@ -156,6 +167,9 @@ impl<D: BlockDevice> TapeWriter<D> {
                         "unfinished tape: rebuilt its directory by scanning; appending from tape file {}",
                         scan.next_file
                     );
+                }
+                for (abs_id, m) in scan.records {
+                    records.hold(abs_id, m);
                 }
                 (scan.entries, scan.names, scan.next_file)
             }
@@ -172,6 +186,7 @@ impl<D: BlockDevice> TapeWriter<D> {
             head,
             entries,
             names,
+            records,
             next_file,
             failed: None,
         })
@@ -394,6 +409,20 @@ impl<D: BlockDevice> TapeWriter<D> {
         if name.is_empty() {
             *name = object_name.to_owned();
         }
+        self.records.place(
+            summary.header.abs_id,
+            Placement {
+                seq: summary.header.seq,
+                tape_label: label,
+                tape_file: file,
+                bytes: st.bytes,
+                crc32c: summary.crc32c,
+                counts: Some(PlacementCounts {
+                    data_bytes: summary.data_bytes,
+                    track_count: summary.track_count,
+                }),
+            },
+        );
         self.entries.push(entry.clone());
         Ok((entry, summary))
     }
@@ -404,9 +433,13 @@ impl<D: BlockDevice> TapeWriter<D> {
         self.check_room()?;
         meta.validate()?;
         let bytes = meta.encode();
+        let record = meta
+            .management
+            .as_ref()
+            .map_or(0, |m| self.records.growth(meta.abs_id, m));
         self.check_fits(
             bytes.len() as u64,
-            self.catalog_growth(meta.abs_id, &meta.object_name, true),
+            self.catalog_growth(meta.abs_id, &meta.object_name, true) + record,
         )?;
         let (file, st) = self.write_tape_file(&bytes)?;
         let entry = DirectoryEntry {
@@ -419,8 +452,36 @@ impl<D: BlockDevice> TapeWriter<D> {
             records: st.records,
         };
         self.names.insert(meta.abs_id, meta.object_name.clone());
+        if let Some(m) = &meta.management {
+            self.records.hold(meta.abs_id, m.clone());
+        }
         self.entries.push(entry.clone());
         Ok(entry)
+    }
+
+    /// ABSs with a data file on the tape and no management record for its
+    /// CATALOG yet (their metadata is not on the tape): those a writer
+    /// finishing a tape whose media set goes on may [`TapeWriter::supply_record`].
+    pub fn abs_without_record(&self) -> Vec<u64> {
+        let mut out: Vec<u64> = Vec::new();
+        for e in &self.entries {
+            if !self.records.holds(e.abs_id) && !out.contains(&e.abs_id) {
+                out.push(e.abs_id);
+            }
+        }
+        out
+    }
+
+    /// Give the management record of ABS `abs_id` (one of
+    /// [`TapeWriter::abs_without_record`]) for the CATALOG, with the
+    /// segments known so far; the segments written to this tape that it
+    /// does not place are added. Written only if the tape has room for it
+    /// when finished (data files reserve room for the records of their
+    /// metadata only); otherwise the CATALOG has no record for the ABS.
+    pub fn supply_record(&mut self, abs_id: u64, record: Management) {
+        if self.names.contains_key(&abs_id) {
+            self.records.supply(abs_id, record);
+        }
     }
 
     /// Flush everything written to stable storage (fsync for an image).
@@ -469,11 +530,40 @@ impl<D: BlockDevice> TapeWriter<D> {
             continues,
         }
         .encode();
-        let names = &self.names;
-        let catalog = Catalog::from_directory(&h.label, &h.pool, h.media_set, h.sequence, &self.entries, |id| {
-            names.get(&id).cloned().unwrap_or_default()
-        })
-        .encode();
+        let catalog_with = |supplied: bool| {
+            let (names, records) = (&self.names, &self.records);
+            Catalog::from_directory(
+                &h.label,
+                &h.pool,
+                h.media_set,
+                h.sequence,
+                &self.entries,
+                |id| names.get(&id).cloned().unwrap_or_default(),
+                |id| records.record(id, supplied),
+            )
+            .encode()
+        };
+        let bs = self.block_size();
+        let needed = |catalog: &[u8]| {
+            [dir.len(), trailer.len(), catalog.len()]
+                .iter()
+                .map(|n| file_cost(&self.dev, bs, *n as u64))
+                .sum::<u64>()
+                + 2 * self.dev.record_cost(LABEL_LEN)
+                + 2 * self.dev.filemark_cost()
+        };
+        let fits = |catalog: &[u8]| {
+            catalog.len() <= MAX_DIRECTORY_PAYLOAD + ENVELOPE_OVERHEAD
+                && self.dev.capacity_left().is_none_or(|left| needed(catalog) <= left)
+        };
+        let mut catalog = catalog_with(true);
+        if self.records.any_supplied() && !fits(&catalog) {
+            tracing::warn!(
+                tape = %h.label,
+                "no room at the end of the tape for the management records supplied for ABSs whose metadata is on another tape: its CATALOG leaves them out"
+            );
+            catalog = catalog_with(false);
+        }
         if catalog.len() > MAX_DIRECTORY_PAYLOAD + ENVELOPE_OVERHEAD {
             return Err(TapeError::invalid(
                 format!("CATALOG of tape {:?}", h.label),
@@ -485,13 +575,7 @@ impl<D: BlockDevice> TapeWriter<D> {
         // possible if the capacity shrank, e.g. appending on a smaller tape:
         // data files are written only with room for this).
         if let Some(left) = self.dev.capacity_left() {
-            let bs = self.block_size();
-            let needed = [&dir, &trailer, &catalog]
-                .iter()
-                .map(|b| file_cost(&self.dev, bs, b.len() as u64))
-                .sum::<u64>()
-                + 2 * self.dev.record_cost(LABEL_LEN)
-                + 2 * self.dev.filemark_cost();
+            let needed = needed(&catalog);
             if needed > left {
                 return Err(TapeError::end_of_medium(
                     Location {

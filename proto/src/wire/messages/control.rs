@@ -259,6 +259,18 @@ pub enum StationRequest {
     ManagementRecord {
         channel_id: ChannelId,
     },
+    /// Back-end finishing full tape `tape_label` in its drive `drive`, its
+    /// media set going on on another tape: the management records of ABSs
+    /// `abs_ids` (with data on the tape, their metadata still to come) for
+    /// the tape's CATALOG, every segment the catalog places so far. Only
+    /// ABSs of channels the back-end takes part in are answered (a copy
+    /// pool's tape gets the copy's record). Answered with
+    /// [`StationReply::Records`].
+    TapeRecords {
+        drive: String,
+        tape_label: String,
+        abs_ids: Vec<AbsId>,
+    },
     /// Front-end of catalog backup channel `channel_id`: send the dump it
     /// writes. Answered with [`StationReply::Dump`] followed by exactly
     /// that many raw bytes on the same stream.
@@ -342,6 +354,13 @@ pub struct GrantInfo {
 }
 
 /// Where a back-end put one segment (reported after the tape was synced).
+/// One ABS's management record (see [`StationRequest::TapeRecords`]).
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct AbsRecord {
+    pub abs_id: AbsId,
+    pub record: crate::tape::management::Management,
+}
+
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 pub struct SegmentPlacement {
     pub channel_id: ChannelId,
@@ -376,6 +395,8 @@ pub enum StationReply {
     Event(ChannelEvent),
     /// See [`StationRequest::ManagementRecord`].
     Management(crate::tape::management::Management),
+    /// See [`StationRequest::TapeRecords`].
+    Records(Vec<AbsRecord>),
     /// The catalog dump of a [`StationRequest::FetchDump`]: `bytes` raw
     /// bytes follow this frame.
     Dump {
