@@ -74,6 +74,10 @@ pub struct ClusterSpec {
     /// one machine: segments go to tape from it); false: separate ones, as
     /// a pair on two machines, so segments travel over QUIC.
     pub shared_spool: bool,
+    /// More primary nodes (`pn2`, …): each name with its volumes (same
+    /// block and track size as `pn1`; their own state and restore
+    /// directories).
+    pub extra_nodes: Vec<(String, Vec<(String, PathBuf)>)>,
     /// Serve the station's metrics (`--metrics`, a free TCP port; see
     /// [`Cluster::station_metrics`]). Off by default: the exporter's port
     /// may not be free again at once when the station restarts.
@@ -97,6 +101,7 @@ impl ClusterSpec {
             be_args: Vec::new(),
             pn_args: Vec::new(),
             shared_spool: true,
+            extra_nodes: Vec::new(),
             station_metrics: false,
         }
     }
@@ -171,6 +176,9 @@ impl Cluster {
         for i in 1..=drives_per_pair.len() {
             components.push(format!("fe{i}:mover"));
             components.push(format!("be{i}:mover"));
+        }
+        for (node, _) in &spec.extra_nodes {
+            components.push(format!("{node}:primary-node"));
         }
         let mut pki_init = Command::new(bin("control-station")?);
         pki_init.args(["pki", "init"]).arg(&pki);
@@ -297,26 +305,14 @@ impl Cluster {
                     .arg(work.join(format!("spool-{fe}"))),
             )?;
         }
-        let mut pn = Command::new(bin("primary-node")?);
-        pn.args(["--name", PRIMARY, "--station", &st])
-            .args([
-                "--block-size",
-                &spec.block_size.to_string(),
-                "--track-size",
-                &spec.track_size.to_string(),
-            ])
-            .arg("--state-dir")
-            .arg(work.join("pn-state"))
-            .arg("--restore-dir")
-            .arg(&cluster.restore_dir)
-            .args(&spec.pn_args)
-            .arg("--pki")
-            .arg(pki.join(PRIMARY));
-        for (name, path) in &spec.volumes {
-            pn.arg("--volume").arg(format!("{name}={}", path.display()));
-        }
-        cluster.spawn(PRIMARY, &mut pn)?;
+        let restore_dir = cluster.restore_dir.clone();
+        cluster.spawn_primary(spec, PRIMARY, &spec.volumes, "pn-state", &restore_dir, &spec.pn_args)?;
         let mut everyone = vec![PRIMARY.to_string()];
+        for (node, volumes) in &spec.extra_nodes {
+            let restores = work.join(format!("{node}-restores"));
+            cluster.spawn_primary(spec, node, volumes, &format!("{node}-state"), &restores, &[])?;
+            everyone.push(node.clone());
+        }
         for i in 1..=drives_per_pair.len() {
             everyone.push(format!("fe{i}"));
             everyone.push(format!("be{i}"));
@@ -327,6 +323,37 @@ impl Cluster {
         // test client back up and restore everything of the node.
         cluster.operator(&["grant", CLIENT, "--primary", PRIMARY, "--backup", "--restore"])?;
         Ok(cluster)
+    }
+
+    /// Start primary node `name` with `volumes` (state in `work/STATE`).
+    fn spawn_primary(
+        &mut self,
+        spec: &ClusterSpec,
+        name: &str,
+        volumes: &[(String, PathBuf)],
+        state: &str,
+        restore_dir: &Path,
+        extra: &[String],
+    ) -> Result<()> {
+        let mut pn = Command::new(bin("primary-node")?);
+        pn.args(["--name", name, "--station", &self.station.to_string()])
+            .args([
+                "--block-size",
+                &spec.block_size.to_string(),
+                "--track-size",
+                &spec.track_size.to_string(),
+            ])
+            .arg("--state-dir")
+            .arg(self.work.join(state))
+            .arg("--restore-dir")
+            .arg(restore_dir)
+            .args(extra)
+            .arg("--pki")
+            .arg(self.pki.join(name));
+        for (v, path) in volumes {
+            pn.arg("--volume").arg(format!("{v}={}", path.display()));
+        }
+        self.spawn(name, &mut pn)
     }
 
     /// Every ABS metadata on the library's tape images (read offline with

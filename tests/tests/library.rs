@@ -84,7 +84,7 @@ async fn export_import_and_slots() {
     let err = op_fails(&["library", "import", copy.to_str().unwrap()], FailureCode::Conflict);
     assert!(err.contains("already in the library"), "{err}");
     let foreign = work.path().join("foreign.tap");
-    let golden = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../proto/tests/golden/small.tap");
+    let golden = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../proto/tests/golden/small_v1.tap");
     std::fs::copy(golden, &foreign).unwrap();
     // (a tape written before management records carried segment sizes:
     // another cluster's tapes import when they are newer, see import.rs)

@@ -29,6 +29,7 @@ mod recovery;
 mod registry;
 mod segments;
 mod tapes;
+mod versions;
 
 use std::time::Duration;
 
@@ -47,6 +48,7 @@ pub use recovery::MetadataCopy;
 pub use registry::{DriveRow, MoverRow, PairRow};
 pub use segments::{NewSegment, Segment};
 pub use tapes::{TapeClaim, TapeRow};
+pub use versions::{NewVersionRecord, VersionRecordRow, VersionSetRow, VpoolRow, VpoolVolumeRow};
 
 /// How long a statement waits for an unreachable database by default.
 pub const DEFAULT_PATIENCE: Duration = Duration::from_secs(60);

@@ -7,6 +7,7 @@
 
 pub mod chain;
 pub mod restore_plan;
+pub mod versions;
 
 pub use chain::{base_for, chain_at, chain_of, ChainError, ChainMember, Level};
 pub use restore_plan::{PlanError, PlannedSegment, RestorePlan, TapeJob};

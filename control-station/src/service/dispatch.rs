@@ -12,7 +12,7 @@ use transport::{Peer, Role};
 use super::access::{Access, Right};
 use super::{
     audit, backup, catalog_backup, copy, definitions, failure_of, library, library_admin, listing, merge, recovery,
-    registry, restore, ChannelNote, PeerConn, Station,
+    registry, restore, versions, ChannelNote, PeerConn, Station,
 };
 
 /// What each role may ask.
@@ -47,6 +47,12 @@ pub(super) fn authorize(peer: &Peer, req: &StationRequest) -> Result<()> {
         R::FetchDump { .. } => (&[Role::Mover], "fetch a catalog dump"),
         R::ManagementRecord { .. } | R::TapeRecords { .. } => (&[Role::Mover], "ask for management records"),
         R::PoolList => (&[Role::Client, Role::Operator], "list the storage pools"),
+        R::VpoolDefine { .. }
+        | R::VpoolAdd { .. }
+        | R::VpoolRemove { .. }
+        | R::VersionsDefine { .. }
+        | R::VersionsPrepare { .. } => (&[Role::Operator], "manage copy versions"),
+        R::VpoolList | R::VersionsList { .. } => (&[Role::Client, Role::Operator], "list copy versions"),
         R::Define(_) | R::Undefine { .. } | R::ListDefinitions | R::RunDefinition { .. } => {
             (&[Role::Client, Role::Operator], "manage backup definitions")
         }
@@ -417,6 +423,26 @@ async fn handle(st: &Arc<Station>, conn: quinn::Connection, peer: &Peer, req: St
             tracing::info!(pool = %p.name, kind = %p.kind, copies_of = ?p.copies_of, retain_days = p.retain_days, by = %peer.name, "pool defined");
             StationReply::Pools(listing::pools(st).await?)
         }
+        R::VpoolDefine { name, kind, volumes } => {
+            StationReply::Vpools(versions::vpool_define(st, &name, kind, &volumes).await?)
+        }
+        R::VpoolAdd { name, volumes } => StationReply::Vpools(versions::vpool_change(st, &name, &volumes, true).await?),
+        R::VpoolRemove { name, volumes } => {
+            StationReply::Vpools(versions::vpool_change(st, &name, &volumes, false).await?)
+        }
+        R::VpoolList => StationReply::Vpools(versions::vpools(st).await?),
+        R::VersionsDefine {
+            name,
+            source,
+            targets,
+            keep,
+        } => {
+            StationReply::VersionSets(versions::versions_define(st, &name, &source, &targets, keep, &peer.name).await?)
+        }
+        R::VersionsPrepare { name } => {
+            StationReply::VersionSets(versions::versions_prepare(st, &name, &peer.name).await?)
+        }
+        R::VersionsList { name } => StationReply::VersionSets(versions::version_sets(st, name.as_deref()).await?),
         R::DeleteAbs {
             abs_id,
             with_dependents,

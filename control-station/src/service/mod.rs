@@ -20,6 +20,7 @@ mod recovery;
 mod registry;
 mod restore;
 mod serve;
+mod versions;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

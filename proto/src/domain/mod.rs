@@ -15,6 +15,7 @@
 //! | [`ids`] | [`AbsId`], [`ChannelId`], [`TapeId`], [`ObjectId`], [`SegmentSeq`], … |
 //! | [`states`] | [`Level`], [`AbsKind`], [`AbsState`], [`TapeState`], [`ChannelState`], … |
 //! | [`schedule`] | [`Schedule`]: when a backup definition runs |
+//! | [`volume`] | [`VolumeKey`]: one volume of one primary node (`pn1:vol0`) |
 //! | [`failure`] | [`FailureCode`], [`Failure`]: what went wrong, for programs |
 
 pub mod failure;
@@ -25,6 +26,7 @@ mod sql;
 pub mod states;
 mod text_enum;
 pub mod uuid;
+pub mod volume;
 
 pub use failure::{Failure, FailureCode};
 pub use ids::{
@@ -34,6 +36,8 @@ pub use ids::{
 pub use schedule::{BadSchedule, Due, Schedule};
 pub use states::{
     AbsKind, AbsState, CatalogHealth, ChannelKind, ChannelState, HookPhase, Level, MoverRole, MoverState,
-    ParseDomainError, PoolKind, RunState, SegmentStatus, TapeLocation, TapeState,
+    ParseDomainError, PoolKind, RunState, SegmentStatus, TapeLocation, TapeState, VersionRecordKind, VersionState,
+    VpoolKind,
 };
 pub use uuid::{BadUuid, Uuid};
+pub use volume::{BadVolumeKey, VolumeKey};

@@ -271,3 +271,40 @@ mod tests {
         assert_eq!(Level::Cumulative.kind(), AbsKind::Differential);
     }
 }
+
+text_enum! {
+    /// What a volume pool holds (seed 004 Table 3.4): the source volumes
+    /// a version set copies, or target volumes its versions are copied to.
+    pub enum VpoolKind as "volume pool kind" {
+        Source = "source",
+        Target = "target",
+    }
+}
+
+text_enum! {
+    /// One record of a version set (seed 004): the pre-pairing record of a
+    /// future version (its pairs chosen ahead of the copy window), the
+    /// copy record a version is made from, and the replication record of
+    /// a version made.
+    pub enum VersionRecordKind as "version record kind" {
+        PrePairing = "pre_pairing",
+        Copy = "copy",
+        Replication = "replication",
+    }
+}
+
+text_enum! {
+    /// A version record's state: `ready` (its pairs are chosen), `refused`
+    /// (no eligible target for some source: the reason says which),
+    /// `running` (the copy is going on), `complete` (the version is made
+    /// and restorable), `failed` (the copy stopped, with the reason), or
+    /// `retired` (replaced by a newer version: kept for history only).
+    pub enum VersionState as "version state" {
+        Ready = "ready",
+        Refused = "refused",
+        Running = "running",
+        Complete = "complete",
+        Failed = "failed",
+        Retired = "retired",
+    }
+}

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
-use proto::domain::{Level, PoolKind};
+use proto::domain::{Level, PoolKind, VolumeKey};
 
 /// The exit statuses, for `smapp --help`: a script branches on the kind of
 /// failure, never on the message.
@@ -122,6 +122,19 @@ pub enum Cmd {
         #[arg(long)]
         count: Option<u64>,
     },
+    /// Volume pools (seed 004): source volumes a version set copies and
+    /// target volumes its versions go to (define/add/remove: operator).
+    Vpool {
+        #[command(subcommand)]
+        cmd: VpoolCmd,
+    },
+    /// Copy versions (seed 004): a source volume pool copied at a point in
+    /// time onto target pools in rotation, N versions kept (define and
+    /// prepare: operator).
+    Versions {
+        #[command(subcommand)]
+        cmd: VersionsCmd,
+    },
     /// Storage pools (operator): define primary and copy pools, list them,
     /// copy a primary pool's ABSs to a copy pool.
     Pool {
@@ -176,6 +189,69 @@ pub enum DefinitionsCmd {
     Run {
         #[arg(value_name = "NAME")]
         definition: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum VpoolCmd {
+    /// Define a volume pool of source or target volumes (NODE:VOLUME, each
+    /// reported by its node; a volume is in one volume pool at most).
+    Define {
+        #[arg(value_name = "NAME")]
+        vpool: String,
+        /// Volumes a version set copies.
+        #[arg(long, conflicts_with = "target", required_unless_present = "target")]
+        source: bool,
+        /// Volumes versions are copied to (scanned in this order).
+        #[arg(long)]
+        target: bool,
+        #[arg(long, value_delimiter = ',', required = true)]
+        volumes: Vec<VolumeKey>,
+    },
+    /// Add volumes to a volume pool (a source volume gets a pair at the
+    /// next version).
+    Add {
+        #[arg(value_name = "NAME")]
+        vpool: String,
+        #[arg(long, value_delimiter = ',', required = true)]
+        volumes: Vec<VolumeKey>,
+    },
+    /// Remove volumes from a volume pool (a source volume's pair is broken
+    /// at the next version and its target freed).
+    Remove {
+        #[arg(value_name = "NAME")]
+        vpool: String,
+        #[arg(long, value_delimiter = ',', required = true)]
+        volumes: Vec<VolumeKey>,
+    },
+    /// Every volume pool with its volumes.
+    List,
+}
+
+#[derive(Subcommand)]
+pub enum VersionsCmd {
+    /// Define a version set: version k of source pool --source goes to
+    /// target pool (k − 1) mod T of --targets; the newest --keep stay.
+    Define {
+        #[arg(value_name = "SET")]
+        set: String,
+        #[arg(long)]
+        source: String,
+        #[arg(long, value_delimiter = ',', required = true)]
+        targets: Vec<String>,
+        #[arg(long)]
+        keep: u32,
+    },
+    /// Choose the next version's targets now (its pre-pairing record);
+    /// refused, with the reason, when a source volume has no eligible target.
+    Prepare {
+        #[arg(value_name = "SET")]
+        set: String,
+    },
+    /// Version sets with their records (every set, or SET).
+    List {
+        #[arg(value_name = "SET")]
+        set: Option<String>,
     },
 }
 

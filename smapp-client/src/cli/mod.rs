@@ -9,6 +9,7 @@ mod listing;
 mod operator;
 mod progress;
 mod tape;
+mod versions;
 
 use anyhow::Result;
 use smapp_client::client::Client;
@@ -38,6 +39,8 @@ pub async fn run(a: Args) -> Result<()> {
         Cmd::Merge(m) => jobs::merge(&a, m).await,
         Cmd::Library { cmd } => operator::library(&a, cmd).await,
         Cmd::Pool { cmd } => operator::pool(&a, cmd).await,
+        Cmd::Vpool { cmd } => versions::vpool(&a, cmd).await,
+        Cmd::Versions { cmd } => versions::versions(&a, cmd).await,
         Cmd::List { what, abs } => catalog::list(&a, what, *abs).await,
         Cmd::Delete { abs, with_dependents } => catalog::delete(&a, *abs, *with_dependents).await,
         Cmd::Grant(g) => operator::grant(&a, g, true).await,

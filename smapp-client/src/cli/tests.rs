@@ -119,3 +119,29 @@ fn a_definition_name_is_not_the_certificate_name() {
         }
     }
 }
+
+#[test]
+fn a_volume_pool_is_of_sources_or_targets_and_names_node_volumes() {
+    use super::args::VpoolCmd;
+    let parse = |extra: &[&str]| Args::try_parse_from(["smapp", "vpool", "define", "prod"].iter().chain(extra));
+    match parse(&["--source", "--volumes", "pn1:vol0,pn2:vol1"]).unwrap().cmd {
+        Cmd::Vpool {
+            cmd: VpoolCmd::Define {
+                vpool, source, volumes, ..
+            },
+        } => {
+            assert_eq!(vpool, "prod");
+            assert!(source);
+            let v: Vec<String> = volumes.iter().map(ToString::to_string).collect();
+            assert_eq!(v, ["pn1:vol0", "pn2:vol1"]);
+        }
+        _ => unreachable!("vpool define"),
+    }
+    assert!(parse(&["--volumes", "pn1:vol0"]).is_err(), "--source or --target");
+    assert!(parse(&["--source", "--target", "--volumes", "pn1:vol0"]).is_err());
+    let e = parse(&["--target", "--volumes", "vol0"])
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(e.contains("expected NODE:VOLUME"), "{e}");
+}

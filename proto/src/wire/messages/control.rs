@@ -186,6 +186,47 @@ pub enum StationRequest {
     },
     /// Every pool, with its tapes and what it holds.
     PoolList,
+    /// Operator: define volume pool `name` of `kind` with `volumes` (each
+    /// reported by its node; a volume is in one volume pool at most).
+    /// Answered with [`StationReply::Vpools`].
+    VpoolDefine {
+        name: String,
+        kind: VpoolKind,
+        volumes: Vec<VolumeKey>,
+    },
+    /// Operator: add volumes to a volume pool (a source volume added gets
+    /// a pair at the next version).
+    VpoolAdd {
+        name: String,
+        volumes: Vec<VolumeKey>,
+    },
+    /// Operator: remove volumes from a volume pool (a source volume
+    /// removed has its pair broken at the next version, its target freed).
+    VpoolRemove {
+        name: String,
+        volumes: Vec<VolumeKey>,
+    },
+    /// Every volume pool (client or operator).
+    VpoolList,
+    /// Operator: define version set `name`: source pool `source` copied in
+    /// rotation onto `targets` (one version per pool), `keep` kept.
+    /// Answered with [`StationReply::VersionSets`].
+    VersionsDefine {
+        name: String,
+        source: String,
+        targets: Vec<String>,
+        keep: u32,
+    },
+    /// Operator: make the pre-pairing record of the set's next version
+    /// (seed 004 FIG. 4, 5): a target for every source volume, or the
+    /// version refused with the reason before any copy.
+    VersionsPrepare {
+        name: String,
+    },
+    /// Version sets (one, or every one) with their records.
+    VersionsList {
+        name: Option<String>,
+    },
     /// Define a backup that the station runs on a schedule (seed 002
     /// FIG. 5, 10). A client needs a backup grant on the object, and its
     /// hooks run on its own host; an operator may name any host. Answered
@@ -397,6 +438,10 @@ pub enum StationReply {
     Management(crate::tape::management::Management),
     /// See [`StationRequest::TapeRecords`].
     Records(Vec<AbsRecord>),
+    /// See [`StationRequest::VpoolList`].
+    Vpools(Vec<VpoolInfo>),
+    /// See [`StationRequest::VersionsList`].
+    VersionSets(Vec<VersionSetInfo>),
     /// The catalog dump of a [`StationRequest::FetchDump`]: `bytes` raw
     /// bytes follow this frame.
     Dump {

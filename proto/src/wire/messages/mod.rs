@@ -37,6 +37,7 @@ pub use crate::domain::MoverRole;
 use crate::domain::{
     AbsId, AbsKind, AbsState, CatalogHealth, ChannelId, ChannelKind, ChannelState, Failure, HookPhase, JobId, Level,
     MapId, MediaSetId, MoverState, PoolKind, RunId, RunState, SegmentSeq, SegmentStatus, TapeLocation, TapeState,
+    VolumeKey, VpoolKind,
 };
 
 /// Name and socket address of a peer process (the name is its TLS name),
@@ -131,8 +132,10 @@ mod commands;
 mod control;
 mod segments;
 mod tracks;
+mod versions;
 
 pub use commands::*;
 pub use control::*;
 pub use segments::*;
 pub use tracks::*;
+pub use versions::*;

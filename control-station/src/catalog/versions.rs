@@ -1,0 +1,411 @@
+//! Volume pools, version sets and their records (seed 004; migration
+//! 0012). The station decides what a record holds ([`crate::plan::versions`]);
+//! this stores it.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use proto::abs::Geometry;
+use proto::domain::{VersionRecordKind, VersionState, VolumeKey, VpoolKind};
+use sqlx::{Postgres, Transaction};
+
+use super::pools::check_pool_name;
+use super::{to_u32, to_u64, Catalog, CatalogError, Result};
+
+/// One volume of a volume pool.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VpoolVolumeRow {
+    pub volume_id: i64,
+    pub key: VolumeKey,
+    pub size: u64,
+    pub geometry: Geometry,
+}
+
+/// A volume pool with its volumes in scan order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VpoolRow {
+    pub name: String,
+    pub kind: VpoolKind,
+    pub volumes: Vec<VpoolVolumeRow>,
+    pub version_set: Option<String>,
+}
+
+/// A version set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VersionSetRow {
+    pub name: String,
+    pub source: String,
+    pub targets: Vec<String>,
+    pub keep: u32,
+}
+
+/// One record of a version set, with its pairs in source order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VersionRecordRow {
+    pub id: i64,
+    pub set_name: String,
+    pub number: u64,
+    pub kind: VersionRecordKind,
+    pub target_vpool: String,
+    pub state: VersionState,
+    pub reason: String,
+    pub point_in_time: Option<DateTime<Utc>>,
+    pub bytes_copied: u64,
+    pub created: DateTime<Utc>,
+    pub pairs: Vec<(VolumeKey, VolumeKey)>,
+}
+
+/// A record to store (its pairs by volume key).
+#[derive(Debug, Clone)]
+pub struct NewVersionRecord<'a> {
+    pub set_name: &'a str,
+    pub number: u64,
+    pub kind: VersionRecordKind,
+    pub target_vpool: &'a str,
+    pub state: VersionState,
+    pub reason: &'a str,
+    pub pairs: &'a [(VolumeKey, VolumeKey)],
+}
+
+/// The catalog ids of `keys`, in order; a volume no node reported is not found.
+async fn volume_ids(tx: &mut Transaction<'_, Postgres>, keys: &[VolumeKey]) -> Result<Vec<i64>> {
+    let mut out = Vec::with_capacity(keys.len());
+    for k in keys {
+        let id = sqlx::query_scalar!(
+            "SELECT v.id FROM volumes v JOIN primary_nodes n ON n.id = v.primary_node_id
+             WHERE n.name = $1 AND v.name = $2",
+            k.node,
+            k.volume
+        )
+        .fetch_optional(&mut **tx)
+        .await?
+        .ok_or_else(|| CatalogError::not_found("volume (no node reported it)", k))?;
+        if out.contains(&id) {
+            return Err(CatalogError::invalid(format!("volume {k} is given twice")));
+        }
+        out.push(id);
+    }
+    Ok(out)
+}
+
+impl Catalog {
+    /// Define volume pool `name` with `volumes`; refused if the name is
+    /// taken or a volume is in another pool.
+    pub async fn vpool_define(&self, name: &str, kind: VpoolKind, volumes: &[VolumeKey]) -> Result<()> {
+        check_pool_name(name)?;
+        let mut tx = self.pool.begin().await?;
+        let exists = sqlx::query_scalar!("SELECT kind FROM vpools WHERE name = $1", name)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if let Some(k) = exists {
+            return Err(CatalogError::conflict(format!(
+                "volume pool {name} exists ({k}): add volumes with vpool add"
+            )));
+        }
+        sqlx::query!("INSERT INTO vpools (name, kind) VALUES ($1, $2)", name, kind as _)
+            .execute(&mut *tx)
+            .await?;
+        add_volumes(&mut tx, name, volumes).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Add `volumes` to volume pool `name`.
+    pub async fn vpool_add(&self, name: &str, volumes: &[VolumeKey]) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        lock_vpool(&mut tx, name).await?;
+        add_volumes(&mut tx, name, volumes).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Remove `volumes` (each must be in it) from volume pool `name`.
+    pub async fn vpool_remove(&self, name: &str, volumes: &[VolumeKey]) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        lock_vpool(&mut tx, name).await?;
+        let ids = volume_ids(&mut tx, volumes).await?;
+        for (id, k) in ids.iter().zip(volumes) {
+            let gone = sqlx::query!(
+                "DELETE FROM vpool_volumes WHERE vpool = $1 AND volume_id = $2",
+                name,
+                id
+            )
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if gone == 0 {
+                return Err(CatalogError::not_found("volume in the pool", format!("{k} in {name}")));
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Every volume pool (or the one named), volumes in scan order.
+    pub async fn vpools(&self, only: Option<&str>) -> Result<Vec<VpoolRow>> {
+        let pools = sqlx::query!(
+            r#"SELECT p.name, p.kind AS "kind: VpoolKind",
+                      COALESCE(t.set_name, s.name) AS "version_set?"
+             FROM vpools p
+             LEFT JOIN version_set_targets t ON t.vpool = p.name
+             LEFT JOIN version_sets s ON s.source = p.name
+             WHERE $1::text IS NULL OR p.name = $1
+             ORDER BY p.name"#,
+            only
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let vols = sqlx::query!(
+            "SELECT pv.vpool, v.id, n.name AS node, v.name, v.block_size, v.track_size, v.size_bytes
+             FROM vpool_volumes pv JOIN volumes v ON v.id = pv.volume_id
+             JOIN primary_nodes n ON n.id = v.primary_node_id
+             WHERE $1::text IS NULL OR pv.vpool = $1
+             ORDER BY pv.position",
+            only
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let mut by: BTreeMap<String, Vec<VpoolVolumeRow>> = BTreeMap::new();
+        for v in vols {
+            by.entry(v.vpool).or_default().push(VpoolVolumeRow {
+                volume_id: v.id,
+                key: VolumeKey::new(&v.node, &v.name),
+                size: to_u64(v.size_bytes, "volume size")?,
+                geometry: Geometry {
+                    block_size: to_u32(v.block_size, "block size")?,
+                    track_size: to_u32(v.track_size, "track size")?,
+                },
+            });
+        }
+        let mut out = Vec::new();
+        for p in pools {
+            // One row per pool: a pool serves one set (as source or target).
+            if out.iter().any(|o: &VpoolRow| o.name == p.name) {
+                continue;
+            }
+            out.push(VpoolRow {
+                volumes: by.remove(&p.name).unwrap_or_default(),
+                name: p.name,
+                kind: p.kind,
+                version_set: p.version_set,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Define version set `name`: source pool `source` onto `targets` in
+    /// rotation, `keep` kept (shape checked by the caller).
+    pub async fn version_set_define(
+        &self,
+        name: &str,
+        source: &str,
+        targets: &[String],
+        keep: u32,
+        by: &str,
+    ) -> Result<()> {
+        check_pool_name(name)?;
+        let mut tx = self.pool.begin().await?;
+        let kind_of = |pool: &str| {
+            let pool = pool.to_string();
+            async move {
+                sqlx::query_scalar!(r#"SELECT kind AS "kind: VpoolKind" FROM vpools WHERE name = $1"#, pool)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(CatalogError::from)?
+                    .ok_or_else(|| CatalogError::not_found("volume pool", pool))
+            }
+        };
+        if kind_of(source).await? != VpoolKind::Source {
+            return Err(CatalogError::invalid(format!(
+                "--source {source} is not a source volume pool"
+            )));
+        }
+        for t in targets {
+            if kind_of(t).await? != VpoolKind::Target {
+                return Err(CatalogError::invalid(format!(
+                    "--targets {t} is not a target volume pool"
+                )));
+            }
+        }
+        let inserted = sqlx::query!(
+            "INSERT INTO version_sets (name, source, keep, defined_by) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (name) DO NOTHING",
+            name,
+            source,
+            i32::try_from(keep).map_err(|_| CatalogError::invalid(format!("--keep {keep}")))?,
+            by
+        )
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if inserted == 0 {
+            return Err(CatalogError::conflict(format!("version set {name} exists")));
+        }
+        for (i, t) in targets.iter().enumerate() {
+            let position = i32::try_from(i).map_err(|_| CatalogError::invalid("too many target pools"))?;
+            let r = sqlx::query!(
+                "INSERT INTO version_set_targets (set_name, position, vpool) VALUES ($1, $2, $3)",
+                name,
+                position,
+                t
+            )
+            .execute(&mut *tx)
+            .await;
+            if let Err(e) = r {
+                let e = CatalogError::from(e);
+                if e.is_unique_violation() {
+                    return Err(CatalogError::conflict(format!(
+                        "target pool {t} serves another version set (or is given twice)"
+                    )));
+                }
+                return Err(e);
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Every version set (or the one named).
+    pub async fn version_sets(&self, only: Option<&str>) -> Result<Vec<VersionSetRow>> {
+        let sets = sqlx::query!(
+            "SELECT s.name, s.source, s.keep,
+                    array_agg(t.vpool ORDER BY t.position) AS \"targets!\"
+             FROM version_sets s JOIN version_set_targets t ON t.set_name = s.name
+             WHERE $1::text IS NULL OR s.name = $1
+             GROUP BY s.name ORDER BY s.name",
+            only
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        sets.into_iter()
+            .map(|s| {
+                Ok(VersionSetRow {
+                    keep: u32::try_from(s.keep).map_err(|_| CatalogError::corrupt("version set keep"))?,
+                    name: s.name,
+                    source: s.source,
+                    targets: s.targets,
+                })
+            })
+            .collect()
+    }
+
+    /// The records of version set `set` (every set: None), oldest first.
+    pub async fn version_records(&self, set: Option<&str>) -> Result<Vec<VersionRecordRow>> {
+        let rows = sqlx::query!(
+            r#"SELECT id, set_name, number, kind AS "kind: VersionRecordKind", target_vpool,
+                      state AS "state: VersionState", reason, point_in_time, bytes_copied, created
+             FROM version_records WHERE $1::text IS NULL OR set_name = $1
+             ORDER BY set_name, number, kind, id"#,
+            set
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let pairs = sqlx::query!(
+            "SELECT p.record_id, sn.name AS snode, s.name AS svol, tn.name AS tnode, t.name AS tvol
+             FROM version_record_pairs p
+             JOIN version_records r ON r.id = p.record_id
+             JOIN volumes s ON s.id = p.source_volume_id JOIN primary_nodes sn ON sn.id = s.primary_node_id
+             JOIN volumes t ON t.id = p.target_volume_id JOIN primary_nodes tn ON tn.id = t.primary_node_id
+             WHERE $1::text IS NULL OR r.set_name = $1
+             ORDER BY p.record_id, p.position",
+            set
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let mut by: BTreeMap<i64, Vec<(VolumeKey, VolumeKey)>> = BTreeMap::new();
+        for p in pairs {
+            by.entry(p.record_id)
+                .or_default()
+                .push((VolumeKey::new(&p.snode, &p.svol), VolumeKey::new(&p.tnode, &p.tvol)));
+        }
+        rows.into_iter()
+            .map(|r| {
+                Ok(VersionRecordRow {
+                    pairs: by.remove(&r.id).unwrap_or_default(),
+                    id: r.id,
+                    set_name: r.set_name,
+                    number: to_u64(r.number, "version number")?,
+                    kind: r.kind,
+                    target_vpool: r.target_vpool,
+                    state: r.state,
+                    reason: r.reason,
+                    point_in_time: r.point_in_time,
+                    bytes_copied: to_u64(r.bytes_copied, "bytes copied")?,
+                    created: r.created,
+                })
+            })
+            .collect()
+    }
+
+    /// Store `rec`, replacing the set's record of the same number and kind.
+    pub async fn put_version_record(&self, rec: &NewVersionRecord<'_>) -> Result<i64> {
+        let mut tx = self.pool.begin().await?;
+        let number = i64::try_from(rec.number).map_err(|_| CatalogError::invalid("version number"))?;
+        sqlx::query!(
+            "DELETE FROM version_records WHERE set_name = $1 AND number = $2 AND kind = $3",
+            rec.set_name,
+            number,
+            rec.kind as _
+        )
+        .execute(&mut *tx)
+        .await?;
+        let id = sqlx::query_scalar!(
+            "INSERT INTO version_records (set_name, number, kind, target_vpool, state, reason)
+             VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+            rec.set_name,
+            number,
+            rec.kind as _,
+            rec.target_vpool,
+            rec.state as _,
+            rec.reason
+        )
+        .fetch_one(&mut *tx)
+        .await?;
+        let (sources, targets): (Vec<VolumeKey>, Vec<VolumeKey>) = rec.pairs.iter().cloned().unzip();
+        let sources = volume_ids(&mut tx, &sources).await?;
+        let targets = volume_ids(&mut tx, &targets).await?;
+        for (i, (s, t)) in sources.iter().zip(&targets).enumerate() {
+            let position = i32::try_from(i).map_err(|_| CatalogError::invalid("too many pairs"))?;
+            sqlx::query!(
+                "INSERT INTO version_record_pairs (record_id, position, source_volume_id, target_volume_id)
+                 VALUES ($1, $2, $3, $4)",
+                id,
+                position,
+                s,
+                t
+            )
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(id)
+    }
+}
+
+/// Lock volume pool `name` (not found: an error).
+async fn lock_vpool(tx: &mut Transaction<'_, Postgres>, name: &str) -> Result<()> {
+    sqlx::query_scalar!("SELECT name FROM vpools WHERE name = $1 FOR UPDATE", name)
+        .fetch_optional(&mut **tx)
+        .await?
+        .ok_or_else(|| CatalogError::not_found("volume pool", name))?;
+    Ok(())
+}
+
+/// Add `volumes` at the end of pool `name`'s scan order.
+async fn add_volumes(tx: &mut Transaction<'_, Postgres>, name: &str, volumes: &[VolumeKey]) -> Result<()> {
+    let ids = volume_ids(tx, volumes).await?;
+    for (id, k) in ids.iter().zip(volumes) {
+        let other = sqlx::query_scalar!("SELECT vpool FROM vpool_volumes WHERE volume_id = $1", id)
+            .fetch_optional(&mut **tx)
+            .await?;
+        if let Some(p) = other {
+            return Err(CatalogError::conflict(format!(
+                "volume {k} is in volume pool {p} already"
+            )));
+        }
+        sqlx::query!("INSERT INTO vpool_volumes (vpool, volume_id) VALUES ($1, $2)", name, id)
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
+}

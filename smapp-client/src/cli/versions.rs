@@ -1,0 +1,149 @@
+//! `smapp vpool …` and `smapp versions …`: volume pools and copy versions
+//! (seed 004).
+
+use anyhow::{bail, Result};
+use proto::domain::VpoolKind;
+use proto::wire::{StationReply, StationRequest, VersionSetInfo, VpoolInfo};
+use serde_json::json;
+
+use super::args::{Args, VersionsCmd, VpoolCmd};
+use super::connect;
+
+pub async fn vpool(a: &Args, cmd: &VpoolCmd) -> Result<()> {
+    let req = match cmd {
+        VpoolCmd::Define {
+            vpool, source, volumes, ..
+        } => StationRequest::VpoolDefine {
+            name: vpool.clone(),
+            kind: if *source { VpoolKind::Source } else { VpoolKind::Target },
+            volumes: volumes.clone(),
+        },
+        VpoolCmd::Add { vpool, volumes } => StationRequest::VpoolAdd {
+            name: vpool.clone(),
+            volumes: volumes.clone(),
+        },
+        VpoolCmd::Remove { vpool, volumes } => StationRequest::VpoolRemove {
+            name: vpool.clone(),
+            volumes: volumes.clone(),
+        },
+        VpoolCmd::List => StationRequest::VpoolList,
+    };
+    match connect(a).await?.request(&req).await? {
+        StationReply::Vpools(rows) => print_vpools(&rows, a.json),
+        other => bail!("expected the volume pools, got {other:?}"),
+    }
+    Ok(())
+}
+
+pub async fn versions(a: &Args, cmd: &VersionsCmd) -> Result<()> {
+    let req = match cmd {
+        VersionsCmd::Define {
+            set,
+            source,
+            targets,
+            keep,
+        } => StationRequest::VersionsDefine {
+            name: set.clone(),
+            source: source.clone(),
+            targets: targets.clone(),
+            keep: *keep,
+        },
+        VersionsCmd::Prepare { set } => StationRequest::VersionsPrepare { name: set.clone() },
+        VersionsCmd::List { set } => StationRequest::VersionsList { name: set.clone() },
+    };
+    match connect(a).await?.request(&req).await? {
+        StationReply::VersionSets(rows) => print_sets(&rows, a.json),
+        other => bail!("expected the version sets, got {other:?}"),
+    }
+    Ok(())
+}
+
+fn print_vpools(rows: &[VpoolInfo], as_json: bool) {
+    for p in rows {
+        if as_json {
+            let volumes: Vec<_> = p
+                .volumes
+                .iter()
+                .map(|v| {
+                    json!({"volume": v.volume.to_string(), "size": v.size, "block_size": v.block_size,
+                    "track_size": v.track_size, "online": v.online})
+                })
+                .collect();
+            println!(
+                "{}",
+                json!({"vpool": p.name, "kind": p.kind.as_str(), "version_set": p.version_set, "volumes": volumes})
+            );
+            continue;
+        }
+        println!(
+            "{} ({}, {} volumes{})",
+            p.name,
+            p.kind,
+            p.volumes.len(),
+            p.version_set
+                .as_ref()
+                .map_or_else(String::new, |s| format!(", version set {s}"))
+        );
+        for v in &p.volumes {
+            println!(
+                "  {:<24} {:>14} bytes  block/track {}/{}{}",
+                v.volume.to_string(),
+                v.size,
+                v.block_size,
+                v.track_size,
+                if v.online { "" } else { "  (node offline)" }
+            );
+        }
+    }
+}
+
+fn print_sets(rows: &[VersionSetInfo], as_json: bool) {
+    for s in rows {
+        if as_json {
+            let records: Vec<_> = s
+                .records
+                .iter()
+                .map(|r| {
+                    let pairs: Vec<_> = r
+                        .pairs
+                        .iter()
+                        .map(|p| json!({"source": p.source.to_string(), "target": p.target.to_string()}))
+                        .collect();
+                    json!({"version": r.number, "kind": r.kind.as_str(), "target_pool": r.target_pool,
+                    "state": r.state.as_str(), "reason": r.reason, "point_in_time_ms": r.point_in_time_ms,
+                    "bytes_copied": r.bytes_copied, "created_ms": r.created_ms, "pairs": pairs})
+                })
+                .collect();
+            println!(
+                "{}",
+                json!({"set": s.name, "source": s.source, "targets": s.targets, "keep": s.keep, "records": records})
+            );
+            continue;
+        }
+        println!(
+            "{}: {} onto {} (keep {})",
+            s.name,
+            s.source,
+            s.targets.join(", "),
+            s.keep
+        );
+        for r in &s.records {
+            println!(
+                "  V{} {:<12} {:<9} pool {:<12} {} bytes copied{}",
+                r.number,
+                r.kind,
+                r.state,
+                r.target_pool,
+                r.bytes_copied,
+                if r.reason.is_empty() {
+                    String::new()
+                } else {
+                    format!("  ({})", r.reason)
+                }
+            );
+            for p in &r.pairs {
+                println!("      {} -> {}", p.source, p.target);
+            }
+        }
+    }
+}
