@@ -6,6 +6,7 @@
 //!   marks → labelled tape files → segments (over `Read`/`Write`/`Seek`).
 //! - [`wire`]: the QUIC messages between processes and their validated codec.
 //! - [`num`]: integer conversions that never truncate silently.
+//! - [`region`]: the management region of a target volume (a copy version's record).
 //!
 //! Nothing here opens a socket or a database.
 #![cfg_attr(test, allow(clippy::cast_possible_truncation))] // test data: byte patterns wrap on purpose
@@ -15,5 +16,6 @@ pub mod crc;
 pub mod domain;
 pub mod nbd;
 pub mod num;
+pub mod region;
 pub mod tape;
 pub mod wire;
