@@ -27,6 +27,7 @@ use proto::tape::directory::{DirectoryEntry, FileKind};
 use proto::tape::management::PlacementCounts;
 use proto::tape::metadata::AbsKind;
 use proto::tape::metadata::AbsMetadata;
+use proto::tape::volume::ContinuedAbs;
 use proto::wire::STATION_NODE;
 
 /// The node an ABS is recorded under when its metadata predates management
@@ -47,6 +48,8 @@ pub struct TapeSeen {
     pub files: Vec<DirectoryEntry>,
     /// Every ABS-METADATA file of the tape: (tape file, metadata).
     pub metadata: Vec<(u32, AbsMetadata)>,
+    /// The CATALOG's records of ABSs whose metadata is on another tape.
+    pub continued: Vec<ContinuedAbs>,
 }
 
 /// What a segment holds, and its body CRC.
@@ -136,6 +139,54 @@ fn level_of(m: &AbsMetadata) -> Level {
     }
 }
 
+/// Why ABS `id`, with segments on `tapes` but its metadata on none of
+/// them, is not recorded: with a CATALOG record of it, which tapes its
+/// record places it on that were not read.
+fn unfinished_note(id: u64, tapes: &[TapeSeen]) -> String {
+    let found = tapes
+        .iter()
+        .find_map(|t| t.continued.iter().find(|c| c.abs_id == id).map(|c| (t, c)));
+    let Some((t, c)) = found else {
+        return format!(
+            "ABS {id}: segments on tape but no metadata on any tape (a backup that never finished): not recorded"
+        );
+    };
+    let r = &c.record;
+    let mut placed: Vec<&str> = r.placements.iter().map(|p| p.tape_label.as_str()).collect();
+    placed.sort_unstable();
+    placed.dedup();
+    let unread: Vec<&str> = placed
+        .iter()
+        .copied()
+        .filter(|l| !tapes.iter().any(|t| t.label == *l))
+        .collect();
+    let what = format!(
+        "ABS {id} ({} of {:?} from {}, pool {}{})",
+        r.level,
+        c.object_name,
+        r.client,
+        r.pool,
+        if r.label.is_empty() {
+            String::new()
+        } else {
+            format!(", label {:?}", r.label)
+        }
+    );
+    if unread.is_empty() {
+        format!(
+            "{what}: its metadata is on no tape read (the CATALOG of {} describes it; its media set goes on on a later tape, or the backup never finished): not recorded",
+            t.label
+        )
+    } else {
+        format!(
+            "{what}: its metadata is on no tape read; the CATALOG of {} places its segments on {} too: add {} and rebuild again. Not recorded",
+            t.label,
+            unread.join(", "),
+            if unread.len() == 1 { "that tape" } else { "those tapes" }
+        )
+    }
+}
+
 /// Work out the catalog `tapes` describe.
 pub fn plan(tapes: &[TapeSeen]) -> Plan {
     plan_with(tapes, &BTreeSet::new())
@@ -172,9 +223,7 @@ pub fn plan_with(tapes: &[TapeSeen], known: &BTreeSet<u64>) -> Plan {
         .filter(|a| !metadata.contains_key(a))
         .collect();
     for a in &unfinished {
-        notes.push(format!(
-            "ABS {a}: segments on tape but no metadata on any tape (a backup that never finished): not recorded"
-        ));
+        notes.push(unfinished_note(*a, tapes));
     }
 
     let mut recorded: BTreeSet<u64> = known.clone();

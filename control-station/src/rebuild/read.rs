@@ -83,6 +83,7 @@ pub fn seen(d: TapeDescription, path: &str, notes: &mut Vec<String>) -> Result<T
         continues: d.continues,
         files: d.files,
         metadata,
+        continued: d.continued,
     })
 }
 

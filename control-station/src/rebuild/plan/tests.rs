@@ -26,6 +26,7 @@ fn tape(label: &str, pool: &str, created_unix: u64, files: Vec<DirectoryEntry>) 
         continues: false,
         files,
         metadata: Vec::new(),
+        continued: Vec::new(),
     }
 }
 
@@ -289,4 +290,35 @@ fn only_a_copy_on_the_tapes_read_is_recorded_from_the_copy() {
     assert!(a.segments.iter().all(|s| s.at.tape == 0));
     let notes = p.notes.join("\n");
     assert!(notes.contains("only its copy number 1 in pool vault"), "{notes}");
+}
+
+#[test]
+fn an_abs_whose_metadata_is_on_a_tape_not_read_names_the_tapes_to_add() {
+    // ABS 9: segment 0 on P1 (read), segment 1 on P2 (not read), its
+    // metadata after it on P2. P1's CATALOG has its record.
+    let mut p1 = tape("P1", "onsite", 10, vec![entry(2, FileKind::Segment, 9, 0, 10)]);
+    p1.continues = true;
+    let mut record = meta(9, 0, 2, "onsite", "P1").management.unwrap();
+    record.placements[1].tape_label = "P2".into();
+    record.label = "nightly".into();
+    p1.continued.push(proto::tape::volume::ContinuedAbs {
+        abs_id: 9,
+        object_name: "obj".into(),
+        record,
+    });
+    let p = plan(&[p1.clone()]);
+    assert!(p.abs.is_empty());
+    let notes = p.notes.join("\n");
+    assert!(
+        notes.contains(r#"ABS 9 (full of "obj" from client, pool onsite, label "nightly")"#)
+            && notes.contains("the CATALOG of P1 places its segments on P2 too: add that tape"),
+        "{notes}"
+    );
+    // Without the record: the old note.
+    p1.continued.clear();
+    let notes = plan(&[p1]).notes.join("\n");
+    assert!(
+        notes.contains("ABS 9: segments on tape but no metadata on any tape"),
+        "{notes}"
+    );
 }

@@ -5,8 +5,11 @@
 //! bytes of its ABS metadata files. No data segment is read unless the
 //! tape has to be scanned.
 
+use rkyv::{Archive, Deserialize, Serialize};
+
 use crate::tape::block::BlockDevice;
 use crate::tape::directory::{DirectoryEntry, FileKind};
+use crate::tape::management::Management;
 use crate::tape::TapeError;
 
 use super::{TapeEnd, TapeReader};
@@ -27,6 +30,17 @@ pub struct TapeDescription {
     /// What was not as expected (a damaged DIRECTORY or CATALOG, a tape
     /// never finished): how its data files were found instead.
     pub notes: Vec<String>,
+    /// The CATALOG's records of ABSs whose metadata is not on this tape
+    /// (their media set went on on another tape).
+    pub continued: Vec<ContinuedAbs>,
+}
+
+/// An ABS a tape holds only segments of, as its CATALOG describes it.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct ContinuedAbs {
+    pub abs_id: u64,
+    pub object_name: String,
+    pub record: Management,
 }
 
 /// Describe the tape `r` reads.
@@ -36,9 +50,21 @@ pub fn describe<D: BlockDevice>(r: &mut TapeReader<D>) -> Result<TapeDescription
     let end = r.tape_end()?.clone();
     let continues = matches!(&end, TapeEnd::Finished { labels, .. } if labels.continues());
     let mut notes = Vec::new();
+    let mut continued = Vec::new();
     let files = match end {
         TapeEnd::Finished { .. } => match r.read_directory().and_then(|d| r.read_catalog().map(|c| (d, c))) {
-            Ok((Some(d), Some(_))) => d.entries,
+            Ok((Some(d), Some(c))) => {
+                for a in c.entries {
+                    if let (None, Some(record)) = (a.metadata_file, a.record) {
+                        continued.push(ContinuedAbs {
+                            abs_id: a.abs_id,
+                            object_name: a.object_name,
+                            record,
+                        });
+                    }
+                }
+                d.entries
+            }
             Ok(_) => r.scan_data_files()?,
             Err(e) => {
                 notes.push(format!(
@@ -66,5 +92,6 @@ pub fn describe<D: BlockDevice>(r: &mut TapeReader<D>) -> Result<TapeDescription
         files,
         metadata,
         notes,
+        continued,
     })
 }

@@ -37,7 +37,7 @@ mod recovery;
 mod writer;
 
 pub use capacity::file_cost;
-pub use describe::{describe, TapeDescription};
+pub use describe::{describe, ContinuedAbs, TapeDescription};
 pub use end::TapeEnd;
 pub(crate) use head::check_head;
 pub use reader::TapeReader;

@@ -175,6 +175,8 @@ pub struct ImageDescription {
     /// The ABS metadata files: tape file and bytes (not decoded).
     pub metadata: Vec<(u32, Vec<u8>)>,
     pub notes: Vec<String>,
+    /// The CATALOG's records of ABSs whose metadata is on another tape.
+    pub continued: Vec<crate::tape::volume::ContinuedAbs>,
 }
 
 /// One data tape file of a described image (a directory entry).
@@ -376,6 +378,7 @@ impl From<crate::tape::volume::TapeDescription> for ImageDescription {
                 .collect(),
             metadata: d.metadata,
             notes: d.notes,
+            continued: d.continued,
         }
     }
 }
@@ -417,6 +420,7 @@ impl TryFrom<ImageDescription> for crate::tape::volume::TapeDescription {
             files,
             metadata: d.metadata,
             notes: d.notes,
+            continued: d.continued,
         })
     }
 }
