@@ -27,8 +27,13 @@ struct Args {
     #[arg(long, default_value = "127.0.0.1:0")]
     listen: SocketAddr,
     /// A volume: NAME=PATH (repeatable).
-    #[arg(long = "volume", required = true)]
+    #[arg(long = "volume", required_unless_present = "target_volumes")]
     volumes: Vec<String>,
+    /// A target volume for copy versions: NAME=PATH whose last 64 KiB are
+    /// its management region (the version it holds), not exposed
+    /// (repeatable).
+    #[arg(long = "target-volume")]
+    target_volumes: Vec<String>,
     /// Block size of the volumes, bytes.
     #[arg(long, default_value_t = 4096)]
     block_size: u32,
@@ -85,11 +90,24 @@ async fn main_async() -> Result<()> {
         track_size: args.track_size,
     };
     let mut volumes = Vec::new();
-    for spec in &args.volumes {
+    for (spec, target) in args
+        .volumes
+        .iter()
+        .map(|s| (s, false))
+        .chain(args.target_volumes.iter().map(|s| (s, true)))
+    {
         let Some((name, path)) = spec.split_once('=') else {
-            bail!("--volume {spec:?}: expected NAME=PATH");
+            bail!("--volume/--target-volume {spec:?}: expected NAME=PATH");
         };
-        volumes.push(Volume::open(name, PathBuf::from(path).as_path(), geometry)?);
+        if volumes.iter().any(|v: &Volume| v.name == name) {
+            bail!("volume {name} is given twice");
+        }
+        let path = PathBuf::from(path);
+        volumes.push(if target {
+            Volume::open_target(name, &path, geometry)?
+        } else {
+            Volume::open(name, &path, geometry)?
+        });
     }
     let identity = transport::Identity::load(&args.pki, &args.name).context("loading this node's certificate")?;
     run(NodeConfig {

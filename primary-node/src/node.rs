@@ -164,6 +164,7 @@ impl Node {
             volumes: self.volumes.values().map(|v| v.reference()).collect(),
             boot: self.boot,
             channels,
+            targets: self.volumes.values().filter_map(|v| v.target_report()).collect(),
         }
     }
 }

@@ -45,6 +45,14 @@ pub fn free_port() -> Result<u16> {
     Ok(UdpSocket::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
+/// A primary node besides `pn1`.
+#[derive(Debug, Clone, Default)]
+pub struct ExtraNode {
+    pub name: String,
+    pub volumes: Vec<(String, PathBuf)>,
+    pub target_volumes: Vec<(String, PathBuf)>,
+}
+
 /// Shape of a cluster.
 #[derive(Debug, Clone)]
 pub struct ClusterSpec {
@@ -74,10 +82,13 @@ pub struct ClusterSpec {
     /// one machine: segments go to tape from it); false: separate ones, as
     /// a pair on two machines, so segments travel over QUIC.
     pub shared_spool: bool,
-    /// More primary nodes (`pn2`, …): each name with its volumes (same
-    /// block and track size as `pn1`; their own state and restore
-    /// directories).
-    pub extra_nodes: Vec<(String, Vec<(String, PathBuf)>)>,
+    /// Target volumes of `pn1` (`--target-volume`: the last 64 KiB of
+    /// each file is its management region).
+    pub target_volumes: Vec<(String, PathBuf)>,
+    /// More primary nodes (`pn2`, …): each name with its volumes and its
+    /// target volumes (same block and track size as `pn1`; their own state
+    /// and restore directories).
+    pub extra_nodes: Vec<ExtraNode>,
     /// Serve the station's metrics (`--metrics`, a free TCP port; see
     /// [`Cluster::station_metrics`]). Off by default: the exporter's port
     /// may not be free again at once when the station restarts.
@@ -101,6 +112,7 @@ impl ClusterSpec {
             be_args: Vec::new(),
             pn_args: Vec::new(),
             shared_spool: true,
+            target_volumes: Vec::new(),
             extra_nodes: Vec::new(),
             station_metrics: false,
         }
@@ -177,8 +189,8 @@ impl Cluster {
             components.push(format!("fe{i}:mover"));
             components.push(format!("be{i}:mover"));
         }
-        for (node, _) in &spec.extra_nodes {
-            components.push(format!("{node}:primary-node"));
+        for n in &spec.extra_nodes {
+            components.push(format!("{}:primary-node", n.name));
         }
         let mut pki_init = Command::new(bin("control-station")?);
         pki_init.args(["pki", "init"]).arg(&pki);
@@ -306,12 +318,17 @@ impl Cluster {
             )?;
         }
         let restore_dir = cluster.restore_dir.clone();
-        cluster.spawn_primary(spec, PRIMARY, &spec.volumes, "pn-state", &restore_dir, &spec.pn_args)?;
+        let pn1 = ExtraNode {
+            name: PRIMARY.to_string(),
+            volumes: spec.volumes.clone(),
+            target_volumes: spec.target_volumes.clone(),
+        };
+        cluster.spawn_primary(spec, &pn1, "pn-state", &restore_dir, &spec.pn_args)?;
         let mut everyone = vec![PRIMARY.to_string()];
-        for (node, volumes) in &spec.extra_nodes {
-            let restores = work.join(format!("{node}-restores"));
-            cluster.spawn_primary(spec, node, volumes, &format!("{node}-state"), &restores, &[])?;
-            everyone.push(node.clone());
+        for n in &spec.extra_nodes {
+            let restores = work.join(format!("{}-restores", n.name));
+            cluster.spawn_primary(spec, n, &format!("{}-state", n.name), &restores, &[])?;
+            everyone.push(n.name.clone());
         }
         for i in 1..=drives_per_pair.len() {
             everyone.push(format!("fe{i}"));
@@ -325,16 +342,16 @@ impl Cluster {
         Ok(cluster)
     }
 
-    /// Start primary node `name` with `volumes` (state in `work/STATE`).
+    /// Start primary node `node` (state in `work/STATE`).
     fn spawn_primary(
         &mut self,
         spec: &ClusterSpec,
-        name: &str,
-        volumes: &[(String, PathBuf)],
+        node: &ExtraNode,
         state: &str,
         restore_dir: &Path,
         extra: &[String],
     ) -> Result<()> {
+        let name = node.name.as_str();
         let mut pn = Command::new(bin("primary-node")?);
         pn.args(["--name", name, "--station", &self.station.to_string()])
             .args([
@@ -350,8 +367,11 @@ impl Cluster {
             .args(extra)
             .arg("--pki")
             .arg(self.pki.join(name));
-        for (v, path) in volumes {
+        for (v, path) in &node.volumes {
             pn.arg("--volume").arg(format!("{v}={}", path.display()));
+        }
+        for (v, path) in &node.target_volumes {
+            pn.arg("--target-volume").arg(format!("{v}={}", path.display()));
         }
         self.spawn(name, &mut pn)
     }

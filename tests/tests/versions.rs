@@ -7,7 +7,7 @@
 
 use std::path::PathBuf;
 
-use dmc_tests::cluster::{Cluster, ClusterSpec};
+use dmc_tests::cluster::{Cluster, ClusterSpec, ExtraNode};
 use proto::domain::FailureCode;
 use serde_json::Value;
 
@@ -17,6 +17,12 @@ fn volume(dir: &std::path::Path, name: &str, size: u64) -> (String, PathBuf) {
     let path = dir.join(format!("{name}.img"));
     std::fs::File::create(&path).unwrap().set_len(size).unwrap();
     (name.to_string(), path)
+}
+
+/// A target volume exposing `size` bytes (its file has the management
+/// region after them).
+fn target(dir: &std::path::Path, name: &str, size: u64) -> (String, PathBuf) {
+    volume(dir, name, size + proto::region::REGION_BYTES as u64)
 }
 
 /// The pairs of a set's record of `kind` for `version`, as "src>tgt".
@@ -61,19 +67,24 @@ async fn volume_pools_version_sets_and_pre_pairing() {
     let pn1 = vec![
         volume(&dir, "vol-a", 4 * MIB),
         volume(&dir, "vol-b", 4 * MIB),
-        volume(&dir, "t1a", 4 * MIB),
-        volume(&dir, "t1b", 8 * MIB),
-        volume(&dir, "t1d", 4 * MIB),
-    ];
-    let pn2 = vec![
-        volume(&dir, "vol-c", 2 * MIB),
-        volume(&dir, "small", MIB),
-        volume(&dir, "t1c", 2 * MIB),
-        volume(&dir, "t2a", 4 * MIB),
-        volume(&dir, "t2b", 4 * MIB),
+        volume(&dir, "scratch", 8 * MIB),
     ];
     let mut spec = ClusterSpec::new(pn1, 4096, 65536, MIB);
-    spec.extra_nodes = vec![("pn2".to_string(), pn2)];
+    spec.target_volumes = vec![
+        target(&dir, "t1a", 4 * MIB),
+        target(&dir, "t1b", 8 * MIB),
+        target(&dir, "t1d", 4 * MIB),
+    ];
+    spec.extra_nodes = vec![ExtraNode {
+        name: "pn2".to_string(),
+        volumes: vec![volume(&dir, "vol-c", 2 * MIB)],
+        target_volumes: vec![
+            target(&dir, "small", MIB),
+            target(&dir, "t1c", 2 * MIB),
+            target(&dir, "t2a", 4 * MIB),
+            target(&dir, "t2b", 4 * MIB),
+        ],
+    }];
     let mut cluster = Cluster::start(work.path(), &spec).await.unwrap();
 
     // Volume pools: a source pool over both nodes, two target pools.
@@ -94,7 +105,7 @@ async fn volume_pools_version_sets_and_pre_pairing() {
             "t1",
             "--target",
             "--volumes",
-            "pn2:small,pn1:t1a,pn1:t1b,pn2:t1c",
+            "pn1:scratch,pn2:small,pn1:t1a,pn1:t1b,pn2:t1c",
         ])
         .unwrap();
     let listed = cluster
@@ -124,6 +135,29 @@ async fn volume_pools_version_sets_and_pre_pairing() {
         ],
         "sizes as the nodes reported them"
     );
+    let t1 = listed.iter().find(|p| p["vpool"] == "t1").unwrap();
+    let kinds: Vec<(&str, bool, u64)> = t1["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| {
+            (
+                v["volume"].as_str().unwrap(),
+                v["target"] == true,
+                v["size"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        kinds[..3],
+        [
+            ("pn1:scratch", false, 8 * MIB),
+            ("pn2:small", true, MIB),
+            ("pn1:t1a", true, 4 * MIB)
+        ],
+        "target volumes expose their size without the management region"
+    );
+    assert!(t1["volumes"].as_array().unwrap().iter().all(|v| v["holds"].is_null()));
 
     // What is refused, and how.
     let e = cluster.operator_fails(
@@ -154,7 +188,7 @@ async fn volume_pools_version_sets_and_pre_pairing() {
     assert!(e.contains("t2 serves another version set"), "{e}");
 
     // Version 1 goes to t1: each source gets the first eligible target in
-    // pool order (pn2:small is too small for all of them).
+    // pool order (pn1:scratch is a data volume, pn2:small too small).
     let set = cluster.operator(&["versions", "prepare", "daily"]).unwrap().remove(0);
     let r = record(&set, 1, "pre_pairing");
     assert_eq!(
@@ -179,6 +213,7 @@ async fn volume_pools_version_sets_and_pre_pairing() {
         "{e}"
     );
     assert!(e.contains("pn1:t1a: reserved by the pair of pn1:vol-a"), "{e}");
+    assert!(e.contains("pn1:scratch: not a target volume"), "{e}");
     let set = cluster.operator(&["versions", "list", "daily"]).unwrap().remove(0);
     let r = record(&set, 1, "pre_pairing");
     assert_eq!(r["state"], "refused");

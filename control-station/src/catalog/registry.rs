@@ -4,6 +4,7 @@ use std::collections::HashSet;
 
 use chrono::{DateTime, Utc};
 use proto::abs::{Geometry, VolumeRef};
+use proto::wire::TargetVolume;
 
 use proto::domain::{DriveId, MoverId, MoverRole, MoverState, NodeId, PairId, TapeId};
 
@@ -92,6 +93,45 @@ impl Catalog {
         .await?;
         tx.commit().await?;
         Ok(id)
+    }
+
+    /// Record which of node `node`'s volumes are target volumes and what
+    /// version each one's management region holds (its other volumes are
+    /// data volumes).
+    pub async fn record_targets(&self, node: NodeId, targets: &[TargetVolume]) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query!(
+            "UPDATE volumes SET kind = 'data', holds_set = NULL, holds_version = NULL, holds_source = NULL,
+                    holds_point_in_time = NULL, region_damaged = NULL
+             WHERE primary_node_id = $1",
+            node as _
+        )
+        .execute(&mut *tx)
+        .await?;
+        for t in targets {
+            let s = t.stamp.as_ref();
+            let version = s.map(|s| to_i64(s.version, "version")).transpose()?;
+            let at = s
+                .map(|s| to_i64(s.point_in_time_ms, "point in time"))
+                .transpose()?
+                .and_then(DateTime::from_timestamp_millis);
+            sqlx::query!(
+                "UPDATE volumes SET kind = 'target', holds_set = $3, holds_version = $4, holds_source = $5,
+                        holds_point_in_time = $6, region_damaged = $7
+                 WHERE primary_node_id = $1 AND name = $2",
+                node as _,
+                t.volume,
+                s.map(|s| s.set.clone()),
+                version,
+                s.map(|s| s.source.to_string()),
+                at,
+                t.damaged
+            )
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
     }
 
     /// The id of the primary node called `name`.

@@ -19,6 +19,12 @@ pub struct VpoolVolumeRow {
     pub key: VolumeKey,
     pub size: u64,
     pub geometry: Geometry,
+    /// A target volume (its node serves it with a management region).
+    pub target: bool,
+    /// What its management region holds: "SET VN (SOURCE)".
+    pub holds: Option<String>,
+    /// Why its region could not be read at the node's last registration.
+    pub region_damaged: Option<String>,
 }
 
 /// A volume pool with its volumes in scan order.
@@ -156,7 +162,8 @@ impl Catalog {
         .fetch_all(&self.pool)
         .await?;
         let vols = sqlx::query!(
-            "SELECT pv.vpool, v.id, n.name AS node, v.name, v.block_size, v.track_size, v.size_bytes
+            "SELECT pv.vpool, v.id, n.name AS node, v.name, v.block_size, v.track_size, v.size_bytes,
+                    v.kind, v.holds_set, v.holds_version, v.holds_source, v.region_damaged
              FROM vpool_volumes pv JOIN volumes v ON v.id = pv.volume_id
              JOIN primary_nodes n ON n.id = v.primary_node_id
              WHERE $1::text IS NULL OR pv.vpool = $1
@@ -175,6 +182,12 @@ impl Catalog {
                     block_size: to_u32(v.block_size, "block size")?,
                     track_size: to_u32(v.track_size, "track size")?,
                 },
+                target: v.kind == "target",
+                holds: match (v.holds_set, v.holds_version) {
+                    (Some(set), Some(n)) => Some(format!("{set} V{n} ({})", v.holds_source.unwrap_or_default())),
+                    _ => None,
+                },
+                region_damaged: v.region_damaged,
             });
         }
         let mut out = Vec::new();

@@ -235,9 +235,10 @@ async fn handle(st: &Arc<Station>, conn: quinn::Connection, peer: &Peer, req: St
             volumes,
             boot,
             channels,
+            targets,
         } => {
             st.restarted(&name, boot).await;
-            let id = registry::register_primary(st, &name, volumes).await?;
+            let id = registry::register_primary(st, &name, volumes, &targets).await?;
             st.seen(&name).await;
             let role = peer.role;
             st.peers

@@ -30,8 +30,25 @@ pub(crate) struct Registry {
     pub movers: HashMap<String, MoverEntry>,
 }
 
-pub(crate) async fn register_primary(st: &Arc<Station>, name: &str, volumes: Vec<VolumeRef>) -> Result<NodeId> {
+pub(crate) async fn register_primary(
+    st: &Arc<Station>,
+    name: &str,
+    volumes: Vec<VolumeRef>,
+    targets: &[proto::wire::TargetVolume],
+) -> Result<NodeId> {
+    for t in targets {
+        if !volumes.iter().any(|v| v.name == t.volume) {
+            anyhow::bail!(proto::domain::Failure::invalid(format!(
+                "target volume {} of node {name} is not among its volumes",
+                t.volume
+            )));
+        }
+        if let Some(d) = &t.damaged {
+            tracing::warn!(node = name, volume = %t.volume, damaged = %d, "a target volume's management region is damaged");
+        }
+    }
     let id = st.catalog.register_primary_node(name, &volumes).await?;
+    st.catalog.record_targets(id, targets).await?;
     tracing::info!(name, volumes = volumes.len(), "primary node registered");
     st.registry
         .lock()

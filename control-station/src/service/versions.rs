@@ -84,6 +84,9 @@ pub(crate) async fn vpools(st: &Arc<Station>) -> Result<Vec<VpoolInfo>> {
                     size: v.size,
                     block_size: v.geometry.block_size,
                     track_size: v.geometry.track_size,
+                    target: v.target,
+                    holds: v.holds,
+                    region_damaged: v.region_damaged,
                 })
                 .collect(),
             name: p.name,
@@ -157,6 +160,7 @@ fn facts(p: &VpoolRow, up: &BTreeSet<String>) -> Vec<VolumeFacts> {
             size: v.size,
             geometry: v.geometry,
             online: up.contains(&v.key.node),
+            target: v.target,
         })
         .collect()
 }

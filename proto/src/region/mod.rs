@@ -34,6 +34,8 @@
 //! A record of another version than 1 is refused, naming it.
 
 use crate::domain::volume::MAX_VOLUME_KEY_PART;
+use rkyv::{Archive, Deserialize, Serialize};
+
 use crate::domain::{Uuid, VolumeKey};
 use crate::tape::bytes::{seal, unseal_versions, ByteReader, ByteWriter, ENVELOPE_OVERHEAD};
 use crate::tape::TapeError;
@@ -51,8 +53,9 @@ pub const MAX_REGION_PAIRS: usize = 256;
 /// Longest set name.
 pub const MAX_SET_NAME: usize = 64;
 
-/// What a target volume holds: one version of one source volume.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What a target volume holds: one version of one source volume (it also
+/// travels on the wire: a node reports its target volumes' stamps).
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 pub struct VersionStamp {
     pub cluster_id: Uuid,
     pub set: String,

@@ -66,7 +66,8 @@ fn print_vpools(rows: &[VpoolInfo], as_json: bool) {
                 .iter()
                 .map(|v| {
                     json!({"volume": v.volume.to_string(), "size": v.size, "block_size": v.block_size,
-                    "track_size": v.track_size, "online": v.online})
+                    "track_size": v.track_size, "online": v.online, "target": v.target, "holds": v.holds,
+                    "region_damaged": v.region_damaged})
                 })
                 .collect();
             println!(
@@ -86,11 +87,16 @@ fn print_vpools(rows: &[VpoolInfo], as_json: bool) {
         );
         for v in &p.volumes {
             println!(
-                "  {:<24} {:>14} bytes  block/track {}/{}{}",
+                "  {:<24} {:>14} bytes  block/track {}/{}{}{}{}{}",
                 v.volume.to_string(),
                 v.size,
                 v.block_size,
                 v.track_size,
+                if v.target { "  target" } else { "" },
+                v.holds.as_ref().map_or_else(String::new, |h| format!(", holds {h}")),
+                v.region_damaged
+                    .as_ref()
+                    .map_or_else(String::new, |d| format!("  (region damaged: {d})")),
                 if v.online { "" } else { "  (node offline)" }
             );
         }

@@ -15,6 +15,9 @@ pub struct VolumeFacts {
     pub size: u64,
     pub geometry: Geometry,
     pub online: bool,
+    /// A target volume: served with a management region (only those take
+    /// a version).
+    pub target: bool,
 }
 
 /// A source volume and the target volume it is copied to.
@@ -39,6 +42,8 @@ pub enum Ineligible {
     Itself,
     /// It left the target pool.
     NotInPool,
+    /// Not a target volume (FIG. 5 step 508: no management region).
+    NotTarget,
 }
 
 impl fmt::Display for Ineligible {
@@ -56,6 +61,10 @@ impl fmt::Display for Ineligible {
             Ineligible::Offline { node } => write!(f, "node {node} is not online"),
             Ineligible::Itself => write!(f, "it is the source volume"),
             Ineligible::NotInPool => write!(f, "it is no longer in the target pool"),
+            Ineligible::NotTarget => write!(
+                f,
+                "not a target volume (no management region: its node serves it with --target-volume)"
+            ),
         }
     }
 }
@@ -91,6 +100,9 @@ pub fn eligibility(
 ) -> Result<(), Ineligible> {
     if target.key == source.key {
         return Err(Ineligible::Itself);
+    }
+    if !target.target {
+        return Err(Ineligible::NotTarget);
     }
     if let Some(by) = reserved_by.filter(|by| **by != source.key) {
         return Err(Ineligible::Reserved { by: by.clone() });

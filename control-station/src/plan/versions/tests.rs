@@ -17,6 +17,7 @@ fn vol(node: &str, name: &str, size: u64) -> VolumeFacts {
         size,
         geometry: G,
         online: true,
+        target: true,
     }
 }
 
@@ -55,6 +56,9 @@ fn a_target_must_be_free_large_enough_of_the_same_geometry_and_online() {
         Err(Ineligible::Offline { node: "pn3".into() })
     );
     assert_eq!(eligibility(&src, &src, None), Err(Ineligible::Itself));
+    let mut data = vol("pn2", "d", 200);
+    data.target = false;
+    assert_eq!(eligibility(&src, &data, None), Err(Ineligible::NotTarget));
 }
 
 #[test]
@@ -150,6 +154,8 @@ fn make(node: &str, i: usize, f: (u64, bool, bool)) -> VolumeFacts {
         v.geometry.track_size = 8192;
     }
     v.online = !f.2;
+    // Now and then a data volume (no management region).
+    v.target = !(f.0 == 1 && f.1);
     v
 }
 

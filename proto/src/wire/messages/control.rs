@@ -22,6 +22,9 @@ pub enum StationRequest {
         volumes: Vec<VolumeRef>,
         boot: u64,
         channels: Vec<ChannelId>,
+        /// The volumes of `volumes` that are target volumes (with a
+        /// management region), and what each region holds.
+        targets: Vec<TargetVolume>,
     },
     /// As `RegisterPrimary`; a back-end's drives that the station is not
     /// using are dismounted (their tapes finished and recorded as they are).
@@ -395,6 +398,17 @@ pub struct GrantInfo {
 }
 
 /// Where a back-end put one segment (reported after the tape was synced).
+/// A target volume of a primary node: a volume with a management region
+/// (see [`crate::region`]) outside the space it exposes.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct TargetVolume {
+    pub volume: String,
+    /// The version it holds, if any.
+    pub stamp: Option<crate::region::VersionStamp>,
+    /// Why its region (or one slot of it) cannot be read, if so.
+    pub damaged: Option<String>,
+}
+
 /// One ABS's management record (see [`StationRequest::TapeRecords`]).
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 pub struct AbsRecord {

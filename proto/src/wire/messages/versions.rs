@@ -26,6 +26,12 @@ pub struct VpoolVolume {
     pub track_size: u32,
     /// Its node is registered now.
     pub online: bool,
+    /// A target volume (served with a management region).
+    pub target: bool,
+    /// What its management region holds ("SET VN (SOURCE)").
+    pub holds: Option<String>,
+    /// Why its management region could not be read, if so.
+    pub region_damaged: Option<String>,
 }
 
 /// A version set with its records, oldest first.
