@@ -6,6 +6,7 @@
 //! before any copy with the reason naming each rejected target.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use dmc_tests::cluster::{Cluster, ClusterSpec, ExtraNode};
 use proto::domain::FailureCode;
@@ -233,18 +234,13 @@ async fn volume_pools_version_sets_and_pre_pairing() {
     // A node that is down has no eligible volumes (once the station has
     // seen it go: its volumes are listed offline).
     cluster.kill("pn2").unwrap();
-    let offline = || {
-        let pools = cluster.operator(&["vpool", "list"]).unwrap();
-        pools
+    dmc_tests::faults::wait_until(&cluster, "pn2's volumes listed offline", Duration::from_secs(30), |c| {
+        c.operator(&["vpool", "list"])
+            .unwrap()
             .iter()
             .flat_map(|p| p["volumes"].as_array().unwrap().clone())
             .any(|v| v["volume"] == "pn2:t1c" && v["online"] == false)
-    };
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while !offline() {
-        assert!(std::time::Instant::now() < deadline, "the station never saw pn2 go");
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    }
+    });
     let e = cluster.operator_fails(&["versions", "prepare", "daily"], FailureCode::Refused);
     assert!(e.contains("node pn2 is not online"), "{e}");
     // A client lists (read-only).

@@ -248,16 +248,8 @@ pub(crate) async fn tape_records(
         )));
     }
     let (_, tape) = mounted_tape(st, be, drive_name, label).await?;
-    let channels: Vec<ChannelId> = st
-        .channel_peers
-        .lock()
-        .await
-        .iter()
-        .filter(|(_, peers)| peers.iter().any(|p| p == be))
-        .map(|(c, _)| *c)
-        .collect();
     let mut theirs = std::collections::BTreeSet::new();
-    for c in channels {
+    for c in st.channels_of(be).await {
         if let Some(row) = st.catalog.channel(c).await? {
             theirs.insert(row.abs_id);
         }

@@ -234,6 +234,17 @@ impl Station {
         }
     }
 
+    /// The running channels `peer` takes part in.
+    pub(crate) async fn channels_of(&self, peer: &str) -> Vec<ChannelId> {
+        self.channel_peers
+            .lock()
+            .await
+            .iter()
+            .filter(|(_, ps)| ps.iter().any(|p| p == peer))
+            .map(|(c, _)| *c)
+            .collect()
+    }
+
     /// Fail unless `peer` takes part in running channel `channel_id` (its
     /// front-end, back-end or primary node): nobody else may report on it.
     pub(crate) async fn require_participant(&self, channel_id: ChannelId, peer: &str) -> Result<()> {
@@ -265,14 +276,7 @@ impl Station {
         }
         self.last_seen.lock().await.remove(peer);
         tracing::warn!(peer, reason = why, "peer lost");
-        let affected: Vec<ChannelId> = self
-            .channel_peers
-            .lock()
-            .await
-            .iter()
-            .filter(|(_, ps)| ps.iter().any(|p| p == peer))
-            .map(|(c, _)| *c)
-            .collect();
+        let affected = self.channels_of(peer).await;
         for channel_id in affected {
             let reason = format!("{peer} {why}");
             let resumes = self
