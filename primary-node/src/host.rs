@@ -103,6 +103,9 @@ struct VolState {
 /// A volume with its change map and the snapshots of running backups.
 pub struct HostVolume {
     pub volume: Arc<Volume>,
+    /// Every host write holds it shared; a hold ([`HostIo::hold_writes`])
+    /// holds it exclusively, so no write lands while snapshots are taken.
+    gate: std::sync::RwLock<()>,
     state: Mutex<VolState>,
     state_dir: PathBuf,
     budget: Arc<SideBudget>,
@@ -111,6 +114,8 @@ pub struct HostVolume {
 /// The volumes hosts write to, by name.
 pub struct HostIo {
     volumes: HashMap<String, HostVolume>,
+    /// Write holds in force, each with the channel that ends it.
+    holds: Mutex<HashMap<u64, std::sync::mpsc::Sender<()>>>,
 }
 
 impl HostIo {
@@ -139,6 +144,7 @@ impl HostIo {
                 name.clone(),
                 HostVolume {
                     volume: v.clone(),
+                    gate: std::sync::RwLock::new(()),
                     state: Mutex::new(VolState {
                         changes,
                         protection: ProtectionMap::new(u64::from(v.geometry.track_size)),
@@ -149,14 +155,82 @@ impl HostIo {
                 },
             );
         }
-        Ok(HostIo { volumes: out })
+        Ok(HostIo {
+            volumes: out,
+            holds: Mutex::new(HashMap::new()),
+        })
     }
 
-    /// Names and sizes of the volumes, sorted by name.
-    pub fn exports(&self) -> Vec<(String, u64)> {
-        let mut v: Vec<(String, u64)> = self.volumes.iter().map(|(n, h)| (n.clone(), h.volume.size)).collect();
+    /// Names, sizes and whether read-only (target volumes: they hold copy
+    /// versions), sorted by name.
+    pub fn exports(&self) -> Vec<(String, u64, bool)> {
+        let mut v: Vec<(String, u64, bool)> = self
+            .volumes
+            .iter()
+            .map(|(n, h)| (n.clone(), h.volume.size, h.volume.is_target()))
+            .collect();
         v.sort();
         v
+    }
+
+    /// Hold host writes to `names` until [`HostIo::release_writes`] of
+    /// `hold`, or `max` passed: returns once every volume is held (writes
+    /// in progress finished, new ones wait). A thread holds them: the
+    /// volumes' gates, taken in name order.
+    pub fn hold_writes(self: &Arc<Self>, hold: u64, names: &[String], max: std::time::Duration) -> Result<()> {
+        let mut names: Vec<String> = names.to_vec();
+        names.sort();
+        names.dedup();
+        for n in &names {
+            self.volume(n)?;
+        }
+        let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+        {
+            let mut holds = self.holds.lock().map_err(|_| anyhow!("write holds poisoned"))?;
+            if holds.contains_key(&hold) {
+                bail!("hold {hold} is in force already");
+            }
+            holds.insert(hold, release_tx);
+        }
+        let (held_tx, held_rx) = std::sync::mpsc::sync_channel::<()>(1);
+        let host = self.clone();
+        std::thread::Builder::new()
+            .name(format!("hold-{hold}"))
+            .spawn(move || {
+                let started = std::time::Instant::now();
+                let guards: Vec<_> = names
+                    .iter()
+                    .filter_map(|n| host.volumes.get(n))
+                    .map(|v| v.gate.write().unwrap_or_else(std::sync::PoisonError::into_inner))
+                    .collect();
+                let _ = held_tx.send(());
+                tracing::info!(hold, volumes = guards.len(), "host writes held");
+                let ended = match release_rx.recv_timeout(max.saturating_sub(started.elapsed())) {
+                    Ok(()) | Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => "released",
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => "timed out",
+                };
+                drop(guards);
+                if let Ok(mut h) = host.holds.lock() {
+                    h.remove(&hold);
+                }
+                tracing::info!(
+                    hold,
+                    ended,
+                    millis = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+                    "host writes go on"
+                );
+            })
+            .context("starting the write hold thread")?;
+        held_rx
+            .recv()
+            .map_err(|_| anyhow!("the write hold thread ended before holding the volumes"))
+    }
+
+    /// End hold `hold` (already ended: nothing to do).
+    pub fn release_writes(&self, hold: u64) {
+        if let Some(tx) = self.holds.lock().ok().and_then(|mut h| h.remove(&hold)) {
+            let _ = tx.send(());
+        }
     }
 
     pub fn volume(&self, name: &str) -> Result<&HostVolume> {
@@ -356,11 +430,20 @@ impl HostVolume {
     }
 
     /// Write for a host: copy protected tracks aside, stamp the tracks
-    /// changed (durably, if new), then write.
+    /// changed (durably, if new), then write. A target volume is read-only
+    /// to hosts: only a version copy writes it ([`HostVolume::write_version`]).
     pub fn write(&self, offset: u64, data: &[u8]) -> Result<()> {
+        if self.volume.is_target() {
+            bail!(
+                "volume {} is a target volume: it holds copy versions and only a version copy writes it",
+                self.volume.name
+            );
+        }
         if data.is_empty() {
             return Ok(());
         }
+        // A hold in force makes the write wait (see [`HostIo::hold_writes`]).
+        let _open = self.gate.read().unwrap_or_else(std::sync::PoisonError::into_inner);
         let track = u64::from(self.volume.geometry.track_size);
         let end = offset
             .checked_add(data.len() as u64)
@@ -428,6 +511,18 @@ impl HostVolume {
         let file = side.file.as_ref().context("side file")?;
         file.write_all_at(&old, copy.offset)
             .with_context(|| format!("copying track {t} to {}", side.path.display()))
+    }
+
+    /// A version copy writes a track onto this target volume (hosts
+    /// cannot: [`HostVolume::write`]).
+    pub fn write_version(&self, offset: u64, data: &[u8]) -> Result<()> {
+        if !self.volume.is_target() {
+            bail!(
+                "volume {} is not a target volume: a version is copied only onto a target volume",
+                self.volume.name
+            );
+        }
+        self.volume.write_at(offset, data)
     }
 
     /// Stamp the tracks covering byte ranges `(offset, length)` changed
@@ -501,6 +596,78 @@ mod tests {
         let v = Arc::new(Volume::open("v", &path, geometry).unwrap());
         let vols = HashMap::from([("v".to_string(), v)]);
         (HostIo::open(&vols, &dir.join("state"), side_limit).unwrap(), path)
+    }
+
+    #[test]
+    fn a_hold_makes_host_writes_wait_until_released_or_timed_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let (host, path) = setup(dir.path());
+        let host = Arc::new(host);
+        host.hold_writes(7, &["v".to_string()], std::time::Duration::from_secs(60))
+            .unwrap();
+        assert!(host
+            .hold_writes(7, &["v".to_string()], std::time::Duration::from_secs(1))
+            .is_err());
+        assert!(host
+            .hold_writes(8, &["nope".to_string()], std::time::Duration::from_secs(1))
+            .is_err());
+        let (tx, rx) = std::sync::mpsc::channel();
+        let writer = host.clone();
+        std::thread::spawn(move || {
+            writer.volume("v").unwrap().write(0, &[0xab; 16]).unwrap();
+            tx.send(()).unwrap();
+        });
+        // Held: the write does not land (a snapshot taken now is of the
+        // volume before it).
+        assert!(rx.recv_timeout(std::time::Duration::from_millis(200)).is_err());
+        let snap = host.volume("v").unwrap().begin_snapshot(1, 0..1, None).unwrap();
+        assert_eq!(snap.tracks, vec![0]);
+        host.release_writes(7);
+        rx.recv_timeout(std::time::Duration::from_secs(30)).unwrap();
+        assert_eq!(&std::fs::read(&path).unwrap()[..16], &[0xab; 16]);
+        assert_eq!(
+            read_backup(host.volume("v").unwrap(), 1, 0, 0, 16).unwrap(),
+            vec![0u8; 16]
+        );
+        // A hold nobody releases ends by itself.
+        host.hold_writes(9, &["v".to_string()], std::time::Duration::from_millis(50))
+            .unwrap();
+        host.volume("v").unwrap().write(16, &[1; 4]).unwrap();
+        host.release_writes(9);
+    }
+
+    #[test]
+    fn a_target_volume_is_written_only_by_a_version_copy() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.img");
+        std::fs::File::create(&path)
+            .unwrap()
+            .set_len(8 * TS as u64 + proto::region::REGION_BYTES as u64)
+            .unwrap();
+        let geometry = Geometry {
+            block_size: 512,
+            track_size: TS as u32,
+        };
+        let t = Arc::new(Volume::open_target("t", &path, geometry).unwrap());
+        let (data, _) = {
+            let d = dir.path().join("d");
+            std::fs::create_dir_all(&d).unwrap();
+            setup(&d)
+        };
+        let vols = HashMap::from([("t".to_string(), t)]);
+        let host = HostIo::open(&vols, &dir.path().join("state"), u64::MAX).unwrap();
+        let e = host.volume("t").unwrap().write(0, &[1; 8]).unwrap_err().to_string();
+        assert!(e.contains("target volume"), "{e}");
+        assert_eq!(host.exports(), vec![("t".to_string(), 8 * TS as u64, true)]);
+        host.volume("t").unwrap().write_version(0, &[2; 8]).unwrap();
+        assert_eq!(host.volume("t").unwrap().read(0, 8).unwrap(), vec![2; 8]);
+        let e = data
+            .volume("v")
+            .unwrap()
+            .write_version(0, &[2; 8])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not a target volume"), "{e}");
     }
 
     #[test]

@@ -3,6 +3,7 @@
 #![cfg_attr(test, allow(clippy::cast_possible_truncation))] // test data: byte patterns wrap on purpose
 
 pub mod change_map;
+pub mod copy;
 pub mod core;
 pub mod host;
 pub mod nbd;

@@ -46,8 +46,9 @@ struct Args {
     /// spool while the drive writes.
     #[arg(long, default_value_t = 4096)]
     window: u64,
-    /// Most MB/s each backup stream sends (0: as fast as the front-end
-    /// takes them). Keeps a node's backups from crowding out host I/O.
+    /// Most MB/s each backup or copy stream sends (0: as fast as the
+    /// receiver takes them). Keeps a node's backups and version copies
+    /// from crowding out host I/O.
     #[arg(long, default_value_t = 0.0)]
     stream_rate: f64,
     /// Export the volumes over NBD on this loopback address (hosts read

@@ -1,8 +1,10 @@
 //! The NBD export: each volume of the node is an NBD export named after it,
 //! served on a loopback TCP address, so real clients (`qemu-io`,
 //! `qemu-img`, `qemu-nbd`, `nbd-client`) read and write the volumes. Every
-//! write goes through [`HostIo`], which tracks changes. The protocol is the
-//! sans-IO codec in `proto::nbd`; this module only moves bytes.
+//! write goes through [`HostIo`], which tracks changes. A target volume
+//! (it holds a copy version) is exported read-only, for inspection. The
+//! protocol is the sans-IO codec in `proto::nbd`; this module only moves
+//! bytes.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -59,11 +61,7 @@ async fn client(mut stream: TcpStream, host: &HostIo) -> Result<()> {
     let exports: Vec<ExportInfo> = host
         .exports()
         .into_iter()
-        .map(|(name, size)| ExportInfo {
-            name,
-            size,
-            read_only: false,
-        })
+        .map(|(name, size, read_only)| ExportInfo { name, size, read_only })
         .collect();
     let mut hs = ServerHandshake::new(exports);
     stream.write_all(&ServerHandshake::greeting()).await?;

@@ -13,7 +13,7 @@ use transport::link::StationLink;
 use transport::{BufPool, Dialer, Identity};
 
 use crate::restore::{receive_restore, Destination};
-use crate::send::{resolve_volumes, send_track_set, ReadTrack, Released, SendOrder, Stopped, TrackSource};
+use crate::send::{resolve_volumes, send_track_set, Purpose, ReadTrack, Released, SendOrder, Stopped, TrackSource};
 use crate::volume::Volume;
 
 /// Configuration of one primary node.
@@ -64,6 +64,8 @@ struct Node {
     /// (the new start of its front-end); removed when the stream ends or
     /// the channel is aborted.
     resumes: Arc<std::sync::Mutex<HashMap<ChannelId, tokio::sync::mpsc::Sender<PeerAddr>>>>,
+    /// Copies the station announced, whose stream has not arrived yet.
+    expected: Arc<crate::copy::Expected>,
 }
 
 /// How long a backup stream that lost its front-end waits for the station
@@ -116,7 +118,7 @@ pub async fn run(cfg: NodeConfig) -> Result<()> {
         restores: Arc::new(std::sync::Mutex::new(HashMap::new())),
         resumes: Arc::new(std::sync::Mutex::new(HashMap::new())),
         name: cfg.name,
-        dialer: Arc::new(Dialer::new(endpoint)),
+        dialer: Arc::new(Dialer::new(endpoint.clone())),
         tracks: BufPool::new(max_track, 64),
         link: link.clone(),
         volumes: Arc::new(volumes),
@@ -124,7 +126,10 @@ pub async fn run(cfg: NodeConfig) -> Result<()> {
         stream_rate: cfg.stream_rate,
         host,
         restore_dir,
+        expected: Arc::new(crate::copy::Expected::default()),
     };
+    // Other primary nodes open copy streams to this one.
+    tokio::spawn(accept_copies(endpoint.clone(), node.clone()));
     link.request_ok(&node.registration())
         .await
         .context("registering with the control station")?;
@@ -193,7 +198,7 @@ async fn handle(node: Node, cmd: Command) -> CommandReply {
             }
             let order = SendOrder {
                 channel_id,
-                abs_id,
+                purpose: Purpose::Backup { abs_id },
                 front_end,
                 map,
                 tracks,
@@ -206,30 +211,7 @@ async fn handle(node: Node, cmd: Command) -> CommandReply {
                 r.insert(channel_id, resume_tx);
             }
             tokio::spawn(async move {
-                let host = node.host.clone();
-                let read_names = names.clone();
-                let read: Arc<ReadTrack> = Arc::new(move |addr: proto::abs::TrackAddr, offset: u64, buf: &mut [u8]| {
-                    let name = read_names
-                        .get(usize::from(addr.volume))
-                        .ok_or_else(|| anyhow::anyhow!("volume index {}", addr.volume))?;
-                    host.volume(name)?
-                        .read_for_backup(channel_id.get(), addr.track, offset, buf)
-                });
-                let release_host = node.host.clone();
-                let release_names = names.clone();
-                // Acknowledged tracks leave the request queue with their side copies.
-                let release = move |acked: &[proto::abs::TrackAddr]| {
-                    for (i, name) in release_names.iter().enumerate() {
-                        let mine: Vec<u64> = acked
-                            .iter()
-                            .filter(|a| usize::from(a.volume) == i)
-                            .map(|a| a.track)
-                            .collect();
-                        if let (false, Ok(h)) = (mine.is_empty(), release_host.volume(name)) {
-                            h.release(channel_id.get(), &mine);
-                        }
-                    }
-                };
+                let (read, release) = snapshot_reader(&node.host, channel_id, &names);
                 let res = stream_with_resumes(&node, order, resume_rx, read, &release).await;
                 if let Ok(mut r) = node.resumes.lock() {
                     r.remove(&channel_id);
@@ -337,6 +319,25 @@ async fn handle(node: Node, cmd: Command) -> CommandReply {
             });
             CommandReply::Ok
         }
+        Command::HoldWrites { hold, volumes, max_ms } => {
+            let host = node.host.clone();
+            let max = Duration::from_millis(u64::from(max_ms.clamp(1, MAX_HOLD_MS)));
+            let held = tokio::task::spawn_blocking(move || host.hold_writes(hold.get(), &volumes, max)).await;
+            match held {
+                Ok(Ok(())) => CommandReply::Ok,
+                Ok(Err(e)) => CommandReply::Error(failure_of(&e, format!("primary node {}: {e:#}", node.name))),
+                Err(e) => CommandReply::Error(Failure::internal(format!("write hold: {e}"))),
+            }
+        }
+        Command::ReleaseWrites { hold } => {
+            node.host.release_writes(hold.get());
+            CommandReply::Ok
+        }
+        Command::ReceiveCopy(order) => match node.expected.expect(&node.host, order) {
+            Ok(()) => CommandReply::Ok,
+            Err(e) => CommandReply::Error(failure_of(&e, format!("primary node {}: {e:#}", node.name))),
+        },
+        Command::SendCopy(order) => send_copy(&node, order).await,
         Command::FinishRestore { job, commit } => {
             if let Ok(mut r) = node.restores.lock() {
                 r.retain(|_, (_, j)| *j != job);
@@ -365,7 +366,9 @@ async fn handle(node: Node, cmd: Command) -> CommandReply {
                 r.remove(&channel_id);
             }
             // A snapshot the channel took goes (a running stream then fails
-            // on its next read, as its channel already did).
+            // on its next read, as its channel already did); a copy it
+            // announced is no longer expected.
+            node.expected.forget(channel_id);
             let names: Vec<String> = node.volumes.keys().cloned().collect();
             end_backup(&node.host, channel_id, &names);
             // A restore stream stops; a restore whose stream already ended
@@ -380,7 +383,156 @@ async fn handle(node: Node, cmd: Command) -> CommandReply {
     }
 }
 
-/// Give restore `job`'s file its name, or remove it.
+/// Longest write hold a station may ask for.
+const MAX_HOLD_MS: u32 = 60_000;
+
+/// How a stream reads the tracks of a snapshot `channel_id` took of
+/// `names` (its map's volumes, by index), and releases them once the
+/// receiver has them durable (their side copies go).
+fn snapshot_reader(
+    host: &Arc<crate::host::HostIo>,
+    channel_id: ChannelId,
+    names: &[String],
+) -> (Arc<ReadTrack>, impl Fn(&[proto::abs::TrackAddr]) + Sync) {
+    let read_host = host.clone();
+    let read_names = names.to_vec();
+    let read: Arc<ReadTrack> = Arc::new(move |addr: proto::abs::TrackAddr, offset: u64, buf: &mut [u8]| {
+        let name = read_names
+            .get(usize::from(addr.volume))
+            .ok_or_else(|| anyhow::anyhow!("volume index {}", addr.volume))?;
+        read_host
+            .volume(name)?
+            .read_for_backup(channel_id.get(), addr.track, offset, buf)
+    });
+    let release_host = host.clone();
+    let release_names = names.to_vec();
+    let release = move |acked: &[proto::abs::TrackAddr]| {
+        for (i, name) in release_names.iter().enumerate() {
+            let mine: Vec<u64> = acked
+                .iter()
+                .filter(|a| usize::from(a.volume) == i)
+                .map(|a| a.track)
+                .collect();
+            if let (false, Ok(h)) = (mine.is_empty(), release_host.volume(name)) {
+                h.release(channel_id.get(), &mine);
+            }
+        }
+    };
+    (read, release)
+}
+
+/// Send a copy's tracks from the snapshot it took to the receiving node;
+/// the snapshot goes when it ends, however it ends.
+async fn send_copy(node: &Node, c: proto::wire::CopySend) -> CommandReply {
+    let names = map_volume_names(&c.map);
+    let copy_id = c.copy_id;
+    let checked = c
+        .map
+        .validate()
+        .map_err(|e| format!("invalid copy map: {e}"))
+        .and_then(|()| {
+            c.tracks
+                .iter()
+                .map(|t| c.map.track_extent(t).map(|(_, n)| n))
+                .sum::<Result<u64, _>>()
+                .map_err(|e| format!("a track of the copy is not in its map: {e}"))
+        });
+    let bytes = match checked {
+        Ok(b) => b,
+        Err(e) => {
+            end_backup(&node.host, copy_id, &names);
+            return CommandReply::Error(Failure::invalid(e));
+        }
+    };
+    let (read, release) = snapshot_reader(&node.host, copy_id, &names);
+    let order = SendOrder {
+        channel_id: copy_id,
+        purpose: Purpose::Copy,
+        front_end: c.receiver,
+        map: c.map,
+        tracks: c.tracks,
+        window: node.window,
+        rate: node.stream_rate,
+        token: c.token,
+    };
+    let mut released = Released::default();
+    let sent = send_track_set(
+        &node.dialer,
+        &node.tracks,
+        &order,
+        false,
+        &mut released,
+        TrackSource {
+            read,
+            release: &release,
+            progress: &|_, _| {},
+        },
+    )
+    .await;
+    end_backup(&node.host, copy_id, &names);
+    match sent {
+        Ok(tracks) => {
+            tracing::info!(%copy_id, receiver = %order.front_end.name, tracks, bytes, "copy sent and synced on the receiver");
+            CommandReply::Copied { tracks, bytes }
+        }
+        Err(e) => CommandReply::Error(Failure::internal(format!(
+            "primary node {}: copy {copy_id} to {}: {e}",
+            node.name, order.front_end.name
+        ))),
+    }
+}
+
+/// Accept copy streams from other primary nodes (no other peer may
+/// connect to a primary node).
+async fn accept_copies(endpoint: quinn::Endpoint, node: Node) {
+    while let Some(incoming) = endpoint.accept().await {
+        let node = node.clone();
+        tokio::spawn(async move {
+            let (conn, peer) = match transport::accept(incoming).await {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::warn!(error = %e, "incoming connection refused");
+                    return;
+                }
+            };
+            if peer.role != transport::Role::PrimaryNode {
+                let reason = format!(
+                    "primary node {} accepts copy streams from primary nodes only, not {} ({})",
+                    node.name,
+                    peer.role.as_str(),
+                    peer.name
+                );
+                tracing::warn!(peer = %peer.name, "refused: {reason}");
+                conn.close(transport::codes::REFUSED, reason.as_bytes());
+                return;
+            }
+            while let Ok((mut send, mut recv)) = transport::accept_bi(&conn, proto::wire::MAX_DATA_FRAME).await {
+                let node = node.clone();
+                let peer = peer.name.clone();
+                tokio::spawn(async move {
+                    match recv.recv::<proto::wire::TrackStreamOpen>().await {
+                        Ok(Some(proto::wire::TrackStreamOpen::Copy { copy_id, token, window })) => {
+                            crate::copy::serve(
+                                node.host.clone(),
+                                &node.expected,
+                                &peer,
+                                (copy_id, token, window),
+                                send,
+                                recv,
+                            )
+                            .await
+                        }
+                        other => {
+                            let why = format!("a primary node takes copy streams only, not {other:?}");
+                            let _ = send.send(&proto::wire::TrackAck::Failed(Failure::invalid(why))).await;
+                        }
+                    }
+                });
+            }
+        });
+    }
+}
+
 /// Send a backup's track set; when the front-end is lost, wait for the
 /// station to resume the stream with its next start, and go on from what
 /// it kept. `Err(None)`: the channel was aborted (the station already

@@ -43,6 +43,12 @@ impl Destination {
                     .iter()
                     .map(|v| {
                         let local = &host.volume(&v.name)?.volume;
+                        if local.is_target() {
+                            bail!(proto::domain::Failure::refused(format!(
+                                "volume {} is a target volume: it holds copy versions, a restore does not write it",
+                                v.name
+                            )));
+                        }
                         if local.size < v.size || local.geometry != v.geometry {
                             bail!("destination volume {} does not match the remap table", v.name);
                         }
@@ -141,14 +147,7 @@ pub async fn receive_restore(
     })
     .await?;
 
-    let track_size = order
-        .map
-        .volumes
-        .iter()
-        .map(|v| v.geometry.track_size as usize)
-        .max()
-        .unwrap_or(0)
-        .min(proto::tape::MAX_TRACK_SIZE);
+    let track_size = order.map.largest_track().min(proto::tape::MAX_TRACK_SIZE);
     let pool = BufPool::new(track_size, WRITE_QUEUE + 2);
     let (tx, rx) = std::sync::mpsc::sync_channel::<Received>(WRITE_QUEUE);
     let writer = tokio::task::spawn_blocking(move || write_tracks(rx, placer, dest, progress));

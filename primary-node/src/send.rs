@@ -29,10 +29,21 @@ pub use crate::core::request_queue::Released;
 use crate::core::request_queue::RequestQueue;
 use crate::volume::Volume;
 
+/// What a track stream is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// A backup's ABS, to a front-end mover.
+    Backup { abs_id: AbsId },
+    /// A copy (`channel_id` is the copy's id), to another primary node
+    /// (see [`proto::wire::CopyReceive`]).
+    Copy,
+}
+
 /// What the node needs to send one track set.
 pub struct SendOrder {
     pub channel_id: ChannelId,
-    pub abs_id: AbsId,
+    pub purpose: Purpose,
+    /// The receiver: a front-end (backup) or a primary node (copy).
     pub front_end: PeerAddr,
     pub map: AbsMap,
     /// The tracks to send (of the map): all, or a differential's.
@@ -46,6 +57,8 @@ pub struct SendOrder {
 }
 
 /// Resolve the map's volume indices to local volumes, checking geometry.
+/// A target volume may be larger than the map says (it holds a copy of a
+/// volume that size: a backup from a version reads its first bytes).
 pub fn resolve_volumes(map: &AbsMap, volumes: &HashMap<String, Arc<Volume>>) -> Result<Vec<Arc<Volume>>> {
     map.volumes
         .iter()
@@ -53,7 +66,12 @@ pub fn resolve_volumes(map: &AbsMap, volumes: &HashMap<String, Arc<Volume>>) -> 
             let local = volumes
                 .get(&v.name)
                 .ok_or_else(|| anyhow!("this node has no volume {:?}", v.name))?;
-            if local.geometry != v.geometry || local.size != v.size {
+            let size_fits = if local.is_target() {
+                local.size >= v.size
+            } else {
+                local.size == v.size
+            };
+            if local.geometry != v.geometry || !size_fits {
                 bail!(
                     "volume {}: the request says geometry {:?} and {} bytes, the node has {:?} and {} bytes",
                     v.name,
@@ -150,36 +168,40 @@ pub async fn send_track_set(
         .parse()
         .with_context(|| format!("front-end address {:?}", order.front_end.address))
         .map_err(Stopped::Failed)?;
+    let (role, what) = match order.purpose {
+        Purpose::Backup { .. } => (Role::Mover, "front-end"),
+        Purpose::Copy => (Role::PrimaryNode, "receiving node"),
+    };
     let conn = dialer
-        .connect(&order.front_end.name, addr, order.front_end.boot, Role::Mover)
+        .connect(&order.front_end.name, addr, order.front_end.boot, role)
         .await
         .with_context(|| {
             format!(
-                "dialling front-end {} at {}",
+                "dialling {what} {} at {}",
                 order.front_end.name, order.front_end.address
             )
         })
         .map_err(lost)?;
     let (mut send, mut recv) = transport::open_bi(&conn, MAX_DATA_FRAME).await.map_err(lost)?;
     let window = order.window.max(1);
-    send.send(&TrackStreamOpen::Backup {
-        channel_id: order.channel_id,
-        abs_id: order.abs_id,
-        window,
-        token: order.token,
-        resume,
-    })
-    .await
-    .map_err(lost)?;
+    let open = match order.purpose {
+        Purpose::Backup { abs_id } => TrackStreamOpen::Backup {
+            channel_id: order.channel_id,
+            abs_id,
+            window,
+            token: order.token,
+            resume,
+        },
+        Purpose::Copy => TrackStreamOpen::Copy {
+            copy_id: order.channel_id,
+            token: order.token,
+            window,
+        },
+    };
+    send.send(&open).await.map_err(lost)?;
 
     let total = order.tracks.len();
-    let track_size = order
-        .map
-        .volumes
-        .iter()
-        .map(|v| v.geometry.track_size as usize)
-        .max()
-        .unwrap_or(0);
+    let track_size = order.map.largest_track();
     if track_size == 0 || track_size > MAX_TRACK {
         return Err(Stopped::Failed(anyhow!(
             "tracks of {track_size} bytes: expected 1 to {MAX_TRACK}"

@@ -112,6 +112,18 @@ impl Volume {
         self.sync()
     }
 
+    /// Clear the management region (both slots, synced): the volume holds
+    /// no version now (a copy onto it starts).
+    pub fn clear_stamp(&self) -> Result<()> {
+        let Some(at) = self.region_at else {
+            bail!("volume {} has no management region (not a target volume)", self.name);
+        };
+        self.file
+            .write_all_at(&vec![0u8; REGION_BYTES], at)
+            .with_context(|| format!("clearing the management region of volume {}", self.name))?;
+        self.sync()
+    }
+
     /// What a target volume reports at registration (None: not a target).
     pub fn target_report(&self) -> Option<TargetVolume> {
         self.is_target().then(|| match self.region_state() {
@@ -156,7 +168,10 @@ impl Volume {
         }
         self.file
             .read_exact_at(buf, offset)
-            .with_context(|| format!("reading {len} bytes at {offset} of volume {}", self.name))
+            .with_context(|| format!("reading {len} bytes at {offset} of volume {}", self.name))?;
+        // Every read of the volume's data (hosts, backups, copies) counts.
+        metrics::counter!("dmc_primary_volume_read_bytes_total", "volume" => self.name.clone()).increment(len as u64);
+        Ok(())
     }
 
     /// Write `data` at `offset` (must be inside the volume).
@@ -231,6 +246,12 @@ mod tests {
         let v = Volume::open_target("t", &path, G).unwrap();
         let r = v.target_report().unwrap();
         assert_eq!((r.stamp, r.damaged), (Some(stamp(3)), None));
+        // A copy starting onto it clears the record first.
+        v.clear_stamp().unwrap();
+        let r = v.target_report().unwrap();
+        assert_eq!((r.stamp, r.damaged), (None, None));
+        v.write_stamp(&stamp(4)).unwrap();
+        assert_eq!(v.target_report().unwrap().stamp, Some(stamp(4)));
         // A plain volume on the same file exposes everything and has no region.
         let plain = Volume::open("t", &path, G).unwrap();
         assert_eq!(plain.size, total);

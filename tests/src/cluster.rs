@@ -51,6 +51,8 @@ pub struct ExtraNode {
     pub name: String,
     pub volumes: Vec<(String, PathBuf)>,
     pub target_volumes: Vec<(String, PathBuf)>,
+    /// More arguments of its `primary-node` command.
+    pub args: Vec<String>,
 }
 
 /// Shape of a cluster.
@@ -322,12 +324,13 @@ impl Cluster {
             name: PRIMARY.to_string(),
             volumes: spec.volumes.clone(),
             target_volumes: spec.target_volumes.clone(),
+            args: spec.pn_args.clone(),
         };
-        cluster.spawn_primary(spec, &pn1, "pn-state", &restore_dir, &spec.pn_args)?;
+        cluster.spawn_primary(spec, &pn1, "pn-state", &restore_dir, &pn1.args)?;
         let mut everyone = vec![PRIMARY.to_string()];
         for n in &spec.extra_nodes {
             let restores = work.join(format!("{}-restores", n.name));
-            cluster.spawn_primary(spec, n, &format!("{}-state", n.name), &restores, &[])?;
+            cluster.spawn_primary(spec, n, &format!("{}-state", n.name), &restores, &n.args)?;
             everyone.push(n.name.clone());
         }
         for i in 1..=drives_per_pair.len() {
@@ -677,6 +680,14 @@ pub fn peak_rss_kib(pid: u32) -> Option<u64> {
 }
 
 impl Cluster {
+    /// CPU seconds used so far by every process of the cluster.
+    pub fn cpu_seconds(&self) -> f64 {
+        self.pids()
+            .iter()
+            .filter_map(|(_, pid)| crate::cpu::process_seconds(*pid))
+            .sum()
+    }
+
     /// The last lines of every process's log, for a failure's message.
     pub fn log_tails(&self) -> String {
         [STATION, FE, BE, PRIMARY]

@@ -138,6 +138,7 @@ async fn hostile_peers_are_refused_and_the_station_keeps_serving() {
         pool: None,
         copy_to: None,
         label: String::new(),
+        from_version: None,
     })
     .await
     .unwrap();
@@ -207,6 +208,66 @@ async fn hostile_peers_are_refused_and_the_station_keeps_serving() {
             other => panic!("asking for records of ABS {abs_id} on {tape} in {drive}: {other:?}"),
         }
     }
+    catalog_still_answers(&cluster);
+    cluster.stop();
+}
+
+/// A primary node takes connections only from primary nodes, and a copy
+/// stream only when the station announced it from that node with its
+/// capability: another node guessing a copy gets nothing written.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_primary_node_takes_only_the_copies_the_station_announced() {
+    use proto::wire::{TrackAck, TrackStreamOpen, MAX_DATA_FRAME};
+    let work = tempfile::tempdir().unwrap();
+    let vol = work.path().join("vol0.img");
+    fixture::make_volume(&vol, 4 << 20, 1).unwrap();
+    let port = dmc_tests::cluster::free_port().unwrap();
+    let mut spec = ClusterSpec::new(vec![("vol0".into(), vol.clone())], 4096, 65536, 1 << 20);
+    spec.pn_args = vec!["--listen".into(), format!("127.0.0.1:{port}")];
+    let mut cluster = Cluster::start(work.path(), &spec).await.unwrap();
+    let pn1: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let before = std::fs::read(&vol).unwrap();
+
+    // A client (or a mover) is not a primary node: the connection is closed.
+    let client = Identity::load(&cluster.pki_of("client"), "client").unwrap();
+    let ep = transport::bind("127.0.0.1:0".parse().unwrap(), &client).unwrap();
+    let (conn, _) = transport::connect(&ep, pn1, "pn1", Role::PrimaryNode).await.unwrap();
+    match conn.closed().await {
+        quinn::ConnectionError::ApplicationClosed(c) => {
+            assert_eq!(c.error_code, transport::codes::REFUSED);
+            assert!(
+                String::from_utf8_lossy(&c.reason).contains("primary nodes only"),
+                "{c:?}"
+            );
+        }
+        other => panic!("a client's connection to a primary node ended with {other:?}"),
+    }
+
+    // Another primary node guessing a copy: refused, nothing written.
+    let rogue = Identity::load(&cluster.pki_of("pn9"), "pn9").unwrap();
+    let ep = transport::bind("127.0.0.1:0".parse().unwrap(), &rogue).unwrap();
+    let (conn, _) = transport::connect(&ep, pn1, "pn1", Role::PrimaryNode).await.unwrap();
+    for open in [
+        TrackStreamOpen::Copy {
+            copy_id: proto::domain::ChannelId::new(4242),
+            token: [7; 16],
+            window: 8,
+        },
+        TrackStreamOpen::Restore {
+            channel_id: proto::domain::ChannelId::new(4242),
+            token: [7; 16],
+        },
+    ] {
+        let (mut s, mut r) = transport::open_bi(&conn, MAX_DATA_FRAME).await.unwrap();
+        s.send(&open).await.unwrap();
+        match r.recv::<TrackAck>().await.unwrap() {
+            Some(TrackAck::Failed(f)) => {
+                assert!(matches!(f.code, FailureCode::NotFound | FailureCode::Invalid), "{f:?}")
+            }
+            other => panic!("{open:?} was answered {other:?}"),
+        }
+    }
+    assert!(std::fs::read(&vol).unwrap() == before, "nothing written");
     catalog_still_answers(&cluster);
     cluster.stop();
 }

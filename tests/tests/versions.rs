@@ -85,6 +85,7 @@ async fn volume_pools_version_sets_and_pre_pairing() {
             target(&dir, "t2a", 4 * MIB),
             target(&dir, "t2b", 4 * MIB),
         ],
+        args: Vec::new(),
     }];
     let mut cluster = Cluster::start(work.path(), &spec).await.unwrap();
 

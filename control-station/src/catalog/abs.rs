@@ -77,6 +77,8 @@ pub struct AbsSummaryRow {
     pub origin_cluster: Option<String>,
     /// The backup definition whose run made it.
     pub definition: Option<String>,
+    /// The copy version it was read from ("SET@V"), if not the production volumes.
+    pub from_version: Option<String>,
 }
 
 /// Where a new ABS comes from: its level, a differential's base, a
@@ -658,7 +660,8 @@ impl Catalog {
                       (SELECT count(*) FROM segments s WHERE s.abs_id = a.id) AS "segments_recorded!",
                       ARRAY(SELECT DISTINCT t.label FROM segments s JOIN tapes t ON t.id = s.tape_id
                             WHERE s.abs_id = a.id ORDER BY t.label) AS "tapes!",
-                      a.pool, a.created, a.completed, a.uuid, a.label, a.origin_cluster, a.definition
+                      a.pool, a.created, a.completed, a.uuid, a.label, a.origin_cluster, a.definition,
+                      a.from_version
                FROM abs a
                JOIN logical_objects o ON o.id = a.object_id
                JOIN primary_nodes n ON n.id = o.primary_node_id
@@ -694,6 +697,7 @@ impl Catalog {
                     label: a.label,
                     origin_cluster: a.origin_cluster,
                     definition: a.definition,
+                    from_version: a.from_version,
                 })
             })
             .collect()

@@ -36,14 +36,30 @@ impl Catalog {
         epochs: &[CapturedEpoch],
         changed: Option<&TrackSet>,
     ) -> Result<DateTime<Utc>> {
+        self.record_snapshot_of(abs_id, epochs, changed, None).await
+    }
+
+    /// [`Catalog::record_snapshot`] of a backup read from a copy version
+    /// (`from`: the version "SET@V" and its point in time) instead of the
+    /// production volumes: the ABS's point in time is the version's.
+    pub async fn record_snapshot_of(
+        &self,
+        abs_id: AbsId,
+        epochs: &[CapturedEpoch],
+        changed: Option<&TrackSet>,
+        from: Option<(&str, DateTime<Utc>)>,
+    ) -> Result<DateTime<Utc>> {
         let idx: Vec<i32> = epochs.iter().map(|e| i32::from(e.volume_index)).collect();
         // A map id is a random u64, kept bit for bit in a BIGINT.
         let ids: Vec<i64> = epochs.iter().map(|e| e.map_id.to_bits()).collect();
         let eps: Vec<i64> = epochs.iter().map(|e| i64::from(e.epoch)).collect();
         let mut tx = self.pool.begin().await?;
         let at = sqlx::query_scalar!(
-            "UPDATE abs SET point_in_time = now() WHERE id = $1 AND state = 'running' RETURNING point_in_time",
-            abs_id as _
+            "UPDATE abs SET point_in_time = COALESCE($2, now()), from_version = $3
+             WHERE id = $1 AND state = 'running' RETURNING point_in_time",
+            abs_id as _,
+            from.map(|(_, at)| at),
+            from.map(|(v, _)| v)
         )
         .fetch_optional(&mut *tx)
         .await?

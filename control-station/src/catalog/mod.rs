@@ -48,7 +48,7 @@ pub use recovery::MetadataCopy;
 pub use registry::{DriveRow, MoverRow, PairRow};
 pub use segments::{NewSegment, Segment};
 pub use tapes::{TapeClaim, TapeRow};
-pub use versions::{NewVersionRecord, VersionRecordRow, VersionSetRow, VpoolRow, VpoolVolumeRow};
+pub use versions::{Holding, NewVersionRecord, RecordPair, VersionRecordRow, VersionSetRow, VpoolRow, VpoolVolumeRow};
 
 /// How long a statement waits for an unreachable database by default.
 pub const DEFAULT_PATIENCE: Duration = Duration::from_secs(60);

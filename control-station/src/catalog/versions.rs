@@ -6,11 +6,11 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use proto::abs::Geometry;
-use proto::domain::{VersionRecordKind, VersionState, VolumeKey, VpoolKind};
+use proto::domain::{MapId, VersionRecordKind, VersionState, VolumeKey, VpoolKind};
 use sqlx::{Postgres, Transaction};
 
 use super::pools::check_pool_name;
-use super::{to_u32, to_u64, Catalog, CatalogError, Result};
+use super::{to_i64, to_u32, to_u64, Catalog, CatalogError, Result};
 
 /// One volume of a volume pool.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,8 +23,19 @@ pub struct VpoolVolumeRow {
     pub target: bool,
     /// What its management region holds: "SET VN (SOURCE)".
     pub holds: Option<String>,
+    /// The same, as fields.
+    pub holding: Option<Holding>,
     /// Why its region could not be read at the node's last registration.
     pub region_damaged: Option<String>,
+}
+
+/// The version a target volume's management region holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Holding {
+    pub set: String,
+    pub version: u64,
+    /// The source volume ("node:volume").
+    pub source: String,
 }
 
 /// A volume pool with its volumes in scan order.
@@ -43,6 +54,8 @@ pub struct VersionSetRow {
     pub source: String,
     pub targets: Vec<String>,
     pub keep: u32,
+    /// Run before each version's point in time.
+    pub pre: Option<proto::wire::PreCommand>,
 }
 
 /// One record of a version set, with its pairs in source order.
@@ -57,8 +70,35 @@ pub struct VersionRecordRow {
     pub reason: String,
     pub point_in_time: Option<DateTime<Utc>>,
     pub bytes_copied: u64,
+    /// The bytes of the source volumes (a made version).
+    pub source_bytes: u64,
     pub created: DateTime<Utc>,
-    pub pairs: Vec<(VolumeKey, VolumeKey)>,
+    pub pairs: Vec<RecordPair>,
+}
+
+/// One (source, target) pair of a record, with what its copy captured.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordPair {
+    pub source: VolumeKey,
+    pub target: VolumeKey,
+    /// The source's change map and the epoch its snapshot captured.
+    pub captured: Option<(MapId, u32)>,
+    pub bytes_copied: u64,
+    /// The version the target held whose unchanged tracks it kept (0: none).
+    pub base_version: u64,
+}
+
+impl RecordPair {
+    /// A pair chosen, not copied yet.
+    pub fn new(source: VolumeKey, target: VolumeKey) -> RecordPair {
+        RecordPair {
+            source,
+            target,
+            captured: None,
+            bytes_copied: 0,
+            base_version: 0,
+        }
+    }
 }
 
 /// A record to store (its pairs by volume key).
@@ -70,7 +110,10 @@ pub struct NewVersionRecord<'a> {
     pub target_vpool: &'a str,
     pub state: VersionState,
     pub reason: &'a str,
-    pub pairs: &'a [(VolumeKey, VolumeKey)],
+    pub pairs: &'a [RecordPair],
+    pub point_in_time: Option<DateTime<Utc>>,
+    pub bytes_copied: u64,
+    pub source_bytes: u64,
 }
 
 /// The catalog ids of `keys`, in order; a volume no node reported is not found.
@@ -183,8 +226,19 @@ impl Catalog {
                     track_size: to_u32(v.track_size, "track size")?,
                 },
                 target: v.kind == "target",
-                holds: match (v.holds_set, v.holds_version) {
-                    (Some(set), Some(n)) => Some(format!("{set} V{n} ({})", v.holds_source.unwrap_or_default())),
+                holds: match (&v.holds_set, v.holds_version) {
+                    (Some(set), Some(n)) => Some(format!(
+                        "{set} V{n} ({})",
+                        v.holds_source.as_deref().unwrap_or_default()
+                    )),
+                    _ => None,
+                },
+                holding: match (v.holds_set, v.holds_version) {
+                    (Some(set), Some(n)) => Some(Holding {
+                        set,
+                        version: to_u64(n, "version")?,
+                        source: v.holds_source.unwrap_or_default(),
+                    }),
                     _ => None,
                 },
                 region_damaged: v.region_damaged,
@@ -214,6 +268,7 @@ impl Catalog {
         source: &str,
         targets: &[String],
         keep: u32,
+        pre: Option<&proto::wire::PreCommand>,
         by: &str,
     ) -> Result<()> {
         check_pool_name(name)?;
@@ -241,12 +296,17 @@ impl Catalog {
             }
         }
         let inserted = sqlx::query!(
-            "INSERT INTO version_sets (name, source, keep, defined_by) VALUES ($1, $2, $3, $4)
+            "INSERT INTO version_sets (name, source, keep, defined_by, pre_host, pre_command, hook_timeout_seconds)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)
              ON CONFLICT (name) DO NOTHING",
             name,
             source,
             i32::try_from(keep).map_err(|_| CatalogError::invalid(format!("--keep {keep}")))?,
-            by
+            by,
+            pre.map(|p| p.host.clone()),
+            pre.map_or("", |p| p.command.as_str()),
+            pre.map_or(Ok(300), |p| i32::try_from(p.timeout_seconds))
+                .map_err(|_| CatalogError::invalid("--hook-timeout"))?
         )
         .execute(&mut *tx)
         .await?
@@ -281,7 +341,7 @@ impl Catalog {
     /// Every version set (or the one named).
     pub async fn version_sets(&self, only: Option<&str>) -> Result<Vec<VersionSetRow>> {
         let sets = sqlx::query!(
-            "SELECT s.name, s.source, s.keep,
+            "SELECT s.name, s.source, s.keep, s.pre_host, s.pre_command, s.hook_timeout_seconds,
                     array_agg(t.vpool ORDER BY t.position) AS \"targets!\"
              FROM version_sets s JOIN version_set_targets t ON t.set_name = s.name
              WHERE $1::text IS NULL OR s.name = $1
@@ -292,7 +352,16 @@ impl Catalog {
         .await?;
         sets.into_iter()
             .map(|s| {
+                let pre = match s.pre_host {
+                    Some(host) if !s.pre_command.is_empty() => Some(proto::wire::PreCommand {
+                        host,
+                        command: s.pre_command,
+                        timeout_seconds: to_u32(i64::from(s.hook_timeout_seconds), "hook timeout")?,
+                    }),
+                    _ => None,
+                };
                 Ok(VersionSetRow {
+                    pre,
                     keep: u32::try_from(s.keep).map_err(|_| CatalogError::corrupt("version set keep"))?,
                     name: s.name,
                     source: s.source,
@@ -306,7 +375,7 @@ impl Catalog {
     pub async fn version_records(&self, set: Option<&str>) -> Result<Vec<VersionRecordRow>> {
         let rows = sqlx::query!(
             r#"SELECT id, set_name, number, kind AS "kind: VersionRecordKind", target_vpool,
-                      state AS "state: VersionState", reason, point_in_time, bytes_copied, created
+                      state AS "state: VersionState", reason, point_in_time, bytes_copied, source_bytes, created
              FROM version_records WHERE $1::text IS NULL OR set_name = $1
              ORDER BY set_name, number, kind, id"#,
             set
@@ -314,22 +383,31 @@ impl Catalog {
         .fetch_all(&self.pool)
         .await?;
         let pairs = sqlx::query!(
-            "SELECT p.record_id, sn.name AS snode, s.name AS svol, tn.name AS tnode, t.name AS tvol
+            r#"SELECT p.record_id, sn.name AS snode, s.name AS svol, tn.name AS tnode, t.name AS tvol,
+                    p.map_id AS "map_id: MapId", p.epoch, p.bytes_copied, p.base_version
              FROM version_record_pairs p
              JOIN version_records r ON r.id = p.record_id
              JOIN volumes s ON s.id = p.source_volume_id JOIN primary_nodes sn ON sn.id = s.primary_node_id
              JOIN volumes t ON t.id = p.target_volume_id JOIN primary_nodes tn ON tn.id = t.primary_node_id
              WHERE $1::text IS NULL OR r.set_name = $1
-             ORDER BY p.record_id, p.position",
+             ORDER BY p.record_id, p.position"#,
             set
         )
         .fetch_all(&self.pool)
         .await?;
-        let mut by: BTreeMap<i64, Vec<(VolumeKey, VolumeKey)>> = BTreeMap::new();
+        let mut by: BTreeMap<i64, Vec<RecordPair>> = BTreeMap::new();
         for p in pairs {
-            by.entry(p.record_id)
-                .or_default()
-                .push((VolumeKey::new(&p.snode, &p.svol), VolumeKey::new(&p.tnode, &p.tvol)));
+            let captured = match (p.map_id, p.epoch) {
+                (Some(m), Some(e)) => Some((m, to_u32(e, "epoch")?)),
+                _ => None,
+            };
+            by.entry(p.record_id).or_default().push(RecordPair {
+                source: VolumeKey::new(&p.snode, &p.svol),
+                target: VolumeKey::new(&p.tnode, &p.tvol),
+                captured,
+                bytes_copied: to_u64(p.bytes_copied, "bytes copied")?,
+                base_version: to_u64(p.base_version, "base version")?,
+            });
         }
         rows.into_iter()
             .map(|r| {
@@ -344,6 +422,7 @@ impl Catalog {
                     reason: r.reason,
                     point_in_time: r.point_in_time,
                     bytes_copied: to_u64(r.bytes_copied, "bytes copied")?,
+                    source_bytes: to_u64(r.source_bytes, "source bytes")?,
                     created: r.created,
                 })
             })
@@ -363,35 +442,147 @@ impl Catalog {
         .execute(&mut *tx)
         .await?;
         let id = sqlx::query_scalar!(
-            "INSERT INTO version_records (set_name, number, kind, target_vpool, state, reason)
-             VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+            "INSERT INTO version_records (set_name, number, kind, target_vpool, state, reason,
+                                          point_in_time, bytes_copied, source_bytes)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
             rec.set_name,
             number,
             rec.kind as _,
             rec.target_vpool,
             rec.state as _,
-            rec.reason
+            rec.reason,
+            rec.point_in_time,
+            to_i64(rec.bytes_copied, "bytes copied")?,
+            to_i64(rec.source_bytes, "source bytes")?
         )
         .fetch_one(&mut *tx)
         .await?;
-        let (sources, targets): (Vec<VolumeKey>, Vec<VolumeKey>) = rec.pairs.iter().cloned().unzip();
+        let sources: Vec<VolumeKey> = rec.pairs.iter().map(|p| p.source.clone()).collect();
+        let targets: Vec<VolumeKey> = rec.pairs.iter().map(|p| p.target.clone()).collect();
         let sources = volume_ids(&mut tx, &sources).await?;
         let targets = volume_ids(&mut tx, &targets).await?;
-        for (i, (s, t)) in sources.iter().zip(&targets).enumerate() {
+        for (i, ((s, t), p)) in sources.iter().zip(&targets).zip(rec.pairs).enumerate() {
             let position = i32::try_from(i).map_err(|_| CatalogError::invalid("too many pairs"))?;
             sqlx::query!(
-                "INSERT INTO version_record_pairs (record_id, position, source_volume_id, target_volume_id)
-                 VALUES ($1, $2, $3, $4)",
+                "INSERT INTO version_record_pairs (record_id, position, source_volume_id, target_volume_id,
+                                                   map_id, epoch, bytes_copied, base_version)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
                 id,
                 position,
                 s,
-                t
+                t,
+                p.captured.map(|(m, _)| m.to_bits()),
+                p.captured.map(|(_, e)| i64::from(e)),
+                to_i64(p.bytes_copied, "bytes copied")?,
+                to_i64(p.base_version, "base version")?
             )
             .execute(&mut *tx)
             .await?;
         }
         tx.commit().await?;
         Ok(id)
+    }
+}
+
+impl Catalog {
+    /// Set the state (and reason) of the set's record `number` of `kind`;
+    /// no such record: nothing changes.
+    pub async fn set_version_state(
+        &self,
+        set: &str,
+        number: u64,
+        kind: VersionRecordKind,
+        state: VersionState,
+        reason: &str,
+    ) -> Result<()> {
+        let number = to_i64(number, "version number")?;
+        sqlx::query!(
+            "UPDATE version_records SET state = $4, reason = $5, updated = now()
+             WHERE set_name = $1 AND number = $2 AND kind = $3",
+            set,
+            number,
+            kind as _,
+            state as _,
+            reason
+        )
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// A fresh id for a copy (its snapshots and stream on the primary
+    /// nodes), or for a write hold: drawn from the channels' ids, so it
+    /// is never a channel's.
+    pub async fn next_copy_id(&self) -> Result<u64> {
+        let n = sqlx::query_scalar!(r#"SELECT nextval(pg_get_serial_sequence('channels', 'id')) AS "n!""#)
+            .fetch_one(&self.pool)
+            .await?;
+        to_u64(n, "copy id")
+    }
+
+    /// Record the point in time of the set's record `number` of `kind`.
+    pub async fn set_version_point_in_time(
+        &self,
+        set: &str,
+        number: u64,
+        kind: VersionRecordKind,
+        at: DateTime<Utc>,
+    ) -> Result<()> {
+        let number = to_i64(number, "version number")?;
+        sqlx::query!(
+            "UPDATE version_records SET point_in_time = $4, updated = now()
+             WHERE set_name = $1 AND number = $2 AND kind = $3",
+            set,
+            number,
+            kind as _,
+            at
+        )
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Delete the set's record `number` of `kind` (None: of every kind).
+    pub async fn delete_version_record(&self, set: &str, number: u64, kind: Option<VersionRecordKind>) -> Result<()> {
+        let number = to_i64(number, "version number")?;
+        sqlx::query!(
+            "DELETE FROM version_records WHERE set_name = $1 AND number = $2 AND ($3::text IS NULL OR kind = $3)",
+            set,
+            number,
+            kind.map(|k| k.to_string())
+        )
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Record what target volume `target`'s management region holds now
+    /// (None: no version), as the station wrote or cleared it.
+    pub async fn set_target_holding(
+        &self,
+        target: &VolumeKey,
+        holds: Option<&proto::region::VersionStamp>,
+    ) -> Result<()> {
+        let version = holds.map(|s| to_i64(s.version, "version")).transpose()?;
+        let at = holds
+            .map(|s| to_i64(s.point_in_time_ms, "point in time"))
+            .transpose()?
+            .and_then(DateTime::from_timestamp_millis);
+        sqlx::query!(
+            "UPDATE volumes v SET holds_set = $3, holds_version = $4, holds_source = $5,
+                    holds_point_in_time = $6, region_damaged = NULL
+             FROM primary_nodes n
+             WHERE n.id = v.primary_node_id AND n.name = $1 AND v.name = $2",
+            target.node,
+            target.volume,
+            holds.map(|s| s.set.clone()),
+            version,
+            holds.map(|s| s.source.to_string()),
+            at
+        )
+        .execute(&self.pool)
+        .await?;
+        Ok(())
     }
 }
 

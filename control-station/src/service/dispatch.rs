@@ -51,7 +51,9 @@ pub(super) fn authorize(peer: &Peer, req: &StationRequest) -> Result<()> {
         | R::VpoolAdd { .. }
         | R::VpoolRemove { .. }
         | R::VersionsDefine { .. }
-        | R::VersionsPrepare { .. } => (&[Role::Operator], "manage copy versions"),
+        | R::VersionsPrepare { .. }
+        | R::VersionsRun { .. }
+        | R::VersionsRestore { .. } => (&[Role::Operator], "manage copy versions"),
         R::VpoolList | R::VersionsList { .. } => (&[Role::Client, Role::Operator], "list copy versions"),
         R::Define(_) | R::Undefine { .. } | R::ListDefinitions | R::RunDefinition { .. } => {
             (&[Role::Client, Role::Operator], "manage backup definitions")
@@ -129,6 +131,7 @@ pub(super) async fn dispatch(
             pool,
             copy_to,
             label,
+            from_version,
         } => {
             let req = backup::BackupRequest {
                 object_name,
@@ -141,6 +144,7 @@ pub(super) async fn dispatch(
                 copy_to,
                 label,
                 definition: None,
+                from_version,
             };
             backup::run(st, &peer, req, &conn, send).await;
             return;
@@ -437,13 +441,29 @@ async fn handle(st: &Arc<Station>, conn: quinn::Connection, peer: &Peer, req: St
             source,
             targets,
             keep,
-        } => {
-            StationReply::VersionSets(versions::versions_define(st, &name, &source, &targets, keep, &peer.name).await?)
-        }
+            pre,
+        } => StationReply::VersionSets(
+            versions::versions_define(st, &name, &source, &targets, keep, pre.as_ref(), &peer.name).await?,
+        ),
         R::VersionsPrepare { name } => {
             StationReply::VersionSets(versions::versions_prepare(st, &name, &peer.name).await?)
         }
         R::VersionsList { name } => StationReply::VersionSets(versions::version_sets(st, name.as_deref()).await?),
+        R::VersionsRun { name } => StationReply::VersionSets(versions::versions_run(st, &name, &peer.name).await?),
+        R::VersionsRestore {
+            set,
+            version,
+            volume,
+            to,
+        } => {
+            let (destination, tracks, bytes) =
+                versions::versions_restore(st, &set, version, &volume, to.as_ref(), &peer.name).await?;
+            StationReply::VersionRestored {
+                destination,
+                bytes,
+                tracks,
+            }
+        }
         R::DeleteAbs {
             abs_id,
             with_dependents,

@@ -61,6 +61,7 @@ pub(crate) async fn abs(st: &Arc<Station>) -> Result<Vec<AbsInfo>> {
             label: r.label,
             origin_cluster: r.origin_cluster.unwrap_or_default(),
             definition: r.definition.unwrap_or_default(),
+            from_version: r.from_version.unwrap_or_default(),
         });
     }
     Ok(out)

@@ -14,7 +14,7 @@ mod failure;
 mod import;
 mod library;
 mod library_admin;
-mod listing;
+pub(crate) mod listing;
 mod merge;
 mod recovery;
 mod registry;
@@ -169,6 +169,10 @@ pub struct Station {
     pub(crate) dumps: Mutex<HashMap<ChannelId, catalog_backup::Dump>>,
     /// When this start of the station began.
     pub(crate) started: Instant,
+    /// Version sets a version of which is being made or copied back.
+    pub(crate) version_runs: std::sync::Mutex<std::collections::BTreeSet<String>>,
+    /// Held while versions are recovered from target volumes' regions.
+    pub(crate) recovering: Mutex<()>,
 }
 
 impl Station {
@@ -187,6 +191,8 @@ impl Station {
             lifecycle: Mutex::new(()),
             dumps: Mutex::new(HashMap::new()),
             started: Instant::now(),
+            version_runs: std::sync::Mutex::new(std::collections::BTreeSet::new()),
+            recovering: Mutex::new(()),
         })
     }
 

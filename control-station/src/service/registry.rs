@@ -16,6 +16,9 @@ use crate::catalog::{DriveRow, PairRow, TapeRow};
 pub(crate) struct PrimaryEntry {
     pub id: NodeId,
     pub volumes: Vec<VolumeRef>,
+    /// Its target volumes as it reported them (the version records their
+    /// management regions hold).
+    pub targets: Vec<proto::wire::TargetVolume>,
 }
 
 #[derive(Debug, Clone)]
@@ -50,11 +53,20 @@ pub(crate) async fn register_primary(
     let id = st.catalog.register_primary_node(name, &volumes).await?;
     st.catalog.record_targets(id, targets).await?;
     tracing::info!(name, volumes = volumes.len(), "primary node registered");
-    st.registry
-        .lock()
-        .await
-        .primaries
-        .insert(name.to_string(), PrimaryEntry { id, volumes });
+    st.registry.lock().await.primaries.insert(
+        name.to_string(),
+        PrimaryEntry {
+            id,
+            volumes,
+            targets: targets.to_vec(),
+        },
+    );
+    // Versions the catalog lost come back from the regions that hold them.
+    if !targets.is_empty() {
+        if let Err(e) = super::versions::recover(st).await {
+            tracing::warn!(node = name, error = %format!("{e:#}"), "could not recover versions from the management regions");
+        }
+    }
     Ok(id)
 }
 

@@ -73,6 +73,16 @@ pub async fn serve(fe: Arc<FrontEnd>, channels: Arc<Channels>, node: String, sen
                 }
             }
         }
+        Ok(Some(TrackStreamOpen::Copy { copy_id, .. })) => {
+            refuse(
+                send,
+                format!(
+                    "front-end {} takes no copy streams (copy {copy_id} goes to a primary node)",
+                    fe.name
+                ),
+            )
+            .await
+        }
         Ok(None) => {}
         Err(e) => tracing::warn!(error = %e, "bad track stream opening"),
     }

@@ -458,6 +458,15 @@ impl AbsMap {
             .fold(0u64, |n, r| n.saturating_add(r.length))
     }
 
+    /// The largest track size of the map's volumes, in bytes (0: none).
+    pub fn largest_track(&self) -> usize {
+        self.volumes
+            .iter()
+            .map(|v| crate::num::to_usize(u64::from(v.geometry.track_size)))
+            .max()
+            .unwrap_or(0)
+    }
+
     /// Byte offset and length of a track on its volume (the last track of a
     /// volume may be short).
     ///

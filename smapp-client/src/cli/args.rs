@@ -241,6 +241,18 @@ pub enum VersionsCmd {
         targets: Vec<String>,
         #[arg(long)]
         keep: u32,
+        /// A command the agent of --host runs (`sh -c`) before each
+        /// version's point in time (e.g. to quiesce a database); a
+        /// failure fails the version before anything is copied.
+        #[arg(long, requires = "host")]
+        pre: Option<String>,
+        /// The host whose agent (`smapp --name HOST agent`) runs --pre.
+        #[arg(long, requires = "pre")]
+        host: Option<String>,
+        /// Longest the pre command may run, in seconds (then it is killed
+        /// and the version fails).
+        #[arg(long, default_value_t = 300)]
+        hook_timeout: u32,
     },
     /// Choose the next version's targets now (its pre-pairing record);
     /// refused, with the reason, when a source volume has no eligible target.
@@ -253,7 +265,28 @@ pub enum VersionsCmd {
         #[arg(value_name = "SET")]
         set: Option<String>,
     },
+    /// Make the set's next version now: one point in time across every
+    /// source volume, each copied onto its target node to node (only the
+    /// tracks changed since, when the target holds an earlier version of
+    /// the same source). Waits until it is made.
+    Run {
+        #[arg(value_name = "SET")]
+        set: String,
+    },
+    /// Copy a version back (the same as `smapp restore --version`).
+    Restore {
+        #[arg(value_name = "SET@V")]
+        version: VersionRef,
+        /// The source volume (NODE:VOLUME) whose copy comes back.
+        #[arg(long)]
+        volume: VolumeKey,
+        /// Onto this data volume (NODE:VOLUME) instead of the source.
+        #[arg(long)]
+        to: Option<VolumeKey>,
+    },
 }
+
+pub use proto::wire::VersionRef;
 
 #[derive(Subcommand)]
 pub enum PoolCmd {
@@ -418,14 +451,29 @@ pub struct BackupArgs {
     /// bytes; shown by `list abs`).
     #[arg(long, default_value = "")]
     pub label: String,
+    /// Read the object from this copy version (SET@V) instead of the
+    /// production volumes, which see no read: a full backup whose point
+    /// in time is the version's.
+    #[arg(long, value_name = "SET@V")]
+    pub from_version: Option<VersionRef>,
 }
 
 // The arguments of `smapp restore` (its help is the variant's doc comment).
 #[derive(clap::Args)]
 pub struct RestoreArgs {
-    /// The ABS (or give --object and --primary).
-    #[arg(required_unless_present = "object")]
+    /// The ABS (or give --object and --primary, or --version).
+    #[arg(required_unless_present_any = ["object", "version"])]
     pub abs_id: Option<u64>,
+    /// Copy a version back instead (SET@V, operator): with --volume, the
+    /// version's copy of that source volume onto it (or onto --to).
+    #[arg(long, value_name = "SET@V", requires = "volume", conflicts_with_all = ["abs_id", "object", "original", "to_volumes", "to_file"])]
+    pub version: Option<VersionRef>,
+    /// With --version: the source volume (NODE:VOLUME) whose copy comes back.
+    #[arg(long, requires = "version")]
+    pub volume: Option<VolumeKey>,
+    /// With --version: onto this data volume (NODE:VOLUME) instead of the source.
+    #[arg(long, requires = "version")]
+    pub to: Option<VolumeKey>,
     /// The logical object to restore from its chain of backups.
     #[arg(long, requires = "primary", conflicts_with = "abs_id")]
     pub object: Option<String>,

@@ -18,6 +18,7 @@ pub async fn backup(a: &Args, b: &BackupArgs) -> Result<()> {
         pool,
         copy_to,
         label,
+        from_version,
     } = b;
     let level = *level;
     let object = &what.object;
@@ -31,6 +32,7 @@ pub async fn backup(a: &Args, b: &BackupArgs) -> Result<()> {
         pool: pool.clone(),
         copy_to: copy_to.clone(),
         label: label.clone(),
+        from_version: from_version.clone(),
     };
     let client = connect(a).await?;
     let pb = progress_bar(a.json);
@@ -66,8 +68,14 @@ pub async fn backup(a: &Args, b: &BackupArgs) -> Result<()> {
 }
 
 pub async fn restore(a: &Args, r: &RestoreArgs) -> Result<()> {
+    if let (Some(v), Some(volume)) = (&r.version, &r.volume) {
+        return super::versions::restore(a, v, volume, r.to.as_ref()).await;
+    }
     let RestoreArgs {
         abs_id,
+        version: _,
+        volume: _,
+        to: _,
         object,
         primary,
         at,

@@ -38,7 +38,7 @@ pub fn print_listing(reply: StationReply, as_json: bool) {
                         "point_in_time": r.point_in_time, "state": r.state.as_str(), "object_size": r.object_size, "data_bytes": r.data_bytes, "tracks": r.track_count,
                         "segments": r.segment_count, "extents": r.extents, "created": r.created, "tapes": r.tapes,
                         "pool": r.pool, "copies": r.copies.len(), "copy_pools": r.copies, "uuid": r.uuid, "label": r.label, "origin_cluster": r.origin_cluster,
-                        "definition": r.definition})
+                        "definition": r.definition, "from_version": r.from_version})
                     );
                 } else {
                     println!(
@@ -62,6 +62,9 @@ pub fn print_listing(reply: StationReply, as_json: bool) {
                         r.copies.len(),
                         r.tapes.join(",")
                     );
+                    if !r.from_version.is_empty() {
+                        println!("       read from copy version {}", r.from_version);
+                    }
                 }
             }
         }

@@ -2,11 +2,11 @@
 //! (seed 004).
 
 use anyhow::{bail, Result};
-use proto::domain::VpoolKind;
+use proto::domain::{VolumeKey, VpoolKind};
 use proto::wire::{StationReply, StationRequest, VersionSetInfo, VpoolInfo};
 use serde_json::json;
 
-use super::args::{Args, VersionsCmd, VpoolCmd};
+use super::args::{Args, VersionRef, VersionsCmd, VpoolCmd};
 use super::connect;
 
 pub async fn vpool(a: &Args, cmd: &VpoolCmd) -> Result<()> {
@@ -42,20 +42,65 @@ pub async fn versions(a: &Args, cmd: &VersionsCmd) -> Result<()> {
             source,
             targets,
             keep,
+            pre,
+            host,
+            hook_timeout,
         } => StationRequest::VersionsDefine {
             name: set.clone(),
             source: source.clone(),
             targets: targets.clone(),
             keep: *keep,
+            pre: pre
+                .as_ref()
+                .zip(host.as_ref())
+                .map(|(command, host)| proto::wire::PreCommand {
+                    host: host.clone(),
+                    command: command.clone(),
+                    timeout_seconds: *hook_timeout,
+                }),
         },
         VersionsCmd::Prepare { set } => StationRequest::VersionsPrepare { name: set.clone() },
         VersionsCmd::List { set } => StationRequest::VersionsList { name: set.clone() },
+        VersionsCmd::Run { set } => StationRequest::VersionsRun { name: set.clone() },
+        VersionsCmd::Restore { version, volume, to } => return restore(a, version, volume, to.as_ref()).await,
     };
     match connect(a).await?.request(&req).await? {
         StationReply::VersionSets(rows) => print_sets(&rows, a.json),
         other => bail!("expected the version sets, got {other:?}"),
     }
     Ok(())
+}
+
+/// Copy version `v` of source `volume` back onto it (or onto `to`).
+pub async fn restore(a: &Args, v: &VersionRef, volume: &VolumeKey, to: Option<&VolumeKey>) -> Result<()> {
+    let req = StationRequest::VersionsRestore {
+        set: v.set.clone(),
+        version: v.version,
+        volume: volume.clone(),
+        to: to.cloned(),
+    };
+    match connect(a).await?.request(&req).await? {
+        StationReply::VersionRestored {
+            destination,
+            bytes,
+            tracks,
+        } => {
+            if a.json {
+                println!(
+                    "{}",
+                    json!({"set": v.set, "version": v.version, "source": volume.to_string(),
+                    "destination": destination.to_string(), "bytes": bytes, "tracks": tracks})
+                );
+            } else {
+                println!(
+                    "version {} of {} copied back onto {destination}: {bytes} bytes in {tracks} tracks, synced",
+                    v.version, v.set
+                );
+            }
+            Ok(())
+        }
+        other => bail!("expected the restored version, got {other:?}"),
+    }
 }
 
 fn print_vpools(rows: &[VpoolInfo], as_json: bool) {
@@ -113,7 +158,10 @@ fn print_sets(rows: &[VersionSetInfo], as_json: bool) {
                     let pairs: Vec<_> = r
                         .pairs
                         .iter()
-                        .map(|p| json!({"source": p.source.to_string(), "target": p.target.to_string()}))
+                        .map(|p| {
+                            json!({"source": p.source.to_string(), "target": p.target.to_string(),
+                            "bytes_copied": p.bytes_copied, "base_version": p.base_version})
+                        })
                         .collect();
                     json!({"version": r.number, "kind": r.kind.as_str(), "target_pool": r.target_pool,
                     "state": r.state.as_str(), "reason": r.reason, "point_in_time_ms": r.point_in_time_ms,
@@ -122,20 +170,32 @@ fn print_sets(rows: &[VersionSetInfo], as_json: bool) {
                 .collect();
             println!(
                 "{}",
-                json!({"set": s.name, "source": s.source, "targets": s.targets, "keep": s.keep, "records": records})
+                json!({"set": s.name, "source": s.source, "targets": s.targets, "keep": s.keep,
+                "pre": s.pre.as_ref().map(|p| json!({"host": p.host, "command": p.command, "timeout_seconds": p.timeout_seconds})),
+                "records": records})
             );
             continue;
         }
         println!(
-            "{}: {} onto {} (keep {})",
+            "{}: {} onto {} (keep {}){}",
             s.name,
             s.source,
             s.targets.join(", "),
-            s.keep
+            s.keep,
+            s.pre
+                .as_ref()
+                .map_or_else(String::new, |p| format!(", first `{}` on {}", p.command, p.host))
         );
         for r in &s.records {
+            let at = r.point_in_time_ms.map_or_else(
+                || "-".to_string(),
+                |ms| {
+                    chrono::DateTime::from_timestamp_millis(i64::try_from(ms).unwrap_or(i64::MAX))
+                        .map_or_else(|| ms.to_string(), |t| t.format("%Y-%m-%d %H:%M:%S%.3f").to_string())
+                },
+            );
             println!(
-                "  V{} {:<12} {:<9} pool {:<12} {} bytes copied{}",
+                "  V{} {:<12} {:<9} at {at} pool {:<12} {} bytes copied{}",
                 r.number,
                 r.kind,
                 r.state,
@@ -148,7 +208,14 @@ fn print_sets(rows: &[VersionSetInfo], as_json: bool) {
                 }
             );
             for p in &r.pairs {
-                println!("      {} -> {}", p.source, p.target);
+                let how = match (r.kind, p.base_version) {
+                    (proto::domain::VersionRecordKind::Replication, 0) => format!("  {} bytes, whole", p.bytes_copied),
+                    (proto::domain::VersionRecordKind::Replication, b) => {
+                        format!("  {} bytes, changed tracks since V{b}", p.bytes_copied)
+                    }
+                    _ => String::new(),
+                };
+                println!("      {} -> {}{how}", p.source, p.target);
             }
         }
     }

@@ -16,22 +16,13 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use dmc_tests::cluster::{arg, Cluster, PRIMARY};
+use dmc_tests::fixture;
 use dmc_tests::scenario::{self, ScenarioSpec};
-use dmc_tests::{cpu, fixture};
-
-/// CPU seconds used so far by every process of the cluster.
-fn cluster_cpu(cluster: &Cluster) -> f64 {
-    cluster
-        .pids()
-        .iter()
-        .filter_map(|(_, pid)| cpu::process_seconds(*pid))
-        .sum()
-}
 
 /// Run smapp as `who`; its last JSON line, wall seconds and cluster CPU
 /// seconds.
 fn timed(cluster: &Cluster, operator: bool, args: &[&str]) -> Result<(serde_json::Value, f64, f64)> {
-    let cpu0 = cluster_cpu(cluster);
+    let cpu0 = cluster.cpu_seconds();
     let t = Instant::now();
     let out = if operator {
         cluster.operator(args)?
@@ -39,7 +30,7 @@ fn timed(cluster: &Cluster, operator: bool, args: &[&str]) -> Result<(serde_json
         cluster.smapp(args)?
     };
     let s = t.elapsed().as_secs_f64();
-    let c = cluster_cpu(cluster) - cpu0;
+    let c = cluster.cpu_seconds() - cpu0;
     Ok((out.last().context("no result line")?.clone(), s, c))
 }
 

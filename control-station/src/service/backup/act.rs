@@ -6,9 +6,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{anyhow, bail, Context, Result};
-use proto::abs::{AbsMap, TrackSet};
+use proto::abs::TrackSet;
 use proto::domain::{AbsId, ChannelId, Failure};
-use proto::wire::{BackupChannel, ChannelEvent, ChannelToken, Command, CommandReply, VolumeEpoch};
+use proto::wire::{BackupChannel, ChannelEvent, ChannelToken, Command, CommandReply};
 
 use super::job::{track_bytes, BackupJob};
 use super::writing::{await_written, close_written, Held, Resume};
@@ -29,7 +29,8 @@ pub(super) async fn act(
 ) -> Result<ChannelEvent> {
     let channel_id = held.channel.id();
     let abs_id = held.abs_id;
-    let primary = job.primary.as_str();
+    // The node that reads: the object's, or the one holding the version.
+    let primary = job.read_node();
     let want_drives = job.want_drives;
     let map = &job.map;
     let (pair, drives, joined) = if want_drives <= 1 {
@@ -52,7 +53,7 @@ pub(super) async fn act(
     // The snapshot only now that the channel has its drive: a backup that
     // queues protects nothing on the node (no side copies, no slower host
     // writes); the backup is the object at this instant.
-    let (track_set, notes) = take_snapshot(st, channel_id, abs_id, primary, map, job.since.clone()).await?;
+    let (track_set, notes) = take_snapshot(st, channel_id, abs_id, job).await?;
     held.expected_tracks = Some(track_set.len());
     send.emit(ChannelEvent::Started {
         channel_id,
@@ -66,6 +67,16 @@ pub(super) async fn act(
         detail: job.snapshot_detail(&track_set),
     })
     .await;
+    if let Some(r) = &job.reader {
+        let detail = format!(
+            "read from version {} on {} ({}), its point in time {}: the production volumes are not read",
+            r.version,
+            r.node,
+            r.pairs.join(", "),
+            crate::service::listing::ts(r.point_in_time)
+        );
+        send.emit(ChannelEvent::Snapshot { detail }).await;
+    }
     for note in notes {
         send.emit(ChannelEvent::Snapshot { detail: note }).await;
     }
@@ -136,7 +147,7 @@ pub(super) async fn act(
         channel_id,
         abs_id,
         front_end: st.peer_addr(&pair.fe_name, &pair.fe_address).await,
-        map: map.clone(),
+        map: job.read_map().clone(),
         tracks: track_set,
         token,
     };
@@ -177,16 +188,19 @@ async fn mount_all(st: &Arc<Station>, be: &str, drives: &[DriveRow], pool: &str)
     futures::future::join_all(mounts).await.into_iter().collect()
 }
 
-/// Have the primary node take the backup's snapshot; record the epochs it
-/// captured (the point in time). Returns the tracks to send and notes.
+/// Have the reading node take the backup's snapshot; record the epochs it
+/// captured (the point in time), or, reading a copy version, what the
+/// version captured of the sources and its point in time. Returns the
+/// tracks to send and notes.
 async fn take_snapshot(
     st: &Arc<Station>,
     channel_id: ChannelId,
     abs_id: AbsId,
-    primary: &str,
-    map: &AbsMap,
-    since: Vec<VolumeEpoch>,
+    job: &BackupJob,
 ) -> Result<(TrackSet, Vec<String>)> {
+    let primary = job.read_node();
+    let map = job.read_map();
+    let since = job.since.clone();
     let differential = !since.is_empty();
     let cmd = Command::TakeSnapshot {
         channel_id,
@@ -229,8 +243,15 @@ async fn take_snapshot(
             })
         })
         .collect::<Result<Vec<_>>>()?;
-    st.catalog
-        .record_snapshot(abs_id, &captured, differential.then_some(&tracks))
-        .await?;
+    let changed = differential.then_some(&tracks);
+    match &job.reader {
+        None => st.catalog.record_snapshot(abs_id, &captured, changed).await?,
+        Some(r) => {
+            let version = r.version.to_string();
+            st.catalog
+                .record_snapshot_of(abs_id, &r.epochs, changed, Some((&version, r.point_in_time)))
+                .await?
+        }
+    };
     Ok((tracks, notes))
 }

@@ -29,6 +29,26 @@ pub(crate) struct BackupRequest {
     /// The run of a backup definition this backup is (its hooks run
     /// around it), if it is one.
     pub definition: Option<crate::service::definitions::DefinitionRun>,
+    /// Read the object from this copy version's targets (None: the
+    /// production volumes).
+    pub from_version: Option<proto::wire::VersionRef>,
+}
+
+/// Where a backup from a copy version reads: the node holding the
+/// version's targets, the object's map on them, and what the version
+/// captured of the sources (recorded as the ABS's epochs and point in
+/// time, so a later differential of the production volumes counts
+/// changes since the version).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Reader {
+    pub version: proto::wire::VersionRef,
+    pub node: String,
+    /// The object's map with each source volume replaced by its target.
+    pub map: AbsMap,
+    pub epochs: Vec<CapturedEpoch>,
+    pub point_in_time: chrono::DateTime<chrono::Utc>,
+    /// "source → target" of each volume, for the client.
+    pub pairs: Vec<String>,
 }
 
 /// The base of a differential as the catalog holds it.
@@ -55,6 +75,8 @@ pub(crate) struct BackupJob {
     pub want_drives: usize,
     /// The primary pool the ABS goes to.
     pub pool: String,
+    /// A backup from a copy version: where it reads.
+    pub reader: Option<Reader>,
 }
 
 /// A synthetic full is merged, never backed up.
@@ -112,7 +134,19 @@ impl BackupJob {
             since,
             want_drives: want_drives(req.drives),
             pool: pool.to_string(),
+            reader: None,
         })
+    }
+
+    /// The node the backup reads: the object's node, or the one holding
+    /// the copy version it reads.
+    pub(crate) fn read_node(&self) -> &str {
+        self.reader.as_ref().map_or(self.primary.as_str(), |r| r.node.as_str())
+    }
+
+    /// The map the reading node gets: the object's, or its copy's.
+    pub(crate) fn read_map(&self) -> &AbsMap {
+        self.reader.as_ref().map_or(&self.map, |r| &r.map)
     }
 
     /// What the snapshot holds, for the client.
@@ -273,6 +307,7 @@ mod tests {
             copy_to: None,
             label: String::new(),
             definition: None,
+            from_version: None,
         }
     }
 

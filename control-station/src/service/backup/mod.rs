@@ -24,7 +24,7 @@ use super::access::{Access, Right};
 use super::events::{Abandon, EventSink};
 use super::{copy, failure_of, registry, Station};
 use crate::plan::ChainMember;
-pub(crate) use job::{check_level, BackupJob, BackupRequest};
+pub(crate) use job::{check_level, BackupJob, BackupRequest, Reader};
 pub(crate) use writing::{await_written, close_written, open_writing_channel, settle, Held};
 
 /// Run one backup for a client, streaming events to it.
@@ -76,7 +76,23 @@ pub(crate) async fn backup(
     if let Some(copy_pool) = &req.copy_to {
         copy::check_copy_pool(st, &pool, copy_pool).await?;
     }
-    let job = BackupJob::plan(&req, map, base, &pool)?;
+    // A backup from a copy version reads the version's targets; the set
+    // makes no version meanwhile (that would overwrite them).
+    let (_busy, reader) = match &req.from_version {
+        None => (None, None),
+        Some(v) => {
+            if !req.level.is_full() {
+                bail!(Failure::invalid(format!(
+                    "--from-version {v}: a backup from a version is a full backup (the version is one point in time of the whole object)"
+                )));
+            }
+            let busy = super::versions::Busy::take(st, &v.set)?;
+            let reader = super::versions::reader(st, v, &req.primary, &map).await?;
+            (Some(busy), Some(reader))
+        }
+    };
+    let mut job = BackupJob::plan(&req, map, base, &pool)?;
+    job.reader = reader;
     let (_, abs_id) = st
         .catalog
         .create_abs(
@@ -106,7 +122,7 @@ pub(crate) async fn backup(
     st.channels.lock().await.remove(&channel_id);
     st.depends_on(channel_id, &[]).await;
     // The primary node drops the channel's snapshot, if it took one.
-    let done = settle(st, &mut held, outcome, &[&job.primary]).await;
+    let done = settle(st, &mut held, outcome, &[job.read_node()]).await;
     if let Some(d) = hooks {
         d.post(st, abs_id, channel_id, done.is_ok(), send).await;
     }

@@ -140,28 +140,35 @@ impl DefinitionRun {
         ran
     }
 
-    /// Send `cmd` to the host's agent (a client-certificate peer that
-    /// registered as an agent), waiting as long as the hook may take.
     async fn on_agent(&self, st: &Arc<Station>, cmd: &Command) -> Result<CommandReply> {
-        let role = st.peers.lock().await.get(&self.host).map(|p| p.role);
-        match role {
-            Some(Role::Client) => {}
-            Some(_) => bail!(Failure::refused(format!(
-                "{} is not an agent (no `smapp agent` runs under that name)",
-                self.host
-            ))),
-            None => bail!(Failure::retryable(format!(
-                "no agent of host {} is connected (start `smapp --name {} agent` there)",
-                self.host, self.host
-            ))),
-        }
-        let wait = Duration::from_secs(u64::from(self.timeout_seconds)) + ANSWER_GRACE;
-        st.command_within(&self.host, cmd, wait).await
+        on_agent(st, &self.host, self.timeout_seconds, cmd).await
     }
 }
 
+/// Send `cmd` to `host`'s agent (a client-certificate peer that registered
+/// as an agent), waiting as long as a hook of `timeout_seconds` may take.
+pub(crate) async fn on_agent(
+    st: &Arc<Station>,
+    host: &str,
+    timeout_seconds: u32,
+    cmd: &Command,
+) -> Result<CommandReply> {
+    let role = st.peers.lock().await.get(host).map(|p| p.role);
+    match role {
+        Some(Role::Client) => {}
+        Some(_) => bail!(Failure::refused(format!(
+            "{host} is not an agent (no `smapp agent` runs under that name)"
+        ))),
+        None => bail!(Failure::retryable(format!(
+            "no agent of host {host} is connected (start `smapp --name {host} agent` there)"
+        ))),
+    }
+    let wait = Duration::from_secs(u64::from(timeout_seconds)) + ANSWER_GRACE;
+    st.command_within(host, cmd, wait).await
+}
+
 /// How a hook ended, in words.
-fn how(status: Option<i32>) -> String {
+pub(crate) fn how(status: Option<i32>) -> String {
     match status {
         Some(0) => "succeeded".into(),
         Some(s) => format!("failed (exit status {s})"),
@@ -170,7 +177,7 @@ fn how(status: Option<i32>) -> String {
 }
 
 /// A hook's output as a note shows it.
-fn shown(output: &str) -> String {
+pub(crate) fn shown(output: &str) -> String {
     let out = output.trim_end();
     if out.is_empty() {
         "(none)".into()

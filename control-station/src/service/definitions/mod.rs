@@ -21,7 +21,7 @@ use proto::tape::management::MAX_LABEL_TEXT;
 use proto::wire::{ChannelEvent, DefinitionInfo, DefinitionSpec, RunInfo, StationReply};
 use transport::{FramedSend, Peer, Role};
 
-pub(crate) use hooks::DefinitionRun;
+pub(crate) use hooks::{how, on_agent, shown, DefinitionRun};
 pub(crate) use scheduler::{at_start, scheduler};
 
 use super::access::{Access, Right};
@@ -32,7 +32,7 @@ use super::{failure_of, Station};
 use crate::catalog::{DefinitionRow, RunRow};
 
 /// Longest pre or post command.
-const MAX_COMMAND: usize = 4096;
+pub(crate) const MAX_COMMAND: usize = 4096;
 /// Runs `definitions` lists per definition.
 const RUNS_SHOWN: i64 = 5;
 
@@ -248,6 +248,7 @@ pub(crate) async fn execute(
             post: d.post_command,
             timeout_seconds: d.hook_timeout_seconds,
         }),
+        from_version: None,
     };
     tracing::info!(definition = %d.name, %run, "definition run starts");
     let outcome = backup::backup(st, &definer, req, Abandon::Never, send, Instant::now()).await;

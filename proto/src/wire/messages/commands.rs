@@ -144,6 +144,25 @@ pub enum Command {
         abs_id: AbsId,
         source: SegmentRef,
     },
+    /// Primary node: hold host writes to `volumes` (every write to them
+    /// waits) until [`Command::ReleaseWrites`] with the same `hold`, or
+    /// `max_ms` passed. Answered once every volume is held: with one hold
+    /// on every node, the snapshots taken meanwhile are one point in time
+    /// across all of them (copy versions, seed 004).
+    HoldWrites {
+        hold: JobId,
+        volumes: Vec<String>,
+        max_ms: u32,
+    },
+    /// Primary node: end hold `hold` (no such hold: Ok, it ended already).
+    ReleaseWrites { hold: JobId },
+    /// Primary node: expect the copy stream of [`CopyReceive::sender`]
+    /// and write it (see [`CopyReceive`]).
+    ReceiveCopy(CopyReceive),
+    /// Primary node: send a copy's tracks to the receiving node. Answered,
+    /// once the receiver synced every track (and wrote its records), with
+    /// [`CommandReply::Copied`]. The snapshot goes when it ends.
+    SendCopy(CopySend),
     /// Agent: run a backup definition's `phase` command with `sh -c` on
     /// the host, at most `timeout_seconds` (then it is killed). The
     /// environment names the definition (`DMC_DEFINITION`), the phase
@@ -340,6 +359,11 @@ pub enum CommandReply {
     Placed {
         tape_label: String,
         tape_file: u32,
+    },
+    /// [`Command::SendCopy`]: the copy is synced on the receiving node.
+    Copied {
+        tracks: u64,
+        bytes: u64,
     },
     /// [`Command::RunHook`]: how the command ended (`status` None: killed,
     /// by its timeout or a signal) and the end of its output (stdout and

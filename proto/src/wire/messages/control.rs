@@ -117,6 +117,10 @@ pub enum StationRequest {
         copy_to: Option<String>,
         /// The user's label text, kept with the ABS on tape (≤ 1024 bytes).
         label: String,
+        /// Read the object from this copy version's target volumes instead
+        /// of the production volumes (a full backup; the ABS's point in
+        /// time is the version's). None: the production volumes.
+        from_version: Option<VersionRef>,
     },
     /// Restore the object as it was when ABS `abs_id` was taken: a
     /// differential restores its chain (full first).
@@ -219,12 +223,30 @@ pub enum StationRequest {
         source: String,
         targets: Vec<String>,
         keep: u32,
+        pre: Option<PreCommand>,
     },
     /// Operator: make the pre-pairing record of the set's next version
     /// (seed 004 FIG. 4, 5): a target for every source volume, or the
     /// version refused with the reason before any copy.
     VersionsPrepare {
         name: String,
+    },
+    /// Operator: make the set's next version (seed 004 FIG. 6): its copy
+    /// record, one point in time across every source volume, each source
+    /// copied onto its target node to node, the replication record.
+    /// Answered when it is made, with [`StationReply::VersionSets`].
+    VersionsRun {
+        name: String,
+    },
+    /// Operator: copy version `version` of set `set` back: the target of
+    /// source `volume` onto `volume` itself, or onto `to` (a data volume
+    /// at least as large, same geometry). Answered with
+    /// [`StationReply::VersionRestored`].
+    VersionsRestore {
+        set: String,
+        version: u64,
+        volume: VolumeKey,
+        to: Option<VolumeKey>,
     },
     /// Version sets (one, or every one) with their records.
     VersionsList {
@@ -456,6 +478,13 @@ pub enum StationReply {
     Vpools(Vec<VpoolInfo>),
     /// See [`StationRequest::VersionsList`].
     VersionSets(Vec<VersionSetInfo>),
+    /// [`StationRequest::VersionsRestore`]: the version's bytes are synced
+    /// on the destination.
+    VersionRestored {
+        destination: VolumeKey,
+        bytes: u64,
+        tracks: u64,
+    },
     /// The catalog dump of a [`StationRequest::FetchDump`]: `bytes` raw
     /// bytes follow this frame.
     Dump {
@@ -609,6 +638,9 @@ pub struct AbsInfo {
     pub origin_cluster: String,
     /// The backup definition whose run made it (empty: none).
     pub definition: String,
+    /// The copy version it was read from ("SET@V"; empty: the production
+    /// volumes).
+    pub from_version: String,
 }
 
 /// What a tape audit found.

@@ -7,6 +7,7 @@
 //! | command | station → mover, primary node or agent | [`Command`] | [`CommandReply`] |
 //! | tracks (backup) | primary node → front-end | [`TrackStreamOpen::Backup`], then [`TrackFrame`]s | [`TrackAck`]s |
 //! | tracks (restore) | primary node → front-end | [`TrackStreamOpen::Restore`] | [`RestoreFrame`]s |
+//! | tracks (copy) | primary node → primary node | [`TrackStreamOpen::Copy`], then [`TrackFrame`]s | [`TrackAck`]s |
 //! | pairing | front-end → back-end | [`BackEndRequest::Pair`] | [`BackEndReply::Paired`] |
 //! | segment to tape | front-end → back-end | [`BackEndRequest::WriteSegment`] (+ the segment's bytes, raw, unless shared) | [`BackEndReply`] |
 //! | segments from tape | front-end → back-end | [`BackEndRequest::ReadSegments`], then [`ReadAck`]s | [`StagedFrame`]s (+ each segment's bytes, raw, unless shared) |

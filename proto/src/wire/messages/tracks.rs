@@ -1,5 +1,6 @@
 //! The tracks conversation: primary node → front-end ([`TrackStreamOpen`],
-//! then [`TrackFrame`]s with raw track bytes; [`TrackAck`]s back).
+//! then [`TrackFrame`]s with raw track bytes; [`TrackAck`]s back), and the
+//! same frames primary node → primary node for a copy.
 
 use rkyv::{Archive, Deserialize, Serialize};
 
@@ -24,6 +25,17 @@ pub enum TrackStreamOpen {
     Restore {
         channel_id: ChannelId,
         token: ChannelToken,
+    },
+    /// Primary node → primary node: a copy's tracks ([`CopyReceive`]),
+    /// then [`TrackFrame`]s, answered by [`TrackAck`]s (`OnTape`: synced
+    /// on the receiving volumes; `Complete`: every track synced and every
+    /// management record written).
+    Copy {
+        copy_id: ChannelId,
+        token: ChannelToken,
+        /// As for a backup: the receiver acknowledges at least every
+        /// `window / 2` tracks.
+        window: u64,
     },
 }
 
