@@ -15,6 +15,7 @@
 //! leaves the catalog as it was.
 
 mod abs;
+mod abs_end;
 mod chains;
 mod channels;
 mod copies;

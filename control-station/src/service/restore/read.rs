@@ -110,29 +110,19 @@ pub(crate) async fn read_tapes_on<E: EventSink>(
     channel: &mut LiveChannel,
     into: ReadInto<'_>,
     tapes: Vec<TapeJob>,
-    mut rx: NoteRx,
+    rx: NoteRx,
     send: &mut E,
 ) -> Result<(LaneTotals, u64)> {
-    let mut totals = LaneTotals::default();
-    let mut records = 0u64;
+    let mut lane = LaneReading {
+        first: true,
+        rx,
+        totals: LaneTotals::default(),
+        records: 0,
+    };
     let mut failed = Vec::new();
-    let mut first = true;
     for tj in tapes {
-        let bad = read_tape(
-            st,
-            r,
-            channel,
-            &into,
-            &tj,
-            first,
-            &mut rx,
-            &mut totals,
-            &mut records,
-            send,
-        )
-        .await?;
+        let bad = read_tape(st, r, channel, &into, &tj, &mut lane, send).await?;
         failed.extend(bad);
-        first = false;
     }
     // Each round marks what failed damaged, so a segment runs out of
     // copies to try and the rounds end.
@@ -150,41 +140,38 @@ pub(crate) async fn read_tapes_on<E: EventSink>(
         };
         failed = Vec::new();
         for tj in &tapes {
-            let bad = read_tape(
-                st,
-                &fallback,
-                channel,
-                &into,
-                tj,
-                first,
-                &mut rx,
-                &mut totals,
-                &mut records,
-                send,
-            )
-            .await?;
+            let bad = read_tape(st, &fallback, channel, &into, tj, &mut lane, send).await?;
             failed.extend(bad);
-            first = false;
         }
     }
-    Ok((totals, records))
+    Ok((lane.totals, lane.records))
+}
+
+/// Where a lane's reading of its tapes stands: whether the next tape is
+/// its first, the notes of its channel, what it restored so far and the
+/// tape records read.
+struct LaneReading {
+    first: bool,
+    rx: NoteRx,
+    totals: LaneTotals,
+    records: u64,
 }
 
 /// Mount tape `tj` on the reader's drive, read its files, dismount.
 /// Returns the segments its back-end could not read, with why.
-#[allow(clippy::too_many_arguments)]
 async fn read_tape<E: EventSink>(
     st: &Arc<Station>,
     r: &TapeReading<'_>,
     channel: &mut LiveChannel,
     into: &ReadInto<'_>,
     tj: &TapeJob,
-    first: bool,
-    rx: &mut NoteRx,
-    totals: &mut LaneTotals,
-    records: &mut u64,
+    lane: &mut LaneReading,
     send: &mut E,
 ) -> Result<Vec<(Segment, Failure)>> {
+    let first = std::mem::replace(&mut lane.first, false);
+    let LaneReading {
+        rx, totals, records, ..
+    } = lane;
     let (channel_id, pair, drive) = (channel.id(), r.pair, r.drive);
     let tape = st
         .catalog

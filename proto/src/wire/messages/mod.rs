@@ -131,12 +131,14 @@ pub enum LogicalObject {
 
 mod commands;
 mod control;
+mod listings;
 mod segments;
 mod tracks;
 mod versions;
 
 pub use commands::*;
 pub use control::*;
+pub use listings::*;
 pub use segments::*;
 pub use tracks::*;
 pub use versions::*;
