@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting, lints, build, unit/property/golden tests
 # and the integration tests with real processes and a real Postgres.
-# Installs what it needs (Postgres server, simh's mtdump, qemu-utils' qemu-io) when missing.
+# Installs what it needs (Postgres server, simh's mtdump, qemu-utils' qemu-io,
+# Chromium for the web console's browser test) when missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_apt=()
 command -v mtdump >/dev/null 2>&1 || need_apt+=(simh)
 command -v qemu-io >/dev/null 2>&1 || need_apt+=(qemu-utils)
+[[ -n "${DMC_CHROMIUM:-}" ]] || command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 if ((${#need_apt[@]})); then
     echo "test.sh: installing ${need_apt[*]}" >&2
     sudo=""; [[ "$(id -u)" == 0 ]] || sudo="sudo"
@@ -30,5 +32,7 @@ echo "== unused dependencies"
 cargo run --release --quiet -p dmc-tests --bin dmc-unused-deps
 echo "== cargo build"
 cargo build --release --workspace --all-targets
+echo "== deployment files"
+bash deploy/check-deploy.sh
 echo "== cargo test"
 cargo test --release --workspace --no-fail-fast -- --test-threads="${DMC_TEST_THREADS:-2}"

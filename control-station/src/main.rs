@@ -16,10 +16,16 @@ use transport::Role;
 #[derive(Parser)]
 #[command(version)]
 struct Args {
+    /// Log lines as `text` or `json` (one object per line, with the
+    /// channel and ABS ids of the job each belongs to).
+    #[arg(long, env = "DMC_LOG_FORMAT", default_value = "text", global = true)]
+    log_format: transport::telemetry::LogFormat,
     #[command(subcommand)]
     cmd: Cmd,
 }
 
+// Parsed once at start: the size of the largest variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Cmd {
     /// Run the station.
@@ -46,6 +52,19 @@ enum Cmd {
         /// Prometheus metrics address.
         #[arg(long)]
         metrics: Option<SocketAddr>,
+        /// Serve the operators' web console on this address (HTTPS with
+        /// the station's certificate; operators present theirs).
+        #[arg(long)]
+        http: Option<SocketAddr>,
+        /// Send every notification (a channel in error, a tape needed that
+        /// is not in the library, a drive idle while work waits, a refused
+        /// version) to this webhook as a JSON POST, retried until accepted.
+        #[arg(long)]
+        notify_url: Option<String>,
+        /// CA certificates (PEM) trusted for an https --notify-url
+        /// (default: the system's bundle).
+        #[arg(long)]
+        notify_ca: Option<PathBuf>,
         /// Seconds a job waits for the catalog database while it is
         /// unreachable (restart, failover) before it fails with that reason.
         #[arg(long, default_value_t = 60)]
@@ -178,6 +197,15 @@ enum PkiCmd {
         /// The component's directory.
         #[arg(long)]
         out: PathBuf,
+        /// Also write OUT/NAME.p12 (key, certificate and CA, for a
+        /// browser to import: an operator's way into the web console),
+        /// encrypted with the password of --p12-password-file, or with a
+        /// new random one written to OUT/NAME.p12.password.
+        #[arg(long)]
+        p12: bool,
+        /// File holding the PKCS#12 password (its first line).
+        #[arg(long, requires = "p12")]
+        p12_password_file: Option<PathBuf>,
     },
     /// A new key and certificate for a component, same role and hosts.
     Renew {
@@ -218,14 +246,64 @@ fn parse_component(spec: &str) -> Result<Component> {
     Ok(Component::new(name, role, hosts))
 }
 
+/// Write OUT/NAME.p12 under the password of `password_file`, or a new
+/// random one saved beside it.
+fn write_p12(out: &std::path::Path, name: &str, password_file: Option<&std::path::Path>) -> Result<()> {
+    let password = match password_file {
+        Some(f) => std::fs::read_to_string(f)
+            .with_context(|| format!("reading the PKCS#12 password from {}", f.display()))?
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .to_string(),
+        None => {
+            use rand::Rng;
+            let mut rng = rand::rng();
+            let pw: String = (0..20)
+                .map(|_| char::from(b"abcdefghijkmnpqrstuvwxyz23456789"[rng.random_range(0..32)]))
+                .collect();
+            let path = out.join(format!("{name}.p12.password"));
+            write_secret(&path, format!("{pw}\n").as_bytes())?;
+            eprintln!("PKCS#12 password in {}", path.display());
+            pw
+        }
+    };
+    if password.is_empty() {
+        bail!("the PKCS#12 password is empty: browsers refuse such files");
+    }
+    let path = transport::pki::write_p12(out, name, &password)
+        .with_context(|| format!("writing the PKCS#12 of {name} in {}", out.display()))?;
+    eprintln!(
+        "PKCS#12 for browsers in {} (import it, then open the console)",
+        path.display()
+    );
+    Ok(())
+}
+
+/// Create `path` readable by its owner only.
+fn write_secret(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    f.write_all(bytes)
+        .with_context(|| format!("writing {}", path.display()))
+}
+
 fn main() -> Result<()> {
     // The allocator is tuned before any thread starts.
     transport::runtime()?.block_on(main_async())
 }
 
 async fn main_async() -> Result<()> {
-    transport::telemetry::init_logging("info");
-    match Args::parse().cmd {
+    let args = Args::parse();
+    transport::telemetry::init_logging_as("info", args.log_format);
+    match args.cmd {
         Cmd::Catalog {
             cmd:
                 CatalogCmd::Backup {
@@ -289,12 +367,22 @@ async fn main_async() -> Result<()> {
             Ok(())
         }
         Cmd::Pki {
-            cmd: PkiCmd::Issue { component, ca, out },
+            cmd:
+                PkiCmd::Issue {
+                    component,
+                    ca,
+                    out,
+                    p12,
+                    p12_password_file,
+                },
         } => {
             let c = parse_component(&component)?;
             transport::pki::issue_into(&ca, &out, &c, transport::pki::Overwrite::Refuse)
                 .with_context(|| format!("issuing {} into {}", c.name, out.display()))?;
             eprintln!("certificate for {} ({}) in {}", c.name, c.role.as_str(), out.display());
+            if p12 {
+                write_p12(&out, &c.name, p12_password_file.as_deref())?;
+            }
             Ok(())
         }
         Cmd::Pki {
@@ -329,6 +417,9 @@ async fn main_async() -> Result<()> {
             pool,
             block_size,
             metrics,
+            http,
+            notify_url,
+            notify_ca,
             heartbeat_timeout,
             catalog_patience,
             resume_patience,
@@ -355,8 +446,13 @@ async fn main_async() -> Result<()> {
                 .ensure_primary_pool(&pool)
                 .await
                 .with_context(|| format!("the default pool --pool {pool}"))?;
+            let webhook = notify_url
+                .as_deref()
+                .map(|u| control_station::service::notify::Webhook::new(u, notify_ca.as_deref()))
+                .transpose()?;
             let cfg = StationConfig {
                 listen,
+                http,
                 library,
                 pool,
                 block_size,
@@ -370,7 +466,7 @@ async fn main_async() -> Result<()> {
                 pg_tools: PgTools { bin: pg_bin },
                 label_prefix,
             };
-            serve(Station::new(catalog, cfg), identity, pki).await
+            serve(Station::new(catalog, cfg, webhook), identity, pki).await
         }
     }
 }

@@ -90,6 +90,10 @@ struct Args {
     library: Option<PathBuf>,
     #[arg(long)]
     metrics: Option<SocketAddr>,
+    /// Log lines as `text` or `json` (one object per line, with the
+    /// channel and ABS ids of the job each belongs to).
+    #[arg(long, env = "DMC_LOG_FORMAT", default_value = "text")]
+    log_format: transport::telemetry::LogFormat,
 }
 
 fn main() -> Result<()> {
@@ -98,8 +102,8 @@ fn main() -> Result<()> {
 }
 
 async fn main_async() -> Result<()> {
-    transport::telemetry::init_logging("info");
     let args = Args::parse();
+    transport::telemetry::init_logging_as("info", args.log_format);
     transport::telemetry::serve_metrics(args.metrics)?;
     let role = args.role;
     if role.is_back_end() && args.drives.is_empty() {

@@ -128,6 +128,7 @@ pub async fn run(cfg: MoverConfig, identity: Identity) -> Result<()> {
     if matches!(cfg.role, MoverRole::BackEnd | MoverRole::Both) {
         spool.discard_back_end_leftovers();
     }
+    tokio::spawn(crate::spool::publish_spool_bytes(spool.clone()));
     let endpoint = transport::bind(cfg.listen, &identity).context("binding the QUIC endpoint")?;
     // New handshakes check the revocation list as it changes.
     let _revoked = transport::crl::watch(

@@ -70,6 +70,10 @@ struct Args {
     /// Prometheus metrics address.
     #[arg(long)]
     metrics: Option<SocketAddr>,
+    /// Log lines as `text` or `json` (one object per line, with the
+    /// channel and ABS ids of the job each belongs to).
+    #[arg(long, env = "DMC_LOG_FORMAT", default_value = "text")]
+    log_format: transport::telemetry::LogFormat,
 }
 
 fn main() -> Result<()> {
@@ -78,8 +82,8 @@ fn main() -> Result<()> {
 }
 
 async fn main_async() -> Result<()> {
-    transport::telemetry::init_logging("info");
     let args = Args::parse();
+    transport::telemetry::init_logging_as("info", args.log_format);
     transport::telemetry::serve_metrics(args.metrics)?;
     if let Some(addr) = args.nbd {
         if !addr.ip().is_loopback() {

@@ -107,6 +107,8 @@ async fn client(mut stream: TcpStream, host: &HostIo) -> Result<()> {
 /// Carry out one request and reply.
 async fn answer(stream: &mut TcpStream, vol: &HostVolume, cookie: u64, fua: bool, cmd: Command) -> Result<()> {
     let name = cmd.name();
+    let started = std::time::Instant::now();
+    let is_write = matches!(cmd, Command::Write { .. } | Command::WriteZeroes { .. });
     let outcome = tokio::task::block_in_place(|| -> Result<Option<Vec<u8>>> {
         match cmd {
             Command::Read { offset, length } => Ok(Some(vol.read(offset, length as usize)?)),
@@ -130,6 +132,11 @@ async fn answer(stream: &mut TcpStream, vol: &HostVolume, cookie: u64, fua: bool
             Command::Disconnect => Ok(None),
         }
     });
+    if is_write {
+        // Host write latency as the node sees it: copy-on-write of a
+        // protected track included (the price of a running backup).
+        metrics::histogram!("dmc_primary_nbd_write_seconds").record(started.elapsed().as_secs_f64());
+    }
     match outcome {
         Ok(Some(data)) => {
             stream.write_all(&encode_reply_header(cookie, None)).await?;

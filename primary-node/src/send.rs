@@ -90,6 +90,55 @@ pub fn resolve_volumes(map: &AbsMap, volumes: &HashMap<String, Arc<Volume>>) -> 
 /// quinn at once (each hand-over locks the connection and wakes threads).
 const BATCH: usize = 16;
 
+/// How long each track waits for its acknowledgement (histogram
+/// `dmc_primary_track_ack_seconds`), and the tracks a stream holds in its
+/// request queue (gauge `dmc_primary_request_queue_tracks`, summed over the
+/// node's streams; what a stream held leaves it when the stream ends).
+struct AckClock {
+    sent_at: std::collections::VecDeque<tokio::time::Instant>,
+    /// Tracks queued by an earlier stream this one resumes: acknowledged
+    /// first, with no send time here.
+    untimed: u64,
+    queued: u64,
+}
+
+impl AckClock {
+    fn new(untimed: u64, queued: u64) -> AckClock {
+        metrics::gauge!("dmc_primary_request_queue_tracks").increment(queued as f64);
+        AckClock {
+            sent_at: std::collections::VecDeque::new(),
+            untimed,
+            queued,
+        }
+    }
+
+    fn sent(&mut self) {
+        self.sent_at.push_back(tokio::time::Instant::now());
+        self.queued += 1;
+        metrics::gauge!("dmc_primary_request_queue_tracks").increment(1.0);
+    }
+
+    fn acked(&mut self, n: usize) {
+        let now = tokio::time::Instant::now();
+        for _ in 0..n {
+            if self.untimed > 0 {
+                self.untimed -= 1;
+            } else if let Some(t) = self.sent_at.pop_front() {
+                metrics::histogram!("dmc_primary_track_ack_seconds").record((now - t).as_secs_f64());
+            }
+        }
+        let n = u64::try_from(n).unwrap_or(u64::MAX).min(self.queued);
+        self.queued -= n;
+        metrics::gauge!("dmc_primary_request_queue_tracks").decrement(n as f64);
+    }
+}
+
+impl Drop for AckClock {
+    fn drop(&mut self) {
+        metrics::gauge!("dmc_primary_request_queue_tracks").decrement(self.queued as f64);
+    }
+}
+
 /// Largest track a node sends (the tape format's limit).
 const MAX_TRACK: usize = proto::tape::MAX_TRACK_SIZE;
 
@@ -149,6 +198,7 @@ pub struct TrackSource<'a> {
 /// Tracks are read by a blocking thread into pooled buffers, checksummed
 /// there, and handed to quinn as they are: a track's bytes are never
 /// copied or serialized on their way out.
+#[tracing::instrument(name = "track_stream", skip_all, fields(channel_id = %order.channel_id, to = %order.front_end.name))]
 pub async fn send_track_set(
     dialer: &Dialer,
     pool: &BufPool,
@@ -321,10 +371,12 @@ pub async fn send_track_set(
     });
 
     // Tracks on tape leave the queue, with their side copies.
-    let mut release_acked = |queue: &mut RequestQueue, acked: u64| {
+    let mut clock = AckClock::new(from.saturating_sub(released.0), queue.in_flight());
+    let mut release_acked = |queue: &mut RequestQueue, clock: &mut AckClock, acked: u64| {
         let batch = queue.on_tape(acked);
         if !batch.is_empty() {
             release(&batch);
+            clock.acked(batch.len());
         }
         *released = queue.released();
     };
@@ -335,7 +387,7 @@ pub async fn send_track_set(
             for (addr, crc32c, data) in batch.map_err(Stopped::Failed)? {
                 // Bounded request queue: wait while too many tracks are not on
                 // tape (what is queued goes out first, or nothing would ack).
-                release_acked(&mut queue, *acked_rx.borrow());
+                release_acked(&mut queue, &mut clock, *acked_rx.borrow());
                 if !queue.has_room() {
                     send.flush().await.map_err(lost)?;
                     while !queue.has_room() {
@@ -343,7 +395,7 @@ pub async fn send_track_set(
                             // The acknowledgements ended: so does the stream.
                             break 'stream;
                         }
-                        release_acked(&mut queue, *acked_rx.borrow());
+                        release_acked(&mut queue, &mut clock, *acked_rx.borrow());
                     }
                 }
                 if acks.is_finished() {
@@ -357,7 +409,7 @@ pub async fn send_track_set(
                         tokio::time::sleep_until(started + due).await;
                     }
                 }
-                release_acked(&mut queue, *acked_rx.borrow());
+                release_acked(&mut queue, &mut clock, *acked_rx.borrow());
                 sent_bytes += data.len() as u64;
                 let frame = TrackFrame::Track {
                     addr,
@@ -367,6 +419,7 @@ pub async fn send_track_set(
                     crc32c,
                 };
                 queue.push(addr).map_err(|e| Stopped::Failed(e.into()))?;
+                clock.sent();
                 send.queue_with(&frame, data).map_err(lost)?;
                 metrics::counter!("dmc_primary_tracks_sent_total").increment(1);
                 progress(queue.sent(), total);
@@ -382,7 +435,7 @@ pub async fn send_track_set(
     if let Err(e) = streamed {
         // The acknowledgements may hold the real cause (the front-end's reason).
         reader.abort();
-        release_acked(&mut queue, *acked_rx.borrow());
+        release_acked(&mut queue, &mut clock, *acked_rx.borrow());
         if acks.is_finished() {
             if let Ok(Err(cause)) = acks.await {
                 return Err(cause);
@@ -399,12 +452,13 @@ pub async fn send_track_set(
             .map_err(lost)?;
     }
     let outcome = acks.await.context("acknowledgement task").map_err(Stopped::Failed)?;
-    release_acked(&mut queue, *acked_rx.borrow());
+    release_acked(&mut queue, &mut clock, *acked_rx.borrow());
     outcome?;
     let sent = queue.sent();
     if sent != total {
         return Err(Stopped::Failed(anyhow!("sent {sent} of {total} tracks")));
     }
     let _ = send.finish().await;
+    tracing::info!(tracks = sent, "track set on tape");
     Ok(sent)
 }

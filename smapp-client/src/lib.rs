@@ -5,5 +5,6 @@
 
 pub mod agent;
 pub mod client;
+pub mod console;
 pub mod extents;
 pub mod watch;

@@ -79,6 +79,8 @@ pub struct ClusterSpec {
     /// Extra arguments for the station, every back-end and the primary node.
     pub station_args: Vec<String>,
     pub be_args: Vec<String>,
+    /// Extra arguments of every front-end.
+    pub fe_args: Vec<String>,
     pub pn_args: Vec<String>,
     /// Each front-end and its back-end use one spool directory (a pair on
     /// one machine: segments go to tape from it); false: separate ones, as
@@ -112,6 +114,7 @@ impl ClusterSpec {
             mount_seconds: 0.0,
             station_args: Vec::new(),
             be_args: Vec::new(),
+            fe_args: Vec::new(),
             pn_args: Vec::new(),
             shared_spool: true,
             target_volumes: Vec::new(),
@@ -316,7 +319,8 @@ impl Cluster {
                     .arg("--pki")
                     .arg(pki.join(&fe))
                     .arg("--spool")
-                    .arg(work.join(format!("spool-{fe}"))),
+                    .arg(work.join(format!("spool-{fe}")))
+                    .args(&spec.fe_args),
             )?;
         }
         let restore_dir = cluster.restore_dir.clone();

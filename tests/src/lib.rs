@@ -3,7 +3,9 @@
 //! backup-and-restore scenario.
 
 pub mod bacula;
+pub mod browser;
 pub mod cluster;
+pub mod console;
 pub mod cpu;
 pub mod faults;
 pub mod fixture;

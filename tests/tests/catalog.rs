@@ -1153,3 +1153,103 @@ async fn a_reused_tape_gets_a_fresh_media_set() {
     cat.set_tape_media_set(first.id, again, 1).await.unwrap();
     pool.close().await;
 }
+
+/// Issue 16: a channel entering error raises its notification in the
+/// catalog itself, once; the station's own notifications are one per key
+/// while open, again once acknowledged; deliveries are recorded; the
+/// console reads channels with their transitions.
+#[tokio::test]
+async fn notifications_are_raised_once_while_open() {
+    use proto::domain::NotificationKind;
+    let db = TestDb::new().await;
+    let cat = catalog(&db).await;
+    let pn = node(&cat).await;
+    let (_, abs) = cat
+        .create_abs("/db/orders", pn, Level::Full, None, &sample_map(), "default")
+        .await
+        .unwrap();
+    let ch = cat.create_channel(ChannelKind::Backup, abs, "client").await.unwrap();
+    cat.transition(ch, ChannelState::Opened, "assigned", "station")
+        .await
+        .unwrap();
+    assert!(
+        cat.notifications(10).await.unwrap().is_empty(),
+        "no error, no notification"
+    );
+    cat.transition(ch, ChannelState::Error, "pn1 stopped answering", "station")
+        .await
+        .unwrap();
+    let open = cat.notifications(10).await.unwrap();
+    assert_eq!(open.len(), 1, "{open:?}");
+    assert_eq!(open[0].kind, NotificationKind::ChannelError);
+    assert_eq!(open[0].channel_id, Some(ch));
+    assert_eq!(open[0].message, "pn1 stopped answering");
+    assert_eq!(open[0].subject, format!("channel {ch}"));
+    assert!(open[0].delivered.is_none() && open[0].attempts == 0);
+
+    // The console's view of the channel: its object and every transition.
+    let rows = cat.console_channels(10, None).await.unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!((rows[0].id, rows[0].state), (ch, ChannelState::Error));
+    assert_eq!(rows[0].object_name, "/db/orders");
+    let ts = cat.transitions_of(&[ch]).await.unwrap();
+    let to: Vec<_> = ts.iter().map(|t| t.to_state).collect();
+    assert_eq!(to, [ChannelState::Requested, ChannelState::Opened, ChannelState::Error]);
+    let t = cat.live_transition(ts[2].id).await.unwrap().unwrap();
+    assert_eq!((t.channel_id, t.abs_id, t.to_state), (ch, abs, ChannelState::Error));
+
+    // The station's: one per key while open.
+    let key = "tape_needed:DM0009";
+    let first = cat
+        .raise_notification(key, NotificationKind::TapeNeeded, "tape DM0009", "exported", None)
+        .await
+        .unwrap();
+    assert!(first.is_some());
+    let again = cat
+        .raise_notification(key, NotificationKind::TapeNeeded, "tape DM0009", "exported", None)
+        .await
+        .unwrap();
+    assert!(again.is_none(), "still open: not raised twice");
+    let id = first.unwrap().id;
+    assert!(cat.acknowledge_notification(id, "alice").await.unwrap());
+    assert!(
+        !cat.acknowledge_notification(id, "bob").await.unwrap(),
+        "acknowledged once"
+    );
+    let n = cat.notification(id).await.unwrap().unwrap();
+    assert_eq!(n.acknowledged_by.as_deref(), Some("alice"));
+    let after = cat
+        .raise_notification(key, NotificationKind::TapeNeeded, "tape DM0009", "exported", None)
+        .await
+        .unwrap();
+    assert!(
+        after.is_some_and(|n| n.id != id),
+        "needed again after it was acknowledged"
+    );
+
+    // Deliveries: a failure is counted and kept for a retry, success ends it.
+    let undelivered = cat.undelivered_notifications(10).await.unwrap();
+    assert_eq!(undelivered.len(), 3);
+    let e = undelivered[0].id;
+    cat.record_delivery(e, Some("HTTP 503")).await.unwrap();
+    let n = cat.notification(e).await.unwrap().unwrap();
+    assert_eq!(
+        (n.attempts, n.last_error.as_deref(), n.delivered),
+        (1, Some("HTTP 503"), None)
+    );
+    cat.record_delivery(e, None).await.unwrap();
+    let n = cat.notification(e).await.unwrap().unwrap();
+    assert!(n.delivered.is_some() && n.attempts == 2 && n.last_error.is_none());
+    assert_eq!(cat.undelivered_notifications(10).await.unwrap().len(), 2);
+    // Listed: the open ones and the newest acknowledged, newest first.
+    let listed: Vec<i64> = cat.notifications(10).await.unwrap().iter().map(|n| n.id).collect();
+    let mut sorted = listed.clone();
+    sorted.sort_by(|a, b| b.cmp(a));
+    assert_eq!(listed, sorted);
+    assert_eq!(listed.len(), 3);
+    assert_eq!(
+        cat.notifications(0).await.unwrap().len(),
+        2,
+        "acknowledged ones beyond the limit are left out"
+    );
+}

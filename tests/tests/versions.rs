@@ -244,6 +244,23 @@ async fn volume_pools_version_sets_and_pre_pairing() {
     });
     let e = cluster.operator_fails(&["versions", "prepare", "daily"], FailureCode::Refused);
     assert!(e.contains("node pn2 is not online"), "{e}");
+    // The operators were notified of the refused version once, while it
+    // stays open (refused twice, not acknowledged), with the first reason.
+    {
+        use sqlx::Connection;
+        let mut db = sqlx::PgConnection::connect(cluster.db.url()).await.unwrap();
+        let notes: Vec<(String, String, String)> =
+            sqlx::query_as("SELECT kind, subject, message FROM notifications ORDER BY id")
+                .fetch_all(&mut db)
+                .await
+                .unwrap();
+        assert_eq!(notes.len(), 1, "{notes:?}");
+        assert_eq!(
+            (notes[0].0.as_str(), notes[0].1.as_str()),
+            ("version_refused", "version set daily")
+        );
+        assert!(notes[0].2.contains("for source pn1:vol-b"), "{notes:?}");
+    }
     // A client lists (read-only).
     let seen = cluster.smapp(&["versions", "list"]).unwrap();
     assert_eq!(seen[0]["set"], "daily");

@@ -16,6 +16,7 @@
 
 pub mod codes;
 pub mod crl;
+pub mod https;
 pub mod link;
 pub mod pki;
 pub mod telemetry;

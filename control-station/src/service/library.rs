@@ -76,6 +76,7 @@ async fn mount_tape_for_write(
     pool: &str,
     scratch_only: bool,
 ) -> Result<TapeRow> {
+    let started = std::time::Instant::now();
     let tape = reserve_tape(st, pool, scratch_only).await?;
     tokio::time::sleep(st.cfg.mount_delay).await;
     let new = if tape.state == TapeState::Scratch {
@@ -105,6 +106,7 @@ async fn mount_tape_for_write(
         return Err(anyhow!(e).context(format!("mounting tape {} in drive {}", tape.label, drive.name)));
     }
     back_end_mount(st, be, drive, &tape, &cmd).await?;
+    metrics::histogram!("dmc_station_mount_seconds", "purpose" => "write").record(started.elapsed().as_secs_f64());
     Ok(tape)
 }
 
@@ -114,10 +116,20 @@ pub(crate) const TAPE_PATIENCE: Duration = Duration::from_secs(3600);
 
 pub(crate) async fn mount_for_read(st: &Arc<Station>, be: &str, drive: &DriveRow, tape: &TapeRow) -> Result<()> {
     if tape.location != TapeLocation::Library {
-        bail!(Failure::refused(format!(
-            "tape {} is exported (image at {}): import it into the library first (smapp library import)",
-            tape.label, tape.path
-        )));
+        let why = format!(
+            "tape {} is {} (image at {}): import it into the library first (smapp library import)",
+            tape.label, tape.location, tape.path
+        );
+        super::notify::raise(
+            st,
+            proto::domain::NotificationKind::TapeNeeded,
+            &format!("tape_needed:{}", tape.label),
+            &format!("tape {}", tape.label),
+            &format!("a restore needs it and it is not in the library: {why}"),
+            None,
+        )
+        .await;
+        bail!(Failure::refused(why));
     }
     // A tape another drive holds (a backup writing it, another restore
     // reading it) is waited for, not refused: it comes back to its slot
@@ -133,12 +145,17 @@ pub(crate) async fn mount_for_read(st: &Arc<Station>, be: &str, drive: &DriveRow
             Err(e) => return Err(e.into()),
         }
     }
+    // From here on the library works: the wait for a busy tape is not
+    // mount time.
+    let started = std::time::Instant::now();
     tokio::time::sleep(st.cfg.mount_delay).await;
     let cmd = Command::MountForRead {
         drive: drive.name.clone(),
         tape_label: tape.label.clone(),
     };
-    back_end_mount(st, be, drive, tape, &cmd).await
+    back_end_mount(st, be, drive, tape, &cmd).await?;
+    metrics::histogram!("dmc_station_mount_seconds", "purpose" => "read").record(started.elapsed().as_secs_f64());
+    Ok(())
 }
 
 /// Have the back-end perform `cmd`, a mount of `tape` (already recorded in

@@ -13,11 +13,13 @@ mod events;
 mod failure;
 mod import;
 mod library;
-mod library_admin;
+pub(crate) mod library_admin;
 pub(crate) mod listing;
+pub mod live;
 mod merge;
-mod recovery;
-mod registry;
+pub mod notify;
+pub(crate) mod recovery;
+pub(crate) mod registry;
 mod restore;
 mod serve;
 mod versions;
@@ -56,6 +58,8 @@ pub fn check_label_prefix(prefix: &str) -> Result<()> {
 #[derive(Debug, Clone)]
 pub struct StationConfig {
     pub listen: SocketAddr,
+    /// Where the operators' web console listens (HTTPS), if anywhere.
+    pub http: Option<SocketAddr>,
     /// Directory of the virtual tape library's images.
     pub library: PathBuf,
     /// Pool new backups write to.
@@ -173,10 +177,17 @@ pub struct Station {
     pub(crate) version_runs: std::sync::Mutex<std::collections::BTreeSet<String>>,
     /// Held while versions are recovered from target volumes' regions.
     pub(crate) recovering: Mutex<()>,
+    /// What operators watch live (the web console).
+    pub live: live::Live,
+    /// Where notifications go.
+    pub(crate) notifier: notify::Notifier,
+    /// Restore channels that have not delivered a byte yet, with when
+    /// they opened (histogram `dmc_station_restore_first_byte_seconds`).
+    pub(crate) awaiting_first_byte: std::sync::Mutex<HashMap<ChannelId, Instant>>,
 }
 
 impl Station {
-    pub fn new(catalog: Catalog, cfg: StationConfig) -> Arc<Station> {
+    pub fn new(catalog: Catalog, cfg: StationConfig, webhook: Option<notify::Webhook>) -> Arc<Station> {
         Arc::new(Station {
             catalog,
             cfg,
@@ -193,6 +204,9 @@ impl Station {
             started: Instant::now(),
             version_runs: std::sync::Mutex::new(std::collections::BTreeSet::new()),
             recovering: Mutex::new(()),
+            live: live::Live::default(),
+            notifier: notify::Notifier::new(webhook),
+            awaiting_first_byte: std::sync::Mutex::new(HashMap::new()),
         })
     }
 
@@ -355,7 +369,22 @@ impl Station {
         match note {
             // A full queue drops a progress note: the next one carries the
             // total anyway.
-            ChannelNote::Progress { .. } => {
+            ChannelNote::Progress { bytes } => {
+                if bytes > 0 {
+                    let opened = self
+                        .awaiting_first_byte
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .remove(&channel_id);
+                    if let Some(t) = opened {
+                        metrics::histogram!("dmc_station_restore_first_byte_seconds").record(t.elapsed().as_secs_f64());
+                    }
+                }
+                self.live.publish(live::LiveEvent::Progress {
+                    channel_id,
+                    bytes,
+                    at_ms: live::now_ms(),
+                });
                 let _ = tx.try_send(note);
             }
             // The others wait their turn: the reporter is held back, not

@@ -180,8 +180,15 @@ fn connected_pairs(pairs: Vec<PairRow>, peers: &std::collections::HashMap<String
 /// already writing (fewest channels first, up to
 /// [`MAX_CHANNELS_PER_DRIVE`]). Waits up to `patience` while all are busy.
 pub(crate) async fn assign(st: &Arc<Station>, patience: Duration, purpose: Purpose<'_>) -> Result<Assignment> {
-    let deadline = tokio::time::Instant::now() + patience;
+    let started = tokio::time::Instant::now();
+    let deadline = started + patience;
+    let mut idle_checked = false;
+    let _waiting = WaitingGauge::new();
     loop {
+        if !idle_checked && started.elapsed() >= IDLE_NOTICE {
+            idle_checked = true;
+            notice_idle_drives(st, purpose, started.elapsed()).await;
+        }
         let pairs = st.catalog.list_pairs().await?;
         let connected = connected_pairs(pairs, &*st.peers.lock().await);
         if connected.is_empty() {
@@ -262,6 +269,66 @@ pub(crate) async fn assign(st: &Arc<Station>, patience: Duration, purpose: Purpo
             }
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Counts a job waiting for a drive (gauge `dmc_station_jobs_waiting`)
+/// while it lives.
+struct WaitingGauge;
+
+impl WaitingGauge {
+    fn new() -> WaitingGauge {
+        metrics::gauge!("dmc_station_jobs_waiting").increment(1.0);
+        WaitingGauge
+    }
+}
+
+impl Drop for WaitingGauge {
+    fn drop(&mut self) {
+        metrics::gauge!("dmc_station_jobs_waiting").decrement(1.0);
+    }
+}
+
+/// How long a job waits for a drive before the drives left idle meanwhile
+/// are reported to the operators.
+pub(crate) const IDLE_NOTICE: Duration = Duration::from_secs(30);
+
+/// A job has waited `waited` for a drive: raise a notification for each
+/// drive nobody uses, saying why it cannot take the job (one per drive
+/// while open).
+async fn notice_idle_drives(st: &Arc<Station>, purpose: Purpose<'_>, waited: Duration) {
+    let (drives, pairs) = match (st.catalog.list_drives().await, st.catalog.list_pairs().await) {
+        (Ok(d), Ok(p)) => (d, p),
+        (Err(e), _) | (_, Err(e)) => {
+            tracing::warn!(error = %e, "idle drives not checked");
+            return;
+        }
+    };
+    let connected = connected_pairs(pairs, &*st.peers.lock().await);
+    let uses = st.drive_use.lock().await.clone();
+    let job = match purpose {
+        Purpose::Backup { pool } => format!("a backup to pool {pool}"),
+        Purpose::Restore => "a restore".to_string(),
+    };
+    for d in drives.iter().filter(|d| !uses.contains_key(&d.id)) {
+        let why = match (&d.tape_label, connected.iter().any(|p| p.be_id == d.be_mover_id)) {
+            (Some(t), _) => format!("it holds tape {t}, which no job is using (unload it)"),
+            (None, false) => "no connected front-end/back-end pair serves it".to_string(),
+            (None, true) => "the station could not hand it to the job".to_string(),
+        };
+        super::notify::raise(
+            st,
+            proto::domain::NotificationKind::DriveIdle,
+            &format!("drive_idle:{}", d.name),
+            &format!("drive {}", d.name),
+            &format!(
+                "{job} has waited {}s for a drive while drive {} is idle: {why}",
+                waited.as_secs(),
+                d.name
+            ),
+            None,
+        )
+        .await;
     }
 }
 

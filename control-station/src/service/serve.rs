@@ -22,8 +22,16 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 pub async fn serve(station: Arc<Station>, identity: Identity, pki: PathBuf) -> Result<()> {
     let endpoint = transport::bind(station.cfg.listen, &identity).context("binding the station's QUIC endpoint")?;
     let revoked = transport::crl::watch(endpoint.clone(), pki, identity.name().to_string(), &identity);
+    // Live announcements are followed before anything can change.
+    tokio::spawn(super::live::follow(station.clone()));
+    tokio::spawn(super::notify::deliver(station.clone(), identity.name().to_string()));
     recovery::at_start(&station).await?;
     definitions::at_start(&station).await?;
+    if let Some(addr) = station.cfg.http {
+        crate::console::start(station.clone(), &identity, addr, revoked.clone())
+            .await
+            .context("starting the web console (--http)")?;
+    }
     tracing::info!(address = %endpoint.local_addr()?, "control station listening");
     tokio::spawn(watchdog(station.clone()));
     tokio::spawn(recovery::sweeper(station.clone()));

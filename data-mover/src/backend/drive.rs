@@ -292,6 +292,7 @@ impl Drive {
         scratch: &mut Vec<u8>,
     ) -> Result<Written> {
         let drive = self.name.clone();
+        let started = std::time::Instant::now();
         let (label, w) = self.writer()?;
         let (entry, summary) = match w.write_segment_from(src, len, object_name, Some(expect), scratch) {
             Ok(e) => e,
@@ -302,6 +303,10 @@ impl Drive {
         };
         w.sync().with_context(|| format!("syncing tape {label}"))?;
         let label = label.to_string();
+        // Written, verified and synced: what a segment costs the drive.
+        metrics::histogram!("dmc_be_segment_write_seconds", "drive" => drive.clone())
+            .record(started.elapsed().as_secs_f64());
+        metrics::counter!("dmc_be_drive_written_bytes_total", "drive" => drive).increment(entry.bytes);
         self.publish_time();
         Ok(Ok(Landed {
             label,
@@ -341,6 +346,8 @@ impl Drive {
         match &mut self.mounted {
             Mounted::Reading { label: l, reader } if l == label => {
                 let s = reader.read_segment_into(file, max, out)?;
+                metrics::counter!("dmc_be_drive_read_bytes_total", "drive" => self.name.clone())
+                    .increment(s.total_bytes);
                 self.publish_time();
                 Ok(s)
             }

@@ -130,9 +130,14 @@ async fn write(
                 object_name,
                 abandoned,
             };
-            let placed = writer
-                .write_segment(channel_id.get(), abs_id.get(), seq.get(), source)
-                .await;
+            let span = tracing::info_span!("segment", %channel_id, %abs_id, %seq, %drive);
+            let placed = {
+                use tracing::Instrument;
+                writer
+                    .write_segment(channel_id.get(), abs_id.get(), seq.get(), source)
+                    .instrument(span.clone())
+                    .await
+            };
             if !shared {
                 // Ours: received over QUIC; the front-end keeps its own copy
                 // until it hears the outcome.
@@ -173,6 +178,7 @@ async fn write(
                 }))
                 .await
                 .context("committing the segment's placement to the catalog")?;
+            span.in_scope(|| tracing::info!(tape = %label, file = entry.file_number, bytes = entry.bytes, "segment on tape and in the catalog"));
             Ok(BackEndReply::Placed {
                 tape_label: label,
                 tape_file: entry.file_number,

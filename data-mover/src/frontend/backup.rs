@@ -40,7 +40,9 @@ pub async fn serve(
     }
     let (outcome_tx, outcome_rx) = oneshot::channel::<Result<u64, Failure>>();
     let (on_tape_tx, on_tape_rx) = watch::channel(0u64);
-    let acker = tokio::spawn(acknowledge(send, on_tape_rx, outcome_rx));
+    let acker = tokio::spawn(tracing::Instrument::in_current_span(acknowledge(
+        send, on_tape_rx, outcome_rx,
+    )));
     let result = tokio::select! {
         r = run(&fe, &channel, window, resume, recv, on_tape_tx) => r,
         _ = running.token.cancelled() => Err(anyhow!("the station aborted the channel")),
@@ -84,6 +86,10 @@ async fn acknowledge(
             res = &mut outcome => break res.unwrap_or_else(|_| Err(Failure::internal("the backup stopped"))),
         }
     };
+    match &end {
+        Ok(frames) => tracing::info!(tracks = frames, "backup stream on tape"),
+        Err(failure) => tracing::warn!(%failure, "backup stream failed"),
+    }
     let _ = match end {
         Ok(frames) => match send.send(&TrackAck::OnTape { tracks: frames }).await {
             Ok(()) => send.send(&TrackAck::Complete).await,

@@ -38,8 +38,12 @@ pub async fn serve(fe: Arc<FrontEnd>, channels: Arc<Channels>, node: String, sen
                 |ch: &BackupChannel| ch.abs_id == abs_id && ch.primary == node && tokens_equal(&ch.token, &token);
             match channels.take_backup(channel_id, resume, opens).await {
                 Some((ch, plan)) => {
+                    use tracing::Instrument;
                     let running = channels.running.start(channel_id);
-                    super::backup::serve(fe, ch, running, window, plan, send, recv).await
+                    let span = tracing::info_span!("backup", %channel_id, %abs_id, primary = %node);
+                    super::backup::serve(fe, ch, running, window, plan, send, recv)
+                        .instrument(span)
+                        .await
                 }
                 None => {
                     let what = if resume { "resumed" } else { "open" };

@@ -50,6 +50,7 @@ impl FailureCode {
 
 /// A failure as it travels: its code and the message for people.
 #[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize, Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct Failure {
     pub code: FailureCode,
     pub message: String,

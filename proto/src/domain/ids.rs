@@ -89,6 +89,14 @@ macro_rules! id_type {
 
         #[cfg(feature = "sqlx")]
         $crate::domain::sql::id_column!($name($inner) $($col)?);
+
+        /// JSON: the number.
+        #[cfg(feature = "serde")]
+        impl serde::Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                serde::Serialize::serialize(&self.0, s)
+            }
+        }
     };
 }
 

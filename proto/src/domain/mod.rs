@@ -36,8 +36,8 @@ pub use ids::{
 pub use schedule::{BadSchedule, Due, Schedule};
 pub use states::{
     AbsKind, AbsState, CatalogHealth, ChannelKind, ChannelState, HookPhase, Level, MoverRole, MoverState,
-    ParseDomainError, PoolKind, RunState, SegmentStatus, TapeLocation, TapeState, VersionRecordKind, VersionState,
-    VpoolKind,
+    NotificationKind, ParseDomainError, PoolKind, RunState, SegmentStatus, TapeLocation, TapeState, VersionRecordKind,
+    VersionState, VpoolKind,
 };
 pub use uuid::{BadUuid, Uuid};
 pub use volume::{BadVolumeKey, VolumeKey};

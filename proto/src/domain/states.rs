@@ -308,3 +308,15 @@ text_enum! {
         Retired = "retired",
     }
 }
+
+text_enum! {
+    /// What an operator is told about (issue 16): a channel that entered
+    /// `error`, a tape a job needs that is not in the library, a drive left
+    /// idle while work waits, a version of a version set refused.
+    pub enum NotificationKind as "notification kind" {
+        ChannelError = "channel_error",
+        TapeNeeded = "tape_needed",
+        DriveIdle = "drive_idle",
+        VersionRefused = "version_refused",
+    }
+}

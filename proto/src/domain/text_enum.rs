@@ -65,6 +65,14 @@ macro_rules! text_enum {
         #[cfg(feature = "sqlx")]
         $crate::domain::sql::text_column!($name);
 
+        /// JSON: the text.
+        #[cfg(feature = "serde")]
+        impl serde::Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.as_str())
+            }
+        }
+
         #[cfg(feature = "clap")]
         impl clap::ValueEnum for $name {
             fn value_variants<'a>() -> &'a [Self] {

@@ -110,6 +110,18 @@ pub enum Cmd {
     /// The station's health: its catalog database, the processes it
     /// hears from, the channels it runs.
     Health,
+    /// Operator: open the station's web console through a local address
+    /// that presents your certificate (nothing to import into the
+    /// browser). Prints the address to open, with its one-time token.
+    Console {
+        /// The station's web console (`control-station serve --http`).
+        #[arg(long, env = "DMC_CONSOLE", default_value = "127.0.0.1:7443")]
+        console: SocketAddr,
+        /// Local address to serve the browser on (loopback only; port 0:
+        /// any free port).
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: SocketAddr,
+    },
     /// Channels and their states; `channels ID` shows one channel's
     /// transition history; `channels watch` follows all channels live.
     Channels {

@@ -47,6 +47,16 @@ pub async fn run(a: Args) -> Result<()> {
         Cmd::Revoke(g) => operator::grant(&a, g, false).await,
         Cmd::Grants => operator::grants(&a).await,
         Cmd::Health => catalog::health(&a).await,
+        Cmd::Console { console, listen } => {
+            smapp_client::console::run(smapp_client::console::ConsoleForward {
+                pki: a.pki.clone(),
+                name: a.name.clone(),
+                console: *console,
+                station_name: a.station_name.clone(),
+                listen: *listen,
+            })
+            .await
+        }
         Cmd::Define(d) => definitions::define(&a, d).await,
         Cmd::Definitions { cmd: None } => definitions::list(&a).await,
         Cmd::Definitions {

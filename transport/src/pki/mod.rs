@@ -25,6 +25,7 @@ mod generate;
 mod identity;
 pub(crate) mod inspect;
 mod operator;
+mod p12;
 
 use std::collections::{BTreeSet, HashSet};
 use std::fmt;
@@ -38,6 +39,7 @@ pub use error::PkiError;
 pub use generate::{CA_VALIDITY_DAYS, LEAF_VALIDITY_DAYS};
 pub use identity::Identity;
 pub use operator::{init_ca, init_cluster, issue_into, issued, publish_crl, renew, revoke};
+pub use p12::{to_p12, write_p12};
 
 use crate::role::Role;
 

@@ -51,6 +51,11 @@ pub(crate) async fn run(
 /// Plan the backup from the catalog, create its ABS and channel, act. A
 /// definition's run has its pre command run first (the backup acts only
 /// once it succeeded) and its post command after, whatever happened.
+/// Everything it logs carries the channel and ABS ids (span `backup`).
+#[tracing::instrument(name = "backup", skip_all, fields(
+    primary = %req.primary, object = %req.object_name,
+    channel_id = tracing::field::Empty, abs_id = tracing::field::Empty,
+))]
 pub(crate) async fn backup(
     st: &Arc<Station>,
     client: &Peer,
@@ -106,6 +111,9 @@ pub(crate) async fn backup(
         .await?;
     let (mut held, rx) = open_writing_channel(st, client, abs_id, &req.label).await?;
     let channel_id = held.channel.id();
+    let span = tracing::Span::current();
+    span.record("channel_id", tracing::field::display(channel_id));
+    span.record("abs_id", tracing::field::display(abs_id));
     send.emit(ChannelEvent::Accepted { channel_id, abs_id }).await;
     let hooks = req.definition.as_ref();
     // A definition's run: recorded with its ABS and channel, then its pre

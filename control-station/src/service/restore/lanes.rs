@@ -88,6 +88,10 @@ pub(super) async fn act(
             .await?;
         let (tx, rx) = note_channel();
         st.channels.lock().await.insert(channel_id, tx);
+        st.awaiting_first_byte
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(channel_id, std::time::Instant::now());
         lanes.push((LiveChannel::new(channel_id, ChannelKind::Restore), tapes.clone(), rx));
     }
     let channel_ids: Vec<ChannelId> = lanes.iter().map(|(c, _, _)| c.id()).collect();
@@ -116,11 +120,15 @@ pub(super) async fn act(
                 tx: etx.clone(),
                 gone: gone.clone(),
             };
-            async move {
-                let channel_id = channel.id();
-                let res = run_lane(st, channel, job, tapes, rx, &mut sink).await;
-                (channel_id, res)
-            }
+            let channel_id = channel.id();
+            let span = tracing::info_span!("lane", %channel_id, abs_id = %job.abs_id);
+            tracing::Instrument::instrument(
+                async move {
+                    let res = run_lane(st, channel, job, tapes, rx, &mut sink).await;
+                    (channel_id, res)
+                },
+                span,
+            )
         })
         .collect();
     drop(etx);
@@ -183,6 +191,10 @@ pub(super) async fn act(
     }
     for c in &channel_ids {
         st.channels.lock().await.remove(c);
+        st.awaiting_first_byte
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(c);
     }
     if let Some(e) = failure {
         return Err(e);

@@ -55,6 +55,9 @@ pub(crate) struct RestoreRequest {
     pub drives: u32,
 }
 
+/// Everything a restore logs carries what it restores (span `restore`);
+/// each lane's channel adds its own (span `lane`).
+#[tracing::instrument(name = "restore", skip_all, fields(client = %client.name))]
 pub(crate) async fn run(st: Arc<Station>, client: &Peer, req: RestoreRequest, send: &mut FramedSend) {
     let started = Instant::now();
     if let RestoreTarget::File { name, .. } = &req.target {

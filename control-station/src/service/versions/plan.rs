@@ -179,6 +179,15 @@ pub(super) async fn refuse(
     let name = &next.set.name;
     metrics::counter!("dmc_station_versions_refused_total").increment(1);
     tracing::warn!(set = %name, version = next.number, %reason, "the next version is refused: no eligible target");
+    crate::service::notify::raise(
+        st,
+        proto::domain::NotificationKind::VersionRefused,
+        &format!("version_refused:{name}:{}", next.number),
+        &format!("version set {name}"),
+        &format!("version {} is refused before any copy: {reason}", next.number),
+        None,
+    )
+    .await;
     st.catalog
         .put_version_record(&NewVersionRecord {
             set_name: name,

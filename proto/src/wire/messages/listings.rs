@@ -8,6 +8,7 @@ use super::*;
 /// The station's health: whether its catalog answers, and which processes
 /// it hears from.
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct HealthInfo {
     /// `ok`, or `unavailable` while the catalog database is unreachable
     /// (`catalog_detail` says why).
@@ -23,6 +24,7 @@ pub struct HealthInfo {
 
 /// A registered mover or primary node as the station hears it.
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct PeerHealth {
     pub name: String,
     pub role: String,
@@ -78,6 +80,7 @@ pub struct SegmentPlacement {
 }
 
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct AbsInfo {
     pub abs_id: AbsId,
     pub object_name: String,
@@ -141,6 +144,7 @@ pub struct AuditFinding {
 
 /// A storage pool.
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct PoolInfo {
     pub name: String,
     pub kind: PoolKind,
@@ -157,6 +161,7 @@ pub struct PoolInfo {
 }
 
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct TapeInfo {
     pub label: String,
     pub pool: String,
@@ -180,6 +185,7 @@ pub struct TapeInfo {
 }
 
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct MoverInfo {
     pub name: String,
     /// `front-end`, `back-end` or `both`.
@@ -193,6 +199,7 @@ pub struct MoverInfo {
 }
 
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct SegmentInfo {
     pub abs_id: AbsId,
     pub seq: SegmentSeq,
@@ -210,6 +217,7 @@ pub struct SegmentInfo {
 }
 
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct ChannelInfo {
     pub channel_id: ChannelId,
     pub kind: ChannelKind,
@@ -225,6 +233,7 @@ pub struct ChannelInfo {
 }
 
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct TransitionInfo {
     pub from: Option<ChannelState>,
     pub to: ChannelState,
@@ -235,6 +244,7 @@ pub struct TransitionInfo {
 
 /// A note in a channel's history that is not a state change.
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct HistoryNote {
     pub actor: String,
     pub text: String,
