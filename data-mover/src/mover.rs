@@ -92,6 +92,7 @@ impl Mover {
 
     async fn registration(&self) -> StationRequest {
         StationRequest::RegisterMover {
+            version: env!("CARGO_PKG_VERSION").to_string(),
             boot: self.boot,
             channels: self.channels.ids().await,
             name: self.cfg.name.clone(),

@@ -54,6 +54,7 @@ pub async fn run(cfg: AgentConfig) -> Result<()> {
     let registration = StationRequest::RegisterAgent {
         name: cfg.name.clone(),
         boot,
+        version: env!("CARGO_PKG_VERSION").to_string(),
     };
     link.request_ok(&registration)
         .await

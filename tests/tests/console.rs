@@ -85,6 +85,20 @@ async fn operators_watch_a_backup_live_and_each_error_notifies_once() {
     let machines = https(http, &op, Some(&op), "GET", "/api/machines", None).await.unwrap();
     assert_eq!(machines.status, 200, "{machines:?}");
     assert_eq!(machines.json().unwrap().as_array().unwrap().len(), 2);
+    // Every process registered with its program's version.
+    let peers = https(http, &op, Some(&op), "GET", "/api/peers", None)
+        .await
+        .unwrap()
+        .json()
+        .unwrap();
+    let versions: Vec<&str> = peers["health"]["peers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["version"].as_str().unwrap())
+        .collect();
+    assert_eq!(versions, vec![env!("CARGO_PKG_VERSION"); 3], "{peers}");
+    assert_eq!(peers["station_version"], env!("CARGO_PKG_VERSION"));
     let forged = https(
         http,
         &op,

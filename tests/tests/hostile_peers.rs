@@ -155,12 +155,41 @@ async fn hostile_peers_are_refused_and_the_station_keeps_serving() {
         back_end: None,
         boot: 1,
         channels: Vec::new(),
+        version: "0".into(),
     })
     .await
     .unwrap();
     match r.recv::<StationReply>().await.unwrap() {
         Some(StationReply::Error(failure)) => assert_eq!(failure.code, FailureCode::Refused, "{failure:?}"),
         other => panic!("a client registered as a mover: {other:?}"),
+    }
+    // A mover certificate registering with a version no operator could
+    // read (oversized) is refused before anything is recorded.
+    let rogue = Identity::load(
+        &cluster.pki_of(dmc_tests::cluster::ROGUE_MOVER),
+        dmc_tests::cluster::ROGUE_MOVER,
+    )
+    .unwrap();
+    let ep3 = transport::bind("127.0.0.1:0".parse().unwrap(), &rogue).unwrap();
+    let (conn3, _) = transport::connect(&ep3, cluster.station, STATION, Role::Station)
+        .await
+        .unwrap();
+    let (mut s, mut r) = transport::open_bi(&conn3, MAX_CONTROL_FRAME).await.unwrap();
+    s.send(&StationRequest::RegisterMover {
+        name: dmc_tests::cluster::ROGUE_MOVER.into(),
+        role: proto::wire::MoverRole::BackEnd,
+        address: "127.0.0.1:1".into(),
+        drives: Vec::new(),
+        back_end: None,
+        boot: 1,
+        channels: Vec::new(),
+        version: "x".repeat(proto::wire::MAX_VERSION_TEXT + 1),
+    })
+    .await
+    .unwrap();
+    match r.recv::<StationReply>().await.unwrap() {
+        Some(StationReply::Error(failure)) => assert_eq!(failure.code, FailureCode::Invalid, "{failure:?}"),
+        other => panic!("an oversized version was registered: {other:?}"),
     }
     // Both refusals counted before their replies were sent.
     assert_eq!(

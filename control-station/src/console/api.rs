@@ -386,6 +386,8 @@ pub struct PrimaryView {
 
 #[derive(Debug, Serialize)]
 pub struct PeersView {
+    /// The station's own version.
+    pub station_version: &'static str,
     pub health: HealthInfo,
     pub movers: Vec<MoverInfo>,
     pub primaries: Vec<PrimaryView>,
@@ -420,6 +422,7 @@ pub async fn peers(State(s): State<ConsoleState>) -> ApiResult<PeersView> {
         ids.sort();
     }
     Ok(Json(PeersView {
+        station_version: env!("CARGO_PKG_VERSION"),
         health,
         movers,
         primaries,

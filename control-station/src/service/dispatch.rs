@@ -231,6 +231,19 @@ pub(super) async fn dispatch(
     let _ = send.send(&reply).await;
 }
 
+/// A registered program version: printable, at most
+/// [`proto::wire::MAX_VERSION_TEXT`] bytes.
+fn check_version(version: &str) -> Result<()> {
+    if version.len() > proto::wire::MAX_VERSION_TEXT || version.chars().any(char::is_control) {
+        bail!(Failure::invalid(format!(
+            "program version of {} bytes (at most {}, printable)",
+            version.len(),
+            proto::wire::MAX_VERSION_TEXT
+        )));
+    }
+    Ok(())
+}
+
 async fn handle(st: &Arc<Station>, conn: quinn::Connection, peer: &Peer, req: StationRequest) -> Result<StationReply> {
     use StationRequest as R;
     Ok(match req {
@@ -240,15 +253,22 @@ async fn handle(st: &Arc<Station>, conn: quinn::Connection, peer: &Peer, req: St
             boot,
             channels,
             targets,
+            version,
         } => {
+            check_version(&version)?;
             st.restarted(&name, boot).await;
             let id = registry::register_primary(st, &name, volumes, &targets).await?;
             st.seen(&name).await;
             let role = peer.role;
-            st.peers
-                .lock()
-                .await
-                .insert(name.clone(), PeerConn { conn, boot, role });
+            st.peers.lock().await.insert(
+                name.clone(),
+                PeerConn {
+                    conn,
+                    boot,
+                    role,
+                    version,
+                },
+            );
             tokio::spawn(recovery::reconcile(st.clone(), name, channels, Vec::new()));
             StationReply::Registered { id: id.get() }
         }
@@ -260,7 +280,9 @@ async fn handle(st: &Arc<Station>, conn: quinn::Connection, peer: &Peer, req: St
             back_end,
             boot,
             channels,
+            version,
         } => {
+            check_version(&version)?;
             st.restarted(&name, boot).await;
             let id = registry::register_mover(st, &name, role, &address, &drives, back_end).await?;
             st.seen(&name).await;
@@ -271,6 +293,7 @@ async fn handle(st: &Arc<Station>, conn: quinn::Connection, peer: &Peer, req: St
                     conn,
                     boot,
                     role: peer_role,
+                    version,
                 },
             );
             tokio::spawn(recovery::reconcile(st.clone(), name, channels, drives));
@@ -494,7 +517,8 @@ async fn handle(st: &Arc<Station>, conn: quinn::Connection, peer: &Peer, req: St
             StationReply::Ok
         }
         R::ListDefinitions => StationReply::Definitions(definitions::list(st, peer).await?),
-        R::RegisterAgent { name, boot } => {
+        R::RegisterAgent { name, boot, version } => {
+            check_version(&version)?;
             // A client certificate never takes a mover's or node's place.
             let held = st.peers.lock().await.get(&name).map(|p| p.role);
             if held.is_some_and(|r| r != peer.role) {
@@ -506,10 +530,15 @@ async fn handle(st: &Arc<Station>, conn: quinn::Connection, peer: &Peer, req: St
             st.restarted(&name, boot).await;
             st.seen(&name).await;
             let role = peer.role;
-            st.peers
-                .lock()
-                .await
-                .insert(name.clone(), PeerConn { conn, boot, role });
+            st.peers.lock().await.insert(
+                name.clone(),
+                PeerConn {
+                    conn,
+                    boot,
+                    role,
+                    version,
+                },
+            );
             tracing::info!(%name, boot, "agent registered");
             StationReply::Registered { id: 0 }
         }

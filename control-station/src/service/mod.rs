@@ -147,6 +147,8 @@ pub(crate) struct PeerConn {
     /// Which start of the process registered (see `PeerAddr::boot`).
     pub boot: u64,
     pub role: Role,
+    /// The program's version it registered with.
+    pub version: String,
 }
 
 pub struct Station {

@@ -242,6 +242,7 @@ pub(crate) async fn health(st: &Arc<Station>) -> HealthInfo {
                 r => r.as_str().to_string(),
             },
             boot: p.boot,
+            version: p.version.clone(),
             last_heard_ms: seen
                 .get(name)
                 .map(|t| u64::try_from(t.elapsed().as_millis()).unwrap_or(u64::MAX))

@@ -168,6 +168,7 @@ impl Node {
         channels.sort_unstable();
         channels.dedup();
         StationRequest::RegisterPrimary {
+            version: env!("CARGO_PKG_VERSION").to_string(),
             name: self.name.clone(),
             volumes: self.volumes.values().map(|v| v.reference()).collect(),
             boot: self.boot,

@@ -67,7 +67,7 @@ pub async fn health(a: &Args) -> Result<()> {
         let peers: Vec<_> = h
             .peers
             .iter()
-            .map(|p| json!({"name": p.name, "role": p.role, "boot": p.boot, "last_heard_ms": p.last_heard_ms}))
+            .map(|p| json!({"name": p.name, "role": p.role, "version": p.version, "boot": p.boot, "last_heard_ms": p.last_heard_ms}))
             .collect();
         println!(
             "{}",
@@ -78,9 +78,10 @@ pub async fn health(a: &Args) -> Result<()> {
         println!("up {} s, {} channels running", h.uptime_seconds, h.channels);
         for p in &h.peers {
             println!(
-                "  {:<12} {:<13} heard {:.1} s ago",
+                "  {:<12} {:<13} {:<9} heard {:.1} s ago",
                 p.name,
                 p.role,
+                p.version,
                 p.last_heard_ms as f64 / 1000.0
             );
         }

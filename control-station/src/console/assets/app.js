@@ -341,15 +341,16 @@ async function renderPeers() {
   const p = await api("/api/peers");
   const heard = new Map(p.health.peers.map((x) => [x.name, x]));
   const doing = (name) => (p.channels[name] || []).map((id) => `<a href="#channels">${id}</a>`).join(", ") || "idle";
+  const ver = (name) => esc((heard.get(name) || {}).version || "–");
   const hb = (name) => { const h = heard.get(name); return h ? (h.last_heard_ms / 1000).toFixed(1) + " s ago" : `<span class="bad">not heard</span>`; };
   $("#peers").innerHTML = `
-    <p>Catalog: <b class="${p.health.catalog === "ok" ? "ok" : "bad"}">${esc(p.health.catalog)}</b> ${esc(p.health.catalog_detail)} · station up ${duration(p.health.uptime_seconds)} · ${p.health.channels} channels running</p>
+    <p>Station ${esc(p.station_version)} · catalog: <b class="${p.health.catalog === "ok" ? "ok" : "bad"}">${esc(p.health.catalog)}</b> ${esc(p.health.catalog_detail)} · station up ${duration(p.health.uptime_seconds)} · ${p.health.channels} channels running</p>
     <h3>Data movers</h3>
-    <table><tr><th>name</th><th>role</th><th>address</th><th>state</th><th>heartbeat</th><th>start</th><th>registered</th><th>channels</th></tr>
-    ${p.movers.map((m) => `<tr><td>${esc(m.name)}</td><td>${esc(m.role)}</td><td>${esc(m.address)}</td><td>${esc(m.state)}</td><td>${hb(m.name)}</td><td class="muted">${heard.get(m.name) ? heard.get(m.name).boot.toString(16) : "–"}</td><td>${esc(m.registered)}</td><td>${doing(m.name)}</td></tr>`).join("")}</table>
+    <table><tr><th>name</th><th>role</th><th>address</th><th>state</th><th>version</th><th>heartbeat</th><th>registered</th><th>channels</th></tr>
+    ${p.movers.map((m) => `<tr><td>${esc(m.name)}</td><td>${esc(m.role)}</td><td>${esc(m.address)}</td><td>${esc(m.state)}</td><td>${ver(m.name)}</td><td>${hb(m.name)}</td><td>${esc(m.registered)}</td><td>${doing(m.name)}</td></tr>`).join("")}</table>
     <h3>Primary nodes</h3>
-    <table><tr><th>name</th><th>volumes</th><th>target volumes</th><th>heartbeat</th><th>channels</th></tr>
-    ${p.primaries.map((n) => `<tr><td>${esc(n.name)}</td><td>${esc(n.volumes.join(", "))}</td><td>${esc(n.target_volumes.join(", ") || "–")}</td><td>${hb(n.name)}</td><td>${doing(n.name)}</td></tr>`).join("")}</table>`;
+    <table><tr><th>name</th><th>volumes</th><th>target volumes</th><th>version</th><th>heartbeat</th><th>channels</th></tr>
+    ${p.primaries.map((n) => `<tr><td>${esc(n.name)}</td><td>${esc(n.volumes.join(", "))}</td><td>${esc(n.target_volumes.join(", ") || "–")}</td><td>${ver(n.name)}</td><td>${hb(n.name)}</td><td>${doing(n.name)}</td></tr>`).join("")}</table>`;
 }
 
 // ---- navigation ------------------------------------------------------------

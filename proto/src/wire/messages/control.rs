@@ -6,6 +6,10 @@ use rkyv::{Archive, Deserialize, Serialize};
 
 use super::*;
 
+/// Longest program version a process registers with (the operators see
+/// it beside its heartbeats).
+pub const MAX_VERSION_TEXT: usize = 64;
+
 /// Requests to the control station, by role:
 /// primary node: `RegisterPrimary`; mover: `RegisterMover`, `Heartbeat`,
 /// `SegmentPlaced`, `MetadataPlaced`, `ChannelProgress`, `ChannelFinished`,
@@ -25,6 +29,8 @@ pub enum StationRequest {
         /// The volumes of `volumes` that are target volumes (with a
         /// management region), and what each region holds.
         targets: Vec<TargetVolume>,
+        /// The program's version (see [`MAX_VERSION_TEXT`]).
+        version: String,
     },
     /// As `RegisterPrimary`; a back-end's drives that the station is not
     /// using are dismounted (their tapes finished and recorded as they are).
@@ -36,6 +42,8 @@ pub enum StationRequest {
         back_end: Option<String>,
         boot: u64,
         channels: Vec<ChannelId>,
+        /// The program's version (see [`MAX_VERSION_TEXT`]).
+        version: String,
     },
     /// A host's `smapp agent` (client certificate): it runs the pre and
     /// post commands of the backup definitions naming its host, on
@@ -43,6 +51,8 @@ pub enum StationRequest {
     RegisterAgent {
         name: String,
         boot: u64,
+        /// The program's version (see [`MAX_VERSION_TEXT`]).
+        version: String,
     },
     Heartbeat {
         name: String,

@@ -32,6 +32,8 @@ pub struct PeerHealth {
     pub boot: u64,
     /// Milliseconds since its last heartbeat or registration.
     pub last_heard_ms: u64,
+    /// The program's version it registered with.
+    pub version: String,
 }
 
 /// One grant: what a client may do on a primary node's objects.
