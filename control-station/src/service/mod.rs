@@ -4,6 +4,7 @@
 
 mod access;
 mod audit;
+mod authorize;
 mod backup;
 pub mod catalog_backup;
 mod copy;

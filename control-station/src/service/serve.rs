@@ -10,7 +10,8 @@ use proto::domain::Failure;
 use proto::wire::{StationReply, StationRequest, MAX_CONTROL_FRAME};
 use transport::{Identity, Peer};
 
-use super::dispatch::{authorize, dispatch};
+use super::authorize::authorize;
+use super::dispatch::dispatch;
 use super::{definitions, failure_of, recovery, watchdog, Station};
 
 /// How long a peer has to send a whole request once it opened a stream.
