@@ -15,7 +15,13 @@ work="$(mktemp -d /tmp/dmc-check-deploy.XXXXXX)"
 trap 'rm -rf "$work"' EXIT
 sudo=""; [[ "$(id -u)" == 0 ]] || sudo="sudo"
 
+apt_install() {
+    $sudo apt-get update -qq >&2 || true
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$@" >&2
+}
+
 echo "check-deploy: systemd units" >&2
+command -v systemd-analyze >/dev/null 2>&1 || apt_install systemd
 for f in deploy/systemd/*.service; do
     sed "s|/usr/local/bin/|$root/target/release/|" "$f" > "$work/$(basename "$f")"
 done
@@ -30,17 +36,16 @@ for u in "${units[@]}"; do
 done
 
 echo "check-deploy: compose" >&2
-if ! command -v docker-compose >/dev/null 2>&1; then
-    $sudo apt-get update -qq >&2 || true
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq docker-compose >&2
-fi
+command -v docker-compose >/dev/null 2>&1 || apt_install docker-compose
 docker-compose -f deploy/compose.yaml config -q
 echo "  services: $(docker-compose -f deploy/compose.yaml config --services | tr '\n' ' ')" >&2
 
 echo "check-deploy: kubernetes manifests" >&2
 venv="${DMC_TOOLS_VENV:-/tmp/dmc-tools-venv}"
 if [[ ! -x "$venv/bin/kubernetes-validate" ]]; then
-    python3 -m venv "$venv" >&2
+    rm -rf "$venv"
+    # Debian's python3 makes venvs only with python3-venv.
+    python3 -m venv "$venv" >&2 2>/dev/null || { rm -rf "$venv"; apt_install python3-venv; python3 -m venv "$venv" >&2; }
     "$venv/bin/pip" install -q kubernetes-validate >&2
 fi
 "$venv/bin/kubernetes-validate" --quiet -k 1.32.0 --strict deploy/k8s/*.yaml
