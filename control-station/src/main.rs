@@ -65,6 +65,11 @@ enum Cmd {
         /// (default: the system's bundle).
         #[arg(long)]
         notify_ca: Option<PathBuf>,
+        /// Seconds a job waits for a drive before each drive left idle
+        /// meanwhile (no connected pair serves it, or it holds a tape no
+        /// job uses) is reported to the operators.
+        #[arg(long, default_value_t = 30.0)]
+        idle_notice: f64,
         /// Seconds a job waits for the catalog database while it is
         /// unreachable (restart, failover) before it fails with that reason.
         #[arg(long, default_value_t = 60)]
@@ -420,6 +425,7 @@ async fn main_async() -> Result<()> {
             http,
             notify_url,
             notify_ca,
+            idle_notice,
             heartbeat_timeout,
             catalog_patience,
             resume_patience,
@@ -465,6 +471,7 @@ async fn main_async() -> Result<()> {
                 database_url,
                 pg_tools: PgTools { bin: pg_bin },
                 label_prefix,
+                idle_notice: seconds("idle-notice", idle_notice)?,
             };
             serve(Station::new(catalog, cfg, webhook), identity, pki).await
         }

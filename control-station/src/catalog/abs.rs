@@ -63,8 +63,11 @@ pub struct AbsSummaryRow {
     pub segment_count: u32,
     /// Segments recorded so far.
     pub segments_recorded: u64,
-    /// Labels of the tapes holding its segments, sorted.
+    /// Labels of the tapes holding its segments, in the order the library
+    /// got them (a media set's tapes in sequence).
     pub tapes: Vec<String>,
+    /// Extents of its ABS map.
+    pub extents: u32,
     /// The primary pool it was written to.
     pub pool: String,
     pub created: DateTime<Utc>,
@@ -499,8 +502,10 @@ impl Catalog {
                       a.point_in_time, a.state AS "state: AbsState", a.reason, a.object_size, a.data_bytes,
                       a.track_count, a.segment_count,
                       (SELECT count(*) FROM segments s WHERE s.abs_id = a.id) AS "segments_recorded!",
-                      ARRAY(SELECT DISTINCT t.label FROM segments s JOIN tapes t ON t.id = s.tape_id
-                            WHERE s.abs_id = a.id ORDER BY t.label) AS "tapes!",
+                      ARRAY(SELECT t.label FROM tapes t
+                            WHERE t.id IN (SELECT s.tape_id FROM segments s WHERE s.abs_id = a.id)
+                            ORDER BY t.id) AS "tapes!",
+                      (SELECT count(*) FROM abs_map_extents e WHERE e.abs_id = a.id) AS "extents!",
                       a.pool, a.created, a.completed, a.uuid, a.label, a.origin_cluster, a.definition,
                       a.from_version
                FROM abs a
@@ -531,6 +536,7 @@ impl Catalog {
                     segment_count: to_u32(a.segment_count, "segment count")?,
                     segments_recorded: to_u64(a.segments_recorded, "segment count")?,
                     tapes: a.tapes,
+                    extents: to_u32(a.extents, "extent count")?,
                     pool: a.pool,
                     created: a.created,
                     completed: a.completed,

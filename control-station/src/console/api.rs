@@ -41,8 +41,6 @@ use crate::service::{failure_of, library_admin, listing, recovery, Station};
 
 /// Ended channels the channel list shows beside the running ones.
 const ENDED_SHOWN: i64 = 50;
-/// Acknowledged notifications listed beside the open ones.
-const ACKNOWLEDGED_SHOWN: i64 = 50;
 /// The window of a drive's busy share, seconds (an hour).
 const BUSY_WINDOW: f64 = 3600.0;
 /// ABSs one search answers with at most.
@@ -433,7 +431,7 @@ pub async fn peers(State(s): State<ConsoleState>) -> ApiResult<PeersView> {
 pub async fn notifications(State(s): State<ConsoleState>) -> ApiResult<Vec<NotificationView>> {
     Ok(Json(
         s.st.catalog
-            .notifications(ACKNOWLEDGED_SHOWN)
+            .notifications(crate::service::notify::ACKNOWLEDGED_SHOWN)
             .await?
             .into_iter()
             .map(NotificationView::from)
@@ -446,24 +444,7 @@ pub async fn acknowledge(
     Extension(op): Extension<Operator>,
     Path(id): Path<i64>,
 ) -> ApiResult<NotificationView> {
-    let st = &s.st;
-    let done = st.catalog.acknowledge_notification(id, &op.0).await?;
-    let row = st
-        .catalog
-        .notification(id)
-        .await?
-        .ok_or_else(|| anyhow::anyhow!(proto::domain::Failure::not_found(format!("no notification {id}"))))?;
-    if !done {
-        return Err(anyhow::anyhow!(proto::domain::Failure::new(
-            FailureCode::Conflict,
-            format!(
-                "notification {id} was acknowledged already by {}",
-                row.acknowledged_by.as_deref().unwrap_or("?")
-            ),
-        ))
-        .into());
-    }
-    tracing::info!(notification = id, operator = %op.0, "notification acknowledged");
+    let row = crate::service::notify::acknowledge(&s.st, id, &op.0).await?;
     Ok(Json(row.into()))
 }
 

@@ -52,6 +52,9 @@ pub(super) fn authorize(peer: &Peer, req: &StationRequest) -> Result<()> {
             (&[Role::Client, Role::Operator], "read the catalog")
         }
         R::ListTapes | R::ListMovers => (&[Role::Operator], "list the tapes and movers"),
+        R::Notifications { .. } | R::AcknowledgeNotification { .. } => {
+            (&[Role::Operator], "read or acknowledge notifications")
+        }
         R::Health => (&[Role::Client, Role::Operator], "ask the station's health"),
         R::Grant { .. } | R::Revoke { .. } => (&[Role::Operator], "grant or revoke rights"),
     };

@@ -345,6 +345,14 @@ async fn handle(st: &Arc<Station>, conn: quinn::Connection, peer: &Peer, req: St
         }
         R::ListTapes => StationReply::Tapes(listing::tapes(st).await?),
         R::ListMovers => StationReply::Movers(listing::movers(st).await?),
+        R::Notifications { acknowledged } => {
+            StationReply::Notifications(listing::notifications(st, acknowledged).await?)
+        }
+        R::AcknowledgeNotification { id } => {
+            let id = i64::try_from(id).map_err(|_| Failure::not_found(format!("no notification {id}")))?;
+            let row = super::notify::acknowledge(st, id, &peer.name).await?;
+            StationReply::Notifications(vec![listing::notification(row)])
+        }
         R::LibraryLabel { pool, count } => {
             let pool = pool.unwrap_or_else(|| st.cfg.pool.clone());
             let labels = library_admin::label(st, &pool, count).await?;

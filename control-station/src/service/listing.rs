@@ -5,8 +5,8 @@ use std::sync::Arc;
 use anyhow::{anyhow, Result};
 use proto::domain::{AbsId, ChannelId, Failure};
 use proto::wire::{
-    AbsInfo, ChannelInfo, GrantInfo, HistoryNote, MoverInfo, PoolInfo, SegmentInfo, StationReply, TapeInfo,
-    TransitionInfo,
+    AbsInfo, ChannelInfo, GrantInfo, HistoryNote, MoverInfo, NotificationInfo, PoolInfo, SegmentInfo, StationReply,
+    TapeInfo, TransitionInfo,
 };
 
 use super::Station;
@@ -24,20 +24,6 @@ pub(crate) async fn abs(st: &Arc<Station>) -> Result<Vec<AbsInfo>> {
     }
     let mut out = Vec::with_capacity(rows.len());
     for r in rows {
-        let mut tapes: Vec<String> = st
-            .catalog
-            .segments_of(r.id)
-            .await?
-            .into_iter()
-            .map(|s| s.tape_label)
-            .collect();
-        tapes.dedup();
-        let extents = st
-            .catalog
-            .load_abs(r.id)
-            .await?
-            .map(|a| u32::try_from(a.map.extents.len()).unwrap_or(u32::MAX))
-            .unwrap_or(0);
         out.push(AbsInfo {
             abs_id: r.id,
             object_name: r.object_name,
@@ -52,9 +38,9 @@ pub(crate) async fn abs(st: &Arc<Station>) -> Result<Vec<AbsInfo>> {
             data_bytes: r.data_bytes,
             track_count: r.track_count,
             segment_count: r.segment_count,
-            extents,
+            extents: r.extents,
             created: ts(r.created),
-            tapes,
+            tapes: r.tapes,
             copies: copies.remove(&r.id).unwrap_or_default(),
             pool: r.pool,
             uuid: r.uuid,
@@ -82,6 +68,40 @@ pub(crate) async fn movers(st: &Arc<Station>) -> Result<Vec<MoverInfo>> {
             last_seen: ts(m.last_seen),
         })
         .collect())
+}
+
+/// Open notifications (and, with `acknowledged`, the recent acknowledged
+/// ones), newest first.
+pub(crate) async fn notifications(st: &Arc<Station>, acknowledged: bool) -> Result<Vec<NotificationInfo>> {
+    let recent = if acknowledged {
+        super::notify::ACKNOWLEDGED_SHOWN
+    } else {
+        0
+    };
+    Ok(st
+        .catalog
+        .notifications(recent)
+        .await?
+        .into_iter()
+        .map(notification)
+        .collect())
+}
+
+/// A notification as listings show it.
+pub(crate) fn notification(n: crate::catalog::NotificationRow) -> NotificationInfo {
+    NotificationInfo {
+        id: u64::try_from(n.id).unwrap_or_default(),
+        kind: n.kind,
+        subject: n.subject,
+        message: n.message,
+        channel_id: n.channel_id,
+        raised: ts(n.raised),
+        acknowledged_by: n.acknowledged_by.unwrap_or_default(),
+        acknowledged: n.acknowledged.map(ts).unwrap_or_default(),
+        delivered: n.delivered.is_some(),
+        attempts: u32::try_from(n.attempts).unwrap_or_default(),
+        last_error: n.last_error.unwrap_or_default(),
+    }
 }
 
 /// The tapes with these labels.

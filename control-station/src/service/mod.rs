@@ -86,6 +86,9 @@ pub struct StationConfig {
     pub pg_tools: crate::pg_tools::PgTools,
     /// Prefix of new tape labels ([`TAPE_LABEL_PREFIX`] unless set).
     pub label_prefix: String,
+    /// How long a job waits for a drive before the drives left idle
+    /// meanwhile are reported to the operators.
+    pub idle_notice: Duration,
 }
 
 /// Notes a running channel's queue holds before reporters wait.

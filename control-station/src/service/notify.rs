@@ -23,8 +23,11 @@ use tokio::net::TcpStream;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use proto::domain::{Failure, FailureCode};
+
 use super::live::NotificationView;
 use super::Station;
+use crate::catalog::NotificationRow;
 
 /// Longest wait between two attempts of one notification.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(300);
@@ -135,6 +138,33 @@ pub(crate) async fn raise(
         Ok(None) => tracing::debug!(%key, "notification already open"),
         Err(e) => tracing::error!(%key, %message, error = %e, "notification not recorded"),
     }
+}
+
+/// How many acknowledged notifications a listing shows beside the open
+/// ones.
+pub const ACKNOWLEDGED_SHOWN: i64 = 50;
+
+/// Operator `by` acknowledges notification `id`: the notification as it
+/// is now. Not found when there is none; a conflict, naming who did, when
+/// it was acknowledged already.
+pub(crate) async fn acknowledge(st: &Station, id: i64, by: &str) -> Result<NotificationRow> {
+    let done = st.catalog.acknowledge_notification(id, by).await?;
+    let row = st
+        .catalog
+        .notification(id)
+        .await?
+        .ok_or_else(|| anyhow!(Failure::not_found(format!("no notification {id}"))))?;
+    if !done {
+        bail!(Failure::new(
+            FailureCode::Conflict,
+            format!(
+                "notification {id} was acknowledged already by {}",
+                row.acknowledged_by.as_deref().unwrap_or("?")
+            ),
+        ));
+    }
+    tracing::info!(notification = id, operator = %by, "notification acknowledged");
+    Ok(row)
 }
 
 /// The JSON a webhook receives.

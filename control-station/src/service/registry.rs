@@ -185,7 +185,7 @@ pub(crate) async fn assign(st: &Arc<Station>, patience: Duration, purpose: Purpo
     let mut idle_checked = false;
     let _waiting = WaitingGauge::new();
     loop {
-        if !idle_checked && started.elapsed() >= IDLE_NOTICE {
+        if !idle_checked && started.elapsed() >= st.cfg.idle_notice {
             idle_checked = true;
             notice_idle_drives(st, purpose, started.elapsed()).await;
         }
@@ -288,10 +288,6 @@ impl Drop for WaitingGauge {
         metrics::gauge!("dmc_station_jobs_waiting").decrement(1.0);
     }
 }
-
-/// How long a job waits for a drive before the drives left idle meanwhile
-/// are reported to the operators.
-pub(crate) const IDLE_NOTICE: Duration = Duration::from_secs(30);
 
 /// A job has waited `waited` for a drive: raise a notification for each
 /// drive nobody uses, saying why it cannot take the job (one per drive

@@ -110,6 +110,17 @@ pub enum Cmd {
     /// The station's health: its catalog database, the processes it
     /// hears from, the channels it runs.
     Health,
+    /// Operator: what needs your attention (a channel in error, a tape
+    /// needed that is not in the library, a drive idle while work waits, a
+    /// refused version), open until acknowledged; `notifications ack ID`
+    /// acknowledges one. With --json, one line per notification.
+    Notifications {
+        /// Also list the recent acknowledged ones.
+        #[arg(long)]
+        acknowledged: bool,
+        #[command(subcommand)]
+        cmd: Option<NotificationsCmd>,
+    },
     /// Operator: open the station's web console through a local address
     /// that presents your certificate (nothing to import into the
     /// browser). Prints the address to open, with its one-time token.
@@ -201,6 +212,16 @@ pub enum DefinitionsCmd {
     Run {
         #[arg(value_name = "NAME")]
         definition: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum NotificationsCmd {
+    /// Acknowledge a notification: you have seen it (it stays listed with
+    /// --acknowledged, with your name).
+    Ack {
+        #[arg(value_name = "ID")]
+        id: u64,
     },
 }
 

@@ -1,5 +1,6 @@
 //! Listings the station returns (ABSs, grants, movers, tapes, segments,
-//! channels, a channel's history), as text tables or JSON lines.
+//! channels, a channel's history, notifications), as text tables or JSON
+//! lines.
 
 use proto::domain::AbsId;
 use proto::wire::StationReply;
@@ -368,6 +369,34 @@ pub fn print_listing(reply: StationReply, as_json: bool) {
                 for (_, line) in lines {
                     println!("{line}");
                 }
+            }
+        }
+        StationReply::Notifications(rows) => {
+            if !as_json {
+                if rows.is_empty() {
+                    println!("no open notifications");
+                }
+                for n in &rows {
+                    let state = if n.acknowledged_by.is_empty() {
+                        "OPEN".to_string()
+                    } else {
+                        format!("acknowledged by {} at {}", n.acknowledged_by, n.acknowledged)
+                    };
+                    println!("#{:<5} {}  {:<15} {:<20} {state}", n.id, n.raised, n.kind, n.subject);
+                    println!("       {}", n.message);
+                    if !n.last_error.is_empty() {
+                        println!("       webhook: {} attempts, last: {}", n.attempts, n.last_error);
+                    }
+                }
+            }
+            for n in rows.iter().filter(|_| as_json) {
+                println!(
+                    "{}",
+                    json!({"id": n.id, "kind": n.kind.as_str(), "subject": n.subject, "message": n.message,
+                    "channel_id": n.channel_id.map(|c| c.get()), "raised": n.raised,
+                    "acknowledged_by": n.acknowledged_by, "acknowledged": n.acknowledged,
+                    "delivered": n.delivered, "attempts": n.attempts, "last_error": n.last_error})
+                );
             }
         }
         other => println!("{other:?}"),

@@ -47,6 +47,14 @@ pub async fn run(a: Args) -> Result<()> {
         Cmd::Revoke(g) => operator::grant(&a, g, false).await,
         Cmd::Grants => operator::grants(&a).await,
         Cmd::Health => catalog::health(&a).await,
+        Cmd::Notifications { acknowledged, cmd } => {
+            operator::notifications(
+                &a,
+                *acknowledged,
+                cmd.as_ref().map(|args::NotificationsCmd::Ack { id }| *id),
+            )
+            .await
+        }
         Cmd::Console { console, listen } => {
             smapp_client::console::run(smapp_client::console::ConsoleForward {
                 pki: a.pki.clone(),

@@ -1,5 +1,5 @@
 //! Operator commands: rights on primary nodes (`grant`, `revoke`,
-//! `grants`) and the tape library (`library`).
+//! `grants`), the tape library (`library`), notifications.
 
 use std::path::PathBuf;
 
@@ -10,6 +10,17 @@ use proto::wire::StationRequest;
 use super::args::{Args, GrantScope, LibraryCmd, PoolCmd};
 use super::connect;
 use super::listing::print_listing;
+
+/// `notifications [--acknowledged]`, or `notifications ack ID` (`ack`).
+pub async fn notifications(a: &Args, acknowledged: bool, ack: Option<u64>) -> Result<()> {
+    let req = match ack {
+        Some(id) => StationRequest::AcknowledgeNotification { id },
+        None => StationRequest::Notifications { acknowledged },
+    };
+    let client = connect(a).await?;
+    print_listing(client.request(&req).await?, a.json);
+    Ok(())
+}
 
 /// `grant` (`granting`) or `revoke`.
 pub async fn grant(a: &Args, g: &GrantScope, granting: bool) -> Result<()> {

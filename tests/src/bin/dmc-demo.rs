@@ -1,12 +1,15 @@
 //! The README's first command runs this (through deploy/demo.sh): a local
 //! cluster backs up a scattered logical object to a tape image and restores
-//! it onto other volumes and into a plain file, verified byte for byte.
+//! it onto other volumes and into a plain file, verified byte for byte;
+//! the station serves its operators' web console, which the demo reads
+//! (and, with `--keep-running`, leaves open for a browser until Ctrl-C).
 
 use std::path::PathBuf;
 use std::process::Command;
 
 use anyhow::{Context, Result};
 use dmc_tests::cluster::{arg, bin_dir, Cluster};
+use dmc_tests::console::{https, identity, smapp_console};
 use dmc_tests::scenario::{self, ScenarioSpec};
 
 #[tokio::main(flavor = "multi_thread")]
@@ -33,9 +36,13 @@ async fn main() -> Result<()> {
         layout.extents.len(),
         layout.extents_file.display()
     );
-    let mut cluster = Cluster::start(&work, &scenario::cluster_spec(&layout, &spec)).await?;
+    let keep_running = std::env::args().any(|a| a == "--keep-running");
+    let console: std::net::SocketAddr = format!("127.0.0.1:{}", dmc_tests::metrics::free_tcp_port()?).parse()?;
+    let mut cluster_spec = scenario::cluster_spec(&layout, &spec);
+    cluster_spec.station_args = vec!["--http".into(), console.to_string()];
+    let mut cluster = Cluster::start(&work, &cluster_spec).await?;
     println!(
-        "   cluster up: control station {} (Postgres catalog), front-end fe1, back-end be1 with drive0, primary node pn1; mutual TLS everywhere",
+        "   cluster up: control station {} (Postgres catalog, web console https://{console}), front-end fe1, back-end be1 with drive0, primary node pn1; mutual TLS everywhere",
         cluster.station
     );
     let report = scenario::run(&cluster, &layout);
@@ -85,7 +92,12 @@ async fn main() -> Result<()> {
             .arg(cluster.pki_of("operator"))
             .args(["--name", "operator"]);
     };
-    for args in [vec!["list", "abs"], vec!["list", "segments"], vec!["channels"]] {
+    for args in [
+        vec!["list", "abs"],
+        vec!["list", "segments"],
+        vec!["channels"],
+        vec!["notifications"],
+    ] {
         let mut c = Command::new(&smapp);
         base(&mut c);
         c.args(&args).status()?;
@@ -95,10 +107,50 @@ async fn main() -> Result<()> {
         println!("== smapp tape inspect {}", image.display());
         Command::new(&smapp).args(["tape", "inspect"]).arg(&image).status()?;
     }
+    show_console(&cluster, console).await?;
+    if keep_running {
+        let (mut forward, url) = smapp_console(&cluster, "operator", console)?;
+        println!("== the cluster keeps running: open {url} in a browser on this machine (Ctrl-C stops everything)");
+        tokio::signal::ctrl_c().await?;
+        let _ = forward.kill();
+        let _ = forward.wait();
+    } else {
+        println!("   (bash deploy/demo.sh --keep-running leaves the cluster up and the console open for a browser)");
+    }
     cluster.stop();
     println!(
         "== done: everything started was stopped; data and logs are in {}",
         work.display()
     );
+    Ok(())
+}
+
+/// What the operators' web console answers about the demo's jobs, read
+/// with the operator's certificate as a browser would.
+async fn show_console(cluster: &Cluster, console: std::net::SocketAddr) -> Result<()> {
+    let op = identity(&cluster.pki_of("operator"), "operator")?;
+    let page = https(console, &op, Some(&op), "GET", "/", None).await?;
+    anyhow::ensure!(page.status == 200, "the console's page answered {}", page.status);
+    let channels = https(console, &op, Some(&op), "GET", "/api/channels", None)
+        .await?
+        .json()?;
+    let rows = channels.as_array().context("/api/channels: not a list")?;
+    println!(
+        "== the web console at https://{console} (operator certificate {}; a browser imports `control-station pki issue NAME:operator --p12`, or runs `smapp console`):",
+        cluster.pki_of("operator").display()
+    );
+    for c in rows {
+        println!(
+            "   channel {} {} of ABS {}: {} ({} transitions, {} bytes)",
+            c["channel_id"],
+            c["kind"].as_str().unwrap_or("?"),
+            c["abs_id"],
+            c["state"].as_str().unwrap_or("?"),
+            c["transitions"].as_array().map_or(0, Vec::len),
+            c["bytes"]
+        );
+    }
+    let anonymous = https(console, &op, None, "GET", "/api/channels", None).await?;
+    println!("   without a certificate: {} (only operators get in)", anonymous.status);
     Ok(())
 }

@@ -387,6 +387,19 @@ pub enum StationRequest {
     /// Client or operator: the station's health (answered even while the
     /// catalog database is unreachable).
     Health,
+    /// Operator: the notifications still open (unacknowledged), oldest
+    /// first; with `acknowledged`, also the most recent acknowledged ones.
+    /// Answered with [`StationReply::Notifications`].
+    Notifications {
+        acknowledged: bool,
+    },
+    /// Operator: acknowledge notification `id` (the certificate's name is
+    /// recorded as who did). Refused as a conflict when it was already
+    /// acknowledged. Answered with [`StationReply::Notifications`] holding
+    /// it.
+    AcknowledgeNotification {
+        id: u64,
+    },
 }
 
 /// Replies of the control station.
@@ -457,6 +470,8 @@ pub enum StationReply {
         /// post commands and their output), in time order.
         notes: Vec<HistoryNote>,
     },
+    /// See [`StationRequest::Notifications`].
+    Notifications(Vec<NotificationInfo>),
 }
 
 /// Progress of a backup or restore, streamed to the client that asked.

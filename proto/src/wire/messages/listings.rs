@@ -320,3 +320,26 @@ pub struct RunInfo {
     pub post_status: Option<i32>,
     pub post_output: String,
 }
+
+/// An operators' notification (see [`StationRequest::Notifications`]): a
+/// channel in error, a tape needed that is not in the library, a drive
+/// idle while work waits, a refused version. Open until an operator
+/// acknowledges it; one per subject while open.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct NotificationInfo {
+    pub id: u64,
+    pub kind: NotificationKind,
+    /// What it is about (`channel 12`, `tape L00003`, `drive drive1`, …).
+    pub subject: String,
+    pub message: String,
+    pub channel_id: Option<ChannelId>,
+    pub raised: String,
+    /// Who acknowledged it, and when (both empty while it is open).
+    pub acknowledged_by: String,
+    pub acknowledged: String,
+    /// Whether the station's webhook accepted it (false without one), in
+    /// how many attempts, and why the last one failed (empty: it did not).
+    pub delivered: bool,
+    pub attempts: u32,
+    pub last_error: String,
+}

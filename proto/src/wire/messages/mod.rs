@@ -37,8 +37,8 @@ use crate::abs::{AbsMap, ObjectExtent, RemapTable, TrackAddr, TrackSet, VolumeRe
 pub use crate::domain::MoverRole;
 use crate::domain::{
     AbsId, AbsKind, AbsState, CatalogHealth, ChannelId, ChannelKind, ChannelState, Failure, HookPhase, JobId, Level,
-    MapId, MediaSetId, MoverState, PoolKind, RunId, RunState, SegmentSeq, SegmentStatus, TapeLocation, TapeState,
-    VolumeKey, VpoolKind,
+    MapId, MediaSetId, MoverState, NotificationKind, PoolKind, RunId, RunState, SegmentSeq, SegmentStatus,
+    TapeLocation, TapeState, VolumeKey, VpoolKind,
 };
 
 /// Name and socket address of a peer process (the name is its TLS name),
