@@ -59,16 +59,16 @@ enum Cmd {
         /// Send every notification (a channel in error, a tape needed that
         /// is not in the library, a drive idle while work waits, a refused
         /// version) to this webhook as a JSON POST, retried until accepted.
-        #[arg(long)]
+        #[arg(long, env = "DMC_NOTIFY_URL")]
         notify_url: Option<String>,
         /// CA certificates (PEM) trusted for an https --notify-url
         /// (default: the system's bundle).
-        #[arg(long)]
+        #[arg(long, env = "DMC_NOTIFY_CA")]
         notify_ca: Option<PathBuf>,
         /// Seconds a job waits for a drive before each drive left idle
         /// meanwhile (no connected pair serves it, or it holds a tape no
         /// job uses) is reported to the operators.
-        #[arg(long, default_value_t = 30.0)]
+        #[arg(long, env = "DMC_IDLE_NOTICE", default_value_t = 30.0)]
         idle_notice: f64,
         /// Seconds a job waits for the catalog database while it is
         /// unreachable (restart, failover) before it fails with that reason.

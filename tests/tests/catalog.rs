@@ -539,6 +539,11 @@ async fn abs_map_round_trips_through_rows() {
     let list = cat.list_abs().await.unwrap();
     assert_eq!(list.iter().map(|a| a.id).collect::<Vec<_>>(), vec![abs, big_abs, d]);
     assert_eq!(list[0].state, AbsState::Complete);
+    let extents: Vec<u32> = list.iter().map(|a| a.extents).collect();
+    assert_eq!(
+        extents,
+        [map.extents.len(), big.extents.len(), map.extents.len()].map(|n| u32::try_from(n).unwrap())
+    );
 }
 
 #[tokio::test]
@@ -740,7 +745,24 @@ async fn segments_are_idempotent_and_conflicts_are_refused() {
     let list = cat.list_abs().await.unwrap();
     assert_eq!(list[0].tapes, ["S00001", "S00002"]);
     assert_eq!((list[0].segment_count, list[0].segments_recorded), (3, 3));
-    assert_eq!(list[1].tapes, ["S00001"]);
+    assert_eq!(
+        (list[1].tapes.as_slice(), list[1].segments_recorded),
+        (&["S00001".to_string()][..], 1)
+    );
+
+    // Tapes are listed in the order the library got them, not by label:
+    // an ABS continued on an older-labelled tape imported later.
+    let (_, abs3) = cat
+        .create_abs("/obj3", pn, Level::Full, None, &sample_map(), "default")
+        .await
+        .unwrap();
+    let t0 = cat.create_tape("A00000", "p", "/t0.tap").await.unwrap();
+    cat.record_segment(&seg(abs3, 0, t2.id, 3)).await.unwrap();
+    cat.record_segment(&seg(abs3, 1, t0.id, 1)).await.unwrap();
+    let list = cat.list_abs().await.unwrap();
+    let listed = list.iter().find(|a| a.id == abs3).unwrap();
+    assert_eq!(listed.tapes, ["S00002", "A00000"]);
+    assert_eq!(listed.segments_recorded, 2);
 }
 
 #[tokio::test]
