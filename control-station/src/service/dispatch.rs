@@ -180,17 +180,17 @@ async fn handle(st: &Arc<Station>, conn: quinn::Connection, peer: &Peer, req: St
             check_version(&version)?;
             st.restarted(&name, boot).await;
             let id = registry::register_primary(st, &name, volumes, &targets).await?;
-            st.seen(&name).await;
             let role = peer.role;
-            st.peers.lock().await.insert(
-                name.clone(),
+            st.admit(
+                &name,
                 PeerConn {
                     conn,
                     boot,
                     role,
                     version,
                 },
-            );
+            )
+            .await;
             tokio::spawn(recovery::reconcile(st.clone(), name, channels, Vec::new()));
             StationReply::Registered { id: id.get() }
         }
@@ -207,17 +207,17 @@ async fn handle(st: &Arc<Station>, conn: quinn::Connection, peer: &Peer, req: St
             check_version(&version)?;
             st.restarted(&name, boot).await;
             let id = registry::register_mover(st, &name, role, &address, &drives, back_end).await?;
-            st.seen(&name).await;
-            let peer_role = peer.role;
-            st.peers.lock().await.insert(
-                name.clone(),
+            let role = peer.role;
+            st.admit(
+                &name,
                 PeerConn {
                     conn,
                     boot,
-                    role: peer_role,
+                    role,
                     version,
                 },
-            );
+            )
+            .await;
             tokio::spawn(recovery::reconcile(st.clone(), name, channels, drives));
             StationReply::Registered { id: id.get() }
         }
@@ -458,17 +458,17 @@ async fn handle(st: &Arc<Station>, conn: quinn::Connection, peer: &Peer, req: St
                 )));
             }
             st.restarted(&name, boot).await;
-            st.seen(&name).await;
             let role = peer.role;
-            st.peers.lock().await.insert(
-                name.clone(),
+            st.admit(
+                &name,
                 PeerConn {
                     conn,
                     boot,
                     role,
                     version,
                 },
-            );
+            )
+            .await;
             tracing::info!(%name, boot, "agent registered");
             StationReply::Registered { id: 0 }
         }

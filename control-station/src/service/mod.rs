@@ -250,6 +250,13 @@ impl Station {
         self.last_seen.lock().await.insert(peer.to_string(), Instant::now());
     }
 
+    /// A registration was recorded: `name` is heard from now, and reached
+    /// on `conn` (replacing any earlier connection of it).
+    pub(crate) async fn admit(&self, name: &str, conn: PeerConn) {
+        self.seen(name).await;
+        self.peers.lock().await.insert(name.to_string(), conn);
+    }
+
     /// Record which peers a running channel depends on (empty: forget it).
     pub(crate) async fn depends_on(&self, channel_id: ChannelId, peers: &[&str]) {
         let mut map = self.channel_peers.lock().await;
