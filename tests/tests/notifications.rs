@@ -1,6 +1,7 @@
 //! Issue 16: what the station tells its operators, beside a channel in
 //! error (see console.rs): a tape a restore needs that is not in the
-//! library, and a drive left idle while a job waits. Each is raised once
+//! library, and a drive left idle while a job waits (for one drive, or for
+//! several drives of one back-end at once). Each is raised once
 //! while open, listed by `smapp notifications`, acknowledged there (and
 //! raised again when it happens again after), and delivered to the
 //! webhook exactly once (its first delivery refused, then retried).
@@ -202,24 +203,57 @@ fn succeeded(child: Child, what: &str) -> Vec<Value> {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_drive_idle_while_a_restore_waits_is_reported_once() {
-    let work = tempfile::tempdir().unwrap();
-    let (small, big) = (work.path().join("small.img"), work.path().join("big.img"));
-    fixture::make_volume(&small, 1 << 20, 6).unwrap();
-    fixture::make_volume(&big, 24 << 20, 7).unwrap();
-    let hook = Webhook::start().unwrap();
+/// Volumes `small` (1 MiB) and `big` (24 MiB, about six seconds to back
+/// up at the node's `--stream-rate 4`) in `dir`, and a cluster spec for
+/// them whose station notices idle drives after one second of waiting.
+fn small_and_big(dir: &Path, seed: u64) -> (std::path::PathBuf, ClusterSpec) {
+    let (small, big) = (dir.join("small.img"), dir.join("big.img"));
+    fixture::make_volume(&small, 1 << 20, seed).unwrap();
+    fixture::make_volume(&big, 24 << 20, seed + 1).unwrap();
     let mut spec = ClusterSpec::new(
-        vec![("small".into(), small.clone()), ("big".into(), big.clone())],
+        vec![("small".into(), small.clone()), ("big".into(), big)],
         4096,
         65536,
         1 << 20,
     );
+    spec.pn_args = vec!["--stream-rate".into(), "4".into()];
+    spec.station_args = vec!["--idle-notice".into(), "1".into()];
+    (small, spec)
+}
+
+/// Starts the backup of `big` and waits until it writes, on drive0 (no
+/// other backup runs).
+fn big_backup_on_drive0(cluster: &Cluster) -> Child {
+    let backup = spawn_smapp(
+        cluster,
+        &["backup", "--primary", PRIMARY, "--object", "big", "--volume", "big"],
+    );
+    let writing = until("the big backup to write", Duration::from_secs(60), || {
+        cluster
+            .smapp(&["channels"])
+            .ok()?
+            .into_iter()
+            .find(|c| c["kind"] == "backup" && c["state"] == "writing")
+    });
+    assert_eq!(writing["drive"], "drive0");
+    backup
+}
+
+/// Waits for the notification that drive1 is idle.
+fn drive1_reported_idle(cluster: &Cluster) -> Value {
+    until("drive1 reported idle", Duration::from_secs(60), || {
+        about(cluster, "drive_idle", "drive drive1").into_iter().next()
+    })
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_drive_idle_while_a_restore_waits_is_reported_once() {
+    let work = tempfile::tempdir().unwrap();
+    let hook = Webhook::start().unwrap();
+    let (small, mut spec) = small_and_big(work.path(), 6);
     // Two pairs of one drive each: drive0 (be1) and drive1 (be2).
     spec.drives_per_pair = vec![1, 1];
-    // The big backup takes about six seconds.
-    spec.pn_args = vec!["--stream-rate".into(), "4".into()];
-    spec.station_args = vec!["--idle-notice".into(), "1".into(), "--notify-url".into(), hook.url()];
+    spec.station_args.extend(["--notify-url".into(), hook.url()]);
     let mut cluster = Cluster::start(work.path(), &spec).await.unwrap();
     let (abs, _) = backup_volume(&cluster, "small");
 
@@ -231,18 +265,7 @@ async fn a_drive_idle_while_a_restore_waits_is_reported_once() {
     });
 
     // The big backup takes drive0; a restore then waits for a drive.
-    let backup = spawn_smapp(
-        &cluster,
-        &["backup", "--primary", PRIMARY, "--object", "big", "--volume", "big"],
-    );
-    let writing = until("the big backup to write", Duration::from_secs(60), || {
-        cluster
-            .smapp(&["channels"])
-            .ok()?
-            .into_iter()
-            .find(|c| c["kind"] == "backup" && c["abs_id"] != abs && c["state"] == "writing")
-    });
-    assert_eq!(writing["drive"], "drive0");
+    let backup = big_backup_on_drive0(&cluster);
     // Two restores wait for a drive: one notification.
     let restores: Vec<(Child, std::path::PathBuf)> = ["waited-1.bin", "waited-2.bin"]
         .iter()
@@ -255,11 +278,8 @@ async fn a_drive_idle_while_a_restore_waits_is_reported_once() {
             (child, dest)
         })
         .collect();
-    let idle = until("drive1 reported idle", Duration::from_secs(60), || {
-        let n = about(&cluster, "drive_idle", "drive drive1");
-        (!n.is_empty()).then_some(n)
-    });
-    let message = idle[0]["message"].as_str().unwrap();
+    let idle = drive1_reported_idle(&cluster);
+    let message = idle["message"].as_str().unwrap();
     assert!(
         message.contains("a restore has waited") && message.contains("no connected front-end/back-end pair serves it"),
         "{message}"
@@ -283,5 +303,62 @@ async fn a_drive_idle_while_a_restore_waits_is_reported_once() {
     });
     let got = delivered(&hook, "drive_idle", "drive drive1");
     assert_eq!(got.len(), 1, "{got:?}");
-    assert_eq!(got[0]["id"], idle[0]["id"]);
+    assert_eq!(got[0]["id"], idle["id"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_backup_waiting_for_two_drives_counts_as_waiting_and_names_the_idle_one() {
+    let work = tempfile::tempdir().unwrap();
+    let (small, mut spec) = small_and_big(work.path(), 8);
+    // One pair with two drives: drive0 and drive1 of be1.
+    spec.drives_per_pair = vec![2];
+    spec.station_metrics = true;
+    let cluster = Cluster::start(work.path(), &spec).await.unwrap();
+    let station_metrics = cluster.station_metrics.unwrap();
+
+    // The big backup takes drive0; a backup across two drives waits.
+    let big_backup = big_backup_on_drive0(&cluster);
+    let split = spawn_smapp(
+        &cluster,
+        &[
+            "backup",
+            "--primary",
+            PRIMARY,
+            "--object",
+            "small",
+            "--volume",
+            "small",
+            "--drives",
+            "2",
+        ],
+    );
+    // It counts among the jobs waiting for a drive.
+    metrics::wait_at_least(
+        station_metrics,
+        "dmc_station_jobs_waiting",
+        1.0,
+        Duration::from_secs(60),
+    )
+    .unwrap();
+    let idle = drive1_reported_idle(&cluster);
+    let message = idle["message"].as_str().unwrap();
+    assert!(
+        message.contains("a backup to pool") && message.contains("for 2 drives on one back-end"),
+        "{message}"
+    );
+    assert!(
+        message.contains("the job needs 2 free drives of one back-end at once"),
+        "{message}"
+    );
+
+    // Both backups end well; the split one took both drives once free.
+    succeeded(big_backup, "the big backup");
+    let out = succeeded(split, "the backup across two drives");
+    let abs = out.last().unwrap()["abs_id"].as_u64().unwrap();
+    restore_and_compare(&cluster, abs, "split.bin", &small);
+    assert_eq!(about(&cluster, "drive_idle", "drive drive1").len(), 1);
+    assert!(about(&cluster, "drive_idle", "drive drive0").is_empty());
+    until("no job waiting", Duration::from_secs(60), || {
+        (metrics::value(station_metrics, "dmc_station_jobs_waiting").ok()? == 0.0).then_some(())
+    });
 }

@@ -139,7 +139,7 @@ async fn write(
     let channel_id = held.channel.id();
     held.expected_tracks = Some(abs.map.track_set().len());
     send.emit(started_event(channel_id, abs.id, &abs.map)).await;
-    let (pair, drives) = registry::assign_drives(st, Duration::from_secs(600), 1, None)
+    let (pair, drives) = registry::assign_drives(st, Duration::from_secs(600), 1, "a catalog backup", None)
         .await
         .context("a catalog backup writes on one drive")?;
     let drive = drives

@@ -187,7 +187,11 @@ pub(crate) async fn assign(st: &Arc<Station>, patience: Duration, purpose: Purpo
     loop {
         if !idle_checked && started.elapsed() >= st.cfg.idle_notice {
             idle_checked = true;
-            notice_idle_drives(st, purpose, started.elapsed()).await;
+            let job = match purpose {
+                Purpose::Backup { pool } => format!("a backup to pool {pool}"),
+                Purpose::Restore => "a restore".to_string(),
+            };
+            notice_idle_drives(st, &job, 1, started.elapsed()).await;
         }
         let pairs = st.catalog.list_pairs().await?;
         let connected = connected_pairs(pairs, &*st.peers.lock().await);
@@ -289,10 +293,10 @@ impl Drop for WaitingGauge {
     }
 }
 
-/// A job has waited `waited` for a drive: raise a notification for each
-/// drive nobody uses, saying why it cannot take the job (one per drive
+/// `job` has waited `waited` for `need` drives: raise a notification for
+/// each drive nobody uses, saying why it cannot take the job (one per drive
 /// while open).
-async fn notice_idle_drives(st: &Arc<Station>, purpose: Purpose<'_>, waited: Duration) {
+async fn notice_idle_drives(st: &Arc<Station>, job: &str, need: usize, waited: Duration) {
     let (drives, pairs) = match (st.catalog.list_drives().await, st.catalog.list_pairs().await) {
         (Ok(d), Ok(p)) => (d, p),
         (Err(e), _) | (_, Err(e)) => {
@@ -302,14 +306,16 @@ async fn notice_idle_drives(st: &Arc<Station>, purpose: Purpose<'_>, waited: Dur
     };
     let connected = connected_pairs(pairs, &*st.peers.lock().await);
     let uses = st.drive_use.lock().await.clone();
-    let job = match purpose {
-        Purpose::Backup { pool } => format!("a backup to pool {pool}"),
-        Purpose::Restore => "a restore".to_string(),
+    let wanted = if need > 1 {
+        format!("{need} drives on one back-end")
+    } else {
+        "a drive".to_string()
     };
     for d in drives.iter().filter(|d| !uses.contains_key(&d.id)) {
         let why = match (&d.tape_label, connected.iter().any(|p| p.be_id == d.be_mover_id)) {
             (Some(t), _) => format!("it holds tape {t}, which no job is using (unload it)"),
             (None, false) => "no connected front-end/back-end pair serves it".to_string(),
+            (None, true) if need > 1 => format!("the job needs {need} free drives of one back-end at once"),
             (None, true) => "the station could not hand it to the job".to_string(),
         };
         super::notify::raise(
@@ -318,7 +324,7 @@ async fn notice_idle_drives(st: &Arc<Station>, purpose: Purpose<'_>, waited: Dur
             &format!("drive_idle:{}", d.name),
             &format!("drive {}", d.name),
             &format!(
-                "{job} has waited {}s for a drive while drive {} is idle: {why}",
+                "{job} has waited {}s for {wanted} while drive {} is idle: {why}",
                 waited.as_secs(),
                 d.name
             ),
@@ -332,16 +338,25 @@ async fn notice_idle_drives(st: &Arc<Station>, purpose: Purpose<'_>, waited: Dur
 /// across them. Waits up to `patience` until some back-end has `n` free
 /// drives; fails at once when no back-end has that many drives at all.
 ///
-/// `joinable`: the pool whose backups may join these drives (None: they
-/// are the job's alone).
+/// `job` says what waits (in idle-drive notifications); `joinable`: the
+/// pool whose backups may join these drives (None: they are the job's
+/// alone).
 pub(crate) async fn assign_drives(
     st: &Arc<Station>,
     patience: Duration,
     n: usize,
+    job: &str,
     joinable: Option<&str>,
 ) -> Result<(PairRow, Vec<DriveRow>)> {
-    let deadline = tokio::time::Instant::now() + patience;
+    let started = tokio::time::Instant::now();
+    let deadline = started + patience;
+    let mut idle_checked = false;
+    let _waiting = WaitingGauge::new();
     loop {
+        if !idle_checked && started.elapsed() >= st.cfg.idle_notice {
+            idle_checked = true;
+            notice_idle_drives(st, job, n, started.elapsed()).await;
+        }
         let pairs = st.catalog.list_pairs().await?;
         let mut ordered = connected_pairs(pairs, &*st.peers.lock().await);
         let load = st.pair_load.lock().await.clone();

@@ -358,7 +358,11 @@ async fn run_lane(
     sink: &Sink,
     copied: &AtomicU64,
 ) -> Result<LaneTotals> {
-    let (pair, drives) = registry::assign_drives(st, Duration::from_secs(600), 2, None).await?;
+    let what = match target {
+        Target::Copies { pool } => format!("a pool backup to copy pool {pool}"),
+        Target::Primaries { pool } => format!("a tape recovery to pool {pool}"),
+    };
+    let (pair, drives) = registry::assign_drives(st, Duration::from_secs(600), 2, &what, None).await?;
     let (Some(write), Some(read)) = (drives.first().cloned(), drives.get(1).cloned()) else {
         bail!("the station handed out {} drives, not 2", drives.len());
     };

@@ -112,7 +112,8 @@ async fn act(
     })
     .await;
 
-    let (pair, drives) = registry::assign_drives(st, Duration::from_secs(600), 2, None)
+    let what = format!("a merge into ABS {new_abs}");
+    let (pair, drives) = registry::assign_drives(st, Duration::from_secs(600), 2, &what, None)
         .await
         .context("a merge reads on one drive and writes on another of the same back-end")?;
     let (write_drive, read_drive) = (drives[0].clone(), drives[1].clone());
