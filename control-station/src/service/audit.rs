@@ -38,7 +38,7 @@ pub(crate) async fn audit(st: &Arc<Station>, label: &str) -> Result<AuditReport>
     let assigned = registry::assign(st, Duration::from_secs(600), registry::Purpose::Restore).await?;
     let (pair, drive) = (assigned.pair, assigned.drive);
     let result = async {
-        library::mount_for_read(st, &pair.be_name, &drive, &tape).await?;
+        library::mount_for_read(st, "a tape verify", &pair.be_name, &drive, &tape).await?;
         let checked = async {
             for s in &segments {
                 let cmd = Command::VerifySegment {

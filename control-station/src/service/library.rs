@@ -110,11 +110,18 @@ async fn mount_tape_for_write(
     Ok(tape)
 }
 
-/// Have the back-end mount a tape for reading.
 /// How long a restore waits for a tape another drive holds.
 pub(crate) const TAPE_PATIENCE: Duration = Duration::from_secs(3600);
 
-pub(crate) async fn mount_for_read(st: &Arc<Station>, be: &str, drive: &DriveRow, tape: &TapeRow) -> Result<()> {
+/// Have the back-end mount a tape for reading, for `job` (what a
+/// notification says needs the tape when it is not in the library).
+pub(crate) async fn mount_for_read(
+    st: &Arc<Station>,
+    job: &str,
+    be: &str,
+    drive: &DriveRow,
+    tape: &TapeRow,
+) -> Result<()> {
     if tape.location != TapeLocation::Library {
         let why = format!(
             "tape {} is {} (image at {}): import it into the library first (smapp library import)",
@@ -125,7 +132,7 @@ pub(crate) async fn mount_for_read(st: &Arc<Station>, be: &str, drive: &DriveRow
             proto::domain::NotificationKind::TapeNeeded,
             &format!("tape_needed:{}", tape.label),
             &format!("tape {}", tape.label),
-            &format!("a restore needs it and it is not in the library: {why}"),
+            &format!("{job} needs it and it is not in the library: {why}"),
             None,
         )
         .await;

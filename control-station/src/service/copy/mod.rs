@@ -78,6 +78,14 @@ impl Target {
             Target::Copies { pool } | Target::Primaries { pool } => pool,
         }
     }
+
+    /// The job, as a notification names it.
+    fn job(&self) -> String {
+        match self {
+            Target::Copies { pool } => format!("a pool backup to copy pool {pool}"),
+            Target::Primaries { pool } => format!("a tape recovery to pool {pool}"),
+        }
+    }
 }
 
 /// Where the lanes' events go (to the client's stream).
@@ -358,11 +366,7 @@ async fn run_lane(
     sink: &Sink,
     copied: &AtomicU64,
 ) -> Result<LaneTotals> {
-    let what = match target {
-        Target::Copies { pool } => format!("a pool backup to copy pool {pool}"),
-        Target::Primaries { pool } => format!("a tape recovery to pool {pool}"),
-    };
-    let (pair, drives) = registry::assign_drives(st, Duration::from_secs(600), 2, &what, None).await?;
+    let (pair, drives) = registry::assign_drives(st, Duration::from_secs(600), 2, &target.job(), None).await?;
     let (Some(write), Some(read)) = (drives.first().cloned(), drives.get(1).cloned()) else {
         bail!("the station handed out {} drives, not 2", drives.len());
     };
@@ -425,7 +429,7 @@ async fn lane_work(
                 visit.tape_label
             )))
         })?;
-        library::mount_for_read(st, be, &d.read, &tape).await?;
+        library::mount_for_read(st, &target.job(), be, &d.read, &tape).await?;
         run.totals.tapes_read.push(tape.label.clone());
         let res = copy_visit(st, target, visit, d, &mut run).await;
         let dismounted = library::dismount(st, be, &d.read, &tape, false).await;

@@ -187,7 +187,7 @@ async fn read_tape<E: EventSink>(
         send,
         &what,
         Abandon::Never,
-        library::mount_for_read(st, &pair.be_name, drive, &tape),
+        library::mount_for_read(st, "a restore", &pair.be_name, drive, &tape),
     )
     .await?;
     st.catalog
