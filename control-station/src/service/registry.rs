@@ -158,6 +158,16 @@ pub(crate) enum Purpose<'a> {
     Restore,
 }
 
+impl Purpose<'_> {
+    /// The job, as a notification names it.
+    pub(crate) fn job(&self) -> String {
+        match self {
+            Purpose::Backup { pool } => format!("a backup to pool {pool}"),
+            Purpose::Restore => "a restore".to_string(),
+        }
+    }
+}
+
 /// A pair and a drive handed to a channel.
 #[derive(Debug, Clone)]
 pub(crate) struct Assignment {
@@ -180,19 +190,10 @@ fn connected_pairs(pairs: Vec<PairRow>, peers: &std::collections::HashMap<String
 /// already writing (fewest channels first, up to
 /// [`MAX_CHANNELS_PER_DRIVE`]). Waits up to `patience` while all are busy.
 pub(crate) async fn assign(st: &Arc<Station>, patience: Duration, purpose: Purpose<'_>) -> Result<Assignment> {
-    let started = tokio::time::Instant::now();
-    let deadline = started + patience;
-    let mut idle_checked = false;
-    let _waiting = WaitingGauge::new();
+    let deadline = tokio::time::Instant::now() + patience;
+    let mut waiting = Waiting::new(purpose.job(), 1);
     loop {
-        if !idle_checked && started.elapsed() >= st.cfg.idle_notice {
-            idle_checked = true;
-            let job = match purpose {
-                Purpose::Backup { pool } => format!("a backup to pool {pool}"),
-                Purpose::Restore => "a restore".to_string(),
-            };
-            notice_idle_drives(st, &job, 1, started.elapsed()).await;
-        }
+        waiting.notice_idle_drives(st).await;
         let pairs = st.catalog.list_pairs().await?;
         let connected = connected_pairs(pairs, &*st.peers.lock().await);
         if connected.is_empty() {
@@ -276,18 +277,39 @@ pub(crate) async fn assign(st: &Arc<Station>, patience: Duration, purpose: Purpo
     }
 }
 
-/// Counts a job waiting for a drive (gauge `dmc_station_jobs_waiting`)
-/// while it lives.
-struct WaitingGauge;
+/// A job waiting for `need` drives: counted in the gauge
+/// `dmc_station_jobs_waiting` while it lives, and once it has waited
+/// `--idle-notice`, the drives left idle meanwhile are notified (once).
+struct Waiting {
+    job: String,
+    need: usize,
+    started: tokio::time::Instant,
+    noticed: bool,
+}
 
-impl WaitingGauge {
-    fn new() -> WaitingGauge {
+impl Waiting {
+    fn new(job: String, need: usize) -> Waiting {
         metrics::gauge!("dmc_station_jobs_waiting").increment(1.0);
-        WaitingGauge
+        Waiting {
+            job,
+            need,
+            started: tokio::time::Instant::now(),
+            noticed: false,
+        }
+    }
+
+    /// Notifies the idle drives the first time the job has waited long
+    /// enough; nothing before or after.
+    async fn notice_idle_drives(&mut self, st: &Arc<Station>) {
+        let waited = self.started.elapsed();
+        if !self.noticed && waited >= st.cfg.idle_notice {
+            self.noticed = true;
+            notice_idle_drives(st, &self.job, self.need, waited).await;
+        }
     }
 }
 
-impl Drop for WaitingGauge {
+impl Drop for Waiting {
     fn drop(&mut self) {
         metrics::gauge!("dmc_station_jobs_waiting").decrement(1.0);
     }
@@ -348,15 +370,10 @@ pub(crate) async fn assign_drives(
     job: &str,
     joinable: Option<&str>,
 ) -> Result<(PairRow, Vec<DriveRow>)> {
-    let started = tokio::time::Instant::now();
-    let deadline = started + patience;
-    let mut idle_checked = false;
-    let _waiting = WaitingGauge::new();
+    let deadline = tokio::time::Instant::now() + patience;
+    let mut waiting = Waiting::new(job.to_string(), n);
     loop {
-        if !idle_checked && started.elapsed() >= st.cfg.idle_notice {
-            idle_checked = true;
-            notice_idle_drives(st, job, n, started.elapsed()).await;
-        }
+        waiting.notice_idle_drives(st).await;
         let pairs = st.catalog.list_pairs().await?;
         let mut ordered = connected_pairs(pairs, &*st.peers.lock().await);
         let load = st.pair_load.lock().await.clone();

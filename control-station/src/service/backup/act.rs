@@ -42,8 +42,8 @@ pub(super) async fn act(
         let registry::Assignment { pair, drive, joined } = waiting(send, "a drive", abandon, assigned).await?;
         (pair, vec![drive], joined)
     } else {
-        let what = format!("a backup to pool {}", job.pool);
-        let assigned = registry::assign_drives(st, Duration::from_secs(600), want_drives, &what, Some(&job.pool));
+        let who = registry::Purpose::Backup { pool: &job.pool }.job();
+        let assigned = registry::assign_drives(st, Duration::from_secs(600), want_drives, &who, Some(&job.pool));
         let what = format!("{want_drives} free drives");
         let (pair, drives) = waiting(send, &what, abandon, assigned).await?;
         (pair, drives, false)
